@@ -1,0 +1,56 @@
+# One vocabulary for the whole project: run, test, lint, fmt, bench, chart-check, fuzz.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast lint fmt bench chart-check fuzz browser clean install
+
+# The virtual environment is rebuilt whenever pyproject.toml changes.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the whole system on the embedded stack (PostgreSQL + Tansu) and print the URLs.
+run: $(STAMP)
+	$(PY) -m devstack run
+
+## The whole test suite against real PostgreSQL, the real broker, real HTTP and a real browser.
+test: $(STAMP) browser
+	$(PY) -m pytest -q -p no:cacheprovider
+	$(MAKE) chart-check
+
+## The browser tests need Debian's Chromium; install it once if it is missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian chromium for the browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium could not be installed: browser tests will fail"; }
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy shared services devstack
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## Benchmarks against ceilings measured in the same run; writes docs/benchmarks.md.
+bench: $(STAMP)
+	$(PY) -m bench
+
+## Render, lint and schema-validate the Helm chart with the embedded Helm engine.
+chart-check: $(STAMP)
+	$(PY) deploy/helm/check_chart.py
+
+## Longer fuzzing of every OpenAPI document than the bounded run in `make test`.
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=500 $(PY) -m pytest -q tests/fuzz
+
+clean:
+	rm -rf .run test-artifacts .pytest_cache
