@@ -10,20 +10,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_SUBJECT_KEY = "dev-only-subject-key-change-me"
 
 
-class BaseServiceSettings(BaseSettings):
-    """Settings every service shares: where the database and the broker are, and the secrets."""
+class KafkaSettings(BaseSettings):
+    """How to reach the broker; all a topic-provisioning job needs."""
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
 
     environment: Literal["development", "test", "production"] = "development"
     service_name: str = "service"
-    host: str = "127.0.0.1"
-    port: int = 8000
-
-    database_url: str = "postgresql://postgres@localhost/postgres"
-    db_pool_min: int = 2
-    db_pool_max: int = 10
-
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
@@ -32,31 +25,6 @@ class BaseServiceSettings(BaseSettings):
     kafka_ssl_cafile: str | None = None
     kafka_topic_partitions: int = 6
     kafka_topic_replication: int = 1
-
-    # Keyed HMAC secret for pseudonymous subject keys. Every service of one exchange shares it.
-    subject_key_secret: SecretStr = SecretStr(DEV_SUBJECT_KEY)
-    # JSON/YAML file of registered clients (credentials stored as hashes); seeded into the database.
-    clients_file: str | None = None
-
-    log_level: str = "INFO"
-    log_json: bool = True
-
-    outbox_poll_interval: float = Field(default=1.0, description="seconds between polls when no NOTIFY arrives")
-    outbox_batch_size: int = 500
-    outbox_replay_window: float = Field(
-        default=3600.0, description="seconds of published outbox rows re-sent after the broker lost its log"
-    )
-    consumer_max_retries: int = 3
-    run_background: bool = Field(default=True, description="run the outbox relay and consumers in-process")
-
-    otel_exporter: Literal["none", "console", "otlp"] = "none"
-    otel_endpoint: str | None = None
-
-    @model_validator(mode="after")
-    def _refuse_dev_secrets_in_production(self) -> BaseServiceSettings:
-        if self.environment == "production" and self.subject_key_secret.get_secret_value() == DEV_SUBJECT_KEY:
-            raise ValueError("SUBJECT_KEY_SECRET must be set to a real secret outside development")
-        return self
 
     def kafka_client_options(self) -> dict[str, object]:
         """Connection options shared by every aiokafka client of this service."""
@@ -74,3 +42,41 @@ class BaseServiceSettings(BaseSettings):
 
             options["ssl_context"] = create_ssl_context(cafile=self.kafka_ssl_cafile)
         return options
+
+
+class BaseServiceSettings(KafkaSettings):
+    """Settings every service shares: where the database and the broker are, and the secrets."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    database_url: str = "postgresql://postgres@localhost/postgres"
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+
+    # Keyed HMAC secret for pseudonymous subject keys. Every service of one exchange shares it.
+    subject_key_secret: SecretStr = SecretStr(DEV_SUBJECT_KEY)
+    # JSON/YAML file of registered clients (credentials stored as hashes); seeded into the database.
+    clients_file: str | None = None
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    outbox_poll_interval: float = Field(
+        default=1.0, description="seconds between polls when no NOTIFY arrives"
+    )
+    outbox_batch_size: int = 500
+    outbox_replay_window: float = Field(
+        default=3600.0, description="seconds of published outbox rows re-sent after the broker lost its log"
+    )
+    consumer_max_retries: int = 3
+    run_background: bool = Field(default=True, description="run the outbox relay and consumers in-process")
+
+    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    otel_endpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> BaseServiceSettings:
+        if self.environment == "production" and self.subject_key_secret.get_secret_value() == DEV_SUBJECT_KEY:
+            raise ValueError("SUBJECT_KEY_SECRET must be set to a real secret outside development")
+        return self

@@ -1,0 +1,1 @@
+"""The embedded development and test stack: PostgreSQL and Tansu started from their wheels."""

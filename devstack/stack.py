@@ -1,0 +1,304 @@
+"""The whole system on one machine: embedded PostgreSQL, Tansu, two registries, exchange, verification.
+
+Used by ``make run`` (``python -m devstack run``) and by the end-to-end tests, so that what the
+tests start is what an operator starts. Environment overrides: ``DATABASE_URL`` (an existing
+PostgreSQL server: one database per service is created in it) and ``KAFKA_BOOTSTRAP_SERVERS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import yaml
+
+from devstack.embedded import Broker, EmbeddedPostgres, env_with, free_port
+from shared.auth import DEFAULT_SCOPES, hash_secret
+from shared.db import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+ORIGIN, DESTINATION = "320412", "440703"
+SERVICES_DIR = ROOT / "services"
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    module: str
+    port: int
+    database: str
+    env: dict[str, str] = field(default_factory=dict)
+    jurisdictions: list[str] = field(default_factory=list)
+    dsn: str = ""
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _clients(existing: dict[str, str]) -> list[dict[str, Any]]:
+    """Demo clients: one per kind. Secrets are kept only in stack.json (and the caller's memory)."""
+    specs = [
+        ("reg-320412", "jurisdiction", ORIGIN),
+        ("reg-440703", "jurisdiction", DESTINATION),
+        ("kiosk-440703", "kiosk", DESTINATION),
+        ("dept-440703", "department", DESTINATION),
+        ("operator", "operator", None),
+    ]
+    import secrets
+
+    out = []
+    for client_id, kind, jurisdiction in specs:
+        token = existing.get(client_id) or f"{client_id}.{secrets.token_urlsafe(32)}"
+        out.append(
+            {
+                "client_id": client_id,
+                "kind": kind,
+                "jurisdiction": jurisdiction,
+                "scopes": DEFAULT_SCOPES[kind],
+                "token": token,
+            }
+        )
+    return out
+
+
+class Stack:
+    """Start, describe and stop the system. ``run_dir`` holds data, logs and stack.json."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        fixed_ports: bool = False,
+        extra_env: dict[str, str] | None = None,
+        pg_cleanup: str | None = "stop",
+        pg: EmbeddedPostgres | None = None,
+        db_prefix: str = "",
+    ):
+        self.run_dir = run_dir
+        self.fixed_ports = fixed_ports
+        self.extra_env = extra_env or {}
+        self.pg_cleanup = pg_cleanup
+        self.pg: EmbeddedPostgres | None = pg
+        self.own_pg = pg is None
+        self.db_prefix = db_prefix
+        self.broker: Broker | None = None
+        self.services: list[ServiceProcess] = []
+        self.bootstrap = ""
+        self.clients: list[dict[str, Any]] = []
+        self.subject_secret = "dev-only-subject-key-change-me"  # noqa: S105 - the development default
+
+    # --- infrastructure -----------------------------------------------------------------------
+    def start_infrastructure(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "logs").mkdir(exist_ok=True)
+        external_db = os.environ.get("DATABASE_URL")
+        if not external_db and self.pg is None:
+            self.pg = EmbeddedPostgres(self.run_dir / "pgdata", cleanup=self.pg_cleanup)
+        external_kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if external_kafka:
+            self.bootstrap = external_kafka
+        else:
+            self.broker = Broker(
+                9092 if self.fixed_ports and _port_free(9092) else None, self.run_dir / "logs" / "broker.log"
+            ).start()
+            self.bootstrap = self.broker.bootstrap
+
+    def database(self, name: str) -> str:
+        """A database of the service's own, in the embedded cluster or in DATABASE_URL's server."""
+        if self.pg is not None:
+            return self.pg.create_database(self.db_prefix + name)
+        admin = os.environ["DATABASE_URL"]
+        _create_external_database(admin, self.db_prefix + name)
+        parts = urlsplit(admin)
+        return urlunsplit(
+            (parts.scheme, parts.netloc, "/" + self.db_prefix + name, parts.query, parts.fragment)
+        )
+
+    # --- services -----------------------------------------------------------------------------
+    def plan(self) -> None:
+        def port(default: int) -> int:
+            return default if self.fixed_ports and _port_free(default) else free_port()
+
+        self.services = [
+            ServiceProcess(
+                f"registry-{ORIGIN}",
+                "services.registry",
+                port(8001),
+                f"registry_{ORIGIN}",
+                {"JURISDICTIONS": ORIGIN},
+                [ORIGIN],
+            ),
+            ServiceProcess(
+                f"registry-{DESTINATION}",
+                "services.registry",
+                port(8002),
+                f"registry_{DESTINATION}",
+                {"JURISDICTIONS": DESTINATION},
+                [DESTINATION],
+            ),
+            ServiceProcess("migrant_exchange", "services.migrant_exchange", port(8010), "migrant_exchange"),
+            ServiceProcess("verification", "services.verification", port(8020), "verification"),
+        ]
+
+    def write_clients(self) -> Path:
+        previous = {}
+        stack_file = self.run_dir / "stack.json"
+        if stack_file.exists():
+            previous = {
+                c["client_id"]: c["token"] for c in json.loads(stack_file.read_text()).get("clients", [])
+            }
+        self.clients = _clients(previous)
+        path = self.run_dir / "clients.yaml"
+        entries = [
+            {k: v for k, v in c.items() if k != "token"}
+            | {"secret_hash": hash_secret(c["token"].split(".", 1)[1])}
+            for c in self.clients
+        ]
+        path.write_text(yaml.safe_dump(entries, sort_keys=False))
+        return path
+
+    def start_services(self) -> None:
+        clients_file = self.write_clients()
+        assert clients_file.exists()
+        for svc in self.services:
+            svc.dsn = self.database(svc.database)
+            service = svc.module.split(".")[1]
+            asyncio.run(migrate(svc.dsn, service, SERVICES_DIR / service / "migrations"))
+            self.spawn(svc)
+        for svc in self.services:
+            self.wait_ready(svc)
+
+    def spawn(self, svc: ServiceProcess) -> None:
+        log = open(self.run_dir / "logs" / f"{svc.name}.log", "ab")  # noqa: SIM115
+        svc.process = subprocess.Popen(
+            [sys.executable, "-m", svc.module, "serve"],
+            env=self._env_of(svc),
+            stdout=log,
+            stderr=log,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, svc: ServiceProcess, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if svc.process and svc.process.poll() is not None:
+                raise RuntimeError(f"{svc.name} exited; see {self.run_dir / 'logs' / (svc.name + '.log')}")
+            try:
+                r = httpx.get(svc.url + "/readyz", timeout=2)
+                if r.status_code == 200 and all(
+                    v == "assigned" for v in r.json().get("consumers", {}).values()
+                ):
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{svc.name} not ready after {timeout}s")
+
+    def stop_service(self, svc: ServiceProcess, sig: int = signal.SIGTERM) -> None:
+        if svc.process and svc.process.poll() is None:
+            svc.process.send_signal(sig)
+            try:
+                svc.process.wait(10)
+            except subprocess.TimeoutExpired:
+                svc.process.kill()
+                svc.process.wait()
+
+    def restart_service(self, svc: ServiceProcess, sig: int = signal.SIGTERM) -> None:
+        self.stop_service(svc, sig)
+        self.spawn(svc)
+        self.wait_ready(svc)
+
+    def _env_of(self, svc: ServiceProcess) -> dict[str, str]:
+        env = env_with(
+            database_url=svc.dsn,
+            kafka_bootstrap_servers=self.bootstrap,
+            port=str(svc.port),
+            host="127.0.0.1",
+            clients_file=str(self.run_dir / "clients.yaml"),
+            subject_key_secret=self.subject_secret,
+            environment="development",
+            kafka_topic_partitions="4",
+            outbox_replay_window="600",
+            **{k.lower(): v for k, v in svc.env.items()},
+            **{k.lower(): v for k, v in self.extra_env.items()},
+        )
+        env["SERVICE_NAME"] = svc.name
+        return env
+
+    def service(self, name: str) -> ServiceProcess:
+        return next(s for s in self.services if s.name == name)
+
+    def token(self, client_id: str) -> str:
+        return next(c["token"] for c in self.clients if c["client_id"] == client_id)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "services": {s.name: {"url": s.url, "jurisdictions": s.jurisdictions} for s in self.services},
+            "broker": {"bootstrap_servers": self.bootstrap},
+            "databases": {s.name: s.dsn for s in self.services},
+            "clients": self.clients,
+            "urls": {
+                "dashboard": self.service("migrant_exchange").url + "/dashboard",
+                "kiosk": self.service("verification").url + "/kiosk",
+                "api_docs": {s.name: s.url + "/docs" for s in self.services},
+            },
+        }
+
+    def write_description(self) -> Path:
+        path = self.run_dir / "stack.json"
+        path.write_text(json.dumps(self.describe(), indent=2, ensure_ascii=False))
+        path.chmod(0o600)  # it holds the demo credentials
+        return path
+
+    def start(self) -> Stack:
+        self.start_infrastructure()
+        self.plan()
+        self.start_services()
+        self.write_description()
+        return self
+
+    def stop(self) -> None:
+        for svc in self.services:
+            self.stop_service(svc)
+        if self.broker:
+            self.broker.stop()
+        if self.pg and self.own_pg:
+            self.pg.stop()
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _create_external_database(admin_dsn: str, name: str) -> None:
+    import asyncpg
+
+    async def create() -> None:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())

@@ -1,0 +1,1 @@
+"""The three services of the exchange. They never import each other; shared code is in ``shared``."""

@@ -1,0 +1,136 @@
+"""All SQL of the exchange: roster, agreements, notifications."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import asyncpg
+
+from services.migrant_exchange.domain.routing import Whereabouts
+
+
+async def whereabouts(conn: asyncpg.Connection, subject: str) -> Whereabouts:
+    row = await conn.fetchrow(
+        "SELECT hukou_division, residence_division, residence_as_of FROM roster WHERE subject = $1 FOR UPDATE",
+        subject,
+    )
+    if row is None:
+        return Whereabouts(None, None)
+    return Whereabouts(row["hukou_division"], row["residence_division"], row["residence_as_of"])
+
+
+async def save_whereabouts(
+    conn: asyncpg.Connection, subject: str, w: Whereabouts, moved: bool, at: dt.datetime
+) -> None:
+    await conn.execute(
+        """INSERT INTO roster (subject, hukou_division, residence_division, residence_as_of, moves, last_event_at)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (subject) DO UPDATE SET hukou_division = EXCLUDED.hukou_division,
+               residence_division = EXCLUDED.residence_division, residence_as_of = EXCLUDED.residence_as_of,
+               moves = roster.moves + EXCLUDED.moves,
+               last_event_at = greatest(roster.last_event_at, EXCLUDED.last_event_at), updated_at = now()""",
+        subject,
+        w.hukou,
+        w.residence,
+        w.as_of,
+        int(moved),
+        at,
+    )
+
+
+async def agreement(conn: asyncpg.Connection, a: str, b: str) -> asyncpg.Record | None:
+    """The agreement between two jurisdictions, the most specific first ('*' is a wildcard)."""
+    return await conn.fetchrow(
+        """SELECT * FROM agreements
+           WHERE (division_a IN ($1, '*') AND division_b IN ($2, '*')) OR (division_a IN ($2, '*') AND division_b IN ($1, '*'))
+           ORDER BY (division_a = '*')::int + (division_b = '*')::int LIMIT 1""",
+        a,
+        b,
+    )
+
+
+async def insert_notification(conn: asyncpg.Connection, n: dict[str, Any]) -> bool:
+    inserted = await conn.fetchval(
+        """INSERT INTO notifications (id, target_division, source_division, subject, event_id, event_type,
+                                      event_sequence, event_time, payload, deadline)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT (event_id, target_division) DO NOTHING RETURNING true""",
+        n["notification_id"],
+        n["target_division"],
+        n["source_division"],
+        n["subject"],
+        n["event_id"],
+        n["event_type"],
+        n["event_sequence"],
+        n["event_time"],
+        n["payload"],
+        n["deadline"],
+    )
+    return bool(inserted)
+
+
+async def close_notification(
+    conn: asyncpg.Connection,
+    notification_id: uuid.UUID,
+    from_division: str,
+    outcome: str,
+    conflicts: list[dict[str, Any]],
+    reason: str | None,
+) -> bool:
+    """Record the feedback; only the addressee can close a notification, and only once."""
+    done = await conn.fetchval(
+        """UPDATE notifications SET state = $3, feedback_at = now(), conflicts = $4, reason = $5
+           WHERE id = $1 AND target_division = $2 AND state IN ('pending', 'overdue') RETURNING true""",
+        notification_id,
+        from_division,
+        outcome,
+        conflicts,
+        reason,
+    )
+    return bool(done)
+
+
+async def mark_overdue(conn: asyncpg.Connection) -> int:
+    result = await conn.execute(
+        "UPDATE notifications SET state = 'overdue', overdue_at = now() WHERE state = 'pending' AND deadline < now()"
+    )
+    return int(result.split()[-1])
+
+
+async def list_notifications(
+    conn: asyncpg.Connection,
+    jurisdiction: str | None,
+    state: str | None,
+    limit: int,
+    after: dt.datetime | None,
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT * FROM notifications
+           WHERE ($1::text IS NULL OR target_division = $1 OR source_division = $1)
+             AND ($2::text IS NULL OR state = $2)
+             AND ($4::timestamptz IS NULL OR created_at > $4)
+           ORDER BY created_at LIMIT $3""",
+        jurisdiction,
+        state,
+        limit,
+        after,
+    )
+
+
+async def get_notification(conn: asyncpg.Connection, notification_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM notifications WHERE id = $1", notification_id)
+
+
+async def list_migrants(
+    conn: asyncpg.Connection, origin: str | None, destination: str | None, limit: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT subject, hukou_division, residence_division, moves, last_event_at FROM roster
+           WHERE hukou_division IS DISTINCT FROM residence_division
+             AND ($1::text IS NULL OR hukou_division = $1) AND ($2::text IS NULL OR residence_division = $2)
+           ORDER BY last_event_at DESC LIMIT $3""",
+        origin,
+        destination,
+        limit,
+    )

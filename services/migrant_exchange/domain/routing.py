@@ -1,0 +1,52 @@
+"""Who must hear of an event: pure routing rules over household registration and residence."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Whereabouts:
+    """A subject's place of household registration (origin) and current residence (destination).
+
+    ``as_of`` is the time of the event that last set the residence: events arrive on several
+    topics with no order between them, so an older event must not undo a newer move.
+    """
+
+    hukou: str | None
+    residence: str | None
+    as_of: dt.datetime | None = None
+
+
+def after_event(
+    current: Whereabouts, event_type: str, data: dict[str, object], hint: Whereabouts, at: dt.datetime
+) -> Whereabouts:
+    """The subject's whereabouts once this event (made at ``at``) is taken into account."""
+    hukou = current.hukou or hint.hukou
+    residence, as_of = current.residence or hint.residence, current.as_of
+    newer = as_of is None or at >= as_of
+    if event_type == "person.registered.v1":
+        hukou = str(data["hukou_division"])
+        if newer:
+            residence, as_of = str(data["residence_division"]), at
+    elif event_type.startswith("migration."):
+        hukou = str(data.get("hukou_division") or hukou)
+        if newer:
+            residence, as_of = str(data["to_division"]), at
+    return Whereabouts(hukou, residence, as_of)
+
+
+def counterparts(producer: str, event_type: str, data: dict[str, object], after: Whereabouts) -> set[str]:
+    """Jurisdictions other than the producer that keep this subject's records.
+
+    Origin (hukou) and destination (residence) always hear; for a move, the place left and the
+    place arrived at hear too. A person who moved on (A -> B -> C) is no longer B's business, and
+    a returnee's later events stay at the origin.
+    """
+    targets = {after.hukou, after.residence}
+    if event_type.startswith("migration."):
+        targets |= {str(data["from_division"]), str(data["to_division"])}
+    if event_type == "marriage.registered.v1":
+        targets.add(str(data.get("registered_in")))
+    return {t for t in targets if t and t != producer and t != "None"}

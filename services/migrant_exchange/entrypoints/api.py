@@ -1,0 +1,190 @@
+"""HTTP entry point of the migrant exchange."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, FastAPI, Query
+from pydantic import BaseModel, Field
+
+from services.migrant_exchange.adapters import repository as repo
+from services.migrant_exchange.entrypoints.consumer import consumers
+from services.migrant_exchange.service_layer import handlers
+from services.migrant_exchange.service_layer.agreements import load_agreements
+from services.migrant_exchange.settings import ExchangeSettings
+from shared.app import UnitOfWork, create_service_app
+from shared.auth import Client, require
+from shared.errors import Forbidden, NotFound
+from shared.events import payloads as p
+from shared.identity import DivisionCode
+from shared.outbox import add_event
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1", tags=["exchange"])
+ExchangeReader = Annotated[Client, require("exchange:read")]
+FeedbackWriter = Annotated[Client, require("exchange:feedback")]
+State = Literal["pending", "applied", "conflict", "rejected", "overdue"]
+
+
+class Notification(BaseModel):
+    notification_id: uuid.UUID
+    target_division: str
+    source_division: str
+    subject: str
+    event_id: uuid.UUID
+    event_type: str
+    event_sequence: int
+    event_time: dt.datetime
+    state: State
+    deadline: dt.datetime
+    created_at: dt.datetime
+    feedback_at: dt.datetime | None
+    conflicts: list[dict[str, Any]] | None
+    reason: str | None
+    payload: dict[str, Any] | None = Field(default=None, description="only for the addressed jurisdiction")
+
+
+class Migrant(BaseModel):
+    subject: str = Field(description="pseudonymous subject key")
+    hukou_division: str | None
+    residence_division: str | None
+    moves: int
+    last_event_at: dt.datetime
+
+
+class FeedbackIn(BaseModel):
+    outcome: Literal["applied", "conflict", "rejected"]
+    conflicts: list[p.FieldConflict] = Field(default_factory=list)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+def _scope_to(client: Client, jurisdiction: str | None) -> str | None:
+    """Jurisdictions see their own traffic; operators may look at any."""
+    if client.kind == "operator":
+        return jurisdiction
+    if jurisdiction is not None and jurisdiction != client.jurisdiction:
+        raise Forbidden(
+            "a jurisdiction reads only its own notifications", field="jurisdiction", rule="own-jurisdiction"
+        )
+    return client.jurisdiction
+
+
+@router.get(
+    "/notifications", response_model=list[Notification], summary="Notifications by jurisdiction and state"
+)
+async def list_notifications(
+    conn: UnitOfWork,
+    client: ExchangeReader,
+    jurisdiction: DivisionCode | None = None,
+    state: State | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: dt.datetime | None = None,
+) -> list[dict[str, Any]]:
+    """What was sent to or by a jurisdiction; the addressee also gets the payload to apply over REST."""
+    scope = _scope_to(client, jurisdiction)
+    rows = await repo.list_notifications(conn, scope, state, limit, after)
+    return [
+        {
+            **dict(r),
+            "notification_id": r["id"],
+            "payload": r["payload"]
+            if client.kind == "jurisdiction" and r["target_division"] == client.jurisdiction
+            else None,
+        }
+        for r in rows
+    ]
+
+
+@router.post(
+    "/notifications/{notification_id}/feedback",
+    response_model=Notification,
+    summary="Answer a notification over REST",
+)
+async def post_feedback(
+    notification_id: uuid.UUID, body: FeedbackIn, conn: UnitOfWork, client: FeedbackWriter
+) -> dict[str, Any]:
+    """For jurisdictions not on Kafka: the addressee reports applied / conflict / rejected."""
+    row = await repo.get_notification(conn, notification_id)
+    if row is None or row["target_division"] != client.jurisdiction:
+        raise NotFound(
+            "no notification with this id is addressed to the client's jurisdiction",
+            field="notification_id",
+            rule="addressed-to-client",
+        )
+    feedback = p.ExchangeFeedbackV1(
+        notification_id=notification_id,
+        from_division=row["target_division"],
+        outcome=body.outcome,
+        conflicts=body.conflicts,
+        reason=body.reason,
+        applied_at=dt.datetime.now(dt.UTC),
+    )
+    await handlers.record_feedback(conn, feedback)
+    await add_event(
+        conn,
+        event_type="exchange.feedback.v1",
+        source=f"/registry/{row['target_division']}",
+        subject=row["subject"],
+        data=feedback,
+        origin=row["target_division"],
+        destination=row["source_division"],
+    )
+    updated = await repo.get_notification(conn, notification_id)
+    return {**dict(updated), "notification_id": notification_id, "payload": None}
+
+
+@router.get("/migrants", response_model=list[Migrant], summary="The migrant roster by origin and destination")
+async def list_migrants(
+    conn: UnitOfWork,
+    client: ExchangeReader,
+    origin: DivisionCode | None = None,
+    destination: DivisionCode | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> list[dict[str, Any]]:
+    """People registered in one place and living in another (pseudonymous keys only)."""
+    if client.kind != "operator" and client.jurisdiction not in (origin, destination):
+        raise Forbidden(
+            "name your own jurisdiction as origin or destination", field="origin", rule="own-jurisdiction"
+        )
+    return [dict(r) for r in await repo.list_migrants(conn, origin, destination, limit)]
+
+
+async def _sweep_overdue(app: FastAPI) -> None:
+    settings: ExchangeSettings = app.state.settings
+    while True:
+        await asyncio.sleep(settings.overdue_sweep_interval)
+        try:
+            async with app.state.pool.acquire() as conn:
+                await repo.mark_overdue(conn)
+        except Exception as e:
+            log.warning("overdue sweep failed", extra={"error": type(e).__name__})
+
+
+async def _startup(app: FastAPI) -> None:
+    async with app.state.pool.acquire() as conn:
+        await load_agreements(conn, app.state.settings)
+    app.state.sweeper = asyncio.create_task(_sweep_overdue(app))
+
+
+async def _shutdown(app: FastAPI) -> None:
+    app.state.sweeper.cancel()
+    with contextlib.suppress(BaseException):
+        await app.state.sweeper
+
+
+def create_app(settings: ExchangeSettings | None = None) -> FastAPI:
+    settings = settings or ExchangeSettings()
+    return create_service_app(
+        settings,
+        title="Migrant exchange",
+        description="Routes vital events between origin and destination, tracks feedback, reconciles, reports.",
+        routers=[router],
+        consumers=consumers,
+        on_startup=_startup,
+        on_shutdown=_shutdown,
+    )

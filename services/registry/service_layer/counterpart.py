@@ -1,0 +1,142 @@
+"""Applying notifications from counterpart jurisdictions, and answering them with feedback.
+
+What a counterpart tells us lands in the same tables as our own records, marked with the
+source division and event id, so each side's view of its migrants is complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from pydantic import ValidationError
+
+from services.registry.adapters import repository as repo
+from services.registry.domain import rules
+from services.registry.settings import RegistrySettings
+from shared.events import payloads as p
+from shared.events.catalog import spec_for
+from shared.events.envelope import Envelope
+from shared.identity import birth_date_of, subject_key
+from shared.outbox import add_event
+
+log = logging.getLogger(__name__)
+
+BIRTH_FIELDS = ("child_name", "child_sex", "child_birth_date", "mother_id_number", "birth_order")
+Outcome = tuple[str, list[dict[str, Any]], str | None]  # outcome, conflicts, reason
+
+
+async def apply_notification(
+    conn: asyncpg.Connection, settings: RegistrySettings, event: Envelope[p.ExchangeNotificationV1]
+) -> None:
+    """Apply one notification addressed to a jurisdiction this registry serves, then answer it."""
+    n = event.data
+    try:
+        data = spec_for(n.event_type).payload.model_validate(n.payload).model_dump()
+        target = _Target(
+            n.target_division,
+            n.source_division,
+            n.event_id,
+            settings.subject_key_secret.get_secret_value().encode(),
+        )
+        outcome, conflicts, reason = await _apply(conn, target, n.event_type, data)
+    except (ValidationError, KeyError, ValueError) as e:
+        outcome, conflicts, reason = "rejected", [], f"cannot apply {n.event_type}: {type(e).__name__}"
+    feedback = p.ExchangeFeedbackV1(
+        notification_id=n.notification_id,
+        from_division=n.target_division,
+        outcome=outcome,  # type: ignore[arg-type]
+        conflicts=[p.FieldConflict(**c) for c in conflicts],
+        reason=reason,
+        applied_at=dt.datetime.now(dt.UTC),
+    )
+    await add_event(
+        conn,
+        event_type="exchange.feedback.v1",
+        source=f"/registry/{n.target_division}",
+        subject=event.subject,
+        data=feedback,
+        origin=n.target_division,
+        destination=n.source_division,
+        traceparent=event.traceparent,
+    )
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The receiving jurisdiction, who sent the event, and which event it was."""
+
+    here: str
+    source: str
+    event_id: uuid.UUID
+    secret: bytes
+
+    def subject(self, id_number: str) -> str:
+        return subject_key(id_number, self.secret)
+
+
+async def _apply(conn: asyncpg.Connection, t: _Target, event_type: str, d: dict[str, Any]) -> Outcome:
+    if event_type == "person.registered.v1":
+        return await _apply_person(conn, t, d)
+    if event_type.startswith("migration."):
+        return await _apply_migration(conn, t, event_type.split(".")[1], d)
+    if event_type == "birth.registered.v1":
+        return await _apply_birth(conn, t, d)
+    return "rejected", [], f"{event_type} is not applied by this registry"
+
+
+async def _apply_person(conn: asyncpg.Connection, t: _Target, d: dict[str, Any]) -> Outcome:
+    existing = await repo.get_person(conn, t.here, d["id_number"])
+    if existing is None:
+        await repo.insert_person(conn, t.here, d, t.subject(d["id_number"]), t.source, t.event_id)
+        return "applied", [], None
+    conflicts = rules.birth_conflicts(dict(existing), d, ("name", "sex", "birth_date", "hukou_division"))
+    return (
+        ("conflict", conflicts, "the person is recorded here with other details")
+        if conflicts
+        else ("applied", [], None)
+    )
+
+
+async def _apply_migration(conn: asyncpg.Connection, t: _Target, kind: str, d: dict[str, Any]) -> Outcome:
+    id_number = d["id_number"]
+    await repo.insert_person(
+        conn,
+        t.here,
+        {
+            "id_number": id_number,
+            "name": d["name"],
+            "sex": rules.sex_from_id_number(id_number),
+            "birth_date": birth_date_of(id_number),
+            "hukou_division": d["hukou_division"],
+            "residence_division": d["to_division"],
+        },
+        t.subject(id_number),
+        t.source,
+        t.event_id,
+    )
+    if await repo.insert_migration(conn, t.here, d, kind, t.source, t.event_id):
+        await repo.set_residence(conn, t.here, id_number, d["to_division"])
+    return "applied", [], None
+
+
+async def _apply_birth(conn: asyncpg.Connection, t: _Target, d: dict[str, Any]) -> Outcome:
+    here = t.here
+    same = await repo.birth_by_certificate(conn, here, d["medical_certificate_number"])
+    if same is not None:
+        conflicts = rules.birth_conflicts(dict(same), d, BIRTH_FIELDS)
+        return (
+            ("conflict", conflicts, "this birth is recorded here with other details")
+            if conflicts
+            else ("applied", [], None)
+        )
+    for other in await repo.births_of_mother(conn, here, d["mother_id_number"]):
+        if other["child_birth_date"] == d["child_birth_date"] and other["child_name"] != d["child_name"]:
+            conflicts = rules.birth_conflicts(dict(other), d, ("medical_certificate_number", *BIRTH_FIELDS))
+            return "conflict", conflicts, "another birth is recorded here for this mother and date"
+    await repo.insert_birth(conn, here, d, t.source, t.event_id)
+    return "applied", [], None

@@ -1,0 +1,47 @@
+"""Registry configuration (environment variables, see shared.settings for the common ones)."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr, field_validator, model_validator
+
+from shared.identity import check_division
+from shared.settings import BaseServiceSettings
+
+DEV_KEY_ENCRYPTION_KEY = "dev-only-key-encryption-key-change-me"
+
+
+class RegistrySettings(BaseServiceSettings):
+    service_name: str = "registry"
+    port: int = 8001
+    # The jurisdictions this instance is the system of record for (JURISDICTIONS=320412,440703).
+    jurisdictions: str = "320412"
+    key_encryption_key: SecretStr = SecretStr(DEV_KEY_ENCRYPTION_KEY)
+    certificate_validity_days: int = 180
+    key_rotation_overlap_days: int = 400
+
+    @field_validator("jurisdictions")
+    @classmethod
+    def _known_divisions(cls, value: str) -> str:
+        codes = [c.strip() for c in value.split(",") if c.strip()]
+        if not codes:
+            raise ValueError("JURISDICTIONS must name at least one division code")
+        for code in codes:
+            check_division(code)
+        return ",".join(codes)
+
+    @model_validator(mode="after")
+    def _refuse_dev_key(self) -> RegistrySettings:
+        if (
+            self.environment == "production"
+            and self.key_encryption_key.get_secret_value() == DEV_KEY_ENCRYPTION_KEY
+        ):
+            raise ValueError("KEY_ENCRYPTION_KEY must be set outside development")
+        return self
+
+    @property
+    def served(self) -> frozenset[str]:
+        return frozenset(self.jurisdictions.split(","))
+
+    @property
+    def consumer_group(self) -> str:
+        return "registry-" + "-".join(sorted(self.served))

@@ -1,0 +1,175 @@
+"""What every service's FastAPI app has: lifespan wiring, unit of work, health, readiness, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import asyncpg
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared.auth import ClientRegistry, seed_clients
+from shared.consumer import EventConsumer
+from shared.db import create_pool, migrate
+from shared.errors import install_error_handlers
+from shared.idempotency import IdempotencyMiddleware
+from shared.kafka import missing_topics
+from shared.observability import MetricsMiddleware, configure_logging
+from shared.outbox import OutboxRelay
+from shared.settings import BaseServiceSettings
+
+log = logging.getLogger(__name__)
+
+ConsumerFactory = Callable[[asyncpg.Pool, Any], Sequence[EventConsumer]]
+Hook = Callable[[FastAPI], Awaitable[None]]
+
+
+async def unit_of_work(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """The request's transaction: commits when the route returns, rolls back if it raises."""
+    conn = request.scope.get("state", {}).get("idem_conn")
+    if conn is not None:  # the Idempotency-Key middleware already holds the transaction
+        yield conn
+        return
+    async with request.app.state.pool.acquire() as conn, conn.transaction():
+        yield conn
+
+
+UnitOfWork = Annotated[asyncpg.Connection, Depends(unit_of_work, scope="function")]
+
+
+async def read_pool(request: Request) -> asyncpg.Pool:
+    return request.app.state.pool  # type: ignore[no-any-return]
+
+
+Pool = Annotated[asyncpg.Pool, Depends(read_pool)]
+
+
+def create_service_app(
+    settings: BaseServiceSettings,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    consumers: ConsumerFactory | None = None,
+    on_startup: Hook | None = None,
+    on_shutdown: Hook | None = None,
+) -> FastAPI:
+    """Build a service app; pools, producers and consumers are created in the lifespan, never at import."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.service_name, settings.log_level, settings.log_json)
+        pool = await create_pool(
+            settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        )
+        app.state.pool = pool
+        app.state.settings = settings
+        if settings.clients_file:
+            async with pool.acquire() as conn:
+                await seed_clients(conn, settings.clients_file)
+        app.state.clients = ClientRegistry(pool, settings.database_url)
+        await app.state.clients.start()
+        app.state.relay = OutboxRelay(pool, settings)
+        app.state.consumers = list(consumers(pool, settings)) if consumers else []
+        tasks: list[asyncio.Task[None]] = []
+        if settings.run_background:
+            tasks.append(asyncio.create_task(app.state.relay.run(), name="outbox-relay"))
+            tasks += [asyncio.create_task(c.run(), name=f"consumer-{c.name}") for c in app.state.consumers]
+        app.state.tasks = tasks
+        if on_startup:
+            await on_startup(app)
+        log.info("service started", extra={"port": settings.port})
+        try:
+            yield
+        finally:
+            if on_shutdown:
+                await on_shutdown(app)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+            await app.state.clients.stop()
+            await pool.close()
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(IdempotencyMiddleware, pool_getter=lambda scope: app.state.pool)
+    app.add_middleware(MetricsMiddleware, service=settings.service_name)
+    app.include_router(_ops_router())
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def _ops_router() -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: database and broker reachable, with the outbox backlog")
+    async def readyz(request: Request) -> JSONResponse:
+        state = request.app.state
+        report: dict[str, Any] = {}
+        try:
+            async with state.pool.acquire(timeout=2) as conn:
+                row = await conn.fetchrow(
+                    """SELECT count(*) AS backlog,
+                              coalesce(extract(epoch FROM now() - min(created_at)), 0)::float AS oldest
+                       FROM outbox WHERE published_at IS NULL"""
+                )
+            report["database"] = "ok"
+            report["outbox_backlog"] = row["backlog"]
+            report["outbox_oldest_age_seconds"] = round(row["oldest"], 3)
+        except Exception as e:
+            report["database"] = f"unavailable: {type(e).__name__}"
+        try:
+            await asyncio.wait_for(missing_topics(state.settings, []), 2.0)
+            report["broker"] = "ok"
+        except Exception as e:
+            report["broker"] = f"unavailable: {type(e).__name__}"
+        report["consumers"] = {c.name: "assigned" if c.assigned else "waiting" for c in state.consumers}
+        ready = report["database"] == "ok" and report["broker"] == "ok"
+        report["status"] = "ready" if ready else "not ready"
+        return JSONResponse(report, status_code=200 if ready else 503)
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def run_cli(
+    service: str, settings: BaseServiceSettings, app_path: str, migrations: Path, argv: list[str]
+) -> int:
+    """``python -m services.<name> serve|migrate``."""
+    command = argv[1] if len(argv) > 1 else "serve"
+    if command == "migrate":
+        configure_logging(service, settings.log_level, settings.log_json)
+        applied = asyncio.run(migrate(settings.database_url, service, migrations))
+        print(f"{service}: {len(applied)} migrations applied")
+        return 0
+    if command == "serve":
+        uvicorn.run(
+            app_path,
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+        return 0
+    print(f"usage: python -m services.{service} serve|migrate")
+    return 2

@@ -1,0 +1,75 @@
+"""The append-only, hash-chained audit log of disclosures and verifications.
+
+Each row's hash covers its content and the previous row's hash, so editing, deleting or
+reordering any row breaks the chain from that row on; ``verify_chain`` names the first break.
+Appends take a transaction-scoped advisory lock so the chain stays linear across writers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import orjson
+
+GENESIS = b"\x00" * 32
+_AUDIT_LOCK = 0x617564  # advisory lock id for appends
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    client_id: str
+    action: str
+    purpose: str | None = None
+    subject: str | None = None  # pseudonymous subject key, never a raw identity number
+    detail: dict[str, Any] = field(default_factory=dict)
+    at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+
+def entry_hash(prev: bytes, seq: int, e: AuditEntry) -> bytes:
+    canonical = orjson.dumps(
+        [seq, e.at.isoformat(), e.client_id, e.action, e.purpose, e.subject, e.detail],
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(prev + canonical).digest()
+
+
+async def append(conn: asyncpg.Connection, entries: list[AuditEntry]) -> None:
+    """Append entries in the caller's transaction (so a disclosure and its audit commit together)."""
+    if not entries:
+        return
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _AUDIT_LOCK)
+    last = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+    seq, prev = (last["seq"], bytes(last["hash"])) if last else (0, GENESIS)
+    rows = []
+    for e in entries:
+        seq += 1
+        digest = entry_hash(prev, seq, e)
+        rows.append((seq, e.at, e.client_id, e.action, e.purpose, e.subject, e.detail, prev, digest))
+        prev = digest
+    await conn.executemany(
+        """INSERT INTO audit_log (seq, at, client_id, action, purpose, subject, detail, prev_hash, hash)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)""",
+        rows,
+    )
+
+
+async def verify_chain(conn: asyncpg.Connection, batch: int = 10_000) -> int | None:
+    """Return the seq of the first row that breaks the chain, or None if the chain is intact."""
+    prev, expected_seq, after = GENESIS, 1, 0
+    while True:
+        rows = await conn.fetch("SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2", after, batch)
+        if not rows:
+            return None
+        for r in rows:
+            entry = AuditEntry(r["client_id"], r["action"], r["purpose"], r["subject"], r["detail"], r["at"])
+            if (
+                r["seq"] != expected_seq
+                or bytes(r["prev_hash"]) != prev
+                or bytes(r["hash"]) != entry_hash(prev, r["seq"], entry)
+            ):
+                return int(r["seq"]) if r["seq"] == expected_seq else expected_seq
+            prev, expected_seq, after = bytes(r["hash"]), expected_seq + 1, r["seq"]

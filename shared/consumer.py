@@ -1,0 +1,245 @@
+"""Idempotent Kafka consumers: the inbox row and the effect commit together, offsets after.
+
+A polled batch is applied in one database transaction with a savepoint per message, so a bad
+message costs only its own savepoint. Messages that cannot be parsed go to the dead-letter
+queue at once; messages whose handler fails are retried with backoff, then dead-lettered.
+The consumer goes on either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from shared.events.catalog import DLQ_SUFFIX, UnknownEventType, parse_event
+from shared.events.envelope import Envelope, new_event_id
+from shared.kafka import ensure_topics, make_consumer
+from shared.observability import (
+    CONSUMER_LAG,
+    DLQ_MESSAGES,
+    EVENT_LATENCY,
+    EVENTS_APPLIED,
+    EVENTS_CONSUMED,
+    INBOX_DUPLICATES,
+    redact,
+)
+from shared.outbox import add_raw
+from shared.settings import BaseServiceSettings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[None]]
+Accept = Callable[[Envelope[Any]], bool]
+
+
+class PoisonMessage(Exception):
+    """A handler's verdict that a message can never be applied: dead-letter it without retrying."""
+
+
+def describe_error(exc: BaseException) -> str:
+    """A reason for a dead letter that names fields and rules but never echoes input values."""
+    if isinstance(exc, ValidationError):
+        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)]
+        return redact("invalid event: " + "; ".join(parts[:5]))
+    return redact(f"{type(exc).__name__}: {exc}")[:500]
+
+
+class EventConsumer:
+    """One consumer group applying events with a handler, exactly once in effect."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        settings: BaseServiceSettings,
+        *,
+        name: str,
+        topics: list[str],
+        handler: Handler,
+        accept: Accept | None = None,
+    ):
+        self.pool = pool
+        self.settings = settings
+        self.name = name
+        self.topics = topics
+        self.handler = handler
+        self.accept = accept or (lambda _: True)
+        self.service = settings.service_name
+        self.connected = False
+        self._assigned = False
+
+    async def run(self) -> None:
+        backoff = 0.5
+        while True:
+            consumer = make_consumer(self.settings, self.name, self.topics)
+            try:
+                await ensure_topics(self.settings)
+                await consumer.start()
+                self.connected, backoff = True, 0.5
+                await self._consume(consumer)
+            except asyncio.CancelledError:
+                raise
+            except (TimeoutError, KafkaError, OSError) as e:
+                log.warning("consumer reconnecting", extra={"consumer": self.name, "error": type(e).__name__})
+            except Exception as e:  # the database or a bug: back off and go on
+                log.exception(
+                    "consumer loop failed", extra={"consumer": self.name, "error": type(e).__name__}
+                )
+            finally:
+                self.connected = self._assigned = False
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    @property
+    def assigned(self) -> bool:
+        """True once the group gave this member partitions (startup waits for it in tests and demos)."""
+        return self._assigned
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=self.settings.outbox_batch_size)
+            self._assigned = bool(consumer.assignment())
+            messages = [m for part in batches.values() for m in part]
+            if not messages:
+                continue
+            try:
+                await self.process(messages)
+            except Exception:
+                # Nothing of the batch was committed: rewind so it is read again.
+                for tp, part in batches.items():
+                    consumer.seek(tp, part[0].offset)
+                raise
+            positions = {tp: part[-1].offset + 1 for tp, part in batches.items()}
+            await consumer.commit(positions)
+            self._record_lag(consumer, positions)
+
+    async def process(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Apply a batch in one transaction; failures are retried alone, then dead-lettered."""
+        failed: list[tuple[ConsumerRecord[bytes, bytes], Envelope[Any], BaseException]] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            for msg in messages:
+                EVENTS_CONSUMED.labels(self.service, self.name, msg.topic).inc()
+                try:
+                    event = parse_event(msg.value or b"")
+                except (ValueError, UnknownEventType) as e:
+                    await self.dead_letter(conn, msg, describe_error(e))
+                    continue
+                if not self.accept(event):
+                    continue
+                try:
+                    await self._apply_one(conn, event)
+                except PoisonMessage as e:
+                    await self.dead_letter(conn, msg, describe_error(e))
+                except Exception as e:
+                    failed.append((msg, event, e))
+        for msg, event, first_error in failed:
+            await self._retry_then_dead_letter(msg, event, first_error)
+
+    async def _apply_one(self, conn: asyncpg.Connection, event: Envelope[Any]) -> None:
+        async with conn.transaction():  # a savepoint: one message's failure leaves the others
+            fresh = await conn.fetchval(
+                "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
+                self.name,
+                event.id,
+            )
+            if not fresh:
+                INBOX_DUPLICATES.labels(self.service, self.name).inc()
+                return
+            await self.handler(conn, event)
+        EVENTS_APPLIED.labels(self.service, self.name, event.type).inc()
+        EVENT_LATENCY.labels(self.service, self.name).observe(
+            max(0.0, (dt.datetime.now(dt.UTC) - event.time).total_seconds())
+        )
+
+    async def _retry_then_dead_letter(
+        self, msg: ConsumerRecord[bytes, bytes], event: Envelope[Any], error: BaseException
+    ) -> None:
+        for attempt in range(self.settings.consumer_max_retries):
+            await asyncio.sleep(0.1 * 2**attempt)
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    await self._apply_one(conn, event)
+                return
+            except PoisonMessage as e:
+                error = e
+                break
+            except Exception as e:
+                error = e
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self.dead_letter(conn, msg, describe_error(error))
+
+    async def dead_letter(
+        self, conn: asyncpg.Connection, msg: ConsumerRecord[bytes, bytes], reason: str
+    ) -> None:
+        """Keep the message with its reason, and queue it for ``<topic>.dlq`` through the outbox."""
+        key = msg.key.decode(errors="replace") if msg.key else None
+        headers = {k: v.decode(errors="replace") for k, v in (msg.headers or ())}
+        headers.update(
+            {
+                "dlq_reason": reason,
+                "dlq_topic": msg.topic,
+                "dlq_partition": str(msg.partition),
+                "dlq_offset": str(msg.offset),
+                "dlq_consumer": self.name,
+            }
+        )
+        await conn.execute(
+            """INSERT INTO dead_letters (consumer, topic, partition, "offset", key, value, headers, reason)
+               VALUES ($1,$2,$3,$4,$5,$6,$7,$8)""",
+            self.name,
+            msg.topic,
+            msg.partition,
+            msg.offset,
+            key,
+            msg.value or b"",
+            headers,
+            reason,
+        )
+        await add_raw(
+            conn,
+            topic=msg.topic + DLQ_SUFFIX,
+            key=key,
+            value=msg.value or b"",
+            headers=headers,
+            event_id=new_event_id(),
+        )
+        DLQ_MESSAGES.labels(self.service, self.name, msg.topic).inc()
+        log.warning(
+            "message dead-lettered", extra={"consumer": self.name, "topic": msg.topic, "reason": reason}
+        )
+
+    def _record_lag(self, consumer: AIOKafkaConsumer, positions: dict[TopicPartition, int]) -> None:
+        lag: dict[str, int] = {}
+        for tp, position in positions.items():
+            high = consumer.highwater(tp)
+            if high is not None:
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - position)
+        for topic, value in lag.items():
+            CONSUMER_LAG.labels(self.service, self.name, topic).set(value)
+
+
+async def replay_dead_letter(
+    pool: asyncpg.Pool, dead_letter_id: int, handler_consumer: EventConsumer
+) -> bool:
+    """Apply a dead letter again (after a fix). True if it applied; it stays dead otherwise."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT * FROM dead_letters WHERE id = $1 AND replayed_at IS NULL", dead_letter_id
+        )
+    if row is None:
+        return False
+    event = parse_event(bytes(row["value"]))
+    async with pool.acquire() as conn, conn.transaction():
+        await handler_consumer._apply_one(conn, event)
+        await conn.execute("UPDATE dead_letters SET replayed_at = now() WHERE id = $1", dead_letter_id)
+    return True

@@ -1,0 +1,126 @@
+"""PostgreSQL access: the asyncpg pool, a migration runner for plain SQL files, driver errors as ours."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+import orjson
+
+log = logging.getLogger(__name__)
+
+SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_MIGRATION_LOCK = 0x6D6967  # advisory lock id: one migrator at a time per database
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be reached; the caller may retry."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for errors that mean "the database is not reachable now", as opposed to a bad query."""
+    return isinstance(
+        exc,
+        DatabaseUnavailable
+        | OSError
+        | asyncpg.InterfaceError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.TooManyConnectionsError
+        | asyncpg.AdminShutdownError
+        | asyncpg.ConnectionDoesNotExistError,
+    )
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typename,
+            encoder=lambda v: orjson.dumps(v).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections encode json/jsonb with orjson."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
+        )
+    except (OSError, asyncpg.PostgresError) as e:
+        raise DatabaseUnavailable(f"cannot connect to the database: {type(e).__name__}") from e
+    assert pool is not None
+    return pool
+
+
+@asynccontextmanager
+async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """One unit of work: a connection with an open transaction, committed on normal exit."""
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn
+
+
+def _migration_files(folder: Path) -> list[tuple[int, str, str]]:
+    found = []
+    for path in sorted(folder.glob("*.sql")):
+        m = _MIGRATION_NAME.match(path.name)
+        if not m:
+            raise ValueError(f"migration file {path.name} must be named NNNN_lower_snake.sql")
+        found.append((int(m.group(1)), path.name, path.read_text(encoding="utf-8")))
+    versions = [v for v, _, _ in found]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"duplicate migration numbers in {folder}")
+    return found
+
+
+async def migrate(dsn: str, service: str, folder: Path) -> list[str]:
+    """Apply the shared migrations, then the service's own, each once, each in its own transaction.
+
+    Re-running is safe: applied versions are recorded with a checksum, and a changed file
+    that was already applied is refused rather than silently skipped.
+    """
+    conn = await asyncpg.connect(dsn)
+    applied: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   namespace text NOT NULL, version int NOT NULL, name text NOT NULL,
+                   checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(),
+                   PRIMARY KEY (namespace, version))"""
+        )
+        for namespace, path in (("shared", SHARED_MIGRATIONS), (service, folder)):
+            done = {
+                r["version"]: r["checksum"]
+                for r in await conn.fetch(
+                    "SELECT version, checksum FROM schema_migrations WHERE namespace = $1", namespace
+                )
+            }
+            for version, name, sql in _migration_files(path):
+                checksum = hashlib.sha256(sql.encode()).hexdigest()
+                if version in done:
+                    if done[version] != checksum:
+                        raise RuntimeError(f"migration {namespace}/{name} changed after it was applied")
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (namespace, version, name, checksum) VALUES ($1,$2,$3,$4)",
+                        namespace,
+                        version,
+                        name,
+                        checksum,
+                    )
+                applied.append(f"{namespace}/{name}")
+                log.info("migration applied", extra={"migration": f"{namespace}/{name}"})
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        await conn.close()
+    return applied

@@ -1,0 +1,154 @@
+"""Our error hierarchy and the single edge that turns errors into RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "urn:migrant-exchange:problem:"
+
+
+class DomainError(Exception):
+    """An error that means something to the caller. Subclasses fix status and problem type."""
+
+    status = 400
+    problem = "bad-request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, field: str | None = None, rule: str | None = None, **extra: Any):
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.rule = rule
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.problem,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.field or self.rule:
+            body["errors"] = [{"field": self.field, "rule": self.rule, "message": self.detail}]
+        body.update(self.extra)
+        return body
+
+
+class InvalidInput(DomainError):
+    status, problem, title = 422, "invalid-input", "The request breaks a validation rule"
+
+
+class RuleViolation(DomainError):
+    """A registrar's domain rule was broken by an otherwise well-formed request."""
+
+    status, problem, title = 422, "rule-violation", "The request breaks a registration rule"
+
+
+class Conflict(DomainError):
+    status, problem, title = 409, "conflict", "The request conflicts with the current records"
+
+
+class NotFound(DomainError):
+    status, problem, title = 404, "not-found", "Not found"
+
+
+class Unauthorized(DomainError):
+    status, problem, title = 401, "unauthorized", "A valid bearer credential is required"
+
+
+class Forbidden(DomainError):
+    status, problem, title = 403, "forbidden", "The client may not do this"
+
+
+class TooManyRequests(DomainError):
+    status, problem, title = 429, "rate-limited", "Too many requests"
+
+
+class ServiceUnavailable(DomainError):
+    status, problem, title = (
+        503,
+        "unavailable",
+        "A dependency is unavailable; retry with the same Idempotency-Key",
+    )
+
+
+def problem_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or str(loc[-1] if loc else "body")
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    errors = []
+    for err in exc.errors():
+        msg = str(err.get("msg", "invalid"))
+        errors.append(
+            {
+                "field": _field_path(tuple(err.get("loc", ()))),
+                "rule": err.get("type"),
+                "message": msg.removeprefix("Value error, "),
+            }
+        )
+    return errors
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """The one place where exceptions become HTTP answers."""
+
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.extra["retry_after"])} if "retry_after" in exc.extra else None
+        if exc.status == 401:
+            headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+        return problem_response(exc.status, exc.body(), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(exc)
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        body = {
+            "type": PROBLEM_BASE + "invalid-input",
+            "title": "The request breaks a validation rule",
+            "status": 422,
+            "detail": detail,
+            "errors": errors,
+        }
+        return problem_response(422, body)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        body = {"type": "about:blank", "title": str(exc.detail), "status": exc.status_code}
+        return problem_response(exc.status_code, body, dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        from shared.db import is_unavailable
+
+        if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+            # A constraint caught what the domain checks did not: the records disagree with the request.
+            err = Conflict(
+                f"the request conflicts with existing records ({exc.constraint_name or 'constraint'})"
+            )
+            return problem_response(409, err.body())
+        if is_unavailable(exc):
+            log.warning("dependency unavailable", extra={"error": type(exc).__name__})
+            err = ServiceUnavailable("the database is unavailable; retry with the same Idempotency-Key")
+            return problem_response(503, err.body(), {"Retry-After": "1"})
+        log.exception("unhandled error", extra={"error": type(exc).__name__})
+        body = {"type": PROBLEM_BASE + "internal", "title": "Internal error", "status": 500}
+        return problem_response(500, body)

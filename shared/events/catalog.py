@@ -1,0 +1,80 @@
+"""Which payload and topic belong to each event type, and how raw messages are parsed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+
+from shared.events import payloads as p
+from shared.events.envelope import Envelope
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    type: str
+    topic: str
+    payload: type[BaseModel]
+
+    @property
+    def dataschema(self) -> str:
+        return f"urn:migrant-exchange:schema:{self.type}"
+
+
+_SPECS = [
+    EventSpec("person.registered.v1", "vital.person.v1", p.PersonRegisteredV1),
+    EventSpec("marriage.registered.v1", "vital.marriage.v1", p.MarriageRegisteredV1),
+    EventSpec("marriage.dissolved.v1", "vital.marriage.v1", p.MarriageDissolvedV1),
+    EventSpec("migration.departed.v1", "vital.migration.v1", p.MigrationDepartedV1),
+    EventSpec("migration.arrived.v1", "vital.migration.v1", p.MigrationArrivedV1),
+    EventSpec("migration.returned.v1", "vital.migration.v1", p.MigrationReturnedV1),
+    EventSpec("pregnancy.registered.v1", "vital.pregnancy.v1", p.PregnancyRegisteredV1),
+    EventSpec("pregnancy.closed.v1", "vital.pregnancy.v1", p.PregnancyClosedV1),
+    EventSpec("birth.registered.v1", "vital.birth.v1", p.BirthRegisteredV1),
+    EventSpec("record.corrected.v1", "vital.correction.v1", p.RecordCorrectedV1),
+    EventSpec("certificate.issued.v1", "certificate.lifecycle.v1", p.CertificateIssuedV1),
+    EventSpec("certificate.revoked.v1", "certificate.lifecycle.v1", p.CertificateRevokedV1),
+    EventSpec("exchange.notification.v1", "exchange.notification.v1", p.ExchangeNotificationV1),
+    EventSpec("exchange.feedback.v1", "exchange.feedback.v1", p.ExchangeFeedbackV1),
+]
+
+CATALOG: dict[str, EventSpec] = {s.type: s for s in _SPECS}
+TOPICS: tuple[str, ...] = tuple(dict.fromkeys(s.topic for s in _SPECS))
+VITAL_TOPICS: tuple[str, ...] = tuple(t for t in TOPICS if t.startswith("vital."))
+DLQ_SUFFIX = ".dlq"
+
+# Upcasters turn an older envelope (as a dict) into the current one: type -> function.
+# A consumer accepts both versions during a transition because parsing upcasts first.
+UPCASTERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+class UnknownEventType(ValueError):
+    """The message names a type this build does not know."""
+
+
+def spec_for(event_type: str) -> EventSpec:
+    try:
+        return CATALOG[event_type]
+    except KeyError:
+        raise UnknownEventType(f"unknown event type {event_type!r}") from None
+
+
+def topic_for(event_type: str) -> str:
+    return spec_for(event_type).topic
+
+
+def parse_event(raw: bytes | str | dict[str, Any]) -> Envelope[Any]:
+    """Parse a structured-mode CloudEvent into its typed envelope, upcasting older versions.
+
+    Raises ``ValueError`` (pydantic's ``ValidationError`` is one) for anything malformed.
+    """
+    doc = raw if isinstance(raw, dict) else orjson.loads(raw)
+    if not isinstance(doc, dict):
+        raise ValueError("a CloudEvent must be a JSON object")
+    while doc.get("type") in UPCASTERS:
+        doc = UPCASTERS[doc["type"]](doc)
+    spec = spec_for(str(doc.get("type")))
+    return Envelope[spec.payload].model_validate(doc)  # type: ignore[name-defined]

@@ -1,0 +1,174 @@
+"""Versioned event payloads (the ``data`` of each CloudEvent).
+
+Names are past tense and carry their version: a breaking change is a new class and a new
+type string, never an edit of an existing one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.identity import DivisionCode, IdNumber
+
+Name = Field(min_length=1, max_length=64)
+Sex = Literal["F", "M"]
+MaritalStatus = Literal["unmarried", "married", "divorced", "widowed"]
+# 出生医学证明 numbers: one letter and nine digits.
+MEDICAL_CERTIFICATE_PATTERN = r"^[A-Z]\d{9}$"
+
+
+class Payload(BaseModel):
+    """Base of every payload: immutable and strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PersonRegisteredV1(Payload):
+    id_number: IdNumber
+    name: str = Name
+    sex: Sex
+    birth_date: dt.date
+    hukou_division: DivisionCode = Field(description="place of household registration (origin)")
+    residence_division: DivisionCode = Field(description="place of current residence")
+
+
+class MarriageRegisteredV1(Payload):
+    marriage_id: uuid.UUID
+    spouse_a_id_number: IdNumber
+    spouse_a_name: str = Name
+    spouse_b_id_number: IdNumber
+    spouse_b_name: str = Name
+    marriage_date: dt.date
+    registered_in: DivisionCode
+
+
+class MarriageDissolvedV1(Payload):
+    marriage_id: uuid.UUID
+    spouse_a_id_number: IdNumber
+    spouse_b_id_number: IdNumber
+    dissolution_date: dt.date
+    reason: Literal["divorce", "death", "annulment"]
+
+
+class _MigrationV1(Payload):
+    """A move. Name and household registration travel with it so the new place can serve the person."""
+
+    migration_id: uuid.UUID
+    id_number: IdNumber
+    name: str = Name
+    hukou_division: DivisionCode
+    from_division: DivisionCode
+    to_division: DivisionCode
+    migration_date: dt.date
+
+    @model_validator(mode="after")
+    def _moves_somewhere(self) -> _MigrationV1:
+        if self.from_division == self.to_division:
+            raise ValueError("to_division must differ from from_division")
+        return self
+
+
+class MigrationDepartedV1(_MigrationV1):
+    """The person left ``from_division`` to live in ``to_division``."""
+
+
+class MigrationArrivedV1(_MigrationV1):
+    """The person took up residence in ``to_division``, coming from ``from_division``."""
+
+
+class MigrationReturnedV1(_MigrationV1):
+    """The person came back to live at the place of household registration (``to_division``)."""
+
+
+class PregnancyRegisteredV1(Payload):
+    pregnancy_id: uuid.UUID
+    mother_id_number: IdNumber
+    registered_in: DivisionCode
+    registered_on: dt.date
+    expected_delivery: dt.date | None = None
+
+
+class PregnancyClosedV1(Payload):
+    pregnancy_id: uuid.UUID
+    mother_id_number: IdNumber
+    closed_on: dt.date
+    outcome: Literal["birth", "ended", "transferred"]
+
+
+class BirthRegisteredV1(Payload):
+    birth_id: uuid.UUID
+    medical_certificate_number: str = Field(pattern=MEDICAL_CERTIFICATE_PATTERN)
+    child_name: str = Name
+    child_sex: Sex
+    child_birth_date: dt.date
+    child_id_number: IdNumber | None = None
+    mother_id_number: IdNumber
+    father_id_number: IdNumber | None = None
+    birth_order: int = Field(ge=1, le=20)
+    birth_division: DivisionCode
+
+
+class RecordCorrectedV1(Payload):
+    correction_id: uuid.UUID
+    corrected_event_id: uuid.UUID
+    record_type: Literal["person", "marriage", "migration", "pregnancy", "birth", "certificate"]
+    record_id: str = Field(min_length=1, max_length=64)
+    changes: dict[str, str | int | None] = Field(min_length=1)
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class CertificateIssuedV1(Payload):
+    certificate_number: str = Field(pattern=r"^[0-9]{6}-[0-9]{4}-[0-9A-Z]{8}$")
+    holder_id_number: IdNumber
+    holder_name: str = Name
+    marital_status: MaritalStatus
+    children_birth_dates: list[dt.date] = Field(default_factory=list, max_length=20)
+    issuer: DivisionCode
+    issued_on: dt.date
+    valid_until: dt.date
+    key_id: str = Field(min_length=1, max_length=64)
+    status_index: int = Field(ge=0)
+    token: str = Field(description="compact JWS (EdDSA) of the certificate claims, as printed in the QR code")
+
+
+class CertificateRevokedV1(Payload):
+    certificate_number: str
+    issuer: DivisionCode
+    revoked_on: dt.date
+    reason: str = Field(min_length=3, max_length=200)
+    status_index: int = Field(ge=0)
+
+
+class ExchangeNotificationV1(Payload):
+    """A vital event addressed to a counterpart jurisdiction, awaiting its feedback."""
+
+    notification_id: uuid.UUID
+    target_division: DivisionCode
+    source_division: DivisionCode
+    event_id: uuid.UUID
+    event_type: str
+    event_sequence: int = Field(ge=1)
+    event_time: dt.datetime
+    deadline: dt.datetime
+    payload: dict[str, object] = Field(description="the source event's data, limited to the agreed fields")
+
+
+class FieldConflict(Payload):
+    field: str
+    ours: str | int | None
+    theirs: str | int | None
+
+
+class ExchangeFeedbackV1(Payload):
+    """The counterpart's answer to a notification."""
+
+    notification_id: uuid.UUID
+    from_division: DivisionCode
+    outcome: Literal["applied", "conflict", "rejected"]
+    conflicts: list[FieldConflict] = Field(default_factory=list)
+    reason: str | None = None
+    applied_at: dt.datetime

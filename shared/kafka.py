@@ -1,0 +1,98 @@
+"""aiokafka clients configured the one way this project uses them, and topic provisioning.
+
+The brokers we test against (Tansu) have no idempotent producer, so it stays off: delivery
+is at least once, and the outbox and inbox make it effectively once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from shared.events.catalog import DLQ_SUFFIX, TOPICS
+from shared.settings import BaseServiceSettings, KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+def all_topics() -> list[str]:
+    """Every topic of the exchange and its dead-letter topic."""
+    return [t for topic in TOPICS for t in (topic, topic + DLQ_SUFFIX)]
+
+
+def make_producer(settings: BaseServiceSettings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        **settings.kafka_client_options(),
+        client_id=settings.service_name,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=2,
+        max_batch_size=256 * 1024,
+        request_timeout_ms=10_000,
+        retry_backoff_ms=200,
+    )
+
+
+def make_consumer(settings: BaseServiceSettings, group_id: str, topics: list[str]) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *topics,
+        **settings.kafka_client_options(),
+        client_id=f"{settings.service_name}-{group_id}",
+        group_id=group_id,
+        enable_auto_commit=False,  # offsets are committed after the database transaction
+        auto_offset_reset="earliest",
+        metadata_max_age_ms=5_000,
+        max_poll_records=500,
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=1_000,
+    )
+
+
+async def missing_topics(settings: KafkaSettings, topics: list[str] | None = None) -> list[str]:
+    """The topics the broker does not have (after a restart of a memory-only broker: all of them)."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options(), request_timeout_ms=5_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    return [t for t in (topics or all_topics()) if t not in existing]
+
+
+async def ensure_topics(settings: KafkaSettings, topics: list[str] | None = None) -> list[str]:
+    """Create whichever topics are missing, with the configured partitions and replication."""
+    wanted = topics or all_topics()
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options(), request_timeout_ms=5_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            new = [
+                NewTopic(t, settings.kafka_topic_partitions, settings.kafka_topic_replication)
+                for t in missing
+            ]
+            with contextlib.suppress(TopicAlreadyExistsError):  # another service created them first
+                await admin.create_topics(new)
+            log.info("topics created", extra={"count": len(missing)})
+        return missing
+    finally:
+        await admin.close()
+
+
+async def wait_for_broker(settings: BaseServiceSettings, timeout: float = 30.0) -> None:
+    """Block until the broker answers a metadata request."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await missing_topics(settings, [])
+            return
+        except (KafkaError, OSError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)

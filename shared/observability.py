@@ -1,0 +1,138 @@
+"""Structured JSON logs with identity numbers redacted, and the Prometheus metrics every service exports."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from typing import Any
+
+import orjson
+from prometheus_client import Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# 17 digits + check character: anything shaped like a resident identity number.
+_ID_NUMBER = re.compile(r"(?<!\d)\d{17}[\dXx](?![\dA-Za-z])")
+_RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+def redact(text: str) -> str:
+    """Replace anything shaped like an identity number. Defence in depth: code never logs them."""
+    return _ID_NUMBER.sub("[id-number]", text)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and the record's extra fields."""
+
+    def __init__(self, service: str):
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RESERVED and not key.startswith("_"):
+                doc[key] = value
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return redact(orjson.dumps(doc, default=str).decode())
+
+
+class RedactingTextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def configure_logging(service: str, level: str = "INFO", json_logs: bool = True) -> None:
+    """Route every logger to stderr through the redacting formatter."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter(service)
+        if json_logs
+        else RedactingTextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("aiokafka", "kafka"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+HTTP_LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request latency by route",
+    ["service", "method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+EVENTS_PRODUCED = Counter(
+    "events_produced_total", "Events published to Kafka by the outbox relay", ["service", "topic"]
+)
+EVENTS_CONSUMED = Counter(
+    "events_consumed_total", "Kafka messages consumed", ["service", "consumer", "topic"]
+)
+EVENTS_APPLIED = Counter(
+    "events_applied_total", "Events applied by a consumer, by type", ["service", "consumer", "type"]
+)
+INBOX_DUPLICATES = Counter(
+    "inbox_duplicates_total", "Redelivered events skipped by the inbox", ["service", "consumer"]
+)
+DLQ_MESSAGES = Counter("dlq_messages_total", "Messages dead-lettered", ["service", "consumer", "topic"])
+OUTBOX_BACKLOG = Gauge("outbox_backlog", "Outbox rows not yet published", ["service"])
+OUTBOX_OLDEST_AGE = Gauge(
+    "outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row", ["service"]
+)
+OUTBOX_PUBLISH_FAILURES = Counter(
+    "outbox_publish_failures_total", "Failed publish attempts of the relay", ["service"]
+)
+BROKER_RESETS = Counter(
+    "broker_resets_total", "Times the relay found the broker had lost its topics", ["service"]
+)
+CONSUMER_LAG = Gauge(
+    "consumer_lag", "Messages behind the end of each topic", ["service", "consumer", "topic"]
+)
+EVENT_LATENCY = Histogram(
+    "event_apply_latency_seconds",
+    "Time from an event's creation to its application by a consumer",
+    ["service", "consumer"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware recording latency by route template (never by raw path: paths hold ids)."""
+
+    def __init__(self, app: ASGIApp, service: str):
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            HTTP_LATENCY.labels(self.service, scope["method"], template, str(status)).observe(
+                time.perf_counter() - start
+            )

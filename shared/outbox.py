@@ -1,0 +1,255 @@
+"""The transactional outbox: events are written with the business rows and published afterwards.
+
+``OutboxWriter.add`` runs inside the caller's transaction (no dual write). ``OutboxRelay`` is
+the only thing that talks to the producer: it wakes on NOTIFY (or polls), publishes unpublished
+rows in id order, and marks them published. When the broker is down it backs off and retries;
+when a memory-only broker comes back empty it recreates the topics and re-sends what was
+published recently, because that may have been lost with the broker (consumers are idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from typing import Any
+
+import asyncpg
+from aiokafka.errors import KafkaError
+from pydantic import BaseModel
+
+from shared.events.catalog import spec_for
+from shared.events.envelope import Envelope, new_event_id
+from shared.kafka import ensure_topics, make_producer, missing_topics
+from shared.observability import (
+    BROKER_RESETS,
+    EVENTS_PRODUCED,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PUBLISH_FAILURES,
+)
+from shared.settings import BaseServiceSettings
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "outbox"
+_RELAY_LOCK = 0x6F7574  # advisory lock: one active relay per database keeps per-subject order
+
+
+async def next_sequence(conn: asyncpg.Connection, subject: str, source: str) -> int:
+    """The next per-subject sequence number; the row lock orders concurrent writers of a subject."""
+    return int(
+        await conn.fetchval(
+            """INSERT INTO subject_sequences (subject, source, last_sequence) VALUES ($1, $2, 1)
+               ON CONFLICT (subject, source) DO UPDATE SET last_sequence = subject_sequences.last_sequence + 1
+               RETURNING last_sequence""",
+            subject,
+            source,
+        )
+    )
+
+
+async def add_event(
+    conn: asyncpg.Connection,
+    *,
+    event_type: str,
+    source: str,
+    subject: str,
+    data: BaseModel,
+    origin: str | None = None,
+    destination: str | None = None,
+    traceparent: str | None = None,
+    key: str | None = None,
+    sequence: int | None = None,
+) -> Envelope[Any]:
+    """Build the CloudEvent and write it to the outbox in the caller's transaction."""
+    spec = spec_for(event_type)
+    if not isinstance(data, spec.payload):
+        raise TypeError(f"{event_type} carries {spec.payload.__name__}, not {type(data).__name__}")
+    event = Envelope[spec.payload](  # type: ignore[name-defined]
+        id=new_event_id(),
+        source=source,
+        type=event_type,
+        subject=subject,
+        time=dt.datetime.now(dt.UTC),
+        dataschema=spec.dataschema,
+        sequence=sequence if sequence is not None else await next_sequence(conn, subject, source),
+        origin=origin,
+        destination=destination,
+        traceparent=traceparent,
+        data=data,
+    )
+    headers = {"content-type": "application/cloudevents+json", "ce_type": event_type}
+    if traceparent:
+        headers["traceparent"] = traceparent
+    await conn.execute(
+        """INSERT INTO outbox (event_id, event_type, topic, key, value, headers) VALUES ($1,$2,$3,$4,$5,$6)""",
+        event.id,
+        event_type,
+        spec.topic,
+        key or subject,
+        event.model_dump_json().encode(),
+        headers,
+    )
+    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+    return event
+
+
+async def add_raw(
+    conn: asyncpg.Connection,
+    *,
+    topic: str,
+    key: str | None,
+    value: bytes,
+    headers: dict[str, str],
+    event_id: Any,
+) -> None:
+    """Queue an already-serialised message (dead letters, replays) for publishing."""
+    await conn.execute(
+        """INSERT INTO outbox (event_id, event_type, topic, key, value, headers) VALUES ($1,$2,$3,$4,$5,$6)""",
+        event_id,
+        headers.get("ce_type", "raw"),
+        topic,
+        key or "",
+        value,
+        headers,
+    )
+    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+
+
+class OutboxRelay:
+    """Publishes the outbox of one database, in order, for as long as it runs."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: BaseServiceSettings):
+        self.pool = pool
+        self.settings = settings
+        self.service = settings.service_name
+        self._wake = asyncio.Event()
+        self.connected = False
+        self.last_error: str | None = None
+
+    async def run(self) -> None:
+        """Hold the relay lock, then publish until cancelled."""
+        while True:
+            try:
+                await self._run_as_leader()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # keep relaying through any outage
+                self.connected = False
+                self.last_error = type(e).__name__
+                log.warning("outbox relay restarting", extra={"error": type(e).__name__})
+                await asyncio.sleep(1.0)
+
+    async def _run_as_leader(self) -> None:
+        listener = await asyncpg.connect(self.settings.database_url)
+        try:
+            while not await listener.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK):
+                await asyncio.sleep(2.0)  # another replica relays; stand by
+            await listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+            await self._publish_loop()
+        finally:
+            with contextlib.suppress(Exception):
+                await listener.close()
+
+    async def _publish_loop(self) -> None:
+        backoff = 0.2
+        while True:
+            producer = make_producer(self.settings)
+            try:
+                await producer.start()
+                await ensure_topics(self.settings)
+                self.connected, backoff = True, 0.2
+                watchdog = asyncio.create_task(self._watch_broker())
+                try:
+                    await self._drain_forever(producer)
+                finally:
+                    watchdog.cancel()
+            except (TimeoutError, KafkaError, OSError) as e:
+                self.connected = False
+                self.last_error = type(e).__name__
+                OUTBOX_PUBLISH_FAILURES.labels(self.service).inc()
+                log.warning("broker unavailable, outbox keeps the events", extra={"error": type(e).__name__})
+                with contextlib.suppress(Exception):
+                    await self._refresh_gauges()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+
+    async def _drain_forever(self, producer: Any) -> None:
+        while True:
+            published = await self.publish_batch(producer)
+            if published == 0:
+                await self._refresh_gauges()
+                self._wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.outbox_poll_interval)
+
+    async def publish_batch(self, producer: Any) -> int:
+        """Send the oldest unpublished rows and mark those the broker acknowledged."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                """SELECT id, topic, key, value, headers FROM outbox WHERE published_at IS NULL
+                   ORDER BY id LIMIT $1""",
+                self.settings.outbox_batch_size,
+            )
+        if not rows:
+            return 0
+        futures = []
+        for row in rows:
+            headers = [(k, str(v).encode()) for k, v in row["headers"].items()]
+            futures.append(
+                await producer.send(
+                    row["topic"], row["value"], key=row["key"].encode() or None, headers=headers
+                )
+            )
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        done = [row["id"] for row, r in zip(rows, results, strict=True) if not isinstance(r, BaseException)]
+        if done:
+            async with self.pool.acquire() as conn:
+                await conn.execute(
+                    "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", done
+                )
+            for row, r in zip(rows, results, strict=True):
+                if not isinstance(r, BaseException):
+                    EVENTS_PRODUCED.labels(self.service, row["topic"]).inc()
+        failed = next((r for r in results if isinstance(r, BaseException)), None)
+        if failed is not None:
+            raise failed if isinstance(failed, KafkaError | OSError) else KafkaError(str(failed))
+        return len(done)
+
+    async def _watch_broker(self) -> None:
+        """Notice a broker that lost its topics (memory-only broker restarted) and repair it."""
+        while True:
+            await asyncio.sleep(2.0)
+            try:
+                if await missing_topics(self.settings):
+                    await self.recover_broker_reset()
+            except (TimeoutError, KafkaError, OSError):
+                continue
+
+    async def recover_broker_reset(self) -> None:
+        BROKER_RESETS.labels(self.service).inc()
+        await ensure_topics(self.settings)
+        async with self.pool.acquire() as conn:
+            requeued = await conn.execute(
+                """UPDATE outbox SET published_at = NULL
+                   WHERE published_at > now() - make_interval(secs => $1)""",
+                self.settings.outbox_replay_window,
+            )
+        log.warning(
+            "broker lost its log; topics recreated, recent events re-sent", extra={"requeued": requeued}
+        )
+        self._wake.set()
+
+    async def _refresh_gauges(self) -> None:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                """SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age
+                   FROM outbox WHERE published_at IS NULL"""
+            )
+        OUTBOX_BACKLOG.labels(self.service).set(row["n"])
+        OUTBOX_OLDEST_AGE.labels(self.service).set(float(row["age"]))

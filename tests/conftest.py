@@ -1,0 +1,68 @@
+"""Session fixtures: one embedded PostgreSQL cluster for the run; brokers and stacks as tests need them.
+
+Nothing is mocked: tests talk to real PostgreSQL, the real Tansu broker over the Kafka
+protocol, and the services over real HTTP.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.embedded import Broker, EmbeddedPostgres
+from devstack.stack import Stack
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+_db_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="mx-test-") as d:
+        os.chmod(d, 0o755)  # noqa: S103 - the embedded PostgreSQL runs as its own system user
+        yield Path(d)
+
+
+@pytest.fixture(scope="session")
+def pg(workdir: Path) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(workdir / "pgdata", cleanup="delete")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_db(pg: EmbeddedPostgres) -> str:
+    """A new, empty database for one test."""
+    return pg.create_database(f"t{os.getpid()}_{next(_db_counter)}")
+
+
+@pytest.fixture
+def broker(workdir: Path) -> Iterator[Broker]:
+    """A broker of the test's own: fault tests stop and restart it without disturbing others."""
+    b = Broker(log_path=workdir / "broker-fn.log").start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
+    """The whole system as processes: two registries (320412, 440703), exchange, verification."""
+    s = Stack(workdir / "stack", pg=pg, db_prefix="main_")
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+        _keep_logs(s, "stack")
+
+
+def _keep_logs(s: Stack, name: str) -> None:
+    target = ARTIFACTS / "logs" / name
+    target.mkdir(parents=True, exist_ok=True)
+    for log in (s.run_dir / "logs").glob("*.log"):
+        (target / log.name).write_bytes(log.read_bytes())

@@ -1,0 +1,73 @@
+"""Small helpers shared by the tests: people who pass validation, an API client, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+
+from devstack.stack import Stack
+from shared.identity import compose_id_number
+
+T = TypeVar("T")
+_serial = itertools.count(random.randrange(0, 400))
+_births = itertools.count(random.randrange(1, 10**8))
+
+
+def person_id(sex: str = "F", born: dt.date | None = None) -> str:
+    """A fresh valid identity number (birth place 110101, which GB/T 2260 knows for every year)."""
+    born = born or dt.date(1985 + random.randrange(15), random.randrange(1, 13), random.randrange(1, 28))
+    return compose_id_number("110101", born, next(_serial) % 500, sex)
+
+
+def medical_certificate() -> str:
+    return f"O{next(_births) % 10**9:09d}"
+
+
+class Api:
+    """A client of one service, authenticated as one of the stack's demo clients."""
+
+    def __init__(self, stack: Stack, service: str, client_id: str):
+        self.base = stack.service(service).url
+        self.http = httpx.Client(
+            base_url=self.base, timeout=10, headers={"Authorization": f"Bearer {stack.token(client_id)}"}
+        )
+
+    def post(self, path: str, body: Any, **headers: str) -> httpx.Response:
+        return self.http.post(path, json=body, headers=headers)
+
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        return self.http.get(path, params=params)
+
+
+def wait_until(check: Callable[[], T], timeout: float = 5.0, interval: float = 0.05) -> T:
+    """Poll until ``check`` returns something truthy; fail with the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    value = check()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = check()
+    assert value, f"condition not met within {timeout}s (last value {value!r})"
+    return value
+
+
+def query(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    async def run() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetch(sql, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def run_async(coro: Awaitable[T]) -> T:
+    return asyncio.run(coro)  # type: ignore[arg-type]
