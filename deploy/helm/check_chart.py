@@ -14,9 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import helm_python
-import kubernetes_validate
 import yaml
+
+try:
+    import helm_python
+    import kubernetes_validate
+except ImportError as e:  # the dev extra is not installed
+    raise SystemExit(
+        f"chart-check needs helm-python-sdk and kubernetes-validate (pip install -e '.[dev]'): {e}"
+    ) from e
 
 CHART = Path(__file__).resolve().parent
 RELEASE = "migrant-exchange"
