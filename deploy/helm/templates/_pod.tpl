@@ -1,0 +1,208 @@
+{{/*
+The pod every component runs: one named template for the Deployments and for the
+hook Jobs, so a service and its migrations see the same configuration.
+*/}}
+
+{{/* The Kafka SASL identity of a component: kafka.sasl overridden by values.kafkaSasl. */}}
+{{- define "mx.sasl" -}}
+{{- toYaml (mergeOverwrite (deepCopy .root.Values.kafka.sasl) (deepCopy (default dict .c.values.kafkaSasl))) -}}
+{{- end -}}
+
+{{- define "mx.saslEnabled" -}}
+{{- if hasPrefix "SASL_" .Values.kafka.securityProtocol -}}true{{- end -}}
+{{- end -}}
+
+{{/* Plain (non-secret) environment of a component as a YAML map. Args: root, c. */}}
+{{- define "mx.envDict" -}}
+{{- $v := .root.Values -}}
+{{- $e := dict
+    "ENVIRONMENT" $v.environment
+    "LOG_LEVEL" $v.logLevel
+    "OTEL_EXPORTER" $v.otel.exporter
+    "KAFKA_BOOTSTRAP_SERVERS" $v.kafka.bootstrapServers
+    "KAFKA_SECURITY_PROTOCOL" $v.kafka.securityProtocol
+    "KAFKA_TOPIC_PARTITIONS" (toString (int64 $v.kafka.topics.partitions))
+    "KAFKA_TOPIC_REPLICATION" (toString (int64 $v.kafka.topics.replication))
+    "HOME" "/tmp"
+    "PYTHONDONTWRITEBYTECODE" "1"
+    "PYTHONUNBUFFERED" "1" -}}
+{{- if $v.otel.endpoint }}{{ $_ := set $e "OTEL_ENDPOINT" $v.otel.endpoint }}{{ end -}}
+{{- if include "mx.saslEnabled" .root -}}
+{{- $sasl := include "mx.sasl" . | fromYaml -}}
+{{- $_ := set $e "KAFKA_SASL_MECHANISM" $sasl.mechanism -}}
+{{- $_ := set $e "KAFKA_SASL_USERNAME" $sasl.username -}}
+{{- end -}}
+{{- if $v.kafka.tls.caSecret.name -}}
+{{- $_ := set $e "KAFKA_SSL_CAFILE" (printf "/etc/migrant-exchange/kafka-ca/%s" $v.kafka.tls.caSecret.key) -}}
+{{- end -}}
+{{- if .c.values.databaseSecret -}}
+{{- $_ := set $e "HOST" "0.0.0.0" -}}
+{{- $_ := set $e "PORT" "8000" -}}
+{{- $_ := set $e "DB_POOL_MIN" (toString (int64 .c.values.dbPool.min)) -}}
+{{- $_ := set $e "DB_POOL_MAX" (toString (int64 .c.values.dbPool.max)) -}}
+{{- $_ := set $e "RUN_BACKGROUND" (toString .c.values.runBackground) -}}
+{{- $_ := set $e "CLIENTS_FILE" (printf "/etc/migrant-exchange/clients/%s" $v.secrets.clients.key) -}}
+{{- end -}}
+{{- toYaml (merge (deepCopy .c.env) $e) -}}
+{{- end -}}
+
+{{/* Environment from existing Secrets, as a list of EnvVar. Args: root, c. */}}
+{{- define "mx.secretEnv" -}}
+{{- $refs := deepCopy .c.secretEnv -}}
+{{- if .c.values.databaseSecret -}}
+{{- $_ := set $refs "DATABASE_URL" .c.values.databaseSecret -}}
+{{- $_ := set $refs "SUBJECT_KEY_SECRET" .root.Values.secrets.subjectKey -}}
+{{- end -}}
+{{- if include "mx.saslEnabled" .root -}}
+{{- $sasl := include "mx.sasl" . | fromYaml -}}
+{{- $_ := set $refs "KAFKA_SASL_PASSWORD" $sasl.passwordSecret -}}
+{{- end -}}
+{{- range $var := keys $refs | sortAlpha }}
+{{- $ref := get $refs $var }}
+- name: {{ $var }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $ref.name | quote }}
+      key: {{ $ref.key | quote }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A pod template. Args: root, c (a component), args (the command's last word),
+label (the pod's component label), job (true for a hook Job: inline env, no probes,
+restartPolicy Never).
+*/}}
+{{- define "mx.pod" -}}
+{{- $root := .root -}}
+{{- $c := .c -}}
+{{- $v := $root.Values -}}
+{{- $ctx := dict "root" $root "name" .label -}}
+metadata:
+  labels:
+    {{- include "mx.selectorLabels" $ctx | nindent 4 }}
+    app.kubernetes.io/part-of: {{ include "mx.name" $root }}
+  {{- $ann := deepCopy (default dict $c.values.podAnnotations) }}
+  {{- if not .job }}
+  {{- $_ := set $ann "checksum/config" (include "mx.envDict" . | sha256sum) }}
+  {{- if $v.metrics.podAnnotations }}
+  {{- $_ := merge $ann (dict "prometheus.io/scrape" "true" "prometheus.io/port" "8000" "prometheus.io/path" "/metrics") }}
+  {{- end }}
+  {{- end }}
+  {{- with $ann }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  {{- if .job }}
+  restartPolicy: Never
+  {{- else }}
+  serviceAccountName: {{ include "mx.componentName" (dict "root" $root "name" $c.name) }}
+  {{- end }}
+  automountServiceAccountToken: false
+  {{- with $v.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    runAsNonRoot: true
+    {{- toYaml $v.podSecurityContext | nindent 4 }}
+    seccompProfile:
+      type: RuntimeDefault
+  containers:
+    - name: {{ .args }}
+      image: {{ include "mx.image" $root | quote }}
+      imagePullPolicy: {{ $v.image.pullPolicy }}
+      command: ["python", "-m", {{ $c.module | quote }}, {{ .args | quote }}]
+      {{- $secretEnv := include "mx.secretEnv" . | trim }}
+      {{- if .job }}
+      env:
+        {{- range $k, $val := include "mx.envDict" . | fromYaml }}
+        - name: {{ $k }}
+          value: {{ $val | quote }}
+        {{- end }}
+      {{- else }}
+      envFrom:
+        - configMapRef:
+            name: {{ include "mx.componentName" (dict "root" $root "name" $c.name) }}
+      env:
+      {{- end }}
+        {{- with $secretEnv }}
+        {{- . | nindent 8 }}
+        {{- end }}
+        {{- with $c.values.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      {{- if not .job }}
+      ports:
+        - name: http
+          containerPort: 8000
+          protocol: TCP
+      startupProbe:
+        httpGet: {path: /healthz, port: http}
+        periodSeconds: 5
+        failureThreshold: 24
+      livenessProbe:
+        httpGet: {path: /healthz, port: http}
+        periodSeconds: 10
+        timeoutSeconds: 3
+        failureThreshold: 3
+      readinessProbe:
+        httpGet: {path: /readyz, port: http}
+        periodSeconds: 5
+        timeoutSeconds: 3
+        failureThreshold: 3
+      {{- end }}
+      resources:
+        {{- toYaml $c.values.resources | nindent 8 }}
+      securityContext:
+        runAsNonRoot: true
+        allowPrivilegeEscalation: false
+        readOnlyRootFilesystem: true
+        capabilities:
+          drop: ["ALL"]
+      volumeMounts:
+        - name: tmp
+          mountPath: /tmp
+        {{- if $c.values.databaseSecret }}
+        - name: clients
+          mountPath: /etc/migrant-exchange/clients
+          readOnly: true
+        {{- end }}
+        {{- if $v.kafka.tls.caSecret.name }}
+        - name: kafka-ca
+          mountPath: /etc/migrant-exchange/kafka-ca
+          readOnly: true
+        {{- end }}
+  volumes:
+    - name: tmp
+      emptyDir:
+        sizeLimit: {{ $v.tmpSizeLimit }}
+    {{- if $c.values.databaseSecret }}
+    - name: clients
+      secret:
+        secretName: {{ $v.secrets.clients.name }}
+        items:
+          - key: {{ $v.secrets.clients.key }}
+            path: {{ $v.secrets.clients.key }}
+    {{- end }}
+    {{- if $v.kafka.tls.caSecret.name }}
+    - name: kafka-ca
+      secret:
+        secretName: {{ $v.kafka.tls.caSecret.name }}
+        items:
+          - key: {{ $v.kafka.tls.caSecret.key }}
+            path: {{ $v.kafka.tls.caSecret.key }}
+    {{- end }}
+  {{- with $c.values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $c.values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $c.values.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
