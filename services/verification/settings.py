@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field, SecretStr, model_validator
+
 from shared.settings import BaseServiceSettings
 
 
@@ -9,4 +11,31 @@ class VerificationSettings(BaseServiceSettings):
     service_name: str = "verification"
     port: int = 8020
     consumer_group: str = "verification"
+
+    # Per client and per process (each replica limits on its own).
     rate_limit_per_minute: int = 6000
+    rate_limit_burst: int = 200
+
+    # Issuer keys: registries' JWKS URLs (comma-separated), fetched at start and every refresh.
+    # Keys also arrive with certificate.issued.v1 (public_key_jwk), so either source is enough.
+    registry_key_urls: str = ""
+    key_refresh_seconds: float = 60.0
+
+    # Group commit of the audit log: a verification answers only after its entry is committed.
+    audit_flush_interval: float = Field(default=0.002, description="seconds a batch waits for company")
+    audit_batch_max: int = 512
+
+    # Status lists: signed with this Ed25519 key (base64url of the 32 raw bytes). Outside
+    # production a key is generated once and kept in the database when none is configured.
+    status_list_signing_key: SecretStr | None = None
+    status_list_validity_seconds: int = 86_400
+
+    @model_validator(mode="after")
+    def _signing_key_in_production(self) -> VerificationSettings:
+        if self.environment == "production" and self.status_list_signing_key is None:
+            raise ValueError("STATUS_LIST_SIGNING_KEY must be set in production")
+        return self
+
+    @property
+    def key_urls(self) -> list[str]:
+        return [u.strip() for u in self.registry_key_urls.split(",") if u.strip()]
