@@ -9,18 +9,22 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.verification.settings import VerificationSettings
 from shared import audit
+from shared.db import create_pool
 
 TOPICS = ("certificate.lifecycle.v1", "vital.correction.v1")
 
 
 async def audit_verify(settings: VerificationSettings) -> int:
     """Exit 0 when the chain is intact; otherwise print the first broken row and exit 1."""
-    conn = await asyncpg.connect(settings.database_url)
+    pool = await create_pool(
+        settings.database_url, min_size=1, max_size=1
+    )  # jsonb decoded as the writer wrote it
     try:
-        broken = await audit.verify_chain(conn)
-        rows = await conn.fetchval("SELECT count(*) FROM audit_log")
+        async with pool.acquire() as conn:
+            broken = await audit.verify_chain(conn)
+            rows = await conn.fetchval("SELECT count(*) FROM audit_log")
     finally:
-        await conn.close()
+        await pool.close()
     if broken is None:
         print(f"audit chain intact: {rows} rows")
         return 0
