@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
-Conn = asyncpg.Connection | asyncpg.Pool
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 _CERT_COLUMNS = """number, issuer, holder_subject, holder_name, marital_status, children_count,
                    issued_on, valid_until, status_index, revoked_on"""
@@ -77,7 +77,7 @@ async def is_revoked(conn: Conn, issuer: str, status_index: int) -> bool:
 
 async def revoked_indices(conn: Conn, issuer: str) -> list[int]:
     rows = await conn.fetch("SELECT status_index FROM revocations WHERE issuer = $1", issuer)
-    return [r["status_index"] for r in rows]
+    return [int(r["status_index"]) for r in rows]
 
 
 async def known_issuers(conn: Conn) -> list[str]:
@@ -175,7 +175,7 @@ async def withdraw_missing(conn: asyncpg.Connection, source: str, present: list[
 
 
 async def published_keys(conn: Conn) -> list[asyncpg.Record]:
-    return await conn.fetch(
+    return await conn.fetch(  # type: ignore[no-any-return]
         """SELECT kid, issuer, public_key, status, expires_at FROM issuer_keys
            WHERE withdrawn_at IS NULL AND (expires_at IS NULL OR expires_at > now())
            ORDER BY issuer, learned_at"""

@@ -72,7 +72,9 @@ async def apply_correction(conn: asyncpg.Connection, subject: str, data: p.Recor
         await repo.correct_holder_name(conn, subject, str(data.changes["name"]))
 
 
-def _entry(client: Client, purpose: str, subject: str | None, result: str, issuer: str | None, via: str):
+def _entry(
+    client: Client, purpose: str, subject: str | None, result: str, issuer: str | None, via: str
+) -> audit.AuditEntry:
     return audit.AuditEntry(
         client.client_id,
         "certificate.verify",
