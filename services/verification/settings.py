@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 
 from shared.settings import BaseServiceSettings
 
@@ -25,16 +25,12 @@ class VerificationSettings(BaseServiceSettings):
     audit_flush_interval: float = Field(default=0.002, description="seconds a batch waits for company")
     audit_batch_max: int = 512
 
-    # Status lists: signed with this Ed25519 key (base64url of the 32 raw bytes). Outside
-    # production a key is generated once and kept in the database when none is configured.
+    # Status lists: signed with this Ed25519 key (base64url of the 32 raw bytes). When none is
+    # configured, one is generated once and kept in this service's database: whoever can write
+    # that database can already change the revocations the lists are made from, so the key
+    # there adds no new trust; a configured key (a Kubernetes Secret) survives a database rebuild.
     status_list_signing_key: SecretStr | None = None
     status_list_validity_seconds: int = 86_400
-
-    @model_validator(mode="after")
-    def _signing_key_in_production(self) -> VerificationSettings:
-        if self.environment == "production" and self.status_list_signing_key is None:
-            raise ValueError("STATUS_LIST_SIGNING_KEY must be set in production")
-        return self
 
     @property
     def key_urls(self) -> list[str]:
