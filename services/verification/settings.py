@@ -35,3 +35,7 @@ class VerificationSettings(BaseServiceSettings):
     @property
     def key_urls(self) -> list[str]:
         return [u.strip() for u in self.registry_key_urls.split(",") if u.strip()]
+
+    def consumer_name(self, generation: int) -> str:
+        """The consumer group and inbox name of a replay generation (0 keeps the plain name)."""
+        return self.consumer_group if generation == 0 else f"{self.consumer_group}-g{generation}"

@@ -394,3 +394,34 @@ def test_every_verification_is_audited_before_it_is_answered(
     details = [json.loads(r["detail"]) for r in rows]
     assert {d["via"] for d in details} == {"number", "token"}
     assert all(r["subject"] == cert.subject for r in rows) and {d["result"] for d in details} == {"valid"}
+
+
+# --- replay ---------------------------------------------------------------------------------------
+def test_the_read_model_is_rebuilt_by_replay(
+    kiosk: httpx.Client, vstack: VerificationStack, issuers: dict[str, FakeIssuer]
+) -> None:
+    kept, revoked = issue(issuers, name="孙艳"), issue(issuers)
+    issuers[EVENT_ISSUER].revoke(revoked)
+    until(kiosk, revoked.number, revoked.holder_id_number, "revoked")
+    before = query(vstack.dsn, "SELECT count(*) AS n FROM certificates")[0]["n"]
+
+    svc = vstack.service("verification")
+    vstack.stop_service(svc)
+    cli = subprocess.run(
+        [sys.executable, "-m", "services.verification", "rebuild"],
+        env=env_with(database_url=vstack.dsn, kafka_bootstrap_servers=vstack.bootstrap),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert query(vstack.dsn, "SELECT count(*) AS n FROM certificates")[0]["n"] == 0
+    vstack.spawn(svc)
+    vstack.wait_ready(svc)
+
+    wait_until(
+        lambda: query(vstack.dsn, "SELECT count(*) AS n FROM certificates")[0]["n"] == before, timeout=15
+    )
+    assert check(kiosk, kept.number, kept.holder_id_number)["attributes"]["holder_name"] == "孙艳"
+    assert check(kiosk, revoked.number, revoked.holder_id_number)["result"] == "revoked"

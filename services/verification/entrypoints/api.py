@@ -166,12 +166,22 @@ async def kiosk() -> HTMLResponse:
     return HTMLResponse(KIOSK_PAGE, headers={"Cache-Control": "no-store"})
 
 
+class ReadModelConsumer(EventConsumer):
+    """Names its group after the read model's replay generation, read when it starts."""
+
+    async def run(self) -> None:
+        async with self.pool.acquire() as conn:
+            generation = await conn.fetchval("SELECT generation FROM projection_state")
+        self.name = self.settings.consumer_name(int(generation or 0))  # type: ignore[attr-defined]
+        await super().run()
+
+
 def consumers(pool: asyncpg.Pool, settings: VerificationSettings) -> list[EventConsumer]:
     async def handle(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
         await handlers.apply_lifecycle(conn, event)
 
     return [
-        EventConsumer(
+        ReadModelConsumer(
             pool,
             settings,
             name=settings.consumer_group,

@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.verification.settings import VerificationSettings
 from shared import audit
 from shared.db import create_pool
-
-TOPICS = ("certificate.lifecycle.v1", "vital.correction.v1")
 
 
 async def audit_verify(settings: VerificationSettings) -> int:
@@ -33,35 +30,26 @@ async def audit_verify(settings: VerificationSettings) -> int:
 
 
 async def rebuild(settings: VerificationSettings) -> int:
-    """Empty the read model and rewind the consumer group, so the next start replays the topics.
+    """Empty the read model and start a new replay generation; the service replays on its next start.
 
-    Stop the service first: a running member of the group would keep its offsets. Keys learned
-    from registries' JWKS are kept (the refresher re-confirms them); keys learned from events,
-    certificates and revocations come back with the replay.
+    The consumer group and inbox name carry the generation (``verification-g2``), so the new
+    group reads every topic from the beginning with no offset surgery on the broker. Keys
+    learned from registries' JWKS are kept (the refresher re-confirms them); keys learned from
+    events, certificates, revocations and corrections come back with the replay.
     """
     conn = await asyncpg.connect(settings.database_url)
     try:
         async with conn.transaction():
+            old = await conn.fetchval("SELECT generation FROM projection_state FOR UPDATE")
             await conn.execute("TRUNCATE certificates, revocations")
             await conn.execute("DELETE FROM issuer_keys WHERE source = 'event'")
-            await conn.execute("DELETE FROM inbox WHERE consumer = $1", settings.consumer_group)
+            await conn.execute("DELETE FROM inbox WHERE consumer = $1", settings.consumer_name(old))
+            generation = await conn.fetchval(
+                "UPDATE projection_state SET generation = generation + 1, rebuilt_at = now() RETURNING generation"
+            )
     finally:
         await conn.close()
-    consumer = AIOKafkaConsumer(
-        **settings.kafka_client_options(), group_id=settings.consumer_group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(t, p) for t in TOPICS for p in sorted(consumer.partitions_for_topic(t) or ())
-        ]
-        consumer.assign(partitions)
-        starts = await consumer.beginning_offsets(partitions)
-        if starts:
-            await consumer.commit(dict(starts))
-    finally:
-        await consumer.stop()
-    print(f"read model emptied; {len(partitions)} partitions rewound for {settings.consumer_group}")
+    print(f"read model emptied; restart the service to replay as {settings.consumer_name(generation)}")
     return 0
 
 

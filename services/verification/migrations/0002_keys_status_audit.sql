@@ -38,3 +38,12 @@ CREATE TABLE service_keys (
 );
 
 ALTER TABLE certificates ADD COLUMN corrected_at timestamptz;
+
+-- Replay generation of the read model: the consumer group and inbox name carry it, so a
+-- rebuild (empty the tables, bump the generation) reads every topic again from the start.
+CREATE TABLE projection_state (
+    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    generation  int NOT NULL DEFAULT 0,
+    rebuilt_at  timestamptz
+);
+INSERT INTO projection_state DEFAULT VALUES;
