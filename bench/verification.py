@@ -153,27 +153,24 @@ def wrk(
     scheme, _, host, path = url.split("/", 3)
     env = {**os.environ, "BODIES": str(bodies), "AUTH": auth, "TARGET": "/" + path, "DELAY_MS": str(delay_ms)}
     base = f"{scheme}//{host}"
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t",
-            "2",
-            "-c",
-            str(connections),
-            "-d",
-            f"{seconds}s",
-            "--timeout",
-            "5s",
-            "-s",
-            str(LUA),
-            base,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-        check=True,
-    ).stdout
+    cmd = [
+        "wrk",
+        "-t",
+        "2",
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(LUA),
+        base,
+    ]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
+    if run.returncode != 0:
+        raise RuntimeError(f"wrk failed on {url}: {run.stdout[-500:]} {run.stderr[-500:]}")
+    out = run.stdout
     line = next(line for line in out.splitlines() if line.startswith("RESULT "))
     r = json.loads(line.removeprefix("RESULT "))
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
@@ -255,6 +252,8 @@ def main() -> int:
         procs.append(
             start_app("bench.bare_lookup:create_app", {**os.environ, **common}, bport, work / "b.log")
         )
+        no_reset = {**os.environ, **common, "BARE_NO_RESET": "1"}
+        procs.append(start_app("bench.bare_lookup:create_app", no_reset, nport, work / "n.log"))
         token = f"kiosk-bench.{TOKEN_SECRET}"
         targets = {
             "bare lookup": (f"http://127.0.0.1:{bport}/lookup", bare_bodies, ""),
@@ -272,6 +271,10 @@ def main() -> int:
         results = measure(targets)
         audited = asyncio.run(_count(dsn)) - audit_before
         intact = asyncio.run(_chain_intact(dsn))
+    except BaseException:
+        for log in work.glob("*.log"):
+            print(f"--- {log.name}\n" + log.read_text(errors="replace")[-2000:])
+        raise
     finally:
         for p in procs:
             stop(p)
