@@ -21,9 +21,11 @@ class VerificationSettings(BaseServiceSettings):
     registry_key_urls: str = ""
     key_refresh_seconds: float = 60.0
 
-    # Group commit of the audit log: a verification answers only after its entry is committed.
-    audit_flush_interval: float = Field(default=0.002, description="seconds a batch waits for company")
+    # Group commit of the audit log: a verification answers only after its entry is committed
+    # (to audit_pending); the chainer then moves entries into the hash chain.
+    audit_flush_interval: float = Field(default=0.001, description="seconds a batch waits for company")
     audit_batch_max: int = 512
+    audit_chain_interval: float = Field(default=0.05, description="seconds between chaining rounds")
 
     # Status lists: signed with this Ed25519 key (base64url of the 32 raw bytes). When none is
     # configured, one is generated once and kept in this service's database: whoever can write

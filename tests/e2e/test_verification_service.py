@@ -339,7 +339,13 @@ def test_changing_one_audit_row_is_named_by_the_chain_check(
     for purpose in ("benefits", "identity_check", "maternal_care_services"):
         check(kiosk, cert.number, cert.holder_id_number, purpose)
     with vstack.http(vstack.add_client(f"auditor-t{next(_clients)}", "operator")) as auditor:
-        report = wait_until(lambda: (r := auditor.get("/v1/audit/verify")).status_code == 200 and r.json())
+        report = wait_until(
+            lambda: (
+                (r := auditor.get("/v1/audit/verify")).status_code == 200
+                and r.json()["pending"] == 0
+                and r.json()
+            )
+        )
         assert report["intact"] and report["first_broken_seq"] is None
 
         rows = query(vstack.dsn, "SELECT * FROM audit_log WHERE purpose = 'identity_check' ORDER BY seq")
@@ -379,17 +385,18 @@ def test_every_verification_is_audited_before_it_is_answered(
     cert = issue(issuers)
     until(kiosk, cert.number, cert.holder_id_number, "valid")
     client_id = kiosk.headers["authorization"].split()[1].split(".")[0]
-    before = query(vstack.dsn, "SELECT count(*) AS n FROM audit_log WHERE client_id = $1", client_id)[0]["n"]
+    both = """SELECT client_id, subject, detail FROM audit_log WHERE client_id = $1
+              UNION ALL SELECT client_id, subject, detail FROM audit_pending WHERE client_id = $1"""
+    before = len(query(vstack.dsn, both, client_id))
     for _ in range(5):
         check(kiosk, cert.number, cert.holder_id_number, "benefits")
         check_token(kiosk, cert.token, "benefits")
-    # No waiting: each answer came after its entry committed.
+    # No waiting: each answer came after its entry was durable (pending or already chained).
+    assert len(query(vstack.dsn, both, client_id)) == before + 10
+    # ... and the chainer moves them into the hash chain shortly after.
+    wait_until(lambda: not query(vstack.dsn, "SELECT 1 FROM audit_pending"), timeout=5)
     rows = query(
         vstack.dsn, "SELECT * FROM audit_log WHERE client_id = $1 ORDER BY seq DESC LIMIT 10", client_id
-    )
-    assert (
-        query(vstack.dsn, "SELECT count(*) AS n FROM audit_log WHERE client_id = $1", client_id)[0]["n"]
-        == before + 10
     )
     details = [json.loads(r["detail"]) for r in rows]
     assert {d["via"] for d in details} == {"number", "token"}

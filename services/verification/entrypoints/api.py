@@ -148,13 +148,17 @@ async def status_list(issuer: DivisionCode, request: Request, pool: Pool) -> JSO
 
 @router.get("/audit/verify", summary="Check the audit chain and name the first broken row")
 async def audit_verify(pool: Pool, client: CurrentClient) -> dict[str, Any]:
-    """Recompute the hash chain of the audit log; ``first_broken_seq`` is null when it is intact."""
+    """Recompute the hash chain of the audit log; ``first_broken_seq`` is null when it is intact.
+
+    ``pending`` counts entries already durable but not yet chained (normally chained within
+    a fraction of a second)."""
     if not (client.has("audit:read") or client.has("ops:read")):
         raise Forbidden("this client lacks the 'audit:read' or 'ops:read' scope", rule="scope")
     async with pool.acquire() as conn:
         broken = await audit.verify_chain(conn)
         rows = await conn.fetchval("SELECT count(*) FROM audit_log")
-    return {"intact": broken is None, "first_broken_seq": broken, "rows": rows}
+        pending = await conn.fetchval("SELECT count(*) FROM audit_pending")
+    return {"intact": broken is None, "first_broken_seq": broken, "rows": rows, "pending": pending}
 
 
 kiosk_router = APIRouter(tags=["kiosk"])
@@ -237,7 +241,10 @@ def create_app(settings: VerificationSettings | None = None) -> FastAPI:
             app.state.pool, signing.b64u_decode(configured.get_secret_value()) if configured else None
         )
         app.state.audit_writer = AuditWriter(
-            app.state.pool, flush_interval=settings.audit_flush_interval, max_batch=settings.audit_batch_max
+            app.state.pool,
+            flush_interval=settings.audit_flush_interval,
+            max_batch=settings.audit_batch_max,
+            chain_interval=settings.audit_chain_interval,
         )
         app.state.audit_writer.start()
         app.state.key_task = (

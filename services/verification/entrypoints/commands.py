@@ -20,10 +20,11 @@ async def audit_verify(settings: VerificationSettings) -> int:
         async with pool.acquire() as conn:
             broken = await audit.verify_chain(conn)
             rows = await conn.fetchval("SELECT count(*) FROM audit_log")
+            pending = await conn.fetchval("SELECT count(*) FROM audit_pending")
     finally:
         await pool.close()
     if broken is None:
-        print(f"audit chain intact: {rows} rows")
+        print(f"audit chain intact: {rows} rows ({pending} entries waiting to be chained)")
         return 0
     print(f"audit chain broken at seq {broken} (of {rows} rows)")
     return 1
