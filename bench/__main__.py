@@ -1,18 +1,43 @@
-"""``python -m bench`` (``make bench``): run every benchmark module of this folder."""
+"""``make bench``: run every benchmark, print one table, write JSON and docs/benchmarks.md.
+
+Each benchmark runs in its own process (``python -m bench.<name>``) and writes
+``bench/results/<name>.json``. Targets are reported, not asserted: the exit code is non-zero
+only when a benchmark failed to run.
+"""
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
+import subprocess
 import sys
-from pathlib import Path
+import time
+
+from rich.console import Console
+
+from bench.report import render
+
+BENCHES = ["offline_token", "verification", "pipeline", "replay", "reconciliation", "import_roster"]
+console = Console()
+
+
+def main() -> int:
+    failed = []
+    for name in BENCHES:
+        if importlib.util.find_spec(f"bench.{name}") is None:
+            console.print(f"[yellow]{name}: no benchmark module")
+            continue
+        console.rule(name)
+        start = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", f"bench.{name}"], check=False, timeout=1800)
+        console.print(f"{name}: exit {proc.returncode} in {time.monotonic() - start:.0f}s")
+        if proc.returncode != 0:
+            failed.append(name)
+    table = render()
+    console.print(table)
+    if failed:
+        console.print(f"[red]benchmarks that failed to run: {', '.join(failed)}")
+    return 1 if failed else 0
+
 
 if __name__ == "__main__":
-    status = 0
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        if path.stem.startswith("_") or path.stem == "bare_lookup":
-            continue
-        module = importlib.import_module(f"bench.{path.stem}")
-        if hasattr(module, "main"):
-            print(f"== bench.{path.stem}")
-            status |= int(module.main() or 0)
-    sys.exit(status)
+    raise SystemExit(main())
