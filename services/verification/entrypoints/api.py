@@ -38,11 +38,8 @@ KIOSK_PAGE = (Path(__file__).parent / "kiosk.html").read_text(encoding="utf-8")
 
 
 async def verifier(request: Request) -> Client:
-    """A client with the ``verify`` scope and tokens left in its bucket.
-
-    Async on purpose: FastAPI runs sync dependencies in a thread pool, which cost a third of
-    the throughput of this hot path when it went through ``shared.auth.CurrentClient``.
-    """
+    """A client with the ``verify`` scope and tokens left in its bucket: one async dependency
+    (a sync one would hop through the thread pool on every request)."""
     client: Client = request.app.state.clients.authenticate(request.headers.get("authorization"))
     request.state.client_id = client.client_id
     if "verify" not in client.scopes:
@@ -100,10 +97,10 @@ def _json(body: dict[str, Any]) -> Response:
 
 
 @router.post("/verifications", response_model=VerificationOut, summary="Verify a certificate for its holder")
-async def verify(body: VerificationIn, request: Request, client: Verifier) -> Response:
+async def verify(body: VerificationIn, request: Request, pool: Pool, client: Verifier) -> Response:
     """Is this certificate genuine, in force, and held by this person? Discloses the minimum."""
     answer = await handlers.verify_certificate(
-        request.app.state.read_pool,
+        pool,
         request.app.state.audit_writer,
         client,
         body.certificate_number,
@@ -114,11 +111,11 @@ async def verify(body: VerificationIn, request: Request, client: Verifier) -> Re
 
 
 @router.post("/verifications/token", response_model=TokenOut, summary="Verify a signed QR token")
-async def verify_token(body: TokenIn, request: Request, client: Verifier) -> Response:
+async def verify_token(body: TokenIn, request: Request, pool: Pool, client: Verifier) -> Response:
     """Check the QR payload against the issuer's published keys and the revocation state."""
     subject = _subject(request, body.holder_id_number) if body.holder_id_number else None
     answer = await handlers.verify_token(
-        request.app.state.read_pool, request.app.state.audit_writer, client, body.token, subject, body.purpose
+        pool, request.app.state.audit_writer, client, body.token, subject, body.purpose
     )
     return _json(answer)
 
@@ -210,30 +207,10 @@ async def refresh_registry_keys(pool: asyncpg.Pool, settings: VerificationSettin
             await asyncio.sleep(settings.key_refresh_seconds)
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """No reset on release: the read pool only runs single autocommit statements."""
-
-
-async def create_read_pool(settings: VerificationSettings) -> asyncpg.Pool:
-    """The pool of the verification hot path: single-statement reads outside any transaction,
-    which leave no session state behind, so the reset query asyncpg runs on every release (a
-    second round trip per request) is skipped. Never use it for transactions, LISTEN or locks."""
-    pool = await asyncpg.create_pool(
-        settings.database_url,
-        min_size=settings.db_pool_min,
-        max_size=settings.db_pool_max,
-        reset=_keep_session,
-        command_timeout=10,
-    )
-    assert pool is not None
-    return pool
-
-
 def create_app(settings: VerificationSettings | None = None) -> FastAPI:
     settings = settings or VerificationSettings()
 
     async def startup(app: FastAPI) -> None:
-        app.state.read_pool = await create_read_pool(settings)
         app.state.subject_secret = settings.subject_key_secret.get_secret_value().encode()
         app.state.buckets = TokenBuckets(settings.rate_limit_per_minute / 60.0, settings.rate_limit_burst)
         configured = settings.status_list_signing_key
@@ -259,7 +236,6 @@ def create_app(settings: VerificationSettings | None = None) -> FastAPI:
             with contextlib.suppress(BaseException):
                 await app.state.key_task
         await app.state.audit_writer.stop()
-        await app.state.read_pool.close()
 
     return create_service_app(
         settings,
