@@ -21,6 +21,8 @@ import pytest
 
 from devstack.embedded import EmbeddedPostgres, env_with
 from shared import signing
+from shared.events import payloads as p
+from shared.events.envelope import new_event_id
 from shared.offline_verifier import BadToken, OfflineVerifier
 from tests.helpers import person_id, query, wait_until
 from tests.verification_kit import FakeIssuer, JwksServer, VerificationStack, start_verification
@@ -315,6 +317,46 @@ def test_a_correction_changes_what_is_disclosed(kiosk: httpx.Client, issuers: di
         timeout=5,
     )
     assert corrected["attributes"]["children_count"] == 3
+
+
+def test_a_different_key_under_a_known_kid_is_refused(
+    kiosk: httpx.Client, vstack: VerificationStack, issuers: dict[str, FakeIssuer]
+) -> None:
+    genuine = issue(issuers)
+    until(kiosk, genuine.number, genuine.holder_id_number, "valid")
+    rogue = FakeIssuer(EVENT_ISSUER, vstack.bootstrap)
+    rogue.keys[0].kid = genuine.key_id  # claims the issuer's kid, with a key of its own
+    try:
+        forged = rogue.issue(person_id("F"), "假冒")
+        until(kiosk, forged.number, forged.holder_id_number, "valid")  # its event was applied...
+        assert check_token(kiosk, forged.token)["result"] == "invalid_signature"  # ...its key was not
+        assert check_token(kiosk, genuine.token)["result"] == "valid"
+        keys = [k for k in httpx.get(vstack.url + "/v1/keys").json()["keys"] if k["kid"] == genuine.key_id]
+        assert (
+            len(keys) == 1 and keys[0]["x"] == issuers[EVENT_ISSUER].jwk_of(issuers[EVENT_ISSUER].active)["x"]
+        )
+    finally:
+        rogue.close()
+
+
+def test_a_corrected_person_name_reaches_their_certificates(
+    kiosk: httpx.Client, issuers: dict[str, FakeIssuer]
+) -> None:
+    cert = issue(issuers, name="刘洋")
+    until(kiosk, cert.number, cert.holder_id_number, "valid")
+    data = p.RecordCorrectedV1(
+        correction_id=new_event_id(),
+        corrected_event_id=new_event_id(),
+        record_type="person",
+        record_id="person-record",
+        changes={"name": "刘阳"},
+        reason="name registered with a wrong character",
+    )
+    issuers[EVENT_ISSUER].publish("record.corrected.v1", cert.subject, data)
+    wait_until(
+        lambda: check(kiosk, cert.number, cert.holder_id_number)["attributes"]["holder_name"] == "刘阳",
+        timeout=5,
+    )
 
 
 # --- rate limit ---------------------------------------------------------------------------------
