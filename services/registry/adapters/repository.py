@@ -55,16 +55,20 @@ async def set_residence(conn: asyncpg.Connection, jurisdiction: str, id_number: 
 
 async def residence(conn: asyncpg.Connection, jurisdiction: str, id_number: str) -> Residence | None:
     row = await conn.fetchrow(
-        """SELECT p.hukou_division, p.residence_division,
-                  (SELECT max(migration_date) FROM migrations m
-                    WHERE m.jurisdiction = p.jurisdiction AND m.id_number = p.id_number) AS last_move
-           FROM persons p WHERE p.jurisdiction = $1 AND p.id_number = $2 FOR UPDATE OF p""",
+        """SELECT p.hukou_division, p.residence_division, m.migration_date AS last_move, m.kind, m.to_division
+           FROM persons p LEFT JOIN LATERAL (
+                SELECT migration_date, kind, to_division FROM migrations m
+                 WHERE m.jurisdiction = p.jurisdiction AND m.id_number = p.id_number
+                 ORDER BY migration_date DESC, created_at DESC LIMIT 1) m ON true
+           WHERE p.jurisdiction = $1 AND p.id_number = $2 FOR UPDATE OF p""",
         jurisdiction,
         id_number,
     )
     if row is None:
         return None
-    return Residence(row["hukou_division"], row["residence_division"], row["last_move"])
+    return Residence(
+        row["hukou_division"], row["residence_division"], row["last_move"], row["kind"], row["to_division"]
+    )
 
 
 async def insert_migration(
