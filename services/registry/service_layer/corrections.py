@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
 import asyncpg
 
-from services.registry.adapters import records
+from services.registry.adapters import family, records
 from services.registry.adapters import repository as repo
 from services.registry.domain import corrections as rules
-from services.registry.domain.family import check_dissolution
+from services.registry.domain.family import check_dissolution, check_marriage
 from services.registry.service_layer.context import Context, announce
 from shared.errors import NotFound, RuleViolation
 from shared.events import payloads as p
@@ -66,8 +67,21 @@ async def _check_consistent(
                 field="changes.father_id_number",
                 rule="person-must-exist",
             )
-    if record_type == "marriage" and after["dissolution_date"] is not None:
-        check_dissolution(after["marriage_date"], None, after["dissolution_date"])
+        siblings = await repo.births_of_mother(conn, here, after["mother_id_number"])
+        for other in siblings:
+            if other["id"] == after["id"]:
+                continue
+            earlier = other["birth_order"] < after["birth_order"]
+            if (earlier and other["child_birth_date"] > after["child_birth_date"]) or (
+                not earlier and other["child_birth_date"] < after["child_birth_date"]
+            ):
+                raise RuleViolation(
+                    "the corrected birth date contradicts the birth order of the mother's children",
+                    field="changes.child_birth_date",
+                    rule="birth-order-consistent",
+                )
+    if record_type == "marriage":
+        await _check_marriage(conn, here, after)
     if (
         record_type == "pregnancy"
         and after["expected_delivery"] is not None
@@ -78,6 +92,29 @@ async def _check_consistent(
             field="changes.expected_delivery",
             rule="expected-delivery-plausible",
         )
+
+
+async def _check_marriage(conn: asyncpg.Connection, here: str, after: dict[str, Any]) -> None:
+    if after["dissolution_date"] is not None:
+        check_dissolution(after["marriage_date"], None, after["dissolution_date"])
+    spouses = []
+    for field in ("spouse_a_id_number", "spouse_b_id_number"):
+        person = await repo.get_person(conn, here, after[field])
+        if person is not None:
+            spouses.append((field, person["sex"], person["birth_date"]))
+        for other in await family.marriages_of(conn, here, after[field]):
+            if other["marriage_id"] == after["id"]:
+                continue
+            ends = other["dissolution_date"]
+            if (ends is None or ends > after["marriage_date"]) and other["marriage_date"] < (
+                after["dissolution_date"] or dt.date.max
+            ):
+                raise RuleViolation(
+                    "the corrected marriage date overlaps another marriage of a spouse",
+                    field="changes.marriage_date",
+                    rule="one-active-marriage",
+                )
+    check_marriage(after["marriage_date"], spouses, {}, {})
 
 
 def _plain(value: Any) -> Any:
