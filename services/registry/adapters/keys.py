@@ -72,7 +72,7 @@ async def active_key(
 
 async def published_keys(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """Active keys and retired keys still inside their overlap window."""
-    return await conn.fetch(
+    return await conn.fetch(  # type: ignore[no-any-return]
         """SELECT kid, jurisdiction, public_key, created_at, retired_at, expires_at FROM signing_keys
            WHERE expires_at IS NULL OR expires_at > now() ORDER BY jurisdiction, created_at"""
     )

@@ -30,7 +30,7 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-PERSON = {
+PERSON: dict[str, Any] = {
     "id_number": MOTHER,
     "name": "李秀英",
     "sex": "F",
@@ -67,7 +67,7 @@ class PersonOut(BaseModel):
     event_id: uuid.UUID
 
 
-MIGRATION = {
+MIGRATION: dict[str, Any] = {
     "kind": "departed",
     "id_number": MOTHER,
     "from_division": "320412",
@@ -111,7 +111,11 @@ class MigrationOut(BaseModel):
     event_id: uuid.UUID
 
 
-MARRIAGE = {"spouse_a_id_number": FATHER, "spouse_b_id_number": MOTHER, "marriage_date": "2023-10-01"}
+MARRIAGE: dict[str, Any] = {
+    "spouse_a_id_number": FATHER,
+    "spouse_b_id_number": MOTHER,
+    "marriage_date": "2023-10-01",
+}
 
 
 class MarriageIn(_In):
@@ -153,7 +157,11 @@ class DissolutionIn(_In):
     reason: Literal["divorce", "death", "annulment"]
 
 
-PREGNANCY = {"mother_id_number": MOTHER, "registered_on": "2025-03-01", "expected_delivery": "2025-09-01"}
+PREGNANCY: dict[str, Any] = {
+    "mother_id_number": MOTHER,
+    "registered_on": "2025-03-01",
+    "expected_delivery": "2025-09-01",
+}
 
 
 class PregnancyIn(_In):
@@ -194,7 +202,7 @@ class ClosureIn(_In):
     closed_on: PastDate | None = Field(default=None, description="defaults to today")
 
 
-BIRTH = {
+BIRTH: dict[str, Any] = {
     "medical_certificate_number": "O440123456",
     "child_name": "李小明",
     "child_sex": "M",
@@ -242,7 +250,7 @@ class BirthOut(BaseModel):
     event_id: uuid.UUID
 
 
-CORRECTION = {
+CORRECTION: dict[str, Any] = {
     "corrected_event_id": EVENT_ID,
     "record_type": "birth",
     "record_id": "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f",

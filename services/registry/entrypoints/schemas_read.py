@@ -83,7 +83,7 @@ class RevocationOut(BaseModel):
     event_id: uuid.UUID
 
 
-JWK = {
+JWK: dict[str, Any] = {
     "kty": "OKP",
     "crv": "Ed25519",
     "alg": "EdDSA",

@@ -31,9 +31,13 @@ def _subject_of(record_type: str, row: asyncpg.Record) -> str:
 
 
 async def check_and_apply(
-    conn: asyncpg.Connection, here: str, body: dict[str, Any]
+    conn: asyncpg.Connection, here: str, body: dict[str, Any], check_event: bool = True
 ) -> tuple[asyncpg.Record, dict[str, Any], dict[str, Any]]:
-    """Validate a correction against our records and apply it; returns the row, typed changes, previous."""
+    """Validate a correction against our records and apply it; returns the row, typed changes, previous.
+
+    A counterpart's correction (``check_event=False``) was checked against the event it names by
+    its source registry, which may have announced the record under another event id than ours.
+    """
     record_type, record_id = body["record_type"], body["record_id"]
     changes = rules.parse_changes(record_type, body["changes"])
     row = await records.get_record(conn, here, record_type, record_id)
@@ -41,8 +45,9 @@ async def check_and_apply(
         raise NotFound(
             f"no such {record_type} in this jurisdiction's records", field="record_id", rule="exists"
         )
-    known = await records.events_of_record(conn, here, record_type, record_id, row)
-    rules.check_names_event(body["corrected_event_id"], known)
+    if check_event:
+        known = await records.events_of_record(conn, here, record_type, record_id, row)
+        rules.check_names_event(body["corrected_event_id"], known)
     after = {**dict(row), **changes}
     await _check_consistent(conn, here, record_type, after, changes)
     previous = {f: _plain(row[f]) for f in changes}

@@ -106,7 +106,7 @@ async def apply_correction(conn: asyncpg.Connection, t: Target, d: dict[str, Any
         return "rejected", [], f"the corrected {d['record_type']} is not in our records"
     try:
         async with conn.transaction():  # a savepoint: a refused correction leaves our record as it was
-            _, _, previous = await corrections.check_and_apply(conn, t.here, d)
+            _, _, previous = await corrections.check_and_apply(conn, t.here, d, check_event=False)
             await records.insert_correction(conn, t.here, d, previous, t.source, t.event_id)
     except DomainError as e:
         return "conflict", [{"field": e.field or "record_id", "ours": None, "theirs": None}], e.rule

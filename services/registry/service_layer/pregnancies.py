@@ -113,7 +113,7 @@ async def _close(
             pregnancy_id=row["id"],
             mother_id_number=row["mother_id_number"],
             closed_on=closed_on,
-            outcome=outcome,  # type: ignore[arg-type]
+            outcome=outcome,
         ),
         origin=mother["hukou_division"],
         destination=mother["residence_division"],
