@@ -156,7 +156,9 @@ class PersonRecord(BaseModel):
 
 
 class Disclosure(BaseModel):
-    seq: int
+    seq: int | None = Field(
+        description="position in the audit chain; none for events shared via the exchange"
+    )
     at: dt.datetime
     client_id: str
     action: str = Field(description="person.read, pregnancy.read, event.shared, certificate.printed, ...")

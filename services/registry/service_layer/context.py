@@ -10,7 +10,6 @@ from pydantic import BaseModel
 
 from services.registry.adapters import family
 from services.registry.settings import RegistrySettings
-from shared import audit
 from shared.events.envelope import Envelope
 from shared.identity import subject_key
 from shared.outbox import add_event
@@ -48,10 +47,11 @@ async def announce(
     destination: str | None,
     record: tuple[str, object] | None = None,
 ) -> Envelope[Any]:
-    """Write the event to the outbox with the record, note the record's event, and log who will hear.
+    """Write the event to the outbox with the record, and note which event made the record.
 
-    The counterparts (origin and destination other than here) receive the person's data through
-    the exchange, so the subject-access log says so in the same transaction.
+    Who receives the person's data through the exchange (origin and destination other than here)
+    is read back from the outbox by the subject-access log: writing an audit row here would take
+    the audit chain's lock in every write and serialise all writers.
     """
     subject = ctx.subject(id_number)
     event = await add_event(
@@ -66,18 +66,4 @@ async def announce(
     )
     if record is not None:
         await family.set_event_id(conn, record[0], here, record[1], event.id)
-    recipients = sorted({d for d in (origin, destination) if d and d != here})
-    if recipients:
-        await audit.append(
-            conn,
-            [
-                audit.AuditEntry(
-                    ctx.client_id,
-                    "event.shared",
-                    None,
-                    subject,
-                    {"event_type": event_type, "event_id": str(event.id), "recipients": recipients},
-                )
-            ],
-        )
     return event

@@ -138,12 +138,15 @@ async def read_pregnancy(
 async def read_disclosures(
     conn: asyncpg.Connection, ctx: Context, client: Client, id_number: str, limit: int
 ) -> dict[str, Any]:
-    """The subject-access log: who received or read this person's data (from the hash-chained audit)."""
+    """The subject-access log: who read this person's data (the hash-chained audit) and which
+    jurisdictions received it through the exchange (the events this registry published)."""
     here = client.jurisdiction
     person = await repo.get_person(conn, here, id_number) if here in ctx.settings.served else None
     if person is None:
         raise _not_found()
     entries = await records.disclosures(conn, person["subject"], limit)
+    entries += await records.shared_events(conn, person["subject"], limit)
+    entries = sorted(entries, key=lambda e: e["at"], reverse=True)[:limit]
     await audit.append(
         conn,
         [audit.AuditEntry(client.client_id, "disclosures.read", "registration", person["subject"], {})],
