@@ -202,6 +202,25 @@ def test_migration_history_must_make_sense(stack: Stack, origin: Api, dest: Api)
     assert r.status_code == 201, r.text
 
 
+def test_spouses_are_two_people_and_strangers_need_identity(stack: Stack, origin: Api) -> None:
+    one = register(origin, "M")
+    r = origin.post(
+        "/v1/marriages", {"spouse_a_id_number": one, "spouse_b_id_number": one, "marriage_date": "2024-05-01"}
+    )
+    refused(r, 422, "two-persons", "spouse_b_id_number")
+    r = origin.post(
+        "/v1/migrations",
+        {
+            "kind": "arrived",
+            "id_number": person_id("F"),
+            "from_division": DESTINATION,
+            "to_division": ORIGIN,
+            "migration_date": "2025-01-01",
+        },
+    )
+    refused(r, 422, "first-record-needs-identity", "name")
+
+
 def test_birth_rules(stack: Stack, origin: Api) -> None:
     mother, father = register(origin, "F"), register(origin, "M")
     birth = {

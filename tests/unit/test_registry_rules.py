@@ -79,3 +79,36 @@ def test_pregnancy_data_only_for_the_persons_own_two_registries() -> None:
     assert not access.may_see_pregnancies("440703", True, "social_services", "320412", "440703")
     assert access.shares_with("440703", "320412", "320412", [("320412", "440703")])
     assert not access.shares_with("110101", "320412", "440703", [("320412", "440703")])
+
+
+@pytest.mark.parametrize(
+    ("kind", "frm", "to", "hukou", "rule"),
+    [
+        ("departed", "110101", "440703", "320412", "departure-recorded-at-origin"),
+        ("arrived", "320412", "110101", "320412", "arrival-recorded-at-destination"),
+        ("returned", "440703", "320412", "110101", "return-to-hukou"),
+        ("departed", "320412", "440703", "320412", "person-must-exist"),
+    ],
+)
+def test_each_migration_rule_names_itself(kind: str, frm: str, to: str, hukou: str, rule: str) -> None:
+    with pytest.raises(RuleViolation) as e:
+        rules.check_migration(kind, "320412", frm, to, D(2025, 1, 1), None, hukou)
+    assert rule_of(e) == rule
+
+
+def test_parent_and_person_rules() -> None:
+    family.check_parents("F", "M", D(1990, 1, 1), D(2020, 1, 1))
+    for args, rule in [
+        (("M", None, None, D(2020, 1, 1)), "mother-is-female"),
+        (("F", "F", D(1990, 1, 1), D(2020, 1, 1)), "father-is-male"),
+        (("F", "M", D(2021, 1, 1), D(2020, 1, 1)), "child-after-father"),
+    ]:
+        with pytest.raises(RuleViolation) as e:
+            family.check_parents(*args)  # type: ignore[arg-type]
+        assert rule_of(e) == rule
+    with pytest.raises(RuleViolation) as e:
+        rules.check_person_birth_date(D(1990, 1, 1), D(1990, 1, 2))
+    assert rule_of(e) == "birth-date-matches-id-number"
+    with pytest.raises(RuleViolation) as e:
+        rules.check_birth(D(1990, 1, 1), D(2020, 1, 1), 2, 0)
+    assert rule_of(e) == "birth-order-consistent"
