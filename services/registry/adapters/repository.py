@@ -24,12 +24,13 @@ async def insert_person(
     subject: str,
     source_division: str,
     source_event_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> bool:
     """Insert a person; False if the jurisdiction already holds one with that number."""
     inserted = await conn.fetchval(
         """INSERT INTO persons (jurisdiction, id_number, subject, name, sex, birth_date, hukou_division,
-                                residence_division, source_division, source_event_id)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT DO NOTHING RETURNING true""",
+                                residence_division, source_division, source_event_id, event_id)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,coalesce($11::uuid, $10::uuid)) ON CONFLICT DO NOTHING RETURNING true""",
         jurisdiction,
         p["id_number"],
         subject,
@@ -40,6 +41,7 @@ async def insert_person(
         p["residence_division"],
         source_division,
         source_event_id,
+        event_id,
     )
     return bool(inserted)
 
@@ -78,11 +80,12 @@ async def insert_migration(
     kind: str,
     source_division: str,
     source_event_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> bool:
     inserted = await conn.fetchval(
         """INSERT INTO migrations (id, jurisdiction, id_number, kind, from_division, to_division, migration_date,
-                                   source_division, source_event_id)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING RETURNING true""",
+                                   source_division, source_event_id, event_id)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,coalesce($10::uuid, $9::uuid)) ON CONFLICT DO NOTHING RETURNING true""",
         m["migration_id"],
         jurisdiction,
         m["id_number"],
@@ -92,6 +95,7 @@ async def insert_migration(
         m["migration_date"],
         source_division,
         source_event_id,
+        event_id,
     )
     return bool(inserted)
 
@@ -124,8 +128,8 @@ async def insert_birth(
     inserted = await conn.fetchval(
         """INSERT INTO births (id, jurisdiction, medical_certificate_number, child_name, child_sex, child_birth_date,
                                child_id_number, mother_id_number, father_id_number, birth_order, birth_division,
-                               source_division, source_event_id)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT DO NOTHING RETURNING true""",
+                               source_division, source_event_id, event_id)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$13) ON CONFLICT DO NOTHING RETURNING true""",
         b["birth_id"],
         jurisdiction,
         b["medical_certificate_number"],

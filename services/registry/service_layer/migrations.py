@@ -7,7 +7,6 @@ from typing import Any
 
 import asyncpg
 
-from services.registry.adapters import family
 from services.registry.adapters import repository as repo
 from services.registry.domain import rules
 from services.registry.service_layer.context import Context, announce
@@ -41,6 +40,18 @@ async def record_migration(
         kind, here, body["from_division"], body["to_division"], body["migration_date"], known, hukou
     )
     migration = {**body, "migration_id": uuid.uuid4(), "name": name, "hukou_division": hukou}
+    payload_cls = _PAYLOADS[kind]
+    # The event first, so the rows carry its id without a second write (this is the hot path).
+    event = await announce(
+        conn,
+        ctx,
+        here,
+        event_type=f"migration.{kind}.v1",
+        id_number=id_number,
+        data=payload_cls(**{k: migration[k] for k in payload_cls.model_fields}),
+        origin=hukou,
+        destination=body["to_division"],
+    )
     if person is None:
         await repo.insert_person(
             conn,
@@ -55,21 +66,8 @@ async def record_migration(
             },
             ctx.subject(id_number),
             here,
+            event_id=event.id,
         )
-    await repo.insert_migration(conn, here, migration, kind, here)
+    await repo.insert_migration(conn, here, migration, kind, here, event_id=event.id)
     await repo.set_residence(conn, here, id_number, body["to_division"])
-    payload_cls = _PAYLOADS[kind]
-    event = await announce(
-        conn,
-        ctx,
-        here,
-        event_type=f"migration.{kind}.v1",
-        id_number=id_number,
-        data=payload_cls(**{k: migration[k] for k in payload_cls.model_fields}),
-        origin=hukou,
-        destination=body["to_division"],
-        record=("migrations", migration["migration_id"]),
-    )
-    if person is None:
-        await family.set_event_id(conn, "persons", here, id_number, event.id)
     return {**migration, "jurisdiction": here, "event_id": event.id}
