@@ -172,6 +172,7 @@ def run_cli(
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=5,
+            timeout_keep_alive=30,  # clients and proxies reuse connections; 5 s drops them under load
         )
         return 0
     print(f"usage: python -m services.{service} serve|migrate")
