@@ -89,7 +89,7 @@ SELECT (SELECT count(*) FROM outbox) AS outbox, (SELECT count(*) FROM persons) A
 
 
 @pytest.fixture(scope="module")
-def registry(pg: EmbeddedPostgres, workdir: Path) -> Iterator[tuple[TestClient, str]]:
+def registry(pg: EmbeddedPostgres) -> Iterator[tuple[TestClient, str]]:
     dsn = pg.create_database(f"regprop_{os.getpid()}")
     asyncio.run(migrate(dsn, "registry", Path("services/registry/migrations")))
     # Clients from the environment (CLIENTS_INLINE), as a demo configures them without a file.

@@ -101,7 +101,7 @@ async def insert_migration(
 
 
 async def births_of_mother(conn: asyncpg.Connection, jurisdiction: str, mother: str) -> list[asyncpg.Record]:
-    return await conn.fetch(
+    return await conn.fetch(  # type: ignore[no-any-return]
         "SELECT * FROM births WHERE jurisdiction = $1 AND mother_id_number = $2 ORDER BY child_birth_date, birth_order",
         jurisdiction,
         mother,

@@ -50,7 +50,7 @@ async def apply_notification(
     feedback = p.ExchangeFeedbackV1(
         notification_id=n.notification_id,
         from_division=n.target_division,
-        outcome=outcome,  # type: ignore[arg-type]
+        outcome=outcome,
         conflicts=[p.FieldConflict(**c) for c in conflicts],
         reason=reason,
         applied_at=dt.datetime.now(dt.UTC),
