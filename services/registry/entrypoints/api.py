@@ -8,6 +8,7 @@ from fastapi import APIRouter, FastAPI, Header, Query, Request
 
 from services.registry.entrypoints import schemas as s
 from services.registry.entrypoints.consumer import consumers
+from services.registry.entrypoints.reconciliation import router as reconciliation_router
 from services.registry.service_layer import handlers
 from services.registry.settings import RegistrySettings
 from shared.app import UnitOfWork, create_service_app
@@ -94,6 +95,6 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         settings,
         title=f"Registry {settings.jurisdictions}",
         description="System of record for vital events and 婚育证明 certificates of its jurisdictions.",
-        routers=[router],
+        routers=[router, reconciliation_router],
         consumers=consumers,
     )
