@@ -167,25 +167,25 @@ def test_a_notification_without_feedback_becomes_overdue_and_rest_feedback_close
 
 def test_an_early_event_waits_for_its_predecessor(xstack: Stack) -> None:
     person = new_person()
-    first = person_event(person, A, A, B, sequence=1)
+    first = person_event(person, B, B, A, sequence=1)
     move = {
         "migration_id": "0190b0a4-0000-7000-8000-000000000001",
         "id_number": person,
         "name": "测试",
-        "hukou_division": A,
-        "from_division": A,
+        "hukou_division": B,
+        "from_division": B,
         "to_division": C,
         "migration_date": "2025-01-01",
     }
-    second = event("migration.departed.v1", A, move, first.subject, 2, origin=A, destination=C)
+    second = event("migration.departed.v1", B, move, first.subject, 2, origin=B, destination=C)
     exchange_db = xstack.service("migrant_exchange").dsn
     produce(xstack, [("vital.migration.v1", second)])
     wait_until(lambda: query(exchange_db, "SELECT 1 FROM parked_events WHERE event_id = $1", second.id))
     assert _notes(xstack, str(second.id)) == []
     produce(xstack, [("vital.person.v1", first)])
     wait_until(lambda: _notes(xstack, str(second.id)), timeout=10)
-    assert [n["target_division"] for n in _notes(xstack, str(first.id))] == [B]
-    # Applied after the registration: she had moved to C when the move was routed.
+    assert [n["target_division"] for n in _notes(xstack, str(first.id))] == [A]
+    # Routed after the registration it waited for, and the move itself decides: C hears, A does not.
     assert [n["target_division"] for n in _notes(xstack, str(second.id))] == [C]
     assert not query(exchange_db, "SELECT 1 FROM parked_events WHERE subject = $1", first.subject)
 

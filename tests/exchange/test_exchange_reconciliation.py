@@ -1,0 +1,81 @@
+"""Reconciliation finds exactly the planted differences between two registries, and resolves them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from devstack.stack import Stack
+from tests.exchange.exchange_helpers import A, C
+from tests.exchange.exchange_seed import plant, seed_side, subject_of
+from tests.helpers import Api, query, wait_until
+
+pytestmark = pytest.mark.e2e
+SUBJECTS = 10_000
+
+
+def test_reconciliation_finds_exactly_the_planted_differences(xstack: Stack) -> None:
+    dsn_a, dsn_c = xstack.service(f"registry-{A}").dsn, xstack.service(f"registry-{C}").dsn
+    tag = "t1"
+
+    async def seed() -> dict[str, str]:
+        await asyncio.gather(
+            seed_side(dsn_a, A, A, C, tag, SUBJECTS), seed_side(dsn_c, C, A, C, tag, SUBJECTS)
+        )
+        return {
+            "missing": await plant(dsn_a, A, dsn_c, C, tag, 3, "missing_birth"),
+            "conflict": await plant(dsn_a, A, dsn_c, C, tag, 10, "marriage_date"),
+            "duplicate": await plant(dsn_a, A, dsn_c, C, tag, 6, "duplicate_birth"),
+        }
+
+    keys = asyncio.run(seed())
+    operator = Api(xstack, "migrant_exchange", "operator")
+    operator.http.timeout = 60
+    started = time.monotonic()
+    r = operator.post("/v1/reconciliations", {"division_a": A, "division_b": C})
+    elapsed = time.monotonic() - started
+    assert r.status_code == 201, r.text
+    run = r.json()
+    assert elapsed < 10, f"reconciliation of {SUBJECTS} subjects took {elapsed:.1f}s"
+    assert (run["division_a"], run["division_b"]) == (C, A)  # one pair whichever way it is named
+    assert run["records_a"] >= SUBJECTS and run["discrepancies"] == 3, run
+    assert run["by_kind"] == {"missing": 1, "field_conflict": 1, "duplicate": 1}
+
+    found = operator.get("/v1/discrepancies", reconciliation_id=run["reconciliation_id"]).json()
+    got = {(d["kind"], d["subject"], d["record_kind"], d["record_key"]) for d in found}
+    assert got == {
+        ("missing", subject_of(tag, 3), "birth", keys["missing"]),
+        ("field_conflict", subject_of(tag, 10), "marriage", keys["conflict"]),
+        ("duplicate", subject_of(tag, 6), "birth", keys["duplicate"]),
+    }
+    by_kind = {d["kind"]: d for d in found}
+    assert by_kind["missing"]["missing_at"] == C
+    assert by_kind["field_conflict"]["fields"] == ["marriage_date"]
+    assert by_kind["duplicate"]["duplicated_at"] == A
+    assert "P" + tag not in r.text + str(found)  # no identity numbers reach the exchange's answers
+
+    # Resolving the duplicate has side A take it out and announce a correction.
+    dup = by_kind["duplicate"]
+    wrong = operator.post(f"/v1/discrepancies/{dup['id']}/resolution", {"action": "correct", "owner": C})
+    assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "owner"
+    done = operator.post(f"/v1/discrepancies/{dup['id']}/resolution", {"action": "correct", "owner": A})
+    assert done.status_code == 200, done.text
+    assert done.json()["state"] == "resolved" and done.json()["resolution"]["correction_event_id"]
+    assert not query(dsn_a, "SELECT 1 FROM births WHERE medical_certificate_number = $1", keys["duplicate"])
+    wait_until(
+        lambda: query(
+            dsn_a,
+            "SELECT 1 FROM outbox WHERE event_type = 'record.corrected.v1' AND event_id = $1::uuid",
+            done.json()["resolution"]["correction_event_id"],
+        )
+    )
+    again = operator.post(f"/v1/discrepancies/{dup['id']}/resolution", {"action": "dismiss"})
+    assert again.status_code == 409
+
+    # A second run finds the two that are left, opens nothing new, and clears the fixed one.
+    second = operator.post("/v1/reconciliations", {"division_a": A, "division_b": C}).json()
+    assert second["discrepancies"] == 2 and second["opened"] == 0 and second["cleared"] == 0
+    open_cases = operator.get("/v1/discrepancies", state="open", jurisdiction=C).json()
+    assert {d["kind"] for d in open_cases if d["kind"] != "sequence_gap"} == {"missing", "field_conflict"}
