@@ -61,7 +61,9 @@ def person_event(
     )
 
 
-def produce(stack: Stack, messages: list[tuple[str, bytes | Envelope[Any]]]) -> None:
+def produce(
+    stack: Stack, messages: list[tuple[str, bytes | Envelope[Any]]], raw_key: bytes = b"poison"
+) -> None:
     """Publish straight to the broker, as a registry's relay would (topic, event or raw bytes)."""
 
     async def run() -> None:
@@ -70,7 +72,7 @@ def produce(stack: Stack, messages: list[tuple[str, bytes | Envelope[Any]]]) -> 
         try:
             for topic, msg in messages:
                 if isinstance(msg, bytes):
-                    await producer.send(topic, msg, key=b"poison")
+                    await producer.send(topic, msg, key=raw_key)
                 else:
                     await producer.send(topic, msg.model_dump_json().encode(), key=msg.subject.encode())
             await producer.flush()
