@@ -10,15 +10,12 @@ import asyncpg
 
 async def lock_progress(conn: asyncpg.Connection, subject: str, source: str) -> int:
     """The last in-order sequence of (subject, source), row-locked until the transaction ends."""
-    await conn.execute(
-        """INSERT INTO sequence_progress (subject, source, last_sequence) VALUES ($1, $2, 0)
-           ON CONFLICT DO NOTHING""",
-        subject,
-        source,
-    )
+    # The no-op update takes the row lock and returns the value in one round trip.
     return int(
         await conn.fetchval(
-            "SELECT last_sequence FROM sequence_progress WHERE subject = $1 AND source = $2 FOR UPDATE",
+            """INSERT INTO sequence_progress (subject, source, last_sequence) VALUES ($1, $2, 0)
+               ON CONFLICT (subject, source) DO UPDATE SET last_sequence = sequence_progress.last_sequence
+               RETURNING last_sequence""",
             subject,
             source,
         )

@@ -36,7 +36,8 @@ async def route_vital_event(
     await repo.save_whereabouts(conn, event.subject, after, event.type.startswith("migration."), event.time)
     secret = settings.subject_key_secret.get_secret_value().encode()
     others = [subject_key(n, secret) for n in routing.related_people(event.type, data)]
-    related = await repo.whereabouts_of(conn, [s for s in others if s != event.subject])
+    others = [s for s in others if s != event.subject]
+    related = await repo.whereabouts_of(conn, others) if others else []
     sent = 0
     now = dt.datetime.now(dt.UTC)
     for target in sorted(routing.counterparts(producer, event.type, data, after, tuple(related))):
