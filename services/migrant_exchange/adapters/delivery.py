@@ -82,13 +82,14 @@ async def due_for_resend(
     conn: asyncpg.Connection, max_attempts: int, limit: int = 500
 ) -> list[asyncpg.Record]:
     """Pending notifications whose next attempt is due; other sweepers skip the locked ones."""
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT * FROM notifications
            WHERE state = 'pending' AND next_attempt_at <= now() AND attempts < $1 AND deadline > now()
            ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
         max_attempts,
         limit,
     )
+    return rows
 
 
 async def mark_resent(

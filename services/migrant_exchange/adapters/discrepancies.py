@@ -60,7 +60,7 @@ async def list_cases(
     reconciliation_id: uuid.UUID | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT * FROM discrepancies
            WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR kind = $2)
              AND ($3::text IS NULL OR division_a = $3 OR division_b = $3)
@@ -72,6 +72,7 @@ async def list_cases(
         reconciliation_id,
         limit,
     )
+    return rows
 
 
 async def get_case(conn: asyncpg.Connection, case_id: uuid.UUID, lock: bool = False) -> asyncpg.Record | None:

@@ -105,11 +105,12 @@ async def close_notification(
 
 async def mark_overdue(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """Escalate pending notifications past their deadline; returns the ones escalated now."""
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """UPDATE notifications SET state = 'overdue', overdue_at = now(), next_attempt_at = NULL
            WHERE state = 'pending' AND deadline < now()
            RETURNING id, target_division, source_division, event_type"""
     )
+    return rows
 
 
 async def list_notifications(
@@ -119,7 +120,7 @@ async def list_notifications(
     limit: int,
     after: dt.datetime | None,
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT * FROM notifications
            WHERE ($1::text IS NULL OR target_division = $1 OR source_division = $1)
              AND ($2::text IS NULL OR state = $2)
@@ -130,6 +131,7 @@ async def list_notifications(
         limit,
         after,
     )
+    return rows
 
 
 async def get_notification(conn: asyncpg.Connection, notification_id: uuid.UUID) -> asyncpg.Record | None:
@@ -139,7 +141,7 @@ async def get_notification(conn: asyncpg.Connection, notification_id: uuid.UUID)
 async def list_migrants(
     conn: asyncpg.Connection, origin: str | None, destination: str | None, limit: int
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT subject, hukou_division, residence_division, moves, last_event_at FROM roster
            WHERE hukou_division IS DISTINCT FROM residence_division
              AND ($1::text IS NULL OR hukou_division = $1) AND ($2::text IS NULL OR residence_division = $2)
@@ -148,3 +150,4 @@ async def list_migrants(
         destination,
         limit,
     )
+    return rows

@@ -138,6 +138,7 @@ async def post_feedback(
         destination=row["source_division"],
     )
     updated = await repo.get_notification(conn, notification_id)
+    assert updated is not None  # read back in the same transaction
     return {**dict(updated), "notification_id": notification_id, "payload": None}
 
 

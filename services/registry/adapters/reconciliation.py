@@ -88,7 +88,8 @@ async def bucket_digests(
     sql = f"""
     SELECT r.bucket, count(*) AS records, sum(('x' || substr({_HASH}, 1, 15))::bit(60)::bigint) AS digest
     FROM ({_records_sql("")}) r GROUP BY r.bucket ORDER BY r.bucket"""
-    return await conn.fetch(sql, jurisdiction, counterpart, buckets)
+    rows: list[asyncpg.Record] = await conn.fetch(sql, jurisdiction, counterpart, buckets)
+    return rows
 
 
 async def bucket_records(
@@ -98,7 +99,8 @@ async def bucket_records(
     sql = f"""
     SELECT r.subject, r.kind, r.key, r.vals, r.identity, {_HASH} AS hash
     FROM ({_records_sql("WHERE bucket = ANY($4::int[])")}) r ORDER BY r.subject, r.kind, r.key"""
-    return await conn.fetch(sql, jurisdiction, counterpart, buckets, selected)
+    rows: list[asyncpg.Record] = await conn.fetch(sql, jurisdiction, counterpart, buckets, selected)
+    return rows
 
 
 async def record_values(
