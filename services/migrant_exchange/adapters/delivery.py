@@ -8,18 +8,29 @@ import uuid
 import asyncpg
 
 
+async def advance(conn: asyncpg.Connection, subject: str, source: str, sequence: int) -> tuple[int, int]:
+    """Lock (subject, source) and, when ``sequence`` is next and nothing waits, record it as applied.
+
+    Returns (last applied sequence, events waiting) after the statement: the common case (the
+    event is next) costs one round trip.
+    """
+    row = await conn.fetchrow(
+        """INSERT INTO sequence_progress AS p (subject, source, last_sequence)
+           VALUES ($1, $2, CASE WHEN $3 = 1 THEN 1 ELSE 0 END)
+           ON CONFLICT (subject, source) DO UPDATE SET last_sequence =
+               CASE WHEN p.last_sequence = $3 - 1 AND p.parked = 0 THEN $3 ELSE p.last_sequence END
+           RETURNING last_sequence, parked""",
+        subject,
+        source,
+        sequence,
+    )
+    return int(row["last_sequence"]), int(row["parked"])
+
+
 async def lock_progress(conn: asyncpg.Connection, subject: str, source: str) -> int:
     """The last in-order sequence of (subject, source), row-locked until the transaction ends."""
-    # The no-op update takes the row lock and returns the value in one round trip.
-    return int(
-        await conn.fetchval(
-            """INSERT INTO sequence_progress (subject, source, last_sequence) VALUES ($1, $2, 0)
-               ON CONFLICT (subject, source) DO UPDATE SET last_sequence = sequence_progress.last_sequence
-               RETURNING last_sequence""",
-            subject,
-            source,
-        )
-    )
+    last, _ = await advance(conn, subject, source, 0)  # sequence 0 is never next: a pure lock
+    return last
 
 
 async def set_progress(conn: asyncpg.Connection, subject: str, source: str, last: int) -> None:
@@ -42,8 +53,10 @@ async def park(
     deadline: dt.datetime,
 ) -> None:
     await conn.execute(
-        """INSERT INTO parked_events (subject, source, sequence, event_id, value, deadline)
-           VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT DO NOTHING""",
+        """WITH parked AS (INSERT INTO parked_events (subject, source, sequence, event_id, value, deadline)
+                           VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT DO NOTHING RETURNING 1)
+           UPDATE sequence_progress SET parked = parked + (SELECT count(*) FROM parked)
+           WHERE subject = $1 AND source = $2""",
         subject,
         source,
         sequence,
@@ -55,7 +68,11 @@ async def park(
 
 async def unpark(conn: asyncpg.Connection, subject: str, source: str, sequence: int) -> bytes | None:
     value = await conn.fetchval(
-        "DELETE FROM parked_events WHERE subject = $1 AND source = $2 AND sequence = $3 RETURNING value",
+        """WITH gone AS (DELETE FROM parked_events WHERE subject = $1 AND source = $2 AND sequence = $3
+                         RETURNING value),
+                counted AS (UPDATE sequence_progress SET parked = parked - (SELECT count(*) FROM gone)
+                            WHERE subject = $1 AND source = $2)
+           SELECT value FROM gone""",
         subject,
         source,
         sequence,

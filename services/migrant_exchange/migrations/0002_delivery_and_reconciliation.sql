@@ -11,6 +11,7 @@ CREATE TABLE sequence_progress (
     subject        text NOT NULL,
     source         text NOT NULL,
     last_sequence  bigint NOT NULL,
+    parked         int NOT NULL DEFAULT 0,   -- events of this pair waiting in parked_events
     PRIMARY KEY (subject, source)
 );
 

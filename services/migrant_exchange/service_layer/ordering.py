@@ -33,7 +33,10 @@ async def apply_in_order(
     if event.producer is None:
         await apply(conn, event)
         return True
-    last = await delivery.lock_progress(conn, event.subject, event.source)
+    last, waiting = await delivery.advance(conn, event.subject, event.source, event.sequence)
+    if last == event.sequence and waiting == 0:  # next in line (or a replay of the last): go
+        await apply(conn, event)
+        return True
     if event.sequence <= last:
         await apply(conn, event)
         return True
