@@ -71,6 +71,15 @@ def test_reconciliation_finds_exactly_the_planted_differences(xstack: Stack) -> 
             done.json()["resolution"]["correction_event_id"],
         )
     )
+    routed = wait_until(
+        lambda: query(
+            xstack.service("migrant_exchange").dsn,
+            "SELECT target_division FROM notifications WHERE event_id = $1::uuid",
+            done.json()["resolution"]["correction_event_id"],
+        ),
+        timeout=10,
+    )
+    assert [r["target_division"] for r in routed] == [C]  # the exchange carries the correction across
     again = operator.post(f"/v1/discrepancies/{dup['id']}/resolution", {"action": "dismiss"})
     assert again.status_code == 409
 

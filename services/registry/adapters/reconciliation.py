@@ -123,3 +123,15 @@ async def remove_birth(conn: asyncpg.Connection, jurisdiction: str, certificate_
         certificate_number,
     )
     return bool(removed)
+
+
+async def whereabouts(
+    conn: asyncpg.Connection, jurisdiction: str, subject: str
+) -> tuple[str | None, str | None]:
+    """The subject's household registration and residence as this jurisdiction holds them."""
+    row = await conn.fetchrow(
+        "SELECT hukou_division, residence_division FROM persons WHERE jurisdiction = $1 AND subject = $2",
+        jurisdiction,
+        subject,
+    )
+    return (row["hukou_division"], row["residence_division"]) if row else (None, None)

@@ -106,6 +106,7 @@ async def emit_correction(
         changes: dict[str, str | int | None] = {"status": "removed_as_duplicate"}
     else:
         changes = {k: (v if v != "" else None) for k, v in values.items()}
+    hukou, residence = await repo.whereabouts(conn, here, subject)  # so the exchange routes it to both
     event = await add_event(
         conn,
         event_type="record.corrected.v1",
@@ -119,6 +120,7 @@ async def emit_correction(
             changes=changes,
             reason=reason,
         ),
-        origin=values.get("hukou_division") if kind == "person" else None,
+        origin=hukou,
+        destination=residence,
     )
     return {"event_id": str(event.id), "action": body["action"]}
