@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.common import write_result
 from devstack.stack import Stack
 from tests.exchange.exchange_seed import plant, seed_side, subject_of
 
@@ -80,6 +81,25 @@ def main(argv: list[str]) -> int:
             stack.stop()
     got = {(x["kind"], x["subject"], x["record_key"]) for x in found}
     exact = got == expected
+    write_result(
+        "reconciliation",
+        {
+            "subjects": subjects,
+            "planted": len(expected),
+            "found": len(got),
+            "exact": exact,
+            "run": run,
+            "rows": [
+                {
+                    "metric": f"reconcile {subjects:,} subjects, {len(expected)} planted differences",
+                    "value": round(seconds, 2),
+                    "unit": "s",
+                    "target": "exactly the planted differences",
+                    "met": exact,
+                }
+            ],
+        },
+    )
     print(
         f"reconciliation of {subjects:,} subjects ({run['records_a']:,} / {run['records_b']:,} records): "
         f"{seconds:.2f}s, {run['differing_buckets']} differing buckets, {len(got)} differences found, "

@@ -12,6 +12,7 @@ from services.migrant_exchange.adapters import repository as repo
 from services.migrant_exchange.entrypoints.consumer import applier
 from services.migrant_exchange.service_layer import handlers, ordering, reconciliation
 from services.migrant_exchange.settings import ExchangeSettings
+from shared.outbox import wake_relay
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +34,17 @@ def start(app: FastAPI) -> list[asyncio.Task[None]]:
     apply = applier(settings)
 
     async def sweep() -> None:
-        async with pool.acquire() as conn, conn.transaction():
-            overdue = await repo.mark_overdue(conn)
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                overdue = await repo.mark_overdue(conn)
             if overdue:
                 log.info("notifications overdue", extra={"count": len(overdue)})
-        async with pool.acquire() as conn, conn.transaction():
-            await handlers.resend_unanswered(conn, settings)
-        async with pool.acquire() as conn, conn.transaction():
-            await ordering.release_expired_gaps(conn, apply)
+            async with conn.transaction():
+                resent = await handlers.resend_unanswered(conn, settings)
+            async with conn.transaction():
+                released = await ordering.release_expired_gaps(conn, apply)
+            if resent or released:
+                await wake_relay(conn)  # after the commits: new outbox rows wait for the relay
 
     async def reconcile_all() -> None:
         async with pool.acquire() as conn:

@@ -12,6 +12,7 @@ import asyncpg
 from services.migrant_exchange.entrypoints.consumer import event_consumer
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.consumer import describe_error, replay_dead_letter
+from shared.outbox import wake_relay
 
 
 async def list_dead_letters(
@@ -40,4 +41,6 @@ async def replay(pool: asyncpg.Pool, settings: ExchangeSettings, dead_letter_id:
         return False, f"still failing: {describe_error(e)}"
     if not applied:
         return False, "no such open dead letter"
+    async with pool.acquire() as conn:
+        await wake_relay(conn)  # notifications it queued are published without waiting for a poll
     return True, "replayed"
