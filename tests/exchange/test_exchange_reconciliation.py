@@ -8,7 +8,11 @@ import time
 import pytest
 
 from devstack.stack import Stack
-from tests.exchange.exchange_helpers import A, C
+from services.migrant_exchange.adapters.registries import RegistryClient
+from services.migrant_exchange.service_layer import reconciliation
+from services.migrant_exchange.settings import ExchangeSettings
+from shared.db import create_pool
+from tests.exchange.exchange_helpers import A, B, C
 from tests.exchange.exchange_seed import plant, seed_side, subject_of
 from tests.helpers import Api, query, wait_until
 
@@ -88,3 +92,31 @@ def test_reconciliation_finds_exactly_the_planted_differences(xstack: Stack) -> 
     assert second["discrepancies"] == 2 and second["opened"] == 0 and second["cleared"] == 0
     open_cases = operator.get("/v1/discrepancies", state="open", jurisdiction=C).json()
     assert {d["kind"] for d in open_cases if d["kind"] != "sequence_gap"} == {"missing", "field_conflict"}
+
+
+def test_a_scheduled_round_reconciles_every_agreed_pair_of_registries(xstack: Stack) -> None:
+    exchange_db = xstack.service("migrant_exchange").dsn
+    urls = ",".join(
+        f"{s.jurisdictions[0]}={s.url}" for s in xstack.services if s.module == "services.registry"
+    )
+    settings = ExchangeSettings(
+        database_url=exchange_db, registry_urls=urls, registry_token=xstack.token("operator")
+    )
+
+    async def round_() -> list[dict]:
+        pool = await create_pool(exchange_db, min_size=1, max_size=3)
+        registries = RegistryClient(settings)
+        try:
+            return await reconciliation.run_scheduled(pool, settings, registries)
+        finally:
+            await registries.close()
+            await pool.close()
+
+    done = asyncio.run(round_())
+    assert sorted((r["division_a"], r["division_b"]) for r in done) == sorted([(C, A), (A, B), (C, B)])
+    runs = query(
+        exchange_db,
+        "SELECT state FROM reconciliations WHERE trigger = 'schedule' AND id = ANY($1::uuid[])",
+        [r["reconciliation_id"] for r in done],
+    )
+    assert [r["state"] for r in runs] == ["finished"] * 3

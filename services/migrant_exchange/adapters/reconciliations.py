@@ -44,10 +44,3 @@ async def fail_run(conn: asyncpg.Connection, run_id: uuid.UUID, error: str) -> N
 
 async def get_run(conn: asyncpg.Connection, run_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM reconciliations WHERE id = $1", run_id)
-
-
-async def agreed_pairs(conn: asyncpg.Connection) -> list[tuple[str, str]]:
-    rows = await conn.fetch(
-        "SELECT division_a, division_b FROM agreements WHERE division_a <> '*' AND division_b <> '*'"
-    )
-    return [(r["division_a"], r["division_b"]) for r in rows]

@@ -47,10 +47,7 @@ def start(app: FastAPI) -> list[asyncio.Task[None]]:
                 await wake_relay(conn)  # after the commits: new outbox rows wait for the relay
 
     async def reconcile_all() -> None:
-        async with pool.acquire() as conn:
-            pairs = await reconciliation.scheduled_pairs(conn, settings)
-        for a, b in pairs:
-            await reconciliation.reconcile(pool, settings, app.state.registries, a, b, "schedule")
+        await reconciliation.run_scheduled(pool, settings, app.state.registries)
 
     tasks = [asyncio.create_task(_every(settings.overdue_sweep_interval, "sweep", sweep), name="sweep")]
     if settings.reconciliation_interval_seconds > 0:

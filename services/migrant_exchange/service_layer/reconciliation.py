@@ -12,6 +12,7 @@ import asyncpg
 
 from services.migrant_exchange.adapters import discrepancies as cases
 from services.migrant_exchange.adapters import reconciliations as runs
+from services.migrant_exchange.adapters import repository as repo
 from services.migrant_exchange.adapters.registries import RegistryClient
 from services.migrant_exchange.domain.reconcile import Record, differences, differing_buckets
 from services.migrant_exchange.settings import ExchangeSettings
@@ -19,6 +20,7 @@ from shared.errors import Conflict, NotFound, RuleViolation
 
 log = logging.getLogger(__name__)
 DRILL_CHUNK = 2048  # buckets per drill-down request
+_SCHEDULE_LOCK = 0x72636E  # advisory lock: one scheduled round at a time per database
 
 
 def _digest_map(doc: dict[str, Any]) -> dict[int, tuple[int, str]]:
@@ -93,12 +95,32 @@ async def reconcile(
 
 
 async def scheduled_pairs(conn: asyncpg.Connection, settings: ExchangeSettings) -> list[tuple[str, str]]:
-    """Pairs with an agreement of their own, or else every pair of configured registries."""
-    pairs = await runs.agreed_pairs(conn)
-    if pairs:
-        return pairs
+    """Every pair of configured registries that an agreement (specific or '*') connects."""
     codes = sorted(settings.registries)
-    return [(x, y) for i, x in enumerate(codes) for y in codes[i + 1 :]]
+    pairs = [(x, y) for i, x in enumerate(codes) for y in codes[i + 1 :]]
+    return [(x, y) for x, y in pairs if await repo.agreement(conn, x, y) is not None]
+
+
+async def run_scheduled(
+    pool: asyncpg.Pool, settings: ExchangeSettings, registries: RegistryClient
+) -> list[dict[str, Any]]:
+    """One scheduled round: reconcile every agreed pair; one replica at a time, one failure spares the rest."""
+    done: list[dict[str, Any]] = []
+    async with pool.acquire() as conn:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _SCHEDULE_LOCK):
+            return done  # another replica is at it
+        try:
+            for a, b in await scheduled_pairs(conn, settings):
+                try:
+                    done.append(await reconcile(pool, settings, registries, a, b, "schedule"))
+                except Exception as e:
+                    log.warning(
+                        "scheduled reconciliation failed",
+                        extra={"pair": f"{a}-{b}", "error": type(e).__name__},
+                    )
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _SCHEDULE_LOCK)
+    return done
 
 
 async def resolve(
