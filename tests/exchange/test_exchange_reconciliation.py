@@ -32,6 +32,9 @@ def test_reconciliation_finds_exactly_the_planted_differences(xstack: Stack) -> 
             "missing": await plant(dsn_a, A, dsn_c, C, tag, 3, "missing_birth"),
             "conflict": await plant(dsn_a, A, dsn_c, C, tag, 10, "marriage_date"),
             "duplicate": await plant(dsn_a, A, dsn_c, C, tag, 6, "duplicate_birth"),
+            # the same birth registered twice, and both sides hold both: the digests agree
+            "both": await plant(dsn_a, A, dsn_c, C, tag, 9, "duplicate_birth"),
+            "both_c": await plant(dsn_c, C, dsn_a, A, tag, 9, "duplicate_birth"),
         }
 
     keys = asyncio.run(seed())
@@ -44,8 +47,8 @@ def test_reconciliation_finds_exactly_the_planted_differences(xstack: Stack) -> 
     run = r.json()
     assert elapsed < 10, f"reconciliation of {SUBJECTS} subjects took {elapsed:.1f}s"
     assert (run["division_a"], run["division_b"]) == (C, A)  # one pair whichever way it is named
-    assert run["records_a"] >= SUBJECTS and run["discrepancies"] == 3, run
-    assert run["by_kind"] == {"missing": 1, "field_conflict": 1, "duplicate": 1}
+    assert run["records_a"] >= SUBJECTS and run["discrepancies"] == 4, run
+    assert run["by_kind"] == {"missing": 1, "field_conflict": 1, "duplicate": 2}
 
     found = operator.get("/v1/discrepancies", reconciliation_id=run["reconciliation_id"]).json()
     got = {(d["kind"], d["subject"], d["record_kind"], d["record_key"]) for d in found}
@@ -53,8 +56,12 @@ def test_reconciliation_finds_exactly_the_planted_differences(xstack: Stack) -> 
         ("missing", subject_of(tag, 3), "birth", keys["missing"]),
         ("field_conflict", subject_of(tag, 10), "marriage", keys["conflict"]),
         ("duplicate", subject_of(tag, 6), "birth", keys["duplicate"]),
+        ("duplicate", subject_of(tag, 9), "birth", keys["both"]),
     }
-    by_kind = {d["kind"]: d for d in found}
+    assert keys["both"] == keys["both_c"]
+    both = next(d for d in found if d["record_key"] == keys["both"])
+    assert both["duplicated_at"] is None and sorted(both["detail"]["duplicated_at"]) == sorted([A, C])
+    by_kind = {d["kind"]: d for d in found if d["record_key"] != keys["both"]}
     assert by_kind["missing"]["missing_at"] == C
     assert by_kind["field_conflict"]["fields"] == ["marriage_date"]
     assert by_kind["duplicate"]["duplicated_at"] == A
@@ -87,11 +94,15 @@ def test_reconciliation_finds_exactly_the_planted_differences(xstack: Stack) -> 
     again = operator.post(f"/v1/discrepancies/{dup['id']}/resolution", {"action": "dismiss"})
     assert again.status_code == 409
 
-    # A second run finds the two that are left, opens nothing new, and clears the fixed one.
+    # A second run finds the three that are left and opens nothing new.
     second = operator.post("/v1/reconciliations", {"division_a": A, "division_b": C}).json()
-    assert second["discrepancies"] == 2 and second["opened"] == 0 and second["cleared"] == 0
+    assert second["discrepancies"] == 3 and second["opened"] == 0 and second["cleared"] == 0
     open_cases = operator.get("/v1/discrepancies", state="open", jurisdiction=C).json()
-    assert {d["kind"] for d in open_cases if d["kind"] != "sequence_gap"} == {"missing", "field_conflict"}
+    assert {d["kind"] for d in open_cases if d["kind"] != "sequence_gap"} == {
+        "missing",
+        "field_conflict",
+        "duplicate",
+    }
 
 
 def test_a_scheduled_round_reconciles_every_agreed_pair_of_registries(xstack: Stack) -> None:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from services.migrant_exchange.domain.reconcile import Record, differences, differing_buckets
+from services.migrant_exchange.domain.reconcile import (
+    Difference,
+    Record,
+    differences,
+    differing_buckets,
+    held_twice,
+)
 from services.migrant_exchange.domain.routing import Whereabouts, after_event, counterparts, retry_delay
 
 A, B, C = "320412", "440703", "110101"
@@ -68,3 +74,13 @@ def test_the_same_birth_under_two_certificate_numbers_is_one_conflict() -> None:
 
 def test_differing_buckets_compare_counts_and_digests() -> None:
     assert differing_buckets({1: (2, "10"), 2: (1, "5")}, {1: (2, "10"), 2: (1, "6"), 3: (1, "7")}) == [2, 3]
+
+
+def test_a_duplicate_both_sides_hold_is_one_case_and_a_known_one_is_not_repeated() -> None:
+    known = [Difference("duplicate", "s1", "birth", "Y", duplicated_at=A, detail={"duplicate_of": "X"})]
+    got = held_twice(
+        A, B, [["s1", "birth", "Y", "X"], ["s2", "birth", "Q", "P"]], [["s2", "birth", "Q", "P"]], known
+    )
+    assert [(d.subject, d.record_key, d.duplicated_at, d.detail["duplicated_at"]) for d in got] == [
+        ("s2", "Q", None, [A, B])
+    ]

@@ -124,3 +124,34 @@ def _same_identity(r: Record, candidates: list[Record]) -> Record | None:
     if r.identity is None:
         return None
     return next((c for c in candidates if c.kind == r.kind and c.identity == r.identity), None)
+
+
+def held_twice(
+    a: str, b: str, dups_a: list[list[str]], dups_b: list[list[str]], found: list[Difference]
+) -> list[Difference]:
+    """Duplicates each side reports of itself ([subject, kind, key, duplicate_of]) not found already.
+
+    A duplicate held at one side shows in the comparison; one held at both sides does not (the
+    digests agree), so it comes from here, as one case naming both sides.
+    """
+    known = {
+        (d.subject, frozenset({d.record_key, d.detail.get("duplicate_of")}))
+        for d in found
+        if d.kind == "duplicate"
+    }
+    sides: dict[tuple[str, str, str, str], list[str]] = {}
+    for side, dups in ((a, dups_a), (b, dups_b)):
+        for subject, kind, key, first in dups:
+            if (subject, frozenset({key, first})) not in known:
+                sides.setdefault((subject, kind, key, first), []).append(side)
+    return [
+        Difference(
+            "duplicate",
+            subject,
+            kind,
+            key,
+            duplicated_at=held[0] if len(held) == 1 else None,
+            detail={"duplicate_of": first, "duplicated_at": held},
+        )
+        for (subject, kind, key, first), held in sorted(sides.items())
+    ]

@@ -14,7 +14,7 @@ from services.migrant_exchange.adapters import discrepancies as cases
 from services.migrant_exchange.adapters import reconciliations as runs
 from services.migrant_exchange.adapters import repository as repo
 from services.migrant_exchange.adapters.registries import RegistryClient
-from services.migrant_exchange.domain.reconcile import Record, differences, differing_buckets
+from services.migrant_exchange.domain.reconcile import Record, differences, differing_buckets, held_twice
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.errors import Conflict, NotFound, RuleViolation
 
@@ -58,6 +58,7 @@ async def reconcile(
             left += [Record.of(r) for r in la]
             right += [Record.of(r) for r in lb]
         found = differences(a, b, left, right)
+        found += held_twice(a, b, doc_a.get("duplicates", []), doc_b.get("duplicates", []), found)
         async with pool.acquire() as conn, conn.transaction():
             opened = 0
             for d in found:
@@ -159,7 +160,7 @@ async def _correct(registries: RegistryClient, case: asyncpg.Record, owner: str 
             "the owner must be the side that holds the record", field="owner", rule="owner-holds-record"
         )
     if kind == "duplicate":
-        if owner != case["duplicated_at"]:
+        if owner not in (case["detail"].get("duplicated_at") or [case["duplicated_at"]]):
             raise RuleViolation(
                 "the duplicate is removed where it is held twice", field="owner", rule="owner-holds-duplicate"
             )

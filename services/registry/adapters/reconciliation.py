@@ -92,6 +92,23 @@ async def bucket_digests(
     return rows
 
 
+async def duplicates(conn: asyncpg.Connection, jurisdiction: str, counterpart: str) -> list[asyncpg.Record]:
+    """Records held twice on this side: same identity (one birth, two certificates), the later key named.
+
+    Found here rather than by comparing sides, because a duplicate both sides hold leaves the
+    digests equal.
+    """
+    sql = f"""
+    SELECT subject, kind, key, first_key FROM (
+        SELECT r.subject, r.kind, r.key,
+               first_value(r.key) OVER w AS first_key, row_number() OVER w AS rn
+        FROM ({_records_sql("")}) r WHERE r.identity IS NOT NULL
+        WINDOW w AS (PARTITION BY r.subject, r.kind, r.identity ORDER BY r.key)
+    ) d WHERE rn > 1 ORDER BY subject, key"""
+    rows: list[asyncpg.Record] = await conn.fetch(sql, jurisdiction, counterpart, 1)
+    return rows
+
+
 async def bucket_records(
     conn: asyncpg.Connection, jurisdiction: str, counterpart: str, buckets: int, selected: list[int]
 ) -> list[asyncpg.Record]:

@@ -36,15 +36,18 @@ def check_pair(settings: RegistrySettings, jurisdiction: str, counterpart: str) 
 async def digests(
     conn: asyncpg.Connection, settings: RegistrySettings, jurisdiction: str, counterpart: str, buckets: int
 ) -> dict[str, Any]:
-    """Counts and order-independent digests per bucket of the records shared with the counterpart."""
+    """Counts and order-independent digests per bucket of the records shared with the counterpart,
+    and the records this side holds twice."""
     check_pair(settings, jurisdiction, counterpart)
     rows = await repo.bucket_digests(conn, jurisdiction, counterpart, buckets)
+    twice = await repo.duplicates(conn, jurisdiction, counterpart)
     return {
         "jurisdiction": jurisdiction,
         "counterpart": counterpart,
         "buckets": buckets,
         "records": sum(r["records"] for r in rows),
         "digests": [[r["bucket"], r["records"], str(r["digest"])] for r in rows],
+        "duplicates": [[r["subject"], r["kind"], r["key"], r["first_key"]] for r in twice],
     }
 
 
