@@ -98,14 +98,18 @@ async def duplicates(conn: asyncpg.Connection, jurisdiction: str, counterpart: s
     Found here rather than by comparing sides, because a duplicate both sides hold leaves the
     digests equal.
     """
-    sql = f"""
-    SELECT subject, kind, key, first_key FROM (
-        SELECT r.subject, r.kind, r.key,
-               first_value(r.key) OVER w AS first_key, row_number() OVER w AS rn
-        FROM ({_records_sql("")}) r WHERE r.identity IS NOT NULL
-        WINDOW w AS (PARTITION BY r.subject, r.kind, r.identity ORDER BY r.key)
+    # Births only (the records with an identity): mother, date and child's name name one birth.
+    sql = """
+    SELECT subject, 'birth' AS kind, key, first_key FROM (
+        SELECT s.subject, b.medical_certificate_number AS key,
+               first_value(b.medical_certificate_number) OVER w AS first_key, row_number() OVER w AS rn
+        FROM persons s JOIN births b ON b.jurisdiction = $1 AND b.mother_id_number = s.id_number
+        WHERE s.jurisdiction = $1
+          AND ((s.hukou_division = $1 AND s.residence_division = $2)
+            OR (s.hukou_division = $2 AND s.residence_division = $1))
+        WINDOW w AS (PARTITION BY s.subject, b.child_birth_date, b.child_name ORDER BY b.medical_certificate_number)
     ) d WHERE rn > 1 ORDER BY subject, key"""
-    rows: list[asyncpg.Record] = await conn.fetch(sql, jurisdiction, counterpart, 1)
+    rows: list[asyncpg.Record] = await conn.fetch(sql, jurisdiction, counterpart)
     return rows
 
 
