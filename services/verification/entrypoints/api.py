@@ -114,8 +114,15 @@ async def verify(body: VerificationIn, request: Request, pool: Pool, client: Ver
 async def verify_token(body: TokenIn, request: Request, pool: Pool, client: Verifier) -> Response:
     """Check the QR payload against the issuer's published keys and the revocation state."""
     subject = _subject(request, body.holder_id_number) if body.holder_id_number else None
+    refresher: KeyRefresher | None = request.app.state.key_refresher
     answer = await handlers.verify_token(
-        pool, request.app.state.audit_writer, client, body.token, subject, body.purpose
+        pool,
+        request.app.state.audit_writer,
+        client,
+        body.token,
+        subject,
+        body.purpose,
+        refresh_keys=(lambda: refresher.refresh(urgent=True)) if refresher else None,
     )
     return _json(answer)
 
@@ -192,19 +199,46 @@ def consumers(pool: asyncpg.Pool, settings: VerificationSettings) -> list[EventC
     ]
 
 
-async def refresh_registry_keys(pool: asyncpg.Pool, settings: VerificationSettings) -> None:
-    """Fetch every registry's JWKS now and then; an unreachable registry keeps its known keys."""
-    async with httpx.AsyncClient() as client:
+class KeyRefresher:
+    """Fetches every registry's JWKS now and then, and soon (at most once a second, callers
+    coalesced) when a token names a kid nobody published yet: a registry makes a key when it
+    first issues or rotates. An unreachable registry keeps its known keys."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: VerificationSettings, min_gap: float = 1.0):
+        self.pool = pool
+        self.settings = settings
+        self.min_gap = min_gap
+        self._lock = asyncio.Lock()
+        self._last = -min_gap
+        self._http = httpx.AsyncClient()
+
+    async def refresh(self, *, urgent: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        async with self._lock:
+            if urgent and self._last >= asked:
+                return  # a fetch started after this caller asked: it saw what there is to see
+            wait = self._last + self.min_gap - loop.time()
+            if urgent and wait > 0:
+                await asyncio.sleep(wait)  # unknown kids cannot make us hammer the registries
+            self._last = loop.time()
+            for url in self.settings.key_urls:
+                found = await fetch_jwks(self._http, url)
+                if found is None:
+                    continue
+                try:
+                    async with transaction(self.pool) as conn:
+                        await publication.learn_registry_keys(conn, url, found)
+                except (OSError, asyncpg.PostgresError) as e:
+                    log.warning("could not store registry keys", extra={"error": type(e).__name__})
+
+    async def run(self) -> None:
         while True:
-            for url in settings.key_urls:
-                found = await fetch_jwks(client, url)
-                if found is not None:
-                    try:
-                        async with transaction(pool) as conn:
-                            await publication.learn_registry_keys(conn, url, found)
-                    except (OSError, asyncpg.PostgresError) as e:
-                        log.warning("could not store registry keys", extra={"error": type(e).__name__})
-            await asyncio.sleep(settings.key_refresh_seconds)
+            await self.refresh()
+            await asyncio.sleep(self.settings.key_refresh_seconds)
+
+    async def close(self) -> None:
+        await self._http.aclose()
 
 
 def create_app(settings: VerificationSettings | None = None) -> FastAPI:
@@ -224,10 +258,9 @@ def create_app(settings: VerificationSettings | None = None) -> FastAPI:
             chain_interval=settings.audit_chain_interval,
         )
         app.state.audit_writer.start()
+        app.state.key_refresher = KeyRefresher(app.state.pool, settings) if settings.key_urls else None
         app.state.key_task = (
-            asyncio.create_task(refresh_registry_keys(app.state.pool, settings))
-            if settings.key_urls
-            else None
+            asyncio.create_task(app.state.key_refresher.run()) if app.state.key_refresher else None
         )
 
     async def shutdown(app: FastAPI) -> None:
@@ -235,6 +268,7 @@ def create_app(settings: VerificationSettings | None = None) -> FastAPI:
             app.state.key_task.cancel()
             with contextlib.suppress(BaseException):
                 await app.state.key_task
+            await app.state.key_refresher.close()
         await app.state.audit_writer.stop()
 
     return create_service_app(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -117,13 +118,21 @@ async def verify_token(
     token: str,
     presented_subject: str | None,
     purpose: str,
+    refresh_keys: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
-    """Check a QR token's signature against the issuer's published keys, then its revocation state."""
+    """Check a QR token's signature against the issuer's published keys, then its revocation state.
+
+    A kid nobody published yet makes the registries' keys be fetched once more (rate-limited by
+    ``refresh_keys``) before the token is called not genuine.
+    """
     try:
         header = signing.unverified_header(token)
     except signing.BadSignature as e:
         raise InvalidInput("the token is not a compact JWS", field="token", rule="compact-jws") from e
     key = await repo.key_of(pool, str(header.get("kid")))
+    if key is None and refresh_keys is not None:
+        await refresh_keys()
+        key = await repo.key_of(pool, str(header.get("kid")))
     claims: dict[str, Any] | None = None
     if key is not None:
         try:
