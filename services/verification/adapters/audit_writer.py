@@ -1,9 +1,10 @@
 """Group commit of audit entries, then chaining, so verifications do not queue behind one lock.
 
-Step 1, on the request path: each request queues its entry; one task per process inserts
-whatever is queued (every ``flush_interval`` seconds, or at once at ``max_batch``) into
-``audit_pending`` with one statement, and the requests are answered once that insert committed.
-Processes insert concurrently; PostgreSQL group-commits their WAL flushes.
+Step 1, on the request path: each request queues its entry; one task per process takes whatever
+is queued (every ``flush_interval`` seconds, or at once at ``max_batch``) and inserts it into
+``audit_pending`` with one statement, up to ``concurrent_flushes`` batches at a time; requests
+are answered once their batch committed. Processes and batches insert side by side, and
+PostgreSQL group-commits their WAL flushes.
 
 Step 2, off the request path: a chainer moves pending entries into the hash-chained
 ``audit_log`` with ``shared.audit.append``, deleting them in the same transaction. A
@@ -41,6 +42,7 @@ class AuditWriter:
         max_batch: int = 512,
         chain_interval: float = 0.05,
         chain_batch: int = 5000,
+        concurrent_flushes: int = 4,
     ):
         self.pool = pool
         self.flush_interval = flush_interval
@@ -52,6 +54,11 @@ class AuditWriter:
         self._full = asyncio.Event()
         self._chain_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # Pending entries carry no chain yet, so batches may commit side by side: a request
+        # waits for one commit, not for the one before it as well. While every slot is busy,
+        # entries gather into the next, larger batch.
+        self._slots = asyncio.Semaphore(concurrent_flushes)
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._tasks = [
@@ -67,8 +74,10 @@ class AuditWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
         while self._pending:
-            await self._flush()
+            await self._flush(self._take())
         with contextlib.suppress(Exception):
             while await chain_pending(self.pool, self.chain_batch):
                 pass
@@ -91,13 +100,29 @@ class AuditWriter:
                 # Linger a moment so concurrent requests share this commit.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self.flush_interval)
-            await self._flush()
+            await self._slots.acquire()
+            batch = self._take()
+            if not batch:
+                self._slots.release()
+                continue
+            task = asyncio.create_task(self._flush_in_slot(batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
 
-    async def _flush(self) -> None:
+    def _take(self) -> list[tuple[audit.AuditEntry, asyncio.Future[None]]]:
         batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
         if not self._pending:
             self._wake.clear()
             self._full.clear()
+        return batch
+
+    async def _flush_in_slot(self, batch: list[tuple[audit.AuditEntry, asyncio.Future[None]]]) -> None:
+        try:
+            await self._flush(batch)
+        finally:
+            self._slots.release()
+
+    async def _flush(self, batch: list[tuple[audit.AuditEntry, asyncio.Future[None]]]) -> None:
         if not batch:
             return
         entries = [entry for entry, _ in batch]
