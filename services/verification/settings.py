@@ -26,6 +26,7 @@ class VerificationSettings(BaseServiceSettings):
     audit_flush_interval: float = Field(default=0.001, description="seconds a batch waits for company")
     audit_batch_max: int = 512
     audit_chain_interval: float = Field(default=0.05, description="seconds between chaining rounds")
+    audit_concurrent_flushes: int = Field(default=1, ge=1, description="pending batches committing at once")
 
     # Status lists: signed with this Ed25519 key (base64url of the 32 raw bytes). When none is
     # configured, one is generated once and kept in this service's database: whoever can write

@@ -256,6 +256,7 @@ def create_app(settings: VerificationSettings | None = None) -> FastAPI:
             flush_interval=settings.audit_flush_interval,
             max_batch=settings.audit_batch_max,
             chain_interval=settings.audit_chain_interval,
+            concurrent_flushes=settings.audit_concurrent_flushes,
         )
         app.state.audit_writer.start()
         app.state.key_refresher = KeyRefresher(app.state.pool, settings) if settings.key_urls else None
