@@ -65,6 +65,10 @@ def check_id_number(number: str) -> str:
         ) from None
     except ValidationError:
         raise ValueError("identity number is not valid (GB 11643-1999)") from None
+    except KeyError:  # stdnum's place table has prefixes without a county entry
+        raise ValueError(
+            "identity number has an impossible birth date or an unknown birth-place code"
+        ) from None
     if ric.get_birth_date(compact) > dt.date.today():
         raise ValueError("identity number has a birth date in the future")
     return str(compact)
