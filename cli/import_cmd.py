@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -19,6 +22,24 @@ from cli.common import (
 )
 from cli.importer import Importer
 from cli.roster import DEFAULT_MAPPING, ENCODINGS, Mapping, RosterError, count_lines
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop the import between statements; the open batch rolls back.
+
+    Installed explicitly because a shell starting the command in the background ignores SIGINT.
+    """
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def import_roster(
@@ -52,7 +73,7 @@ def import_roster(
     target = dsn or StackInfo(stack).registry_dsn(jurisdiction)
     rejects_file = rejects or roster.with_name(roster.name + ".rejects.csv")
     try:
-        with progress_bar() as bar:
+        with _stop_on_signals(), progress_bar() as bar:
             task = bar.add_task(f"import {roster.name}", total=count_lines(roster))
             importer = Importer(
                 target,

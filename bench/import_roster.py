@@ -1,0 +1,172 @@
+"""Benchmark: ``exchangectl import`` of the 100,000-row sample roster (200 planted bad rows).
+
+Scenario A imports the roster into the running stack's registry 320412 in one go and waits until
+the registry's relay has published every event. Scenario B imports it into a fresh registry
+database, interrupts the import with SIGINT at about half, runs it again and checks that every
+good row is there exactly once. Target: each import under 60 s on 2 cores.
+
+    python -m bench.import_roster [--rows 100000] [--bad 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from devstack.embedded import EmbeddedPostgres
+from devstack.roster_fixture import generate
+from devstack.stack import ORIGIN, ROOT, Stack
+from shared.db import migrate
+
+CACHE = ROOT / ".run" / "bench"
+
+
+def _query(dsn: str, sql: str) -> Any:
+    import asyncpg
+
+    async def run() -> Any:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetchval(sql)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def _import(args: list[str]) -> tuple[float, dict[str, Any]]:
+    started = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-m", "cli.main", "import", *args, "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    )
+    return time.monotonic() - started, json.loads(out.stdout)
+
+
+def roster(rows: int, bad: int) -> tuple[Path, float]:
+    path = CACHE / f"roster-{rows}-{bad}.csv"
+    if path.exists():
+        return path, 0.0
+    started = time.monotonic()
+    generate(path, rows, bad, migrant_share=0.1)
+    return path, time.monotonic() - started
+
+
+def run(rows: int = 100_000, bad: int = 200) -> dict[str, Any]:
+    path, generated_in = roster(rows, bad)
+    result: dict[str, Any] = {"rows": rows, "bad": bad, "generate_seconds": round(generated_in, 1)}
+    with tempfile.TemporaryDirectory(prefix="bench-import-") as d:
+        os.chmod(d, 0o755)  # noqa: S103 - the embedded PostgreSQL runs as its own system user
+        pg = EmbeddedPostgres(Path(d) / "pgdata", cleanup="delete")
+        stack = Stack(Path(d) / "stack", pg=pg, db_prefix="bench_")
+        try:
+            stack.start()
+            dsn = stack.service(f"registry-{ORIGIN}").dsn
+            # A: in one go, into the running registry; then until the relay has published everything
+            seconds, summary = _import(
+                [str(path), "-j", ORIGIN, "--stack", str(stack.run_dir / "stack.json")]
+            )
+            published_at = time.monotonic()
+            while (
+                _query(dsn, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                and time.monotonic() - published_at < 300
+            ):
+                time.sleep(0.2)
+            result["one_go"] = {
+                "seconds": round(seconds, 1),
+                "rows_per_second": round(rows / seconds),
+                "imported": summary["total_imported"],
+                "rejected": summary["total_rejected"],
+                "rejects_file_lines": _lines(Path(summary["rejects_file"])),
+                "published": _query(dsn, "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL"),
+                "all_published_after_import_s": round(time.monotonic() - published_at, 1),
+            }
+            # B: a fresh registry database, interrupted at half, then resumed
+            fresh = pg.create_database("bench_registry_b")
+            asyncio.run(migrate(fresh, "registry", ROOT / "services" / "registry" / "migrations"))
+            args = [str(path), "-j", ORIGIN, "--dsn", fresh, "--rejects", str(Path(d) / "b.rejects.csv")]
+            started = time.monotonic()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "import", *args, "--json"],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            while proc.poll() is None:
+                if _query(fresh, "SELECT to_regclass('import_runs') IS NOT NULL") and (
+                    _query(fresh, "SELECT coalesce(max(last_line), 0) FROM import_runs") >= rows // 2
+                ):
+                    proc.send_signal(signal.SIGINT)
+                    break
+                time.sleep(0.05)
+            proc.wait()
+            first = time.monotonic() - started
+            stopped_at = _query(fresh, "SELECT last_line FROM import_runs")
+            second, summary = _import(args)
+            result["interrupted"] = {
+                "stopped_after_line": stopped_at,
+                "first_run_seconds": round(first, 1),
+                "resume_seconds": round(second, 1),
+                "total_seconds": round(first + second, 1),
+                "imported": summary["total_imported"],
+                "rejected": summary["total_rejected"],
+                "persons": _query(fresh, "SELECT count(*) FROM persons"),
+                "distinct_persons": _query(fresh, "SELECT count(DISTINCT id_number) FROM persons"),
+                "outbox_events": _query(fresh, "SELECT count(*) FROM outbox"),
+            }
+        finally:
+            stack.stop()
+            pg.stop()
+    return result
+
+
+def _lines(path: Path) -> int:
+    with path.open(encoding="utf-8") as f:
+        return sum(1 for _ in csv.reader(f)) - 1
+
+
+def markdown(r: dict[str, Any]) -> str:
+    a, b = r["one_go"], r["interrupted"]
+    return "\n".join(
+        [
+            "## Roster import (`exchangectl import`)",
+            "",
+            f"{r['rows']:,} rows, {r['bad']} planted bad rows, target < 60 s on 2 cores.",
+            "",
+            "| run | seconds | rows/s | imported | rejected | check |",
+            "|---|---|---|---|---|---|",
+            f"| in one go | {a['seconds']} | {a['rows_per_second']:,} | {a['imported']:,} | {a['rejected']} | "
+            f"{a['rejects_file_lines']} lines in rejects file; {a['published']:,} events published "
+            f"{a['all_published_after_import_s']} s after the import |",
+            f"| SIGINT at line {b['stopped_after_line']:,}, then resumed | {b['total_seconds']} "
+            f"({b['first_run_seconds']} + {b['resume_seconds']}) | | {b['imported']:,} | {b['rejected']} | "
+            f"{b['persons']:,} persons, {b['distinct_persons']:,} distinct, {b['outbox_events']:,} events |",
+            "",
+        ]
+    )
+
+
+def main() -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--bad", type=int, default=200)
+    args, _ = parser.parse_known_args()
+    result = run(args.rows, args.bad)
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
