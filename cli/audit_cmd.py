@@ -95,8 +95,10 @@ def export(
     service: list[str] | None = Service,
     dsn: str | None = Dsn,
     stack: Path | None = StackOption,
+    as_json: bool = typer.Option(False, "--json", help="the same as --format json"),
 ) -> None:
     """A person's disclosure history (who read or verified what, when, why) from every audit log, as JSON or CSV."""
+    fmt = "json" if as_json else fmt
     if fmt not in ("json", "csv"):
         raise typer.BadParameter("json or csv", param_hint="--format")
     if (id_number is None) == (subject is None):
