@@ -112,9 +112,11 @@ async def finish_run(conn: asyncpg.Connection, import_id: str, jurisdiction: str
 
 
 async def rejects(conn: asyncpg.Connection, import_id: str, jurisdiction: str) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        """SELECT line, field, rule, message FROM import_rejects
+    return list(
+        await conn.fetch(
+            """SELECT line, field, rule, message FROM import_rejects
            WHERE import_id = $1 AND jurisdiction = $2 ORDER BY line""",
-        import_id,
-        jurisdiction,
+            import_id,
+            jurisdiction,
+        )
     )

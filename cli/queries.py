@@ -14,9 +14,11 @@ import asyncpg
 
 
 async def audit_entries(conn: asyncpg.Connection, subject: str) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        """SELECT seq, at, client_id, action, purpose, detail FROM audit_log WHERE subject = $1 ORDER BY seq""",
-        subject,
+    return list(
+        await conn.fetch(
+            """SELECT seq, at, client_id, action, purpose, detail FROM audit_log WHERE subject = $1 ORDER BY seq""",
+            subject,
+        )
     )
 
 
@@ -25,11 +27,13 @@ async def audit_count(conn: asyncpg.Connection) -> int:
 
 
 async def dead_letters(conn: asyncpg.Connection, include_replayed: bool, limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        """SELECT id, consumer, topic, partition, "offset", reason, created_at, replayed_at FROM dead_letters
+    return list(
+        await conn.fetch(
+            """SELECT id, consumer, topic, partition, "offset", reason, created_at, replayed_at FROM dead_letters
            WHERE $1 OR replayed_at IS NULL ORDER BY id LIMIT $2""",
-        include_replayed,
-        limit,
+            include_replayed,
+            limit,
+        )
     )
 
 
@@ -41,12 +45,14 @@ async def outbox_events(
     conn: asyncpg.Connection, event_types: list[str], since: dt.datetime | None
 ) -> list[asyncpg.Record]:
     """Events this database produced, oldest first (published rows are kept: the outbox is the log)."""
-    return await conn.fetch(
-        """SELECT id, event_id, created_at, value FROM outbox
+    return list(
+        await conn.fetch(
+            """SELECT id, event_id, created_at, value FROM outbox
            WHERE event_type = ANY($1::text[]) AND ($2::timestamptz IS NULL OR created_at >= $2)
            ORDER BY id""",
-        event_types,
-        since,
+            event_types,
+            since,
+        )
     )
 
 
