@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from cli import queries
 from cli.common import JsonOption, StackInfo, StackOption, connect, console, emit_json, emit_table, run
@@ -87,7 +88,7 @@ def show(
         emit_json(found)
     else:
         for k, v in found.items():
-            console.print(f"[bold]{k}[/]: {v}", highlight=False, markup=True)
+            console.print(f"[bold]{k}[/]: {escape(str(v))}", highlight=False)
 
 
 async def _replay(info: StackInfo, service: str, ids: list[int]) -> list[dict[str, Any]]:

@@ -136,6 +136,8 @@ class Importer:
         try:
             run = await store.start_run(conn, import_id, self.here, self.path.name)
             summary.resumed_after_line = int(run["last_line"])
+            if summary.resumed_after_line:
+                self.on_progress(summary.resumed_after_line - 1)  # the bar starts where the last run stopped
             if run["state"] != "done":
                 await self._import(conn, summary, int(run["last_line"]))
             run = await store.get_run(conn, import_id, self.here)
