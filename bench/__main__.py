@@ -1,40 +1,43 @@
-"""``make bench``: every benchmark module of this folder, results written to docs/benchmarks.md.
+"""``make bench``: run every benchmark, print one table, write JSON and docs/benchmarks.md.
 
-A benchmark module has ``run() -> dict`` and ``markdown(result) -> str``.
+Each benchmark runs in its own process (``python -m bench.<name>``) and writes
+``bench/results/<name>.json``. Targets are reported, not asserted: the exit code is non-zero
+only when a benchmark failed to run.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import importlib
-import json
-import os
-from pathlib import Path
+import importlib.util
+import subprocess
+import sys
+import time
 
-HERE = Path(__file__).parent
-DOCS = HERE.parent / "docs" / "benchmarks.md"
+from rich.console import Console
+
+from bench.report import render
+
+BENCHES = ["offline_token", "verification", "pipeline", "replay", "reconciliation", "import_roster"]
+console = Console()
 
 
-def main() -> None:
-    sections = []
-    for path in sorted(HERE.glob("*.py")):
-        if path.stem.startswith("_"):
+def main() -> int:
+    failed = []
+    for name in BENCHES:
+        if importlib.util.find_spec(f"bench.{name}") is None:
+            console.print(f"[yellow]{name}: no benchmark module")
             continue
-        module = importlib.import_module(f"bench.{path.stem}")
-        if not hasattr(module, "run") or not hasattr(module, "markdown"):
-            continue
-        print(f"running {path.stem}", flush=True)
-        result = module.run()
-        print(json.dumps(result, indent=2), flush=True)
-        sections.append(module.markdown(result))
-    header = (
-        f"# Benchmarks\n\nMeasured by `make bench` on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end.\n\n"
-    )
-    DOCS.parent.mkdir(exist_ok=True)
-    DOCS.write_text(header + "\n".join(sections), encoding="utf-8")
-    print(f"written to {DOCS}")
+        console.rule(name)
+        start = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", f"bench.{name}"], check=False, timeout=1800)
+        console.print(f"{name}: exit {proc.returncode} in {time.monotonic() - start:.0f}s")
+        if proc.returncode != 0:
+            failed.append(name)
+    table = render()
+    console.print(table)
+    if failed:
+        console.print(f"[red]benchmarks that failed to run: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -26,7 +26,7 @@ from services.registry.entrypoints.schemas import PersonIn
 from shared.errors import DomainError
 from shared.events.payloads import PersonRegisteredV1
 from shared.identity import birth_date_of, subject_key
-from shared.outbox import add_events, make_event, next_sequences
+from shared.outbox import add_events, make_event, next_sequences, wake_relay
 
 Reject = tuple[int, str | None, str, str]  # line, field, rule, message
 
@@ -205,6 +205,7 @@ class Importer:
                 ],
             )
             await store.record_batch(conn, summary.import_id, self.here, batch[-1][0], len(fresh), rejects)
+        await wake_relay(conn)
         summary.rows_read += len(batch)
         summary.imported += len(fresh)
         summary.rejected += len(rejects)

@@ -35,6 +35,7 @@ from cli.common import (
 from cli.consumers import apply, consumer_for_topic, service_consumers
 from shared.db import create_pool
 from shared.events.catalog import CATALOG, VITAL_TOPICS, parse_event
+from shared.outbox import wake_relay
 
 LIFECYCLE = ["certificate.issued.v1", "certificate.revoked.v1"]
 VITAL = [t for t, s in CATALOG.items() if s.topic in VITAL_TOPICS]
@@ -112,13 +113,15 @@ async def replay(
                 cleared["inbox"] = await queries.forget_applied(conn, consumer.name)
         for start in range(0, len(events), batch_size):
             chunk = events[start : start + batch_size]
-            async with pool.acquire() as conn, conn.transaction():
-                for value in chunk:
-                    event = parse_event(value)
-                    if await apply(consumer, conn, event):
-                        applied += 1
-                    else:
-                        skipped += 1
+            async with pool.acquire() as conn:
+                async with conn.transaction():
+                    for value in chunk:
+                        event = parse_event(value)
+                        if await apply(consumer, conn, event):
+                            applied += 1
+                        else:
+                            skipped += 1
+                await wake_relay(conn)  # handlers may have queued events (feedback, notifications)
             if on_progress is not None:
                 on_progress(len(chunk), None)
     finally:
