@@ -14,6 +14,18 @@ import typer
 
 from cli.common import JsonOption, StackInfo, StackOption, console, emit_json, emit_table, err_console
 
+# The exchange's discrepancy case (GET /v1/discrepancies): what an operator scans first.
+PREFERRED_COLUMNS = [
+    "kind",
+    "record_kind",
+    "record_key",
+    "subject",
+    "missing_at",
+    "duplicated_at",
+    "fields",
+    "state",
+]
+
 
 def _discrepancies(client: httpx.Client, answer: dict[str, Any]) -> list[dict[str, Any]]:
     if isinstance(answer.get("discrepancies"), list):
