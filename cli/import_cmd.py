@@ -20,7 +20,7 @@ from cli.common import (
     run,
     subject_secret,
 )
-from cli.importer import Importer
+from cli.importer import ImportBusy, Importer
 from cli.roster import DEFAULT_MAPPING, ENCODINGS, Mapping, RosterError, count_lines
 
 
@@ -87,7 +87,7 @@ def import_roster(
                 on_progress=lambda n: bar.advance(task, n),
             )
             summary = run(importer.run(rejects_file))
-    except RosterError as e:
+    except (RosterError, ImportBusy) as e:
         err_console.print(f"[red]{e}")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:

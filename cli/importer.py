@@ -50,6 +50,10 @@ def _rule(error_type: str, message: str) -> str:
     return next((rule for text, rule in _VALUE_RULES if text in message), error_type)
 
 
+class ImportBusy(RuntimeError):
+    """Another process is importing the same roster into the same jurisdiction."""
+
+
 @dataclass
 class ImportSummary:
     """What an import run did; ``--json`` prints it as is."""
@@ -174,7 +178,7 @@ class Importer:
         async with conn.transaction():
             run = await store.get_run(conn, summary.import_id, self.here, lock=True)
             if run["last_line"] >= batch[0][0]:
-                raise RuntimeError("another import of this roster is running; stop it or wait for it")
+                raise ImportBusy("another import of this roster is running; stop it or wait for it")
             inserted = await store.insert_persons(conn, rows)
             fresh = [(line, p, s) for line, p, s in people if p["id_number"] in inserted]
             rejects += [

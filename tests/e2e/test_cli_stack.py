@@ -28,7 +28,7 @@ from tests.helpers import Api, query, wait_until
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
 # The acceptance samples 1,000 certificates (CLI_TEST_CERTIFICATES=1000); the suite keeps to seconds.
-CERTIFICATES = int(os.environ.get("CLI_TEST_CERTIFICATES", "300"))
+CERTIFICATES = int(os.environ.get("CLI_TEST_CERTIFICATES", "200"))
 ROWS = max(1000, CERTIFICATES + 100)
 GOOD = ROWS - 10
 
