@@ -64,6 +64,63 @@ def roster(rows: int, bad: int) -> tuple[Path, float]:
     return path, time.monotonic() - started
 
 
+def one_go(stack: Stack, path: Path, rows: int) -> dict[str, Any]:
+    """Into the running registry, in one go; then until its relay has published every event."""
+    dsn = stack.service(f"registry-{ORIGIN}").dsn
+    seconds, summary = _import([str(path), "-j", ORIGIN, "--stack", str(stack.run_dir / "stack.json")])
+    published_at = time.monotonic()
+    while (
+        _query(dsn, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        and time.monotonic() - published_at < 300
+    ):
+        time.sleep(0.2)
+    return {
+        "seconds": round(seconds, 1),
+        "rows_per_second": round(rows / seconds),
+        "imported": summary["total_imported"],
+        "rejected": summary["total_rejected"],
+        "rejects_file_lines": _lines(Path(summary["rejects_file"])),
+        "published": _query(dsn, "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL"),
+        "all_published_after_import_s": round(time.monotonic() - published_at, 1),
+    }
+
+
+def interrupted(pg: EmbeddedPostgres, path: Path, rows: int, d: Path) -> dict[str, Any]:
+    """Into a fresh registry database: SIGINT at about half, then the same command again."""
+    fresh = pg.create_database("bench_registry_b")
+    asyncio.run(migrate(fresh, "registry", ROOT / "services" / "registry" / "migrations"))
+    args = [str(path), "-j", ORIGIN, "--dsn", fresh, "--rejects", str(d / "b.rejects.csv")]
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "import", *args, "--json"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    while proc.poll() is None:
+        if _query(fresh, "SELECT to_regclass('import_runs') IS NOT NULL") and (
+            _query(fresh, "SELECT coalesce(max(last_line), 0) FROM import_runs") >= rows // 2
+        ):
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    first = time.monotonic() - started
+    stopped_at = _query(fresh, "SELECT last_line FROM import_runs")
+    second, summary = _import(args)
+    return {
+        "stopped_after_line": stopped_at,
+        "first_run_seconds": round(first, 1),
+        "resume_seconds": round(second, 1),
+        "total_seconds": round(first + second, 1),
+        "imported": summary["total_imported"],
+        "rejected": summary["total_rejected"],
+        "persons": _query(fresh, "SELECT count(*) FROM persons"),
+        "distinct_persons": _query(fresh, "SELECT count(DISTINCT id_number) FROM persons"),
+        "outbox_events": _query(fresh, "SELECT count(*) FROM outbox"),
+    }
+
+
 def run(rows: int = 100_000, bad: int = 200) -> dict[str, Any]:
     path, generated_in = roster(rows, bad)
     result: dict[str, Any] = {"rows": rows, "bad": bad, "generate_seconds": round(generated_in, 1)}
@@ -73,59 +130,9 @@ def run(rows: int = 100_000, bad: int = 200) -> dict[str, Any]:
         stack = Stack(Path(d) / "stack", pg=pg, db_prefix="bench_")
         try:
             stack.start()
-            dsn = stack.service(f"registry-{ORIGIN}").dsn
-            # A: in one go, into the running registry; then until the relay has published everything
-            seconds, summary = _import(
-                [str(path), "-j", ORIGIN, "--stack", str(stack.run_dir / "stack.json")]
-            )
-            published_at = time.monotonic()
-            while (
-                _query(dsn, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                and time.monotonic() - published_at < 300
-            ):
-                time.sleep(0.2)
-            result["one_go"] = {
-                "seconds": round(seconds, 1),
-                "rows_per_second": round(rows / seconds),
-                "imported": summary["total_imported"],
-                "rejected": summary["total_rejected"],
-                "rejects_file_lines": _lines(Path(summary["rejects_file"])),
-                "published": _query(dsn, "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL"),
-                "all_published_after_import_s": round(time.monotonic() - published_at, 1),
-            }
-            # B: a fresh registry database, interrupted at half, then resumed
-            fresh = pg.create_database("bench_registry_b")
-            asyncio.run(migrate(fresh, "registry", ROOT / "services" / "registry" / "migrations"))
-            args = [str(path), "-j", ORIGIN, "--dsn", fresh, "--rejects", str(Path(d) / "b.rejects.csv")]
-            started = time.monotonic()
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", "import", *args, "--json"],
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            while proc.poll() is None:
-                if _query(fresh, "SELECT to_regclass('import_runs') IS NOT NULL") and (
-                    _query(fresh, "SELECT coalesce(max(last_line), 0) FROM import_runs") >= rows // 2
-                ):
-                    proc.send_signal(signal.SIGINT)
-                    break
-                time.sleep(0.05)
-            proc.wait()
-            first = time.monotonic() - started
-            stopped_at = _query(fresh, "SELECT last_line FROM import_runs")
-            second, summary = _import(args)
-            result["interrupted"] = {
-                "stopped_after_line": stopped_at,
-                "first_run_seconds": round(first, 1),
-                "resume_seconds": round(second, 1),
-                "total_seconds": round(first + second, 1),
-                "imported": summary["total_imported"],
-                "rejected": summary["total_rejected"],
-                "persons": _query(fresh, "SELECT count(*) FROM persons"),
-                "distinct_persons": _query(fresh, "SELECT count(DISTINCT id_number) FROM persons"),
-                "outbox_events": _query(fresh, "SELECT count(*) FROM outbox"),
-            }
+            # the interrupted run first: the one-go run leaves the exchange busy routing 100,000 events
+            result["interrupted"] = interrupted(pg, path, rows, Path(d))
+            result["one_go"] = one_go(stack, path, rows)
         finally:
             stack.stop()
             pg.stop()
@@ -135,27 +142,6 @@ def run(rows: int = 100_000, bad: int = 200) -> dict[str, Any]:
 def _lines(path: Path) -> int:
     with path.open(encoding="utf-8") as f:
         return sum(1 for _ in csv.reader(f)) - 1
-
-
-def markdown(r: dict[str, Any]) -> str:
-    a, b = r["one_go"], r["interrupted"]
-    return "\n".join(
-        [
-            "## Roster import (`exchangectl import`)",
-            "",
-            f"{r['rows']:,} rows, {r['bad']} planted bad rows, target < 60 s on 2 cores.",
-            "",
-            "| run | seconds | rows/s | imported | rejected | check |",
-            "|---|---|---|---|---|---|",
-            f"| in one go | {a['seconds']} | {a['rows_per_second']:,} | {a['imported']:,} | {a['rejected']} | "
-            f"{a['rejects_file_lines']} lines in rejects file; {a['published']:,} events published "
-            f"{a['all_published_after_import_s']} s after the import |",
-            f"| SIGINT at line {b['stopped_after_line']:,}, then resumed | {b['total_seconds']} "
-            f"({b['first_run_seconds']} + {b['resume_seconds']}) | | {b['imported']:,} | {b['rejected']} | "
-            f"{b['persons']:,} persons, {b['distinct_persons']:,} distinct, {b['outbox_events']:,} events |",
-            "",
-        ]
-    )
 
 
 def rows_for_report(r: dict[str, Any]) -> list[dict[str, Any]]:
