@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import asyncpg
 import pytest
 from typer.testing import CliRunner
 
@@ -126,3 +127,21 @@ def test_a_roster_missing_a_column_is_refused_before_anything_is_written(
     assert result.exit_code == 2
     assert "id_number" in result.output
     assert query(registry_db, "SELECT count(*) AS n FROM persons")[0]["n"] == 0
+
+
+async def test_two_imports_of_the_same_roster_at_once_write_it_once(registry_db: str, tmp_path: Path) -> None:
+    from cli.importer import ImportBusy, Importer
+
+    roster = tmp_path / "roster.csv"
+    generate(roster, 500, 0, seed=17)
+    runs = [Importer(registry_db, roster, "320412", b"secret", batch_size=50).run() for _ in range(2)]
+    outcomes = await asyncio.gather(*runs, return_exceptions=True)
+    # the second finds the first at work (refused) or already done (nothing to do): never both writing
+    assert all(isinstance(o, ImportBusy) for o in outcomes if isinstance(o, BaseException))
+    finished = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert sum(o.rows_read for o in finished) == 500 and finished[0].total_imported == 500
+    conn = await asyncpg.connect(registry_db)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == 500
+    finally:
+        await conn.close()
