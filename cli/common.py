@@ -39,14 +39,34 @@ StackOption = typer.Option(
 JsonOption = typer.Option(False, "--json", help="print machine-readable JSON instead of tables")
 
 
-class StackInfo:
-    """The ``stack.json`` that ``make run`` (devstack) writes: services, databases, clients."""
+DatabasesOption = typer.Option(
+    None,
+    "--db",
+    help="SERVICE=URL: a service's database (registry-320412, migrant_exchange, verification), "
+    "instead of or on top of the stack's; repeatable",
+)
 
-    def __init__(self, path: Path | None):
+
+class StackInfo:
+    """The ``stack.json`` that ``make run`` (devstack) writes: services, databases, clients.
+
+    ``--db SERVICE=URL`` options add or replace databases, so the commands also work against a
+    deployment that has no stack.json (a registry service is named ``registry-<division>``).
+    """
+
+    def __init__(self, path: Path | None, databases: list[str] | None = None):
         self.path = path or DEFAULT_STACK
         self.doc: dict[str, Any] = {}
         if self.path.exists():
             self.doc = json.loads(self.path.read_text(encoding="utf-8"))
+        for item in databases or []:
+            name, sep, url = item.partition("=")
+            if not sep or not name or not url:
+                raise typer.BadParameter("use SERVICE=URL", param_hint="--db")
+            self.doc.setdefault("databases", {})[name] = url
+            if name.startswith("registry-"):
+                service = self.doc.setdefault("services", {}).setdefault(name, {})
+                service.setdefault("jurisdictions", name.removeprefix("registry-").split("-"))
 
     def fail(self, message: str) -> typer.Exit:
         err_console.print(f"[red]{message}")

@@ -9,7 +9,17 @@ import typer
 from rich.markup import escape
 
 from cli import queries
-from cli.common import JsonOption, StackInfo, StackOption, connect, console, emit_json, emit_table, run
+from cli.common import (
+    DatabasesOption,
+    JsonOption,
+    StackInfo,
+    StackOption,
+    connect,
+    console,
+    emit_json,
+    emit_table,
+    run,
+)
 from cli.consumers import consumer_named, service_consumers
 from shared.consumer import replay_dead_letter
 from shared.db import create_pool
@@ -45,10 +55,11 @@ def list_dead_letters(
     include_replayed: bool = typer.Option(False, "--all", help="also those already replayed"),
     limit: int = typer.Option(100, min=1),
     stack: Path | None = StackOption,
+    databases: list[str] | None = DatabasesOption,
     as_json: bool = JsonOption,
 ) -> None:
     """List dead letters not yet replayed, per service: consumer, topic, offset and reason."""
-    info = StackInfo(stack)
+    info = StackInfo(stack, databases)
     found = run(_list(info, _services(info, service), include_replayed, limit))
     if as_json:
         emit_json(found)
@@ -77,10 +88,11 @@ def show(
     dead_letter_id: int = typer.Argument(..., help="the dead letter's id (see dlq list)"),
     service: str = typer.Option(..., "--service", "-s", help="the service that holds it"),
     stack: Path | None = StackOption,
+    databases: list[str] | None = DatabasesOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Show one dead letter: where it came from, why it failed, and the message (identity numbers masked)."""
-    found = run(_show(StackInfo(stack).dsn(service), dead_letter_id))
+    found = run(_show(StackInfo(stack, databases).dsn(service), dead_letter_id))
     if found is None:
         console.print(f"[red]no dead letter {dead_letter_id} in {service}")
         raise typer.Exit(1)
@@ -126,10 +138,11 @@ def replay(
     service: str = typer.Option(..., "--service", "-s", help="the service that holds them"),
     all_open: bool = typer.Option(False, "--all-open", help="replay every dead letter not yet replayed"),
     stack: Path | None = StackOption,
+    databases: list[str] | None = DatabasesOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Apply dead letters again through the service's own consumer (after the cause was fixed)."""
-    info = StackInfo(stack)
+    info = StackInfo(stack, databases)
     ids = list(dead_letter_ids or [])
     if all_open:
         ids += [r["id"] for r in run(_list(info, [service], False, 100_000))]

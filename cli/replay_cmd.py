@@ -22,6 +22,7 @@ import typer
 
 from cli import queries
 from cli.common import (
+    DatabasesOption,
     JsonOption,
     StackInfo,
     StackOption,
@@ -153,13 +154,14 @@ def replay_command(
     ),
     batch_size: int = typer.Option(1000, min=1, help="events per transaction"),
     stack: Path | None = StackOption,
+    databases: list[str] | None = DatabasesOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Rebuild a projection from the outboxes: the verification read model, the exchange roster, or a registry's counterpart records, from the beginning or from a point in time.
 
     From the beginning, the projection is cleared and every event applied again; with --since, later events are applied on top and those already applied are skipped.
     """
-    info = StackInfo(stack)
+    info = StackInfo(stack, databases)
     p = projection(name, info, jurisdiction)
     if since is not None and since.tzinfo is None:
         since = since.astimezone()  # a time without zone is the operator's local time

@@ -102,6 +102,14 @@ def test_replay_rebuilds_the_exchange_roster_and_counterpart_records(
     wait_until(lambda: len(_roster_rows(cli_stack)) >= GOOD, 60)
     before = _roster_rows(cli_stack)
     query(exchange, "TRUNCATE roster")
+    # without a stack.json, as in a deployment: the databases named one by one
+    databases = [f"--db={s.name}={s.dsn}" for s in cli_stack.services]
+    out = runner.invoke(
+        app, ["replay", "exchange-roster", "--stack", "/nonexistent.json", *databases, "--json"]
+    )
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["events"] >= GOOD and _roster_rows(cli_stack) == before
+    query(exchange, "TRUNCATE roster")
     result = ctl(cli_stack, "replay", "exchange-roster")
     assert result["events"] >= GOOD and result["from"] == "beginning"
     assert _roster_rows(cli_stack) == before
