@@ -58,3 +58,17 @@ async def apply(consumer: EventConsumer, conn: asyncpg.Connection, event: Any) -
         return False
     await consumer._apply_one(conn, event)  # the consumer's own exactly-once step, as replay_dead_letter uses
     return True
+
+
+async def live_name(conn: asyncpg.Connection, consumer: EventConsumer) -> str:
+    """The inbox name the running service uses now.
+
+    A service whose read model has replay generations (a ``projection_state`` table and a
+    ``consumer_name(generation)`` setting) names its consumer and inbox after the generation;
+    replaying under another name would not be deduplicated against what the service applies.
+    """
+    name_of = getattr(consumer.settings, "consumer_name", None)
+    if callable(name_of) and await conn.fetchval("SELECT to_regclass('projection_state') IS NOT NULL"):
+        generation = await conn.fetchval("SELECT generation FROM projection_state")
+        return str(name_of(int(generation or 0)))
+    return consumer.name

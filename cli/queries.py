@@ -62,8 +62,12 @@ async def forget_applied(conn: asyncpg.Connection, consumer: str) -> int:
     return int(result.split()[-1])
 
 
-async def truncate(conn: asyncpg.Connection, tables: list[str]) -> None:
-    await conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables))
+async def truncate(conn: asyncpg.Connection, tables: list[str]) -> list[str]:
+    """Empty those of the tables that exist (a projection's schema grows with its service)."""
+    present = [t for t in tables if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", t)]
+    if present:
+        await conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in present))
+    return present
 
 
 async def delete_counterpart_records(conn: asyncpg.Connection, served: list[str]) -> dict[str, Any]:

@@ -33,13 +33,10 @@ from cli.common import (
     progress_bar,
     run,
 )
-from cli.consumers import apply, consumer_for_topic, service_consumers
+from cli.consumers import apply, consumer_for_topic, live_name, service_consumers
 from shared.db import create_pool
 from shared.events.catalog import CATALOG, VITAL_TOPICS, parse_event
 from shared.outbox import wake_relay
-
-LIFECYCLE = ["certificate.issued.v1", "certificate.revoked.v1"]
-VITAL = [t for t, s in CATALOG.items() if s.topic in VITAL_TOPICS]
 
 
 @dataclass(frozen=True)
@@ -48,20 +45,18 @@ class Projection:
 
     name: str
     service: str  # the consuming service in the stack
-    topic: str  # selects the consumer of that service
-    event_types: list[str]
+    topic: str  # selects the consumer of that service; its topics select the events replayed
     sources: list[str]  # producing services whose outboxes hold the events
-    tables: list[str]  # cleared before a rebuild from the beginning
+    tables: list[str]  # cleared before a rebuild from the beginning (those that exist)
 
 
 def projection(name: str, info: StackInfo, jurisdiction: str | None) -> Projection:
     registries = [s for s in info.services_with_databases() if s.startswith("registry")]
     if name == "verification":
-        return Projection(
-            name, "verification", "certificate.lifecycle.v1", LIFECYCLE, registries, ["certificates"]
-        )
+        tables = ["certificates", "revocations"]
+        return Projection(name, "verification", "certificate.lifecycle.v1", registries, tables)
     if name == "exchange-roster":
-        return Projection(name, "migrant_exchange", VITAL_TOPICS[0], VITAL, registries, ["roster"])
+        return Projection(name, "migrant_exchange", VITAL_TOPICS[0], registries, ["roster"])
     if name == "counterpart":
         if not jurisdiction:
             raise typer.BadParameter("name the registry's jurisdiction", param_hint="--jurisdiction")
@@ -69,20 +64,21 @@ def projection(name: str, info: StackInfo, jurisdiction: str | None) -> Projecti
             name,
             info.registry_for(jurisdiction),
             "exchange.notification.v1",
-            ["exchange.notification.v1"],
             ["migrant_exchange"],
             [],  # counterpart rows share tables with the registry's own records: deleted by source
         )
     raise typer.BadParameter("verification, exchange-roster or counterpart", param_hint="PROJECTION")
 
 
-async def _events(info: StackInfo, p: Projection, since: dt.datetime | None) -> list[bytes]:
+async def _events(
+    info: StackInfo, p: Projection, event_types: list[str], since: dt.datetime | None
+) -> list[bytes]:
     """Every source's events, merged in the order they were written."""
     rows: list[tuple[dt.datetime, Any, bytes]] = []
     for source in p.sources:
         conn = await connect(info.dsn(source))
         try:
-            found = await queries.outbox_events(conn, p.event_types, since)
+            found = await queries.outbox_events(conn, event_types, since)
         finally:
             await conn.close()
         rows += [(r["created_at"], r["event_id"], bytes(r["value"])) for r in found]
@@ -94,9 +90,6 @@ async def replay(
     info: StackInfo, p: Projection, since: dt.datetime | None, batch_size: int, on_progress: Any = None
 ) -> dict[str, Any]:
     started = time.monotonic()
-    events = await _events(info, p, since)
-    if on_progress is not None:
-        on_progress(0, len(events))
     dsn = info.dsn(p.service)
     jurisdictions = info.doc.get("services", {}).get(p.service, {}).get("jurisdictions", [])
     pool = await create_pool(dsn, min_size=1, max_size=2)
@@ -104,11 +97,17 @@ async def replay(
     applied = skipped = 0
     try:
         consumer = consumer_for_topic(service_consumers(p.service, pool, dsn, jurisdictions), p.topic)
+        async with pool.acquire() as conn:
+            consumer.name = await live_name(conn, consumer)
+        # whatever the consumer reads, from the outboxes of those who produce it
+        event_types = [t for t, spec in CATALOG.items() if spec.topic in consumer.topics]
+        events = await _events(info, p, event_types, since)
+        if on_progress is not None:
+            on_progress(0, len(events))
         if since is None:
             async with pool.acquire() as conn, conn.transaction():
                 if p.tables:
-                    await queries.truncate(conn, p.tables)
-                    cleared = {t: "truncated" for t in p.tables}
+                    cleared = {t: "truncated" for t in await queries.truncate(conn, p.tables)}
                 else:
                     cleared = await queries.delete_counterpart_records(conn, jurisdictions)
                 cleared["inbox"] = await queries.forget_applied(conn, consumer.name)
