@@ -22,6 +22,7 @@ from cli.common import (
 )
 from cli.importer import ImportBusy, Importer
 from cli.roster import DEFAULT_MAPPING, ENCODINGS, Mapping, RosterError, count_lines
+from shared.identity import check_division
 
 
 @contextlib.contextmanager
@@ -68,6 +69,10 @@ def import_roster(
 
     Rows are checked with the registry API's rules; good rows become persons and person.registered.v1 events, written in batches with COPY. Stopping and running the same command again resumes after the last committed batch, with no duplicates. Every bad row goes to the rejects file with its line number and the rule it broke.
     """
+    try:
+        check_division(jurisdiction)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--jurisdiction") from None
     if encoding not in ENCODINGS:
         raise typer.BadParameter(f"choose one of {', '.join(ENCODINGS)}", param_hint="--encoding")
     target = dsn or StackInfo(stack).registry_dsn(jurisdiction)
