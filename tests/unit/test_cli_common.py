@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import click
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -22,7 +21,7 @@ def test_databases_named_on_the_command_line_stand_in_for_a_stack(tmp_path: Path
     assert info.dsn("verification") == "postgresql:///v"
     with pytest.raises(typer.Exit):
         info.registry_dsn("320412")
-    with pytest.raises(click.BadParameter):
+    with pytest.raises(typer.BadParameter):
         StackInfo(None, ["verification"])
 
 
