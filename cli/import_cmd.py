@@ -103,9 +103,10 @@ def import_roster(
         return
     done = "complete" if summary.state == "done" else "stopped (run again to resume)"
     console.print(
-        f"import {done}: {summary.imported} imported, {summary.rejected} rejected this run "
-        f"({summary.total_imported} / {summary.total_rejected} in all) in {summary.seconds:.1f}s, "
-        f"{summary.rows_per_second:,.0f} rows/s; rejects in {summary.rejects_file}"
+        f"import {done}: {summary.imported} imported, {summary.unchanged} already registered, "
+        f"{summary.rejected} rejected this run ({summary.total_imported} / {summary.total_unchanged} / "
+        f"{summary.total_rejected} in all) in {summary.seconds:.1f}s, {summary.rows_per_second:,.0f} rows/s; "
+        f"rejects in {summary.rejects_file}"
     )
     for rule, n in sorted(summary.rules.items()):
         console.print(f"  {rule}: {n}")

@@ -80,10 +80,10 @@ async def record_batch(
     import_id: str,
     jurisdiction: str,
     last_line: int,
-    imported: int,
+    counts: tuple[int, int],
     rejects: list[tuple[int, str | None, str, str]],
 ) -> None:
-    """The batch's rejects and the progress mark, in the batch's transaction."""
+    """The batch's rejects and the progress mark (``counts``: imported, unchanged), in its transaction."""
     if rejects:
         await conn.copy_records_to_table(
             "import_rejects",
@@ -92,14 +92,26 @@ async def record_batch(
         )
     await conn.execute(
         """UPDATE import_runs SET last_line = $3, batches = batches + 1, imported = imported + $4,
-                  rejected = rejected + $5, updated_at = now()
+                  unchanged = unchanged + $5, rejected = rejected + $6, updated_at = now()
            WHERE import_id = $1 AND jurisdiction = $2""",
         import_id,
         jurisdiction,
         last_line,
-        imported,
+        counts[0],
+        counts[1],
         len(rejects),
     )
+
+
+async def registered(conn: asyncpg.Connection, jurisdiction: str, numbers: list[str]) -> dict[str, Any]:
+    """What the registry holds for these identity numbers (to tell a repeat from a conflict)."""
+    rows = await conn.fetch(
+        """SELECT id_number, name, sex, birth_date, hukou_division, residence_division FROM persons
+           WHERE jurisdiction = $1 AND id_number = ANY($2::text[])""",
+        jurisdiction,
+        numbers,
+    )
+    return {r["id_number"]: r for r in rows}
 
 
 async def finish_run(conn: asyncpg.Connection, import_id: str, jurisdiction: str) -> None:

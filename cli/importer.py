@@ -52,6 +52,10 @@ def _rule(error_type: str, message: str) -> str:
     return next((rule for text, rule in _VALUE_RULES if text in message), error_type)
 
 
+# The fields that make a row "the same person" as the one the registry holds.
+SAME_PERSON = ("name", "sex", "birth_date", "hukou_division", "residence_division")
+
+
 class ImportBusy(RuntimeError):
     """Another process is importing the same roster into the same jurisdiction."""
 
@@ -67,9 +71,11 @@ class ImportSummary:
     resumed_after_line: int = 0
     rows_read: int = 0
     imported: int = 0
+    unchanged: int = 0
     rejected: int = 0
     batches: int = 0
     total_imported: int = 0
+    total_unchanged: int = 0
     total_rejected: int = 0
     seconds: float = 0.0
     rows_per_second: float = 0.0
@@ -131,6 +137,9 @@ class Importer:
         self.stop_after = stop_after
         self.on_progress = on_progress or (lambda _n: None)
         self.source = f"/registry/{jurisdiction}"
+        # first line of each identity number in the roster, also over lines a resumed run skips:
+        # a number not inserted is then either repeated in the roster or registered before it
+        self.first_line: dict[str, int] = {}
 
     async def run(self, rejects_file: Path | None = None) -> ImportSummary:
         """Import what is not imported yet; returns the summary and writes the rejects file."""
@@ -149,6 +158,7 @@ class Importer:
             run = await store.get_run(conn, import_id, self.here)
             summary.state = run["state"]
             summary.total_imported, summary.total_rejected = int(run["imported"]), int(run["rejected"])
+            summary.total_unchanged = int(run["unchanged"])
             if rejects_file is not None:
                 summary.rules = await self._write_rejects(conn, import_id, rejects_file)
                 summary.rejects_file = str(rejects_file)
@@ -161,6 +171,7 @@ class Importer:
     async def _import(self, conn: asyncpg.Connection, summary: ImportSummary, done_line: int) -> None:
         batch: list[tuple[int, dict[str, str]]] = []
         for line, fields in read_roster(self.path, self.mapping, self.encoding):
+            self.first_line.setdefault(fields.get("id_number", "").strip().upper(), line)
             if line <= done_line:
                 continue
             batch.append((line, fields))
@@ -183,26 +194,55 @@ class Importer:
                 raise ImportBusy("another import of this roster is running; stop it or wait for it")
             inserted = await store.insert_persons(conn, rows)
             fresh = [(line, p, s) for line, p, s in people if p["id_number"] in inserted]
-            rejects += [
+            unchanged, refused = await self._not_inserted(
+                conn, [(line, p) for line, p, _ in people if p["id_number"] not in inserted]
+            )
+            rejects += refused
+            rejects.sort()
+            sequences = await next_sequences(conn, [s for _, _, s in fresh], self.source)
+            await add_events(conn, self._events(fresh, sequences))
+            counts = (len(fresh), unchanged)
+            await store.record_batch(conn, summary.import_id, self.here, batch[-1][0], counts, rejects)
+        await wake_relay(conn)
+        summary.rows_read += len(batch)
+        summary.imported += len(fresh)
+        summary.unchanged += unchanged
+        summary.rejected += len(rejects)
+        summary.batches += 1
+        self.on_progress(len(batch))
+
+    async def _not_inserted(
+        self, conn: asyncpg.Connection, people: list[tuple[int, dict[str, Any]]]
+    ) -> tuple[int, list[Reject]]:
+        """Rows whose person the registry already held: a repeat of an earlier roster line is
+        refused; a person registered before with the same details is skipped (a corrected roster
+        can be imported again); with other details it is refused, as the API refuses it."""
+        if not people:
+            return 0, []
+        held = await store.registered(conn, self.here, [p["id_number"] for _, p in people])
+        unchanged, rejects = 0, list[Reject]()
+        for line, person in people:
+            number = person["id_number"]
+            first = self.first_line.get(number, line)
+            if first < line:
+                rejects.append(
+                    (line, "id_number", "no-duplicate", f"id_number: same identity number as line {first}")
+                )
+                continue
+            existing = held.get(number)
+            differ = [f for f in SAME_PERSON if existing is not None and existing[f] != person[f]]
+            if not differ:
+                unchanged += 1
+                continue
+            rejects.append(
                 (
                     line,
                     "id_number",
                     "no-duplicate",
-                    "id_number: a person with this identity number is already recorded",
+                    f"id_number: already registered with other {', '.join(differ)}",
                 )
-                for line, p, _ in people
-                if p["id_number"] not in inserted
-            ]
-            rejects.sort()
-            sequences = await next_sequences(conn, [s for _, _, s in fresh], self.source)
-            await add_events(conn, self._events(fresh, sequences))
-            await store.record_batch(conn, summary.import_id, self.here, batch[-1][0], len(fresh), rejects)
-        await wake_relay(conn)
-        summary.rows_read += len(batch)
-        summary.imported += len(fresh)
-        summary.rejected += len(rejects)
-        summary.batches += 1
-        self.on_progress(len(batch))
+            )
+        return unchanged, rejects
 
     def _events(
         self, fresh: list[tuple[int, dict[str, Any], str]], sequences: dict[str, int]

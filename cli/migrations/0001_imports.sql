@@ -8,6 +8,7 @@ CREATE TABLE import_runs (
     batches       int NOT NULL DEFAULT 0,
     imported      bigint NOT NULL DEFAULT 0,
     rejected      bigint NOT NULL DEFAULT 0,
+    unchanged     bigint NOT NULL DEFAULT 0, -- already registered with the same details: skipped
     state         text NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'done')),
     started_at    timestamptz NOT NULL DEFAULT now(),
     updated_at    timestamptz NOT NULL DEFAULT now(),

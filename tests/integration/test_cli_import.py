@@ -105,17 +105,24 @@ def test_a_killed_import_rolls_back_its_open_batch_and_resumes(registry_db: str,
     assert query(registry_db, "SELECT count(*) AS n FROM outbox")[0]["n"] == 3000
 
 
-def test_xlsx_rosters_and_persons_already_registered(registry_db: str, tmp_path: Path) -> None:
+def test_xlsx_rosters_and_people_registered_before(registry_db: str, tmp_path: Path) -> None:
     roster = tmp_path / "roster.xlsx"
     generate(roster, 200, 0, seed=5)
     first = _import(registry_db, roster, "--stop-after", "100", "--batch-size", "50")
     assert first["imported"] == 100
-    # the same people in another file: the registry already holds them, so they are duplicates
+
+    # a corrected roster, as a new file: the first 100 people are registered already, same details
+    # (skipped, not rejected); one has another name here (refused, as the API refuses it)
     copy = tmp_path / "copy.csv"
     generate(copy, 200, 0, seed=5)
+    lines = copy.read_text(encoding="utf-8").splitlines()
+    cells = lines[10].split(",")
+    lines[10] = ",".join([cells[0], "另一个名字", *cells[2:]])
+    copy.write_text("\n".join(lines) + "\n", encoding="utf-8")
     summary = _import(registry_db, copy, "--rejects", str(tmp_path / "copy.rejects.csv"))
-    assert summary["imported"] == 100 and summary["rejected"] == 100
-    assert set(_rejects(tmp_path / "copy.rejects.csv").values()) == {"no-duplicate"}
+    assert (summary["imported"], summary["unchanged"], summary["rejected"]) == (100, 99, 1)
+    assert _rejects(tmp_path / "copy.rejects.csv") == {11: "no-duplicate"}
+    assert query(registry_db, "SELECT count(*) AS n FROM outbox")[0]["n"] == 200
 
 
 def test_a_roster_missing_a_column_is_refused_before_anything_is_written(
