@@ -76,6 +76,7 @@ def one_go(stack: Stack, path: Path, rows: int) -> dict[str, Any]:
         time.sleep(0.2)
     return {
         "seconds": round(seconds, 1),
+        "load_average_1min_after": round(os.getloadavg()[0], 1),
         "rows_per_second": round(rows / seconds),
         "imported": summary["total_imported"],
         "rejected": summary["total_rejected"],
@@ -109,6 +110,7 @@ def interrupted(pg: EmbeddedPostgres, path: Path, rows: int, d: Path) -> dict[st
     stopped_at = _query(fresh, "SELECT last_line FROM import_runs")
     second, summary = _import(args)
     return {
+        "load_average_1min_after": round(os.getloadavg()[0], 1),
         "stopped_after_line": stopped_at,
         "first_run_seconds": round(first, 1),
         "resume_seconds": round(second, 1),
