@@ -59,6 +59,11 @@ def import_roster(
     stop_after: int | None = typer.Option(
         None, min=1, help="stop after about this many rows (import a large roster in slices)"
     ),
+    workers: int | None = typer.Option(
+        None,
+        min=0,
+        help="processes checking rows ahead of the writer (default: 2 for rosters over 20,000 rows, else 0)",
+    ),
     dsn: str | None = typer.Option(
         None, "--dsn", envvar="REGISTRY_DATABASE_URL", help="registry database URL"
     ),
@@ -79,7 +84,8 @@ def import_roster(
     rejects_file = rejects or roster.with_name(roster.name + ".rejects.csv")
     try:
         with _stop_on_signals(), progress_bar() as bar:
-            task = bar.add_task(f"import {roster.name}", total=count_lines(roster))
+            total = count_lines(roster)
+            task = bar.add_task(f"import {roster.name}", total=total)
             importer = Importer(
                 target,
                 roster,
@@ -89,6 +95,7 @@ def import_roster(
                 encoding=encoding,
                 batch_size=batch_size,
                 stop_after=stop_after,
+                workers=workers if workers is not None else (2 if total > 20_000 else 0),
                 on_progress=lambda n: bar.advance(task, n),
             )
             summary = run(importer.run(rejects_file))

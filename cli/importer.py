@@ -9,48 +9,26 @@ publishes the events as it does for the API.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-from pydantic import ValidationError
 
 from cli import import_store as store
 from cli.roster import Mapping, read_roster
-from services.registry.domain import rules
-from services.registry.entrypoints.schemas import PersonIn
-from shared.errors import DomainError
+from cli.validation import Checked, Reject, check_batch
 from shared.events.envelope import Envelope, new_event_id
 from shared.events.payloads import PersonRegisteredV1
-from shared.identity import birth_date_of, subject_key
 from shared.outbox import add_events, make_event, next_sequences, wake_relay
-
-Reject = tuple[int, str | None, str, str]  # line, field, rule, message
-
-# pydantic reports every validator's ValueError as "value_error"; the rejects file names the rule.
-_VALUE_RULES = (
-    ("check digit", "gb11643-check-digit"),
-    ("birth-place", "gb11643-birth-date-and-place"),
-    ("18 characters", "gb11643-length"),
-    ("17 digits", "gb11643-format"),
-    ("identity number has a birth date in the future", "not-in-future"),
-    ("identity number", "gb11643"),
-    ("unknown division", "gb2260-known-division"),
-    ("division code must be", "gb2260-format"),
-    ("date is in the future", "not-in-future"),
-)
-
-
-def _rule(error_type: str, message: str) -> str:
-    if error_type != "value_error":
-        return error_type
-    return next((rule for text, rule in _VALUE_RULES if text in message), error_type)
-
 
 # The fields that make a row "the same person" as the one the registry holds.
 SAME_PERSON = ("name", "sex", "birth_date", "hukou_division", "residence_division")
@@ -94,26 +72,6 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def validate_row(fields: dict[str, str]) -> tuple[dict[str, Any] | None, tuple[str | None, str, str] | None]:
-    """The person the registry API would accept from this row, or the first rule the row breaks."""
-    try:
-        person = PersonIn.model_validate(fields).model_dump()
-        rules.check_person_birth_date(birth_date_of(person["id_number"]), person["birth_date"])
-    except ValidationError as e:
-        errors = e.errors(include_input=False)
-        first = errors[0]
-        where = ".".join(str(p) for p in first["loc"]) or None
-        message = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {str(err['msg']).removeprefix('Value error, ')}"
-            for err in errors
-        )
-        return None, (where, _rule(str(first["type"]), str(first["msg"])), message)
-    except DomainError as e:
-        return None, (e.field, e.rule or "invalid", f"{e.field}: {e.detail}")
-    person["residence_division"] = person.get("residence_division") or person["hukou_division"]
-    return person, None
-
-
 class Importer:
     """One roster into one jurisdiction's registry database."""
 
@@ -128,6 +86,7 @@ class Importer:
         encoding: str = "auto",
         batch_size: int = 5000,
         stop_after: int | None = None,
+        workers: int = 0,
         on_progress: Callable[[int], None] | None = None,
     ):
         self.dsn, self.path, self.here, self.secret = dsn, path, jurisdiction, secret
@@ -135,6 +94,7 @@ class Importer:
         self.encoding = encoding
         self.batch_size = batch_size
         self.stop_after = stop_after
+        self.workers = workers  # processes checking rows ahead of the writer; 0 checks in-process
         self.on_progress = on_progress or (lambda _n: None)
         self.source = f"/registry/{jurisdiction}"
         # first line of each identity number in the roster, also over lines a resumed run skips:
@@ -168,7 +128,7 @@ class Importer:
         summary.rows_per_second = round(summary.rows_read / summary.seconds, 1) if summary.seconds else 0.0
         return summary
 
-    async def _import(self, conn: asyncpg.Connection, summary: ImportSummary, done_line: int) -> None:
+    def _batches(self, done_line: int) -> Iterator[list[tuple[int, dict[str, str]]]]:
         batch: list[tuple[int, dict[str, str]]] = []
         for line, fields in read_roster(self.path, self.mapping, self.encoding):
             self.first_line.setdefault(fields.get("id_number", "").strip().upper(), line)
@@ -176,18 +136,56 @@ class Importer:
                 continue
             batch.append((line, fields))
             if len(batch) >= self.batch_size:
-                await self._commit(conn, summary, batch)
+                yield batch
                 batch = []
-                if self.stop_after is not None and summary.rows_read >= self.stop_after:
-                    return
         if batch:
-            await self._commit(conn, summary, batch)
-        await store.finish_run(conn, summary.import_id, self.here)
+            yield batch
+
+    async def _import(self, conn: asyncpg.Connection, summary: ImportSummary, done_line: int) -> None:
+        """Check batches ahead (in worker processes) and write them in order, one transaction each."""
+        loop = asyncio.get_running_loop()
+        # spawn, not fork: the parent holds an event loop and a database connection
+        pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn")) if self.workers else None
+        ahead: deque[tuple[list[tuple[int, dict[str, str]]], asyncio.Future[list[Checked]]]] = deque()
+        try:
+            for batch in self._batches(done_line):
+                if pool is None:
+                    checked: asyncio.Future[list[Checked]] = loop.create_future()
+                    checked.set_result(check_batch(batch, self.secret))
+                else:
+                    checked = loop.run_in_executor(pool, check_batch, batch, self.secret)
+                ahead.append((batch, checked))
+                if len(ahead) > self.workers and await self._write_next(conn, summary, ahead):
+                    return
+            while ahead:
+                if await self._write_next(conn, summary, ahead):
+                    return
+            await store.finish_run(conn, summary.import_id, self.here)
+        finally:
+            for _, pending in ahead:  # stopped early: the checks ahead are not needed
+                pending.cancel()
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    async def _write_next(
+        self,
+        conn: asyncpg.Connection,
+        summary: ImportSummary,
+        ahead: deque[tuple[list[tuple[int, dict[str, str]]], asyncio.Future[list[Checked]]]],
+    ) -> bool:
+        """Write the oldest checked batch; True when the import should stop here (--stop-after)."""
+        batch, checked = ahead.popleft()
+        await self._commit(conn, summary, batch, await checked)
+        return self.stop_after is not None and summary.rows_read >= self.stop_after
 
     async def _commit(
-        self, conn: asyncpg.Connection, summary: ImportSummary, batch: list[tuple[int, dict[str, str]]]
+        self,
+        conn: asyncpg.Connection,
+        summary: ImportSummary,
+        batch: list[tuple[int, dict[str, str]]],
+        checked: list[Checked],
     ) -> None:
-        rows, people, rejects = self._prepare_batch(batch)
+        rows, people, rejects = self._prepare_batch(checked)
         async with conn.transaction():
             run = await store.get_run(conn, summary.import_id, self.here, lock=True)
             if run["last_line"] >= batch[0][0]:
@@ -284,18 +282,17 @@ class Importer:
         return events
 
     def _prepare_batch(
-        self, batch: list[tuple[int, dict[str, str]]]
+        self, checked: list[Checked]
     ) -> tuple[list[tuple[Any, ...]], list[tuple[int, dict[str, Any], str]], list[Reject]]:
         rows: list[tuple[Any, ...]] = []
         people: list[tuple[int, dict[str, Any], str]] = []
         rejects: list[Reject] = []
         seen: dict[str, int] = {}
-        for line, fields in batch:
-            person, error = validate_row(fields)
+        for line, person, error, subject in checked:
             if error is not None:
                 rejects.append((line, *error))
                 continue
-            assert person is not None
+            assert person is not None and subject is not None
             number = person["id_number"]
             if number in seen:  # the first row of a number in the batch wins, as the database would
                 rejects.append(
@@ -308,7 +305,6 @@ class Importer:
                 )
                 continue
             seen[number] = line
-            subject = subject_key(number, self.secret)
             people.append((line, person, subject))
             rows.append(
                 (

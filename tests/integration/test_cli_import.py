@@ -51,7 +51,9 @@ def test_an_interrupted_import_resumes_and_ends_with_every_good_row_once(
     info = generate(roster, 2000, 20, encoding="gb18030", migrant_share=0.1)
     planted = {line: kind for kind, lines in info["planted"].items() for line in lines}
 
-    first = _import(registry_db, roster, "--stop-after", "1000")
+    first = _import(
+        registry_db, roster, "--stop-after", "1000", "--workers", "2"
+    )  # checked in worker processes
     assert first["state"] == "running" and first["rows_read"] == 1000
     second = _import(registry_db, roster)
     assert second["state"] == "done" and second["resumed_after_line"] == 1001

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.importer import validate_row
 from cli.roster import Mapping, RosterError, detect_encoding, read_roster
+from cli.validation import validate_row
 from devstack.roster_fixture import BAD_KINDS, EXPECTED_RULE, generate
 from shared.identity import compose_id_number
 
