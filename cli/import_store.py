@@ -27,6 +27,7 @@ PERSON_COLUMNS = (
     "hukou_division",
     "residence_division",
     "source_division",
+    "event_id",
 )
 
 
@@ -60,15 +61,16 @@ async def insert_persons(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) 
     await conn.execute(
         """CREATE TEMP TABLE IF NOT EXISTS import_staging (
                line bigint, jurisdiction text, id_number text, subject text, name text, sex char(1),
-               birth_date date, hukou_division text, residence_division text, source_division text
+               birth_date date, hukou_division text, residence_division text, source_division text,
+               event_id uuid
            ) ON COMMIT DELETE ROWS"""
     )
     await conn.copy_records_to_table("import_staging", records=rows, columns=list(PERSON_COLUMNS))
     inserted = await conn.fetch(
         """INSERT INTO persons (jurisdiction, id_number, subject, name, sex, birth_date, hukou_division,
-                                residence_division, source_division)
+                                residence_division, source_division, event_id)
            SELECT jurisdiction, id_number, subject, name, sex, birth_date, hukou_division,
-                  residence_division, source_division
+                  residence_division, source_division, event_id
            FROM import_staging ORDER BY line
            ON CONFLICT DO NOTHING RETURNING id_number"""
     )

@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -29,6 +30,9 @@ from cli.validation import Checked, Reject, check_batch
 from shared.events.envelope import Envelope, new_event_id
 from shared.events.payloads import PersonRegisteredV1
 from shared.outbox import add_events, make_event, next_sequences, wake_relay
+
+# line, the person, its subject key, the id of the event that announces it
+Person = tuple[int, dict[str, Any], str, uuid.UUID]
 
 # The fields that make a row "the same person" as the one the registry holds.
 SAME_PERSON = ("name", "sex", "birth_date", "hukou_division", "residence_division")
@@ -191,13 +195,13 @@ class Importer:
             if run["last_line"] >= batch[0][0]:
                 raise ImportBusy("another import of this roster is running; stop it or wait for it")
             inserted = await store.insert_persons(conn, rows)
-            fresh = [(line, p, s) for line, p, s in people if p["id_number"] in inserted]
+            fresh = [x for x in people if x[1]["id_number"] in inserted]
             unchanged, refused = await self._not_inserted(
-                conn, [(line, p) for line, p, _ in people if p["id_number"] not in inserted]
+                conn, [(line, p) for line, p, _, _ in people if p["id_number"] not in inserted]
             )
             rejects += refused
             rejects.sort()
-            sequences = await next_sequences(conn, [s for _, _, s in fresh], self.source)
+            sequences = await next_sequences(conn, [s for _, _, s, _ in fresh], self.source)
             await add_events(conn, self._events(fresh, sequences))
             counts = (len(fresh), unchanged)
             await store.record_batch(conn, summary.import_id, self.here, batch[-1][0], counts, rejects)
@@ -242,10 +246,8 @@ class Importer:
             )
         return unchanged, rejects
 
-    def _events(
-        self, fresh: list[tuple[int, dict[str, Any], str]], sequences: dict[str, int]
-    ) -> list[Envelope[Any]]:
-        """The batch's ``person.registered.v1`` envelopes.
+    def _events(self, fresh: list[Person], sequences: dict[str, int]) -> list[Envelope[Any]]:
+        """The batch's ``person.registered.v1`` envelopes, with the event ids the person rows hold.
 
         The first is built and validated by ``make_event``; the others are copies of it with their
         own id, time, subject, sequence, divisions and data, all of which were validated already
@@ -254,7 +256,7 @@ class Importer:
         """
         if not fresh:
             return []
-        _, first, subject = fresh[0]
+        _, first, subject, event_id = fresh[0]
         template = make_event(
             event_type="person.registered.v1",
             source=self.source,
@@ -263,13 +265,13 @@ class Importer:
             sequence=sequences[subject],
             origin=first["hukou_division"],
             destination=first["residence_division"],
-        )
+        ).model_copy(update={"id": event_id})
         events = [template]
-        for _, person, subject in fresh[1:]:
+        for _, person, subject, event_id in fresh[1:]:
             events.append(
                 template.model_copy(
                     update={
-                        "id": new_event_id(),
+                        "id": event_id,
                         "time": dt.datetime.now(dt.UTC),
                         "subject": subject,
                         "sequence": sequences[subject],
@@ -283,9 +285,9 @@ class Importer:
 
     def _prepare_batch(
         self, checked: list[Checked]
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[int, dict[str, Any], str]], list[Reject]]:
+    ) -> tuple[list[tuple[Any, ...]], list[Person], list[Reject]]:
         rows: list[tuple[Any, ...]] = []
-        people: list[tuple[int, dict[str, Any], str]] = []
+        people: list[Person] = []
         rejects: list[Reject] = []
         seen: dict[str, int] = {}
         for line, person, error, subject in checked:
@@ -305,7 +307,8 @@ class Importer:
                 )
                 continue
             seen[number] = line
-            people.append((line, person, subject))
+            event_id = new_event_id()  # the person row records the event that announced it
+            people.append((line, person, subject, event_id))
             rows.append(
                 (
                     line,
@@ -318,6 +321,7 @@ class Importer:
                     person["hukou_division"],
                     person["residence_division"],
                     self.here,
+                    event_id,
                 )
             )
         return rows, people, rejects

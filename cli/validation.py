@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from services.registry.domain import rules
 from services.registry.entrypoints.schemas import PersonIn
-from shared.errors import DomainError
+from shared.errors import DomainError, RuleViolation
 from shared.identity import birth_date_of, subject_key
 
 Reject = tuple[int, str | None, str, str]  # line, field, rule, message
@@ -43,6 +43,12 @@ def validate_row(fields: dict[str, str]) -> tuple[dict[str, Any] | None, tuple[s
     try:
         person = PersonIn.model_validate(fields).model_dump()
         rules.check_person_birth_date(birth_date_of(person["id_number"]), person["birth_date"])
+        if person["sex"] != rules.sex_from_id_number(person["id_number"]):  # as register_person checks
+            raise RuleViolation(
+                "sex differs from the sex digit of the identity number",
+                field="sex",
+                rule="sex-matches-id-number",
+            )
     except ValidationError as e:
         errors = e.errors(include_input=False)
         first = errors[0]

@@ -71,6 +71,11 @@ def test_an_interrupted_import_resumes_and_ends_with_every_good_row_once(
     assert {e.type for e in parsed} == {"person.registered.v1"}
     assert len({e.data.id_number for e in parsed}) == len({e.id for e in parsed}) == 1980
     assert all(p.sequence == 1 and row["key"] == p.subject for row, p in zip(events, parsed, strict=True))
+    # each person row names the event that announced it, as the API's register_person does
+    recorded = {
+        r["id_number"]: r["event_id"] for r in query(registry_db, "SELECT id_number, event_id FROM persons")
+    }
+    assert all(recorded[e.data.id_number] == e.id for e in parsed)
     migrants = [p for p in parsed if p.destination != p.origin]
     assert migrants and all(p.destination == "440703" for p in migrants)
 

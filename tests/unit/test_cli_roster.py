@@ -43,6 +43,7 @@ def test_a_good_row_becomes_the_person_the_api_would_record() -> None:
         ({"name": ""}, "name", "missing"),
         ({"sex": "X"}, "sex", "literal_error"),
         ({"birth_date": "1990-03-05"}, "birth_date", "birth-date-matches-id-number"),
+        ({"sex": "M"}, "sex", "sex-matches-id-number"),
     ],
 )
 def test_a_bad_row_names_the_field_and_rule(over: dict[str, str], field: str, rule: str) -> None:
