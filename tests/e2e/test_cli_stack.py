@@ -311,12 +311,16 @@ def test_dead_letters_are_listed_shown_and_replayed(cli_stack: Stack, imported: 
     assert all(d["id"] != dead for d in ctl(cli_stack, "dlq", "list", "--service", "verification"))
 
 
-def test_reconcile_asks_the_exchange(cli_stack: Stack) -> None:
-    result = runner.invoke(
-        app, ["reconcile", ORIGIN, DESTINATION, "--stack", str(cli_stack.run_dir / "stack.json"), "--json"]
-    )
-    if result.exit_code == 2:  # the exchange of this build has no reconciliation endpoint yet
-        assert "no reconciliation endpoint" in result.output
-    else:
-        assert result.exit_code == 0, result.output
-        assert isinstance(json.loads(result.stdout)["discrepancies"], list)
+def test_reconcile_finds_a_counterpart_record_gone_missing(cli_stack: Stack, imported: list[str]) -> None:
+    dest = dsn(cli_stack, f"registry-{DESTINATION}")
+    clean = ctl(cli_stack, "reconcile", ORIGIN, DESTINATION)
+    assert clean["reconciliation"]["state"] == "finished" and isinstance(clean["discrepancies"], list)
+
+    gone = query(dest, "SELECT id_number FROM persons WHERE source_division = $1 LIMIT 1", ORIGIN)[0][
+        "id_number"
+    ]
+    query(dest, "DELETE FROM persons WHERE id_number = $1", gone)
+    found = ctl(cli_stack, "reconcile", ORIGIN, DESTINATION)
+    missing = [d for d in found["discrepancies"] if d["kind"] == "missing" and d["missing_at"] == DESTINATION]
+    assert len(found["discrepancies"]) > len(clean["discrepancies"]) and missing
+    assert gone not in json.dumps(found)  # subjects are pseudonymous keys
