@@ -34,7 +34,7 @@ browser:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared services devstack
+	$(VENV)/bin/mypy shared services devstack cli bench
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
