@@ -14,7 +14,7 @@ class VerificationSettings(BaseServiceSettings):
 
     # Per client and per process (each replica limits on its own).
     rate_limit_per_minute: int = 6000
-    rate_limit_burst: int = 200
+    rate_limit_burst: int = 1000
 
     # Issuer keys: registries' JWKS URLs (comma-separated), fetched at start and every refresh.
     # Keys also arrive with certificate.issued.v1 (public_key_jwk), so either source is enough.
