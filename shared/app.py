@@ -25,6 +25,7 @@ from shared.kafka import missing_topics
 from shared.observability import MetricsMiddleware, configure_logging
 from shared.outbox import OutboxRelay
 from shared.settings import BaseServiceSettings
+from shared.tracing import TracingMiddleware, configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ def create_service_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.service_name, settings.log_level, settings.log_json)
+        configure_tracing(settings.service_name, settings.otel_exporter, settings.otel_endpoint)
         pool = await create_pool(
             settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
         )
@@ -104,6 +106,7 @@ def create_service_app(
     install_error_handlers(app)
     app.add_middleware(IdempotencyMiddleware, pool_getter=lambda scope: app.state.pool)
     app.add_middleware(MetricsMiddleware, service=settings.service_name)
+    app.add_middleware(TracingMiddleware)  # outermost: the request's span encloses everything
     app.include_router(_ops_router())
     for router in routers:
         app.include_router(router)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from services.migrant_exchange.adapters import repository as repo
 from services.migrant_exchange.entrypoints.consumer import consumers
+from services.migrant_exchange.entrypoints.dashboard import routers as dashboard_routers
 from services.migrant_exchange.service_layer import handlers
 from services.migrant_exchange.service_layer.agreements import load_agreements
 from services.migrant_exchange.settings import ExchangeSettings
@@ -183,7 +184,7 @@ def create_app(settings: ExchangeSettings | None = None) -> FastAPI:
         settings,
         title="Migrant exchange",
         description="Routes vital events between origin and destination, tracks feedback, reconciles, reports.",
-        routers=[router],
+        routers=[router, *dashboard_routers],
         consumers=consumers,
         on_startup=_startup,
         on_shutdown=_shutdown,
