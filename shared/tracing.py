@@ -1,11 +1,14 @@
 """W3C trace context from a REST request through the outbox and Kafka headers to the consumer's span.
 
-OpenTelemetry SDK with the exporter chosen by ``OTEL_EXPORTER`` (``none`` by default, ``console``
-or ``otlp`` with ``OTEL_ENDPOINT``). Tracing is off by default, yet a ``traceparent`` a caller
-sends is always honoured: the request's span continues the caller's trace, the outbox row and the
-Kafka headers carry it, and the consumer that applies the event opens a child span and writes the
-trace id in its log line, so one trace id can be followed across services with or without an
-exporter.
+OpenTelemetry SDK with the exporter chosen by ``OTEL_EXPORTER``: ``none`` (the default), ``console``
+or ``otlp`` (to ``OTEL_ENDPOINT``). With an exporter, every request gets a SERVER span (FastAPI's
+own when it has native telemetry, ours otherwise), each outbox row carries the span that wrote it,
+and each consumer opens a CONSUMER span that continues the Kafka header's context.
+
+Off by default, no span is made, yet a ``traceparent`` a caller sends is still honoured: the
+services pass it on unchanged through the outbox rows and Kafka headers, and the consumer that
+applies the event writes its trace id in its log line. One trace id can be followed across the
+services either way.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ _state = {"configured": False, "exporting": False}
 
 def configure_tracing(service: str, exporter: str = "none", endpoint: str | None = None) -> None:
     """Install the SDK tracer provider once per process, with the configured exporter (or none)."""
-    if _state["configured"]:
-        return
+    if _state["configured"] or exporter == "none":
+        return  # no SDK provider: the API's no-op tracer, and FastAPI's native telemetry stays idle
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     if exporter == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
@@ -42,7 +45,7 @@ def configure_tracing(service: str, exporter: str = "none", endpoint: str | None
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     trace.set_tracer_provider(provider)
-    _state.update(configured=True, exporting=exporter != "none")
+    _state.update(configured=True, exporting=True)
 
 
 def tracing_enabled() -> bool:
@@ -73,11 +76,11 @@ def _tracer() -> trace.Tracer:
 def consumer_span(consumer: str, event_type: str, topic: str, parent: str | None) -> Iterator[str | None]:
     """A CONSUMER span continuing ``parent`` (Kafka header or CloudEvent extension).
 
-    Yields the trace id to log; None (and no span) when the event carries no trace context
-    and no exporter is configured, which keeps the untraced hot path free of span work.
+    Yields the trace id to log. Without an exporter no span is made and the event's own trace id
+    (None if it has none) is yielded, which keeps the untraced hot path free of span work.
     """
-    if trace_id_of(parent) is None and not tracing_enabled():
-        yield None
+    if not tracing_enabled():
+        yield trace_id_of(parent)  # no spans; the caller's trace id is still logged
         return
     ctx = _PROPAGATOR.extract({"traceparent": parent}) if parent else None
     with _tracer().start_as_current_span(
@@ -91,7 +94,8 @@ def consumer_span(consumer: str, event_type: str, topic: str, parent: str | None
 
 
 class TracingMiddleware:
-    """Pure ASGI middleware: a SERVER span per request, continuing the caller's ``traceparent``.
+    """Pure ASGI middleware: a SERVER span per request, continuing the caller's ``traceparent``,
+    when an exporter is configured and the framework has not opened one already.
 
     The span is named by route template, never by raw path (paths hold identity numbers).
     """
@@ -100,7 +104,11 @@ class TracingMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if (
+            scope["type"] != "http"
+            or not tracing_enabled()
+            or trace.get_current_span().get_span_context().is_valid
+        ):
             await self.app(scope, receive, send)
             return
         carrier = {
@@ -108,9 +116,6 @@ class TracingMiddleware:
             for k, v in scope.get("headers", ())
             if k in (b"traceparent", b"tracestate")
         }
-        if trace_id_of(carrier.get("traceparent")) is None and not tracing_enabled():
-            await self.app(scope, receive, send)
-            return
         status = 500
 
         async def send_wrapper(message: Message) -> None:

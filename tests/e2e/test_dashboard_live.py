@@ -139,7 +139,9 @@ def test_the_dashboard_never_shows_person_level_data(stack: Stack) -> None:
             text += chunk
             if "event: snapshot" in text and text.endswith("\n\n"):
                 break
-    subjects = [r["subject"] for r in query(stack.service("migrant_exchange").dsn, "SELECT subject FROM roster")]
+    subjects = [
+        r["subject"] for r in query(stack.service("migrant_exchange").dsn, "SELECT subject FROM roster")
+    ]
     assert subjects and not any(s in text for s in subjects)
     assert "pregnan" not in text.lower()
     kiosk = httpx.get(f"{url}/v1/stream", headers={"Authorization": f"Bearer {stack.token('kiosk-440703')}"})
@@ -182,8 +184,10 @@ def test_dashboard_stays_responsive_with_200_jurisdictions(
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-200-jurisdictions.png"))
     page.close()
-    print(f"200 jurisdictions: matrix drawn in {render_ms:.0f} ms, frame answered in {answer_ms:.0f} ms, "
-          f"longest task {max(long_tasks or [0]):.0f} ms")
+    print(
+        f"200 jurisdictions: matrix drawn in {render_ms:.0f} ms, frame answered in {answer_ms:.0f} ms, "
+        f"longest task {max(long_tasks or [0]):.0f} ms"
+    )
     assert render_ms < 500
     assert answer_ms < 1000
     assert max(long_tasks or [0]) < 1000
