@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from devstack.stack import DESTINATION, ORIGIN, Stack
-from tests.helpers import Api, person_id
+from tests.helpers import Api, person_id, wait_until
 from tests.helpers import query as _query_here
 
 pytestmark = pytest.mark.e2e
@@ -191,3 +191,42 @@ def test_dashboard_stays_responsive_with_200_jurisdictions(
     assert render_ms < 500
     assert answer_ms < 1000
     assert max(long_tasks or [0]) < 1000
+
+
+def test_indicators_and_flows_over_http(stack: Stack) -> None:
+    """An issued certificate reaches the exchange's own projection and moves the issuance rate."""
+    origin = Api(stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
+    ops = Api(stack, "migrant_exchange", "operator")
+    before = ops.get("/v1/indicators", jurisdiction=ORIGIN).json()["jurisdictions"][0]
+    who = person_id("F")
+    r = origin.post(
+        "/v1/persons",
+        {
+            "id_number": who,
+            "name": "黄蓉",
+            "sex": "F",
+            "birth_date": f"{who[6:10]}-{who[10:12]}-{who[12:14]}",
+            "hukou_division": ORIGIN,
+            "residence_division": DESTINATION,
+        },
+    )
+    assert r.status_code == 201, r.text
+    assert origin.post("/v1/certificates", {"holder_id_number": who}).status_code == 201
+
+    def issued() -> dict[str, Any] | None:
+        row = ops.get("/v1/indicators", jurisdiction=ORIGIN).json()["jurisdictions"][0]
+        done = row["certificates_issued"] > before["certificates_issued"]
+        return row if done and row["out_migrants"] > before["out_migrants"] else None
+
+    row = wait_until(issued, timeout=10)
+    assert row["certificate_issuance_rate"] is not None and row["certificate_issuance_rate"] > 0
+    assert row["verification_rate"] is None
+
+    flows = ops.get("/v1/flows", format="matrix").json()
+    i, j = flows["divisions"].index(ORIGIN), flows["divisions"].index(DESTINATION)
+    assert flows["matrix"][i][j] >= 1 and flows["total"] == sum(map(sum, flows["matrix"]))
+
+    bad = ops.get("/v1/indicators", **{"from": "2026-05-02T00:00:00Z", "to": "2026-05-01T00:00:00Z"})
+    assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+    assert bad.json()["errors"][0]["field"] == "from"
+    assert Api(stack, "migrant_exchange", f"reg-{DESTINATION}").get("/v1/flows").status_code == 403

@@ -196,7 +196,7 @@ function renderFlows(f) {
   const index = new Map(f.divisions.map((d, i) => [d, i]));
   const max = Math.max(1, ...f.flows.map((c) => c.count));
   const labelled = n > 0 && n <= 24;
-  const margin = labelled ? 70 : 0;
+  const margin = labelled ? 96 : 0;
   const size = 640;
   const cell = n ? (size - margin) / n : 0;
   const ctx = canvas.getContext("2d");
@@ -211,7 +211,7 @@ function renderFlows(f) {
     if (labelled && cell >= 34) {
       const light = Math.log(c.count + 1) / scale > 0.6;
       ctx.fillStyle = light ? "#000" : "#fff";
-      ctx.font = `bold ${Math.min(18, cell / 3)}px sans-serif`;
+      ctx.font = `bold ${Math.min(44, cell / 3)}px sans-serif`;
       ctx.textAlign = "center";
       ctx.textBaseline = "middle";
       ctx.fillText(fmt.format(c.count), margin + (index.get(c.destination) + 0.5) * cell,
@@ -220,7 +220,7 @@ function renderFlows(f) {
   }
   if (labelled) {
     ctx.fillStyle = "#a9b3bf";
-    ctx.font = `${Math.min(16, cell / 2.5)}px sans-serif`;
+    ctx.font = `${Math.min(24, cell / 2.2)}px sans-serif`;
     f.divisions.forEach((d, i) => {
       ctx.textAlign = "right";
       ctx.textBaseline = "middle";
