@@ -250,7 +250,7 @@ class EventConsumer:
 def _header(msg: ConsumerRecord[bytes, bytes], name: str) -> str | None:
     for key, value in msg.headers or ():
         if key == name and value:
-            return value.decode(errors="replace")
+            return str(value.decode(errors="replace"))
     return None
 
 

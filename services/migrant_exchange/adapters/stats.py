@@ -74,12 +74,14 @@ async def record_certificate_revoked(
 
 async def flows(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """Migrants by (household registration, residence): the origin × destination matrix, sparse."""
-    return await conn.fetch(
-        """SELECT hukou_division AS origin, residence_division AS destination, count(*)::bigint AS n
+    return list(
+        await conn.fetch(
+            """SELECT hukou_division AS origin, residence_division AS destination, count(*)::bigint AS n
            FROM roster
            WHERE hukou_division IS DISTINCT FROM residence_division
              AND hukou_division IS NOT NULL AND residence_division IS NOT NULL
            GROUP BY 1, 2"""
+        )
     )
 
 
@@ -94,8 +96,9 @@ async def feedback_stats(
     ``due`` counts notifications whose outcome is decided: answered, or past the deadline.
     Feedback times run from the source event to the applied feedback.
     """
-    return await conn.fetch(
-        """SELECT target_division AS division,
+    return list(
+        await conn.fetch(
+            """SELECT target_division AS division,
                   count(*)::bigint AS notifications,
                   count(*) FILTER (WHERE feedback_at IS NOT NULL OR deadline < now())::bigint AS due,
                   count(*) FILTER (WHERE feedback_at IS NOT NULL AND feedback_at <= deadline)::bigint AS timely,
@@ -105,15 +108,17 @@ async def feedback_stats(
                       FILTER (WHERE state = 'applied') AS p99_s
            FROM notifications WHERE created_at >= $1 AND created_at < $2
            GROUP BY 1""",
-        start,
-        end,
+            start,
+            end,
+        )
     )
 
 
 async def migrant_stock(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """Per jurisdiction: people living there registered elsewhere (in) and the reverse (out)."""
-    return await conn.fetch(
-        """SELECT division, sum(in_m)::bigint AS in_migrants, sum(out_m)::bigint AS out_migrants
+    return list(
+        await conn.fetch(
+            """SELECT division, sum(in_m)::bigint AS in_migrants, sum(out_m)::bigint AS out_migrants
            FROM (SELECT residence_division AS division, 1 AS in_m, 0 AS out_m FROM roster
                  WHERE hukou_division IS DISTINCT FROM residence_division AND hukou_division IS NOT NULL
                  UNION ALL
@@ -121,14 +126,16 @@ async def migrant_stock(conn: asyncpg.Connection) -> list[asyncpg.Record]:
                  WHERE hukou_division IS DISTINCT FROM residence_division AND residence_division IS NOT NULL) m
            WHERE division IS NOT NULL
            GROUP BY 1"""
+        )
     )
 
 
 async def certificate_holders(conn: asyncpg.Connection, as_of: dt.datetime) -> list[asyncpg.Record]:
     """Per jurisdiction of registration: out-migrants, and those holding a certificate valid at ``as_of``
     issued by that jurisdiction (the issuance rate's numerator and denominator)."""
-    return await conn.fetch(
-        """SELECT r.hukou_division AS division, count(*)::bigint AS migrants,
+    return list(
+        await conn.fetch(
+            """SELECT r.hukou_division AS division, count(*)::bigint AS migrants,
                   count(*) FILTER (WHERE EXISTS (
                       SELECT 1 FROM certificate_stats c
                       WHERE c.subject = r.subject AND c.issuer = r.hukou_division
@@ -138,31 +145,36 @@ async def certificate_holders(conn: asyncpg.Connection, as_of: dt.datetime) -> l
            WHERE r.hukou_division IS DISTINCT FROM r.residence_division
              AND r.hukou_division IS NOT NULL AND r.residence_division IS NOT NULL
            GROUP BY 1""",
-        as_of,
+            as_of,
+        )
     )
 
 
 async def certificates_issued(
     conn: asyncpg.Connection, start: dt.datetime, end: dt.datetime
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        """SELECT issuer AS division, count(*)::bigint AS issued FROM certificate_stats
+    return list(
+        await conn.fetch(
+            """SELECT issuer AS division, count(*)::bigint AS issued FROM certificate_stats
            WHERE issued_at >= $1 AND issued_at < $2 GROUP BY 1""",
-        start,
-        end,
+            start,
+            end,
+        )
     )
 
 
 async def shared_subjects(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """Per jurisdiction, the migrants it shares with a counterpart (the subjects reconciliation compares)."""
-    return await conn.fetch(
-        """SELECT division, count(*)::bigint AS subjects
+    return list(
+        await conn.fetch(
+            """SELECT division, count(*)::bigint AS subjects
            FROM (SELECT hukou_division AS division FROM roster
                  WHERE hukou_division IS DISTINCT FROM residence_division AND residence_division IS NOT NULL
                  UNION ALL
                  SELECT residence_division FROM roster
                  WHERE hukou_division IS DISTINCT FROM residence_division AND hukou_division IS NOT NULL) s
            WHERE division IS NOT NULL GROUP BY 1"""
+        )
     )
 
 
@@ -215,11 +227,13 @@ async def open_discrepancies(conn: asyncpg.Connection, shape: DiscrepancyShape) 
     # Column names come from the whitelist above, never from input.
     divisions = ", ".join(shape.division_columns)
     subject = "count(DISTINCT subject)" if shape.has_subject else "count(*)"
-    return await conn.fetch(
-        f"""SELECT d AS division, count(*)::bigint AS cases, {subject}::bigint AS subjects
+    return list(
+        await conn.fetch(
+            f"""SELECT d AS division, count(*)::bigint AS cases, {subject}::bigint AS subjects
             FROM discrepancies, LATERAL (SELECT DISTINCT unnest(ARRAY[{divisions}]::text[]) AS d) x
             WHERE {shape.open_condition} AND d IS NOT NULL
             GROUP BY 1"""
+        )
     )
 
 

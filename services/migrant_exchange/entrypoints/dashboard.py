@@ -73,9 +73,7 @@ class DashboardSettings(BaseSettings):
     reconciliation_accuracy: float = 0.99
 
     def thresholds(self) -> ind.Thresholds:
-        return ind.Thresholds(
-            **{k: getattr(self, k) for k in ind.Thresholds.__dataclass_fields__}  # type: ignore[arg-type]
-        )
+        return ind.Thresholds(**{k: getattr(self, k) for k in ind.Thresholds.__dataclass_fields__})
 
 
 # --- what this process's own metrics say ---------------------------------------------------------
