@@ -113,6 +113,12 @@ def test_dashboard_counters_and_flows_change_live_without_reload(stack: Stack, b
     page.wait_for_function(
         f"Number(document.getElementById('heat').dataset.total) >= {total_before + 3}", timeout=15_000
     )
+    # Lag of every group, the registries' too, read from the broker.
+    page.wait_for_function(
+        "['registry-320412', 'registry-440703', 'migrant-exchange-vital', 'vital.person.v1'].every("
+        "(g) => document.querySelector('[data-testid=lag]').textContent.includes(g))",
+        timeout=15_000,
+    )
     assert page.evaluate("window.__sameDocument") is True and not navigations  # no reload happened
     top = page.get_by_test_id("top-flows").inner_text()
     assert f"{ORIGIN} → {DESTINATION}" in top

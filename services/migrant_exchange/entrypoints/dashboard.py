@@ -30,6 +30,7 @@ from prometheus_client import Gauge
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.migrant_exchange.adapters import stats
+from services.migrant_exchange.adapters.group_lag import GroupLag
 from services.migrant_exchange.service_layer import indicators as ind
 from shared.app import Pool
 from shared.auth import Client, require
@@ -64,6 +65,7 @@ class DashboardSettings(BaseSettings):
     flows_every: int = 2  # ticks between flow-matrix refreshes
     indicators_every: int = 5
     period_hours: float = 24.0
+    group_lag_interval: float = 5.0  # seconds between reads of every group's offsets from the broker
     overdue_notifications: int = 1
     oldest_open_seconds: float = 300.0
     consumer_lag: int = 1000
@@ -91,10 +93,12 @@ def _samples(metric: Any, service: str) -> list[Any]:
 class LiveFeed:
     """Samples the operations picture and fans each snapshot out to every open stream."""
 
-    def __init__(self, pool: asyncpg.Pool, service: str, cfg: DashboardSettings):
+    def __init__(self, pool: asyncpg.Pool, service: str, cfg: DashboardSettings, group_lag: GroupLag):
         self.pool = pool
         self.service = service
         self.cfg = cfg
+        self.group_lag = group_lag
+        self._broker_lag: tuple[float, list[dict[str, Any]]] | None = None
         self.latest: dict[str, Any] = {}
         self.versions = {"flows": 0, "indicators": 0}
         self._sections: dict[str, Any] = {"flows": None, "indicators": None}
@@ -112,6 +116,28 @@ class LiveFeed:
                 log.warning("dashboard sample failed", extra={"error": type(e).__name__})
             await asyncio.sleep(self.cfg.interval)
 
+    async def run_group_lag(self) -> None:
+        """Every group's lag from the broker, while someone watches (it costs broker round trips)."""
+        while True:
+            if self._subscribers:
+                try:
+                    rows = await asyncio.wait_for(self.group_lag.sample(), self.cfg.group_lag_interval)
+                    self._broker_lag = (time.monotonic(), rows)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # the broker is down or too old: fall back to our own gauges
+                    log.info("group lag unavailable", extra={"error": type(e).__name__})
+                    await self.group_lag.close()
+            await asyncio.sleep(self.cfg.group_lag_interval)
+
+    def _lag(self) -> tuple[str, list[dict[str, Any]]]:
+        if self._broker_lag and time.monotonic() - self._broker_lag[0] < 6 * self.cfg.group_lag_interval:
+            return "broker", self._broker_lag[1]
+        return "process", [
+            {"group": s.labels["consumer"], "topic": s.labels["topic"], "lag": int(s.value)}
+            for s in _samples(CONSUMER_LAG, self.service)
+        ]
+
     async def sample(self, force: bool = False) -> dict[str, Any]:
         """One picture; the costlier sections only while someone watches (or when ``force``d)."""
         watching = bool(self._subscribers)
@@ -124,13 +150,12 @@ class LiveFeed:
                 self._set("indicators", await ind.compute_indicators(conn, period))
         self._tick += 1
         self._export(ops)
+        lag_source, lag = self._lag()
         snapshot = {
             "at": dt.datetime.now(dt.UTC).isoformat(),
             "rates": self._rates(),
-            "lag": [
-                {"group": s.labels["consumer"], "topic": s.labels["topic"], "lag": int(s.value)}
-                for s in _samples(CONSUMER_LAG, self.service)
-            ],
+            "lag_source": lag_source,
+            "lag": lag,
             "outbox": {
                 "backlog": int(sum(s.value for s in _samples(OUTBOX_BACKLOG, self.service))),
                 "oldest_age_seconds": round(
@@ -242,9 +267,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = app.state.settings
     consumer = certificate_consumer(app.state.pool, settings)
     app.state.consumers.append(consumer)
-    feed = LiveFeed(app.state.pool, settings.service_name, DashboardSettings())
+    group_lag = GroupLag(settings)
+    feed = LiveFeed(app.state.pool, settings.service_name, DashboardSettings(), group_lag)
     app.state.live_feed = feed
-    tasks = [asyncio.create_task(feed.run(), name="dashboard-feed")]
+    tasks = [
+        asyncio.create_task(feed.run(), name="dashboard-feed"),
+        asyncio.create_task(feed.run_group_lag(), name="dashboard-group-lag"),
+    ]
     if settings.run_background:
         tasks.append(asyncio.create_task(consumer.run(), name=f"consumer-{consumer.name}"))
     try:
@@ -255,6 +284,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
+        await group_lag.close()
 
 
 router = APIRouter(tags=["operations centre"], lifespan=lifespan)

@@ -129,7 +129,7 @@ function render(s) {
   tile("t-lag", fmt.format(maxLag), maxLag >= 1000 ? "warning" : "");
   renderAlerts(s.alerts);
   renderRates(s.rates.by_type);
-  renderLag(s.lag);
+  renderLag(s.lag, s.lag_source);
   renderCases(ops);
   if (s.flows) renderFlows(s.flows);
   if (s.indicators) renderIndicators(s.indicators);
@@ -154,7 +154,8 @@ function renderRates(byType) {
   );
 }
 
-function renderLag(lag) {
+function renderLag(lag, source) {
+  $("lag-source").textContent = source === "broker" ? "every group, from the broker" : "this service's groups";
   const rows = [...lag].sort((a, b) => b.lag - a.lag);
   $("lag").replaceChildren(
     el("tr", {}, el("th", {}, "group"), el("th", {}, "topic"), el("th", {}, "behind")),
