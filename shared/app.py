@@ -23,7 +23,7 @@ from shared.errors import install_error_handlers
 from shared.idempotency import IdempotencyMiddleware
 from shared.kafka import missing_topics
 from shared.observability import MetricsMiddleware, configure_logging
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxRelay, wake_relay
 from shared.settings import BaseServiceSettings
 from shared.tracing import TracingMiddleware, configure_tracing
 
@@ -39,8 +39,11 @@ async def unit_of_work(request: Request) -> AsyncIterator[asyncpg.Connection]:
     if conn is not None:  # the Idempotency-Key middleware already holds the transaction
         yield conn
         return
-    async with request.app.state.pool.acquire() as conn, conn.transaction():
-        yield conn
+    async with request.app.state.pool.acquire() as conn:
+        async with conn.transaction():
+            yield conn
+        if request.method == "POST":
+            await wake_relay(conn)
 
 
 UnitOfWork = Annotated[asyncpg.Connection, Depends(unit_of_work, scope="function")]
@@ -172,6 +175,7 @@ def run_cli(
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=5,
+            timeout_keep_alive=30,  # clients and proxies reuse connections; 5 s drops them under load
         )
         return 0
     print(f"usage: python -m services.{service} serve|migrate")

@@ -32,7 +32,7 @@ from shared.observability import (
     INBOX_DUPLICATES,
     redact,
 )
-from shared.outbox import add_raw
+from shared.outbox import add_raw, wake_relay
 from shared.settings import BaseServiceSettings
 from shared.tracing import consumer_span
 
@@ -127,22 +127,24 @@ class EventConsumer:
     async def process(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Apply a batch in one transaction; failures are retried alone, then dead-lettered."""
         failed: list[tuple[ConsumerRecord[bytes, bytes], Envelope[Any], BaseException]] = []
-        async with self.pool.acquire() as conn, conn.transaction():
-            for msg in messages:
-                EVENTS_CONSUMED.labels(self.service, self.name, msg.topic).inc()
-                try:
-                    event = parse_event(msg.value or b"")
-                except (ValueError, UnknownEventType) as e:
-                    await self.dead_letter(conn, msg, describe_error(e))
-                    continue
-                if not self.accept(event):
-                    continue
-                try:
-                    await self._apply_traced(conn, event, msg)
-                except PoisonMessage as e:
-                    await self.dead_letter(conn, msg, describe_error(e))
-                except Exception as e:
-                    failed.append((msg, event, e))
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                for msg in messages:
+                    EVENTS_CONSUMED.labels(self.service, self.name, msg.topic).inc()
+                    try:
+                        event = parse_event(msg.value or b"")
+                    except (ValueError, UnknownEventType) as e:
+                        await self.dead_letter(conn, msg, describe_error(e))
+                        continue
+                    if not self.accept(event):
+                        continue
+                    try:
+                        await self._apply_traced(conn, event, msg)
+                    except PoisonMessage as e:
+                        await self.dead_letter(conn, msg, describe_error(e))
+                    except Exception as e:
+                        failed.append((msg, event, e))
+            await wake_relay(conn)  # after the commit: see shared.outbox.wake_relay
         for msg, event, first_error in failed:
             await self._retry_then_dead_letter(msg, event, first_error)
 
@@ -186,16 +188,20 @@ class EventConsumer:
         for attempt in range(self.settings.consumer_max_retries):
             await asyncio.sleep(0.1 * 2**attempt)
             try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    await self._apply_traced(conn, event, msg)
+                async with self.pool.acquire() as conn:
+                    async with conn.transaction():
+                        await self._apply_traced(conn, event, msg)
+                    await wake_relay(conn)
                 return
             except PoisonMessage as e:
                 error = e
                 break
             except Exception as e:
                 error = e
-        async with self.pool.acquire() as conn, conn.transaction():
-            await self.dead_letter(conn, msg, describe_error(error))
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                await self.dead_letter(conn, msg, describe_error(error))
+            await wake_relay(conn)
 
     async def dead_letter(
         self, conn: asyncpg.Connection, msg: ConsumerRecord[bytes, bytes], reason: str

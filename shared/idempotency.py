@@ -14,6 +14,7 @@ import asyncpg
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import PROBLEM_BASE, PROBLEM_JSON
+from shared.outbox import wake_relay
 
 MAX_KEY_LENGTH = 200
 STORED_ERRORS = {409, 422}  # deterministic answers worth replaying; 401/403/429/5xx are not
@@ -101,6 +102,7 @@ class IdempotencyMiddleware:
                     await _store(conn, client_id, key, request_hash, status, resp_body, content_type)
                     await tx.commit()
                     finished = True
+                    await wake_relay(conn)
                 else:
                     await tx.rollback()
                     finished = True
