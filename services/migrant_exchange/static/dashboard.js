@@ -194,8 +194,9 @@ function renderFlows(f) {
   state.flows = f;
   const canvas = $("heat");
   const n = f.divisions.length;
-  const index = new Map(f.divisions.map((d, i) => [d, i]));
-  const max = Math.max(1, ...f.flows.map((c) => c.count));
+  // cells: [origin index, destination index, count], largest first
+  let max = 1;
+  for (const c of f.cells) if (c[2] > max) max = c[2];
   const labelled = n > 0 && n <= 24;
   const margin = labelled ? 96 : 0;
   const size = 640;
@@ -204,19 +205,18 @@ function renderFlows(f) {
   ctx.fillStyle = "#000";
   ctx.fillRect(0, 0, size, size);
   const scale = Math.log(max + 1);
-  for (const c of f.flows) {
-    const [r, g, b] = LUT[Math.round((255 * Math.log(c.count + 1)) / scale)];
+  for (const [o, d, count] of f.cells) {
+    const [r, g, b] = LUT[Math.round((255 * Math.log(count + 1)) / scale)];
     ctx.fillStyle = `rgb(${r},${g},${b})`;
-    ctx.fillRect(margin + index.get(c.destination) * cell, margin + index.get(c.origin) * cell,
+    ctx.fillRect(margin + d * cell, margin + o * cell,
                  Math.max(cell - (cell > 4 ? 1 : 0), 1), Math.max(cell - (cell > 4 ? 1 : 0), 1));
     if (labelled && cell >= 34) {
-      const light = Math.log(c.count + 1) / scale > 0.6;
+      const light = Math.log(count + 1) / scale > 0.6;
       ctx.fillStyle = light ? "#000" : "#fff";
       ctx.font = `bold ${Math.min(44, cell / 3)}px sans-serif`;
       ctx.textAlign = "center";
       ctx.textBaseline = "middle";
-      ctx.fillText(fmt.format(c.count), margin + (index.get(c.destination) + 0.5) * cell,
-                   margin + (index.get(c.origin) + 0.5) * cell);
+      ctx.fillText(fmt.format(count), margin + (d + 0.5) * cell, margin + (o + 0.5) * cell);
     }
   }
   if (labelled) {
@@ -235,10 +235,10 @@ function renderFlows(f) {
     });
   }
   canvas.dataset.version = String(Number(canvas.dataset.version) + 1);
-  canvas.dataset.cells = String(f.flows.length);
+  canvas.dataset.cells = String(f.cells.length);
   canvas.dataset.total = String(f.total);
   $("flow-total").textContent = fmt.format(f.total);
-  $("flow-dims").textContent = `${n} jurisdictions · ${fmt.format(f.flows.length)} pairs · log colour scale`;
+  $("flow-dims").textContent = `${n} jurisdictions · ${fmt.format(f.cells.length)} pairs · log colour scale`;
   $("legend-max").textContent = fmt.format(max);
   const lg = $("legend").getContext("2d");
   for (let x = 0; x < 300; x++) {
@@ -247,7 +247,8 @@ function renderFlows(f) {
     lg.fillRect(x, 0, 1, 28);
   }
   $("top-flows").replaceChildren(
-    ...f.flows.slice(0, 8).map((c) => el("li", {}, `${c.origin} → ${c.destination}  `, el("b", {}, fmt.format(c.count))))
+    ...f.cells.slice(0, 8).map(([o, d, count]) =>
+      el("li", {}, `${f.divisions[o]} → ${f.divisions[d]}  `, el("b", {}, fmt.format(count))))
   );
   canvas.dataset.renderMs = (performance.now() - t0).toFixed(1);
 }
