@@ -311,7 +311,7 @@ async def get_indicators(
         dt.datetime | None, Query(alias="from", description="period start (default: end - 24 h)")
     ] = None,
     end: Annotated[dt.datetime | None, Query(alias="to", description="period end (default: now)")] = None,
-) -> dict[str, Any]:
+) -> Response:
     """Migrants in and out, issuance, verification, timely feedback, feedback times, discrepancies and
     reconciliation accuracy, with each rate's change from the previous period of the same length."""
     end = _aware(end) or dt.datetime.now(dt.UTC)
@@ -335,7 +335,7 @@ async def get_flows(
     format: Annotated[
         str, Query(pattern="^(sparse|matrix)$", description="matrix adds dense rows")
     ] = "sparse",
-) -> dict[str, Any]:
+) -> Response:
     """How many people registered in each origin live in each destination (aggregates only)."""
     async with pool.acquire() as conn:
         return _json(await ind.compute_flows(conn, dense=format == "matrix"))
