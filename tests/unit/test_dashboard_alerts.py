@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.migrant_exchange.service_layer.indicators import Thresholds, alerts
+from services.migrant_exchange.service_layer.indicators import Thresholds, alerts, shown_type
 
 
 def _snapshot(**over: Any) -> dict[str, Any]:
@@ -60,3 +60,8 @@ def test_each_threshold_raises_its_warning_alerts_first() -> None:
 def test_thresholds_are_configurable() -> None:
     snap = _snapshot(lag=[{"group": "g", "topic": "t", "lag": 50}])
     assert alerts(snap, Thresholds(consumer_lag=10))[0]["code"] == "lag"
+
+
+def test_pregnancy_event_types_never_reach_the_dashboard_by_name() -> None:
+    assert shown_type("pregnancy.registered.v1") == shown_type("pregnancy.closed.v1") == "other vital events"
+    assert shown_type("birth.registered.v1") == "birth.registered.v1"

@@ -184,7 +184,8 @@ class LiveFeed:
         totals: dict[str, float] = {}
         for s in _samples(EVENTS_APPLIED, self.service):
             if s.name.endswith("_total"):
-                totals[s.labels["type"]] = totals.get(s.labels["type"], 0.0) + s.value
+                shown = ind.shown_type(s.labels["type"])
+                totals[shown] = totals.get(shown, 0.0) + s.value
         now = time.monotonic()
         self._history.append((now, totals))
         then, before = self._history[0]

@@ -182,6 +182,17 @@ async def operations_picture(conn: asyncpg.Connection, limit: int = 5) -> dict[s
     }
 
 
+# Event types whose very rate the operations centre must not see (DESIGN section 8: pregnancy data
+# never reaches the dashboard, not even as a count per second).
+SENSITIVE_PREFIXES = ("pregnancy.",)
+SENSITIVE_BUCKET = "other vital events"
+
+
+def shown_type(event_type: str) -> str:
+    """The label the dashboard may show for an event type."""
+    return SENSITIVE_BUCKET if event_type.startswith(SENSITIVE_PREFIXES) else event_type
+
+
 # --- early warning (预警) -----------------------------------------------------------------------
 
 
