@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -115,8 +116,9 @@ def test_dashboard_counters_and_flows_change_live_without_reload(stack: Stack, b
     )
     # Lag of every group, the registries' too, read from the broker.
     page.wait_for_function(
-        "['registry-320412', 'registry-440703', 'migrant-exchange-vital', 'vital.person.v1'].every("
-        "(g) => document.querySelector('[data-testid=lag]').textContent.includes(g))",
+        "((t) => ['registry-320412', 'registry-440703', 'migrant-exchange-vital'].every("
+        "(g) => t.dataset.groups.split(' ').includes(g)) && t.dataset.topics.includes('vital.person.v1'))"
+        "(document.querySelector('[data-testid=lag]'))",
         timeout=15_000,
     )
     assert page.evaluate("window.__sameDocument") is True and not navigations  # no reload happened
@@ -237,3 +239,47 @@ def test_indicators_and_flows_over_http(stack: Stack) -> None:
     assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
     assert bad.json()["errors"][0]["field"] == "from"
     assert Api(stack, "migrant_exchange", f"reg-{DESTINATION}").get("/v1/flows").status_code == 403
+
+
+def test_crossed_thresholds_raise_early_warnings_on_the_page(stack: Stack, browser: Any) -> None:
+    """An overdue notification and a dead letter turn into readable warnings, then clear."""
+    dsn = stack.service("migrant_exchange").dsn
+    note_id = uuid.uuid4()
+    query(
+        dsn,
+        """INSERT INTO notifications (id, target_division, source_division, subject, event_id, event_type,
+                                      event_sequence, event_time, payload, state, deadline, created_at)
+           VALUES ($1, $2, $3, $4, $5, 'birth.registered.v1', 1, now() - interval '2 hours', '{}'::jsonb,
+                   'overdue', now() - interval '1 hour', now() - interval '2 hours')""",
+        note_id,
+        ORIGIN,
+        DESTINATION,
+        "0" * 32,
+        uuid.uuid4(),
+    )
+    dead = query(
+        dsn,
+        """INSERT INTO dead_letters (consumer, topic, partition, "offset", value, reason)
+           VALUES ('migrant-exchange-vital', 'vital.birth.v1', 0, 1, '\\x00'::bytea,
+                   'invalid event: data.birth_order: too large') RETURNING id""",
+    )[0]["id"]
+    try:
+        page = _open(browser, stack)
+        page.wait_for_function(
+            "document.querySelector('[data-testid=alerts]').textContent.includes('notifications overdue')",
+            timeout=10_000,
+        )
+        alerts = page.get_by_test_id("alerts").inner_text()
+        assert "ALERT" in alerts and "oldest 2.0 h" in alerts
+        assert "WARNING" in alerts and "dead letters waiting" in alerts
+        assert page.get_by_test_id("notifications-overdue").inner_text() != "0"
+        assert f"/v1/dead-letters/{dead}" in page.inner_html("[data-testid=cases]")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-alerts.png"))
+    finally:
+        query(dsn, "DELETE FROM notifications WHERE id = $1", note_id)
+        query(dsn, "DELETE FROM dead_letters WHERE id = $1", dead)
+    page.wait_for_function(
+        "document.querySelector('[data-testid=alerts]').textContent.includes('no threshold crossed')",
+        timeout=10_000,
+    )
+    page.close()

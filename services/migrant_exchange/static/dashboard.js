@@ -156,12 +156,21 @@ function renderRates(byType) {
 
 function renderLag(lag, source) {
   $("lag-source").textContent = source === "broker" ? "every group, from the broker" : "this service's groups";
-  const rows = [...lag].sort((a, b) => b.lag - a.lag);
+  const sorted = [...lag].sort((a, b) => b.lag - a.lag || a.group.localeCompare(b.group));
+  $("lag").dataset.groups = [...new Set(lag.map((l) => l.group))].sort().join(" ");
+  $("lag").dataset.topics = [...new Set(lag.map((l) => l.topic))].sort().join(" ");
+  const rows = sorted.slice(0, 5); // the worst first; the rest summed up in words below
+  const rest = sorted.slice(5);
+  const tail = rest.length
+    ? [el("tr", {}, el("td", { class: "sub", colspan: "3" },
+        `+ ${rest.length} more, ${fmt.format(rest.reduce((n, l) => n + l.lag, 0))} behind in all`))]
+    : [];
   $("lag").replaceChildren(
     el("tr", {}, el("th", {}, "group"), el("th", {}, "topic"), el("th", {}, "behind")),
     ...rows.map((l) =>
       el("tr", {}, el("td", {}, l.group), el("td", {}, l.topic),
-         el("td", { class: "num " + (l.lag >= 1000 ? "warn" : "ok") }, (l.lag >= 1000 ? "▲ " : "") + fmt.format(l.lag))))
+         el("td", { class: "num " + (l.lag >= 1000 ? "warn" : "ok") }, (l.lag >= 1000 ? "▲ " : "") + fmt.format(l.lag)))),
+    ...tail
   );
 }
 
