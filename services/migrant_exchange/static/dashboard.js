@@ -266,8 +266,8 @@ function rateCell(value, trend, good, key, jurisdiction) {
   const level = value == null ? "" : value >= good ? "ok" : value >= good - 0.1 ? "warn" : "bad";
   const mark = value == null ? "" : level === "ok" ? "✓ " : level === "warn" ? "! " : "✗ ";
   const td = el("td", { class: "num " + level }, mark + pct(value));
-  if (trend != null) {
-    const arrow = trend > 0.0005 ? "▲" : trend < -0.0005 ? "▼" : "=";
+  if (trend != null && Math.abs(trend) >= 0.0005) { // an unchanged rate needs no arrow
+    const arrow = trend > 0 ? "▲" : "▼";
     td.append(el("span", { class: "trend" }, `${arrow}${trend > 0 ? "+" : ""}${(trend * 100).toFixed(1)}`));
   }
   const series = state.history.get(jurisdiction + key);
@@ -278,11 +278,11 @@ function rateCell(value, trend, good, key, jurisdiction) {
 function sparkline(series) {
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("width", "60");
+  svg.setAttribute("width", "40");
   svg.setAttribute("height", "18");
   svg.setAttribute("class", "spark");
   const line = document.createElementNS(ns, "polyline");
-  const pts = series.map((v, i) => `${(i * 58) / (series.length - 1) + 1},${17 - v * 16}`).join(" ");
+  const pts = series.map((v, i) => `${(i * 38) / (series.length - 1) + 1},${17 - v * 16}`).join(" ");
   line.setAttribute("points", pts);
   line.setAttribute("fill", "none");
   line.setAttribute("stroke", "#56b4e9");
@@ -308,7 +308,7 @@ function renderIndicators(data) {
   const rows = [...data.jurisdictions].sort((a, b) =>
     (a.timely_feedback_rate ?? 2) - (b.timely_feedback_rate ?? 2) ||
     (b.in_migrants + b.out_migrants) - (a.in_migrants + a.out_migrants));
-  const shown = rows.slice(0, 14);
+  const shown = rows.slice(0, 12);
   $("indicators").tBodies[0].replaceChildren(
     ...shown.map((j) =>
       el("tr", {},
