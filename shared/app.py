@@ -25,7 +25,7 @@ from shared.kafka import missing_topics
 from shared.observability import MetricsMiddleware, configure_logging
 from shared.outbox import OutboxRelay, wake_relay
 from shared.settings import BaseServiceSettings
-from shared.tracing import TracingMiddleware, configure_tracing
+from shared.tracing import TracingMiddleware, configure_tracing, native_telemetry_off
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,9 @@ def create_service_app(
             await app.state.clients.stop()
             await pool.close()
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(
+        title=title, description=description, version="1.0.0", lifespan=lifespan, **native_telemetry_off()
+    )
     install_error_handlers(app)
     app.add_middleware(IdempotencyMiddleware, pool_getter=lambda scope: app.state.pool)
     app.add_middleware(MetricsMiddleware, service=settings.service_name)

@@ -1,9 +1,10 @@
 """W3C trace context from a REST request through the outbox and Kafka headers to the consumer's span.
 
 OpenTelemetry SDK with the exporter chosen by ``OTEL_EXPORTER``: ``none`` (the default), ``console``
-or ``otlp`` (to ``OTEL_ENDPOINT``). With an exporter, every request gets a SERVER span (FastAPI's
-own when it has native telemetry, ours otherwise), each outbox row carries the span that wrote it,
-and each consumer opens a CONSUMER span that continues the Kafka header's context.
+or ``otlp`` (to ``OTEL_ENDPOINT``). With an exporter, every request gets a SERVER span named by its
+route template (FastAPI's native spans are switched off: they carry the raw path, which may hold an
+identity number), each outbox row carries the span that wrote it, and each consumer opens a
+CONSUMER span that continues the Kafka header's context.
 
 Off by default, no span is made, yet a ``traceparent`` a caller sends is still honoured: the
 services pass it on unchanged through the outbox rows and Kafka headers, and the consumer that
@@ -13,11 +14,14 @@ services either way.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -93,9 +97,20 @@ def consumer_span(consumer: str, event_type: str, topic: str, parent: str | None
         yield f"{span_ctx.trace_id:032x}" if span_ctx.is_valid else trace_id_of(parent)
 
 
+def native_telemetry_off() -> dict[str, Any]:
+    """FastAPI keyword arguments that switch off its own OpenTelemetry spans, where it has them.
+
+    Its spans carry the raw URL path, and paths here hold identity numbers
+    (``/v1/persons/{id_number}``); ours are named by route template only.
+    """
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    return {}
+
+
 class TracingMiddleware:
     """Pure ASGI middleware: a SERVER span per request, continuing the caller's ``traceparent``,
-    when an exporter is configured and the framework has not opened one already.
+    when an exporter is configured (and no outer layer opened a span already).
 
     The span is named by route template, never by raw path (paths hold identity numbers).
     """

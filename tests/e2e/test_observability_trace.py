@@ -140,7 +140,7 @@ def _spans(stack: Stack, service: str, trace_id: str) -> list[dict[str, Any]]:
 
 def test_with_an_exporter_the_consumer_span_continues_the_request_trace(traced_stack: Stack) -> None:
     trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
-    _post_migrant(traced_stack, f"00-{trace_id}-{caller_span}-01")
+    who = _post_migrant(traced_stack, f"00-{trace_id}-{caller_span}-01")
     # The registry's request span is the caller's child ...
     wait_until(
         lambda: [
@@ -160,6 +160,25 @@ def test_with_an_exporter_the_consumer_span_continues_the_request_trace(traced_s
         timeout=15,
     )
     assert consumer[0]["kind"] == "SpanKind.CONSUMER" and consumer[0]["parent_id"]
+    # A read by identity number is traced by route template: the number never enters a span.
+    origin = Api(traced_stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
+    r = origin.http.get(
+        f"/v1/persons/{who}",
+        params={"purpose": "registration"},
+        headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"},
+    )
+    assert r.status_code == 200, r.text
+    read = wait_until(
+        lambda: [
+            s
+            for s in _spans(traced_stack, f"registry-{ORIGIN}", trace_id)
+            if s["name"] == "GET /v1/persons/{id_number}"
+        ],
+        timeout=15,
+    )
+    assert read[0]["attributes"]["http.route"] == "/v1/persons/{id_number}"
+    log_text = (traced_stack.run_dir / "logs" / f"registry-{ORIGIN}.log").read_text(encoding="utf-8")
+    assert who not in log_text
     # The destination registry's consumer span belongs to the same trace, one hop further.
     assert wait_until(
         lambda: [
