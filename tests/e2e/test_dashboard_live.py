@@ -64,8 +64,8 @@ def _open(browser: Any, stack: Stack) -> Any:
     )
     url = stack.service("migrant_exchange").url
     page.goto(f"{url}/dashboard#token={stack.token('operator')}")
-    page.wait_for_selector("[data-testid=status][data-state=live]", timeout=10_000)
-    page.wait_for_function("Number(document.getElementById('heat').dataset.version) >= 1", timeout=10_000)
+    page.wait_for_selector("[data-testid=status][data-state=live]", timeout=20_000)
+    page.wait_for_function("Number(document.getElementById('heat').dataset.version) >= 1", timeout=20_000)
     return page
 
 
