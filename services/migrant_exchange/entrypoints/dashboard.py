@@ -99,6 +99,8 @@ class LiveFeed:
         self.cfg = cfg
         self.group_lag = group_lag
         self._broker_lag: tuple[float, list[dict[str, Any]]] | None = None
+        # The trends' basis (the previous period) moves slowly: recomputed once a minute.
+        self._previous: tuple[float, dict[str, dict[str, Any]]] | None = None
         self.latest: dict[str, Any] = {}
         self.versions = {"flows": 0, "indicators": 0}
         self._sections: dict[str, Any] = {"flows": None, "indicators": None}
@@ -147,7 +149,11 @@ class LiveFeed:
                 self._set("flows", _compact(await ind.compute_flows(conn)))
             if force or (watching and self._tick % self.cfg.indicators_every == 0):
                 period = ind.Period.ending(None, dt.timedelta(hours=self.cfg.period_hours))
-                self._set("indicators", await ind.compute_indicators(conn, period))
+                if self._previous is None or time.monotonic() - self._previous[0] > 60:
+                    self._previous = (time.monotonic(), await ind.period_values(conn, period.previous()))
+                self._set(
+                    "indicators", await ind.compute_indicators(conn, period, previous=self._previous[1])
+                )
         self._tick += 1
         self._export(ops)
         lag_source, lag = self._lag()

@@ -61,7 +61,7 @@ def _by_division(rows: list[asyncpg.Record]) -> dict[str, asyncpg.Record]:
     return {r["division"]: r for r in rows}
 
 
-async def _period_values(conn: asyncpg.Connection, period: Period) -> dict[str, dict[str, Any]]:
+async def period_values(conn: asyncpg.Connection, period: Period) -> dict[str, dict[str, Any]]:
     """The period-bound numbers of every jurisdiction that had any."""
     feedback = _by_division(await stats.feedback_stats(conn, period.start, period.end))
     holders = _by_division(await stats.certificate_holders(conn, period.end))
@@ -86,11 +86,19 @@ def _round(value: float | None) -> float | None:
 
 
 async def compute_indicators(
-    conn: asyncpg.Connection, period: Period, jurisdiction: str | None = None
+    conn: asyncpg.Connection,
+    period: Period,
+    jurisdiction: str | None = None,
+    previous: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Every indicator per jurisdiction for the period, with the change from the previous period."""
-    current = await _period_values(conn, period)
-    previous = await _period_values(conn, period.previous())
+    """Every indicator per jurisdiction for the period, with the change from the previous period.
+
+    ``previous`` may be passed in (``period_values`` of ``period.previous()``, computed a little
+    earlier): a rolling dashboard need not recompute the basis of its trends every few seconds.
+    """
+    current = await period_values(conn, period)
+    if previous is None:
+        previous = await period_values(conn, period.previous())
     stock = _by_division(await stats.migrant_stock(conn))
     shape = await stats.discrepancy_shape(conn)
     cases = _by_division(await stats.open_discrepancies(conn, shape)) if shape else {}
