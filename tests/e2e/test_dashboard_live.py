@@ -276,6 +276,11 @@ def test_crossed_thresholds_raise_early_warnings_on_the_page(stack: Stack, brows
         assert "WARNING" in alerts and "dead letters waiting" in alerts
         assert page.get_by_test_id("notifications-overdue").inner_text() != "0"
         assert f"/v1/dead-letters/{dead}" in page.inner_html("[data-testid=cases]")
+        # The link opens the case with the operator's token, on the page.
+        page.click(f"a[href='/v1/dead-letters/{dead}']")
+        page.wait_for_selector("#detail[open]", timeout=5_000)
+        detail = page.inner_text("#detail-body")
+        assert "vital.birth.v1" in detail and "birth_order" in detail and "value" not in detail
         page.screenshot(path=str(ARTIFACTS / "dashboard-alerts.png"))
     finally:
         query(dsn, "DELETE FROM notifications WHERE id = $1", note_id)

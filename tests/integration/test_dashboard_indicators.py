@@ -107,9 +107,9 @@ async def test_indicators_per_jurisdiction(conn: asyncpg.Connection) -> None:
     assert 115 < b["feedback_p99_seconds"] <= 120
     assert a["timely_feedback_rate"] is None  # nothing addressed to A: no data, not 0 %
     assert a["verification_rate"] is None and "verification_rate" in result["notes"]
-    # Without reconciliation's case table both its numbers are "not available".
-    assert result["discrepancies_available"] is False
-    assert a["open_discrepancies"] is None and a["reconciliation_accuracy"] is None
+    # No case is open, yet no reconciliation ever ran: accuracy is "not available", not 100 %.
+    assert result["discrepancies_available"] is True
+    assert a["open_discrepancies"] == 0 and a["reconciliation_accuracy"] is None
     # Aggregates only: no subject key appears anywhere in the answer.
     assert "a2b0" not in repr(result)
 
@@ -120,21 +120,30 @@ async def test_indicators_per_jurisdiction(conn: asyncpg.Connection) -> None:
 async def test_discrepancies_are_counted_when_reconciliation_has_its_table(conn: asyncpg.Connection) -> None:
     for i in range(4):
         await _roster(conn, f"a2b{i}", A, B)
-    # A table of the shape reconciliation is expected to bring (only the columns the queries use).
+    # Reconciliation's cases: two open about one subject, one resolved about another.
     await conn.execute(
-        """CREATE TABLE discrepancies (id uuid PRIMARY KEY, division_a text, division_b text, subject text,
-                                       created_at timestamptz NOT NULL DEFAULT now(), resolved_at timestamptz)"""
-    )
-    await conn.execute(
-        """INSERT INTO discrepancies (id, division_a, division_b, subject, resolved_at) VALUES
-           ($1, $4, $5, 'a2b0', NULL), ($2, $4, $5, 'a2b0', NULL), ($3, $4, $5, 'a2b1', now())""",
+        """INSERT INTO discrepancies (id, kind, division_a, division_b, subject, record_kind, record_key,
+                                      state, resolved_at) VALUES
+           ($1, 'missing', $4, $5, 'a2b0', 'birth', 'k1', 'open', NULL),
+           ($2, 'field_conflict', $4, $5, 'a2b0', 'person', 'k2', 'open', NULL),
+           ($3, 'missing', $4, $5, 'a2b1', 'birth', 'k3', 'resolved', now())""",
         uuid.uuid4(),
         uuid.uuid4(),
         uuid.uuid4(),
         A,
         B,
     )
-    result = await ind.compute_indicators(conn, ind.Period.ending(None, dt.timedelta(hours=24)))
+    period = ind.Period.ending(None, dt.timedelta(hours=24))
+    before_run = {r["jurisdiction"]: r for r in (await ind.compute_indicators(conn, period))["jurisdictions"]}
+    assert before_run[A]["open_discrepancies"] == 2 and before_run[A]["reconciliation_accuracy"] is None
+    await conn.execute(
+        """INSERT INTO reconciliations (id, division_a, division_b, trigger, state, buckets, finished_at)
+           VALUES ($1, $2, $3, 'request', 'finished', 16, now())""",
+        uuid.uuid4(),
+        A,
+        B,
+    )
+    result = await ind.compute_indicators(conn, period)
     rows = {r["jurisdiction"]: r for r in result["jurisdictions"]}
     assert result["discrepancies_available"] is True
     assert rows[A]["open_discrepancies"] == 2 and rows[B]["open_discrepancies"] == 2
@@ -165,7 +174,7 @@ async def test_flows_and_the_operations_picture(conn: asyncpg.Connection) -> Non
     assert 599 < n["oldest_open_seconds"] < 660 and 599 < n["oldest_overdue_seconds"] < 660
     assert picture["dead_letters"]["open"] == 1
     assert picture["dead_letters"]["latest"][0]["topic"] == "vital.birth.v1"
-    assert picture["discrepancies"] is None
+    assert picture["discrepancies"] == {"open": 0, "oldest": []}
 
     warnings = ind.alerts(
         {"operations": picture, "lag": [], "outbox": {"oldest_age_seconds": 0}}, ind.Thresholds()

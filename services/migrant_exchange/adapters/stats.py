@@ -253,6 +253,18 @@ async def discrepancy_summary(
     return {"open": int(total or 0), "oldest": recent}
 
 
+async def reconciled_divisions(conn: asyncpg.Connection) -> set[str]:
+    """Jurisdictions that took part in a finished reconciliation run (none if the build has no runs)."""
+    exists = await conn.fetchval("SELECT to_regclass('reconciliations') IS NOT NULL")
+    if not exists:
+        return set()
+    rows = await conn.fetch(
+        """SELECT DISTINCT unnest(ARRAY[division_a, division_b]) AS division FROM reconciliations
+           WHERE state = 'finished'"""
+    )
+    return {r["division"] for r in rows}
+
+
 # --- the operations picture ------------------------------------------------------------------------
 
 
@@ -278,3 +290,16 @@ async def dead_letter_summary(conn: asyncpg.Connection, limit: int) -> dict[str,
         limit,
     )
     return {"open": int(total or 0), "latest": [dict(r) for r in rows]}
+
+
+async def dead_letters(
+    conn: asyncpg.Connection, limit: int, dead_letter_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Dead letters for the operators: where, when and why; never the message or its key."""
+    rows = await conn.fetch(
+        """SELECT id, consumer, topic, partition, "offset", reason, created_at, replayed_at
+           FROM dead_letters WHERE ($2::bigint IS NULL OR id = $2) ORDER BY id DESC LIMIT $1""",
+        limit,
+        dead_letter_id,
+    )
+    return [dict(r) for r in rows]

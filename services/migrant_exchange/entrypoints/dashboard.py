@@ -348,6 +348,26 @@ async def get_flows(
         return _json(await ind.compute_flows(conn, dense=format == "matrix"))
 
 
+@router.get("/v1/dead-letters", summary="Dead letters (where, when, why)")
+async def list_dead_letters(
+    pool: Pool, client: OpsReader, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> Response:
+    """The dead-letter queue of the exchange, newest first, without message bodies or keys.
+    Replay one with ``python -m services.migrant_exchange dlq replay ID``."""
+    async with pool.acquire() as conn:
+        return _json(await stats.dead_letters(conn, limit))
+
+
+@router.get("/v1/dead-letters/{dead_letter_id}", summary="One dead letter")
+async def get_dead_letter(dead_letter_id: int, pool: Pool, client: OpsReader) -> Response:
+    """Where one dead letter came from and why it could not be applied."""
+    async with pool.acquire() as conn:
+        rows = await stats.dead_letters(conn, 1, dead_letter_id)
+    if not rows:
+        raise NotFound("no dead letter with this id", field="dead_letter_id", rule="exists")
+    return _json(rows[0])
+
+
 @router.get("/v1/stream", summary="Live operations picture (server-sent events)")
 async def stream(request: Request, client: OpsReader) -> StreamingResponse:
     """``snapshot`` events once a second: rates, lag, notifications, dead letters, alerts; the flow

@@ -14,8 +14,8 @@ Definitions (what the numbers mean, as an operator would report them):
   period and decided (answered, or past the deadline), answered by the deadline / decided ones.
 * median / p99 feedback time: from the source event to the applied feedback, in seconds.
 * open discrepancies, reconciliation accuracy: from reconciliation's case table, when the build has
-  one; accuracy = 1 - (subjects with an open case / migrants the jurisdiction shares). Without the
-  table both are reported as not available, never as zero or as perfect.
+  one; accuracy = 1 - (subjects with an open case / migrants the jurisdiction shares), and only for
+  jurisdictions with a finished reconciliation run: never reconciled is "not available", not 100 %.
 
 Rates are None when their denominator is zero: "no data" is not 0 % and not 100 %.
 """
@@ -33,7 +33,7 @@ from services.migrant_exchange.adapters import stats
 NOTES = {
     "verification_rate": "not available: the verification service publishes no events per certificate",
     "migrants": "stock as of now from the exchange roster; not period-bound",
-    "reconciliation_accuracy": "1 - subjects with an open discrepancy / shared migrants; n/a without reconciliation",
+    "reconciliation_accuracy": "1 - subjects with an open discrepancy / shared migrants; n/a until reconciled",
 }
 RATES = ("certificate_issuance_rate", "timely_feedback_rate", "reconciliation_accuracy")
 
@@ -103,6 +103,7 @@ async def compute_indicators(
     shape = await stats.discrepancy_shape(conn)
     cases = _by_division(await stats.open_discrepancies(conn, shape)) if shape else {}
     shared = _by_division(await stats.shared_subjects(conn)) if shape else {}
+    reconciled = await stats.reconciled_divisions(conn) if shape else set()
     divisions = sorted(set(current) | set(stock) | set(cases))
     if jurisdiction is not None:
         divisions = [jurisdiction]
@@ -122,7 +123,7 @@ async def compute_indicators(
             "open_discrepancies": (int(c["cases"]) if c else 0) if shape else None,
             "reconciliation_accuracy": (
                 _ratio(int(sh["subjects"]) - (int(c["subjects"]) if c else 0), int(sh["subjects"]))
-                if shape and sh
+                if shape and sh and division in reconciled
                 else None
             ),
         }

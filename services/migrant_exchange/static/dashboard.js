@@ -24,7 +24,20 @@ function askToken(message) {
     e.preventDefault();
     sessionStorage.setItem("ops-token", $("token").value.trim());
     $("login").hidden = true;
-    connect();
+    // Case links: the API wants the bearer token, so open them here rather than as a bare navigation.
+document.addEventListener("click", async (e) => {
+  const link = e.target.closest("a.case");
+  if (!link) return;
+  e.preventDefault();
+  const res = await fetch(link.getAttribute("href"), {
+    headers: { Authorization: "Bearer " + sessionStorage.getItem("ops-token") },
+  });
+  $("detail-title").textContent = link.textContent;
+  $("detail-body").textContent = res.ok ? JSON.stringify(await res.json(), null, 2) : `HTTP ${res.status}`;
+  $("detail").showModal();
+});
+
+connect();
   };
 }
 
@@ -176,12 +189,12 @@ function renderLag(lag, source) {
 
 function renderCases(ops) {
   const items = ops.dead_letters.latest.map((d) =>
-    el("li", {}, "✉ ", el("a", { href: `/v1/dead-letters/${d.id}` }, `dead letter #${d.id}`),
+    el("li", {}, "✉ ", el("a", { href: `/v1/dead-letters/${d.id}`, class: "case" }, `dead letter #${d.id}`),
        ` ${d.topic} · ${age(d.age_s)} · ${d.reason}`));
   if (ops.discrepancies) {
     for (const c of ops.discrepancies.oldest) {
-      items.push(el("li", {}, "⚑ ", el("a", { href: `/v1/discrepancies/${c.id}` }, `case ${c.id.slice(0, 8)}`),
-                    ` open for ${age(c.age_s)}`));
+      items.push(el("li", {}, "⚑ ", el("a", { href: "/v1/discrepancies?state=open&limit=50", class: "case" },
+                    `case ${c.id.slice(0, 8)}`), ` open for ${age(c.age_s)}`));
     }
   } else {
     items.push(el("li", { class: "sub" }, "discrepancy cases: n/a (reconciliation not deployed)"));

@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI, Request
 
 from services.registry.entrypoints import schemas as s
 from services.registry.entrypoints.consumer import consumers
+from services.registry.entrypoints.reconciliation import router as reconciliation_router
 from services.registry.entrypoints.routes_common import (
     IdempotencyKey,
     TraceParent,
@@ -215,7 +216,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         settings,
         title=f"Registry {settings.jurisdictions}",
         description="System of record for vital events and 婚育证明 certificates of its jurisdictions.",
-        routers=[router, read_router],
+        routers=[router, read_router, reconciliation_router],
         consumers=consumers,
         on_startup=_seed_inline_clients,
     )
