@@ -24,20 +24,7 @@ function askToken(message) {
     e.preventDefault();
     sessionStorage.setItem("ops-token", $("token").value.trim());
     $("login").hidden = true;
-    // Case links: the API wants the bearer token, so open them here rather than as a bare navigation.
-document.addEventListener("click", async (e) => {
-  const link = e.target.closest("a.case");
-  if (!link) return;
-  e.preventDefault();
-  const res = await fetch(link.getAttribute("href"), {
-    headers: { Authorization: "Bearer " + sessionStorage.getItem("ops-token") },
-  });
-  $("detail-title").textContent = link.textContent;
-  $("detail-body").textContent = res.ok ? JSON.stringify(await res.json(), null, 2) : `HTTP ${res.status}`;
-  $("detail").showModal();
-});
-
-connect();
+    connect();
   };
 }
 
@@ -189,11 +176,11 @@ function renderLag(lag, source) {
 
 function renderCases(ops) {
   const items = ops.dead_letters.latest.map((d) =>
-    el("li", {}, "✉ ", el("a", { href: `/v1/dead-letters/${d.id}`, class: "case" }, `dead letter #${d.id}`),
+    el("li", {}, "✉ ", el("button", { "data-href": `/v1/dead-letters/${d.id}`, class: "case" }, `dead letter #${d.id}`),
        ` ${d.topic} · ${age(d.age_s)} · ${d.reason}`));
   if (ops.discrepancies) {
     for (const c of ops.discrepancies.oldest) {
-      items.push(el("li", {}, "⚑ ", el("a", { href: "/v1/discrepancies?state=open&limit=50", class: "case" },
+      items.push(el("li", {}, "⚑ ", el("button", { "data-href": "/v1/discrepancies?state=open&limit=50", class: "case" },
                     `case ${c.id.slice(0, 8)}`), ` open for ${age(c.age_s)}`));
     }
   } else {
@@ -337,7 +324,21 @@ function renderIndicators(data) {
   $("ind-more").textContent =
     (rows.length > shown.length ? `+ ${rows.length - shown.length} more jurisdictions (GET /v1/indicators). ` : "") +
     "Verification rate n/a: verification publishes no per-certificate events." +
-    (data.discrepancies_available ? "" : " Accuracy n/a: reconciliation not deployed.");
+    (!data.discrepancies_available ? " Accuracy n/a: reconciliation not deployed."
+      : data.jurisdictions.some((j) => j.reconciliation_accuracy == null)
+        ? " Accuracy n/a where no reconciliation has finished." : "");
 }
+
+// Case links are buttons: the API wants the bearer token, so the case opens here, on the page.
+document.addEventListener("click", async (e) => {
+  const link = e.target.closest("button.case");
+  if (!link) return;
+  const res = await fetch(link.dataset.href, {
+    headers: { Authorization: "Bearer " + sessionStorage.getItem("ops-token") },
+  });
+  $("detail-title").textContent = link.textContent;
+  $("detail-body").textContent = res.ok ? JSON.stringify(await res.json(), null, 2) : `HTTP ${res.status}`;
+  $("detail").showModal();
+});
 
 connect();
