@@ -187,11 +187,15 @@ class LiveFeed:
 
     def _rates(self) -> dict[str, Any]:
         """Events applied per second by type over the last few seconds (this process's counters)."""
-        totals: dict[str, float] = {}
+        # Per type and consumer first: an event two consumers apply (certificates) counts once.
+        per_consumer: dict[tuple[str, str], float] = {}
         for s in _samples(EVENTS_APPLIED, self.service):
             if s.name.endswith("_total"):
-                shown = ind.shown_type(s.labels["type"])
-                totals[shown] = totals.get(shown, 0.0) + s.value
+                key = (ind.shown_type(s.labels["type"]), s.labels["consumer"])
+                per_consumer[key] = per_consumer.get(key, 0.0) + s.value
+        totals: dict[str, float] = {}
+        for (shown, _), value in per_consumer.items():
+            totals[shown] = max(totals.get(shown, 0.0), value)
         now = time.monotonic()
         self._history.append((now, totals))
         then, before = self._history[0]
