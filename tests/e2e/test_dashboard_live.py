@@ -285,8 +285,10 @@ def test_crossed_thresholds_raise_early_warnings_on_the_page(stack: Stack, brows
     finally:
         query(dsn, "DELETE FROM notifications WHERE id = $1", note_id)
         query(dsn, "DELETE FROM dead_letters WHERE id = $1", dead)
+    # Cleared: our two cases leave the page (other tests' cases may stay, so not "no alerts" as such).
     page.wait_for_function(
-        "document.querySelector('[data-testid=alerts]').textContent.includes('no threshold crossed')",
+        f"!document.querySelector('[data-testid=cases]').innerHTML.includes('/v1/dead-letters/{dead}\"')"
+        " && !document.querySelector('[data-testid=alerts]').textContent.includes('oldest 2.0 h')",
         timeout=10_000,
     )
     page.close()
