@@ -35,6 +35,7 @@ from shared.tracing import current_traceparent
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "outbox"
+_ACK_TIMEOUT = 30.0  # seconds to wait for the broker to acknowledge one batch
 _RELAY_LOCK = 0x6F7574  # advisory lock: one active relay per database keeps per-subject order
 
 
@@ -220,7 +221,9 @@ class OutboxRelay:
                     row["topic"], row["value"], key=row["key"].encode() or None, headers=headers
                 )
             )
-        results = await asyncio.gather(*futures, return_exceptions=True)
+        # aiokafka retries some broker answers for as long as they come back; a memory-only broker
+        # that lost a topic can answer so for ever. Bound the wait and start over with a new producer.
+        results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), _ACK_TIMEOUT)
         done = [row["id"] for row, r in zip(rows, results, strict=True) if not isinstance(r, BaseException)]
         if done:
             async with self.pool.acquire() as conn:
@@ -242,8 +245,10 @@ class OutboxRelay:
             try:
                 if await missing_topics(self.settings):
                     await self.recover_broker_reset()
-            except (TimeoutError, KafkaError, OSError):
-                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the watchdog must outlive any one failed check
+                log.info("broker check failed", extra={"error": type(e).__name__})
 
     async def recover_broker_reset(self) -> None:
         BROKER_RESETS.labels(self.service).inc()
