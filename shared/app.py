@@ -25,6 +25,7 @@ from shared.kafka import missing_topics
 from shared.observability import MetricsMiddleware, configure_logging
 from shared.outbox import OutboxRelay, wake_relay
 from shared.settings import BaseServiceSettings
+from shared.tracing import TracingMiddleware, configure_tracing, native_telemetry_off
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ def create_service_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.service_name, settings.log_level, settings.log_json)
+        configure_tracing(settings.service_name, settings.otel_exporter, settings.otel_endpoint)
         pool = await create_pool(
             settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
         )
@@ -103,10 +105,13 @@ def create_service_app(
             await app.state.clients.stop()
             await pool.close()
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(
+        title=title, description=description, version="1.0.0", lifespan=lifespan, **native_telemetry_off()
+    )
     install_error_handlers(app)
     app.add_middleware(IdempotencyMiddleware, pool_getter=lambda scope: app.state.pool)
     app.add_middleware(MetricsMiddleware, service=settings.service_name)
+    app.add_middleware(TracingMiddleware)  # outermost: the request's span encloses everything
     app.include_router(_ops_router())
     for router in routers:
         app.include_router(router)

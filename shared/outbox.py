@@ -33,6 +33,7 @@ from shared.observability import (
     OUTBOX_PUBLISH_FAILURES,
 )
 from shared.settings import BaseServiceSettings
+from shared.tracing import current_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ async def add_event(
     sequence: int | None = None,
 ) -> Envelope[Any]:
     """Build the CloudEvent and write it to the outbox in the caller's transaction."""
+    # The current span (the request's, or the consumer's that reacts to an event) is the parent
+    # of whatever this event causes; outside any span the caller's trace context is kept as given.
+    traceparent = current_traceparent() or traceparent
     spec = spec_for(event_type)
     if not isinstance(data, spec.payload):
         raise TypeError(f"{event_type} carries {spec.payload.__name__}, not {type(data).__name__}")
