@@ -22,6 +22,7 @@ from shared.db import create_pool, migrate
 from shared.errors import install_error_handlers
 from shared.idempotency import IdempotencyMiddleware
 from shared.kafka import missing_topics
+from shared.limits import RequestLimitsMiddleware
 from shared.observability import MetricsMiddleware, configure_logging
 from shared.outbox import OutboxRelay
 from shared.settings import BaseServiceSettings
@@ -103,6 +104,8 @@ def create_service_app(
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(IdempotencyMiddleware, pool_getter=lambda scope: app.state.pool)
+    # Outside the idempotency middleware: hostile bodies are refused before anything buffers them.
+    app.add_middleware(RequestLimitsMiddleware)
     app.add_middleware(MetricsMiddleware, service=settings.service_name)
     app.include_router(_ops_router())
     for router in routers:
