@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.auth import ClientRegistry, seed_clients
 from shared.consumer import EventConsumer
-from shared.db import create_pool, migrate
+from shared.db import create_pool, is_unavailable, migrate
 from shared.errors import install_error_handlers
 from shared.idempotency import IdempotencyMiddleware
 from shared.kafka import missing_topics
@@ -39,8 +39,14 @@ async def unit_of_work(request: Request) -> AsyncIterator[asyncpg.Connection]:
     if conn is not None:  # the Idempotency-Key middleware already holds the transaction
         yield conn
         return
-    async with request.app.state.pool.acquire() as conn, conn.transaction():
-        yield conn
+    async with request.app.state.pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                yield conn
+        except Exception as e:
+            if is_unavailable(e):  # after a database restart: never hand this connection out again
+                conn.terminate()
+            raise
 
 
 UnitOfWork = Annotated[asyncpg.Connection, Depends(unit_of_work, scope="function")]

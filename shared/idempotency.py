@@ -13,6 +13,7 @@ import hashlib
 import asyncpg
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.db import is_unavailable
 from shared.errors import PROBLEM_BASE, PROBLEM_JSON, DomainError
 
 MAX_KEY_LENGTH = 200
@@ -107,9 +108,14 @@ class IdempotencyMiddleware:
                     if status in STORED_ERRORS:
                         async with conn.transaction():
                             await _store(conn, client_id, key, request_hash, status, resp_body, content_type)
-            except BaseException:
+            except BaseException as e:
                 if not finished:
-                    await tx.rollback()
+                    try:
+                        await tx.rollback()
+                    except Exception:
+                        conn.terminate()  # a broken connection must not go back to the pool
+                if isinstance(e, Exception) and is_unavailable(e):
+                    conn.terminate()
                 raise
         await send({"type": "http.response.start", "status": status, "headers": resp_headers})
         await send({"type": "http.response.body", "body": resp_body})
