@@ -9,28 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from devstack.embedded import EmbeddedPostgres
 from devstack.stack import Stack
-from tests.conftest import _keep_logs
 from tests.reliability.fault_tools import count, emit_departures, migrants, wait_complete
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def fault_stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
-    s = Stack(workdir / "faults", pg=pg, db_prefix="faults_", extra_env={"outbox_replay_window": "600"})
-    try:
-        s.start()
-        yield s
-    finally:
-        s.stop()
-        _keep_logs(s, "faults")
 
 
 async def test_broker_restart_in_the_middle_of_5000_events(fault_stack: Stack) -> None:
