@@ -26,7 +26,9 @@ def run() -> int:
         nonlocal stopping
         stopping = True
 
+    # Ctrl-C and SIGTERM both stop everything; set explicitly, since a shell may start us with SIGINT ignored.
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     try:
         with console.status("starting PostgreSQL, the broker and the services"):
             stack.start()

@@ -47,11 +47,10 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
 
-def _clients(existing: dict[str, str]) -> list[dict[str, Any]]:
+def _clients(existing: dict[str, str], registries: list[str] | None = None) -> list[dict[str, Any]]:
     """Demo clients: one per kind. Secrets are kept only in stack.json (and the caller's memory)."""
     specs = [
-        ("reg-320412", "jurisdiction", ORIGIN),
-        ("reg-440703", "jurisdiction", DESTINATION),
+        *((f"reg-{code}", "jurisdiction", code) for code in registries or [ORIGIN, DESTINATION]),
         ("kiosk-440703", "kiosk", DESTINATION),
         ("dept-440703", "department", DESTINATION),
         ("operator", "operator", None),
@@ -85,6 +84,7 @@ class Stack:
         pg_cleanup: str | None = "stop",
         pg: EmbeddedPostgres | None = None,
         db_prefix: str = "",
+        registries: list[str] | None = None,
     ):
         self.run_dir = run_dir
         self.fixed_ports = fixed_ports
@@ -93,6 +93,8 @@ class Stack:
         self.pg: EmbeddedPostgres | None = pg
         self.own_pg = pg is None
         self.db_prefix = db_prefix
+        # One registry process per jurisdiction listed (default: the two demo jurisdictions).
+        self.registries = registries or [ORIGIN, DESTINATION]
         self.broker: Broker | None = None
         self.services: list[ServiceProcess] = []
         self.bootstrap = ""
@@ -133,21 +135,16 @@ class Stack:
 
         self.services = [
             ServiceProcess(
-                f"registry-{ORIGIN}",
+                f"registry-{code}",
                 "services.registry",
-                port(8001),
-                f"registry_{ORIGIN}",
-                {"JURISDICTIONS": ORIGIN},
-                [ORIGIN],
-            ),
-            ServiceProcess(
-                f"registry-{DESTINATION}",
-                "services.registry",
-                port(8002),
-                f"registry_{DESTINATION}",
-                {"JURISDICTIONS": DESTINATION},
-                [DESTINATION],
-            ),
+                port(8001 + i),
+                f"registry_{code}",
+                {"JURISDICTIONS": code},
+                [code],
+            )
+            for i, code in enumerate(self.registries)
+        ]
+        self.services += [
             ServiceProcess("migrant_exchange", "services.migrant_exchange", port(8010), "migrant_exchange"),
             ServiceProcess("verification", "services.verification", port(8020), "verification"),
         ]
@@ -159,7 +156,7 @@ class Stack:
             previous = {
                 c["client_id"]: c["token"] for c in json.loads(stack_file.read_text()).get("clients", [])
             }
-        self.clients = _clients(previous)
+        self.clients = _clients(previous, self.registries)
         path = self.run_dir / "clients.yaml"
         entries = [
             {k: v for k, v in c.items() if k != "token"}
@@ -238,6 +235,11 @@ class Stack:
         values |= {k.lower(): v for k, v in self.extra_env.items()}
         env = env_with(**values)
         env["SERVICE_NAME"] = svc.name
+        if svc.module == "services.migrant_exchange":
+            # The exchange reconciles the registries over their internal endpoints, as the operator client.
+            registries = [s for s in self.services if s.module == "services.registry"]
+            env.setdefault("REGISTRY_URLS", ",".join(f"{s.jurisdictions[0]}={s.url}" for s in registries))
+            env.setdefault("REGISTRY_TOKEN", self.token("operator"))
         return env
 
     def service(self, name: str) -> ServiceProcess:

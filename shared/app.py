@@ -24,7 +24,7 @@ from shared.idempotency import IdempotencyMiddleware
 from shared.kafka import missing_topics
 from shared.limits import RequestLimitsMiddleware
 from shared.observability import MetricsMiddleware, configure_logging
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxRelay, wake_relay
 from shared.settings import BaseServiceSettings
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ async def unit_of_work(request: Request) -> AsyncIterator[asyncpg.Connection]:
             if is_unavailable(e):  # after a database restart: never hand this connection out again
                 conn.terminate()
             raise
+        if request.method == "POST":
+            await wake_relay(conn)
 
 
 UnitOfWork = Annotated[asyncpg.Connection, Depends(unit_of_work, scope="function")]
@@ -178,6 +180,7 @@ def run_cli(
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=5,
+            timeout_keep_alive=30,  # clients and proxies reuse connections; 5 s drops them under load
         )
         return 0
     print(f"usage: python -m services.{service} serve|migrate")

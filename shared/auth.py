@@ -170,7 +170,8 @@ def _registry(request: Request) -> ClientRegistry:
     return request.app.state.clients  # type: ignore[no-any-return]
 
 
-def current_client(request: Request) -> Client:
+async def current_client(request: Request) -> Client:
+    # async on purpose: a plain ``def`` dependency would run in the thread pool on every request
     client = _registry(request).authenticate(request.headers.get("authorization"))
     request.state.client_id = client.client_id
     return client
@@ -182,7 +183,7 @@ CurrentClient = Annotated[Client, Depends(current_client)]
 def require(scope: str) -> object:
     """A dependency that admits only clients holding ``scope``."""
 
-    def _check(client: CurrentClient) -> Client:
+    async def _check(client: CurrentClient) -> Client:
         if not client.has(scope):
             raise Forbidden(f"this client lacks the '{scope}' scope", rule="scope", scope=scope)
         return client

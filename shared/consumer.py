@@ -32,7 +32,7 @@ from shared.observability import (
     INBOX_DUPLICATES,
     redact,
 )
-from shared.outbox import add_raw
+from shared.outbox import add_raw, wake_relay
 from shared.settings import BaseServiceSettings
 
 log = logging.getLogger(__name__)
@@ -126,28 +126,30 @@ class EventConsumer:
     async def process(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Apply a batch in one transaction; failures are retried alone, then dead-lettered."""
         failed: list[tuple[ConsumerRecord[bytes, bytes], Envelope[Any], BaseException]] = []
-        async with self.pool.acquire() as conn, conn.transaction():
-            for msg in messages:
-                EVENTS_CONSUMED.labels(self.service, self.name, msg.topic).inc()
-                try:
-                    event = parse_event(msg.value or b"")
-                    wanted = self.accept(event) if spec_for(event.type).topic == msg.topic else None
-                except Exception as e:  # unparseable, or a filter that chokes on it: never stall the batch
-                    await self.dead_letter(conn, msg, describe_error(e))
-                    continue
-                if wanted is None:
-                    # A well-formed event on the wrong topic: its handler would misread it.
-                    reason = f"event type {event.type} does not belong on topic {msg.topic}"
-                    await self.dead_letter(conn, msg, reason)
-                    continue
-                if not wanted:
-                    continue
-                try:
-                    await self._apply_one(conn, event)
-                except PoisonMessage as e:
-                    await self.dead_letter(conn, msg, describe_error(e))
-                except Exception as e:
-                    failed.append((msg, event, e))
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                for msg in messages:
+                    EVENTS_CONSUMED.labels(self.service, self.name, msg.topic).inc()
+                    try:
+                        event = parse_event(msg.value or b"")
+                        wanted = self.accept(event) if spec_for(event.type).topic == msg.topic else None
+                    except Exception as e:  # unparseable, or a filter that chokes on it: never stall
+                        await self.dead_letter(conn, msg, describe_error(e))
+                        continue
+                    if wanted is None:
+                        # A well-formed event on the wrong topic: its handler would misread it.
+                        reason = f"event type {event.type} does not belong on topic {msg.topic}"
+                        await self.dead_letter(conn, msg, reason)
+                        continue
+                    if not wanted:
+                        continue
+                    try:
+                        await self._apply_one(conn, event)
+                    except PoisonMessage as e:
+                        await self.dead_letter(conn, msg, describe_error(e))
+                    except Exception as e:
+                        failed.append((msg, event, e))
+            await wake_relay(conn)  # after the commit: see shared.outbox.wake_relay
         for msg, event, first_error in failed:
             await self._retry_then_dead_letter(msg, event, first_error)
 
@@ -173,16 +175,20 @@ class EventConsumer:
         for attempt in range(self.settings.consumer_max_retries):
             await asyncio.sleep(0.1 * 2**attempt)
             try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    await self._apply_one(conn, event)
+                async with self.pool.acquire() as conn:
+                    async with conn.transaction():
+                        await self._apply_one(conn, event)
+                    await wake_relay(conn)
                 return
             except PoisonMessage as e:
                 error = e
                 break
             except Exception as e:
                 error = e
-        async with self.pool.acquire() as conn, conn.transaction():
-            await self.dead_letter(conn, msg, describe_error(error))
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                await self.dead_letter(conn, msg, describe_error(error))
+            await wake_relay(conn)
 
     async def dead_letter(
         self, conn: asyncpg.Connection, msg: ConsumerRecord[bytes, bytes], reason: str

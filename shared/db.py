@@ -50,11 +50,24 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _reset_connection(conn: asyncpg.Connection) -> None:
+    """Pooled connections carry no session state here (no LISTEN, session locks or SET), so the
+    default reset round trip (RESET ALL; UNLISTEN *; ...) on every release is skipped. The
+    relay and the client listener hold connections of their own outside the pool."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     """A pool whose connections encode json/jsonb with orjson."""
     try:
         pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            command_timeout=30,
+            reset=_reset_connection,
         )
     except (OSError, asyncpg.PostgresError) as e:
         raise DatabaseUnavailable(f"cannot connect to the database: {type(e).__name__}") from e

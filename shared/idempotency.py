@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.db import is_unavailable
 from shared.errors import PROBLEM_BASE, PROBLEM_JSON, DomainError
+from shared.outbox import wake_relay
 
 MAX_KEY_LENGTH = 200
 STORED_ERRORS = {409, 422}  # deterministic answers worth replaying; 401/403/429/5xx are not
@@ -102,6 +103,7 @@ class IdempotencyMiddleware:
                     await _store(conn, client_id, key, request_hash, status, resp_body, content_type)
                     await tx.commit()
                     finished = True
+                    await wake_relay(conn)
                 else:
                     await tx.rollback()
                     finished = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field, SecretStr
+
 from shared.settings import BaseServiceSettings
 
 
@@ -16,3 +18,30 @@ class ExchangeSettings(BaseServiceSettings):
     # YAML list of agreements {division_a, division_b, event_types, deadline_seconds, visible_fields}.
     # Without one, development and test run under a single all-permitting agreement.
     agreements_file: str | None = None
+
+    # A notification without feedback is sent again after this delay, doubling up to the cap.
+    notification_retry_seconds: float = 60.0
+    notification_retry_cap_seconds: float = 3600.0
+    notification_max_attempts: int = 5
+
+    # An event that arrives before its predecessor (same subject and source) waits this long.
+    sequence_gap_seconds: float = 300.0
+
+    # Registries the exchange reconciles: "320412=http://host:8001,440703=http://host:8002".
+    registry_urls: str = ""
+    # Bearer credential the exchange presents to registries (an operator client with ops:resolve).
+    registry_token: SecretStr | None = None
+    reconciliation_buckets: int = Field(default=4096, ge=1, le=65536)
+    # Seconds between scheduled reconciliations of every agreed pair; 0 turns the schedule off.
+    reconciliation_interval_seconds: float = 0.0
+    reconciliation_timeout_seconds: float = 120.0
+
+    @property
+    def registries(self) -> dict[str, str]:
+        """Division code -> base URL of the registry that keeps its records."""
+        out: dict[str, str] = {}
+        for item in self.registry_urls.split(","):
+            code, _, url = item.strip().partition("=")
+            if code and url:
+                out[code.strip()] = url.strip().rstrip("/")
+        return out

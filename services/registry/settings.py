@@ -16,6 +16,8 @@ class RegistrySettings(BaseServiceSettings):
     # The jurisdictions this instance is the system of record for (JURISDICTIONS=320412,440703).
     jurisdictions: str = "320412"
     key_encryption_key: SecretStr = SecretStr(DEV_KEY_ENCRYPTION_KEY)
+    # Clients inline (YAML/JSON list, same entries as CLIENTS_FILE: hashes only) for demos and tests.
+    clients_inline: str | None = None
     certificate_validity_days: int = 180
     key_rotation_overlap_days: int = 400
 

@@ -11,6 +11,15 @@ import asyncpg
 from services.migrant_exchange.domain.routing import Whereabouts
 
 
+async def whereabouts_of(conn: asyncpg.Connection, subjects: list[str]) -> list[Whereabouts]:
+    """Whereabouts of related people (no lock: they are read, not changed)."""
+    rows = await conn.fetch(
+        "SELECT hukou_division, residence_division, residence_as_of FROM roster WHERE subject = ANY($1::text[])",
+        subjects,
+    )
+    return [Whereabouts(r["hukou_division"], r["residence_division"], r["residence_as_of"]) for r in rows]
+
+
 async def whereabouts(conn: asyncpg.Connection, subject: str) -> Whereabouts:
     row = await conn.fetchrow(
         "SELECT hukou_division, residence_division, residence_as_of FROM roster WHERE subject = $1 FOR UPDATE",
@@ -54,8 +63,9 @@ async def agreement(conn: asyncpg.Connection, a: str, b: str) -> asyncpg.Record 
 async def insert_notification(conn: asyncpg.Connection, n: dict[str, Any]) -> bool:
     inserted = await conn.fetchval(
         """INSERT INTO notifications (id, target_division, source_division, subject, event_id, event_type,
-                                      event_sequence, event_time, payload, deadline)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT (event_id, target_division) DO NOTHING RETURNING true""",
+                                      event_sequence, event_time, payload, deadline, next_attempt_at)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
+           ON CONFLICT (event_id, target_division) DO NOTHING RETURNING true""",
         n["notification_id"],
         n["target_division"],
         n["source_division"],
@@ -66,6 +76,7 @@ async def insert_notification(conn: asyncpg.Connection, n: dict[str, Any]) -> bo
         n["event_time"],
         n["payload"],
         n["deadline"],
+        n.get("next_attempt_at"),
     )
     return bool(inserted)
 
@@ -80,7 +91,8 @@ async def close_notification(
 ) -> bool:
     """Record the feedback; only the addressee can close a notification, and only once."""
     done = await conn.fetchval(
-        """UPDATE notifications SET state = $3, feedback_at = now(), conflicts = $4, reason = $5
+        """UPDATE notifications SET state = $3, feedback_at = now(), conflicts = $4, reason = $5,
+                                    next_attempt_at = NULL
            WHERE id = $1 AND target_division = $2 AND state IN ('pending', 'overdue') RETURNING true""",
         notification_id,
         from_division,
@@ -91,11 +103,14 @@ async def close_notification(
     return bool(done)
 
 
-async def mark_overdue(conn: asyncpg.Connection) -> int:
-    result = await conn.execute(
-        "UPDATE notifications SET state = 'overdue', overdue_at = now() WHERE state = 'pending' AND deadline < now()"
+async def mark_overdue(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Escalate pending notifications past their deadline; returns the ones escalated now."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """UPDATE notifications SET state = 'overdue', overdue_at = now(), next_attempt_at = NULL
+           WHERE state = 'pending' AND deadline < now()
+           RETURNING id, target_division, source_division, event_type"""
     )
-    return int(result.split()[-1])
+    return rows
 
 
 async def list_notifications(
@@ -105,7 +120,7 @@ async def list_notifications(
     limit: int,
     after: dt.datetime | None,
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT * FROM notifications
            WHERE ($1::text IS NULL OR target_division = $1 OR source_division = $1)
              AND ($2::text IS NULL OR state = $2)
@@ -116,6 +131,7 @@ async def list_notifications(
         limit,
         after,
     )
+    return rows
 
 
 async def get_notification(conn: asyncpg.Connection, notification_id: uuid.UUID) -> asyncpg.Record | None:
@@ -125,7 +141,7 @@ async def get_notification(conn: asyncpg.Connection, notification_id: uuid.UUID)
 async def list_migrants(
     conn: asyncpg.Connection, origin: str | None, destination: str | None, limit: int
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT subject, hukou_division, residence_division, moves, last_event_at FROM roster
            WHERE hukou_division IS DISTINCT FROM residence_division
              AND ($1::text IS NULL OR hukou_division = $1) AND ($2::text IS NULL OR residence_division = $2)
@@ -134,3 +150,4 @@ async def list_migrants(
         destination,
         limit,
     )
+    return rows

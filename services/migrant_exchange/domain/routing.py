@@ -37,16 +37,54 @@ def after_event(
     return Whereabouts(hukou, residence, as_of)
 
 
-def counterparts(producer: str, event_type: str, data: dict[str, object], after: Whereabouts) -> set[str]:
+def related_people(event_type: str, data: dict[str, object]) -> list[str]:
+    """Identity numbers of other people whose origin and residence must hear of this event too.
+
+    A marriage concerns both spouses; a birth concerns the father as well as the mother (the
+    event's subject). A pregnancy concerns the mother alone: it is shared only between her own
+    two registries.
+    """
+    if event_type.startswith("marriage."):
+        return [str(data[k]) for k in ("spouse_a_id_number", "spouse_b_id_number") if data.get(k)]
+    if event_type == "birth.registered.v1" and data.get("father_id_number"):
+        return [str(data["father_id_number"])]
+    return []
+
+
+def counterparts(
+    producer: str,
+    event_type: str,
+    data: dict[str, object],
+    after: Whereabouts,
+    related: tuple[Whereabouts, ...] = (),
+) -> set[str]:
     """Jurisdictions other than the producer that keep this subject's records.
 
     Origin (hukou) and destination (residence) always hear; for a move, the place left and the
     place arrived at hear too. A person who moved on (A -> B -> C) is no longer B's business, and
-    a returnee's later events stay at the origin.
+    a returnee's later events stay at the origin. Related people (a spouse, a father) bring their
+    own origin and residence.
     """
     targets = {after.hukou, after.residence}
+    for other in related:
+        targets |= {other.hukou, other.residence}
     if event_type.startswith("migration."):
         targets |= {str(data["from_division"]), str(data["to_division"])}
     if event_type == "marriage.registered.v1":
         targets.add(str(data.get("registered_in")))
     return {t for t in targets if t and t != producer and t != "None"}
+
+
+def covers(event_types: list[str], event_type: str) -> bool:
+    """Whether an agreement's list of event types lets this type flow."""
+    return "*" in event_types or event_type in event_types
+
+
+def visible(payload: dict[str, object], fields: list[str] | None) -> dict[str, object]:
+    """The payload cut down to the fields an agreement lets the counterpart see (None: all)."""
+    return dict(payload) if fields is None else {k: v for k, v in payload.items() if k in fields}
+
+
+def retry_delay(base_seconds: float, attempts: int, cap_seconds: float) -> float:
+    """Exponential backoff for re-sending a notification that got no feedback."""
+    return float(min(cap_seconds, base_seconds * 2 ** max(0, attempts - 1)))

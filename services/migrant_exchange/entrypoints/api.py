@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import logging
@@ -13,6 +12,8 @@ from fastapi import APIRouter, FastAPI, Query
 from pydantic import BaseModel, Field
 
 from services.migrant_exchange.adapters import repository as repo
+from services.migrant_exchange.adapters.registries import RegistryClient
+from services.migrant_exchange.entrypoints import background, reconciliation
 from services.migrant_exchange.entrypoints.consumer import consumers
 from services.migrant_exchange.service_layer import handlers
 from services.migrant_exchange.service_layer.agreements import load_agreements
@@ -43,6 +44,8 @@ class Notification(BaseModel):
     state: State
     deadline: dt.datetime
     created_at: dt.datetime
+    overdue_at: dt.datetime | None = None
+    attempts: int = 1
     feedback_at: dt.datetime | None
     conflicts: list[dict[str, Any]] | None
     reason: str | None
@@ -128,13 +131,14 @@ async def post_feedback(
     await add_event(
         conn,
         event_type="exchange.feedback.v1",
-        source=f"/registry/{row['target_division']}",
+        source=handlers.EXCHANGE_SOURCE,  # the exchange relays it; registry sources number their own events
         subject=row["subject"],
         data=feedback,
         origin=row["target_division"],
         destination=row["source_division"],
     )
     updated = await repo.get_notification(conn, notification_id)
+    assert updated is not None  # read back in the same transaction
     return {**dict(updated), "notification_id": notification_id, "payload": None}
 
 
@@ -154,27 +158,20 @@ async def list_migrants(
     return [dict(r) for r in await repo.list_migrants(conn, origin, destination, limit)]
 
 
-async def _sweep_overdue(app: FastAPI) -> None:
-    settings: ExchangeSettings = app.state.settings
-    while True:
-        await asyncio.sleep(settings.overdue_sweep_interval)
-        try:
-            async with app.state.pool.acquire() as conn:
-                await repo.mark_overdue(conn)
-        except Exception as e:
-            log.warning("overdue sweep failed", extra={"error": type(e).__name__})
-
-
 async def _startup(app: FastAPI) -> None:
     async with app.state.pool.acquire() as conn:
         await load_agreements(conn, app.state.settings)
-    app.state.sweeper = asyncio.create_task(_sweep_overdue(app))
+    app.state.registries = RegistryClient(app.state.settings)
+    app.state.background = background.start(app) if app.state.settings.run_background else []
 
 
 async def _shutdown(app: FastAPI) -> None:
-    app.state.sweeper.cancel()
-    with contextlib.suppress(BaseException):
-        await app.state.sweeper
+    for task in app.state.background:
+        task.cancel()
+    for task in app.state.background:
+        with contextlib.suppress(BaseException):
+            await task
+    await app.state.registries.close()
 
 
 def create_app(settings: ExchangeSettings | None = None) -> FastAPI:
@@ -183,7 +180,7 @@ def create_app(settings: ExchangeSettings | None = None) -> FastAPI:
         settings,
         title="Migrant exchange",
         description="Routes vital events between origin and destination, tracks feedback, reconciles, reports.",
-        routers=[router],
+        routers=[router, reconciliation.router],
         consumers=consumers,
         on_startup=_startup,
         on_shutdown=_shutdown,

@@ -1,4 +1,9 @@
-"""Kafka entry point of the exchange: vital events in, feedback in."""
+"""Kafka entry point of the exchange: everything registries publish, applied in order per subject.
+
+One consumer reads every topic a registry produces to (vital events, certificates, feedback):
+sequence numbers count a subject's events per source across all of them, so the exchange must
+see them all to know that nothing is missing.
+"""
 
 from __future__ import annotations
 
@@ -6,33 +11,40 @@ from typing import Any
 
 import asyncpg
 
-from services.migrant_exchange.service_layer import handlers
+from services.migrant_exchange.service_layer import handlers, ordering
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.consumer import EventConsumer
-from shared.events.catalog import VITAL_TOPICS
+from shared.events.catalog import TOPICS
 from shared.events.envelope import Envelope
+
+# Everything but the exchange's own notifications.
+REGISTRY_TOPICS = [t for t in TOPICS if t != "exchange.notification.v1"]
+
+
+def applier(settings: ExchangeSettings) -> ordering.Apply:
+    """What applying one event means for the exchange, by event type."""
+
+    async def apply(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
+        if event.type == "exchange.feedback.v1":
+            await handlers.record_feedback(conn, event.data)
+        elif event.type.startswith("certificate."):
+            return  # counted for ordering; certificates reach kiosks through verification
+        else:
+            await handlers.route_vital_event(conn, settings, event)
+
+    return apply
+
+
+def event_consumer(pool: asyncpg.Pool, settings: ExchangeSettings) -> EventConsumer:
+    apply = applier(settings)
+
+    async def on_event(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
+        await ordering.apply_in_order(conn, event, apply, settings.sequence_gap_seconds)
+
+    return EventConsumer(
+        pool, settings, name=f"{settings.consumer_group}-events", topics=REGISTRY_TOPICS, handler=on_event
+    )
 
 
 def consumers(pool: asyncpg.Pool, settings: ExchangeSettings) -> list[EventConsumer]:
-    async def on_vital(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
-        await handlers.route_vital_event(conn, settings, event)
-
-    async def on_feedback(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
-        await handlers.record_feedback(conn, event.data)
-
-    return [
-        EventConsumer(
-            pool,
-            settings,
-            name=f"{settings.consumer_group}-vital",
-            topics=list(VITAL_TOPICS),
-            handler=on_vital,
-        ),
-        EventConsumer(
-            pool,
-            settings,
-            name=f"{settings.consumer_group}-feedback",
-            topics=["exchange.feedback.v1"],
-            handler=on_feedback,
-        ),
-    ]
+    return [event_consumer(pool, settings)]

@@ -1,4 +1,4 @@
-"""Use cases of the exchange: route vital events to counterparts, close notifications on feedback."""
+"""Use cases of the exchange: route vital events to counterparts, re-send, close on feedback."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ from typing import Any
 
 import asyncpg
 
+from services.migrant_exchange.adapters import delivery
 from services.migrant_exchange.adapters import repository as repo
-from services.migrant_exchange.domain.routing import Whereabouts, after_event, counterparts
+from services.migrant_exchange.domain import routing
+from services.migrant_exchange.domain.routing import Whereabouts
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.events import payloads as p
 from shared.events.envelope import Envelope
+from shared.identity import subject_key
 from shared.outbox import add_event
 
 EXCHANGE_SOURCE = "/exchange"
@@ -27,12 +30,19 @@ async def route_vital_event(
         return 0
     data = event.data.model_dump(mode="json")
     before = await repo.whereabouts(conn, event.subject)
-    after = after_event(before, event.type, data, Whereabouts(event.origin, event.destination), event.time)
+    after = routing.after_event(
+        before, event.type, data, Whereabouts(event.origin, event.destination), event.time
+    )
     await repo.save_whereabouts(conn, event.subject, after, event.type.startswith("migration."), event.time)
+    secret = settings.subject_key_secret.get_secret_value().encode()
+    others = [subject_key(n, secret) for n in routing.related_people(event.type, data)]
+    others = [s for s in others if s != event.subject]
+    related = await repo.whereabouts_of(conn, others) if others else []
     sent = 0
-    for target in sorted(counterparts(producer, event.type, data, after)):
+    now = dt.datetime.now(dt.UTC)
+    for target in sorted(routing.counterparts(producer, event.type, data, after, tuple(related))):
         agreement = await repo.agreement(conn, producer, target)
-        if agreement is None or not _covers(agreement, event.type):
+        if agreement is None or not routing.covers(agreement["event_types"], event.type):
             continue
         deadline_s = agreement["deadline_seconds"] or settings.feedback_deadline_seconds
         fields = (agreement["visible_fields"] or {}).get(event.type)
@@ -45,29 +55,54 @@ async def route_vital_event(
             "event_type": event.type,
             "event_sequence": event.sequence,
             "event_time": event.time,
-            "payload": {k: v for k, v in data.items() if fields is None or k in fields},
-            "deadline": dt.datetime.now(dt.UTC) + dt.timedelta(seconds=deadline_s),
+            "payload": routing.visible(data, fields),
+            "deadline": now + dt.timedelta(seconds=deadline_s),
+            "next_attempt_at": now + dt.timedelta(seconds=settings.notification_retry_seconds),
         }
         if not await repo.insert_notification(conn, notification):
             continue
-        await add_event(
-            conn,
-            event_type="exchange.notification.v1",
-            source=EXCHANGE_SOURCE,
-            subject=event.subject,
-            data=p.ExchangeNotificationV1(**{k: v for k, v in notification.items() if k != "subject"}),
-            origin=producer,
-            destination=target,
-            traceparent=event.traceparent,
-            key=f"{target}:{event.subject}",
-        )
+        await _publish(conn, notification, event.traceparent)
         sent += 1
     return sent
 
 
-def _covers(agreement: asyncpg.Record, event_type: str) -> bool:
-    types = agreement["event_types"]
-    return "*" in types or event_type in types
+async def _publish(conn: asyncpg.Connection, n: dict[str, Any], traceparent: str | None = None) -> None:
+    """Queue ``exchange.notification.v1`` for the addressee (each send is a new event id)."""
+    fields = p.ExchangeNotificationV1.model_fields
+    await add_event(
+        conn,
+        event_type="exchange.notification.v1",
+        source=EXCHANGE_SOURCE,
+        subject=n["subject"],
+        data=p.ExchangeNotificationV1(**{k: v for k, v in n.items() if k in fields}),
+        origin=n["source_division"],
+        destination=n["target_division"],
+        traceparent=traceparent,
+        key=f"{n['target_division']}:{n['subject']}",
+    )
+
+
+async def resend_unanswered(conn: asyncpg.Connection, settings: ExchangeSettings) -> int:
+    """Send again the notifications that got no feedback yet, with exponential backoff.
+
+    A re-send carries the same notification id under a new event id, so a counterpart that
+    lost the first one applies it (its records are idempotent) and answers; one that already
+    answered answers again, and the second answer changes nothing here.
+    """
+    rows = await delivery.due_for_resend(conn, settings.notification_max_attempts)
+    now = dt.datetime.now(dt.UTC)
+    for row in rows:
+        n = {**dict(row), "notification_id": row["id"]}
+        await _publish(conn, n)
+        attempts = row["attempts"] + 1
+        delay = routing.retry_delay(
+            settings.notification_retry_seconds, attempts, settings.notification_retry_cap_seconds
+        )
+        next_at = (
+            None if attempts >= settings.notification_max_attempts else now + dt.timedelta(seconds=delay)
+        )
+        await delivery.mark_resent(conn, row["id"], next_at)
+    return len(rows)
 
 
 async def record_feedback(conn: asyncpg.Connection, feedback: p.ExchangeFeedbackV1) -> bool:

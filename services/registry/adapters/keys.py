@@ -31,7 +31,11 @@ async def create_key(conn: asyncpg.Connection, jurisdiction: str, kek: str, over
     key = signing.new_private_key()
     kid = f"{jurisdiction}-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}-{os.urandom(3).hex()}"
     await conn.execute(
-        """UPDATE signing_keys SET retired_at = now(), expires_at = now() + make_interval(days => $2)
+        # A retired key stays published for the overlap window, and at least as long as the last
+        # certificate it signed is valid, so every certificate keeps verifying until it expires.
+        """UPDATE signing_keys k SET retired_at = now(),
+                  expires_at = greatest(now() + make_interval(days => $2),
+                                        (SELECT max(c.valid_until) + 1 FROM certificates c WHERE c.key_id = k.kid))
            WHERE jurisdiction = $1 AND retired_at IS NULL""",
         jurisdiction,
         overlap_days,
@@ -68,7 +72,7 @@ async def active_key(
 
 async def published_keys(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """Active keys and retired keys still inside their overlap window."""
-    return await conn.fetch(
+    return await conn.fetch(  # type: ignore[no-any-return]
         """SELECT kid, jurisdiction, public_key, created_at, retired_at, expires_at FROM signing_keys
            WHERE expires_at IS NULL OR expires_at > now() ORDER BY jurisdiction, created_at"""
     )

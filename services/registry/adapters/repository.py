@@ -24,12 +24,13 @@ async def insert_person(
     subject: str,
     source_division: str,
     source_event_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> bool:
     """Insert a person; False if the jurisdiction already holds one with that number."""
     inserted = await conn.fetchval(
         """INSERT INTO persons (jurisdiction, id_number, subject, name, sex, birth_date, hukou_division,
-                                residence_division, source_division, source_event_id)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT DO NOTHING RETURNING true""",
+                                residence_division, source_division, source_event_id, event_id)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,coalesce($11::uuid, $10::uuid)) ON CONFLICT DO NOTHING RETURNING true""",
         jurisdiction,
         p["id_number"],
         subject,
@@ -40,6 +41,7 @@ async def insert_person(
         p["residence_division"],
         source_division,
         source_event_id,
+        event_id,
     )
     return bool(inserted)
 
@@ -55,16 +57,20 @@ async def set_residence(conn: asyncpg.Connection, jurisdiction: str, id_number: 
 
 async def residence(conn: asyncpg.Connection, jurisdiction: str, id_number: str) -> Residence | None:
     row = await conn.fetchrow(
-        """SELECT p.hukou_division, p.residence_division,
-                  (SELECT max(migration_date) FROM migrations m
-                    WHERE m.jurisdiction = p.jurisdiction AND m.id_number = p.id_number) AS last_move
-           FROM persons p WHERE p.jurisdiction = $1 AND p.id_number = $2 FOR UPDATE OF p""",
+        """SELECT p.hukou_division, p.residence_division, m.migration_date AS last_move, m.kind, m.to_division
+           FROM persons p LEFT JOIN LATERAL (
+                SELECT migration_date, kind, to_division FROM migrations m
+                 WHERE m.jurisdiction = p.jurisdiction AND m.id_number = p.id_number
+                 ORDER BY migration_date DESC, created_at DESC LIMIT 1) m ON true
+           WHERE p.jurisdiction = $1 AND p.id_number = $2 FOR UPDATE OF p""",
         jurisdiction,
         id_number,
     )
     if row is None:
         return None
-    return Residence(row["hukou_division"], row["residence_division"], row["last_move"])
+    return Residence(
+        row["hukou_division"], row["residence_division"], row["last_move"], row["kind"], row["to_division"]
+    )
 
 
 async def insert_migration(
@@ -74,11 +80,12 @@ async def insert_migration(
     kind: str,
     source_division: str,
     source_event_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> bool:
     inserted = await conn.fetchval(
         """INSERT INTO migrations (id, jurisdiction, id_number, kind, from_division, to_division, migration_date,
-                                   source_division, source_event_id)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING RETURNING true""",
+                                   source_division, source_event_id, event_id)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,coalesce($10::uuid, $9::uuid)) ON CONFLICT DO NOTHING RETURNING true""",
         m["migration_id"],
         jurisdiction,
         m["id_number"],
@@ -88,12 +95,13 @@ async def insert_migration(
         m["migration_date"],
         source_division,
         source_event_id,
+        event_id,
     )
     return bool(inserted)
 
 
 async def births_of_mother(conn: asyncpg.Connection, jurisdiction: str, mother: str) -> list[asyncpg.Record]:
-    return await conn.fetch(
+    return await conn.fetch(  # type: ignore[no-any-return]
         "SELECT * FROM births WHERE jurisdiction = $1 AND mother_id_number = $2 ORDER BY child_birth_date, birth_order",
         jurisdiction,
         mother,
@@ -120,8 +128,8 @@ async def insert_birth(
     inserted = await conn.fetchval(
         """INSERT INTO births (id, jurisdiction, medical_certificate_number, child_name, child_sex, child_birth_date,
                                child_id_number, mother_id_number, father_id_number, birth_order, birth_division,
-                               source_division, source_event_id)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT DO NOTHING RETURNING true""",
+                               source_division, source_event_id, event_id)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$13) ON CONFLICT DO NOTHING RETURNING true""",
         b["birth_id"],
         jurisdiction,
         b["medical_certificate_number"],

@@ -35,6 +35,8 @@ class Residence:
     hukou_division: str
     residence_division: str
     last_move_date: dt.date | None
+    last_move_kind: str | None = None
+    last_move_to: str | None = None
 
 
 def check_migration(
@@ -68,11 +70,28 @@ def check_migration(
             field="migration_date",
             rule="moves-in-date-order",
         )
+    if kind in ("arrived", "returned") and known is not None:
+        check_arrival_follows_departure(here, known)
     if kind == "departed" and known is not None and known.residence_division != here:
         raise RuleViolation(
             "the person does not live here, so cannot depart from here",
             field="from_division",
             rule="depart-from-residence",
+        )
+
+
+def check_arrival_follows_departure(here: str, known: Residence) -> None:
+    """No arrival without a departure, unless it is the first record of the person here.
+
+    A person already living here per our records may only arrive again if the last move we know
+    of is a departure towards here (recorded at the origin and notified to us) still to be met.
+    """
+    pending_departure = known.last_move_kind == "departed" and known.last_move_to == here
+    if known.residence_division == here and not pending_departure:
+        raise RuleViolation(
+            "the person already lives here and no departure towards here is recorded",
+            field="kind",
+            rule="arrival-needs-departure",
         )
 
 

@@ -2,90 +2,212 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import tempfile
+import uuid
+from pathlib import Path
 
-from fastapi import APIRouter, FastAPI, Header, Query, Request
+from fastapi import APIRouter, FastAPI, Request
 
 from services.registry.entrypoints import schemas as s
 from services.registry.entrypoints.consumer import consumers
+from services.registry.entrypoints.reconciliation import router as reconciliation_router
+from services.registry.entrypoints.routes_common import (
+    IdempotencyKey,
+    TraceParent,
+    Writer,
+    ctx,
+    here,
+    problems,
+)
+from services.registry.entrypoints.routes_read import router as read_router
 from services.registry.service_layer import handlers
 from services.registry.settings import RegistrySettings
 from shared.app import UnitOfWork, create_service_app
-from shared.auth import Client, require
+from shared.auth import seed_clients
 
-router = APIRouter(prefix="/v1", tags=["registry"])
-Writer = Annotated[Client, require("persons:write")]
-Reader = Annotated[Client, require("persons:read")]
-TraceParent = Annotated[str | None, Header(pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")]
+router = APIRouter(prefix="/v1", tags=["registry: vital events"])
+Body = dict[str, object]
 
 
-def _ctx(request: Request, traceparent: str | None = None) -> handlers.Context:
-    return handlers.Context(request.app.state.settings, traceparent)
-
-
-def _here(request: Request, client: Client) -> str:
-    from services.registry.domain.rules import ensure_served
-
-    return ensure_served(client.jurisdiction, request.app.state.settings.served)
-
-
-@router.post("/persons", status_code=201, response_model=s.PersonOut, summary="Register a person")
+@router.post(
+    "/persons",
+    status_code=201,
+    response_model=s.PersonOut,
+    summary="Register a person",
+    responses=problems(409, 422),
+)
 async def register_person(
-    body: s.PersonIn, request: Request, conn: UnitOfWork, client: Writer, traceparent: TraceParent = None
-) -> dict[str, object]:
-    """Record a person in the client's jurisdiction; publishes ``person.registered.v1``."""
-    return await handlers.register_person(
-        conn, _ctx(request, traceparent), _here(request, client), body.model_dump()
-    )
-
-
-@router.post("/migrations", status_code=201, response_model=s.MigrationOut, summary="Record a move")
-async def record_migration(
-    body: s.MigrationIn, request: Request, conn: UnitOfWork, client: Writer, traceparent: TraceParent = None
-) -> dict[str, object]:
-    """Record a departure (at the place left), an arrival or a return (at the place arrived at)."""
-    return await handlers.record_migration(
-        conn, _ctx(request, traceparent), _here(request, client), body.model_dump()
-    )
-
-
-@router.post("/births", status_code=201, response_model=s.BirthOut, summary="Register a birth")
-async def register_birth(
-    body: s.BirthIn, request: Request, conn: UnitOfWork, client: Writer, traceparent: TraceParent = None
-) -> dict[str, object]:
-    """Record a birth, one per birth medical certificate; publishes ``birth.registered.v1``."""
-    return await handlers.register_birth(
-        conn, _ctx(request, traceparent), _here(request, client), body.model_dump()
-    )
-
-
-@router.post("/certificates", status_code=201, response_model=s.CertificateOut, summary="Issue a 婚育证明")
-async def issue_certificate(
-    body: s.CertificateIn, request: Request, conn: UnitOfWork, client: Writer, traceparent: TraceParent = None
-) -> dict[str, object]:
-    """Issue a signed marriage-and-childbearing certificate for a person of the client's jurisdiction."""
-    return await handlers.issue_certificate(
-        conn, _ctx(request, traceparent), _here(request, client), body.model_dump()
-    )
-
-
-@router.get("/persons/{id_number}", response_model=s.PersonRecord, summary="Read a person's record")
-async def read_person(
-    id_number: str,
+    body: s.PersonIn,
     request: Request,
     conn: UnitOfWork,
-    client: Reader,
-    purpose: Annotated[s.Purpose, Query(description="why the record is read")],
-) -> dict[str, object]:
-    """The record as the client's jurisdiction holds it; the read is written to the disclosure log."""
-    from shared.errors import InvalidInput
-    from shared.identity import check_id_number
+    client: Writer,
+    traceparent: TraceParent = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Body:
+    """Record a person in the client's jurisdiction; publishes ``person.registered.v1``."""
+    return await handlers.register_person(
+        conn, ctx(request, client, traceparent), here(request, client), body.model_dump()
+    )
 
-    try:
-        number = check_id_number(id_number)
-    except ValueError as e:
-        raise InvalidInput(str(e), field="id_number", rule="gb11643") from None
-    return await handlers.read_person(conn, _ctx(request), client, number, purpose)
+
+@router.post(
+    "/marriages",
+    status_code=201,
+    response_model=s.MarriageOut,
+    summary="Register a marriage",
+    responses=problems(409, 422),
+)
+async def register_marriage(
+    body: s.MarriageIn,
+    request: Request,
+    conn: UnitOfWork,
+    client: Writer,
+    traceparent: TraceParent = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Body:
+    """Record a marriage of two persons on record, neither already married; ``marriage.registered.v1``."""
+    return await handlers.register_marriage(
+        conn, ctx(request, client, traceparent), here(request, client), body.model_dump()
+    )
+
+
+@router.post(
+    "/marriages/{marriage_id}/dissolution",
+    response_model=s.MarriageOut,
+    summary="Record the end of a marriage",
+    responses=problems(404, 409, 422),
+)
+async def dissolve_marriage(
+    marriage_id: uuid.UUID,
+    body: s.DissolutionIn,
+    request: Request,
+    conn: UnitOfWork,
+    client: Writer,
+    traceparent: TraceParent = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Body:
+    """Divorce, death or annulment; publishes ``marriage.dissolved.v1``."""
+    return await handlers.dissolve_marriage(
+        conn, ctx(request, client, traceparent), here(request, client), marriage_id, body.model_dump()
+    )
+
+
+@router.post(
+    "/migrations",
+    status_code=201,
+    response_model=s.MigrationOut,
+    summary="Record a move",
+    responses=problems(409, 422),
+)
+async def record_migration(
+    body: s.MigrationIn,
+    request: Request,
+    conn: UnitOfWork,
+    client: Writer,
+    traceparent: TraceParent = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Body:
+    """Record a departure (at the place left), an arrival or a return (at the place arrived at)."""
+    return await handlers.record_migration(
+        conn, ctx(request, client, traceparent), here(request, client), body.model_dump()
+    )
+
+
+@router.post(
+    "/pregnancies",
+    status_code=201,
+    response_model=s.PregnancyOut,
+    summary="Register a pregnancy",
+    responses=problems(409, 422),
+)
+async def register_pregnancy(
+    body: s.PregnancyIn,
+    request: Request,
+    conn: UnitOfWork,
+    client: Writer,
+    traceparent: TraceParent = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Body:
+    """Record a pregnancy for maternal care; only the mother's origin and destination hear of it."""
+    return await handlers.register_pregnancy(
+        conn, ctx(request, client, traceparent), here(request, client), body.model_dump()
+    )
+
+
+@router.post(
+    "/pregnancies/{pregnancy_id}/closure",
+    response_model=s.PregnancyOut,
+    summary="Close a pregnancy record",
+    responses=problems(404, 409, 422),
+)
+async def close_pregnancy(
+    pregnancy_id: uuid.UUID,
+    body: s.ClosureIn,
+    request: Request,
+    conn: UnitOfWork,
+    client: Writer,
+    traceparent: TraceParent = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Body:
+    """Close the record when the pregnancy ends; publishes ``pregnancy.closed.v1``."""
+    return await handlers.close_pregnancy(
+        conn, ctx(request, client, traceparent), here(request, client), pregnancy_id, body.model_dump()
+    )
+
+
+@router.post(
+    "/births",
+    status_code=201,
+    response_model=s.BirthOut,
+    summary="Register a birth",
+    responses=problems(409, 422),
+)
+async def register_birth(
+    body: s.BirthIn,
+    request: Request,
+    conn: UnitOfWork,
+    client: Writer,
+    traceparent: TraceParent = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Body:
+    """Record a birth, one per birth medical certificate; publishes ``birth.registered.v1``."""
+    return await handlers.register_birth(
+        conn, ctx(request, client, traceparent), here(request, client), body.model_dump()
+    )
+
+
+@router.post(
+    "/corrections",
+    status_code=201,
+    response_model=s.CorrectionOut,
+    summary="Correct a record",
+    responses=problems(404, 409, 422),
+)
+async def record_correction(
+    body: s.CorrectionIn,
+    request: Request,
+    conn: UnitOfWork,
+    client: Writer,
+    traceparent: TraceParent = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Body:
+    """Correct fields of a record, naming the event corrected and why; ``record.corrected.v1``."""
+    return await handlers.record_correction(
+        conn, ctx(request, client, traceparent), here(request, client), body.model_dump()
+    )
+
+
+async def _seed_inline_clients(app: FastAPI) -> None:
+    """Clients given in CLIENTS_INLINE (besides CLIENTS_FILE); the registry reloads on the change."""
+    settings: RegistrySettings = app.state.settings
+    if not settings.clients_inline:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clients.yaml"
+        path.write_text(settings.clients_inline, encoding="utf-8")
+        async with app.state.pool.acquire() as conn:
+            await seed_clients(conn, path)
+    await app.state.clients.reload()
 
 
 def create_app(settings: RegistrySettings | None = None) -> FastAPI:
@@ -94,6 +216,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         settings,
         title=f"Registry {settings.jurisdictions}",
         description="System of record for vital events and 婚育证明 certificates of its jurisdictions.",
-        routers=[router],
+        routers=[router, read_router, reconciliation_router],
         consumers=consumers,
+        on_startup=_seed_inline_clients,
     )

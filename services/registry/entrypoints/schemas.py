@@ -1,37 +1,61 @@
-"""Request and response bodies of the registry API (the OpenAPI document is generated from these)."""
+"""Request and response bodies of the registry API (the OpenAPI document is generated from these).
+
+Every model carries an example, so the published document shows a registrar what to send.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events.payloads import MEDICAL_CERTIFICATE_PATTERN, MaritalStatus, Sex
+from shared.events.payloads import MEDICAL_CERTIFICATE_PATTERN, Sex
 from shared.identity import DivisionCode, IdNumber, PastDate
 
 Purpose = Literal[
     "registration", "maternal_care", "birth_registration", "certificate_issuance", "social_services"
 ]
 
+MOTHER, FATHER, CHILD = "11010119940517004X", "11010119920803003X", "110101202509010061"
+EVENT_ID = "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+
+
+def _example(**example: Any) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": [example]})
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+PERSON: dict[str, Any] = {
+    "id_number": MOTHER,
+    "name": "李秀英",
+    "sex": "F",
+    "birth_date": "1994-05-17",
+    "hukou_division": "320412",
+    "residence_division": "320412",
+}
+
+
 class PersonIn(_In):
-    id_number: IdNumber = Field(examples=["320412199001011233"])
-    name: str = Field(min_length=1, max_length=64, examples=["王芳"])
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [PERSON]}
+    )
+    id_number: IdNumber
+    name: str = Field(min_length=1, max_length=64)
     sex: Sex
-    birth_date: PastDate = Field(examples=["1990-01-01"])
-    hukou_division: DivisionCode = Field(description="place of household registration", examples=["320412"])
+    birth_date: PastDate
+    hukou_division: DivisionCode = Field(description="place of household registration")
     residence_division: DivisionCode | None = Field(
         default=None, description="defaults to the hukou division"
     )
 
 
 class PersonOut(BaseModel):
+    model_config = _example(**PERSON, jurisdiction="320412", source_division="320412", event_id=EVENT_ID)
     id_number: str
     name: str
     sex: Sex
@@ -43,7 +67,19 @@ class PersonOut(BaseModel):
     event_id: uuid.UUID
 
 
+MIGRATION: dict[str, Any] = {
+    "kind": "departed",
+    "id_number": MOTHER,
+    "from_division": "320412",
+    "to_division": "440703",
+    "migration_date": "2025-02-01",
+}
+
+
 class MigrationIn(_In):
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [MIGRATION]}
+    )
     kind: Literal["departed", "arrived", "returned"]
     id_number: IdNumber
     from_division: DivisionCode
@@ -59,6 +95,12 @@ class MigrationIn(_In):
 
 
 class MigrationOut(BaseModel):
+    model_config = _example(
+        **MIGRATION,
+        migration_id="5b0c9a52-1d7e-4c55-9d1e-3b1f7a0c2e11",
+        jurisdiction="320412",
+        event_id=EVENT_ID,
+    )
     migration_id: uuid.UUID
     kind: str
     id_number: str
@@ -69,8 +111,112 @@ class MigrationOut(BaseModel):
     event_id: uuid.UUID
 
 
+MARRIAGE: dict[str, Any] = {
+    "spouse_a_id_number": FATHER,
+    "spouse_b_id_number": MOTHER,
+    "marriage_date": "2023-10-01",
+}
+
+
+class MarriageIn(_In):
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [MARRIAGE]}
+    )
+    spouse_a_id_number: IdNumber
+    spouse_b_id_number: IdNumber
+    marriage_date: PastDate
+
+
+class MarriageOut(BaseModel):
+    model_config = _example(
+        **MARRIAGE,
+        marriage_id="7d2f3c4e-8a1b-4c2d-9e3f-0a1b2c3d4e5f",
+        registered_in="320412",
+        dissolution_date=None,
+        dissolution_reason=None,
+        jurisdiction="320412",
+        event_id=EVENT_ID,
+    )
+    marriage_id: uuid.UUID
+    spouse_a_id_number: str
+    spouse_b_id_number: str
+    marriage_date: dt.date
+    registered_in: str
+    dissolution_date: dt.date | None = None
+    dissolution_reason: str | None = None
+    jurisdiction: str
+    event_id: uuid.UUID
+
+
+class DissolutionIn(_In):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"dissolution_date": "2025-06-30", "reason": "divorce"}]},
+    )
+    dissolution_date: PastDate
+    reason: Literal["divorce", "death", "annulment"]
+
+
+PREGNANCY: dict[str, Any] = {
+    "mother_id_number": MOTHER,
+    "registered_on": "2025-03-01",
+    "expected_delivery": "2025-09-01",
+}
+
+
+class PregnancyIn(_In):
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [PREGNANCY]}
+    )
+    mother_id_number: IdNumber
+    registered_on: PastDate | None = Field(default=None, description="defaults to today")
+    expected_delivery: dt.date | None = None
+
+
+class PregnancyOut(BaseModel):
+    model_config = _example(
+        **PREGNANCY,
+        pregnancy_id="1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+        registered_in="440703",
+        closed_on=None,
+        outcome=None,
+        jurisdiction="440703",
+        event_id=EVENT_ID,
+    )
+    pregnancy_id: uuid.UUID
+    mother_id_number: str
+    registered_in: str
+    registered_on: dt.date
+    expected_delivery: dt.date | None = None
+    closed_on: dt.date | None = None
+    outcome: str | None = None
+    jurisdiction: str
+    event_id: uuid.UUID | None = None
+
+
+class ClosureIn(_In):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"outcome": "ended", "closed_on": "2025-05-01"}]}
+    )
+    outcome: Literal["birth", "ended", "transferred"]
+    closed_on: PastDate | None = Field(default=None, description="defaults to today")
+
+
+BIRTH: dict[str, Any] = {
+    "medical_certificate_number": "O440123456",
+    "child_name": "李小明",
+    "child_sex": "M",
+    "child_birth_date": "2025-09-01",
+    "mother_id_number": MOTHER,
+    "father_id_number": FATHER,
+}
+
+
 class BirthIn(_In):
-    medical_certificate_number: str = Field(pattern=MEDICAL_CERTIFICATE_PATTERN, examples=["O440123456"])
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [BIRTH]}
+    )
+    medical_certificate_number: str = Field(pattern=MEDICAL_CERTIFICATE_PATTERN)
     child_name: str = Field(min_length=1, max_length=64)
     child_sex: Sex
     child_birth_date: PastDate
@@ -83,6 +229,14 @@ class BirthIn(_In):
 
 
 class BirthOut(BaseModel):
+    model_config = _example(
+        **BIRTH,
+        birth_id="3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f",
+        birth_order=1,
+        birth_division="440703",
+        jurisdiction="440703",
+        event_id=EVENT_ID,
+    )
     birth_id: uuid.UUID
     medical_certificate_number: str
     child_name: str
@@ -96,34 +250,44 @@ class BirthOut(BaseModel):
     event_id: uuid.UUID
 
 
-class CertificateIn(_In):
-    holder_id_number: IdNumber
-    valid_days: int | None = Field(default=None, ge=1, le=730)
+CORRECTION: dict[str, Any] = {
+    "corrected_event_id": EVENT_ID,
+    "record_type": "birth",
+    "record_id": "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f",
+    "changes": {"child_name": "李晓明"},
+    "reason": "the name was mistyped at the counter",
+}
 
 
-class CertificateOut(BaseModel):
-    certificate_number: str
-    holder_id_number: str
-    holder_name: str
-    marital_status: MaritalStatus
-    children_birth_dates: list[dt.date]
-    issuer: str
-    issued_on: dt.date
-    valid_until: dt.date
-    key_id: str
-    status_index: int
-    token: str = Field(description="compact JWS to print as a QR code")
-    event_id: uuid.UUID
+class CorrectionIn(_In):
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [CORRECTION]}
+    )
+    corrected_event_id: uuid.UUID = Field(description="the event that made (or last corrected) the record")
+    record_type: Literal["person", "marriage", "migration", "pregnancy", "birth", "certificate"]
+    record_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="marriage/migration/birth/pregnancy id, or the person's id number",
+    )
+    changes: dict[str, str | int | None] = Field(min_length=1)
+    reason: str = Field(min_length=3, max_length=500, description="why the record is corrected")
 
 
-class PersonRecord(BaseModel):
-    id_number: str
-    name: str
-    sex: Sex
-    birth_date: dt.date
-    hukou_division: str
-    residence_division: str
-    source_division: str
+class CorrectionOut(BaseModel):
+    model_config = _example(
+        **CORRECTION,
+        correction_id="9f8e7d6c-5b4a-4321-8fed-cba987654321",
+        previous={"child_name": "李小明"},
+        jurisdiction="440703",
+        event_id=EVENT_ID,
+    )
+    correction_id: uuid.UUID
+    corrected_event_id: uuid.UUID
+    record_type: str
+    record_id: str
+    changes: dict[str, str | int | None]
+    previous: dict[str, Any]
+    reason: str
     jurisdiction: str
-    migrations: list[dict[str, object]]
-    births: list[dict[str, object]]
+    event_id: uuid.UUID

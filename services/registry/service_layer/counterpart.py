@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from services.registry.adapters import repository as repo
 from services.registry.domain import rules
+from services.registry.service_layer import counterpart_family as fam
 from services.registry.settings import RegistrySettings
 from shared.events import payloads as p
 from shared.events.catalog import spec_for
@@ -49,7 +50,7 @@ async def apply_notification(
     feedback = p.ExchangeFeedbackV1(
         notification_id=n.notification_id,
         from_division=n.target_division,
-        outcome=outcome,  # type: ignore[arg-type]
+        outcome=outcome,
         conflicts=[p.FieldConflict(**c) for c in conflicts],
         reason=reason,
         applied_at=dt.datetime.now(dt.UTC),
@@ -86,7 +87,23 @@ async def _apply(conn: asyncpg.Connection, t: _Target, event_type: str, d: dict[
         return await _apply_migration(conn, t, event_type.split(".")[1], d)
     if event_type == "birth.registered.v1":
         return await _apply_birth(conn, t, d)
+    handler = _FAMILY.get(event_type)
+    if handler is not None:
+        return await handler(conn, t, d)
+    if event_type.startswith("certificate."):
+        # The issuer's register is authoritative and verification keeps its own read model:
+        # a certificate of a counterpart needs no record here.
+        return "applied", [], None
     return "rejected", [], f"{event_type} is not applied by this registry"
+
+
+_FAMILY = {
+    "marriage.registered.v1": fam.apply_marriage,
+    "marriage.dissolved.v1": fam.apply_dissolution,
+    "pregnancy.registered.v1": fam.apply_pregnancy,
+    "pregnancy.closed.v1": fam.apply_pregnancy_closed,
+    "record.corrected.v1": fam.apply_correction,
+}
 
 
 async def _apply_person(conn: asyncpg.Connection, t: _Target, d: dict[str, Any]) -> Outcome:
@@ -142,5 +159,8 @@ async def _apply_birth(conn: asyncpg.Connection, t: _Target, d: dict[str, Any]) 
         if other["child_birth_date"] == d["child_birth_date"] and other["child_name"] != d["child_name"]:
             conflicts = rules.birth_conflicts(dict(other), d, ("medical_certificate_number", *BIRTH_FIELDS))
             return "conflict", conflicts, "another birth is recorded here for this mother and date"
+        if other["birth_order"] == d["birth_order"]:
+            conflicts = rules.birth_conflicts(dict(other), d, ("medical_certificate_number", *BIRTH_FIELDS))
+            return "conflict", conflicts, "another birth of this mother has this birth order here"
     await repo.insert_birth(conn, here, d, t.source, t.event_id)
     return "applied", [], None

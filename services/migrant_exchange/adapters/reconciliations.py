@@ -1,0 +1,46 @@
+"""SQL of reconciliation runs."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+
+async def start_run(conn: asyncpg.Connection, a: str, b: str, trigger: str, buckets: int) -> uuid.UUID:
+    run_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO reconciliations (id, division_a, division_b, trigger, buckets) VALUES ($1,$2,$3,$4,$5)",
+        run_id,
+        a,
+        b,
+        trigger,
+        buckets,
+    )
+    return run_id
+
+
+async def finish_run(
+    conn: asyncpg.Connection, run_id: uuid.UUID, records_a: int, records_b: int, differing: int, found: int
+) -> None:
+    await conn.execute(
+        """UPDATE reconciliations SET state = 'finished', finished_at = now(), records_a = $2, records_b = $3,
+                  differing_buckets = $4, discrepancies = $5 WHERE id = $1""",
+        run_id,
+        records_a,
+        records_b,
+        differing,
+        found,
+    )
+
+
+async def fail_run(conn: asyncpg.Connection, run_id: uuid.UUID, error: str) -> None:
+    await conn.execute(
+        "UPDATE reconciliations SET state = 'failed', finished_at = now(), error = $2 WHERE id = $1",
+        run_id,
+        error[:500],
+    )
+
+
+async def get_run(conn: asyncpg.Connection, run_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM reconciliations WHERE id = $1", run_id)

@@ -1,0 +1,70 @@
+"""HTTP client of the registries' internal reconciliation endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from services.migrant_exchange.settings import ExchangeSettings
+from shared.errors import RuleViolation, ServiceUnavailable
+
+
+class RegistryClient:
+    """Talks to whichever registry keeps a jurisdiction's records."""
+
+    def __init__(self, settings: ExchangeSettings):
+        self.urls = settings.registries
+        token = settings.registry_token.get_secret_value() if settings.registry_token else ""
+        self.http = httpx.AsyncClient(
+            timeout=settings.reconciliation_timeout_seconds, headers={"Authorization": f"Bearer {token}"}
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    def _url(self, jurisdiction: str) -> str:
+        try:
+            return self.urls[jurisdiction]
+        except KeyError:
+            raise RuleViolation(
+                f"no registry is configured for {jurisdiction}",
+                field="division_a",
+                rule="registry-configured",
+            ) from None
+
+    async def _call(self, method: str, jurisdiction: str, path: str, **kw: Any) -> dict[str, Any]:
+        try:
+            r = await self.http.request(method, self._url(jurisdiction) + path, **kw)
+        except httpx.HTTPError as e:
+            raise ServiceUnavailable(
+                f"the registry of {jurisdiction} is unreachable: {type(e).__name__}"
+            ) from e
+        if r.status_code >= 400:
+            raise ServiceUnavailable(f"the registry of {jurisdiction} answered {r.status_code}")
+        return r.json()  # type: ignore[no-any-return]
+
+    async def digests(self, jurisdiction: str, counterpart: str, buckets: int) -> dict[str, Any]:
+        return await self._call(
+            "GET",
+            jurisdiction,
+            "/v1/internal/reconciliation/digests",
+            params={"jurisdiction": jurisdiction, "counterpart": counterpart, "buckets": buckets},
+        )
+
+    async def records(
+        self, jurisdiction: str, counterpart: str, buckets: int, selected: list[int]
+    ) -> list[dict[str, Any]]:
+        body = {
+            "jurisdiction": jurisdiction,
+            "counterpart": counterpart,
+            "buckets": buckets,
+            "selected": selected,
+        }
+        doc = await self._call("POST", jurisdiction, "/v1/internal/reconciliation/records", json=body)
+        return list(doc["records"])
+
+    async def correct(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(
+            "POST", body["jurisdiction"], "/v1/internal/reconciliation/corrections", json=body
+        )

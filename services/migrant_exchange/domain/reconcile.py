@@ -1,0 +1,157 @@
+"""Comparing the two sides of a jurisdiction pair: pure functions over digests and records.
+
+不重、不漏、不错: every record one side holds and the other does not is *missing*; a record both
+hold with different values is a *field conflict*; a record one side holds twice (two records
+with the same identity, e.g. one birth under two certificate numbers) is a *duplicate*.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+Digest = tuple[int, str]  # (record count, sum of record hashes)
+
+
+def differing_buckets(a: dict[int, Digest], b: dict[int, Digest]) -> list[int]:
+    """Buckets whose count or digest differs between the two sides (absent = empty)."""
+    empty: Digest = (0, "0")
+    return sorted(k for k in a.keys() | b.keys() if a.get(k, empty) != b.get(k, empty))
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record as a registry describes it on drill-down: only keys and keyed hashes."""
+
+    subject: str
+    kind: str
+    key: str
+    hash: str
+    identity: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, d: dict[str, Any]) -> Record:
+        return cls(
+            d["subject"], d["kind"], d["key"], d["hash"], d.get("identity"), dict(d.get("fields") or {})
+        )
+
+
+@dataclass(frozen=True)
+class Difference:
+    kind: str  # missing | field_conflict | duplicate
+    subject: str
+    record_kind: str
+    record_key: str
+    missing_at: str | None = None
+    duplicated_at: str | None = None
+    fields: tuple[str, ...] = ()
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def differences(a: str, b: str, left: list[Record], right: list[Record]) -> list[Difference]:
+    """Every difference between side ``a`` (``left``) and side ``b`` (``right``)."""
+    by_subject: dict[str, tuple[list[Record], list[Record]]] = defaultdict(lambda: ([], []))
+    for r in left:
+        by_subject[r.subject][0].append(r)
+    for r in right:
+        by_subject[r.subject][1].append(r)
+    out: list[Difference] = []
+    for subject in sorted(by_subject):
+        ls, rs = by_subject[subject]
+        out += _subject_differences(a, b, subject, ls, rs)
+    return out
+
+
+def _subject_differences(
+    a: str, b: str, subject: str, ls: list[Record], rs: list[Record]
+) -> list[Difference]:
+    lk = {(r.kind, r.key): r for r in ls}
+    rk = {(r.kind, r.key): r for r in rs}
+    out: list[Difference] = []
+    for k in sorted(lk.keys() & rk.keys()):
+        x, y = lk[k], rk[k]
+        if x.hash != y.hash:
+            changed = tuple(
+                sorted(f for f in x.fields.keys() | y.fields.keys() if x.fields.get(f) != y.fields.get(f))
+            )
+            out.append(Difference("field_conflict", subject, k[0], k[1], fields=changed))
+    only_left = [lk[k] for k in sorted(lk.keys() - rk.keys())]
+    only_right = [rk[k] for k in sorted(rk.keys() - lk.keys())]
+    paired: set[tuple[str, str]] = set()
+    for side, other_side, mine, theirs, only, other_only in (
+        (a, b, ls, rs, only_left, only_right),
+        (b, a, rs, ls, only_right, only_left),
+    ):
+        for r in only:
+            if (r.kind, r.key) in paired:
+                continue
+            twin = _same_identity(r, [m for m in mine if m.key != r.key])
+            if twin is not None and any(t.key == twin.key for t in theirs):
+                # Held here twice (once under the key both sides share): a duplicate at this side.
+                out.append(
+                    Difference(
+                        "duplicate",
+                        subject,
+                        r.kind,
+                        r.key,
+                        duplicated_at=side,
+                        detail={"duplicate_of": twin.key},
+                    )
+                )
+                continue
+            match = _same_identity(r, [o for o in other_only if (o.kind, o.key) not in paired])
+            if match is not None:
+                # The same fact under different keys on each side (e.g. two certificate numbers).
+                paired |= {(r.kind, r.key), (match.kind, match.key)}
+                out.append(
+                    Difference(
+                        "field_conflict",
+                        subject,
+                        r.kind,
+                        r.key,
+                        fields=("key",),
+                        detail={f"key_at_{side}": r.key, f"key_at_{other_side}": match.key},
+                    )
+                )
+                continue
+            out.append(Difference("missing", subject, r.kind, r.key, missing_at=other_side))
+    return out
+
+
+def _same_identity(r: Record, candidates: list[Record]) -> Record | None:
+    if r.identity is None:
+        return None
+    return next((c for c in candidates if c.kind == r.kind and c.identity == r.identity), None)
+
+
+def held_twice(
+    a: str, b: str, dups_a: list[list[str]], dups_b: list[list[str]], found: list[Difference]
+) -> list[Difference]:
+    """Duplicates each side reports of itself ([subject, kind, key, duplicate_of]) not found already.
+
+    A duplicate held at one side shows in the comparison; one held at both sides does not (the
+    digests agree), so it comes from here, as one case naming both sides.
+    """
+    known = {
+        (d.subject, frozenset({d.record_key, d.detail.get("duplicate_of")}))
+        for d in found
+        if d.kind == "duplicate"
+    }
+    sides: dict[tuple[str, str, str, str], list[str]] = {}
+    for side, dups in ((a, dups_a), (b, dups_b)):
+        for subject, kind, key, first in dups:
+            if (subject, frozenset({key, first})) not in known:
+                sides.setdefault((subject, kind, key, first), []).append(side)
+    return [
+        Difference(
+            "duplicate",
+            subject,
+            kind,
+            key,
+            duplicated_at=held[0] if len(held) == 1 else None,
+            detail={"duplicate_of": first, "duplicated_at": held},
+        )
+        for (subject, kind, key, first), held in sorted(sides.items())
+    ]

@@ -1,0 +1,86 @@
+"""Per-subject ordering with the ``sequence`` extension.
+
+Registries number each subject's events per producing source. An event whose predecessor has
+not been applied yet waits (parked) until the predecessor arrives; a gap that does not fill
+before its deadline becomes a discrepancy, and the waiting events go on in order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from services.migrant_exchange.adapters import delivery
+from services.migrant_exchange.adapters import discrepancies as cases
+from shared.events.catalog import parse_event
+from shared.events.envelope import Envelope
+
+Apply = Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[None]]
+
+
+async def apply_in_order(
+    conn: asyncpg.Connection, event: Envelope[Any], apply: Apply, gap_seconds: float
+) -> bool:
+    """Apply the event now if it is next for its subject and source; park it otherwise.
+
+    Returns False when the event was parked. Events that are not from a registry, and events
+    older than the applied sequence (a late arrival after its gap expired, a replay), apply at
+    once: the inbox has already made sure each event applies once.
+    """
+    if event.producer is None:
+        await apply(conn, event)
+        return True
+    last, waiting = await delivery.advance(conn, event.subject, event.source, event.sequence)
+    if last == event.sequence and waiting == 0:  # next in line (or a replay of the last): go
+        await apply(conn, event)
+        return True
+    if event.sequence <= last:
+        await apply(conn, event)
+        return True
+    if event.sequence > last + 1:
+        deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=gap_seconds)
+        value = event.model_dump_json().encode()
+        await delivery.park(conn, event.subject, event.source, event.sequence, event.id, value, deadline)
+        return False
+    await apply(conn, event)
+    await _drain(conn, event.subject, event.source, event.sequence, apply)
+    return True
+
+
+async def _drain(conn: asyncpg.Connection, subject: str, source: str, last: int, apply: Apply) -> int:
+    """Apply the parked successors of ``last`` in order, then record the progress."""
+    while (value := await delivery.unpark(conn, subject, source, last + 1)) is not None:
+        await apply(conn, parse_event(value))
+        last += 1
+    await delivery.set_progress(conn, subject, source, last)
+    return last
+
+
+async def release_expired_gaps(conn: asyncpg.Connection, apply: Apply) -> int:
+    """Give up waiting where the deadline passed: open a discrepancy and apply what waited."""
+    released = 0
+    for subject, source in await delivery.expired_gaps(conn):
+        last = await delivery.lock_progress(conn, subject, source)
+        first = await delivery.first_parked(conn, subject, source)
+        if first is None:
+            continue
+        if first > last + 1:
+            producer = source.rsplit("/", 1)[-1]
+            await cases.open_case(
+                conn,
+                {
+                    "kind": "sequence_gap",
+                    "division_a": producer,
+                    "division_b": producer,
+                    "subject": subject,
+                    "record_kind": "event",
+                    "record_key": f"{source}#{last + 1}-{first - 1}",
+                    "detail": {"source": source, "missing_from": last + 1, "missing_to": first - 1},
+                },
+            )
+        await _drain(conn, subject, source, first - 1, apply)
+        released += 1
+    return released

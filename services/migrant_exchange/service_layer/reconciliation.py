@@ -1,0 +1,181 @@
+"""Reconciliation (清理清查) of a jurisdiction pair, and resolving the cases it opens."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+
+from services.migrant_exchange.adapters import discrepancies as cases
+from services.migrant_exchange.adapters import reconciliations as runs
+from services.migrant_exchange.adapters import repository as repo
+from services.migrant_exchange.adapters.registries import RegistryClient
+from services.migrant_exchange.domain.reconcile import Record, differences, differing_buckets, held_twice
+from services.migrant_exchange.settings import ExchangeSettings
+from shared.errors import Conflict, NotFound, RuleViolation
+
+log = logging.getLogger(__name__)
+DRILL_CHUNK = 2048  # buckets per drill-down request
+_SCHEDULE_LOCK = 0x72636E  # advisory lock: one scheduled round at a time per database
+
+
+def _digest_map(doc: dict[str, Any]) -> dict[int, tuple[int, str]]:
+    return {int(bucket): (int(count), str(digest)) for bucket, count, digest in doc["digests"]}
+
+
+async def reconcile(
+    pool: asyncpg.Pool, settings: ExchangeSettings, registries: RegistryClient, a: str, b: str, trigger: str
+) -> dict[str, Any]:
+    """Compare both sides of (a, b): digests per bucket, then the records of differing buckets.
+
+    Every difference becomes an open discrepancy case (an open case found again is kept, not
+    duplicated); open cases of the pair that this run no longer finds are resolved as cleared.
+    The run is recorded even when a registry cannot be reached.
+    """
+    a, b = sorted((a, b))
+    if a == b:
+        raise RuleViolation(
+            "a reconciliation compares two different jurisdictions", field="division_b", rule="distinct-pair"
+        )
+    n = settings.reconciliation_buckets
+    started = time.monotonic()
+    async with pool.acquire() as conn:
+        run_id = await runs.start_run(conn, a, b, trigger, n)
+    try:
+        doc_a, doc_b = await asyncio.gather(registries.digests(a, b, n), registries.digests(b, a, n))
+        differing = differing_buckets(_digest_map(doc_a), _digest_map(doc_b))
+        left: list[Record] = []
+        right: list[Record] = []
+        for i in range(0, len(differing), DRILL_CHUNK):
+            chunk = differing[i : i + DRILL_CHUNK]
+            la, lb = await asyncio.gather(
+                registries.records(a, b, n, chunk), registries.records(b, a, n, chunk)
+            )
+            left += [Record.of(r) for r in la]
+            right += [Record.of(r) for r in lb]
+        found = differences(a, b, left, right)
+        found += held_twice(a, b, doc_a.get("duplicates", []), doc_b.get("duplicates", []), found)
+        async with pool.acquire() as conn, conn.transaction():
+            opened = 0
+            for d in found:
+                case = {**d.__dict__, "division_a": a, "division_b": b, "reconciliation_id": run_id}
+                opened += await cases.open_case(conn, case) is not None
+            cleared = await cases.clear_not_found(
+                conn, a, b, [(d.kind, d.subject, d.record_key) for d in found], run_id
+            )
+            await runs.finish_run(
+                conn, run_id, doc_a["records"], doc_b["records"], len(differing), len(found)
+            )
+    except Exception as e:
+        async with pool.acquire() as conn:
+            await runs.fail_run(conn, run_id, f"{type(e).__name__}: {e}")
+        raise
+    seconds = round(time.monotonic() - started, 3)
+    log.info("reconciliation finished", extra={"pair": f"{a}-{b}", "found": len(found), "seconds": seconds})
+    return {
+        "reconciliation_id": run_id,
+        "division_a": a,
+        "division_b": b,
+        "state": "finished",
+        "records_a": doc_a["records"],
+        "records_b": doc_b["records"],
+        "buckets": n,
+        "differing_buckets": len(differing),
+        "discrepancies": len(found),
+        "opened": opened,
+        "cleared": cleared,
+        "by_kind": {
+            k: sum(1 for d in found if d.kind == k) for k in ("missing", "field_conflict", "duplicate")
+        },
+        "seconds": seconds,
+    }
+
+
+async def scheduled_pairs(conn: asyncpg.Connection, settings: ExchangeSettings) -> list[tuple[str, str]]:
+    """Every pair of configured registries that an agreement (specific or '*') connects."""
+    codes = sorted(settings.registries)
+    pairs = [(x, y) for i, x in enumerate(codes) for y in codes[i + 1 :]]
+    return [(x, y) for x, y in pairs if await repo.agreement(conn, x, y) is not None]
+
+
+async def run_scheduled(
+    pool: asyncpg.Pool, settings: ExchangeSettings, registries: RegistryClient
+) -> list[dict[str, Any]]:
+    """One scheduled round: reconcile every agreed pair; one replica at a time, one failure spares the rest."""
+    done: list[dict[str, Any]] = []
+    async with pool.acquire() as conn:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _SCHEDULE_LOCK):
+            return done  # another replica is at it
+        try:
+            for a, b in await scheduled_pairs(conn, settings):
+                try:
+                    done.append(await reconcile(pool, settings, registries, a, b, "schedule"))
+                except Exception as e:
+                    log.warning(
+                        "scheduled reconciliation failed",
+                        extra={"pair": f"{a}-{b}", "error": type(e).__name__},
+                    )
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _SCHEDULE_LOCK)
+    return done
+
+
+async def resolve(
+    conn: asyncpg.Connection,
+    registries: RegistryClient,
+    case_id: uuid.UUID,
+    action: str,
+    owner: str | None,
+    note: str | None,
+    client_id: str,
+) -> dict[str, Any]:
+    """Close a case: ``correct`` makes the owning registry emit a correction; ``dismiss`` only records why."""
+    case = await cases.get_case(conn, case_id, lock=True)
+    if case is None:
+        raise NotFound("no discrepancy with this id", field="discrepancy_id", rule="exists")
+    if case["state"] != "open":
+        raise Conflict("the discrepancy is already resolved", field="discrepancy_id", rule="open-only")
+    resolution: dict[str, Any] = {"action": action, "by": client_id, "note": note}
+    if action == "correct":
+        resolution.update(await _correct(registries, case, owner))
+    await cases.resolve_case(conn, case_id, resolution)
+    return {**dict(await cases.get_case(conn, case_id) or {})}
+
+
+async def _correct(registries: RegistryClient, case: asyncpg.Record, owner: str | None) -> dict[str, Any]:
+    a, b, kind = case["division_a"], case["division_b"], case["kind"]
+    if kind == "sequence_gap":
+        raise RuleViolation(
+            "a sequence gap is dismissed, not corrected", field="action", rule="gap-dismiss-only"
+        )
+    if owner not in (a, b):
+        raise RuleViolation("owner must be one side of the pair", field="owner", rule="owner-in-pair")
+    key, action = case["record_key"], "reannounce"
+    if kind == "missing" and owner == case["missing_at"]:
+        raise RuleViolation(
+            "the owner must be the side that holds the record", field="owner", rule="owner-holds-record"
+        )
+    if kind == "duplicate":
+        if owner not in (case["detail"].get("duplicated_at") or [case["duplicated_at"]]):
+            raise RuleViolation(
+                "the duplicate is removed where it is held twice", field="owner", rule="owner-holds-duplicate"
+            )
+        action = "remove_duplicate"
+    if kind == "field_conflict" and "key" in case["fields"]:
+        key = case["detail"].get(f"key_at_{owner}", key)
+    answer = await registries.correct(
+        {
+            "jurisdiction": owner,
+            "counterpart": b if owner == a else a,
+            "subject": case["subject"],
+            "kind": case["record_kind"],
+            "key": key,
+            "action": action,
+            "discrepancy_id": str(case["id"]),
+        }
+    )
+    return {"owner": owner, "correction_event_id": answer["event_id"], "registry_action": action}

@@ -1,0 +1,158 @@
+"""SQL of reconciliation: the records a jurisdiction holds about the migrants it shares with another.
+
+A subject is shared by the pair (A, B) when its household registration is at one of them and
+its residence at the other. Its records are the person itself, the births where it is the
+mother, and its marriages. Each record is reduced to a canonical value list; digests sum a
+60-bit hash of each (order-independent, and a duplicate changes the sum where XOR would cancel).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+BUCKET = "(('x' || substr(s.subject, 1, 8))::bit(32)::bigint % $3)"
+
+# Field names of each record kind, in the order of the canonical value list.
+FIELDS: dict[str, tuple[str, ...]] = {
+    "person": ("name", "sex", "birth_date", "hukou_division", "residence_division"),
+    "birth": (
+        "child_name",
+        "child_sex",
+        "child_birth_date",
+        "child_id_number",
+        "mother_id_number",
+        "father_id_number",
+        "birth_order",
+        "birth_division",
+    ),
+    "marriage": (
+        "spouse_a_id_number",
+        "spouse_b_id_number",
+        "marriage_date",
+        "dissolution_date",
+        "dissolution_reason",
+    ),
+}
+
+
+def _records_sql(bucket_filter: str) -> str:
+    """Every record of the pair's shared subjects: (bucket, subject, kind, key, vals, identity)."""
+    return f"""
+    WITH s AS (
+        SELECT id_number, subject FROM persons
+        WHERE jurisdiction = $1
+          AND ((hukou_division = $1 AND residence_division = $2)
+            OR (hukou_division = $2 AND residence_division = $1))
+    ), sb AS (
+        SELECT s.id_number, s.subject, {BUCKET}::int AS bucket FROM s
+    ), picked AS (
+        SELECT * FROM sb {bucket_filter}
+    )
+    SELECT sb.bucket, sb.subject, 'person' AS kind, 'person' AS key,
+           ARRAY[p.name, p.sex::text, p.birth_date::text, p.hukou_division, p.residence_division] AS vals,
+           NULL::text AS identity
+    FROM picked sb JOIN persons p ON p.jurisdiction = $1 AND p.id_number = sb.id_number
+    UNION ALL
+    SELECT sb.bucket, sb.subject, 'birth', b.medical_certificate_number,
+           ARRAY[b.child_name, b.child_sex::text, b.child_birth_date::text, coalesce(b.child_id_number, ''),
+                 b.mother_id_number, coalesce(b.father_id_number, ''), b.birth_order::text, b.birth_division],
+           md5(b.mother_id_number || '|' || b.child_birth_date::text || '|' || b.child_name)
+    FROM picked sb JOIN births b ON b.jurisdiction = $1 AND b.mother_id_number = sb.id_number
+    UNION ALL
+    SELECT sb.bucket, sb.subject, 'marriage', m.id::text,
+           ARRAY[m.spouse_a_id_number, m.spouse_b_id_number, m.marriage_date::text,
+                 coalesce(m.dissolution_date::text, ''), coalesce(m.dissolution_reason, '')],
+           NULL
+    FROM picked sb JOIN marriages m ON m.jurisdiction = $1 AND m.spouse_a_id_number = sb.id_number
+    UNION ALL
+    SELECT sb.bucket, sb.subject, 'marriage', m.id::text,
+           ARRAY[m.spouse_a_id_number, m.spouse_b_id_number, m.marriage_date::text,
+                 coalesce(m.dissolution_date::text, ''), coalesce(m.dissolution_reason, '')],
+           NULL
+    FROM picked sb JOIN marriages m ON m.jurisdiction = $1 AND m.spouse_b_id_number = sb.id_number
+    """
+
+
+# A record's hash covers subject, kind, key and values; 60 bits keep the sum exact in numeric.
+_HASH = (
+    "md5(r.subject || chr(31) || r.kind || chr(31) || r.key || chr(31) || array_to_string(r.vals, chr(31)))"
+)
+
+
+async def bucket_digests(
+    conn: asyncpg.Connection, jurisdiction: str, counterpart: str, buckets: int
+) -> list[asyncpg.Record]:
+    """Per non-empty bucket: how many records, and the sum of their hashes."""
+    sql = f"""
+    SELECT r.bucket, count(*) AS records, sum(('x' || substr({_HASH}, 1, 15))::bit(60)::bigint) AS digest
+    FROM ({_records_sql("")}) r GROUP BY r.bucket ORDER BY r.bucket"""
+    rows: list[asyncpg.Record] = await conn.fetch(sql, jurisdiction, counterpart, buckets)
+    return rows
+
+
+async def duplicates(conn: asyncpg.Connection, jurisdiction: str, counterpart: str) -> list[asyncpg.Record]:
+    """Records held twice on this side: same identity (one birth, two certificates), the later key named.
+
+    Found here rather than by comparing sides, because a duplicate both sides hold leaves the
+    digests equal.
+    """
+    # Births only (the records with an identity): mother, date and child's name name one birth.
+    sql = """
+    SELECT subject, 'birth' AS kind, key, first_key FROM (
+        SELECT s.subject, b.medical_certificate_number AS key,
+               first_value(b.medical_certificate_number) OVER w AS first_key, row_number() OVER w AS rn
+        FROM persons s JOIN births b ON b.jurisdiction = $1 AND b.mother_id_number = s.id_number
+        WHERE s.jurisdiction = $1
+          AND ((s.hukou_division = $1 AND s.residence_division = $2)
+            OR (s.hukou_division = $2 AND s.residence_division = $1))
+        WINDOW w AS (PARTITION BY s.subject, b.child_birth_date, b.child_name ORDER BY b.medical_certificate_number)
+    ) d WHERE rn > 1 ORDER BY subject, key"""
+    rows: list[asyncpg.Record] = await conn.fetch(sql, jurisdiction, counterpart)
+    return rows
+
+
+async def bucket_records(
+    conn: asyncpg.Connection, jurisdiction: str, counterpart: str, buckets: int, selected: list[int]
+) -> list[asyncpg.Record]:
+    """The records of the selected buckets, with their full hash and canonical values."""
+    sql = f"""
+    SELECT r.subject, r.kind, r.key, r.vals, r.identity, {_HASH} AS hash
+    FROM ({_records_sql("WHERE bucket = ANY($4::int[])")}) r ORDER BY r.subject, r.kind, r.key"""
+    rows: list[asyncpg.Record] = await conn.fetch(sql, jurisdiction, counterpart, buckets, selected)
+    return rows
+
+
+async def record_values(
+    conn: asyncpg.Connection, jurisdiction: str, counterpart: str, subject: str, kind: str, key: str
+) -> dict[str, Any] | None:
+    """One record's canonical values by field name, or None if this side does not hold it."""
+    sql = f"""
+    SELECT r.vals FROM ({_records_sql("WHERE subject = $4")}) r WHERE r.kind = $5 AND r.key = $6"""
+    row = await conn.fetchrow(sql, jurisdiction, counterpart, 1, subject, kind, key)
+    if row is None:
+        return None
+    return dict(zip(FIELDS[kind], row["vals"], strict=True))
+
+
+async def remove_birth(conn: asyncpg.Connection, jurisdiction: str, certificate_number: str) -> bool:
+    """Take a birth registered twice out of this jurisdiction's records (the other copy stays)."""
+    removed = await conn.fetchval(
+        "DELETE FROM births WHERE jurisdiction = $1 AND medical_certificate_number = $2 RETURNING true",
+        jurisdiction,
+        certificate_number,
+    )
+    return bool(removed)
+
+
+async def whereabouts(
+    conn: asyncpg.Connection, jurisdiction: str, subject: str
+) -> tuple[str | None, str | None]:
+    """The subject's household registration and residence as this jurisdiction holds them."""
+    row = await conn.fetchrow(
+        "SELECT hukou_division, residence_division FROM persons WHERE jurisdiction = $1 AND subject = $2",
+        jurisdiction,
+        subject,
+    )
+    return (row["hukou_division"], row["residence_division"]) if row else (None, None)

@@ -1,0 +1,111 @@
+"""What a correction may change, and how each changed value is checked. Pure functions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from shared.errors import RuleViolation
+from shared.identity import check_division, check_id_number
+
+
+def _name(v: Any) -> str:
+    if not isinstance(v, str) or not 1 <= len(v.strip()) <= 64:
+        raise ValueError("must be a name of 1-64 characters")
+    return v.strip()
+
+
+def _sex(v: Any) -> str:
+    if v not in ("F", "M"):
+        raise ValueError("must be F or M")
+    return str(v)
+
+
+def _past_date(v: Any) -> dt.date:
+    d = _date(v)
+    if d > dt.date.today():
+        raise ValueError("is in the future")
+    return d
+
+
+def _date(v: Any) -> dt.date:
+    try:
+        return dt.date.fromisoformat(str(v)) if isinstance(v, str) and len(v) == 10 else _bad_date()
+    except ValueError:
+        return _bad_date()
+
+
+def _bad_date() -> dt.date:
+    raise ValueError("must be an ISO date (YYYY-MM-DD)")
+
+
+def _id_number(v: Any) -> str | None:
+    return None if v is None else check_id_number(str(v))
+
+
+def _division(v: Any) -> str:
+    return check_division(str(v))
+
+
+# record type -> field -> parser. Identity numbers of the record's own subject are not corrected:
+# a wrong identity number is a different person, recorded anew.
+CORRECTABLE: dict[str, dict[str, Callable[[Any], Any]]] = {
+    "person": {"name": _name, "hukou_division": _division, "residence_division": _division},
+    "migration": {"migration_date": _past_date},
+    "marriage": {"marriage_date": _past_date},
+    "birth": {
+        "child_name": _name,
+        "child_sex": _sex,
+        "child_birth_date": _past_date,
+        "child_id_number": _id_number,
+        "father_id_number": _id_number,
+        "birth_division": _division,
+    },
+    "pregnancy": {"registered_on": _past_date, "expected_delivery": _date},
+}
+
+
+def parse_changes(record_type: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """The changes as typed values; 422 naming the first field that may not or cannot change."""
+    allowed = CORRECTABLE.get(record_type)
+    if allowed is None:
+        raise RuleViolation(
+            f"{record_type} records are not corrected: revoke and issue anew",
+            field="record_type",
+            rule="not-correctable",
+        )
+    parsed: dict[str, Any] = {}
+    for field, value in changes.items():
+        if field not in allowed:
+            raise RuleViolation(
+                f"{field} cannot be corrected on a {record_type} record",
+                field=f"changes.{field}",
+                rule="field-not-correctable",
+            )
+        try:
+            parsed[field] = allowed[field](value)
+        except ValueError as e:
+            raise RuleViolation(
+                f"changes.{field}: {e}",  # parsers never echo the value (it may be an identity number)
+                field=f"changes.{field}",
+                rule="valid-value",
+            ) from None
+    return parsed
+
+
+def check_names_event(corrected: Any, known: set[Any]) -> None:
+    if corrected not in known:
+        raise RuleViolation(
+            "corrected_event_id is not an event that made or corrected this record",
+            field="corrected_event_id",
+            rule="correction-names-its-event",
+        )
+
+
+def check_birth_dates(mother_born: dt.date, row: dict[str, Any]) -> None:
+    """A corrected birth still comes after the mother's own birth."""
+    if row["child_birth_date"] <= mother_born:
+        raise RuleViolation(
+            "the child is born after the mother", field="changes.child_birth_date", rule="child-after-mother"
+        )

@@ -1,0 +1,69 @@
+"""What every use case needs besides the connection, and how a recorded fact is announced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel
+
+from services.registry.adapters import family
+from services.registry.settings import RegistrySettings
+from shared.events.envelope import Envelope
+from shared.identity import subject_key
+from shared.outbox import add_event
+
+
+@dataclass(frozen=True)
+class Context:
+    """Configuration, the calling client and the caller's trace."""
+
+    settings: RegistrySettings
+    traceparent: str | None = None
+    client_id: str = "registry"
+
+    @property
+    def secret(self) -> bytes:
+        return self.settings.subject_key_secret.get_secret_value().encode()
+
+    def subject(self, id_number: str) -> str:
+        return subject_key(id_number, self.secret)
+
+
+def source(jurisdiction: str) -> str:
+    return f"/registry/{jurisdiction}"
+
+
+async def announce(
+    conn: asyncpg.Connection,
+    ctx: Context,
+    here: str,
+    *,
+    event_type: str,
+    id_number: str,
+    data: BaseModel,
+    origin: str | None,
+    destination: str | None,
+    record: tuple[str, object] | None = None,
+) -> Envelope[Any]:
+    """Write the event to the outbox with the record, and note which event made the record.
+
+    Who receives the person's data through the exchange (origin and destination other than here)
+    is read back from the outbox by the subject-access log: writing an audit row here would take
+    the audit chain's lock in every write and serialise all writers.
+    """
+    subject = ctx.subject(id_number)
+    event = await add_event(
+        conn,
+        event_type=event_type,
+        source=source(here),
+        subject=subject,
+        data=data,
+        origin=origin,
+        destination=destination,
+        traceparent=ctx.traceparent,
+    )
+    if record is not None:
+        await family.set_event_id(conn, record[0], here, record[1], event.id)
+    return event

@@ -1,0 +1,149 @@
+"""Corrections: a registrar fixes a recorded fact, naming the event corrected and why."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import asyncpg
+
+from services.registry.adapters import family, records
+from services.registry.adapters import repository as repo
+from services.registry.domain import corrections as rules
+from services.registry.domain.family import check_dissolution, check_marriage
+from services.registry.service_layer.context import Context, announce
+from shared.errors import NotFound, RuleViolation
+from shared.events import payloads as p
+
+_SUBJECT_FIELD = {
+    "person": "id_number",
+    "migration": "id_number",
+    "marriage": "spouse_a_id_number",
+    "birth": "mother_id_number",
+    "pregnancy": "mother_id_number",
+}
+
+
+def _subject_of(record_type: str, row: asyncpg.Record) -> str:
+    """Whose event stream the correction belongs to."""
+    return str(row[_SUBJECT_FIELD[record_type]])
+
+
+async def check_and_apply(
+    conn: asyncpg.Connection, here: str, body: dict[str, Any], check_event: bool = True
+) -> tuple[asyncpg.Record, dict[str, Any], dict[str, Any]]:
+    """Validate a correction against our records and apply it; returns the row, typed changes, previous.
+
+    A counterpart's correction (``check_event=False``) was checked against the event it names by
+    its source registry, which may have announced the record under another event id than ours.
+    """
+    record_type, record_id = body["record_type"], body["record_id"]
+    changes = rules.parse_changes(record_type, body["changes"])
+    row = await records.get_record(conn, here, record_type, record_id)
+    if row is None:
+        raise NotFound(
+            f"no such {record_type} in this jurisdiction's records", field="record_id", rule="exists"
+        )
+    if check_event:
+        known = await records.events_of_record(conn, here, record_type, record_id, row)
+        rules.check_names_event(body["corrected_event_id"], known)
+    after = {**dict(row), **changes}
+    await _check_consistent(conn, here, record_type, after, changes)
+    previous = {f: _plain(row[f]) for f in changes}
+    await records.update_record(
+        conn, here, record_type, record_id, changes, frozenset(rules.CORRECTABLE[record_type])
+    )
+    return row, changes, previous
+
+
+async def _check_consistent(
+    conn: asyncpg.Connection, here: str, record_type: str, after: dict[str, Any], changes: dict[str, Any]
+) -> None:
+    if record_type == "birth":
+        mother = await repo.get_person(conn, here, after["mother_id_number"])
+        if mother is not None:
+            rules.check_birth_dates(mother["birth_date"], after)
+        if changes.get("father_id_number") and not await repo.get_person(
+            conn, here, changes["father_id_number"]
+        ):
+            raise RuleViolation(
+                "changes.father_id_number names a person who is not in this jurisdiction's records",
+                field="changes.father_id_number",
+                rule="person-must-exist",
+            )
+        siblings = await repo.births_of_mother(conn, here, after["mother_id_number"])
+        for other in siblings:
+            if other["id"] == after["id"]:
+                continue
+            earlier = other["birth_order"] < after["birth_order"]
+            if (earlier and other["child_birth_date"] > after["child_birth_date"]) or (
+                not earlier and other["child_birth_date"] < after["child_birth_date"]
+            ):
+                raise RuleViolation(
+                    "the corrected birth date contradicts the birth order of the mother's children",
+                    field="changes.child_birth_date",
+                    rule="birth-order-consistent",
+                )
+    if record_type == "marriage":
+        await _check_marriage(conn, here, after)
+    if (
+        record_type == "pregnancy"
+        and after["expected_delivery"] is not None
+        and after["expected_delivery"] <= after["registered_on"]
+    ):
+        raise RuleViolation(
+            "expected_delivery must be after registered_on",
+            field="changes.expected_delivery",
+            rule="expected-delivery-plausible",
+        )
+
+
+async def _check_marriage(conn: asyncpg.Connection, here: str, after: dict[str, Any]) -> None:
+    if after["dissolution_date"] is not None:
+        check_dissolution(after["marriage_date"], None, after["dissolution_date"])
+    spouses = []
+    for field in ("spouse_a_id_number", "spouse_b_id_number"):
+        person = await repo.get_person(conn, here, after[field])
+        if person is not None:
+            spouses.append((field, person["sex"], person["birth_date"]))
+        for other in await family.marriages_of(conn, here, after[field]):
+            if other["marriage_id"] == after["id"]:
+                continue
+            ends = other["dissolution_date"]
+            if (ends is None or ends > after["marriage_date"]) and other["marriage_date"] < (
+                after["dissolution_date"] or dt.date.max
+            ):
+                raise RuleViolation(
+                    "the corrected marriage date overlaps another marriage of a spouse",
+                    field="changes.marriage_date",
+                    rule="one-active-marriage",
+                )
+    check_marriage(after["marriage_date"], spouses, {}, {})
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+async def record_correction(
+    conn: asyncpg.Connection, ctx: Context, here: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Correct a record of this jurisdiction and announce ``record.corrected.v1``."""
+    row, _, previous = await check_and_apply(conn, here, body)
+    correction = {**body, "correction_id": uuid.uuid4(), "record_id": str(body["record_id"])}
+    await records.insert_correction(conn, here, correction, previous, here)
+    id_number = _subject_of(body["record_type"], row)
+    person = await repo.get_person(conn, here, id_number)
+    event = await announce(
+        conn,
+        ctx,
+        here,
+        event_type="record.corrected.v1",
+        id_number=id_number,
+        data=p.RecordCorrectedV1(**{k: correction[k] for k in p.RecordCorrectedV1.model_fields}),
+        origin=person["hukou_division"] if person else None,
+        destination=person["residence_division"] if person else None,
+    )
+    await records.set_correction_event(conn, here, correction["correction_id"], event.id)
+    return {**correction, "previous": previous, "jurisdiction": here, "event_id": event.id}

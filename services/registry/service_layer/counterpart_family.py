@@ -1,0 +1,119 @@
+"""Applying a counterpart's marriages, pregnancies, corrections and certificates to our records.
+
+Each function answers (outcome, conflicts, reason) for the feedback; none raises for a
+disagreement with our records, so one bad notification never blocks the others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Protocol
+
+import asyncpg
+
+from services.registry.adapters import family, records
+from services.registry.adapters import repository as repo
+from services.registry.service_layer import corrections
+from shared.errors import DomainError
+
+Outcome = tuple[str, list[dict[str, Any]], str | None]
+SPOUSES = ("spouse_a_id_number", "spouse_b_id_number")
+
+
+class Target(Protocol):
+    @property
+    def here(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def event_id(self) -> uuid.UUID: ...
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+def _diff(ours: dict[str, Any], theirs: dict[str, Any], fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [
+        {"field": f, "ours": _plain(ours.get(f)), "theirs": _plain(theirs.get(f))}
+        for f in fields
+        if _plain(ours.get(f)) != _plain(theirs.get(f))
+    ]
+
+
+async def apply_marriage(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
+    here = t.here
+    same = await family.get_marriage(conn, here, d["marriage_id"])
+    if same is not None:
+        conflicts = _diff(dict(same), d, (*SPOUSES, "marriage_date"))
+        return (
+            ("conflict", conflicts, "this marriage is recorded here otherwise") if conflicts else _applied()
+        )
+    conflicts = []
+    for field in SPOUSES:
+        if await family.active_marriage(conn, here, d[field]):
+            conflicts.append({"field": field, "ours": "married", "theirs": "marrying"})
+    if conflicts:
+        return "conflict", conflicts, "a spouse has another active marriage in our records"
+    await family.insert_marriage(conn, here, d, t.source, t.event_id)
+    return _applied()
+
+
+async def apply_dissolution(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
+    row = await family.get_marriage(conn, t.here, d["marriage_id"], lock=True)
+    if row is None:
+        return "rejected", [], "the marriage is not in our records"
+    if row["dissolution_date"] is not None:
+        theirs = {"dissolution_date": d["dissolution_date"], "dissolution_reason": d["reason"]}
+        conflicts = _diff(dict(row), theirs, ("dissolution_date", "dissolution_reason"))
+        return ("conflict", conflicts, "the marriage ended otherwise here") if conflicts else _applied()
+    if d["dissolution_date"] < row["marriage_date"]:
+        return "conflict", _diff(dict(row), d, ("marriage_date",)), "dissolution before the marriage date"
+    await family.dissolve_marriage(conn, t.here, d["marriage_id"], d["dissolution_date"], d["reason"])
+    return _applied()
+
+
+async def apply_pregnancy(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
+    """Kept only if we are the mother's origin or destination (DESIGN.md section 8)."""
+    here = t.here
+    mother = await repo.get_person(conn, here, d["mother_id_number"])
+    if mother is None or here not in (mother["hukou_division"], mother["residence_division"]):
+        return "rejected", [], "pregnancy records are kept only by the mother's origin and destination"
+    if await family.get_pregnancy(conn, here, d["pregnancy_id"]) is not None:
+        return _applied()
+    open_one = await family.open_pregnancy(conn, here, d["mother_id_number"])
+    if open_one is not None:
+        conflicts = [{"field": "pregnancy_id", "ours": str(open_one["id"]), "theirs": str(d["pregnancy_id"])}]
+        return "conflict", conflicts, "another open pregnancy is recorded here for this mother"
+    await family.insert_pregnancy(conn, here, d, t.source, t.event_id)
+    return _applied()
+
+
+async def apply_pregnancy_closed(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
+    row = await family.get_pregnancy(conn, t.here, d["pregnancy_id"], lock=True)
+    if row is None:
+        return "rejected", [], "the pregnancy is not in our records"
+    if row["closed_on"] is not None:
+        conflicts = _diff(dict(row), d, ("closed_on", "outcome"))
+        return ("conflict", conflicts, "the pregnancy was closed otherwise here") if conflicts else _applied()
+    await family.close_pregnancy(conn, t.here, d["pregnancy_id"], d["closed_on"], d["outcome"])
+    return _applied()
+
+
+async def apply_correction(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
+    if await records.get_record(conn, t.here, d["record_type"], d["record_id"]) is None:
+        return "rejected", [], f"the corrected {d['record_type']} is not in our records"
+    try:
+        async with conn.transaction():  # a savepoint: a refused correction leaves our record as it was
+            _, _, previous = await corrections.check_and_apply(conn, t.here, d, check_event=False)
+            await records.insert_correction(conn, t.here, d, previous, t.source, t.event_id)
+    except DomainError as e:
+        return "conflict", [{"field": e.field or "record_id", "ours": None, "theirs": None}], e.rule
+    except asyncpg.IntegrityConstraintViolationError as e:
+        return "conflict", [], f"the correction conflicts with our records ({e.constraint_name})"
+    return _applied()
+
+
+def _applied() -> Outcome:
+    return "applied", [], None

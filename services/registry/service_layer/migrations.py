@@ -1,0 +1,73 @@
+"""Recording moves: departures at the place left, arrivals and returns at the place arrived at."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from services.registry.adapters import repository as repo
+from services.registry.domain import rules
+from services.registry.service_layer.context import Context, announce
+from shared.errors import RuleViolation
+from shared.events import payloads as p
+from shared.identity import birth_date_of
+
+_PAYLOADS: dict[str, type[p._MigrationV1]] = {
+    "departed": p.MigrationDepartedV1,
+    "arrived": p.MigrationArrivedV1,
+    "returned": p.MigrationReturnedV1,
+}
+
+
+async def record_migration(
+    conn: asyncpg.Connection, ctx: Context, here: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Record a departure, arrival or return, and announce it as ``migration.<kind>.v1``."""
+    kind, id_number = body["kind"], body["id_number"]
+    known = await repo.residence(conn, here, id_number)
+    person = await repo.get_person(conn, here, id_number)
+    name = body.get("name") or (person["name"] if person else None)
+    hukou = (person["hukou_division"] if person else None) or body.get("hukou_division")
+    if name is None or hukou is None:
+        raise RuleViolation(
+            "the person is not known here: give name and hukou_division with the first record",
+            field="name",
+            rule="first-record-needs-identity",
+        )
+    rules.check_migration(
+        kind, here, body["from_division"], body["to_division"], body["migration_date"], known, hukou
+    )
+    migration = {**body, "migration_id": uuid.uuid4(), "name": name, "hukou_division": hukou}
+    payload_cls = _PAYLOADS[kind]
+    # The event first, so the rows carry its id without a second write (this is the hot path).
+    event = await announce(
+        conn,
+        ctx,
+        here,
+        event_type=f"migration.{kind}.v1",
+        id_number=id_number,
+        data=payload_cls(**{k: migration[k] for k in payload_cls.model_fields}),
+        origin=hukou,
+        destination=body["to_division"],
+    )
+    if person is None:
+        await repo.insert_person(
+            conn,
+            here,
+            {
+                "id_number": id_number,
+                "name": name,
+                "sex": rules.sex_from_id_number(id_number),
+                "birth_date": birth_date_of(id_number),
+                "hukou_division": hukou,
+                "residence_division": here,
+            },
+            ctx.subject(id_number),
+            here,
+            event_id=event.id,
+        )
+    await repo.insert_migration(conn, here, migration, kind, here, event_id=event.id)
+    await repo.set_residence(conn, here, id_number, body["to_division"])
+    return {**migration, "jurisdiction": here, "event_id": event.id}

@@ -1,0 +1,168 @@
+"""Reads of personal data: each one is scoped, purpose-bound and written to the subject-access log."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from services.registry.adapters import family, records
+from services.registry.adapters import repository as repo
+from services.registry.domain import access
+from services.registry.service_layer.context import Context
+from shared import audit
+from shared.auth import Client
+from shared.errors import Forbidden, NotFound
+
+PERSON_FIELDS = (
+    "id_number",
+    "name",
+    "sex",
+    "birth_date",
+    "hukou_division",
+    "residence_division",
+    "source_division",
+    "jurisdiction",
+)
+
+
+def _not_found() -> NotFound:
+    # The same answer for "no such person" and "not shared with you": existence is personal data too.
+    return NotFound(
+        "no such person shared with the client's jurisdiction", field="id_number", rule="person-must-exist"
+    )
+
+
+async def _readable(
+    conn: asyncpg.Connection, ctx: Context, client: Client, id_number: str
+) -> tuple[asyncpg.Record, dict[str, list[dict[str, Any]]]]:
+    """The record the client may read: its own jurisdiction's, or a counterpart's shared with it."""
+    reader = client.jurisdiction
+    if reader is None:
+        raise Forbidden("only a jurisdiction's clients read person records", rule="jurisdiction")
+    served = ctx.settings.served
+    holders = [reader] if reader in served else sorted(served)
+    for here in holders:
+        person = await repo.get_person(conn, here, id_number)
+        if person is None:
+            continue
+        history = await repo.person_history(conn, here, id_number)
+        moves = [(m["from_division"], m["to_division"]) for m in history["migrations"]]
+        if here == reader or access.shares_with(
+            reader, person["hukou_division"], person["residence_division"], moves
+        ):
+            return person, history
+    raise _not_found()
+
+
+async def read_person(
+    conn: asyncpg.Connection, ctx: Context, client: Client, id_number: str, purpose: str
+) -> dict[str, Any]:
+    """A person's record as this registry holds it, limited to what the purpose needs; audited."""
+    person, history = await _readable(conn, ctx, client, id_number)
+    here = person["jurisdiction"]
+    sections = set(access.PURPOSE_SECTIONS[purpose])
+    if not access.may_see_pregnancies(
+        client.jurisdiction,
+        client.has("pregnancy:read"),
+        purpose,
+        person["hukou_division"],
+        person["residence_division"],
+    ):
+        sections.discard("pregnancies")
+    out: dict[str, Any] = {k: person[k] for k in PERSON_FIELDS}
+    if "migrations" in sections:
+        out["migrations"] = history["migrations"]
+    if "births" in sections:
+        out["births"] = history["births"]
+    if "marriages" in sections:
+        out["marriages"] = await family.marriages_of(conn, here, id_number)
+    if "pregnancies" in sections:
+        out["pregnancies"] = await family.pregnancies_of(conn, here, id_number)
+    if "certificates" in sections:
+        out["certificates"] = await records.certificates_of(conn, here, id_number)
+    await audit.append(
+        conn,
+        [
+            audit.AuditEntry(
+                client.client_id,
+                "person.read",
+                purpose,
+                person["subject"],
+                {"jurisdiction": here, "reader": client.jurisdiction, "sections": sorted(sections)},
+            )
+        ],
+    )
+    return out
+
+
+async def read_pregnancy(
+    conn: asyncpg.Connection, ctx: Context, client: Client, pregnancy_id: uuid.UUID, purpose: str
+) -> dict[str, Any]:
+    """One pregnancy record, for the mother's own origin and destination registries only; audited."""
+    for here in [client.jurisdiction] if client.jurisdiction in ctx.settings.served else []:
+        row = await family.get_pregnancy(conn, here, pregnancy_id)
+        mother = await repo.get_person(conn, here, row["mother_id_number"]) if row else None
+        if row is None or mother is None:
+            break
+        if not access.may_see_pregnancies(
+            client.jurisdiction, True, purpose, mother["hukou_division"], mother["residence_division"]
+        ):
+            break
+        await audit.append(
+            conn,
+            [
+                audit.AuditEntry(
+                    client.client_id, "pregnancy.read", purpose, mother["subject"], {"jurisdiction": here}
+                )
+            ],
+        )
+        return {
+            "pregnancy_id": row["id"],
+            "mother_id_number": row["mother_id_number"],
+            "registered_in": row["registered_in"],
+            "registered_on": row["registered_on"],
+            "expected_delivery": row["expected_delivery"],
+            "closed_on": row["closed_on"],
+            "outcome": row["outcome"],
+            "jurisdiction": here,
+        }
+    raise NotFound(
+        "no such pregnancy shared with the client's jurisdiction for this purpose",
+        field="pregnancy_id",
+        rule="exists",
+    )
+
+
+async def read_disclosures(
+    conn: asyncpg.Connection, ctx: Context, client: Client, id_number: str, limit: int
+) -> dict[str, Any]:
+    """The subject-access log: who read this person's data (the hash-chained audit) and which
+    jurisdictions received it through the exchange (the events this registry published)."""
+    here = client.jurisdiction
+    person = await repo.get_person(conn, here, id_number) if here in ctx.settings.served else None
+    if person is None:
+        raise _not_found()
+    entries = await records.disclosures(conn, person["subject"], limit)
+    entries += await records.shared_events(conn, person["subject"], limit)
+    entries = sorted(entries, key=lambda e: e["at"], reverse=True)[:limit]
+    await audit.append(
+        conn,
+        [audit.AuditEntry(client.client_id, "disclosures.read", "registration", person["subject"], {})],
+    )
+    return {
+        "id_number": id_number,
+        "jurisdiction": here,
+        "disclosures": [
+            {
+                "seq": e["seq"],
+                "at": e["at"],
+                "client_id": e["client_id"],
+                "action": e["action"],
+                "purpose": e["purpose"],
+                "detail": e["detail"],
+            }
+            for e in entries
+        ],
+    }

@@ -1,0 +1,49 @@
+"""A stack with three registries (320412, 440703, 110101) for the exchange's end-to-end tests.
+
+Short deadlines make the lifecycle observable in seconds: the pair (320412, 510104) -- a
+jurisdiction with no registry on Kafka -- has a 2-second feedback deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from devstack.embedded import EmbeddedPostgres
+from devstack.stack import Stack
+from tests.conftest import _keep_logs
+from tests.exchange.exchange_helpers import OFFLINE, A, B, C
+
+
+@pytest.fixture(scope="session")
+def xstack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
+    agreements = workdir / "exchange-agreements.yaml"
+    agreements.write_text(
+        yaml.safe_dump(
+            [
+                {"division_a": "*", "division_b": "*", "event_types": ["*"]},
+                {"division_a": A, "division_b": OFFLINE, "event_types": ["*"], "deadline_seconds": 2},
+            ]
+        )
+    )
+    s = Stack(
+        workdir / "xstack",
+        pg=pg,
+        db_prefix="x_",
+        registries=[A, B, C],
+        extra_env={
+            "AGREEMENTS_FILE": str(agreements),
+            "OVERDUE_SWEEP_INTERVAL": "0.3",
+            "SEQUENCE_GAP_SECONDS": "3",
+            "NOTIFICATION_RETRY_SECONDS": "30",
+        },
+    )
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+        _keep_logs(s, "xstack")

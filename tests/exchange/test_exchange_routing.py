@@ -1,0 +1,214 @@
+"""Routing through the migration history, the notification lifecycle, and per-subject ordering."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack.stack import Stack
+from shared.auth import DEFAULT_SCOPES, hash_secret
+from shared.identity import subject_key
+from tests.exchange.exchange_helpers import OFFLINE, SECRET, A, B, C, event, new_person, person_event, produce
+from tests.helpers import Api, medical_certificate, query, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def _api(stack: Stack, code: str) -> Api:
+    return Api(stack, f"registry-{code}", f"reg-{code}")
+
+
+def _ok(r: httpx.Response) -> dict[str, Any]:
+    assert r.status_code in (200, 201), r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def _notes(stack: Stack, event_id: str) -> list[Any]:
+    return query(
+        stack.service("migrant_exchange").dsn,
+        "SELECT target_division, state FROM notifications WHERE event_id = $1 ORDER BY target_division",
+        event_id,
+    )
+
+
+def _applied(stack: Stack, event_id: Any) -> list[Any]:
+    notes = _notes(stack, str(event_id))
+    return notes if notes and all(n["state"] == "applied" for n in notes) else []
+
+
+def _move(stack: Stack, kind: str, at: str, who: str, frm: str, to: str, day: str) -> dict[str, Any]:
+    body = {"kind": kind, "id_number": who, "from_division": frm, "to_division": to, "migration_date": day}
+    if kind != "departed":
+        body |= {"name": "李梅", "hukou_division": A}
+    moved = _ok(_api(stack, at).post("/v1/migrations", body))
+    wait_until(lambda: _applied(stack, moved["event_id"]), timeout=10)
+    return moved
+
+
+def _register(stack: Stack, who: str, hukou: str = A, residence: str = A) -> dict[str, Any]:
+    born = f"{who[6:10]}-{who[10:12]}-{who[12:14]}"
+    body = {
+        "id_number": who,
+        "name": "李梅",
+        "sex": "F",
+        "birth_date": born,
+        "hukou_division": hukou,
+        "residence_division": residence,
+    }
+    return _ok(_api(stack, A).post("/v1/persons", body))
+
+
+def _birth(stack: Stack, at: str, mother: str) -> tuple[str, dict[str, Any]]:
+    cert = medical_certificate()
+    body = {
+        "medical_certificate_number": cert,
+        "child_name": "李小米",
+        "child_sex": "F",
+        "child_birth_date": "2026-01-15",
+        "mother_id_number": mother,
+    }
+    return cert, _ok(_api(stack, at).post("/v1/births", body))
+
+
+def test_a_birth_after_moving_on_reaches_the_origin_and_not_the_place_left(xstack: Stack) -> None:
+    mother = new_person()
+    _register(xstack, mother)
+    _move(xstack, "departed", A, mother, A, B, "2024-03-01")
+    _move(xstack, "arrived", B, mother, A, B, "2024-03-02")
+    _move(xstack, "departed", B, mother, B, C, "2025-05-01")
+    _move(xstack, "arrived", C, mother, B, C, "2025-05-02")
+    cert, birth = _birth(xstack, C, mother)
+
+    notes = wait_until(lambda: _applied(xstack, birth["event_id"]), timeout=10)
+    assert [n["target_division"] for n in notes] == [A]
+    origin = wait_until(
+        lambda: query(_dsn(xstack, A), "SELECT * FROM births WHERE medical_certificate_number = $1", cert)
+    )
+    assert origin[0]["source_division"] == C and origin[0]["jurisdiction"] == A
+    assert not query(_dsn(xstack, B), "SELECT 1 FROM births WHERE medical_certificate_number = $1", cert)
+    roster = query(
+        xstack.service("migrant_exchange").dsn,
+        "SELECT hukou_division, residence_division, moves FROM roster WHERE subject = $1",
+        subject_key(mother, SECRET),
+    )
+    assert (roster[0]["hukou_division"], roster[0]["residence_division"]) == (A, C)
+
+
+def test_a_returnee_s_later_events_stay_at_the_origin(xstack: Stack) -> None:
+    person = new_person()
+    _register(xstack, person)
+    _move(xstack, "departed", A, person, A, B, "2024-04-01")
+    _move(xstack, "arrived", B, person, A, B, "2024-04-02")
+    returned = _move(xstack, "returned", A, person, B, A, "2025-01-10")
+    assert [n["target_division"] for n in _notes(xstack, str(returned["event_id"]))] == [B]
+
+    _, birth = _birth(xstack, A, person)
+    exchange_db = xstack.service("migrant_exchange").dsn
+    wait_until(lambda: query(exchange_db, "SELECT 1 FROM inbox WHERE event_id = $1", birth["event_id"]))
+    assert _notes(xstack, str(birth["event_id"])) == []  # nobody else keeps her records now
+
+
+def _offline_client(stack: Stack) -> str:
+    """A jurisdiction system that is not on Kafka: it only talks REST to the exchange."""
+    secret = "offline-secret-for-tests"  # noqa: S105
+    query(
+        stack.service("migrant_exchange").dsn,
+        """INSERT INTO clients (client_id, kind, jurisdiction, scopes, secret_hash)
+           VALUES ('reg-510104', 'jurisdiction', $1, $2, $3) ON CONFLICT DO NOTHING""",
+        OFFLINE,
+        DEFAULT_SCOPES["jurisdiction"],
+        hash_secret(secret),
+    )
+    return f"reg-510104.{secret}"
+
+
+def test_a_notification_without_feedback_becomes_overdue_and_rest_feedback_closes_it(xstack: Stack) -> None:
+    person = new_person()
+    registered = _register(xstack, person, hukou=OFFLINE, residence=A)
+    operator = Api(xstack, "migrant_exchange", "operator")
+
+    def overdue() -> list[Any]:
+        rows = _ok(operator.get("/v1/notifications", state="overdue", jurisdiction=OFFLINE, limit=1000))
+        return [n for n in rows if n["event_id"] == str(registered["event_id"])]
+
+    wait_until(lambda: _notes(xstack, str(registered["event_id"])), timeout=10)
+    assert _notes(xstack, str(registered["event_id"]))[0]["state"] == "pending"
+    note = wait_until(overdue, timeout=10)[0]
+    assert note["target_division"] == OFFLINE and note["overdue_at"] is not None
+    assert note["payload"] is None  # the operator sees the tracking, not the person's data
+
+    token = _offline_client(xstack)
+    offline = httpx.Client(base_url=operator.base, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+    def mine() -> list[Any]:
+        r = offline.get("/v1/notifications", params={"state": "overdue"})
+        return (
+            [n for n in r.json() if n["event_id"] == str(registered["event_id"])]
+            if r.status_code == 200
+            else []
+        )
+
+    listed = wait_until(mine, timeout=5)[0]
+    assert listed["payload"]["id_number"] == person  # the addressee gets what it must apply
+    forbidden = offline.get("/v1/notifications", params={"jurisdiction": A})
+    assert forbidden.status_code == 403
+    answered = _ok(
+        offline.post(f"/v1/notifications/{listed['notification_id']}/feedback", json={"outcome": "applied"})
+    )
+    assert answered["state"] == "applied"
+    again = offline.post(
+        f"/v1/notifications/{listed['notification_id']}/feedback", json={"outcome": "rejected"}
+    )
+    assert again.status_code in (200, 201) and again.json()["state"] == "applied"  # the first answer stands
+
+
+def test_an_early_event_waits_for_its_predecessor(xstack: Stack) -> None:
+    person = new_person()
+    first = person_event(person, B, B, A, sequence=1)
+    move = {
+        "migration_id": "0190b0a4-0000-7000-8000-000000000001",
+        "id_number": person,
+        "name": "测试",
+        "hukou_division": B,
+        "from_division": B,
+        "to_division": C,
+        "migration_date": "2025-01-01",
+    }
+    second = event("migration.departed.v1", B, move, first.subject, 2, origin=B, destination=C)
+    exchange_db = xstack.service("migrant_exchange").dsn
+    produce(xstack, [("vital.migration.v1", second)])
+    wait_until(lambda: query(exchange_db, "SELECT 1 FROM parked_events WHERE event_id = $1", second.id))
+    assert _notes(xstack, str(second.id)) == []
+    produce(xstack, [("vital.person.v1", first)])
+    wait_until(lambda: _notes(xstack, str(second.id)), timeout=10)
+    assert [n["target_division"] for n in _notes(xstack, str(first.id))] == [A]
+    # Routed after the registration it waited for, and the move itself decides: C hears, A does not.
+    assert [n["target_division"] for n in _notes(xstack, str(second.id))] == [C]
+    assert not query(exchange_db, "SELECT 1 FROM parked_events WHERE subject = $1", first.subject)
+
+
+def test_a_gap_that_does_not_fill_becomes_a_discrepancy(xstack: Stack) -> None:
+    person = new_person()
+    first = person_event(person, B, B, C, sequence=1)
+    third = person_event(person, B, B, A, sequence=3)
+    exchange_db = xstack.service("migrant_exchange").dsn
+    produce(xstack, [("vital.person.v1", first), ("vital.person.v1", third)])
+    wait_until(lambda: _notes(xstack, str(first.id)), timeout=10)
+    assert _notes(xstack, str(third.id)) == []  # waits for sequence 2
+    gap = wait_until(
+        lambda: query(
+            exchange_db,
+            "SELECT * FROM discrepancies WHERE kind = 'sequence_gap' AND subject = $1",
+            first.subject,
+        ),
+        timeout=10,
+    )
+    assert json.loads(gap[0]["detail"]) == {"source": f"/registry/{B}", "missing_from": 2, "missing_to": 2}
+    wait_until(lambda: _notes(xstack, str(third.id)), timeout=5)  # then it went on
+
+
+def _dsn(stack: Stack, code: str) -> str:
+    return stack.service(f"registry-{code}").dsn

@@ -1,0 +1,102 @@
+"""Applying counterpart notifications: pregnancy records only at the mother's own two registries."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from pathlib import Path
+
+import orjson
+
+from services.registry.service_layer.counterpart import apply_notification
+from services.registry.settings import RegistrySettings
+from shared.db import create_pool, migrate
+from shared.events import payloads as p
+from shared.events.envelope import Envelope, new_event_id
+from tests.helpers import person_id
+
+ORIGIN, DEST, THIRD = "320412", "440703", "110101"
+
+
+def _notification(target: str, event_type: str, payload: dict) -> Envelope[p.ExchangeNotificationV1]:
+    now = dt.datetime.now(dt.UTC)
+    return Envelope[p.ExchangeNotificationV1](
+        id=new_event_id(),
+        source="/exchange",
+        type="exchange.notification.v1",
+        subject="0" * 32,
+        time=now,
+        dataschema="urn:x",
+        sequence=1,
+        data=p.ExchangeNotificationV1(
+            notification_id=uuid.uuid4(),
+            target_division=target,
+            source_division=DEST,
+            event_id=new_event_id(),
+            event_type=event_type,
+            event_sequence=1,
+            event_time=now,
+            deadline=now + dt.timedelta(days=7),
+            payload=orjson.loads(orjson.dumps(payload)),
+        ),
+    )
+
+
+def test_pregnancy_applies_at_origin_and_is_refused_elsewhere(fresh_db: str) -> None:
+    async def run() -> None:
+        await migrate(fresh_db, "registry", Path("services/registry/migrations"))
+        pool = await create_pool(fresh_db, min_size=1, max_size=1)
+        conn = await pool.acquire()
+        settings = RegistrySettings(database_url=fresh_db, jurisdictions=f"{ORIGIN},{THIRD}")
+        mother = person_id("F")
+        try:
+            for here in (ORIGIN, THIRD):  # THIRD knows her, but is neither origin nor destination
+                await conn.execute(
+                    """INSERT INTO persons (jurisdiction, id_number, subject, name, sex, birth_date,
+                                            hukou_division, residence_division, source_division)
+                       VALUES ($1, $2, md5($2), '母亲', 'F', $3, $4, $5, $4)""",
+                    here,
+                    mother,
+                    dt.date.fromisoformat(f"{mother[6:10]}-{mother[10:12]}-{mother[12:14]}"),
+                    ORIGIN,
+                    DEST,
+                )
+            pregnancy = {
+                "pregnancy_id": str(uuid.uuid4()),
+                "mother_id_number": mother,
+                "registered_in": DEST,
+                "registered_on": "2025-03-01",
+            }
+            for target in (ORIGIN, THIRD):
+                async with conn.transaction():
+                    await apply_notification(
+                        conn, settings, _notification(target, "pregnancy.registered.v1", pregnancy)
+                    )
+            kept = await conn.fetch("SELECT jurisdiction, source_division FROM pregnancies")
+            assert [(r["jurisdiction"], r["source_division"]) for r in kept] == [(ORIGIN, DEST)]
+            feedback = [
+                orjson.loads(r["value"])["data"]
+                for r in await conn.fetch(
+                    "SELECT value FROM outbox WHERE event_type = 'exchange.feedback.v1' ORDER BY id"
+                )
+            ]
+            assert [f["outcome"] for f in feedback] == ["applied", "rejected"]
+            assert "origin and destination" in feedback[1]["reason"]
+            # A second pregnancy while one is open is a conflict naming the field, not a crash.
+            other = {**pregnancy, "pregnancy_id": str(uuid.uuid4())}
+            async with conn.transaction():
+                await apply_notification(
+                    conn, settings, _notification(ORIGIN, "pregnancy.registered.v1", other)
+                )
+            last = orjson.loads(
+                await conn.fetchval(
+                    "SELECT value FROM outbox WHERE event_type = 'exchange.feedback.v1' ORDER BY id DESC LIMIT 1"
+                )
+            )["data"]
+            assert last["outcome"] == "conflict" and last["conflicts"][0]["field"] == "pregnancy_id"
+        finally:
+            await pool.release(conn)
+            await pool.close()
+
+    asyncio.run(run())
