@@ -52,11 +52,21 @@ POLICY: dict[tuple[str, str, str], frozenset[str]] = {
     ("registry", "GET", "/v1/persons/{id_number}"): frozenset({J, D}),
     ("registry", "GET", "/v1/persons/{id_number}/disclosures"): frozenset({J}),
     ("registry", "GET", "/v1/keys"): EVERYONE,
+    ("registry", "POST", "/v1/keys/rotation"): frozenset({J}),
+    ("registry", "GET", "/v1/certificates/{number}/qr.svg"): frozenset({J, D}),
+    ("registry", "GET", "/v1/certificates/{number}/qr.png"): frozenset({J, D}),
+    # pregnancy data: only the person's own registries (never kiosks, departments or operators)
+    ("registry", "GET", "/v1/pregnancies/{pregnancy_id}"): frozenset({J}),
+    # the exchange's reconciliation calls the registries as an operator client
+    ("registry", "GET", "/v1/internal/reconciliation/digests"): frozenset({OP}),
+    ("registry", "POST", "/v1/internal/reconciliation/records"): frozenset({OP}),
+    ("registry", "POST", "/v1/internal/reconciliation/corrections"): frozenset({OP}),
     # exchange: jurisdictions see their own traffic, operators see aggregates and case queues
     ("exchange", "GET", "/v1/notifications"): frozenset({J, OP}),
     ("exchange", "POST", "/v1/notifications/{notification_id}/feedback"): frozenset({J}),
     ("exchange", "GET", "/v1/migrants"): frozenset({J, OP}),
     ("exchange", "POST", "/v1/reconciliations"): frozenset({OP}),
+    ("exchange", "GET", "/v1/reconciliations/{reconciliation_id}"): frozenset({OP}),
     ("exchange", "GET", "/v1/discrepancies"): frozenset({OP}),
     ("exchange", "POST", "/v1/discrepancies/{discrepancy_id}/resolution"): frozenset({OP}),
     ("exchange", "GET", "/v1/indicators"): frozenset({OP}),
