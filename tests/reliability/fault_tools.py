@@ -123,7 +123,7 @@ async def count(stack: Stack, people: list[str], event_ids: list[uuid.UUID]) -> 
             "SELECT count(*) FROM outbox WHERE event_id = ANY($1) AND published_at IS NOT NULL", event_ids
         )
         applied = await exchange.fetchval(
-            "SELECT count(*) FROM inbox WHERE event_id = ANY($1) AND consumer LIKE '%-vital'", event_ids
+            "SELECT count(DISTINCT event_id) FROM inbox WHERE event_id = ANY($1)", event_ids
         )
         moves = await exchange.fetchval(
             "SELECT coalesce(sum(moves), 0) FROM roster WHERE subject = ANY($1)", subjects
