@@ -144,9 +144,17 @@ class Stack:
             )
             for i, code in enumerate(self.registries)
         ]
+        # The verification service learns the issuers' public keys from the registries' JWKS.
+        key_urls = ",".join(f"{s.url}/v1/keys" for s in self.services)
         self.services += [
             ServiceProcess("migrant_exchange", "services.migrant_exchange", port(8010), "migrant_exchange"),
-            ServiceProcess("verification", "services.verification", port(8020), "verification"),
+            ServiceProcess(
+                "verification",
+                "services.verification",
+                port(8020),
+                "verification",
+                {"REGISTRY_KEY_URLS": key_urls},
+            ),
         ]
 
     def write_clients(self) -> Path:

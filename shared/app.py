@@ -26,6 +26,7 @@ from shared.limits import RequestLimitsMiddleware
 from shared.observability import MetricsMiddleware, configure_logging
 from shared.outbox import OutboxRelay, wake_relay
 from shared.settings import BaseServiceSettings
+from shared.tracing import TracingMiddleware, configure_tracing, native_telemetry_off
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ def create_service_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.service_name, settings.log_level, settings.log_json)
+        configure_tracing(settings.service_name, settings.otel_exporter, settings.otel_endpoint)
         pool = await create_pool(
             settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
         )
@@ -109,12 +111,15 @@ def create_service_app(
             await app.state.clients.stop()
             await pool.close()
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(
+        title=title, description=description, version="1.0.0", lifespan=lifespan, **native_telemetry_off()
+    )
     install_error_handlers(app)
     app.add_middleware(IdempotencyMiddleware, pool_getter=lambda scope: app.state.pool)
     # Outside the idempotency middleware: hostile bodies are refused before anything buffers them.
     app.add_middleware(RequestLimitsMiddleware)
     app.add_middleware(MetricsMiddleware, service=settings.service_name)
+    app.add_middleware(TracingMiddleware)  # outermost: the request's span encloses everything
     app.include_router(_ops_router())
     for router in routers:
         app.include_router(router)

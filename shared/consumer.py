@@ -34,6 +34,7 @@ from shared.observability import (
 )
 from shared.outbox import add_raw, wake_relay
 from shared.settings import BaseServiceSettings
+from shared.tracing import consumer_span
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ class EventConsumer:
                     if not wanted:
                         continue
                     try:
-                        await self._apply_one(conn, event)
+                        await self._apply_traced(conn, event, msg)
                     except PoisonMessage as e:
                         await self.dead_letter(conn, msg, describe_error(e))
                     except Exception as e:
@@ -152,6 +153,24 @@ class EventConsumer:
             await wake_relay(conn)  # after the commit: see shared.outbox.wake_relay
         for msg, event, first_error in failed:
             await self._retry_then_dead_letter(msg, event, first_error)
+
+    async def _apply_traced(
+        self, conn: asyncpg.Connection, event: Envelope[Any], msg: ConsumerRecord[bytes, bytes]
+    ) -> None:
+        """Apply inside a span continuing the Kafka header's trace context (the CloudEvent's as backup)."""
+        parent = _header(msg, "traceparent") or event.traceparent
+        with consumer_span(self.name, event.type, msg.topic, parent) as trace_id:
+            await self._apply_one(conn, event)
+        if trace_id:  # traced events only: the line that ties this service's work to the caller's trace
+            log.info(
+                "event applied",
+                extra={
+                    "consumer": self.name,
+                    "type": event.type,
+                    "event_id": str(event.id),
+                    "trace_id": trace_id,
+                },
+            )
 
     async def _apply_one(self, conn: asyncpg.Connection, event: Envelope[Any]) -> None:
         async with conn.transaction():  # a savepoint: one message's failure leaves the others
@@ -177,7 +196,7 @@ class EventConsumer:
             try:
                 async with self.pool.acquire() as conn:
                     async with conn.transaction():
-                        await self._apply_one(conn, event)
+                        await self._apply_traced(conn, event, msg)
                     await wake_relay(conn)
                 return
             except PoisonMessage as e:
@@ -238,6 +257,13 @@ class EventConsumer:
                 lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - position)
         for topic, value in lag.items():
             CONSUMER_LAG.labels(self.service, self.name, topic).set(value)
+
+
+def _header(msg: ConsumerRecord[bytes, bytes], name: str) -> str | None:
+    for key, value in msg.headers or ():
+        if key == name and value:
+            return str(value.decode(errors="replace"))
+    return None
 
 
 async def replay_dead_letter(

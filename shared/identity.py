@@ -17,7 +17,8 @@ from typing import Annotated
 from pydantic import AfterValidator
 from stdnum import numdb
 from stdnum.cn import ric
-from stdnum.exceptions import InvalidChecksum, InvalidComponent, InvalidFormat, InvalidLength, ValidationError
+from stdnum.exceptions import ValidationError
+from stdnum.util import isdigits
 
 
 def _division_db() -> numdb.NumDB:
@@ -46,26 +47,50 @@ def check_division(code: str) -> str:
     return code
 
 
+@lru_cache(maxsize=8192)
+def _counties(place: str) -> tuple[str, ...]:
+    """stdnum's table entries for a 6-digit place code (its lookup scans the table: cached)."""
+    info = {k: v for _, props in _division_db().info(place) for k, v in props.items()}
+    return tuple(info.get("county", "").split(",")) if info else ()
+
+
+def _birth_place_known(place: str, year: int) -> bool:
+    """The test of stdnum's ``ric.get_birth_place``: some county of the code existed in the birth year.
+
+    Entries read ``[start-end]name`` (either bound may be empty) or a bare name (always valid).
+    """
+    for county in _counties(place):
+        if not county.startswith("["):
+            return bool(county)
+        start, end = county[1:].split("]")[0].split("-")
+        if (not start or year >= int(start)) and (not end or year <= int(end)):
+            return True
+    return False
+
+
 def check_id_number(number: str) -> str:
     """Return the compact, upper-case identity number if valid, else raise ValueError naming the rule.
 
+    The checks are stdnum's ``ric.validate``, in its order, with the place table lookup cached
+    (a bulk import validates a hundred thousand numbers; the uncached lookup was most of the work).
     The messages never repeat the number itself: errors end up in logs and responses.
     """
+    # stdnum's compact maps Unicode look-alikes to ASCII character by character; ASCII input only
+    # needs the case and the surrounding space normalised (the same result, a tenth of the time)
+    compact = number.strip().upper() if number.isascii() else ric.compact(number)
+    if len(compact) != 18:
+        raise ValueError("identity number must have 18 characters (GB 11643-1999)")
+    if not isdigits(compact[:-1]) or compact[-1] not in "0123456789X":
+        raise ValueError("identity number must be 17 digits and a check character")
+    if compact[-1] != ric.calc_check_digit(compact):
+        raise ValueError("identity number check digit is wrong (ISO 7064 MOD 11-2)")
     try:
-        compact = ric.validate(number)
-    except InvalidLength:
-        raise ValueError("identity number must have 18 characters (GB 11643-1999)") from None
-    except InvalidFormat:
-        raise ValueError("identity number must be 17 digits and a check character") from None
-    except InvalidChecksum:
-        raise ValueError("identity number check digit is wrong (ISO 7064 MOD 11-2)") from None
-    except InvalidComponent:
-        raise ValueError(
-            "identity number has an impossible birth date or an unknown birth-place code"
-        ) from None
+        born = ric.get_birth_date(compact)
     except ValidationError:
-        raise ValueError("identity number is not valid (GB 11643-1999)") from None
-    if ric.get_birth_date(compact) > dt.date.today():
+        born = None
+    if born is None or not _birth_place_known(compact[:6], born.year):
+        raise ValueError("identity number has an impossible birth date or an unknown birth-place code")
+    if born > dt.date.today():
         raise ValueError("identity number has a birth date in the future")
     return str(compact)
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import datetime as dt
+import io
 import logging
 from typing import Any
 
 import asyncpg
+import orjson
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
@@ -30,6 +33,7 @@ from shared.observability import (
     OUTBOX_PUBLISH_FAILURES,
 )
 from shared.settings import BaseServiceSettings
+from shared.tracing import current_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,9 @@ async def add_event(
     sequence: int | None = None,
 ) -> Envelope[Any]:
     """Build the CloudEvent and write it to the outbox in the caller's transaction."""
+    # The current span (the request's, or the consumer's that reacts to an event) is the parent
+    # of whatever this event causes; outside any span the caller's trace context is kept as given.
+    traceparent = current_traceparent() or traceparent
     spec = spec_for(event_type)
     if not isinstance(data, spec.payload):
         raise TypeError(f"{event_type} carries {spec.payload.__name__}, not {type(data).__name__}")
@@ -286,3 +293,83 @@ class OutboxRelay:
             )
         OUTBOX_BACKLOG.labels(self.service).set(row["n"])
         OUTBOX_OLDEST_AGE.labels(self.service).set(float(row["age"]))
+
+
+# --- batches: bulk loads (the operator's roster import) write thousands of events per transaction ---
+
+
+async def next_sequences(conn: asyncpg.Connection, subjects: list[str], source: str) -> dict[str, int]:
+    """``next_sequence`` for many distinct subjects in one statement."""
+    rows = await conn.fetch(
+        """INSERT INTO subject_sequences (subject, source, last_sequence)
+           SELECT s, $2, 1 FROM unnest($1::text[]) AS s
+           ON CONFLICT (subject, source) DO UPDATE SET last_sequence = subject_sequences.last_sequence + 1
+           RETURNING subject, last_sequence""",
+        subjects,
+        source,
+    )
+    return {r["subject"]: int(r["last_sequence"]) for r in rows}
+
+
+def make_event(
+    *,
+    event_type: str,
+    source: str,
+    subject: str,
+    data: BaseModel,
+    sequence: int,
+    origin: str | None = None,
+    destination: str | None = None,
+    traceparent: str | None = None,
+) -> Envelope[Any]:
+    """The envelope ``add_event`` would write, for callers that write many at once with ``add_events``."""
+    spec = spec_for(event_type)
+    if not isinstance(data, spec.payload):
+        raise TypeError(f"{event_type} carries {spec.payload.__name__}, not {type(data).__name__}")
+    return Envelope[spec.payload](  # type: ignore[name-defined]
+        id=new_event_id(),
+        source=source,
+        type=event_type,
+        subject=subject,
+        time=dt.datetime.now(dt.UTC),
+        dataschema=spec.dataschema,
+        sequence=sequence,
+        origin=origin,
+        destination=destination,
+        traceparent=traceparent,
+        data=data,
+    )
+
+
+async def add_events(conn: asyncpg.Connection, events: list[Envelope[Any]]) -> None:
+    """Write many events to the outbox with COPY in the caller's transaction, in list order.
+
+    Like ``add_event`` it does not wake the relay: call ``wake_relay`` after the commit.
+
+    COPY is safe here: every row is new (fresh event ids), so no conflict handling is needed. The
+    rows go as CSV text, so the copy works whatever type codecs the connection has set for jsonb.
+    """
+    if not events:
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for event in events:
+        headers = {"content-type": "application/cloudevents+json", "ce_type": event.type}
+        if event.traceparent:
+            headers["traceparent"] = event.traceparent
+        writer.writerow(
+            (
+                event.id,
+                event.type,
+                spec_for(event.type).topic,
+                event.subject,
+                "\\x" + event.model_dump_json().encode().hex(),
+                orjson.dumps(headers).decode(),
+            )
+        )
+    await conn.copy_to_table(
+        "outbox",
+        source=io.BytesIO(buffer.getvalue().encode()),
+        columns=["event_id", "event_type", "topic", "key", "value", "headers"],
+        format="csv",
+    )

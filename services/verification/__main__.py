@@ -1,4 +1,4 @@
-"""``python -m services.verification serve|migrate``."""
+"""``python -m services.verification serve|migrate|audit-verify|rebuild``."""
 
 import sys
 from pathlib import Path
@@ -7,6 +7,11 @@ from services.verification.settings import VerificationSettings
 from shared.app import run_cli
 
 if __name__ == "__main__":
+    command = sys.argv[1] if len(sys.argv) > 1 else "serve"
+    if command in ("audit-verify", "rebuild"):
+        from services.verification.entrypoints import commands
+
+        raise SystemExit(commands.main(command, VerificationSettings()))
     raise SystemExit(
         run_cli(
             "verification",

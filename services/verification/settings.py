@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field, SecretStr
+
 from shared.settings import BaseServiceSettings
 
 
@@ -9,4 +11,34 @@ class VerificationSettings(BaseServiceSettings):
     service_name: str = "verification"
     port: int = 8020
     consumer_group: str = "verification"
+
+    # Per client and per process (each replica limits on its own).
     rate_limit_per_minute: int = 6000
+    rate_limit_burst: int = 1000
+
+    # Issuer keys: registries' JWKS URLs (comma-separated), fetched at start and every refresh.
+    # Keys also arrive with certificate.issued.v1 (public_key_jwk), so either source is enough.
+    registry_key_urls: str = ""
+    key_refresh_seconds: float = 60.0
+
+    # Group commit of the audit log: a verification answers only after its entry is committed
+    # (to audit_pending); the chainer then moves entries into the hash chain.
+    audit_flush_interval: float = Field(default=0.001, description="seconds a batch waits for company")
+    audit_batch_max: int = 512
+    audit_chain_interval: float = Field(default=0.05, description="seconds between chaining rounds")
+    audit_concurrent_flushes: int = Field(default=1, ge=1, description="pending batches committing at once")
+
+    # Status lists: signed with this Ed25519 key (base64url of the 32 raw bytes). When none is
+    # configured, one is generated once and kept in this service's database: whoever can write
+    # that database can already change the revocations the lists are made from, so the key
+    # there adds no new trust; a configured key (a Kubernetes Secret) survives a database rebuild.
+    status_list_signing_key: SecretStr | None = None
+    status_list_validity_seconds: int = 86_400
+
+    @property
+    def key_urls(self) -> list[str]:
+        return [u.strip() for u in self.registry_key_urls.split(",") if u.strip()]
+
+    def consumer_name(self, generation: int) -> str:
+        """The consumer group and inbox name of a replay generation (0 keeps the plain name)."""
+        return self.consumer_group if generation == 0 else f"{self.consumer_group}-g{generation}"

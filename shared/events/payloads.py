@@ -121,6 +121,17 @@ class RecordCorrectedV1(Payload):
     reason: str = Field(min_length=3, max_length=500)
 
 
+class PublicKeyJwk(BaseModel):
+    """An Ed25519 public key as a JWK (RFC 8037); extra members (status, expires_at...) are kept."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    kty: Literal["OKP"] = "OKP"
+    crv: Literal["Ed25519"] = "Ed25519"
+    kid: str = Field(min_length=1, max_length=64)
+    x: str = Field(pattern=r"^[A-Za-z0-9_-]{43}$", description="base64url of the 32-byte public key")
+
+
 class CertificateIssuedV1(Payload):
     certificate_number: str = Field(pattern=r"^[0-9]{6}-[0-9]{4}-[0-9A-Z]{8}$")
     holder_id_number: IdNumber
@@ -133,6 +144,10 @@ class CertificateIssuedV1(Payload):
     key_id: str = Field(min_length=1, max_length=64)
     status_index: int = Field(ge=0)
     token: str = Field(description="compact JWS (EdDSA) of the certificate claims, as printed in the QR code")
+    public_key_jwk: PublicKeyJwk | None = Field(
+        default=None,
+        description="the issuer's public key of key_id, so verifiers learn it with the certificate",
+    )
 
 
 class CertificateRevokedV1(Payload):

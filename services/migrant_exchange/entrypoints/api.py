@@ -15,6 +15,7 @@ from services.migrant_exchange.adapters import repository as repo
 from services.migrant_exchange.adapters.registries import RegistryClient
 from services.migrant_exchange.entrypoints import background, reconciliation
 from services.migrant_exchange.entrypoints.consumer import consumers
+from services.migrant_exchange.entrypoints.dashboard import routers as dashboard_routers
 from services.migrant_exchange.service_layer import handlers
 from services.migrant_exchange.service_layer.agreements import load_agreements
 from services.migrant_exchange.settings import ExchangeSettings
@@ -180,7 +181,7 @@ def create_app(settings: ExchangeSettings | None = None) -> FastAPI:
         settings,
         title="Migrant exchange",
         description="Routes vital events between origin and destination, tracks feedback, reconciles, reports.",
-        routers=[router, reconciliation.router],
+        routers=[router, reconciliation.router, *dashboard_routers],
         consumers=consumers,
         on_startup=_startup,
         on_shutdown=_shutdown,

@@ -1,25 +1,36 @@
-"""SQL of the verification read model."""
+"""SQL of the verification read model: certificates, revocations, issuer keys, the signer key."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
-async def get_certificate(conn: asyncpg.Connection | asyncpg.Pool, number: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow("SELECT * FROM certificates WHERE number = $1", number)
-    return dict(row) if row else None
+_CERT_COLUMNS = """number, issuer, holder_subject, holder_name, marital_status, children_count,
+                   issued_on, valid_until, status_index, revoked_on"""
+
+
+async def get_certificate(conn: Conn, number: str) -> asyncpg.Record | None:
+    """One indexed row: the hot path of every online verification."""
+    return await conn.fetchrow(f"SELECT {_CERT_COLUMNS} FROM certificates WHERE number = $1", number)
 
 
 async def upsert_issued(
     conn: asyncpg.Connection, d: dict[str, Any], holder_subject: str, event_id: uuid.UUID
 ) -> None:
+    """Insert a certificate; a revocation that arrived first (replay, other partition) still holds."""
     await conn.execute(
         """INSERT INTO certificates (number, issuer, holder_subject, holder_name, marital_status, children_count,
-                                     issued_on, valid_until, key_id, status_index, token, source_event_id)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT (number) DO NOTHING""",
+                                     issued_on, valid_until, key_id, status_index, token, source_event_id,
+                                     revoked_on, revocation_reason)
+           SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12, r.revoked_on, r.reason
+           FROM (SELECT 1) one
+           LEFT JOIN revocations r ON r.issuer = $2 AND r.status_index = $10 AND r.certificate_number = $1
+           ON CONFLICT (number) DO NOTHING""",
         d["certificate_number"],
         d["issuer"],
         holder_subject,
@@ -35,11 +46,154 @@ async def upsert_issued(
     )
 
 
-async def mark_revoked(conn: asyncpg.Connection, number: str, revoked_on: Any, reason: str) -> None:
+async def record_revocation(
+    conn: asyncpg.Connection, number: str, issuer: str, status_index: int, revoked_on: dt.date, reason: str
+) -> None:
+    await conn.execute(
+        """INSERT INTO revocations (issuer, status_index, certificate_number, revoked_on, reason)
+           VALUES ($1,$2,$3,$4,$5) ON CONFLICT (issuer, status_index) DO NOTHING""",
+        issuer,
+        status_index,
+        number,
+        revoked_on,
+        reason,
+    )
     await conn.execute(
         """UPDATE certificates SET revoked_on = $2, revocation_reason = $3, updated_at = now()
            WHERE number = $1 AND revoked_on IS NULL""",
         number,
         revoked_on,
         reason,
+    )
+
+
+async def is_revoked(conn: Conn, issuer: str, status_index: int) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT true FROM revocations WHERE issuer = $1 AND status_index = $2", issuer, status_index
+        )
+    )
+
+
+async def revoked_indices(conn: Conn, issuer: str) -> list[int]:
+    rows = await conn.fetch("SELECT status_index FROM revocations WHERE issuer = $1", issuer)
+    return [int(r["status_index"]) for r in rows]
+
+
+async def known_issuers(conn: Conn) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT issuer FROM issuer_keys UNION SELECT issuer FROM certificates UNION SELECT issuer FROM revocations"
+    )
+    return sorted(r["issuer"] for r in rows)
+
+
+async def correct_certificate(conn: asyncpg.Connection, number: str, changes: dict[str, Any]) -> int:
+    """Apply the corrected fields the read model keeps; returns the rows changed."""
+    result = await conn.execute(
+        """UPDATE certificates SET
+             holder_name = coalesce($2, holder_name),
+             marital_status = coalesce($3, marital_status),
+             children_count = coalesce($4, children_count),
+             valid_until = coalesce($5, valid_until),
+             corrected_at = now(), updated_at = now()
+           WHERE number = $1""",
+        number,
+        changes.get("holder_name"),
+        changes.get("marital_status"),
+        changes.get("children_count"),
+        changes.get("valid_until"),
+    )
+    return int(result.split()[-1])
+
+
+async def correct_holder_name(conn: asyncpg.Connection, holder_subject: str, name: str) -> None:
+    await conn.execute(
+        """UPDATE certificates SET holder_name = $2, corrected_at = now(), updated_at = now()
+           WHERE holder_subject = $1""",
+        holder_subject,
+        name,
+    )
+
+
+# --- issuer keys ----------------------------------------------------------------------------------
+async def key_of(conn: Conn, kid: str) -> asyncpg.Record | None:
+    """A key usable now: published, not withdrawn, inside its overlap window."""
+    return await conn.fetchrow(
+        """SELECT kid, issuer, public_key FROM issuer_keys
+           WHERE kid = $1 AND withdrawn_at IS NULL AND (expires_at IS NULL OR expires_at > now())""",
+        kid,
+    )
+
+
+async def learn_key(
+    conn: asyncpg.Connection,
+    *,
+    kid: str,
+    issuer: str,
+    public_key: bytes,
+    source: str,
+    status: str | None = None,
+    expires_at: dt.datetime | None = None,
+) -> str:
+    """Record a key. Returns 'new', 'updated', 'same' or 'conflict' (another key under this kid)."""
+    row = await conn.fetchrow("SELECT issuer, public_key FROM issuer_keys WHERE kid = $1 FOR UPDATE", kid)
+    if row is None:
+        await conn.execute(
+            """INSERT INTO issuer_keys (kid, issuer, public_key, status, expires_at, source)
+               VALUES ($1,$2,$3,coalesce($4,'active'),$5,$6) ON CONFLICT (kid) DO NOTHING""",
+            kid,
+            issuer,
+            public_key,
+            status,
+            expires_at,
+            source,
+        )
+        return "new"
+    if row["issuer"] != issuer or bytes(row["public_key"]) != public_key:
+        return "conflict"
+    if status is None:  # an event says nothing about rotation; only the registry's JWKS does
+        return "same"
+    await conn.execute(
+        """UPDATE issuer_keys SET status = $2, expires_at = $3, source = $4, withdrawn_at = NULL,
+                  updated_at = now() WHERE kid = $1""",
+        kid,
+        status,
+        expires_at,
+        source,
+    )
+    return "updated"
+
+
+async def withdraw_missing(conn: asyncpg.Connection, source: str, present: list[str]) -> None:
+    """Keys a JWKS URL published before and no longer does are withdrawn (expired or compromised)."""
+    await conn.execute(
+        """UPDATE issuer_keys SET withdrawn_at = now(), updated_at = now()
+           WHERE source = $1 AND withdrawn_at IS NULL AND NOT (kid = ANY($2::text[]))""",
+        source,
+        present,
+    )
+
+
+async def published_keys(conn: Conn) -> list[asyncpg.Record]:
+    return await conn.fetch(  # type: ignore[no-any-return]
+        """SELECT kid, issuer, public_key, status, expires_at FROM issuer_keys
+           WHERE withdrawn_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+           ORDER BY issuer, learned_at"""
+    )
+
+
+# --- this service's status-list key ---------------------------------------------------------------
+async def status_list_key(conn: asyncpg.Connection) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT kid, private_key FROM service_keys WHERE purpose = 'status-list' ORDER BY created_at DESC LIMIT 1"
+    )
+
+
+async def store_status_list_key(conn: asyncpg.Connection, kid: str, private: bytes, public: bytes) -> None:
+    await conn.execute(
+        """INSERT INTO service_keys (kid, purpose, private_key, public_key)
+           VALUES ($1, 'status-list', $2, $3) ON CONFLICT DO NOTHING""",
+        kid,
+        private,
+        public,
     )

@@ -2,24 +2,62 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import logging
+import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, FastAPI, Request
+import httpx
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.verification.domain.verdict import Purpose, Result
-from services.verification.service_layer import handlers
+from services.verification.adapters.audit_writer import AuditWriter
+from services.verification.adapters.keys import fetch_jwks, load_signer
+from services.verification.domain.rate_limit import TokenBuckets
+from services.verification.domain.verdict import Purpose, Result, TokenResult
+from services.verification.service_layer import handlers, publication
 from services.verification.settings import VerificationSettings
-from shared.app import UnitOfWork, create_service_app
-from shared.auth import Client, require
+from shared import audit, signing
+from shared.app import Pool, create_service_app
+from shared.auth import Client, CurrentClient
 from shared.consumer import EventConsumer
+from shared.db import transaction
+from shared.errors import Forbidden, NotFound, TooManyRequests
 from shared.events.envelope import Envelope
-from shared.identity import IdNumber, subject_key
+from shared.identity import DivisionCode, IdNumber, subject_key
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["verification"])
-Verifier = Annotated[Client, require("verify")]
+KIOSK_PAGE = (Path(__file__).parent / "kiosk.html").read_text(encoding="utf-8")
+
+
+async def verifier(request: Request) -> Client:
+    """A client with the ``verify`` scope and tokens left in its bucket: one async dependency
+    (a sync one would hop through the thread pool on every request)."""
+    client: Client = request.app.state.clients.authenticate(request.headers.get("authorization"))
+    request.state.client_id = client.client_id
+    if "verify" not in client.scopes:
+        raise Forbidden("this client lacks the 'verify' scope", rule="scope", scope="verify")
+    wait = request.app.state.buckets.take(client.client_id, time.monotonic())
+    if wait:
+        retry = TokenBuckets.retry_after_header(wait)
+        raise TooManyRequests(
+            f"rate limit of this client exceeded; retry in {retry} s", rule="rate-limit", retry_after=retry
+        )
+    return client
+
+
+Verifier = Annotated[Client, Depends(verifier)]
+
+
+def _subject(request: Request, id_number: str) -> str:
+    return subject_key(id_number, request.app.state.subject_secret)
 
 
 class VerificationIn(BaseModel):
@@ -37,15 +75,113 @@ class VerificationOut(BaseModel):
     checked_at: dt.datetime
 
 
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    token: str = Field(min_length=10, max_length=4096, description="the compact JWS printed in the QR code")
+    purpose: Purpose
+    holder_id_number: IdNumber | None = Field(default=None, description="checked against the token's holder")
+
+
+class TokenOut(BaseModel):
+    certificate_number: str | None
+    result: TokenResult
+    issuer: str | None
+    attributes: dict[str, Any]
+    checked_at: dt.datetime
+
+
+def _json(body: dict[str, Any]) -> Response:
+    # The handlers build exactly the documented shape; skipping FastAPI's re-validation of it
+    # is a measurable share of the hot path.
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
 @router.post("/verifications", response_model=VerificationOut, summary="Verify a certificate for its holder")
-async def verify(
-    body: VerificationIn, request: Request, conn: UnitOfWork, client: Verifier
-) -> dict[str, Any]:
+async def verify(body: VerificationIn, request: Request, pool: Pool, client: Verifier) -> Response:
     """Is this certificate genuine, in force, and held by this person? Discloses the minimum."""
-    secret = request.app.state.settings.subject_key_secret.get_secret_value().encode()
-    return await handlers.verify_certificate(
-        conn, client, body.certificate_number, subject_key(body.holder_id_number, secret), body.purpose
+    answer = await handlers.verify_certificate(
+        pool,
+        request.app.state.audit_writer,
+        client,
+        body.certificate_number,
+        _subject(request, body.holder_id_number),
+        body.purpose,
     )
+    return _json(answer)
+
+
+@router.post("/verifications/token", response_model=TokenOut, summary="Verify a signed QR token")
+async def verify_token(body: TokenIn, request: Request, pool: Pool, client: Verifier) -> Response:
+    """Check the QR payload against the issuer's published keys and the revocation state."""
+    subject = _subject(request, body.holder_id_number) if body.holder_id_number else None
+    refresher: KeyRefresher | None = request.app.state.key_refresher
+    answer = await handlers.verify_token(
+        pool,
+        request.app.state.audit_writer,
+        client,
+        body.token,
+        subject,
+        body.purpose,
+        refresh_keys=(lambda: refresher.refresh(urgent=True)) if refresher else None,
+    )
+    return _json(answer)
+
+
+@router.get("/keys", summary="Every issuer's current and previous public keys (JWKS)")
+async def keys(request: Request, pool: Pool) -> JSONResponse:
+    """Public keys for offline kiosks; includes the key that signs status lists."""
+    body = await publication.jwks(pool, request.app.state.signer)
+    return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})
+
+
+@router.get("/status-lists/{issuer}", summary="Signed revocation status list of one issuer")
+async def status_list(issuer: DivisionCode, request: Request, pool: Pool) -> JSONResponse:
+    """A W3C-style Bitstring Status List (GZIP, base64url) inside a compact JWS of this service."""
+    from services.verification.adapters import repository as repo
+
+    if issuer not in await repo.known_issuers(pool):
+        raise NotFound(
+            "no certificates or keys of this issuer are known", field="issuer", rule="known-issuer"
+        )
+    settings: VerificationSettings = request.app.state.settings
+    body = await publication.status_list(
+        pool, issuer, request.app.state.signer, settings.status_list_validity_seconds
+    )
+    return JSONResponse(body, headers={"Cache-Control": "public, max-age=60"})
+
+
+@router.get("/audit/verify", summary="Check the audit chain and name the first broken row")
+async def audit_verify(pool: Pool, client: CurrentClient) -> dict[str, Any]:
+    """Recompute the hash chain of the audit log; ``first_broken_seq`` is null when it is intact.
+
+    ``pending`` counts entries already durable but not yet chained (normally chained within
+    a fraction of a second)."""
+    if not (client.has("audit:read") or client.has("ops:read")):
+        raise Forbidden("this client lacks the 'audit:read' or 'ops:read' scope", rule="scope")
+    async with pool.acquire() as conn:
+        broken = await audit.verify_chain(conn)
+        rows = await conn.fetchval("SELECT count(*) FROM audit_log")
+        pending = await conn.fetchval("SELECT count(*) FROM audit_pending")
+    return {"intact": broken is None, "first_broken_seq": broken, "rows": rows, "pending": pending}
+
+
+kiosk_router = APIRouter(tags=["kiosk"])
+
+
+@kiosk_router.get("/kiosk", response_class=HTMLResponse, summary="Reference kiosk page")
+async def kiosk() -> HTMLResponse:
+    """A clerk types or scans a certificate and reads the answer in large words."""
+    return HTMLResponse(KIOSK_PAGE, headers={"Cache-Control": "no-store"})
+
+
+class ReadModelConsumer(EventConsumer):
+    """Names its group after the read model's replay generation, read when it starts."""
+
+    async def run(self) -> None:
+        async with self.pool.acquire() as conn:
+            generation = await conn.fetchval("SELECT generation FROM projection_state")
+        self.name = self.settings.consumer_name(int(generation or 0))  # type: ignore[attr-defined]
+        await super().run()
 
 
 def consumers(pool: asyncpg.Pool, settings: VerificationSettings) -> list[EventConsumer]:
@@ -53,18 +189,95 @@ def consumers(pool: asyncpg.Pool, settings: VerificationSettings) -> list[EventC
         await handlers.apply_lifecycle(conn, event)
 
     return [
-        EventConsumer(
-            pool, settings, name=settings.consumer_group, topics=["certificate.lifecycle.v1"], handler=handle
+        ReadModelConsumer(
+            pool,
+            settings,
+            name=settings.consumer_group,
+            topics=["certificate.lifecycle.v1", "vital.correction.v1"],
+            handler=handle,
         )
     ]
 
 
+class KeyRefresher:
+    """Fetches every registry's JWKS now and then, and soon (at most once a second, callers
+    coalesced) when a token names a kid nobody published yet: a registry makes a key when it
+    first issues or rotates. An unreachable registry keeps its known keys."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: VerificationSettings, min_gap: float = 1.0):
+        self.pool = pool
+        self.settings = settings
+        self.min_gap = min_gap
+        self._lock = asyncio.Lock()
+        self._last = -min_gap
+        self._http = httpx.AsyncClient()
+
+    async def refresh(self, *, urgent: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        async with self._lock:
+            if urgent and self._last >= asked:
+                return  # a fetch started after this caller asked: it saw what there is to see
+            wait = self._last + self.min_gap - loop.time()
+            if urgent and wait > 0:
+                await asyncio.sleep(wait)  # unknown kids cannot make us hammer the registries
+            self._last = loop.time()
+            for url in self.settings.key_urls:
+                found = await fetch_jwks(self._http, url)
+                if found is None:
+                    continue
+                try:
+                    async with transaction(self.pool) as conn:
+                        await publication.learn_registry_keys(conn, url, found)
+                except (OSError, asyncpg.PostgresError) as e:
+                    log.warning("could not store registry keys", extra={"error": type(e).__name__})
+
+    async def run(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self.settings.key_refresh_seconds)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
 def create_app(settings: VerificationSettings | None = None) -> FastAPI:
     settings = settings or VerificationSettings()
+
+    async def startup(app: FastAPI) -> None:
+        app.state.subject_secret = settings.subject_key_secret.get_secret_value().encode()
+        app.state.buckets = TokenBuckets(settings.rate_limit_per_minute / 60.0, settings.rate_limit_burst)
+        configured = settings.status_list_signing_key
+        app.state.signer = await load_signer(
+            app.state.pool, signing.b64u_decode(configured.get_secret_value()) if configured else None
+        )
+        app.state.audit_writer = AuditWriter(
+            app.state.pool,
+            flush_interval=settings.audit_flush_interval,
+            max_batch=settings.audit_batch_max,
+            chain_interval=settings.audit_chain_interval,
+            concurrent_flushes=settings.audit_concurrent_flushes,
+        )
+        app.state.audit_writer.start()
+        app.state.key_refresher = KeyRefresher(app.state.pool, settings) if settings.key_urls else None
+        app.state.key_task = (
+            asyncio.create_task(app.state.key_refresher.run()) if app.state.key_refresher else None
+        )
+
+    async def shutdown(app: FastAPI) -> None:
+        if app.state.key_task is not None:
+            app.state.key_task.cancel()
+            with contextlib.suppress(BaseException):
+                await app.state.key_task
+            await app.state.key_refresher.close()
+        await app.state.audit_writer.stop()
+
     return create_service_app(
         settings,
         title="Certificate verification",
         description="Online and offline verification of 婚育证明 certificates, with minimal disclosure.",
-        routers=[router],
+        routers=[router, kiosk_router],
         consumers=consumers,
+        on_startup=startup,
+        on_shutdown=shutdown,
     )

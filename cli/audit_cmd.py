@@ -1,0 +1,147 @@
+"""``exchangectl audit``: check the hash-chained audit logs; export a subject's disclosure history."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from cli import queries
+from cli.common import (
+    JsonOption,
+    StackInfo,
+    StackOption,
+    connect,
+    console,
+    emit_json,
+    emit_table,
+    run,
+    subject_secret,
+)
+from shared.audit import verify_chain
+from shared.identity import check_id_number, subject_key
+
+app = typer.Typer(help="Check the audit hash chains and export disclosure histories.", no_args_is_help=True)
+
+Service = typer.Option(
+    None, "--service", "-s", help="service whose log to use (default: every service in the stack)"
+)
+Dsn = typer.Option(None, "--dsn", help="a database URL instead of the stack's services")
+
+
+def _targets(service: list[str] | None, dsn: str | None, stack: Path | None) -> dict[str, str]:
+    if dsn:
+        return {"database": dsn}
+    info = StackInfo(stack)
+    names = service or info.services_with_databases()
+    if not names:
+        raise info.fail(f"no services in {info.path}; pass --dsn or --stack")
+    return {name: info.dsn(name) for name in names}
+
+
+async def _verify(targets: dict[str, str]) -> list[dict[str, Any]]:
+    results = []
+    for name, dsn in targets.items():
+        conn = await connect(dsn)
+        try:
+            broken = await verify_chain(conn)
+            rows = await queries.audit_count(conn)
+        finally:
+            await conn.close()
+        results.append(
+            {"service": name, "entries": rows, "intact": broken is None, "first_broken_seq": broken}
+        )
+    return results
+
+
+@app.command("verify")
+def verify(
+    service: list[str] | None = Service,
+    dsn: str | None = Dsn,
+    stack: Path | None = StackOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Recompute every audit log's hash chain; exit 1 and name the first broken entry if one was altered."""
+    results = run(_verify(_targets(service, dsn, stack)))
+    if as_json:
+        emit_json(results)
+    else:
+        emit_table("audit chains", results, ["service", "entries", "intact", "first_broken_seq"])
+    if not all(r["intact"] for r in results):
+        raise typer.Exit(1)
+
+
+async def _export(targets: dict[str, str], subject: str) -> list[dict[str, Any]]:
+    out = []
+    for name, dsn in targets.items():
+        conn = await connect(dsn)
+        try:
+            rows = await queries.audit_entries(conn, subject)
+        finally:
+            await conn.close()
+        out += [{"service": name, **dict(r)} for r in rows]
+    return sorted(out, key=lambda r: r["at"])
+
+
+@app.command("export")
+def export(
+    id_number: str | None = typer.Option(None, "--id-number", help="the person's identity number"),
+    subject: str | None = typer.Option(None, "--subject", help="or the person's pseudonymous subject key"),
+    fmt: str = typer.Option("json", "--format", "-f", help="json or csv"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="file to write (default: stdout)"),
+    service: list[str] | None = Service,
+    dsn: str | None = Dsn,
+    stack: Path | None = StackOption,
+    as_json: bool = typer.Option(False, "--json", help="the same as --format json"),
+) -> None:
+    """A person's disclosure history (who read or verified what, when, why) from every audit log, as JSON or CSV."""
+    fmt = "json" if as_json else fmt
+    if fmt not in ("json", "csv"):
+        raise typer.BadParameter("json or csv", param_hint="--format")
+    if (id_number is None) == (subject is None):
+        raise typer.BadParameter("give --id-number or --subject", param_hint="--id-number")
+    if id_number is not None:
+        try:
+            subject = subject_key(check_id_number(id_number), subject_secret())
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--id-number") from None
+    assert subject is not None
+    entries = run(_export(_targets(service, dsn, stack), subject))
+    text = _csv(entries) if fmt == "csv" else None
+    if output is not None:
+        if text is None:
+            import json
+
+            from cli.common import _plain
+
+            text = json.dumps(_plain(entries), ensure_ascii=False, indent=2)
+        output.write_text(text, encoding="utf-8")
+        console.print(f"{len(entries)} entries written to {output}")
+    elif text is not None:
+        typer.echo(text, nl=False)
+    else:
+        emit_json(entries)
+
+
+def _csv(entries: list[dict[str, Any]]) -> str:
+    import json
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["at", "service", "seq", "client_id", "action", "purpose", "detail"])
+    for e in entries:
+        writer.writerow(
+            [
+                e["at"].isoformat(),
+                e["service"],
+                e["seq"],
+                e["client_id"],
+                e["action"],
+                e["purpose"] or "",
+                json.dumps(e["detail"], ensure_ascii=False, sort_keys=True),
+            ]
+        )
+    return buffer.getvalue()

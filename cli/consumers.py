@@ -1,0 +1,74 @@
+"""The services' own consumers, built for a database outside the service process.
+
+Replay and dead-letter replay apply events exactly as the running service would: through the
+handler and inbox of the service's ``EventConsumer``. Nothing here connects to Kafka.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from shared.consumer import EventConsumer
+
+
+def service_consumers(
+    service: str, pool: asyncpg.Pool, dsn: str, jurisdictions: list[str]
+) -> list[EventConsumer]:
+    """The consumers a service of the stack runs (``registry-<code>``, ``migrant_exchange``, ``verification``)."""
+    if service.startswith("registry"):
+        from services.registry.entrypoints.consumer import consumers as registry_consumers
+        from services.registry.settings import RegistrySettings
+
+        served = ",".join(jurisdictions) or service.split("-", 1)[-1]
+        return registry_consumers(
+            pool, RegistrySettings(database_url=dsn, jurisdictions=served, service_name=service)
+        )
+    if service.startswith("migrant_exchange") or service.startswith("exchange"):
+        from services.migrant_exchange.entrypoints.consumer import consumers as exchange_consumers
+        from services.migrant_exchange.settings import ExchangeSettings
+
+        return exchange_consumers(pool, ExchangeSettings(database_url=dsn, service_name=service))
+    if service.startswith("verification"):
+        from services.verification.entrypoints.api import consumers as verification_consumers
+        from services.verification.settings import VerificationSettings
+
+        return verification_consumers(pool, VerificationSettings(database_url=dsn, service_name=service))
+    raise ValueError(f"unknown service {service!r}")
+
+
+def consumer_named(consumers: list[EventConsumer], name: str) -> EventConsumer:
+    for c in consumers:
+        if c.name == name:
+            return c
+    raise ValueError(f"no consumer {name!r} (have {', '.join(c.name for c in consumers)})")
+
+
+def consumer_for_topic(consumers: list[EventConsumer], topic: str) -> EventConsumer:
+    for c in consumers:
+        if topic in c.topics:
+            return c
+    raise ValueError(f"no consumer reads {topic!r}")
+
+
+async def apply(consumer: EventConsumer, conn: asyncpg.Connection, event: Any) -> bool:
+    """Apply one event as the consumer would (inbox dedupe in a savepoint); False if filtered out."""
+    if not consumer.accept(event):
+        return False
+    await consumer._apply_one(conn, event)  # the consumer's own exactly-once step, as replay_dead_letter uses
+    return True
+
+
+async def live_name(conn: asyncpg.Connection, consumer: EventConsumer) -> str:
+    """The inbox name the running service uses now.
+
+    A service whose read model has replay generations (a ``projection_state`` table and a
+    ``consumer_name(generation)`` setting) names its consumer and inbox after the generation;
+    replaying under another name would not be deduplicated against what the service applies.
+    """
+    name_of = getattr(consumer.settings, "consumer_name", None)
+    if callable(name_of) and await conn.fetchval("SELECT to_regclass('projection_state') IS NOT NULL"):
+        generation = await conn.fetchval("SELECT generation FROM projection_state")
+        return str(name_of(int(generation or 0)))
+    return consumer.name

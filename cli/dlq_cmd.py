@@ -1,0 +1,157 @@
+"""``exchangectl dlq``: messages a consumer could not apply, kept in each service's ``dead_letters``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from cli import queries
+from cli.common import (
+    DatabasesOption,
+    JsonOption,
+    StackInfo,
+    StackOption,
+    connect,
+    console,
+    emit_json,
+    emit_table,
+    run,
+)
+from cli.consumers import consumer_named, service_consumers
+from shared.consumer import replay_dead_letter
+from shared.db import create_pool
+from shared.observability import redact
+
+app = typer.Typer(help="List, show and replay dead letters.", no_args_is_help=True)
+Service = typer.Option(None, "--service", "-s", help="service (default: every service in the stack)")
+
+
+def _services(info: StackInfo, service: str | None) -> list[str]:
+    return [service] if service else info.services_with_databases()
+
+
+async def _list(
+    info: StackInfo, services: list[str], include_replayed: bool, limit: int
+) -> list[dict[str, Any]]:
+    out = []
+    for name in services:
+        conn = await connect(info.dsn(name))
+        try:
+            out += [
+                {"service": name, **dict(r)}
+                for r in await queries.dead_letters(conn, include_replayed, limit)
+            ]
+        finally:
+            await conn.close()
+    return out
+
+
+@app.command("list")
+def list_dead_letters(
+    service: str | None = Service,
+    include_replayed: bool = typer.Option(False, "--all", help="also those already replayed"),
+    limit: int = typer.Option(100, min=1),
+    stack: Path | None = StackOption,
+    databases: list[str] | None = DatabasesOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """List dead letters not yet replayed, per service: consumer, topic, offset and reason."""
+    info = StackInfo(stack, databases)
+    found = run(_list(info, _services(info, service), include_replayed, limit))
+    if as_json:
+        emit_json(found)
+    else:
+        emit_table(
+            "dead letters", found, ["service", "id", "consumer", "topic", "offset", "reason", "created_at"]
+        )
+
+
+async def _show(dsn: str, dead_letter_id: int) -> dict[str, Any] | None:
+    conn = await connect(dsn)
+    try:
+        row = await queries.dead_letter(conn, dead_letter_id)
+    finally:
+        await conn.close()
+    if row is None:
+        return None
+    out = dict(row)
+    # the event may carry identity numbers in its data: an operator's terminal shows them masked
+    out["value"] = redact(bytes(row["value"]).decode(errors="replace"))
+    return out
+
+
+@app.command("show")
+def show(
+    dead_letter_id: int = typer.Argument(..., help="the dead letter's id (see dlq list)"),
+    service: str = typer.Option(..., "--service", "-s", help="the service that holds it"),
+    stack: Path | None = StackOption,
+    databases: list[str] | None = DatabasesOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show one dead letter: where it came from, why it failed, and the message (identity numbers masked)."""
+    found = run(_show(StackInfo(stack, databases).dsn(service), dead_letter_id))
+    if found is None:
+        console.print(f"[red]no dead letter {dead_letter_id} in {service}")
+        raise typer.Exit(1)
+    if as_json:
+        emit_json(found)
+    else:
+        for k, v in found.items():
+            console.print(f"[bold]{k}[/]: {escape(str(v))}", highlight=False)
+
+
+async def _replay(info: StackInfo, service: str, ids: list[int]) -> list[dict[str, Any]]:
+    dsn = info.dsn(service)
+    jurisdictions = info.doc.get("services", {}).get(service, {}).get("jurisdictions", [])
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    results = []
+    try:
+        consumers = service_consumers(service, pool, dsn, jurisdictions)
+        for dead_letter_id in ids:
+            async with pool.acquire() as conn:
+                row = await queries.dead_letter(conn, dead_letter_id)
+            if row is None:
+                results.append({"id": dead_letter_id, "replayed": False, "error": "no such dead letter"})
+                continue
+            try:
+                done = await replay_dead_letter(
+                    pool, dead_letter_id, consumer_named(consumers, row["consumer"])
+                )
+                results.append(
+                    {"id": dead_letter_id, "replayed": done, "error": None if done else "already replayed"}
+                )
+            except Exception as e:  # it stays dead; say why
+                results.append(
+                    {"id": dead_letter_id, "replayed": False, "error": redact(f"{type(e).__name__}: {e}")}
+                )
+    finally:
+        await pool.close()
+    return results
+
+
+@app.command("replay")
+def replay(
+    dead_letter_ids: list[int] = typer.Argument(None, help="ids to replay"),
+    service: str = typer.Option(..., "--service", "-s", help="the service that holds them"),
+    all_open: bool = typer.Option(False, "--all-open", help="replay every dead letter not yet replayed"),
+    stack: Path | None = StackOption,
+    databases: list[str] | None = DatabasesOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Apply dead letters again through the service's own consumer (after the cause was fixed)."""
+    info = StackInfo(stack, databases)
+    ids = list(dead_letter_ids or [])
+    if all_open:
+        ids += [r["id"] for r in run(_list(info, [service], False, 100_000))]
+    if not ids:
+        raise typer.BadParameter("name dead letter ids or use --all-open")
+    results = run(_replay(info, service, ids))
+    if as_json:
+        emit_json(results)
+    else:
+        emit_table(f"replay in {service}", results, ["id", "replayed", "error"])
+    if not all(r["replayed"] for r in results):
+        raise typer.Exit(1)

@@ -1,0 +1,113 @@
+"""``exchangectl keys``: a jurisdiction's certificate-signing keys (Ed25519), in its registry's database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from cli.common import JsonOption, StackInfo, StackOption, connect, console, emit_json, emit_table, run
+from services.registry.adapters import keys
+from services.registry.settings import RegistrySettings
+
+app = typer.Typer(
+    help="Create, rotate and list a jurisdiction's certificate-signing keys.", no_args_is_help=True
+)
+
+Jurisdiction = typer.Option(..., "--jurisdiction", "-j", help="division code whose keys these are")
+Dsn = typer.Option(None, "--dsn", envvar="REGISTRY_DATABASE_URL", help="registry database URL")
+
+
+def _settings(jurisdiction: str) -> RegistrySettings:
+    # KEY_ENCRYPTION_KEY and KEY_ROTATION_OVERLAP_DAYS come from the environment, as for the registry.
+    return RegistrySettings(jurisdictions=jurisdiction)
+
+
+async def _published(dsn: str, jurisdiction: str) -> list[dict[str, Any]]:
+    conn = await connect(dsn)
+    try:
+        rows = await keys.published_keys(conn)
+    finally:
+        await conn.close()
+    return [
+        {
+            "kid": r["kid"],
+            "jurisdiction": r["jurisdiction"],
+            "state": "active" if r["retired_at"] is None else "retired",
+            "created_at": r["created_at"],
+            "retired_at": r["retired_at"],
+            "expires_at": r["expires_at"],
+            "public_key": bytes(r["public_key"]).hex(),
+        }
+        for r in rows
+        if r["jurisdiction"] == jurisdiction
+    ]
+
+
+async def _create(dsn: str, jurisdiction: str, rotate: bool) -> str | None:
+    settings = _settings(jurisdiction)
+    conn = await connect(dsn)
+    try:
+        async with conn.transaction():
+            # the same lock the registry takes before making a first key, so the two cannot race
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "signing-key:" + jurisdiction)
+            active = [k for k in await keys.published_keys(conn) if k["jurisdiction"] == jurisdiction]
+            if not rotate and any(k["retired_at"] is None for k in active):
+                return None
+            return await keys.create_key(
+                conn,
+                jurisdiction,
+                settings.key_encryption_key.get_secret_value(),
+                settings.key_rotation_overlap_days,
+            )
+    finally:
+        await conn.close()
+
+
+def _dsn(dsn: str | None, stack: Path | None, jurisdiction: str) -> str:
+    return dsn or StackInfo(stack).registry_dsn(jurisdiction)
+
+
+@app.command("list")
+def list_keys(
+    jurisdiction: str = Jurisdiction,
+    dsn: str | None = Dsn,
+    stack: Path | None = StackOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """List the published keys: the active one and retired ones still inside their overlap window."""
+    found = run(_published(_dsn(dsn, stack, jurisdiction), jurisdiction))
+    if as_json:
+        emit_json(found)
+    else:
+        emit_table(f"signing keys of {jurisdiction}", found, ["kid", "state", "created_at", "expires_at"])
+
+
+@app.command("create")
+def create(
+    jurisdiction: str = Jurisdiction,
+    dsn: str | None = Dsn,
+    stack: Path | None = StackOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Create the jurisdiction's first signing key (refused if one is active: use rotate)."""
+    kid = run(_create(_dsn(dsn, stack, jurisdiction), jurisdiction, rotate=False))
+    if kid is None:
+        console.print(f"[red]{jurisdiction} already has an active key; use `exchangectl keys rotate`")
+        raise typer.Exit(1)
+    emit_json({"kid": kid, "jurisdiction": jurisdiction}) if as_json else console.print(f"created {kid}")
+
+
+@app.command("rotate")
+def rotate(
+    jurisdiction: str = Jurisdiction,
+    dsn: str | None = Dsn,
+    stack: Path | None = StackOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Make a new active key; the old one signs no more but stays published for the overlap period."""
+    kid = run(_create(_dsn(dsn, stack, jurisdiction), jurisdiction, rotate=True))
+    emit_json({"kid": kid, "jurisdiction": jurisdiction}) if as_json else console.print(
+        f"rotated: {kid} is active"
+    )

@@ -1,0 +1,185 @@
+"""``exchangectl replay``: rebuild a projection from the outbox, the durable log of every event.
+
+Events are read from the producing services' ``outbox`` tables (published rows are kept) and
+applied through the consuming service's own consumer: its handler and its inbox, so an event
+is applied once even while the running service consumes the same events from Kafka.
+
+* from the beginning (default): the projection and its consumer's inbox are cleared, then every
+  event is applied again, in one pass;
+* ``--since T``: events written at or after T are applied on top of the projection; those the
+  inbox already holds are skipped, so a partial replay can be repeated safely.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from cli import queries
+from cli.common import (
+    DatabasesOption,
+    JsonOption,
+    StackInfo,
+    StackOption,
+    connect,
+    console,
+    emit_json,
+    err_console,
+    progress_bar,
+    run,
+)
+from cli.consumers import apply, consumer_for_topic, live_name, service_consumers
+from shared.db import create_pool
+from shared.events.catalog import CATALOG, VITAL_TOPICS, parse_event
+from shared.outbox import wake_relay
+
+
+@dataclass(frozen=True)
+class Projection:
+    """What to rebuild: where it lives, which events feed it from where, how to clear it."""
+
+    name: str
+    service: str  # the consuming service in the stack
+    topic: str  # selects the consumer of that service; its topics select the events replayed
+    sources: list[str]  # producing services whose outboxes hold the events
+    tables: list[str]  # cleared before a rebuild from the beginning (those that exist)
+
+
+def projection(name: str, info: StackInfo, jurisdiction: str | None) -> Projection:
+    registries = [s for s in info.services_with_databases() if s.startswith("registry")]
+    if name == "verification":
+        tables = ["certificates", "revocations"]
+        return Projection(name, "verification", "certificate.lifecycle.v1", registries, tables)
+    if name == "exchange-roster":
+        return Projection(name, "migrant_exchange", VITAL_TOPICS[0], registries, ["roster"])
+    if name == "counterpart":
+        if not jurisdiction:
+            raise typer.BadParameter("name the registry's jurisdiction", param_hint="--jurisdiction")
+        return Projection(
+            name,
+            info.registry_for(jurisdiction),
+            "exchange.notification.v1",
+            ["migrant_exchange"],
+            [],  # counterpart rows share tables with the registry's own records: deleted by source
+        )
+    raise typer.BadParameter("verification, exchange-roster or counterpart", param_hint="PROJECTION")
+
+
+async def _events(
+    info: StackInfo, p: Projection, event_types: list[str], since: dt.datetime | None
+) -> list[bytes]:
+    """Every source's events, merged in the order they were written."""
+    rows: list[tuple[dt.datetime, Any, bytes]] = []
+    for source in p.sources:
+        conn = await connect(info.dsn(source))
+        try:
+            found = await queries.outbox_events(conn, event_types, since)
+        finally:
+            await conn.close()
+        rows += [(r["created_at"], r["event_id"], bytes(r["value"])) for r in found]
+    rows.sort(key=lambda r: (r[0], r[1]))
+    return [value for _, _, value in rows]
+
+
+async def replay(
+    info: StackInfo, p: Projection, since: dt.datetime | None, batch_size: int, on_progress: Any = None
+) -> dict[str, Any]:
+    started = time.monotonic()
+    dsn = info.dsn(p.service)
+    jurisdictions = info.doc.get("services", {}).get(p.service, {}).get("jurisdictions", [])
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    cleared: dict[str, Any] = {}
+    applied = skipped = 0
+    try:
+        consumer = consumer_for_topic(service_consumers(p.service, pool, dsn, jurisdictions), p.topic)
+        async with pool.acquire() as conn:
+            consumer.name = await live_name(conn, consumer)
+        # whatever the consumer reads, from the outboxes of those who produce it
+        event_types = [t for t, spec in CATALOG.items() if spec.topic in consumer.topics]
+        events = await _events(info, p, event_types, since)
+        if on_progress is not None:
+            on_progress(0, len(events))
+        if since is None:
+            async with pool.acquire() as conn, conn.transaction():
+                if p.tables:
+                    cleared = {t: "truncated" for t in await queries.truncate(conn, p.tables)}
+                else:
+                    cleared = await queries.delete_counterpart_records(conn, jurisdictions)
+                cleared["inbox"] = await queries.forget_applied(conn, consumer.name)
+        for start in range(0, len(events), batch_size):
+            chunk = events[start : start + batch_size]
+            async with pool.acquire() as conn:
+                async with conn.transaction():
+                    for value in chunk:
+                        event = parse_event(value)
+                        if await apply(consumer, conn, event):
+                            applied += 1
+                        else:
+                            skipped += 1
+                await wake_relay(conn)  # handlers may have queued events (feedback, notifications)
+            if on_progress is not None:
+                on_progress(len(chunk), None)
+    finally:
+        await pool.close()
+    seconds = time.monotonic() - started
+    return {
+        "projection": p.name,
+        "service": p.service,
+        "consumer": consumer.name,
+        "from": since.isoformat() if since else "beginning",
+        "events": len(events),
+        "applied_or_already_applied": applied,
+        "not_addressed_here": skipped,
+        "cleared": cleared,
+        "seconds": round(seconds, 3),
+        "events_per_second": round(len(events) / seconds, 1) if seconds else 0.0,
+    }
+
+
+def replay_command(
+    name: str = typer.Argument(
+        ..., metavar="PROJECTION", help="verification, exchange-roster or counterpart"
+    ),
+    jurisdiction: str | None = typer.Option(
+        None, "--jurisdiction", "-j", help="for counterpart: the registry's code"
+    ),
+    since: dt.datetime | None = typer.Option(
+        None, "--since", help="apply events written at or after this time (ISO 8601) instead of rebuilding"
+    ),
+    batch_size: int = typer.Option(1000, min=1, help="events per transaction"),
+    stack: Path | None = StackOption,
+    databases: list[str] | None = DatabasesOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Rebuild a projection from the outboxes: the verification read model, the exchange roster, or a registry's counterpart records, from the beginning or from a point in time.
+
+    From the beginning, the projection is cleared and every event applied again; with --since, later events are applied on top and those already applied are skipped.
+    """
+    info = StackInfo(stack, databases)
+    p = projection(name, info, jurisdiction)
+    if since is not None and since.tzinfo is None:
+        since = since.astimezone()  # a time without zone is the operator's local time
+    with progress_bar() as bar:
+        task = bar.add_task(f"replay {name}", total=None)
+
+        def progress(n: int, total: int | None) -> None:
+            if total is not None:
+                bar.update(task, total=total)
+            bar.advance(task, n)
+
+        result = run(replay(info, p, since, batch_size, progress))
+    if as_json:
+        emit_json(result)
+    else:
+        err_console.print(
+            f"cleared: {result['cleared']}" if result["cleared"] else "nothing cleared (--since)"
+        )
+        console.print(
+            f"replayed {result['events']} events into {name} ({result['service']}) in {result['seconds']:.1f}s, "
+            f"{result['events_per_second']:,.0f} events/s"
+        )

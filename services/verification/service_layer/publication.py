@@ -1,0 +1,89 @@
+"""What offline kiosks download: every issuer's keys and signed revocation status lists."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import asyncpg
+
+from services.verification.adapters import repository as repo
+from services.verification.adapters.keys import PublishedKey, StatusListSigner
+from shared import signing
+from shared.offline_verifier import STATUS_LIST_PURPOSE, encode_bitstring
+
+log = logging.getLogger(__name__)
+
+STATUS_LIST_ISSUER = "urn:migrant-exchange:verification"
+
+
+async def jwks(conn: asyncpg.Connection | asyncpg.Pool, signer: StatusListSigner) -> dict[str, Any]:
+    """Every issuer's current and previous public keys, and the key that signs status lists."""
+    keys = [
+        signing.jwk(
+            r["kid"],
+            bytes(r["public_key"]),
+            jurisdiction=r["issuer"],
+            purpose="certificate",
+            status=r["status"],
+            expires_at=r["expires_at"].isoformat() if r["expires_at"] else None,
+        )
+        for r in await repo.published_keys(conn)
+    ]
+    keys.append(
+        signing.jwk(
+            signer.kid, signer.public_raw, jurisdiction=None, purpose=STATUS_LIST_PURPOSE, status="active"
+        )
+    )
+    return {"keys": keys}
+
+
+async def status_list(
+    conn: asyncpg.Connection | asyncpg.Pool, issuer: str, signer: StatusListSigner, validity: int
+) -> dict[str, Any]:
+    """The issuer's revocation bitstring as a BitstringStatusListCredential, signed (compact JWS)."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    list_id = f"urn:migrant-exchange:status-list:{issuer}"
+    credential = {
+        "@context": ["https://www.w3.org/ns/credentials/v2"],
+        "id": list_id,
+        "type": ["VerifiableCredential", "BitstringStatusListCredential"],
+        "issuer": STATUS_LIST_ISSUER,
+        "validFrom": now.isoformat(),
+        "validUntil": (now + dt.timedelta(seconds=validity)).isoformat(),
+        "credentialSubject": {
+            "id": list_id + "#list",
+            "type": "BitstringStatusList",
+            "statusPurpose": "revocation",
+            "jurisdiction": issuer,
+            "encodedList": encode_bitstring(await repo.revoked_indices(conn, issuer)),
+        },
+    }
+    return {
+        "issuer": issuer,
+        "credential": credential,
+        "jws": signing.sign(credential, signer.key, signer.kid),
+    }
+
+
+async def learn_registry_keys(
+    conn: asyncpg.Connection, source: str, keys: list[PublishedKey]
+) -> dict[str, int]:
+    """Record what a registry publishes now; keys it no longer publishes are withdrawn."""
+    counts: dict[str, int] = {}
+    for k in keys:
+        outcome = await repo.learn_key(
+            conn,
+            kid=k.kid,
+            issuer=k.issuer,
+            public_key=k.public_key,
+            source=source,
+            status=k.status,
+            expires_at=k.expires_at,
+        )
+        counts[outcome] = counts.get(outcome, 0) + 1
+        if outcome == "conflict":
+            log.warning("registry publishes a different key under a known kid", extra={"kid": k.kid})
+    await repo.withdraw_missing(conn, source, [k.kid for k in keys])
+    return counts

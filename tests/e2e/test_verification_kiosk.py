@@ -1,0 +1,151 @@
+"""The reference kiosk page in headless Debian Chromium (Playwright, no browser download)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.embedded import EmbeddedPostgres
+from tests.helpers import person_id, wait_until
+from tests.verification_kit import FakeIssuer, IssuedCertificate, VerificationStack, start_verification
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def kiosk_stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[VerificationStack]:
+    s = start_verification(workdir, pg, "vfk_")
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def certs(kiosk_stack: VerificationStack) -> Iterator[dict[str, IssuedCertificate]]:
+    issuer = FakeIssuer("320412", kiosk_stack.bootstrap)
+    made = {
+        "valid": issuer.issue(person_id("F"), "周晓梅", children=2),
+        "revoked": issuer.issue(person_id("M")),
+    }
+    issuer.revoke(made["revoked"])
+    token = kiosk_stack.add_client("kiosk-browser")
+    with kiosk_stack.http(token) as http:
+
+        def result(c: IssuedCertificate) -> str:
+            body = {
+                "certificate_number": c.number,
+                "holder_id_number": c.holder_id_number,
+                "purpose": "benefits",
+            }
+            r = http.post("/v1/verifications", json=body)
+            return str(r.json().get("result")) if r.status_code == 200 else ""
+
+        wait_until(
+            lambda: result(made["valid"]) == "valid" and result(made["revoked"]) == "revoked", timeout=10
+        )
+    made["_token"] = token  # type: ignore[assignment]
+    yield made
+    issuer.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is missing: run `make browser`")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def test_a_clerk_checks_a_certificate_with_the_keyboard_alone(
+    kiosk_stack: VerificationStack, certs: dict[str, IssuedCertificate], browser: object
+) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(kiosk_stack.url + "/kiosk")
+    cert, token = certs["valid"], str(certs["_token"])
+    verdict = page.locator("#verdict")
+    expect(page.locator("#certificate_number")).to_be_focused()
+
+    # Number, Tab, identity number, Tab past purpose and button and the credential's summary, token, Enter.
+    page.keyboard.type(cert.number)
+    page.keyboard.press("Tab")
+    page.keyboard.type(cert.holder_id_number.lower())  # a lower-case x is accepted
+    for _ in range(4):
+        page.keyboard.press("Tab")
+    expect(page.locator("#kiosk_token")).to_be_focused()
+    page.keyboard.type(token)
+    page.keyboard.press("Enter")
+    expect(verdict).to_have_text("VALID 有效")
+    expect(page.locator("#details")).to_contain_text("周晓梅")
+    expect(page.locator("#details")).to_contain_text("2")
+    box = verdict.bounding_box()
+    assert box is not None and box["y"] + box["height"] <= 800 and box["height"] >= 60  # large, on screen
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+
+    # Escape clears and puts the cursor back; the credential stays for the session.
+    page.keyboard.press("Escape")
+    expect(page.locator("#certificate_number")).to_be_focused()
+    expect(page.locator("#certificate_number")).to_have_value("")
+    page.keyboard.type(cert.number)
+    page.keyboard.press("Tab")
+    page.keyboard.type(person_id("M"))
+    page.keyboard.press("Enter")
+    expect(verdict).to_have_text("NOT THIS PERSON 持证人不符")
+    expect(page.locator("#details")).not_to_contain_text("周晓梅")  # nothing of a stranger's certificate
+
+    page.reload()
+    expect(page.locator("#kiosk_token")).to_have_value(token)
+    page.close()
+
+
+def test_a_scanned_qr_code_is_checked_and_a_revoked_one_refused(
+    kiosk_stack: VerificationStack, certs: dict[str, IssuedCertificate], browser: object
+) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(kiosk_stack.url + "/kiosk")
+    page.evaluate("t => sessionStorage.setItem('kioskToken', t)", str(certs["_token"]))
+    page.reload()
+    page.locator("input[value=token]").check()
+    expect(page.locator("#token")).to_be_focused()
+    page.keyboard.type(certs["revoked"].token)
+    page.keyboard.press("Enter")  # a scanner ends with Enter
+    expect(page.locator("#verdict")).to_have_text("REVOKED 已撤销")
+
+    page.keyboard.press("Escape")
+    tampered = certs["valid"].token[:-6] + (
+        "AAAAAA" if not certs["valid"].token.endswith("AAAAAA") else "BBBBBB"
+    )
+    page.keyboard.type(tampered)
+    page.keyboard.press("Enter")
+    expect(page.locator("#verdict")).to_have_text("NOT GENUINE 签名无效")
+
+    page.evaluate("sessionStorage.setItem('kioskToken', 'kiosk-nobody.wrong')")
+    page.reload()
+    page.locator("#certificate_number").fill(certs["valid"].number)
+    page.locator("#holder_id_number").fill(certs["valid"].holder_id_number)
+    page.keyboard.press("Enter")
+    expect(page.locator("#verdict")).to_have_text("KIOSK NOT AUTHORISED 终端未授权")
+    page.close()

@@ -1,0 +1,183 @@
+"""Indicators, flows and the operations picture computed on a real exchange database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from services.migrant_exchange.service_layer import indicators as ind
+from shared.db import migrate
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "migrant_exchange" / "migrations"
+A, B, C = "320412", "440703", "110101"
+NOW = dt.datetime.now(dt.UTC)
+
+
+@pytest.fixture
+async def conn(fresh_db: str) -> AsyncIterator[asyncpg.Connection]:
+    await migrate(fresh_db, "migrant_exchange", MIGRATIONS)
+    c = await asyncpg.connect(fresh_db)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+async def _roster(conn: asyncpg.Connection, subject: str, hukou: str, residence: str) -> None:
+    await conn.execute(
+        """INSERT INTO roster (subject, hukou_division, residence_division, last_event_at)
+           VALUES ($1, $2, $3, now())""",
+        subject,
+        hukou,
+        residence,
+    )
+
+
+async def _notification(
+    conn: asyncpg.Connection,
+    target: str,
+    *,
+    created_ago: float,
+    deadline_in: float,
+    answered_after: float | None,
+    state: str = "applied",
+) -> None:
+    created = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=created_ago)
+    await conn.execute(
+        """INSERT INTO notifications (id, target_division, source_division, subject, event_id, event_type,
+                                      event_sequence, event_time, payload, state, deadline, created_at, feedback_at)
+           VALUES ($1, $2, $3, 's', $4, 'birth.registered.v1', 1, $5, '{}'::jsonb, $6, $7, $5, $8)""",
+        uuid.uuid4(),
+        target,
+        A if target != A else B,
+        uuid.uuid4(),
+        created,
+        state,
+        created + dt.timedelta(seconds=deadline_in),
+        created + dt.timedelta(seconds=answered_after) if answered_after is not None else None,
+    )
+
+
+async def test_indicators_per_jurisdiction(conn: asyncpg.Connection) -> None:
+    # Four people registered at A live at B, one lives at C; one registered at B lives at A.
+    for i in range(4):
+        await _roster(conn, f"a2b{i}", A, B)
+    await _roster(conn, "a2c", A, C)
+    await _roster(conn, "b2a", B, A)
+    await _roster(conn, "stay", A, A)
+    # A issued valid certificates to two of its out-migrants; a third was revoked.
+    for subject, revoked in (("a2b0", None), ("a2b1", None), ("a2b2", NOW - dt.timedelta(hours=1))):
+        await conn.execute(
+            """INSERT INTO certificate_stats (certificate_number, issuer, subject, issued_at, valid_until, revoked_at)
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            f"{A}-2026-{subject.upper():0>8}",
+            A,
+            subject,
+            NOW - dt.timedelta(hours=2),
+            (NOW + dt.timedelta(days=300)).date(),
+            revoked,
+        )
+    # B was sent 4 notifications in the last 24 h: 2 answered in time (10 s and 30 s after the
+    # event), 1 answered late, 1 overdue without an answer; plus one pending not yet due.
+    await _notification(conn, B, created_ago=3600, deadline_in=60, answered_after=10)
+    await _notification(conn, B, created_ago=3600, deadline_in=60, answered_after=30)
+    await _notification(conn, B, created_ago=3600, deadline_in=60, answered_after=120)
+    await _notification(conn, B, created_ago=3600, deadline_in=60, answered_after=None, state="overdue")
+    await _notification(conn, B, created_ago=10, deadline_in=600, answered_after=None, state="pending")
+    # In the 24 h before, B answered its only notification in time: the trend is down.
+    await _notification(conn, B, created_ago=30 * 3600, deadline_in=60, answered_after=5)
+
+    result = await ind.compute_indicators(conn, ind.Period.ending(None, dt.timedelta(hours=24)))
+    rows = {r["jurisdiction"]: r for r in result["jurisdictions"]}
+    a, b = rows[A], rows[B]
+    assert (a["out_migrants"], a["in_migrants"]) == (5, 1)
+    assert (b["out_migrants"], b["in_migrants"]) == (1, 4)
+    assert rows[C]["in_migrants"] == 1
+    assert a["certificate_issuance_rate"] == 0.4  # 2 valid of 5 out-migrants
+    assert a["certificates_issued"] == 3
+    assert b["notifications_received"] == 5 and b["notifications_due"] == 4
+    assert b["timely_feedback_rate"] == 0.5
+    assert b["previous"]["timely_feedback_rate"] == 1.0 and b["trend"]["timely_feedback_rate"] == -0.5
+    assert b["feedback_median_seconds"] == 30.0  # applied feedback times 10, 30, 120
+    assert 115 < b["feedback_p99_seconds"] <= 120
+    assert a["timely_feedback_rate"] is None  # nothing addressed to A: no data, not 0 %
+    assert a["verification_rate"] is None and "verification_rate" in result["notes"]
+    # No case is open, yet no reconciliation ever ran: accuracy is "not available", not 100 %.
+    assert result["discrepancies_available"] is True
+    assert a["open_discrepancies"] == 0 and a["reconciliation_accuracy"] is None
+    # Aggregates only: no subject key appears anywhere in the answer.
+    assert "a2b0" not in repr(result)
+
+    one = await ind.compute_indicators(conn, ind.Period.ending(None, dt.timedelta(hours=24)), B)
+    assert [r["jurisdiction"] for r in one["jurisdictions"]] == [B]
+
+
+async def test_discrepancies_are_counted_when_reconciliation_has_its_table(conn: asyncpg.Connection) -> None:
+    for i in range(4):
+        await _roster(conn, f"a2b{i}", A, B)
+    # Reconciliation's cases: two open about one subject, one resolved about another.
+    await conn.execute(
+        """INSERT INTO discrepancies (id, kind, division_a, division_b, subject, record_kind, record_key,
+                                      state, resolved_at) VALUES
+           ($1, 'missing', $4, $5, 'a2b0', 'birth', 'k1', 'open', NULL),
+           ($2, 'field_conflict', $4, $5, 'a2b0', 'person', 'k2', 'open', NULL),
+           ($3, 'missing', $4, $5, 'a2b1', 'birth', 'k3', 'resolved', now())""",
+        uuid.uuid4(),
+        uuid.uuid4(),
+        uuid.uuid4(),
+        A,
+        B,
+    )
+    period = ind.Period.ending(None, dt.timedelta(hours=24))
+    before_run = {r["jurisdiction"]: r for r in (await ind.compute_indicators(conn, period))["jurisdictions"]}
+    assert before_run[A]["open_discrepancies"] == 2 and before_run[A]["reconciliation_accuracy"] is None
+    await conn.execute(
+        """INSERT INTO reconciliations (id, division_a, division_b, trigger, state, buckets, finished_at)
+           VALUES ($1, $2, $3, 'request', 'finished', 16, now())""",
+        uuid.uuid4(),
+        A,
+        B,
+    )
+    result = await ind.compute_indicators(conn, period)
+    rows = {r["jurisdiction"]: r for r in result["jurisdictions"]}
+    assert result["discrepancies_available"] is True
+    assert rows[A]["open_discrepancies"] == 2 and rows[B]["open_discrepancies"] == 2
+    assert rows[A]["reconciliation_accuracy"] == 0.75  # one of four shared subjects differs
+    picture = await ind.operations_picture(conn)
+    assert picture["discrepancies"]["open"] == 2 and len(picture["discrepancies"]["oldest"]) == 2
+
+
+async def test_flows_and_the_operations_picture(conn: asyncpg.Connection) -> None:
+    for i in range(3):
+        await _roster(conn, f"a2b{i}", A, B)
+    await _roster(conn, "b2a", B, A)
+    await _roster(conn, "stay", A, A)
+    flows = await ind.compute_flows(conn, dense=True)
+    assert flows["divisions"] == [A, B] and flows["total"] == 4
+    assert flows["flows"][0] == {"origin": A, "destination": B, "count": 3}
+    assert flows["matrix"] == [[0, 3], [1, 0]]
+
+    await _notification(conn, B, created_ago=600, deadline_in=60, answered_after=None, state="overdue")
+    await _notification(conn, B, created_ago=20, deadline_in=600, answered_after=None, state="pending")
+    await conn.execute(
+        """INSERT INTO dead_letters (consumer, topic, partition, "offset", value, reason)
+           VALUES ('c', 'vital.birth.v1', 0, 7, '\\x00', 'invalid event: data.birth_order: too large')"""
+    )
+    picture = await ind.operations_picture(conn)
+    n = picture["notifications"]
+    assert (n["pending"], n["overdue"]) == (1, 1)
+    assert 599 < n["oldest_open_seconds"] < 660 and 599 < n["oldest_overdue_seconds"] < 660
+    assert picture["dead_letters"]["open"] == 1
+    assert picture["dead_letters"]["latest"][0]["topic"] == "vital.birth.v1"
+    assert picture["discrepancies"] == {"open": 0, "oldest": []}
+
+    warnings = ind.alerts(
+        {"operations": picture, "lag": [], "outbox": {"oldest_age_seconds": 0}}, ind.Thresholds()
+    )
+    assert [w["code"] for w in warnings] == ["overdue", "slow-feedback", "dlq"]
+    assert warnings[0]["level"] == "alert" and "1 notifications overdue" in warnings[0]["text"]
