@@ -4,11 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-<<<<<<< HEAD
-.PHONY: run test test-fast lint fmt bench chart-check fuzz audit browser clean install
-=======
-.PHONY: run test test-fast lint fmt bench chart-check fuzz browser promtool clean install
->>>>>>> main
+.PHONY: run test test-fast lint fmt bench chart-check fuzz audit browser promtool clean install
 
 # The virtual environment is rebuilt whenever pyproject.toml changes.
 $(STAMP): pyproject.toml

@@ -236,13 +236,13 @@ class OutboxRelay:
                 await conn.execute(
                     "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", done
                 )
+            for row, r in zip(rows, results, strict=True):
+                if not isinstance(r, BaseException):
+                    EVENTS_PRODUCED.labels(self.service, row["topic"]).inc()
         if self._log_went_back([r for r in results if not isinstance(r, BaseException)]):
             # A broker that came back empty may even acknowledge writes to topics it no longer
             # has; what it acknowledged since (and before) may be gone. Recreate and re-send.
             await self.recover_broker_reset()
-            for row, r in zip(rows, results, strict=True):
-                if not isinstance(r, BaseException):
-                    EVENTS_PRODUCED.labels(self.service, row["topic"]).inc()
         failed = next((r for r in results if isinstance(r, BaseException)), None)
         if failed is not None:
             raise failed if isinstance(failed, KafkaError | OSError) else KafkaError(str(failed))
