@@ -72,13 +72,18 @@ POLICY: dict[tuple[str, str, str], frozenset[str]] = {
     ("exchange", "GET", "/v1/indicators"): frozenset({OP}),
     ("exchange", "GET", "/v1/flows"): frozenset({OP}),
     ("exchange", "GET", "/v1/stream"): frozenset({OP}),
-    ("exchange", "GET", "/dashboard"): EVERYONE,  # the page; its data comes from the scoped API
+    ("exchange", "GET", "/dashboard"): EVERYONE,
+    ("exchange", "GET", "/v1/dead-letters"): frozenset({OP}),
+    ("exchange", "GET", "/v1/dead-letters/{dead_letter_id}"): frozenset(
+        {OP}
+    ),  # the page; its data comes from the scoped API
     # verification: anyone holding 'verify'; keys and status lists are public for offline kiosks
     ("verification", "POST", "/v1/verifications"): frozenset({J, K, D}),
     ("verification", "POST", "/v1/verifications/token"): frozenset({J, K, D}),
     ("verification", "GET", "/v1/keys"): EVERYONE,
     ("verification", "GET", "/v1/status-lists/{issuer}"): EVERYONE,
     ("verification", "GET", "/kiosk"): EVERYONE,
+    ("verification", "GET", "/v1/audit/verify"): frozenset({J, OP}),  # audit:read or ops:read
 }
 
 SERVICES = {
