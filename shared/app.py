@@ -18,10 +18,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.auth import ClientRegistry, seed_clients
 from shared.consumer import EventConsumer
-from shared.db import create_pool, migrate
+from shared.db import create_pool, is_unavailable, migrate
 from shared.errors import install_error_handlers
 from shared.idempotency import IdempotencyMiddleware
 from shared.kafka import missing_topics
+from shared.limits import RequestLimitsMiddleware
 from shared.observability import MetricsMiddleware, configure_logging
 from shared.outbox import OutboxRelay, wake_relay
 from shared.settings import BaseServiceSettings
@@ -40,8 +41,13 @@ async def unit_of_work(request: Request) -> AsyncIterator[asyncpg.Connection]:
         yield conn
         return
     async with request.app.state.pool.acquire() as conn:
-        async with conn.transaction():
-            yield conn
+        try:
+            async with conn.transaction():
+                yield conn
+        except Exception as e:
+            if is_unavailable(e):  # after a database restart: never hand this connection out again
+                conn.terminate()
+            raise
         if request.method == "POST":
             await wake_relay(conn)
 
@@ -110,6 +116,8 @@ def create_service_app(
     )
     install_error_handlers(app)
     app.add_middleware(IdempotencyMiddleware, pool_getter=lambda scope: app.state.pool)
+    # Outside the idempotency middleware: hostile bodies are refused before anything buffers them.
+    app.add_middleware(RequestLimitsMiddleware)
     app.add_middleware(MetricsMiddleware, service=settings.service_name)
     app.add_middleware(TracingMiddleware)  # outermost: the request's span encloses everything
     app.include_router(_ops_router())

@@ -57,12 +57,26 @@ async def append(conn: asyncpg.Connection, entries: list[AuditEntry]) -> None:
     )
 
 
-async def verify_chain(conn: asyncpg.Connection, batch: int = 10_000) -> int | None:
-    """Return the seq of the first row that breaks the chain, or None if the chain is intact."""
+async def head(conn: asyncpg.Connection) -> tuple[int, bytes] | None:
+    """The last (seq, hash) of the chain: an anchor to keep elsewhere, so a cut-off tail shows."""
+    row = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+    return (int(row["seq"]), bytes(row["hash"])) if row else None
+
+
+async def verify_chain(
+    conn: asyncpg.Connection, batch: int = 10_000, anchor: tuple[int, bytes] | None = None
+) -> int | None:
+    """Return the seq of the first row that breaks the chain, or None if the chain is intact.
+
+    A chain cannot see rows deleted from its end; ``anchor`` (an earlier ``head``) can: the row
+    it names must still be there with the same hash.
+    """
     prev, expected_seq, after = GENESIS, 1, 0
     while True:
         rows = await conn.fetch("SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2", after, batch)
         if not rows:
+            if anchor is not None and (expected_seq - 1 < anchor[0]):
+                return expected_seq
             return None
         for r in rows:
             entry = AuditEntry(r["client_id"], r["action"], r["purpose"], r["subject"], r["detail"], r["at"])
@@ -72,4 +86,6 @@ async def verify_chain(conn: asyncpg.Connection, batch: int = 10_000) -> int | N
                 or bytes(r["hash"]) != entry_hash(prev, r["seq"], entry)
             ):
                 return int(r["seq"]) if r["seq"] == expected_seq else expected_seq
+            if anchor is not None and r["seq"] == anchor[0] and bytes(r["hash"]) != anchor[1]:
+                return int(r["seq"])
             prev, expected_seq, after = bytes(r["hash"]), expected_seq + 1, r["seq"]

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from shared.events.catalog import DLQ_SUFFIX, UnknownEventType, parse_event
+from shared.events.catalog import DLQ_SUFFIX, parse_event, spec_for
 from shared.events.envelope import Envelope, new_event_id
 from shared.kafka import ensure_topics, make_consumer
 from shared.observability import (
@@ -133,10 +133,16 @@ class EventConsumer:
                     EVENTS_CONSUMED.labels(self.service, self.name, msg.topic).inc()
                     try:
                         event = parse_event(msg.value or b"")
-                    except (ValueError, UnknownEventType) as e:
+                        wanted = self.accept(event) if spec_for(event.type).topic == msg.topic else None
+                    except Exception as e:  # unparseable, or a filter that chokes on it: never stall
                         await self.dead_letter(conn, msg, describe_error(e))
                         continue
-                    if not self.accept(event):
+                    if wanted is None:
+                        # A well-formed event on the wrong topic: its handler would misread it.
+                        reason = f"event type {event.type} does not belong on topic {msg.topic}"
+                        await self.dead_letter(conn, msg, reason)
+                        continue
+                    if not wanted:
                         continue
                     try:
                         await self._apply_traced(conn, event, msg)

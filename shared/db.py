@@ -34,7 +34,9 @@ def is_unavailable(exc: BaseException) -> bool:
         | asyncpg.CannotConnectNowError
         | asyncpg.TooManyConnectionsError
         | asyncpg.AdminShutdownError
-        | asyncpg.ConnectionDoesNotExistError,
+        | asyncpg.ConnectionDoesNotExistError
+        # A connection left mid-operation when the server went away ("another operation is in progress").
+        | asyncpg.InternalClientError,
     )
 
 

@@ -13,7 +13,8 @@ import hashlib
 import asyncpg
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.errors import PROBLEM_BASE, PROBLEM_JSON
+from shared.db import is_unavailable
+from shared.errors import PROBLEM_BASE, PROBLEM_JSON, DomainError
 from shared.outbox import wake_relay
 
 MAX_KEY_LENGTH = 200
@@ -44,7 +45,7 @@ class IdempotencyMiddleware:
             return
         headers = dict(scope["headers"])
         raw_key = headers.get(b"idempotency-key")
-        client_id = _client_id(headers.get(b"authorization", b""))
+        client_id = _client_id(scope, headers.get(b"authorization", b""))
         if raw_key is None or client_id is None:
             await self.app(scope, receive, send)
             return
@@ -109,19 +110,32 @@ class IdempotencyMiddleware:
                     if status in STORED_ERRORS:
                         async with conn.transaction():
                             await _store(conn, client_id, key, request_hash, status, resp_body, content_type)
-            except BaseException:
+            except BaseException as e:
                 if not finished:
-                    await tx.rollback()
+                    try:
+                        await tx.rollback()
+                    except Exception:
+                        conn.terminate()  # a broken connection must not go back to the pool
+                if isinstance(e, Exception) and is_unavailable(e):
+                    conn.terminate()
                 raise
         await send({"type": "http.response.start", "status": status, "headers": resp_headers})
         await send({"type": "http.response.body", "body": resp_body})
 
 
-def _client_id(authorization: bytes) -> str | None:
-    scheme, _, credential = authorization.decode("latin-1").partition(" ")
-    if scheme.lower() != "bearer" or "." not in credential:
+def _client_id(scope: Scope, authorization: bytes) -> str | None:
+    """The authenticated client, or None: a stored answer is only ever replayed to its own client.
+
+    Knowing a client id and a key is not enough; without a valid credential the request goes
+    on to the app, whose auth dependency answers 401.
+    """
+    clients = getattr(getattr(scope.get("app"), "state", None), "clients", None)
+    if clients is None:
         return None
-    return credential.split(".", 1)[0][:64]
+    try:
+        return str(clients.authenticate(authorization.decode("latin-1")).client_id)
+    except DomainError:
+        return None
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -146,6 +146,9 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self.connected = False
         self.last_error: str | None = None
+        # The highest offset the broker acknowledged per partition. A partition's log only grows,
+        # so an acknowledgement at or below it means the broker restarted without its log.
+        self._acked: dict[tuple[str, int], int] = {}
 
     async def run(self) -> None:
         """Hold the relay lock, then publish until cancelled."""
@@ -236,10 +239,25 @@ class OutboxRelay:
             for row, r in zip(rows, results, strict=True):
                 if not isinstance(r, BaseException):
                     EVENTS_PRODUCED.labels(self.service, row["topic"]).inc()
+        if self._log_went_back([r for r in results if not isinstance(r, BaseException)]):
+            # A broker that came back empty may even acknowledge writes to topics it no longer
+            # has; what it acknowledged since (and before) may be gone. Recreate and re-send.
+            await self.recover_broker_reset()
         failed = next((r for r in results if isinstance(r, BaseException)), None)
         if failed is not None:
             raise failed if isinstance(failed, KafkaError | OSError) else KafkaError(str(failed))
         return len(done)
+
+    def _log_went_back(self, acks: list[Any]) -> bool:
+        went_back = False
+        for meta in acks:
+            tp = (meta.topic, meta.partition)
+            if meta.offset <= self._acked.get(tp, -1):
+                went_back = True
+            self._acked[tp] = meta.offset
+        if went_back:
+            self._acked.clear()
+        return went_back
 
     async def _watch_broker(self) -> None:
         """Notice a broker that lost its topics (memory-only broker restarted) and repair it."""

@@ -121,6 +121,7 @@ async def _apply_person(conn: asyncpg.Connection, t: _Target, d: dict[str, Any])
 
 async def _apply_migration(conn: asyncpg.Connection, t: _Target, kind: str, d: dict[str, Any]) -> Outcome:
     id_number = d["id_number"]
+    known = await repo.residence(conn, t.here, id_number)
     await repo.insert_person(
         conn,
         t.here,
@@ -136,7 +137,10 @@ async def _apply_migration(conn: asyncpg.Connection, t: _Target, kind: str, d: d
         t.source,
         t.event_id,
     )
-    if await repo.insert_migration(conn, t.here, d, kind, t.source, t.event_id):
+    newest = known is None or known.last_move_date is None or d["migration_date"] >= known.last_move_date
+    # A move older than one already recorded (a late, out-of-order notification) is kept in the
+    # history but must not overwrite where the person lives now.
+    if await repo.insert_migration(conn, t.here, d, kind, t.source, t.event_id) and newest:
         await repo.set_residence(conn, t.here, id_number, d["to_division"])
     return "applied", [], None
 

@@ -1,0 +1,176 @@
+"""Refuse hostile request bodies at the door, before any parser or transaction sees them.
+
+A pure ASGI middleware: request bodies are read up to ``max_body`` bytes (so memory stays
+bounded whatever the client sends, chunked or not), then checked for a JSON content type,
+valid UTF-8 and a sane nesting depth, and replayed to the app. Each refusal is a
+problem+json 4xx naming the rule, so a client can tell a bad request from a bad server.
+"""
+
+from __future__ import annotations
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.errors import PROBLEM_BASE, PROBLEM_JSON
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+class BodyLimitExceeded(Exception):
+    """The client sent more than the limit; the rest of the body is never read."""
+
+
+def problem(status: int, title: str, detail: str, field: str, rule: str) -> bytes:
+    return orjson.dumps(
+        {
+            "type": PROBLEM_BASE + rule,
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "errors": [{"field": field, "rule": rule, "message": detail}],
+        }
+    )
+
+
+def _is_json(content_type: str) -> bool:
+    media, _, params = content_type.partition(";")
+    media = media.strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        return False
+    charset = next(
+        (p.split("=", 1)[1].strip().strip('"').lower() for p in params.split(";") if "charset" in p.lower()),
+        "utf-8",
+    )
+    return charset in ("utf-8", "utf8")
+
+
+def json_depth(body: bytes) -> int:
+    """The deepest nesting of arrays and objects, ignoring brackets inside strings."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+class RequestLimitsMiddleware:
+    """413 for bodies over the limit, 415 for non-JSON bodies, 400 for invalid UTF-8 or deep nesting."""
+
+    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY_BYTES, max_depth: int = MAX_JSON_DEPTH):
+        self.app = app
+        self.max_body = max_body
+        self.max_depth = max_depth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+            await self._refuse(send, *self._too_large())
+            return
+        try:
+            body = await self._read(receive)
+        except BodyLimitExceeded:
+            await self._refuse(send, *self._too_large())
+            return
+        if body:
+            refusal = self._check(headers.get(b"content-type", b"").decode("latin-1"), body)
+            if refusal is not None:
+                await self._refuse(send, *refusal)
+                return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _read(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise BodyLimitExceeded
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        return b"".join(chunks)
+
+    def _too_large(self) -> tuple[int, bytes]:
+        return 413, problem(
+            413,
+            "The request body is too large",
+            f"request bodies are limited to {self.max_body} bytes",
+            "body",
+            "max-body-size",
+        )
+
+    def _check(self, content_type: str, body: bytes) -> tuple[int, bytes] | None:
+        if not _is_json(content_type):
+            return 415, problem(
+                415,
+                "Unsupported media type",
+                "send the request body as application/json in UTF-8",
+                "Content-Type",
+                "media-type",
+            )
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return 400, problem(
+                400, "The request body is not UTF-8", "the body must be valid UTF-8", "body", "utf-8"
+            )
+        # Counting brackets is a C-speed bound on depth; only bodies that could be deep get scanned.
+        if body.count(b"[") + body.count(b"{") > self.max_depth and json_depth(body) > self.max_depth:
+            return 400, problem(
+                400,
+                "The request body is nested too deeply",
+                f"JSON may nest at most {self.max_depth} levels",
+                "body",
+                "max-json-depth",
+            )
+        return None
+
+    async def _refuse(self, send: Send, status: int, body: bytes) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", PROBLEM_JSON.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()  # after the body: wait for the disconnect like the server would
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

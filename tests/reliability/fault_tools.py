@@ -1,0 +1,245 @@
+"""Tools of the fault tests: a stream of migration events, the counts that prove none was lost, a TCP proxy.
+
+Events enter through the origin registry's own outbox (``shared.outbox.add_event`` in its
+database): the registry's relay publishes them, the exchange routes them, the destination
+registry applies them and answers with feedback. Every stage leaves a row we can count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import random
+import threading
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+import orjson
+
+from devstack.stack import DESTINATION, ORIGIN, Stack
+from shared.events import payloads as p
+from shared.identity import compose_id_number, subject_key
+from shared.outbox import add_event
+
+
+def migrants(n: int) -> list[str]:
+    """``n`` distinct valid identity numbers (500 per birth date)."""
+    base = dt.date(1970, 1, 1) + dt.timedelta(days=random.randrange(5000))
+    return [compose_id_number("110101", base + dt.timedelta(days=i // 500), i % 500, "F") for i in range(n)]
+
+
+async def emit_departures(
+    stack: Stack,
+    people: list[str],
+    *,
+    batch: int = 250,
+    pause: float = 0.02,
+    started: asyncio.Event | None = None,
+) -> list[uuid.UUID]:
+    """Write one ``migration.departed.v1`` per person into the origin registry's outbox, in batches."""
+    secret = stack.subject_secret.encode()
+    conn = await asyncpg.connect(stack.service(f"registry-{ORIGIN}").dsn)
+    ids: list[uuid.UUID] = []
+    try:
+        await conn.set_type_codec(
+            "jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads, schema="pg_catalog"
+        )
+        for start in range(0, len(people), batch):
+            async with conn.transaction():
+                for n in people[start : start + batch]:
+                    event = await add_event(
+                        conn,
+                        event_type="migration.departed.v1",
+                        source=f"/registry/{ORIGIN}",
+                        subject=subject_key(n, secret),
+                        data=p.MigrationDepartedV1(
+                            migration_id=uuid.uuid4(),
+                            id_number=n,
+                            name="测试",
+                            hukou_division=ORIGIN,
+                            from_division=ORIGIN,
+                            to_division=DESTINATION,
+                            migration_date=dt.date(2025, 3, 1),
+                        ),
+                        origin=ORIGIN,
+                        destination=DESTINATION,
+                    )
+                    ids.append(event.id)
+            if started is not None and len(ids) >= len(people) // 2:
+                started.set()
+            await asyncio.sleep(pause)
+    finally:
+        await conn.close()
+    return ids
+
+
+@dataclass
+class Counts:
+    """One stream's fate at every stage; ``lost`` counts events that never took effect at the end."""
+
+    events_in: int
+    published: int
+    exchange_applied: int
+    roster_moves: int
+    notifications: int
+    destination_applied: int
+    destination_duplicates: int
+    feedback_closed: int
+
+    @property
+    def lost(self) -> int:
+        return self.events_in - self.destination_applied
+
+    def complete(self) -> bool:
+        n = self.events_in
+        return (
+            self.published == n
+            and self.exchange_applied == n
+            and self.notifications == n
+            and self.destination_applied == n
+            and self.feedback_closed == n
+        )
+
+    def __str__(self) -> str:
+        return (
+            f"in={self.events_in} published={self.published} exchange_applied={self.exchange_applied} "
+            f"roster_moves={self.roster_moves} notifications={self.notifications} "
+            f"destination_applied={self.destination_applied} duplicates={self.destination_duplicates} "
+            f"closed_by_feedback={self.feedback_closed} lost={self.lost}"
+        )
+
+
+async def count(stack: Stack, people: list[str], event_ids: list[uuid.UUID]) -> Counts:
+    """Count each stage for this stream only (other tests' rows are left out)."""
+    secret = stack.subject_secret.encode()
+    subjects = [subject_key(n, secret) for n in people]
+    origin = await asyncpg.connect(stack.service(f"registry-{ORIGIN}").dsn)
+    exchange = await asyncpg.connect(stack.service("migrant_exchange").dsn)
+    dest = await asyncpg.connect(stack.service(f"registry-{DESTINATION}").dsn)
+    try:
+        published = await origin.fetchval(
+            "SELECT count(*) FROM outbox WHERE event_id = ANY($1) AND published_at IS NOT NULL", event_ids
+        )
+        applied = await exchange.fetchval(
+            "SELECT count(DISTINCT event_id) FROM inbox WHERE event_id = ANY($1)", event_ids
+        )
+        moves = await exchange.fetchval(
+            "SELECT coalesce(sum(moves), 0) FROM roster WHERE subject = ANY($1)", subjects
+        )
+        notes = await exchange.fetchval(
+            "SELECT count(*) FROM notifications WHERE event_id = ANY($1)", event_ids
+        )
+        closed = await exchange.fetchval(
+            "SELECT count(*) FROM notifications WHERE event_id = ANY($1) AND state = 'applied'", event_ids
+        )
+        per_person = await dest.fetch(
+            "SELECT id_number, count(*) AS n FROM migrations WHERE id_number = ANY($1) GROUP BY id_number",
+            people,
+        )
+    finally:
+        for conn in (origin, exchange, dest):
+            await conn.close()
+    return Counts(
+        events_in=len(event_ids),
+        published=published,
+        exchange_applied=applied,
+        roster_moves=int(moves),
+        notifications=notes,
+        destination_applied=len(per_person),
+        destination_duplicates=sum(r["n"] - 1 for r in per_person),
+        feedback_closed=closed,
+    )
+
+
+async def wait_complete(
+    stack: Stack, people: list[str], event_ids: list[uuid.UUID], timeout: float = 60.0
+) -> Counts:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        counts = await count(stack, people, event_ids)
+        if counts.complete() or asyncio.get_running_loop().time() > deadline:
+            return counts
+        await asyncio.sleep(0.5)
+
+
+class TcpProxy:
+    """A loopback TCP proxy the test controls: pass, delay each chunk, or cut every connection.
+
+    It runs its own event loop in a thread, so synchronous tests and the services (other
+    processes) see it as just another server.
+    """
+
+    def __init__(self, listen_port: int, target_port: int):
+        self.listen_port = listen_port
+        self.target_port = target_port
+        self.delay = 0.0
+        self.cut = False
+        self.bytes_forwarded = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    def start(self) -> TcpProxy:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(5)
+        return self
+
+    async def _start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.listen_port)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.cut:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while not self.cut:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                if self.cut:
+                    break
+                writer.write(data)
+                self.bytes_forwarded += len(data)
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    def set_cut(self, cut: bool) -> None:
+        """Cut: refuse new connections and drop the open ones (both directions at once)."""
+        self.cut = cut
+        if cut:
+            self._loop.call_soon_threadsafe(self._drop_all)
+
+    def _drop_all(self) -> None:
+        for w in list(self._writers):
+            with contextlib.suppress(Exception):
+                w.transport.abort()
+        self._writers.clear()
+
+    def stop(self) -> None:
+        async def close() -> None:
+            if self._server:
+                self._server.close()
+            self._drop_all()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)

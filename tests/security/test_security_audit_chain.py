@@ -1,0 +1,93 @@
+"""The hash-chained audit log notices an edited, deleted or reordered row (real PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from shared import audit
+from shared.db import migrate
+
+N = 12
+
+
+async def _chain(dsn: str, tmp_path: Path) -> asyncpg.Connection:
+    (tmp_path / "none").mkdir()
+    await migrate(dsn, "audit_test", tmp_path / "none")
+    conn = await asyncpg.connect(dsn)
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    async with conn.transaction():
+        await audit.append(
+            conn,
+            [
+                audit.AuditEntry(
+                    f"client-{i % 3}",
+                    "read",
+                    "maternal_care",
+                    f"{i:032x}",
+                    {"n": i},
+                    t0 + dt.timedelta(seconds=i),
+                )
+                for i in range(1, N + 1)
+            ],
+        )
+    assert await audit.verify_chain(conn) is None
+    return conn
+
+
+@pytest.mark.parametrize(
+    ("tamper", "first_break"),
+    [
+        ("UPDATE audit_log SET detail = '{\"n\": 99}' WHERE seq = 5", 5),
+        ("UPDATE audit_log SET client_id = 'someone-else' WHERE seq = 1", 1),
+        ("UPDATE audit_log SET at = at - interval '1 hour' WHERE seq = 9", 9),
+        ("DELETE FROM audit_log WHERE seq = 7", 7),
+        ("DELETE FROM audit_log WHERE seq = 1", 1),
+        # reorder: rows 3 and 4 trade places (content swapped, sequence numbers kept)
+        (
+            """UPDATE audit_log a SET at = b.at, client_id = b.client_id, subject = b.subject, detail = b.detail,
+                      prev_hash = b.prev_hash, hash = b.hash
+               FROM audit_log b WHERE (a.seq, b.seq) IN ((3, 4), (4, 3))""",
+            3,
+        ),
+        # renumbering after a deletion, to hide the gap
+        ("DELETE FROM audit_log WHERE seq = 6; UPDATE audit_log SET seq = seq - 1 WHERE seq > 6", 6),
+    ],
+)
+async def test_tampering_is_found_at_the_first_changed_row(
+    fresh_db: str, tmp_path: Path, tamper: str, first_break: int
+) -> None:
+    conn = await _chain(fresh_db, tmp_path)
+    try:
+        await conn.execute(tamper)
+        assert await audit.verify_chain(conn, batch=5) == first_break
+    finally:
+        await conn.close()
+
+
+async def test_a_cut_off_tail_is_found_with_an_anchor(fresh_db: str, tmp_path: Path) -> None:
+    conn = await _chain(fresh_db, tmp_path)
+    try:
+        anchor = await audit.head(conn)
+        assert anchor is not None and anchor[0] == N
+        await conn.execute("DELETE FROM audit_log WHERE seq > $1", N - 2)
+        assert await audit.verify_chain(conn) is None  # the chain alone cannot see it
+        assert await audit.verify_chain(conn, anchor=anchor) == N - 1
+    finally:
+        await conn.close()
+
+
+async def test_appends_continue_the_chain(fresh_db: str, tmp_path: Path) -> None:
+    conn = await _chain(fresh_db, tmp_path)
+    try:
+        anchor = await audit.head(conn)
+        async with conn.transaction():
+            await audit.append(conn, [audit.AuditEntry("client-x", "verify", "registration")])
+        assert await audit.verify_chain(conn, anchor=anchor) is None
+    finally:
+        await conn.close()
