@@ -90,6 +90,7 @@ def create_service_app(
         await app.state.clients.start()
         app.state.relay = OutboxRelay(pool, settings)
         app.state.consumers = list(consumers(pool, settings)) if consumers else []
+        app.state.relay.reset_listeners += [c.restart for c in app.state.consumers]
         tasks: list[asyncio.Task[None]] = []
         if settings.run_background:
             tasks.append(asyncio.create_task(app.state.relay.run(), name="outbox-relay"))

@@ -76,6 +76,7 @@ class EventConsumer:
         self.service = settings.service_name
         self.connected = False
         self._assigned = False
+        self._restart = False
 
     async def run(self) -> None:
         backoff = 0.5
@@ -106,8 +107,14 @@ class EventConsumer:
         """True once the group gave this member partitions (startup waits for it in tests and demos)."""
         return self._assigned
 
+    def restart(self) -> None:
+        """Drop this member's in-memory positions: start again from the group's committed offsets
+        (none, on a broker that came back empty, so from the beginning of the new log)."""
+        self._restart = True
+
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
-        while True:
+        self._restart = False
+        while not self._restart:
             batches = await consumer.getmany(timeout_ms=500, max_records=self.settings.outbox_batch_size)
             self._assigned = bool(consumer.assignment())
             messages = [m for part in batches.values() for m in part]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -65,6 +66,26 @@ async def missing_topics(settings: KafkaSettings, topics: list[str] | None = Non
     return [t for t in (topics or all_topics()) if t not in existing]
 
 
+# A topic named with this prefix and a random suffix marks one "life" of the broker. Whoever
+# (re)creates the exchange's topics also creates a marker if there is none, so every service can
+# tell that the broker came back empty even if another service already recreated the topics.
+INCARNATION_PREFIX = "_broker.incarnation."
+
+
+def incarnation_of(names: set[str]) -> str | None:
+    markers = sorted(n for n in names if n.startswith(INCARNATION_PREFIX))
+    return markers[0] if markers else None  # concurrent creators agree on the smallest
+
+
+async def topic_names(settings: KafkaSettings) -> set[str]:
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options(), request_timeout_ms=5_000)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
 async def ensure_topics(settings: KafkaSettings, topics: list[str] | None = None) -> list[str]:
     """Create whichever topics are missing, with the configured partitions and replication."""
     wanted = topics or all_topics()
@@ -73,11 +94,12 @@ async def ensure_topics(settings: KafkaSettings, topics: list[str] | None = None
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t not in existing]
-        if missing:
-            new = [
-                NewTopic(t, settings.kafka_topic_partitions, settings.kafka_topic_replication)
-                for t in missing
-            ]
+        new = [
+            NewTopic(t, settings.kafka_topic_partitions, settings.kafka_topic_replication) for t in missing
+        ]
+        if incarnation_of(existing) is None:
+            new.append(NewTopic(INCARNATION_PREFIX + uuid.uuid4().hex, 1, settings.kafka_topic_replication))
+        if new:
             with contextlib.suppress(TopicAlreadyExistsError):  # another service created them first
                 await admin.create_topics(new)
             log.info("topics created", extra={"count": len(missing)})

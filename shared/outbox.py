@@ -15,6 +15,7 @@ import csv
 import datetime as dt
 import io
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -24,7 +25,7 @@ from pydantic import BaseModel
 
 from shared.events.catalog import spec_for
 from shared.events.envelope import Envelope, new_event_id
-from shared.kafka import ensure_topics, make_producer, missing_topics
+from shared.kafka import all_topics, ensure_topics, incarnation_of, make_producer, topic_names
 from shared.observability import (
     BROKER_RESETS,
     EVENTS_PRODUCED,
@@ -149,6 +150,9 @@ class OutboxRelay:
         # The highest offset the broker acknowledged per partition. A partition's log only grows,
         # so an acknowledgement at or below it means the broker restarted without its log.
         self._acked: dict[tuple[str, int], int] = {}
+        self._incarnation: str | None = None
+        # Called when the broker came back empty (consumers of this process restart).
+        self.reset_listeners: list[Callable[[], None]] = []
 
     async def run(self) -> None:
         """Hold the relay lock, then publish until cancelled."""
@@ -260,20 +264,40 @@ class OutboxRelay:
         return went_back
 
     async def _watch_broker(self) -> None:
-        """Notice a broker that lost its topics (memory-only broker restarted) and repair it."""
+        """Notice a broker that came back empty (memory-only broker restarted) and repair it.
+
+        Missing topics are one sign; a new incarnation marker is the other: another service may
+        have recreated the topics before this one looked, and this service must still re-send
+        its recent events and restart its consumers.
+        """
         while True:
             await asyncio.sleep(2.0)
             try:
-                if await missing_topics(self.settings):
-                    await self.recover_broker_reset()
+                names = await topic_names(self.settings)
+                if any(t not in names for t in all_topics()) or incarnation_of(names) is None:
+                    await ensure_topics(self.settings)
+                    names = await topic_names(self.settings)
+                current = incarnation_of(names)
+                if self._incarnation is None:
+                    self._incarnation = current
+                elif current is not None and current != self._incarnation:
+                    self._incarnation = current
+                    await self._resend_recent()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the watchdog must outlive any one failed check
                 log.info("broker check failed", extra={"error": type(e).__name__})
 
     async def recover_broker_reset(self) -> None:
-        BROKER_RESETS.labels(self.service).inc()
+        """This relay saw the log go back: recreate what is missing, then re-send."""
         await ensure_topics(self.settings)
+        self._incarnation = incarnation_of(await topic_names(self.settings))
+        await self._resend_recent()
+
+    async def _resend_recent(self) -> None:
+        BROKER_RESETS.labels(self.service).inc()
+        for listener in self.reset_listeners:
+            listener()  # e.g. consumers restart: their in-memory positions point past the new log
         async with self.pool.acquire() as conn:
             requeued = await conn.execute(
                 """UPDATE outbox SET published_at = NULL
