@@ -21,6 +21,7 @@ run: $(STAMP)
 
 ## The whole test suite against real PostgreSQL, the real broker, real HTTP and a real browser.
 test: $(STAMP) browser promtool
+	$(MAKE) lint
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(MAKE) chart-check
 

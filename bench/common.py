@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -9,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -65,3 +68,51 @@ def timed(fn: Any, *args: Any) -> tuple[Any, float]:
     start = time.perf_counter()
     value = fn(*args)
     return value, time.perf_counter() - start
+
+
+class KeepAliveHttp:
+    """A minimal HTTP/1.1 keep-alive client for load generation: a request is prebuilt bytes and a
+    response is read by its Content-Length. httpx costs about 1 ms of CPU a request, so a load
+    generator built on it takes a third of a 2-core machine away from the system it measures;
+    this costs a tenth of that. Only for our own services (they always send Content-Length)."""
+
+    def __init__(self, url: str, headers: dict[str, str]):
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.head = "".join(
+            f"{k}: {v}\r\n" for k, v in {"Host": f"{self.host}:{self.port}", **headers}.items()
+        )
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self, path: str, body: bytes) -> int:
+        """POST a JSON body; returns the status code (the body is read and dropped)."""
+        request = (
+            f"POST {path} HTTP/1.1\r\n{self.head}Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        if self._streams is None:
+            self._streams = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self._streams
+        try:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            if b"connection: close" in head.lower():
+                await self.close()
+            return status
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        if self._streams is not None:
+            writer = self._streams[1]
+            self._streams = None
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()

@@ -14,10 +14,10 @@ from cli.common import (
     JsonOption,
     StackInfo,
     StackOption,
-    connect,
+    connection,
     console,
+    emit,
     emit_json,
-    emit_table,
     run,
     subject_secret,
 )
@@ -45,12 +45,9 @@ def _targets(service: list[str] | None, dsn: str | None, stack: Path | None) -> 
 async def _verify(targets: dict[str, str]) -> list[dict[str, Any]]:
     results = []
     for name, dsn in targets.items():
-        conn = await connect(dsn)
-        try:
+        async with connection(dsn) as conn:
             broken = await verify_chain(conn)
             rows = await queries.audit_count(conn)
-        finally:
-            await conn.close()
         results.append(
             {"service": name, "entries": rows, "intact": broken is None, "first_broken_seq": broken}
         )
@@ -66,10 +63,7 @@ def verify(
 ) -> None:
     """Recompute every audit log's hash chain; exit 1 and name the first broken entry if one was altered."""
     results = run(_verify(_targets(service, dsn, stack)))
-    if as_json:
-        emit_json(results)
-    else:
-        emit_table("audit chains", results, ["service", "entries", "intact", "first_broken_seq"])
+    emit(results, as_json, "audit chains", ["service", "entries", "intact", "first_broken_seq"])
     if not all(r["intact"] for r in results):
         raise typer.Exit(1)
 
@@ -77,11 +71,8 @@ def verify(
 async def _export(targets: dict[str, str], subject: str) -> list[dict[str, Any]]:
     out = []
     for name, dsn in targets.items():
-        conn = await connect(dsn)
-        try:
+        async with connection(dsn) as conn:
             rows = await queries.audit_entries(conn, subject)
-        finally:
-            await conn.close()
         out += [{"service": name, **dict(r)} for r in rows]
     return sorted(out, key=lambda r: r["at"])
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Coroutine, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -107,6 +108,10 @@ class StackInfo:
     def services_with_databases(self) -> list[str]:
         return list(self.doc.get("databases", {}))
 
+    def jurisdictions(self, service: str) -> list[str]:
+        """The divisions a service serves (a registry's; none for the others)."""
+        return list(self.doc.get("services", {}).get(service, {}).get("jurisdictions", []))
+
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
@@ -147,6 +152,14 @@ def emit_table(title: str, rows: Iterable[dict[str, Any]], columns: list[str]) -
     console.print(table)
 
 
+def emit(rows: list[dict[str, Any]], as_json: bool, title: str, columns: list[str]) -> None:
+    """The rows as JSON (``--json``) or as a table of those columns."""
+    if as_json:
+        emit_json(rows)
+    else:
+        emit_table(title, rows, columns)
+
+
 class RateColumn(ProgressColumn):
     """Rows (or events) per second."""
 
@@ -173,8 +186,18 @@ async def connect(dsn: str) -> Any:
     """A connection that reads json/jsonb as the services do (the audit hashes depend on it)."""
     import asyncpg
 
-    from shared.db import _init_connection
+    from shared.db import init_connection
 
     conn = await asyncpg.connect(dsn)
-    await _init_connection(conn)
+    await init_connection(conn)
     return conn
+
+
+@asynccontextmanager
+async def connection(dsn: str) -> AsyncIterator[Any]:
+    """``connect``, closed on the way out."""
+    conn = await connect(dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()

@@ -14,10 +14,10 @@ from cli.common import (
     JsonOption,
     StackInfo,
     StackOption,
-    connect,
+    connection,
     console,
+    emit,
     emit_json,
-    emit_table,
     run,
 )
 from cli.consumers import consumer_named, service_consumers
@@ -38,14 +38,11 @@ async def _list(
 ) -> list[dict[str, Any]]:
     out = []
     for name in services:
-        conn = await connect(info.dsn(name))
-        try:
+        async with connection(info.dsn(name)) as conn:
             out += [
                 {"service": name, **dict(r)}
                 for r in await queries.dead_letters(conn, include_replayed, limit)
             ]
-        finally:
-            await conn.close()
     return out
 
 
@@ -61,20 +58,17 @@ def list_dead_letters(
     """List dead letters not yet replayed, per service: consumer, topic, offset and reason."""
     info = StackInfo(stack, databases)
     found = run(_list(info, _services(info, service), include_replayed, limit))
-    if as_json:
-        emit_json(found)
-    else:
-        emit_table(
-            "dead letters", found, ["service", "id", "consumer", "topic", "offset", "reason", "created_at"]
-        )
+    emit(
+        found,
+        as_json,
+        "dead letters",
+        ["service", "id", "consumer", "topic", "offset", "reason", "created_at"],
+    )
 
 
 async def _show(dsn: str, dead_letter_id: int) -> dict[str, Any] | None:
-    conn = await connect(dsn)
-    try:
+    async with connection(dsn) as conn:
         row = await queries.dead_letter(conn, dead_letter_id)
-    finally:
-        await conn.close()
     if row is None:
         return None
     out = dict(row)
@@ -105,11 +99,10 @@ def show(
 
 async def _replay(info: StackInfo, service: str, ids: list[int]) -> list[dict[str, Any]]:
     dsn = info.dsn(service)
-    jurisdictions = info.doc.get("services", {}).get(service, {}).get("jurisdictions", [])
     pool = await create_pool(dsn, min_size=1, max_size=2)
     results = []
     try:
-        consumers = service_consumers(service, pool, dsn, jurisdictions)
+        consumers = service_consumers(service, pool, dsn, info.jurisdictions(service))
         for dead_letter_id in ids:
             async with pool.acquire() as conn:
                 row = await queries.dead_letter(conn, dead_letter_id)
@@ -149,9 +142,6 @@ def replay(
     if not ids:
         raise typer.BadParameter("name dead letter ids or use --all-open")
     results = run(_replay(info, service, ids))
-    if as_json:
-        emit_json(results)
-    else:
-        emit_table(f"replay in {service}", results, ["id", "replayed", "error"])
+    emit(results, as_json, f"replay in {service}", ["id", "replayed", "error"])
     if not all(r["replayed"] for r in results):
         raise typer.Exit(1)

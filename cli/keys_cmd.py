@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from cli.common import JsonOption, StackInfo, StackOption, connect, console, emit_json, emit_table, run
+from cli.common import JsonOption, StackInfo, StackOption, connection, console, emit, emit_json, run
 from services.registry.adapters import keys
 from services.registry.settings import RegistrySettings
 
@@ -25,11 +25,8 @@ def _settings(jurisdiction: str) -> RegistrySettings:
 
 
 async def _published(dsn: str, jurisdiction: str) -> list[dict[str, Any]]:
-    conn = await connect(dsn)
-    try:
+    async with connection(dsn) as conn:
         rows = await keys.published_keys(conn)
-    finally:
-        await conn.close()
     return [
         {
             "kid": r["kid"],
@@ -47,22 +44,18 @@ async def _published(dsn: str, jurisdiction: str) -> list[dict[str, Any]]:
 
 async def _create(dsn: str, jurisdiction: str, rotate: bool) -> str | None:
     settings = _settings(jurisdiction)
-    conn = await connect(dsn)
-    try:
-        async with conn.transaction():
-            # the same lock the registry takes before making a first key, so the two cannot race
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "signing-key:" + jurisdiction)
-            active = [k for k in await keys.published_keys(conn) if k["jurisdiction"] == jurisdiction]
-            if not rotate and any(k["retired_at"] is None for k in active):
-                return None
-            return await keys.create_key(
-                conn,
-                jurisdiction,
-                settings.key_encryption_key.get_secret_value(),
-                settings.key_rotation_overlap_days,
-            )
-    finally:
-        await conn.close()
+    async with connection(dsn) as conn, conn.transaction():
+        # the same lock the registry takes before making a first key, so the two cannot race
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "signing-key:" + jurisdiction)
+        active = [k for k in await keys.published_keys(conn) if k["jurisdiction"] == jurisdiction]
+        if not rotate and any(k["retired_at"] is None for k in active):
+            return None
+        return await keys.create_key(
+            conn,
+            jurisdiction,
+            settings.key_encryption_key.get_secret_value(),
+            settings.key_rotation_overlap_days,
+        )
 
 
 def _dsn(dsn: str | None, stack: Path | None, jurisdiction: str) -> str:
@@ -78,10 +71,7 @@ def list_keys(
 ) -> None:
     """List the published keys: the active one and retired ones still inside their overlap window."""
     found = run(_published(_dsn(dsn, stack, jurisdiction), jurisdiction))
-    if as_json:
-        emit_json(found)
-    else:
-        emit_table(f"signing keys of {jurisdiction}", found, ["kid", "state", "created_at", "expires_at"])
+    emit(found, as_json, f"signing keys of {jurisdiction}", ["kid", "state", "created_at", "expires_at"])
 
 
 @app.command("create")

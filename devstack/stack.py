@@ -254,7 +254,7 @@ class Stack:
         return next(s for s in self.services if s.name == name)
 
     def token(self, client_id: str) -> str:
-        return next(c["token"] for c in self.clients if c["client_id"] == client_id)
+        return str(next(c["token"] for c in self.clients if c["client_id"] == client_id))
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -56,7 +56,8 @@ UnitOfWork = Annotated[asyncpg.Connection, Depends(unit_of_work, scope="function
 
 
 async def read_pool(request: Request) -> asyncpg.Pool:
-    return request.app.state.pool  # type: ignore[no-any-return]
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
 
 
 Pool = Annotated[asyncpg.Pool, Depends(read_pool)]

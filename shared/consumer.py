@@ -1,7 +1,8 @@
 """Idempotent Kafka consumers: the inbox row and the effect commit together, offsets after.
 
-A polled batch is applied in one database transaction with a savepoint per message, so a bad
-message costs only its own savepoint. Messages that cannot be parsed go to the dead-letter
+A polled batch is applied in one database transaction, optimistically without savepoints; if a
+message fails, the batch is applied again with a savepoint per message, so a bad message costs
+only its own savepoint. Messages that cannot be parsed go to the dead-letter
 queue at once; messages whose handler fails are retried with backoff, then dead-lettered.
 The consumer goes on either way.
 """
@@ -12,7 +13,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import asyncpg
@@ -40,10 +41,17 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[None]]
 Accept = Callable[[Envelope[Any]], bool]
+# Rebuilds a cleared projection from every event at once, with the same outcome as applying them
+# one by one through the handler (replay from the beginning; the inbox is written by the caller).
+BulkRebuild = Callable[[asyncpg.Connection, Iterable[Envelope[Any]]], Awaitable[None]]
 
 
 class PoisonMessage(Exception):
     """A handler's verdict that a message can never be applied: dead-letter it without retrying."""
+
+
+class _Isolate(Exception):
+    """A message of an optimistic batch failed: apply the batch again, one savepoint a message."""
 
 
 def describe_error(exc: BaseException) -> str:
@@ -66,8 +74,10 @@ class EventConsumer:
         topics: list[str],
         handler: Handler,
         accept: Accept | None = None,
+        rebuild: BulkRebuild | None = None,
     ):
         self.pool = pool
+        self.rebuild = rebuild
         self.settings = settings
         self.name = name
         self.topics = topics
@@ -132,8 +142,20 @@ class EventConsumer:
             self._record_lag(consumer, positions)
 
     async def process(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
-        """Apply a batch in one transaction; failures are retried alone, then dead-lettered."""
+        """Apply a batch in one transaction; failures are retried alone, then dead-lettered.
+
+        Optimistically first: without a savepoint per message (two round trips each, a fifth of
+        the statements of a hop). If any message fails, that transaction is rolled back whole
+        and the batch is applied again with a savepoint per message, so the others still commit.
+        """
+        try:
+            await self._process(messages, isolate=False)
+        except _Isolate:
+            await self._process(messages, isolate=True)
+
+    async def _process(self, messages: list[ConsumerRecord[bytes, bytes]], *, isolate: bool) -> None:
         failed: list[tuple[ConsumerRecord[bytes, bytes], Envelope[Any], BaseException]] = []
+        applied: list[Envelope[Any]] = []
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 for msg in messages:
@@ -152,22 +174,33 @@ class EventConsumer:
                     if not wanted:
                         continue
                     try:
-                        await self._apply_traced(conn, event, msg)
-                    except PoisonMessage as e:
-                        await self.dead_letter(conn, msg, describe_error(e))
+                        if await self._apply_traced(conn, event, msg, isolate=isolate):
+                            applied.append(event)
                     except Exception as e:
-                        failed.append((msg, event, e))
+                        if not isolate:
+                            raise _Isolate from e
+                        if isinstance(e, PoisonMessage):
+                            await self.dead_letter(conn, msg, describe_error(e))
+                        else:
+                            failed.append((msg, event, e))
             await wake_relay(conn)  # after the commit: see shared.outbox.wake_relay
+        self._count_applied(applied)
         for msg, event, first_error in failed:
             await self._retry_then_dead_letter(msg, event, first_error)
 
     async def _apply_traced(
-        self, conn: asyncpg.Connection, event: Envelope[Any], msg: ConsumerRecord[bytes, bytes]
-    ) -> None:
-        """Apply inside a span continuing the Kafka header's trace context (the CloudEvent's as backup)."""
+        self,
+        conn: asyncpg.Connection,
+        event: Envelope[Any],
+        msg: ConsumerRecord[bytes, bytes],
+        *,
+        isolate: bool = True,
+    ) -> bool:
+        """Apply inside a span continuing the Kafka header's trace context (the CloudEvent's as
+        backup). False when the inbox already had the event."""
         parent = _header(msg, "traceparent") or event.traceparent
         with consumer_span(self.name, event.type, msg.topic, parent) as trace_id:
-            await self._apply_one(conn, event)
+            fresh = await self._apply_one(conn, event, isolate=isolate, count=False)
         if trace_id:  # traced events only: the line that ties this service's work to the caller's trace
             log.info(
                 "event applied",
@@ -178,9 +211,37 @@ class EventConsumer:
                     "trace_id": trace_id,
                 },
             )
+        return fresh
 
-    async def _apply_one(self, conn: asyncpg.Connection, event: Envelope[Any]) -> None:
-        async with conn.transaction():  # a savepoint: one message's failure leaves the others
+    async def rebuild_from(self, conn: asyncpg.Connection, events: Iterable[Envelope[Any]]) -> int:
+        """Apply every event, in order, to a cleared projection in one go (the consumer's
+        ``rebuild``) and record the accepted ones in its cleared inbox, in the caller's
+        transaction. Returns how many were accepted."""
+        if self.rebuild is None:
+            raise TypeError(f"consumer {self.name!r} has no bulk rebuild")
+        ids: list[Any] = []
+        seen: set[Any] = set()
+
+        def accepted() -> Iterator[Envelope[Any]]:
+            for event in events:
+                if event.id not in seen and self.accept(event):  # the inbox applies an id once
+                    seen.add(event.id)
+                    ids.append(event.id)
+                    yield event
+
+        await self.rebuild(conn, accepted())
+        await conn.copy_records_to_table(
+            "inbox", records=[(self.name, i) for i in ids], columns=["consumer", "event_id"]
+        )
+        return len(ids)
+
+    async def _apply_one(
+        self, conn: asyncpg.Connection, event: Envelope[Any], *, isolate: bool = True, count: bool = True
+    ) -> bool:
+        """The inbox row and the handler's effect, in a savepoint when ``isolate`` (one message's
+        failure leaves the others). False when the inbox already had the event. ``count``:
+        record the metrics now; batch callers count once their transaction committed."""
+        async with conn.transaction() if isolate else contextlib.nullcontext():
             fresh = await conn.fetchval(
                 "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
                 self.name,
@@ -188,12 +249,19 @@ class EventConsumer:
             )
             if not fresh:
                 INBOX_DUPLICATES.labels(self.service, self.name).inc()
-                return
+                return False
             await self.handler(conn, event)
-        EVENTS_APPLIED.labels(self.service, self.name, event.type).inc()
-        EVENT_LATENCY.labels(self.service, self.name).observe(
-            max(0.0, (dt.datetime.now(dt.UTC) - event.time).total_seconds())
-        )
+        if count:
+            self._count_applied([event])
+        return True
+
+    def _count_applied(self, events: list[Envelope[Any]]) -> None:
+        now = dt.datetime.now(dt.UTC)
+        for event in events:
+            EVENTS_APPLIED.labels(self.service, self.name, event.type).inc()
+            EVENT_LATENCY.labels(self.service, self.name).observe(
+                max(0.0, (now - event.time).total_seconds())
+            )
 
     async def _retry_then_dead_letter(
         self, msg: ConsumerRecord[bytes, bytes], event: Envelope[Any], error: BaseException
@@ -203,8 +271,10 @@ class EventConsumer:
             try:
                 async with self.pool.acquire() as conn:
                     async with conn.transaction():
-                        await self._apply_traced(conn, event, msg)
+                        fresh = await self._apply_traced(conn, event, msg)
                     await wake_relay(conn)
+                if fresh:
+                    self._count_applied([event])
                 return
             except PoisonMessage as e:
                 error = e

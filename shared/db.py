@@ -40,14 +40,29 @@ def is_unavailable(exc: BaseException) -> bool:
     )
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    for typename in ("json", "jsonb"):
-        await conn.set_type_codec(
-            typename,
-            encoder=lambda v: orjson.dumps(v).decode(),
-            decoder=orjson.loads,
-            schema="pg_catalog",
-        )
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """json and jsonb read and written with orjson: every connection of a service, and tools that
+    must read rows exactly as the services do (audit hashes depend on it)."""
+    # Binary wire format (jsonb's is a version byte, 1, then the text): no str round trip, and
+    # binary COPY (copy_records_to_table) can carry json columns.
+    await conn.set_type_codec(
+        "json", encoder=orjson.dumps, decoder=orjson.loads, schema="pg_catalog", format="binary"
+    )
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=_jsonb_encode,
+        decoder=_jsonb_decode,
+        schema="pg_catalog",
+        format="binary",
+    )
+
+
+def _jsonb_encode(value: object) -> bytes:
+    return b"\x01" + orjson.dumps(value)
+
+
+def _jsonb_decode(data: bytes) -> object:
+    return orjson.loads(data[1:])
 
 
 async def _reset_connection(conn: asyncpg.Connection) -> None:
@@ -65,7 +80,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
             dsn,
             min_size=min_size,
             max_size=max_size,
-            init=_init_connection,
+            init=init_connection,
             command_timeout=30,
             reset=_reset_connection,
         )

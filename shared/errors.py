@@ -147,8 +147,10 @@ def install_error_handlers(app: FastAPI) -> None:
             return problem_response(409, err.body())
         if is_unavailable(exc):
             log.warning("dependency unavailable", extra={"error": type(exc).__name__})
-            err = ServiceUnavailable("the database is unavailable; retry with the same Idempotency-Key")
-            return problem_response(503, err.body(), {"Retry-After": "1"})
+            unavailable = ServiceUnavailable(
+                "the database is unavailable; retry with the same Idempotency-Key"
+            )
+            return problem_response(503, unavailable.body(), {"Retry-After": "1"})
         log.exception("unhandled error", extra={"error": type(exc).__name__})
         body = {"type": PROBLEM_BASE + "internal", "title": "Internal error", "status": 500}
         return problem_response(500, body)

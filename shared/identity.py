@@ -17,7 +17,6 @@ from typing import Annotated
 from pydantic import AfterValidator
 from stdnum import numdb
 from stdnum.cn import ric
-from stdnum.exceptions import ValidationError
 from stdnum.util import isdigits
 
 
@@ -84,9 +83,9 @@ def check_id_number(number: str) -> str:
         raise ValueError("identity number must be 17 digits and a check character")
     if compact[-1] != ric.calc_check_digit(compact):
         raise ValueError("identity number check digit is wrong (ISO 7064 MOD 11-2)")
-    try:
-        born = ric.get_birth_date(compact)
-    except ValidationError:
+    try:  # ric.get_birth_date on the compact form, without compacting it once more
+        born = dt.date(int(compact[6:10]), int(compact[10:12]), int(compact[12:14]))
+    except ValueError:
         born = None
     if born is None or not _birth_place_known(compact[:6], born.year):
         raise ValueError("identity number has an impossible birth date or an unknown birth-place code")
@@ -97,7 +96,8 @@ def check_id_number(number: str) -> str:
 
 def birth_date_of(number: str) -> dt.date:
     """The birth date embedded in a (valid) identity number."""
-    return ric.get_birth_date(number)  # type: ignore[no-any-return]
+    born: dt.date = ric.get_birth_date(number)
+    return born
 
 
 IdNumber = Annotated[str, AfterValidator(check_id_number)]

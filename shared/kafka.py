@@ -49,7 +49,7 @@ def make_consumer(settings: BaseServiceSettings, group_id: str, topics: list[str
         auto_offset_reset="earliest",
         metadata_max_age_ms=5_000,
         max_poll_records=500,
-        fetch_max_wait_ms=20,  # Tansu holds a fetch for the whole wait even when data is there
+        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000,
     )

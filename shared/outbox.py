@@ -23,7 +23,7 @@ import orjson
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
-from shared.events.catalog import spec_for
+from shared.events.catalog import EventSpec, spec_for
 from shared.events.envelope import Envelope, new_event_id
 from shared.kafka import all_topics, ensure_topics, incarnation_of, make_producer, topic_names
 from shared.observability import (
@@ -73,25 +73,19 @@ async def add_event(
     # The current span (the request's, or the consumer's that reacts to an event) is the parent
     # of whatever this event causes; outside any span the caller's trace context is kept as given.
     traceparent = current_traceparent() or traceparent
-    spec = spec_for(event_type)
-    if not isinstance(data, spec.payload):
-        raise TypeError(f"{event_type} carries {spec.payload.__name__}, not {type(data).__name__}")
-    event = Envelope[spec.payload](  # type: ignore[name-defined]
-        id=new_event_id(),
+    spec = _spec_carrying(event_type, data)  # checked before a sequence number is spent on it
+    if sequence is None:
+        sequence = await next_sequence(conn, subject, source)
+    event = make_event(
+        event_type=event_type,
         source=source,
-        type=event_type,
         subject=subject,
-        time=dt.datetime.now(dt.UTC),
-        dataschema=spec.dataschema,
-        sequence=sequence if sequence is not None else await next_sequence(conn, subject, source),
+        data=data,
+        sequence=sequence,
         origin=origin,
         destination=destination,
         traceparent=traceparent,
-        data=data,
     )
-    headers = {"content-type": "application/cloudevents+json", "ce_type": event_type}
-    if traceparent:
-        headers["traceparent"] = traceparent
     await conn.execute(
         """INSERT INTO outbox (event_id, event_type, topic, key, value, headers) VALUES ($1,$2,$3,$4,$5,$6)""",
         event.id,
@@ -99,9 +93,25 @@ async def add_event(
         spec.topic,
         key or subject,
         event.model_dump_json().encode(),
-        headers,
+        _headers(event),
     )
     return event
+
+
+def _spec_carrying(event_type: str, data: BaseModel) -> EventSpec:
+    """The catalog's entry for the event type, once ``data`` is of its payload type."""
+    spec = spec_for(event_type)
+    if not isinstance(data, spec.payload):
+        raise TypeError(f"{event_type} carries {spec.payload.__name__}, not {type(data).__name__}")
+    return spec
+
+
+def _headers(event: Envelope[Any]) -> dict[str, str]:
+    """The Kafka headers an event is published with."""
+    headers = {"content-type": "application/cloudevents+json", "ce_type": event.type}
+    if event.traceparent:
+        headers["traceparent"] = event.traceparent
+    return headers
 
 
 async def add_raw(
@@ -346,10 +356,8 @@ def make_event(
     destination: str | None = None,
     traceparent: str | None = None,
 ) -> Envelope[Any]:
-    """The envelope ``add_event`` would write, for callers that write many at once with ``add_events``."""
-    spec = spec_for(event_type)
-    if not isinstance(data, spec.payload):
-        raise TypeError(f"{event_type} carries {spec.payload.__name__}, not {type(data).__name__}")
+    """The envelope ``add_event`` writes, for callers that write many at once with ``add_events``."""
+    spec = _spec_carrying(event_type, data)
     return Envelope[spec.payload](  # type: ignore[name-defined]
         id=new_event_id(),
         source=source,
@@ -378,9 +386,6 @@ async def add_events(conn: asyncpg.Connection, events: list[Envelope[Any]]) -> N
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     for event in events:
-        headers = {"content-type": "application/cloudevents+json", "ce_type": event.type}
-        if event.traceparent:
-            headers["traceparent"] = event.traceparent
         writer.writerow(
             (
                 event.id,
@@ -388,7 +393,7 @@ async def add_events(conn: asyncpg.Connection, events: list[Envelope[Any]]) -> N
                 spec_for(event.type).topic,
                 event.subject,
                 "\\x" + event.model_dump_json().encode().hex(),
-                orjson.dumps(headers).decode(),
+                orjson.dumps(_headers(event)).decode(),
             )
         )
     await conn.copy_to_table(

@@ -70,6 +70,13 @@ class BaseServiceSettings(KafkaSettings):
         default=3600.0, description="seconds of published outbox rows re-sent after the broker lost its log"
     )
     consumer_max_retries: int = 3
+    # Tansu holds every fetch this long, so it is both a floor on delivery latency per hop and
+    # how often each consumer polls. Measured end to end (bench pipeline, 3,000 events at full
+    # load): 20 ms: 78 ev/s, 9.0 ms CPU/event, p99 0.74 s; 60 ms: 100 ev/s, 6.5 ms, p99 0.50 s;
+    # 100 ms: 129 ev/s, 5.1 ms, p50 0.17 s, p99 0.37 s; 250 ms: 124 ev/s, p50 0.29 s.
+    consumer_fetch_max_wait_ms: int = Field(
+        default=100, ge=1, description="how long a fetch may wait for records (latency floor per hop)"
+    )
     run_background: bool = Field(default=True, description="run the outbox relay and consumers in-process")
 
     otel_exporter: Literal["none", "console", "otlp"] = "none"

@@ -10,6 +10,7 @@ import itertools
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,13 +53,32 @@ def broker(workdir: Path) -> Iterator[Broker]:
 @pytest.fixture(scope="session")
 def stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
     """The whole system as processes: two registries (320412, 440703), exchange, verification."""
-    s = Stack(workdir / "stack", pg=pg, db_prefix="main_")
+    with running_stack(workdir, pg, "stack", db_prefix="main_") as s:
+        yield s
+
+
+@contextmanager
+def running_stack(
+    workdir: Path,
+    pg: EmbeddedPostgres,
+    name: str,
+    *,
+    db_prefix: str,
+    extra_env: dict[str, str] | None = None,
+    registries: list[str] | None = None,
+) -> Iterator[Stack]:
+    """A stack of its own in ``workdir/name``, for a fixture to yield.
+
+    On the way out it is stopped (also when starting it failed) and its logs are kept under
+    ``test-artifacts/logs/name``.
+    """
+    s = Stack(workdir / name, pg=pg, db_prefix=db_prefix, extra_env=extra_env, registries=registries)
     try:
         s.start()
         yield s
     finally:
         s.stop()
-        _keep_logs(s, "stack")
+        _keep_logs(s, name)
 
 
 def _keep_logs(s: Stack, name: str) -> None:

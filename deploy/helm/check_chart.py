@@ -4,7 +4,9 @@ For the default values and every `ci/*-values.yaml` the chart is linted and rend
 Helm's own Go library (helm-python-sdk, no helm binary, no cluster) and every rendered
 manifest is validated against the Kubernetes OpenAPI schemas (kubernetes-validate,
 strict: unknown fields fail). Every `ci/bad-*.yaml` must be refused by values.schema.json
-with the message named on its `# expect:` line. Exits non-zero on any failure.
+with the message named on its `# expect:` line. The chart's copies of the alert rules and
+the Grafana dashboard (`files/`) must equal deploy/prometheus and deploy/grafana. Exits
+non-zero on any failure.
 """
 
 from __future__ import annotations
@@ -30,7 +32,16 @@ NAMESPACE = "migrant-exchange"
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest with schemas.
 KUBE_VERSIONS = ("1.29", ".".join(kubernetes_validate.latest_version().split(".")[:2]))
 # Custom resources kubernetes-validate has no schema for; checked for shape only.
-CRD_KINDS = {"ServiceMonitor": "monitoring.coreos.com/v1", "KafkaTopic": "kafka.strimzi.io/v1beta2"}
+CRD_KINDS = {
+    "ServiceMonitor": "monitoring.coreos.com/v1",
+    "PrometheusRule": "monitoring.coreos.com/v1",
+    "KafkaTopic": "kafka.strimzi.io/v1beta2",
+}
+# Files the chart ships as copies (Helm reads only files inside the chart) -> their originals.
+COPIES = {
+    CHART / "files" / "alerts.yaml": CHART.parent / "prometheus" / "alerts.yaml",
+    CHART / "files" / "migrant-exchange.json": CHART.parent / "grafana" / "migrant-exchange.json",
+}
 SEVERITY = {1: "info", 2: "warning", 3: "error"}
 
 Manifest = dict[str, Any]
@@ -126,6 +137,20 @@ def check_refused(path: Path) -> list[str]:
     return []
 
 
+def check_copies() -> list[str]:
+    """The chart's copies of the alert rules and the dashboard equal their originals."""
+    problems = []
+    for copy, original in COPIES.items():
+        if not copy.is_file() or copy.read_bytes() != original.read_bytes():
+            problems.append(
+                f"{copy.relative_to(CHART)} differs from {original.relative_to(CHART.parent.parent)}: "
+                f"cp {original.relative_to(CHART.parent.parent)} {copy.relative_to(CHART.parent.parent)}"
+            )
+        else:
+            print(f"ok    {copy.relative_to(CHART)}: equals {original.relative_to(CHART.parent.parent)}")
+    return problems
+
+
 def check_installs(path: Path) -> list[str]:
     """Lint, render and validate the chart with one values file."""
     values = load_values(path)
@@ -147,7 +172,7 @@ def check_installs(path: Path) -> list[str]:
 
 def main() -> int:
     started = time.monotonic()
-    problems: list[str] = []
+    problems = check_copies()
     for path in values_files():
         problems += check_installs(path)
     for path in bad_values_files():

@@ -15,6 +15,12 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic_settings import BaseSettings
+
+from services.migrant_exchange.entrypoints.dashboard import DashboardSettings
+from services.migrant_exchange.settings import ExchangeSettings
+from services.registry.settings import RegistrySettings
+from services.verification.settings import VerificationSettings
 
 pytest.importorskip("helm_python", reason="helm-python-sdk (Helm's Go library) is not installed")
 pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is not installed")
@@ -74,6 +80,20 @@ def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
         if labels.get(expr["key"]) not in expr["values"]:
             return False
     return True
+
+
+def release_peer(peer: dict[str, Any], values_file: str) -> list[str] | None:
+    """The components a NetworkPolicy peer names if it selects pods of this release only, else None."""
+    if set(peer) != {"podSelector"}:  # no namespaceSelector or ipBlock: this namespace only
+        return None
+    selector = peer["podSelector"]
+    deployment = of_kind(values_file, "Deployment")[0]["spec"]["selector"]["matchLabels"]
+    release = {k: deployment[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
+    if selector.get("matchLabels") != release:
+        return None
+    [expression] = selector["matchExpressions"]
+    assert expression["key"] == "app.kubernetes.io/component" and expression["operator"] == "In"
+    return list(expression["values"])
 
 
 values_files = pytest.mark.parametrize("values_file", sorted(VALUES_FILES))
@@ -157,7 +177,8 @@ def test_network_policies_exist_for_every_service(values_file: str) -> None:
             assert set(spec["policyTypes"]) == {"Ingress", "Egress"}, where
             for rule in spec.get("ingress", []):
                 assert rule["from"], f"{where}: an ingress rule open to everyone"
-                assert all(peer in allowed_from for peer in rule["from"]), where
+                for peer in rule["from"]:
+                    assert peer in allowed_from or release_peer(peer, values_file), where
                 assert rule["ports"] == [{"protocol": "TCP", "port": "http"}], where
             if kind == "Job":
                 assert not spec.get("ingress"), f"{where}: a Job accepts no connections"
@@ -165,7 +186,49 @@ def test_network_policies_exist_for_every_service(values_file: str) -> None:
                 if rule in np_values["extraEgress"]:
                     continue
                 assert rule.get("ports"), f"{where}: egress to every port"
+                if rule.get("to") and all(release_peer(peer, values_file) for peer in rule["to"]):
+                    assert kind == "Deployment", f"{where}: a Job calls no other component"
+                    assert rule["ports"] == [{"protocol": "TCP", "port": 8000}], where
+                    continue
                 assert {p["port"] for p in rule["ports"]} <= allowed_ports, where
+
+
+@values_files
+def test_the_exchange_and_verification_reach_the_registries(values_file: str) -> None:
+    """REGISTRY_URLS and REGISTRY_KEY_URLS name the release's registries, and the NetworkPolicies
+    let exchange and verification (and nobody else of the release) call them."""
+    values = merged_values(values_file)
+    registries = {f"registry-{i['name']}" for i in values["registry"]["instances"]}
+    policies = {
+        p["metadata"]["labels"]["app.kubernetes.io/component"]: p
+        for p in of_kind(values_file, "NetworkPolicy")
+    }
+    configs = {c["metadata"]["name"]: c["data"] for c in of_kind(values_file, "ConfigMap")}
+    for client in ("exchange", "verification"):
+        reached = {
+            name
+            for rule in policies[client]["spec"]["egress"]
+            for peer in rule.get("to", [])
+            for name in release_peer(peer, values_file) or []
+        }
+        assert reached == registries, client
+    for registry in registries:
+        callers = {
+            name
+            for rule in policies[registry]["spec"]["ingress"]
+            for peer in rule["from"]
+            for name in release_peer(peer, values_file) or []
+        }
+        assert callers == {"exchange", "verification"}, registry
+    urls = dict(item.split("=", 1) for item in configs[f"{cc.RELEASE}-exchange"]["REGISTRY_URLS"].split(","))
+    key_urls = configs[f"{cc.RELEASE}-verification"]["REGISTRY_KEY_URLS"].split(",")
+    for instance in values["registry"]["instances"]:
+        host = f"{cc.RELEASE}-registry-{instance['name']}.{cc.NAMESPACE}.svc"
+        service = f"http://{host}:{values['service']['port']}"
+        assert f"{service}/v1/keys" in key_urls
+        for code in instance["jurisdictions"]:
+            expected = values["exchange"]["reconciliation"]["registryUrls"].get(code, service)
+            assert urls[code] == expected, code
 
 
 @values_files
@@ -187,6 +250,94 @@ def test_one_template_renders_every_service(values_file: str) -> None:
         assert ("replicas" in deployment["spec"]) != (component in autoscaled), component
 
 
+# Settings the chart leaves alone (documented in deploy/helm/README.md).
+NOT_FROM_THE_CHART = {"CLIENTS_INLINE", "CONSUMER_GROUP"}
+# Settings the chart sets only when their value (a Secret, a file, an endpoint) is configured.
+ONLY_WHEN_CONFIGURED = {
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_CAFILE",
+    "OTEL_ENDPOINT",
+    "AGREEMENTS_FILE",
+    "REGISTRY_TOKEN",
+    "STATUS_LIST_SIGNING_KEY",
+}
+SETTINGS: dict[str, list[type[BaseSettings]]] = {
+    "registry": [RegistrySettings],
+    "exchange": [ExchangeSettings, DashboardSettings],
+    "verification": [VerificationSettings],
+}
+
+
+def env_names(*classes: type[BaseSettings]) -> set[str]:
+    """The environment variables pydantic-settings reads for these classes."""
+    return {
+        (str(cls.model_config.get("env_prefix") or "") + name).upper()
+        for cls in classes
+        for name in cls.model_fields
+    }
+
+
+def pod_env(values_file: str, deployment: dict[str, Any]) -> set[str]:
+    """Every variable a Deployment's container gets: its ConfigMap (envFrom) and its env."""
+    configs = {c["metadata"]["name"]: c.get("data", {}) for c in of_kind(values_file, "ConfigMap")}
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    names = {e["name"] for e in container.get("env", [])}
+    for source in container.get("envFrom", []):
+        names |= set(configs[source["configMapRef"]["name"]])
+    return names
+
+
+@values_files
+def test_every_setting_of_the_services_reaches_their_pods(values_file: str) -> None:
+    """The chart does not lag behind the settings classes: each setting is set, configurable
+    and absent only because it is not configured, or deliberately left alone."""
+    readme = (cc.CHART / "README.md").read_text()
+    assert all(f"`{name}`" in readme for name in NOT_FROM_THE_CHART)
+    for deployment in of_kind(values_file, "Deployment"):
+        component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+        expected = env_names(*SETTINGS[component.split("-")[0]]) - NOT_FROM_THE_CHART
+        missing = expected - pod_env(values_file, deployment)
+        assert missing <= ONLY_WHEN_CONFIGURED, f"{component}: {sorted(missing)}"
+        if values_file == "production-values.yaml":  # configures every optional setting
+            assert not missing, f"{component}: {sorted(missing)}"
+
+
+@values_files
+def test_settings_values_parse(values_file: str) -> None:
+    """The plain values the chart renders are accepted by the settings classes."""
+    for deployment in of_kind(values_file, "Deployment"):
+        component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+        configs = {c["metadata"]["name"]: c["data"] for c in of_kind(values_file, "ConfigMap")}
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        env = configs[container["envFrom"][0]["configMapRef"]["name"]]
+        secrets = {e["name"]: "x" * 43 for e in container["env"] if "valueFrom" in e}
+        secrets.pop("STATUS_LIST_SIGNING_KEY", None)  # a real key is needed to parse one
+        for cls in SETTINGS[component.split("-")[0]]:
+            prefix = str(cls.model_config.get("env_prefix") or "").upper()
+            fields = {
+                k.removeprefix(prefix).lower(): v
+                for k, v in {**env, **secrets}.items()
+                if k.startswith(prefix) and k.removeprefix(prefix).lower() in cls.model_fields
+            }
+            cls.model_validate(fields)
+
+
+@values_files
+def test_the_prometheus_rules_and_the_dashboard_are_the_shipped_ones(values_file: str) -> None:
+    deploy = cc.CHART.parent
+    for rule in of_kind(values_file, "PrometheusRule"):
+        assert rule["spec"] == yaml.safe_load((deploy / "prometheus" / "alerts.yaml").read_text())
+    for config in of_kind(values_file, "ConfigMap"):
+        if config["metadata"]["labels"]["app.kubernetes.io/component"] == "grafana-dashboard":
+            dashboard = (deploy / "grafana" / "migrant-exchange.json").read_text().strip()
+            assert config["data"] == {"migrant-exchange.json": dashboard}
+    values = merged_values(values_file)["metrics"]
+    assert len(of_kind(values_file, "PrometheusRule")) == int(values["prometheusRule"]["enabled"])
+    assert cc.check_copies() == []
+
+
 SHORT_CODE_INSTANCE = {
     "name": "x",
     "jurisdictions": ["32041"],
@@ -202,6 +353,18 @@ SHORT_CODE_INSTANCE = {
         ({"registry": {"instances": [SHORT_CODE_INSTANCE]}}, "at '/registry/instances/0/jurisdictions/0'"),
         ({"kafka": {"securityProtocol": "SASL_SSL"}}, "at '/kafka/sasl/username': minLength"),
         ({"exchange": {"replicaCount": 2}}, "additional properties 'replicaCount' not allowed"),
+        (
+            {"exchange": {"reconciliation": {"intervalSeconds": 3600}}},
+            "at '/exchange/reconciliation/tokenSecret/name': minLength",
+        ),
+        (
+            {"exchange": {"agreements": [{"division_a": 320412, "division_b": "*"}]}},
+            "at '/exchange/agreements/0/division_a': got number, want string",
+        ),
+        (
+            {"verification": {"statusList": {"signingKeySecret": {"value": "abc"}}}},
+            "additional properties 'value' not allowed",
+        ),
     ],
 )
 def test_a_wrong_value_fails_with_the_schema_message(overrides: dict[str, Any], message: str) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from devstack.embedded import EmbeddedPostgres
 from devstack.stack import DESTINATION, ORIGIN, Stack
-from tests.conftest import _keep_logs
+from tests.conftest import running_stack
 from tests.helpers import Api, person_id, query, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -18,13 +18,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def outage_stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
-    s = Stack(workdir / "outage", pg=pg, db_prefix="outage_")
-    try:
-        s.start()
+    with running_stack(workdir, pg, "outage", db_prefix="outage_") as s:
         yield s
-    finally:
-        s.stop()
-        _keep_logs(s, "outage")
 
 
 def _birth_date(id_number: str) -> str:

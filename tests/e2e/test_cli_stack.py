@@ -22,7 +22,7 @@ from cli.main import app
 from devstack.embedded import EmbeddedPostgres
 from devstack.roster_fixture import generate
 from devstack.stack import DESTINATION, ORIGIN, Stack
-from tests.conftest import _keep_logs
+from tests.conftest import running_stack
 from tests.helpers import Api, query, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -35,13 +35,8 @@ GOOD = ROWS - 10
 
 @pytest.fixture(scope="module")
 def cli_stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
-    s = Stack(workdir / "cli", pg=pg, db_prefix="cli_")
-    try:
-        s.start()
+    with running_stack(workdir, pg, "cli", db_prefix="cli_") as s:
         yield s
-    finally:
-        s.stop()
-        _keep_logs(s, "cli")
 
 
 def ctl(stack: Stack, *args: str, code: int = 0) -> Any:

@@ -7,7 +7,6 @@ A second test loads 200 jurisdictions into the flow matrix and checks the page s
 
 from __future__ import annotations
 
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,16 +23,6 @@ from tests.helpers import query as _query_here
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--headless=new",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SYNTHETIC = "dashtest"  # roster subjects the 200-jurisdiction test adds and removes
 
 
@@ -41,17 +30,6 @@ def query(dsn: str, sql: str, *args: Any) -> list[Any]:
     """helpers.query on a thread of its own: Playwright's sync API keeps an event loop on this one."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(_query_here, dsn, sql, *args).result()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is missing: run `make browser`")
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def _open(browser: Any, stack: Stack) -> Any:

@@ -14,7 +14,7 @@ import pytest
 
 from devstack.embedded import EmbeddedPostgres
 from devstack.stack import DESTINATION, ORIGIN, Stack
-from tests.conftest import _keep_logs
+from tests.conftest import running_stack
 from tests.helpers import Api, person_id, query, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -108,18 +108,9 @@ def test_every_service_answers_health_readiness_and_metrics(stack: Stack) -> Non
 @pytest.fixture(scope="module")
 def traced_stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
     """The system with the console span exporter on (spans go to each service's log)."""
-    s = Stack(
-        workdir / "traced",
-        pg=pg,
-        db_prefix="traced_",
-        extra_env={"OTEL_EXPORTER": "console", "OTEL_BSP_SCHEDULE_DELAY": "200"},
-    )
-    try:
-        s.start()
+    env = {"OTEL_EXPORTER": "console", "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    with running_stack(workdir, pg, "traced", db_prefix="traced_", extra_env=env) as s:
         yield s
-    finally:
-        s.stop()
-        _keep_logs(s, "traced")
 
 
 def _spans(stack: Stack, service: str, trace_id: str) -> list[dict[str, Any]]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -12,17 +12,10 @@ from devstack.embedded import EmbeddedPostgres
 from tests.helpers import person_id, wait_until
 from tests.verification_kit import FakeIssuer, IssuedCertificate, VerificationStack, start_verification
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
 pytestmark = pytest.mark.e2e
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--headless=new",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
@@ -62,26 +55,20 @@ def certs(kiosk_stack: VerificationStack) -> Iterator[dict[str, IssuedCertificat
     issuer.close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian chromium is missing: run `make browser`")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
+@pytest.fixture
+def page(kiosk_stack: VerificationStack, browser: Browser) -> Iterator[Page]:
+    """The kiosk page in a 1280x800 window of its own, closed after the test."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(kiosk_stack.url + "/kiosk")
+    yield page
+    page.close()
 
 
 def test_a_clerk_checks_a_certificate_with_the_keyboard_alone(
-    kiosk_stack: VerificationStack, certs: dict[str, IssuedCertificate], browser: object
+    certs: dict[str, IssuedCertificate], page: Page
 ) -> None:
-    from playwright.sync_api import Browser, expect
+    from playwright.sync_api import expect
 
-    assert isinstance(browser, Browser)
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.goto(kiosk_stack.url + "/kiosk")
     cert, token = certs["valid"], str(certs["_token"])
     verdict = page.locator("#verdict")
     expect(page.locator("#certificate_number")).to_be_focused()
@@ -115,17 +102,13 @@ def test_a_clerk_checks_a_certificate_with_the_keyboard_alone(
 
     page.reload()
     expect(page.locator("#kiosk_token")).to_have_value(token)
-    page.close()
 
 
 def test_a_scanned_qr_code_is_checked_and_a_revoked_one_refused(
-    kiosk_stack: VerificationStack, certs: dict[str, IssuedCertificate], browser: object
+    certs: dict[str, IssuedCertificate], page: Page
 ) -> None:
-    from playwright.sync_api import Browser, expect
+    from playwright.sync_api import expect
 
-    assert isinstance(browser, Browser)
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.goto(kiosk_stack.url + "/kiosk")
     page.evaluate("t => sessionStorage.setItem('kioskToken', t)", str(certs["_token"]))
     page.reload()
     page.locator("input[value=token]").check()
@@ -148,4 +131,3 @@ def test_a_scanned_qr_code_is_checked_and_a_revoked_one_refused(
     page.locator("#holder_id_number").fill(certs["valid"].holder_id_number)
     page.keyboard.press("Enter")
     expect(page.locator("#verdict")).to_have_text("KIOSK NOT AUTHORISED 终端未授权")
-    page.close()

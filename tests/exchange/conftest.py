@@ -14,7 +14,7 @@ import yaml
 
 from devstack.embedded import EmbeddedPostgres
 from devstack.stack import Stack
-from tests.conftest import _keep_logs
+from tests.conftest import running_stack
 from tests.exchange.exchange_helpers import OFFLINE, A, B, C
 
 
@@ -29,9 +29,10 @@ def xstack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
             ]
         )
     )
-    s = Stack(
-        workdir / "xstack",
-        pg=pg,
+    with running_stack(
+        workdir,
+        pg,
+        "xstack",
         db_prefix="x_",
         registries=[A, B, C],
         extra_env={
@@ -40,10 +41,5 @@ def xstack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
             "SEQUENCE_GAP_SECONDS": "3",
             "NOTIFICATION_RETRY_SECONDS": "30",
         },
-    )
-    try:
-        s.start()
+    ) as s:
         yield s
-    finally:
-        s.stop()
-        _keep_logs(s, "xstack")

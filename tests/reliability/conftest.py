@@ -9,15 +9,10 @@ import pytest
 
 from devstack.embedded import EmbeddedPostgres
 from devstack.stack import Stack
-from tests.conftest import _keep_logs
+from tests.conftest import running_stack
 
 
 @pytest.fixture(scope="session")
 def fault_stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
-    s = Stack(workdir / "faults", pg=pg, db_prefix="faults_")
-    try:
-        s.start()
+    with running_stack(workdir, pg, "faults", db_prefix="faults_") as s:
         yield s
-    finally:
-        s.stop()
-        _keep_logs(s, "faults")

@@ -16,9 +16,9 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
-import orjson
 
 from devstack.stack import DESTINATION, ORIGIN, Stack
+from shared.db import init_connection
 from shared.events import payloads as p
 from shared.identity import compose_id_number, subject_key
 from shared.outbox import add_event
@@ -43,9 +43,7 @@ async def emit_departures(
     conn = await asyncpg.connect(stack.service(f"registry-{ORIGIN}").dsn)
     ids: list[uuid.UUID] = []
     try:
-        await conn.set_type_codec(
-            "jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads, schema="pg_catalog"
-        )
+        await init_connection(conn)
         for start in range(0, len(people), batch):
             async with conn.transaction():
                 for n in people[start : start + batch]:

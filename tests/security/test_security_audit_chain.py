@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from shared import audit
-from shared.db import migrate
+from shared.db import init_connection, migrate
 
 N = 12
 
@@ -19,7 +18,7 @@ async def _chain(dsn: str, tmp_path: Path) -> asyncpg.Connection:
     (tmp_path / "none").mkdir()
     await migrate(dsn, "audit_test", tmp_path / "none")
     conn = await asyncpg.connect(dsn)
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await init_connection(conn)
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     async with conn.transaction():
         await audit.append(

@@ -38,6 +38,11 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 app.kubernetes.io/part-of: {{ include "mx.name" .root }}
 {{- end -}}
 
+{{/* A number as an environment value: whole numbers without a decimal point or exponent. */}}
+{{- define "mx.number" -}}
+{{- if eq (float64 .) (floor .) }}{{ int64 . }}{{ else }}{{ toString . }}{{ end -}}
+{{- end -}}
+
 {{- define "mx.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
@@ -49,31 +54,95 @@ The services as a YAML list, one entry per Deployment:
   values     the component's values (a registry instance merged over `registry`)
   env        component-only plain environment
   secretEnv  component-only environment from Secrets: VAR -> {name, key}
+  files      file name -> content, a ConfigMap mounted at /etc/migrant-exchange/files (serving pods)
+  callers    components of the release that call this one over HTTP (its NetworkPolicy admits them)
+  calls      components of the release this one calls over HTTP (its NetworkPolicy lets it reach them)
 */}}
 {{- define "mx.components" -}}
 {{- $out := list -}}
+{{- $port := int64 .Values.service.port -}}
+{{- $registryUrls := dict -}}
+{{- $keyUrls := list -}}
+{{- $registries := list -}}
 {{- $registry := omit .Values.registry "instances" -}}
 {{- range $inst := .Values.registry.instances -}}
 {{- $v := mergeOverwrite (deepCopy $registry) (deepCopy $inst) -}}
 {{- $name := printf "registry-%s" $inst.name -}}
 {{- $kek := default $.Values.secrets.keyEncryptionKey $inst.keyEncryptionKeySecret -}}
+{{- $url := printf "http://%s.%s.svc:%d" (include "mx.componentName" (dict "root" $ "name" $name)) $.Release.Namespace $port -}}
+{{- range $inst.jurisdictions }}{{ $_ := set $registryUrls . $url }}{{ end -}}
+{{- $keyUrls = append $keyUrls (printf "%s/v1/keys" $url) -}}
+{{- $registries = append $registries $name -}}
 {{- $out = append $out (dict
     "name" $name "module" "services.registry" "values" $v
-    "env" (dict "SERVICE_NAME" $name "JURISDICTIONS" (join "," $inst.jurisdictions))
-    "secretEnv" (dict "KEY_ENCRYPTION_KEY" $kek)) -}}
+    "env" (dict "SERVICE_NAME" $name "JURISDICTIONS" (join "," $inst.jurisdictions)
+                "CERTIFICATE_VALIDITY_DAYS" (toString (int64 $v.certificateValidityDays))
+                "KEY_ROTATION_OVERLAP_DAYS" (toString (int64 $v.keyRotationOverlapDays)))
+    "secretEnv" (dict "KEY_ENCRYPTION_KEY" $kek)
+    "callers" (list "exchange" "verification")) -}}
 {{- end -}}
 {{- $ex := .Values.exchange -}}
+{{- $rec := $ex.reconciliation -}}
+{{- $n := $ex.notifications -}}
+{{- $d := $ex.dashboard -}}
+{{- $t := $d.thresholds -}}
+{{- $urls := list -}}
+{{- range $code, $url := mergeOverwrite $registryUrls $rec.registryUrls -}}
+{{- $urls = append $urls (printf "%s=%s" $code $url) -}}
+{{- end -}}
+{{- $exEnv := dict "SERVICE_NAME" "migrant_exchange"
+    "FEEDBACK_DEADLINE_SECONDS" (toString (int64 $ex.feedbackDeadlineSeconds))
+    "OVERDUE_SWEEP_INTERVAL" (include "mx.number" $ex.overdueSweepIntervalSeconds)
+    "SEQUENCE_GAP_SECONDS" (include "mx.number" $ex.sequenceGapSeconds)
+    "NOTIFICATION_RETRY_SECONDS" (include "mx.number" $n.retrySeconds)
+    "NOTIFICATION_RETRY_CAP_SECONDS" (include "mx.number" $n.retryCapSeconds)
+    "NOTIFICATION_MAX_ATTEMPTS" (toString (int64 $n.maxAttempts))
+    "REGISTRY_URLS" (join "," (sortAlpha $urls))
+    "RECONCILIATION_BUCKETS" (toString (int64 $rec.buckets))
+    "RECONCILIATION_INTERVAL_SECONDS" (include "mx.number" $rec.intervalSeconds)
+    "RECONCILIATION_TIMEOUT_SECONDS" (include "mx.number" $rec.timeoutSeconds)
+    "DASHBOARD_INTERVAL" (include "mx.number" $d.intervalSeconds)
+    "DASHBOARD_FLOWS_EVERY" (toString (int64 $d.flowsEvery))
+    "DASHBOARD_INDICATORS_EVERY" (toString (int64 $d.indicatorsEvery))
+    "DASHBOARD_PERIOD_HOURS" (include "mx.number" $d.periodHours)
+    "DASHBOARD_GROUP_LAG_INTERVAL" (include "mx.number" $d.groupLagIntervalSeconds)
+    "DASHBOARD_OVERDUE_NOTIFICATIONS" (toString (int64 $t.overdueNotifications))
+    "DASHBOARD_OLDEST_OPEN_SECONDS" (include "mx.number" $t.oldestOpenSeconds)
+    "DASHBOARD_CONSUMER_LAG" (toString (int64 $t.consumerLag))
+    "DASHBOARD_OUTBOX_AGE_SECONDS" (include "mx.number" $t.outboxAgeSeconds)
+    "DASHBOARD_DEAD_LETTERS" (toString (int64 $t.deadLetters))
+    "DASHBOARD_TIMELY_FEEDBACK_RATE" (include "mx.number" $t.timelyFeedbackRate)
+    "DASHBOARD_RECONCILIATION_ACCURACY" (include "mx.number" $t.reconciliationAccuracy) -}}
+{{- $exSecrets := dict -}}
+{{- if $rec.tokenSecret.name }}{{ $_ := set $exSecrets "REGISTRY_TOKEN" $rec.tokenSecret }}{{ end -}}
+{{- $exFiles := dict -}}
+{{- with $ex.agreements -}}
+{{- /* Read at start by the serving pods only; the migrate Job has the variable but not the file. */ -}}
+{{- $_ := set $exFiles "agreements.yaml" (toYaml .) -}}
+{{- $_ := set $exEnv "AGREEMENTS_FILE" "/etc/migrant-exchange/files/agreements.yaml" -}}
+{{- end -}}
 {{- $out = append $out (dict
     "name" "exchange" "module" "services.migrant_exchange" "values" $ex
-    "env" (dict "SERVICE_NAME" "migrant_exchange"
-                "FEEDBACK_DEADLINE_SECONDS" (toString (int64 $ex.feedbackDeadlineSeconds)))
-    "secretEnv" dict) -}}
+    "env" $exEnv "secretEnv" $exSecrets "files" $exFiles "calls" $registries) -}}
 {{- $ve := .Values.verification -}}
+{{- $audit := $ve.audit -}}
+{{- $veSecrets := dict -}}
+{{- if $ve.statusList.signingKeySecret.name -}}
+{{- $_ := set $veSecrets "STATUS_LIST_SIGNING_KEY" $ve.statusList.signingKeySecret -}}
+{{- end -}}
 {{- $out = append $out (dict
     "name" "verification" "module" "services.verification" "values" $ve
     "env" (dict "SERVICE_NAME" "verification"
-                "RATE_LIMIT_PER_MINUTE" (toString (int64 $ve.rateLimitPerMinute)))
-    "secretEnv" dict) -}}
+                "RATE_LIMIT_PER_MINUTE" (toString (int64 $ve.rateLimitPerMinute))
+                "RATE_LIMIT_BURST" (toString (int64 $ve.rateLimitBurst))
+                "REGISTRY_KEY_URLS" (join "," (concat $keyUrls $ve.registryKeyUrls | uniq))
+                "KEY_REFRESH_SECONDS" (include "mx.number" $ve.keyRefreshSeconds)
+                "AUDIT_FLUSH_INTERVAL" (include "mx.number" $audit.flushIntervalSeconds)
+                "AUDIT_BATCH_MAX" (toString (int64 $audit.batchMax))
+                "AUDIT_CHAIN_INTERVAL" (include "mx.number" $audit.chainIntervalSeconds)
+                "AUDIT_CONCURRENT_FLUSHES" (toString (int64 $audit.concurrentFlushes))
+                "STATUS_LIST_VALIDITY_SECONDS" (toString (int64 $ve.statusList.validitySeconds)))
+    "secretEnv" $veSecrets "calls" $registries) -}}
 {{- $seen := list -}}
 {{- range $out -}}
 {{- if has .name $seen -}}{{- fail (printf "registry.instances: the name of %q is used twice" .name) -}}{{- end -}}

@@ -26,6 +26,34 @@ data:
   {{- include "mx.envDict" . | nindent 2 }}
 {{- end -}}
 
+{{/* The component's files (e.g. the exchange's agreements), mounted at /etc/migrant-exchange/files. */}}
+{{- define "mx.filesConfigMap" -}}
+{{- $n := dict "root" .root "name" .c.name -}}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ include "mx.componentName" (dict "root" .root "name" (printf "%s-files" .c.name)) }}
+  labels:
+    {{- include "mx.labels" $n | nindent 4 }}
+data:
+  {{- range $file, $content := .c.files }}
+  {{ $file }}: |
+    {{- $content | nindent 4 }}
+  {{- end }}
+{{- end -}}
+
+{{/* Pods of this release's components `names` (a podSelector; no namespaceSelector: this namespace). */}}
+{{- define "mx.componentPeer" -}}
+podSelector:
+  matchLabels:
+    app.kubernetes.io/name: {{ include "mx.name" .root }}
+    app.kubernetes.io/instance: {{ .root.Release.Name }}
+  matchExpressions:
+    - key: app.kubernetes.io/component
+      operator: In
+      values: {{ toJson .names }}
+{{- end -}}
+
 {{- define "mx.deployment" -}}
 {{- $n := dict "root" .root "name" .c.name -}}
 apiVersion: apps/v1
@@ -166,8 +194,20 @@ spec:
         {{- end }}
       ports:
         - {protocol: TCP, port: http}
+    {{- with .c.callers }}
+    - from:
+        - {{ include "mx.componentPeer" (dict "root" $.root "names" .) | indent 10 | trim }}
+      ports:
+        - {protocol: TCP, port: http}
+    {{- end }}
   egress:
     {{- include "mx.egressRules" .root | trim | nindent 4 }}
+    {{- with .c.calls }}
+    - to:
+        - {{ include "mx.componentPeer" (dict "root" $.root "names" .) | indent 10 | trim }}
+      ports:
+        - {protocol: TCP, port: 8000}
+    {{- end }}
 {{- end -}}
 
 {{/* The service's `migrate` command as a pre-install/pre-upgrade hook. */}}

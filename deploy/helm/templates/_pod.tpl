@@ -18,6 +18,7 @@ hook Jobs, so a service and its migrations see the same configuration.
 {{- $e := dict
     "ENVIRONMENT" $v.environment
     "LOG_LEVEL" $v.logLevel
+    "LOG_JSON" (toString $v.logJson)
     "OTEL_EXPORTER" $v.otel.exporter
     "KAFKA_BOOTSTRAP_SERVERS" $v.kafka.bootstrapServers
     "KAFKA_SECURITY_PROTOCOL" $v.kafka.securityProtocol
@@ -41,6 +42,11 @@ hook Jobs, so a service and its migrations see the same configuration.
 {{- $_ := set $e "DB_POOL_MIN" (toString (int64 .c.values.dbPool.min)) -}}
 {{- $_ := set $e "DB_POOL_MAX" (toString (int64 .c.values.dbPool.max)) -}}
 {{- $_ := set $e "RUN_BACKGROUND" (toString .c.values.runBackground) -}}
+{{- $_ := set $e "OUTBOX_POLL_INTERVAL" (include "mx.number" .c.values.outbox.pollIntervalSeconds) -}}
+{{- $_ := set $e "OUTBOX_BATCH_SIZE" (toString (int64 .c.values.outbox.batchSize)) -}}
+{{- $_ := set $e "OUTBOX_REPLAY_WINDOW" (include "mx.number" .c.values.outbox.replayWindowSeconds) -}}
+{{- $_ := set $e "CONSUMER_MAX_RETRIES" (toString (int64 .c.values.consumerMaxRetries)) -}}
+{{- $_ := set $e "CONSUMER_FETCH_MAX_WAIT_MS" (toString (int64 .c.values.consumerFetchMaxWaitMs)) -}}
 {{- $_ := set $e "CLIENTS_FILE" (printf "/etc/migrant-exchange/clients/%s" $v.secrets.clients.key) -}}
 {{- end -}}
 {{- toYaml (merge (deepCopy .c.env) $e) -}}
@@ -83,7 +89,9 @@ metadata:
     app.kubernetes.io/part-of: {{ include "mx.name" $root }}
   {{- $ann := deepCopy (default dict $c.values.podAnnotations) }}
   {{- if not .job }}
-  {{- $_ := set $ann "checksum/config" (include "mx.envDict" . | sha256sum) }}
+  {{- $config := include "mx.envDict" . }}
+  {{- with $c.files }}{{ $config = print $config (toYaml .) }}{{ end }}
+  {{- $_ := set $ann "checksum/config" ($config | sha256sum) }}
   {{- if $v.metrics.podAnnotations }}
   {{- $_ := merge $ann (dict "prometheus.io/scrape" "true" "prometheus.io/port" "8000" "prometheus.io/path" "/metrics") }}
   {{- end }}
@@ -173,6 +181,11 @@ spec:
           mountPath: /etc/migrant-exchange/kafka-ca
           readOnly: true
         {{- end }}
+        {{- if and $c.files (not .job) }}
+        - name: files
+          mountPath: /etc/migrant-exchange/files
+          readOnly: true
+        {{- end }}
   volumes:
     - name: tmp
       emptyDir:
@@ -192,6 +205,11 @@ spec:
         items:
           - key: {{ $v.kafka.tls.caSecret.key }}
             path: {{ $v.kafka.tls.caSecret.key }}
+    {{- end }}
+    {{- if and $c.files (not .job) }}
+    - name: files
+      configMap:
+        name: {{ include "mx.componentName" (dict "root" $root "name" (printf "%s-files" $c.name)) }}
     {{- end }}
   {{- with $c.values.nodeSelector }}
   nodeSelector:

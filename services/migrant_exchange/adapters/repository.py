@@ -49,6 +49,22 @@ async def save_whereabouts(
     )
 
 
+async def copy_roster(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Bulk load into an emptied roster (a rebuild): (subject, hukou, residence, as_of, moves, last_event_at)."""
+    await conn.copy_records_to_table(
+        "roster",
+        records=rows,
+        columns=[
+            "subject",
+            "hukou_division",
+            "residence_division",
+            "residence_as_of",
+            "moves",
+            "last_event_at",
+        ],
+    )
+
+
 async def agreement(conn: asyncpg.Connection, a: str, b: str) -> asyncpg.Record | None:
     """The agreement between two jurisdictions, the most specific first ('*' is a wildcard)."""
     return await conn.fetchrow(

@@ -42,7 +42,12 @@ def event_consumer(pool: asyncpg.Pool, settings: ExchangeSettings) -> EventConsu
         await ordering.apply_in_order(conn, event, apply, settings.sequence_gap_seconds)
 
     return EventConsumer(
-        pool, settings, name=f"{settings.consumer_group}-events", topics=REGISTRY_TOPICS, handler=on_event
+        pool,
+        settings,
+        name=f"{settings.consumer_group}-events",
+        topics=REGISTRY_TOPICS,
+        handler=on_event,
+        rebuild=handlers.rebuild_roster,
     )
 
 

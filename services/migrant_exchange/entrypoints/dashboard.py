@@ -56,8 +56,11 @@ OLDEST_OPEN = Gauge(
 DEAD_LETTERS_OPEN = Gauge("exchange_dead_letters_open", "Dead letters not yet replayed", ["service"])
 
 
-class DashboardSettings(BaseSettings):
-    """``DASHBOARD_*`` environment variables: sampling pace and the early-warning thresholds."""
+class DashboardSettings(BaseSettings, ind.Thresholds):
+    """``DASHBOARD_*`` environment variables: sampling pace and the early-warning thresholds.
+
+    The thresholds (``DASHBOARD_CONSUMER_LAG`` and the others) are the fields of ``ind.Thresholds``.
+    """
 
     model_config = SettingsConfigDict(env_prefix="DASHBOARD_", extra="ignore")
 
@@ -66,16 +69,6 @@ class DashboardSettings(BaseSettings):
     indicators_every: int = 5
     period_hours: float = 24.0
     group_lag_interval: float = 5.0  # seconds between reads of every group's offsets from the broker
-    overdue_notifications: int = 1
-    oldest_open_seconds: float = 300.0
-    consumer_lag: int = 1000
-    outbox_age_seconds: float = 30.0
-    dead_letters: int = 1
-    timely_feedback_rate: float = 0.95
-    reconciliation_accuracy: float = 0.99
-
-    def thresholds(self) -> ind.Thresholds:
-        return ind.Thresholds(**{k: getattr(self, k) for k in ind.Thresholds.__dataclass_fields__})
 
 
 # --- what this process's own metrics say ---------------------------------------------------------
@@ -171,7 +164,7 @@ class LiveFeed:
             "operations": ops,
             "indicators": self._sections["indicators"],
         }
-        snapshot["alerts"] = ind.alerts(snapshot, self.cfg.thresholds())
+        snapshot["alerts"] = ind.alerts(snapshot, self.cfg)
         del snapshot["indicators"]  # sent as its own versioned section
         self.latest = snapshot
         for queue in list(self._subscribers):

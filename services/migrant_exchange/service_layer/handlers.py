@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
@@ -64,6 +65,38 @@ async def route_vital_event(
         await _publish(conn, notification, event.traceparent)
         sent += 1
     return sent
+
+
+async def rebuild_roster(conn: asyncpg.Connection, events: Iterable[Envelope[Any]]) -> None:
+    """The roster from every event at once, for a rebuild from the beginning into an emptied
+    roster: what ``route_vital_event`` saves after each event in turn, folded in memory and
+    written with COPY. Routing is not redone: notifications and feedback are rows of their own,
+    which a roster rebuild keeps (``exchangectl replay exchange-roster --event-by-event`` routes
+    again, sending what is missing)."""
+    roster: dict[str, list[Any]] = {}  # subject -> [whereabouts, moves, last event time]
+    for event in events:
+        if (
+            event.producer is None
+            or event.type == "exchange.feedback.v1"
+            or event.type.startswith("certificate.")
+        ):
+            continue  # the applier's dispatch: only vital events from a registry touch the roster
+        row = roster.get(event.subject)
+        after = routing.after_event(
+            row[0] if row else Whereabouts(None, None),
+            event.type,
+            event.data.model_dump(mode="json"),
+            Whereabouts(event.origin, event.destination),
+            event.time,
+        )
+        moved = int(event.type.startswith("migration."))
+        if row is None:
+            roster[event.subject] = [after, moved, event.time]
+        else:
+            row[0], row[1], row[2] = after, row[1] + moved, max(row[2], event.time)
+    await repo.copy_roster(
+        conn, [(s, w.hukou, w.residence, w.as_of, moves, last) for s, (w, moves, last) in roster.items()]
+    )
 
 
 async def _publish(conn: asyncpg.Connection, n: dict[str, Any], traceparent: str | None = None) -> None:

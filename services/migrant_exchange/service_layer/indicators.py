@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from pydantic import BaseModel, ConfigDict
 
 from services.migrant_exchange.adapters import stats
 
@@ -205,8 +206,11 @@ def shown_type(event_type: str) -> str:
 # --- early warning (预警) -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Thresholds:
+class Thresholds(BaseModel):
+    """Where the early warnings start (the dashboard's settings are these, from ``DASHBOARD_*``)."""
+
+    model_config = ConfigDict(frozen=True)
+
     overdue_notifications: int = 1
     oldest_open_seconds: float = 300.0
     consumer_lag: int = 1000

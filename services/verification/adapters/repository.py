@@ -46,6 +46,63 @@ async def upsert_issued(
     )
 
 
+_COPY_COLUMNS = [
+    "number",
+    "issuer",
+    "holder_subject",
+    "holder_name",
+    "marital_status",
+    "children_count",
+    "issued_on",
+    "valid_until",
+    "key_id",
+    "status_index",
+    "token",
+    "source_event_id",
+    "revoked_on",
+    "revocation_reason",
+    "corrected_at",
+    "updated_at",
+]
+
+
+def certificate_row(d: Any, holder_subject: str, event_id: uuid.UUID, now: dt.datetime) -> dict[str, Any]:
+    """The row ``upsert_issued`` writes for a certificate.issued.v1 payload, for a bulk rebuild."""
+    return {
+        "number": d.certificate_number,
+        "issuer": d.issuer,
+        "holder_subject": holder_subject,
+        "holder_name": d.holder_name,
+        "marital_status": d.marital_status,
+        "children_count": len(d.children_birth_dates),
+        "issued_on": d.issued_on,
+        "valid_until": d.valid_until,
+        "key_id": d.key_id,
+        "status_index": d.status_index,
+        "token": d.token,
+        "source_event_id": event_id,
+        "revoked_on": None,
+        "revocation_reason": None,
+        "corrected_at": None,
+        "updated_at": now,
+    }
+
+
+async def copy_certificates(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
+    """Bulk load into an emptied table (a rebuild); every number appears once."""
+    await conn.copy_records_to_table(
+        "certificates", records=[tuple(r[c] for c in _COPY_COLUMNS) for r in rows], columns=_COPY_COLUMNS
+    )
+
+
+async def copy_revocations(conn: asyncpg.Connection, rows: list[tuple[str, int, str, dt.date, str]]) -> None:
+    await conn.copy_records_to_table(
+        "revocations",
+        records=rows,
+        columns=["issuer", "status_index", "certificate_number", "revoked_on", "reason"],
+    )
+
+
 async def record_revocation(
     conn: asyncpg.Connection, number: str, issuer: str, status_index: int, revoked_on: dt.date, reason: str
 ) -> None:

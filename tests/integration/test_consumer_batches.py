@@ -1,0 +1,102 @@
+"""A consumer batch commits every good message once, whatever fails beside it (real PostgreSQL).
+
+A batch is applied optimistically without savepoints; when one message fails, the batch is rolled
+back and applied again with a savepoint per message. These tests hand ``EventConsumer.process``
+records as the broker would deliver them and look at the database afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiokafka import ConsumerRecord
+
+from shared.consumer import EventConsumer, PoisonMessage
+from shared.db import create_pool, migrate
+from shared.events import payloads as p
+from shared.events.envelope import Envelope, new_event_id
+from shared.settings import BaseServiceSettings
+
+TOPIC = "vital.correction.v1"
+
+
+def _record(offset: int, reason: str, event_id: uuid.UUID | None = None) -> ConsumerRecord[bytes, bytes]:
+    event = Envelope[p.RecordCorrectedV1](
+        id=event_id or new_event_id(),
+        source="/registry/440703",
+        type="record.corrected.v1",
+        subject="0" * 32,
+        time=dt.datetime.now(dt.UTC),
+        dataschema="urn:test",
+        sequence=offset + 1,
+        data=p.RecordCorrectedV1(
+            correction_id=uuid.uuid4(),
+            corrected_event_id=uuid.uuid4(),
+            record_type="person",
+            record_id="p1",
+            changes={"name": "甲"},
+            reason=reason,
+        ),
+    )
+    value = event.model_dump_json().encode()
+    return ConsumerRecord(TOPIC, 0, offset, 0, 0, b"k", value, None, 1, len(value), [])
+
+
+async def _consumer(dsn: str, tmp_path: Path) -> EventConsumer:
+    (tmp_path / "none").mkdir(exist_ok=True)
+    await migrate(dsn, "batch_test", tmp_path / "none")
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    await pool.execute("CREATE TABLE effects (event_id uuid PRIMARY KEY, reason text)")
+
+    async def handler(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
+        await conn.execute("INSERT INTO effects VALUES ($1, $2)", event.id, event.data.reason)
+        if event.data.reason == "explodes":
+            raise RuntimeError("the handler failed after writing")
+        if event.data.reason == "poisoned":
+            raise PoisonMessage("can never apply")
+
+    settings = BaseServiceSettings(database_url=dsn, consumer_max_retries=1, service_name="batch-test")
+    return EventConsumer(pool, settings, name="batch", topics=[TOPIC], handler=handler)
+
+
+async def _effects(consumer: EventConsumer) -> list[str]:
+    rows = await consumer.pool.fetch("SELECT reason FROM effects ORDER BY reason")
+    return [r["reason"] for r in rows]
+
+
+async def test_a_failing_message_leaves_the_rest_of_its_batch_applied_once(
+    fresh_db: str, tmp_path: Path
+) -> None:
+    consumer = await _consumer(fresh_db, tmp_path)
+    try:
+        twice = new_event_id()
+        batch = [
+            _record(0, "good 0", twice),
+            _record(1, "good 1"),
+            _record(2, "explodes"),
+            _record(3, "good 3"),
+            _record(4, "poisoned"),
+            _record(5, "good 0 again", twice),  # the same event redelivered
+            _record(6, "good 6"),
+        ]
+        await consumer.process(batch)
+        assert await _effects(consumer) == ["good 0", "good 1", "good 3", "good 6"]
+        assert await consumer.pool.fetchval("SELECT count(*) FROM inbox WHERE consumer = 'batch'") == 4
+        dead = await consumer.pool.fetch('SELECT "offset", reason FROM dead_letters ORDER BY "offset"')
+        assert [(r["offset"], r["reason"].split(":")[0]) for r in dead] == [
+            (2, "RuntimeError"),
+            (4, "PoisonMessage"),
+        ]
+        assert (
+            await consumer.pool.fetchval("SELECT count(*) FROM outbox WHERE topic = $1", TOPIC + ".dlq") == 2
+        )
+
+        await consumer.process([_record(7, "good 7"), _record(8, "good 8")])  # a clean batch
+        assert await _effects(consumer) == ["good 0", "good 1", "good 3", "good 6", "good 7", "good 8"]
+        assert await consumer.pool.fetchval("SELECT count(*) FROM dead_letters") == 2
+    finally:
+        await consumer.pool.close()
