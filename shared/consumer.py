@@ -87,6 +87,7 @@ class EventConsumer:
         self.connected = False
         self._assigned = False
         self._restart = False
+        self._rewind = False  # after a broker reset: seek to the beginning once assigned
 
     async def run(self) -> None:
         backoff = 0.5
@@ -118,15 +119,24 @@ class EventConsumer:
         return self._assigned
 
     def restart(self) -> None:
-        """Drop this member's in-memory positions: start again from the group's committed offsets
-        (none, on a broker that came back empty, so from the beginning of the new log)."""
-        self._restart = True
+        """The broker came back empty: read its new log again from the beginning.
+
+        Neither the in-memory positions nor the group's committed offsets can be trusted: until
+        this service noticed the reset, the member went on fetching the new log from its old
+        positions (skipping whatever the new log held below them) and may have committed those.
+        Events read twice are skipped by the inbox."""
+        self._restart = self._rewind = True
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         self._restart = False
         while not self._restart:
             batches = await consumer.getmany(timeout_ms=500, max_records=self.settings.outbox_batch_size)
-            self._assigned = bool(consumer.assignment())
+            self._assigned = bool(assignment := consumer.assignment())
+            if self._rewind and assignment:
+                # Drop what was fetched from the committed offsets; the beginning includes it.
+                await consumer.seek_to_beginning(*assignment)
+                self._rewind = False
+                continue
             messages = [m for part in batches.values() for m in part]
             if not messages:
                 continue

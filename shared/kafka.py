@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -40,8 +41,16 @@ def make_producer(settings: BaseServiceSettings) -> AIOKafkaProducer:
 
 
 def make_consumer(settings: BaseServiceSettings, group_id: str, topics: list[str]) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        *topics,
+    """A consumer of ``topics`` that never makes the broker create one of them.
+
+    A consumer subscribed by name asks for those topics' metadata, and a broker that creates
+    topics on such a request (Tansu does, with its own partition count; so does Kafka with
+    ``auto.create.topics.enable``) would, after coming back empty, recreate them before
+    ``ensure_topics`` could: with fewer partitions than the producers still address, whose
+    writes to the missing partitions are acknowledged and lost. A pattern subscription reads
+    the metadata of existing topics only and picks topics up once ``ensure_topics`` made them.
+    """
+    consumer = AIOKafkaConsumer(
         **settings.kafka_client_options(),
         client_id=f"{settings.service_name}-{group_id}",
         group_id=group_id,
@@ -53,6 +62,8 @@ def make_consumer(settings: BaseServiceSettings, group_id: str, topics: list[str
         session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000,
     )
+    consumer.subscribe(pattern="^(" + "|".join(re.escape(t) for t in sorted(topics)) + ")$")
+    return consumer
 
 
 async def missing_topics(settings: KafkaSettings, topics: list[str] | None = None) -> list[str]:

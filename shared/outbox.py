@@ -40,6 +40,11 @@ log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "outbox"
 _ACK_TIMEOUT = 30.0  # seconds to wait for the broker to acknowledge one batch
+# After a broker came back empty, every relay's producer goes on writing with what it knew of
+# the old broker until it notices; a memory-only broker stores some of those writes under
+# offsets it hands out again once the topics are recreated, shadowing one record with another.
+# So the recent events are sent once more when that storm has passed (the inbox drops repeats).
+_RESET_SETTLE_SECONDS = 5.0
 _RELAY_LOCK = 0x6F7574  # advisory lock: one active relay per database keeps per-subject order
 
 
@@ -161,21 +166,30 @@ class OutboxRelay:
         # so an acknowledgement at or below it means the broker restarted without its log.
         self._acked: dict[tuple[str, int], int] = {}
         self._incarnation: str | None = None
+        # A batch in flight and a re-send must not interleave: a batch sent to the empty broker
+        # before its topics were recreated, and acknowledged into nowhere, would otherwise be
+        # marked published after the re-send had put it back in the queue.
+        self._sending = asyncio.Lock()
+        self._resend_again: asyncio.Task[None] | None = None
         # Called when the broker came back empty (consumers of this process restart).
         self.reset_listeners: list[Callable[[], None]] = []
 
     async def run(self) -> None:
         """Hold the relay lock, then publish until cancelled."""
-        while True:
-            try:
-                await self._run_as_leader()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # keep relaying through any outage
-                self.connected = False
-                self.last_error = type(e).__name__
-                log.warning("outbox relay restarting", extra={"error": type(e).__name__})
-                await asyncio.sleep(1.0)
+        try:
+            while True:
+                try:
+                    await self._run_as_leader()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # keep relaying through any outage
+                    self.connected = False
+                    self.last_error = type(e).__name__
+                    log.warning("outbox relay restarting", extra={"error": type(e).__name__})
+                    await asyncio.sleep(1.0)
+        finally:
+            if self._resend_again is not None:
+                self._resend_again.cancel()
 
     async def _run_as_leader(self) -> None:
         listener = await asyncpg.connect(self.settings.database_url)
@@ -225,6 +239,10 @@ class OutboxRelay:
 
     async def publish_batch(self, producer: Any) -> int:
         """Send the oldest unpublished rows and mark those the broker acknowledged."""
+        async with self._sending:
+            return await self._publish_batch(producer)
+
+    async def _publish_batch(self, producer: Any) -> int:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 """SELECT id, topic, key, value, headers FROM outbox WHERE published_at IS NULL
@@ -292,14 +310,16 @@ class OutboxRelay:
                     self._incarnation = current
                 elif current is not None and current != self._incarnation:
                     self._incarnation = current
-                    await self._resend_recent()
+                    async with self._sending:
+                        await self._resend_recent()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the watchdog must outlive any one failed check
                 log.info("broker check failed", extra={"error": type(e).__name__})
 
     async def recover_broker_reset(self) -> None:
-        """This relay saw the log go back: recreate what is missing, then re-send."""
+        """This relay saw the log go back: recreate what is missing, then re-send (called with
+        ``_sending`` held, by the batch that saw it)."""
         await ensure_topics(self.settings)
         self._incarnation = incarnation_of(await topic_names(self.settings))
         await self._resend_recent()
@@ -308,16 +328,29 @@ class OutboxRelay:
         BROKER_RESETS.labels(self.service).inc()
         for listener in self.reset_listeners:
             listener()  # e.g. consumers restart: their in-memory positions point past the new log
+        requeued = await self._requeue_recent()
+        log.warning(
+            "broker lost its log; topics recreated, recent events re-sent", extra={"requeued": requeued}
+        )
+        if self._resend_again is not None:
+            self._resend_again.cancel()  # a later sign of the same reset: wait from this one
+        self._resend_again = asyncio.create_task(self._resend_once_settled(), name="outbox-resend-again")
+
+    async def _resend_once_settled(self) -> None:
+        await asyncio.sleep(_RESET_SETTLE_SECONDS)
+        async with self._sending:
+            requeued = await self._requeue_recent()
+        log.info("broker reset settled; recent events re-sent once more", extra={"requeued": requeued})
+
+    async def _requeue_recent(self) -> str:
         async with self.pool.acquire() as conn:
-            requeued = await conn.execute(
+            requeued: str = await conn.execute(
                 """UPDATE outbox SET published_at = NULL
                    WHERE published_at > now() - make_interval(secs => $1)""",
                 self.settings.outbox_replay_window,
             )
-        log.warning(
-            "broker lost its log; topics recreated, recent events re-sent", extra={"requeued": requeued}
-        )
         self._wake.set()
+        return requeued
 
     async def _refresh_gauges(self) -> None:
         async with self.pool.acquire() as conn:
