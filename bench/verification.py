@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import asyncpg
 import httpx
 
 from devstack.embedded import Broker, EmbeddedPostgres, env_with, free_port
+from services.verification.adapters import repository as repo
 from shared.auth import hash_secret
 from shared.db import migrate
 from shared.identity import compose_id_number, subject_key
@@ -62,38 +64,29 @@ async def load(dsn: str, rows: list[tuple[str, str]]) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         today = dt.date.today()
-        await conn.copy_records_to_table(
-            "certificates",
-            records=[
-                (
-                    number,
-                    "440703",
-                    subject_key(holder, SECRET.encode()),
-                    "测试",
-                    "married",
-                    1,
-                    today,
-                    today + dt.timedelta(days=180),
-                    "bench-key",
-                    i,
-                    "x.y.z",
-                    __import__("uuid").uuid4(),
-                )
+        now = dt.datetime.now(dt.UTC)
+        await repo.copy_certificates(  # the read model's own bulk path (a replay uses it too)
+            conn,
+            [
+                {
+                    "number": number,
+                    "issuer": "440703",
+                    "holder_subject": subject_key(holder, SECRET.encode()),
+                    "holder_name": "测试",
+                    "marital_status": "married",
+                    "children_count": 1,
+                    "issued_on": today,
+                    "valid_until": today + dt.timedelta(days=180),
+                    "key_id": "bench-key",
+                    "status_index": i,
+                    "token": "x.y.z",
+                    "source_event_id": uuid.uuid4(),
+                    "revoked_on": None,
+                    "revocation_reason": None,
+                    "corrected_at": None,
+                    "updated_at": now,
+                }
                 for i, (number, holder) in enumerate(rows)
-            ],
-            columns=[
-                "number",
-                "issuer",
-                "holder_subject",
-                "holder_name",
-                "marital_status",
-                "children_count",
-                "issued_on",
-                "valid_until",
-                "key_id",
-                "status_index",
-                "token",
-                "source_event_id",
             ],
         )
         await conn.execute(
