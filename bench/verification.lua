@@ -1,6 +1,9 @@
 -- wrk script: POST a different body per request, cycling through a file of JSON bodies.
 -- Environment: BODIES (file, one JSON body a line), AUTH (bearer token or empty), TARGET (path),
--- DELAY_MS (think time per connection, 0 for maximum rate).
+-- DELAY_MS (mean think time per connection, 0 for maximum rate). Think times are exponential, as
+-- for a crowd of independent kiosks: a fixed pause makes the connections march in step after any
+-- stall and arrive in bursts of dozens (measured: the bare lookup's p99 at the same rate 43 ms
+-- with fixed pauses, 11 ms with exponential ones), which measures wrk, not the service.
 local bodies, n, i = {}, 0, 0
 local path = os.getenv("TARGET") or "/"
 local delay_ms = tonumber(os.getenv("DELAY_MS") or "0")
@@ -9,6 +12,7 @@ local auth = os.getenv("AUTH") or ""
 if auth ~= "" then headers["Authorization"] = "Bearer " .. auth end
 
 function init(args)
+  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16))
   for line in io.lines(os.getenv("BODIES")) do n = n + 1; bodies[n] = line end
   i = math.random(n)
 end
@@ -19,7 +23,7 @@ function request()
 end
 
 if delay_ms > 0 then
-  function delay() return delay_ms end
+  function delay() return math.floor(-math.log(1 - math.random()) * delay_ms + 0.5) end
 end
 
 function done(summary, latency, requests)

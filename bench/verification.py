@@ -145,7 +145,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def wrk(
     url: str, bodies: Path, auth: str, *, seconds: int, connections: int, delay_ms: int = 0
 ) -> dict[str, Any]:
-    """Closed loop; with ``delay_ms`` each connection pauses between requests (wrk's delay())."""
+    """Closed loop; with ``delay_ms`` each connection pauses between requests (wrk's delay()),
+    each pause drawn from an exponential distribution of that mean (verification.lua says why)."""
     scheme, _, host, path = url.split("/", 3)
     env = {**os.environ, "BODIES": str(bodies), "AUTH": auth, "TARGET": "/" + path, "DELAY_MS": str(delay_ms)}
     base = f"{scheme}//{host}"
@@ -207,8 +208,9 @@ def calibrate(probe: Any, target: float, conns: int, attempts: int = 5) -> int:
 def measure(targets: dict[str, tuple[str, Path, str]], dsn: str) -> dict[str, Any]:
     """The machine is shared and its load drifts, so every phase runs in rounds that alternate
     the apps, and the median round counts. Maximum rate first, then each app at half its own
-    maximum (wrk has no fixed-rate mode: each connection pauses between requests, the pause
-    calibrated by short probes until the offered rate is within 10 % of half the maximum)."""
+    maximum (wrk has no fixed-rate mode: each connection pauses between requests, exponential
+    pauses whose mean is calibrated by short probes until the offered rate is within 10 % of half
+    the maximum: together a Poisson-like stream, as from many independent kiosks)."""
     names = list(targets)
     totals = dict.fromkeys(names, 0)
 

@@ -43,10 +43,13 @@ class IdempotencyMiddleware:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        raw_key = next((v for k, v in scope["headers"] if k == b"idempotency-key"), None)
+        if raw_key is None:  # most requests: pass through without authenticating twice
+            await self.app(scope, receive, send)
+            return
         headers = dict(scope["headers"])
-        raw_key = headers.get(b"idempotency-key")
         client_id = _client_id(scope, headers.get(b"authorization", b""))
-        if raw_key is None or client_id is None:
+        if client_id is None:
             await self.app(scope, receive, send)
             return
         key = raw_key.decode("latin-1")

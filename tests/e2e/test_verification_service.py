@@ -160,6 +160,21 @@ def test_bad_input_is_a_problem_naming_the_field(kiosk: httpx.Client) -> None:
         json={"certificate_number": "x", "holder_id_number": person_id(), "purpose": "pregnancy_review"},
     )
     assert r.status_code == 422 and [e["field"] for e in r.json()["errors"]] == ["purpose"]
+    # The hot path parses its body itself: broken JSON and unknown fields get the same problems.
+    r = kiosk.post(
+        "/v1/verifications", content=b'{"certificate_number": ', headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 422 and r.json()["errors"][0] == r.json()["errors"][0] | {
+        "field": "body",
+        "rule": "json_invalid",
+    }
+    r = kiosk.post(
+        "/v1/verifications",
+        json={"certificate_number": "x", "holder_id_number": person_id(), "purpose": "benefits", "name": "x"},
+    )
+    assert r.status_code == 422 and [(e["field"], e["rule"]) for e in r.json()["errors"]] == [
+        ("name", "extra_forbidden")
+    ]
     r = kiosk.post("/v1/verifications/token", json={"token": "not-a-jws-at-all", "purpose": "benefits"})
     assert r.status_code == 422 and r.json()["errors"][0] == r.json()["errors"][0] | {
         "field": "token",

@@ -166,3 +166,20 @@ def test_offline_refuses_what_it_cannot_vouch_for() -> None:
         OfflineVerifier(_jwks(), [_status_list([], key=OTHER_KEY)])
     with pytest.raises(ValueError, match="purpose"):
         v.verify(_token(), "pregnancy_review", now=NOW)
+
+
+def test_tune_gc_freezes_what_exists_and_sets_the_young_generation_threshold() -> None:
+    import gc
+
+    from shared.app import tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc(12_345)
+        assert gc.get_threshold() == (12_345, 20, 100)
+        assert gc.get_freeze_count() > 1000  # the modules, classes and objects loaded by now
+        tune_gc(0)  # 0 keeps whatever thresholds there are
+        assert gc.get_threshold() == (12_345, 20, 100)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -52,7 +52,6 @@ class AuditWriter:
         self.chain_batch = chain_batch
         self._pending: list[tuple[audit.AuditEntry, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
-        self._full = asyncio.Event()
         self._chain_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         # Pending entries carry no chain yet, so batches may commit side by side: a request
@@ -90,17 +89,15 @@ class AuditWriter:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((entry, future))
         self._wake.set()
-        if len(self._pending) >= self.max_batch:
-            self._full.set()
         await future
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             if len(self._pending) < self.max_batch and self.flush_interval > 0:
-                # Linger a moment so concurrent requests share this commit.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), self.flush_interval)
+                # Linger a moment so concurrent requests share this commit (a plain sleep: a
+                # wait_for on "full" costs a task and a timer per batch, and full batches are rare).
+                await asyncio.sleep(self.flush_interval)
             await self._slots.acquire()
             batch = self._take()
             if not batch:
@@ -114,7 +111,6 @@ class AuditWriter:
         batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
         if not self._pending:
             self._wake.clear()
-            self._full.clear()
         return batch
 
     async def _flush_in_slot(self, batch: list[tuple[audit.AuditEntry, asyncio.Future[None]]]) -> None:
