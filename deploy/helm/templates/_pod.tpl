@@ -18,6 +18,7 @@ hook Jobs, so a service and its migrations see the same configuration.
 {{- $e := dict
     "ENVIRONMENT" $v.environment
     "LOG_LEVEL" $v.logLevel
+    "GC_GEN0_THRESHOLD" (toString (int64 $v.gcGen0Threshold))
     "LOG_JSON" (toString $v.logJson)
     "OTEL_EXPORTER" $v.otel.exporter
     "KAFKA_BOOTSTRAP_SERVERS" $v.kafka.bootstrapServers
