@@ -1,7 +1,8 @@
 """Group commit of audit entries, then chaining, so verifications do not queue behind one lock.
 
 Step 1, on the request path: each request queues its entry; one task per process takes whatever
-is queued (every ``flush_interval`` seconds, or at once at ``max_batch``) and inserts it into
+is queued (``flush_interval`` seconds after the first entry woke it, at once when ``max_batch``
+are already waiting, and at most ``max_batch`` a statement) and inserts it into
 ``audit_pending`` with one statement, up to ``concurrent_flushes`` batches at a time (default one:
 side-by-side batches showed no gain measurable on the shared bench machine); requests
 are answered once their batch committed. Processes and batches insert side by side, and
