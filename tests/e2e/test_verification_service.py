@@ -462,6 +462,40 @@ def test_every_verification_is_audited_before_it_is_answered(
     assert all(r["subject"] == cert.subject for r in rows) and {d["result"] for d in details} == {"valid"}
 
 
+def test_the_chain_records_the_verdict_each_caller_was_given(
+    kiosk: httpx.Client, vstack: VerificationStack, issuers: dict[str, FakeIssuer]
+) -> None:
+    """A check by number is audited with the evidence it read; the chainer draws the verdict from
+    that evidence, and it must be the one the caller was answered, for every result."""
+    valid = issue(issuers)
+    expired = issue(issuers, issued_on=dt.date.today() - dt.timedelta(days=200), valid_days=180)
+    revoked = issue(issuers)
+    issuers[EVENT_ISSUER].revoke(revoked)
+    until(kiosk, valid.number, valid.holder_id_number, "valid")
+    until(kiosk, expired.number, expired.holder_id_number, "expired")
+    until(kiosk, revoked.number, revoked.holder_id_number, "revoked")
+    asked = [
+        (valid.number, valid.holder_id_number),
+        (expired.number, expired.holder_id_number),
+        (revoked.number, revoked.holder_id_number),
+        (valid.number, person_id("F")),
+        (f"{EVENT_ISSUER}-2026-NOSUCH01", valid.holder_id_number),
+    ]
+    answers = [check(kiosk, number, holder, "benefits") for number, holder in asked]
+    assert [a["result"] for a in answers] == ["valid", "expired", "revoked", "holder_mismatch", "not_found"]
+
+    client_id = kiosk.headers["authorization"].split()[1].split(".")[0]
+    wait_until(lambda: not query(vstack.dsn, "SELECT 1 FROM audit_pending"), timeout=5)
+    rows = query(
+        vstack.dsn, "SELECT * FROM audit_log WHERE client_id = $1 ORDER BY seq DESC LIMIT 5", client_id
+    )[::-1]
+    chained = [json.loads(r["detail"]) for r in rows]
+    assert [(d["result"], d["issuer"], d["via"]) for d in chained] == [
+        (a["result"], a["issuer"], "number") for a in answers
+    ]
+    assert [r["subject"] for r in rows[:3]] == [valid.subject, expired.subject, revoked.subject]
+
+
 # --- replay ---------------------------------------------------------------------------------------
 def test_the_read_model_is_rebuilt_by_replay(
     kiosk: httpx.Client, vstack: VerificationStack, issuers: dict[str, FakeIssuer]

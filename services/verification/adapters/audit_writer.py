@@ -1,21 +1,29 @@
-"""Group commit of audit entries, then chaining, so verifications do not queue behind one lock.
+"""Group commit of verifications and their audit entries, then chaining, so verifications
+neither pay a commit each nor queue behind one lock.
 
-Step 1, on the request path: each request queues its entry; one task per process takes whatever
-is queued (``flush_interval`` seconds after the first entry woke it, at once when ``max_batch``
-are already waiting, and at most ``max_batch`` a statement) and inserts it into
-``audit_pending`` with one statement, up to ``concurrent_flushes`` batches at a time (default one:
-side-by-side batches showed no gain measurable on the shared bench machine); requests
-are answered once their batch committed. Processes and batches insert side by side, and
-PostgreSQL group-commits their WAL flushes.
+Step 1, on the request path: concurrent requests queue their work, and one task per kind takes
+what is queued (``flush_interval`` seconds after the first item woke it, at once when
+``max_batch`` are already waiting, at most ``max_batch`` a statement) and writes it with one
+statement, up to ``concurrent_flushes`` batches at a time; requests are answered once their
+batch committed. Processes and batches write side by side, and PostgreSQL group-commits their
+WAL flushes.
+
+- An online verification by number queues a *check* (``check``): one statement per batch reads
+  every check's certificate and inserts its entry into ``audit_pending`` with the evidence read
+  (found or not, the holder's key, revocation, expiry, the day checked). The answer and its
+  audit come from one snapshot, and a batch costs one round trip and one commit, not one lookup
+  per request plus a commit per batch (measured in docs/scale.md).
+- Any other entry (a token check) is queued with its final detail (``record``).
 
 Step 2, off the request path: a chainer moves pending entries into the hash-chained
-``audit_log`` with ``shared.audit.append``, deleting them in the same transaction. A
-transaction-level try-lock lets one process chain at a time (the others skip the round), and
-``audit.append`` keeps the chain linear in any case.
+``audit_log`` with ``shared.audit.append``, deleting them in the same transaction. For a check it
+first draws the verdict from the stored evidence with ``domain.verdict``, the rule the answer was
+drawn with, on the same inputs. A transaction-level try-lock lets one process chain at a time
+(the others skip the round), and ``audit.append`` keeps the chain linear in any case.
 
 Crash semantics: an answer is sent only after its entry is durable (pending or chained). A crash
 loses only entries of requests that had not been answered (their clients see a dropped
-connection); pending entries are chained by whichever process runs next. If the insert fails,
+connection); pending entries are chained by whichever process runs next. If a write fails,
 every request of the batch fails with it (503 at the edge) rather than answering unaudited.
 """
 
@@ -23,16 +31,141 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import orjson
 
+from services.verification.adapters.repository import CERT_COLUMNS
+from services.verification.domain.verdict import verdict
 from shared import audit
 
 log = logging.getLogger(__name__)
 
 _CHAIN_LOCK = 0x76636861  # try-lock: one chainer at a time per database
+CHECK_ACTION = "certificate.verify"
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class NumberCheck:
+    """An online verification by certificate number, as it is audited."""
+
+    number: str
+    client_id: str
+    purpose: str
+    subject: str  # the presented holder's pseudonymous key, never a raw identity number
+    checked_on: dt.date  # the day the verdict is drawn for
+    at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+
+class GroupCommit(Generic[T, R]):
+    """Items queued by concurrent requests and written together by ``write``, which gets a batch
+    and returns one result per item, in order; each submitter gets its own result, or the
+    batch's error.
+
+    Pending batches carry no chain yet, so they may commit side by side: a request waits for one
+    commit, not for the one before it as well. While every slot is busy, items gather into the
+    next, larger batch.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[list[T]], Awaitable[Sequence[R]]],
+        *,
+        name: str,
+        linger: float,
+        max_batch: int,
+        slots: int,
+        written: Callable[[], None],
+    ):
+        self._write = write
+        self.name = name
+        self.linger = linger
+        self.max_batch = max_batch
+        self._written = written
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(slots)
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        """Write what is queued, then stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        while self._pending:
+            await self._flush(self._take())
+
+    async def submit(self, item: T) -> R:
+        """Queue an item and return its result once its batch committed (raises if it failed)."""
+        if self._task is None or self._task.done():
+            raise RuntimeError(f"{self.name} is not running")
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        self._wake.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            if len(self._pending) < self.max_batch and self.linger > 0:
+                # Linger a moment so concurrent requests share this commit (a plain sleep: a
+                # wait_for on "full" costs a task and a timer per batch, and full batches are rare).
+                await asyncio.sleep(self.linger)
+            await self._slots.acquire()
+            batch = self._take()
+            if not batch:
+                self._slots.release()
+                continue
+            task = asyncio.create_task(self._flush_in_slot(batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    def _take(self) -> list[tuple[T, asyncio.Future[R]]]:
+        batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+        if not self._pending:
+            self._wake.clear()
+        return batch
+
+    async def _flush_in_slot(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            await self._flush(batch)
+        finally:
+            self._slots.release()
+
+    async def _flush(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        if not batch:
+            return
+        try:
+            results = await self._write([item for item, _ in batch])
+        except Exception as e:
+            log.warning(
+                "audit write failed",
+                extra={"batch": self.name, "error": type(e).__name__, "items": len(batch)},
+            )
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(e)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+        self._written()
 
 
 class AuditWriter:
@@ -47,95 +180,49 @@ class AuditWriter:
         concurrent_flushes: int = 1,
     ):
         self.pool = pool
-        self.flush_interval = flush_interval
-        self.max_batch = max_batch
         self.chain_interval = chain_interval
         self.chain_batch = chain_batch
-        self._pending: list[tuple[audit.AuditEntry, asyncio.Future[None]]] = []
-        self._wake = asyncio.Event()
         self._chain_wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        # Pending entries carry no chain yet, so batches may commit side by side: a request
-        # waits for one commit, not for the one before it as well. While every slot is busy,
-        # entries gather into the next, larger batch.
-        self._slots = asyncio.Semaphore(concurrent_flushes)
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._chainer: asyncio.Task[None] | None = None
+        batching: dict[str, Any] = {
+            "linger": flush_interval,
+            "max_batch": max_batch,
+            "slots": concurrent_flushes,
+            "written": self._chain_wake.set,
+        }
+        self._checks: GroupCommit[NumberCheck, asyncpg.Record | None] = GroupCommit(
+            lambda checks: check_numbers(pool, checks), name="audit-checks", **batching
+        )
+        self._entries: GroupCommit[audit.AuditEntry, None] = GroupCommit(
+            lambda entries: insert_pending(pool, entries), name="audit-entries", **batching
+        )
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._run(), name="audit-writer"),
-            asyncio.create_task(self._chain_forever(), name="audit-chainer"),
-        ]
+        self._checks.start()
+        self._entries.start()
+        self._chainer = asyncio.create_task(self._chain_forever(), name="audit-chainer")
 
     async def stop(self) -> None:
-        """Flush what is queued and chain what is pending, then stop."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        """Write what is queued and chain what is pending, then stop."""
+        if self._chainer is not None:
+            self._chainer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-        if self._in_flight:
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
-        while self._pending:
-            await self._flush(self._take())
+                await self._chainer
+            self._chainer = None
+        await self._checks.stop()
+        await self._entries.stop()
         with contextlib.suppress(Exception):
             while await chain_pending(self.pool, self.chain_batch):
                 pass
 
+    async def check(self, check: NumberCheck) -> asyncpg.Record | None:
+        """The certificate of ``check.number`` (None if unknown), read in the statement that made
+        the check's audit entry durable."""
+        return await self._checks.submit(check)
+
     async def record(self, entry: audit.AuditEntry) -> None:
         """Queue an entry and return once it is durable (raises if the insert failed)."""
-        if not self._tasks or self._tasks[0].done():
-            raise RuntimeError("the audit writer is not running")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((entry, future))
-        self._wake.set()
-        await future
-
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            if len(self._pending) < self.max_batch and self.flush_interval > 0:
-                # Linger a moment so concurrent requests share this commit (a plain sleep: a
-                # wait_for on "full" costs a task and a timer per batch, and full batches are rare).
-                await asyncio.sleep(self.flush_interval)
-            await self._slots.acquire()
-            batch = self._take()
-            if not batch:
-                self._slots.release()
-                continue
-            task = asyncio.create_task(self._flush_in_slot(batch))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
-
-    def _take(self) -> list[tuple[audit.AuditEntry, asyncio.Future[None]]]:
-        batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-        if not self._pending:
-            self._wake.clear()
-        return batch
-
-    async def _flush_in_slot(self, batch: list[tuple[audit.AuditEntry, asyncio.Future[None]]]) -> None:
-        try:
-            await self._flush(batch)
-        finally:
-            self._slots.release()
-
-    async def _flush(self, batch: list[tuple[audit.AuditEntry, asyncio.Future[None]]]) -> None:
-        if not batch:
-            return
-        entries = [entry for entry, _ in batch]
-        try:
-            await insert_pending(self.pool, entries)
-        except Exception as e:
-            log.warning("audit insert failed", extra={"error": type(e).__name__, "entries": len(batch)})
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(e)
-            return
-        for _, future in batch:
-            if not future.done():
-                future.set_result(None)
-        self._chain_wake.set()
+        await self._entries.submit(entry)
 
     async def _chain_forever(self) -> None:
         while True:
@@ -150,8 +237,45 @@ class AuditWriter:
                 log.warning("audit chaining failed", extra={"error": type(e).__name__})
 
 
-async def insert_pending(pool: asyncpg.Pool, entries: list[audit.AuditEntry]) -> None:
-    """One statement, one round trip: the request path's only write."""
+_CHECK = f"""
+WITH req AS (
+    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::date[])
+           WITH ORDINALITY AS r(asked, at, client_id, purpose, subject, checked_on, i)
+), found AS (  -- LATERAL: one index probe per check, whatever the planner guesses of unnest
+    SELECT req.i, req.at, req.client_id, req.purpose, req.subject, req.checked_on, c.*
+    FROM req LEFT JOIN LATERAL (SELECT {CERT_COLUMNS} FROM certificates WHERE number = req.asked) c ON true
+), audited AS (
+    INSERT INTO audit_pending (at, client_id, action, purpose, subject, detail,
+                               certificate_found, holder_subject, revoked_on, valid_until, checked_on)
+    SELECT at, client_id, $7, purpose, subject, jsonb_build_object('issuer', issuer, 'via', 'number'),
+           number IS NOT NULL, holder_subject, revoked_on, valid_until, checked_on
+    FROM found ORDER BY i
+)
+SELECT i, {CERT_COLUMNS} FROM found"""
+
+
+async def check_numbers(pool: asyncpg.Pool, checks: list[NumberCheck]) -> list[asyncpg.Record | None]:
+    """Each check's certificate, read in the one statement that also queues each check's audit
+    entry with that evidence (a data-modifying CTE: one snapshot, one commit)."""
+    rows = await pool.fetch(
+        _CHECK,
+        [c.number for c in checks],
+        [c.at for c in checks],
+        [c.client_id for c in checks],
+        [c.purpose for c in checks],
+        [c.subject for c in checks],
+        [c.checked_on for c in checks],
+        CHECK_ACTION,
+    )
+    found: list[asyncpg.Record | None] = [None] * len(checks)
+    for row in rows:
+        if row["number"] is not None:
+            found[row["i"] - 1] = row
+    return found
+
+
+async def insert_pending(pool: asyncpg.Pool, entries: list[audit.AuditEntry]) -> list[None]:
+    """One statement, one round trip: entries whose detail is final when queued."""
     await pool.execute(
         """INSERT INTO audit_pending (at, client_id, action, purpose, subject, detail)
            SELECT at, c, a, p, s, d::jsonb
@@ -164,6 +288,25 @@ async def insert_pending(pool: asyncpg.Pool, entries: list[audit.AuditEntry]) ->
         [e.subject for e in entries],
         [orjson.dumps(e.detail).decode() for e in entries],
     )
+    return [None] * len(entries)
+
+
+def chained_detail(row: asyncpg.Record) -> dict[str, Any]:
+    """The detail to chain: as queued, or for a check by number with the verdict drawn from the
+    evidence stored with it, by the rule and on the inputs its answer had."""
+    detail: dict[str, Any] = row["detail"]
+    if row["checked_on"] is None:
+        return detail
+    cert = (
+        {
+            "holder_subject": row["holder_subject"],
+            "revoked_on": row["revoked_on"],
+            "valid_until": row["valid_until"],
+        }
+        if row["certificate_found"]
+        else None
+    )
+    return {**detail, "result": verdict(cert, row["subject"], row["checked_on"])}
 
 
 async def chain_pending(pool: asyncpg.Pool, limit: int) -> int:
@@ -181,7 +324,7 @@ async def chain_pending(pool: asyncpg.Pool, limit: int) -> int:
             conn,
             [
                 audit.AuditEntry(
-                    r["client_id"], r["action"], r["purpose"], r["subject"], r["detail"], r["at"]
+                    r["client_id"], r["action"], r["purpose"], r["subject"], chained_detail(r), r["at"]
                 )
                 for r in rows
             ],

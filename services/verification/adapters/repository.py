@@ -10,13 +10,13 @@ import asyncpg
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
-_CERT_COLUMNS = """number, issuer, holder_subject, holder_name, marital_status, children_count,
+CERT_COLUMNS = """number, issuer, holder_subject, holder_name, marital_status, children_count,
                    issued_on, valid_until, status_index, revoked_on"""
 
 
 async def get_certificate(conn: Conn, number: str) -> asyncpg.Record | None:
     """One indexed row: the hot path of every online verification."""
-    return await conn.fetchrow(f"SELECT {_CERT_COLUMNS} FROM certificates WHERE number = $1", number)
+    return await conn.fetchrow(f"SELECT {CERT_COLUMNS} FROM certificates WHERE number = $1", number)
 
 
 async def upsert_issued(

@@ -126,11 +126,10 @@ def _documented_body(model: type[BaseModel]) -> dict[str, Any]:
 async def verify(request: Request) -> Response:
     """Is this certificate genuine, in force, and held by this person? Discloses the minimum."""
     # The hot path solves no FastAPI dependency at all (each one costs a measurable share of a
-    # verification): the client, the body and the pool are taken here directly.
+    # verification): the client and the body are taken here directly.
     client = await verifier(request)
     body = await _body(request, VerificationIn)
     answer = await handlers.verify_certificate(
-        request.app.state.pool,
         request.app.state.audit_writer,
         client,
         body.certificate_number,

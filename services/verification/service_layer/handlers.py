@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from services.verification.adapters import repository as repo
-from services.verification.adapters.audit_writer import AuditWriter
+from services.verification.adapters.audit_writer import CHECK_ACTION, AuditWriter, NumberCheck
 from services.verification.domain.verdict import (
     disclosed,
     token_attributes,
@@ -134,7 +134,7 @@ def _entry(
 ) -> audit.AuditEntry:
     return audit.AuditEntry(
         client.client_id,
-        "certificate.verify",
+        CHECK_ACTION,
         purpose,
         subject,
         {"result": result, "issuer": issuer, "via": via},
@@ -142,7 +142,6 @@ def _entry(
 
 
 async def verify_certificate(
-    pool: asyncpg.Pool,
     writer: AuditWriter,
     client: Client,
     number: str,
@@ -151,17 +150,17 @@ async def verify_certificate(
 ) -> dict[str, Any]:
     """The verdict, the issuer and the attributes the purpose allows; answered once audited.
 
-    Reads one row without a transaction (the read model is only ever appended to or updated
-    whole-row by the projection), then waits for the group commit of its audit entry.
+    The certificate is read by the statement that makes the audit entry durable, one statement
+    for a batch of concurrent verifications (``AuditWriter.check``); the entry keeps the evidence
+    read, and the chainer draws the same verdict from it.
     """
-    cert = await repo.get_certificate(pool, number)
-    result = verdict(cert, presented_subject, dt.date.today())
-    issuer = cert["issuer"] if cert is not None else None
-    await writer.record(_entry(client, purpose, presented_subject, result, issuer, "number"))
+    today = dt.date.today()
+    cert = await writer.check(NumberCheck(number, client.client_id, purpose, presented_subject, today))
+    result = verdict(cert, presented_subject, today)
     return {
         "certificate_number": number,
         "result": result,
-        "issuer": issuer,
+        "issuer": cert["issuer"] if cert is not None else None,
         "attributes": disclosed(cert, result, purpose) if cert is not None else {},
         "checked_at": dt.datetime.now(dt.UTC),
     }
