@@ -53,6 +53,12 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 @dataclass(frozen=True)
 class NumberCheck:
     """An online verification by certificate number, as it is audited."""
@@ -102,9 +108,7 @@ class GroupCommit(Generic[T, R]):
     async def stop(self) -> None:
         """Write what is queued, then stop."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await _cancel(self._task)
             self._task = None
         if self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
@@ -205,9 +209,7 @@ class AuditWriter:
     async def stop(self) -> None:
         """Write what is queued and chain what is pending, then stop."""
         if self._chainer is not None:
-            self._chainer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._chainer
+            await _cancel(self._chainer)
             self._chainer = None
         await self._checks.stop()
         await self._entries.stop()
