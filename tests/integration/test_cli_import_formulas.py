@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import zipfile
 from pathlib import Path
 
 import openpyxl
@@ -47,13 +48,13 @@ def registry_db(fresh_db: str) -> str:
     return fresh_db
 
 
-def _rows(tmp_path: Path, n: int, seed: int) -> list[list[str]]:
+def _rows(tmp_path: Path, n: int, seed: int, planted: dict[int, str] = PLANTED) -> list[list[str]]:
     """Good rows of a county roster, with the planted names put in."""
     plain = tmp_path / f"plain-{seed}.csv"
     generate(plain, n, 0, seed=seed)
     with plain.open(encoding="utf-8", newline="") as f:
         rows = list(csv.reader(f))[1:]
-    for line, name in PLANTED.items():
+    for line, name in planted.items():
         rows[line - 2][1] = name
     return rows
 
@@ -173,3 +174,43 @@ def test_a_resumed_import_says_from_which_line_it_resumed(registry_db: str, tmp_
         "此前已全部导入" in result.stderr and "imported completely before (up to line 101)" in result.stderr
     )
     assert "导入完成" in result.stdout and "import complete" in result.stdout
+
+
+def test_an_xlsx_formula_cell_counts_as_the_value_excel_shows(registry_db: str, tmp_path: Path) -> None:
+    """Formula cells as Excel saves them (the formula and its last result): the result is the cell's
+    data; a result that itself begins like a formula is refused like typed text."""
+    rows = _rows(tmp_path, 12, seed=35, planted={})  # lines 3 and 7 get formulas below
+    built = tmp_path / "built.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(HEADER)
+    for row in rows:
+        sheet.append(row)
+    sheet["B3"] = '=HYPERLINK("http://evil.example/x","张三")'
+    sheet["B7"] = '="="&"1+2"'
+    book.save(built)
+    # openpyxl leaves a formula's result empty; Excel stores it next to the formula
+    roster = tmp_path / "roster.xlsx"
+    with zipfile.ZipFile(built) as src, zipfile.ZipFile(roster, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                xml = data.decode()
+                xml = xml.replace('<c r="B3"><f>', '<c r="B3" t="str"><f>').replace(
+                    "</f><v /></c>", "</f><v>张三</v></c>", 1
+                )
+                xml = xml.replace('<c r="B7"><f>', '<c r="B7" t="str"><f>').replace(
+                    "</f><v /></c>", "</f><v>=1+2</v></c>", 1
+                )
+                data = xml.encode()
+            dst.writestr(item, data)
+
+    summary, _ = _import(registry_db, roster, "--rejects", str(tmp_path / "rejects.csv"))
+    assert (summary["total_imported"], summary["total_rejected"]) == (11, 1)
+    with (tmp_path / "rejects.csv").open(encoding="utf-8", newline="") as f:
+        assert [(r["line"], r["field"], r["rule"]) for r in csv.DictReader(f)] == [
+            ("7", "name", "no-formula-prefix")
+        ]
+    number = rows[1][0]  # line 3
+    assert query(registry_db, "SELECT name FROM persons WHERE id_number = $1", number)[0]["name"] == "张三"
+    _check_registry(registry_db, 11)
