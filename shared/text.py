@@ -35,11 +35,17 @@ MESSAGE = (
 # nothing or a first character that is neither white space nor a formula character.
 PATTERN = r"^\s*([^=+\-@＝＋－＠\s]|$)"
 _FORMULA = frozenset(FORMULA_CHARS)
+_CONTROL = frozenset(CONTROL_PREFIXES)
 
 
 def looks_like_formula(value: str) -> bool:
     """True when a spreadsheet opening this text in a cell would run it as a formula."""
-    return value.startswith(CONTROL_PREFIXES) or value.lstrip()[:1] in _FORMULA
+    first = value[:1]
+    if first in _FORMULA or first in _CONTROL:
+        return True
+    # white space in front is looked through (a bulk import checks every cell: the common case
+    # of a plain first character costs no copy)
+    return first.isspace() and value.lstrip()[:1] in _FORMULA
 
 
 def check_plain_text(value: str) -> str:
