@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import asyncpg
+import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
@@ -202,38 +204,77 @@ class EventConsumer:
         applied: list[Envelope[Any]] = []
         async with self.pool.acquire() as conn:
             async with conn.transaction():
-                for msg in messages:
-                    self.handled += 1
-                    EVENTS_CONSUMED.labels(self.service, self.name, msg.topic).inc()
-                    try:
-                        event = parse_event(msg.value or b"")
-                        wanted = self.accept(event) if spec_for(event.type).topic == msg.topic else None
-                    except Exception as e:  # unparseable, or a filter that chokes on it: never stall
-                        await self.dead_letter(conn, msg, describe_error(e))
-                        continue
-                    if wanted is None:
-                        # A well-formed event on the wrong topic: its handler would misread it.
-                        reason = f"event type {event.type} does not belong on topic {msg.topic}"
-                        await self.dead_letter(conn, msg, reason)
-                        continue
-                    if not wanted:
-                        continue
-                    try:
-                        if await self._apply_traced(conn, event, msg, isolate=isolate):
-                            applied.append(event)
-                    except Exception as e:
-                        if _transient(e):
-                            raise  # the database, not the message: the whole batch is read again
-                        if not isolate:
-                            raise _Isolate from e
-                        if isinstance(e, PoisonMessage):
-                            await self.dead_letter(conn, msg, describe_error(e))
-                        else:
-                            failed.append((msg, event, e))
+                seen = await self._already_applied(conn, messages)
+                for i, msg in enumerate(messages):
+                    await self._take(conn, msg, i in seen, applied, failed, isolate=isolate)
+                    self.handled += 1  # completed (a statement that blocks for ever never gets here)
             await wake_relay(conn)  # after the commit: see shared.outbox.wake_relay
         self._count_applied(applied)
         for msg, event, first_error in failed:
             await self._retry_then_dead_letter(msg, event, first_error)
+
+    async def _take(
+        self,
+        conn: asyncpg.Connection,
+        msg: ConsumerRecord[bytes, bytes],
+        duplicate: bool,
+        applied: list[Envelope[Any]],
+        failed: list[tuple[ConsumerRecord[bytes, bytes], Envelope[Any], BaseException]],
+        *,
+        isolate: bool,
+    ) -> None:
+        """One message of a batch: skipped, dead-lettered, applied, or kept for a retry."""
+        EVENTS_CONSUMED.labels(self.service, self.name, msg.topic).inc()
+        if duplicate:  # a redelivery (rebalance, replay, a re-send after a broker reset)
+            INBOX_DUPLICATES.labels(self.service, self.name).inc()
+            return
+        try:
+            event = parse_event(msg.value or b"")
+            wanted = self.accept(event) if spec_for(event.type).topic == msg.topic else None
+        except Exception as e:  # unparseable, or a filter that chokes on it: never stall
+            await self.dead_letter(conn, msg, describe_error(e))
+            return
+        if wanted is None:
+            # A well-formed event on the wrong topic: its handler would misread it.
+            await self.dead_letter(conn, msg, f"event type {event.type} does not belong on topic {msg.topic}")
+            return
+        if not wanted:
+            return
+        try:
+            if await self._apply_traced(conn, event, msg, isolate=isolate):
+                applied.append(event)
+        except Exception as e:
+            if _transient(e):
+                raise  # the database, not the message: the whole batch is read again
+            if not isolate:
+                raise _Isolate from e
+            if isinstance(e, PoisonMessage):
+                await self.dead_letter(conn, msg, describe_error(e))
+            else:
+                failed.append((msg, event, e))
+
+    async def _already_applied(
+        self, conn: asyncpg.Connection, messages: list[ConsumerRecord[bytes, bytes]]
+    ) -> set[int]:
+        """Positions in ``messages`` of events the inbox already has, in one round trip.
+
+        After a broker reset every relay re-sends its recent events (twice): tens of thousands of
+        redeliveries, each of which would otherwise be validated in full and inserted into the
+        inbox one statement at a time before being found a duplicate. Only the id is read here;
+        a message whose id cannot be read goes the whole way (and is dead-lettered there)."""
+        ids: dict[int, uuid.UUID] = {}
+        for i, msg in enumerate(messages):
+            with contextlib.suppress(Exception):
+                ids[i] = uuid.UUID(str(orjson.loads(msg.value or b"")["id"]))
+        if not ids:
+            return set()
+        rows = await conn.fetch(
+            "SELECT event_id FROM inbox WHERE consumer = $1 AND event_id = ANY($2::uuid[])",
+            self.name,
+            list(set(ids.values())),
+        )
+        known = {r["event_id"] for r in rows}
+        return {i for i, event_id in ids.items() if event_id in known}
 
     async def _apply_traced(
         self,
