@@ -100,6 +100,22 @@ BROKER_RESETS = Counter(
 CONSUMER_LAG = Gauge(
     "consumer_lag", "Messages behind the end of each topic", ["service", "consumer", "topic"]
 )
+CONSUMER_LAST_PROGRESS = Gauge(
+    "consumer_last_progress_seconds",
+    "Seconds since the consumer group last applied anything or was caught up (grows only while "
+    "records wait unread)",
+    ["service", "consumer"],
+)
+CONSUMER_STALLED = Gauge(
+    "consumer_stalled",
+    "1 while the consumer group makes no progress with records unread",
+    ["service", "consumer"],
+)
+CONSUMER_RESTARTS = Counter(
+    "consumer_restarts_total",
+    "Fresh consumers started after an error or a stall",
+    ["service", "consumer", "reason"],
+)
 EVENT_LATENCY = Histogram(
     "event_apply_latency_seconds",
     "Time from an event's creation to its application by a consumer",

@@ -82,6 +82,15 @@ class BaseServiceSettings(KafkaSettings):
     consumer_fetch_max_wait_ms: int = Field(
         default=100, ge=1, description="how long a fetch may wait for records (latency floor per hop)"
     )
+    consumer_stall_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="a consumer group with records unread and no progress for this long is stalled: "
+        "its member is replaced by a fresh one and /readyz answers not ready",
+    )
+    consumer_check_interval: float = Field(
+        default=5.0, gt=0, description="how often each service measures its consumers' lag and progress"
+    )
     run_background: bool = Field(default=True, description="run the outbox relay and consumers in-process")
 
     otel_exporter: Literal["none", "console", "otlp"] = "none"

@@ -19,6 +19,8 @@ hook Jobs, so a service and its migrations see the same configuration.
     "ENVIRONMENT" $v.environment
     "LOG_LEVEL" $v.logLevel
     "GC_GEN0_THRESHOLD" (toString (int64 $v.gcGen0Threshold))
+    "CONSUMER_STALL_SECONDS" (toString $v.consumerStallSeconds)
+    "CONSUMER_CHECK_INTERVAL" (toString $v.consumerCheckInterval)
     "LOG_JSON" (toString $v.logJson)
     "OTEL_EXPORTER" $v.otel.exporter
     "KAFKA_BOOTSTRAP_SERVERS" $v.kafka.bootstrapServers

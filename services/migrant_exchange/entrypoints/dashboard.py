@@ -6,7 +6,7 @@ second and fans it out, so ten wall screens cost what one does. ``GET /dashboard
 holds no data and no credential, the operator's token stays in the browser.
 
 The router brings its own lifespan (merged into the app's by ``include_router``): it starts the
-exchange's certificate projection consumer and the sampler, after the app has its pool.
+sampler, after the app has its pool.
 """
 
 from __future__ import annotations
@@ -34,9 +34,7 @@ from services.migrant_exchange.adapters.group_lag import GroupLag
 from services.migrant_exchange.service_layer import indicators as ind
 from shared.app import Pool
 from shared.auth import Client, require
-from shared.consumer import EventConsumer
 from shared.errors import InvalidInput, NotFound
-from shared.events.envelope import Envelope
 from shared.identity import DivisionCode
 from shared.observability import CONSUMER_LAG, EVENTS_APPLIED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 
@@ -251,47 +249,16 @@ def _json(doc: Any) -> Response:
     return Response(orjson.dumps(doc), media_type="application/json")
 
 
-# --- the exchange's own certificate projection ------------------------------------------------
-
-
-def certificate_consumer(pool: asyncpg.Pool, settings: Any) -> EventConsumer:
-    """Counts certificates per issuer and holder key from ``certificate.lifecycle.v1``."""
-
-    async def on_certificate(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
-        d = event.data
-        if event.type == "certificate.issued.v1":
-            await stats.record_certificate_issued(
-                conn, d.certificate_number, d.issuer, event.subject, event.time, d.valid_until
-            )
-        elif event.type == "certificate.revoked.v1":
-            await stats.record_certificate_revoked(
-                conn, d.certificate_number, d.issuer, event.subject, event.time
-            )
-
-    group = getattr(settings, "consumer_group", settings.service_name)
-    return EventConsumer(
-        pool,
-        settings,
-        name=f"{group}-indicators",
-        topics=["certificate.lifecycle.v1"],
-        handler=on_certificate,
-    )
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = app.state.settings
-    consumer = certificate_consumer(app.state.pool, settings)
-    app.state.consumers.append(consumer)
-    group_lag = GroupLag(settings)
+    group_lag = GroupLag(settings, stall_seconds=settings.consumer_stall_seconds)
     feed = LiveFeed(app.state.pool, settings.service_name, DashboardSettings(), group_lag)
     app.state.live_feed = feed
     tasks = [
         asyncio.create_task(feed.run(), name="dashboard-feed"),
         asyncio.create_task(feed.run_group_lag(), name="dashboard-group-lag"),
     ]
-    if settings.run_background:
-        tasks.append(asyncio.create_task(consumer.run(), name=f"consumer-{consumer.name}"))
     try:
         yield
     finally:

@@ -238,7 +238,16 @@ def alerts(snapshot: dict[str, Any], t: Thresholds) -> list[dict[str, str]]:
     if n.get("oldest_open_seconds", 0) >= t.oldest_open_seconds:
         add("warning", "slow-feedback", f"oldest open notification waits {_age(n['oldest_open_seconds'])}")
     for lag in snapshot.get("lag") or []:
-        if lag["lag"] >= t.consumer_lag:
+        state = lag.get("state", "ok")
+        if state == "absent":
+            add("alert", "consumer-absent", f"consumer group {lag['group']} is gone from the broker")
+        elif state == "stalled":
+            add(
+                "alert",
+                "consumer-stalled",
+                f"consumer {lag['group']} stalled, {lag['lag']} behind on {lag['topic']}",
+            )
+        elif lag["lag"] >= t.consumer_lag:
             add("warning", "lag", f"consumer {lag['group']} is {lag['lag']} behind on {lag['topic']}")
     outbox = snapshot.get("outbox") or {}
     if outbox.get("oldest_age_seconds", 0) >= t.outbox_age_seconds:
