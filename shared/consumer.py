@@ -34,6 +34,7 @@ from shared.observability import (
     redact,
 )
 from shared.outbox import add_raw, wake_relay
+from shared.sensitivity import neutral_label  # metric labels name no sensitive type
 from shared.settings import BaseServiceSettings
 from shared.tracing import consumer_span
 
@@ -169,7 +170,7 @@ class EventConsumer:
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 for msg in messages:
-                    EVENTS_CONSUMED.labels(self.service, self.name, msg.topic).inc()
+                    EVENTS_CONSUMED.labels(self.service, self.name, neutral_label(msg.topic)).inc()
                     try:
                         event = parse_event(msg.value or b"")
                         wanted = self.accept(event) if spec_for(event.type).topic == msg.topic else None
@@ -268,7 +269,7 @@ class EventConsumer:
     def _count_applied(self, events: list[Envelope[Any]]) -> None:
         now = dt.datetime.now(dt.UTC)
         for event in events:
-            EVENTS_APPLIED.labels(self.service, self.name, event.type).inc()
+            EVENTS_APPLIED.labels(self.service, self.name, neutral_label(event.type)).inc()
             EVENT_LATENCY.labels(self.service, self.name).observe(
                 max(0.0, (now - event.time).total_seconds())
             )
@@ -331,7 +332,7 @@ class EventConsumer:
             headers=headers,
             event_id=new_event_id(),
         )
-        DLQ_MESSAGES.labels(self.service, self.name, msg.topic).inc()
+        DLQ_MESSAGES.labels(self.service, self.name, neutral_label(msg.topic)).inc()
         log.warning(
             "message dead-lettered", extra={"consumer": self.name, "topic": msg.topic, "reason": reason}
         )
@@ -343,7 +344,7 @@ class EventConsumer:
             if high is not None:
                 lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - position)
         for topic, value in lag.items():
-            CONSUMER_LAG.labels(self.service, self.name, topic).set(value)
+            CONSUMER_LAG.labels(self.service, self.name, neutral_label(topic)).set(value)
 
 
 def _header(msg: ConsumerRecord[bytes, bytes], name: str) -> str | None:

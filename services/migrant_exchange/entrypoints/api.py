@@ -8,6 +8,7 @@ import logging
 import uuid
 from typing import Annotated, Any, Literal
 
+import asyncpg
 from fastapi import APIRouter, FastAPI, Query
 from pydantic import BaseModel, Field
 
@@ -24,7 +25,9 @@ from shared.auth import Client, require
 from shared.errors import Forbidden, NotFound
 from shared.events import payloads as p
 from shared.identity import DivisionCode
+from shared.observability import redact
 from shared.outbox import add_event
+from shared.sensitivity import NEUTRAL_CATEGORY, neutral_text, neutral_type
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["exchange"])
@@ -37,9 +40,9 @@ class Notification(BaseModel):
     notification_id: uuid.UUID
     target_division: str
     source_division: str
-    subject: str
+    subject: str | None = Field(description="pseudonymous subject key; withheld from operators")
     event_id: uuid.UUID
-    event_type: str
+    event_type: str = Field(description=f"for operators, sensitive types read '{NEUTRAL_CATEGORY}'")
     event_sequence: int
     event_time: dt.datetime
     state: State
@@ -48,7 +51,9 @@ class Notification(BaseModel):
     overdue_at: dt.datetime | None = None
     attempts: int = 1
     feedback_at: dt.datetime | None
-    conflicts: list[dict[str, Any]] | None
+    conflicts: list[dict[str, Any]] | None = Field(
+        description="fields that disagree; operators get their names only, never the values"
+    )
     reason: str | None
     payload: dict[str, Any] | None = Field(default=None, description="only for the addressed jurisdiction")
 
@@ -68,14 +73,46 @@ class FeedbackIn(BaseModel):
 
 
 def _scope_to(client: Client, jurisdiction: str | None) -> str | None:
-    """Jurisdictions see their own traffic; operators may look at any."""
+    """Jurisdictions see their own traffic; operators may look at any (as operations, see
+    ``_operator_view``). Any other client without a jurisdiction is refused, not given everything."""
     if client.kind == "operator":
         return jurisdiction
+    _require_jurisdiction(client)
     if jurisdiction is not None and jurisdiction != client.jurisdiction:
         raise Forbidden(
             "a jurisdiction reads only its own notifications", field="jurisdiction", rule="own-jurisdiction"
         )
     return client.jurisdiction
+
+
+def _require_jurisdiction(client: Client) -> None:
+    if client.jurisdiction is None:
+        raise Forbidden(
+            "this client has no jurisdiction, and only operators read across jurisdictions",
+            field="client",
+            rule="client-jurisdiction",
+        )
+
+
+def _operator_view(row: asyncpg.Record) -> dict[str, Any]:
+    """A notification as operations, not a person (DESIGN section 10): a sensitive type shows as the
+    neutral category, a conflict as the names of the fields that differ, and no subject key."""
+    conflicts = row["conflicts"]
+    return {
+        **dict(row),
+        "notification_id": row["id"],
+        "subject": None,
+        "event_type": neutral_type(row["event_type"]),
+        "conflicts": None if conflicts is None else [{"field": neutral_text(c["field"])} for c in conflicts],
+        "reason": None if row["reason"] is None else redact(neutral_text(row["reason"])),
+        "payload": None,
+    }
+
+
+def _addressee_view(client: Client, row: asyncpg.Record) -> dict[str, Any]:
+    """A jurisdiction's own traffic in full; the addressee also gets the payload to apply."""
+    mine = client.kind == "jurisdiction" and row["target_division"] == client.jurisdiction
+    return {**dict(row), "notification_id": row["id"], "payload": row["payload"] if mine else None}
 
 
 @router.get(
@@ -89,19 +126,14 @@ async def list_notifications(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """What was sent to or by a jurisdiction; the addressee also gets the payload to apply over REST."""
+    """What was sent to or by a jurisdiction; the addressee also gets the payload to apply over REST.
+    Operators see every jurisdiction's traffic as operations: no subject key, no sensitive type,
+    conflicting field names without their values."""
     scope = _scope_to(client, jurisdiction)
     rows = await repo.list_notifications(conn, scope, state, limit, after)
-    return [
-        {
-            **dict(r),
-            "notification_id": r["id"],
-            "payload": r["payload"]
-            if client.kind == "jurisdiction" and r["target_division"] == client.jurisdiction
-            else None,
-        }
-        for r in rows
-    ]
+    if client.kind == "operator":
+        return [_operator_view(r) for r in rows]
+    return [_addressee_view(client, r) for r in rows]
 
 
 @router.post(
@@ -152,6 +184,8 @@ async def list_migrants(
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[dict[str, Any]]:
     """People registered in one place and living in another (pseudonymous keys only)."""
+    if client.kind != "operator":
+        _require_jurisdiction(client)
     if client.kind != "operator" and client.jurisdiction not in (origin, destination):
         raise Forbidden(
             "name your own jurisdiction as origin or destination", field="origin", rule="own-jurisdiction"
