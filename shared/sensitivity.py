@@ -20,6 +20,7 @@ SENSITIVE_TYPE_PREFIXES = ("pregnancy.",)
 SENSITIVE_TOPIC_PREFIXES = ("vital.pregnancy.",)
 NEUTRAL_CATEGORY = "vital.restricted"
 NEUTRAL_TOPIC = "vital.restricted"
+NEUTRAL_ROUTE = "/v1/vital.restricted"
 _DLQ = ".dlq"
 # Any word of free text naming a sensitive kind (type, topic, payload class, table or field).
 _SENSITIVE_WORD = re.compile(r"[\w.\-]*pregnan[\w.\-]*", re.IGNORECASE)
@@ -49,3 +50,8 @@ def neutral_label(value: str) -> str:
 def neutral_text(text: str) -> str:
     """Free text (a dead-letter or rejection reason) with every sensitive name replaced."""
     return _SENSITIVE_WORD.sub(NEUTRAL_CATEGORY, text)
+
+
+def neutral_route(template: str) -> str:
+    """A route template for a metric label: the pregnancy routes share one neutral name."""
+    return NEUTRAL_ROUTE if _SENSITIVE_WORD.search(template) else template

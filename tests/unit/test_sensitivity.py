@@ -7,9 +7,11 @@ import pytest
 from shared.events.catalog import CATALOG, TOPICS
 from shared.sensitivity import (
     NEUTRAL_CATEGORY,
+    NEUTRAL_ROUTE,
     NEUTRAL_TOPIC,
     is_sensitive,
     neutral_label,
+    neutral_route,
     neutral_text,
     neutral_topic,
     neutral_type,
@@ -52,3 +54,9 @@ def test_free_text_loses_every_sensitive_name_and_keeps_the_rest() -> None:
     assert "regnan" not in scrubbed
     assert scrubbed.startswith("1 validation error for Envelope[") and scrubbed.endswith("(outcome)")
     assert scrubbed.count(NEUTRAL_CATEGORY) == 3
+
+
+def test_the_pregnancy_routes_share_one_neutral_route_label() -> None:
+    assert neutral_route("/v1/pregnancies") == neutral_route("/v1/pregnancies/{pregnancy_id}/closure")
+    assert neutral_route("/v1/pregnancies/{pregnancy_id}") == NEUTRAL_ROUTE
+    assert neutral_route("/v1/births") == "/v1/births"
