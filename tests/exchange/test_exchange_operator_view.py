@@ -173,6 +173,14 @@ def test_the_operator_sees_a_pregnancy_as_operations_and_no_metric_names_it(xsta
     everything = json.dumps(listing, ensure_ascii=False)
     assert "person.registered.v1" in everything and not SENSITIVE.search(everything)
 
+    # The roster: the movements, without the subject keys a jurisdiction sees for its own people.
+    roster = _ok(operator.get("/v1/migrants", params={"origin": B, "destination": A, "limit": 5000}))
+    assert roster and all(m["subject"] is None for m in roster)
+    own = _ok(
+        _client(xstack, xstack.token(f"reg-{B}")).get("/v1/migrants", params={"origin": B, "limit": 5000})
+    )
+    assert subjects[0] in {m["subject"] for m in own}
+
     # The flows: aggregates, with the mothers' origin -> residence cells.
     flows = _ok(operator.get("/v1/flows"))
     assert {(c["origin"], c["destination"]) for c in flows["flows"]} >= {(B, A), (OFFLINE, A)}

@@ -59,7 +59,7 @@ class Notification(BaseModel):
 
 
 class Migrant(BaseModel):
-    subject: str = Field(description="pseudonymous subject key")
+    subject: str | None = Field(description="pseudonymous subject key; withheld from operators")
     hukou_division: str | None
     residence_division: str | None
     moves: int
@@ -183,14 +183,18 @@ async def list_migrants(
     destination: DivisionCode | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[dict[str, Any]]:
-    """People registered in one place and living in another (pseudonymous keys only)."""
+    """People registered in one place and living in another (pseudonymous keys only; operators see
+    the movements without the keys: operations, not people)."""
     if client.kind != "operator":
         _require_jurisdiction(client)
     if client.kind != "operator" and client.jurisdiction not in (origin, destination):
         raise Forbidden(
             "name your own jurisdiction as origin or destination", field="origin", rule="own-jurisdiction"
         )
-    return [dict(r) for r in await repo.list_migrants(conn, origin, destination, limit)]
+    rows = await repo.list_migrants(conn, origin, destination, limit)
+    if client.kind == "operator":
+        return [{**dict(r), "subject": None} for r in rows]
+    return [dict(r) for r in rows]
 
 
 async def _startup(app: FastAPI) -> None:
