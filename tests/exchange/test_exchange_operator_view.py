@@ -22,7 +22,7 @@ from devstack.stack import Stack
 from shared.auth import DEFAULT_SCOPES, hash_secret
 from shared.identity import subject_key
 from shared.sensitivity import NEUTRAL_CATEGORY, NEUTRAL_ROUTE, NEUTRAL_TOPIC
-from tests.exchange.exchange_helpers import OFFLINE, SECRET, A, B, C, new_person
+from tests.exchange.exchange_helpers import OFFLINE, SECRET, A, B, C, new_person, produce
 from tests.helpers import Api, query, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -112,6 +112,10 @@ def _snapshot(stack: Stack) -> str:
     return text
 
 
+def _picture(stream: str) -> dict[str, Any]:
+    return json.loads(stream.split("event: snapshot\ndata: ", 1)[1].split("\n", 1)[0])  # type: ignore[no-any-return]
+
+
 def test_the_operator_sees_a_pregnancy_as_operations_and_no_metric_names_it(xstack: Stack) -> None:
     offline = _offline_client(xstack)
     operator = _client(xstack, xstack.token("operator"))
@@ -188,7 +192,7 @@ def test_the_operator_sees_a_pregnancy_as_operations_and_no_metric_names_it(xsta
 
     # The dashboard stream counts them under the neutral category and names no pregnancy.
     stream = _snapshot(xstack)
-    picture = json.loads(stream.split("event: snapshot\ndata: ", 1)[1].split("\n", 1)[0])
+    picture = _picture(stream)
     assert NEUTRAL_CATEGORY in picture["rates"]["by_type"]
     assert not SENSITIVE.search(stream) and not any(s in stream for s in subjects)
 
@@ -236,3 +240,43 @@ def test_a_client_without_a_jurisdiction_that_is_not_an_operator_is_refused(xsta
         assert r.json()["errors"][0]["rule"] == "client-jurisdiction"
     # The operator, also without a jurisdiction, still reads the listing.
     assert _client(xstack, xstack.token("operator")).get("/v1/notifications").status_code == 200
+
+
+def test_a_dead_lettered_pregnancy_event_is_listed_under_the_neutral_names(xstack: Stack) -> None:
+    """One dead letter is one person's message: its topic and reason name no pregnancy for operators."""
+    poison = json.dumps(
+        {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": f"/registry/{A}",
+            "type": "pregnancy.registered.v1",
+            "subject": "s" * 64,
+            "time": "2026-02-01T00:00:00Z",
+            "datacontenttype": "application/json",
+            "dataschema": "urn:migrant-exchange:schema:pregnancy.registered.v1",
+            "sequence": 1,
+            "data": {"pregnancy_id": "not-a-uuid", "marker": uuid.uuid4().hex},
+        }
+    ).encode()
+    produce(xstack, [("vital.pregnancy.v1", poison)])
+    exchange_db = xstack.service("migrant_exchange").dsn
+    [stored] = wait_until(
+        lambda: query(exchange_db, "SELECT id, topic, reason FROM dead_letters WHERE value = $1", poison),
+        timeout=15,
+    )
+    assert stored["topic"] == "vital.pregnancy.v1" and SENSITIVE.search(stored["reason"])  # what it hides
+
+    operator = _client(xstack, xstack.token("operator"))
+    shown = _ok(operator.get(f"/v1/dead-letters/{stored['id']}"))
+    assert shown["topic"] == NEUTRAL_TOPIC and NEUTRAL_CATEGORY in shown["reason"]
+    assert not SENSITIVE.search(json.dumps(shown))
+    listed = [
+        d for d in _ok(operator.get("/v1/dead-letters", params={"limit": 1000})) if d["id"] == stored["id"]
+    ]
+    assert listed == [shown]
+    stream = _snapshot(xstack)
+    latest = _picture(stream)["operations"]["dead_letters"]["latest"]
+    assert [d["topic"] for d in latest if d["id"] == stored["id"]] == [NEUTRAL_TOPIC]
+    assert not SENSITIVE.search(stream)
+    metrics = httpx.get(xstack.service("migrant_exchange").url + "/metrics", timeout=10).text
+    assert re.search(rf'dlq_messages_total\{{[^}}]*topic="{re.escape(NEUTRAL_TOPIC)}"', metrics)
