@@ -8,13 +8,12 @@ import logging
 import uuid
 from typing import Annotated, Any, Literal
 
-import asyncpg
 from fastapi import APIRouter, FastAPI, Query
 from pydantic import BaseModel, Field
 
 from services.migrant_exchange.adapters import repository as repo
 from services.migrant_exchange.adapters.registries import RegistryClient
-from services.migrant_exchange.entrypoints import background, reconciliation
+from services.migrant_exchange.entrypoints import background, reconciliation, views
 from services.migrant_exchange.entrypoints.consumer import consumers
 from services.migrant_exchange.entrypoints.dashboard import routers as dashboard_routers
 from services.migrant_exchange.service_layer import handlers
@@ -25,9 +24,7 @@ from shared.auth import Client, require
 from shared.errors import Forbidden, NotFound
 from shared.events import payloads as p
 from shared.identity import DivisionCode
-from shared.observability import redact
 from shared.outbox import add_event
-from shared.sensitivity import NEUTRAL_CATEGORY, neutral_text, neutral_type
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["exchange"])
@@ -42,7 +39,7 @@ class Notification(BaseModel):
     source_division: str
     subject: str | None = Field(description="pseudonymous subject key; withheld from operators")
     event_id: uuid.UUID
-    event_type: str = Field(description=f"for operators, sensitive types read '{NEUTRAL_CATEGORY}'")
+    event_type: str = Field(description="for operators, a sensitive type reads as the neutral category")
     event_sequence: int
     event_time: dt.datetime
     state: State
@@ -73,46 +70,16 @@ class FeedbackIn(BaseModel):
 
 
 def _scope_to(client: Client, jurisdiction: str | None) -> str | None:
-    """Jurisdictions see their own traffic; operators may look at any (as operations, see
-    ``_operator_view``). Any other client without a jurisdiction is refused, not given everything."""
+    """Jurisdictions see their own traffic; operators may look at any (as operations: ``views``).
+    Any other client without a jurisdiction is refused, not given everything."""
     if client.kind == "operator":
         return jurisdiction
-    _require_jurisdiction(client)
+    views.require_jurisdiction(client)
     if jurisdiction is not None and jurisdiction != client.jurisdiction:
         raise Forbidden(
             "a jurisdiction reads only its own notifications", field="jurisdiction", rule="own-jurisdiction"
         )
     return client.jurisdiction
-
-
-def _require_jurisdiction(client: Client) -> None:
-    if client.jurisdiction is None:
-        raise Forbidden(
-            "this client has no jurisdiction, and only operators read across jurisdictions",
-            field="client",
-            rule="client-jurisdiction",
-        )
-
-
-def _operator_view(row: asyncpg.Record) -> dict[str, Any]:
-    """A notification as operations, not a person (DESIGN section 10): a sensitive type shows as the
-    neutral category, a conflict as the names of the fields that differ, and no subject key."""
-    conflicts = row["conflicts"]
-    return {
-        **dict(row),
-        "notification_id": row["id"],
-        "subject": None,
-        "event_type": neutral_type(row["event_type"]),
-        "conflicts": None if conflicts is None else [{"field": neutral_text(c["field"])} for c in conflicts],
-        "reason": None if row["reason"] is None else redact(neutral_text(row["reason"])),
-        "payload": None,
-    }
-
-
-def _addressee_view(client: Client, row: asyncpg.Record) -> dict[str, Any]:
-    """A jurisdiction's own traffic in full; the addressee also gets the payload to apply."""
-    mine = client.kind == "jurisdiction" and row["target_division"] == client.jurisdiction
-    return {**dict(row), "notification_id": row["id"], "payload": row["payload"] if mine else None}
 
 
 @router.get(
@@ -131,9 +98,7 @@ async def list_notifications(
     conflicting field names without their values."""
     scope = _scope_to(client, jurisdiction)
     rows = await repo.list_notifications(conn, scope, state, limit, after)
-    if client.kind == "operator":
-        return [_operator_view(r) for r in rows]
-    return [_addressee_view(client, r) for r in rows]
+    return [views.notification(client, r) for r in rows]
 
 
 @router.post(
@@ -183,18 +148,14 @@ async def list_migrants(
     destination: DivisionCode | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[dict[str, Any]]:
-    """People registered in one place and living in another (pseudonymous keys only; operators see
-    the movements without the keys: operations, not people)."""
-    if client.kind != "operator":
-        _require_jurisdiction(client)
+    """People registered in one place and living in another (pseudonymous keys, and none for
+    operators: they see the movements)."""
+    views.require_jurisdiction(client)
     if client.kind != "operator" and client.jurisdiction not in (origin, destination):
         raise Forbidden(
             "name your own jurisdiction as origin or destination", field="origin", rule="own-jurisdiction"
         )
-    rows = await repo.list_migrants(conn, origin, destination, limit)
-    if client.kind == "operator":
-        return [{**dict(r), "subject": None} for r in rows]
-    return [dict(r) for r in rows]
+    return [views.migrant(client, r) for r in await repo.list_migrants(conn, origin, destination, limit)]
 
 
 async def _startup(app: FastAPI) -> None:

@@ -39,7 +39,6 @@ from shared.errors import InvalidInput, NotFound
 from shared.events.envelope import Envelope
 from shared.identity import DivisionCode
 from shared.observability import CONSUMER_LAG, EVENTS_APPLIED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
-from shared.sensitivity import neutral_topic
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -129,7 +128,7 @@ class LiveFeed:
     def _lag(self) -> tuple[str, list[dict[str, Any]]]:
         if self._broker_lag and time.monotonic() - self._broker_lag[0] < 6 * self.cfg.group_lag_interval:
             # Topic names as the metrics carry them: a pregnancy topic's lag under the neutral name.
-            return "broker", [{**r, "topic": neutral_topic(r["topic"])} for r in self._broker_lag[1]]
+            return "broker", ind.neutral_lag(self._broker_lag[1])
         return "process", [
             {"group": s.labels["consumer"], "topic": s.labels["topic"], "lag": int(s.value)}
             for s in _samples(CONSUMER_LAG, self.service)

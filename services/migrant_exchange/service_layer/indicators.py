@@ -199,6 +199,11 @@ def neutral_dead_letter(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "topic": neutral_topic(row["topic"]), "reason": neutral_text(row["reason"] or "")}
 
 
+def neutral_lag(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Lag rows with topic names as the metric labels carry them (a pregnancy topic's neutral)."""
+    return [{**r, "topic": neutral_topic(r["topic"])} for r in rows]
+
+
 def neutral_dead_letters(summary: dict[str, Any]) -> dict[str, Any]:
     return {**summary, "latest": [neutral_dead_letter(r) for r in summary["latest"]]}
 
