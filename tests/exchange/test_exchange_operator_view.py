@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -98,22 +100,23 @@ def _listing(api: httpx.Client, event_ids: list[str], **params: Any) -> list[dic
     return [n for n in r.json() if n["event_id"] in event_ids] if r.status_code == 200 else []
 
 
-def _snapshot(stack: Stack) -> str:
-    """The first ``snapshot`` the dashboard stream sends an operator."""
+def _stream_until(stack: Stack, seen: Callable[[dict[str, Any]], bool]) -> tuple[str, dict[str, Any]]:
+    """What the dashboard stream sends an operator, up to the first snapshot that shows ``seen``
+    (the stream is sampled once a second). Returns everything read and that snapshot."""
     url = stack.service("migrant_exchange").url
     headers = {"Authorization": f"Bearer {stack.token('operator')}"}
-    text = ""
-    with httpx.stream("GET", f"{url}/v1/stream", headers=headers, timeout=10) as r:
+    text, deadline = "", time.monotonic() + 15
+    with httpx.stream("GET", f"{url}/v1/stream", headers=headers, timeout=20) as r:
         assert r.status_code == 200
         for chunk in r.iter_text():
             text += chunk
-            if "event: snapshot" in text and text.endswith("\n\n"):
-                break
-    return text
-
-
-def _picture(stream: str) -> dict[str, Any]:
-    return json.loads(stream.split("event: snapshot\ndata: ", 1)[1].split("\n", 1)[0])  # type: ignore[no-any-return]
+            for block in text.split("\n\n")[:-1]:
+                if block.startswith("event: snapshot\ndata: "):
+                    picture = json.loads(block.split("data: ", 1)[1])
+                    if seen(picture):
+                        return text, picture
+            assert time.monotonic() < deadline, "the stream never showed it"
+    raise AssertionError("the stream ended")
 
 
 def test_the_operator_sees_a_pregnancy_as_operations_and_no_metric_names_it(xstack: Stack) -> None:
@@ -191,9 +194,7 @@ def test_the_operator_sees_a_pregnancy_as_operations_and_no_metric_names_it(xsta
     assert not SENSITIVE.search(json.dumps(flows)) and not any(s in json.dumps(flows) for s in subjects)
 
     # The dashboard stream counts them under the neutral category and names no pregnancy.
-    stream = _snapshot(xstack)
-    picture = _picture(stream)
-    assert NEUTRAL_CATEGORY in picture["rates"]["by_type"]
+    stream, _ = _stream_until(xstack, lambda picture: NEUTRAL_CATEGORY in picture["rates"]["by_type"])
     assert not SENSITIVE.search(stream) and not any(s in stream for s in subjects)
 
     # Every service's metrics: the neutral names where a pregnancy was produced, consumed and
@@ -274,8 +275,12 @@ def test_a_dead_lettered_pregnancy_event_is_listed_under_the_neutral_names(xstac
         d for d in _ok(operator.get("/v1/dead-letters", params={"limit": 1000})) if d["id"] == stored["id"]
     ]
     assert listed == [shown]
-    stream = _snapshot(xstack)
-    latest = _picture(stream)["operations"]["dead_letters"]["latest"]
+
+    def shows_it(picture: dict[str, Any]) -> bool:
+        return any(d["id"] == stored["id"] for d in picture["operations"]["dead_letters"]["latest"])
+
+    stream, picture = _stream_until(xstack, shows_it)
+    latest = picture["operations"]["dead_letters"]["latest"]
     assert [d["topic"] for d in latest if d["id"] == stored["id"]] == [NEUTRAL_TOPIC]
     assert not SENSITIVE.search(stream)
     metrics = httpx.get(xstack.service("migrant_exchange").url + "/metrics", timeout=10).text
