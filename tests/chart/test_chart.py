@@ -252,6 +252,8 @@ def test_one_template_renders_every_service(values_file: str) -> None:
 
 # Settings the chart leaves alone (documented in deploy/helm/README.md).
 NOT_FROM_THE_CHART = {"CLIENTS_INLINE", "CONSUMER_GROUP"}
+# Set only with mutual TLS (security protocol SSL), which ci/mtls-values.yaml configures.
+MUTUAL_TLS = {"KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE"}
 # Settings the chart sets only when their value (a Secret, a file, an endpoint) is configured.
 ONLY_WHEN_CONFIGURED = {
     "KAFKA_SASL_MECHANISM",
@@ -265,8 +267,6 @@ ONLY_WHEN_CONFIGURED = {
     "REGISTRY_TOKEN",
     "STATUS_LIST_SIGNING_KEY",
 }
-# Set only with mutual TLS (security protocol SSL), which ci/mtls-values.yaml configures.
-MUTUAL_TLS = {"KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE"}
 SETTINGS: dict[str, list[type[BaseSettings]]] = {
     "registry": [RegistrySettings],
     "exchange": [ExchangeSettings, DashboardSettings],

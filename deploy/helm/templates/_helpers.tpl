@@ -57,13 +57,9 @@ The services as a YAML list, one entry per Deployment:
   files      file name -> content, a ConfigMap mounted at /etc/migrant-exchange/files (serving pods)
   callers    components of the release that call this one over HTTP (its NetworkPolicy admits them)
   calls      components of the release this one calls over HTTP (its NetworkPolicy lets it reach them)
-  kafka      what its Kafka principal may do (its KafkaUser's ACLs, see "mx.kafkaAcls"): topics it
-             reads and writes, its consumer groups, and groups whose offsets it may describe
 */}}
 {{- define "mx.components" -}}
 {{- $out := list -}}
-{{- $vital := list "vital.person.v1" "vital.marriage.v1" "vital.migration.v1" "vital.pregnancy.v1"
-      "vital.birth.v1" "vital.correction.v1" -}}
 {{- $port := int64 .Values.service.port -}}
 {{- $registryUrls := dict -}}
 {{- $keyUrls := list -}}
@@ -83,12 +79,7 @@ The services as a YAML list, one entry per Deployment:
                 "CERTIFICATE_VALIDITY_DAYS" (toString (int64 $v.certificateValidityDays))
                 "KEY_ROTATION_OVERLAP_DAYS" (toString (int64 $v.keyRotationOverlapDays)))
     "secretEnv" (dict "KEY_ENCRYPTION_KEY" $kek)
-    "callers" (list "exchange" "verification")
-    "kafka" (dict
-      "read" (list "exchange.notification.v1")
-      "write" (concat $vital (list "certificate.lifecycle.v1" "exchange.feedback.v1" "exchange.notification.v1.dlq"))
-      "groups" (list (dict "name" (printf "registry-%s" (join "-" (sortAlpha $inst.jurisdictions))) "patternType" "literal"))
-      "describeGroups" list)) -}}
+    "callers" (list "exchange" "verification")) -}}
 {{- end -}}
 {{- $ex := .Values.exchange -}}
 {{- $rec := $ex.reconciliation -}}
@@ -130,20 +121,9 @@ The services as a YAML list, one entry per Deployment:
 {{- $_ := set $exFiles "agreements.yaml" (toYaml .) -}}
 {{- $_ := set $exEnv "AGREEMENTS_FILE" "/etc/migrant-exchange/files/agreements.yaml" -}}
 {{- end -}}
-{{- $exReads := concat $vital (list "certificate.lifecycle.v1" "exchange.feedback.v1") -}}
-{{- $exWrites := list "exchange.notification.v1" "exchange.feedback.v1" -}}
-{{- range $exReads }}{{ $exWrites = append $exWrites (printf "%s.dlq" .) }}{{ end -}}
 {{- $out = append $out (dict
     "name" "exchange" "module" "services.migrant_exchange" "values" $ex
-    "env" $exEnv "secretEnv" $exSecrets "files" $exFiles "calls" $registries
-    "kafka" (dict
-      "read" $exReads
-      "write" $exWrites
-      "groups" (list (dict "name" "migrant-exchange-events" "patternType" "literal")
-                     (dict "name" "migrant-exchange-indicators" "patternType" "literal"))
-      "describeGroups" (list (dict "name" "registry-" "patternType" "prefix")
-                             (dict "name" "migrant-exchange-" "patternType" "prefix")
-                             (dict "name" "verification" "patternType" "prefix")))) -}}
+    "env" $exEnv "secretEnv" $exSecrets "files" $exFiles "calls" $registries) -}}
 {{- $ve := .Values.verification -}}
 {{- $audit := $ve.audit -}}
 {{- $veSecrets := dict -}}
@@ -162,12 +142,7 @@ The services as a YAML list, one entry per Deployment:
                 "AUDIT_CHAIN_INTERVAL" (include "mx.number" $audit.chainIntervalSeconds)
                 "AUDIT_CONCURRENT_FLUSHES" (toString (int64 $audit.concurrentFlushes))
                 "STATUS_LIST_VALIDITY_SECONDS" (toString (int64 $ve.statusList.validitySeconds)))
-    "secretEnv" $veSecrets "calls" $registries
-    "kafka" (dict
-      "read" (list "certificate.lifecycle.v1" "vital.correction.v1")
-      "write" (list "certificate.lifecycle.v1.dlq" "vital.correction.v1.dlq")
-      "groups" (list (dict "name" "verification" "patternType" "prefix"))
-      "describeGroups" list)) -}}
+    "secretEnv" $veSecrets "calls" $registries) -}}
 {{- $seen := list -}}
 {{- range $out -}}
 {{- if has .name $seen -}}{{- fail (printf "registry.instances: the name of %q is used twice" .name) -}}{{- end -}}
@@ -190,33 +165,4 @@ The services as a YAML list, one entry per Deployment:
 {{- $topics = append $topics (printf "%s.dlq" .) -}}
 {{- end -}}
 {{- toYaml $topics -}}
-{{- end -}}
-
-
-{{/*
-The ACLs of one Kafka principal (Strimzi simple authorization), as a YAML list. Args: root, kafka
-(a component's `kafka` entry; `create` lists topics it may create, for the topic Job). Every
-principal may describe the exchange's topics (the services check at start that they exist) and
-create and describe the broker-incarnation marker topics (shared/kafka.py), nothing else beyond
-its own entry: no wildcard topic, no cluster operation.
-*/}}
-{{- define "mx.kafkaAcls" -}}
-{{- $k := .kafka -}}
-{{- $acls := list -}}
-{{- range $topic := include "mx.topics" .root | fromYamlArray -}}
-{{- $ops := list "Describe" -}}
-{{- if has $topic (default list $k.read) }}{{ $ops = append $ops "Read" }}{{ end -}}
-{{- if has $topic (default list $k.write) }}{{ $ops = append $ops "Write" }}{{ end -}}
-{{- if has $topic (default list $k.create) }}{{ $ops = append $ops "Create" }}{{ end -}}
-{{- $acls = append $acls (dict "resource" (dict "type" "topic" "name" $topic "patternType" "literal") "operations" $ops) -}}
-{{- end -}}
-{{- $acls = append $acls (dict "resource" (dict "type" "topic" "name" "_broker.incarnation." "patternType" "prefix")
-      "operations" (list "Create" "Describe")) -}}
-{{- range (default list $k.groups) -}}
-{{- $acls = append $acls (dict "resource" (dict "type" "group" "name" .name "patternType" .patternType) "operations" (list "Read")) -}}
-{{- end -}}
-{{- range (default list $k.describeGroups) -}}
-{{- $acls = append $acls (dict "resource" (dict "type" "group" "name" .name "patternType" .patternType) "operations" (list "Describe")) -}}
-{{- end -}}
-{{- toYaml $acls -}}
 {{- end -}}
