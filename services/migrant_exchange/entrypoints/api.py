@@ -25,6 +25,7 @@ from shared.errors import Forbidden, NotFound
 from shared.events import payloads as p
 from shared.identity import DivisionCode
 from shared.outbox import add_event
+from shared.text import PlainText
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["exchange"])
@@ -66,7 +67,7 @@ class Migrant(BaseModel):
 class FeedbackIn(BaseModel):
     outcome: Literal["applied", "conflict", "rejected"]
     conflicts: list[p.FieldConflict] = Field(default_factory=list)
-    reason: str | None = Field(default=None, max_length=500)
+    reason: PlainText | None = Field(default=None, max_length=500)
 
 
 def _scope_to(client: Client, jurisdiction: str | None) -> str | None:
