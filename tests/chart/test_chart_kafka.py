@@ -35,13 +35,16 @@ cc = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(cc)
 CI = cc.CHART / "ci"
 
+# Every service publishes the head of its audit chain where there is such a topic (issue 16, point 7).
+AUDIT = {t for t in all_topics() if t.startswith("audit.checkpoint.")}
 # Who produces which event types (DESIGN.md section 4); the exchange also relays the feedback a
 # REST-only jurisdiction posts.
 PRODUCED = {
     "registry": {s.topic for t, s in CATALOG.items() if not t.startswith("exchange.")}
-    | {"exchange.feedback.v1"},
-    "exchange": {"exchange.notification.v1", "exchange.feedback.v1"},
-    "verification": set(),
+    | {"exchange.feedback.v1"}
+    | AUDIT,
+    "exchange": {"exchange.notification.v1", "exchange.feedback.v1"} | AUDIT,
+    "verification": AUDIT,
 }
 
 

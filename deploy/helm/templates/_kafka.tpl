@@ -8,17 +8,20 @@ topic Job). A dict: read, write, create (topics), groups (Read) and describeGrou
 {{- define "mx.kafkaAccess" -}}
 {{- $vital := list "vital.person.v1" "vital.marriage.v1" "vital.migration.v1" "vital.pregnancy.v1"
       "vital.birth.v1" "vital.correction.v1" -}}
+{{- /* Every service publishes the head of its audit chain, where the chart has that topic. */ -}}
+{{- $audit := list -}}
+{{- range include "mx.topics" .root | fromYamlArray }}{{ if hasPrefix "audit.checkpoint." . }}{{ $audit = append $audit . }}{{ end }}{{ end -}}
 {{- $module := default "" .c.module -}}
 {{- if eq $module "services.registry" -}}
 {{- $group := printf "registry-%s" (join "-" (sortAlpha .c.values.jurisdictions)) -}}
 {{- toYaml (dict
     "read" (list "exchange.notification.v1")
-    "write" (concat $vital (list "certificate.lifecycle.v1" "exchange.feedback.v1" "exchange.notification.v1.dlq"))
+    "write" (concat $vital (list "certificate.lifecycle.v1" "exchange.feedback.v1" "exchange.notification.v1.dlq") $audit)
     "groups" (list (dict "name" $group "patternType" "literal"))) -}}
 {{- else if eq $module "services.migrant_exchange" -}}
 {{- $reads := concat $vital (list "certificate.lifecycle.v1" "exchange.feedback.v1") -}}
 {{- /* notifications; feedback a REST-only jurisdiction posts; dead letters of what it reads */ -}}
-{{- $writes := list "exchange.notification.v1" "exchange.feedback.v1" -}}
+{{- $writes := concat (list "exchange.notification.v1" "exchange.feedback.v1") $audit -}}
 {{- range $reads }}{{ $writes = append $writes (printf "%s.dlq" .) }}{{ end -}}
 {{- toYaml (dict
     "read" $reads
@@ -31,7 +34,7 @@ topic Job). A dict: read, write, create (topics), groups (Read) and describeGrou
 {{- else if eq $module "services.verification" -}}
 {{- toYaml (dict
     "read" (list "certificate.lifecycle.v1" "vital.correction.v1")
-    "write" (list "certificate.lifecycle.v1.dlq" "vital.correction.v1.dlq")
+    "write" (concat (list "certificate.lifecycle.v1.dlq" "vital.correction.v1.dlq") $audit)
     "groups" (list (dict "name" "verification" "patternType" "prefix"))) -}}
 {{- else if eq $module "shared.topics" -}}
 {{- toYaml (dict "create" (include "mx.topics" .root | fromYamlArray)) -}}
