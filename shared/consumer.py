@@ -38,6 +38,7 @@ from shared.observability import (
     redact,
 )
 from shared.outbox import add_raw, wake_relay
+from shared.sensitivity import neutral_label  # metric labels name no sensitive type
 from shared.settings import BaseServiceSettings
 from shared.tracing import consumer_span
 
@@ -224,7 +225,7 @@ class EventConsumer:
         isolate: bool,
     ) -> None:
         """One message of a batch: skipped, dead-lettered, applied, or kept for a retry."""
-        EVENTS_CONSUMED.labels(self.service, self.name, msg.topic).inc()
+        EVENTS_CONSUMED.labels(self.service, self.name, neutral_label(msg.topic)).inc()
         if duplicate:  # a redelivery (rebalance, replay, a re-send after a broker reset)
             INBOX_DUPLICATES.labels(self.service, self.name).inc()
             return
@@ -346,7 +347,7 @@ class EventConsumer:
     def _count_applied(self, events: list[Envelope[Any]]) -> None:
         now = dt.datetime.now(dt.UTC)
         for event in events:
-            EVENTS_APPLIED.labels(self.service, self.name, event.type).inc()
+            EVENTS_APPLIED.labels(self.service, self.name, neutral_label(event.type)).inc()
             EVENT_LATENCY.labels(self.service, self.name).observe(
                 max(0.0, (now - event.time).total_seconds())
             )
@@ -411,7 +412,7 @@ class EventConsumer:
             headers=headers,
             event_id=new_event_id(),
         )
-        DLQ_MESSAGES.labels(self.service, self.name, msg.topic).inc()
+        DLQ_MESSAGES.labels(self.service, self.name, neutral_label(msg.topic)).inc()
         log.warning(
             "message dead-lettered", extra={"consumer": self.name, "topic": msg.topic, "reason": reason}
         )

@@ -27,6 +27,7 @@ from shared.observability import (
     CONSUMER_RESTARTS,
     CONSUMER_STALLED,
 )
+from shared.sensitivity import neutral_label
 from shared.settings import BaseServiceSettings
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class ConsumerMonitor:
                 per_topic = consumer_positions.lag(mine, positions, incarnation)
                 h.lag = sum(per_topic.values())
                 for topic, behind in per_topic.items():
-                    CONSUMER_LAG.labels(self.settings.service_name, c.name, topic).set(behind)
+                    CONSUMER_LAG.labels(self.settings.service_name, c.name, neutral_label(topic)).set(behind)
             offsets = {tp: p.next_offset for tp, p in positions.items()}
             seen = (offsets, c.handled)
             if seen != self._seen.get(id(c)) or h.lag == 0:

@@ -12,6 +12,8 @@ import orjson
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.sensitivity import neutral_route
+
 # 17 digits + check character: anything shaped like a resident identity number.
 _ID_NUMBER = re.compile(r"(?<!\d)\d{17}[\dXx](?![\dA-Za-z])")
 _RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
@@ -148,7 +150,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
+            template = neutral_route(getattr(route, "path", "unmatched"))
             HTTP_LATENCY.labels(self.service, scope["method"], template, str(status)).observe(
                 time.perf_counter() - start
             )

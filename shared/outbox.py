@@ -33,6 +33,7 @@ from shared.observability import (
     OUTBOX_OLDEST_AGE,
     OUTBOX_PUBLISH_FAILURES,
 )
+from shared.sensitivity import neutral_label  # metric labels name no sensitive type
 from shared.settings import BaseServiceSettings
 from shared.tracing import current_traceparent
 
@@ -275,7 +276,7 @@ class OutboxRelay:
                 )
             for row, r in zip(rows, results, strict=True):
                 if not isinstance(r, BaseException):
-                    EVENTS_PRODUCED.labels(self.service, row["topic"]).inc()
+                    EVENTS_PRODUCED.labels(self.service, neutral_label(row["topic"])).inc()
         if self._log_went_back([r for r in results if not isinstance(r, BaseException)]):
             # A broker that came back empty may even acknowledge writes to topics it no longer
             # has; what it acknowledged since (and before) may be gone. Recreate and re-send.

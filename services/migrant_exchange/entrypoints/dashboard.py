@@ -125,7 +125,8 @@ class LiveFeed:
 
     def _lag(self) -> tuple[str, list[dict[str, Any]]]:
         if self._broker_lag and time.monotonic() - self._broker_lag[0] < 6 * self.cfg.group_lag_interval:
-            return "broker", self._broker_lag[1]
+            # Topic names as the metrics carry them: a pregnancy topic's lag under the neutral name.
+            return "broker", ind.neutral_lag(self._broker_lag[1])
         return "process", [
             {"group": s.labels["consumer"], "topic": s.labels["topic"], "lag": int(s.value)}
             for s in _samples(CONSUMER_LAG, self.service)
@@ -319,7 +320,7 @@ async def list_dead_letters(
     """The dead-letter queue of the exchange, newest first, without message bodies or keys.
     Replay one with ``python -m services.migrant_exchange dlq replay ID``."""
     async with pool.acquire() as conn:
-        return _json(await stats.dead_letters(conn, limit))
+        return _json([ind.neutral_dead_letter(r) for r in await stats.dead_letters(conn, limit)])
 
 
 @router.get("/v1/dead-letters/{dead_letter_id}", summary="One dead letter")
@@ -329,7 +330,7 @@ async def get_dead_letter(dead_letter_id: int, pool: Pool, client: OpsReader) ->
         rows = await stats.dead_letters(conn, 1, dead_letter_id)
     if not rows:
         raise NotFound("no dead letter with this id", field="dead_letter_id", rule="exists")
-    return _json(rows[0])
+    return _json(ind.neutral_dead_letter(rows[0]))
 
 
 @router.get("/v1/stream", summary="Live operations picture (server-sent events)")
