@@ -25,12 +25,16 @@ test: $(STAMP) browser promtool poppler node-tools
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(MAKE) chart-check
 
-## The browser tests need Debian's Chromium; install it once if it is missing.
+## The browser tests need Debian's Chromium (and a CJK font); install them once if missing.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian chromium for the browser tests"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium could not be installed: browser tests will fail"; }
+	@fc-list :lang=zh 2>/dev/null | grep -q . || { \
+	  echo "installing Debian fonts-noto-cjk so the pages' Chinese renders in the browser tests and screenshots"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk >/dev/null) \
+	  || echo "fonts-noto-cjk could not be installed: Chinese will show as boxes in screenshots"; }
 
 ## The printed-certificate test renders the PDF with Debian's pdftoppm (package poppler-utils).
 poppler:

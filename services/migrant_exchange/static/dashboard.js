@@ -255,9 +255,14 @@ function renderFlows(f) {
     lg.fillStyle = `rgb(${r},${g},${b})`;
     lg.fillRect(x, 0, 1, 28);
   }
+  // The busiest pairs by place name (GB/T 2260), readable from across the room; codes below.
+  const name = (i) => (f.names && f.names[i]) || f.divisions[i];
   $("top-flows").replaceChildren(
     ...f.cells.slice(0, 8).map(([o, d, count]) =>
-      el("li", {}, `${f.divisions[o]} → ${f.divisions[d]}  `, el("b", {}, fmt.format(count))))
+      el("li", {},
+        el("span", { class: "pair" }, `${name(o)} → ${name(d)}`),
+        el("b", {}, fmt.format(count)),
+        el("span", { class: "codes" }, `${f.divisions[o]} → ${f.divisions[d]}`)))
   );
   canvas.dataset.renderMs = (performance.now() - t0).toFixed(1);
 }

@@ -8,7 +8,7 @@ const WORDS = {
   holder_mismatch: ["NOT THIS PERSON 持证人不符", "The certificate belongs to someone else.", "bad"],
   not_found: ["NOT FOUND 未找到", "No such certificate. Check the number.", "warn"],
   invalid_signature: ["NOT GENUINE 签名无效", "The QR code was altered or not issued by a registry.", "bad"],
-  status_unknown: ["CANNOT CHECK OFFLINE 无法离线核验", "", "warn"],
+  status_unknown: ["NOT CHECKED 未核验", "", "warn"],
 };
 const LABELS = { holder_name: "Name 姓名", marital_status: "Marital status 婚姻状况",
   children_count: "Children 子女数", valid_until: "Valid until 有效期至", issuer: "Issuer 签发地" };
