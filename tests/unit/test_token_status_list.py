@@ -39,3 +39,37 @@ def test_the_claims_name_the_list_and_its_lifetime() -> None:
     assert (claims["iat"], claims["exp"], claims["ttl"]) == (1_000, 87_400, 300)
     assert claims["status_list"]["bits"] == 1
     assert tsl.status_of(tsl.decode(claims["status_list"]["lst"]), 5) == tsl.INVALID
+
+
+def test_the_python_offline_verifier_reads_the_token_status_list() -> None:
+    import datetime as dt
+
+    from services.verification.adapters.keys import StatusListSigner
+    from shared import signing
+    from shared.offline_verifier import BadToken, OfflineVerifier
+
+    list_key, issuer_key = signing.new_private_key(), signing.new_private_key()
+    signer = StatusListSigner("status-test", list_key)
+    jwks = {
+        "keys": [
+            signing.jwk("status-test", signer.public_raw, purpose="status-list"),
+            signing.jwk("320412-k", signing.public_bytes(issuer_key), jurisdiction="320412"),
+        ]
+    }
+    now = int(dt.datetime.now(dt.UTC).timestamp())
+    listed = tsl.claims(uri="u", jurisdiction="320412", revoked=[9], issued_at=now, validity=3600, ttl=300)
+    verifier = OfflineVerifier(jwks)
+    assert verifier.add_token_status_list(signer.sign_typed(listed, tsl.JWT_TYP)) == "320412"
+
+    def cert(idx: int) -> str:
+        claims = {"iss": "320412", "num": f"n{idx}", "exp": "2999-01-01", "name": "李娜", "sti": 0}
+        claims["status"] = {"status_list": {"idx": idx, "uri": "u"}}  # the standard reference wins
+        return signing.sign(claims, issuer_key, "320412-k")
+
+    assert verifier.verify(cert(9), "benefits").result == "revoked"
+    assert verifier.verify(cert(8), "benefits").result == "valid"  # bit 8 is not bit 9 in LSB order
+    assert verifier.verify(
+        cert(9), "benefits", now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+    ).result == ("status_unknown")
+    with pytest.raises(BadToken):  # signed by a certificate key, not the status-list key
+        verifier.add_token_status_list(signing.sign(listed, issuer_key, "320412-k"))
