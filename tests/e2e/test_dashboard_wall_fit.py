@@ -104,6 +104,8 @@ def test_the_wall_screen_fits_three_screens_and_names_the_busiest_flows(
         assert page.evaluate(OVERFLOWS) == [], f"{width}x{height}"
         top = page.get_by_test_id("top-flows").inner_text()
         assert f"{division_name(origin)} → {division_name(destination)}" in top.splitlines()[0]
+        table = page.get_by_test_id("indicators").inner_text()
+        assert sum(str(division_name(c)) in table for c in busy_province) >= 10  # rows named too
         page.screenshot(path=str(DOCS / f"dashboard-{width}x{height}.png"))
         page.close()
 

@@ -92,7 +92,7 @@ function age(s) {
 }
 
 function pct(v) {
-  return v == null ? "n/a" : (v * 100).toFixed(1) + " %";
+  return v == null ? "n/a" : (v * 100).toFixed(1) + "\u00a0%";
 }
 
 function el(tag, attrs, ...children) {
@@ -314,10 +314,14 @@ function renderIndicators(data) {
     (a.timely_feedback_rate ?? 2) - (b.timely_feedback_rate ?? 2) ||
     (b.in_migrants + b.out_migrants) - (a.in_migrants + a.out_migrants));
   const shown = rows.slice(0, 12);
+  // Place names come with the flow matrix (GB/T 2260); a code not in it shows alone.
+  const f = state.flows;
+  const names = new Map(f && f.names ? f.divisions.map((d, i) => [d, f.names[i]]) : []);
   $("indicators").tBodies[0].replaceChildren(
     ...shown.map((j) =>
       el("tr", {},
-        el("td", {}, el("b", {}, j.jurisdiction)),
+        el("td", {}, el("b", {}, j.jurisdiction),
+          names.has(j.jurisdiction) ? el("span", { class: "place" }, names.get(j.jurisdiction)) : ""),
         el("td", { class: "num" }, `${fmt.format(j.in_migrants)} / ${fmt.format(j.out_migrants)}`),
         rateCell(j.certificate_issuance_rate, j.trend.certificate_issuance_rate, 0.9, "certificate_issuance_rate", j.jurisdiction),
         el("td", { class: "num sub" }, "n/a"),
