@@ -269,7 +269,7 @@ function renderFlows(f) {
 
 function rateCell(value, trend, good, key, jurisdiction) {
   const level = value == null ? "" : value >= good ? "ok" : value >= good - 0.1 ? "warn" : "bad";
-  const mark = value == null ? "" : level === "ok" ? "✓ " : level === "warn" ? "! " : "✗ ";
+  const mark = value == null ? "" : level === "ok" ? "✓\u00a0" : level === "warn" ? "!\u00a0" : "✗\u00a0";
   const td = el("td", { class: "num " + level }, mark + pct(value));
   if (trend != null && Math.abs(trend) >= 0.0005) { // an unchanged rate needs no arrow
     const arrow = trend > 0 ? "▲" : "▼";
