@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 
 from devstack.stack import DESTINATION, ORIGIN, Stack
+from services.verification.domain import status_list as tsl
 from shared import signing
 from tests.e2e.conftest import ARGS, CHROMIUM
 from tests.helpers import Api, person_id, wait_until
@@ -65,6 +67,7 @@ def write_y4m(path: Path, text: str, frames: int = 3) -> None:
 class Certs:
     valid: dict[str, Any]
     revoked: dict[str, Any]
+    late: dict[str, Any]  # in force when a page first loads; the offline test revokes it
     tampered: str
     kiosk_token: str
 
@@ -91,7 +94,7 @@ def _tamper(token: str) -> str:
 def certs(stack: Stack) -> Certs:
     origin = Api(stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
     kiosk = Api(stack, "verification", f"kiosk-{DESTINATION}")
-    valid, revoked = _issue(origin, "周晓梅"), _issue(origin, "李娜")
+    valid, revoked, late = _issue(origin, "周晓梅"), _issue(origin, "李娜"), _issue(origin, "王芳")
     r = origin.post(f"/v1/certificates/{revoked['certificate_number']}/revocation", {"reason": "replaced"})
     assert r.is_success, r.text
 
@@ -100,7 +103,7 @@ def certs(stack: Stack) -> Certs:
         return str(r.json().get("result")) if r.status_code == 200 else ""
 
     wait_until(lambda: result(valid["token"]) == "valid" and result(revoked["token"]) == "revoked", 20)
-    return Certs(valid, revoked, _tamper(valid["token"]), stack.token(f"kiosk-{DESTINATION}"))
+    return Certs(valid, revoked, late, _tamper(valid["token"]), stack.token(f"kiosk-{DESTINATION}"))
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +175,22 @@ def test_offline_the_page_verifies_refuses_a_stale_list_and_reports_when_back(
     assert ORIGIN in held["issuers"] and held["oldestAge"] < 120 and held["maxAge"] == 86_400
     page.evaluate("navigator.serviceWorker.ready.then(() => true)")
 
+    # Revoked after the page fetched its lists: the next refresh (on schedule, or the clerk's
+    # button) brings it.
+    origin = Api(stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
+    late = f"/v1/certificates/{certs.late['certificate_number']}/revocation"
+    assert origin.post(late, {"reason": "replaced"}).is_success
+    status_lists = f"{stack.service('verification').url}/v1/status-lists/{ORIGIN}"
+
+    def late_revoked_there() -> bool:
+        r = httpx.get(status_lists, headers={"Accept": tsl.MEDIA_TYPE})
+        bits = tsl.decode(json.loads(signing.b64u_decode(r.text.split(".")[1]))["status_list"]["lst"])
+        return bool(tsl.status_of(bits, certs.late["status_index"]))
+
+    wait_until(late_revoked_there, timeout=20, interval=0.2)
+    page.locator("#refresh").click()
+    page.wait_for_function("Offline.summary().oldestAge < 5", timeout=10_000)
+
     page.context.set_offline(True)
     page.reload()  # the installed web app opens with no network (service worker)
     expect(page.locator("#net")).to_contain_text("OFFLINE")
@@ -190,6 +209,8 @@ def test_offline_the_page_verifies_refuses_a_stale_list_and_reports_when_back(
     scan(certs.revoked["token"])  # revoked before the page's last refresh
     expect(page.locator("#verdict")).to_have_text("REVOKED 已撤销")
     page.screenshot(path=str(ARTIFACTS / "kiosk-offline-revoked.png"))
+    scan(certs.late["token"])  # revoked before the last refresh
+    expect(page.locator("#verdict")).to_have_text("REVOKED 已撤销")
     scan(certs.tampered)
     expect(page.locator("#verdict")).to_have_text("NOT GENUINE 签名无效")
 
@@ -198,9 +219,9 @@ def test_offline_the_page_verifies_refuses_a_stale_list_and_reports_when_back(
     expect(page.locator("#verdict")).to_have_text("NOT CHECKED 未核验")
     expect(page.locator("#verdict-sub")).to_contain_text("older than its maximum age of 24 h")
     page.screenshot(path=str(ARTIFACTS / "kiosk-offline-stale.png"))
-    assert page.evaluate("Offline.queued()") == 4
+    assert page.evaluate("Offline.queued()") == 5
 
-    subjects = [_sub(certs.valid["token"]), _sub(certs.revoked["token"])]
+    subjects = [_sub(certs.valid["token"]), _sub(certs.revoked["token"]), _sub(certs.late["token"])]
     page.clock.set_system_time(dt.datetime.now(dt.UTC))
     page.context.set_offline(False)  # the page hears "online", refreshes and reports
 
@@ -214,12 +235,13 @@ def test_offline_the_page_verifies_refuses_a_stale_list_and_reports_when_back(
         )
         return [r for r in rows if r["subject"] in subjects or not json.loads(r["detail"])["genuine"]]
 
-    rows = wait_until(lambda: len(reported()) >= 4 and reported(), timeout=20, interval=0.2)
+    rows = wait_until(lambda: len(reported()) >= 5 and reported(), timeout=20, interval=0.2)
     seen = sorted((r["subject"] or "-", json.loads(r["detail"])["result"]) for r in rows)
     assert seen == sorted(
         [
             (subjects[0], "valid"),
             (subjects[1], "revoked"),
+            (subjects[2], "revoked"),
             ("-", "invalid_signature"),  # a tampered token is recorded without a subject
             (subjects[0], "status_unknown"),
         ]
