@@ -25,7 +25,7 @@ const Camera = (() => {
         canvas.height = video.videoHeight;
         ctx.drawImage(video, 0, 0);
         const image = ctx.getImageData(0, 0, canvas.width, canvas.height);
-        const code = jsQR(image.data, image.width, image.height, { inversionAttempts: "attemptBoth" });
+        const code = jsQR(image.data, image.width, image.height, { inversionAttempts: "dontInvert" });
         const now = Date.now();
         if (code && code.data) {
           if (code.data !== last) onCode(code.data);
