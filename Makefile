@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint fmt bench chart-check fuzz audit browser promtool clean install
+.PHONY: run test test-fast lint fmt bench chart-check fuzz audit browser promtool poppler node-tools clean install
 
 # The virtual environment is rebuilt whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -20,17 +20,36 @@ run: $(STAMP)
 	$(PY) -m devstack run
 
 ## The whole test suite against real PostgreSQL, the real broker, real HTTP and a real browser.
-test: $(STAMP) browser promtool
+test: $(STAMP) browser promtool poppler node-tools
 	$(MAKE) lint
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(MAKE) chart-check
 
-## The browser tests need Debian's Chromium; install it once if it is missing.
+## The browser tests need Debian's Chromium (and a CJK font); install them once if missing.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian chromium for the browser tests"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium could not be installed: browser tests will fail"; }
+	@fc-list :lang=zh 2>/dev/null | grep -q . || { \
+	  echo "installing Debian fonts-noto-cjk so the pages' Chinese renders in the browser tests and screenshots"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk >/dev/null) \
+	  || echo "fonts-noto-cjk could not be installed: Chinese will show as boxes in screenshots"; }
+
+## The printed-certificate test renders the PDF with Debian's pdftoppm (package poppler-utils).
+poppler:
+	@command -v pdftoppm >/dev/null 2>&1 || { \
+	  echo "installing Debian poppler-utils for the printed-certificate test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null) \
+	  || echo "pdftoppm could not be installed: the printed-certificate test will fail"; }
+
+## The status-list interoperability test reads our lists with an npm library (tests/js, pinned by its lock).
+node-tools:
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "installing Debian nodejs and npm for the interoperability tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null) \
+	  || echo "npm could not be installed: the status-list interoperability test will fail"; }
+	@test -d tests/js/node_modules/@sd-jwt/jwt-status-list || npm ci --prefix tests/js --no-audit --no-fund --silent
 
 ## The alert-rule tests use Debian's promtool (package prometheus); a parser stands in without it.
 promtool:

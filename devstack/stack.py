@@ -142,13 +142,16 @@ class Stack:
         def port(default: int) -> int:
             return default if self.fixed_ports and _port_free(default) else free_port()
 
+        verification_port = port(8020)
+        # Certificates reference the verification service's status lists (IETF Token Status List).
+        status_lists = f"http://127.0.0.1:{verification_port}/v1/status-lists"
         self.services = [
             ServiceProcess(
                 f"registry-{code}",
                 "services.registry",
                 port(8001 + i),
                 f"registry_{code}",
-                {"JURISDICTIONS": code},
+                {"JURISDICTIONS": code, "STATUS_LIST_BASE_URL": status_lists},
                 [code],
             )
             for i, code in enumerate(self.registries)
@@ -160,7 +163,7 @@ class Stack:
             ServiceProcess(
                 "verification",
                 "services.verification",
-                port(8020),
+                verification_port,
                 "verification",
                 {"REGISTRY_KEY_URLS": key_urls},
             ),

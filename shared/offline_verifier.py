@@ -5,7 +5,9 @@ A kiosk downloads two things while it has a connection, and nothing else:
 * ``GET /v1/keys``: every issuer's current and previous Ed25519 public keys (a JWKS), plus the
   key that signs status lists (``"purpose": "status-list"``);
 * ``GET /v1/status-lists/{issuer}``: a revocation bitstring in the style of the W3C Bitstring
-  Status List (GZIP, base64url, multibase ``u`` prefix), inside a compact JWS of its own.
+  Status List (GZIP, base64url, multibase ``u`` prefix), inside a compact JWS of its own; or, asked
+  with ``Accept: application/statuslist+jwt``, an IETF Token Status List token
+  (``add_token_status_list``).
 
 Then ``OfflineVerifier(jwks, lists).verify(token, purpose)`` answers valid / expired / revoked /
 invalid_signature / status_unknown, with only the attributes the purpose allows.
@@ -20,6 +22,7 @@ import base64
 import datetime as dt
 import gzip
 import json
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,6 +126,14 @@ class OfflineResult:
 class _StatusList:
     bits: bytes
     valid_until: dt.datetime
+    lsb_first: bool = False  # the IETF Token Status List's bit order; the W3C list is MSB first
+
+    def revoked(self, index: int) -> bool:
+        if not self.lsb_first:
+            return bit_is_set(self.bits, index)
+        if index < 0 or index // 8 >= len(self.bits):
+            raise IndexError("status index outside the list")
+        return bool((self.bits[index // 8] >> (index % 8)) & 1)
 
 
 def _parse_time(value: str) -> dt.datetime:
@@ -161,6 +172,20 @@ class OfflineVerifier:
         )
         return issuer
 
+    def add_token_status_list(self, token: str) -> str:
+        """Check an IETF Token Status List token (``statuslist+jwt``) and keep it; returns its issuer."""
+        header, claims = verify_jws(token, self.list_keys)
+        listed = claims.get("status_list")
+        if header.get("typ") != "statuslist+jwt" or not isinstance(listed, dict) or listed.get("bits") != 1:
+            raise BadToken("not a one-bit status list token")
+        issuer = str(claims["jurisdiction"])
+        self.lists[issuer] = _StatusList(
+            zlib.decompress(b64u_decode(listed["lst"])),
+            dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC),
+            lsb_first=True,
+        )
+        return issuer
+
     def verify(self, token: str, purpose: str, *, now: dt.datetime | None = None) -> OfflineResult:
         """The verdict on a scanned token, and the attributes ``purpose`` allows."""
         if purpose not in PURPOSE_ATTRIBUTES:
@@ -179,9 +204,11 @@ class OfflineVerifier:
             return OfflineResult(
                 "status_unknown", number, issuer, reason="no current status list for this issuer"
             )
+        reference = claims.get("status")
         try:
-            revoked = bit_is_set(status.bits, int(claims["sti"]))
-        except (IndexError, KeyError, ValueError):
+            index = reference["status_list"]["idx"] if isinstance(reference, dict) else claims["sti"]
+            revoked = status.revoked(int(index))
+        except (IndexError, KeyError, ValueError, TypeError):
             return OfflineResult("status_unknown", number, issuer, reason="status index not in the list")
         if revoked:
             result = "revoked"

@@ -20,6 +20,9 @@ class RegistrySettings(BaseServiceSettings):
     clients_inline: str | None = None
     certificate_validity_days: int = 180
     key_rotation_overlap_days: int = 400
+    # Where the verification service publishes status lists: certificates reference
+    # <this>/<issuer> as their IETF Token Status List (``status.status_list.uri``).
+    status_list_base_url: str = "http://127.0.0.1:8020/v1/status-lists"
 
     @field_validator("jurisdictions")
     @classmethod

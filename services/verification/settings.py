@@ -33,7 +33,13 @@ class VerificationSettings(BaseServiceSettings):
     # that database can already change the revocations the lists are made from, so the key
     # there adds no new trust; a configured key (a Kubernetes Secret) survives a database rebuild.
     status_list_signing_key: SecretStr | None = None
-    status_list_validity_seconds: int = 86_400
+    status_list_validity_seconds: int = Field(
+        default=86_400, description="a list's maximum age: kiosks refuse to use it after this"
+    )
+    status_list_ttl_seconds: int = Field(default=300, description="how often kiosks should fetch it again")
+    # The address others reach this service at; a status list token names itself by it (its
+    # ``sub``, the ``uri`` certificates reference). Unset: the address the request came to.
+    public_url: str | None = None
 
     @property
     def key_urls(self) -> list[str]:

@@ -266,6 +266,7 @@ ONLY_WHEN_CONFIGURED = {
     "AGREEMENTS_FILE",
     "REGISTRY_TOKEN",
     "STATUS_LIST_SIGNING_KEY",
+    "PUBLIC_URL",
 }
 SETTINGS: dict[str, list[type[BaseSettings]]] = {
     "registry": [RegistrySettings],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
 pytestmark = pytest.mark.e2e
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +35,9 @@ def certs(kiosk_stack: VerificationStack) -> Iterator[dict[str, IssuedCertificat
     made = {
         "valid": issuer.issue(person_id("F"), "周晓梅", children=2),
         "revoked": issuer.issue(person_id("M")),
+        "expired": issuer.issue(
+            person_id("F"), "王芳", issued_on=dt.date.today() - dt.timedelta(days=200), valid_days=30
+        ),
     }
     issuer.revoke(made["revoked"])
     token = kiosk_stack.add_client("kiosk-browser")
@@ -48,7 +53,12 @@ def certs(kiosk_stack: VerificationStack) -> Iterator[dict[str, IssuedCertificat
             return str(r.json().get("result")) if r.status_code == 200 else ""
 
         wait_until(
-            lambda: result(made["valid"]) == "valid" and result(made["revoked"]) == "revoked", timeout=10
+            lambda: (
+                result(made["valid"]) == "valid"
+                and result(made["revoked"]) == "revoked"
+                and result(made["expired"]) == "expired"
+            ),
+            timeout=10,
         )
     made["_token"] = token  # type: ignore[assignment]
     yield made
@@ -99,6 +109,20 @@ def test_a_clerk_checks_a_certificate_with_the_keyboard_alone(
     page.keyboard.press("Enter")
     expect(verdict).to_have_text("NOT THIS PERSON 持证人不符")
     expect(page.locator("#details")).not_to_contain_text("周晓梅")  # nothing of a stranger's certificate
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "kiosk-holder-mismatch.png"))
+
+    for number, holder, title, shot in [
+        (certs["expired"].number, certs["expired"].holder_id_number, "EXPIRED 已过期", "expired"),
+        ("320412-2026-NOSUCHNO", cert.holder_id_number, "NOT FOUND 未找到", "not-found"),
+    ]:
+        page.keyboard.press("Escape")
+        page.keyboard.type(number)
+        page.keyboard.press("Tab")
+        page.keyboard.type(holder)
+        page.keyboard.press("Enter")
+        expect(verdict).to_have_text(title)
+        page.screenshot(path=str(ARTIFACTS / f"kiosk-{shot}.png"))
 
     page.reload()
     expect(page.locator("#kiosk_token")).to_have_value(token)

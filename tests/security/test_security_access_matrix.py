@@ -55,6 +55,7 @@ POLICY: dict[tuple[str, str, str], frozenset[str]] = {
     ("registry", "POST", "/v1/keys/rotation"): frozenset({J}),
     ("registry", "GET", "/v1/certificates/{number}/qr.svg"): frozenset({J, D}),
     ("registry", "GET", "/v1/certificates/{number}/qr.png"): frozenset({J, D}),
+    ("registry", "GET", "/v1/certificates/{number}/document"): frozenset({J, D}),
     # pregnancy data: only the person's own registries (never kiosks, departments or operators)
     ("registry", "GET", "/v1/pregnancies/{pregnancy_id}"): frozenset({J}),
     # the exchange's reconciliation calls the registries as an operator client
@@ -83,6 +84,20 @@ POLICY: dict[tuple[str, str, str], frozenset[str]] = {
     ("verification", "GET", "/v1/keys"): EVERYONE,
     ("verification", "GET", "/v1/status-lists/{issuer}"): EVERYONE,
     ("verification", "GET", "/kiosk"): EVERYONE,
+    # the kiosk's files (a web app that works offline); checks made offline are reported by a verifier
+    **{
+        ("verification", "GET", f"/kiosk/{name}"): EVERYONE
+        for name in (
+            "sw.js",
+            "kiosk.js",
+            "offline.js",
+            "camera.js",
+            "jsQR.js",
+            "manifest.webmanifest",
+            "icon.svg",
+        )
+    },
+    ("verification", "POST", "/v1/verifications/offline"): frozenset({J, K, D}),
     ("verification", "GET", "/v1/audit/verify"): frozenset({J, OP}),  # audit:read or ops:read
 }
 

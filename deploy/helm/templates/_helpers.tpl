@@ -65,6 +65,10 @@ The services as a YAML list, one entry per Deployment:
 {{- $keyUrls := list -}}
 {{- $registries := list -}}
 {{- $registry := omit .Values.registry "instances" -}}
+{{- /* Certificates reference the verification service's status lists (IETF Token Status List):
+       its public address when one is configured, else its address inside the cluster. */ -}}
+{{- $veUrl := printf "http://%s.%s.svc:%d" (include "mx.componentName" (dict "root" $ "name" "verification")) $.Release.Namespace $port -}}
+{{- $statusLists := printf "%s/v1/status-lists" (trimSuffix "/" (default $veUrl .Values.verification.publicUrl)) -}}
 {{- range $inst := .Values.registry.instances -}}
 {{- $v := mergeOverwrite (deepCopy $registry) (deepCopy $inst) -}}
 {{- $name := printf "registry-%s" $inst.name -}}
@@ -77,7 +81,8 @@ The services as a YAML list, one entry per Deployment:
     "name" $name "module" "services.registry" "values" $v
     "env" (dict "SERVICE_NAME" $name "JURISDICTIONS" (join "," $inst.jurisdictions)
                 "CERTIFICATE_VALIDITY_DAYS" (toString (int64 $v.certificateValidityDays))
-                "KEY_ROTATION_OVERLAP_DAYS" (toString (int64 $v.keyRotationOverlapDays)))
+                "KEY_ROTATION_OVERLAP_DAYS" (toString (int64 $v.keyRotationOverlapDays))
+                "STATUS_LIST_BASE_URL" $statusLists)
     "secretEnv" (dict "KEY_ENCRYPTION_KEY" $kek)
     "callers" (list "exchange" "verification")) -}}
 {{- end -}}
@@ -130,19 +135,21 @@ The services as a YAML list, one entry per Deployment:
 {{- if $ve.statusList.signingKeySecret.name -}}
 {{- $_ := set $veSecrets "STATUS_LIST_SIGNING_KEY" $ve.statusList.signingKeySecret -}}
 {{- end -}}
+{{- $veEnv := dict "SERVICE_NAME" "verification"
+    "RATE_LIMIT_PER_MINUTE" (toString (int64 $ve.rateLimitPerMinute))
+    "RATE_LIMIT_BURST" (toString (int64 $ve.rateLimitBurst))
+    "REGISTRY_KEY_URLS" (join "," (concat $keyUrls $ve.registryKeyUrls | uniq))
+    "KEY_REFRESH_SECONDS" (include "mx.number" $ve.keyRefreshSeconds)
+    "AUDIT_FLUSH_INTERVAL" (include "mx.number" $audit.flushIntervalSeconds)
+    "AUDIT_BATCH_MAX" (toString (int64 $audit.batchMax))
+    "AUDIT_CHAIN_INTERVAL" (include "mx.number" $audit.chainIntervalSeconds)
+    "AUDIT_CONCURRENT_FLUSHES" (toString (int64 $audit.concurrentFlushes))
+    "STATUS_LIST_VALIDITY_SECONDS" (toString (int64 $ve.statusList.validitySeconds))
+    "STATUS_LIST_TTL_SECONDS" (toString (int64 $ve.statusList.ttlSeconds)) -}}
+{{- if $ve.publicUrl }}{{ $_ := set $veEnv "PUBLIC_URL" (trimSuffix "/" $ve.publicUrl) }}{{ end -}}
 {{- $out = append $out (dict
     "name" "verification" "module" "services.verification" "values" $ve
-    "env" (dict "SERVICE_NAME" "verification"
-                "RATE_LIMIT_PER_MINUTE" (toString (int64 $ve.rateLimitPerMinute))
-                "RATE_LIMIT_BURST" (toString (int64 $ve.rateLimitBurst))
-                "REGISTRY_KEY_URLS" (join "," (concat $keyUrls $ve.registryKeyUrls | uniq))
-                "KEY_REFRESH_SECONDS" (include "mx.number" $ve.keyRefreshSeconds)
-                "AUDIT_FLUSH_INTERVAL" (include "mx.number" $audit.flushIntervalSeconds)
-                "AUDIT_BATCH_MAX" (toString (int64 $audit.batchMax))
-                "AUDIT_CHAIN_INTERVAL" (include "mx.number" $audit.chainIntervalSeconds)
-                "AUDIT_CONCURRENT_FLUSHES" (toString (int64 $audit.concurrentFlushes))
-                "STATUS_LIST_VALIDITY_SECONDS" (toString (int64 $ve.statusList.validitySeconds)))
-    "secretEnv" $veSecrets "calls" $registries) -}}
+    "env" $veEnv "secretEnv" $veSecrets "calls" $registries) -}}
 {{- $seen := list -}}
 {{- range $out -}}
 {{- if has .name $seen -}}{{- fail (printf "registry.instances: the name of %q is used twice" .name) -}}{{- end -}}

@@ -35,7 +35,7 @@ from services.migrant_exchange.service_layer import indicators as ind
 from shared.app import Pool
 from shared.auth import Client, require
 from shared.errors import InvalidInput, NotFound
-from shared.identity import DivisionCode
+from shared.identity import DivisionCode, division_name
 from shared.observability import CONSUMER_LAG, EVENTS_APPLIED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 
 log = logging.getLogger(__name__)
@@ -239,10 +239,12 @@ class LiveFeed:
 
 
 def _compact(flows: dict[str, Any]) -> dict[str, Any]:
-    """The matrix as [origin index, destination index, count] triples: a quarter of the bytes."""
+    """The matrix as [origin index, destination index, count] triples: a quarter of the bytes;
+    with each division's place name (GB/T 2260, python-stdnum), so a wall reads names."""
     index = {d: i for i, d in enumerate(flows["divisions"])}
     cells = [[index[c["origin"]], index[c["destination"]], c["count"]] for c in flows["flows"]]
-    return {"divisions": flows["divisions"], "cells": cells, "total": flows["total"]}
+    names = [division_name(d) or d for d in flows["divisions"]]
+    return {"divisions": flows["divisions"], "names": names, "cells": cells, "total": flows["total"]}
 
 
 def _json(doc: Any) -> Response:

@@ -92,7 +92,7 @@ function age(s) {
 }
 
 function pct(v) {
-  return v == null ? "n/a" : (v * 100).toFixed(1) + " %";
+  return v == null ? "n/a" : (v * 100).toFixed(1) + "\u00a0%";
 }
 
 function el(tag, attrs, ...children) {
@@ -260,16 +260,21 @@ function renderFlows(f) {
     lg.fillStyle = `rgb(${r},${g},${b})`;
     lg.fillRect(x, 0, 1, 28);
   }
+  // The busiest pairs by place name (GB/T 2260), readable from across the room; codes below.
+  const name = (i) => (f.names && f.names[i]) || f.divisions[i];
   $("top-flows").replaceChildren(
     ...f.cells.slice(0, 8).map(([o, d, count]) =>
-      el("li", {}, `${f.divisions[o]} → ${f.divisions[d]}  `, el("b", {}, fmt.format(count))))
+      el("li", {},
+        el("span", { class: "pair" }, `${name(o)} → ${name(d)}`),
+        el("b", {}, fmt.format(count)),
+        el("span", { class: "codes" }, `${f.divisions[o]} → ${f.divisions[d]}`)))
   );
   canvas.dataset.renderMs = (performance.now() - t0).toFixed(1);
 }
 
 function rateCell(value, trend, good, key, jurisdiction) {
   const level = value == null ? "" : value >= good ? "ok" : value >= good - 0.1 ? "warn" : "bad";
-  const mark = value == null ? "" : level === "ok" ? "✓ " : level === "warn" ? "! " : "✗ ";
+  const mark = value == null ? "" : level === "ok" ? "✓\u00a0" : level === "warn" ? "!\u00a0" : "✗\u00a0";
   const td = el("td", { class: "num " + level }, mark + pct(value));
   if (trend != null && Math.abs(trend) >= 0.0005) { // an unchanged rate needs no arrow
     const arrow = trend > 0 ? "▲" : "▼";
@@ -314,10 +319,14 @@ function renderIndicators(data) {
     (a.timely_feedback_rate ?? 2) - (b.timely_feedback_rate ?? 2) ||
     (b.in_migrants + b.out_migrants) - (a.in_migrants + a.out_migrants));
   const shown = rows.slice(0, 12);
+  // Place names come with the flow matrix (GB/T 2260); a code not in it shows alone.
+  const f = state.flows;
+  const names = new Map(f && f.names ? f.divisions.map((d, i) => [d, f.names[i]]) : []);
   $("indicators").tBodies[0].replaceChildren(
     ...shown.map((j) =>
       el("tr", {},
-        el("td", {}, el("b", {}, j.jurisdiction)),
+        el("td", {}, el("b", {}, j.jurisdiction),
+          names.has(j.jurisdiction) ? el("span", { class: "place" }, names.get(j.jurisdiction)) : ""),
         el("td", { class: "num" }, `${fmt.format(j.in_migrants)} / ${fmt.format(j.out_migrants)}`),
         rateCell(j.certificate_issuance_rate, j.trend.certificate_issuance_rate, 0.9, "certificate_issuance_rate", j.jurisdiction),
         el("td", { class: "num sub" }, "n/a"),

@@ -19,6 +19,7 @@ from services.registry.entrypoints.routes_common import (
     here,
     problems,
 )
+from services.registry.entrypoints.routes_document import router as document_router
 from services.registry.entrypoints.routes_read import router as read_router
 from services.registry.service_layer import handlers
 from services.registry.settings import RegistrySettings
@@ -216,7 +217,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         settings,
         title=f"Registry {settings.jurisdictions}",
         description="System of record for vital events and 婚育证明 certificates of its jurisdictions.",
-        routers=[router, read_router, reconciliation_router],
+        routers=[router, read_router, document_router, reconciliation_router],
         consumers=consumers,
         on_startup=_seed_inline_clients,
     )

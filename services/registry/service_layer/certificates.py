@@ -50,7 +50,8 @@ async def issue_certificate(
         "key_id": kid,
         "status_index": await repo.next_status_index(conn, here),
     }
-    cert["token"] = signing.sign(certificate_claims(cert, ctx.subject(holder)), key, kid)
+    status_uri = f"{ctx.settings.status_list_base_url.rstrip('/')}/{here}"
+    cert["token"] = signing.sign(certificate_claims(cert, ctx.subject(holder), status_uri), key, kid)
     await repo.insert_certificate(conn, here, cert)
     event = await announce(
         conn,
@@ -66,9 +67,16 @@ async def issue_certificate(
     return {**cert, "children_count": len(cert["children_birth_dates"]), "event_id": event.id}
 
 
-def certificate_claims(cert: dict[str, Any], holder_subject: str) -> dict[str, Any]:
-    """What the QR code carries: no raw identity number, only the pseudonymous holder key."""
-    return {
+def certificate_claims(
+    cert: dict[str, Any], holder_subject: str, status_uri: str | None = None
+) -> dict[str, Any]:
+    """What the QR code carries: no raw identity number, only the pseudonymous holder key.
+
+    ``status`` is the standard reference of the IETF Token Status List (the list at ``uri``,
+    entry ``idx``), which any verifier of that draft follows; ``sti`` is the same index under
+    the name this project's earlier kiosks read.
+    """
+    claims = {
         "iss": cert["issuer"],
         "num": cert["certificate_number"],
         "sub": holder_subject,
@@ -80,6 +88,9 @@ def certificate_claims(cert: dict[str, Any], holder_subject: str) -> dict[str, A
         "exp": cert["valid_until"].isoformat(),
         "sti": cert["status_index"],
     }
+    if status_uri is not None:
+        claims["status"] = {"status_list": {"idx": cert["status_index"], "uri": status_uri}}
+    return claims
 
 
 async def own_certificate(conn: asyncpg.Connection, here: str, number: str, lock: bool = False) -> Any:

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.verification.adapters import repository as repo
@@ -76,6 +77,13 @@ class StatusListSigner:
     @property
     def public_raw(self) -> bytes:
         return signing.public_bytes(self.key)
+
+    def sign_typed(self, claims: dict[str, Any], typ: str) -> str:
+        """A compact JWS whose header names its type (``typ``), as typed JWTs must."""
+        header = signing.b64u(orjson.dumps({"alg": "EdDSA", "kid": self.kid, "typ": typ}))
+        payload = signing.b64u(orjson.dumps(claims, option=orjson.OPT_SORT_KEYS))
+        signature = self.key.sign(f"{header}.{payload}".encode())
+        return f"{header}.{payload}.{signing.b64u(signature)}"
 
 
 def _kid_of(public_raw: bytes) -> str:

@@ -6,55 +6,36 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import time
-from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.verification.adapters.audit_writer import AuditWriter
 from services.verification.adapters.keys import fetch_jwks, load_signer
+from services.verification.domain import status_list as tsl
 from services.verification.domain.rate_limit import TokenBuckets
 from services.verification.domain.verdict import Purpose, Result, TokenResult
+from services.verification.entrypoints.deps import Verifier, verifier
+from services.verification.entrypoints.kiosk import kiosk_router, offline_router
 from services.verification.service_layer import handlers, publication
 from services.verification.settings import VerificationSettings
 from shared import audit, signing
 from shared.app import Pool, create_service_app
-from shared.auth import Client, CurrentClient
+from shared.auth import CurrentClient
 from shared.consumer import EventConsumer
 from shared.db import transaction
-from shared.errors import Forbidden, NotFound, TooManyRequests
+from shared.errors import Forbidden, NotFound
 from shared.events.envelope import Envelope
 from shared.identity import DivisionCode, IdNumber, subject_key
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["verification"])
-KIOSK_PAGE = (Path(__file__).parent / "kiosk.html").read_text(encoding="utf-8")
-
-
-async def verifier(request: Request) -> Client:
-    """A client with the ``verify`` scope and tokens left in its bucket: one async dependency
-    (a sync one would hop through the thread pool on every request)."""
-    client: Client = request.app.state.clients.authenticate(request.headers.get("authorization"))
-    request.state.client_id = client.client_id
-    if "verify" not in client.scopes:
-        raise Forbidden("this client lacks the 'verify' scope", rule="scope", scope="verify")
-    wait = request.app.state.buckets.take(client.client_id, time.monotonic())
-    if wait:
-        retry = TokenBuckets.retry_after_header(wait)
-        raise TooManyRequests(
-            f"rate limit of this client exceeded; retry in {retry} s", rule="rate-limit", retry_after=retry
-        )
-    return client
-
-
-Verifier = Annotated[Client, Depends(verifier)]
 
 
 def _subject(request: Request, id_number: str) -> str:
@@ -163,9 +144,22 @@ async def keys(request: Request, pool: Pool) -> JSONResponse:
     return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})
 
 
-@router.get("/status-lists/{issuer}", summary="Signed revocation status list of one issuer")
-async def status_list(issuer: DivisionCode, request: Request, pool: Pool) -> JSONResponse:
-    """A W3C-style Bitstring Status List (GZIP, base64url) inside a compact JWS of this service."""
+@router.get(
+    "/status-lists/{issuer}",
+    summary="Signed revocation status list of one issuer",
+    responses={
+        200: {
+            "description": "JSON (default, the transition form) or, on `Accept: application/statuslist+jwt`, "
+            "an IETF Token Status List token",
+            "content": {"application/json": {}, tsl.MEDIA_TYPE: {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def status_list(issuer: DivisionCode, request: Request, pool: Pool) -> Response:
+    """The issuer's revocations, negotiated on ``Accept``: an IETF Token Status List token
+    (``application/statuslist+jwt``, the standard form certificates reference), or the W3C
+    Bitstring Status List credential in a detached-JWS envelope of ours (the default, kept
+    during the transition)."""
     from services.verification.adapters import repository as repo
 
     if issuer not in await repo.known_issuers(pool):
@@ -173,10 +167,22 @@ async def status_list(issuer: DivisionCode, request: Request, pool: Pool) -> JSO
             "no certificates or keys of this issuer are known", field="issuer", rule="known-issuer"
         )
     settings: VerificationSettings = request.app.state.settings
+    headers = {"Cache-Control": "public, max-age=60", "Vary": "Accept"}
+    if tsl.MEDIA_TYPE in request.headers.get("accept", ""):
+        base = settings.public_url.rstrip("/") if settings.public_url else str(request.base_url).rstrip("/")
+        token = await publication.status_list_token(
+            pool,
+            issuer,
+            request.app.state.signer,
+            uri=f"{base}/v1/status-lists/{issuer}",
+            validity=settings.status_list_validity_seconds,
+            ttl=settings.status_list_ttl_seconds,
+        )
+        return Response(token, media_type=tsl.MEDIA_TYPE, headers=headers)
     body = await publication.status_list(
         pool, issuer, request.app.state.signer, settings.status_list_validity_seconds
     )
-    return JSONResponse(body, headers={"Cache-Control": "public, max-age=60"})
+    return JSONResponse(body, headers=headers)
 
 
 @router.get("/audit/verify", summary="Check the audit chain and name the first broken row")
@@ -192,15 +198,6 @@ async def audit_verify(pool: Pool, client: CurrentClient) -> dict[str, Any]:
         rows = await conn.fetchval("SELECT count(*) FROM audit_log")
         pending = await conn.fetchval("SELECT count(*) FROM audit_pending")
     return {"intact": broken is None, "first_broken_seq": broken, "rows": rows, "pending": pending}
-
-
-kiosk_router = APIRouter(tags=["kiosk"])
-
-
-@kiosk_router.get("/kiosk", response_class=HTMLResponse, summary="Reference kiosk page")
-async def kiosk() -> HTMLResponse:
-    """A clerk types or scans a certificate and reads the answer in large words."""
-    return HTMLResponse(KIOSK_PAGE, headers={"Cache-Control": "no-store"})
 
 
 class ReadModelConsumer(EventConsumer):
@@ -306,7 +303,7 @@ def create_app(settings: VerificationSettings | None = None) -> FastAPI:
         settings,
         title="Certificate verification",
         description="Online and offline verification of 婚育证明 certificates, with minimal disclosure.",
-        routers=[router, kiosk_router],
+        routers=[router, offline_router, kiosk_router],
         consumers=consumers,
         on_startup=startup,
         on_shutdown=shutdown,

@@ -10,6 +10,7 @@ import asyncpg
 
 from services.verification.adapters import repository as repo
 from services.verification.adapters.keys import PublishedKey, StatusListSigner
+from services.verification.domain import status_list as tsl
 from shared import signing
 from shared.offline_verifier import STATUS_LIST_PURPOSE, encode_bitstring
 
@@ -65,6 +66,27 @@ async def status_list(
         "credential": credential,
         "jws": signing.sign(credential, signer.key, signer.kid),
     }
+
+
+async def status_list_token(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    issuer: str,
+    signer: StatusListSigner,
+    *,
+    uri: str,
+    validity: int,
+    ttl: int,
+) -> str:
+    """The issuer's revocations as an IETF Token Status List (``application/statuslist+jwt``)."""
+    claims = tsl.claims(
+        uri=uri,
+        jurisdiction=issuer,
+        revoked=await repo.revoked_indices(conn, issuer),
+        issued_at=int(dt.datetime.now(dt.UTC).timestamp()),
+        validity=validity,
+        ttl=ttl,
+    )
+    return signer.sign_typed(claims, tsl.JWT_TYP)
 
 
 async def learn_registry_keys(

@@ -1,0 +1,47 @@
+"""The printable certificate document: what the registrar prints and hands to the person."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from services.registry.adapters.certificate_pdf import PrintedCertificate, render
+from services.registry.service_layer.certificates import own_certificate
+from services.registry.service_layer.context import Context
+from shared import audit
+from shared.errors import RuleViolation
+from shared.identity import division_name, mask
+
+
+async def certificate_document(conn: asyncpg.Connection, ctx: Context, here: str, number: str) -> bytes:
+    """An A5 PDF of a certificate of this jurisdiction, QR code included; the print is audited."""
+    row = await own_certificate(conn, here, number)
+    if row["revoked_on"] is not None:
+        raise RuleViolation(
+            "a revoked certificate is not printed", field="certificate_number", rule="not-revoked"
+        )
+    await audit.append(
+        conn,
+        [
+            audit.AuditEntry(
+                ctx.client_id,
+                "certificate.printed",
+                "certificate_issuance",
+                ctx.subject(row["holder_id_number"]),
+                {"certificate_number": number, "format": "pdf"},
+            )
+        ],
+    )
+    return render(
+        PrintedCertificate(
+            number=number,
+            holder_name=row["holder_name"],
+            holder_id_masked=mask(row["holder_id_number"]),
+            marital_status=row["marital_status"],
+            children_count=len(row["children_birth_dates"]),
+            issuer_code=row["jurisdiction"],
+            issuer_name=division_name(row["jurisdiction"]) or row["jurisdiction"],
+            issued_on=row["issued_on"],
+            valid_until=row["valid_until"],
+            token=row["token"],
+        )
+    )
