@@ -23,6 +23,7 @@ import httpx
 import yaml
 
 from devstack.embedded import Broker, EmbeddedPostgres, env_with, free_port
+from devstack.trust import TrustFiles
 from shared.auth import DEFAULT_SCOPES, hash_secret
 from shared.db import migrate
 
@@ -100,6 +101,7 @@ class Stack:
         self.bootstrap = ""
         self.clients: list[dict[str, Any]] = []
         self.subject_secret = "dev-only-subject-key-change-me"  # noqa: S105 - the development default
+        self.trust = TrustFiles(run_dir / "trust")
 
     # --- infrastructure -----------------------------------------------------------------------
     def start_infrastructure(self) -> None:
@@ -144,17 +146,11 @@ class Stack:
             )
             for i, code in enumerate(self.registries)
         ]
-        # The verification service learns the issuers' public keys from the registries' JWKS.
-        key_urls = ",".join(f"{s.url}/v1/keys" for s in self.services)
+        # The verification service learns each issuer's public keys from the key URL the trust
+        # list binds to that issuer (the registry's JWKS), and from nowhere else.
         self.services += [
             ServiceProcess("migrant_exchange", "services.migrant_exchange", port(8010), "migrant_exchange"),
-            ServiceProcess(
-                "verification",
-                "services.verification",
-                port(8020),
-                "verification",
-                {"REGISTRY_KEY_URLS": key_urls},
-            ),
+            ServiceProcess("verification", "services.verification", port(8020), "verification"),
         ]
 
     def write_clients(self) -> Path:
@@ -174,9 +170,16 @@ class Stack:
         path.write_text(yaml.safe_dump(entries, sort_keys=False))
         return path
 
+    def write_trust(self) -> Path:
+        """Event keys of every registry jurisdiction and of the exchange, and the trust list."""
+        registries = [s for s in self.services if s.module == "services.registry"]
+        key_urls = {code: f"{s.url}/v1/keys" for s in registries for code in s.jurisdictions}
+        return self.trust.write(self.registries, key_urls)
+
     def start_services(self) -> None:
         clients_file = self.write_clients()
         assert clients_file.exists()
+        self.write_trust()
         for svc in self.services:
             svc.dsn = self.database(svc.database)
             service = svc.module.split(".")[1]
@@ -238,6 +241,11 @@ class Stack:
             "kafka_topic_partitions": "4",
             "outbox_replay_window": "600",
         }
+        values["trust_list_file"] = str(self.trust.trust_list)
+        if svc.module == "services.migrant_exchange":
+            values["event_keys_file"] = str(self.trust.keys_file("exchange"))
+        elif svc.module == "services.registry" and len(svc.jurisdictions) == 1:
+            values["event_keys_file"] = str(self.trust.keys_file(svc.jurisdictions[0]))
         # The service's own settings, then the caller's, override the defaults above.
         values |= {k.lower(): v for k, v in svc.env.items()}
         values |= {k.lower(): v for k, v in self.extra_env.items()}
@@ -262,6 +270,7 @@ class Stack:
             "broker": {"bootstrap_servers": self.bootstrap},
             "databases": {s.name: s.dsn for s in self.services},
             "clients": self.clients,
+            "trust_list": str(self.trust.trust_list),
             "urls": {
                 "dashboard": self.service("migrant_exchange").url + "/dashboard",
                 "kiosk": self.service("verification").url + "/kiosk",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
+from shared.consumer import trust_list
 from shared.settings import BaseServiceSettings
+from shared.trust import bound_key_url
 
 
 class VerificationSettings(BaseServiceSettings):
@@ -16,8 +18,10 @@ class VerificationSettings(BaseServiceSettings):
     rate_limit_per_minute: int = 6000
     rate_limit_burst: int = 1000
 
-    # Issuer keys: registries' JWKS URLs (comma-separated), fetched at start and every refresh.
-    # Keys also arrive with certificate.issued.v1 (public_key_jwk), so either source is enough.
+    # Issuer keys come only from a source bound to the issuer: the trust list's key_url of each
+    # division, or entries here binding divisions to a URL ("320412=https://a/v1/keys,
+    # 440703+110101=https://b/v1/keys"). A document's keys for any other issuer are ignored;
+    # certificate events never teach a key. Fetched at start and every refresh.
     registry_key_urls: str = ""
     key_refresh_seconds: float = 60.0
 
@@ -37,7 +41,22 @@ class VerificationSettings(BaseServiceSettings):
 
     @property
     def key_urls(self) -> list[str]:
-        return [u.strip() for u in self.registry_key_urls.split(",") if u.strip()]
+        return list(self.key_sources)
+
+    @property
+    def key_sources(self) -> dict[str, frozenset[str]]:
+        """Key URL -> the divisions whose keys it may speak for (trust list, then settings)."""
+        sources: dict[str, set[str]] = {}
+        if self.trust_list_file:
+            for code, url in trust_list(self.trust_list_file).key_urls().items():
+                sources.setdefault(bound_key_url(url, self.environment), set()).add(code)
+        for item in self.registry_key_urls.split(","):
+            codes, sep, url = item.strip().partition("=")
+            if not sep:
+                continue  # a URL bound to no division can speak for none
+            for code in codes.split("+"):
+                sources.setdefault(bound_key_url(url.strip(), self.environment), set()).add(code.strip())
+        return {url: frozenset(codes) for url, codes in sources.items()}
 
     def consumer_name(self, generation: int) -> str:
         """The consumer group and inbox name of a replay generation (0 keeps the plain name)."""

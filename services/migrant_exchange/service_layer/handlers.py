@@ -16,6 +16,7 @@ from services.migrant_exchange.domain.routing import Whereabouts
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.events import payloads as p
 from shared.events.envelope import Envelope
+from shared.events.signature import NOT_AUTHORIZED, Rejected
 from shared.identity import subject_key
 from shared.outbox import add_event
 
@@ -139,7 +140,15 @@ async def resend_unanswered(conn: asyncpg.Connection, settings: ExchangeSettings
 
 
 async def record_feedback(conn: asyncpg.Connection, feedback: p.ExchangeFeedbackV1) -> bool:
-    """Close the notification the feedback answers (idempotent: a second answer changes nothing)."""
+    """Close the notification the feedback answers (idempotent: a second answer changes nothing).
+
+    Authority: only the notification's target answers it. The envelope check already tied
+    ``from_division`` to the signer; feedback for a notification addressed to someone else is
+    refused (and dead-lettered by the consumer), not silently dropped.
+    """
+    notification = await repo.get_notification(conn, feedback.notification_id)
+    if notification is not None and notification["target_division"] != feedback.from_division:
+        raise Rejected(NOT_AUTHORIZED, "feedback from a division the notification was not addressed to")
     return await repo.close_notification(
         conn,
         feedback.notification_id,
