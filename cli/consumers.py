@@ -14,13 +14,18 @@ from shared.consumer import EventConsumer
 
 
 def service_consumers(
-    service: str, pool: asyncpg.Pool, dsn: str, jurisdictions: list[str], trust_list: str | None = None
+    service: str,
+    pool: asyncpg.Pool,
+    dsn: str,
+    jurisdictions: list[str],
+    trust: dict[str, str] | None = None,
 ) -> list[EventConsumer]:
     """The consumers a service of the stack runs (``registry-<code>``, ``migrant_exchange``, ``verification``).
 
-    ``trust_list``: the file a dead letter's signature is checked against when it is replayed
-    (stack.json's, else ``TRUST_LIST_FILE`` from the environment)."""
-    extra: dict[str, Any] = {"trust_list_file": trust_list} if trust_list else {}
+    ``trust``: the service's ``trust_list_file`` (a replayed dead letter's signature is checked
+    against it) and ``event_keys_file`` (a registry opens sealed notifications with it), from
+    stack.json; otherwise ``TRUST_LIST_FILE`` / ``EVENT_KEYS_FILE`` from the environment."""
+    extra: dict[str, Any] = {k: v for k, v in (trust or {}).items() if v}
     if service.startswith("registry"):
         from services.registry.entrypoints.consumer import consumers as registry_consumers
         from services.registry.settings import RegistrySettings

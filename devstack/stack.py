@@ -242,10 +242,8 @@ class Stack:
             "outbox_replay_window": "600",
         }
         values["trust_list_file"] = str(self.trust.trust_list)
-        if svc.module == "services.migrant_exchange":
-            values["event_keys_file"] = str(self.trust.keys_file("exchange"))
-        elif svc.module == "services.registry" and len(svc.jurisdictions) == 1:
-            values["event_keys_file"] = str(self.trust.keys_file(svc.jurisdictions[0]))
+        if (keys := self._env_of_keys(svc)) is not None:
+            values["event_keys_file"] = keys
         # The service's own settings, then the caller's, override the defaults above.
         values |= {k.lower(): v for k, v in svc.env.items()}
         values |= {k.lower(): v for k, v in self.extra_env.items()}
@@ -257,6 +255,14 @@ class Stack:
             env.setdefault("REGISTRY_URLS", ",".join(f"{s.jurisdictions[0]}={s.url}" for s in registries))
             env.setdefault("REGISTRY_TOKEN", self.token("operator"))
         return env
+
+    def _env_of_keys(self, svc: ServiceProcess) -> str | None:
+        """The event keys file a service gets: the exchange's, or its registry division's."""
+        if svc.module == "services.migrant_exchange":
+            return str(self.trust.keys_file("exchange"))
+        if svc.module == "services.registry" and len(svc.jurisdictions) == 1:
+            return str(self.trust.keys_file(svc.jurisdictions[0]))
+        return None
 
     def service(self, name: str) -> ServiceProcess:
         return next(s for s in self.services if s.name == name)
@@ -270,7 +276,12 @@ class Stack:
             "broker": {"bootstrap_servers": self.bootstrap},
             "databases": {s.name: s.dsn for s in self.services},
             "clients": self.clients,
-            "trust_list": str(self.trust.trust_list),
+            "trust": {
+                "trust_list": str(self.trust.trust_list),
+                "event_keys": {
+                    s.name: path for s in self.services if (path := self._env_of_keys(s)) is not None
+                },
+            },
             "urls": {
                 "dashboard": self.service("migrant_exchange").url + "/dashboard",
                 "kiosk": self.service("verification").url + "/kiosk",

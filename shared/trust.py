@@ -14,7 +14,7 @@ kept apart from the list: the list is public, the keys file is not.
 from __future__ import annotations
 
 import datetime as dt
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -166,6 +166,12 @@ def _valid(key: PrivateKey, when: dt.datetime) -> bool:
 
 def load_keyring(path: str | Path) -> Keyring:
     return Keyring.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {})
+
+
+@lru_cache(maxsize=8)
+def keyring_of(path: str | None) -> Keyring:
+    """This process's keys, read once; none configured holds none."""
+    return load_keyring(path) if path else Keyring()
 
 
 def bound_key_url(url: str, environment: str) -> str:
