@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+import logging
+
+from pydantic import Field, SecretStr, model_validator
 
 from shared.consumer import trust_list
 from shared.settings import BaseServiceSettings
 from shared.trust import bound_key_url
+
+log = logging.getLogger(__name__)
 
 
 class VerificationSettings(BaseServiceSettings):
@@ -49,15 +53,33 @@ class VerificationSettings(BaseServiceSettings):
         sources: dict[str, set[str]] = {}
         if self.trust_list_file:
             for code, url in trust_list(self.trust_list_file).key_urls().items():
-                sources.setdefault(bound_key_url(url, self.environment), set()).add(code)
-        for item in self.registry_key_urls.split(","):
-            codes, sep, url = item.strip().partition("=")
-            if not sep:
-                continue  # a URL bound to no division can speak for none
-            for code in codes.split("+"):
-                sources.setdefault(bound_key_url(url.strip(), self.environment), set()).add(code.strip())
+                try:
+                    sources.setdefault(bound_key_url(url, self.environment), set()).add(code)
+                except ValueError:
+                    log.error("trust list: key_url refused", extra={"division": code})
+        for codes, url in _bindings(self.registry_key_urls):
+            sources.setdefault(url, set()).update(codes)
         return {url: frozenset(codes) for url, codes in sources.items()}
+
+    @model_validator(mode="after")
+    def _key_urls_bound(self) -> VerificationSettings:
+        for _, url in _bindings(self.registry_key_urls):
+            bound_key_url(url, self.environment)  # raises: https outside the cluster
+        return self
 
     def consumer_name(self, generation: int) -> str:
         """The consumer group and inbox name of a replay generation (0 keeps the plain name)."""
         return self.consumer_group if generation == 0 else f"{self.consumer_group}-g{generation}"
+
+
+def _bindings(value: str) -> list[tuple[list[str], str]]:
+    """``REGISTRY_KEY_URLS`` entries: the divisions each URL is bound to."""
+    out = []
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        codes, sep, url = item.strip().partition("=")
+        if not sep or not all(c.strip().isdigit() and len(c.strip()) == 6 for c in codes.split("+")):
+            raise ValueError("REGISTRY_KEY_URLS entries bind divisions to a URL: 320412[+110101]=https://...")
+        out.append(([c.strip() for c in codes.split("+")], url.strip()))
+    return out
