@@ -151,11 +151,12 @@ def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "cpu_ms_per_event": min(r["cpu_ms_per_event"] for r in runs),
         "verifications_per_s": max(r["verifications_per_s"] for r in runs),
+        "verifications_per_cpu_s": max(r["verifications_per_cpu_s"] for r in runs),
         "runs": runs,
     }
 
 
-def main(events: int = 2000, rate: float = 200.0, rounds: int = 2) -> dict[str, Any]:
+def main(events: int = 2000, rate: float = 200.0, rounds: int = 3) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="mx-trust-bench-"))
     os.chmod(work, 0o755)  # noqa: S103 - the embedded PostgreSQL runs as its own system user
     try:
@@ -170,7 +171,7 @@ def main(events: int = 2000, rate: float = 200.0, rounds: int = 2) -> dict[str, 
     finally:
         shutil.rmtree(work, ignore_errors=True)
     overhead = after["cpu_ms_per_event"] / before["cpu_ms_per_event"] - 1
-    rate_change = after["verifications_per_s"] / before["verifications_per_s"] - 1
+    rate_change = after["verifications_per_cpu_s"] / before["verifications_per_cpu_s"] - 1
     rows = [
         {
             "metric": "pipeline CPU per event, before signing",
