@@ -16,7 +16,15 @@ from rich.console import Console
 
 from bench.report import render
 
-BENCHES = ["offline_token", "verification", "pipeline", "replay", "reconciliation", "import_roster"]
+BENCHES = [
+    "offline_token",
+    "verification",
+    "pipeline",
+    "trust_cost",
+    "replay",
+    "reconciliation",
+    "import_roster",
+]
 console = Console()
 
 

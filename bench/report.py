@@ -90,7 +90,16 @@ def _generic(name: str, r: dict[str, Any]) -> list[Row]:
 
 def collect() -> list[Row]:
     rows: list[Row] = []
-    for name in ("offline_token", "verification", "pipeline", "replay", "reconciliation", "import_roster"):
+    names = (
+        "offline_token",
+        "verification",
+        "pipeline",
+        "trust_cost",
+        "replay",
+        "reconciliation",
+        "import_roster",
+    )
+    for name in names:
         r = _load(name)
         if r is None:
             continue

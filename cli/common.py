@@ -108,6 +108,15 @@ class StackInfo:
     def services_with_databases(self) -> list[str]:
         return list(self.doc.get("databases", {}))
 
+    def trust(self, service: str) -> dict[str, str]:
+        """The trust list and the service's own event keys (files), as stack.json names them."""
+        doc = self.doc.get("trust", {})
+        found = {
+            "trust_list_file": doc.get("trust_list"),
+            "event_keys_file": doc.get("event_keys", {}).get(service),
+        }
+        return {k: str(v) for k, v in found.items() if v}
+
     def jurisdictions(self, service: str) -> list[str]:
         """The divisions a service serves (a registry's; none for the others)."""
         return list(self.doc.get("services", {}).get(service, {}).get("jurisdictions", []))

@@ -14,27 +14,38 @@ from shared.consumer import EventConsumer
 
 
 def service_consumers(
-    service: str, pool: asyncpg.Pool, dsn: str, jurisdictions: list[str]
+    service: str,
+    pool: asyncpg.Pool,
+    dsn: str,
+    jurisdictions: list[str],
+    trust: dict[str, str] | None = None,
 ) -> list[EventConsumer]:
-    """The consumers a service of the stack runs (``registry-<code>``, ``migrant_exchange``, ``verification``)."""
+    """The consumers a service of the stack runs (``registry-<code>``, ``migrant_exchange``, ``verification``).
+
+    ``trust``: the service's ``trust_list_file`` (a replayed dead letter's signature is checked
+    against it) and ``event_keys_file`` (a registry opens sealed notifications with it), from
+    stack.json; otherwise ``TRUST_LIST_FILE`` / ``EVENT_KEYS_FILE`` from the environment."""
+    extra: dict[str, Any] = {k: v for k, v in (trust or {}).items() if v}
     if service.startswith("registry"):
         from services.registry.entrypoints.consumer import consumers as registry_consumers
         from services.registry.settings import RegistrySettings
 
         served = ",".join(jurisdictions) or service.split("-", 1)[-1]
         return registry_consumers(
-            pool, RegistrySettings(database_url=dsn, jurisdictions=served, service_name=service)
+            pool, RegistrySettings(database_url=dsn, jurisdictions=served, service_name=service, **extra)
         )
     if service.startswith("migrant_exchange") or service.startswith("exchange"):
         from services.migrant_exchange.entrypoints.consumer import consumers as exchange_consumers
         from services.migrant_exchange.settings import ExchangeSettings
 
-        return exchange_consumers(pool, ExchangeSettings(database_url=dsn, service_name=service))
+        return exchange_consumers(pool, ExchangeSettings(database_url=dsn, service_name=service, **extra))
     if service.startswith("verification"):
         from services.verification.entrypoints.api import consumers as verification_consumers
         from services.verification.settings import VerificationSettings
 
-        return verification_consumers(pool, VerificationSettings(database_url=dsn, service_name=service))
+        return verification_consumers(
+            pool, VerificationSettings(database_url=dsn, service_name=service, **extra)
+        )
     raise ValueError(f"unknown service {service!r}")
 
 

@@ -102,7 +102,7 @@ async def _replay(info: StackInfo, service: str, ids: list[int]) -> list[dict[st
     pool = await create_pool(dsn, min_size=1, max_size=2)
     results = []
     try:
-        consumers = service_consumers(service, pool, dsn, info.jurisdictions(service))
+        consumers = service_consumers(service, pool, dsn, info.jurisdictions(service), info.trust(service))
         for dead_letter_id in ids:
             async with pool.acquire() as conn:
                 row = await queries.dead_letter(conn, dead_letter_id)

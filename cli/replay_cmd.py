@@ -114,7 +114,8 @@ async def replay(
     cleared: dict[str, Any] = {}
     applied = skipped = 0
     try:
-        consumer = consumer_for_topic(service_consumers(p.service, pool, dsn, jurisdictions), p.topic)
+        consumers = service_consumers(p.service, pool, dsn, jurisdictions, info.trust(p.service))
+        consumer = consumer_for_topic(consumers, p.topic)
         async with pool.acquire() as conn:
             consumer.name = await live_name(conn, consumer)
         # whatever the consumer reads, from the outboxes of those who produce it

@@ -23,6 +23,7 @@ import httpx
 import yaml
 
 from devstack.embedded import Broker, EmbeddedPostgres, env_with, free_port
+from devstack.trust import TrustFiles
 from shared.auth import DEFAULT_SCOPES, hash_secret
 from shared.db import migrate
 
@@ -109,6 +110,7 @@ class Stack:
         self.bootstrap = ""
         self.clients: list[dict[str, Any]] = []
         self.subject_secret = "dev-only-subject-key-change-me"  # noqa: S105 - the development default
+        self.trust = TrustFiles(run_dir / "trust")
 
     # --- infrastructure -----------------------------------------------------------------------
     def start_infrastructure(self) -> None:
@@ -156,17 +158,11 @@ class Stack:
             )
             for i, code in enumerate(self.registries)
         ]
-        # The verification service learns the issuers' public keys from the registries' JWKS.
-        key_urls = ",".join(f"{s.url}/v1/keys" for s in self.services)
+        # The verification service learns each issuer's public keys from the key URL the trust
+        # list binds to that issuer (the registry's JWKS), and from nowhere else.
         self.services += [
             ServiceProcess("migrant_exchange", "services.migrant_exchange", port(8010), "migrant_exchange"),
-            ServiceProcess(
-                "verification",
-                "services.verification",
-                verification_port,
-                "verification",
-                {"REGISTRY_KEY_URLS": key_urls},
-            ),
+            ServiceProcess("verification", "services.verification", verification_port, "verification"),
         ]
         self.services += [
             ServiceProcess(s.name, s.module, free_port(), s.database, dict(s.env), s.jurisdictions, replica=i)
@@ -191,9 +187,16 @@ class Stack:
         path.write_text(yaml.safe_dump(entries, sort_keys=False))
         return path
 
+    def write_trust(self) -> Path:
+        """Event keys of every registry jurisdiction and of the exchange, and the trust list."""
+        registries = [s for s in self.services if s.module == "services.registry"]
+        key_urls = {code: f"{s.url}/v1/keys" for s in registries for code in s.jurisdictions}
+        return self.trust.write(self.registries, key_urls)
+
     def start_services(self) -> None:
         clients_file = self.write_clients()
         assert clients_file.exists()
+        self.write_trust()
         for svc in self.services:
             svc.dsn = self.database(svc.database)
             service = svc.module.split(".")[1]
@@ -258,6 +261,9 @@ class Stack:
             "kafka_topic_partitions": "4",
             "outbox_replay_window": "600",
         }
+        values["trust_list_file"] = str(self.trust.trust_list)
+        if (keys := self._env_of_keys(svc)) is not None:
+            values["event_keys_file"] = keys
         # The service's own settings, then the caller's, override the defaults above.
         values |= {k.lower(): v for k, v in svc.env.items()}
         values |= {k.lower(): v for k, v in self.extra_env.items()}
@@ -269,6 +275,14 @@ class Stack:
             env.setdefault("REGISTRY_URLS", ",".join(f"{s.jurisdictions[0]}={s.url}" for s in registries))
             env.setdefault("REGISTRY_TOKEN", self.token("operator"))
         return env
+
+    def _env_of_keys(self, svc: ServiceProcess) -> str | None:
+        """The event keys file a service gets: the exchange's, or its registry division's."""
+        if svc.module == "services.migrant_exchange":
+            return str(self.trust.keys_file("exchange"))
+        if svc.module == "services.registry" and len(svc.jurisdictions) == 1:
+            return str(self.trust.keys_file(svc.jurisdictions[0]))
+        return None
 
     def service(self, name: str) -> ServiceProcess:
         return next(s for s in self.services if s.name == name)
@@ -310,6 +324,12 @@ class Stack:
             "broker": {"bootstrap_servers": self.bootstrap},
             "databases": {s.name: s.dsn for s in self.services},
             "clients": self.clients,
+            "trust": {
+                "trust_list": str(self.trust.trust_list),
+                "event_keys": {
+                    s.name: path for s in self.services if (path := self._env_of_keys(s)) is not None
+                },
+            },
             "urls": {
                 "dashboard": self.service("migrant_exchange").url + "/dashboard",
                 "kiosk": self.service("verification").url + "/kiosk",

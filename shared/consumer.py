@@ -5,6 +5,11 @@ message fails, the batch is applied again with a savepoint per message, so a bad
 only its own savepoint. Messages that cannot be parsed go to the dead-letter
 queue at once; messages whose handler fails are retried with backoff, then dead-lettered.
 The consumer goes on either way.
+
+Before any handler runs, every event's signature is checked against the trust list and its
+sender's authority for what it says (``shared.events.signature``); an event that fails is
+dead-lettered with the reason and counted in ``events_rejected_total``, never applied. A handler
+that finds a sender without authority in its own records raises ``Rejected`` the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from functools import lru_cache
 from typing import Any
 
 import asyncpg
@@ -27,6 +33,7 @@ from shared import consumer_positions
 from shared.db import is_unavailable
 from shared.events.catalog import DLQ_SUFFIX, parse_event, spec_for
 from shared.events.envelope import Envelope, new_event_id
+from shared.events.signature import Rejected, authority, verify_value
 from shared.kafka import ensure_topics, incarnation_of, make_consumer, stop_consumer, topic_names
 from shared.observability import (
     CONSUMER_RESTARTS,
@@ -34,6 +41,7 @@ from shared.observability import (
     EVENT_LATENCY,
     EVENTS_APPLIED,
     EVENTS_CONSUMED,
+    EVENTS_REJECTED,
     INBOX_DUPLICATES,
     redact,
 )
@@ -41,6 +49,7 @@ from shared.outbox import add_raw, wake_relay
 from shared.sensitivity import neutral_label  # metric labels name no sensitive type
 from shared.settings import BaseServiceSettings
 from shared.tracing import consumer_span
+from shared.trust import Party, TrustList, load_trust_list
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,8 @@ _KAFKA_CALL_TIMEOUT = 30.0
 
 Handler = Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[None]]
 Accept = Callable[[Envelope[Any]], bool]
+# Who may send what, from the envelope alone: raises ``Rejected`` (see shared.events.signature).
+Authority = Callable[[Envelope[Any], Party], None]
 # Rebuilds a cleared projection from every event at once, with the same outcome as applying them
 # one by one through the handler (replay from the beginning; the inbox is written by the caller).
 BulkRebuild = Callable[[asyncpg.Connection, Iterable[Envelope[Any]]], Awaitable[None]]
@@ -56,6 +67,12 @@ BulkRebuild = Callable[[asyncpg.Connection, Iterable[Envelope[Any]]], Awaitable[
 
 class PoisonMessage(Exception):
     """A handler's verdict that a message can never be applied: dead-letter it without retrying."""
+
+
+@lru_cache(maxsize=8)
+def trust_list(path: str | None) -> TrustList:
+    """The trust list a process verifies with, read once; none configured trusts nobody."""
+    return load_trust_list(path) if path else TrustList()
 
 
 class _Isolate(Exception):
@@ -83,8 +100,12 @@ class EventConsumer:
         handler: Handler,
         accept: Accept | None = None,
         rebuild: BulkRebuild | None = None,
+        authorize: Authority = authority,
+        trust: TrustList | None = None,
     ):
         self.pool = pool
+        self.authorize = authorize
+        self.trust = trust if trust is not None else trust_list(settings.trust_list_file)
         self.rebuild = rebuild
         self.settings = settings
         self.name = name
@@ -242,6 +263,11 @@ class EventConsumer:
         if not wanted:
             return
         try:
+            self.check(msg.value or b"", event)
+        except Rejected as e:
+            await self.reject(conn, msg, e)
+            return
+        try:
             if await self._apply_traced(conn, event, msg, isolate=isolate):
                 applied.append(event)
         except Exception as e:
@@ -249,7 +275,9 @@ class EventConsumer:
                 raise  # the database, not the message: the whole batch is read again
             if not isolate:
                 raise _Isolate from e
-            if isinstance(e, PoisonMessage):
+            if isinstance(e, Rejected):
+                await self.reject(conn, msg, e)
+            elif isinstance(e, PoisonMessage):
                 await self.dead_letter(conn, msg, describe_error(e))
             else:
                 failed.append((msg, event, e))
@@ -276,6 +304,15 @@ class EventConsumer:
         )
         known = {r["event_id"] for r in rows}
         return {i for i, event_id in ids.items() if event_id in known}
+
+    def check(self, value: bytes, event: Envelope[Any]) -> None:
+        """The event's signature and its sender's authority, or ``Rejected``."""
+        self.authorize(event, verify_value(value, self.trust))
+
+    async def reject(self, conn: asyncpg.Connection, msg: ConsumerRecord[bytes, bytes], e: Rejected) -> None:
+        """Dead-letter a refused event with its reason, and count it."""
+        EVENTS_REJECTED.labels(self.service, self.name, e.reason).inc()
+        await self.dead_letter(conn, msg, redact(f"rejected: {e}")[:500])
 
     async def _apply_traced(
         self,
@@ -365,7 +402,7 @@ class EventConsumer:
                 if fresh:
                     self._count_applied([event])
                 return
-            except PoisonMessage as e:
+            except (PoisonMessage, Rejected) as e:
                 error = e
                 break
             except Exception as e:
@@ -374,7 +411,10 @@ class EventConsumer:
                 error = e
         async with self.pool.acquire() as conn:
             async with conn.transaction():
-                await self.dead_letter(conn, msg, describe_error(error))
+                if isinstance(error, Rejected):
+                    await self.reject(conn, msg, error)
+                else:
+                    await self.dead_letter(conn, msg, describe_error(error))
             await wake_relay(conn)
 
     async def dead_letter(
@@ -459,6 +499,8 @@ async def replay_dead_letter(
     if row is None:
         return False
     event = parse_event(bytes(row["value"]))
+    # A replayed letter is checked as if it arrived now: a refused one stays refused (raises).
+    handler_consumer.check(bytes(row["value"]), event)
     async with pool.acquire() as conn, conn.transaction():
         await handler_consumer._apply_one(conn, event)
         await conn.execute("UPDATE dead_letters SET replayed_at = now() WHERE id = $1", dead_letter_id)

@@ -89,6 +89,17 @@ INBOX_DUPLICATES = Counter(
     "inbox_duplicates_total", "Redelivered events skipped by the inbox", ["service", "consumer"]
 )
 DLQ_MESSAGES = Counter("dlq_messages_total", "Messages dead-lettered", ["service", "consumer", "topic"])
+EVENTS_REJECTED = Counter(
+    "events_rejected_total",
+    "Events refused before any handler ran: unsigned, unknown or invalid signer, bad signature, "
+    "or a sender without authority for what it says",
+    ["service", "consumer", "reason"],
+)
+EVENTS_UNSIGNED_PUBLISHED = Counter(
+    "events_published_unsigned_total",
+    "Events the relay published without a signature: it holds no signing key for their source",
+    ["service"],
+)
 OUTBOX_BACKLOG = Gauge("outbox_backlog", "Outbox rows not yet published", ["service"])
 OUTBOX_OLDEST_AGE = Gauge(
     "outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row", ["service"]

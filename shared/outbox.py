@@ -23,12 +23,14 @@ import orjson
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
-from shared.events.catalog import EventSpec, spec_for
+from shared.events.catalog import DLQ_SUFFIX, EventSpec, spec_for
 from shared.events.envelope import Envelope, new_event_id
+from shared.events.signature import sign_outgoing
 from shared.kafka import all_topics, ensure_topics, incarnation_of, make_producer, topic_names
 from shared.observability import (
     BROKER_RESETS,
     EVENTS_PRODUCED,
+    EVENTS_UNSIGNED_PUBLISHED,
     OUTBOX_BACKLOG,
     OUTBOX_OLDEST_AGE,
     OUTBOX_PUBLISH_FAILURES,
@@ -36,6 +38,7 @@ from shared.observability import (
 from shared.sensitivity import neutral_label  # metric labels name no sensitive type
 from shared.settings import BaseServiceSettings
 from shared.tracing import current_traceparent
+from shared.trust import Keyring, load_keyring
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +178,7 @@ class OutboxRelay:
         self.leader = False  # holds the relay lock: the one replica that publishes
         # Called when the broker came back empty (consumers of this process restart).
         self.reset_listeners: list[Callable[[], None]] = []
+        self.keyring = load_keyring(settings.event_keys_file) if settings.event_keys_file else Keyring()
 
     async def run(self) -> None:
         """Hold the relay lock, then publish until cancelled.
@@ -258,12 +262,12 @@ class OutboxRelay:
         if not rows:
             return 0
         futures = []
+        now = dt.datetime.now(dt.UTC)
         for row in rows:
             headers = [(k, str(v).encode()) for k, v in row["headers"].items()]
+            value = self.signed(row["topic"], bytes(row["value"]), now)
             futures.append(
-                await producer.send(
-                    row["topic"], row["value"], key=row["key"].encode() or None, headers=headers
-                )
+                await producer.send(row["topic"], value, key=row["key"].encode() or None, headers=headers)
             )
         # aiokafka retries some broker answers for as long as they come back; a memory-only broker
         # that lost a topic can answer so for ever. Bound the wait and start over with a new producer.
@@ -285,6 +289,19 @@ class OutboxRelay:
         if failed is not None:
             raise failed if isinstance(failed, KafkaError | OSError) else KafkaError(str(failed))
         return len(done)
+
+    def signed(self, topic: str, value: bytes, now: dt.datetime) -> bytes:
+        """The event as published, signed with its source's key (see ``sign_outgoing`` for why
+        here). Dead letters keep the bytes they arrived with: someone else's events."""
+        if topic.endswith(DLQ_SUFFIX):
+            return value
+        signed = sign_outgoing(self.keyring, value, now)
+        if signed is None:
+            # Consumers refuse it (and count it); holding it back would stall every later row.
+            EVENTS_UNSIGNED_PUBLISHED.labels(self.service).inc()
+            log.error("no event-signing key for this source; published unsigned", extra={"topic": topic})
+            return value
+        return signed
 
     def _log_went_back(self, acks: list[Any]) -> bool:
         went_back = False

@@ -81,6 +81,11 @@ class BaseServiceSettings(KafkaSettings):
     # JSON/YAML file of registered clients (credentials stored as hashes); seeded into the database.
     clients_file: str | None = None
 
+    # The trust list (every party's public event keys, shared.trust) and this process's own
+    # private keys (a Kubernetes Secret in production). Without a trust list every event is refused.
+    trust_list_file: str | None = None
+    event_keys_file: str | None = None
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -113,8 +118,23 @@ class BaseServiceSettings(KafkaSettings):
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     otel_endpoint: str | None = None
 
+    def require_signing_keys(self, parties: set[str]) -> None:
+        """A producer must hold an event-signing key for every party it speaks for: refused at
+        start outside development when it has no keys file, and anywhere when one lacks a party."""
+        if not self.event_keys_file:
+            if self.environment == "production":
+                raise ValueError("EVENT_KEYS_FILE must name this service's event-signing keys")
+            return
+        from shared.trust import load_keyring
+
+        missing = parties - load_keyring(self.event_keys_file).parties()
+        if missing:
+            raise ValueError(f"EVENT_KEYS_FILE holds no event-signing key for {', '.join(sorted(missing))}")
+
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> BaseServiceSettings:
         if self.environment == "production" and self.subject_key_secret.get_secret_value() == DEV_SUBJECT_KEY:
             raise ValueError("SUBJECT_KEY_SECRET must be set to a real secret outside development")
+        if self.environment == "production" and not self.trust_list_file:
+            raise ValueError("TRUST_LIST_FILE must name the trust list outside development")
         return self

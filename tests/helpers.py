@@ -71,3 +71,22 @@ def query(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
 
 def run_async(coro: Awaitable[T]) -> T:
     return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def signed(stack: Stack, event: Any) -> bytes:
+    """An envelope's bytes signed as its producer's relay signs them, with the key the stack's
+    trust list names for the event's source (a test standing in for that producer)."""
+    from shared.events.signature import source_party
+
+    party = source_party(event.source)
+    assert party is not None, event.source
+    return signed_bytes(stack, party, event.model_dump_json().encode())
+
+
+def signed_bytes(stack: Stack, party: str, value: bytes) -> bytes:
+    """An event's bytes signed with ``party``'s event-signing key in the stack's trust material."""
+    from shared.events.signature import sign_value
+
+    signer = stack.trust.keyring(party).signing_key(party, dt.datetime.now(dt.UTC))
+    assert signer is not None, f"the stack holds no signing key of {party}"
+    return sign_value(value, *signer)

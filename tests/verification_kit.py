@@ -31,6 +31,7 @@ from shared.auth import DEFAULT_SCOPES, hash_secret
 from shared.events import payloads as p
 from shared.events.catalog import spec_for
 from shared.events.envelope import Envelope, new_event_id
+from shared.events.signature import sign_value
 from shared.identity import subject_key
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import BaseServiceSettings
@@ -73,6 +74,11 @@ class VerificationStack(Stack):
 
     def http(self, token: str) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10, headers={"Authorization": f"Bearer {token}"})
+
+    def issuer(self, jurisdiction: str) -> FakeIssuer:
+        """An issuer signing its events with the jurisdiction's key in this stack's trust list."""
+        signer = self.trust.keyring(jurisdiction).signing_key(jurisdiction, dt.datetime.now(dt.UTC))
+        return FakeIssuer(jurisdiction, self.bootstrap, event_signer=signer)
 
 
 def start_verification(workdir: Path, pg: EmbeddedPostgres, prefix: str, **env: str) -> VerificationStack:
@@ -120,6 +126,9 @@ class FakeIssuer:
     keys: list[_Key] = field(default_factory=list)
     next_index: int = 0
     sequences: dict[str, int] = field(default_factory=dict)
+    # The issuer's event-signing key (kid, key) from the stack's trust material; None publishes
+    # unsigned events, which the verification service refuses.
+    event_signer: tuple[str, Any] | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _producer: Any = None
 
@@ -173,7 +182,7 @@ class FakeIssuer:
         children: int = 1,
         valid_days: int = 180,
         issued_on: dt.date | None = None,
-        with_jwk: bool = True,
+        with_jwk: bool = False,
     ) -> IssuedCertificate:
         issued_on = issued_on or dt.date.today()
         suffix = base64.b32encode(os.urandom(5)).decode()[:8]
@@ -244,7 +253,10 @@ class FakeIssuer:
             sequence=self._next_sequence(subject),
             data=data,
         )
-        self._call(self._send(spec.topic, subject, event.model_dump_json().encode()))
+        value = event.model_dump_json().encode()
+        if self.event_signer is not None:
+            value = sign_value(value, *self.event_signer)
+        self._call(self._send(spec.topic, subject, value))
 
     def _next_sequence(self, subject: str) -> int:
         self.sequences[subject] = self.sequences.get(subject, 0) + 1

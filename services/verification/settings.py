@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+import logging
 
+from pydantic import Field, SecretStr, model_validator
+
+from shared.consumer import trust_list
 from shared.settings import BaseServiceSettings
+from shared.trust import bound_key_url
+
+log = logging.getLogger(__name__)
 
 
 class VerificationSettings(BaseServiceSettings):
@@ -16,8 +22,10 @@ class VerificationSettings(BaseServiceSettings):
     rate_limit_per_minute: int = 6000
     rate_limit_burst: int = 1000
 
-    # Issuer keys: registries' JWKS URLs (comma-separated), fetched at start and every refresh.
-    # Keys also arrive with certificate.issued.v1 (public_key_jwk), so either source is enough.
+    # Issuer keys come only from a source bound to the issuer: the trust list's key_url of each
+    # division, or entries here binding divisions to a URL ("320412=https://a/v1/keys,
+    # 440703+110101=https://b/v1/keys"). A document's keys for any other issuer are ignored;
+    # certificate events never teach a key. Fetched at start and every refresh.
     registry_key_urls: str = ""
     key_refresh_seconds: float = 60.0
 
@@ -43,8 +51,41 @@ class VerificationSettings(BaseServiceSettings):
 
     @property
     def key_urls(self) -> list[str]:
-        return [u.strip() for u in self.registry_key_urls.split(",") if u.strip()]
+        return list(self.key_sources)
+
+    @property
+    def key_sources(self) -> dict[str, frozenset[str]]:
+        """Key URL -> the divisions whose keys it may speak for (trust list, then settings)."""
+        sources: dict[str, set[str]] = {}
+        if self.trust_list_file:
+            for code, url in trust_list(self.trust_list_file).key_urls().items():
+                try:
+                    sources.setdefault(bound_key_url(url, self.environment), set()).add(code)
+                except ValueError:
+                    log.error("trust list: key_url refused", extra={"division": code})
+        for codes, url in _bindings(self.registry_key_urls):
+            sources.setdefault(url, set()).update(codes)
+        return {url: frozenset(codes) for url, codes in sources.items()}
+
+    @model_validator(mode="after")
+    def _key_urls_bound(self) -> VerificationSettings:
+        for _, url in _bindings(self.registry_key_urls):
+            bound_key_url(url, self.environment)  # raises: https outside the cluster
+        return self
 
     def consumer_name(self, generation: int) -> str:
         """The consumer group and inbox name of a replay generation (0 keeps the plain name)."""
         return self.consumer_group if generation == 0 else f"{self.consumer_group}-g{generation}"
+
+
+def _bindings(value: str) -> list[tuple[list[str], str]]:
+    """``REGISTRY_KEY_URLS`` entries: the divisions each URL is bound to."""
+    out = []
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        codes, sep, url = item.strip().partition("=")
+        if not sep or not all(c.strip().isdigit() and len(c.strip()) == 6 for c in codes.split("+")):
+            raise ValueError("REGISTRY_KEY_URLS entries bind divisions to a URL: 320412[+110101]=https://...")
+        out.append(([c.strip() for c in codes.split("+")], url.strip()))
+    return out

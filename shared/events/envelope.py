@@ -44,6 +44,10 @@ class Envelope(BaseModel, Generic[P]):
     traceparent: str | None = Field(
         default=None, pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
     )
+    # Event signature (shared.events.signature): the signing key's id and the Ed25519 signature
+    # over the canonical envelope. Set by the outbox relay as it publishes; checked by consumers.
+    signer: str | None = Field(default=None, max_length=100)
+    signature: str | None = Field(default=None, max_length=200)
     data: P
 
     @property

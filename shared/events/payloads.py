@@ -158,8 +158,22 @@ class CertificateRevokedV1(Payload):
     status_index: int = Field(ge=0)
 
 
+class SealedPayload(Payload):
+    """A payload only its addressee can read (shared.sealing): X25519 + HKDF-SHA256 + AES-256-GCM."""
+
+    alg: Literal["X25519-HKDF-SHA256-A256GCM"]
+    kid: str = Field(max_length=100, description="the addressee's encryption key in the trust list")
+    epk: str = Field(max_length=64, description="base64url of the ephemeral X25519 public key")
+    nonce: str = Field(max_length=32)
+    ciphertext: str = Field(max_length=1_000_000)
+
+
 class ExchangeNotificationV1(Payload):
-    """A vital event addressed to a counterpart jurisdiction, awaiting its feedback."""
+    """A vital event addressed to a counterpart jurisdiction, awaiting its feedback.
+
+    On Kafka the payload travels ``sealed`` to the addressee's encryption key and ``payload``
+    is empty; a jurisdiction without a key (REST-only) fetches the payload over REST instead.
+    """
 
     notification_id: uuid.UUID
     target_division: DivisionCode
@@ -169,7 +183,12 @@ class ExchangeNotificationV1(Payload):
     event_sequence: int = Field(ge=1)
     event_time: dt.datetime
     deadline: dt.datetime
-    payload: dict[str, object] = Field(description="the source event's data, limited to the agreed fields")
+    payload: dict[str, object] = Field(
+        default_factory=dict, description="the source event's data, limited to the agreed fields"
+    )
+    sealed: SealedPayload | None = Field(
+        default=None, description="the payload, readable by the addressee only"
+    )
 
 
 class FieldConflict(Payload):

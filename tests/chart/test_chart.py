@@ -225,7 +225,8 @@ def test_the_exchange_and_verification_reach_the_registries(values_file: str) ->
     for instance in values["registry"]["instances"]:
         host = f"{cc.RELEASE}-registry-{instance['name']}.{cc.NAMESPACE}.svc"
         service = f"http://{host}:{values['service']['port']}"
-        assert f"{service}/v1/keys" in key_urls
+        # bound to the instance's jurisdictions: its key document speaks for those only
+        assert f"{'+'.join(instance['jurisdictions'])}={service}/v1/keys" in key_urls
         for code in instance["jurisdictions"]:
             expected = values["exchange"]["reconciliation"]["registryUrls"].get(code, service)
             assert urls[code] == expected, code
@@ -267,6 +268,7 @@ ONLY_WHEN_CONFIGURED = {
     "REGISTRY_TOKEN",
     "STATUS_LIST_SIGNING_KEY",
     "PUBLIC_URL",
+    "EVENT_KEYS_FILE",
 }
 SETTINGS: dict[str, list[type[BaseSettings]]] = {
     "registry": [RegistrySettings],

@@ -23,7 +23,7 @@ from devstack.embedded import EmbeddedPostgres
 from devstack.roster_fixture import generate
 from devstack.stack import DESTINATION, ORIGIN, Stack
 from tests.conftest import running_stack
-from tests.helpers import Api, query, wait_until
+from tests.helpers import Api, query, signed_bytes, wait_until
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
@@ -297,7 +297,7 @@ def test_dead_letters_are_listed_shown_and_replayed(cli_stack: Stack, imported: 
         verification,
         """INSERT INTO dead_letters (consumer, topic, partition, "offset", key, value, reason)
            VALUES ('verification', 'certificate.lifecycle.v1', 0, 0, NULL, $1, 'test') RETURNING id""",
-        event["value"],
+        signed_bytes(cli_stack, ORIGIN, bytes(event["value"])),  # as the registry's relay published it
     )[0]["id"]
     assert ctl(cli_stack, "dlq", "replay", str(dead), "--service", "verification") == [
         {"id": dead, "replayed": True, "error": None}

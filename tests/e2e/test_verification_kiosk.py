@@ -11,7 +11,7 @@ import pytest
 
 from devstack.embedded import EmbeddedPostgres
 from tests.helpers import person_id, wait_until
-from tests.verification_kit import FakeIssuer, IssuedCertificate, VerificationStack, start_verification
+from tests.verification_kit import IssuedCertificate, JwksServer, VerificationStack, start_verification
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -21,8 +21,15 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
-def kiosk_stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[VerificationStack]:
-    s = start_verification(workdir, pg, "vfk_")
+def kiosk_jwks() -> Iterator[JwksServer]:
+    server = JwksServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def kiosk_stack(workdir: Path, pg: EmbeddedPostgres, kiosk_jwks: JwksServer) -> Iterator[VerificationStack]:
+    s = start_verification(workdir, pg, "vfk_", registry_key_urls=f"320412={kiosk_jwks.url('320412')}")
     try:
         yield s
     finally:
@@ -30,8 +37,9 @@ def kiosk_stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[VerificationSta
 
 
 @pytest.fixture(scope="module")
-def certs(kiosk_stack: VerificationStack) -> Iterator[dict[str, IssuedCertificate]]:
-    issuer = FakeIssuer("320412", kiosk_stack.bootstrap)
+def certs(kiosk_stack: VerificationStack, kiosk_jwks: JwksServer) -> Iterator[dict[str, IssuedCertificate]]:
+    issuer = kiosk_stack.issuer("320412")
+    kiosk_jwks.issuers["320412"] = issuer
     made = {
         "valid": issuer.issue(person_id("F"), "周晓梅", children=2),
         "revoked": issuer.issue(person_id("M")),

@@ -1,8 +1,8 @@
 """The verification service as a process on its own broker, fed by registry-like issuers over Kafka.
 
-Issuer 320412 publishes its keys only through a JWKS URL (as registries will); issuer 440703
-only inside certificate.issued.v1 (public_key_jwk). Everything goes over real HTTP, the real
-broker and real PostgreSQL.
+Both issuers publish their keys through a JWKS URL bound to them (as registries do) and sign
+their events with their keys in the stack's trust list; certificate events never teach a key.
+Everything goes over real HTTP, the real broker and real PostgreSQL.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def vstack(workdir: Path, pg: EmbeddedPostgres, jwks_server: JwksServer) -> Iter
         workdir,
         pg,
         "vfs_",
-        registry_key_urls=jwks_server.url(JWKS_ISSUER),
+        registry_key_urls=",".join(f"{j}={jwks_server.url(j)}" for j in (JWKS_ISSUER, EVENT_ISSUER)),
         key_refresh_seconds="0.3",
         rate_limit_per_minute="600",
         rate_limit_burst="30",
@@ -58,8 +58,8 @@ def vstack(workdir: Path, pg: EmbeddedPostgres, jwks_server: JwksServer) -> Iter
 
 @pytest.fixture(scope="module")
 def issuers(vstack: VerificationStack, jwks_server: JwksServer) -> Iterator[dict[str, FakeIssuer]]:
-    made = {j: FakeIssuer(j, vstack.bootstrap) for j in (JWKS_ISSUER, EVENT_ISSUER)}
-    jwks_server.issuers[JWKS_ISSUER] = made[JWKS_ISSUER]
+    made = {j: vstack.issuer(j) for j in (JWKS_ISSUER, EVENT_ISSUER)}
+    jwks_server.issuers.update(made)
     yield made
     for issuer in made.values():
         issuer.close()
@@ -74,7 +74,7 @@ def kiosk(vstack: VerificationStack) -> Iterator[httpx.Client]:
 
 
 def issue(issuers: dict[str, FakeIssuer], jurisdiction: str = EVENT_ISSUER, **kw: Any):  # type: ignore[no-untyped-def]
-    return issuers[jurisdiction].issue(person_id("F"), with_jwk=jurisdiction == EVENT_ISSUER, **kw)
+    return issuers[jurisdiction].issue(person_id("F"), **kw)
 
 
 def check(client: httpx.Client, number: str, holder: str, purpose: str = "arrival_registration") -> dict:
@@ -225,7 +225,7 @@ def test_a_tampered_token_is_not_genuine(kiosk: httpx.Client, issuers: dict[str,
 def test_a_token_verifies_before_the_read_model_knows_its_certificate(
     kiosk: httpx.Client, vstack: VerificationStack, issuers: dict[str, FakeIssuer]
 ) -> None:
-    warm = issue(issuers)  # brings the issuer's key in with its event
+    warm = issue(issuers)  # the issuer's key is fetched from its key URL
     until(kiosk, warm.number, warm.holder_id_number, "valid")
     cert = issue(issuers)
     # let the projection catch up first, or it could re-insert the row after the delete below
@@ -341,12 +341,22 @@ def test_a_different_key_under_a_known_kid_is_refused(
 ) -> None:
     genuine = issue(issuers)
     until(kiosk, genuine.number, genuine.holder_id_number, "valid")
-    rogue = FakeIssuer(EVENT_ISSUER, vstack.bootstrap)
-    rogue.keys[0].kid = genuine.key_id  # claims the issuer's kid, with a key of its own
+    # Signed with the issuer's own event key (a compromised or mistaken sender), carrying a key
+    # of its own under the issuer's kid: the event is refused, the key never learned.
+    rogue = FakeIssuer(EVENT_ISSUER, vstack.bootstrap, event_signer=issuers[EVENT_ISSUER].event_signer)
+    rogue.keys[0].kid = genuine.key_id
     try:
-        forged = rogue.issue(person_id("F"), "假冒")
-        until(kiosk, forged.number, forged.holder_id_number, "valid")  # its event was applied...
-        assert check_token(kiosk, forged.token)["result"] == "invalid_signature"  # ...its key was not
+        forged = rogue.issue(person_id("F"), "假冒", with_jwk=True)
+        wait_until(
+            lambda: query(
+                vstack.dsn,
+                "SELECT reason FROM dead_letters WHERE convert_from(value, 'UTF8') LIKE $1",
+                f"%{forged.number}%",
+            ),
+            timeout=5,
+        )
+        assert check(kiosk, forged.number, forged.holder_id_number)["result"] == "not_found"
+        assert check_token(kiosk, forged.token)["result"] == "invalid_signature"
         assert check_token(kiosk, genuine.token)["result"] == "valid"
         keys = [k for k in httpx.get(vstack.url + "/v1/keys").json()["keys"] if k["kid"] == genuine.key_id]
         assert (

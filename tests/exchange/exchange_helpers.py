@@ -13,6 +13,7 @@ from devstack.stack import Stack
 from shared.events.catalog import spec_for
 from shared.events.envelope import Envelope, new_event_id
 from shared.identity import compose_id_number, subject_key
+from tests.helpers import signed
 
 A, B, C = "320412", "440703", "110101"
 OFFLINE = "510104"  # has no registry: reads notifications and answers over REST
@@ -64,7 +65,7 @@ def person_event(
 def produce(
     stack: Stack, messages: list[tuple[str, bytes | Envelope[Any]]], raw_key: bytes = b"poison"
 ) -> None:
-    """Publish straight to the broker, as a registry's relay would (topic, event or raw bytes)."""
+    """Publish straight to the broker, as a registry's relay would (topic, signed event or raw bytes)."""
 
     async def run() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, enable_idempotence=False, linger_ms=5)
@@ -74,7 +75,7 @@ def produce(
                 if isinstance(msg, bytes):
                     await producer.send(topic, msg, key=raw_key)
                 else:
-                    await producer.send(topic, msg.model_dump_json().encode(), key=msg.subject.encode())
+                    await producer.send(topic, signed(stack, msg), key=msg.subject.encode())
             await producer.flush()
         finally:
             await producer.stop()

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer
 from devstack.embedded import env_with
 from devstack.stack import ROOT, Stack
 from tests.exchange.exchange_helpers import A, B, event, new_person, person_event, produce
-from tests.helpers import medical_certificate, query, wait_until
+from tests.helpers import medical_certificate, query, signed, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +38,12 @@ def _dlq_messages(stack: Stack, topic: str) -> list[tuple[bytes, dict[str, bytes
 
 def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     svc = stack.service("migrant_exchange")
-    env = env_with(database_url=svc.dsn, kafka_bootstrap_servers=stack.bootstrap, log_json="false")
+    env = env_with(
+        database_url=svc.dsn,
+        kafka_bootstrap_servers=stack.bootstrap,
+        log_json="false",
+        trust_list_file=str(stack.trust.trust_list),  # a replayed letter is checked like a new one
+    )
     return subprocess.run(
         [sys.executable, "-m", "services.migrant_exchange", "dlq", *args],
         env=env,
@@ -97,7 +102,7 @@ def test_a_dead_letter_replays_once_its_cause_is_fixed(xstack: Stack) -> None:
         """INSERT INTO dead_letters (consumer, topic, partition, "offset", key, value, reason)
            VALUES ('migrant-exchange-events', 'vital.person.v1', 0, 0, $1, $2, 'simulated outage') RETURNING id""",
         fixed.subject,
-        fixed.model_dump_json().encode(),
+        signed(xstack, fixed),
     )
     replayed = _cli(xstack, "replay", str(row[0]["id"]))
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr

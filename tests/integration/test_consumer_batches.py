@@ -15,13 +15,24 @@ from typing import Any
 import asyncpg
 from aiokafka import ConsumerRecord
 
+from shared import signing
 from shared.consumer import EventConsumer, PoisonMessage
 from shared.db import create_pool, migrate
 from shared.events import payloads as p
 from shared.events.envelope import Envelope, new_event_id
+from shared.events.signature import sign_value
 from shared.settings import BaseServiceSettings
+from shared.trust import DivisionTrust, PublicKey, TrustList
 
 TOPIC = "vital.correction.v1"
+KID, KEY = "440703-test", signing.new_private_key()
+TRUST = TrustList(
+    divisions={
+        "440703": DivisionTrust(
+            signing_keys=[PublicKey(kid=KID, public_key=signing.b64u(signing.public_bytes(KEY)))]
+        )
+    }
+)
 
 
 def _record(offset: int, reason: str, event_id: uuid.UUID | None = None) -> ConsumerRecord[bytes, bytes]:
@@ -42,7 +53,7 @@ def _record(offset: int, reason: str, event_id: uuid.UUID | None = None) -> Cons
             reason=reason,
         ),
     )
-    value = event.model_dump_json().encode()
+    value = sign_value(event.model_dump_json().encode(), KID, KEY)
     return ConsumerRecord(TOPIC, 0, offset, 0, 0, b"k", value, None, 1, len(value), [])
 
 
@@ -60,7 +71,7 @@ async def _consumer(dsn: str, tmp_path: Path) -> EventConsumer:
             raise PoisonMessage("can never apply")
 
     settings = BaseServiceSettings(database_url=dsn, consumer_max_retries=1, service_name="batch-test")
-    return EventConsumer(pool, settings, name="batch", topics=[TOPIC], handler=handler)
+    return EventConsumer(pool, settings, name="batch", topics=[TOPIC], handler=handler, trust=TRUST)
 
 
 async def _effects(consumer: EventConsumer) -> list[str]:

@@ -19,6 +19,7 @@ from shared.events import payloads as p
 from shared.events.catalog import TOPICS, spec_for
 from shared.events.envelope import Envelope, new_event_id
 from shared.identity import subject_key
+from tests.helpers import signed
 from tests.reliability.fault_tools import emit_departures, migrants, wait_complete
 
 pytestmark = pytest.mark.e2e
@@ -186,7 +187,7 @@ async def test_duplicate_reordered_and_stale_events_have_one_effect_each(fault_s
     order = [left, left, left_again, came_back, left]
     topic = spec_for("migration.departed.v1").topic
     key = left.subject.encode()
-    await _produce(fault_stack, [(topic, key, e.model_dump_json().encode()) for e in order])
+    await _produce(fault_stack, [(topic, key, signed(fault_stack, e)) for e in order])
 
     exchange = fault_stack.service("migrant_exchange").dsn
     dest = fault_stack.service(f"registry-{DESTINATION}").dsn

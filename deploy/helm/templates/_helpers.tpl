@@ -75,7 +75,7 @@ The services as a YAML list, one entry per Deployment:
 {{- $kek := default $.Values.secrets.keyEncryptionKey $inst.keyEncryptionKeySecret -}}
 {{- $url := printf "http://%s.%s.svc:%d" (include "mx.componentName" (dict "root" $ "name" $name)) $.Release.Namespace $port -}}
 {{- range $inst.jurisdictions }}{{ $_ := set $registryUrls . $url }}{{ end -}}
-{{- $keyUrls = append $keyUrls (printf "%s/v1/keys" $url) -}}
+{{- $keyUrls = append $keyUrls (printf "%s=%s/v1/keys" (join "+" $inst.jurisdictions) $url) -}}
 {{- $registries = append $registries $name -}}
 {{- $out = append $out (dict
     "name" $name "module" "services.registry" "values" $v

@@ -50,7 +50,11 @@ the password comes from the Secret the User Operator writes for that KafkaUser u
     "KAFKA_TOPIC_REPLICATION" (toString (int64 $v.kafka.topics.replication))
     "HOME" "/tmp"
     "PYTHONDONTWRITEBYTECODE" "1"
-    "PYTHONUNBUFFERED" "1" -}}
+    "PYTHONUNBUFFERED" "1"
+    "TRUST_LIST_FILE" "/etc/migrant-exchange/trust/trust-list.yaml" -}}
+{{- with (dig "eventKeysSecret" "name" "" .c.values) -}}
+{{- $_ := set $e "EVENT_KEYS_FILE" (printf "/etc/migrant-exchange/event-keys/%s" $.c.values.eventKeysSecret.key) -}}
+{{- end -}}
 {{- if $v.otel.endpoint }}{{ $_ := set $e "OTEL_ENDPOINT" $v.otel.endpoint }}{{ end -}}
 {{- if include "mx.saslEnabled" .root -}}
 {{- $sasl := include "mx.sasl" . | fromYaml -}}
@@ -199,6 +203,14 @@ spec:
       volumeMounts:
         - name: tmp
           mountPath: /tmp
+        - name: trust-list
+          mountPath: /etc/migrant-exchange/trust
+          readOnly: true
+        {{- if (dig "eventKeysSecret" "name" "" $c.values) }}
+        - name: event-keys
+          mountPath: /etc/migrant-exchange/event-keys
+          readOnly: true
+        {{- end }}
         {{- if $c.values.databaseSecret }}
         - name: clients
           mountPath: /etc/migrant-exchange/clients
@@ -223,6 +235,17 @@ spec:
     - name: tmp
       emptyDir:
         sizeLimit: {{ $v.tmpSizeLimit }}
+    - name: trust-list
+      configMap:
+        name: {{ include "mx.componentName" (dict "root" $root "name" "trust-list") }}
+    {{- if (dig "eventKeysSecret" "name" "" $c.values) }}
+    - name: event-keys
+      secret:
+        secretName: {{ $c.values.eventKeysSecret.name }}
+        items:
+          - key: {{ $c.values.eventKeysSecret.key }}
+            path: {{ $c.values.eventKeysSecret.key }}
+    {{- end }}
     {{- if $c.values.databaseSecret }}
     - name: clients
       secret:

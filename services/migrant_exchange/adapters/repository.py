@@ -105,10 +105,14 @@ async def close_notification(
     conflicts: list[dict[str, Any]],
     reason: str | None,
 ) -> bool:
-    """Record the feedback; only the addressee can close a notification, and only once."""
+    """Record the feedback; only the addressee can close a notification, and only once.
+
+    An applied notification's payload is purged: the exchange keeps a person's data only until
+    the addressee has it (a conflict or refusal keeps it for the case that follows)."""
     done = await conn.fetchval(
         """UPDATE notifications SET state = $3, feedback_at = now(), conflicts = $4, reason = $5,
-                                    next_attempt_at = NULL
+                                    next_attempt_at = NULL,
+                                    payload = CASE WHEN $3 = 'applied' THEN NULL ELSE payload END
            WHERE id = $1 AND target_division = $2 AND state IN ('pending', 'overdue') RETURNING true""",
         notification_id,
         from_division,

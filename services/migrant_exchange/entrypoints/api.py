@@ -26,6 +26,7 @@ from shared.events import payloads as p
 from shared.identity import DivisionCode
 from shared.outbox import add_event
 from shared.text import PlainText
+from shared.trust import EXCHANGE
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["exchange"])
@@ -177,6 +178,7 @@ async def _shutdown(app: FastAPI) -> None:
 
 def create_app(settings: ExchangeSettings | None = None) -> FastAPI:
     settings = settings or ExchangeSettings()
+    settings.require_signing_keys({EXCHANGE})  # refuse to start unable to sign
     return create_service_app(
         settings,
         title="Migrant exchange",

@@ -8,16 +8,20 @@ from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
+import orjson
 
 from services.migrant_exchange.adapters import delivery
 from services.migrant_exchange.adapters import repository as repo
 from services.migrant_exchange.domain import routing
 from services.migrant_exchange.domain.routing import Whereabouts
 from services.migrant_exchange.settings import ExchangeSettings
+from shared.consumer import trust_list
 from shared.events import payloads as p
 from shared.events.envelope import Envelope
+from shared.events.signature import NOT_AUTHORIZED, Rejected
 from shared.identity import subject_key
 from shared.outbox import add_event
+from shared.sealing import notification_aad, seal
 
 EXCHANGE_SOURCE = "/exchange"
 
@@ -62,7 +66,7 @@ async def route_vital_event(
         }
         if not await repo.insert_notification(conn, notification):
             continue
-        await _publish(conn, notification, event.traceparent)
+        await _publish(conn, settings, notification, event.traceparent)
         sent += 1
     return sent
 
@@ -99,15 +103,29 @@ async def rebuild_roster(conn: asyncpg.Connection, events: Iterable[Envelope[Any
     )
 
 
-async def _publish(conn: asyncpg.Connection, n: dict[str, Any], traceparent: str | None = None) -> None:
-    """Queue ``exchange.notification.v1`` for the addressee (each send is a new event id)."""
+async def _publish(
+    conn: asyncpg.Connection, settings: ExchangeSettings, n: dict[str, Any], traceparent: str | None = None
+) -> None:
+    """Queue ``exchange.notification.v1`` for the addressee (each send is a new event id).
+
+    The payload goes sealed to the addressee's encryption key in the trust list: every other
+    reader of the broker, jurisdictions included, sees ciphertext. An addressee without a key
+    (a REST-only jurisdiction) gets no payload on Kafka at all; it fetches it over REST.
+    """
     fields = p.ExchangeNotificationV1.model_fields
+    clear = {k: v for k, v in n.items() if k in fields and k != "payload"}
+    target = n["target_division"]
+    key = trust_list(settings.trust_list_file).encryption_key(target, dt.datetime.now(dt.UTC))
+    sealed = None
+    if key is not None:
+        aad = notification_aad(n["notification_id"], target, n["event_type"])
+        sealed = seal(orjson.dumps(n["payload"]), key.kid, key.raw, aad)
     await add_event(
         conn,
         event_type="exchange.notification.v1",
         source=EXCHANGE_SOURCE,
         subject=n["subject"],
-        data=p.ExchangeNotificationV1(**{k: v for k, v in n.items() if k in fields}),
+        data=p.ExchangeNotificationV1(**clear, sealed=sealed),
         origin=n["source_division"],
         destination=n["target_division"],
         traceparent=traceparent,
@@ -126,7 +144,7 @@ async def resend_unanswered(conn: asyncpg.Connection, settings: ExchangeSettings
     now = dt.datetime.now(dt.UTC)
     for row in rows:
         n = {**dict(row), "notification_id": row["id"]}
-        await _publish(conn, n)
+        await _publish(conn, settings, n)
         attempts = row["attempts"] + 1
         delay = routing.retry_delay(
             settings.notification_retry_seconds, attempts, settings.notification_retry_cap_seconds
@@ -139,7 +157,15 @@ async def resend_unanswered(conn: asyncpg.Connection, settings: ExchangeSettings
 
 
 async def record_feedback(conn: asyncpg.Connection, feedback: p.ExchangeFeedbackV1) -> bool:
-    """Close the notification the feedback answers (idempotent: a second answer changes nothing)."""
+    """Close the notification the feedback answers (idempotent: a second answer changes nothing).
+
+    Authority: only the notification's target answers it. The envelope check already tied
+    ``from_division`` to the signer; feedback for a notification addressed to someone else is
+    refused (and dead-lettered by the consumer), not silently dropped.
+    """
+    notification = await repo.get_notification(conn, feedback.notification_id)
+    if notification is not None and notification["target_division"] != feedback.from_division:
+        raise Rejected(NOT_AUTHORIZED, "feedback from a division the notification was not addressed to")
     return await repo.close_notification(
         conn,
         feedback.notification_id,

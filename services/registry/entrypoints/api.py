@@ -213,6 +213,7 @@ async def _seed_inline_clients(app: FastAPI) -> None:
 
 def create_app(settings: RegistrySettings | None = None) -> FastAPI:
     settings = settings or RegistrySettings()
+    settings.require_signing_keys(set(settings.served))  # refuse to start unable to sign
     return create_service_app(
         settings,
         title=f"Registry {settings.jurisdictions}",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 from pydantic import ValidationError
 
 from services.registry.adapters import repository as repo
@@ -24,6 +25,8 @@ from shared.events.catalog import spec_for
 from shared.events.envelope import Envelope
 from shared.identity import birth_date_of, subject_key
 from shared.outbox import add_event
+from shared.sealing import CannotOpen, notification_aad, open_sealed
+from shared.trust import keyring_of
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ async def apply_notification(
     """Apply one notification addressed to a jurisdiction this registry serves, then answer it."""
     n = event.data
     try:
-        data = spec_for(n.event_type).payload.model_validate(n.payload).model_dump()
+        data = spec_for(n.event_type).payload.model_validate(_payload(settings, n)).model_dump()
         target = _Target(
             n.target_division,
             n.source_division,
@@ -45,6 +48,8 @@ async def apply_notification(
             settings.subject_key_secret.get_secret_value().encode(),
         )
         outcome, conflicts, reason = await _apply(conn, target, n.event_type, data)
+    except CannotOpen as e:
+        outcome, conflicts, reason = "rejected", [], f"cannot read {n.event_type}: {e}"
     except (ValidationError, KeyError, ValueError) as e:
         outcome, conflicts, reason = "rejected", [], f"cannot apply {n.event_type}: {type(e).__name__}"
     feedback = p.ExchangeFeedbackV1(
@@ -65,6 +70,15 @@ async def apply_notification(
         destination=n.source_division,
         traceparent=event.traceparent,
     )
+
+
+def _payload(settings: RegistrySettings, n: p.ExchangeNotificationV1) -> Any:
+    """The notification's payload: opened with this registry's key when it came sealed."""
+    if n.sealed is None:
+        return n.payload
+    keys = keyring_of(settings.event_keys_file).decryption_keys(n.target_division)
+    aad = notification_aad(n.notification_id, n.target_division, n.event_type)
+    return orjson.loads(open_sealed(n.sealed, keys, aad))
 
 
 @dataclass(frozen=True)

@@ -102,8 +102,15 @@ async def apply_pregnancy_closed(conn: asyncpg.Connection, t: Target, d: dict[st
 
 
 async def apply_correction(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
-    if await records.get_record(conn, t.here, d["record_type"], d["record_id"]) is None:
+    """A counterpart corrects only the records it is the source of (DESIGN section 10); a record
+    another jurisdiction recorded, ours included, is answered ``conflict`` and left as it is."""
+    record = await records.get_record(conn, t.here, d["record_type"], d["record_id"])
+    if record is None:
         return "rejected", [], f"the corrected {d['record_type']} is not in our records"
+    owner = record.get("source_division") or t.here  # certificates are only ever our own
+    if owner != t.source:
+        conflict = {"field": "source_division", "ours": owner, "theirs": t.source}
+        return "conflict", [conflict], "the record is not the correcting jurisdiction's"
     try:
         async with conn.transaction():  # a savepoint: a refused correction leaves our record as it was
             _, _, previous = await corrections.check_and_apply(conn, t.here, d, check_event=False)

@@ -163,12 +163,14 @@ async def correct_certificate(conn: asyncpg.Connection, number: str, changes: di
     return int(result.split()[-1])
 
 
-async def correct_holder_name(conn: asyncpg.Connection, holder_subject: str, name: str) -> None:
+async def correct_holder_name(conn: asyncpg.Connection, holder_subject: str, name: str, issuer: str) -> None:
+    """The holder's name on the certificates ``issuer`` issued (its own records only)."""
     await conn.execute(
         """UPDATE certificates SET holder_name = $2, corrected_at = now(), updated_at = now()
-           WHERE holder_subject = $1""",
+           WHERE holder_subject = $1 AND issuer = $3""",
         holder_subject,
         name,
+        issuer,
     )
 
 

@@ -249,10 +249,14 @@ class KeyRefresher:
             if urgent and wait > 0:
                 await asyncio.sleep(wait)  # unknown kids cannot make us hammer the registries
             self._last = loop.time()
-            for url in self.settings.key_urls:
+            for url, divisions in self.settings.key_sources.items():
                 found = await fetch_jwks(self._http, url)
                 if found is None:
                     continue
+                # A jurisdiction's key document speaks only for the divisions it is bound to.
+                if strays := [k for k in found if k.issuer not in divisions]:
+                    log.warning("ignoring keys a document may not speak for", extra={"keys": len(strays)})
+                found = [k for k in found if k.issuer in divisions]
                 try:
                     async with transaction(self.pool) as conn:
                         await publication.learn_registry_keys(conn, url, found)

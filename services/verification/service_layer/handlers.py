@@ -22,6 +22,7 @@ from shared.auth import Client
 from shared.errors import InvalidInput
 from shared.events import payloads as p
 from shared.events.envelope import Envelope
+from shared.events.signature import NOT_AUTHORIZED, Rejected
 
 log = logging.getLogger(__name__)
 
@@ -30,34 +31,21 @@ CORRECTABLE = {"holder_name": str, "marital_status": str, "children_count": int,
 
 
 async def apply_lifecycle(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
-    """Keep the read model in step with certificate.lifecycle.v1 and the corrections that touch it."""
+    """Keep the read model in step with certificate.lifecycle.v1 and the corrections that touch it.
+
+    Authority (beside the envelope checks of ``shared.events.signature``, which refuse any
+    certificate event carrying a key: keys come only from the issuer's bound key URL): a
+    correction changes only certificates issued by the correcting jurisdiction.
+    """
     data = event.data
     if isinstance(data, p.CertificateIssuedV1):
         await repo.upsert_issued(conn, data.model_dump(), event.subject, event.id)
-        if data.public_key_jwk is not None:
-            await learn_key_from_event(conn, event, data)
     elif isinstance(data, p.CertificateRevokedV1):
         await repo.record_revocation(
             conn, data.certificate_number, data.issuer, data.status_index, data.revoked_on, data.reason
         )
     elif isinstance(data, p.RecordCorrectedV1):
-        await apply_correction(conn, event.subject, data)
-
-
-async def learn_key_from_event(
-    conn: asyncpg.Connection, event: Envelope[Any], data: p.CertificateIssuedV1
-) -> None:
-    """Trust a key carried by a certificate only for its own issuer, and never replace a known kid."""
-    jwk = data.public_key_jwk
-    assert jwk is not None
-    if jwk.kid != data.key_id or event.producer not in (None, data.issuer):
-        log.warning("ignoring a key not matching its certificate", extra={"kid": jwk.kid[:64]})
-        return
-    outcome = await repo.learn_key(
-        conn, kid=jwk.kid, issuer=data.issuer, public_key=signing.b64u_decode(jwk.x), source="event"
-    )
-    if outcome == "conflict":
-        log.warning("a different key arrived under a known kid; kept the first", extra={"kid": jwk.kid})
+        await apply_correction(conn, event.subject, data, str(event.producer))
 
 
 def certificate_changes(data: p.RecordCorrectedV1) -> dict[str, Any]:
@@ -75,12 +63,18 @@ def corrected_holder_name(data: p.RecordCorrectedV1) -> str | None:
     return name if isinstance(name, str) else None
 
 
-async def apply_correction(conn: asyncpg.Connection, subject: str, data: p.RecordCorrectedV1) -> None:
+async def apply_correction(
+    conn: asyncpg.Connection, subject: str, data: p.RecordCorrectedV1, corrector: str
+) -> None:
+    """A certificate is corrected only by its issuer; a holder's name only on that issuer's certificates."""
     if data.record_type == "certificate":
+        cert = await repo.get_certificate(conn, data.record_id)
+        if cert is not None and cert["issuer"] != corrector:
+            raise Rejected(NOT_AUTHORIZED, f"{corrector} corrects a certificate of another issuer")
         if changes := certificate_changes(data):
             await repo.correct_certificate(conn, data.record_id, changes)
     elif (name := corrected_holder_name(data)) is not None:
-        await repo.correct_holder_name(conn, subject, name)
+        await repo.correct_holder_name(conn, subject, name, corrector)
 
 
 async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope[Any]]) -> None:
@@ -91,7 +85,6 @@ async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope
     certs: dict[str, dict[str, Any]] = {}
     by_holder: dict[str, list[dict[str, Any]]] = {}
     revocations: dict[tuple[str, int], tuple[str, dt.date, str]] = {}
-    keys: dict[tuple[Any, ...], tuple[Envelope[Any], p.CertificateIssuedV1]] = {}
     now = dt.datetime.now(dt.UTC)
     for event in events:
         data = event.data
@@ -105,8 +98,6 @@ async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope
                     cert["revoked_on"], cert["revocation_reason"] = revoked[1], revoked[2]
                 certs[data.certificate_number] = cert
                 by_holder.setdefault(event.subject, []).append(cert)
-            if (jwk := data.public_key_jwk) is not None:  # learn each distinct key claim once
-                keys.setdefault((jwk.kid, jwk.x, data.key_id, data.issuer, event.producer), (event, data))
         elif isinstance(data, p.CertificateRevokedV1):  # record_revocation
             key = (data.issuer, data.status_index)
             revocations.setdefault(key, (data.certificate_number, data.revoked_on, data.reason))
@@ -116,17 +107,17 @@ async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope
         elif isinstance(data, p.RecordCorrectedV1):  # apply_correction
             if data.record_type == "certificate":
                 changes = certificate_changes(data)
-                if changes and (corrected := certs.get(data.record_id)) is not None:
+                corrected = certs.get(data.record_id)
+                if changes and corrected is not None and corrected["issuer"] == event.producer:
                     corrected.update(changes, corrected_at=now)
             elif (name := corrected_holder_name(data)) is not None:
                 for cert in by_holder.get(event.subject, []):
-                    cert.update(holder_name=name, corrected_at=now)
+                    if cert["issuer"] == event.producer:
+                        cert.update(holder_name=name, corrected_at=now)
     await repo.copy_certificates(conn, list(certs.values()))
     await repo.copy_revocations(
         conn, [(issuer, index, *rest) for (issuer, index), rest in revocations.items()]
     )
-    for event, data in keys.values():
-        await learn_key_from_event(conn, event, data)
 
 
 def _entry(

@@ -1,0 +1,167 @@
+"""Event signatures, the authority table, key validity, sealed payloads and bound key URLs (no I/O)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from services.verification.settings import VerificationSettings
+from shared import signing
+from shared.events.catalog import parse_event, spec_for
+from shared.events.envelope import Envelope, new_event_id
+from shared.events.signature import Rejected, authority, sign_value, verify_value
+from shared.sealing import CannotOpen, notification_aad, open_sealed, seal
+from shared.trust import DivisionTrust, ExchangeTrust, PublicKey, TrustList, bound_key_url
+
+NOW = dt.datetime.now(dt.UTC)
+KEYS = {party: signing.new_private_key() for party in ("exchange", "320412", "440703")}
+
+
+def _entry(party: str, **window: Any) -> PublicKey:
+    return PublicKey(kid=f"{party}-k", public_key=signing.b64u(signing.public_bytes(KEYS[party])), **window)
+
+
+TRUST = TrustList(
+    exchange=ExchangeTrust(signing_keys=[_entry("exchange")]),
+    divisions={"320412": DivisionTrust(signing_keys=[_entry("320412")]), "440703": DivisionTrust()},
+)
+
+
+def _event(event_type: str, source: str, data: dict[str, Any]) -> Envelope[Any]:
+    spec = spec_for(event_type)
+    return Envelope[spec.payload](  # type: ignore[name-defined]
+        id=new_event_id(),
+        source=source,
+        type=event_type,
+        subject="0" * 32,
+        time=NOW,
+        dataschema=spec.dataschema,
+        sequence=1,
+        data=spec.payload.model_validate(data),
+    )
+
+
+def _revoked(issuer: str, source: str) -> Envelope[Any]:
+    data = {
+        "certificate_number": f"{issuer}-2026-ABCDEFGH",
+        "issuer": issuer,
+        "revoked_on": "2026-01-01",
+        "reason": "lost",
+        "status_index": 1,
+    }
+    return _event("certificate.revoked.v1", source, data)
+
+
+def _signed(event: Envelope[Any], party: str) -> bytes:
+    return sign_value(event.model_dump_json().encode(), f"{party}-k", KEYS[party])
+
+
+def _reason(value: bytes, trust: TrustList = TRUST, now: dt.datetime = NOW) -> str:
+    with pytest.raises(Rejected) as caught:
+        authority(parse_event(value), verify_value(value, trust, now))
+    return caught.value.reason
+
+
+def test_a_signed_event_verifies_and_names_its_signer() -> None:
+    event = _revoked("320412", "/registry/320412")
+    value = _signed(event, "320412")
+    assert verify_value(value, TRUST, NOW) == "320412"
+    authority(parse_event(value), "320412")
+    assert parse_event(value).signer == "320412-k"
+
+
+def test_signatures_cover_the_whole_envelope_and_only_listed_keys_count() -> None:
+    event = _revoked("320412", "/registry/320412")
+    doc = orjson.loads(_signed(event, "320412"))
+    for field, value in (("subject", "1" * 32), ("sequence", 2), ("signer", "440703-k")):
+        assert _reason(orjson.dumps({**doc, field: value})) in ("bad_signature", "unknown_signer")
+    doc["data"]["reason"] = "stolen"
+    assert _reason(orjson.dumps(doc)) == "bad_signature"
+    assert _reason(event.model_dump_json().encode()) == "unsigned"
+    assert _reason(sign_value(event.model_dump_json().encode(), "nobody", KEYS["320412"])) == "unknown_signer"
+    # key order and whitespace are not part of what is signed
+    reordered = orjson.dumps(dict(reversed(list(orjson.loads(_signed(event, "320412")).items()))))
+    assert verify_value(reordered, TRUST, NOW) == "320412"
+
+
+def test_a_key_outside_its_validity_is_refused() -> None:
+    later = TrustList(
+        divisions={
+            "320412": DivisionTrust(signing_keys=[_entry("320412", not_before=NOW + dt.timedelta(days=1))])
+        }
+    )
+    ended = TrustList(
+        divisions={
+            "320412": DivisionTrust(signing_keys=[_entry("320412", not_after=NOW - dt.timedelta(days=1))])
+        }
+    )
+    value = _signed(_revoked("320412", "/registry/320412"), "320412")
+    assert _reason(value, later) == "signer_not_valid"
+    assert _reason(value, ended) == "signer_not_valid"
+
+
+def test_the_authority_table() -> None:
+    assert _reason(_signed(_revoked("440703", "/registry/440703"), "320412")) == "not_authorized"
+    assert _reason(_signed(_revoked("440703", "/registry/320412"), "320412")) == "not_authorized"
+    assert _reason(_signed(_revoked("320412", "/exchange"), "exchange")) == "not_authorized"
+    feedback = {
+        "notification_id": str(uuid.uuid4()),
+        "from_division": "440703",
+        "outcome": "applied",
+        "applied_at": NOW.isoformat(),
+    }
+    assert _reason(_signed(_event("exchange.feedback.v1", "/registry/320412", feedback), "320412")) == (
+        "not_authorized"
+    )
+    relayed = _signed(_event("exchange.feedback.v1", "/exchange", feedback), "exchange")
+    authority(parse_event(relayed), verify_value(relayed, TRUST, NOW))  # the exchange relays REST answers
+
+
+def test_a_sealed_payload_opens_for_its_addressee_and_its_notification_only() -> None:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    target, other = X25519PrivateKey.generate(), X25519PrivateKey.generate()
+    raw = target.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    aad = notification_aad(uuid.uuid4(), "320412", "pregnancy.registered.v1")
+    sealed = seal(b'{"mother_id_number": "x"}', "320412-enc", raw, aad)
+    assert b"mother" not in orjson.dumps(sealed.model_dump())
+    assert open_sealed(sealed, {"320412-enc": target}, aad) == b'{"mother_id_number": "x"}'
+    for keys, bound in (
+        ({"320412-enc": other}, aad),
+        ({"another-kid": target}, aad),
+        ({"320412-enc": target}, notification_aad(uuid.uuid4(), "320412", "pregnancy.registered.v1")),
+    ):
+        with pytest.raises(CannotOpen):
+            open_sealed(sealed, keys, bound)
+    second = seal(b"{}", "320412-enc", raw, aad)
+    assert second.nonce != sealed.nonce
+
+
+def test_key_urls_are_bound_to_divisions_and_https_outside_the_cluster() -> None:
+    assert bound_key_url("https://registry.example.gov/v1/keys", "production")
+    assert bound_key_url("http://registry-main.exchange.svc:8000/v1/keys", "production")
+    assert bound_key_url("http://127.0.0.1:8001/v1/keys", "development")
+    for url, env in (
+        ("http://registry.example.gov/v1/keys", "production"),
+        ("http://127.0.0.1/k", "production"),
+    ):
+        with pytest.raises(ValueError):
+            bound_key_url(url, env)
+    settings = VerificationSettings(
+        registry_key_urls="320412+110101=https://a/v1/keys,440703=https://b/v1/keys"
+    )
+    assert settings.key_sources == {
+        "https://a/v1/keys": frozenset({"320412", "110101"}),
+        "https://b/v1/keys": frozenset({"440703"}),
+    }
+    production = {"environment": "production", "trust_list_file": "x", "subject_key_secret": "s" * 32}
+    VerificationSettings(registry_key_urls="320412=https://a/v1/keys", **production)
+    for bad in ("https://a/v1/keys", "320412=http://registry.example.gov/v1/keys"):
+        with pytest.raises(ValidationError, match=r"REGISTRY_KEY_URLS|https outside the cluster"):
+            VerificationSettings(registry_key_urls=bad, **production)
