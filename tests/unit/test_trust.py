@@ -160,7 +160,12 @@ def test_key_urls_are_bound_to_divisions_and_https_outside_the_cluster() -> None
         "https://a/v1/keys": frozenset({"320412", "110101"}),
         "https://b/v1/keys": frozenset({"440703"}),
     }
-    production = {"environment": "production", "trust_list_file": "x", "subject_key_secret": "s" * 32}
+    production = {
+        "environment": "production",
+        "trust_list_file": "x",
+        "subject_key_secret": "s" * 32,
+        "kafka_security_protocol": "SSL",
+    }
     VerificationSettings(registry_key_urls="320412=https://a/v1/keys", **production)
     for bad in ("https://a/v1/keys", "320412=http://registry.example.gov/v1/keys"):
         with pytest.raises(ValidationError, match=r"REGISTRY_KEY_URLS|https outside the cluster"):
