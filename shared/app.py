@@ -25,6 +25,7 @@ from shared.idempotency import IdempotencyMiddleware
 from shared.kafka import missing_topics
 from shared.limits import RequestLimitsMiddleware
 from shared.observability import MetricsMiddleware, configure_logging
+from shared.openapi import install_openapi
 from shared.outbox import OutboxRelay, wake_relay
 from shared.settings import BaseServiceSettings
 from shared.tracing import TracingMiddleware, configure_tracing, native_telemetry_off
@@ -129,6 +130,7 @@ def create_service_app(
         title=title, description=description, version="1.0.0", lifespan=lifespan, **native_telemetry_off()
     )
     install_error_handlers(app)
+    install_openapi(app, database_dependencies={unit_of_work, read_pool})
     app.add_middleware(IdempotencyMiddleware, pool_getter=lambda scope: app.state.pool)
     # Outside the idempotency middleware: hostile bodies are refused before anything buffers them.
     app.add_middleware(RequestLimitsMiddleware)
@@ -147,7 +149,16 @@ def _ops_router() -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Readiness: database and broker reachable, with the outbox backlog")
+    @router.get(
+        "/readyz",
+        summary="Readiness: database and broker reachable, with the outbox backlog",
+        responses={
+            503: {
+                "description": "not ready: the same report, naming what is unavailable",
+                "content": {"application/json": {}},
+            }
+        },
+    )
     async def readyz(request: Request) -> JSONResponse:
         state = request.app.state
         report: dict[str, Any] = {}

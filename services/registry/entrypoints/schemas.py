@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events.payloads import MEDICAL_CERTIFICATE_PATTERN, Sex
 from shared.identity import DivisionCode, IdNumber, PastDate
+from shared.inputs import FieldName, FieldValue
 
 Purpose = Literal[
     "registration", "maternal_care", "birth_registration", "certificate_issuance", "social_services"
@@ -270,7 +271,7 @@ class CorrectionIn(_In):
         max_length=64,
         description="marriage/migration/birth/pregnancy id, or the person's id number",
     )
-    changes: dict[str, str | int | None] = Field(min_length=1)
+    changes: dict[FieldName, FieldValue] = Field(min_length=1, max_length=32)
     reason: str = Field(min_length=3, max_length=500, description="why the record is corrected")
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar
 import asyncpg
 import httpx
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,6 +32,7 @@ from shared.db import transaction
 from shared.errors import Forbidden, NotFound, TooManyRequests
 from shared.events.envelope import Envelope
 from shared.identity import DivisionCode, IdNumber, subject_key
+from shared.openapi import problems, secured
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["verification"])
@@ -54,7 +55,7 @@ async def verifier(request: Request) -> Client:
     return client
 
 
-Verifier = Annotated[Client, Depends(verifier)]
+Verifier = Annotated[Client, Security(verifier, scopes=["verify"])]
 
 
 def _subject(request: Request, id_number: str) -> str:
@@ -121,7 +122,8 @@ def _documented_body(model: type[BaseModel]) -> dict[str, Any]:
     "/verifications",
     response_model=VerificationOut,
     summary="Verify a certificate for its holder",
-    openapi_extra=_documented_body(VerificationIn),
+    openapi_extra={**_documented_body(VerificationIn), **secured("verify")},
+    responses=problems(429, 503),
 )
 async def verify(request: Request) -> Response:
     """Is this certificate genuine, in force, and held by this person? Discloses the minimum."""
@@ -139,7 +141,12 @@ async def verify(request: Request) -> Response:
     return _json(answer)
 
 
-@router.post("/verifications/token", response_model=TokenOut, summary="Verify a signed QR token")
+@router.post(
+    "/verifications/token",
+    response_model=TokenOut,
+    summary="Verify a signed QR token",
+    responses=problems(429, 503),
+)
 async def verify_token(body: TokenIn, request: Request, client: Verifier) -> Response:
     """Check the QR payload against the issuer's published keys and the revocation state."""
     subject = _subject(request, body.holder_id_number) if body.holder_id_number else None
@@ -163,7 +170,9 @@ async def keys(request: Request, pool: Pool) -> JSONResponse:
     return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})
 
 
-@router.get("/status-lists/{issuer}", summary="Signed revocation status list of one issuer")
+@router.get(
+    "/status-lists/{issuer}", summary="Signed revocation status list of one issuer", responses=problems(404)
+)
 async def status_list(issuer: DivisionCode, request: Request, pool: Pool) -> JSONResponse:
     """A W3C-style Bitstring Status List (GZIP, base64url) inside a compact JWS of this service."""
     from services.verification.adapters import repository as repo
