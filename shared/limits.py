@@ -11,7 +11,8 @@ bad server.
 from __future__ import annotations
 
 import orjson
-from starlette.routing import Match
+from fastapi.routing import iter_route_contexts
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import inputs
@@ -192,10 +193,13 @@ def _unstorable_parameter(scope: Scope) -> tuple[int, bytes] | None:
 def _path_parameter(scope: Scope) -> tuple[str, str] | None:
     """Name the path parameter by matching the app's routes (only for a path that holds a NUL)."""
     app = scope.get("app")
-    for route in getattr(getattr(app, "router", None), "routes", []):
-        match, child = route.matches(scope)
-        if match is Match.FULL:
-            return inputs.unstorable_in_params(child.get("path_params", {}))
+    for route in iter_route_contexts(getattr(getattr(app, "router", None), "routes", [])):
+        if route.path is None:
+            continue
+        regex, _, _ = compile_path(route.path)
+        match = regex.match(scope["path"])
+        if match is not None:
+            return inputs.unstorable_in_params(match.groupdict())
     return None
 
 

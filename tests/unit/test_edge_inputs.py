@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -45,9 +45,13 @@ def _app() -> FastAPI:
     async def echo(body: Echo) -> dict[str, Any]:
         return body.model_dump()
 
-    @app.get("/things/{thing_id}/parts/{part}")
+    things = APIRouter(prefix="/things")  # as the services include theirs
+
+    @things.get("/{thing_id}/parts/{part}")
     async def thing(thing_id: RowId, part: str, q: str | None = None) -> dict[str, Any]:
         return {"thing_id": thing_id, "part": part, "q": q}
+
+    app.include_router(things)
 
     @app.get("/fail/{kind}")
     async def fail(kind: str) -> None:
