@@ -15,6 +15,7 @@ are fuzzed as soon as they exist.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import pytest
@@ -36,6 +37,7 @@ from tests.fuzz.seed import seed_records
 pytestmark = pytest.mark.e2e
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
+ONLY = re.compile(os.environ.get("FUZZ_ONLY", ""))  # e.g. FUZZ_ONLY=feedback while chasing one failure
 # The clients each service is fuzzed as, in order of preference: the first holding every scope
 # an operation's security requirement names is used.
 CLIENTS = {
@@ -71,9 +73,17 @@ def _operations(stack: Stack) -> list[tuple[str, Any]]:
         schema = schemathesis.openapi.from_url(stack.service(service).url + "/openapi.json")
         for result in schema.get_all_operations():
             op = result.ok()
-            if (op.method.upper(), op.path) not in SKIP:
+            if (op.method.upper(), op.path) not in SKIP and ONLY.search(f"{op.method.upper()} {op.path}"):
                 found.append((service, op))
     return found
+
+
+def _describe(e: BaseException) -> str:
+    """The failure and, for hypothesis' flaky and grouped failures, what each attempt saw."""
+    parts = [f"{type(e).__name__}: {e}"]
+    for sub in getattr(e, "exceptions", ()):
+        parts.append(_describe(sub))
+    return "\n  ".join(parts)
 
 
 def _client_for(stack: Stack, service: str, op: Any) -> str:
@@ -140,7 +150,7 @@ def test_fuzz_every_operation(stack: Stack, known_ids: dict[str, list[str]], mod
         except Unsatisfiable:
             continue  # nothing to negate: an operation without parameters or body
         except Exception as e:  # collect all operations' failures, then report them together
-            failures.append(f"{service} {op.method.upper()} {op.path}: {str(e)[:1500]}")
+            failures.append(f"{service} {op.method.upper()} {op.path}: {_describe(e)[:3000]}")
     print(
         f"\nfuzz {mode.value}: {len(operations)} operations, {len(CASES)} cases, "
         f"{len(failures)} failing operations, error answers checked: {len(ERRORS_CHECKED)}"

@@ -54,7 +54,7 @@ def _id_number(value: str) -> str:
     response_model=s.CertificateOut,
     summary="Issue a 婚育证明",
     tags=["registry: certificates"],
-    responses=problems(422),
+    responses=problems(404, 422),
 )
 async def issue_certificate(
     body: s.CertificateIn,
