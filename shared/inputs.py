@@ -19,17 +19,41 @@ import re
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 # Usable as body fields and as FastAPI path and query parameter types alike.
 Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
 RowId = Annotated[int, Field(ge=1, le=INT64_MAX)]  # a BIGINT key
+MAX_FIELD_VALUE = 500
+
+
+def check_field_value(value: str | int | None) -> str | int | None:
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError("an integer must fit in 64 bits (-2^63 to 2^63-1)")
+    if isinstance(value, str) and len(value) > MAX_FIELD_VALUE:
+        raise ValueError(f"a text value has at most {MAX_FIELD_VALUE} characters")
+    return value
+
+
 # The value of one field of a record (a name, a date, a code, a number), as corrections and
-# conflicts carry them.
+# conflicts carry them. Checked after the union is resolved, so an error names the field itself
+# (bounds inside the union's members would name the member: "theirs.constrained-int").
 FieldName = Annotated[str, Field(min_length=1, max_length=64)]
-FieldValue = Annotated[str, Field(max_length=500)] | Int64 | None
+FieldValue = Annotated[
+    str | int | None,
+    AfterValidator(check_field_value),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "maxLength": MAX_FIELD_VALUE},
+                {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
 
 # What a JSON body needs to carry a NUL or a lone surrogate: the escape (raw control bytes
 # and raw surrogates are not valid JSON or UTF-8 and are refused by the parsers already).
