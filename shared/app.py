@@ -26,6 +26,7 @@ from shared.idempotency import IdempotencyMiddleware
 from shared.kafka import missing_topics
 from shared.limits import RequestLimitsMiddleware
 from shared.observability import MetricsMiddleware, configure_logging
+from shared.openapi import install_openapi
 from shared.outbox import OutboxRelay, wake_relay
 from shared.settings import BaseServiceSettings
 from shared.tracing import TracingMiddleware, configure_tracing, native_telemetry_off
@@ -131,6 +132,7 @@ def create_service_app(
         title=title, description=description, version="1.0.0", lifespan=lifespan, **native_telemetry_off()
     )
     install_error_handlers(app)
+    install_openapi(app, database_dependencies={unit_of_work, read_pool})
     app.add_middleware(IdempotencyMiddleware, pool_getter=lambda scope: app.state.pool)
     # Outside the idempotency middleware: hostile bodies are refused before anything buffers them.
     app.add_middleware(RequestLimitsMiddleware)
@@ -153,6 +155,12 @@ def _ops_router() -> APIRouter:
         "/readyz",
         summary="Readiness: database and broker reachable, every consumer making progress; with the "
         "outbox backlog, each consumer's lag and the relay's role",
+        responses={
+            503: {
+                "description": "not ready: the same report, naming what is unavailable",
+                "content": {"application/json": {}},
+            }
+        },
     )
     async def readyz(request: Request) -> JSONResponse:
         state = request.app.state

@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 import asyncpg
 import yaml
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 
 from shared.errors import Forbidden, Unauthorized
 
@@ -188,4 +188,4 @@ def require(scope: str) -> object:
             raise Forbidden(f"this client lacks the '{scope}' scope", rule="scope", scope=scope)
         return client
 
-    return Depends(_check)
+    return Security(_check, scopes=[scope])  # the scope is named in the OpenAPI document

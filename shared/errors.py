@@ -82,6 +82,16 @@ class ServiceUnavailable(DomainError):
     )
 
 
+# Driver errors that mean "this value cannot be stored": SQLSTATE classes 22 (data exception)
+# and 54 (program limit exceeded, e.g. an index row too large), and asyncpg's own refusal to
+# encode an argument (an integer beyond 64 bits), which it raises before sending anything.
+_UNSTORABLE_VALUE = (
+    asyncpg.DataError,
+    asyncpg.ProgramLimitExceededError,
+    asyncpg.exceptions._base.DataError,
+)
+
+
 def problem_response(
     status: int, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> JSONResponse:
@@ -145,6 +155,15 @@ def install_error_handlers(app: FastAPI) -> None:
                 f"the request conflicts with existing records ({exc.constraint_name or 'constraint'})"
             )
             return problem_response(409, err.body())
+        if isinstance(exc, _UNSTORABLE_VALUE):
+            # A value the edge let through but PostgreSQL cannot hold (out of range, too long,
+            # an invalid character): the request's fault, so a 422; the value is never logged.
+            log.warning("value refused by the database", extra={"error": type(exc).__name__})
+            invalid = InvalidInput(
+                "a value of the request cannot be stored (out of range, too long or an invalid character)",
+                rule="storable-value",
+            )
+            return problem_response(422, invalid.body())
         if is_unavailable(exc):
             log.warning("dependency unavailable", extra={"error": type(exc).__name__})
             unavailable = ServiceUnavailable(

@@ -14,10 +14,12 @@ import hmac
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 from stdnum import numdb
 from stdnum.cn import ric
 from stdnum.util import isdigits
+
+MAX_ID_NUMBER_INPUT = 64
 
 
 def _division_db() -> numdb.NumDB:
@@ -76,6 +78,8 @@ def check_id_number(number: str) -> str:
     """
     # stdnum's compact maps Unicode look-alikes to ASCII character by character; ASCII input only
     # needs the case and the surrounding space normalised (the same result, a tenth of the time)
+    if len(number) > MAX_ID_NUMBER_INPUT:  # spaces and look-alikes aside, it cannot be one
+        raise ValueError("identity number must have 18 characters (GB 11643-1999)")
     compact = number.strip().upper() if number.isascii() else ric.compact(number)
     if len(compact) != 18:
         raise ValueError("identity number must have 18 characters (GB 11643-1999)")
@@ -100,8 +104,17 @@ def birth_date_of(number: str) -> dt.date:
     return born
 
 
-IdNumber = Annotated[str, AfterValidator(check_id_number)]
-DivisionCode = Annotated[str, AfterValidator(check_division)]
+# The documented bounds are what the validators enforce (with their own messages and rules).
+IdNumber = Annotated[
+    str,
+    AfterValidator(check_id_number),
+    Field(json_schema_extra={"maxLength": MAX_ID_NUMBER_INPUT, "examples": ["11010119940517004X"]}),
+]
+DivisionCode = Annotated[
+    str,
+    AfterValidator(check_division),
+    Field(json_schema_extra={"pattern": "^[0-9]{6}$", "examples": ["320412"]}),
+]
 
 
 def subject_key(id_number: str, secret: bytes) -> str:

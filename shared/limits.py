@@ -1,17 +1,22 @@
-"""Refuse hostile request bodies at the door, before any parser or transaction sees them.
+"""Refuse hostile requests at the door, before any parser or transaction sees them.
 
 A pure ASGI middleware: request bodies are read up to ``max_body`` bytes (so memory stays
 bounded whatever the client sends, chunked or not), then checked for a JSON content type,
-valid UTF-8 and a sane nesting depth, and replayed to the app. Each refusal is a
-problem+json 4xx naming the rule, so a client can tell a bad request from a bad server.
+valid UTF-8, a sane nesting depth and text PostgreSQL can store (``shared.inputs``), and
+replayed to the app; path and query parameters get the same text check. Each refusal is a
+problem+json 4xx naming the field and the rule, so a client can tell a bad request from a
+bad server.
 """
 
 from __future__ import annotations
 
 import orjson
+from fastapi.routing import iter_route_contexts
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.errors import PROBLEM_BASE, PROBLEM_JSON
+from shared import inputs
+from shared.errors import PROBLEM_BASE, PROBLEM_JSON, InvalidInput
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
@@ -77,7 +82,14 @@ class RequestLimitsMiddleware:
         self.max_depth = max_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = _unstorable_parameter(scope)
+        if refusal is not None:
+            await self._refuse(send, *refusal)
+            return
+        if scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
@@ -146,6 +158,9 @@ class RequestLimitsMiddleware:
                 "body",
                 "max-json-depth",
             )
+        found = inputs.unstorable_in_json(body)
+        if found is not None:
+            return _unstorable(*found)
         return None
 
     async def _refuse(self, send: Send, status: int, body: bytes) -> None:
@@ -161,6 +176,31 @@ class RequestLimitsMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _unstorable(field: str, rule: str) -> tuple[int, bytes]:
+    return 422, orjson.dumps(InvalidInput(inputs.message(rule), field=field, rule=rule).body())
+
+
+def _unstorable_parameter(scope: Scope) -> tuple[int, bytes] | None:
+    """A query or path parameter holding text PostgreSQL cannot store (two byte scans normally)."""
+    found = inputs.unstorable_in_query(scope.get("query_string", b""))
+    if found is None and "\x00" in scope["path"]:
+        found = _path_parameter(scope) or ("path", inputs.NUL_RULE)
+    return _unstorable(*found) if found else None
+
+
+def _path_parameter(scope: Scope) -> tuple[str, str] | None:
+    """Name the path parameter by matching the app's routes (only for a path that holds a NUL)."""
+    app = scope.get("app")
+    for route in iter_route_contexts(getattr(getattr(app, "router", None), "routes", [])):
+        if route.path is None:
+            continue
+        regex, _, _ = compile_path(route.path)
+        match = regex.match(scope["path"])
+        if match is not None:
+            return inputs.unstorable_in_params(match.groupdict())
+    return None
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.identity import DivisionCode, IdNumber
+from shared.inputs import FieldName, FieldValue
 
 Name = Field(min_length=1, max_length=64)
 Sex = Literal["F", "M"]
@@ -117,7 +118,7 @@ class RecordCorrectedV1(Payload):
     corrected_event_id: uuid.UUID
     record_type: Literal["person", "marriage", "migration", "pregnancy", "birth", "certificate"]
     record_id: str = Field(min_length=1, max_length=64)
-    changes: dict[str, str | int | None] = Field(min_length=1)
+    changes: dict[FieldName, FieldValue] = Field(min_length=1)
     reason: str = Field(min_length=3, max_length=500)
 
 
@@ -192,9 +193,9 @@ class ExchangeNotificationV1(Payload):
 
 
 class FieldConflict(Payload):
-    field: str
-    ours: str | int | None
-    theirs: str | int | None
+    field: FieldName
+    ours: FieldValue
+    theirs: FieldValue
 
 
 class ExchangeFeedbackV1(Payload):

@@ -24,6 +24,7 @@ from shared.auth import Client, require
 from shared.errors import Forbidden, NotFound
 from shared.events import payloads as p
 from shared.identity import DivisionCode
+from shared.openapi import problems
 from shared.outbox import add_event
 from shared.text import PlainText
 from shared.trust import EXCHANGE
@@ -67,7 +68,7 @@ class Migrant(BaseModel):
 
 class FeedbackIn(BaseModel):
     outcome: Literal["applied", "conflict", "rejected"]
-    conflicts: list[p.FieldConflict] = Field(default_factory=list)
+    conflicts: list[p.FieldConflict] = Field(default_factory=list, max_length=100)
     reason: PlainText | None = Field(default=None, max_length=500)
 
 
@@ -107,6 +108,7 @@ async def list_notifications(
     "/notifications/{notification_id}/feedback",
     response_model=Notification,
     summary="Answer a notification over REST",
+    responses=problems(404),
 )
 async def post_feedback(
     notification_id: uuid.UUID, body: FeedbackIn, conn: UnitOfWork, client: FeedbackWriter

@@ -36,7 +36,9 @@ from shared.app import Pool
 from shared.auth import Client, require
 from shared.errors import InvalidInput, NotFound
 from shared.identity import DivisionCode, division_name
+from shared.inputs import RowId
 from shared.observability import CONSUMER_LAG, EVENTS_APPLIED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
+from shared.openapi import problems
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -325,8 +327,8 @@ async def list_dead_letters(
         return _json([ind.neutral_dead_letter(r) for r in await stats.dead_letters(conn, limit)])
 
 
-@router.get("/v1/dead-letters/{dead_letter_id}", summary="One dead letter")
-async def get_dead_letter(dead_letter_id: int, pool: Pool, client: OpsReader) -> Response:
+@router.get("/v1/dead-letters/{dead_letter_id}", summary="One dead letter", responses=problems(404))
+async def get_dead_letter(dead_letter_id: RowId, pool: Pool, client: OpsReader) -> Response:
     """Where one dead letter came from and why it could not be applied."""
     async with pool.acquire() as conn:
         rows = await stats.dead_letters(conn, 1, dead_letter_id)

@@ -16,6 +16,7 @@ from shared.app import Pool, UnitOfWork
 from shared.auth import Client, require
 from shared.errors import NotFound
 from shared.identity import DivisionCode
+from shared.openapi import problems
 from shared.text import PlainText
 
 router = APIRouter(prefix="/v1", tags=["reconciliation"])
@@ -88,7 +89,7 @@ async def start_reconciliation(
     )
 
 
-@router.get("/reconciliations/{reconciliation_id}", summary="One reconciliation run")
+@router.get("/reconciliations/{reconciliation_id}", summary="One reconciliation run", responses=problems(404))
 async def get_reconciliation(reconciliation_id: uuid.UUID, conn: UnitOfWork, _: OpsReader) -> dict[str, Any]:
     """The run's counts and outcome (also for scheduled runs and failed ones)."""
     row = await runs.get_run(conn, reconciliation_id)
@@ -113,7 +114,10 @@ async def list_discrepancies(
 
 
 @router.post(
-    "/discrepancies/{discrepancy_id}/resolution", response_model=Discrepancy, summary="Resolve a discrepancy"
+    "/discrepancies/{discrepancy_id}/resolution",
+    response_model=Discrepancy,
+    summary="Resolve a discrepancy",
+    responses=problems(404, 409),
 )
 async def resolve_discrepancy(
     discrepancy_id: uuid.UUID, body: ResolutionIn, request: Request, conn: UnitOfWork, client: Resolver

@@ -12,6 +12,7 @@ from services.registry.service_layer import reconciliation as svc
 from shared.app import UnitOfWork
 from shared.auth import Client, require
 from shared.identity import DivisionCode
+from shared.openapi import problems
 
 router = APIRouter(prefix="/v1/internal/reconciliation", tags=["reconciliation (internal)"])
 Reconciler = Annotated[Client, require("ops:resolve")]
@@ -58,7 +59,12 @@ async def records(body: DrillDownIn, request: Request, conn: UnitOfWork, _: Reco
     )
 
 
-@router.post("/corrections", status_code=201, summary="Emit the correction that resolves a discrepancy")
+@router.post(
+    "/corrections",
+    status_code=201,
+    summary="Emit the correction that resolves a discrepancy",
+    responses=problems(404),
+)
 async def corrections(
     body: CorrectionIn, request: Request, conn: UnitOfWork, _: Reconciler
 ) -> dict[str, Any]:

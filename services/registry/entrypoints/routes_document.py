@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from services.registry.entrypoints.routes_common import Reader, ctx, here, problems
+from services.registry.entrypoints.routes_read import CertificateNumber
 from services.registry.service_layer.documents import certificate_document
 from shared.app import UnitOfWork
 
@@ -21,7 +22,9 @@ router = APIRouter(prefix="/v1")
         **problems(404, 422),
     },
 )
-async def certificate_pdf(number: str, request: Request, conn: UnitOfWork, client: Reader) -> Response:
+async def certificate_pdf(
+    number: CertificateNumber, request: Request, conn: UnitOfWork, client: Reader
+) -> Response:
     """The 婚育证明 to print and hand to the holder: name, the minimal fields, issuer, dates and
     the signed QR code (the print is audited)."""
     pdf = await certificate_document(conn, ctx(request, client), here(request, client), number)

@@ -23,12 +23,20 @@ from services.registry.entrypoints.schemas import Purpose
 from services.registry.service_layer import handlers
 from shared.app import UnitOfWork
 from shared.errors import InvalidInput
-from shared.identity import check_id_number
+from shared.identity import MAX_ID_NUMBER_INPUT, check_id_number
 
 router = APIRouter(prefix="/v1")
 Body = dict[str, object]
 IdNumberPath = Annotated[
-    str, Path(description="18-character resident identity number", examples=["11010119940517004X"])
+    str,
+    Path(
+        description="18-character resident identity number",
+        examples=["11010119940517004X"],
+        max_length=MAX_ID_NUMBER_INPUT,
+    ),
+]
+CertificateNumber = Annotated[
+    str, Path(description="the certificate's number", examples=["320412-2026-ABCD2345"], max_length=40)
 ]
 PurposeQuery = Annotated[Purpose, Query(description="why the record is read (decides what is disclosed)")]
 
@@ -46,7 +54,7 @@ def _id_number(value: str) -> str:
     response_model=s.CertificateOut,
     summary="Issue a 婚育证明",
     tags=["registry: certificates"],
-    responses=problems(422),
+    responses=problems(404, 422),
 )
 async def issue_certificate(
     body: s.CertificateIn,
@@ -72,7 +80,7 @@ async def issue_certificate(
     responses=problems(404, 409, 422),
 )
 async def revoke_certificate(
-    number: str,
+    number: CertificateNumber,
     body: s.RevocationIn,
     request: Request,
     conn: UnitOfWork,
@@ -97,7 +105,7 @@ def _qr_route(kind: str) -> None:
         response_class=Response,
         responses={200: {"content": {_IMAGE[kind]: {}}, "description": "the QR image"}, **problems(404, 422)},
     )
-    async def qr(number: str, request: Request, conn: UnitOfWork, client: Reader) -> Response:
+    async def qr(number: CertificateNumber, request: Request, conn: UnitOfWork, client: Reader) -> Response:
         """The signed token as a QR image for printing on the certificate (the print is audited)."""
         image = await handlers.certificate_qr(conn, ctx(request, client), here(request, client), number, kind)
         return Response(image, media_type=_IMAGE[kind], headers={"Cache-Control": "no-store"})

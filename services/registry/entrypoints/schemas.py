@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from shared.events.payloads import MEDICAL_CERTIFICATE_PATTERN, Sex
 from shared.identity import DivisionCode, IdNumber, PastDate
+from shared.inputs import FieldName, FieldValue
 from shared.text import PlainText, check_plain_value
 
 Purpose = Literal[
@@ -271,7 +272,9 @@ class CorrectionIn(_In):
         max_length=64,
         description="marriage/migration/birth/pregnancy id, or the person's id number",
     )
-    changes: dict[str, Annotated[str | int | None, AfterValidator(check_plain_value)]] = Field(min_length=1)
+    changes: dict[FieldName, Annotated[FieldValue, AfterValidator(check_plain_value)]] = Field(
+        min_length=1, max_length=32
+    )
     reason: PlainText = Field(min_length=3, max_length=500, description="why the record is corrected")
 
 

@@ -33,6 +33,7 @@ from shared.db import transaction
 from shared.errors import Forbidden, NotFound
 from shared.events.envelope import Envelope
 from shared.identity import DivisionCode, IdNumber, subject_key
+from shared.openapi import problems, secured
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["verification"])
@@ -102,7 +103,8 @@ def _documented_body(model: type[BaseModel]) -> dict[str, Any]:
     "/verifications",
     response_model=VerificationOut,
     summary="Verify a certificate for its holder",
-    openapi_extra=_documented_body(VerificationIn),
+    openapi_extra={**_documented_body(VerificationIn), **secured("verify")},
+    responses=problems(429, 503),
 )
 async def verify(request: Request) -> Response:
     """Is this certificate genuine, in force, and held by this person? Discloses the minimum."""
@@ -120,7 +122,12 @@ async def verify(request: Request) -> Response:
     return _json(answer)
 
 
-@router.post("/verifications/token", response_model=TokenOut, summary="Verify a signed QR token")
+@router.post(
+    "/verifications/token",
+    response_model=TokenOut,
+    summary="Verify a signed QR token",
+    responses=problems(429, 503),
+)
 async def verify_token(body: TokenIn, request: Request, client: Verifier) -> Response:
     """Check the QR payload against the issuer's published keys and the revocation state."""
     subject = _subject(request, body.holder_id_number) if body.holder_id_number else None
@@ -148,11 +155,12 @@ async def keys(request: Request, pool: Pool) -> JSONResponse:
     "/status-lists/{issuer}",
     summary="Signed revocation status list of one issuer",
     responses={
+        **problems(404),
         200: {
             "description": "JSON (default, the transition form) or, on `Accept: application/statuslist+jwt`, "
             "an IETF Token Status List token",
             "content": {"application/json": {}, tsl.MEDIA_TYPE: {"schema": {"type": "string"}}},
-        }
+        },
     },
 )
 async def status_list(issuer: DivisionCode, request: Request, pool: Pool) -> Response:

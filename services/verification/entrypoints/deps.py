@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Request, Security
 
 from services.verification.domain.rate_limit import TokenBuckets
 from shared.auth import Client
@@ -28,4 +28,4 @@ async def verifier(request: Request) -> Client:
     return client
 
 
-Verifier = Annotated[Client, Depends(verifier)]
+Verifier = Annotated[Client, Security(verifier, scopes=["verify"])]

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.verification.domain.verdict import Purpose
 from services.verification.entrypoints.deps import Verifier
 from services.verification.service_layer.offline import OfflineCheck, record_offline_checks
+from shared.openapi import problems
 
 HERE = Path(__file__).parent
 KIOSK_PAGE = (HERE / "kiosk.html").read_text(encoding="utf-8")
@@ -38,7 +39,9 @@ async def kiosk() -> HTMLResponse:
     return HTMLResponse(KIOSK_PAGE, headers={"Cache-Control": "no-store"})
 
 
-@kiosk_router.get("/kiosk/sw.js", summary="The kiosk's service worker", response_class=Response)
+@kiosk_router.get(
+    "/kiosk/sw.js", summary="The kiosk's service worker", response_class=Response, include_in_schema=False
+)
 async def service_worker() -> Response:
     """Keeps the page's files for offline use; allowed to control ``/kiosk`` itself."""
     return Response(
@@ -49,7 +52,9 @@ async def service_worker() -> Response:
 
 
 def _asset_route(name: str) -> None:
-    @kiosk_router.get(f"/kiosk/{name}", summary=f"Kiosk file {name}", response_class=Response)
+    @kiosk_router.get(
+        f"/kiosk/{name}", summary=f"Kiosk file {name}", response_class=Response, include_in_schema=False
+    )
     async def asset() -> Response:
         return Response(_FILES[name], media_type=ASSETS[name], headers={"Cache-Control": "no-cache"})
 
@@ -84,6 +89,7 @@ class OfflineChecksOut(BaseModel):
     "/verifications/offline",
     response_model=OfflineChecksOut,
     summary="Report checks a kiosk made offline, for the audit log",
+    responses=problems(503),
 )
 async def report_offline_checks(body: OfflineChecksIn, request: Request, client: Verifier) -> dict[str, int]:
     """Each check becomes an audit entry like an online one (``via: offline``), so the
