@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from services.migrant_exchange.entrypoints.consumer import event_consumer
-from services.migrant_exchange.entrypoints.dashboard import certificate_consumer
+from services.migrant_exchange.entrypoints.consumer import consumers as exchange_consumers
 from services.migrant_exchange.settings import ExchangeSettings
 from services.registry.entrypoints.consumer import consumers as registry_consumers
 from services.registry.settings import RegistrySettings
@@ -52,8 +51,7 @@ def _consumers(component: str, jurisdictions: list[str]) -> list[EventConsumer]:
     if component == "registry":
         return registry_consumers(None, RegistrySettings(jurisdictions=",".join(jurisdictions)))  # type: ignore[arg-type]
     if component == "exchange":
-        settings = ExchangeSettings()
-        return [event_consumer(None, settings), certificate_consumer(None, settings)]  # type: ignore[arg-type]
+        return exchange_consumers(None, ExchangeSettings())  # type: ignore[arg-type]
     return verification_consumers(None, VerificationSettings())  # type: ignore[arg-type]
 
 
