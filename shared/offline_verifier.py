@@ -123,6 +123,7 @@ class OfflineResult:
 class _StatusList:
     bits: bytes
     valid_until: dt.datetime
+    revoked_keys: frozenset[str] = frozenset()
 
 
 def _parse_time(value: str) -> dt.datetime:
@@ -157,7 +158,9 @@ class OfflineVerifier:
             raise BadToken("not a revocation status list")
         issuer = str(subject["jurisdiction"])
         self.lists[issuer] = _StatusList(
-            decode_bitstring(subject["encodedList"]), _parse_time(credential["validUntil"])
+            decode_bitstring(subject["encodedList"]),
+            _parse_time(credential["validUntil"]),
+            frozenset(str(k) for k in subject.get("revokedKeys", [])),
         )
         return issuer
 
@@ -179,6 +182,8 @@ class OfflineVerifier:
             return OfflineResult(
                 "status_unknown", number, issuer, reason="no current status list for this issuer"
             )
+        if str(header.get("kid")) in status.revoked_keys:
+            return OfflineResult("revoked", number, issuer, reason="the issuer revoked the signing key")
         try:
             revoked = bit_is_set(status.bits, int(claims["sti"]))
         except (IndexError, KeyError, ValueError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from shared.settings import BaseServiceSettings
 
@@ -28,12 +28,17 @@ class VerificationSettings(BaseServiceSettings):
     audit_chain_interval: float = Field(default=0.05, description="seconds between chaining rounds")
     audit_concurrent_flushes: int = Field(default=1, ge=1, description="pending batches committing at once")
 
-    # Status lists: signed with this Ed25519 key (base64url of the 32 raw bytes). When none is
-    # configured, one is generated once and kept in this service's database: whoever can write
-    # that database can already change the revocations the lists are made from, so the key
-    # there adds no new trust; a configured key (a Kubernetes Secret) survives a database rebuild.
+    # Status lists: signed with this Ed25519 key (base64url of the 32 raw bytes), from a
+    # Kubernetes Secret; production refuses to start without one. Elsewhere, when none is
+    # configured, one is generated once and kept in this service's database.
     status_list_signing_key: SecretStr | None = None
     status_list_validity_seconds: int = 86_400
+
+    @model_validator(mode="after")
+    def _status_list_key_from_a_secret(self) -> VerificationSettings:
+        if self.environment == "production" and self.status_list_signing_key is None:
+            raise ValueError("STATUS_LIST_SIGNING_KEY must come from a Secret in production")
+        return self
 
     @property
     def key_urls(self) -> list[str]:
