@@ -61,7 +61,8 @@ async def _verify(
             result |= {
                 "anchor_seq": checkpoint.seq if checkpoint else None,
                 "anchor_at": checkpoint.at if checkpoint else None,
-                "intact": broken is None and checkpoint is not None,
+                # no checkpoint to check against: fine only while there is nothing to anchor
+                "intact": broken is None and (checkpoint is not None or rows == 0),
             }
         results.append(result)
     return results
@@ -95,7 +96,7 @@ def verify(
     """Recompute every audit log's hash chain; exit 1 and name the first broken entry if one was altered.
 
     With ``--anchor``, a chain also fails when the row of its latest checkpoint is missing or
-    different, and a service with no checkpoint to check against fails as well."""
+    different, and a service with audit rows but no checkpoint to check against fails as well."""
     targets = _targets(service, dsn, stack)
     anchors = run(_anchors(StackInfo(stack), targets, anchor_key, bootstrap)) if anchor else None
     results = run(_verify(targets, anchors))

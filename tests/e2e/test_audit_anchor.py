@@ -166,3 +166,39 @@ def _rewrite_from(dsn: str, seq: int) -> None:
             await conn.close()
 
     asyncio.run(rewrite())
+
+
+def test_a_checkpoint_forged_on_the_broker_is_not_trusted(vstack: VerificationStack) -> None:
+    """Whoever can write to the topic but lacks the service's key cannot move the anchor."""
+    import asyncio
+    import datetime as dt
+
+    from aiokafka import AIOKafkaProducer
+
+    from shared.audit_anchor import CHECKPOINT_TOPIC, load_key, sign_checkpoint
+    from shared.signing import b64u, new_private_key, private_bytes
+
+    head = _audited_verifications(vstack, 2)
+    genuine = wait_until(
+        lambda: (r := _verify(vstack, "--anchor", code=None))["anchor_seq"] == head and r, timeout=15
+    )
+    assert genuine["intact"] is True
+    forger = load_key(b64u(private_bytes(new_private_key())))
+    forged = sign_checkpoint("verification", (head + 1000, b"\0" * 32), forger, dt.datetime.now(dt.UTC))
+
+    async def publish() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=vstack.bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(CHECKPOINT_TOPIC, forged.encode(), key=b"verification")
+        finally:
+            await producer.stop()
+
+    asyncio.run(publish())
+    report = _verify(vstack, "--anchor")
+    assert report["anchor_seq"] == head and report["intact"] is True  # the forgery was skipped
+    # pinned to the forger's key instead, the genuine checkpoints do not count, and the
+    # forged one names a row the chain does not have
+    forger_pin = "verification=" + b64u(forger.public_raw)
+    report = _verify(vstack, "--anchor", "--anchor-key", forger_pin, code=1)
+    assert report["anchor_seq"] == head + 1000 and report["first_broken_seq"] == head + 1
