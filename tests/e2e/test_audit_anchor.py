@@ -202,3 +202,28 @@ def test_a_checkpoint_forged_on_the_broker_is_not_trusted(vstack: VerificationSt
     forger_pin = "verification=" + b64u(forger.public_raw)
     report = _verify(vstack, "--anchor", "--anchor-key", forger_pin, code=1)
     assert report["anchor_seq"] == head + 1000 and report["first_broken_seq"] == head + 1
+
+
+def test_the_running_service_connects_as_a_role_that_cannot_change_audit_rows(
+    vstack: VerificationStack,
+) -> None:
+    import asyncpg
+
+    head = _audited_verifications(vstack, 1)
+    svc = vstack.service("verification")
+    role = query(svc.service_dsn, "SELECT current_user AS u")[0]["u"]
+    assert role.endswith("_svc") and role != query(svc.dsn, "SELECT current_user AS u")[0]["u"]
+    users = {
+        r["usename"]
+        for r in query(svc.dsn, "SELECT usename FROM pg_stat_activity WHERE datname = current_database()")
+    }
+    assert role in users  # the service's pool logs in as it
+    for sql in (
+        "UPDATE audit_log SET purpose = 'identity_check' WHERE seq = $1",
+        "DELETE FROM audit_log WHERE seq = $1",
+    ):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            query(svc.service_dsn, sql, head)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        query(svc.service_dsn, "TRUNCATE audit_log")
+    assert _verify(vstack, "--anchor", code=None)["first_broken_seq"] is None
