@@ -22,7 +22,7 @@ from cli.common import (
     subject_secret,
 )
 from shared.audit import verify_chain
-from shared.audit_anchor import Checkpoint, kid_of, latest_checkpoints
+from shared.audit_anchor import Checkpoint, all_checkpoints, kid_of, unchanged_through
 from shared.identity import check_id_number, subject_key
 from shared.settings import KafkaSettings
 from shared.signing import b64u_decode
@@ -46,21 +46,25 @@ def _targets(service: list[str] | None, dsn: str | None, stack: Path | None) -> 
 
 
 async def _verify(
-    targets: dict[str, str], anchors: dict[str, Checkpoint] | None = None
+    targets: dict[str, str], anchors: dict[str, list[Checkpoint]] | None = None
 ) -> list[dict[str, Any]]:
     results = []
     for name, dsn in targets.items():
-        checkpoint = anchors.get(name) if anchors is not None else None
+        found = (anchors or {}).get(name, [])
+        checkpoint = max(found, key=lambda c: c.seq) if found else None
         async with connection(dsn) as conn:
             broken = await verify_chain(
                 conn, anchor=(checkpoint.seq, checkpoint.hash) if checkpoint else None
             )
             rows = await queries.audit_count(conn)
+            through = await unchanged_through(conn, found) if found else None
         result = {"service": name, "entries": rows, "intact": broken is None, "first_broken_seq": broken}
         if anchors is not None:
             result |= {
                 "anchor_seq": checkpoint.seq if checkpoint else None,
                 "anchor_at": checkpoint.at if checkpoint else None,
+                # every checkpoint up to this row still matches: a rewrite began after it
+                "unchanged_through_seq": through,
                 # no checkpoint to check against: fine only while there is nothing to anchor
                 "intact": broken is None and (checkpoint is not None or rows == 0),
             }
@@ -96,19 +100,21 @@ def verify(
     """Recompute every audit log's hash chain; exit 1 and name the first broken entry if one was altered.
 
     With ``--anchor``, a chain also fails when the row of its latest checkpoint is missing or
-    different, and a service with audit rows but no checkpoint to check against fails as well."""
+    different, and a service with audit rows but no checkpoint to check against fails as well;
+    ``unchanged_through_seq`` is the last row every earlier checkpoint still vouches for."""
     targets = _targets(service, dsn, stack)
     anchors = run(_anchors(StackInfo(stack), targets, anchor_key, bootstrap)) if anchor else None
     results = run(_verify(targets, anchors))
     columns = ["service", "entries", "intact", "first_broken_seq"]
-    emit(results, as_json, "audit chains", columns + (["anchor_seq", "anchor_at"] if anchor else []))
+    anchored = ["anchor_seq", "anchor_at", "unchanged_through_seq"] if anchor else []
+    emit(results, as_json, "audit chains", columns + anchored)
     if not all(r["intact"] for r in results):
         raise typer.Exit(1)
 
 
 async def _anchors(
     info: StackInfo, targets: dict[str, str], keys: list[str] | None, bootstrap: str | None
-) -> dict[str, Checkpoint]:
+) -> dict[str, list[Checkpoint]]:
     pinned: dict[str, dict[str, bytes]] = {}
     for name, doc in info.doc.get("audit_checkpoint_keys", {}).items():
         raw = b64u_decode(doc["public_key"])
@@ -126,7 +132,7 @@ async def _anchors(
     if not servers:
         raise info.fail("no broker to read checkpoints from; pass --bootstrap-servers or --stack")
     settings = KafkaSettings(kafka_bootstrap_servers=servers, service_name="exchangectl")
-    return await latest_checkpoints(settings, {name: pinned[name] for name in targets})
+    return await all_checkpoints(settings, {name: pinned[name] for name in targets})
 
 
 async def _export(targets: dict[str, str], subject: str) -> list[dict[str, Any]]:

@@ -150,10 +150,34 @@ class AuditCheckpointer:
         return token
 
 
+async def unchanged_through(conn: asyncpg.Connection, checkpoints: list[Checkpoint]) -> int:
+    """The highest checkpointed seq up to which every checkpoint still matches its row (0: none).
+
+    When a chain was rewritten with fresh hashes, the first changed row lies after this one and
+    at or before the first checkpoint that no longer matches.
+    """
+    ordered = sorted(checkpoints, key=lambda c: c.seq)
+    stored = await audit.hashes_at(conn, [c.seq for c in ordered])
+    through = 0
+    for c in ordered:
+        if stored.get(c.seq) != c.hash:
+            break
+        through = c.seq
+    return through
+
+
 async def latest_checkpoints(
     settings: KafkaSettings, public_keys: dict[str, dict[str, bytes]], timeout: float = 10.0
 ) -> dict[str, Checkpoint]:
-    """The newest correctly signed checkpoint of each service (service -> pinned kid -> key).
+    """The newest correctly signed checkpoint of each service (service -> pinned kid -> key)."""
+    every = await all_checkpoints(settings, public_keys, timeout)
+    return {service: max(found, key=lambda c: c.seq) for service, found in every.items() if found}
+
+
+async def all_checkpoints(
+    settings: KafkaSettings, public_keys: dict[str, dict[str, bytes]], timeout: float = 10.0
+) -> dict[str, list[Checkpoint]]:
+    """Every correctly signed checkpoint of each service, in the order published.
 
     Reads the whole checkpoint topic with no consumer group; checkpoints whose signature does
     not verify under the service's pinned keys are skipped (and logged), never trusted.
@@ -164,7 +188,7 @@ async def latest_checkpoints(
         **settings.kafka_client_options(), enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
-    found: dict[str, Checkpoint] = {}
+    found: dict[str, list[Checkpoint]] = {}
     try:
         if CHECKPOINT_TOPIC not in await consumer.topics():  # also loads the topic's metadata
             return found
@@ -182,14 +206,17 @@ async def latest_checkpoints(
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
                 for record in records:
-                    _keep_newest(found, record.key, record.value, public_keys)
+                    _keep(found, record.key, record.value, public_keys)
     finally:
         await consumer.stop()
     return found
 
 
-def _keep_newest(
-    found: dict[str, Checkpoint], key: bytes | None, value: bytes | None, keys: dict[str, dict[str, bytes]]
+def _keep(
+    found: dict[str, list[Checkpoint]],
+    key: bytes | None,
+    value: bytes | None,
+    keys: dict[str, dict[str, bytes]],
 ) -> None:
     service = (key or b"").decode(errors="replace")
     if service not in keys or value is None:
@@ -199,7 +226,5 @@ def _keep_newest(
     except signing.BadSignature as e:
         log.warning("ignoring an audit checkpoint", extra={"service": service, "reason": str(e)})
         return
-    if checkpoint.service != service:
-        return
-    if service not in found or checkpoint.seq > found[service].seq:
-        found[service] = checkpoint
+    if checkpoint.service == service:
+        found.setdefault(service, []).append(checkpoint)

@@ -112,15 +112,21 @@ def test_the_anchor_names_the_first_changed_or_missing_row(vstack: VerificationS
 
 def test_a_rewritten_chain_checks_alone_but_not_against_the_anchor(vstack: VerificationStack) -> None:
     """A writer who recomputes every hash from the changed row on leaves a chain that checks;
-    the signed head outside the database does not match it."""
-    head = _audited_verifications(vstack, 3)
-    wait_until(lambda: _verify(vstack, "--anchor", code=None)["anchor_seq"] == head, timeout=15)
-    saved = query(vstack.dsn, "SELECT seq, prev_hash, hash, detail FROM audit_log WHERE seq >= $1", head - 2)
+    the signed heads outside the database do not match it, and the earlier ones that still do
+    bound where the rewrite began."""
+    checkpointed = []
+    for _ in range(2):
+        head = _audited_verifications(vstack, 2)
+        wait_until(lambda: _verify(vstack, "--anchor", code=None)["anchor_seq"] == head, timeout=15)  # noqa: B023
+        checkpointed.append(head)
+    first, last = checkpointed
+    saved = query(vstack.dsn, "SELECT seq, prev_hash, hash, detail FROM audit_log WHERE seq > $1", first)
     try:
-        _rewrite_from(vstack.dsn, head - 2)
+        _rewrite_from(vstack.dsn, first + 1)
         assert _verify(vstack)["intact"] is True
         report = _verify(vstack, "--anchor", code=1)
-        assert report["intact"] is False and head - 2 <= report["first_broken_seq"] <= head
+        assert report["intact"] is False and report["first_broken_seq"] == last
+        assert report["unchanged_through_seq"] == first  # the rewrite began after this row
     finally:
         for r in saved:
             tamper(
@@ -131,7 +137,8 @@ def test_a_rewritten_chain_checks_alone_but_not_against_the_anchor(vstack: Verif
                 r["hash"],
                 r["detail"],
             )
-    assert _verify(vstack, "--anchor")["intact"] is True
+    report = _verify(vstack, "--anchor")
+    assert report["intact"] is True and report["unchanged_through_seq"] == last
 
 
 def _rewrite_from(dsn: str, seq: int) -> None:
