@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from cli.common import (
     run,
     subject_secret,
 )
+from cli.sheets import SafeCsvWriter
 from shared.audit import verify_chain
 from shared.audit_anchor import Checkpoint, all_checkpoints, kid_of, unchanged_through
 from shared.identity import check_id_number, subject_key
@@ -188,7 +188,7 @@ def _csv(entries: list[dict[str, Any]]) -> str:
     import json
 
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SafeCsvWriter(buffer)  # cells are data: text that begins like a formula is escaped
     writer.writerow(["at", "service", "seq", "client_id", "action", "purpose", "detail"])
     for e in entries:
         writer.writerow(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import typer
 
+from cli import import_messages as say
 from cli.common import (
     JsonOption,
     StackInfo,
@@ -21,8 +24,18 @@ from cli.common import (
     subject_secret,
 )
 from cli.importer import ImportBusy, Importer
-from cli.roster import DEFAULT_MAPPING, ENCODINGS, Mapping, RosterError, count_lines
+from cli.roster import DEFAULT_MAPPING, ENCODINGS, Mapping, RosterError, check_headings, count_lines
 from shared.identity import check_division
+
+# What connecting to a registry database that is not there (or not ours) raises.
+_UNREACHABLE = (
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
+    asyncpg.InvalidAuthorizationSpecificationError,  # unknown user, wrong password
+    asyncpg.InvalidCatalogNameError,  # no such database
+    asyncpg.CannotConnectNowError,  # starting up or shutting down
+)
 
 
 @contextlib.contextmanager
@@ -53,7 +66,9 @@ def import_roster(
     ),
     encoding: str = typer.Option("auto", help=f"CSV encoding: {', '.join(ENCODINGS)}"),
     rejects: Path | None = typer.Option(
-        None, "--rejects", help="where to write the rejected lines (default ROSTER.rejects.csv)"
+        None,
+        "--rejects",
+        help="where to write the rejected lines, .csv or .xlsx (default ROSTER.rejects.csv)",
     ),
     batch_size: int = typer.Option(5000, min=1, help="rows per transaction"),
     stop_after: int | None = typer.Option(
@@ -72,7 +87,7 @@ def import_roster(
 ) -> None:
     """Load a legacy roster (CSV or XLSX, UTF-8 or GB18030) into a registry through its own validation.
 
-    Rows are checked with the registry API's rules; good rows become persons and person.registered.v1 events, written in batches with COPY. Stopping and running the same command again resumes after the last committed batch, with no duplicates. Every bad row goes to the rejects file with its line number and the rule it broke.
+    Rows are checked with the registry API's rules; good rows become persons and person.registered.v1 events, written in batches with COPY. Stopping and running the same command again resumes after the last committed batch, with no duplicates. Every bad row goes to the rejects file with its line number and the rule it broke. Cells are data, never formulas: a cell beginning with = + - @ (after any tab or CR) is refused with the rule no-formula-prefix, as the API refuses it. Messages are in Chinese, then English.
     """
     try:
         check_division(jurisdiction)
@@ -83,6 +98,8 @@ def import_roster(
     target = dsn or StackInfo(stack).registry_dsn(jurisdiction)
     rejects_file = rejects or roster.with_name(roster.name + ".rejects.csv")
     try:
+        columns = Mapping.load(mapping)
+        check_headings(roster, columns, encoding)
         with _stop_on_signals(), progress_bar() as bar:
             total = count_lines(roster)
             task = bar.add_task(f"import {roster.name}", total=total)
@@ -91,29 +108,30 @@ def import_roster(
                 roster,
                 jurisdiction,
                 subject_secret(),
-                mapping=Mapping.load(mapping),
+                mapping=columns,
                 encoding=encoding,
                 batch_size=batch_size,
                 stop_after=stop_after,
                 workers=workers if workers is not None else (2 if total > 20_000 else 0),
                 on_progress=lambda n: bar.advance(task, n),
+                on_resume=lambda line, done: err_console.print(
+                    say.already_done(line) if done else say.resumed(line),
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                ),
             )
             summary = run(importer.run(rejects_file))
     except (RosterError, ImportBusy) as e:
-        err_console.print(f"[red]{e}")
+        err_console.print(str(e), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except _UNREACHABLE as e:
+        err_console.print(say.unreachable(e), style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted: run the same command again to resume after the last batch")
+        err_console.print(say.interrupted(), style="yellow", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     if as_json:
         emit_json(summary.as_dict())
         return
-    done = "complete" if summary.state == "done" else "stopped (run again to resume)"
-    console.print(
-        f"import {done}: {summary.imported} imported, {summary.unchanged} already registered, "
-        f"{summary.rejected} rejected this run ({summary.total_imported} / {summary.total_unchanged} / "
-        f"{summary.total_rejected} in all) in {summary.seconds:.1f}s, {summary.rows_per_second:,.0f} rows/s; "
-        f"rejects in {summary.rejects_file}"
-    )
-    for rule, n in sorted(summary.rules.items()):
-        console.print(f"  {rule}: {n}")
+    console.print(say.summary(summary), markup=False, highlight=False, soft_wrap=True)

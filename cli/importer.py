@@ -24,8 +24,10 @@ from typing import Any
 
 import asyncpg
 
+from cli import import_messages as say
 from cli import import_store as store
 from cli.roster import Mapping, read_roster
+from cli.sheets import write_table
 from cli.validation import Checked, Reject, check_batch
 from shared.events.envelope import Envelope, new_event_id
 from shared.events.payloads import PersonRegisteredV1
@@ -92,6 +94,7 @@ class Importer:
         stop_after: int | None = None,
         workers: int = 0,
         on_progress: Callable[[int], None] | None = None,
+        on_resume: Callable[[int, bool], None] | None = None,
     ):
         self.dsn, self.path, self.here, self.secret = dsn, path, jurisdiction, secret
         self.mapping = mapping or Mapping.load()
@@ -100,6 +103,8 @@ class Importer:
         self.stop_after = stop_after
         self.workers = workers  # processes checking rows ahead of the writer; 0 checks in-process
         self.on_progress = on_progress or (lambda _n: None)
+        # told the last committed line when a run continues an earlier one (and whether it was done)
+        self.on_resume = on_resume or (lambda _line, _done: None)
         self.source = f"/registry/{jurisdiction}"
         # first line of each identity number in the roster, also over lines a resumed run skips:
         # a number not inserted is then either repeated in the roster or registered before it
@@ -116,6 +121,7 @@ class Importer:
             run = await store.start_run(conn, import_id, self.here, self.path.name)
             summary.resumed_after_line = int(run["last_line"])
             if summary.resumed_after_line:
+                self.on_resume(summary.resumed_after_line, run["state"] == "done")
                 self.on_progress(summary.resumed_after_line - 1)  # the bar starts where the last run stopped
             if run["state"] != "done":
                 await self._import(conn, summary, int(run["last_line"]))
@@ -193,7 +199,7 @@ class Importer:
         async with conn.transaction():
             run = await store.get_run(conn, summary.import_id, self.here, lock=True)
             if run["last_line"] >= batch[0][0]:
-                raise ImportBusy("another import of this roster is running; stop it or wait for it")
+                raise ImportBusy(say.busy())
             inserted = await store.insert_persons(conn, rows)
             fresh = [x for x in people if x[1]["id_number"] in inserted]
             unchanged, refused = await self._not_inserted(
@@ -327,16 +333,15 @@ class Importer:
         return rows, people, rejects
 
     async def _write_rejects(self, conn: asyncpg.Connection, import_id: str, target: Path) -> dict[str, int]:
-        """The rejects file, rebuilt from the database so a resumed import lists each line once."""
-        import csv
-
+        """The rejects file (CSV, or XLSX when its name ends so), rebuilt from the database so a
+        resumed import lists each line once; ``说明`` says the rule in Chinese where it is a common one."""
         counts: dict[str, int] = {}
         rows = await store.rejects(conn, import_id, self.here)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["line", "field", "rule", "message"])
-            for r in rows:
-                writer.writerow([r["line"], r["field"] or "", r["rule"], r["message"]])
-                counts[r["rule"]] = counts.get(r["rule"], 0) + 1
+        table = []
+        for r in rows:
+            table.append(
+                [r["line"], r["field"] or "", r["rule"], r["message"], say.RULE_ZH.get(r["rule"], "")]
+            )
+            counts[r["rule"]] = counts.get(r["rule"], 0) + 1
+        write_table(target, ["line", "field", "rule", "message", "说明"], table, sheet="rejects")
         return counts

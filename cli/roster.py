@@ -11,12 +11,14 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from cli import import_messages as say
 
 MAPPINGS_DIR = Path(__file__).parent / "mappings"
 DEFAULT_MAPPING = MAPPINGS_DIR / "county.yaml"
@@ -38,14 +40,17 @@ class Mapping:
     values: dict[str, dict[str, str]] = field(default_factory=dict)
     date_formats: list[str] = field(default_factory=lambda: ["%Y-%m-%d"])
     defaults: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None  # the file it was read from, for the clerk's messages
 
     @classmethod
     def load(cls, path: Path | None = None) -> Mapping:
-        doc = yaml.safe_load((path or DEFAULT_MAPPING).read_text(encoding="utf-8")) or {}
+        path = path or DEFAULT_MAPPING
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(doc.get("columns"), dict):
-            raise RosterError(f"mapping {path} has no 'columns' section")
+            raise RosterError(say.bad_mapping(path))
         return cls(
-            name=str(doc.get("name") or (path or DEFAULT_MAPPING).stem),
+            path=path,
+            name=str(doc.get("name") or path.stem),
             columns={
                 k: [str(a) for a in (v if isinstance(v, list) else [v])] for k, v in doc["columns"].items()
             },
@@ -65,10 +70,7 @@ class Mapping:
                     break
         missing = [f for f in REQUIRED if f not in found and f not in self.defaults]
         if missing:
-            raise RosterError(
-                f"the roster has no column for {', '.join(missing)} (mapping {self.name!r}); "
-                f"headings found: {', '.join(cleaned)}"
-            )
+            raise RosterError(say.missing_columns(missing, self.columns, cleaned, self.name, self.path))
         return found
 
     def convert(self, cells: list[str], where: dict[str, int]) -> dict[str, str]:
@@ -119,7 +121,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def read_cells(path: Path, encoding: str = "auto") -> Iterator[tuple[int, list[str]]]:
+def read_cells(path: Path, encoding: str = "auto") -> Generator[tuple[int, list[str]], None, None]:
     """Every row with its line number, the heading row first (line 1)."""
     suffix = path.suffix.lower()
     if suffix in (".xlsx", ".xlsm"):
@@ -133,15 +135,17 @@ def read_cells(path: Path, encoding: str = "auto") -> Iterator[tuple[int, list[s
             book.close()
         return
     if suffix not in (".csv", ".txt"):
-        raise RosterError(f"unknown roster format {suffix!r}: use .csv or .xlsx")
+        raise RosterError(say.unknown_format(suffix))
     enc = detect_encoding(path) if encoding == "auto" else ("utf-8-sig" if encoding == "utf-8" else encoding)
     try:
         with path.open(encoding=enc, newline="") as f:
             reader = csv.reader(f)
+            start = 1  # a quoted cell may hold line breaks: a row is numbered by its first line
             for cells in reader:
-                yield reader.line_num, cells
+                yield start, cells
+                start = reader.line_num + 1
     except UnicodeDecodeError as e:
-        raise RosterError(f"the roster is not valid {enc} near byte {e.start}; try --encoding") from None
+        raise RosterError(say.undecodable(enc, e.start)) from None
 
 
 def read_roster(path: Path, mapping: Mapping, encoding: str = "auto") -> Iterator[tuple[int, dict[str, str]]]:
@@ -150,11 +154,23 @@ def read_roster(path: Path, mapping: Mapping, encoding: str = "auto") -> Iterato
     try:
         _, header = next(rows)
     except StopIteration:
-        raise RosterError("the roster is empty") from None
+        raise RosterError(say.empty_roster()) from None
     where = mapping.locate(header)
     for line, cells in rows:
         if any(c.strip() for c in cells):
             yield line, mapping.convert(cells, where)
+
+
+def check_headings(path: Path, mapping: Mapping, encoding: str = "auto") -> None:
+    """Refuse a roster that cannot be read or lacks a column, before any database work."""
+    rows = read_cells(path, encoding)
+    try:
+        _, header = next(rows)
+    except StopIteration:
+        raise RosterError(say.empty_roster()) from None
+    finally:
+        rows.close()
+    mapping.locate(header)
 
 
 def count_lines(path: Path) -> int:

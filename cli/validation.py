@@ -15,6 +15,9 @@ from services.registry.domain import rules
 from services.registry.entrypoints.schemas import PersonIn
 from shared.errors import DomainError, RuleViolation
 from shared.identity import birth_date_of, subject_key
+from shared.text import MESSAGE as FORMULA_MESSAGE
+from shared.text import RULE as FORMULA_RULE
+from shared.text import looks_like_formula
 
 Reject = tuple[int, str | None, str, str]  # line, field, rule, message
 
@@ -39,7 +42,14 @@ def _rule(error_type: str, message: str) -> str:
 
 
 def validate_row(fields: dict[str, str]) -> tuple[dict[str, Any] | None, tuple[str | None, str, str] | None]:
-    """The person the registry API would accept from this row, or the first rule the row breaks."""
+    """The person the registry API would accept from this row, or the first rule the row breaks.
+
+    Roster cells are data, never formulas: a cell of any column that begins like one is refused
+    with the rule the API's text fields apply (``shared.text``), before the column's own format.
+    """
+    for name, value in fields.items():
+        if looks_like_formula(value):
+            return None, (name, FORMULA_RULE, f"{name}: {FORMULA_MESSAGE}")
     try:
         person = PersonIn.model_validate(fields).model_dump()
         rules.check_person_birth_date(birth_date_of(person["id_number"]), person["birth_date"])

@@ -38,10 +38,10 @@ def run() -> int:
         _print(stack, demo, time.monotonic() - started)
         while not stopping:
             time.sleep(0.5)
-            for svc in stack.services:
-                if svc.process and svc.process.poll() is not None:
-                    console.print(f"[red]{svc.name} exited; see .run/logs/{svc.name}.log")
-                    return 1
+            # What was started is kept running: a crashed broker, PostgreSQL or service is
+            # restarted and the services recover by themselves.
+            for line in stack.supervise_once():
+                console.print(f"[yellow]{time.strftime('%H:%M:%S')} {line}")
     except KeyboardInterrupt:
         pass
     finally:

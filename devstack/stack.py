@@ -45,10 +45,15 @@ class ServiceProcess:
     dsn: str = ""  # the owner's (migrations, operator tools, tests)
     service_dsn: str = ""  # the service's own role: no owner rights, no audit rewrites
     process: subprocess.Popen[bytes] | None = None
+    replica: int = 0  # 0 for the first process of a service; others share its database and group
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_name(self) -> str:
+        return self.name if self.replica == 0 else f"{self.name}.{self.replica}"
 
 
 def _clients(existing: dict[str, str], registries: list[str] | None = None) -> list[dict[str, Any]]:
@@ -89,6 +94,7 @@ class Stack:
         pg: EmbeddedPostgres | None = None,
         db_prefix: str = "",
         registries: list[str] | None = None,
+        replicas: int = 1,
     ):
         self.run_dir = run_dir
         self.fixed_ports = fixed_ports
@@ -99,6 +105,9 @@ class Stack:
         self.db_prefix = db_prefix
         # One registry process per jurisdiction listed (default: the two demo jurisdictions).
         self.registries = registries or [ORIGIN, DESTINATION]
+        # Processes per service, as the chart runs them behind its HPA: one database, one
+        # consumer group and one relay lock per service, whatever the number of processes.
+        self.replicas = replicas
         self.broker: Broker | None = None
         self.services: list[ServiceProcess] = []
         self.bootstrap = ""
@@ -160,6 +169,11 @@ class Stack:
                 {"REGISTRY_KEY_URLS": key_urls},
             ),
         ]
+        self.services += [
+            ServiceProcess(s.name, s.module, free_port(), s.database, dict(s.env), s.jurisdictions, replica=i)
+            for i in range(1, self.replicas)
+            for s in list(self.services)
+        ]
 
     def write_clients(self) -> Path:
         """The clients file: the demo clients, merged into what the file already says.
@@ -218,15 +232,22 @@ class Stack:
         for svc in self.services:
             svc.dsn = self.database(svc.database)
             service = svc.module.split(".")[1]
-            role = service_role_name(self.db_prefix + svc.database)
-            svc.service_dsn = asyncio.run(_provision_role(svc.dsn, role))
-            asyncio.run(migrate(svc.dsn, service, SERVICES_DIR / service / "migrations", service_role=role))
+            if svc.replica == 0:
+                role = service_role_name(self.db_prefix + svc.database)
+                svc.service_dsn = asyncio.run(_provision_role(svc.dsn, role))
+                asyncio.run(
+                    migrate(svc.dsn, service, SERVICES_DIR / service / "migrations", service_role=role)
+                )
+            else:  # replicas log in as the first process's role
+                svc.service_dsn = next(
+                    s.service_dsn for s in self.services if s.name == svc.name and s.replica == 0
+                )
             self.spawn(svc)
         for svc in self.services:
             self.wait_ready(svc)
 
     def spawn(self, svc: ServiceProcess) -> None:
-        log = open(self.run_dir / "logs" / f"{svc.name}.log", "ab")  # noqa: SIM115
+        log = open(self.run_dir / "logs" / f"{svc.log_name}.log", "ab")  # noqa: SIM115
         svc.process = subprocess.Popen(
             [sys.executable, "-m", svc.module, "serve"],
             env=self._env_of(svc),
@@ -240,7 +261,9 @@ class Stack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if svc.process and svc.process.poll() is not None:
-                raise RuntimeError(f"{svc.name} exited; see {self.run_dir / 'logs' / (svc.name + '.log')}")
+                raise RuntimeError(
+                    f"{svc.name} exited; see {self.run_dir / 'logs' / (svc.log_name + '.log')}"
+                )
             try:
                 r = httpx.get(svc.url + "/readyz", timeout=2)
                 if r.status_code == 200 and all(
@@ -286,7 +309,7 @@ class Stack:
         env["SERVICE_NAME"] = svc.name
         if svc.module == "services.migrant_exchange":
             # The exchange reconciles the registries over their internal endpoints, as the operator client.
-            registries = [s for s in self.services if s.module == "services.registry"]
+            registries = [s for s in self.services if s.module == "services.registry" and s.replica == 0]
             env.setdefault("REGISTRY_URLS", ",".join(f"{s.jurisdictions[0]}={s.url}" for s in registries))
             env.setdefault("REGISTRY_TOKEN", self.token("operator"))
         return env
@@ -294,12 +317,40 @@ class Stack:
     def service(self, name: str) -> ServiceProcess:
         return next(s for s in self.services if s.name == name)
 
+    def replicas_of(self, name: str) -> list[ServiceProcess]:
+        return [s for s in self.services if s.name == name]
+
+    # --- supervision (``make run``) -------------------------------------------------------------
+    def supervise_once(self) -> list[str]:
+        """Restart whatever this stack started that has died; say what was restarted.
+
+        The services recover by themselves: they reconnect to PostgreSQL, notice the broker came
+        back empty (re-create its topics, re-send their recent outbox, restart their consumers).
+        """
+        said = []
+        if self.pg is not None and not self.pg.alive():
+            self.pg.start_server()
+            said.append("PostgreSQL had stopped: restarted it on the same data and socket")
+        if self.broker is not None and not self.broker.alive():
+            self.broker.start()
+            said.append("the broker had stopped: restarted it (empty; the services re-create and re-send)")
+        for svc in self.services:
+            if svc.process is not None and svc.process.poll() is not None:
+                code = svc.process.returncode
+                self.spawn(svc)
+                said.append(f"{svc.log_name} exited ({code}): restarted it; see logs/{svc.log_name}.log")
+        return said
+
     def token(self, client_id: str) -> str:
         return str(next(c["token"] for c in self.clients if c["client_id"] == client_id))
 
     def describe(self) -> dict[str, Any]:
         return {
-            "services": {s.name: {"url": s.url, "jurisdictions": s.jurisdictions} for s in self.services},
+            "services": {
+                s.name: {"url": s.url, "jurisdictions": s.jurisdictions}
+                for s in self.services
+                if s.replica == 0
+            },
             "broker": {"bootstrap_servers": self.bootstrap},
             "databases": {s.name: s.dsn for s in self.services},
             "clients": self.clients,
@@ -308,7 +359,7 @@ class Stack:
             "urls": {
                 "dashboard": self.service("migrant_exchange").url + "/dashboard",
                 "kiosk": self.service("verification").url + "/kiosk",
-                "api_docs": {s.name: s.url + "/docs" for s in self.services},
+                "api_docs": {s.name: s.url + "/docs" for s in self.services if s.replica == 0},
             },
         }
 

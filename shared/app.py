@@ -21,6 +21,7 @@ from shared.audit_anchor import AuditCheckpointer
 from shared.auth import ClientRegistry
 from shared.clients_file import ClientSources
 from shared.consumer import EventConsumer
+from shared.consumer_health import ConsumerMonitor
 from shared.db import create_pool, is_unavailable, migrate
 from shared.errors import install_error_handlers
 from shared.idempotency import IdempotencyMiddleware
@@ -104,10 +105,11 @@ def create_service_app(
         app.state.relay = OutboxRelay(pool, settings)
         app.state.consumers = list(consumers(pool, settings)) if consumers else []
         app.state.relay.reset_listeners += [c.restart for c in app.state.consumers]
+        app.state.monitor = ConsumerMonitor(pool, settings, app.state.consumers)
         tasks: list[asyncio.Task[None]] = []
         if settings.run_background:
             tasks.append(asyncio.create_task(app.state.relay.run(), name="outbox-relay"))
-            tasks += [asyncio.create_task(c.run(), name=f"consumer-{c.name}") for c in app.state.consumers]
+            tasks.append(asyncio.create_task(app.state.monitor.run(), name="consumers"))
             if settings.audit_checkpoint_interval > 0:
                 checkpointer = AuditCheckpointer(pool, settings)
                 tasks.append(asyncio.create_task(checkpointer.run(), name="audit-checkpoint"))
@@ -151,7 +153,11 @@ def _ops_router() -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Readiness: database and broker reachable, with the outbox backlog")
+    @router.get(
+        "/readyz",
+        summary="Readiness: database and broker reachable, every consumer making progress; with the "
+        "outbox backlog, each consumer's lag and the relay's role",
+    )
     async def readyz(request: Request) -> JSONResponse:
         state = request.app.state
         report: dict[str, Any] = {}
@@ -172,8 +178,18 @@ def _ops_router() -> APIRouter:
             report["broker"] = "ok"
         except Exception as e:
             report["broker"] = f"unavailable: {type(e).__name__}"
-        report["consumers"] = {c.name: "assigned" if c.assigned else "waiting" for c in state.consumers}
-        ready = report["database"] == "ok" and report["broker"] == "ok"
+        monitor: ConsumerMonitor = state.monitor
+        report["relay"] = "leader" if state.relay.leader else "standby"
+        if state.settings.run_background:
+            report["consumers"] = {c.name: monitor.state(c) for c in state.consumers}
+        else:  # consumers run elsewhere (a replay, a test): nothing here to supervise
+            report["consumers"] = {c.name: "waiting" for c in state.consumers}
+        report["consumer_lag"] = {c.name: monitor.health[id(c)].lag for c in state.consumers}
+        report["consumer_last_progress_seconds"] = {
+            c.name: round(monitor.health[id(c)].since_progress, 1) for c in state.consumers
+        }
+        unhealthy = [name for name, s in report["consumers"].items() if s in ("stalled", "absent")]
+        ready = report["database"] == "ok" and report["broker"] == "ok" and not unhealthy
         report["status"] = "ready" if ready else "not ready"
         return JSONResponse(report, status_code=200 if ready else 503)
 

@@ -13,19 +13,23 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+import orjson
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 
+from shared import consumer_positions
+from shared.db import is_unavailable
 from shared.events.catalog import DLQ_SUFFIX, parse_event, spec_for
 from shared.events.envelope import Envelope, new_event_id
-from shared.kafka import ensure_topics, make_consumer
+from shared.kafka import ensure_topics, incarnation_of, make_consumer, stop_consumer, topic_names
 from shared.observability import (
-    CONSUMER_LAG,
+    CONSUMER_RESTARTS,
     DLQ_MESSAGES,
     EVENT_LATENCY,
     EVENTS_APPLIED,
@@ -34,10 +38,14 @@ from shared.observability import (
     redact,
 )
 from shared.outbox import add_raw, wake_relay
+from shared.sensitivity import neutral_label  # metric labels name no sensitive type
 from shared.settings import BaseServiceSettings
 from shared.tracing import consumer_span
 
 log = logging.getLogger(__name__)
+
+# No single broker call may hold a consumer longer than this; past it the member is replaced.
+_KAFKA_CALL_TIMEOUT = 30.0
 
 Handler = Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[None]]
 Accept = Callable[[Envelope[Any]], bool]
@@ -87,17 +95,27 @@ class EventConsumer:
         self.connected = False
         self._assigned = False
         self._restart = False
-        self._rewind = False  # after a broker reset: seek to the beginning once assigned
+        self._rewind = False  # after a broker reset: read the new log from its start
+        self.incarnation = ""  # the broker log this member reads (shared.kafka incarnation marker)
+        # Messages this process has taken in hand, committed or not: a long batch that moves is
+        # progress, one blocked on its first statement is not (see shared.consumer_health).
+        self.handled = 0
 
     async def run(self) -> None:
+        """Consume for ever: any error ends this member, and a fresh one rejoins the group and
+        resumes from the positions the group recorded (see ``shared.consumer_positions``)."""
         backoff = 0.5
         while True:
-            consumer = make_consumer(self.settings, self.name, self.topics)
+            seek = _Seek(self)
+            seek.consumer = consumer = make_consumer(self.settings, self.name, self.topics, seek)
+            reason = "error"
             try:
                 await ensure_topics(self.settings)
-                await consumer.start()
+                self.incarnation = incarnation_of(await topic_names(self.settings)) or ""
+                await asyncio.wait_for(consumer.start(), _KAFKA_CALL_TIMEOUT)
                 self.connected, backoff = True, 0.5
                 await self._consume(consumer)
+                reason = "broker_reset"
             except asyncio.CancelledError:
                 raise
             except (TimeoutError, KafkaError, OSError) as e:
@@ -108,9 +126,10 @@ class EventConsumer:
                 )
             finally:
                 self.connected = self._assigned = False
-                with contextlib.suppress(Exception):
-                    await consumer.stop()
-            await asyncio.sleep(backoff)
+                await stop_consumer(consumer)
+            CONSUMER_RESTARTS.labels(self.service, self.name, reason).inc()
+            log.info("fresh consumer starting", extra={"consumer": self.name, "reason": reason})
+            await asyncio.sleep(backoff if reason == "error" else 0)
             backoff = min(backoff * 2, 5.0)
 
     @property
@@ -128,15 +147,16 @@ class EventConsumer:
         self._restart = self._rewind = True
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        """Apply batches until a broker reset asks for a fresh member. Every call to the broker
+        is bounded in time, so a broker that stops answering ends this member instead of
+        holding it for ever."""
         self._restart = False
         while not self._restart:
-            batches = await consumer.getmany(timeout_ms=500, max_records=self.settings.outbox_batch_size)
-            self._assigned = bool(assignment := consumer.assignment())
-            if self._rewind and assignment:
-                # Drop what was fetched from the committed offsets; the beginning includes it.
-                await consumer.seek_to_beginning(*assignment)
-                self._rewind = False
-                continue
+            batches = await asyncio.wait_for(
+                consumer.getmany(timeout_ms=500, max_records=self.settings.outbox_batch_size),
+                _KAFKA_CALL_TIMEOUT,
+            )
+            self._assigned = bool(consumer.assignment())
             messages = [m for part in batches.values() for m in part]
             if not messages:
                 continue
@@ -148,8 +168,25 @@ class EventConsumer:
                     consumer.seek(tp, part[0].offset)
                 raise
             positions = {tp: part[-1].offset + 1 for tp, part in batches.items()}
-            await consumer.commit(positions)
-            self._record_lag(consumer, positions)
+            async with self.pool.acquire() as conn:
+                await consumer_positions.save(conn, self.name, positions, self.incarnation)
+            try:
+                # For the broker's tools (lag per group); the group resumes from its own positions.
+                await asyncio.wait_for(consumer.commit(positions), _KAFKA_CALL_TIMEOUT)
+            except CommitFailedError:
+                # The group rebalanced under this member (a broker that lost the group answers
+                # so too): the coordinator rejoins by itself and the listener seeks on assignment.
+                log.info("offset commit refused; rejoining", extra={"consumer": self.name})
+
+    async def on_assigned(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+        """Seek every partition given to this member to where the group stands (its own record)."""
+        async with self.pool.acquire() as conn:
+            recorded = await consumer_positions.load(conn, self.name)
+        for tp in assigned:
+            start = consumer_positions.start_offset(recorded.get(tp), self.incarnation, self._rewind)
+            if start is not None:
+                consumer.seek(tp, start)
+        self._rewind = False
 
     async def process(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Apply a batch in one transaction; failures are retried alone, then dead-lettered.
@@ -168,35 +205,77 @@ class EventConsumer:
         applied: list[Envelope[Any]] = []
         async with self.pool.acquire() as conn:
             async with conn.transaction():
-                for msg in messages:
-                    EVENTS_CONSUMED.labels(self.service, self.name, msg.topic).inc()
-                    try:
-                        event = parse_event(msg.value or b"")
-                        wanted = self.accept(event) if spec_for(event.type).topic == msg.topic else None
-                    except Exception as e:  # unparseable, or a filter that chokes on it: never stall
-                        await self.dead_letter(conn, msg, describe_error(e))
-                        continue
-                    if wanted is None:
-                        # A well-formed event on the wrong topic: its handler would misread it.
-                        reason = f"event type {event.type} does not belong on topic {msg.topic}"
-                        await self.dead_letter(conn, msg, reason)
-                        continue
-                    if not wanted:
-                        continue
-                    try:
-                        if await self._apply_traced(conn, event, msg, isolate=isolate):
-                            applied.append(event)
-                    except Exception as e:
-                        if not isolate:
-                            raise _Isolate from e
-                        if isinstance(e, PoisonMessage):
-                            await self.dead_letter(conn, msg, describe_error(e))
-                        else:
-                            failed.append((msg, event, e))
+                seen = await self._already_applied(conn, messages)
+                for i, msg in enumerate(messages):
+                    await self._take(conn, msg, i in seen, applied, failed, isolate=isolate)
+                    self.handled += 1  # completed (a statement that blocks for ever never gets here)
             await wake_relay(conn)  # after the commit: see shared.outbox.wake_relay
         self._count_applied(applied)
         for msg, event, first_error in failed:
             await self._retry_then_dead_letter(msg, event, first_error)
+
+    async def _take(
+        self,
+        conn: asyncpg.Connection,
+        msg: ConsumerRecord[bytes, bytes],
+        duplicate: bool,
+        applied: list[Envelope[Any]],
+        failed: list[tuple[ConsumerRecord[bytes, bytes], Envelope[Any], BaseException]],
+        *,
+        isolate: bool,
+    ) -> None:
+        """One message of a batch: skipped, dead-lettered, applied, or kept for a retry."""
+        EVENTS_CONSUMED.labels(self.service, self.name, neutral_label(msg.topic)).inc()
+        if duplicate:  # a redelivery (rebalance, replay, a re-send after a broker reset)
+            INBOX_DUPLICATES.labels(self.service, self.name).inc()
+            return
+        try:
+            event = parse_event(msg.value or b"")
+            wanted = self.accept(event) if spec_for(event.type).topic == msg.topic else None
+        except Exception as e:  # unparseable, or a filter that chokes on it: never stall
+            await self.dead_letter(conn, msg, describe_error(e))
+            return
+        if wanted is None:
+            # A well-formed event on the wrong topic: its handler would misread it.
+            await self.dead_letter(conn, msg, f"event type {event.type} does not belong on topic {msg.topic}")
+            return
+        if not wanted:
+            return
+        try:
+            if await self._apply_traced(conn, event, msg, isolate=isolate):
+                applied.append(event)
+        except Exception as e:
+            if _transient(e):
+                raise  # the database, not the message: the whole batch is read again
+            if not isolate:
+                raise _Isolate from e
+            if isinstance(e, PoisonMessage):
+                await self.dead_letter(conn, msg, describe_error(e))
+            else:
+                failed.append((msg, event, e))
+
+    async def _already_applied(
+        self, conn: asyncpg.Connection, messages: list[ConsumerRecord[bytes, bytes]]
+    ) -> set[int]:
+        """Positions in ``messages`` of events the inbox already has, in one round trip.
+
+        After a broker reset every relay re-sends its recent events (twice): tens of thousands of
+        redeliveries, each of which would otherwise be validated in full and inserted into the
+        inbox one statement at a time before being found a duplicate. Only the id is read here;
+        a message whose id cannot be read goes the whole way (and is dead-lettered there)."""
+        ids: dict[int, uuid.UUID] = {}
+        for i, msg in enumerate(messages):
+            with contextlib.suppress(Exception):
+                ids[i] = uuid.UUID(str(orjson.loads(msg.value or b"")["id"]))
+        if not ids:
+            return set()
+        rows = await conn.fetch(
+            "SELECT event_id FROM inbox WHERE consumer = $1 AND event_id = ANY($2::uuid[])",
+            self.name,
+            list(set(ids.values())),
+        )
+        known = {r["event_id"] for r in rows}
+        return {i for i, event_id in ids.items() if event_id in known}
 
     async def _apply_traced(
         self,
@@ -268,7 +347,7 @@ class EventConsumer:
     def _count_applied(self, events: list[Envelope[Any]]) -> None:
         now = dt.datetime.now(dt.UTC)
         for event in events:
-            EVENTS_APPLIED.labels(self.service, self.name, event.type).inc()
+            EVENTS_APPLIED.labels(self.service, self.name, neutral_label(event.type)).inc()
             EVENT_LATENCY.labels(self.service, self.name).observe(
                 max(0.0, (now - event.time).total_seconds())
             )
@@ -290,6 +369,8 @@ class EventConsumer:
                 error = e
                 break
             except Exception as e:
+                if _transient(e):
+                    raise  # not the message's fault: the batch is read again once the database answers
                 error = e
         async with self.pool.acquire() as conn:
             async with conn.transaction():
@@ -331,19 +412,33 @@ class EventConsumer:
             headers=headers,
             event_id=new_event_id(),
         )
-        DLQ_MESSAGES.labels(self.service, self.name, msg.topic).inc()
+        DLQ_MESSAGES.labels(self.service, self.name, neutral_label(msg.topic)).inc()
         log.warning(
             "message dead-lettered", extra={"consumer": self.name, "topic": msg.topic, "reason": reason}
         )
 
-    def _record_lag(self, consumer: AIOKafkaConsumer, positions: dict[TopicPartition, int]) -> None:
-        lag: dict[str, int] = {}
-        for tp, position in positions.items():
-            high = consumer.highwater(tp)
-            if high is not None:
-                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - position)
-        for topic, value in lag.items():
-            CONSUMER_LAG.labels(self.service, self.name, topic).set(value)
+
+class _Seek(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Hands each assignment to the consumer, which seeks to the group's recorded positions."""
+
+    def __init__(self, owner: EventConsumer):
+        self.owner = owner
+        self.consumer: AIOKafkaConsumer | None = None
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self.consumer is not None and assigned:
+            await self.owner.on_assigned(self.consumer, assigned)
+
+
+def _transient(exc: BaseException) -> bool:
+    """A failure of the database rather than of the message (unreachable, a statement timed out
+    or was cancelled, a lock wait): never a reason to dead-letter."""
+    return is_unavailable(exc) or isinstance(
+        exc, TimeoutError | asyncpg.QueryCanceledError | asyncpg.LockNotAvailableError
+    )
 
 
 def _header(msg: ConsumerRecord[bytes, bytes], name: str) -> str | None:

@@ -12,7 +12,7 @@ import logging
 import re
 import uuid
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -44,7 +44,12 @@ def make_producer(settings: BaseServiceSettings) -> AIOKafkaProducer:
     )
 
 
-def make_consumer(settings: BaseServiceSettings, group_id: str, topics: list[str]) -> AIOKafkaConsumer:
+def make_consumer(
+    settings: BaseServiceSettings,
+    group_id: str,
+    topics: list[str],
+    listener: ConsumerRebalanceListener | None = None,
+) -> AIOKafkaConsumer:
     """A consumer of ``topics`` that never makes the broker create one of them.
 
     A consumer subscribed by name asks for those topics' metadata, and a broker that creates
@@ -66,8 +71,58 @@ def make_consumer(settings: BaseServiceSettings, group_id: str, topics: list[str
         session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000,
     )
-    consumer.subscribe(pattern="^(" + "|".join(re.escape(t) for t in sorted(topics)) + ")$")
+    consumer.subscribe(
+        pattern="^(" + "|".join(re.escape(t) for t in sorted(topics)) + ")$", listener=listener
+    )
     return consumer
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer, timeout: float = 3.0) -> None:
+    """Stop a consumer for certain, within a bounded time.
+
+    aiokafka 0.14's fetcher can swallow its own cancellation: ``Fetcher._fetch_requests_routine``
+    awaits the fetch tasks it cancels inside ``contextlib.suppress(CancelledError)``, so when
+    ``Fetcher.close()`` cancels the routine during that await (which is exactly when an
+    assignment was just revoked, e.g. after a ``CommitFailedError`` on a broker that lost the
+    group), the cancellation is taken for the fetch task's and the routine goes on to wait for
+    an assignment that never comes. ``consumer.stop()`` then never returns (aio-libs/aiokafka
+    #983 describes the same swallowing). Cancelling the routine once more ends it.
+    """
+    stopping = asyncio.ensure_future(consumer.stop())
+    for _ in range(3):
+        done, _pending = await asyncio.wait({stopping}, timeout=timeout)
+        if done:
+            with contextlib.suppress(Exception):
+                stopping.result()
+            return
+        fetch_task = getattr(getattr(consumer, "_fetcher", None), "_fetch_task", None)
+        if fetch_task is not None and not fetch_task.done():
+            log.warning("consumer stop stuck in the fetcher; cancelling its routine again")
+            fetch_task.cancel()
+    stopping.cancel()
+    log.error("consumer did not stop; abandoned")
+
+
+async def end_offsets(probe: AIOKafkaConsumer, topics: list[str]) -> dict[TopicPartition, int]:
+    """The log-end offset of every partition of ``topics`` the broker has (a group-less client)."""
+    known = await probe.topics()  # fresh metadata: topics recreated after a broker reset included
+    partitions = [
+        TopicPartition(t, p)
+        for t in topics
+        if t in known
+        for p in sorted(probe.partitions_for_topic(t) or ())
+    ]
+    return dict(await probe.end_offsets(partitions)) if partitions else {}
+
+
+def make_probe(settings: KafkaSettings) -> AIOKafkaConsumer:
+    """A consumer in no group that only asks for metadata and end offsets."""
+    return AIOKafkaConsumer(
+        **settings.kafka_client_options(),
+        enable_auto_commit=False,
+        metadata_max_age_ms=5_000,
+        request_timeout_ms=5_000,
+    )
 
 
 async def missing_topics(settings: KafkaSettings, topics: list[str] | None = None) -> list[str]:

@@ -12,6 +12,8 @@ import orjson
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.sensitivity import neutral_route
+
 # 17 digits + check character: anything shaped like a resident identity number.
 _ID_NUMBER = re.compile(r"(?<!\d)\d{17}[\dXx](?![\dA-Za-z])")
 _RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
@@ -100,6 +102,22 @@ BROKER_RESETS = Counter(
 CONSUMER_LAG = Gauge(
     "consumer_lag", "Messages behind the end of each topic", ["service", "consumer", "topic"]
 )
+CONSUMER_LAST_PROGRESS = Gauge(
+    "consumer_last_progress_seconds",
+    "Seconds since the consumer group last applied anything or was caught up (grows only while "
+    "records wait unread)",
+    ["service", "consumer"],
+)
+CONSUMER_STALLED = Gauge(
+    "consumer_stalled",
+    "1 while the consumer group makes no progress with records unread",
+    ["service", "consumer"],
+)
+CONSUMER_RESTARTS = Counter(
+    "consumer_restarts_total",
+    "Fresh consumers started after an error or a stall",
+    ["service", "consumer", "reason"],
+)
 EVENT_LATENCY = Histogram(
     "event_apply_latency_seconds",
     "Time from an event's creation to its application by a consumer",
@@ -132,7 +150,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
+            template = neutral_route(getattr(route, "path", "unmatched"))
             HTTP_LATENCY.labels(self.service, scope["method"], template, str(status)).observe(
                 time.perf_counter() - start
             )

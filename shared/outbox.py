@@ -33,6 +33,7 @@ from shared.observability import (
     OUTBOX_OLDEST_AGE,
     OUTBOX_PUBLISH_FAILURES,
 )
+from shared.sensitivity import neutral_label  # metric labels name no sensitive type
 from shared.settings import BaseServiceSettings
 from shared.tracing import current_traceparent
 
@@ -171,11 +172,16 @@ class OutboxRelay:
         # marked published after the re-send had put it back in the queue.
         self._sending = asyncio.Lock()
         self._resend_again: asyncio.Task[None] | None = None
+        self.leader = False  # holds the relay lock: the one replica that publishes
         # Called when the broker came back empty (consumers of this process restart).
         self.reset_listeners: list[Callable[[], None]] = []
 
     async def run(self) -> None:
-        """Hold the relay lock, then publish until cancelled."""
+        """Hold the relay lock, then publish until cancelled.
+
+        Every replica watches the broker, the standbys too: a broker that came back empty must
+        restart every process's consumers, while only the leader re-sends the outbox."""
+        watch = asyncio.create_task(self._watch_broker(), name="broker-watch")
         try:
             while True:
                 try:
@@ -188,6 +194,7 @@ class OutboxRelay:
                     log.warning("outbox relay restarting", extra={"error": type(e).__name__})
                     await asyncio.sleep(1.0)
         finally:
+            watch.cancel()
             if self._resend_again is not None:
                 self._resend_again.cancel()
 
@@ -197,8 +204,10 @@ class OutboxRelay:
             while not await listener.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK):
                 await asyncio.sleep(2.0)  # another replica relays; stand by
             await listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+            self.leader = True
             await self._publish_loop()
         finally:
+            self.leader = False
             with contextlib.suppress(Exception):
                 await listener.close()
 
@@ -209,12 +218,9 @@ class OutboxRelay:
             try:
                 await producer.start()
                 await ensure_topics(self.settings)
+                await self._catch_up_on_resets()
                 self.connected, backoff = True, 0.2
-                watchdog = asyncio.create_task(self._watch_broker())
-                try:
-                    await self._drain_forever(producer)
-                finally:
-                    watchdog.cancel()
+                await self._drain_forever(producer)
             except (TimeoutError, KafkaError, OSError) as e:
                 self.connected = False
                 self.last_error = type(e).__name__
@@ -270,7 +276,7 @@ class OutboxRelay:
                 )
             for row, r in zip(rows, results, strict=True):
                 if not isinstance(r, BaseException):
-                    EVENTS_PRODUCED.labels(self.service, row["topic"]).inc()
+                    EVENTS_PRODUCED.labels(self.service, neutral_label(row["topic"])).inc()
         if self._log_went_back([r for r in results if not isinstance(r, BaseException)]):
             # A broker that came back empty may even acknowledge writes to topics it no longer
             # has; what it acknowledged since (and before) may be gone. Recreate and re-send.
@@ -310,8 +316,11 @@ class OutboxRelay:
                     self._incarnation = current
                 elif current is not None and current != self._incarnation:
                     self._incarnation = current
-                    async with self._sending:
-                        await self._resend_recent()
+                    self._broker_reset_seen()
+                    if self.leader:
+                        async with self._sending:
+                            await self._resend_recent()
+                        await self._remember_incarnation(current)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the watchdog must outlive any one failed check
@@ -322,12 +331,40 @@ class OutboxRelay:
         ``_sending`` held, by the batch that saw it)."""
         await ensure_topics(self.settings)
         self._incarnation = incarnation_of(await topic_names(self.settings))
+        self._broker_reset_seen()
         await self._resend_recent()
+        await self._remember_incarnation(self._incarnation)
 
-    async def _resend_recent(self) -> None:
+    async def _catch_up_on_resets(self) -> None:
+        """On taking the relay (start, or a hand-over after the leader died): if the broker is on
+        another log than the one this database last published to, re-send the recent outbox."""
+        current = incarnation_of(await topic_names(self.settings))
+        if current is None:
+            return
+        async with self.pool.acquire() as conn:
+            stored = await conn.fetchval("SELECT incarnation FROM relay_state")
+        if stored is not None and stored != current:
+            log.warning("broker is on another log than the last publication; re-sending recent events")
+            async with self._sending:
+                await self._resend_recent()
+        await self._remember_incarnation(current)
+
+    async def _remember_incarnation(self, current: str | None) -> None:
+        if current is None:
+            return
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                """INSERT INTO relay_state (incarnation) VALUES ($1)
+                   ON CONFLICT (singleton) DO UPDATE SET incarnation = $1, updated_at = now()""",
+                current,
+            )
+
+    def _broker_reset_seen(self) -> None:
         BROKER_RESETS.labels(self.service).inc()
         for listener in self.reset_listeners:
             listener()  # e.g. consumers restart: their in-memory positions point past the new log
+
+    async def _resend_recent(self) -> None:
         requeued = await self._requeue_recent()
         log.warning(
             "broker lost its log; topics recreated, recent events re-sent", extra={"requeued": requeued}

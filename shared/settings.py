@@ -23,6 +23,9 @@ class KafkaSettings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: str | None = None
+    # Mutual TLS (security protocol SSL): this service's client certificate and key, PEM files.
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
     kafka_topic_partitions: int = 6
     kafka_topic_replication: int = 1
 
@@ -40,8 +43,22 @@ class KafkaSettings(BaseSettings):
         if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
             from aiokafka.helpers import create_ssl_context
 
-            options["ssl_context"] = create_ssl_context(cafile=self.kafka_ssl_cafile)
+            options["ssl_context"] = create_ssl_context(
+                cafile=self.kafka_ssl_cafile, certfile=self.kafka_ssl_certfile, keyfile=self.kafka_ssl_keyfile
+            )
         return options
+
+    @model_validator(mode="after")
+    def _refuse_clear_text_kafka_in_production(self) -> KafkaSettings:
+        """Events and credentials never cross the network in clear in production (DESIGN section 10)."""
+        if self.environment == "production" and self.kafka_security_protocol in (
+            "PLAINTEXT",
+            "SASL_PLAINTEXT",
+        ):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL {self.kafka_security_protocol} is refused in production: use SSL or SASL_SSL"
+            )
+        return self
 
 
 class BaseServiceSettings(KafkaSettings):
@@ -85,6 +102,15 @@ class BaseServiceSettings(KafkaSettings):
     # 100 ms: 129 ev/s, 5.1 ms, p50 0.17 s, p99 0.37 s; 250 ms: 124 ev/s, p50 0.29 s.
     consumer_fetch_max_wait_ms: int = Field(
         default=100, ge=1, description="how long a fetch may wait for records (latency floor per hop)"
+    )
+    consumer_stall_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="a consumer group with records unread and no progress for this long is stalled: "
+        "its member is replaced by a fresh one and /readyz answers not ready",
+    )
+    consumer_check_interval: float = Field(
+        default=5.0, gt=0, description="how often each service measures its consumers' lag and progress"
     )
     run_background: bool = Field(default=True, description="run the outbox relay and consumers in-process")
 

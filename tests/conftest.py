@@ -66,13 +66,21 @@ def running_stack(
     db_prefix: str,
     extra_env: dict[str, str] | None = None,
     registries: list[str] | None = None,
+    replicas: int = 1,
 ) -> Iterator[Stack]:
     """A stack of its own in ``workdir/name``, for a fixture to yield.
 
     On the way out it is stopped (also when starting it failed) and its logs are kept under
     ``test-artifacts/logs/name``.
     """
-    s = Stack(workdir / name, pg=pg, db_prefix=db_prefix, extra_env=extra_env, registries=registries)
+    s = Stack(
+        workdir / name,
+        pg=pg,
+        db_prefix=db_prefix,
+        extra_env=extra_env,
+        registries=registries,
+        replicas=replicas,
+    )
     try:
         s.start()
         yield s

@@ -36,6 +36,7 @@ CRD_KINDS = {
     "ServiceMonitor": "monitoring.coreos.com/v1",
     "PrometheusRule": "monitoring.coreos.com/v1",
     "KafkaTopic": "kafka.strimzi.io/v1beta2",
+    "KafkaUser": "kafka.strimzi.io/v1beta2",
 }
 # Files the chart ships as copies (Helm reads only files inside the chart) -> their originals.
 COPIES = {

@@ -252,12 +252,16 @@ def test_one_template_renders_every_service(values_file: str) -> None:
 
 # Settings the chart leaves alone (documented in deploy/helm/README.md).
 NOT_FROM_THE_CHART = {"CLIENTS_INLINE", "CONSUMER_GROUP"}
+# Set only with mutual TLS (security protocol SSL), which ci/mtls-values.yaml configures.
+MUTUAL_TLS = {"KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE"}
 # Settings the chart sets only when their value (a Secret, a file, an endpoint) is configured.
 ONLY_WHEN_CONFIGURED = {
     "KAFKA_SASL_MECHANISM",
     "KAFKA_SASL_USERNAME",
     "KAFKA_SASL_PASSWORD",
     "KAFKA_SSL_CAFILE",
+    "KAFKA_SSL_CERTFILE",
+    "KAFKA_SSL_KEYFILE",
     "OTEL_ENDPOINT",
     "AGREEMENTS_FILE",
     "REGISTRY_TOKEN",
@@ -303,8 +307,10 @@ def test_every_setting_of_the_services_reaches_their_pods(values_file: str) -> N
         assert not ONLY_IN_MIGRATE_JOBS & pod_env(values_file, deployment), component
         missing = expected - pod_env(values_file, deployment)
         assert missing <= ONLY_WHEN_CONFIGURED, f"{component}: {sorted(missing)}"
-        if values_file == "production-values.yaml":  # configures every optional setting
-            assert not missing, f"{component}: {sorted(missing)}"
+        if values_file == "production-values.yaml":  # configures every optional setting but mTLS
+            assert not missing - MUTUAL_TLS, f"{component}: {sorted(missing)}"
+        if values_file == "mtls-values.yaml":
+            assert not missing & MUTUAL_TLS, f"{component}: {sorted(missing)}"
 
 
 def test_the_migrate_jobs_alone_get_the_owner_dsn_and_the_service_role() -> None:
@@ -367,7 +373,10 @@ SHORT_CODE_INSTANCE = {
         ({"verification": {"replicas": "two"}}, "at '/verification/replicas': got string, want integer"),
         ({"podSecurityContext": {"runAsUser": 0}}, "at '/podSecurityContext/runAsUser': minimum"),
         ({"registry": {"instances": [SHORT_CODE_INSTANCE]}}, "at '/registry/instances/0/jurisdictions/0'"),
-        ({"kafka": {"securityProtocol": "SASL_SSL"}}, "at '/kafka/sasl/username': minLength"),
+        (
+            {"kafka": {"securityProtocol": "SASL_SSL", "users": {"provision": "none"}}},
+            "at '/kafka/sasl/username': minLength",
+        ),
         ({"exchange": {"replicaCount": 2}}, "additional properties 'replicaCount' not allowed"),
         (
             {"exchange": {"reconciliation": {"intervalSeconds": 3600}}},

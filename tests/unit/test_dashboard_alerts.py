@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.migrant_exchange.service_layer.indicators import Thresholds, alerts, shown_type
+from shared.sensitivity import NEUTRAL_CATEGORY
 
 
 def _snapshot(**over: Any) -> dict[str, Any]:
@@ -63,5 +64,5 @@ def test_thresholds_are_configurable() -> None:
 
 
 def test_pregnancy_event_types_never_reach_the_dashboard_by_name() -> None:
-    assert shown_type("pregnancy.registered.v1") == shown_type("pregnancy.closed.v1") == "other vital events"
+    assert shown_type("pregnancy.registered.v1") == shown_type("pregnancy.closed.v1") == NEUTRAL_CATEGORY
     assert shown_type("birth.registered.v1") == "birth.registered.v1"

@@ -3,13 +3,34 @@ The pod every component runs: one named template for the Deployments and for the
 hook Jobs, so a service and its migrations see the same configuration.
 */}}
 
-{{/* The Kafka SASL identity of a component: kafka.sasl overridden by values.kafkaSasl. */}}
+{{/*
+The Kafka identity of a component: kafka.sasl overridden by values.kafkaSasl. Its username is
+the component's own principal (and KafkaUser name) unless one is named: <fullname>-<component>;
+the password comes from the Secret the User Operator writes for that KafkaUser unless one is named.
+*/}}
 {{- define "mx.sasl" -}}
-{{- toYaml (mergeOverwrite (deepCopy .root.Values.kafka.sasl) (deepCopy (default dict .c.values.kafkaSasl))) -}}
+{{- $s := mergeOverwrite (deepCopy .root.Values.kafka.sasl) (deepCopy (default dict .c.values.kafkaSasl)) -}}
+{{- if not $s.username -}}
+{{- $_ := set $s "username" (include "mx.componentName" (dict "root" .root "name" .c.name)) -}}
+{{- end -}}
+{{- if not $s.passwordSecret.name -}}
+{{- $_ := set $s "passwordSecret" (dict "name" $s.username "key" $s.passwordSecret.key) -}}
+{{- end -}}
+{{- toYaml $s -}}
+{{- end -}}
+
+{{/* The component's Kafka principal: its SCRAM username, or the CN of its client certificate. */}}
+{{- define "mx.kafkaPrincipal" -}}
+{{- (include "mx.sasl" . | fromYaml).username -}}
 {{- end -}}
 
 {{- define "mx.saslEnabled" -}}
 {{- if hasPrefix "SASL_" .Values.kafka.securityProtocol -}}true{{- end -}}
+{{- end -}}
+
+{{/* Mutual TLS: each component presents its own client certificate (security protocol SSL). */}}
+{{- define "mx.mtlsEnabled" -}}
+{{- if eq .Values.kafka.securityProtocol "SSL" -}}true{{- end -}}
 {{- end -}}
 
 {{/* Plain (non-secret) environment of a component as a YAML map. Args: root, c. */}}
@@ -19,6 +40,8 @@ hook Jobs, so a service and its migrations see the same configuration.
     "ENVIRONMENT" $v.environment
     "LOG_LEVEL" $v.logLevel
     "GC_GEN0_THRESHOLD" (toString (int64 $v.gcGen0Threshold))
+    "CONSUMER_STALL_SECONDS" (toString $v.consumerStallSeconds)
+    "CONSUMER_CHECK_INTERVAL" (toString $v.consumerCheckInterval)
     "LOG_JSON" (toString $v.logJson)
     "OTEL_EXPORTER" $v.otel.exporter
     "KAFKA_BOOTSTRAP_SERVERS" $v.kafka.bootstrapServers
@@ -36,6 +59,10 @@ hook Jobs, so a service and its migrations see the same configuration.
 {{- end -}}
 {{- if $v.kafka.tls.caSecret.name -}}
 {{- $_ := set $e "KAFKA_SSL_CAFILE" (printf "/etc/migrant-exchange/kafka-ca/%s" $v.kafka.tls.caSecret.key) -}}
+{{- end -}}
+{{- if include "mx.mtlsEnabled" .root -}}
+{{- $_ := set $e "KAFKA_SSL_CERTFILE" (printf "/etc/migrant-exchange/kafka-client/%s" $v.kafka.tls.clientCertKey) -}}
+{{- $_ := set $e "KAFKA_SSL_KEYFILE" (printf "/etc/migrant-exchange/kafka-client/%s" $v.kafka.tls.clientKeyKey) -}}
 {{- end -}}
 {{- if .c.values.databaseSecret -}}
 {{- $_ := set $e "HOST" "0.0.0.0" -}}
@@ -191,6 +218,11 @@ spec:
           mountPath: /etc/migrant-exchange/kafka-ca
           readOnly: true
         {{- end }}
+        {{- if include "mx.mtlsEnabled" $root }}
+        - name: kafka-client
+          mountPath: /etc/migrant-exchange/kafka-client
+          readOnly: true
+        {{- end }}
         {{- if and $c.files (not .job) }}
         - name: files
           mountPath: /etc/migrant-exchange/files
@@ -215,6 +247,17 @@ spec:
         items:
           - key: {{ $v.kafka.tls.caSecret.key }}
             path: {{ $v.kafka.tls.caSecret.key }}
+    {{- end }}
+    {{- if include "mx.mtlsEnabled" $root }}
+    - name: kafka-client
+      secret:
+        # The Secret the User Operator writes for the component's KafkaUser (its client certificate).
+        secretName: {{ include "mx.kafkaPrincipal" . }}
+        items:
+          - key: {{ $v.kafka.tls.clientCertKey }}
+            path: {{ $v.kafka.tls.clientCertKey }}
+          - key: {{ $v.kafka.tls.clientKeyKey }}
+            path: {{ $v.kafka.tls.clientKeyKey }}
     {{- end }}
     {{- if and $c.files (not .job) }}
     - name: files

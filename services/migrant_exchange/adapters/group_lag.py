@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -22,16 +23,29 @@ from shared.settings import KafkaSettings
 log = logging.getLogger(__name__)
 
 
-class GroupLag:
-    """Reads committed and end offsets; keeps one client per group between samples."""
+# A group the broker forgot is shown as gone for this long, then dropped from the table.
+FORGET_ABSENT_SECONDS = 3600.0
 
-    def __init__(self, settings: KafkaSettings):
+
+class GroupLag:
+    """Reads committed and end offsets; keeps one client per group between samples.
+
+    Each row has a ``state``: ``ok``; ``stalled`` when the group has records unread and its
+    committed offsets have not moved for ``stall_seconds``; ``absent`` when a group seen before is
+    gone from the broker (its consumer stopped, or the broker lost it): then how far behind it is
+    cannot be read from the broker, and the row says so instead of showing 0.
+    """
+
+    def __init__(self, settings: KafkaSettings, stall_seconds: float = 60.0):
         self.settings = settings
+        self.stall_seconds = stall_seconds
         self._ends: AIOKafkaConsumer | None = None
         self._groups: dict[str, AIOKafkaConsumer] = {}
+        self._moved: dict[str, tuple[dict[TopicPartition, int], float]] = {}  # committed, when it moved
+        self._last_seen: dict[str, float] = {}
 
     async def sample(self) -> list[dict[str, Any]]:
-        """Rows ``{group, topic, lag}`` for every group with a committed offset on a topic."""
+        """Rows ``{group, topic, lag, state}``: every group on the broker and every one that left it."""
         options = self.settings.kafka_client_options()
         admin = AIOKafkaAdminClient(**options, request_timeout_ms=3_000)
         await admin.start()
@@ -50,17 +64,36 @@ class GroupLag:
             for p in sorted(self._ends.partitions_for_topic(t) or ())
         ]
         ends = await self._ends.end_offsets(partitions)
-        rows = []
+        rows: list[dict[str, Any]] = []
+        now = time.monotonic()
         for group in groups:
             committed = await self._committed(group, partitions)
             lag: dict[str, int] = {}
             for tp, offset in committed.items():
                 if offset >= 0:
                     lag[tp.topic] = lag.get(tp.topic, 0) + max(0, ends.get(tp, offset) - offset)
-            rows += [{"group": group, "topic": t, "lag": n} for t, n in sorted(lag.items())] or [
-                {"group": group, "topic": "(nothing committed yet)", "lag": 0}
-            ]
+            state = self._state(group, committed, sum(lag.values()), now)
+            rows += [
+                {"group": group, "topic": t, "lag": n, "state": state} for t, n in sorted(lag.items())
+            ] or [{"group": group, "topic": "(nothing committed yet)", "lag": 0, "state": state}]
+        for group, seen in sorted(self._last_seen.items()):
+            if group in groups:
+                continue
+            if now - seen > FORGET_ABSENT_SECONDS:
+                del self._last_seen[group]
+                continue
+            rows.append(
+                {"group": group, "topic": "(group gone from the broker)", "lag": None, "state": "absent"}
+            )
         return rows
+
+    def _state(self, group: str, committed: dict[TopicPartition, int], lag: int, now: float) -> str:
+        self._last_seen[group] = now
+        previous = self._moved.get(group)
+        if previous is None or previous[0] != committed or lag == 0:
+            self._moved[group] = (committed, now)
+            return "ok"
+        return "stalled" if now - previous[1] > self.stall_seconds else "ok"
 
     async def _committed(self, group: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         client = self._groups.get(group)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from services.migrant_exchange.adapters import repository as repo
 from services.migrant_exchange.adapters.registries import RegistryClient
-from services.migrant_exchange.entrypoints import background, reconciliation
+from services.migrant_exchange.entrypoints import background, reconciliation, views
 from services.migrant_exchange.entrypoints.consumer import consumers
 from services.migrant_exchange.entrypoints.dashboard import routers as dashboard_routers
 from services.migrant_exchange.service_layer import handlers
@@ -25,6 +25,7 @@ from shared.errors import Forbidden, NotFound
 from shared.events import payloads as p
 from shared.identity import DivisionCode
 from shared.outbox import add_event
+from shared.text import PlainText
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["exchange"])
@@ -37,9 +38,9 @@ class Notification(BaseModel):
     notification_id: uuid.UUID
     target_division: str
     source_division: str
-    subject: str
+    subject: str | None = Field(description="pseudonymous subject key; withheld from operators")
     event_id: uuid.UUID
-    event_type: str
+    event_type: str = Field(description="for operators, a sensitive type reads as the neutral category")
     event_sequence: int
     event_time: dt.datetime
     state: State
@@ -48,13 +49,15 @@ class Notification(BaseModel):
     overdue_at: dt.datetime | None = None
     attempts: int = 1
     feedback_at: dt.datetime | None
-    conflicts: list[dict[str, Any]] | None
+    conflicts: list[dict[str, Any]] | None = Field(
+        description="fields that disagree; operators get their names only, never the values"
+    )
     reason: str | None
     payload: dict[str, Any] | None = Field(default=None, description="only for the addressed jurisdiction")
 
 
 class Migrant(BaseModel):
-    subject: str = Field(description="pseudonymous subject key")
+    subject: str | None = Field(description="pseudonymous subject key; withheld from operators")
     hukou_division: str | None
     residence_division: str | None
     moves: int
@@ -64,13 +67,15 @@ class Migrant(BaseModel):
 class FeedbackIn(BaseModel):
     outcome: Literal["applied", "conflict", "rejected"]
     conflicts: list[p.FieldConflict] = Field(default_factory=list)
-    reason: str | None = Field(default=None, max_length=500)
+    reason: PlainText | None = Field(default=None, max_length=500)
 
 
 def _scope_to(client: Client, jurisdiction: str | None) -> str | None:
-    """Jurisdictions see their own traffic; operators may look at any."""
+    """Jurisdictions see their own traffic; operators may look at any (as operations: ``views``).
+    Any other client without a jurisdiction is refused, not given everything."""
     if client.kind == "operator":
         return jurisdiction
+    views.require_jurisdiction(client)
     if jurisdiction is not None and jurisdiction != client.jurisdiction:
         raise Forbidden(
             "a jurisdiction reads only its own notifications", field="jurisdiction", rule="own-jurisdiction"
@@ -89,19 +94,12 @@ async def list_notifications(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """What was sent to or by a jurisdiction; the addressee also gets the payload to apply over REST."""
+    """What was sent to or by a jurisdiction; the addressee also gets the payload to apply over REST.
+    Operators see every jurisdiction's traffic as operations: no subject key, no sensitive type,
+    conflicting field names without their values."""
     scope = _scope_to(client, jurisdiction)
     rows = await repo.list_notifications(conn, scope, state, limit, after)
-    return [
-        {
-            **dict(r),
-            "notification_id": r["id"],
-            "payload": r["payload"]
-            if client.kind == "jurisdiction" and r["target_division"] == client.jurisdiction
-            else None,
-        }
-        for r in rows
-    ]
+    return [views.notification(client, r) for r in rows]
 
 
 @router.post(
@@ -151,12 +149,14 @@ async def list_migrants(
     destination: DivisionCode | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[dict[str, Any]]:
-    """People registered in one place and living in another (pseudonymous keys only)."""
+    """People registered in one place and living in another (pseudonymous keys, and none for
+    operators: they see the movements)."""
+    views.require_jurisdiction(client)
     if client.kind != "operator" and client.jurisdiction not in (origin, destination):
         raise Forbidden(
             "name your own jurisdiction as origin or destination", field="origin", rule="own-jurisdiction"
         )
-    return [dict(r) for r in await repo.list_migrants(conn, origin, destination, limit)]
+    return [views.migrant(client, r) for r in await repo.list_migrants(conn, origin, destination, limit)]
 
 
 async def _startup(app: FastAPI) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from services.migrant_exchange.adapters import stats
 from services.migrant_exchange.service_layer import handlers, ordering
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.consumer import EventConsumer
@@ -51,5 +52,29 @@ def event_consumer(pool: asyncpg.Pool, settings: ExchangeSettings) -> EventConsu
     )
 
 
+def certificate_consumer(pool: asyncpg.Pool, settings: ExchangeSettings) -> EventConsumer:
+    """Counts certificates per issuer and holder key from ``certificate.lifecycle.v1``."""
+
+    async def on_certificate(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
+        d = event.data
+        if event.type == "certificate.issued.v1":
+            await stats.record_certificate_issued(
+                conn, d.certificate_number, d.issuer, event.subject, event.time, d.valid_until
+            )
+        elif event.type == "certificate.revoked.v1":
+            await stats.record_certificate_revoked(
+                conn, d.certificate_number, d.issuer, event.subject, event.time
+            )
+
+    return EventConsumer(
+        pool,
+        settings,
+        name=f"{settings.consumer_group}-indicators",
+        topics=["certificate.lifecycle.v1"],
+        handler=on_certificate,
+    )
+
+
 def consumers(pool: asyncpg.Pool, settings: ExchangeSettings) -> list[EventConsumer]:
-    return [event_consumer(pool, settings)]
+    """The routing consumer and the certificate projection of the operations centre."""
+    return [event_consumer(pool, settings), certificate_consumer(pool, settings)]

@@ -16,6 +16,7 @@ from shared.app import Pool, UnitOfWork
 from shared.auth import Client, require
 from shared.errors import NotFound
 from shared.identity import DivisionCode
+from shared.text import PlainText
 
 router = APIRouter(prefix="/v1", tags=["reconciliation"])
 Resolver = Annotated[Client, require("ops:resolve")]
@@ -68,7 +69,7 @@ class ResolutionIn(BaseModel):
     owner: DivisionCode | None = Field(
         default=None, description="for 'correct': the side whose record is authoritative"
     )
-    note: str | None = Field(default=None, max_length=500)
+    note: PlainText | None = Field(default=None, max_length=500)
 
 
 @router.post(

@@ -30,6 +30,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict
 
 from services.migrant_exchange.adapters import stats
+from shared.sensitivity import neutral_text, neutral_topic, neutral_type
 
 NOTES = {
     "verification_rate": "not available: the verification service publishes no events per certificate",
@@ -187,20 +188,31 @@ async def operations_picture(conn: asyncpg.Connection, limit: int = 5) -> dict[s
             "oldest_open_seconds": round(float(n["oldest_open_s"]), 1),
             "oldest_overdue_seconds": round(float(n["oldest_overdue_s"]), 1),
         },
-        "dead_letters": await stats.dead_letter_summary(conn, limit),
+        "dead_letters": neutral_dead_letters(await stats.dead_letter_summary(conn, limit)),
         "discrepancies": await stats.discrepancy_summary(conn, shape, limit) if shape else None,
     }
 
 
-# Event types whose very rate the operations centre must not see (DESIGN section 8: pregnancy data
-# never reaches the dashboard, not even as a count per second).
-SENSITIVE_PREFIXES = ("pregnancy.",)
-SENSITIVE_BUCKET = "other vital events"
+def neutral_dead_letter(row: dict[str, Any]) -> dict[str, Any]:
+    """A dead letter as an operator sees it: one message is one person's, so its topic and reason
+    name no sensitive type (the message itself is never shown)."""
+    return {**row, "topic": neutral_topic(row["topic"]), "reason": neutral_text(row["reason"] or "")}
+
+
+def neutral_lag(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Lag rows with topic names as the metric labels carry them (a pregnancy topic's neutral)."""
+    return [{**r, "topic": neutral_topic(r["topic"])} for r in rows]
+
+
+def neutral_dead_letters(summary: dict[str, Any]) -> dict[str, Any]:
+    return {**summary, "latest": [neutral_dead_letter(r) for r in summary["latest"]]}
 
 
 def shown_type(event_type: str) -> str:
-    """The label the dashboard may show for an event type."""
-    return SENSITIVE_BUCKET if event_type.startswith(SENSITIVE_PREFIXES) else event_type
+    """The label the dashboard may show for an event type: a pregnancy's rate is counted under the
+    neutral category (DESIGN section 8: pregnancy data never reaches the dashboard by name), the
+    same name every service's metric labels use."""
+    return neutral_type(event_type)
 
 
 # --- early warning (预警) -----------------------------------------------------------------------
@@ -238,7 +250,16 @@ def alerts(snapshot: dict[str, Any], t: Thresholds) -> list[dict[str, str]]:
     if n.get("oldest_open_seconds", 0) >= t.oldest_open_seconds:
         add("warning", "slow-feedback", f"oldest open notification waits {_age(n['oldest_open_seconds'])}")
     for lag in snapshot.get("lag") or []:
-        if lag["lag"] >= t.consumer_lag:
+        state = lag.get("state", "ok")
+        if state == "absent":
+            add("alert", "consumer-absent", f"consumer group {lag['group']} is gone from the broker")
+        elif state == "stalled":
+            add(
+                "alert",
+                "consumer-stalled",
+                f"consumer {lag['group']} stalled, {lag['lag']} behind on {lag['topic']}",
+            )
+        elif lag["lag"] >= t.consumer_lag:
             add("warning", "lag", f"consumer {lag['group']} is {lag['lag']} behind on {lag['topic']}")
     outbox = snapshot.get("outbox") or {}
     if outbox.get("oldest_age_seconds", 0) >= t.outbox_age_seconds:

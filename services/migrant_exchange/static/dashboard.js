@@ -114,7 +114,8 @@ function render(s) {
   $("updated").textContent = new Date(s.at).toLocaleTimeString();
   const ops = s.operations;
   const n = ops.notifications;
-  const maxLag = Math.max(0, ...s.lag.map((l) => l.lag));
+  const maxLag = Math.max(0, ...s.lag.map((l) => l.lag || 0));
+  const stuck = s.lag.filter((l) => l.state === "stalled" || l.state === "absent").length;
   tile("t-rate", fmt.format(Math.round(s.rates.total * 10) / 10));
   $("t-applied").textContent = fmt.format(s.rates.applied);
   tile("t-pending", fmt.format(n.pending));
@@ -126,7 +127,7 @@ function render(s) {
        ops.discrepancies && ops.discrepancies.open ? "warning" : "");
   tile("t-outbox", fmt.format(s.outbox.backlog), s.outbox.oldest_age_seconds > 30 ? "alert" : "");
   $("t-outbox-age").textContent = s.outbox.backlog ? age(s.outbox.oldest_age_seconds) : "–";
-  tile("t-lag", fmt.format(maxLag), maxLag >= 1000 ? "warning" : "");
+  tile("t-lag", stuck ? `${stuck} stalled` : fmt.format(maxLag), stuck ? "alert" : maxLag >= 1000 ? "warning" : "");
   renderAlerts(s.alerts);
   renderRates(s.rates.by_type);
   renderLag(s.lag, s.lag_source);
@@ -156,20 +157,24 @@ function renderRates(byType) {
 
 function renderLag(lag, source) {
   $("lag-source").textContent = source === "broker" ? "every group, from the broker" : "this service's groups";
-  const sorted = [...lag].sort((a, b) => b.lag - a.lag || a.group.localeCompare(b.group));
+  // Stalled and vanished groups first, then the furthest behind.
+  const weight = (l) => (l.state === "stalled" || l.state === "absent" ? 1e15 : 0) + (l.lag || 0);
+  const sorted = [...lag].sort((a, b) => weight(b) - weight(a) || a.group.localeCompare(b.group));
   $("lag").dataset.groups = [...new Set(lag.map((l) => l.group))].sort().join(" ");
   $("lag").dataset.topics = [...new Set(lag.map((l) => l.topic))].sort().join(" ");
   const rows = sorted.slice(0, 5); // the worst first; the rest summed up in words below
   const rest = sorted.slice(5);
   const tail = rest.length
     ? [el("tr", {}, el("td", { class: "sub", colspan: "3" },
-        `+ ${rest.length} more, ${fmt.format(rest.reduce((n, l) => n + l.lag, 0))} behind in all`))]
+        `+ ${rest.length} more, ${fmt.format(rest.reduce((n, l) => n + (l.lag || 0), 0))} behind in all`))]
     : [];
   $("lag").replaceChildren(
     el("tr", {}, el("th", {}, "group"), el("th", {}, "topic"), el("th", {}, "behind")),
     ...rows.map((l) =>
-      el("tr", {}, el("td", {}, l.group), el("td", {}, l.topic),
-         el("td", { class: "num " + (l.lag >= 1000 ? "warn" : "ok") }, (l.lag >= 1000 ? "▲ " : "") + fmt.format(l.lag)))),
+      el("tr", { "data-state": l.state || "ok" }, el("td", {}, l.group), el("td", {}, l.topic),
+         l.state === "stalled" || l.state === "absent"
+           ? el("td", { class: "num bad" }, `■ ${l.state === "absent" ? "gone" : "stalled"}` + (l.lag ? ` ${fmt.format(l.lag)}` : ""))
+           : el("td", { class: "num " + (l.lag >= 1000 ? "warn" : "ok") }, (l.lag >= 1000 ? "▲ " : "") + fmt.format(l.lag)))),
     ...tail
   );
 }

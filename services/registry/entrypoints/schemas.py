@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from shared.events.payloads import MEDICAL_CERTIFICATE_PATTERN, Sex
 from shared.identity import DivisionCode, IdNumber, PastDate
+from shared.text import PlainText, check_plain_value
 
 Purpose = Literal[
     "registration", "maternal_care", "birth_registration", "certificate_issuance", "social_services"
@@ -45,7 +46,7 @@ class PersonIn(_In):
         extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [PERSON]}
     )
     id_number: IdNumber
-    name: str = Field(min_length=1, max_length=64)
+    name: PlainText = Field(min_length=1, max_length=64)
     sex: Sex
     birth_date: PastDate
     hukou_division: DivisionCode = Field(description="place of household registration")
@@ -85,7 +86,7 @@ class MigrationIn(_In):
     from_division: DivisionCode
     to_division: DivisionCode
     migration_date: PastDate
-    name: str | None = Field(
+    name: PlainText | None = Field(
         default=None,
         min_length=1,
         max_length=64,
@@ -217,7 +218,7 @@ class BirthIn(_In):
         extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [BIRTH]}
     )
     medical_certificate_number: str = Field(pattern=MEDICAL_CERTIFICATE_PATTERN)
-    child_name: str = Field(min_length=1, max_length=64)
+    child_name: PlainText = Field(min_length=1, max_length=64)
     child_sex: Sex
     child_birth_date: PastDate
     child_id_number: IdNumber | None = None
@@ -270,8 +271,8 @@ class CorrectionIn(_In):
         max_length=64,
         description="marriage/migration/birth/pregnancy id, or the person's id number",
     )
-    changes: dict[str, str | int | None] = Field(min_length=1)
-    reason: str = Field(min_length=3, max_length=500, description="why the record is corrected")
+    changes: dict[str, Annotated[str | int | None, AfterValidator(check_plain_value)]] = Field(min_length=1)
+    reason: PlainText = Field(min_length=3, max_length=500, description="why the record is corrected")
 
 
 class CorrectionOut(BaseModel):

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.registry.entrypoints.schemas import EVENT_ID, MOTHER, PERSON, _example, _In
 from shared.events.payloads import MaritalStatus, Sex
 from shared.identity import IdNumber
+from shared.text import PlainText
 
 CERT_NUMBER = "320412-2026-ABCD2345"
 TOKEN = "eyJhbGciOiJFZERTQSIsImtpZCI6IjMyMDQxMi0yMDI2In0.eyJpc3MiOiIzMjA0MTIifQ.c2lnbmF0dXJl"  # noqa: S105 - an example, not a secret
@@ -63,7 +64,7 @@ class RevocationIn(_In):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"reason": "marital status changed"}]}
     )
-    reason: str = Field(min_length=3, max_length=200)
+    reason: PlainText = Field(min_length=3, max_length=200)
 
 
 class RevocationOut(BaseModel):

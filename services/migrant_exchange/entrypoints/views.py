@@ -1,0 +1,55 @@
+"""Who sees what of the exchange's notifications and roster (DESIGN.md sections 8 and 10).
+
+A jurisdiction sees its own traffic in full, and the addressee also the payload it must apply.
+An operator sees every jurisdiction's traffic as operations, not people: no subject key, the
+neutral category for a sensitive event type (``shared.sensitivity``), the names of the fields
+that disagree without their values, reasons without identity numbers or sensitive names, never a
+payload. Any other client without a jurisdiction is refused rather than given everything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from shared.auth import Client
+from shared.errors import Forbidden
+from shared.observability import redact
+from shared.sensitivity import neutral_text, neutral_type
+
+
+def require_jurisdiction(client: Client) -> None:
+    """Only operators read across jurisdictions; anyone else needs a home jurisdiction."""
+    if client.kind != "operator" and client.jurisdiction is None:
+        raise Forbidden(
+            "this client has no jurisdiction, and only operators read across jurisdictions",
+            field="client",
+            rule="client-jurisdiction",
+        )
+
+
+def notification(client: Client, row: asyncpg.Record) -> dict[str, Any]:
+    """One notification as this client may see it."""
+    if client.kind == "operator":
+        return _operations(row)
+    mine = client.kind == "jurisdiction" and row["target_division"] == client.jurisdiction
+    return {**dict(row), "notification_id": row["id"], "payload": row["payload"] if mine else None}
+
+
+def _operations(row: asyncpg.Record) -> dict[str, Any]:
+    conflicts = row["conflicts"]
+    return {
+        **dict(row),
+        "notification_id": row["id"],
+        "subject": None,
+        "event_type": neutral_type(row["event_type"]),
+        "conflicts": None if conflicts is None else [{"field": neutral_text(c["field"])} for c in conflicts],
+        "reason": None if row["reason"] is None else redact(neutral_text(row["reason"])),
+        "payload": None,
+    }
+
+
+def migrant(client: Client, row: asyncpg.Record) -> dict[str, Any]:
+    """One roster row: operators see the movement without the subject key."""
+    return {**dict(row), "subject": None} if client.kind == "operator" else dict(row)

@@ -1,0 +1,162 @@
+"""Every consumer of a service, supervised: started, measured, and replaced when it stalls.
+
+A consumer is *stalled* when its group has records unread and has not moved for
+``consumer_stall_seconds``: lag is the log-end offsets (read by a client in no group) minus the
+positions the group recorded in the service's own database, so it stays true when the broker has
+forgotten the group or the member has silently stopped. A stalled or exited consumer is replaced
+by a fresh one (at most once per stall period), ``/readyz`` answers not ready while any consumer
+is stalled or absent, and ``consumer_last_progress_seconds`` feeds the alert rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from shared import consumer_positions
+from shared.consumer import EventConsumer
+from shared.kafka import end_offsets, incarnation_of, make_probe, stop_consumer
+from shared.observability import (
+    CONSUMER_LAG,
+    CONSUMER_LAST_PROGRESS,
+    CONSUMER_RESTARTS,
+    CONSUMER_STALLED,
+)
+from shared.sensitivity import neutral_label
+from shared.settings import BaseServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Health:
+    """What ``/readyz`` says of one consumer."""
+
+    lag: int | None = None  # None: the broker could not be asked
+    since_progress: float = 0.0
+    stalled: bool = False
+
+
+class ConsumerMonitor:
+    """Runs the consumers of one process and checks them every ``consumer_check_interval``."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: BaseServiceSettings, consumers: list[EventConsumer]):
+        self.pool = pool
+        self.settings = settings
+        self.consumers = consumers
+        self.health = {id(c): Health() for c in consumers}
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._progress_at: dict[int, float] = {}
+        self._replaced_at: dict[int, float] = {}
+        self._seen: dict[int, tuple[dict[TopicPartition, int], int]] = {}
+        self._probe: AIOKafkaConsumer | None = None
+
+    def state(self, consumer: EventConsumer) -> str:
+        task = self._tasks.get(id(consumer))
+        if task is None or task.done():
+            return "absent"
+        if self.health[id(consumer)].stalled:
+            return "stalled"
+        return "assigned" if consumer.assigned else "waiting"
+
+    async def run(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for c in self.consumers:
+            self._start(c)
+            self._progress_at[id(c)] = now
+        try:
+            while True:
+                await asyncio.sleep(self.settings.consumer_check_interval)
+                try:
+                    await self.check()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # e.g. the database is down: the next check tries again
+                    log.warning("consumer check failed", extra={"error": type(e).__name__})
+        finally:
+            for task in self._tasks.values():
+                task.cancel()
+            for task in self._tasks.values():
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(task, 10)
+            if self._probe is not None:
+                await stop_consumer(self._probe)
+
+    def _start(self, consumer: EventConsumer) -> None:
+        self._tasks[id(consumer)] = asyncio.create_task(consumer.run(), name=f"consumer-{consumer.name}")
+
+    async def check(self) -> None:
+        """Measure every consumer's lag and progress; replace the ones that stalled or exited."""
+        broker = await self._broker_view()
+        now = asyncio.get_running_loop().time()
+        async with self.pool.acquire() as conn:
+            recorded = {id(c): await consumer_positions.load(conn, c.name) for c in self.consumers}
+        for c in self.consumers:
+            h = self.health[id(c)]
+            positions = recorded[id(c)]
+            h.lag = None
+            if broker is not None:
+                ends, incarnation = broker
+                mine = {tp: end for tp, end in ends.items() if tp.topic in c.topics}
+                per_topic = consumer_positions.lag(mine, positions, incarnation)
+                h.lag = sum(per_topic.values())
+                for topic, behind in per_topic.items():
+                    CONSUMER_LAG.labels(self.settings.service_name, c.name, neutral_label(topic)).set(behind)
+            offsets = {tp: p.next_offset for tp, p in positions.items()}
+            seen = (offsets, c.handled)
+            if seen != self._seen.get(id(c)) or h.lag == 0:
+                self._progress_at[id(c)] = now
+            self._seen[id(c)] = seen
+            h.since_progress = now - self._progress_at[id(c)]
+            h.stalled = h.since_progress > self.settings.consumer_stall_seconds
+            CONSUMER_LAST_PROGRESS.labels(self.settings.service_name, c.name).set(round(h.since_progress, 1))
+            CONSUMER_STALLED.labels(self.settings.service_name, c.name).set(int(h.stalled))
+            task = self._tasks[id(c)]
+            if task.done():
+                await self._replace(c, "exited")
+            elif (
+                h.stalled and now - self._replaced_at.get(id(c), -1e9) > self.settings.consumer_stall_seconds
+            ):
+                log.error(
+                    "consumer stalled: records unread and no progress",
+                    extra={"consumer": c.name, "lag": h.lag, "seconds": round(h.since_progress)},
+                )
+                await self._replace(c, "stalled")
+
+    async def _replace(self, consumer: EventConsumer, reason: str) -> None:
+        task = self._tasks[id(consumer)]
+        task.cancel()
+        _done, pending = await asyncio.wait({task}, timeout=10)
+        if pending:
+            log.error("consumer did not end when cancelled; abandoned", extra={"consumer": consumer.name})
+        elif not task.cancelled() and task.exception() is not None:
+            log.error("consumer ended", extra={"consumer": consumer.name, "error": repr(task.exception())})
+        CONSUMER_RESTARTS.labels(self.settings.service_name, consumer.name, reason).inc()
+        log.warning("consumer replaced by a fresh one", extra={"consumer": consumer.name, "reason": reason})
+        self._replaced_at[id(consumer)] = asyncio.get_running_loop().time()
+        self._start(consumer)
+
+    async def _broker_view(self) -> tuple[dict[TopicPartition, int], str] | None:
+        """Log-end offsets of the consumers' topics and the broker log's incarnation, or None."""
+        topics = sorted({t for c in self.consumers for t in c.topics})
+        try:
+            if self._probe is None:
+                probe = make_probe(self.settings)
+                await asyncio.wait_for(probe.start(), 10)
+                self._probe = probe
+            known = await asyncio.wait_for(self._probe.topics(), 10)
+            ends = await asyncio.wait_for(end_offsets(self._probe, topics), 10)
+            return ends, incarnation_of(known) or ""
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.info("broker offsets unavailable", extra={"error": type(e).__name__})
+            if self._probe is not None:
+                await stop_consumer(self._probe)
+                self._probe = None
+            return None

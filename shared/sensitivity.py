@@ -1,0 +1,57 @@
+"""Which event types are sensitive per person, and the neutral names operators see instead.
+
+DESIGN.md sections 8 and 10: operators see operations, not people. A pregnancy is sensitive
+personal information, so wherever an operator can look (the exchange's notification and
+dead-letter listings, the dashboard, every service's metric labels) a pregnancy event's type is
+shown as ``NEUTRAL_CATEGORY`` and its topic as ``NEUTRAL_TOPIC``; the registries, which must apply
+it, still see the real type.
+
+The neutral name says that an event is restricted, not which kind: today only pregnancy types
+are in it, so a reader who knows that learns "a restricted event" and no more than that.
+Aggregate counts over the category are allowed (they are operations); names are not.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Type and topic prefixes of sensitive events (a new version of a type stays sensitive).
+SENSITIVE_TYPE_PREFIXES = ("pregnancy.",)
+SENSITIVE_TOPIC_PREFIXES = ("vital.pregnancy.",)
+NEUTRAL_CATEGORY = "vital.restricted"
+NEUTRAL_TOPIC = "vital.restricted"
+NEUTRAL_ROUTE = "/v1/vital.restricted"
+_DLQ = ".dlq"
+# Any word of free text naming a sensitive kind (type, topic, payload class, table or field).
+_SENSITIVE_WORD = re.compile(r"[\w.\-]*pregnan[\w.\-]*", re.IGNORECASE)
+
+
+def is_sensitive(event_type: str) -> bool:
+    return event_type.startswith(SENSITIVE_TYPE_PREFIXES)
+
+
+def neutral_type(event_type: str) -> str:
+    """The event type an operator may see."""
+    return NEUTRAL_CATEGORY if is_sensitive(event_type) else event_type
+
+
+def neutral_topic(topic: str) -> str:
+    """The topic an operator may see; a dead-letter topic keeps its suffix."""
+    if not topic.startswith(SENSITIVE_TOPIC_PREFIXES):
+        return topic
+    return NEUTRAL_TOPIC + _DLQ if topic.endswith(_DLQ) else NEUTRAL_TOPIC
+
+
+def neutral_label(value: str) -> str:
+    """A metric label value that may be an event type or a topic."""
+    return neutral_topic(neutral_type(value))
+
+
+def neutral_text(text: str) -> str:
+    """Free text (a dead-letter or rejection reason) with every sensitive name replaced."""
+    return _SENSITIVE_WORD.sub(NEUTRAL_CATEGORY, text)
+
+
+def neutral_route(template: str) -> str:
+    """A route template for a metric label: the pregnancy routes share one neutral name."""
+    return NEUTRAL_ROUTE if _SENSITIVE_WORD.search(template) else template

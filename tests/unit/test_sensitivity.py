@@ -1,0 +1,62 @@
+"""What operators and metric labels may name: sensitive types and topics under the neutral name."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.events.catalog import CATALOG, TOPICS
+from shared.sensitivity import (
+    NEUTRAL_CATEGORY,
+    NEUTRAL_ROUTE,
+    NEUTRAL_TOPIC,
+    is_sensitive,
+    neutral_label,
+    neutral_route,
+    neutral_text,
+    neutral_topic,
+    neutral_type,
+)
+
+
+def test_every_pregnancy_type_and_only_those_are_sensitive() -> None:
+    assert {t for t in CATALOG if is_sensitive(t)} == {"pregnancy.registered.v1", "pregnancy.closed.v1"}
+    assert {neutral_type(t) for t in CATALOG if is_sensitive(t)} == {NEUTRAL_CATEGORY}
+    assert neutral_type("birth.registered.v1") == "birth.registered.v1"
+    assert neutral_type("pregnancy.registered.v2") == NEUTRAL_CATEGORY  # a new version stays sensitive
+
+
+def test_no_topic_name_shown_to_operators_names_a_pregnancy() -> None:
+    shown = {neutral_topic(t) for t in TOPICS} | {neutral_topic(t + ".dlq") for t in TOPICS}
+    assert not [t for t in shown if "pregnan" in t]
+    assert neutral_topic("vital.pregnancy.v1") == NEUTRAL_TOPIC
+    assert neutral_topic("vital.pregnancy.v1.dlq") == NEUTRAL_TOPIC + ".dlq"
+    assert neutral_topic("vital.birth.v1.dlq") == "vital.birth.v1.dlq"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("pregnancy.closed.v1", NEUTRAL_CATEGORY),
+        ("vital.pregnancy.v1", NEUTRAL_TOPIC),
+        ("vital.person.v1", "vital.person.v1"),
+        ("exchange.notification.v1", "exchange.notification.v1"),
+    ],
+)
+def test_a_metric_label_may_be_a_type_or_a_topic(value: str, shown: str) -> None:
+    assert neutral_label(value) == shown
+
+
+def test_free_text_loses_every_sensitive_name_and_keeps_the_rest() -> None:
+    reason = (
+        "1 validation error for Envelope[PregnancyClosedV1]: pregnancy_id on vital.pregnancy.v1 (outcome)"
+    )
+    scrubbed = neutral_text(reason)
+    assert "regnan" not in scrubbed
+    assert scrubbed.startswith("1 validation error for Envelope[") and scrubbed.endswith("(outcome)")
+    assert scrubbed.count(NEUTRAL_CATEGORY) == 3
+
+
+def test_the_pregnancy_routes_share_one_neutral_route_label() -> None:
+    assert neutral_route("/v1/pregnancies") == neutral_route("/v1/pregnancies/{pregnancy_id}/closure")
+    assert neutral_route("/v1/pregnancies/{pregnancy_id}") == NEUTRAL_ROUTE
+    assert neutral_route("/v1/births") == "/v1/births"
