@@ -9,7 +9,11 @@ from services.verification.settings import VerificationSettings
 from shared.settings import BaseServiceSettings
 
 KEY = "A" * 43  # base64url of 32 bytes
-SECRETS = {"environment": "production", "subject_key_secret": "a-real-secret-of-the-exchange"}
+SECRETS = {
+    "environment": "production",
+    "subject_key_secret": "a-real-secret-of-the-exchange",
+    "kafka_security_protocol": "SSL",
+}
 
 
 def test_the_audit_checkpoint_key_must_be_configured_in_production() -> None:
