@@ -22,7 +22,10 @@ from cli.common import (
 )
 from cli.sheets import SafeCsvWriter
 from shared.audit import verify_chain
+from shared.audit_anchor import Checkpoint, all_checkpoints, kid_of, unchanged_through
 from shared.identity import check_id_number, subject_key
+from shared.settings import KafkaSettings
+from shared.signing import b64u_decode
 
 app = typer.Typer(help="Check the audit hash chains and export disclosure histories.", no_args_is_help=True)
 
@@ -42,15 +45,30 @@ def _targets(service: list[str] | None, dsn: str | None, stack: Path | None) -> 
     return {name: info.dsn(name) for name in names}
 
 
-async def _verify(targets: dict[str, str]) -> list[dict[str, Any]]:
+async def _verify(
+    targets: dict[str, str], anchors: dict[str, list[Checkpoint]] | None = None
+) -> list[dict[str, Any]]:
     results = []
     for name, dsn in targets.items():
+        found = (anchors or {}).get(name, [])
+        checkpoint = max(found, key=lambda c: c.seq) if found else None
         async with connection(dsn) as conn:
-            broken = await verify_chain(conn)
+            broken = await verify_chain(
+                conn, anchor=(checkpoint.seq, checkpoint.hash) if checkpoint else None
+            )
             rows = await queries.audit_count(conn)
-        results.append(
-            {"service": name, "entries": rows, "intact": broken is None, "first_broken_seq": broken}
-        )
+            through = await unchanged_through(conn, found) if found else None
+        result = {"service": name, "entries": rows, "intact": broken is None, "first_broken_seq": broken}
+        if anchors is not None:
+            result |= {
+                "anchor_seq": checkpoint.seq if checkpoint else None,
+                "anchor_at": checkpoint.at if checkpoint else None,
+                # every checkpoint up to this row still matches: a rewrite began after it
+                "unchanged_through_seq": through,
+                # no checkpoint to check against: fine only while there is nothing to anchor
+                "intact": broken is None and (checkpoint is not None or rows == 0),
+            }
+        results.append(result)
     return results
 
 
@@ -59,13 +77,62 @@ def verify(
     service: list[str] | None = Service,
     dsn: str | None = Dsn,
     stack: Path | None = StackOption,
+    anchor: bool = typer.Option(
+        False,
+        "--anchor",
+        help="also check each chain against its service's latest signed checkpoint, read from the "
+        "broker: a rewritten or cut-off chain shows there",
+    ),
+    anchor_key: list[str] | None = typer.Option(
+        None,
+        "--anchor-key",
+        help="SERVICE=BASE64URL: the public key a service signs checkpoints with (default: the "
+        "stack's audit_checkpoint_keys); repeatable",
+    ),
+    bootstrap: str | None = typer.Option(
+        None,
+        "--bootstrap-servers",
+        help="the broker (default: the stack's)",
+        envvar="KAFKA_BOOTSTRAP_SERVERS",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Recompute every audit log's hash chain; exit 1 and name the first broken entry if one was altered."""
-    results = run(_verify(_targets(service, dsn, stack)))
-    emit(results, as_json, "audit chains", ["service", "entries", "intact", "first_broken_seq"])
+    """Recompute every audit log's hash chain; exit 1 and name the first broken entry if one was altered.
+
+    With ``--anchor``, a chain also fails when the row of its latest checkpoint is missing or
+    different, and a service with audit rows but no checkpoint to check against fails as well;
+    ``unchanged_through_seq`` is the last row every earlier checkpoint still vouches for."""
+    targets = _targets(service, dsn, stack)
+    anchors = run(_anchors(StackInfo(stack), targets, anchor_key, bootstrap)) if anchor else None
+    results = run(_verify(targets, anchors))
+    columns = ["service", "entries", "intact", "first_broken_seq"]
+    anchored = ["anchor_seq", "anchor_at", "unchanged_through_seq"] if anchor else []
+    emit(results, as_json, "audit chains", columns + anchored)
     if not all(r["intact"] for r in results):
         raise typer.Exit(1)
+
+
+async def _anchors(
+    info: StackInfo, targets: dict[str, str], keys: list[str] | None, bootstrap: str | None
+) -> dict[str, list[Checkpoint]]:
+    pinned: dict[str, dict[str, bytes]] = {}
+    for name, doc in info.doc.get("audit_checkpoint_keys", {}).items():
+        raw = b64u_decode(doc["public_key"])
+        pinned[name] = {kid_of(raw): raw}
+    for item in keys or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter("use SERVICE=BASE64URL", param_hint="--anchor-key")
+        raw = b64u_decode(value)
+        pinned[name] = {kid_of(raw): raw}
+    unpinned = [name for name in targets if name not in pinned]
+    if unpinned:
+        raise info.fail(f"no checkpoint key pinned for {', '.join(unpinned)}; pass --anchor-key")
+    servers = bootstrap or info.doc.get("broker", {}).get("bootstrap_servers")
+    if not servers:
+        raise info.fail("no broker to read checkpoints from; pass --bootstrap-servers or --stack")
+    settings = KafkaSettings(kafka_bootstrap_servers=servers, service_name="exchangectl")
+    return await all_checkpoints(settings, {name: pinned[name] for name in targets})
 
 
 async def _export(targets: dict[str, str], subject: str) -> list[dict[str, Any]]:

@@ -1,4 +1,9 @@
-"""``exchangectl keys``: a jurisdiction's certificate-signing keys (Ed25519), in its registry's database."""
+"""``exchangectl keys``: a jurisdiction's certificate-signing keys (Ed25519), in its registry's database.
+
+``keys revoke`` withdraws a compromised key: the registry stops signing with it and lists it as
+revoked in its JWKS, and the verification service (its database, when the stack names it)
+refuses tokens under it at once; offline kiosks learn it from the next status list.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import typer
 from cli.common import JsonOption, StackInfo, StackOption, connection, console, emit, emit_json, run
 from services.registry.adapters import keys
 from services.registry.settings import RegistrySettings
+from services.verification.adapters import repository as verification_repo
 
 app = typer.Typer(
     help="Create, rotate and list a jurisdiction's certificate-signing keys.", no_args_is_help=True
@@ -31,9 +37,10 @@ async def _published(dsn: str, jurisdiction: str) -> list[dict[str, Any]]:
         {
             "kid": r["kid"],
             "jurisdiction": r["jurisdiction"],
-            "state": "active" if r["retired_at"] is None else "retired",
+            "state": keys.key_state(r),
             "created_at": r["created_at"],
             "retired_at": r["retired_at"],
+            "revoked_at": r["revoked_at"],
             "expires_at": r["expires_at"],
             "public_key": bytes(r["public_key"]).hex(),
         }
@@ -48,7 +55,7 @@ async def _create(dsn: str, jurisdiction: str, rotate: bool) -> str | None:
         # the same lock the registry takes before making a first key, so the two cannot race
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "signing-key:" + jurisdiction)
         active = [k for k in await keys.published_keys(conn) if k["jurisdiction"] == jurisdiction]
-        if not rotate and any(k["retired_at"] is None for k in active):
+        if not rotate and any(k["retired_at"] is None and k["revoked_at"] is None for k in active):
             return None
         return await keys.create_key(
             conn,
@@ -101,3 +108,49 @@ def rotate(
     emit_json({"kid": kid, "jurisdiction": jurisdiction}) if as_json else console.print(
         f"rotated: {kid} is active"
     )
+
+
+async def _revoke(
+    dsn: str, verification_dsn: str | None, jurisdiction: str, kid: str
+) -> dict[str, Any] | None:
+    async with connection(dsn) as conn, conn.transaction():
+        public = await keys.revoke_key(conn, jurisdiction, kid)
+    if public is None:
+        return None
+    outcome = "at its next key refresh (KEY_REFRESH_SECONDS)"
+    if verification_dsn:
+        async with connection(verification_dsn) as conn, conn.transaction():
+            recorded = await verification_repo.revoke_key(
+                conn, kid=kid, issuer=jurisdiction, public_key=public, source="revocation"
+            )
+        outcome = "now" if recorded == "revoked" else "refused: it holds another key under this kid"
+    return {"kid": kid, "jurisdiction": jurisdiction, "state": "revoked", "verification": outcome}
+
+
+@app.command("revoke")
+def revoke(
+    kid: str = typer.Option(..., "--kid", help="the key id to withdraw"),
+    jurisdiction: str = Jurisdiction,
+    dsn: str | None = Dsn,
+    verification_dsn: str | None = typer.Option(
+        None,
+        "--verification-dsn",
+        envvar="VERIFICATION_DATABASE_URL",
+        help="verification's database, to refuse the key at once (default: the stack's)",
+    ),
+    stack: Path | None = StackOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Withdraw a compromised signing key for good: online verification refuses tokens under it at
+    once, offline kiosks with their next status list; the next certificate gets a new key."""
+    info = StackInfo(stack)
+    if verification_dsn is None and "verification" in info.services_with_databases():
+        verification_dsn = info.dsn("verification")
+    done = run(_revoke(_dsn(dsn, stack, jurisdiction), verification_dsn, jurisdiction, kid))
+    if done is None:
+        console.print(f"[red]{jurisdiction} has no key {kid}")
+        raise typer.Exit(1)
+    if as_json:
+        emit_json(done)
+    else:
+        console.print(f"revoked {kid}; verification refuses it {done['verification']}")

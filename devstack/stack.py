@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,12 +21,14 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-import yaml
 
 from devstack.embedded import Broker, EmbeddedPostgres, env_with, free_port
 from devstack.trust import TrustFiles
+from shared.audit_anchor import load_key
 from shared.auth import DEFAULT_SCOPES, hash_secret
-from shared.db import migrate
+from shared.clients_file import ClientEntry, read_file, write_file
+from shared.db import ensure_login_role, migrate
+from shared.signing import b64u, new_private_key, private_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 ORIGIN, DESTINATION = "320412", "440703"
@@ -40,7 +43,8 @@ class ServiceProcess:
     database: str
     env: dict[str, str] = field(default_factory=dict)
     jurisdictions: list[str] = field(default_factory=list)
-    dsn: str = ""
+    dsn: str = ""  # the owner's (migrations, operator tools, tests)
+    service_dsn: str = ""  # the service's own role: no owner rights, no audit rewrites
     process: subprocess.Popen[bytes] | None = None
     replica: int = 0  # 0 for the first process of a service; others share its database and group
 
@@ -171,6 +175,12 @@ class Stack:
         ]
 
     def write_clients(self) -> Path:
+        """The clients file: the demo clients, merged into what the file already says.
+
+        The file is authoritative, so clients added, rotated or revoked with ``exchangectl
+        clients`` stay as they are; a demo client is (re)written only when the file does not
+        hold its current credential.
+        """
         previous = {}
         stack_file = self.run_dir / "stack.json"
         if stack_file.exists():
@@ -179,12 +189,19 @@ class Stack:
             }
         self.clients = _clients(previous, self.registries)
         path = self.run_dir / "clients.yaml"
-        entries = [
-            {k: v for k, v in c.items() if k != "token"}
-            | {"secret_hash": hash_secret(c["token"].split(".", 1)[1])}
-            for c in self.clients
-        ]
-        path.write_text(yaml.safe_dump(entries, sort_keys=False))
+        entries = {e.client_id: e for e in read_file(path)} if path.exists() else {}
+        for c in self.clients:
+            demo = ClientEntry(
+                client_id=c["client_id"],
+                kind=c["kind"],
+                jurisdiction=c["jurisdiction"],
+                scopes=tuple(c["scopes"]),
+                secret_hash=hash_secret(c["token"].split(".", 1)[1]),
+            )
+            kept = entries.get(demo.client_id)
+            if kept is None or not (kept.revoked or demo.secret_hash == kept.secret_hash):
+                entries[demo.client_id] = demo
+        write_file(path, list(entries.values()))
         return path
 
     def write_trust(self) -> Path:
@@ -193,15 +210,44 @@ class Stack:
         key_urls = {code: f"{s.url}/v1/keys" for s in registries for code in s.jurisdictions}
         return self.trust.write(self.registries, key_urls)
 
+    def audit_keys(self) -> dict[str, str]:
+        """Each service's audit-checkpoint signing key (base64url), kept in the run directory."""
+        path = self.run_dir / "audit-keys.json"
+        known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        for svc in self.services:
+            known.setdefault(svc.name, b64u(private_bytes(new_private_key())))
+        path.write_text(json.dumps(known, indent=2))
+        path.chmod(0o600)
+        return known
+
+    def audit_public_keys(self) -> dict[str, dict[str, str]]:
+        """What an auditor pins: each service's checkpoint key id and public key."""
+        out = {}
+        for name, private in self.audit_keys().items():
+            key = load_key(private)
+            out[name] = {"kid": key.kid, "public_key": b64u(key.public_raw)}
+        return out
+
     def start_services(self) -> None:
         clients_file = self.write_clients()
+        keys = self.audit_keys()
+        for svc in self.services:
+            svc.env.setdefault("AUDIT_CHECKPOINT_KEY", keys[svc.name])
         assert clients_file.exists()
         self.write_trust()
         for svc in self.services:
             svc.dsn = self.database(svc.database)
             service = svc.module.split(".")[1]
             if svc.replica == 0:
-                asyncio.run(migrate(svc.dsn, service, SERVICES_DIR / service / "migrations"))
+                role = service_role_name(self.db_prefix + svc.database)
+                svc.service_dsn = asyncio.run(_provision_role(svc.dsn, role))
+                asyncio.run(
+                    migrate(svc.dsn, service, SERVICES_DIR / service / "migrations", service_role=role)
+                )
+            else:  # replicas log in as the first process's role
+                svc.service_dsn = next(
+                    s.service_dsn for s in self.services if s.name == svc.name and s.replica == 0
+                )
             self.spawn(svc)
         for svc in self.services:
             self.wait_ready(svc)
@@ -251,7 +297,7 @@ class Stack:
 
     def _env_of(self, svc: ServiceProcess) -> dict[str, str]:
         values = {
-            "database_url": svc.dsn,
+            "database_url": svc.service_dsn or svc.dsn,
             "kafka_bootstrap_servers": self.bootstrap,
             "port": str(svc.port),
             "host": "127.0.0.1",
@@ -260,6 +306,7 @@ class Stack:
             "environment": "development",
             "kafka_topic_partitions": "4",
             "outbox_replay_window": "600",
+            "audit_checkpoint_interval": "2",
         }
         values["trust_list_file"] = str(self.trust.trust_list)
         if (keys := self._env_of_keys(svc)) is not None:
@@ -330,6 +377,8 @@ class Stack:
                     s.name: path for s in self.services if (path := self._env_of_keys(s)) is not None
                 },
             },
+            "clients_file": str(self.run_dir / "clients.yaml"),
+            "audit_checkpoint_keys": self.audit_public_keys(),
             "urls": {
                 "dashboard": self.service("migrant_exchange").url + "/dashboard",
                 "kiosk": self.service("verification").url + "/kiosk",
@@ -368,6 +417,29 @@ def _port_free(port: int) -> bool:
             return True
         except OSError:
             return False
+
+
+def service_role_name(database: str) -> str:
+    """The login role a service connects as: one per service database, never its owner."""
+    return re.sub(r"[^a-z0-9_]", "_", database.lower())[:58] + "_svc"
+
+
+async def _provision_role(admin_dsn: str, role: str) -> str:
+    """Create (or re-key) the service's login role; returns the DSN that logs in as it."""
+    import secrets
+
+    import asyncpg
+
+    password = secrets.token_urlsafe(24)
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await ensure_login_role(conn, role)
+        await conn.execute(f"ALTER ROLE \"{role}\" PASSWORD '{password}'")
+    finally:
+        await conn.close()
+    parts = urlsplit(admin_dsn)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, f"{role}:{password}@{host}", parts.path, parts.query, parts.fragment))
 
 
 def _create_external_database(admin_dsn: str, name: str) -> None:

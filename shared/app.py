@@ -17,7 +17,9 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from shared.auth import ClientRegistry, seed_clients
+from shared.audit_anchor import AuditCheckpointer
+from shared.auth import ClientRegistry
+from shared.clients_file import ClientSources
 from shared.consumer import EventConsumer
 from shared.consumer_health import ConsumerMonitor
 from shared.db import create_pool, is_unavailable, migrate
@@ -97,10 +99,9 @@ def create_service_app(
         )
         app.state.pool = pool
         app.state.settings = settings
-        if settings.clients_file:
-            async with pool.acquire() as conn:
-                await seed_clients(conn, settings.clients_file)
-        app.state.clients = ClientRegistry(pool, settings.database_url)
+        # The clients file (and a registry's CLIENTS_INLINE) is authoritative, applied at start and on change.
+        sources = ClientSources(settings.clients_file, getattr(settings, "clients_inline", None))
+        app.state.clients = ClientRegistry(pool, settings.database_url, sources)
         await app.state.clients.start()
         app.state.relay = OutboxRelay(pool, settings)
         app.state.consumers = list(consumers(pool, settings)) if consumers else []
@@ -110,6 +111,9 @@ def create_service_app(
         if settings.run_background:
             tasks.append(asyncio.create_task(app.state.relay.run(), name="outbox-relay"))
             tasks.append(asyncio.create_task(app.state.monitor.run(), name="consumers"))
+            if settings.audit_checkpoint_interval > 0:
+                checkpointer = AuditCheckpointer(pool, settings)
+                tasks.append(asyncio.create_task(checkpointer.run(), name="audit-checkpoint"))
         app.state.tasks = tasks
         if on_startup:
             await on_startup(app)
@@ -211,7 +215,9 @@ def run_cli(
     command = argv[1] if len(argv) > 1 else "serve"
     if command == "migrate":
         configure_logging(service, settings.log_level, settings.log_json)
-        applied = asyncio.run(migrate(settings.database_url, service, migrations))
+        owner = settings.database_migration_url
+        dsn = owner.get_secret_value() if owner else settings.database_url
+        applied = asyncio.run(migrate(dsn, service, migrations, service_role=settings.database_service_role))
         print(f"{service}: {len(applied)} migrations applied")
         return 0
     if command == "serve":

@@ -67,6 +67,12 @@ async def head(conn: asyncpg.Connection) -> tuple[int, bytes] | None:
     return (int(row["seq"]), bytes(row["hash"])) if row else None
 
 
+async def hashes_at(conn: asyncpg.Connection, seqs: list[int]) -> dict[int, bytes]:
+    """The stored hash of each of these rows that exists."""
+    rows = await conn.fetch("SELECT seq, hash FROM audit_log WHERE seq = ANY($1::bigint[])", seqs)
+    return {int(r["seq"]): bytes(r["hash"]) for r in rows}
+
+
 async def verify_chain(
     conn: asyncpg.Connection, batch: int = 10_000, anchor: tuple[int, bytes] | None = None
 ) -> int | None:

@@ -3,25 +3,30 @@
 A credential is ``<client_id>.<secret>``; only SHA-256 of the secret is stored (secrets are
 random 256-bit values, so a fast hash is the right one). Comparison is constant-time. The
 client table is cached in memory and reloaded on NOTIFY, so a revocation takes effect at once.
+The clients file (``shared.clients_file``) is authoritative: it is applied at start and
+again whenever it changes; a credential past its expiry is refused, and after a rotation the
+previous secret is accepted until its overlap ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import hmac
 import logging
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import asyncpg
-import yaml
 from fastapi import Depends, Request, Security
 
 from shared.errors import Forbidden, Unauthorized
+
+if TYPE_CHECKING:
+    from shared.clients_file import ClientSources
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,20 @@ class _StoredClient:
     client: Client
     secret_hash: bytes
     revoked: bool
+    expires_at: dt.datetime | None = None
+    previous_hash: bytes | None = None
+    previous_expires_at: dt.datetime | None = None
+
+    def admits(self, presented: bytes, now: dt.datetime) -> bool:
+        """The current secret until it expires, the previous one until its overlap ends (constant time)."""
+        current = hmac.compare_digest(presented, self.secret_hash)
+        previous = hmac.compare_digest(presented, self.previous_hash or _NO_SECRET)
+        current_live = self.expires_at is None or now < self.expires_at
+        previous_live = self.previous_expires_at is not None and now < self.previous_expires_at
+        return not self.revoked and ((current and current_live) or (previous and previous_live))
+
+
+_NO_SECRET = hashlib.sha256(b"\0no-such-client").digest()
 
 
 def hash_secret(secret: str) -> str:
@@ -87,16 +106,34 @@ def new_credential(client_id: str) -> tuple[str, str]:
 class ClientRegistry:
     """In-memory view of the ``clients`` table, refreshed on every change."""
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str):
+    def __init__(self, pool: asyncpg.Pool, dsn: str, sources: ClientSources | None = None):
         self.pool = pool
         self.dsn = dsn
+        self.sources = sources
         self._clients: dict[str, _StoredClient] = {}
         self._listener: asyncpg.Connection | None = None
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Apply the clients file (a bad file stops the start), load the table, watch both."""
+        if self.sources:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self.sources.sync(conn)
         await self.reload()
         self._watch = asyncio.create_task(self._listen_forever())
+
+    async def resync_if_changed(self) -> None:
+        """Apply the clients file again if it changed; a broken file is logged and not applied."""
+        if not self.sources or not self.sources.changed():
+            return
+        from shared.clients_file import ClientsFileError
+
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                count = await self.sources.sync(conn)
+            log.info("clients file applied", extra={"clients": count})
+        except (ClientsFileError, OSError) as e:
+            log.error("clients file refused", extra={"error": str(e)})
 
     async def stop(self) -> None:
         if self._watch:
@@ -115,6 +152,7 @@ class ClientRegistry:
                 await self.reload()  # changes made while we were not listening
                 while not self._listener.is_closed():
                     await asyncio.sleep(1.0)
+                    await self.resync_if_changed()
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -129,6 +167,9 @@ class ClientRegistry:
                 Client(r["client_id"], r["kind"], r["jurisdiction"], frozenset(r["scopes"])),
                 bytes.fromhex(r["secret_hash"]),
                 r["revoked_at"] is not None,
+                r["expires_at"],
+                bytes.fromhex(r["previous_secret_hash"]) if r["previous_secret_hash"] else None,
+                r["previous_expires_at"],
             )
             for r in rows
         }
@@ -140,30 +181,13 @@ class ClientRegistry:
         client_id, _, secret = credential.partition(".")
         stored = self._clients.get(client_id)
         presented = hashlib.sha256(secret.encode()).digest()
-        expected = stored.secret_hash if stored else hashlib.sha256(b"\0no-such-client").digest()
-        if not hmac.compare_digest(presented, expected) or stored is None or stored.revoked:
-            raise Unauthorized("the credential is unknown or revoked")
+        admitted = (stored or _UNKNOWN).admits(presented, dt.datetime.now(dt.UTC))
+        if not admitted or stored is None:
+            raise Unauthorized("the credential is unknown, expired or revoked")
         return stored.client
 
 
-async def seed_clients(conn: asyncpg.Connection, path: str | Path) -> int:
-    """Upsert the clients listed in a YAML/JSON file (hashes only; secrets never touch the file)."""
-    entries = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or []
-    for e in entries:
-        await conn.execute(
-            """INSERT INTO clients (client_id, kind, jurisdiction, scopes, secret_hash, revoked_at)
-               VALUES ($1,$2,$3,$4,$5, CASE WHEN $6 THEN now() END)
-               ON CONFLICT (client_id) DO UPDATE SET kind = EXCLUDED.kind, jurisdiction = EXCLUDED.jurisdiction,
-                 scopes = EXCLUDED.scopes, secret_hash = EXCLUDED.secret_hash,
-                 revoked_at = CASE WHEN $6 THEN coalesce(clients.revoked_at, now()) END""",
-            e["client_id"],
-            e["kind"],
-            e.get("jurisdiction"),
-            e.get("scopes") or DEFAULT_SCOPES[e["kind"]],
-            e["secret_hash"],
-            bool(e.get("revoked", False)),
-        )
-    return len(entries)
+_UNKNOWN = _StoredClient(Client("", "kiosk", None, frozenset()), _NO_SECRET, True)
 
 
 def _registry(request: Request) -> ClientRegistry:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -110,11 +111,12 @@ def _migration_files(folder: Path) -> list[tuple[int, str, str]]:
     return found
 
 
-async def migrate(dsn: str, service: str, folder: Path) -> list[str]:
+async def migrate(dsn: str, service: str, folder: Path, *, service_role: str | None = None) -> list[str]:
     """Apply the shared migrations, then the service's own, each once, each in its own transaction.
 
     Re-running is safe: applied versions are recorded with a checksum, and a changed file
-    that was already applied is refused rather than silently skipped.
+    that was already applied is refused rather than silently skipped. With ``service_role``,
+    that (existing, non-owner) role is then granted what the service needs and no more.
     """
     conn = await asyncpg.connect(dsn)
     applied: list[str] = []
@@ -150,7 +152,56 @@ async def migrate(dsn: str, service: str, folder: Path) -> list[str]:
                     )
                 applied.append(f"{namespace}/{name}")
                 log.info("migration applied", extra={"migration": f"{namespace}/{name}"})
+        if service_role:
+            await grant_service_role(conn, service_role)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
         await conn.close()
     return applied
+
+
+_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _role_ident(role: str) -> str:
+    if not _ROLE_NAME.match(role):
+        raise ValueError(f"database role {role!r} must match {_ROLE_NAME.pattern}")
+    return f'"{role}"'
+
+
+async def grant_service_role(conn: asyncpg.Connection, role: str) -> None:
+    """What a service's own database role may do: read and write its tables, append to the audit log.
+
+    The role must not own the tables (an owner can drop triggers and grant itself anything)
+    nor be a superuser. It gets no UPDATE, DELETE or TRUNCATE on ``audit_log`` (and a trigger
+    refuses them anyway) and cannot rewrite the migration history.
+    """
+    ident = _role_ident(role)
+    facts = await conn.fetchrow(
+        """SELECT r.rolsuper, EXISTS (SELECT 1 FROM pg_tables t WHERE t.schemaname = 'public'
+                                        AND t.tableowner = r.rolname) AS owns
+           FROM pg_roles r WHERE r.rolname = $1""",
+        role,
+    )
+    if facts is None:
+        raise RuntimeError(f"database role {role} does not exist; create it (LOGIN, no superuser) first")
+    if facts["rolsuper"] or facts["owns"]:
+        raise RuntimeError(f"database role {role} must be neither a superuser nor the owner of the tables")
+    database = await conn.fetchval("SELECT current_database()")
+    async with conn.transaction():
+        await conn.execute(f'GRANT CONNECT ON DATABASE "{database}" TO {ident}')
+        await conn.execute(f"GRANT USAGE ON SCHEMA public TO {ident}")
+        await conn.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA public TO {ident}"
+        )
+        await conn.execute(f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {ident}")
+        await conn.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM {ident}")
+        await conn.execute(f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_migrations FROM {ident}")
+
+
+async def ensure_login_role(admin: asyncpg.Connection, role: str) -> None:
+    """Create a plain login role (no superuser, no CREATEDB/CREATEROLE) if it does not exist yet."""
+    ident = _role_ident(role)
+    if not await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+        with contextlib.suppress(asyncpg.DuplicateObjectError):  # another migrator made it meanwhile
+            await admin.execute(f"CREATE ROLE {ident} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")

@@ -22,9 +22,13 @@ from shared.settings import BaseServiceSettings, KafkaSettings
 log = logging.getLogger(__name__)
 
 
+# Signed audit chain heads (shared.audit_anchor): JWS records, not CloudEvents, and no DLQ.
+AUDIT_CHECKPOINT_TOPIC = "audit.checkpoint.v1"
+
+
 def all_topics() -> list[str]:
-    """Every topic of the exchange and its dead-letter topic."""
-    return [t for topic in TOPICS for t in (topic, topic + DLQ_SUFFIX)]
+    """Every topic of the exchange and its dead-letter topic, and the audit checkpoint topic."""
+    return [t for topic in TOPICS for t in (topic, topic + DLQ_SUFFIX)] + [AUDIT_CHECKPOINT_TOPIC]
 
 
 def make_producer(settings: BaseServiceSettings) -> AIOKafkaProducer:

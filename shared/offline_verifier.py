@@ -126,6 +126,7 @@ class OfflineResult:
 class _StatusList:
     bits: bytes
     valid_until: dt.datetime
+    revoked_keys: frozenset[str] = frozenset()
     lsb_first: bool = False  # the IETF Token Status List's bit order; the W3C list is MSB first
 
     def revoked(self, index: int) -> bool:
@@ -168,7 +169,9 @@ class OfflineVerifier:
             raise BadToken("not a revocation status list")
         issuer = str(subject["jurisdiction"])
         self.lists[issuer] = _StatusList(
-            decode_bitstring(subject["encodedList"]), _parse_time(credential["validUntil"])
+            decode_bitstring(subject["encodedList"]),
+            _parse_time(credential["validUntil"]),
+            frozenset(str(k) for k in subject.get("revokedKeys", [])),
         )
         return issuer
 
@@ -204,6 +207,8 @@ class OfflineVerifier:
             return OfflineResult(
                 "status_unknown", number, issuer, reason="no current status list for this issuer"
             )
+        if str(header.get("kid")) in status.revoked_keys:
+            return OfflineResult("revoked", number, issuer, reason="the issuer revoked the signing key")
         reference = claims.get("status")
         try:
             index = reference["status_list"]["idx"] if isinstance(reference, dict) else claims["sti"]

@@ -68,6 +68,10 @@ class BaseServiceSettings(KafkaSettings):
     port: int = 8000
 
     database_url: str = "postgresql://postgres@localhost/postgres"
+    # `migrate` only: the owner's DSN (default DATABASE_URL) and the service's own login role,
+    # which it grants what the service needs: no ownership, no UPDATE/DELETE/TRUNCATE of audit rows.
+    database_migration_url: SecretStr | None = None
+    database_service_role: str | None = None
     db_pool_min: int = 2
     db_pool_max: int = 10
     # Garbage collection (shared.app.tune_gc): what exists once the service started is frozen
@@ -115,6 +119,11 @@ class BaseServiceSettings(KafkaSettings):
     )
     run_background: bool = Field(default=True, description="run the outbox relay and consumers in-process")
 
+    # The audit chain's head, signed (Ed25519, base64url of the 32-byte private key, from a
+    # Secret) and published to the audit checkpoint topic and the log every this many seconds.
+    audit_checkpoint_key: SecretStr | None = None
+    audit_checkpoint_interval: float = Field(default=60.0, ge=0, description="0: no checkpoints")
+
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     otel_endpoint: str | None = None
 
@@ -137,4 +146,6 @@ class BaseServiceSettings(KafkaSettings):
             raise ValueError("SUBJECT_KEY_SECRET must be set to a real secret outside development")
         if self.environment == "production" and not self.trust_list_file:
             raise ValueError("TRUST_LIST_FILE must name the trust list outside development")
+        if self.environment == "production" and self.audit_checkpoint_key is None:
+            raise ValueError("AUDIT_CHECKPOINT_KEY must come from a Secret in production")
         return self

@@ -69,6 +69,20 @@ def query(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
     return asyncio.run(run())
 
 
+def tamper(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """Run SQL as a superuser with triggers off: the only way left to change audit rows."""
+
+    async def run() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("SET session_replication_role = replica")
+            return await conn.fetch(sql, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
 def run_async(coro: Awaitable[T]) -> T:
     return asyncio.run(coro)  # type: ignore[arg-type]
 

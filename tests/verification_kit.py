@@ -13,7 +13,6 @@ import base64
 import datetime as dt
 import json
 import os
-import secrets
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -27,7 +26,8 @@ import httpx
 from devstack.embedded import EmbeddedPostgres, free_port
 from devstack.stack import ServiceProcess, Stack
 from shared import signing
-from shared.auth import DEFAULT_SCOPES, hash_secret
+from shared.auth import new_credential
+from shared.clients_file import parse_entries, read_file, sync_clients, write_file
 from shared.events import payloads as p
 from shared.events.catalog import spec_for
 from shared.events.envelope import Envelope, new_event_id
@@ -57,20 +57,27 @@ class VerificationStack(Stack):
         return self.service("verification").dsn
 
     def add_client(self, client_id: str, kind: str = "kiosk", scopes: list[str] | None = None) -> str:
-        """Register a client straight in the service's database; returns its bearer token."""
-        secret = secrets.token_urlsafe(24)
-        run(
-            _execute(
-                self.dsn,
-                """INSERT INTO clients (client_id, kind, jurisdiction, scopes, secret_hash)
-                   VALUES ($1, $2, '440703', $3, $4)""",
-                client_id,
-                kind,
-                scopes if scopes is not None else DEFAULT_SCOPES[kind],
-                hash_secret(secret),
-            )
-        )
-        return f"{client_id}.{secret}"
+        """Register a client as an operator does: in the (authoritative) clients file, applied to
+        the service's database at once; returns its bearer token."""
+        token, secret_hash = new_credential(client_id)
+        path = self.run_dir / "clients.yaml"
+        entry = {"client_id": client_id, "kind": kind, "jurisdiction": "440703", "secret_hash": secret_hash}
+        entries = [
+            *read_file(path),
+            *parse_entries([entry | ({"scopes": scopes} if scopes is not None else {})]),
+        ]
+        write_file(path, entries)
+
+        async def apply() -> None:
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                async with conn.transaction():
+                    await sync_clients(conn, entries)
+            finally:
+                await conn.close()
+
+        run(apply())
+        return token
 
     def http(self, token: str) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10, headers={"Authorization": f"Bearer {token}"})

@@ -36,10 +36,9 @@ class VerificationSettings(BaseServiceSettings):
     audit_chain_interval: float = Field(default=0.05, description="seconds between chaining rounds")
     audit_concurrent_flushes: int = Field(default=1, ge=1, description="pending batches committing at once")
 
-    # Status lists: signed with this Ed25519 key (base64url of the 32 raw bytes). When none is
-    # configured, one is generated once and kept in this service's database: whoever can write
-    # that database can already change the revocations the lists are made from, so the key
-    # there adds no new trust; a configured key (a Kubernetes Secret) survives a database rebuild.
+    # Status lists: signed with this Ed25519 key (base64url of the 32 raw bytes), from a
+    # Kubernetes Secret; production refuses to start without one. Elsewhere, when none is
+    # configured, one is generated once and kept in this service's database.
     status_list_signing_key: SecretStr | None = None
     status_list_validity_seconds: int = Field(
         default=86_400, description="a list's maximum age: kiosks refuse to use it after this"
@@ -48,6 +47,12 @@ class VerificationSettings(BaseServiceSettings):
     # The address others reach this service at; a status list token names itself by it (its
     # ``sub``, the ``uri`` certificates reference). Unset: the address the request came to.
     public_url: str | None = None
+
+    @model_validator(mode="after")
+    def _status_list_key_from_a_secret(self) -> VerificationSettings:
+        if self.environment == "production" and self.status_list_signing_key is None:
+            raise ValueError("STATUS_LIST_SIGNING_KEY must come from a Secret in production")
+        return self
 
     @property
     def key_urls(self) -> list[str]:

@@ -270,6 +270,8 @@ ONLY_WHEN_CONFIGURED = {
     "PUBLIC_URL",
     "EVENT_KEYS_FILE",
 }
+# Settings only the migrate Job gets: the owner's DSN must never reach a serving pod.
+ONLY_IN_MIGRATE_JOBS = {"DATABASE_MIGRATION_URL", "DATABASE_SERVICE_ROLE"}
 SETTINGS: dict[str, list[type[BaseSettings]]] = {
     "registry": [RegistrySettings],
     "exchange": [ExchangeSettings, DashboardSettings],
@@ -304,13 +306,26 @@ def test_every_setting_of_the_services_reaches_their_pods(values_file: str) -> N
     assert all(f"`{name}`" in readme for name in NOT_FROM_THE_CHART)
     for deployment in of_kind(values_file, "Deployment"):
         component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
-        expected = env_names(*SETTINGS[component.split("-")[0]]) - NOT_FROM_THE_CHART
+        expected = env_names(*SETTINGS[component.split("-")[0]]) - NOT_FROM_THE_CHART - ONLY_IN_MIGRATE_JOBS
+        assert not ONLY_IN_MIGRATE_JOBS & pod_env(values_file, deployment), component
         missing = expected - pod_env(values_file, deployment)
         assert missing <= ONLY_WHEN_CONFIGURED, f"{component}: {sorted(missing)}"
         if values_file == "production-values.yaml":  # configures every optional setting but mTLS
             assert not missing - MUTUAL_TLS, f"{component}: {sorted(missing)}"
         if values_file == "mtls-values.yaml":
             assert not missing & MUTUAL_TLS, f"{component}: {sorted(missing)}"
+
+
+def test_the_migrate_jobs_alone_get_the_owner_dsn_and_the_service_role() -> None:
+    """Production: each migrate Job logs in as the owner and grants the service's own role;
+    the serving pods (checked above) get neither."""
+    jobs = [j for j in of_kind("production-values.yaml", "Job") if j["metadata"]["name"].endswith("-migrate")]
+    assert len(jobs) == 4  # two registries, the exchange, verification
+    for job in jobs:
+        [container] = job["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["DATABASE_MIGRATION_URL"]["valueFrom"]["secretKeyRef"]["name"].endswith("-owner")
+        assert env["DATABASE_SERVICE_ROLE"]["value"].endswith("_svc")
 
 
 @values_files
@@ -322,7 +337,8 @@ def test_settings_values_parse(values_file: str) -> None:
         [container] = deployment["spec"]["template"]["spec"]["containers"]
         env = configs[container["envFrom"][0]["configMapRef"]["name"]]
         secrets = {e["name"]: "x" * 43 for e in container["env"] if "valueFrom" in e}
-        secrets.pop("STATUS_LIST_SIGNING_KEY", None)  # a real key is needed to parse one
+        if "STATUS_LIST_SIGNING_KEY" in secrets:  # a real key is needed to parse one
+            secrets["STATUS_LIST_SIGNING_KEY"] = "A" * 43
         for cls in SETTINGS[component.split("-")[0]]:
             prefix = str(cls.model_config.get("env_prefix") or "").upper()
             fields = {
@@ -385,6 +401,14 @@ def test_a_wrong_value_fails_with_the_schema_message(overrides: dict[str, Any], 
     with pytest.raises(helm_python.HelmValuesError) as refused:
         cc.render(overrides)
     assert message in str(refused.value)
+
+
+def test_production_refuses_a_status_list_key_outside_a_secret() -> None:
+    with pytest.raises(Exception, match="status-list signing key must come from a Secret in production"):
+        cc.render({"verification": {"statusList": {"signingKeySecret": {"name": ""}}}})
+    cc.render(
+        {"environment": "development", "verification": {"statusList": {"signingKeySecret": {"name": ""}}}}
+    )
 
 
 def test_bad_values_file_is_refused() -> None:

@@ -23,7 +23,7 @@ from devstack.embedded import EmbeddedPostgres
 from devstack.roster_fixture import generate
 from devstack.stack import DESTINATION, ORIGIN, Stack
 from tests.conftest import running_stack
-from tests.helpers import Api, query, signed_bytes, wait_until
+from tests.helpers import Api, query, signed_bytes, tamper, wait_until
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
@@ -240,7 +240,7 @@ def test_audit_verify_finds_a_tampered_entry_and_export_lists_a_persons_disclosu
 
     seq = query(verification, "SELECT min(seq) AS s FROM audit_log")[0]["s"] + 1
     original = query(verification, "SELECT purpose FROM audit_log WHERE seq = $1", seq)[0]["purpose"]
-    query(verification, "UPDATE audit_log SET purpose = 'identity_check_x' WHERE seq = $1", seq)
+    tamper(verification, "UPDATE audit_log SET purpose = 'identity_check_x' WHERE seq = $1", seq)
     try:
         broken = ctl(cli_stack, "audit", "verify", "--service", "verification", code=1)
         assert broken == [
@@ -252,7 +252,7 @@ def test_audit_verify_finds_a_tampered_entry_and_export_lists_a_persons_disclosu
             }
         ]
     finally:
-        query(verification, "UPDATE audit_log SET purpose = $2 WHERE seq = $1", seq, original)
+        tamper(verification, "UPDATE audit_log SET purpose = $2 WHERE seq = $1", seq, original)
     assert ctl(cli_stack, "audit", "verify", "--service", "verification")[0]["intact"]
 
 

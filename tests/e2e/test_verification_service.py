@@ -24,7 +24,7 @@ from shared import signing
 from shared.events import payloads as p
 from shared.events.envelope import new_event_id
 from shared.offline_verifier import BadToken, OfflineVerifier
-from tests.helpers import person_id, query, wait_until
+from tests.helpers import person_id, query, tamper, wait_until
 from tests.verification_kit import FakeIssuer, JwksServer, VerificationStack, start_verification
 
 pytestmark = pytest.mark.e2e
@@ -423,7 +423,7 @@ def test_changing_one_audit_row_is_named_by_the_chain_check(
             vstack.dsn, "SELECT 1 FROM audit_log WHERE detail::text LIKE $1", f"%{cert.holder_id_number}%"
         )
         target = rows[-1]
-        query(
+        tamper(
             vstack.dsn,
             """UPDATE audit_log SET detail = jsonb_set(detail, '{result}', '"not_found"') WHERE seq = $1""",
             target["seq"],
@@ -442,7 +442,7 @@ def test_changing_one_audit_row_is_named_by_the_chain_check(
             )
             assert cli.returncode == 1 and f"seq {target['seq']}" in cli.stdout, cli.stdout + cli.stderr
         finally:
-            query(
+            tamper(
                 vstack.dsn, "UPDATE audit_log SET detail = $2 WHERE seq = $1", target["seq"], target["detail"]
             )
         assert auditor.get("/v1/audit/verify").json()["intact"] is True

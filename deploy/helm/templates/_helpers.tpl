@@ -134,6 +134,8 @@ The services as a YAML list, one entry per Deployment:
 {{- $veSecrets := dict -}}
 {{- if $ve.statusList.signingKeySecret.name -}}
 {{- $_ := set $veSecrets "STATUS_LIST_SIGNING_KEY" $ve.statusList.signingKeySecret -}}
+{{- else if eq .Values.environment "production" -}}
+{{- fail "verification.statusList.signingKeySecret.name: the status-list signing key must come from a Secret in production" -}}
 {{- end -}}
 {{- $veEnv := dict "SERVICE_NAME" "verification"
     "RATE_LIMIT_PER_MINUTE" (toString (int64 $ve.rateLimitPerMinute))
@@ -162,7 +164,7 @@ The services as a YAML list, one entry per Deployment:
 {{- toYaml $out -}}
 {{- end -}}
 
-{{/* Every Kafka topic of the exchange, each followed by its dead-letter topic. */}}
+{{/* Every Kafka topic of the exchange, each followed by its dead-letter topic, and the audit checkpoints. */}}
 {{- define "mx.topics" -}}
 {{- $topics := list -}}
 {{- range list "vital.person.v1" "vital.marriage.v1" "vital.migration.v1" "vital.pregnancy.v1"
@@ -171,5 +173,6 @@ The services as a YAML list, one entry per Deployment:
 {{- $topics = append $topics . -}}
 {{- $topics = append $topics (printf "%s.dlq" .) -}}
 {{- end -}}
+{{- $topics = append $topics "audit.checkpoint.v1" -}}
 {{- toYaml $topics -}}
 {{- end -}}

@@ -80,6 +80,10 @@ the password comes from the Secret the User Operator writes for that KafkaUser u
 {{- $_ := set $e "CONSUMER_MAX_RETRIES" (toString (int64 .c.values.consumerMaxRetries)) -}}
 {{- $_ := set $e "CONSUMER_FETCH_MAX_WAIT_MS" (toString (int64 .c.values.consumerFetchMaxWaitMs)) -}}
 {{- $_ := set $e "CLIENTS_FILE" (printf "/etc/migrant-exchange/clients/%s" $v.secrets.clients.key) -}}
+{{- $_ := set $e "AUDIT_CHECKPOINT_INTERVAL" (include "mx.number" $v.audit.checkpointIntervalSeconds) -}}
+{{- if and .job .c.values.databaseServiceRole -}}
+{{- $_ := set $e "DATABASE_SERVICE_ROLE" .c.values.databaseServiceRole -}}
+{{- end -}}
 {{- end -}}
 {{- toYaml (merge (deepCopy .c.env) $e) -}}
 {{- end -}}
@@ -90,6 +94,11 @@ the password comes from the Secret the User Operator writes for that KafkaUser u
 {{- if .c.values.databaseSecret -}}
 {{- $_ := set $refs "DATABASE_URL" .c.values.databaseSecret -}}
 {{- $_ := set $refs "SUBJECT_KEY_SECRET" .root.Values.secrets.subjectKey -}}
+{{- $_ := set $refs "AUDIT_CHECKPOINT_KEY" (dict "name" .root.Values.secrets.auditCheckpointKeys.name "key" .c.name) -}}
+{{- $migration := default (dict "name" "") .c.values.databaseMigrationSecret -}}
+{{- if and .job $migration.name -}}
+{{- $_ := set $refs "DATABASE_MIGRATION_URL" $migration -}}
+{{- end -}}
 {{- end -}}
 {{- if include "mx.saslEnabled" .root -}}
 {{- $sasl := include "mx.sasl" . | fromYaml -}}

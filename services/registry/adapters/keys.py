@@ -71,8 +71,28 @@ async def active_key(
 
 
 async def published_keys(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    """Active keys and retired keys still inside their overlap window."""
+    """Active keys, retired keys still inside their overlap window, and revoked keys (to be refused)."""
     return await conn.fetch(  # type: ignore[no-any-return]
-        """SELECT kid, jurisdiction, public_key, created_at, retired_at, expires_at FROM signing_keys
-           WHERE expires_at IS NULL OR expires_at > now() ORDER BY jurisdiction, created_at"""
+        """SELECT kid, jurisdiction, public_key, created_at, retired_at, expires_at, revoked_at
+           FROM signing_keys WHERE revoked_at IS NOT NULL OR expires_at IS NULL OR expires_at > now()
+           ORDER BY jurisdiction, created_at"""
     )
+
+
+async def revoke_key(conn: asyncpg.Connection, jurisdiction: str, kid: str) -> bytes | None:
+    """Withdraw a compromised key for good: it signs nothing more (the next certificate gets a new
+    active key) and the JWKS lists it as revoked. Returns its public key, None if unknown."""
+    row = await conn.fetchrow(
+        """UPDATE signing_keys SET revoked_at = coalesce(revoked_at, now()),
+                  retired_at = coalesce(retired_at, now())
+           WHERE jurisdiction = $1 AND kid = $2 RETURNING public_key""",
+        jurisdiction,
+        kid,
+    )
+    return bytes(row["public_key"]) if row else None
+
+
+def key_state(row: asyncpg.Record) -> str:
+    if row["revoked_at"] is not None:
+        return "revoked"
+    return "active" if row["retired_at"] is None else "retired"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import tempfile
 import uuid
-from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
 
@@ -24,7 +22,6 @@ from services.registry.entrypoints.routes_read import router as read_router
 from services.registry.service_layer import handlers
 from services.registry.settings import RegistrySettings
 from shared.app import UnitOfWork, create_service_app
-from shared.auth import seed_clients
 
 router = APIRouter(prefix="/v1", tags=["registry: vital events"])
 Body = dict[str, object]
@@ -198,19 +195,6 @@ async def record_correction(
     )
 
 
-async def _seed_inline_clients(app: FastAPI) -> None:
-    """Clients given in CLIENTS_INLINE (besides CLIENTS_FILE); the registry reloads on the change."""
-    settings: RegistrySettings = app.state.settings
-    if not settings.clients_inline:
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "clients.yaml"
-        path.write_text(settings.clients_inline, encoding="utf-8")
-        async with app.state.pool.acquire() as conn:
-            await seed_clients(conn, path)
-    await app.state.clients.reload()
-
-
 def create_app(settings: RegistrySettings | None = None) -> FastAPI:
     settings = settings or RegistrySettings()
     settings.require_signing_keys(set(settings.served))  # refuse to start unable to sign
@@ -220,5 +204,4 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         description="System of record for vital events and 婚育证明 certificates of its jurisdictions.",
         routers=[router, read_router, document_router, reconciliation_router],
         consumers=consumers,
-        on_startup=_seed_inline_clients,
     )

@@ -106,7 +106,9 @@ class Jwk(BaseModel):
     kid: str
     x: str = Field(description="the raw public key, base64url")
     jurisdiction: str
-    status: Literal["active", "retired"]
+    status: Literal["active", "retired", "revoked"] = Field(
+        description="revoked: compromised, withdrawn by the jurisdiction; tokens under it must be refused"
+    )
     expires_at: str | None = Field(description="retired keys: until when certificates signed by it verify")
 
 

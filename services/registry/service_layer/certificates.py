@@ -172,7 +172,7 @@ async def certificate_qr(conn: asyncpg.Connection, ctx: Context, here: str, numb
 
 
 async def jwks(conn: asyncpg.Connection) -> dict[str, Any]:
-    """Public signing keys: active ones, and retired ones still inside their overlap window."""
+    """Public signing keys: active ones, retired ones inside their overlap window, revoked ones."""
     rows = await keys.published_keys(conn)
     return {
         "keys": [
@@ -180,7 +180,7 @@ async def jwks(conn: asyncpg.Connection) -> dict[str, Any]:
                 r["kid"],
                 bytes(r["public_key"]),
                 jurisdiction=r["jurisdiction"],
-                status="retired" if r["retired_at"] else "active",
+                status=keys.key_state(r),
                 expires_at=r["expires_at"].isoformat() if r["expires_at"] else None,
             )
             for r in rows

@@ -44,7 +44,7 @@ def parse_jwks(document: Any) -> list[PublishedKey]:
                     kid=str(k["kid"]),
                     issuer=str(k["jurisdiction"]),
                     public_key=raw,
-                    status="retired" if k.get("status") == "retired" else "active",
+                    status=k.get("status") if k.get("status") in ("retired", "revoked") else "active",
                     expires_at=dt.datetime.fromisoformat(expires.replace("Z", "+00:00")) if expires else None,
                 )
             )

@@ -176,9 +176,9 @@ async def correct_holder_name(conn: asyncpg.Connection, holder_subject: str, nam
 
 # --- issuer keys ----------------------------------------------------------------------------------
 async def key_of(conn: Conn, kid: str) -> asyncpg.Record | None:
-    """A key usable now: published, not withdrawn, inside its overlap window."""
+    """A key published, not withdrawn, inside its overlap window (``revoked_at`` says if it was revoked)."""
     return await conn.fetchrow(
-        """SELECT kid, issuer, public_key FROM issuer_keys
+        """SELECT kid, issuer, public_key, revoked_at FROM issuer_keys
            WHERE kid = $1 AND withdrawn_at IS NULL AND (expires_at IS NULL OR expires_at > now())""",
         kid,
     )
@@ -213,8 +213,8 @@ async def learn_key(
     if status is None:  # an event says nothing about rotation; only the registry's JWKS does
         return "same"
     await conn.execute(
-        """UPDATE issuer_keys SET status = $2, expires_at = $3, source = $4, withdrawn_at = NULL,
-                  updated_at = now() WHERE kid = $1""",
+        """UPDATE issuer_keys SET status = CASE WHEN revoked_at IS NULL THEN $2 ELSE 'revoked' END,
+                  expires_at = $3, source = $4, withdrawn_at = NULL, updated_at = now() WHERE kid = $1""",
         kid,
         status,
         expires_at,
@@ -236,9 +236,35 @@ async def withdraw_missing(conn: asyncpg.Connection, source: str, present: list[
 async def published_keys(conn: Conn) -> list[asyncpg.Record]:
     return await conn.fetch(  # type: ignore[no-any-return]
         """SELECT kid, issuer, public_key, status, expires_at FROM issuer_keys
-           WHERE withdrawn_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+           WHERE withdrawn_at IS NULL AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
            ORDER BY issuer, learned_at"""
     )
+
+
+async def revoke_key(
+    conn: asyncpg.Connection, *, kid: str, issuer: str, public_key: bytes, source: str
+) -> str:
+    """Record that the issuer revoked a key, known here or not; final. Returns 'revoked' or 'conflict'."""
+    row = await conn.fetchrow(
+        """INSERT INTO issuer_keys (kid, issuer, public_key, status, source, revoked_at)
+           VALUES ($1,$2,$3,'revoked',$4, now())
+           ON CONFLICT (kid) DO UPDATE SET status = 'revoked', updated_at = now(),
+             revoked_at = coalesce(issuer_keys.revoked_at, now())
+           WHERE issuer_keys.issuer = EXCLUDED.issuer AND issuer_keys.public_key = EXCLUDED.public_key
+           RETURNING kid""",
+        kid,
+        issuer,
+        public_key,
+        source,
+    )
+    return "revoked" if row else "conflict"
+
+
+async def revoked_kids(conn: Conn, issuer: str) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT kid FROM issuer_keys WHERE issuer = $1 AND revoked_at IS NOT NULL ORDER BY kid", issuer
+    )
+    return [str(r["kid"]) for r in rows]
 
 
 # --- this service's status-list key ---------------------------------------------------------------

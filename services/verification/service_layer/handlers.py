@@ -189,6 +189,10 @@ async def verify_token(
         await writer.record(_entry(client, purpose, presented_subject, "invalid_signature", None, "token"))
         return _token_answer(None, "invalid_signature", None, {})
     issuer, number = key["issuer"], str(claims.get("num"))  # type: ignore[index]
+    if key["revoked_at"] is not None:  # type: ignore[index]  # the issuer withdrew the key: nothing it signed holds
+        subject = presented_subject or str(claims.get("sub"))
+        await writer.record(_entry(client, purpose, subject, "revoked", issuer, "token"))
+        return _token_answer(number, "revoked", issuer, {})
     cert = await repo.get_certificate(pool, number)
     if cert is not None and cert["issuer"] != issuer:
         cert = None

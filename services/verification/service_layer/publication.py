@@ -59,6 +59,9 @@ async def status_list(
             "statusPurpose": "revocation",
             "jurisdiction": issuer,
             "encodedList": encode_bitstring(await repo.revoked_indices(conn, issuer)),
+            # Keys the issuer revoked: an offline kiosk refuses tokens under them even while it
+            # still holds them from an older key download.
+            "revokedKeys": await repo.revoked_kids(conn, issuer),
         },
     }
     return {
@@ -95,6 +98,12 @@ async def learn_registry_keys(
     """Record what a registry publishes now; keys it no longer publishes are withdrawn."""
     counts: dict[str, int] = {}
     for k in keys:
+        if k.status == "revoked":  # the issuer withdrew it: refuse it from now on, whatever comes later
+            outcome = await repo.revoke_key(
+                conn, kid=k.kid, issuer=k.issuer, public_key=k.public_key, source=source
+            )
+            counts[outcome] = counts.get(outcome, 0) + 1
+            continue
         outcome = await repo.learn_key(
             conn,
             kid=k.kid,

@@ -1,0 +1,207 @@
+"""The clients file: the authoritative list of API clients (DESIGN.md sections 8 and 10).
+
+A client missing from the file is revoked; a revocation is final (the database refuses to undo
+it); each client's scopes must be ones its kind may hold; a credential expires, and a rotation
+keeps the previous secret valid for an overlap. The file holds SHA-256 hashes only: a secret
+is shown once, by ``exchangectl clients create|rotate``, and never written anywhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import asyncpg
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from shared.auth import DEFAULT_SCOPES, SCOPES
+
+ClientKind = Literal["jurisdiction", "kiosk", "department", "operator"]
+
+# What each kind of client may ever hold; DEFAULT_SCOPES is what it gets when the file names none.
+ALLOWED_SCOPES: dict[str, frozenset[str]] = {
+    "jurisdiction": frozenset(DEFAULT_SCOPES["jurisdiction"]),
+    "kiosk": frozenset({"verify"}),
+    "department": frozenset({"persons:read", "verify"}),
+    # operators see operations, not people: never pregnancy data, never person records
+    "operator": frozenset({"ops:read", "ops:resolve", "exchange:read"}),
+}
+
+_HASH = r"^[0-9a-f]{64}$"
+
+
+class ClientsFileError(ValueError):
+    """The clients file breaks a rule; the message names the client, the field and the rule."""
+
+
+class ClientEntry(BaseModel):
+    """One client of the file, as stored (hashes only)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    client_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{2,63}$")
+    kind: ClientKind
+    jurisdiction: str | None = Field(default=None, pattern=r"^\d{6}$")
+    scopes: tuple[str, ...] | None = None
+    secret_hash: str = Field(pattern=_HASH)
+    expires_at: dt.datetime | None = None
+    previous_secret_hash: str | None = Field(default=None, pattern=_HASH)
+    previous_expires_at: dt.datetime | None = None
+    revoked: bool = False
+    revoked_at: dt.datetime | None = None
+
+    @model_validator(mode="after")
+    def _rules(self) -> ClientEntry:
+        if self.kind != "operator" and self.jurisdiction is None:
+            raise ValueError(f"jurisdiction: a client of kind {self.kind} needs its home jurisdiction")
+        for scope in self.scopes or ():
+            if scope not in SCOPES:
+                raise ValueError(f"scopes: unknown scope {scope!r}")
+            if scope not in ALLOWED_SCOPES[self.kind]:
+                raise ValueError(f"scopes: a client of kind {self.kind} may not hold {scope!r}")
+        if (self.previous_secret_hash is None) != (self.previous_expires_at is None):
+            raise ValueError(
+                "previous_expires_at: a previous secret needs the end of its overlap, and only then"
+            )
+        return self
+
+    @property
+    def effective_scopes(self) -> list[str]:
+        return list(self.scopes) if self.scopes is not None else list(DEFAULT_SCOPES[self.kind])
+
+    def state(self, now: dt.datetime) -> str:
+        if self.revoked:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        if self.previous_expires_at is not None and self.previous_expires_at > now:
+            return "rotating"
+        return "active"
+
+
+def parse_entries(document: Any) -> list[ClientEntry]:
+    """Validate a loaded clients document (a list of mappings); raises ``ClientsFileError``."""
+    if document is None:
+        return []
+    if not isinstance(document, list):
+        raise ClientsFileError("the clients file must be a list of clients")
+    entries: list[ClientEntry] = []
+    seen: set[str] = set()
+    for i, item in enumerate(document):
+        name = item.get("client_id", f"#{i + 1}") if isinstance(item, dict) else f"#{i + 1}"
+        try:
+            entry = ClientEntry.model_validate(item)
+        except ValidationError as e:
+            first = e.errors()[0]
+            message = first["msg"].removeprefix("Value error, ")
+            where = "".join(f"{p}: " for p in first["loc"])
+            raise ClientsFileError(f"client {name}: {where}{message}") from None
+        if entry.client_id in seen:
+            raise ClientsFileError(f"client {name}: client_id: listed twice")
+        seen.add(entry.client_id)
+        entries.append(entry)
+    return entries
+
+
+def parse_text(text: str) -> list[ClientEntry]:
+    try:
+        return parse_entries(yaml.safe_load(text))
+    except yaml.YAMLError as e:
+        raise ClientsFileError(f"the clients file is not YAML/JSON: {type(e).__name__}") from None
+
+
+def read_file(path: str | Path) -> list[ClientEntry]:
+    return parse_text(Path(path).read_text(encoding="utf-8"))
+
+
+def write_file(path: str | Path, entries: list[ClientEntry]) -> None:
+    """Replace the file at once (a reader never sees half of it); hashes only, owner-readable."""
+    parse_entries([e.model_dump(mode="json") for e in entries])  # never write a file we would refuse
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    docs = [e.model_dump(mode="json", exclude_defaults=True) for e in entries]
+    tmp.write_text(yaml.safe_dump(docs, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    tmp.chmod(0o600)
+    tmp.replace(target)
+
+
+class ClientSources:
+    """Where a service's clients come from: the file (watched for changes) and inline text."""
+
+    def __init__(self, path: str | None, inline: str | None = None):
+        self.path = path
+        self.inline = inline
+        self._seen: tuple[float, int, int] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.path or self.inline)
+
+    def _stat(self) -> tuple[float, int, int] | None:
+        if not self.path:
+            return None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime, st.st_size, st.st_ino)
+
+    def changed(self) -> bool:
+        """True when the file differs from the one last loaded (a mounted Secret updates in place)."""
+        return self._stat() != self._seen
+
+    def load(self) -> list[ClientEntry]:
+        stat = self._stat()
+        entries = read_file(self.path) if self.path else []
+        if self.inline:
+            entries += parse_text(self.inline)
+        parse_entries([e.model_dump(mode="json") for e in entries])  # no id in both
+        self._seen = stat
+        return entries
+
+    async def sync(self, conn: asyncpg.Connection) -> int:
+        """Make the clients table what the sources say, in the caller's transaction."""
+        entries = self.load()
+        await sync_clients(conn, entries)
+        return len(entries)
+
+
+async def sync_clients(conn: asyncpg.Connection, entries: list[ClientEntry]) -> None:
+    """Upsert the listed clients and revoke every client the list no longer names.
+
+    Revocations are final: a revoked client stays revoked whatever the list says (the
+    database's ``clients_revocation_is_final`` trigger refuses to undo one).
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('clients-file'))")
+    await conn.executemany(
+        """INSERT INTO clients (client_id, kind, jurisdiction, scopes, secret_hash, expires_at,
+                                previous_secret_hash, previous_expires_at, revoked_at)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8, CASE WHEN $9 THEN coalesce($10, now()) END)
+           ON CONFLICT (client_id) DO UPDATE SET kind = EXCLUDED.kind,
+             jurisdiction = EXCLUDED.jurisdiction, scopes = EXCLUDED.scopes,
+             secret_hash = EXCLUDED.secret_hash, expires_at = EXCLUDED.expires_at,
+             previous_secret_hash = EXCLUDED.previous_secret_hash,
+             previous_expires_at = EXCLUDED.previous_expires_at,
+             revoked_at = coalesce(clients.revoked_at, EXCLUDED.revoked_at)""",
+        [
+            (
+                e.client_id,
+                e.kind,
+                e.jurisdiction,
+                e.effective_scopes,
+                e.secret_hash,
+                e.expires_at,
+                e.previous_secret_hash,
+                e.previous_expires_at,
+                e.revoked,
+                e.revoked_at,
+            )
+            for e in entries
+        ],
+    )
+    await conn.execute(
+        "UPDATE clients SET revoked_at = now() WHERE revoked_at IS NULL AND NOT (client_id = ANY($1::text[]))",
+        [e.client_id for e in entries],
+    )

@@ -1,0 +1,185 @@
+"""The clients file is authoritative (real PostgreSQL, the services' own ClientRegistry).
+
+Removed means revoked, revoked stays revoked across restarts, credentials expire, and a
+rotation keeps the old secret working only for its overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from shared.auth import ClientRegistry, new_credential
+from shared.clients_file import ClientEntry, ClientsFileError, ClientSources, write_file
+from shared.db import create_pool, migrate
+from shared.errors import Unauthorized
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _entry(client_id: str, token: str, **extra: Any) -> ClientEntry:
+    from shared.auth import hash_secret
+
+    return ClientEntry.model_validate(
+        {
+            "client_id": client_id,
+            "kind": "kiosk",
+            "jurisdiction": "440703",
+            "secret_hash": hash_secret(token.split(".", 1)[1]),
+        }
+        | extra
+    )
+
+
+@pytest.fixture
+async def pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
+    await migrate(fresh_db, "verification", ROOT / "services" / "verification" / "migrations")
+    p = await create_pool(fresh_db, min_size=1, max_size=4)
+    yield p
+    await p.close()
+
+
+async def _registry(pool: asyncpg.Pool, dsn: str, path: Path) -> ClientRegistry:
+    registry = ClientRegistry(pool, dsn, ClientSources(str(path)))
+    await registry.start()
+    return registry
+
+
+def _admits(registry: ClientRegistry, token: str) -> bool:
+    try:
+        registry.authenticate(f"Bearer {token}")
+        return True
+    except Unauthorized:
+        return False
+
+
+async def _eventually(check: Any, timeout: float = 6.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the change never took effect"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_client_removed_from_the_file_is_revoked(
+    pool: asyncpg.Pool, fresh_db: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "clients.yaml"
+    a, _ = new_credential("kiosk-a")
+    b, _ = new_credential("kiosk-b")
+    write_file(path, [_entry("kiosk-a", a), _entry("kiosk-b", b)])
+    registry = await _registry(pool, fresh_db, path)
+    try:
+        assert _admits(registry, a) and _admits(registry, b)
+        write_file(path, [_entry("kiosk-a", a)])
+        await _eventually(lambda: not _admits(registry, b))  # the watcher applied the file
+        assert _admits(registry, a)
+        row = await pool.fetchrow("SELECT revoked_at FROM clients WHERE client_id = 'kiosk-b'")
+        assert row["revoked_at"] is not None
+    finally:
+        await registry.stop()
+
+
+async def test_a_revocation_survives_restarts_and_an_old_file(
+    pool: asyncpg.Pool, fresh_db: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "clients.yaml"
+    token, _ = new_credential("kiosk-r")
+    write_file(path, [_entry("kiosk-r", token)])
+    registry = await _registry(pool, fresh_db, path)
+    assert _admits(registry, token)
+    write_file(path, [_entry("kiosk-r", token, revoked=True)])
+    await _eventually(lambda: not _admits(registry, token))
+    await registry.stop()
+    revoked_at = await pool.fetchval("SELECT revoked_at FROM clients WHERE client_id = 'kiosk-r'")
+
+    # the next start reads a file restored from before the revocation: still revoked
+    write_file(path, [_entry("kiosk-r", token)])
+    registry = await _registry(pool, fresh_db, path)
+    try:
+        assert not _admits(registry, token)
+        assert await pool.fetchval("SELECT revoked_at FROM clients WHERE client_id = 'kiosk-r'") == revoked_at
+        with pytest.raises(asyncpg.CheckViolationError, match="revocation is final"):
+            await pool.execute("UPDATE clients SET revoked_at = NULL WHERE client_id = 'kiosk-r'")
+        await registry.reload()
+        assert not _admits(registry, token)
+    finally:
+        await registry.stop()
+
+
+async def test_rotation_keeps_the_old_secret_for_the_overlap_only(
+    pool: asyncpg.Pool, fresh_db: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "clients.yaml"
+    old, _ = new_credential("kiosk-o")
+    write_file(path, [_entry("kiosk-o", old)])
+    registry = await _registry(pool, fresh_db, path)
+    try:
+        new, _ = new_credential("kiosk-o")
+        overlap_end = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+        rotated = _entry("kiosk-o", new).model_copy(
+            update={
+                "previous_secret_hash": _entry("kiosk-o", old).secret_hash,
+                "previous_expires_at": overlap_end,
+            }
+        )
+        write_file(path, [rotated])
+        await _eventually(lambda: _admits(registry, new))
+        assert _admits(registry, old)  # inside the overlap both work
+        await _eventually(lambda: not _admits(registry, old), timeout=4)
+        assert dt.datetime.now(dt.UTC) >= overlap_end
+        assert _admits(registry, new)
+        assert not _admits(registry, "kiosk-o.not-the-secret")
+    finally:
+        await registry.stop()
+
+
+async def test_an_expired_credential_is_refused(pool: asyncpg.Pool, fresh_db: str, tmp_path: Path) -> None:
+    path = tmp_path / "clients.yaml"
+    live, _ = new_credential("kiosk-l")
+    gone, _ = new_credential("kiosk-g")
+    now = dt.datetime.now(dt.UTC)
+    write_file(
+        path,
+        [
+            _entry("kiosk-l", live, expires_at=now + dt.timedelta(days=1)),
+            _entry("kiosk-g", gone, expires_at=now - dt.timedelta(seconds=1)),
+        ],
+    )
+    registry = await _registry(pool, fresh_db, path)
+    try:
+        assert _admits(registry, live) and not _admits(registry, gone)
+    finally:
+        await registry.stop()
+
+
+async def test_a_broken_file_stops_the_start_and_is_not_applied_later(
+    pool: asyncpg.Pool, fresh_db: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "clients.yaml"
+    token, secret_hash = new_credential("ops-1")
+    path.write_text(
+        f"- {{client_id: ops-1, kind: operator, scopes: [pregnancy:read], secret_hash: {secret_hash}}}\n"
+    )
+    with pytest.raises(
+        ClientsFileError, match="client ops-1: scopes: a client of kind operator may not hold"
+    ):
+        await ClientRegistry(pool, fresh_db, ClientSources(str(path))).start()
+
+    write_file(path, [_entry("kiosk-k", token.replace("ops-1", "kiosk-k"))])
+    registry = await _registry(pool, fresh_db, path)
+    try:
+        kiosk = token.replace("ops-1", "kiosk-k")
+        assert _admits(registry, kiosk)
+        path.write_text("- {client_id: kiosk-k, kind: kiosk}\n")  # broken: would revoke nobody, admit nobody
+        await asyncio.sleep(2.5)  # the watcher saw it and refused it
+        await registry.reload()
+        assert _admits(registry, kiosk)
+    finally:
+        await registry.stop()
