@@ -13,6 +13,7 @@ SECRETS = {
     "environment": "production",
     "subject_key_secret": "a-real-secret-of-the-exchange",
     "kafka_security_protocol": "SSL",
+    "trust_list_file": "trust-list.yaml",
 }
 
 

@@ -165,6 +165,8 @@ def test_key_urls_are_bound_to_divisions_and_https_outside_the_cluster() -> None
         "trust_list_file": "x",
         "subject_key_secret": "s" * 32,
         "kafka_security_protocol": "SSL",
+        "audit_checkpoint_key": "A" * 43,
+        "status_list_signing_key": "A" * 43,
     }
     VerificationSettings(registry_key_urls="320412=https://a/v1/keys", **production)
     for bad in ("https://a/v1/keys", "320412=http://registry.example.gov/v1/keys"):
