@@ -15,17 +15,19 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from devstack.embedded import EmbeddedPostgres
 from devstack.stack import DESTINATION, ORIGIN, Stack
 from services.verification.domain import status_list as tsl
 from shared import signing
 from tests.helpers import Api, person_id, wait_until
-from tests.verification_kit import FakeIssuer
+from tests.verification_kit import VerificationStack
 
 pytestmark = pytest.mark.e2e
 JS = Path(__file__).resolve().parents[1] / "js"
@@ -65,9 +67,23 @@ def _token_list(url: str) -> httpx.Response:
     return httpx.get(url, headers={"Accept": tsl.MEDIA_TYPE})
 
 
-def test_an_independent_reader_agrees_with_planted_revocations_on_every_index(stack: Stack) -> None:
-    base = stack.service("verification").url
-    issuer = FakeIssuer(PLANTED_ISSUER, stack.bootstrap)
+@pytest.fixture(scope="module")
+def planted(workdir: Path, pg: EmbeddedPostgres) -> Iterator[VerificationStack]:
+    """A verification service whose trust list names the planted issuer: its events are signed
+    with that division's key, as every event must be."""
+    s = VerificationStack(workdir / "planted", pg=pg, db_prefix="planted_", registries=[PLANTED_ISSUER])
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def test_an_independent_reader_agrees_with_planted_revocations_on_every_index(
+    planted: VerificationStack,
+) -> None:
+    base = planted.url
+    issuer = planted.issuer(PLANTED_ISSUER)
     try:
         for index in PLANTED:
             issuer.next_index = index

@@ -69,7 +69,7 @@ def issuers(vstack: VerificationStack, jwks_server: JwksServer) -> Iterator[dict
 def kiosk(vstack: VerificationStack) -> Iterator[httpx.Client]:
     """A kiosk client of the test's own, so rate limits of one test never touch another."""
     with vstack.http(vstack.add_client(f"kiosk-t{next(_clients)}")) as client:
-        wait_until(lambda: client.post("/v1/verifications", json={}).status_code != 401, timeout=3)
+        wait_until(lambda: client.post("/v1/verifications", json={}).status_code != 401, timeout=15)
         yield client
 
 
