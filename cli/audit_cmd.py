@@ -141,7 +141,25 @@ async def _export(targets: dict[str, str], subject: str) -> list[dict[str, Any]]
         async with connection(dsn) as conn:
             rows = await queries.audit_entries(conn, subject)
         out += [{"service": name, **dict(r)} for r in rows]
-    return sorted(out, key=lambda r: r["at"])
+    return _once(sorted(out, key=lambda r: r["at"]))
+
+
+def _once(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per disclosure: a disclosure reported to the person's registries (and kept by its
+    discloser too) carries one ``disclosure_id`` in every log that holds it; the first row stays,
+    with the services that hold a copy."""
+    seen: dict[str, dict[str, Any]] = {}
+    out = []
+    for e in entries:
+        key = (e["detail"] or {}).get("disclosure_id")
+        if key is None:
+            out.append(e)
+        elif key in seen:
+            seen[key].setdefault("also_in", []).append(e["service"])
+        else:
+            seen[key] = e
+            out.append(e)
+    return out
 
 
 @app.command("export")
@@ -155,7 +173,8 @@ def export(
     stack: Path | None = StackOption,
     as_json: bool = typer.Option(False, "--json", help="the same as --format json"),
 ) -> None:
-    """A person's disclosure history (who read or verified what, when, why) from every audit log, as JSON or CSV."""
+    """A person's disclosure history (who received, read or verified what, when, why) from every
+    audit log, one row per disclosure, as JSON or CSV."""
     fmt = "json" if as_json else fmt
     if fmt not in ("json", "csv"):
         raise typer.BadParameter("json or csv", param_hint="--format")

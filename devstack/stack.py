@@ -324,9 +324,11 @@ class Stack:
         return env
 
     def _env_of_keys(self, svc: ServiceProcess) -> str | None:
-        """The event keys file a service gets: the exchange's, or its registry division's."""
+        """The event keys file a service gets: the exchange's, verification's, or its registry division's."""
         if svc.module == "services.migrant_exchange":
             return str(self.trust.keys_file("exchange"))
+        if svc.module == "services.verification":
+            return str(self.trust.keys_file("verification"))
         if svc.module == "services.registry" and len(svc.jurisdictions) == 1:
             return str(self.trust.keys_file(svc.jurisdictions[0]))
         return None

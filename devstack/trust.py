@@ -1,5 +1,5 @@
-"""The embedded stack's trust material: one event-signing key per registry jurisdiction and one for
-the exchange, an encryption key per jurisdiction, and the trust list that names their public halves.
+"""The embedded stack's trust material: one event-signing key per registry jurisdiction, one for
+the exchange and one for verification (its disclosure events), an encryption key per jurisdiction, and the trust list that names their public halves.
 
 ``make run`` and the test stacks call ``TrustFiles.write``: private keys are made once and kept
 in ``run_dir/trust`` (mode 0600), so a second ``make run`` keeps trusting what the first signed;
@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from shared.signing import b64u, b64u_decode
-from shared.trust import EXCHANGE, Keyring, load_keyring
+from shared.trust import EXCHANGE, VERIFICATION, Keyring, load_keyring
 
 VALIDITY = dt.timedelta(days=400)  # a development key; rotation adds the next before this ends
 
@@ -86,13 +86,15 @@ class TrustFiles:
         return keys
 
     def write(self, divisions: list[str], key_urls: dict[str, str]) -> Path:
-        """Keys for the exchange and every division (made once), and the trust list naming them."""
+        """Keys for the exchange, verification and every division (made once), and the trust list."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        exchange = self._keys(EXCHANGE, ("sign",))
         document: dict[str, Any] = {
-            "exchange": {"signing_keys": [public_of(k) for k in exchange if k["use"] == "sign"]},
-            "divisions": {},
+            party: {
+                "signing_keys": [public_of(k) for k in self._keys(party, ("sign",)) if k["use"] == "sign"]
+            }
+            for party in (EXCHANGE, VERIFICATION)
         }
+        document["divisions"] = {}
         for code in divisions:
             keys = self._keys(code, ("sign", "encrypt"))
             entry: dict[str, Any] = {

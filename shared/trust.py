@@ -27,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from shared.signing import b64u_decode
 
 EXCHANGE = "exchange"  # the party name of the national exchange (events with source "/exchange")
-Party = str  # "exchange" or a six-digit division code
+VERIFICATION = "verification"  # the verification service (its disclosure events, source "/verification")
+Party = str  # "exchange", "verification" or a six-digit division code
 
 
 class _Frozen(BaseModel):
@@ -75,6 +76,8 @@ class TrustList(_Frozen):
     """The whole list; ``signer`` finds the party a key id speaks for."""
 
     exchange: ExchangeTrust = ExchangeTrust()
+    # The verification service signs only the disclosures it reports (a certificate was checked).
+    verification: ExchangeTrust = ExchangeTrust()
     divisions: dict[str, DivisionTrust] = {}
 
     @field_validator("divisions")
@@ -88,7 +91,10 @@ class TrustList(_Frozen):
     @cached_property
     def _signers(self) -> dict[str, tuple[Party, PublicKey, Ed25519PublicKey]]:
         out: dict[str, tuple[Party, PublicKey, Ed25519PublicKey]] = {}
-        parties: list[tuple[Party, list[PublicKey]]] = [(EXCHANGE, self.exchange.signing_keys)]
+        parties: list[tuple[Party, list[PublicKey]]] = [
+            (EXCHANGE, self.exchange.signing_keys),
+            (VERIFICATION, self.verification.signing_keys),
+        ]
         parties += [(code, d.signing_keys) for code, d in self.divisions.items()]
         for party, keys in parties:
             for key in keys:
@@ -125,7 +131,7 @@ def load_trust_list(path: str | Path) -> TrustList:
 class PrivateKey(_Frozen):
     """One of this party's private keys (signing or encryption), with its validity."""
 
-    party: str = Field(description='"exchange" or a division code')
+    party: str = Field(description='"exchange", "verification" or a division code')
     kid: str
     private_key: str = Field(description="base64url of the 32 raw key bytes")
     not_before: dt.datetime | None = None

@@ -42,11 +42,13 @@ _SPECS = [
     EventSpec("certificate.revoked.v1", "certificate.lifecycle.v1", p.CertificateRevokedV1),
     EventSpec("exchange.notification.v1", "exchange.notification.v1", p.ExchangeNotificationV1),
     EventSpec("exchange.feedback.v1", "exchange.feedback.v1", p.ExchangeFeedbackV1),
+    EventSpec("disclosure.recorded.v1", "audit.disclosure.v1", p.DisclosureRecordedV1),
 ]
 
 CATALOG: dict[str, EventSpec] = {s.type: s for s in _SPECS}
 TOPICS: tuple[str, ...] = tuple(dict.fromkeys(s.topic for s in _SPECS))
 VITAL_TOPICS: tuple[str, ...] = tuple(t for t in TOPICS if t.startswith("vital."))
+DISCLOSURE_TOPIC = "audit.disclosure.v1"
 DLQ_SUFFIX = ".dlq"
 
 # Upcasters turn an older envelope (as a dict) into the current one: type -> function.

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 P = TypeVar("P", bound=BaseModel)
 
-SOURCE_PATTERN = r"^/(registry|exchange)(/\d{6})?$"
+SOURCE_PATTERN = r"^(/(registry|exchange)(/\d{6})?|/verification)$"
 
 
 def new_event_id() -> uuid.UUID:

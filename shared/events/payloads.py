@@ -207,3 +207,32 @@ class ExchangeFeedbackV1(Payload):
     conflicts: list[FieldConflict] = Field(default_factory=list)
     reason: str | None = None
     applied_at: dt.datetime
+
+
+DisclosureAction = Literal["notification.sent", "notification.fetched", "certificate.verified", "person.read"]
+
+
+class DisclosureRecordedV1(Payload):
+    """Someone outside a person's registry received or read the person's data: an entry for the
+    subject-access log of each registry named in ``record_at`` that keeps the person's records.
+
+    Produced by the party that disclosed (``discloser``: the exchange for notifications and REST
+    pick-ups, verification for certificate checks, a registry for reads of a counterpart's
+    record). Sensitive event types travel under their neutral name (``shared.sensitivity``): the
+    topic is read by every registry, the type is for the person's own two.
+    """
+
+    disclosure_id: uuid.UUID = Field(description="one disclosure, however often its event is re-sent")
+    record_at: list[DivisionCode] = Field(min_length=1, max_length=8)
+    discloser: str = Field(pattern=r"^(exchange|verification|\d{6})$")
+    action: DisclosureAction
+    recipient: str = Field(min_length=1, max_length=100, description="client id or registry-<division>")
+    recipient_division: DivisionCode | None = None
+    purpose: str = Field(min_length=1, max_length=64)
+    disclosed_at: dt.datetime
+    event_type: str | None = Field(default=None, max_length=64, description="neutral for sensitive types")
+    event_id: uuid.UUID | None = None
+    notification_id: uuid.UUID | None = None
+    certificate_number: str | None = Field(default=None, max_length=32)
+    issuer: DivisionCode | None = None
+    result: str | None = Field(default=None, max_length=32)

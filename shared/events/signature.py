@@ -26,7 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.signing import b64u, b64u_decode
-from shared.trust import EXCHANGE, Keyring, Party, TrustList
+from shared.trust import EXCHANGE, VERIFICATION, Keyring, Party, TrustList
 
 # The reasons an event is refused, as they appear in the metric label and the dead letter.
 UNSIGNED, UNKNOWN_SIGNER, SIGNER_NOT_VALID, BAD_SIGNATURE, NOT_AUTHORIZED = (
@@ -111,9 +111,11 @@ def verify_value(value: bytes, trust: TrustList, now: dt.datetime | None = None)
 
 
 def source_party(source: str) -> Party | None:
-    """The party a ``source`` attribute claims: ``exchange`` or the registry's division."""
+    """The party a ``source`` attribute claims: ``exchange``, ``verification`` or the registry's division."""
     if source == "/exchange":
         return EXCHANGE
+    if source == "/verification":
+        return VERIFICATION
     kind, _, code = source.strip("/").partition("/")
     return code if kind == "registry" and code else None
 
@@ -124,13 +126,20 @@ def authority(event: Any, party: Party) -> None:
     A producer speaks only for itself: the source must be the signer's. Notifications come only
     from the exchange; feedback from the division it speaks for (or the exchange relaying a
     REST-only jurisdiction's answer); certificate events only from their issuer, and never with
-    a key in them; vital events only from a registry.
+    a key in them; vital events only from a registry. A disclosure is reported only by the party
+    that disclosed (the exchange, verification, or a registry for its own reads); verification
+    says nothing else.
     """
     claimed = source_party(event.source)
     if claimed != party:
         raise Rejected(NOT_AUTHORIZED, f"signed by {party}, claims source {event.source}")
     kind = event.type
-    if kind == "exchange.notification.v1":
+    if kind == "disclosure.recorded.v1":
+        if event.data.discloser != party:
+            raise Rejected(NOT_AUTHORIZED, f"{party} reports a disclosure by {event.data.discloser}")
+    elif party == VERIFICATION:
+        raise Rejected(NOT_AUTHORIZED, f"verification reports disclosures only, not {kind}")
+    elif kind == "exchange.notification.v1":
         if party != EXCHANGE:
             raise Rejected(NOT_AUTHORIZED, "notifications come only from the exchange")
     elif kind == "exchange.feedback.v1":

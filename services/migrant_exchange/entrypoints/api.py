@@ -16,7 +16,7 @@ from services.migrant_exchange.adapters.registries import RegistryClient
 from services.migrant_exchange.entrypoints import background, reconciliation, views
 from services.migrant_exchange.entrypoints.consumer import consumers
 from services.migrant_exchange.entrypoints.dashboard import routers as dashboard_routers
-from services.migrant_exchange.service_layer import handlers
+from services.migrant_exchange.service_layer import disclosures, handlers
 from services.migrant_exchange.service_layer.agreements import load_agreements
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.app import UnitOfWork, create_service_app
@@ -101,7 +101,9 @@ async def list_notifications(
     conflicting field names without their values."""
     scope = _scope_to(client, jurisdiction)
     rows = await repo.list_notifications(conn, scope, state, limit, after)
-    return [views.notification(client, r) for r in rows]
+    shown = [views.notification(client, r) for r in rows]
+    await disclosures.record_pickups(conn, client, shown)  # a payload picked up is a disclosure
+    return shown
 
 
 @router.post(

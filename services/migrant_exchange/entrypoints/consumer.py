@@ -12,14 +12,14 @@ from typing import Any
 import asyncpg
 
 from services.migrant_exchange.adapters import stats
-from services.migrant_exchange.service_layer import handlers, ordering
+from services.migrant_exchange.service_layer import disclosures, handlers, ordering
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.consumer import EventConsumer
-from shared.events.catalog import TOPICS
+from shared.events.catalog import DISCLOSURE_TOPIC, TOPICS
 from shared.events.envelope import Envelope
 
-# Everything but the exchange's own notifications.
-REGISTRY_TOPICS = [t for t in TOPICS if t != "exchange.notification.v1"]
+# Everything but the exchange's own notifications and the disclosures (counted by the indicators).
+REGISTRY_TOPICS = [t for t in TOPICS if t not in ("exchange.notification.v1", DISCLOSURE_TOPIC)]
 
 
 def applier(settings: ExchangeSettings) -> ordering.Apply:
@@ -53,11 +53,14 @@ def event_consumer(pool: asyncpg.Pool, settings: ExchangeSettings) -> EventConsu
 
 
 def certificate_consumer(pool: asyncpg.Pool, settings: ExchangeSettings) -> EventConsumer:
-    """Counts certificates per issuer and holder key from ``certificate.lifecycle.v1``."""
+    """Counts certificates per issuer and holder key from ``certificate.lifecycle.v1``, and their
+    verifications from verification's disclosure events (the verification rate)."""
 
     async def on_certificate(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
         d = event.data
-        if event.type == "certificate.issued.v1":
+        if event.type == "disclosure.recorded.v1":
+            await disclosures.count_verification(conn, event)
+        elif event.type == "certificate.issued.v1":
             await stats.record_certificate_issued(
                 conn, d.certificate_number, d.issuer, event.subject, event.time, d.valid_until
             )
@@ -70,8 +73,10 @@ def certificate_consumer(pool: asyncpg.Pool, settings: ExchangeSettings) -> Even
         pool,
         settings,
         name=f"{settings.consumer_group}-indicators",
-        topics=["certificate.lifecycle.v1"],
+        topics=["certificate.lifecycle.v1", DISCLOSURE_TOPIC],
         handler=on_certificate,
+        # Of the disclosures only verification's: the others are for the registries.
+        accept=lambda e: e.type != "disclosure.recorded.v1" or e.source == "/verification",
     )
 
 

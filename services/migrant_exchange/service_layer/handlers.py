@@ -14,6 +14,7 @@ from services.migrant_exchange.adapters import delivery
 from services.migrant_exchange.adapters import repository as repo
 from services.migrant_exchange.domain import routing
 from services.migrant_exchange.domain.routing import Whereabouts
+from services.migrant_exchange.service_layer import disclosures
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.consumer import trust_list
 from shared.events import payloads as p
@@ -43,7 +44,7 @@ async def route_vital_event(
     others = [subject_key(n, secret) for n in routing.related_people(event.type, data)]
     others = [s for s in others if s != event.subject]
     related = await repo.whereabouts_of(conn, others) if others else []
-    sent = 0
+    sent, told = 0, []
     now = dt.datetime.now(dt.UTC)
     for target in sorted(routing.counterparts(producer, event.type, data, after, tuple(related))):
         agreement = await repo.agreement(conn, producer, target)
@@ -67,7 +68,9 @@ async def route_vital_event(
         if not await repo.insert_notification(conn, notification):
             continue
         await _publish(conn, settings, notification, event.traceparent)
+        told.append(disclosures.notified(notification, after))
         sent += 1
+    await disclosures.publish(conn, told)  # the person's registries learn who received it
     return sent
 
 

@@ -151,42 +151,11 @@ async def certificates_of(conn: asyncpg.Connection, jurisdiction: str, holder: s
 
 
 async def disclosures(conn: asyncpg.Connection, subject: str, limit: int) -> list[dict[str, Any]]:
-    """The subject-access log of one person, newest first."""
+    """The subject-access log of one person, newest first (reported disclosures keep their own time)."""
     rows = await conn.fetch(
         """SELECT seq, at, client_id, action, purpose, detail FROM audit_log
-           WHERE subject = $1 ORDER BY seq DESC LIMIT $2""",
+           WHERE subject = $1 ORDER BY at DESC, seq DESC LIMIT $2""",
         subject,
         limit,
     )
     return [dict(r) for r in rows]
-
-
-async def shared_events(conn: asyncpg.Connection, subject: str, limit: int) -> list[dict[str, Any]]:
-    """Events about a subject this registry published, with the jurisdictions they were addressed to."""
-    rows = await conn.fetch(
-        """SELECT created_at, event_type, event_id, convert_from(value, 'UTF8')::jsonb AS doc FROM outbox
-           WHERE key = $1 AND event_type <> 'exchange.feedback.v1' ORDER BY id DESC LIMIT $2""",
-        subject,
-        limit,
-    )
-    out = []
-    for r in rows:
-        doc = r["doc"]
-        producer = str(doc.get("source", "")).rsplit("/", 1)[-1]
-        recipients = sorted({d for d in (doc.get("origin"), doc.get("destination")) if d and d != producer})
-        if recipients:
-            out.append(
-                {
-                    "seq": None,
-                    "at": r["created_at"],
-                    "client_id": f"registry-{producer}",
-                    "action": "event.shared",
-                    "purpose": None,
-                    "detail": {
-                        "event_type": r["event_type"],
-                        "event_id": str(r["event_id"]),
-                        "recipients": recipients,
-                    },
-                }
-            )
-    return out

@@ -11,6 +11,7 @@ from services.registry.adapters import family, records
 from services.registry.adapters import repository as repo
 from services.registry.domain import access
 from services.registry.service_layer.context import Context
+from services.registry.service_layer.disclosures import tell_read
 from shared import audit
 from shared.auth import Client
 from shared.errors import Forbidden, NotFound
@@ -94,6 +95,7 @@ async def read_person(
             )
         ],
     )
+    await tell_read(conn, ctx.settings, client, person, purpose)
     return out
 
 
@@ -138,15 +140,14 @@ async def read_pregnancy(
 async def read_disclosures(
     conn: asyncpg.Connection, ctx: Context, client: Client, id_number: str, limit: int
 ) -> dict[str, Any]:
-    """The subject-access log: who read this person's data (the hash-chained audit) and which
-    jurisdictions received it through the exchange (the events this registry published)."""
+    """The subject-access log, from the hash-chained audit: who read this person's data here, and
+    what other parties reported (notifications with their real targets, REST pick-ups,
+    certificate checks, reads at the person's other registry; ``disclosures``)."""
     here = client.jurisdiction
     person = await repo.get_person(conn, here, id_number) if here in ctx.settings.served else None
     if person is None:
         raise _not_found()
     entries = await records.disclosures(conn, person["subject"], limit)
-    entries += await records.shared_events(conn, person["subject"], limit)
-    entries = sorted(entries, key=lambda e: e["at"], reverse=True)[:limit]
     await audit.append(
         conn,
         [audit.AuditEntry(client.client_id, "disclosures.read", "registration", person["subject"], {})],

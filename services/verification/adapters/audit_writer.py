@@ -42,12 +42,17 @@ import orjson
 
 from services.verification.adapters.repository import CERT_COLUMNS
 from services.verification.domain.verdict import verdict
-from shared import audit
+from shared import audit, disclosures
+from shared.events import payloads as p
+from shared.trust import VERIFICATION
 
 log = logging.getLogger(__name__)
 
 _CHAIN_LOCK = 0x76636861  # try-lock: one chainer at a time per database
 CHECK_ACTION = "certificate.verify"
+SOURCE = "/verification"  # the source of the disclosure events this service publishes
+# Answers that disclosed nothing about a holder: no certificate, or a token that is not genuine.
+UNDISCLOSED = frozenset({"not_found", "invalid_signature"})
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -68,6 +73,7 @@ class NumberCheck:
     purpose: str
     subject: str  # the presented holder's pseudonymous key, never a raw identity number
     checked_on: dt.date  # the day the verdict is drawn for
+    division: str | None = None  # the checking client's home jurisdiction
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 
@@ -241,15 +247,18 @@ class AuditWriter:
 
 _CHECK = f"""
 WITH req AS (
-    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::date[])
-           WITH ORDINALITY AS r(asked, at, client_id, purpose, subject, checked_on, i)
+    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::date[],
+                         $8::text[])
+           WITH ORDINALITY AS r(asked, at, client_id, purpose, subject, checked_on, division, i)
 ), found AS (  -- LATERAL: one index probe per check, whatever the planner guesses of unnest
-    SELECT req.i, req.at, req.client_id, req.purpose, req.subject, req.checked_on, c.*
+    SELECT req.i, req.at, req.client_id, req.purpose, req.subject, req.checked_on, req.division, c.*
     FROM req LEFT JOIN LATERAL (SELECT {CERT_COLUMNS} FROM certificates WHERE number = req.asked) c ON true
 ), audited AS (
     INSERT INTO audit_pending (at, client_id, action, purpose, subject, detail,
                                certificate_found, holder_subject, revoked_on, valid_until, checked_on)
-    SELECT at, client_id, $7, purpose, subject, jsonb_build_object('issuer', issuer, 'via', 'number'),
+    SELECT at, client_id, $7, purpose, subject,
+           jsonb_build_object('issuer', issuer, 'via', 'number')
+               || jsonb_strip_nulls(jsonb_build_object('certificate_number', number, 'division', division)),
            number IS NOT NULL, holder_subject, revoked_on, valid_until, checked_on
     FROM found ORDER BY i
 )
@@ -268,6 +277,7 @@ async def check_numbers(pool: asyncpg.Pool, checks: list[NumberCheck]) -> list[a
         [c.subject for c in checks],
         [c.checked_on for c in checks],
         CHECK_ACTION,
+        [c.division for c in checks],
     )
     found: list[asyncpg.Record | None] = [None] * len(checks)
     for row in rows:
@@ -322,13 +332,38 @@ async def chain_pending(pool: asyncpg.Pool, limit: int) -> int:
             limit,
         )
         rows = sorted(rows, key=lambda r: r["id"])
-        await audit.append(
-            conn,
-            [
-                audit.AuditEntry(
-                    r["client_id"], r["action"], r["purpose"], r["subject"], chained_detail(r), r["at"]
-                )
-                for r in rows
-            ],
-        )
+        entries, told = [], []
+        for r in rows:
+            detail = chained_detail(r)
+            holder, told_registries = disclosure_of(r, detail)
+            if told_registries is not None:
+                detail = {**detail, "disclosure_id": str(told_registries.disclosure_id)}
+                told.append((holder, told_registries))
+            entries.append(
+                audit.AuditEntry(r["client_id"], r["action"], r["purpose"], r["subject"], detail, r["at"])
+            )
+        await audit.append(conn, entries)
+        # The holder's registries learn of each check in the same transaction (signed by the relay).
+        await disclosures.publish(conn, SOURCE, told)
         return len(rows)
+
+
+def disclosure_of(row: asyncpg.Record, detail: dict[str, Any]) -> tuple[str, p.DisclosureRecordedV1 | None]:
+    """Whose certificate a chained check disclosed, and the event telling the holder's registries
+    (the issuer, and the checking client's jurisdiction when it keeps the person): none when no
+    certificate of a known holder was found (nothing about anyone was disclosed)."""
+    holder = row["holder_subject"] or detail.get("holder") or row["subject"]
+    if detail.get("result") in UNDISCLOSED or not detail.get("issuer") or not holder:
+        return "", None
+    return holder, disclosures.disclosure(
+        record_at=[detail["issuer"], detail.get("division")],
+        discloser=VERIFICATION,
+        action="certificate.verified",
+        recipient=row["client_id"],
+        recipient_division=detail.get("division"),
+        purpose=row["purpose"] or "verification",
+        disclosed_at=row["at"],
+        certificate_number=detail.get("certificate_number"),
+        issuer=detail["issuer"],
+        result=detail["result"],
+    )

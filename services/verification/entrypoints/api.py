@@ -34,6 +34,7 @@ from shared.errors import Forbidden, NotFound
 from shared.events.envelope import Envelope
 from shared.identity import DivisionCode, IdNumber, subject_key
 from shared.openapi import problems, secured
+from shared.trust import VERIFICATION
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["verification"])
@@ -282,6 +283,7 @@ class KeyRefresher:
 
 def create_app(settings: VerificationSettings | None = None) -> FastAPI:
     settings = settings or VerificationSettings()
+    settings.require_signing_keys({VERIFICATION})  # its disclosure events must go out signed
 
     async def startup(app: FastAPI) -> None:
         app.state.subject_secret = settings.subject_key_secret.get_secret_value().encode()

@@ -121,15 +121,22 @@ async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope
 
 
 def _entry(
-    client: Client, purpose: str, subject: str | None, result: str, issuer: str | None, via: str
+    client: Client,
+    purpose: str,
+    subject: str | None,
+    result: str,
+    issuer: str | None,
+    via: str,
+    claims: dict[str, Any] | None = None,
 ) -> audit.AuditEntry:
-    return audit.AuditEntry(
-        client.client_id,
-        CHECK_ACTION,
-        purpose,
-        subject,
-        {"result": result, "issuer": issuer, "via": via},
-    )
+    """A token check's audit entry; a genuine token's number and holder go with it, so the
+    holder's registries are told of the check (``audit_writer.disclosure_of``)."""
+    detail: dict[str, Any] = {"result": result, "issuer": issuer, "via": via}
+    if claims:
+        detail |= {"certificate_number": str(claims.get("num")), "holder": str(claims.get("sub"))}
+    if client.jurisdiction:
+        detail["division"] = client.jurisdiction
+    return audit.AuditEntry(client.client_id, CHECK_ACTION, purpose, subject, detail)
 
 
 async def verify_certificate(
@@ -146,7 +153,9 @@ async def verify_certificate(
     read, and the chainer draws the same verdict from it.
     """
     today = dt.date.today()
-    cert = await writer.check(NumberCheck(number, client.client_id, purpose, presented_subject, today))
+    cert = await writer.check(
+        NumberCheck(number, client.client_id, purpose, presented_subject, today, client.jurisdiction)
+    )
     result = verdict(cert, presented_subject, today)
     return {
         "certificate_number": number,
@@ -191,7 +200,7 @@ async def verify_token(
     issuer, number = key["issuer"], str(claims.get("num"))  # type: ignore[index]
     if key["revoked_at"] is not None:  # type: ignore[index]  # the issuer withdrew the key: nothing it signed holds
         subject = presented_subject or str(claims.get("sub"))
-        await writer.record(_entry(client, purpose, subject, "revoked", issuer, "token"))
+        await writer.record(_entry(client, purpose, subject, "revoked", issuer, "token", claims))
         return _token_answer(number, "revoked", issuer, {})
     cert = await repo.get_certificate(pool, number)
     if cert is not None and cert["issuer"] != issuer:
@@ -199,7 +208,7 @@ async def verify_token(
     revoked = await repo.is_revoked(pool, issuer, int(claims.get("sti", -1)))
     result = token_verdict(claims, cert, revoked, presented_subject, dt.date.today())
     subject = presented_subject or str(claims.get("sub"))
-    await writer.record(_entry(client, purpose, subject, result, issuer, "token"))
+    await writer.record(_entry(client, purpose, subject, result, issuer, "token", claims))
     return _token_answer(number, result, issuer, token_attributes(claims, cert, result, purpose))
 
 

@@ -46,6 +46,12 @@ async def _genuine_claims(pool: asyncpg.Pool, token: str) -> tuple[str, dict[str
     return str(key["issuer"]), claims
 
 
+def _told(client: Client, claims: dict[str, Any]) -> dict[str, str]:
+    """What the holder's registries are told of a genuine token's check (none for a forgery)."""
+    told = {"certificate_number": str(claims["num"])} if "num" in claims else {}
+    return told | ({"division": client.jurisdiction} if client.jurisdiction and told else {})
+
+
 async def record_offline_checks(
     pool: asyncpg.Pool, writer: AuditWriter, client: Client, checks: list[OfflineCheck]
 ) -> dict[str, int]:
@@ -67,6 +73,7 @@ async def record_offline_checks(
                     "via": "offline",
                     "checked_at": check.checked_at.isoformat(),
                     "genuine": genuine is not None,
+                    **_told(client, claims),
                 },
             )
         )

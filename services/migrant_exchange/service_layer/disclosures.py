@@ -1,0 +1,84 @@
+"""The exchange tells a person's registries who received the person's data through it.
+
+Two kinds of disclosure pass through the exchange: a notification addressed to a counterpart (the
+real routing targets, a father's registries for a birth included), and the first pick-up of a
+notification's payload over REST. Each becomes one ``disclosure.recorded.v1`` for the producing
+registry and the person's origin and residence (``shared.disclosures``). The exchange also
+counts verification's disclosures of checked certificates for the verification rate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from services.migrant_exchange.adapters import disclosures as repo
+from services.migrant_exchange.domain.routing import Whereabouts
+from shared import disclosures
+from shared.auth import Client
+from shared.events import payloads as p
+from shared.events.envelope import Envelope
+from shared.trust import EXCHANGE
+
+SOURCE = "/exchange"
+Told = tuple[str, p.DisclosureRecordedV1 | None]
+
+
+def notified(notification: dict[str, Any], where: Whereabouts) -> Told:
+    """The disclosure of one notification sent to its target (the target's registry received it)."""
+    target = notification["target_division"]
+    return notification["subject"], disclosures.disclosure(
+        record_at=[notification["source_division"], where.hukou, where.residence],
+        discloser=EXCHANGE,
+        action="notification.sent",
+        recipient=f"registry-{target}",
+        recipient_division=target,
+        purpose=disclosures.purpose_of(notification["event_type"]),
+        event_type=notification["event_type"],
+        event_id=notification["event_id"],
+        notification_id=notification["notification_id"],
+    )
+
+
+async def publish(conn: asyncpg.Connection, told: list[Told]) -> None:
+    await disclosures.publish(conn, SOURCE, told)
+
+
+async def record_pickups(conn: asyncpg.Connection, client: Client, shown: list[dict[str, Any]]) -> int:
+    """The notifications whose payload this client received for the first time: told, once each."""
+    ids = [n["notification_id"] for n in shown if n.get("payload") is not None]
+    if client.kind != "jurisdiction" or not ids:
+        return 0
+    told: list[Told] = []
+    for row in await repo.mark_fetched(conn, ids):
+        where = await repo.whereabouts(conn, row["subject"])
+        told.append(
+            (
+                row["subject"],
+                disclosures.disclosure(
+                    record_at=[row["source_division"], where.hukou, where.residence],
+                    discloser=EXCHANGE,
+                    action="notification.fetched",
+                    recipient=client.client_id,
+                    recipient_division=row["target_division"],
+                    purpose=disclosures.purpose_of(row["event_type"]),
+                    disclosed_at=row["fetched_at"],
+                    event_type=row["event_type"],
+                    event_id=row["event_id"],
+                    notification_id=row["id"],
+                ),
+            )
+        )
+    await publish(conn, told)
+    return len(told)
+
+
+async def count_verification(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
+    """A certificate verification (verification's disclosure), for the verification rate."""
+    d: p.DisclosureRecordedV1 = event.data
+    if d.action != "certificate.verified" or not d.certificate_number or not d.issuer or not d.result:
+        return
+    await repo.record_verification(
+        conn, d.disclosure_id, d.certificate_number, d.issuer, d.recipient_division, d.result, d.disclosed_at
+    )

@@ -1,0 +1,75 @@
+"""The registry's part in the subject-access log: disclosures others report, and its own reads
+of a person reported to the person's other registry.
+
+Every party that received or read a person's data appears in ``GET /v1/persons/{id}/disclosures``:
+reads at this registry are appended to its audit log as they happen (``reads``); notifications
+(with their real targets), REST pick-ups and certificate checks reach it as signed
+``disclosure.recorded.v1`` events from the exchange and verification (``shared.disclosures``),
+and a read here of a person whose origin or residence another registry keeps is told to that
+registry the same way. Each disclosure is appended once (the consumer's inbox), at its own time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from services.registry.service_layer.context import source
+from services.registry.settings import RegistrySettings
+from shared import audit, disclosures
+from shared.auth import Client
+from shared.events import payloads as p
+from shared.events.envelope import Envelope
+
+_DETAIL = (
+    "recipient_division",
+    "event_type",
+    "event_id",
+    "notification_id",
+    "certificate_number",
+    "issuer",
+    "result",
+)
+
+
+def entry(subject: str, d: p.DisclosureRecordedV1) -> audit.AuditEntry:
+    """The audit entry of a reported disclosure: who received what, for which purpose, when."""
+    values = d.model_dump(mode="json")
+    detail: dict[str, Any] = {"discloser": d.discloser, "disclosure_id": str(d.disclosure_id)}
+    detail |= {k: values[k] for k in _DETAIL if values[k] is not None}
+    return audit.AuditEntry(d.recipient, d.action, d.purpose, subject, detail, d.disclosed_at)
+
+
+async def record_reported(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
+    """Append a disclosure another party reported to this registry's audit log (once per database,
+    however many of its divisions the event names)."""
+    await audit.append(conn, [entry(event.subject, event.data)])
+
+
+def reported_to_us(settings: RegistrySettings, event: Envelope[Any]) -> bool:
+    """Disclosures addressed to a division served here, not the ones this registry reported."""
+    served = settings.served
+    return event.producer not in served and any(d in served for d in event.data.record_at)
+
+
+async def tell_read(
+    conn: asyncpg.Connection,
+    settings: RegistrySettings,
+    client: Client,
+    person: asyncpg.Record,
+    purpose: str,
+) -> None:
+    """A read here of a person another registry keeps too (origin or residence elsewhere): that
+    registry's subject-access log names the reader as well."""
+    here = person["jurisdiction"]
+    others = {person["hukou_division"], person["residence_division"]} - settings.served
+    told = disclosures.disclosure(
+        record_at=others,
+        discloser=here,
+        action="person.read",
+        recipient=client.client_id,
+        recipient_division=client.jurisdiction,
+        purpose=purpose,
+    )
+    await disclosures.publish(conn, source(here), [(person["subject"], told)])

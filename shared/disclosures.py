@@ -1,0 +1,98 @@
+"""Disclosure events (``disclosure.recorded.v1``): how the parties that hand a person's data to
+someone else tell the person's registries, so that each registry's subject-access log
+(``GET /v1/persons/{id}/disclosures``) names every party that received or read it.
+
+A service never writes another service's database: the discloser (the exchange for the
+notifications it routes and the payloads jurisdictions pick up over REST, verification for the
+certificates it checks, a registry for its reads of a counterpart's record) writes the event to
+its own outbox in the transaction of the disclosure; its relay signs it; each registry named in
+``record_at`` that keeps the person appends it to its hash-chained audit log (once: the inbox).
+Kafka keys and subjects are pseudonymous subject keys; sensitive event types travel neutral.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import asyncpg
+
+from shared.events import payloads as p
+from shared.events.envelope import Envelope
+from shared.outbox import add_events, make_event
+from shared.sensitivity import is_sensitive, neutral_type
+
+EVENT_TYPE = "disclosure.recorded.v1"
+
+
+def purpose_of(event_type: str) -> str:
+    """The purpose a notification serves: maternal care for a pregnancy, registration otherwise."""
+    return "maternal_care" if is_sensitive(event_type) else "registration"
+
+
+def disclosure(
+    *,
+    record_at: Iterable[str | None],
+    discloser: str,
+    action: p.DisclosureAction,
+    recipient: str,
+    purpose: str,
+    disclosed_at: dt.datetime | None = None,
+    **fields: Any,
+) -> p.DisclosureRecordedV1 | None:
+    """The payload of one disclosure; None when no registry is there to record it."""
+    registries = sorted({d for d in record_at if d})
+    if not registries:
+        return None
+    if fields.get("event_type"):
+        fields["event_type"] = neutral_type(fields["event_type"])
+    return p.DisclosureRecordedV1(
+        disclosure_id=fields.pop("disclosure_id", None) or uuid.uuid4(),
+        record_at=registries,
+        discloser=discloser,
+        action=action,
+        recipient=recipient,
+        purpose=purpose,
+        disclosed_at=disclosed_at or dt.datetime.now(dt.UTC),
+        **fields,
+    )
+
+
+async def _sequences(conn: asyncpg.Connection, subjects: list[str], source: str) -> dict[str, int]:
+    """The last sequence number each subject reaches once ``subjects`` (repeats counted) are numbered."""
+    counts = Counter(subjects)
+    rows = await conn.fetch(
+        """INSERT INTO subject_sequences (subject, source, last_sequence)
+           SELECT s, $3, n FROM unnest($1::text[], $2::bigint[]) AS u(s, n)
+           ON CONFLICT (subject, source) DO UPDATE
+               SET last_sequence = subject_sequences.last_sequence + EXCLUDED.last_sequence
+           RETURNING subject, last_sequence""",
+        list(counts),
+        list(counts.values()),
+        source,
+    )
+    return {r["subject"]: int(r["last_sequence"]) - counts[r["subject"]] for r in rows}
+
+
+async def publish(
+    conn: asyncpg.Connection, source: str, items: Sequence[tuple[str, p.DisclosureRecordedV1 | None]]
+) -> list[Envelope[Any]]:
+    """Queue the disclosure events of ``(subject, payload)`` pairs in the caller's transaction
+    (one statement for the sequence numbers, one COPY for the rows); the relay signs and sends."""
+    wanted = [(subject, data) for subject, data in items if data is not None]
+    if not wanted:
+        return []
+    last = await _sequences(conn, [s for s, _ in wanted], source)
+    events = []
+    for subject, data in wanted:
+        last[subject] += 1
+        events.append(
+            make_event(
+                event_type=EVENT_TYPE, source=source, subject=subject, data=data, sequence=last[subject]
+            )
+        )
+    await add_events(conn, events)
+    return events

@@ -1,0 +1,189 @@
+"""The whole subject-access log (issue 17 point 4): every party that received or read a person's
+data is named in ``GET /v1/persons/{id}/disclosures`` at both of the person's registries, and in
+``exchangectl audit export``, once per disclosure, with purpose and time.
+
+A stack of its own with a third registry (the father's), so that a birth has a real routing
+target beyond the mother's two registries; that registry is stopped while the birth is routed,
+and its client picks the notification up over REST instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from devstack.embedded import EmbeddedPostgres
+from devstack.stack import DESTINATION, ORIGIN, Stack
+from shared.identity import subject_key
+from tests.conftest import running_stack
+from tests.helpers import Api, medical_certificate, person_id, query, wait_until
+
+pytestmark = pytest.mark.e2e
+
+FATHERS = "330106"  # 杭州市西湖区: the father's household registration
+
+
+@pytest.fixture(scope="module")
+def sal_stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
+    with running_stack(
+        workdir, pg, "subject-access", db_prefix="sal_", registries=[ORIGIN, DESTINATION, FATHERS]
+    ) as s:
+        yield s
+
+
+def _person(api: Api, hukou: str, sex: str) -> str:
+    number = person_id(sex)
+    born = f"{number[6:10]}-{number[10:12]}-{number[12:14]}"
+    body = {"id_number": number, "name": "陈静", "sex": sex, "birth_date": born, "hukou_division": hukou}
+    r = api.post("/v1/persons", body)
+    assert r.status_code == 201, r.text
+    return number
+
+
+def _moves(stack: Stack, api: Api, number: str, frm: str, to: str) -> None:
+    r = api.post(
+        "/v1/migrations",
+        {
+            "kind": "departed",
+            "id_number": number,
+            "from_division": frm,
+            "to_division": to,
+            "migration_date": "2025-03-01",
+        },
+    )
+    assert r.status_code == 201, r.text
+    dest_db = stack.service(f"registry-{to}").dsn
+    wait_until(lambda: query(dest_db, "SELECT 1 FROM persons WHERE id_number = $1", number), 15)
+
+
+def _sent(entries: list[dict[str, Any]]) -> Counter[tuple[str, str | None]]:
+    return Counter(
+        (e["client_id"], e["detail"].get("event_type")) for e in entries if e["action"] == "notification.sent"
+    )
+
+
+EXPECTED_SENT = {
+    (f"registry-{DESTINATION}", "migration.departed.v1"): 1,  # the move, from the origin
+    # the pregnancy, and its closure by the birth (the type travels neutral)
+    (f"registry-{ORIGIN}", "vital.restricted"): 2,
+    (f"registry-{ORIGIN}", "birth.registered.v1"): 1,  # the birth, to her origin ...
+    (f"registry-{FATHERS}", "birth.registered.v1"): 1,  # ... and to the father's registry
+}
+
+
+def _complete(api: Api, mother: str) -> list[dict[str, Any]] | None:
+    r = api.get(f"/v1/persons/{mother}/disclosures")
+    assert r.status_code == 200, r.text
+    entries: list[dict[str, Any]] = r.json()["disclosures"]
+    actions = {e["action"] for e in entries}
+    wanted = {"notification.sent", "notification.fetched", "certificate.verified", "person.read"}
+    return entries if wanted <= actions and _sent(entries) == EXPECTED_SENT else None
+
+
+def test_every_party_that_received_or_read_her_data_is_named_once(sal_stack: Stack) -> None:
+    stack = sal_stack
+    origin = Api(stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
+    dest = Api(stack, f"registry-{DESTINATION}", f"reg-{DESTINATION}")
+    fathers = Api(stack, f"registry-{FATHERS}", f"reg-{FATHERS}")
+    mother = _person(origin, ORIGIN, "F")  # a registration
+    father = _person(fathers, FATHERS, "M")
+    _moves(stack, origin, mother, ORIGIN, DESTINATION)  # a migration
+    _moves(stack, fathers, father, FATHERS, DESTINATION)
+    r = dest.post("/v1/pregnancies", {"mother_id_number": mother, "registered_on": "2025-05-01"})
+    assert r.status_code == 201, r.text  # a pregnancy
+
+    # The father's registry is down while the birth is routed: its client fetches it over REST.
+    stack.stop_service(stack.service(f"registry-{FATHERS}"))
+    try:
+        birth = {
+            "medical_certificate_number": medical_certificate(),
+            "child_name": "陈小雨",
+            "child_sex": "F",
+            "child_birth_date": "2026-01-10",
+            "mother_id_number": mother,
+            "father_id_number": father,
+        }
+        r = dest.post("/v1/births", birth)
+        assert r.status_code == 201, r.text  # a birth
+        rest = Api(stack, "migrant_exchange", f"reg-{FATHERS}")
+
+        def picked_up() -> list[dict[str, Any]]:
+            listed = rest.get("/v1/notifications", jurisdiction=FATHERS, limit=1000).json()
+            return [n for n in listed if n["event_type"] == "birth.registered.v1" and n["payload"]]
+
+        assert wait_until(picked_up, 15)[0]["payload"]["father_id_number"] == father
+        assert picked_up()  # fetched twice: still one disclosure
+    finally:
+        stack.spawn(stack.service(f"registry-{FATHERS}"))
+        stack.wait_ready(stack.service(f"registry-{FATHERS}"))
+
+    cert = origin.post("/v1/certificates", {"holder_id_number": mother})
+    assert cert.status_code == 201, cert.text
+    number = cert.json()["certificate_number"]
+    verify_db = stack.service("verification").dsn
+    wait_until(lambda: query(verify_db, "SELECT 1 FROM certificates WHERE number = $1", number), 15)
+    kiosk = Api(stack, "verification", f"kiosk-{DESTINATION}")
+    check = {"certificate_number": number, "holder_id_number": mother, "purpose": "arrival_registration"}
+    r = kiosk.post("/v1/verifications", check)
+    assert r.status_code == 200 and r.json()["result"] == "valid", r.text  # a kiosk verification
+    dept = Api(stack, f"registry-{DESTINATION}", f"dept-{DESTINATION}")
+    assert (
+        dept.get(f"/v1/persons/{mother}", purpose="social_services").status_code == 200
+    )  # a department read
+
+    for api in (dest, origin):  # both of her registries name every party
+        entries = wait_until(lambda api=api: _complete(api, mother), 20)
+        _check_entries(entries)
+    _check_export(stack, mother)
+
+
+def _check_entries(entries: list[dict[str, Any]]) -> None:
+    ids = [e["detail"]["disclosure_id"] for e in entries if "disclosure_id" in e["detail"]]
+    assert len(ids) == len(set(ids))  # each disclosure once
+    for e in entries:
+        assert e["purpose"] and dt.datetime.fromisoformat(e["at"]).tzinfo is not None
+    by_action = {a: [e for e in entries if e["action"] == a] for a in {e["action"] for e in entries}}
+    [fetched] = by_action["notification.fetched"]
+    assert fetched["client_id"] == f"reg-{FATHERS}" and fetched["purpose"] == "registration"
+    assert fetched["detail"]["event_type"] == "birth.registered.v1"
+    [verified] = by_action["certificate.verified"]
+    assert verified["client_id"] == f"kiosk-{DESTINATION}" and verified["purpose"] == "arrival_registration"
+    assert verified["detail"]["result"] == "valid" and verified["detail"]["issuer"] == ORIGIN
+    [read] = [e for e in by_action["person.read"] if e["client_id"] == f"dept-{DESTINATION}"]
+    assert read["purpose"] == "social_services"
+    purposes = {e["detail"].get("event_type"): e["purpose"] for e in by_action["notification.sent"]}
+    assert (
+        purposes["vital.restricted"] == "maternal_care" and purposes["birth.registered.v1"] == "registration"
+    )
+
+
+def _check_export(stack: Stack, mother: str) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["audit", "export", "--id-number", mother, "--stack", str(stack.run_dir / "stack.json"), "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    history = json.loads(result.stdout)
+    assert mother not in result.stdout
+    ids = [e["detail"]["disclosure_id"] for e in history if "disclosure_id" in e["detail"]]
+    assert len(ids) == len(set(ids))  # once, although the registries and verification each keep it
+    verified = [e for e in history if e["action"] in ("certificate.verify", "certificate.verified")]
+    assert len(verified) == 1
+    holders = {verified[0]["service"], *verified[0]["also_in"]}
+    assert holders == {"verification", f"registry-{ORIGIN}", f"registry-{DESTINATION}"}
+    parties = {(e["action"], e["client_id"]) for e in history}
+    assert {
+        ("notification.sent", f"registry-{FATHERS}"),
+        ("notification.fetched", f"reg-{FATHERS}"),
+    } <= parties
+    assert ("person.read", f"dept-{DESTINATION}") in parties
+    subject = subject_key(mother, stack.subject_secret.encode())
+    assert all(subject not in json.dumps(e["detail"]) for e in history)
