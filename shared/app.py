@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shared import retention
 from shared.audit_anchor import AuditCheckpointer
 from shared.auth import ClientRegistry
 from shared.clients_file import ClientSources
@@ -30,6 +31,7 @@ from shared.limits import RequestLimitsMiddleware
 from shared.observability import MetricsMiddleware, configure_logging
 from shared.openapi import install_openapi
 from shared.outbox import OutboxRelay, wake_relay
+from shared.retention import Purge
 from shared.settings import BaseServiceSettings
 from shared.tracing import TracingMiddleware, configure_tracing, native_telemetry_off
 
@@ -87,6 +89,7 @@ def create_service_app(
     consumers: ConsumerFactory | None = None,
     on_startup: Hook | None = None,
     on_shutdown: Hook | None = None,
+    purges: Sequence[Purge] = (),
 ) -> FastAPI:
     """Build a service app; pools, producers and consumers are created in the lifespan, never at import."""
 
@@ -114,6 +117,9 @@ def create_service_app(
             if settings.audit_checkpoint_interval > 0:
                 checkpointer = AuditCheckpointer(pool, settings)
                 tasks.append(asyncio.create_task(checkpointer.run(), name="audit-checkpoint"))
+            if settings.retention_interval_seconds > 0:
+                kept = [*retention.shared_purges(settings), *purges]
+                tasks.append(asyncio.create_task(retention.run(pool, settings, kept), name="retention"))
         app.state.tasks = tasks
         if on_startup:
             await on_startup(app)

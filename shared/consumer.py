@@ -423,6 +423,7 @@ class EventConsumer:
         """Keep the message with its reason, and queue it for ``<topic>.dlq`` through the outbox."""
         key = msg.key.decode(errors="replace") if msg.key else None
         headers = {k: v.decode(errors="replace") for k, v in (msg.headers or ())}
+        letter_id = new_event_id()
         headers.update(
             {
                 "dlq_reason": reason,
@@ -430,6 +431,11 @@ class EventConsumer:
                 "dlq_partition": str(msg.partition),
                 "dlq_offset": str(msg.offset),
                 "dlq_consumer": self.name,
+                # Who dead-lettered it, and one id however often it is re-sent: the exchange counts
+                # every service's dead letters from the <topic>.dlq topics.
+                "dlq_service": self.service,
+                "dlq_id": str(letter_id),
+                "dlq_at": dt.datetime.now(dt.UTC).isoformat(),
             }
         )
         await conn.execute(
@@ -450,7 +456,7 @@ class EventConsumer:
             key=key,
             value=msg.value or b"",
             headers=headers,
-            event_id=new_event_id(),
+            event_id=letter_id,
         )
         DLQ_MESSAGES.labels(self.service, self.name, neutral_label(msg.topic)).inc()
         log.warning(

@@ -119,6 +119,15 @@ class BaseServiceSettings(KafkaSettings):
     )
     run_background: bool = Field(default=True, description="run the outbox relay and consumers in-process")
 
+    # Retention (shared.retention): a background task purges what is older than this.
+    retention_idempotency_seconds: float = Field(
+        default=86400.0, gt=0, description="stored Idempotency-Key answers: a retry after this runs again"
+    )
+    retention_dead_letter_days: float = Field(default=90.0, gt=0, description="dead letters, replayed or not")
+    retention_interval_seconds: float = Field(
+        default=3600.0, ge=0, description="seconds between retention purges; 0: no purging"
+    )
+
     # The audit chain's head, signed (Ed25519, base64url of the 32-byte private key, from a
     # Secret) and published to the audit checkpoint topic and the log every this many seconds.
     audit_checkpoint_key: SecretStr | None = None

@@ -27,6 +27,12 @@ class ExchangeSettings(BaseServiceSettings):
     # An event that arrives before its predecessor (same subject and source) waits this long.
     sequence_gap_seconds: float = 300.0
 
+    # Retention (shared.retention): an answered notification's payload (applied: purged at once;
+    # conflict or rejected: kept this long after the answer for the operator's repair), and an
+    # event still parked this long after it arrived (its gap was released long ago).
+    retention_notification_payload_days: float = Field(default=30.0, gt=0)
+    retention_parked_event_days: float = Field(default=30.0, gt=0)
+
     # Registries the exchange reconciles: "320412=http://host:8001,440703=http://host:8002".
     registry_urls: str = ""
     # Bearer credential the exchange presents to registries (an operator client with ops:resolve).

@@ -20,7 +20,7 @@ from services.registry.settings import RegistrySettings
 from services.verification.entrypoints.api import consumers as verification_consumers
 from services.verification.settings import VerificationSettings
 from shared.consumer import EventConsumer
-from shared.events.catalog import CATALOG, DLQ_SUFFIX
+from shared.events.catalog import CATALOG, DLQ_SUFFIX, spec_for
 from shared.kafka import INCARNATION_PREFIX, all_topics
 
 helm_python = pytest.importorskip(
@@ -36,14 +36,15 @@ CI = cc.CHART / "ci"
 
 # Every service publishes the head of its audit chain where there is such a topic (issue 16, point 7).
 AUDIT = {t for t in all_topics() if t.startswith("audit.checkpoint.")}
+DISCLOSURES = spec_for("disclosure.recorded.v1").topic
 # Who produces which event types (DESIGN.md section 4); the exchange also relays the feedback a
-# REST-only jurisdiction posts.
+# REST-only jurisdiction posts; every discloser reports its disclosures (registries: their reads).
 PRODUCED = {
     "registry": {s.topic for t, s in CATALOG.items() if not t.startswith("exchange.")}
     | {"exchange.feedback.v1"}
     | AUDIT,
-    "exchange": {"exchange.notification.v1", "exchange.feedback.v1"} | AUDIT,
-    "verification": AUDIT,
+    "exchange": {"exchange.notification.v1", "exchange.feedback.v1", DISCLOSURES} | AUDIT,
+    "verification": {DISCLOSURES} | AUDIT,  # the certificate checks it reports (issue 17)
 }
 
 
@@ -134,7 +135,9 @@ def test_every_service_has_a_principal_of_its_own_with_exactly_the_acls_it_needs
             for op in ("Read", "Write", "Create", "Describe")
         }
         assert granted["Read"] == reads, component
-        assert granted["Write"] == PRODUCED[kind] | {t + DLQ_SUFFIX for t in reads}, component
+        # A dead letter of what it reads; the exchange's census reads dead letters and makes none.
+        dead = {t + DLQ_SUFFIX for t in reads if not t.endswith(DLQ_SUFFIX)}
+        assert granted["Write"] == PRODUCED[kind] | dead, component
         assert granted["Create"] == {INCARNATION_PREFIX}, component
         assert granted["Describe"] == set(all_topics()) | {INCARNATION_PREFIX}, component
         groups = [

@@ -7,6 +7,7 @@ A second test loads 200 jurisdictions into the flow matrix and checks the page s
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from collections.abc import Iterator
@@ -108,7 +109,9 @@ def test_dashboard_counters_and_flows_change_live_without_reload(stack: Stack, b
     )
     rows = page.get_by_test_id("indicators").inner_text()
     assert ORIGIN in rows and DESTINATION in rows
-    assert "n/a" in rows  # the verification rate says it is not available, it does not show 0
+    # Every jurisdiction's row has its verification rate (验证率) cell, with the others.
+    cells = page.locator("[data-testid=indicators] td[data-key=verification_rate]").count()
+    assert cells == page.locator("[data-testid=indicators] tbody tr").count() > 0
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-live.png"))
     page.close()
@@ -182,6 +185,53 @@ def test_dashboard_stays_responsive_with_200_jurisdictions(
     assert max(long_tasks or [0]) < 1000
 
 
+def _expected_verification_rate(dsn: str, division: str, start: dt.datetime, end: dt.datetime) -> float:
+    """验证率 counted here from the exchange's raw rows, in Python: certificates of the division's
+    in-migrants (issued by their origin) in force at some time in [start, end), and those a client
+    of the division verified in it."""
+    roster = {
+        r["subject"]: r["hukou_division"]
+        for r in query(dsn, "SELECT * FROM roster")
+        if r["residence_division"] == division and r["hukou_division"] not in (None, division)
+    }
+    held = {
+        c["certificate_number"]
+        for c in query(dsn, "SELECT * FROM certificate_stats")
+        if roster.get(c["subject"]) == c["issuer"]
+        and c["issued_at"] is not None
+        and c["issued_at"] < end
+        and (c["revoked_at"] is None or c["revoked_at"] >= start)
+        and c["valid_until"] >= start.date()
+    }
+    checked = {
+        v["certificate_number"]
+        for v in query(dsn, "SELECT * FROM verification_stats")
+        if v["division"] == division and start <= v["verified_at"] < end
+    }
+    return round(len(held & checked) / len(held), 4)
+
+
+def _verification_rate_matches_an_independent_count(stack: Stack, ops: Api, holder: str, number: str) -> None:
+    """A kiosk at the destination checks the holder's certificate: the destination's rate is the
+    one counted independently from the rows, and the check is in it."""
+    dsn = stack.service("migrant_exchange").dsn
+    verify_db = stack.service("verification").dsn
+    wait_until(lambda: query(verify_db, "SELECT 1 FROM certificates WHERE number = $1", number), 10)
+    kiosk = Api(stack, "verification", f"kiosk-{DESTINATION}")
+    check = {"certificate_number": number, "holder_id_number": holder, "purpose": "arrival_registration"}
+    assert kiosk.post("/v1/verifications", check).json()["result"] == "valid"
+    wait_until(
+        lambda: query(dsn, "SELECT 1 FROM verification_stats WHERE certificate_number = $1", number), 10
+    )
+    end = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+    start = end - dt.timedelta(hours=24)
+    answer = ops.get(
+        "/v1/indicators", jurisdiction=DESTINATION, **{"from": start.isoformat(), "to": end.isoformat()}
+    ).json()["jurisdictions"][0]
+    assert answer["certificates_verified"] >= 1
+    assert answer["verification_rate"] == _expected_verification_rate(dsn, DESTINATION, start, end)
+
+
 def test_indicators_and_flows_over_http(stack: Stack) -> None:
     """An issued certificate reaches the exchange's own projection and moves the issuance rate."""
     origin = Api(stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
@@ -200,7 +250,8 @@ def test_indicators_and_flows_over_http(stack: Stack) -> None:
         },
     )
     assert r.status_code == 201, r.text
-    assert origin.post("/v1/certificates", {"holder_id_number": who}).status_code == 201
+    issued_cert = origin.post("/v1/certificates", {"holder_id_number": who})
+    assert issued_cert.status_code == 201, issued_cert.text
 
     def issued() -> dict[str, Any] | None:
         row = ops.get("/v1/indicators", jurisdiction=ORIGIN).json()["jurisdictions"][0]
@@ -209,7 +260,7 @@ def test_indicators_and_flows_over_http(stack: Stack) -> None:
 
     row = wait_until(issued, timeout=10)
     assert row["certificate_issuance_rate"] is not None and row["certificate_issuance_rate"] > 0
-    assert row["verification_rate"] is None
+    _verification_rate_matches_an_independent_count(stack, ops, who, issued_cert.json()["certificate_number"])
 
     flows = ops.get("/v1/flows", format="matrix").json()
     i, j = flows["divisions"].index(ORIGIN), flows["divisions"].index(DESTINATION)

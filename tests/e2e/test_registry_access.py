@@ -185,13 +185,21 @@ def test_every_read_shows_in_the_subject_access_log(stack: Stack, apis: dict[str
     )
     assert r.status_code == 201
     assert apis["dest_at_origin"].get(f"/v1/persons/{person}", purpose="social_services").status_code == 200
-    log = origin.get(f"/v1/persons/{person}/disclosures")
-    assert log.status_code == 200, log.text
-    entries = log.json()["disclosures"]
+
+    def logged() -> list[dict]:
+        log = origin.get(f"/v1/persons/{person}/disclosures")
+        assert log.status_code == 200, log.text
+        entries: list[dict] = log.json()["disclosures"]
+        return entries if any(e["action"] == "notification.sent" for e in entries) else []
+
+    entries = wait_until(logged, 15)  # the exchange reports whom it notified
     reads = [e for e in entries if e["action"] == "person.read"]
     assert reads[0]["client_id"] == f"reg-{DESTINATION}" and reads[0]["purpose"] == "social_services"
-    shared = [e for e in entries if e["action"] == "event.shared"]
-    assert shared and shared[0]["detail"]["recipients"] == [DESTINATION]
+    [sent] = [e for e in entries if e["action"] == "notification.sent"]
+    assert (
+        sent["client_id"] == f"registry-{DESTINATION}" and sent["detail"]["recipient_division"] == DESTINATION
+    )
+    assert sent["detail"]["event_type"] == "migration.departed.v1" and sent["purpose"] == "registration"
     assert apis["dest_at_origin"].get(f"/v1/persons/{person}/disclosures").status_code == 404
     assert apis["kiosk_at_dest"].get(f"/v1/persons/{person}/disclosures").status_code == 403
     unknown = origin.get(f"/v1/persons/{person_id()}/disclosures")

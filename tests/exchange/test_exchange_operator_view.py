@@ -284,7 +284,9 @@ def test_a_dead_lettered_pregnancy_event_is_listed_under_the_neutral_names(xstac
     assert shown["topic"] == NEUTRAL_TOPIC and NEUTRAL_CATEGORY in shown["reason"]
     assert not SENSITIVE.search(json.dumps(shown))
     listed = [
-        d for d in _ok(operator.get("/v1/dead-letters", params={"limit": 1000})) if d["id"] == stored["id"]
+        d
+        for d in _ok(operator.get("/v1/dead-letters", params={"limit": 1000}))["dead_letters"]
+        if d["id"] == stored["id"]
     ]
     assert listed == [shown]
 

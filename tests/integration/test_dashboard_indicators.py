@@ -106,7 +106,6 @@ async def test_indicators_per_jurisdiction(conn: asyncpg.Connection) -> None:
     assert b["feedback_median_seconds"] == 30.0  # applied feedback times 10, 30, 120
     assert 115 < b["feedback_p99_seconds"] <= 120
     assert a["timely_feedback_rate"] is None  # nothing addressed to A: no data, not 0 %
-    assert a["verification_rate"] is None and "verification_rate" in result["notes"]
     # No case is open, yet no reconciliation ever ran: accuracy is "not available", not 100 %.
     assert result["discrepancies_available"] is True
     assert a["open_discrepancies"] == 0 and a["reconciliation_accuracy"] is None
@@ -115,6 +114,74 @@ async def test_indicators_per_jurisdiction(conn: asyncpg.Connection) -> None:
 
     one = await ind.compute_indicators(conn, ind.Period.ending(None, dt.timedelta(hours=24)), B)
     assert [r["jurisdiction"] for r in one["jurisdictions"]] == [B]
+
+
+async def _certificate(
+    conn: asyncpg.Connection,
+    subject: str,
+    issuer: str,
+    issued_hours_ago: float,
+    **when: dt.datetime | dt.date,
+) -> str:
+    number = f"{issuer}-2026-{subject.upper():0>8}"
+    await conn.execute(
+        """INSERT INTO certificate_stats (certificate_number, issuer, subject, issued_at, valid_until, revoked_at)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        number,
+        issuer,
+        subject,
+        NOW - dt.timedelta(hours=issued_hours_ago),
+        when.get("valid_until", (NOW + dt.timedelta(days=300)).date()),
+        when.get("revoked_at"),
+    )
+    return number
+
+
+async def _verified(conn: asyncpg.Connection, number: str, division: str, hours_ago: float) -> None:
+    await conn.execute(
+        """INSERT INTO verification_stats (disclosure_id, certificate_number, issuer, division, result, verified_at)
+           VALUES ($1, $2, $3, $4, 'valid', $5)""",
+        uuid.uuid4(),
+        number,
+        number[:6],
+        division,
+        NOW - dt.timedelta(hours=hours_ago),
+    )
+
+
+async def test_verification_rate_per_destination_and_period(conn: asyncpg.Connection) -> None:
+    """验证率 of a destination: its in-migrants' certificates in force in the period, verified
+    there at least once in the period / those certificates. Expected figures worked out by hand."""
+    for i in range(4):
+        await _roster(conn, f"x{i}", A, B)
+    await _roster(conn, "y0", A, C)
+    x0 = await _certificate(conn, "x0", A, 40)
+    x1 = await _certificate(conn, "x1", A, 2)
+    x2 = await _certificate(conn, "x2", A, 40, revoked_at=NOW - dt.timedelta(hours=1))  # in force until then
+    x3 = await _certificate(conn, "x3", A, 40, valid_until=(NOW - dt.timedelta(days=2)).date())  # expired
+    y0 = await _certificate(conn, "y0", A, 40)
+    await _certificate(conn, "x0b", C, 40)  # issued by a place that is not x0's origin: not hers to count
+    await conn.execute("UPDATE certificate_stats SET subject = 'x0' WHERE subject = 'x0b'")
+    await _verified(conn, x0, B, 1)
+    await _verified(conn, x0, B, 1.5)  # twice: one certificate verified
+    await _verified(conn, x2, B, 3)  # before its revocation
+    await _verified(conn, x1, C, 1)  # by a client of another place: not B's verification
+    await _verified(conn, y0, C, 1)
+    await _verified(conn, x3, B, 30)  # the previous period
+    await _verified(conn, f"{A}-2026-UNKNOWN0", B, 1)  # a certificate of nobody in B's roster: volume only
+
+    period = ind.Period.ending(NOW, dt.timedelta(hours=24))
+    rows = {r["jurisdiction"]: r for r in (await ind.compute_indicators(conn, period))["jurisdictions"]}
+    b, c = rows[B], rows[C]
+    # B now: x0, x1, x2 in force (x3 expired two days ago) -> x0 and x2 verified at B: 2 of 3.
+    assert (b["certificates_held"], b["certificates_verified"], b["verifications"]) == (3, 2, 4)
+    assert b["verification_rate"] == 0.6667
+    # B the day before: x0, x2, x3 in force (x1 not yet issued) -> x3 verified: 1 of 3.
+    assert b["previous"]["verification_rate"] == 0.3333
+    assert b["trend"]["verification_rate"] == pytest.approx(1 / 3, abs=1e-3)
+    assert (c["certificates_held"], c["certificates_verified"], c["verification_rate"]) == (1, 1, 1.0)
+    assert rows[A]["certificates_held"] == 0 and rows[A]["verification_rate"] is None  # no in-migrants
+    assert "x0" not in repr(rows) and x0 not in repr(rows)  # counts only
 
 
 async def test_discrepancies_are_counted_when_reconciliation_has_its_table(conn: asyncpg.Connection) -> None:

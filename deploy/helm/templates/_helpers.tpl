@@ -169,7 +169,7 @@ The services as a YAML list, one entry per Deployment:
 {{- $topics := list -}}
 {{- range list "vital.person.v1" "vital.marriage.v1" "vital.migration.v1" "vital.pregnancy.v1"
       "vital.birth.v1" "vital.correction.v1" "certificate.lifecycle.v1"
-      "exchange.notification.v1" "exchange.feedback.v1" -}}
+      "exchange.notification.v1" "exchange.feedback.v1" "audit.disclosure.v1" -}}
 {{- $topics = append $topics . -}}
 {{- $topics = append $topics (printf "%s.dlq" .) -}}
 {{- end -}}

@@ -12,29 +12,38 @@ topic Job). A dict: read, write, create (topics), groups (Read) and describeGrou
 {{- $audit := list -}}
 {{- range include "mx.topics" .root | fromYamlArray }}{{ if hasPrefix "audit.checkpoint." . }}{{ $audit = append $audit . }}{{ end }}{{ end -}}
 {{- $module := default "" .c.module -}}
+{{- $disclosures := "audit.disclosure.v1" -}}
+{{- /* Every dead-letter topic: the exchange counts every service's dead letters (dashboard). */ -}}
+{{- $dlqs := list -}}
+{{- range include "mx.topics" .root | fromYamlArray }}{{ if hasSuffix ".dlq" . }}{{ $dlqs = append $dlqs . }}{{ end }}{{ end -}}
 {{- if eq $module "services.registry" -}}
 {{- $group := printf "registry-%s" (join "-" (sortAlpha .c.values.jurisdictions)) -}}
+{{- /* disclosures of its people others report; its own reads it reports */ -}}
 {{- toYaml (dict
-    "read" (list "exchange.notification.v1")
-    "write" (concat $vital (list "certificate.lifecycle.v1" "exchange.feedback.v1" "exchange.notification.v1.dlq") $audit)
-    "groups" (list (dict "name" $group "patternType" "literal"))) -}}
+    "read" (list "exchange.notification.v1" $disclosures)
+    "write" (concat $vital (list "certificate.lifecycle.v1" "exchange.feedback.v1" "exchange.notification.v1.dlq"
+                                 $disclosures (printf "%s.dlq" $disclosures)) $audit)
+    "groups" (list (dict "name" $group "patternType" "literal")
+                   (dict "name" (printf "%s-disclosures" $group) "patternType" "literal"))) -}}
 {{- else if eq $module "services.migrant_exchange" -}}
-{{- $reads := concat $vital (list "certificate.lifecycle.v1" "exchange.feedback.v1") -}}
-{{- /* notifications; feedback a REST-only jurisdiction posts; dead letters of what it reads */ -}}
-{{- $writes := concat (list "exchange.notification.v1" "exchange.feedback.v1") $audit -}}
+{{- $reads := concat $vital (list "certificate.lifecycle.v1" "exchange.feedback.v1" $disclosures) -}}
+{{- /* notifications; feedback a REST-only jurisdiction posts; the disclosures it reports;
+     dead letters of what it reads */ -}}
+{{- $writes := concat (list "exchange.notification.v1" "exchange.feedback.v1" $disclosures) $audit -}}
 {{- range $reads }}{{ $writes = append $writes (printf "%s.dlq" .) }}{{ end -}}
 {{- toYaml (dict
-    "read" $reads
+    "read" (concat $reads $dlqs)
     "write" $writes
     "groups" (list (dict "name" "migrant-exchange-events" "patternType" "literal")
-                   (dict "name" "migrant-exchange-indicators" "patternType" "literal"))
+                   (dict "name" "migrant-exchange-indicators" "patternType" "literal")
+                   (dict "name" "migrant-exchange-dead-letters" "patternType" "literal"))
     "describeGroups" (list (dict "name" "registry-" "patternType" "prefix")
                            (dict "name" "migrant-exchange-" "patternType" "prefix")
                            (dict "name" "verification" "patternType" "prefix"))) -}}
 {{- else if eq $module "services.verification" -}}
 {{- toYaml (dict
     "read" (list "certificate.lifecycle.v1" "vital.correction.v1")
-    "write" (concat (list "certificate.lifecycle.v1.dlq" "vital.correction.v1.dlq") $audit)
+    "write" (concat (list "certificate.lifecycle.v1.dlq" "vital.correction.v1.dlq" $disclosures) $audit)
     "groups" (list (dict "name" "verification" "patternType" "prefix"))) -}}
 {{- else if eq $module "shared.topics" -}}
 {{- toYaml (dict "create" (include "mx.topics" .root | fromYamlArray)) -}}

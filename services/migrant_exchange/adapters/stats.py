@@ -163,6 +163,36 @@ async def certificates_issued(
     )
 
 
+async def verification_coverage(
+    conn: asyncpg.Connection, start: dt.datetime, end: dt.datetime
+) -> list[asyncpg.Record]:
+    """Per destination: certificates its in-migrants hold that were in force during [start, end),
+    those of them a client of the destination verified in that period, and its verifications
+    (the verification rate's numerator, denominator and volume; ``indicators`` defines it)."""
+    return list(
+        await conn.fetch(
+            """WITH held AS (
+                   SELECT r.residence_division AS division, c.certificate_number
+                   FROM roster r JOIN certificate_stats c ON c.subject = r.subject AND c.issuer = r.hukou_division
+                   WHERE r.hukou_division IS DISTINCT FROM r.residence_division
+                     AND r.hukou_division IS NOT NULL AND r.residence_division IS NOT NULL
+                     AND c.issued_at < $2 AND (c.revoked_at IS NULL OR c.revoked_at >= $1)
+                     AND c.valid_until >= $1::date)
+               SELECT h.division, count(*)::bigint AS held,
+                      count(*) FILTER (WHERE EXISTS (
+                          SELECT 1 FROM verification_stats v
+                          WHERE v.certificate_number = h.certificate_number AND v.division = h.division
+                            AND v.verified_at >= $1 AND v.verified_at < $2))::bigint AS verified,
+                      (SELECT count(*) FROM verification_stats v
+                       WHERE v.division = h.division AND v.verified_at >= $1 AND v.verified_at < $2)::bigint
+                          AS verifications
+               FROM held h GROUP BY 1""",
+            start,
+            end,
+        )
+    )
+
+
 async def shared_subjects(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """Per jurisdiction, the migrants it shares with a counterpart (the subjects reconciliation compares)."""
     return list(

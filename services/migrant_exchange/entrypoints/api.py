@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI, Query
 from pydantic import BaseModel, Field
 
 from services.migrant_exchange.adapters import repository as repo
+from services.migrant_exchange.adapters import retention
 from services.migrant_exchange.adapters.registries import RegistryClient
 from services.migrant_exchange.entrypoints import background, reconciliation, views
 from services.migrant_exchange.entrypoints.consumer import consumers
@@ -191,4 +192,5 @@ def create_app(settings: ExchangeSettings | None = None) -> FastAPI:
         consumers=consumers,
         on_startup=_startup,
         on_shutdown=_shutdown,
+        purges=retention.purges(settings),
     )

@@ -10,12 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+from aiokafka import ConsumerRecord
 
+from services.migrant_exchange.adapters import dead_letters as census
 from services.migrant_exchange.adapters import stats
+from services.migrant_exchange.domain import dead_letters
 from services.migrant_exchange.service_layer import disclosures, handlers, ordering
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.consumer import EventConsumer
-from shared.events.catalog import DISCLOSURE_TOPIC, TOPICS
+from shared.events.catalog import DISCLOSURE_TOPIC, DLQ_SUFFIX, TOPICS
 from shared.events.envelope import Envelope
 
 # Everything but the exchange's own notifications and the disclosures (counted by the indicators).
@@ -80,6 +83,45 @@ def certificate_consumer(pool: asyncpg.Pool, settings: ExchangeSettings) -> Even
     )
 
 
+class DeadLetterCensus(EventConsumer):
+    """Reads every service's ``<topic>.dlq`` and counts the letters (headers only: a dead letter
+    is someone's message, and often one that could not be parsed or was refused)."""
+
+    async def process(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        letters = [
+            dead_letters.letter(
+                {k: v.decode(errors="replace") for k, v in (m.headers or ())},
+                m.topic,
+                m.partition,
+                m.offset,
+                m.timestamp,
+            )
+            for m in messages
+        ]
+        async with self.pool.acquire() as conn:
+            await census.record(conn, letters)
+        self.handled += len(messages)
+
+
+def dead_letter_census(pool: asyncpg.Pool, settings: ExchangeSettings) -> EventConsumer:
+    return DeadLetterCensus(
+        pool,
+        settings,
+        name=f"{settings.consumer_group}-dead-letters",
+        topics=[t + DLQ_SUFFIX for t in TOPICS],
+        handler=_never,
+    )
+
+
+async def _never(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
+    raise AssertionError("the census reads dead letters' headers, it applies no event")
+
+
 def consumers(pool: asyncpg.Pool, settings: ExchangeSettings) -> list[EventConsumer]:
-    """The routing consumer and the certificate projection of the operations centre."""
-    return [event_consumer(pool, settings), certificate_consumer(pool, settings)]
+    """The routing consumer, the certificate projection of the operations centre, and the census
+    of every service's dead letters."""
+    return [
+        event_consumer(pool, settings),
+        certificate_consumer(pool, settings),
+        dead_letter_census(pool, settings),
+    ]

@@ -29,6 +29,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from prometheus_client import Gauge
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.migrant_exchange.adapters import dead_letters as census
 from services.migrant_exchange.adapters import stats
 from services.migrant_exchange.adapters.group_lag import GroupLag
 from services.migrant_exchange.service_layer import indicators as ind
@@ -317,14 +318,18 @@ async def get_flows(
         return _json(await ind.compute_flows(conn, dense=format == "matrix"))
 
 
-@router.get("/v1/dead-letters", summary="Dead letters (where, when, why)")
+@router.get("/v1/dead-letters", summary="Dead letters of every service (where, when, why)")
 async def list_dead_letters(
     pool: Pool, client: OpsReader, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> Response:
-    """The dead-letter queue of the exchange, newest first, without message bodies or keys.
-    Replay one with ``python -m services.migrant_exchange dlq replay ID``."""
+    """``counts``: every service's dead letters by service, topic and reason (read from the
+    ``<topic>.dlq`` topics); ``dead_letters``: the exchange's own, newest first, without message
+    bodies or keys (replay one with ``python -m services.migrant_exchange dlq replay ID``; a
+    service's own letters are listed and replayed at that service, ``exchangectl dlq``)."""
     async with pool.acquire() as conn:
-        return _json([ind.neutral_dead_letter(r) for r in await stats.dead_letters(conn, limit)])
+        counts = await census.counts(conn)
+        own = [ind.neutral_dead_letter(r) for r in await stats.dead_letters(conn, limit)]
+    return _json({"total": sum(int(c["count"]) for c in counts), "counts": counts, "dead_letters": own})
 
 
 @router.get("/v1/dead-letters/{dead_letter_id}", summary="One dead letter", responses=problems(404))

@@ -6,10 +6,17 @@ Definitions (what the numbers mean, as an operator would report them):
   jurisdiction while registered / living elsewhere (a stock, as of now).
 * certificate issuance rate (办证率): out-migrants of the jurisdiction holding a certificate it
   issued that is valid (issued, not revoked, not expired) at the end of the period / its out-migrants.
-* verification rate (验证率): not available. Verification publishes no events (a kiosk check is
-  personal data flowing to no-one), so the exchange has no count of verified certificates. Its
-  volume is visible per service in Prometheus (route ``/v1/verifications``); a per-jurisdiction
-  rate needs a ``certificate.verified.v1`` aggregate event, a contract change left to the lead.
+* verification rate (验证率), per destination D and period P: of the certificates D's
+  in-migrants hold (issued by their place of household registration; in force at some time in
+  P: issued before P ends, not revoked before it starts, valid until at least its first day),
+  the share that a client of D (a kiosk or a department at D) verified at least once in P. A
+  verification is one that named the certificate (by number, by QR token, or reported by an
+  offline kiosk), whatever its verdict (a revoked certificate checked at the counter was
+  verified); a check of an unknown number or a forged token names no certificate and counts
+  nowhere. The exchange learns checks from verification's ``disclosure.recorded.v1`` events
+  (``certificate.verified``: number, issuer, the client's jurisdiction, verdict, time), the
+  certificates from ``certificate.lifecycle.v1``, the holders' places from its roster (now).
+  ``verifications`` is the volume: every verification by D's clients in P.
 * timely-feedback rate (及时反馈率): notifications addressed to the jurisdiction, created in the
   period and decided (answered, or past the deadline), answered by the deadline / decided ones.
 * median / p99 feedback time: from the source event to the applied feedback, in seconds.
@@ -29,15 +36,18 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, ConfigDict
 
+from services.migrant_exchange.adapters import dead_letters as census
 from services.migrant_exchange.adapters import stats
 from shared.sensitivity import neutral_text, neutral_topic, neutral_type
 
 NOTES = {
-    "verification_rate": "not available: the verification service publishes no events per certificate",
+    "verification_rate": "certificates of in-migrants in force in the period verified at least once "
+    "there / those certificates",
     "migrants": "stock as of now from the exchange roster; not period-bound",
     "reconciliation_accuracy": "1 - subjects with an open discrepancy / shared migrants; n/a until reconciled",
 }
-RATES = ("certificate_issuance_rate", "timely_feedback_rate", "reconciliation_accuracy")
+RATES = ("certificate_issuance_rate", "verification_rate", "timely_feedback_rate", "reconciliation_accuracy")
+TRENDS = ("certificate_issuance_rate", "verification_rate", "timely_feedback_rate")
 
 
 @dataclass(frozen=True)
@@ -68,12 +78,22 @@ async def period_values(conn: asyncpg.Connection, period: Period) -> dict[str, d
     feedback = _by_division(await stats.feedback_stats(conn, period.start, period.end))
     holders = _by_division(await stats.certificate_holders(conn, period.end))
     issued = _by_division(await stats.certificates_issued(conn, period.start, period.end))
+    checked = _by_division(await stats.verification_coverage(conn, period.start, period.end))
     out: dict[str, dict[str, Any]] = {}
-    for division in set(feedback) | set(holders) | set(issued):
-        f, h, i = feedback.get(division), holders.get(division), issued.get(division)
+    for division in set(feedback) | set(holders) | set(issued) | set(checked):
+        f, h, i, v = (
+            feedback.get(division),
+            holders.get(division),
+            issued.get(division),
+            checked.get(division),
+        )
         out[division] = {
             "certificates_issued": int(i["issued"]) if i else 0,
             "certificate_issuance_rate": _ratio(h["holders"], h["migrants"]) if h else None,
+            "certificates_held": int(v["held"]) if v else 0,
+            "certificates_verified": int(v["verified"]) if v else 0,
+            "verifications": int(v["verifications"]) if v else 0,
+            "verification_rate": _ratio(v["verified"], v["held"]) if v else None,
             "notifications_received": int(f["notifications"]) if f else 0,
             "notifications_due": int(f["due"]) if f else 0,
             "timely_feedback_rate": _ratio(f["timely"], f["due"]) if f else None,
@@ -121,7 +141,6 @@ async def compute_indicators(
             "in_migrants": int(s["in_migrants"]) if s else 0,
             "out_migrants": int(s["out_migrants"]) if s else 0,
             **now,
-            "verification_rate": None,
             "open_discrepancies": (int(c["cases"]) if c else 0) if shape else None,
             "reconciliation_accuracy": (
                 _ratio(int(sh["subjects"]) - (int(c["subjects"]) if c else 0), int(sh["subjects"]))
@@ -129,7 +148,7 @@ async def compute_indicators(
                 else None
             ),
         }
-        row["previous"] = {k: before.get(k) for k in ("certificate_issuance_rate", "timely_feedback_rate")}
+        row["previous"] = {k: before.get(k) for k in TRENDS}
         row["trend"] = {
             k: (
                 round(row[k] - row["previous"][k], 4)
@@ -151,6 +170,10 @@ def _empty() -> dict[str, Any]:
     return {
         "certificates_issued": 0,
         "certificate_issuance_rate": None,
+        "certificates_held": 0,
+        "certificates_verified": 0,
+        "verifications": 0,
+        "verification_rate": None,
         "notifications_received": 0,
         "notifications_due": 0,
         "timely_feedback_rate": None,
@@ -178,9 +201,11 @@ async def compute_flows(conn: asyncpg.Connection, dense: bool = False) -> dict[s
 
 
 async def operations_picture(conn: asyncpg.Connection, limit: int = 5) -> dict[str, Any]:
-    """Notifications pending and overdue, dead letters, open discrepancies: counts and the oldest few."""
+    """Notifications pending and overdue, dead letters (the exchange's own open ones and every
+    service's by service, topic and reason), open discrepancies: counts and the oldest few."""
     n = await stats.notification_summary(conn)
     shape = await stats.discrepancy_shape(conn)
+    counts = await census.counts(conn)
     return {
         "notifications": {
             "pending": int(n["pending"]),
@@ -189,6 +214,8 @@ async def operations_picture(conn: asyncpg.Connection, limit: int = 5) -> dict[s
             "oldest_overdue_seconds": round(float(n["oldest_overdue_s"]), 1),
         },
         "dead_letters": neutral_dead_letters(await stats.dead_letter_summary(conn, limit)),
+        # Every service's dead letters, from the <topic>.dlq topics (``domain.dead_letters``).
+        "all_dead_letters": {"total": sum(int(c["count"]) for c in counts), "counts": counts},
         "discrepancies": await stats.discrepancy_summary(conn, shape, limit) if shape else None,
     }
 

@@ -122,7 +122,9 @@ function render(s) {
   tile("t-overdue", fmt.format(n.overdue), n.overdue > 0 ? "alert" : "");
   $("t-overdue-age").textContent = n.overdue ? age(n.oldest_overdue_seconds) : "–";
   tile("t-oldest", n.pending + n.overdue ? age(n.oldest_open_seconds) : "–");
-  tile("t-dlq", fmt.format(ops.dead_letters.open), ops.dead_letters.open ? "warning" : "");
+  const dead = ops.all_dead_letters || { total: 0, counts: [] };
+  tile("t-dlq", fmt.format(dead.total), dead.total || ops.dead_letters.open ? "warning" : "");
+  $("t-dlq-own").textContent = fmt.format(ops.dead_letters.open);
   tile("t-disc", ops.discrepancies ? fmt.format(ops.discrepancies.open) : "n/a",
        ops.discrepancies && ops.discrepancies.open ? "warning" : "");
   tile("t-outbox", fmt.format(s.outbox.backlog), s.outbox.oldest_age_seconds > 30 ? "alert" : "");
@@ -180,6 +182,14 @@ function renderLag(lag, source) {
 }
 
 function renderCases(ops) {
+  // Every service's dead letters by service, topic and reason (the census of the .dlq topics) ...
+  const counts = (ops.all_dead_letters || { counts: [] }).counts;
+  $("dlq-counts").replaceChildren(
+    ...counts.slice(0, 6).map((c) =>
+      el("tr", {}, el("td", {}, c.service), el("td", {}, c.topic), el("td", {}, c.reason),
+         el("td", { class: "num warn" }, fmt.format(c.count)), el("td", { class: "num sub" }, age(c.latest_age_s)))),
+    ...(counts.length > 6 ? [el("tr", {}, el("td", { class: "sub", colspan: "5" }, `+ ${counts.length - 6} more (GET /v1/dead-letters)`))] : []));
+  // ... and the exchange's own, each openable.
   const items = ops.dead_letters.latest.map((d) =>
     el("li", {}, "✉ ", el("button", { "data-href": `/v1/dead-letters/${d.id}`, class: "case" }, `dead letter #${d.id}`),
        ` ${d.topic} · ${age(d.age_s)} · ${d.reason}`));
@@ -273,9 +283,10 @@ function renderFlows(f) {
 }
 
 function rateCell(value, trend, good, key, jurisdiction) {
-  const level = value == null ? "" : value >= good ? "ok" : value >= good - 0.1 ? "warn" : "bad";
+  // good == null: a rate with no target (the verification rate), shown without a verdict.
+  const level = value == null || good == null ? "" : value >= good ? "ok" : value >= good - 0.1 ? "warn" : "bad";
   const mark = value == null ? "" : level === "ok" ? "✓\u00a0" : level === "warn" ? "!\u00a0" : "✗\u00a0";
-  const td = el("td", { class: "num " + level }, mark + pct(value));
+  const td = el("td", { class: "num " + level, "data-key": key }, mark + pct(value));
   if (trend != null && Math.abs(trend) >= 0.0005) { // an unchanged rate needs no arrow
     const arrow = trend > 0 ? "▲" : "▼";
     td.append(el("span", { class: "trend" }, `${arrow}${trend > 0 ? "+" : ""}${(trend * 100).toFixed(1)}`));
@@ -306,7 +317,7 @@ function renderIndicators(data) {
   const start = new Date(data.period.start), end = new Date(data.period.end);
   $("period").textContent = `${Math.round((end - start) / 3600000)} h to ${end.toLocaleTimeString()}`;
   for (const j of data.jurisdictions) {
-    for (const key of ["certificate_issuance_rate", "timely_feedback_rate", "reconciliation_accuracy"]) {
+    for (const key of ["certificate_issuance_rate", "verification_rate", "timely_feedback_rate", "reconciliation_accuracy"]) {
       if (j[key] == null) continue;
       const series = state.history.get(j.jurisdiction + key) || [];
       series.push(j[key]);
@@ -329,7 +340,7 @@ function renderIndicators(data) {
           names.has(j.jurisdiction) ? el("span", { class: "place" }, names.get(j.jurisdiction)) : ""),
         el("td", { class: "num" }, `${fmt.format(j.in_migrants)} / ${fmt.format(j.out_migrants)}`),
         rateCell(j.certificate_issuance_rate, j.trend.certificate_issuance_rate, 0.9, "certificate_issuance_rate", j.jurisdiction),
-        el("td", { class: "num sub" }, "n/a"),
+        rateCell(j.verification_rate, j.trend.verification_rate, null, "verification_rate", j.jurisdiction),
         rateCell(j.timely_feedback_rate, j.trend.timely_feedback_rate, 0.95, "timely_feedback_rate", j.jurisdiction),
         rateCell(j.reconciliation_accuracy, null, 0.99, "reconciliation_accuracy", j.jurisdiction),
         el("td", { class: "num" }, `${age(j.feedback_median_seconds)} / ${age(j.feedback_p99_seconds)}`),
@@ -337,7 +348,7 @@ function renderIndicators(data) {
   );
   $("ind-more").textContent =
     (rows.length > shown.length ? `+ ${rows.length - shown.length} more jurisdictions (GET /v1/indicators). ` : "") +
-    "Verification rate n/a: verification publishes no per-certificate events." +
+    "Verification rate: in-migrants' certificates in force, verified there at least once in the period." +
     (!data.discrepancies_available ? " Accuracy n/a: reconciliation not deployed."
       : data.jurisdictions.some((j) => j.reconciliation_accuracy == null)
         ? " Accuracy n/a where no reconciliation has finished." : "");

@@ -159,12 +159,14 @@ class PersonRecord(BaseModel):
 
 
 class Disclosure(BaseModel):
-    seq: int | None = Field(
-        description="position in the audit chain; none for events shared via the exchange"
-    )
+    seq: int | None = Field(description="position in this registry's audit chain")
     at: dt.datetime
     client_id: str
-    action: str = Field(description="person.read, pregnancy.read, event.shared, certificate.printed, ...")
+    action: str = Field(
+        description="person.read, pregnancy.read, certificate.printed (reads here); notification.sent, "
+        "notification.fetched, certificate.verified, person.read (reported by the exchange, "
+        "verification or the person's other registry: detail.discloser, detail.disclosure_id)"
+    )
     purpose: str | None
     detail: dict[str, Any]
 

@@ -1,0 +1,35 @@
+"""What the exchange keeps only for a while (``shared.retention``): answered notifications'
+payloads, events parked too long, and the census of every service's dead letters."""
+
+from __future__ import annotations
+
+from services.migrant_exchange.settings import ExchangeSettings
+from shared.retention import Purge
+
+DAY = 86400.0
+
+# A payload answered (conflict or rejected: an applied one was purged when it was answered).
+_PAYLOADS = """WITH emptied AS (UPDATE notifications SET payload = NULL WHERE id = ANY(ARRAY(
+                   SELECT id FROM notifications WHERE payload IS NOT NULL AND feedback_at < $1 LIMIT $2))
+                   RETURNING 1)
+               SELECT count(*) FROM emptied"""
+
+# A parked event long past its deadline, with its pair's count of parked events kept right.
+_PARKED = """WITH gone AS (DELETE FROM parked_events WHERE ctid = ANY(ARRAY(
+                 SELECT ctid FROM parked_events WHERE parked_at < $1 LIMIT $2)) RETURNING subject, source),
+             per_pair AS (SELECT subject, source, count(*) AS n FROM gone GROUP BY 1, 2),
+             counted AS (UPDATE sequence_progress p SET parked = greatest(p.parked - per_pair.n, 0)
+                         FROM per_pair WHERE p.subject = per_pair.subject AND p.source = per_pair.source)
+             SELECT count(*) FROM gone"""
+
+_CENSUS = """WITH gone AS (DELETE FROM dead_letter_census WHERE id = ANY(ARRAY(
+                 SELECT id FROM dead_letter_census WHERE created_at < $1 LIMIT $2)) RETURNING 1)
+             SELECT count(*) FROM gone"""
+
+
+def purges(settings: ExchangeSettings) -> list[Purge]:
+    return [
+        Purge("notification_payloads", settings.retention_notification_payload_days * DAY, _PAYLOADS),
+        Purge("parked_events", settings.retention_parked_event_days * DAY, _PARKED),
+        Purge("dead_letter_census", settings.retention_dead_letter_days * DAY, _CENSUS),
+    ]

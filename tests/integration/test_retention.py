@@ -1,0 +1,170 @@
+"""Retention (issue 17 point 7): old rows are purged by each service's background task, young ones kept."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from services.migrant_exchange.adapters import retention as exchange_retention
+from services.migrant_exchange.settings import ExchangeSettings
+from services.registry.settings import RegistrySettings
+from shared import retention
+from shared.db import migrate
+
+SERVICES = Path(__file__).resolve().parents[2] / "services"
+NOW = dt.datetime.now(dt.UTC)
+DAY = dt.timedelta(days=1)
+
+
+async def _pool(dsn: str, service: str) -> asyncpg.Pool:
+    await migrate(dsn, service, SERVICES / service / "migrations")
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    assert pool is not None
+    return pool
+
+
+@pytest.fixture
+async def exchange(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await _pool(fresh_db, "migrant_exchange")
+    yield pool
+    await pool.close()
+
+
+async def _answer(conn: asyncpg.Connection, key: str, at: dt.datetime) -> None:
+    await conn.execute(
+        """INSERT INTO idempotency_keys (client_id, key, request_hash, status_code, body, content_type, created_at)
+           VALUES ('reg-320412', $1, 'h', 201, '\\x7b7d'::bytea, 'application/json', $2)""",
+        key,
+        at,
+    )
+
+
+async def _dead_letter(conn: asyncpg.Connection, reason: str, at: dt.datetime) -> None:
+    await conn.execute(
+        """INSERT INTO dead_letters (consumer, topic, partition, "offset", value, reason, created_at)
+           VALUES ('c', 'vital.birth.v1', 0, 1, '\\x00'::bytea, $1, $2)""",
+        reason,
+        at,
+    )
+
+
+async def _notification(conn: asyncpg.Connection, state: str, answered: dt.datetime | None) -> uuid.UUID:
+    nid = uuid.uuid4()
+    await conn.execute(
+        """INSERT INTO notifications (id, target_division, source_division, subject, event_id, event_type,
+                                      event_sequence, event_time, payload, state, deadline, created_at, feedback_at)
+           VALUES ($1, '440703', '320412', 's', $2, 'birth.registered.v1', 1, $3, '{"x": 1}'::jsonb, $4,
+                   $3::timestamptz + interval '7 days', $3, $5)""",
+        nid,
+        uuid.uuid4(),
+        NOW - 60 * DAY,
+        state,
+        answered,
+    )
+    return nid
+
+
+async def _parked(conn: asyncpg.Connection, subject: str, sequence: int, at: dt.datetime) -> None:
+    await conn.execute(
+        """INSERT INTO sequence_progress (subject, source, last_sequence, parked) VALUES ($1, '/registry/320412', 1, 0)
+           ON CONFLICT DO NOTHING""",
+        subject,
+    )
+    await conn.execute(
+        """WITH p AS (INSERT INTO parked_events (subject, source, sequence, event_id, value, parked_at, deadline)
+                      VALUES ($1, '/registry/320412', $2, $3, '\\x00'::bytea, $4, $4::timestamptz + interval '5 minutes')
+                      RETURNING 1)
+           UPDATE sequence_progress SET parked = parked + 1 WHERE subject = $1""",
+        subject,
+        sequence,
+        uuid.uuid4(),
+        at,
+    )
+
+
+async def _census(conn: asyncpg.Connection, letter_id: str, at: dt.datetime) -> None:
+    await conn.execute(
+        """INSERT INTO dead_letter_census (id, service, topic, reason, detail, created_at)
+           VALUES ($1, 'verification', 'vital.correction.v1', 'invalid event', 'invalid event', $2)""",
+        letter_id,
+        at,
+    )
+
+
+async def test_the_exchange_purges_what_is_past_retention_and_keeps_the_rest(exchange: asyncpg.Pool) -> None:
+    settings = ExchangeSettings()  # the defaults the README states
+    assert (settings.retention_idempotency_seconds, settings.retention_dead_letter_days) == (86400, 90)
+    assert (settings.retention_notification_payload_days, settings.retention_parked_event_days) == (30, 30)
+    async with exchange.acquire() as conn:
+        await _answer(conn, "old", NOW - 2 * DAY)
+        await _answer(conn, "young", NOW - dt.timedelta(hours=20))
+        await _dead_letter(conn, "old", NOW - 91 * DAY)
+        await _dead_letter(conn, "young", NOW - 89 * DAY)
+        old_conflict = await _notification(conn, "conflict", NOW - 31 * DAY)
+        young_rejected = await _notification(conn, "rejected", NOW - 29 * DAY)
+        unanswered = await _notification(conn, "overdue", None)  # still awaited: its payload stays
+        await _parked(conn, "a" * 32, 3, NOW - 31 * DAY)
+        await _parked(conn, "a" * 32, 4, NOW - 29 * DAY)
+        await _parked(conn, "b" * 32, 5, NOW - 40 * DAY)
+        await _census(conn, "old", NOW - 91 * DAY)
+        await _census(conn, "young", NOW - 1 * DAY)
+
+    purges = retention.shared_purges(settings) + exchange_retention.purges(settings)
+    purged = await retention.purge(exchange, purges)
+    assert purged == {
+        "idempotency_answers": 1,
+        "dead_letters": 1,
+        "notification_payloads": 1,
+        "parked_events": 2,
+        "dead_letter_census": 1,
+    }
+    async with exchange.acquire() as conn:
+        assert [r["key"] for r in await conn.fetch("SELECT key FROM idempotency_keys")] == ["young"]
+        assert [r["reason"] for r in await conn.fetch("SELECT reason FROM dead_letters")] == ["young"]
+        payloads = {r["id"]: r["payload"] for r in await conn.fetch("SELECT id, payload FROM notifications")}
+        assert payloads[old_conflict] is None
+        assert payloads[young_rejected] is not None and payloads[unanswered] is not None
+        assert await conn.fetchval("SELECT count(*) FROM notifications") == 3  # the rows stay, counted
+        parked = await conn.fetch("SELECT subject, sequence FROM parked_events")
+        assert [(r["subject"], r["sequence"]) for r in parked] == [("a" * 32, 4)]
+        counts = {r["subject"]: r["parked"] for r in await conn.fetch("SELECT * FROM sequence_progress")}
+        assert counts == {"a" * 32: 1, "b" * 32: 0}  # each pair's count follows its parked events
+        assert [r["id"] for r in await conn.fetch("SELECT id FROM dead_letter_census")] == ["young"]
+    assert set((await retention.purge(exchange, purges)).values()) == {0}  # nothing more to purge
+
+
+async def test_a_registrys_background_task_purges_in_batches(fresh_db: str) -> None:
+    pool = await _pool(fresh_db, "registry")
+    settings = RegistrySettings(retention_interval_seconds=0.05, retention_idempotency_seconds=3600)
+    try:
+        async with pool.acquire() as conn:
+            await conn.executemany(
+                """INSERT INTO idempotency_keys (client_id, key, request_hash, status_code, body, content_type,
+                                                 created_at)
+                   VALUES ('reg-320412', $1, 'h', 201, '\\x7b7d'::bytea, 'application/json', $2)""",
+                [(f"old-{i}", NOW - dt.timedelta(hours=2)) for i in range(12_000)],  # more than one batch
+            )
+            await _answer(conn, "young", NOW - dt.timedelta(minutes=10))
+            await _dead_letter(conn, "old", NOW - 100 * DAY)
+        task = asyncio.create_task(retention.run(pool, settings, retention.shared_purges(settings)))
+        try:
+            for _ in range(200):
+                async with pool.acquire() as conn:
+                    left = await conn.fetchval("SELECT count(*) FROM idempotency_keys")
+                    dead = await conn.fetchval("SELECT count(*) FROM dead_letters")
+                if (left, dead) == (1, 0):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+        assert (left, dead) == (1, 0)
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT key FROM idempotency_keys") == "young"
+    finally:
+        await pool.close()
