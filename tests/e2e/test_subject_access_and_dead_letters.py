@@ -1,6 +1,10 @@
-"""The whole subject-access log (issue 17 point 4): every party that received or read a person's
-data is named in ``GET /v1/persons/{id}/disclosures`` at both of the person's registries, and in
-``exchangectl audit export``, once per disclosure, with purpose and time.
+"""What the operators and the people can see of the whole system (issue 17 points 4, 6 and 8).
+
+* The whole subject-access log: every party that received or read a person's data is named in
+  ``GET /v1/persons/{id}/disclosures`` at both of the person's registries, and in ``exchangectl
+  audit export``, once per disclosure, with purpose and time.
+* Every service's dead letters (a registry's and verification's too) in the exchange's
+  ``GET /v1/dead-letters`` and on the dashboard, with the verification rate (验证率).
 
 A stack of its own with a third registry (the father's), so that a birth has a real routing
 target beyond the mother's two registries; that registry is stopped while the birth is routed,
@@ -11,10 +15,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from typer.testing import CliRunner
@@ -24,10 +30,11 @@ from devstack.embedded import EmbeddedPostgres
 from devstack.stack import DESTINATION, ORIGIN, Stack
 from shared.identity import subject_key
 from tests.conftest import running_stack
-from tests.helpers import Api, medical_certificate, person_id, query, wait_until
+from tests.helpers import Api, medical_certificate, person_id, query, run_async, wait_until
 
 pytestmark = pytest.mark.e2e
 
+T = TypeVar("T")
 FATHERS = "330106"  # 杭州市西湖区: the father's household registration
 
 
@@ -187,3 +194,105 @@ def _check_export(stack: Stack, mother: str) -> None:
     assert ("person.read", f"dept-{DESTINATION}") in parties
     subject = subject_key(mother, stack.subject_secret.encode())
     assert all(subject not in json.dumps(e["detail"]) for e in history)
+
+
+def _produce_raw(stack: Stack, messages: list[tuple[str, bytes]]) -> None:
+    """Messages no consumer can parse, straight onto the broker."""
+    from aiokafka import AIOKafkaProducer
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, enable_idempotence=False)
+        await producer.start()
+        try:
+            for topic, value in messages:
+                await producer.send_and_wait(topic, value, key=b"poison")
+        finally:
+            await producer.stop()
+
+    _off_loop(run_async, run())
+
+
+def _off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """On a thread of its own: Playwright's sync API keeps an event loop on this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def _counts(ops: Api) -> dict[tuple[str, str], dict[str, Any]]:
+    body = ops.get("/v1/dead-letters").json()
+    return {(c["service"], c["topic"]): c for c in body["counts"]}
+
+
+def test_every_services_dead_letters_and_the_verification_rate_reach_the_operators(
+    sal_stack: Stack, browser: Any
+) -> None:
+    stack = sal_stack
+    ops = Api(stack, "migrant_exchange", "operator")
+    marker = uuid.uuid4().hex
+    before = _counts(ops)
+    # A notification no registry can read (dead-lettered at each registry) and a correction that
+    # is not even JSON (dead-lettered at verification, and at the exchange, which reads it too).
+    _produce_raw(
+        stack,
+        [
+            ("exchange.notification.v1", f'{{"marker": "{marker}"}}'.encode()),
+            ("vital.correction.v1", b"\x00" + marker.encode()),
+        ],
+    )
+    wanted = [
+        (f"registry-{ORIGIN}", "exchange.notification.v1"),
+        (f"registry-{FATHERS}", "exchange.notification.v1"),
+        ("verification", "vital.correction.v1"),
+        ("migrant_exchange", "vital.correction.v1"),
+    ]
+
+    def arrived() -> dict[tuple[str, str], dict[str, Any]] | None:
+        now = _counts(ops)
+        grown = all(now.get(k, {}).get("count", 0) > before.get(k, {}).get("count", 0) for k in wanted)
+        return now if grown else None
+
+    counts = wait_until(arrived, 20)
+    assert counts[(f"registry-{ORIGIN}", "exchange.notification.v1")]["reason"] == "UnknownEventType"
+    assert counts[("verification", "vital.correction.v1")]["reason"] == "JSONDecodeError"
+    listing = ops.get("/v1/dead-letters").text
+    assert marker not in listing and "poison" not in listing  # where, when and why: never what
+    assert ops.get("/v1/dead-letters").json()["total"] >= 5
+
+    # The verification rate of the destination: a migrant's certificate checked at its kiosk.
+    origin = Api(stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
+    holder = _person(origin, ORIGIN, "F")
+    _off_loop(_moves, stack, origin, holder, ORIGIN, DESTINATION)
+    number = origin.post("/v1/certificates", {"holder_id_number": holder}).json()["certificate_number"]
+    verify_db = stack.service("verification").dsn
+    wait_until(
+        lambda: _off_loop(query, verify_db, "SELECT 1 FROM certificates WHERE number = $1", number), 15
+    )
+    check = {"certificate_number": number, "holder_id_number": holder, "purpose": "benefits"}
+    assert (
+        Api(stack, "verification", f"kiosk-{DESTINATION}").post("/v1/verifications", check).status_code == 200
+    )
+    exchange_db = stack.service("migrant_exchange").dsn
+    counted = "SELECT 1 FROM verification_stats WHERE certificate_number = $1"
+    wait_until(lambda: _off_loop(query, exchange_db, counted, number), 15)
+    row = ops.get("/v1/indicators", jurisdiction=DESTINATION).json()["jurisdictions"][0]
+    assert row["certificates_verified"] >= 1 and row["verification_rate"] is not None
+    _dashboard_shows(stack, browser, row["verification_rate"])
+
+
+def _dashboard_shows(stack: Stack, browser: Any, rate: float) -> None:
+    page = browser.new_page(viewport={"width": 1920, "height": 1080})
+    try:
+        page.goto(f"{stack.service('migrant_exchange').url}/dashboard#token={stack.token('operator')}")
+        page.wait_for_function(
+            "(t) => ['verification', 'registry-330106'].every((s) => t.textContent.includes(s))",
+            arg=page.query_selector("[data-testid=dead-letter-counts]"),
+            timeout=20_000,
+        )
+        table = page.get_by_test_id("dead-letter-counts").inner_text()
+        assert "exchange.notification.v1" in table and "JSONDecodeError" in table
+        assert int(page.get_by_test_id("dead-letters").inner_text().replace(",", "")) >= 5
+        cell = f"[data-testid=indicators] tr:has-text('{DESTINATION}') td[data-key=verification_rate]"
+        page.wait_for_selector(cell, timeout=20_000)
+        assert page.inner_text(cell).replace("\u00a0", " ").split(" %")[0].endswith(f"{rate * 100:.1f}")
+    finally:
+        page.close()
