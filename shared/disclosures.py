@@ -7,7 +7,8 @@ notifications it routes and the payloads jurisdictions pick up over REST, verifi
 certificates it checks, a registry for its reads of a counterpart's record) writes the event to
 its own outbox in the transaction of the disclosure; its relay signs it; each registry named in
 ``record_at`` that keeps the person appends it to its hash-chained audit log (once: the inbox).
-Kafka keys and subjects are pseudonymous subject keys; sensitive event types travel neutral.
+Kafka keys and subjects are pseudonymous subject keys; sensitive event types and purposes (a
+pregnancy, maternal care) travel under the neutral name, restored by the person's registries.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import asyncpg
 from shared.events import payloads as p
 from shared.events.envelope import Envelope
 from shared.outbox import add_events, make_event
-from shared.sensitivity import is_sensitive, neutral_type
+from shared.sensitivity import is_sensitive, neutral_purpose, neutral_type
 
 EVENT_TYPE = "disclosure.recorded.v1"
 
@@ -55,7 +56,7 @@ def disclosure(
         discloser=discloser,
         action=action,
         recipient=recipient,
-        purpose=purpose,
+        purpose=neutral_purpose(purpose),
         disclosed_at=disclosed_at or dt.datetime.now(dt.UTC),
         **fields,
     )

@@ -26,6 +26,21 @@ _DLQ = ".dlq"
 _SENSITIVE_WORD = re.compile(r"[\w.\-]*pregnan[\w.\-]*", re.IGNORECASE)
 
 
+# Purposes that say as much as a pregnancy type (maternal care); on a topic every registry reads
+# they travel under the neutral name, and the person's own registries read them back as this one.
+SENSITIVE_PURPOSES = ("maternal_care", "maternal_care_services")
+RESTRICTED_PURPOSE = "maternal_care"
+
+
+def neutral_purpose(purpose: str) -> str:
+    return NEUTRAL_CATEGORY if purpose in SENSITIVE_PURPOSES else purpose
+
+
+def restored_purpose(purpose: str) -> str:
+    """A purpose as the person's own registry records it (only maternal care is restricted)."""
+    return RESTRICTED_PURPOSE if purpose == NEUTRAL_CATEGORY else purpose
+
+
 def is_sensitive(event_type: str) -> bool:
     return event_type.startswith(SENSITIVE_TYPE_PREFIXES)
 

@@ -218,8 +218,8 @@ class DisclosureRecordedV1(Payload):
 
     Produced by the party that disclosed (``discloser``: the exchange for notifications and REST
     pick-ups, verification for certificate checks, a registry for reads of a counterpart's
-    record). Sensitive event types travel under their neutral name (``shared.sensitivity``): the
-    topic is read by every registry, the type is for the person's own two.
+    record). Sensitive event types and purposes travel under their neutral name
+    (``shared.sensitivity``): the topic is read by every registry, they are for the person's own two.
     """
 
     disclosure_id: uuid.UUID = Field(description="one disclosure, however often its event is re-sent")

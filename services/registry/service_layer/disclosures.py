@@ -21,6 +21,7 @@ from shared import audit, disclosures
 from shared.auth import Client
 from shared.events import payloads as p
 from shared.events.envelope import Envelope
+from shared.sensitivity import restored_purpose
 
 _DETAIL = (
     "recipient_division",
@@ -38,7 +39,9 @@ def entry(subject: str, d: p.DisclosureRecordedV1) -> audit.AuditEntry:
     values = d.model_dump(mode="json")
     detail: dict[str, Any] = {"discloser": d.discloser, "disclosure_id": str(d.disclosure_id)}
     detail |= {k: values[k] for k in _DETAIL if values[k] is not None}
-    return audit.AuditEntry(d.recipient, d.action, d.purpose, subject, detail, d.disclosed_at)
+    return audit.AuditEntry(
+        d.recipient, d.action, restored_purpose(d.purpose), subject, detail, d.disclosed_at
+    )
 
 
 async def record_reported(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
