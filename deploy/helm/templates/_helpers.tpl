@@ -99,6 +99,8 @@ The services as a YAML list, one entry per Deployment:
     "FEEDBACK_DEADLINE_SECONDS" (toString (int64 $ex.feedbackDeadlineSeconds))
     "OVERDUE_SWEEP_INTERVAL" (include "mx.number" $ex.overdueSweepIntervalSeconds)
     "SEQUENCE_GAP_SECONDS" (include "mx.number" $ex.sequenceGapSeconds)
+    "RETENTION_NOTIFICATION_PAYLOAD_DAYS" (include "mx.number" .Values.retention.notificationPayloadDays)
+    "RETENTION_PARKED_EVENT_DAYS" (include "mx.number" .Values.retention.parkedEventDays)
     "NOTIFICATION_RETRY_SECONDS" (include "mx.number" $n.retrySeconds)
     "NOTIFICATION_RETRY_CAP_SECONDS" (include "mx.number" $n.retryCapSeconds)
     "NOTIFICATION_MAX_ATTEMPTS" (toString (int64 $n.maxAttempts))

@@ -42,6 +42,9 @@ the password comes from the Secret the User Operator writes for that KafkaUser u
     "GC_GEN0_THRESHOLD" (toString (int64 $v.gcGen0Threshold))
     "CONSUMER_STALL_SECONDS" (toString $v.consumerStallSeconds)
     "CONSUMER_CHECK_INTERVAL" (toString $v.consumerCheckInterval)
+    "RETENTION_INTERVAL_SECONDS" (include "mx.number" $v.retention.intervalSeconds)
+    "RETENTION_IDEMPOTENCY_SECONDS" (include "mx.number" $v.retention.idempotencySeconds)
+    "RETENTION_DEAD_LETTER_DAYS" (include "mx.number" $v.retention.deadLetterDays)
     "LOG_JSON" (toString $v.logJson)
     "OTEL_EXPORTER" $v.otel.exporter
     "KAFKA_BOOTSTRAP_SERVERS" $v.kafka.bootstrapServers
