@@ -344,3 +344,47 @@ def test_a_correction_of_a_record_the_corrector_does_not_own_changes_nothing(sta
     assert not query(
         stack.service(f"registry-{ORIGIN}").dsn, "SELECT 1 FROM corrections WHERE record_id = $1", number
     )
+
+
+def _disclosure(person: Envelope[Any], discloser: str, source: str) -> Envelope[Any]:
+    data = {
+        "disclosure_id": str(uuid.uuid4()),
+        "record_at": [ORIGIN],
+        "discloser": discloser,
+        "action": "certificate.verified",
+        "recipient": "kiosk-440703",
+        "recipient_division": DESTINATION,
+        "purpose": "benefits",
+        "disclosed_at": dt.datetime.now(dt.UTC).isoformat(),
+        "certificate_number": f"{ORIGIN}-2026-FORGED00",
+        "issuer": ORIGIN,
+        "result": "valid",
+    }
+    return _envelope("disclosure.recorded.v1", source, data, person.subject)
+
+
+def test_a_disclosure_is_reported_only_by_the_party_that_disclosed(stack: Stack) -> None:
+    """A registry cannot put a check it did not make into another registry's subject-access log."""
+    _, person = _person(stack, ORIGIN)
+    forged = _disclosure(person, "verification", f"/registry/{DESTINATION}")  # signed by 440703
+    registry = f"registry-{ORIGIN}"
+    consumer = f"registry-{ORIGIN}-disclosures"
+    counter = Rejection(stack, registry, consumer, "not_authorized")
+    _produce(stack, "audit.disclosure.v1", signed(stack, forged), forged.subject)
+    why = _dead_letter(stack, registry, forged.id)
+    assert f"{DESTINATION} reports a disclosure by verification" in why
+    wait_until(counter.counted, timeout=5)
+    assert not query(
+        stack.service(registry).dsn, "SELECT 1 FROM audit_log WHERE subject = $1", person.subject
+    )
+
+
+def test_verification_says_nothing_but_disclosures(stack: Stack) -> None:
+    """Verification's event key signs its disclosure events; a vital event under it is refused."""
+    _, event = _person(stack, ORIGIN)
+    doc = orjson.loads(event.model_dump_json())
+    doc["source"] = "/verification"
+    value = signed_bytes(stack, "verification", orjson.dumps(doc))
+    event = Envelope[spec_for("person.registered.v1").payload].model_validate(doc)  # type: ignore[misc]
+    why = _forge_vital(stack, value, event, "not_authorized")
+    assert "verification reports disclosures only" in why
