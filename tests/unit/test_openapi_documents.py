@@ -104,6 +104,9 @@ PUBLIC = {
     ("GET", "/v1/keys"),
     ("GET", "/v1/status-lists/{issuer}"),
     ("GET", "/kiosk"),
+    ("GET", "/asyncapi.json"),  # the published event contracts (shared.contracts_routes)
+    ("GET", "/v1/schemas"),
+    ("GET", "/v1/schemas/{event_type}"),
 }
 
 
