@@ -20,11 +20,11 @@ import asyncpg
 import httpx
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.embedded import EmbeddedPostgres
 from devstack.stack import DESTINATION, ORIGIN, Stack
 from tests.conftest import running_stack
+from tests.helpers import metric
 from tests.reliability.fault_tools import Counts, count, emit_departures, migrants, wait_complete
 
 pytestmark = pytest.mark.e2e
@@ -32,17 +32,6 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 DEST_REGISTRY = f"registry-{DESTINATION}"
 RECOVERY_SECONDS = 60  # every notification applied at every registry within this of the restart
-
-
-def metric(url: str, name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels`` (0 when there is none)."""
-    text = httpx.get(url + "/metrics", timeout=5).text
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 def readiness(url: str) -> tuple[int, dict[str, object]]:
