@@ -180,7 +180,8 @@ class OutboxRelay:
         # Called when the broker came back empty (consumers of this process restart).
         self.reset_listeners: list[Callable[[], None]] = []
         self.keyring = load_keyring(settings.event_keys_file) if settings.event_keys_file else Keyring()
-        self.tap = EventTap(settings.events_record_dir, settings.service_name)
+        production = settings.environment == "production"
+        self.tap = EventTap(None if production else settings.events_record_dir, settings.service_name)
 
     async def run(self) -> None:
         """Hold the relay lock, then publish until cancelled.

@@ -125,7 +125,8 @@ class BaseServiceSettings(KafkaSettings):
     audit_checkpoint_interval: float = Field(default=60.0, ge=0, description="0: no checkpoints")
 
     # Development and tests: append every event the relay publishes to a file in this folder
-    # (shared.events.recording), to check them against the published contracts.
+    # (shared.events.recording), to check them against the published contracts. Ignored in
+    # production: payloads carry identity numbers.
     events_record_dir: str | None = None
 
     otel_exporter: Literal["none", "console", "otlp"] = "none"
@@ -152,6 +153,4 @@ class BaseServiceSettings(KafkaSettings):
             raise ValueError("TRUST_LIST_FILE must name the trust list outside development")
         if self.environment == "production" and self.audit_checkpoint_key is None:
             raise ValueError("AUDIT_CHECKPOINT_KEY must come from a Secret in production")
-        if self.environment == "production" and self.events_record_dir:
-            raise ValueError("EVENTS_RECORD_DIR writes identity numbers to files: development only")
         return self

@@ -1,6 +1,6 @@
 """The event tap: every event a relay publishes, appended as one JSON line to a file.
 
-Development and tests only (``EVENTS_RECORD_DIR``; refused in production, since payloads carry
+Development and tests only (``EVENTS_RECORD_DIR``; ignored in production, since payloads carry
 identity numbers). The test run sets it so that what the services really sent can be checked
 against the published contracts (docs/contracts.md): each process writes its own file, so no
 two writers share one.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,6 +23,8 @@ from shared.events.envelope import Envelope, new_event_id
 from shared.events.signature import authority, canonical, sign_document, verify_value
 from shared.events.upcasting import UPCASTERS, current_type, upcast_data
 from shared.kafka import all_topics
+from shared.outbox import OutboxRelay
+from shared.settings import BaseServiceSettings
 from shared.trust import DivisionTrust, PublicKey, TrustList
 from tests.contracts_kit import event_problems, published_validators
 from tests.helpers import person_id
@@ -145,3 +148,18 @@ def test_every_upcaster_turns_a_valid_old_payload_into_a_valid_new_one(old: str)
     new, data = upcast_data(old, samples[old])
     spec_for(new).payload.model_validate(data)
     assert event_problems(_envelope(new, data)) == []
+
+
+def test_the_event_tap_records_in_development_and_never_in_production(tmp_path: Path) -> None:
+    production = {
+        "environment": "production",
+        "trust_list_file": "x",
+        "subject_key_secret": "s" * 32,
+        "kafka_security_protocol": "SSL",
+        "audit_checkpoint_key": "A" * 43,
+    }
+    for env, wanted in (({}, True), (production, False)):
+        settings = BaseServiceSettings(events_record_dir=str(tmp_path / str(wanted)), **env)
+        relay = OutboxRelay(None, settings)  # type: ignore[arg-type]  # the tap needs no database
+        relay.tap.write([b'{"type": "x"}'])
+        assert (tmp_path / str(wanted)).is_dir() is wanted
