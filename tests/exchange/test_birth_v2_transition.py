@@ -39,8 +39,9 @@ def _migrant(stack: Stack, to: str, name: str) -> str:
     return mother
 
 
-def _old_producer_birth(mother: str, father: str | None, child: str) -> Any:
-    """A v1 birth as 320412's not yet upgraded registry publishes it."""
+def _old_producer_birth(stack: Stack, mother: str, father: str | None, child: str) -> Any:
+    """A v1 birth as 320412's not yet upgraded registry records and publishes it (its own
+    records hold the birth too, so later reconciliations of 320412's pairs find nothing)."""
     data = {
         "birth_id": str(uuid.uuid4()),
         "medical_certificate_number": medical_certificate(),
@@ -52,7 +53,23 @@ def _old_producer_birth(mother: str, father: str | None, child: str) -> Any:
         "birth_order": 1,
         "birth_division": A,
     }
-    return event("birth.registered.v1", A, data, subject_key(mother, SECRET), 1, origin=C, destination=A)
+    ev = event("birth.registered.v1", A, data, subject_key(mother, SECRET), 1, origin=C, destination=A)
+    query(
+        stack.service(f"registry-{A}").dsn,
+        """INSERT INTO births (id, jurisdiction, medical_certificate_number, child_name, child_sex,
+                               child_birth_date, mother_id_number, father_id_number, birth_order,
+                               birth_division, source_division, event_id)
+           VALUES ($1, $2, $3, $4, 'M', $5, $6, $7, 1, $2, $2, $8)""",
+        ev.data.birth_id,
+        A,
+        ev.data.medical_certificate_number,
+        child,
+        ev.data.child_birth_date,
+        mother,
+        father,
+        ev.id,
+    )
+    return ev
 
 
 def test_v1_and_v2_births_on_one_stream_are_routed_and_applied_alike(xstack: Stack) -> None:
@@ -66,7 +83,7 @@ def test_v1_and_v2_births_on_one_stream_are_routed_and_applied_alike(xstack: Sta
         lambda: query(exchange, "SELECT 1 FROM roster WHERE subject = $1", subject_key(father, SECRET))
     )
 
-    first = _old_producer_birth(old_mother, father, "赵一")
+    first = _old_producer_birth(xstack, old_mother, father, "赵一")
     produce(xstack, [("vital.birth.v1", first)])
     r = _registry(xstack, B).post(
         "/v1/births",
@@ -83,7 +100,7 @@ def test_v1_and_v2_births_on_one_stream_are_routed_and_applied_alike(xstack: Sta
     assert r.status_code == 201, r.text
     new = r.json()
     # A mother the exchange never heard of: routed by the envelope's origin, as before v2.
-    second = _old_producer_birth(person_id("F"), None, "周三")
+    second = _old_producer_birth(xstack, person_id("F"), None, "周三")
     produce(xstack, [("vital.birth.v1", second)])
 
     notes = wait_until(
