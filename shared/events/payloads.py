@@ -100,7 +100,9 @@ class PregnancyClosedV1(Payload):
     outcome: Literal["birth", "ended", "transferred"]
 
 
-class BirthRegisteredV1(Payload):
+class _Birth(Payload):
+    """What every version of a birth carries; each version adds its place of birth."""
+
     birth_id: uuid.UUID
     medical_certificate_number: str = Field(pattern=MEDICAL_CERTIFICATE_PATTERN)
     child_name: str = Name
@@ -110,6 +112,11 @@ class BirthRegisteredV1(Payload):
     mother_id_number: IdNumber
     father_id_number: IdNumber | None = None
     birth_order: int = Field(ge=1, le=20)
+
+
+class BirthRegisteredV1(_Birth):
+    """A birth (superseded by v2: the place of birth as a bare county code)."""
+
     birth_division: DivisionCode
 
 
@@ -130,7 +137,7 @@ class BirthPlace(Payload):
     )
 
 
-class BirthRegisteredV2(Payload):
+class BirthRegisteredV2(_Birth):
     """A birth, with a structured place of birth (``birth_place``) instead of v1's ``birth_division``.
 
     Why a v2: the hospital-delivery rate (住院分娩率) is a maternal and child health indicator both
@@ -139,15 +146,6 @@ class BirthRegisteredV2(Payload):
     a breaking change, hence a new version (docs/contracts.md).
     """
 
-    birth_id: uuid.UUID
-    medical_certificate_number: str = Field(pattern=MEDICAL_CERTIFICATE_PATTERN)
-    child_name: str = Name
-    child_sex: Sex
-    child_birth_date: dt.date
-    child_id_number: IdNumber | None = None
-    mother_id_number: IdNumber
-    father_id_number: IdNumber | None = None
-    birth_order: int = Field(ge=1, le=20)
     birth_place: BirthPlace
 
 

@@ -22,7 +22,7 @@ from shared.events.recording import recorded
 from shared.kafka import all_topics
 from tests.conftest import RECORDED_EVENTS
 from tests.contracts_kit import event_problems
-from tests.helpers import Api, medical_certificate, person_id, query, wait_until
+from tests.helpers import Api, medical_certificate, migrant, query, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -84,21 +84,8 @@ def test_the_asyncapi_document_validates_with_the_asyncapi_parser(stack: Stack) 
 def _birth_at_destination(stack: Stack) -> dict[str, Any]:
     """The README walk-through: a woman registered at the origin moves and gives birth at the
     destination, in hospital."""
-    origin = Api(stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
+    mother = migrant(stack, ORIGIN, DESTINATION, "林芳")
     dest = Api(stack, f"registry-{DESTINATION}", f"reg-{DESTINATION}")
-    mother = person_id("F")
-    born = f"{mother[6:10]}-{mother[10:12]}-{mother[12:14]}"
-    person = {"id_number": mother, "name": "林芳", "sex": "F", "birth_date": born, "hukou_division": ORIGIN}
-    assert origin.post("/v1/persons", person).status_code == 201
-    move = {
-        "id_number": mother,
-        "from_division": ORIGIN,
-        "to_division": DESTINATION,
-        "migration_date": "2025-03-01",
-    }
-    assert origin.post("/v1/migrations", {"kind": "departed", **move}).status_code == 201
-    arrived = {"kind": "arrived", **move, "name": "林芳", "hukou_division": ORIGIN}
-    assert dest.post("/v1/migrations", arrived).status_code == 201
     r = dest.post(
         "/v1/births",
         {

@@ -17,26 +17,13 @@ import pytest
 from devstack.stack import Stack
 from shared.identity import subject_key
 from tests.exchange.exchange_helpers import SECRET, A, B, C, event, produce
-from tests.helpers import Api, medical_certificate, person_id, query, wait_until
+from tests.helpers import Api, medical_certificate, migrant, person_id, query, wait_until
 
 pytestmark = pytest.mark.e2e
 
 
 def _registry(stack: Stack, code: str) -> Api:
     return Api(stack, f"registry-{code}", f"reg-{code}")
-
-
-def _migrant(stack: Stack, to: str, name: str) -> str:
-    """A woman registered at 110101 who moved to ``to`` (both registries recorded the move)."""
-    mother = person_id("F")
-    born = f"{mother[6:10]}-{mother[10:12]}-{mother[12:14]}"
-    person = {"id_number": mother, "name": name, "sex": "F", "birth_date": born, "hukou_division": C}
-    assert _registry(stack, C).post("/v1/persons", person).status_code == 201
-    move = {"id_number": mother, "from_division": C, "to_division": to, "migration_date": "2025-01-10"}
-    assert _registry(stack, C).post("/v1/migrations", {"kind": "departed", **move}).status_code == 201
-    arrived = {"kind": "arrived", **move, "name": name, "hukou_division": C}
-    assert _registry(stack, to).post("/v1/migrations", arrived).status_code == 201
-    return mother
 
 
 def _old_producer_birth(stack: Stack, mother: str, father: str | None, child: str) -> Any:
@@ -73,7 +60,8 @@ def _old_producer_birth(stack: Stack, mother: str, father: str | None, child: st
 
 
 def test_v1_and_v2_births_on_one_stream_are_routed_and_applied_alike(xstack: Stack) -> None:
-    old_mother, new_mother = _migrant(xstack, A, "赵敏"), _migrant(xstack, B, "钱丽")
+    # Two women of 110101 living elsewhere: one in 320412 (old registry), one in 440703 (upgraded).
+    old_mother, new_mother = migrant(xstack, C, A, "赵敏"), migrant(xstack, C, B, "钱丽")
     father = person_id("M")
     born = f"{father[6:10]}-{father[10:12]}-{father[12:14]}"
     person = {"id_number": father, "name": "孙强", "sex": "M", "birth_date": born, "hukou_division": B}

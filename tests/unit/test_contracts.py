@@ -27,7 +27,7 @@ from shared.outbox import OutboxRelay
 from shared.settings import BaseServiceSettings
 from shared.trust import DivisionTrust, PublicKey, TrustList
 from tests.contracts_kit import event_problems, published_validators
-from tests.helpers import person_id
+from tests.helpers import person_id, production_settings
 
 MOTHER = person_id("F")
 
@@ -151,14 +151,7 @@ def test_every_upcaster_turns_a_valid_old_payload_into_a_valid_new_one(old: str)
 
 
 def test_the_event_tap_records_in_development_and_never_in_production(tmp_path: Path) -> None:
-    production = {
-        "environment": "production",
-        "trust_list_file": "x",
-        "subject_key_secret": "s" * 32,
-        "kafka_security_protocol": "SSL",
-        "audit_checkpoint_key": "A" * 43,
-    }
-    for env, wanted in (({}, True), (production, False)):
+    for env, wanted in (({}, True), (production_settings(), False)):
         settings = BaseServiceSettings(events_record_dir=str(tmp_path / str(wanted)), **env)
         relay = OutboxRelay(None, settings)  # type: ignore[arg-type]  # the tap needs no database
         relay.tap.write([b'{"type": "x"}'])
