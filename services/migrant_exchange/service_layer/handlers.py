@@ -51,7 +51,7 @@ async def route_vital_event(
         if agreement is None or not routing.covers(agreement["event_types"], event.type):
             continue
         deadline_s = agreement["deadline_seconds"] or settings.feedback_deadline_seconds
-        fields = (agreement["visible_fields"] or {}).get(event.type)
+        fields = routing.agreed_fields(agreement["visible_fields"] or {}, event.type)
         notification = {
             "notification_id": uuid.uuid4(),
             "target_division": target,
