@@ -29,7 +29,7 @@ from shared.kafka import AUDIT_CHECKPOINT_TOPIC
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 ENVELOPE_ID = "urn:migrant-exchange:schema:cloudevent"
 ASYNCAPI_VERSION = "3.0.0"
-CONTRACT_VERSION = "1.1.0"  # raised with every change of a payload or channel
+CONTRACT_VERSION = "1.2.0"  # raised with every change of a payload or channel
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "contracts"
 COMPONENTS = "#/components/schemas/{model}"
 
@@ -140,6 +140,9 @@ _DEAD_LETTER = {
                 "dlq_partition": "its partition there",
                 "dlq_offset": "its offset there",
                 "dlq_consumer": "the consumer group that gave up on it",
+                "dlq_service": "the service that gave up on it (the exchange counts every service's)",
+                "dlq_id": "the dead letter's id, the same however often it is re-sent",
+                "dlq_at": "when it was dead-lettered (ISO 8601)",
             }.items()
         },
         "required": ["dlq_reason", "dlq_topic", "dlq_consumer"],
