@@ -36,6 +36,7 @@ pytestmark = pytest.mark.e2e
 
 T = TypeVar("T")
 FATHERS = "330106"  # 杭州市西湖区: the father's household registration
+BIRTH = "birth.registered.v2"  # what registries announce (v1 is upcast)
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +82,8 @@ EXPECTED_SENT = {
     (f"registry-{DESTINATION}", "migration.departed.v1"): 1,  # the move, from the origin
     # the pregnancy, and its closure by the birth (the type travels neutral)
     (f"registry-{ORIGIN}", "vital.restricted"): 2,
-    (f"registry-{ORIGIN}", "birth.registered.v1"): 1,  # the birth, to her origin ...
-    (f"registry-{FATHERS}", "birth.registered.v1"): 1,  # ... and to the father's registry
+    (f"registry-{ORIGIN}", BIRTH): 1,  # the birth, to her origin ...
+    (f"registry-{FATHERS}", BIRTH): 1,  # ... and to the father's registry
 }
 
 
@@ -124,7 +125,7 @@ def test_every_party_that_received_or_read_her_data_is_named_once(sal_stack: Sta
 
         def picked_up() -> list[dict[str, Any]]:
             listed = rest.get("/v1/notifications", jurisdiction=FATHERS, limit=1000).json()
-            return [n for n in listed if n["event_type"] == "birth.registered.v1" and n["payload"]]
+            return [n for n in listed if n["event_type"] == BIRTH and n["payload"]]
 
         assert wait_until(picked_up, 15)[0]["payload"]["father_id_number"] == father
         assert picked_up()  # fetched twice: still one disclosure
@@ -160,7 +161,7 @@ def _check_entries(entries: list[dict[str, Any]]) -> None:
     by_action = {a: [e for e in entries if e["action"] == a] for a in {e["action"] for e in entries}}
     [fetched] = by_action["notification.fetched"]
     assert fetched["client_id"] == f"reg-{FATHERS}" and fetched["purpose"] == "registration"
-    assert fetched["detail"]["event_type"] == "birth.registered.v1"
+    assert fetched["detail"]["event_type"] == BIRTH
     [verified] = by_action["certificate.verified"]
     assert verified["client_id"] == f"kiosk-{DESTINATION}" and verified["purpose"] == "arrival_registration"
     assert verified["detail"]["result"] == "valid" and verified["detail"]["issuer"] == ORIGIN
@@ -168,7 +169,7 @@ def _check_entries(entries: list[dict[str, Any]]) -> None:
     assert read["purpose"] == "social_services"
     purposes = {e["detail"].get("event_type"): e["purpose"] for e in by_action["notification.sent"]}
     assert (
-        purposes["vital.restricted"] == "maternal_care" and purposes["birth.registered.v1"] == "registration"
+        purposes["vital.restricted"] == "maternal_care" and purposes[BIRTH] == "registration"
     )
 
 
