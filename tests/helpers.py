@@ -84,13 +84,13 @@ def tamper(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
     return asyncio.run(run())
 
 
-def migrant(stack: Stack, hukou: str, to: str, name: str, *, arrived: bool = True) -> str:
-    """A woman registered at ``hukou`` who left for ``to`` in 2025 (and, when ``arrived``, was
-    registered there on arrival): her identity number."""
+def migrant(stack: Stack, hukou: str, to: str, name: str, *, arrived: bool = True, sex: str = "F") -> str:
+    """A woman (or a man, ``sex="M"``) registered at ``hukou`` who left for ``to`` in 2025 (and,
+    when ``arrived``, was registered there on arrival): the identity number."""
     home = Api(stack, f"registry-{hukou}", f"reg-{hukou}")
-    woman = person_id("F")
+    woman = person_id(sex)
     born = f"{woman[6:10]}-{woman[10:12]}-{woman[12:14]}"
-    person = {"id_number": woman, "name": name, "sex": "F", "birth_date": born, "hukou_division": hukou}
+    person = {"id_number": woman, "name": name, "sex": sex, "birth_date": born, "hukou_division": hukou}
     assert home.post("/v1/persons", person).status_code == 201
     move = {"id_number": woman, "from_division": hukou, "to_division": to, "migration_date": "2025-02-01"}
     assert home.post("/v1/migrations", {"kind": "departed", **move}).status_code == 201

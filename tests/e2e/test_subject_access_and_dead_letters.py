@@ -30,7 +30,7 @@ from devstack.embedded import EmbeddedPostgres
 from devstack.stack import DESTINATION, ORIGIN, Stack
 from shared.identity import subject_key
 from tests.conftest import running_stack
-from tests.helpers import Api, medical_certificate, person_id, query, run_async, wait_until
+from tests.helpers import Api, medical_certificate, migrant, query, run_async, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -47,29 +47,12 @@ def sal_stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
         yield s
 
 
-def _person(api: Api, hukou: str, sex: str) -> str:
-    number = person_id(sex)
-    born = f"{number[6:10]}-{number[10:12]}-{number[12:14]}"
-    body = {"id_number": number, "name": "陈静", "sex": sex, "birth_date": born, "hukou_division": hukou}
-    r = api.post("/v1/persons", body)
-    assert r.status_code == 201, r.text
-    return number
-
-
-def _moves(stack: Stack, api: Api, number: str, frm: str, to: str) -> None:
-    r = api.post(
-        "/v1/migrations",
-        {
-            "kind": "departed",
-            "id_number": number,
-            "from_division": frm,
-            "to_division": to,
-            "migration_date": "2025-03-01",
-        },
-    )
-    assert r.status_code == 201, r.text
-    dest_db = stack.service(f"registry-{to}").dsn
+def _migrant(stack: Stack, hukou: str, sex: str = "F") -> str:
+    """Registered at ``hukou`` and moved to the destination, which has her record (a migration)."""
+    number = migrant(stack, hukou, DESTINATION, "陈静", arrived=False, sex=sex)
+    dest_db = stack.service(f"registry-{DESTINATION}").dsn
     wait_until(lambda: query(dest_db, "SELECT 1 FROM persons WHERE id_number = $1", number), 15)
+    return number
 
 
 def _sent(entries: list[dict[str, Any]]) -> Counter[tuple[str, str | None]]:
@@ -100,11 +83,8 @@ def test_every_party_that_received_or_read_her_data_is_named_once(sal_stack: Sta
     stack = sal_stack
     origin = Api(stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
     dest = Api(stack, f"registry-{DESTINATION}", f"reg-{DESTINATION}")
-    fathers = Api(stack, f"registry-{FATHERS}", f"reg-{FATHERS}")
-    mother = _person(origin, ORIGIN, "F")  # a registration
-    father = _person(fathers, FATHERS, "M")
-    _moves(stack, origin, mother, ORIGIN, DESTINATION)  # a migration
-    _moves(stack, fathers, father, FATHERS, DESTINATION)
+    mother = _migrant(stack, ORIGIN)  # a registration and a migration
+    father = _migrant(stack, FATHERS, "M")
     r = dest.post("/v1/pregnancies", {"mother_id_number": mother, "registered_on": "2025-05-01"})
     assert r.status_code == 201, r.text  # a pregnancy
 
@@ -168,9 +148,7 @@ def _check_entries(entries: list[dict[str, Any]]) -> None:
     [read] = [e for e in by_action["person.read"] if e["client_id"] == f"dept-{DESTINATION}"]
     assert read["purpose"] == "social_services"
     purposes = {e["detail"].get("event_type"): e["purpose"] for e in by_action["notification.sent"]}
-    assert (
-        purposes["vital.restricted"] == "maternal_care" and purposes[BIRTH] == "registration"
-    )
+    assert purposes["vital.restricted"] == "maternal_care" and purposes[BIRTH] == "registration"
 
 
 def _check_export(stack: Stack, mother: str) -> None:
@@ -261,8 +239,7 @@ def test_every_services_dead_letters_and_the_verification_rate_reach_the_operato
 
     # The verification rate of the destination: a migrant's certificate checked at its kiosk.
     origin = Api(stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
-    holder = _person(origin, ORIGIN, "F")
-    _off_loop(_moves, stack, origin, holder, ORIGIN, DESTINATION)
+    holder = _off_loop(_migrant, stack, ORIGIN)
     number = origin.post("/v1/certificates", {"holder_id_number": holder}).json()["certificate_number"]
     verify_db = stack.service("verification").dsn
     wait_until(

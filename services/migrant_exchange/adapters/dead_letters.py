@@ -8,6 +8,8 @@ import asyncpg
 
 from services.migrant_exchange.domain.dead_letters import Letter
 
+_COLUMNS = ("id", "service", "consumer", "topic", "reason", "detail", "created_at")
+
 
 async def record(conn: asyncpg.Connection, letters: list[Letter]) -> None:
     """One row per letter, however often it is read (a re-send, a replay of the topic)."""
@@ -16,13 +18,7 @@ async def record(conn: asyncpg.Connection, letters: list[Letter]) -> None:
            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                                 $7::timestamptz[])
            ON CONFLICT (id) DO NOTHING""",
-        [x.id for x in letters],
-        [x.service for x in letters],
-        [x.consumer for x in letters],
-        [x.topic for x in letters],
-        [x.reason for x in letters],
-        [x.detail for x in letters],
-        [x.created_at for x in letters],
+        *([getattr(x, column) for x in letters] for column in _COLUMNS),  # one array per column
     )
 
 
