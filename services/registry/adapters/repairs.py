@@ -1,0 +1,76 @@
+"""SQL of repairs: a record inserted whole, a duplicate retired, this registry's own log read back."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import orjson
+
+from services.registry.adapters import family
+from services.registry.adapters import repository as repo
+from services.registry.adapters.records import RECORD_TABLES
+
+
+async def insert_whole(
+    conn: asyncpg.Connection,
+    here: str,
+    kind: str,
+    w: dict[str, Any],
+    subject: str,
+    source: str,
+    source_event_id: uuid.UUID | None,
+) -> bool:
+    """Insert a whole record of ``kind``; False when a record with its key is held already."""
+    if kind == "person":
+        return await repo.insert_person(conn, here, w, subject, source, source_event_id)
+    if kind == "migration":
+        return await repo.insert_migration(conn, here, w, w["kind"], source, source_event_id)
+    if kind == "birth":
+        return await repo.insert_birth(conn, here, w, source, source_event_id)
+    if kind == "marriage":
+        done = await family.insert_marriage(
+            conn, here, {**w, "registered_in": source}, source, source_event_id
+        )
+        if done and w.get("dissolution_date") is not None:
+            await family.dissolve_marriage(
+                conn, here, w["marriage_id"], w["dissolution_date"], w["dissolution_reason"]
+            )
+        return done
+    done = await family.insert_pregnancy(conn, here, w, source, source_event_id)
+    if done and w.get("closed_on") is not None:
+        await family.close_pregnancy(conn, here, w["pregnancy_id"], w["closed_on"], w["outcome"])
+    return done
+
+
+async def delete_record(conn: asyncpg.Connection, here: str, kind: str, key: object) -> asyncpg.Record | None:
+    """Take a record out of this jurisdiction's records; returns it as it was."""
+    table, column, _ = RECORD_TABLES[kind]  # whitelisted: never caller text
+    return await conn.fetchrow(
+        f"DELETE FROM {table} WHERE jurisdiction = $1 AND {column} = $2 RETURNING *", here, key
+    )
+
+
+async def own_event_data(conn: asyncpg.Connection, here: str, event_id: uuid.UUID) -> dict[str, Any] | None:
+    """The ``data`` of an event this jurisdiction published itself, from its outbox (the durable log)."""
+    value = await conn.fetchval("SELECT value FROM outbox WHERE event_id = $1", event_id)
+    if value is None:
+        return None
+    doc = orjson.loads(bytes(value))
+    if doc.get("source") != f"/registry/{here}":
+        return None
+    data: dict[str, Any] = doc.get("data") or {}
+    return data
+
+
+async def own_corrected_fields(conn: asyncpg.Connection, here: str, kind: str, record_id: str) -> set[str]:
+    """The fields of a record this jurisdiction corrected itself since it registered it."""
+    rows = await conn.fetch(
+        """SELECT changes FROM corrections
+           WHERE jurisdiction = $1 AND record_type = $2 AND record_id = $3 AND source_division = $1""",
+        here,
+        kind,
+        record_id,
+    )
+    return {f for r in rows for f in r["changes"]}
