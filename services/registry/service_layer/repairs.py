@@ -134,10 +134,6 @@ async def apply_repair(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -
         async with conn.transaction():  # a savepoint: a refused repair leaves our records as they were
             if row is None:
                 return await _restore(conn, t, kind, whole, d)
-            owner = row.get("source_division") or t.here
-            if owner != t.source:
-                conflict = {"field": "source_division", "ours": owner, "theirs": t.source}
-                return "conflict", [conflict], "the record is not the correcting jurisdiction's"
             return await _bring_in_line(conn, t, kind, row, whole, d)
     except DomainError as e:
         return "conflict", [{"field": e.field or "record_id", "ours": None, "theirs": None}], e.rule
@@ -159,11 +155,16 @@ async def _bring_in_line(
     d: dict[str, Any],
 ) -> Outcome:
     changed = rules.differing(kind, dict(row), whole)
-    if changed:
-        await check_consistent(conn, t.here, kind, {**dict(row), **changed}, changed)
-        previous = {f: _plain(row[f]) for f in changed}
-        await records.update_record(conn, t.here, kind, d["record_id"], changed, rules.REPAIRABLE[kind])
-        await records.insert_correction(conn, t.here, d, previous, t.source, t.event_id)
+    if not changed:
+        return "applied", [], None  # held here as sent: nothing to change, whoever says so
+    owner = row.get("source_division") or t.here
+    if owner != t.source:
+        conflict = {"field": "source_division", "ours": owner, "theirs": t.source}
+        return "conflict", [conflict], "the record is not the correcting jurisdiction's"
+    await check_consistent(conn, t.here, kind, {**dict(row), **changed}, changed)
+    previous = {f: _plain(row[f]) for f in changed}
+    await records.update_record(conn, t.here, kind, d["record_id"], changed, rules.REPAIRABLE[kind])
+    await records.insert_correction(conn, t.here, d, previous, t.source, t.event_id)
     return "applied", [], None
 
 
