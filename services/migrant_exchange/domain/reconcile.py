@@ -76,17 +76,11 @@ def _subject_differences(
 ) -> list[Difference]:
     lk = {(r.kind, r.key): r for r in ls}
     rk = {(r.kind, r.key): r for r in rs}
-    out: list[Difference] = []
-    for k in sorted(lk.keys() & rk.keys()):
-        x, y = lk[k], rk[k]
-        if x.hash != y.hash:
-            changed = tuple(
-                sorted(f for f in x.fields.keys() | y.fields.keys() if x.fields.get(f) != y.fields.get(f))
-            )
-            owners = {a: x.owner, b: y.owner}
-            out.append(
-                Difference("field_conflict", subject, k[0], k[1], fields=changed, detail={"owner_at": owners})
-            )
+    out = [
+        _conflict(a, b, subject, lk[k], rk[k])
+        for k in sorted(lk.keys() & rk.keys())
+        if lk[k].hash != rk[k].hash
+    ]
     only_left = [lk[k] for k in sorted(lk.keys() - rk.keys())]
     only_right = [rk[k] for k in sorted(rk.keys() - lk.keys())]
     paired: set[tuple[str, str]] = set()
@@ -136,6 +130,15 @@ def _subject_differences(
                 )
             )
     return out
+
+
+def _conflict(a: str, b: str, subject: str, x: Record, y: Record) -> Difference:
+    """The same record held with other values: which fields differ, and where each side says it came from."""
+    changed = tuple(
+        sorted(f for f in x.fields.keys() | y.fields.keys() if x.fields.get(f) != y.fields.get(f))
+    )
+    detail = {"owner_at": {a: x.owner, b: y.owner}}
+    return Difference("field_conflict", subject, x.kind, x.key, fields=changed, detail=detail)
 
 
 def _same_identity(r: Record, candidates: list[Record]) -> Record | None:
