@@ -1,6 +1,7 @@
 """Migrants registered through the product, and drift planted in one registry's database.
 
-Origin A (320412) registers each woman, her departure to B (440703) and her marriages; B
+Origin A (320412) registers each woman, her departure to B (440703), her marriages and
+issues her certificates; B
 registers her births and pregnancies. Each registry's copy of the other's records came through
 the exchange. ``plant`` then changes one record directly in one database, as drift would.
 """
@@ -28,6 +29,12 @@ CANONICAL = {
                 FROM births WHERE mother_id_number = ANY($1::text[])""",
     "pregnancy": """SELECT id::text AS k, mother_id_number, registered_in, registered_on, expected_delivery,
                            closed_on, outcome FROM pregnancies WHERE mother_id_number = ANY($1::text[])""",
+    # the issuer's register on one side, the copy from its notifications on the other
+    "certificate": """SELECT number AS k, holder_id_number, jurisdiction AS issuer, issued_on, valid_until,
+                             revoked_on FROM certificates WHERE holder_id_number = ANY($1::text[])
+                      UNION ALL
+                      SELECT number, holder_id_number, issuer, issued_on, valid_until, revoked_on
+                      FROM counterpart_certificates WHERE holder_id_number = ANY($1::text[])""",
 }
 # record kind -> (table, key column, the column holding the subject's identity number)
 TABLES = {
@@ -36,7 +43,9 @@ TABLES = {
     "marriage": ("marriages", "id", "spouse_a_id_number"),
     "birth": ("births", "id", "mother_id_number"),
     "pregnancy": ("pregnancies", "id", "mother_id_number"),
+    "certificate": ("certificates", "number", "holder_id_number"),  # the issuer's register
 }
+COPIES = {"certificate": ("counterpart_certificates", "number", "holder_id_number")}
 
 
 @dataclass
@@ -81,6 +90,9 @@ def migrant(origin: Api, with_kind: str | None) -> Migrant:
         )
         body = {"spouse_a_id_number": me, "spouse_b_id_number": spouse, "marriage_date": "2024-05-01"}
         m.records["marriage"] = str(_ok(origin.post("/v1/marriages", body))["marriage_id"])
+    if with_kind == "certificate":
+        cert = _ok(origin.post("/v1/certificates", {"holder_id_number": me}))
+        m.records["certificate"] = str(cert["certificate_number"])
     return m  # fmt: skip
 
 
@@ -110,10 +122,11 @@ def holdings(dsn: str, ids: list[str]) -> dict[str, set[tuple[Any, ...]]]:
     return {kind: {tuple(r.values()) for r in query(dsn, sql, ids)} for kind, sql in CANONICAL.items()}
 
 
-def plant(dsn: str, kind: str, key: str, what: str) -> None:
-    """One difference in one registry's database: 'missing', 'conflict' or 'spouse'."""
-    table, column, _ = TABLES[kind]
-    value: Any = key if kind == "person" else uuid.UUID(key)
+def plant(dsn: str, kind: str, key: str, what: str, copy: bool = False) -> None:
+    """One difference in one registry's database: 'missing', 'conflict' or 'spouse' (in the copy
+    of a certificate, with ``copy``)."""
+    table, column, _ = COPIES[kind] if copy and kind in COPIES else TABLES[kind]
+    value: Any = key if kind in ("person", "certificate") else uuid.UUID(key)
     if what == "missing":
         gone = query(dsn, f"DELETE FROM {table} WHERE {column} = $1 RETURNING 1", value)
         assert gone, (kind, what)
@@ -124,6 +137,7 @@ def plant(dsn: str, kind: str, key: str, what: str) -> None:
         "marriage": "marriage_date = marriage_date + 2",
         "birth": "child_name = '王小云'",
         "pregnancy": "expected_delivery = expected_delivery + 5",
+        "certificate": "valid_until = valid_until - 30",
     }[kind]
     if what == "spouse":
         change = f"spouse_b_id_number = '{person_id('M')}'"
@@ -148,3 +162,14 @@ def register_twice(dsn: str, certificate: str, source: str) -> str:
     )
     assert rows
     return again
+
+
+def owners_of(dsn: str, kind: str, key: str) -> list[str]:
+    """Where a registry says its record came from (an issuer's own certificate: the issuer)."""
+    value: Any = key if kind in ("person", "certificate") else uuid.UUID(key)
+    found = []
+    for table, column, _ in (TABLES[kind], COPIES.get(kind)) if kind in COPIES else (TABLES[kind],):
+        source = "jurisdiction" if table == "certificates" else "source_division"
+        sql = f"SELECT {source} AS owner FROM {table} WHERE {column} = $1"
+        found += [r["owner"] for r in query(dsn, sql, value)]
+    return found

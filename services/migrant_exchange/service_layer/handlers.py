@@ -110,12 +110,8 @@ async def rebuild_roster(conn: asyncpg.Connection, events: Iterable[Envelope[Any
     again, sending what is missing)."""
     roster: dict[str, list[Any]] = {}  # subject -> [whereabouts, moves, last event time]
     for event in events:
-        if (
-            event.producer is None
-            or event.type == "exchange.feedback.v1"
-            or event.type.startswith("certificate.")
-        ):
-            continue  # the applier's dispatch: only vital events from a registry touch the roster
+        if event.producer is None or event.type == "exchange.feedback.v1":
+            continue  # the applier's dispatch: only registries' events other than feedback touch the roster
         row = roster.get(event.subject)
         after = routing.after_event(
             row[0] if row else Whereabouts(None, None),

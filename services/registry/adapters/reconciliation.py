@@ -2,8 +2,9 @@
 
 A subject is shared by the pair (A, B) when its household registration is at one of them and
 its residence at the other. Its records are the person itself, its moves, its marriages, the
-births where it is the mother and its pregnancies (so pregnancies are compared only between the
-mother's own two registries). Each record also names its exchange key (``rid``: what a
+births where it is the mother, its pregnancies (so pregnancies are compared only between the
+mother's own two registries) and its certificates (the issuer's register on one side, the copy
+from its notifications on the other). Each record also names its exchange key (``rid``: what a
 correction names as ``record_id``) and its owner (the jurisdiction where it was registered). Each record is reduced to a canonical value list; digests sum a
 60-bit hash of each (order-independent, and a duplicate changes the sum where XOR would cancel).
 """
@@ -35,6 +36,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "dissolution_reason",
     ),
     "migration": ("id_number", "kind", "from_division", "to_division", "migration_date"),
+    "certificate": ("holder_id_number", "issuer", "issued_on", "valid_until", "revoked_on"),
     "pregnancy": (
         "mother_id_number",
         "registered_in",
@@ -90,6 +92,16 @@ def _records_sql(bucket_filter: str) -> str:
                  coalesce(n.closed_on::text, ''), coalesce(n.outcome, '')], NULL, n.id::text,
            n.source_division
     FROM picked sb JOIN pregnancies n ON n.jurisdiction = $1 AND n.mother_id_number = sb.id_number
+    UNION ALL
+    SELECT sb.bucket, sb.subject, 'certificate', c.number,
+           ARRAY[c.holder_id_number, c.jurisdiction, c.issued_on::text, c.valid_until::text,
+                 coalesce(c.revoked_on::text, '')], NULL, c.number, c.jurisdiction
+    FROM picked sb JOIN certificates c ON c.jurisdiction = $1 AND c.holder_id_number = sb.id_number
+    UNION ALL
+    SELECT sb.bucket, sb.subject, 'certificate', k.number,
+           ARRAY[k.holder_id_number, k.issuer, k.issued_on::text, k.valid_until::text,
+                 coalesce(k.revoked_on::text, '')], NULL, k.number, k.source_division
+    FROM picked sb JOIN counterpart_certificates k ON k.jurisdiction = $1 AND k.holder_id_number = sb.id_number
     """
 
 

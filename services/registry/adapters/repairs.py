@@ -8,9 +8,36 @@ from typing import Any
 import asyncpg
 import orjson
 
-from services.registry.adapters import family
+from services.registry.adapters import counterpart_certificates as certs
+from services.registry.adapters import family, records
 from services.registry.adapters import repository as repo
 from services.registry.adapters.records import RECORD_TABLES
+
+
+async def held(conn: asyncpg.Connection, here: str, kind: str, record_id: str) -> dict[str, Any] | None:
+    """A record we hold by its exchange key (locked), with a certificate's fields named as in its
+    events: our own from our register, another issuer's from our copy."""
+    row = await records.get_record(conn, here, kind, record_id)
+    if kind != "certificate":
+        return None if row is None else dict(row)
+    if row is not None:
+        return {**dict(row), "certificate_number": row["number"], "issuer": here, "source_division": here}
+    copy = await certs.get_copy(conn, here, record_id)
+    return None if copy is None else {**dict(copy), "certificate_number": copy["number"]}
+
+
+async def update_held(
+    conn: asyncpg.Connection,
+    here: str,
+    kind: str,
+    record_id: str,
+    changes: dict[str, Any],
+    allowed: frozenset[str],
+) -> None:
+    if kind == "certificate":  # only a copy follows another's word: the issuer's register is its own
+        await certs.update_copy(conn, here, record_id, changes)
+    else:
+        await records.update_record(conn, here, kind, record_id, changes, allowed)
 
 
 async def insert_whole(
@@ -25,6 +52,8 @@ async def insert_whole(
     """Insert a whole record of ``kind``; False when a record with its key is held already."""
     if kind == "person":
         return await repo.insert_person(conn, here, w, subject, source, source_event_id)
+    if kind == "certificate":
+        return await certs.insert_copy(conn, here, w, source, source_event_id)
     if kind == "migration":
         return await repo.insert_migration(conn, here, w, w["kind"], source, source_event_id)
     if kind == "birth":
@@ -74,3 +103,11 @@ async def own_corrected_fields(conn: asyncpg.Connection, here: str, kind: str, r
         record_id,
     )
     return {f for r in rows for f in r["changes"]}
+
+
+async def own_events_of(conn: asyncpg.Connection, subject: str, event_type: str) -> list[dict[str, Any]]:
+    """The ``data`` of the events of one type this registry published about a subject, oldest first."""
+    rows = await conn.fetch(
+        "SELECT value FROM outbox WHERE key = $1 AND event_type = $2 ORDER BY id", subject, event_type
+    )
+    return [dict(orjson.loads(bytes(r["value"])).get("data") or {}) for r in rows]

@@ -69,6 +69,15 @@ class WholePregnancy(_Whole):
     outcome: Literal["birth", "ended", "transferred"] | None = None
 
 
+class WholeCertificate(_Whole):
+    certificate_number: str = Field(pattern=r"^[0-9]{6}-[0-9]{4}-[0-9A-Z]{8}$")
+    holder_id_number: IdNumber
+    issuer: DivisionCode
+    issued_on: dt.date
+    valid_until: dt.date
+    revoked_on: dt.date | None = None
+
+
 # record kind -> the model of a whole record (a birth is its registration payload)
 WHOLE: dict[str, type[BaseModel]] = {
     "person": WholePerson,
@@ -76,6 +85,7 @@ WHOLE: dict[str, type[BaseModel]] = {
     "marriage": WholeMarriage,
     "birth": p.BirthRegisteredV1,
     "pregnancy": WholePregnancy,
+    "certificate": WholeCertificate,
 }
 # record kind -> the field of a whole record that holds its exchange key
 KEY_FIELD = {
@@ -84,6 +94,7 @@ KEY_FIELD = {
     "marriage": "marriage_id",
     "birth": "birth_id",
     "pregnancy": "pregnancy_id",
+    "certificate": "certificate_number",
 }
 # What a repair may change on a record already held: everything but the key and the identity of
 # the people it is about (a different identity number is a different record).
@@ -104,6 +115,7 @@ REPAIRABLE: dict[str, frozenset[str]] = {
         }
     ),
     "pregnancy": frozenset({"registered_in", "registered_on", "expected_delivery", "closed_on", "outcome"}),
+    "certificate": frozenset({"valid_until", "revoked_on"}),  # a copy follows its issuer's register
 }
 
 
@@ -129,9 +141,9 @@ def wire_values(kind: str, key: str, rid: str, values: dict[str, Any]) -> dict[s
     if kind == "birth":
         out["medical_certificate_number"] = key
         out["birth_order"] = int(out["birth_order"])
-    if kind == "marriage" and out.get("dissolution_date") is None:
-        out.pop("dissolution_date", None)
-        out.pop("dissolution_reason", None)
+    for optional in ("dissolution_date", "dissolution_reason", "revoked_on", "closed_on", "outcome"):
+        if optional in out and out[optional] is None:
+            del out[optional]
     return out
 
 
@@ -162,7 +174,7 @@ def differing(kind: str, ours: dict[str, Any], theirs: dict[str, Any]) -> dict[s
 
 
 def _column(kind: str, field: str) -> str:
-    return "id" if field == KEY_FIELD[kind] and kind != "person" else field
+    return "id" if field == KEY_FIELD[kind] and kind not in ("person", "certificate") else field
 
 
 def agrees_with_own_event(whole: dict[str, Any], own: dict[str, Any], corrected: set[str]) -> list[str]:

@@ -31,7 +31,7 @@ class RepairIn(BaseModel):
     jurisdiction: DivisionCode = Field(description="the sending side, which holds the record")
     counterpart: DivisionCode = Field(description="the side the repair is for")
     subject: str = Field(pattern=r"^[0-9a-f]{32}$")
-    kind: Literal["person", "migration", "marriage", "birth", "pregnancy"]
+    kind: Literal["person", "migration", "marriage", "birth", "pregnancy", "certificate"]
     key: str = Field(min_length=1, max_length=64, description="the record's reconciliation key")
     action: Literal["send", "retire"] = Field(
         description="send: announce the whole record; retire: take out a birth registered twice"

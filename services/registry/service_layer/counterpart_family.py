@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from services.registry.adapters import counterpart_certificates as certs
 from services.registry.adapters import family, records
 from services.registry.adapters import repository as repo
 from services.registry.service_layer import corrections, repairs
@@ -118,6 +119,21 @@ async def apply_correction(conn: asyncpg.Connection, t: Target, d: dict[str, Any
     except asyncpg.IntegrityConstraintViolationError as e:
         return "conflict", [], f"the correction conflicts with our records ({e.constraint_name})"
     return _applied()
+
+
+async def apply_certificate_issued(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
+    """A counterpart's certificate to a person we share: kept as a copy, the issuer's register decides."""
+    held = await certs.get_copy(conn, t.here, d["certificate_number"])
+    if held is None:
+        await certs.insert_copy(conn, t.here, d, t.source, t.event_id)
+        return _applied()
+    conflicts = _diff(dict(held), d, ("holder_id_number", "issuer", "issued_on", "valid_until"))
+    return ("conflict", conflicts, "this certificate is recorded here otherwise") if conflicts else _applied()
+
+
+async def apply_certificate_revoked(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
+    await certs.revoke_copy(conn, t.here, d["certificate_number"], d["revoked_on"])
+    return _applied()  # a copy we never held has nothing left to revoke
 
 
 def _applied() -> Outcome:

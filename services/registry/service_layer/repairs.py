@@ -54,8 +54,8 @@ async def send_repair(
     if held is None:
         raise NotFound("this side does not hold the record", field="key", rule="record-held-here")
     rid, values = held
-    row = await records.get_record(conn, here, kind, rid)
-    made_by = (row and (row["event_id"] or row["source_event_id"])) or body["repair_id"]
+    row = await repo.held(conn, here, kind, rid)
+    made_by = (row and (row["event_id"] or row.get("source_event_id"))) or body["repair_id"]
     if body["action"] == "retire":
         changes: dict[str, Any] = await _retire_here(conn, here, kind, rid, body.get("kept_key"), body)
     else:
@@ -129,7 +129,7 @@ async def apply_repair(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -
         return "rejected", [], "the record's key is not the correction's record_id"
     if kind == "pregnancy" and not await _confined(conn, t.here, whole["mother_id_number"]):
         return "rejected", [], "pregnancy records are kept only by the mother's origin and destination"
-    row = await records.get_record(conn, t.here, kind, rid)
+    row = await repo.held(conn, t.here, kind, rid)
     try:
         async with conn.transaction():  # a savepoint: a refused repair leaves our records as they were
             if row is None:
@@ -150,20 +150,20 @@ async def _bring_in_line(
     conn: asyncpg.Connection,
     t: Target,
     kind: str,
-    row: asyncpg.Record,
+    row: dict[str, Any],
     whole: dict[str, Any],
     d: dict[str, Any],
 ) -> Outcome:
-    changed = rules.differing(kind, dict(row), whole)
+    changed = rules.differing(kind, row, whole)
     if not changed:
         return "applied", [], None  # held here as sent: nothing to change, whoever says so
     owner = row.get("source_division") or t.here
     if owner != t.source:
         conflict = {"field": "source_division", "ours": owner, "theirs": t.source}
         return "conflict", [conflict], "the record is not the correcting jurisdiction's"
-    await check_consistent(conn, t.here, kind, {**dict(row), **changed}, changed)
+    await check_consistent(conn, t.here, kind, {**row, **changed}, changed)
     previous = {f: _plain(row[f]) for f in changed}
-    await records.update_record(conn, t.here, kind, d["record_id"], changed, rules.REPAIRABLE[kind])
+    await repo.update_held(conn, t.here, kind, d["record_id"], changed, rules.REPAIRABLE[kind])
     await records.insert_correction(conn, t.here, d, previous, t.source, t.event_id)
     return "applied", [], None
 
@@ -183,14 +183,42 @@ async def _restore(
             conflicts = [{"field": f, "ours": None, "theirs": None} for f in bad]
             return "conflict", conflicts, "the copy sent back contradicts our own event of the record"
         source, source_event = t.here, None
-    subject = t.subject(
-        whole.get("id_number") or whole.get("mother_id_number") or whole["spouse_a_id_number"]
-    )
+        if kind == "certificate":
+            return await _reissue_own(conn, t, own, d)
+    elif kind == "certificate" and whole["issuer"] != t.source:
+        conflict = {"field": "issuer", "ours": None, "theirs": None}
+        return "conflict", [conflict], "a certificate is taken only from its issuer"
+    subject = t.subject(_person_of(whole))
     if not await repo.insert_whole(conn, t.here, kind, whole, subject, source, source_event):
         return "conflict", [], f"another {kind} is held here under this key"
     if own is not None:
         table = records.RECORD_TABLES[kind][0]
         await family.set_event_id(conn, table, t.here, whole[rules.KEY_FIELD[kind]], made_by)
+    await records.insert_correction(conn, t.here, d, {}, t.source, t.event_id)
+    return "applied", [], None
+
+
+def _person_of(whole: dict[str, Any]) -> str:
+    for f in ("id_number", "mother_id_number", "spouse_a_id_number", "holder_id_number"):
+        if whole.get(f):
+            return str(whole[f])
+    raise ValueError("a whole record names its person")
+
+
+async def _reissue_own(
+    conn: asyncpg.Connection, t: Target, own: dict[str, Any], d: dict[str, Any]
+) -> Outcome:
+    """Our own certificate, lost here: back into our register as our issuance event says (token and
+    status index included), revoked if our own log says so."""
+    cert = p.CertificateIssuedV1.model_validate(own).model_dump()
+    number = cert["certificate_number"]
+    await persons.insert_certificate(conn, t.here, cert)
+    await family.set_event_id(conn, "certificates", t.here, number, d["corrected_event_id"])
+    subject = t.subject(cert["holder_id_number"])
+    for revoked in await repo.own_events_of(conn, subject, "certificate.revoked.v1"):
+        if revoked.get("certificate_number") == number:
+            when = dt.date.fromisoformat(str(revoked["revoked_on"]))
+            await records.revoke_certificate(conn, number, when, str(revoked["reason"]))
     await records.insert_correction(conn, t.here, d, {}, t.source, t.event_id)
     return "applied", [], None
 
