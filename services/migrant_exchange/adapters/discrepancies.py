@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -89,7 +90,8 @@ async def resolve_case(conn: asyncpg.Connection, case_id: uuid.UUID, resolution:
 
 
 # A repair's progress. The case stays open until the counterpart's feedback says 'applied'.
-_IN_FLIGHT = ("requested", "awaiting_feedback")
+# A request whose registry call never came back (the exchange stopped halfway) may be made again.
+_REQUEST_SECONDS = 120
 
 
 async def request_repair(
@@ -97,7 +99,7 @@ async def request_repair(
 ) -> None:
     await conn.execute(
         """UPDATE discrepancies SET repair_id = $2, repair_state = 'requested', repair_notification_id = NULL,
-                  reason = NULL, resolution = $3 WHERE id = $1""",
+                  repair_requested_at = now(), reason = NULL, resolution = $3 WHERE id = $1""",
         case_id,
         repair_id,
         resolution,
@@ -182,5 +184,10 @@ async def repairs_overdue(conn: asyncpg.Connection, notification_ids: list[uuid.
     )
 
 
-def repair_in_flight(case: asyncpg.Record) -> bool:
-    return case["repair_state"] in _IN_FLIGHT
+def repair_in_flight(case: asyncpg.Record, now: dt.datetime) -> bool:
+    if case["repair_state"] == "awaiting_feedback":
+        return True  # until the feedback, or the notification's deadline ('overdue')
+    asked = case["repair_requested_at"]
+    return bool(
+        case["repair_state"] == "requested" and asked and (now - asked).total_seconds() < _REQUEST_SECONDS
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 import uuid
@@ -143,7 +144,7 @@ async def resolve(
             raise NotFound("no discrepancy with this id", field="discrepancy_id", rule="exists")
         if case["state"] != "open":
             raise Conflict("the discrepancy is already resolved", field="discrepancy_id", rule="open-only")
-        if cases.repair_in_flight(case):
+        if cases.repair_in_flight(case, dt.datetime.now(dt.UTC)):
             raise Conflict(
                 "a repair of this case awaits the counterpart's feedback",
                 field="discrepancy_id",

@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from services.registry.adapters.records import set_fields
+
 CHANGEABLE = frozenset({"valid_until", "revoked_on"})  # what the issuer's word may change in a copy
 
 
@@ -52,13 +54,4 @@ async def revoke_copy(conn: asyncpg.Connection, here: str, number: str, revoked_
 
 
 async def update_copy(conn: asyncpg.Connection, here: str, number: str, changes: dict[str, Any]) -> None:
-    fields = sorted(changes)
-    if not set(fields) <= CHANGEABLE:  # never build SQL from other names
-        raise ValueError("field not changeable on a certificate copy")
-    assignments = ", ".join(f"{f} = ${i + 3}" for i, f in enumerate(fields))
-    await conn.execute(
-        f"UPDATE counterpart_certificates SET {assignments} WHERE jurisdiction = $1 AND number = $2",
-        here,
-        number,
-        *[changes[f] for f in fields],
-    )
+    await set_fields(conn, "counterpart_certificates", "number", here, number, changes, CHANGEABLE)
