@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from shared.events.upcasting import current_field, current_type
+
 
 @dataclass(frozen=True)
 class Whereabouts:
@@ -46,7 +48,7 @@ def related_people(event_type: str, data: dict[str, object]) -> list[str]:
     """
     if event_type.startswith("marriage."):
         return [str(data[k]) for k in ("spouse_a_id_number", "spouse_b_id_number") if data.get(k)]
-    if event_type == "birth.registered.v1" and data.get("father_id_number"):
+    if event_type == "birth.registered.v2" and data.get("father_id_number"):
         return [str(data["father_id_number"])]
     return []
 
@@ -76,8 +78,24 @@ def counterparts(
 
 
 def covers(event_types: list[str], event_type: str) -> bool:
-    """Whether an agreement's list of event types lets this type flow."""
-    return "*" in event_types or event_type in event_types
+    """Whether an agreement's list of event types lets this type flow. An agreement naming an
+    older version covers the version it is upcast to: producers switching to a v2 must neither
+    stop an agreed flow nor open one that was not agreed."""
+    current = current_type(event_type)
+    return "*" in event_types or any(current_type(t) == current for t in event_types)
+
+
+def agreed_fields(visible_fields: dict[str, list[str]], event_type: str) -> list[str] | None:
+    """The fields an agreement lets the counterpart see of this type (None: all). A restriction
+    written for an older version still holds, its field names mapped to where the current
+    version keeps them; a lapsed restriction would show everything."""
+    current = current_type(event_type)
+    found: list[str] | None = None
+    for listed, fields in visible_fields.items():
+        if current_type(listed) == current:
+            mapped = [current_field(listed, f) for f in fields]
+            found = mapped if found is None else [f for f in found if f in mapped]
+    return found
 
 
 def visible(payload: dict[str, object], fields: list[str] | None) -> dict[str, object]:

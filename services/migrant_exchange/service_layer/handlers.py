@@ -81,7 +81,7 @@ async def _notify(
         return None
     now = dt.datetime.now(dt.UTC)
     deadline_s = agreement["deadline_seconds"] or settings.feedback_deadline_seconds
-    fields = (agreement["visible_fields"] or {}).get(event.type)
+    fields = routing.agreed_fields(agreement["visible_fields"] or {}, event.type)
     notification_id = uuid.uuid4()
     notification = {
         "notification_id": notification_id,

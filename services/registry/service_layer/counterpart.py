@@ -18,11 +18,13 @@ from pydantic import ValidationError
 
 from services.registry.adapters import repository as repo
 from services.registry.domain import rules
+from services.registry.domain.births import birth_record
 from services.registry.service_layer import counterpart_family as fam
 from services.registry.settings import RegistrySettings
 from shared.events import payloads as p
 from shared.events.catalog import spec_for
 from shared.events.envelope import Envelope
+from shared.events.upcasting import upcast_data
 from shared.identity import birth_date_of, subject_key
 from shared.outbox import add_event
 from shared.sealing import CannotOpen, notification_aad, open_sealed
@@ -40,14 +42,17 @@ async def apply_notification(
     """Apply one notification addressed to a jurisdiction this registry serves, then answer it."""
     n = event.data
     try:
-        data = spec_for(n.event_type).payload.model_validate(_payload(settings, n)).model_dump()
+        # Upcast after the envelope's signature was checked (the consumer did): an older version
+        # still in flight is applied as the current one (shared.events.upcasting).
+        event_type, raw = upcast_data(n.event_type, _payload(settings, n))
+        data = spec_for(event_type).payload.model_validate(raw).model_dump()
         target = _Target(
             n.target_division,
             n.source_division,
             n.event_id,
             settings.subject_key_secret.get_secret_value().encode(),
         )
-        outcome, conflicts, reason = await _apply(conn, target, n.event_type, data)
+        outcome, conflicts, reason = await _apply(conn, target, event_type, data)
     except CannotOpen as e:
         outcome, conflicts, reason = "rejected", [], f"cannot read {n.event_type}: {e}"
     except (ValidationError, KeyError, ValueError) as e:
@@ -99,8 +104,8 @@ async def _apply(conn: asyncpg.Connection, t: _Target, event_type: str, d: dict[
         return await _apply_person(conn, t, d)
     if event_type.startswith("migration."):
         return await _apply_migration(conn, t, event_type.split(".")[1], d)
-    if event_type == "birth.registered.v1":
-        return await _apply_birth(conn, t, d)
+    if event_type == "birth.registered.v2":
+        return await _apply_birth(conn, t, birth_record(d))
     handler = _FAMILY.get(event_type)
     if handler is not None:
         return await handler(conn, t, d)
