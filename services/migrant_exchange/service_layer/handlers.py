@@ -11,6 +11,7 @@ import asyncpg
 import orjson
 
 from services.migrant_exchange.adapters import delivery
+from services.migrant_exchange.adapters import discrepancies as cases
 from services.migrant_exchange.adapters import repository as repo
 from services.migrant_exchange.domain import routing
 from services.migrant_exchange.domain.routing import Whereabouts
@@ -21,10 +22,13 @@ from shared.events import payloads as p
 from shared.events.envelope import Envelope
 from shared.events.signature import NOT_AUTHORIZED, Rejected
 from shared.identity import subject_key
+from shared.observability import redact
 from shared.outbox import add_event
 from shared.sealing import notification_aad, seal
+from shared.sensitivity import neutral_text
 
 EXCHANGE_SOURCE = "/exchange"
+REPAIR_TYPE = "record.corrected.v1"  # what a reconciliation repair travels as
 
 
 async def route_vital_event(
@@ -44,34 +48,61 @@ async def route_vital_event(
     others = [subject_key(n, secret) for n in routing.related_people(event.type, data)]
     others = [s for s in others if s != event.subject]
     related = await repo.whereabouts_of(conn, others) if others else []
-    sent, told = 0, []
+    targets = routing.counterparts(producer, event.type, data, after, tuple(related))
+    repair = (
+        await cases.case_of_repair(conn, data.get("correction_id")) if event.type == REPAIR_TYPE else None
+    )
+    if repair is not None and repair["resolution"]["sender"] != producer:
+        repair = None  # only the registry asked to send the repair speaks for it
+    if repair is not None:  # a reconciliation repair reaches the side it is for, whatever the roster says
+        targets.add(repair["resolution"]["target"])
+    sent = {}
+    for target in sorted(targets):
+        notification_id = await _notify(conn, settings, event, (producer, target, after), data)
+        if notification_id is not None:
+            sent[target] = notification_id
+    if repair is not None:
+        target = repair["resolution"]["target"]
+        why = None if target in sent else f"no agreement lets {REPAIR_TYPE} flow from {producer} to {target}"
+        await cases.repair_routed(conn, repair["repair_id"], sent.get(target), why)
+    return len(sent)
+
+
+async def _notify(
+    conn: asyncpg.Connection,
+    settings: ExchangeSettings,
+    event: Envelope[Any],
+    route: tuple[str, str, Whereabouts],
+    data: dict[str, Any],
+) -> uuid.UUID | None:
+    """Notify one counterpart (``route``: producer, target and the subject's whereabouts) if an
+    agreement lets the event flow to it, and tell the person's registries; the notification's id."""
+    producer, target, where = route
+    agreement = await repo.agreement(conn, producer, target)
+    if agreement is None or not routing.covers(agreement["event_types"], event.type):
+        return None
     now = dt.datetime.now(dt.UTC)
-    for target in sorted(routing.counterparts(producer, event.type, data, after, tuple(related))):
-        agreement = await repo.agreement(conn, producer, target)
-        if agreement is None or not routing.covers(agreement["event_types"], event.type):
-            continue
-        deadline_s = agreement["deadline_seconds"] or settings.feedback_deadline_seconds
-        fields = routing.agreed_fields(agreement["visible_fields"] or {}, event.type)
-        notification = {
-            "notification_id": uuid.uuid4(),
-            "target_division": target,
-            "source_division": producer,
-            "subject": event.subject,
-            "event_id": event.id,
-            "event_type": event.type,
-            "event_sequence": event.sequence,
-            "event_time": event.time,
-            "payload": routing.visible(data, fields),
-            "deadline": now + dt.timedelta(seconds=deadline_s),
-            "next_attempt_at": now + dt.timedelta(seconds=settings.notification_retry_seconds),
-        }
-        if not await repo.insert_notification(conn, notification):
-            continue
-        await _publish(conn, settings, notification, event.traceparent)
-        told.append(disclosures.notified(notification, after))
-        sent += 1
-    await disclosures.publish(conn, told)  # the person's registries learn who received it
-    return sent
+    deadline_s = agreement["deadline_seconds"] or settings.feedback_deadline_seconds
+    fields = routing.agreed_fields(agreement["visible_fields"] or {}, event.type)
+    notification_id = uuid.uuid4()
+    notification = {
+        "notification_id": notification_id,
+        "target_division": target,
+        "source_division": producer,
+        "subject": event.subject,
+        "event_id": event.id,
+        "event_type": event.type,
+        "event_sequence": event.sequence,
+        "event_time": event.time,
+        "payload": routing.visible(data, fields),
+        "deadline": now + dt.timedelta(seconds=deadline_s),
+        "next_attempt_at": now + dt.timedelta(seconds=settings.notification_retry_seconds),
+    }
+    if not await repo.insert_notification(conn, notification):
+        return None
+    await _publish(conn, settings, notification, event.traceparent)
+    await disclosures.publish(conn, [disclosures.notified(notification, where)])  # who received it
+    return notification_id
 
 
 async def rebuild_roster(conn: asyncpg.Connection, events: Iterable[Envelope[Any]]) -> None:
@@ -82,12 +113,8 @@ async def rebuild_roster(conn: asyncpg.Connection, events: Iterable[Envelope[Any
     again, sending what is missing)."""
     roster: dict[str, list[Any]] = {}  # subject -> [whereabouts, moves, last event time]
     for event in events:
-        if (
-            event.producer is None
-            or event.type == "exchange.feedback.v1"
-            or event.type.startswith("certificate.")
-        ):
-            continue  # the applier's dispatch: only vital events from a registry touch the roster
+        if event.producer is None or event.type == "exchange.feedback.v1":
+            continue  # the applier's dispatch: only registries' events other than feedback touch the roster
         row = roster.get(event.subject)
         after = routing.after_event(
             row[0] if row else Whereabouts(None, None),
@@ -169,7 +196,7 @@ async def record_feedback(conn: asyncpg.Connection, feedback: p.ExchangeFeedback
     notification = await repo.get_notification(conn, feedback.notification_id)
     if notification is not None and notification["target_division"] != feedback.from_division:
         raise Rejected(NOT_AUTHORIZED, "feedback from a division the notification was not addressed to")
-    return await repo.close_notification(
+    closed = await repo.close_notification(
         conn,
         feedback.notification_id,
         feedback.from_division,
@@ -177,3 +204,16 @@ async def record_feedback(conn: asyncpg.Connection, feedback: p.ExchangeFeedback
         [c.model_dump() for c in feedback.conflicts],
         feedback.reason,
     )
+    if closed:
+        await cases.repair_answered(conn, feedback.notification_id, feedback.outcome, _why(feedback))
+    return closed
+
+
+def _why(feedback: p.ExchangeFeedbackV1) -> str | None:
+    """What an operator may read of a refusal: the reason and the fields, never their values."""
+    if feedback.outcome == "applied":
+        return None
+    text = f"{feedback.outcome}: {feedback.reason or 'no reason given'}"
+    if feedback.conflicts:
+        text += " (fields: " + ", ".join(sorted({c.field for c in feedback.conflicts})) + ")"
+    return redact(neutral_text(text))[:500]
