@@ -67,6 +67,7 @@ EXPECTED_SENT = {
     (f"registry-{ORIGIN}", "vital.restricted"): 2,
     (f"registry-{ORIGIN}", BIRTH): 1,  # the birth, to her origin ...
     (f"registry-{FATHERS}", BIRTH): 1,  # ... and to the father's registry
+    (f"registry-{DESTINATION}", "certificate.issued.v1"): 1,  # her certificate, where she lives
 }
 
 
