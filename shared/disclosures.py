@@ -27,6 +27,7 @@ from shared.outbox import add_events, make_event
 from shared.sensitivity import is_sensitive, neutral_purpose, neutral_type
 
 EVENT_TYPE = "disclosure.recorded.v1"
+SEQUENCE_SPACE = "#disclosures"
 
 
 def purpose_of(event_type: str) -> str:
@@ -63,7 +64,11 @@ def disclosure(
 
 
 async def _sequences(conn: asyncpg.Connection, subjects: list[str], source: str) -> dict[str, int]:
-    """The last sequence number each subject reaches once ``subjects`` (repeats counted) are numbered."""
+    """The sequence number each subject had before ``subjects`` (repeats counted) are numbered.
+
+    Disclosures are numbered apart from the source's other events (``<source>#disclosures``): the
+    exchange orders a registry's vital events by their sequence and never sees its disclosures,
+    so a disclosure numbered among them would leave a gap there that no event ever fills."""
     counts = Counter(subjects)
     rows = await conn.fetch(
         """INSERT INTO subject_sequences (subject, source, last_sequence)
@@ -73,7 +78,7 @@ async def _sequences(conn: asyncpg.Connection, subjects: list[str], source: str)
            RETURNING subject, last_sequence""",
         list(counts),
         list(counts.values()),
-        source,
+        source + SEQUENCE_SPACE,
     )
     return {r["subject"]: int(r["last_sequence"]) - counts[r["subject"]] for r in rows}
 

@@ -134,6 +134,32 @@ def test_every_party_that_received_or_read_her_data_is_named_once(sal_stack: Sta
     _check_export(stack, mother)
 
 
+def test_a_read_told_to_her_other_registry_does_not_hold_up_her_next_event(sal_stack: Stack) -> None:
+    """Disclosures are numbered apart from a registry's vital events: the exchange orders those by
+    sequence and never sees the disclosures, so one numbered among them would park what follows."""
+    stack = sal_stack
+    mother = _migrant(stack, ORIGIN)
+    dept = Api(stack, f"registry-{DESTINATION}", f"dept-{DESTINATION}")
+    assert dept.get(f"/v1/persons/{mother}", purpose="social_services").status_code == 200  # told to 320412
+    dest = Api(stack, f"registry-{DESTINATION}", f"reg-{DESTINATION}")
+    r = dest.post("/v1/pregnancies", {"mother_id_number": mother, "registered_on": "2025-06-01"})
+    assert r.status_code == 201, r.text
+    subject = subject_key(mother, stack.subject_secret.encode())
+    exchange_db = stack.service("migrant_exchange").dsn
+    applied = """SELECT 1 FROM notifications WHERE subject = $1 AND event_type = 'pregnancy.registered.v1'
+                 AND state = 'applied'"""
+    wait_until(lambda: query(exchange_db, applied, subject), 15)  # not parked for SEQUENCE_GAP_SECONDS
+    assert not query(exchange_db, "SELECT 1 FROM parked_events WHERE subject = $1", subject)
+    origin = Api(stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
+    reads = lambda: [  # noqa: E731
+        e
+        for e in origin.get(f"/v1/persons/{mother}/disclosures").json()["disclosures"]
+        if e["action"] == "person.read" and e["client_id"] == f"dept-{DESTINATION}"
+    ]
+    [told] = wait_until(reads, 15)
+    assert told["purpose"] == "social_services" and told["detail"]["discloser"] == DESTINATION
+
+
 def _check_entries(entries: list[dict[str, Any]]) -> None:
     ids = [e["detail"]["disclosure_id"] for e in entries if "disclosure_id" in e["detail"]]
     assert len(ids) == len(set(ids))  # each disclosure once
