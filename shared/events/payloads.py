@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -23,12 +23,21 @@ MEDICAL_CERTIFICATE_PATTERN = r"^[A-Z]\d{9}$"
 
 
 class Payload(BaseModel):
-    """Base of every payload: immutable and strict about unknown fields."""
+    """Base of every payload: immutable and strict about unknown fields.
+
+    ``withholdable`` is part of the contract: the fields an agreement (双向协议) may withhold
+    from a counterpart, because the receiver can apply the event without them. A notification
+    names the fields withheld from it, and the receiver validates against the payload with just
+    those fields absent (``shared.events.restriction``); any other missing field is an error.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    withholdable: ClassVar[frozenset[str]] = frozenset()
 
 
 class PersonRegisteredV1(Payload):
+    # the receiver reads both from the identity number (GB 11643)
+    withholdable: ClassVar[frozenset[str]] = frozenset({"sex", "birth_date"})
     id_number: IdNumber
     name: str = Name
     sex: Sex
@@ -38,6 +47,8 @@ class PersonRegisteredV1(Payload):
 
 
 class MarriageRegisteredV1(Payload):
+    # the receiver keeps marriages by identity numbers
+    withholdable: ClassVar[frozenset[str]] = frozenset({"spouse_a_name", "spouse_b_name"})
     marriage_id: uuid.UUID
     spouse_a_id_number: IdNumber
     spouse_a_name: str = Name
@@ -86,6 +97,8 @@ class MigrationReturnedV1(_MigrationV1):
 
 
 class PregnancyRegisteredV1(Payload):
+    # optional at the source too
+    withholdable: ClassVar[frozenset[str]] = frozenset({"expected_delivery"})
     pregnancy_id: uuid.UUID
     mother_id_number: IdNumber
     registered_in: DivisionCode
@@ -101,6 +114,8 @@ class PregnancyClosedV1(Payload):
 
 
 class BirthRegisteredV1(Payload):
+    # a birth is kept by certificate and mother
+    withholdable: ClassVar[frozenset[str]] = frozenset({"child_id_number", "father_id_number"})
     birth_id: uuid.UUID
     medical_certificate_number: str = Field(pattern=MEDICAL_CERTIFICATE_PATTERN)
     child_name: str = Name
@@ -189,6 +204,12 @@ class ExchangeNotificationV1(Payload):
     )
     sealed: SealedPayload | None = Field(
         default=None, description="the payload, readable by the addressee only"
+    )
+    withheld_fields: list[FieldName] = Field(
+        default_factory=list,
+        max_length=64,
+        description="fields the agreement withholds from the addressee: absent from the payload by "
+        "contract (each one of the event payload's ``withholdable`` fields)",
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -57,15 +58,17 @@ def counterparts(
     data: dict[str, object],
     after: Whereabouts,
     related: tuple[Whereabouts, ...] = (),
+    earlier: Iterable[str] = (),
 ) -> set[str]:
     """Jurisdictions other than the producer that keep this subject's records.
 
     Origin (hukou) and destination (residence) always hear; for a move, the place left and the
     place arrived at hear too. A person who moved on (A -> B -> C) is no longer B's business, and
     a returnee's later events stay at the origin. Related people (a spouse, a father) bring their
-    own origin and residence.
+    own origin and residence. ``earlier``: who received the registration this event closes (a
+    pregnancy's closure reaches them wherever the mother lives by then).
     """
-    targets = {after.hukou, after.residence}
+    targets = {after.hukou, after.residence, *earlier}
     for other in related:
         targets |= {other.hukou, other.residence}
     if event_type.startswith("migration."):
@@ -78,11 +81,6 @@ def counterparts(
 def covers(event_types: list[str], event_type: str) -> bool:
     """Whether an agreement's list of event types lets this type flow."""
     return "*" in event_types or event_type in event_types
-
-
-def visible(payload: dict[str, object], fields: list[str] | None) -> dict[str, object]:
-    """The payload cut down to the fields an agreement lets the counterpart see (None: all)."""
-    return dict(payload) if fields is None else {k: v for k, v in payload.items() if k in fields}
 
 
 def retry_delay(base_seconds: float, attempts: int, cap_seconds: float) -> float:

@@ -17,7 +17,7 @@ from services.migrant_exchange.entrypoints import background, reconciliation, vi
 from services.migrant_exchange.entrypoints.consumer import consumers
 from services.migrant_exchange.entrypoints.dashboard import routers as dashboard_routers
 from services.migrant_exchange.service_layer import handlers
-from services.migrant_exchange.service_layer.agreements import load_agreements
+from services.migrant_exchange.service_layer.agreements import configured, load_agreements
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.app import UnitOfWork, create_service_app
 from shared.auth import Client, require
@@ -56,6 +56,10 @@ class Notification(BaseModel):
     )
     reason: str | None
     payload: dict[str, Any] | None = Field(default=None, description="only for the addressed jurisdiction")
+    withheld_fields: list[str] = Field(
+        default_factory=list,
+        description="fields the agreement withholds from the addressee: absent from the payload by contract",
+    )
 
 
 class Migrant(BaseModel):
@@ -101,7 +105,33 @@ async def list_notifications(
     conflicting field names without their values."""
     scope = _scope_to(client, jurisdiction)
     rows = await repo.list_notifications(conn, scope, state, limit, after)
-    return [views.notification(client, r) for r in rows]
+    return await views.notifications_read(conn, client, rows)
+
+
+@router.get(
+    "/notifications/{notification_id}",
+    response_model=Notification,
+    summary="One notification, with its payload for the addressee",
+    responses=problems(404),
+)
+async def get_notification(
+    notification_id: uuid.UUID, conn: UnitOfWork, client: ExchangeReader
+) -> dict[str, Any]:
+    """How a jurisdiction not on Kafka fetches what it must apply: the payload goes to the
+    addressee's clients only, and each pick-up is written to the audit log. Operators see the
+    operation; the sender sees its own notification without the payload."""
+    row = await repo.get_notification(conn, notification_id)
+    if row is None or (client.kind != "operator" and client.jurisdiction not in _parties(row)):
+        raise NotFound(
+            "no notification with this id concerns the client's jurisdiction",
+            field="notification_id",
+            rule="addressed-to-client",
+        )
+    return (await views.notifications_read(conn, client, [row]))[0]
+
+
+def _parties(row: Any) -> tuple[str, str]:
+    return row["target_division"], row["source_division"]
 
 
 @router.post(
@@ -181,6 +211,7 @@ async def _shutdown(app: FastAPI) -> None:
 def create_app(settings: ExchangeSettings | None = None) -> FastAPI:
     settings = settings or ExchangeSettings()
     settings.require_signing_keys({EXCHANGE})  # refuse to start unable to sign
+    configured(settings)  # refuse to start on an agreement it would misapply (AgreementError names it)
     return create_service_app(
         settings,
         title="Migrant exchange",

@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from shared import audit
 from shared.auth import Client
 from shared.errors import Forbidden
 from shared.observability import redact
@@ -35,6 +36,32 @@ def notification(client: Client, row: asyncpg.Record) -> dict[str, Any]:
         return _operations(row)
     mine = client.kind == "jurisdiction" and row["target_division"] == client.jurisdiction
     return {**dict(row), "notification_id": row["id"], "payload": row["payload"] if mine else None}
+
+
+async def notifications_read(
+    conn: asyncpg.Connection, client: Client, rows: list[asyncpg.Record]
+) -> list[dict[str, Any]]:
+    """The notifications as this client may see them; each payload handed over is audited (a
+    REST pick-up is a disclosure of the person's data to the addressee)."""
+    out = [notification(client, r) for r in rows]
+    picked = [
+        audit.AuditEntry(
+            client.client_id,
+            "notification.fetched",
+            "exchange",
+            n["subject"],
+            {
+                "notification_id": str(n["notification_id"]),
+                "jurisdiction": n["target_division"],
+                "source": n["source_division"],
+                "event_type": n["event_type"],
+            },
+        )
+        for n in out
+        if n["payload"] is not None
+    ]
+    await audit.append(conn, picked)
+    return out
 
 
 def _operations(row: asyncpg.Record) -> dict[str, Any]:

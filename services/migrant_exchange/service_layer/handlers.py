@@ -15,9 +15,11 @@ from services.migrant_exchange.adapters import repository as repo
 from services.migrant_exchange.domain import routing
 from services.migrant_exchange.domain.routing import Whereabouts
 from services.migrant_exchange.settings import ExchangeSettings
+from shared import agreements
 from shared.consumer import trust_list
 from shared.events import payloads as p
 from shared.events.envelope import Envelope
+from shared.events.restriction import restrict
 from shared.events.signature import NOT_AUTHORIZED, Rejected
 from shared.identity import subject_key
 from shared.outbox import add_event
@@ -43,32 +45,60 @@ async def route_vital_event(
     others = [subject_key(n, secret) for n in routing.related_people(event.type, data)]
     others = [s for s in others if s != event.subject]
     related = await repo.whereabouts_of(conn, others) if others else []
+    earlier = await _earlier_recipients(conn, event.type, data)
     sent = 0
-    now = dt.datetime.now(dt.UTC)
-    for target in sorted(routing.counterparts(producer, event.type, data, after, tuple(related))):
-        agreement = await repo.agreement(conn, producer, target)
-        if agreement is None or not routing.covers(agreement["event_types"], event.type):
+    for target in sorted(routing.counterparts(producer, event.type, data, after, tuple(related), earlier)):
+        notification = await _notification(conn, settings, event, data, target)
+        if notification is None or not await repo.insert_notification(conn, notification):
             continue
-        deadline_s = agreement["deadline_seconds"] or settings.feedback_deadline_seconds
-        fields = (agreement["visible_fields"] or {}).get(event.type)
-        notification = {
-            "notification_id": uuid.uuid4(),
-            "target_division": target,
-            "source_division": producer,
-            "subject": event.subject,
-            "event_id": event.id,
-            "event_type": event.type,
-            "event_sequence": event.sequence,
-            "event_time": event.time,
-            "payload": routing.visible(data, fields),
-            "deadline": now + dt.timedelta(seconds=deadline_s),
-            "next_attempt_at": now + dt.timedelta(seconds=settings.notification_retry_seconds),
-        }
-        if not await repo.insert_notification(conn, notification):
-            continue
+        if event.type == "pregnancy.registered.v1":
+            await repo.add_pregnancy_recipient(conn, data["pregnancy_id"], target)
         await _publish(conn, settings, notification, event.traceparent)
         sent += 1
     return sent
+
+
+async def _earlier_recipients(conn: asyncpg.Connection, event_type: str, data: dict[str, Any]) -> set[str]:
+    """Who received the registration this event closes: a pregnancy's closure reaches every
+    jurisdiction that was told of the pregnancy, wherever the mother lives by then."""
+    if event_type != "pregnancy.closed.v1":
+        return set()
+    return await repo.take_pregnancy_recipients(conn, data["pregnancy_id"])
+
+
+async def _notification(
+    conn: asyncpg.Connection,
+    settings: ExchangeSettings,
+    event: Envelope[Any],
+    data: dict[str, Any],
+    target: str,
+) -> dict[str, Any] | None:
+    """The notification of this event for ``target`` under their agreement, or None if none lets it flow.
+
+    The agreement's field restriction for this direction is applied here, and the notification
+    names the withheld fields: the receiver validates the payload without exactly those."""
+    producer = str(event.producer)
+    row = await repo.agreement(conn, producer, target)
+    if row is None or not routing.covers(row["event_types"], event.type):
+        return None
+    withheld = agreements.withheld(
+        row["visible_fields"], (row["division_a"], row["division_b"]), target, event.type
+    )
+    now = dt.datetime.now(dt.UTC)
+    return {
+        "notification_id": uuid.uuid4(),
+        "target_division": target,
+        "source_division": producer,
+        "subject": event.subject,
+        "event_id": event.id,
+        "event_type": event.type,
+        "event_sequence": event.sequence,
+        "event_time": event.time,
+        "payload": restrict(data, withheld),
+        "withheld_fields": sorted(withheld),
+        "deadline": now + dt.timedelta(seconds=row["deadline_seconds"] or settings.feedback_deadline_seconds),
+        "next_attempt_at": now + dt.timedelta(seconds=settings.notification_retry_seconds),
+    }
 
 
 async def rebuild_roster(conn: asyncpg.Connection, events: Iterable[Envelope[Any]]) -> None:
