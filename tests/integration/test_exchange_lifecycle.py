@@ -39,16 +39,16 @@ async def _agree(
 async def test_agreements_decide_what_flows_and_which_fields_are_seen(pool: asyncpg.Pool) -> None:
     settings = ExchangeSettings(registry_urls=f"{A}=http://a,{C}=http://c")
     async with pool.acquire() as conn, conn.transaction():
-        await _agree(
-            conn, A, B, ["person.registered.v1"], 60, {"person.registered.v1": ["id_number", "name"]}
-        )
+        seen = ["id_number", "name", "hukou_division", "residence_division"]
+        await _agree(conn, A, B, ["person.registered.v1"], 60, {B: {"person.registered.v1": seen}})
         await _agree(conn, A, C, ["birth.registered.v1"], 60, {})
         to_b = person_event(new_person(), A, A, B)
         to_c = person_event(new_person(), A, A, C)
         assert await handlers.route_vital_event(conn, settings, to_b) == 1
         assert await handlers.route_vital_event(conn, settings, to_c) == 0  # not an agreed type for C
         row = await conn.fetchrow("SELECT * FROM notifications WHERE event_id = $1", to_b.id)
-        assert set(row["payload"]) == {"id_number", "name"}
+        assert set(row["payload"]) == set(seen)
+        assert row["withheld_fields"] == ["birth_date", "sex"]  # named, so the receiver knows
         assert row["deadline"] - row["created_at"] < dt.timedelta(seconds=61)
         # Scheduled reconciliation takes the pairs of configured registries that an agreement connects.
         assert await reconciliation.scheduled_pairs(conn, settings) == [(C, A)]
