@@ -49,9 +49,7 @@ def restricted_model(payload: type[BaseModel], withheld: frozenset[str]) -> type
     if not withheld:
         return payload
     absent: dict[str, Any] = {name: (None, None) for name in sorted(withheld)}
-    model: type[BaseModel] = create_model(
-        f"{payload.__name__}Restricted", __base__=payload, **absent
-    )
+    model: type[BaseModel] = create_model(f"{payload.__name__}Restricted", __base__=payload, **absent)
     return model
 
 

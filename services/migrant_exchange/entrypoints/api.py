@@ -122,16 +122,21 @@ async def get_notification(
     operation; the sender sees its own notification without the payload."""
     row = await repo.get_notification(conn, notification_id)
     if row is None or (client.kind != "operator" and client.jurisdiction not in _parties(row)):
-        raise NotFound(
-            "no notification with this id concerns the client's jurisdiction",
-            field="notification_id",
-            rule="addressed-to-client",
-        )
+        raise _no_such_notification("concerns")
     return (await views.notifications_read(conn, client, [row]))[0]
 
 
 def _parties(row: Any) -> tuple[str, str]:
     return row["target_division"], row["source_division"]
+
+
+def _no_such_notification(relation: str) -> NotFound:
+    # The same answer for "no such id" and "not yours": another jurisdiction's traffic is not ours to confirm.
+    return NotFound(
+        f"no notification with this id {relation} the client's jurisdiction",
+        field="notification_id",
+        rule="addressed-to-client",
+    )
 
 
 @router.post(
@@ -146,11 +151,7 @@ async def post_feedback(
     """For jurisdictions not on Kafka: the addressee reports applied / conflict / rejected."""
     row = await repo.get_notification(conn, notification_id)
     if row is None or row["target_division"] != client.jurisdiction:
-        raise NotFound(
-            "no notification with this id is addressed to the client's jurisdiction",
-            field="notification_id",
-            rule="addressed-to-client",
-        )
+        raise _no_such_notification("is addressed to")
     feedback = p.ExchangeFeedbackV1(
         notification_id=notification_id,
         from_division=row["target_division"],
