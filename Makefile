@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint fmt bench chart-check fuzz audit browser promtool poppler node-tools clean install
+.PHONY: run test test-fast lint fmt bench chart-check fuzz audit browser promtool poppler node-tools shell-tools clean install
 
 # The virtual environment is rebuilt whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -20,7 +20,7 @@ run: $(STAMP)
 	$(PY) -m devstack run
 
 ## The whole test suite against real PostgreSQL, the real broker, real HTTP and a real browser.
-test: $(STAMP) browser promtool poppler node-tools
+test: $(STAMP) browser promtool poppler node-tools shell-tools
 	$(MAKE) lint
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(MAKE) chart-check
@@ -50,6 +50,13 @@ node-tools:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null) \
 	  || echo "npm could not be installed: the status-list interoperability test will fail"; }
 	@test -d tests/js/node_modules/@sd-jwt/jwt-status-list || npm ci --prefix tests/js --no-audit --no-fund --silent
+
+## The README walk-through (and its test) use curl and jq.
+shell-tools:
+	@command -v jq >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 || { \
+	  echo "installing Debian jq and curl for the README walk-through test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq curl >/dev/null) \
+	  || echo "jq/curl could not be installed: the walk-through test will fail"; }
 
 ## The alert-rule tests use Debian's promtool (package prometheus); a parser stands in without it.
 promtool:

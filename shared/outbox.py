@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from shared.events.catalog import DLQ_SUFFIX, EventSpec, spec_for
 from shared.events.envelope import Envelope, new_event_id
-from shared.events.signature import sign_outgoing
+from shared.events.signature import sign_outgoing_batch
 from shared.kafka import all_topics, ensure_topics, incarnation_of, make_producer, topic_names
 from shared.observability import (
     BROKER_RESETS,
@@ -262,10 +262,9 @@ class OutboxRelay:
         if not rows:
             return 0
         futures = []
-        now = dt.datetime.now(dt.UTC)
-        for row in rows:
+        values = self.signed([(row["topic"], bytes(row["value"])) for row in rows], dt.datetime.now(dt.UTC))
+        for row, value in zip(rows, values, strict=True):
             headers = [(k, str(v).encode()) for k, v in row["headers"].items()]
-            value = self.signed(row["topic"], bytes(row["value"]), now)
             futures.append(
                 await producer.send(row["topic"], value, key=row["key"].encode() or None, headers=headers)
             )
@@ -290,18 +289,23 @@ class OutboxRelay:
             raise failed if isinstance(failed, KafkaError | OSError) else KafkaError(str(failed))
         return len(done)
 
-    def signed(self, topic: str, value: bytes, now: dt.datetime) -> bytes:
-        """The event as published, signed with its source's key (see ``sign_outgoing`` for why
-        here). Dead letters keep the bytes they arrived with: someone else's events."""
-        if topic.endswith(DLQ_SUFFIX):
-            return value
-        signed = sign_outgoing(self.keyring, value, now)
-        if signed is None:
-            # Consumers refuse it (and count it); holding it back would stall every later row.
-            EVENTS_UNSIGNED_PUBLISHED.labels(self.service).inc()
-            log.error("no event-signing key for this source; published unsigned", extra={"topic": topic})
-            return value
-        return signed
+    def signed(self, rows: list[tuple[str, bytes]], now: dt.datetime) -> list[bytes]:
+        """The events as published, signed with their sources' keys, one signature per source
+        for the whole batch (see ``sign_outgoing_batch`` for why here). Dead letters keep the
+        bytes they arrived with: someone else's events."""
+        own = [i for i, (topic, _) in enumerate(rows) if not topic.endswith(DLQ_SUFFIX)]
+        signed = sign_outgoing_batch(self.keyring, [rows[i][1] for i in own], now)
+        values = [value for _, value in rows]
+        for i, value in zip(own, signed, strict=True):
+            if value is None:
+                # Consumers refuse it (and count it); holding it back would stall every later row.
+                EVENTS_UNSIGNED_PUBLISHED.labels(self.service).inc()
+                log.error(
+                    "no event-signing key for this source; published unsigned", extra={"topic": rows[i][0]}
+                )
+            else:
+                values[i] = value
+        return values
 
     def _log_went_back(self, acks: list[Any]) -> bool:
         went_back = False

@@ -144,18 +144,27 @@ class Keyring(_Frozen):
         if not usable:
             return None
         best = max(usable, key=lambda k: k.not_before or dt.datetime.min.replace(tzinfo=dt.UTC))
-        return best.kid, Ed25519PrivateKey.from_private_bytes(b64u_decode(best.private_key))
+        return best.kid, _ed25519(best.private_key)
 
     def decryption_keys(self, division: str) -> dict[str, X25519PrivateKey]:
         """Every encryption key of a division this process holds, by kid (old ones still decrypt)."""
         return {
-            k.kid: X25519PrivateKey.from_private_bytes(b64u_decode(k.private_key))
-            for k in self.keys
-            if k.use == "encrypt" and k.party == division
+            k.kid: _x25519(k.private_key) for k in self.keys if k.use == "encrypt" and k.party == division
         }
 
     def parties(self) -> set[Party]:
         return {k.party for k in self.keys if k.use == "sign"}
+
+
+@lru_cache(maxsize=64)
+def _ed25519(private_key: str) -> Ed25519PrivateKey:
+    """A private key object, made once: making one derives its public half (a scalar multiplication)."""
+    return Ed25519PrivateKey.from_private_bytes(b64u_decode(private_key))
+
+
+@lru_cache(maxsize=64)
+def _x25519(private_key: str) -> X25519PrivateKey:
+    return X25519PrivateKey.from_private_bytes(b64u_decode(private_key))
 
 
 def _valid(key: PrivateKey, when: dt.datetime) -> bool:

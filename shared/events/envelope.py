@@ -48,6 +48,8 @@ class Envelope(BaseModel, Generic[P]):
     # over the canonical envelope. Set by the outbox relay as it publishes; checked by consumers.
     signer: str | None = Field(default=None, max_length=100)
     signature: str | None = Field(default=None, max_length=200)
+    # Set only when the signature covers a batch: the event's path to the batch's Merkle root.
+    sigproof: str | None = Field(default=None, max_length=1200)
     data: P
 
     @property

@@ -16,6 +16,7 @@ from cli.main import app
 from devstack.embedded import EmbeddedPostgres
 from devstack.stack import DESTINATION, ORIGIN, Stack
 from shared.offline_verifier import OfflineVerifier
+from shared.signing import b64u_decode
 from tests.conftest import running_stack
 from tests.helpers import Api, person_id, wait_until
 
@@ -70,6 +71,11 @@ def test_a_revoked_key_is_refused_online_at_once_and_offline_with_the_next_statu
     # offline: a kiosk still holding the old key download gets the next status list
     list_after = httpx.get(f"{base}/v1/status-lists/{ORIGIN}").json()
     assert cert["key_id"] in list_after["credential"]["credentialSubject"]["revokedKeys"]
+    token_list = httpx.get(
+        f"{base}/v1/status-lists/{ORIGIN}", headers={"Accept": "application/statuslist+jwt"}
+    ).text  # what the kiosk page holds offline names the key too
+    claims = json.loads(b64u_decode(token_list.split(".")[1]))
+    assert cert["key_id"] in claims["revoked_keys"]
     stale = OfflineVerifier(keys_before, [list_after]).verify(cert["token"], "benefits")
     assert stale.result == "revoked" and stale.reason == "the issuer revoked the signing key"
     keys_after = httpx.get(base + "/v1/keys").json()

@@ -22,7 +22,7 @@ from devstack.stack import DESTINATION, ORIGIN, Stack
 from shared import signing
 from shared.events.catalog import spec_for
 from shared.events.envelope import Envelope, new_event_id
-from shared.events.signature import sign_value
+from shared.events.signature import sign_documents, sign_value
 from shared.identity import subject_key
 from tests.helpers import Api, person_id, query, signed, signed_bytes, wait_until
 
@@ -152,6 +152,28 @@ def test_data_altered_after_signing_is_refused(stack: Stack) -> None:
     doc = orjson.loads(signed(stack, event))
     doc["data"]["name"] = "篡改"  # the signature still travels with the event
     why = _forge_vital(stack, orjson.dumps(doc), event, "bad_signature")
+    assert why.startswith("rejected: bad_signature")
+
+
+def test_a_batch_under_one_signature_is_applied_and_a_member_altered_is_refused(stack: Stack) -> None:
+    """A relay signs a batch once (a Merkle root); a member altered after signing is refused while
+    its batch-mates, already met under the same signature, are applied."""
+    people = [_person(stack, ORIGIN) for _ in range(4)]
+    signer = stack.trust.keyring(ORIGIN).signing_key(ORIGIN, dt.datetime.now(dt.UTC))
+    assert signer is not None
+    docs = [orjson.loads(v) for v in sign_documents([e.model_dump(mode="json") for _, e in people], *signer)]
+    assert len({d["signature"] for d in docs}) == 1 and all(d["sigproof"] for d in docs)
+    for doc, (_, event) in zip(docs[:3], people[:3], strict=True):
+        _produce(stack, "vital.person.v1", orjson.dumps(doc), event.subject)
+    exchange = stack.service("migrant_exchange").dsn
+    wait_until(
+        lambda: all(
+            query(exchange, "SELECT 1 FROM roster WHERE subject = $1", e.subject) for _, e in people[:3]
+        )
+    )
+    altered, event = docs[3], people[3][1]
+    altered["data"]["name"] = "篡改"
+    why = _forge_vital(stack, orjson.dumps(altered), event, "bad_signature")
     assert why.startswith("rejected: bad_signature")
 
 

@@ -14,7 +14,7 @@ from services.verification.settings import VerificationSettings
 from shared import signing
 from shared.events.catalog import parse_event, spec_for
 from shared.events.envelope import Envelope, new_event_id
-from shared.events.signature import Rejected, authority, sign_value, verify_value
+from shared.events.signature import Rejected, authority, sign_documents, sign_value, verify_value
 from shared.sealing import CannotOpen, notification_aad, open_sealed, seal
 from shared.trust import DivisionTrust, ExchangeTrust, PublicKey, TrustList, bound_key_url
 
@@ -87,6 +87,44 @@ def test_signatures_cover_the_whole_envelope_and_only_listed_keys_count() -> Non
     # key order and whitespace are not part of what is signed
     reordered = orjson.dumps(dict(reversed(list(orjson.loads(_signed(event, "320412")).items()))))
     assert verify_value(reordered, TRUST, NOW) == "320412"
+
+
+def _batch(n: int) -> list[dict[str, Any]]:
+    signed = sign_documents(
+        [orjson.loads(_revoked("320412", "/registry/320412").model_dump_json()) for _ in range(n)],
+        "320412-k",
+        KEYS["320412"],
+    )
+    return [orjson.loads(v) for v in signed]
+
+
+@pytest.mark.parametrize("size", [2, 3, 5, 8, 33])
+def test_a_batch_under_one_signature_verifies_event_by_event(size: int) -> None:
+    docs = _batch(size)
+    assert len({d["signature"] for d in docs}) == 1  # one Ed25519 signature for the whole batch
+    for d in docs:
+        assert verify_value(orjson.dumps(d), TRUST, NOW) == "320412"
+        authority(parse_event(orjson.dumps(d)), "320412")
+
+
+def test_a_batch_member_altered_or_given_another_proof_is_refused() -> None:
+    docs = _batch(5)
+    altered = {**docs[2], "data": {**docs[2]["data"], "reason": "stolen"}}
+    assert _reason(orjson.dumps(altered)) == "bad_signature"
+    swapped = {**docs[1], "sigproof": docs[3]["sigproof"]}
+    assert _reason(orjson.dumps(swapped)) == "bad_signature"
+    # an event of another batch cannot borrow this batch's (already verified) signature and proof
+    stranger = _batch(5)[1]
+    borrowed = {**stranger, "signature": docs[1]["signature"], "sigproof": docs[1]["sigproof"]}
+    assert _reason(orjson.dumps(borrowed)) == "bad_signature"
+    for proof in ("", "X" + "A" * 43, "L" + "A" * 10, ",".join(["L" + "A" * 43] * 25), 7):
+        with pytest.raises(Rejected) as caught:  # checked before parsing: a consumer does both
+            verify_value(orjson.dumps({**docs[0], "sigproof": proof}), TRUST, NOW)
+        assert caught.value.reason == "bad_signature"
+    # a single event's signature cannot be turned into a batch's, nor the other way round
+    single = orjson.loads(_signed(_revoked("320412", "/registry/320412"), "320412"))
+    assert _reason(orjson.dumps({**single, "sigproof": docs[0]["sigproof"]})) == "bad_signature"
+    assert _reason(orjson.dumps({k: v for k, v in docs[0].items() if k != "sigproof"})) == "bad_signature"
 
 
 def test_a_key_outside_its_validity_is_refused() -> None:

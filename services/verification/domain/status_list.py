@@ -57,9 +57,18 @@ def status_of(bits: bytes, idx: int) -> int:
 
 
 def claims(
-    *, uri: str, jurisdiction: str, revoked: Iterable[int], issued_at: int, validity: int, ttl: int
+    *,
+    uri: str,
+    jurisdiction: str,
+    revoked: Iterable[int],
+    issued_at: int,
+    validity: int,
+    ttl: int,
+    revoked_keys: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """The Status List Token's claims: ``sub`` is the URI certificates reference it by."""
+    """The Status List Token's claims: ``sub`` is the URI certificates reference it by.
+    ``revoked_keys`` (a private claim) names the issuer's withdrawn signing keys: a kiosk refuses
+    tokens under them from this list on, even while it still holds the key itself."""
     return {
         "sub": uri,
         "iat": issued_at,
@@ -67,4 +76,5 @@ def claims(
         "ttl": ttl,
         "jurisdiction": jurisdiction,
         "status_list": {"bits": 1, "lst": encode(revoked)},
+        "revoked_keys": sorted(revoked_keys),
     }

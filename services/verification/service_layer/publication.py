@@ -88,6 +88,7 @@ async def status_list_token(
         issued_at=int(dt.datetime.now(dt.UTC).timestamp()),
         validity=validity,
         ttl=ttl,
+        revoked_keys=await repo.revoked_kids(conn, issuer),
     )
     return signer.sign_typed(claims, tsl.JWT_TYP)
 

@@ -153,7 +153,9 @@ const Offline = (() => {
     }
     const today = new Date(now).toISOString().slice(0, 10);
     let result = "valid";
-    if ((list.bits[idx >> 3] >> (idx & 7)) & 1) result = "revoked";
+    const revokedKeys = Array.isArray(list.claims.revoked_keys) ? list.claims.revoked_keys : [];
+    if (revokedKeys.includes(header.kid)) result = "revoked"; // the issuer withdrew the key itself
+    else if ((list.bits[idx >> 3] >> (idx & 7)) & 1) result = "revoked";
     else if (String(claims.exp) < today) result = "expired";
     return { result, issuer, certificate_number: number, attributes: attributes(claims, purpose), listAge: age };
   }
