@@ -28,7 +28,7 @@ from tests.e2e.agreements_kit import (
     registry,
     write_agreements,
 )
-from tests.helpers import person_id, query, wait_until
+from tests.helpers import Api, person_id, query, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -86,6 +86,11 @@ def test_reads_follow_the_agreement_and_the_person_s_current_places(agreements_s
         preg["pregnancy_id"],
     )
     assert [r["expected_delivery"] for r in at_b] == [None]
+
+    # An operator sees that fields were withheld, not which (the name would tell a pregnancy).
+    listed = ok(Api(s, "migrant_exchange", "operator").get("/v1/notifications", jurisdiction=B, limit=1000))
+    [seen_op] = [n for n in listed if n["event_id"] == str(preg["event_id"])]
+    assert seen_op["event_type"] == seen_op["withheld_fields"][0] == "vital.restricted"
 
     own = ok(registry(s, A).get(f"/v1/persons/{mother}", purpose="maternal_care"))
     assert own["pregnancies"][0]["expected_delivery"] == "2027-01-15"

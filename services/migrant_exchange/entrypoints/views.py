@@ -17,7 +17,7 @@ from shared import audit
 from shared.auth import Client
 from shared.errors import Forbidden
 from shared.observability import redact
-from shared.sensitivity import neutral_text, neutral_type
+from shared.sensitivity import NEUTRAL_CATEGORY, is_sensitive, neutral_text, neutral_type
 
 
 def require_jurisdiction(client: Client) -> None:
@@ -74,6 +74,10 @@ def _operations(row: asyncpg.Record) -> dict[str, Any]:
         "conflicts": None if conflicts is None else [{"field": neutral_text(c["field"])} for c in conflicts],
         "reason": None if row["reason"] is None else redact(neutral_text(row["reason"])),
         "payload": None,
+        # What an agreement withholds names the event's kind (expected_delivery): neutral for these.
+        "withheld_fields": [
+            NEUTRAL_CATEGORY if is_sensitive(row["event_type"]) else f for f in row["withheld_fields"] or []
+        ],
     }
 
 
