@@ -40,8 +40,9 @@ class AgreementError(ValueError):
 
 
 def exchanged_types() -> tuple[str, ...]:
-    """The event types that flow between jurisdictions under agreements (the vital events)."""
-    return tuple(t for t, spec in CATALOG.items() if spec.topic.startswith("vital."))
+    """The event types that flow between jurisdictions under agreements: the vital events and the
+    certificates' lifecycle (not the exchange's own notifications and feedback)."""
+    return tuple(t for t, spec in CATALOG.items() if spec.topic.startswith(("vital.", "certificate.")))
 
 
 def _event_type(name: str) -> str:

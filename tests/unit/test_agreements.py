@@ -65,7 +65,7 @@ def test_restrictions_are_per_direction_and_name_the_withheld_fields() -> None:
         ({"visible_fields": {B: {"birth.registered.v1": ["birth_id"]}}}, "'child_name'"),
         ({"visible_fields": {"birth.registered.v1": ["birth_id"]}}, "keyed by the receiving division"),
         ({"visible_fields": {C: {"birth.registered.v1": BIRTH_VISIBLE}}}, "'110101' is not a division"),
-        ({"event_types": ["certificate.issued.v1"]}, "not exchanged between jurisdictions"),
+        ({"event_types": ["exchange.feedback.v1"]}, "not exchanged between jurisdictions"),
         (
             {"event_types": ["person.registered.v1"], "visible_fields": {B: {"birth.registered.v1": []}}},
             "does not let flow",
