@@ -147,7 +147,8 @@ async def test_loading_replaces_the_table_so_a_removed_agreement_stops_flowing(
     async with pool.acquire() as conn:
         assert await load_agreements(conn, first) == 2
         async with conn.transaction():
-            assert await handlers.route_vital_event(conn, first, person_event(new_person(), A, A, C)) == 1
+            earlier = person_event(new_person(), A, A, C)
+            assert await handlers.route_vital_event(conn, first, earlier) == 1
         # The next start's file no longer lists A <-> C, and changes A <-> B's deadline.
         second = _settings(tmp_path, [{**both[0], "deadline_seconds": 30}], "second")
         assert await load_agreements(conn, second) == 1
@@ -158,6 +159,17 @@ async def test_loading_replaces_the_table_so_a_removed_agreement_stops_flowing(
             assert await handlers.route_vital_event(conn, second, to_c) == 0
             assert await handlers.route_vital_event(conn, second, person_event(new_person(), A, A, B)) == 1
         assert await conn.fetchval("SELECT count(*) FROM notifications WHERE event_id = $1", to_c.id) == 0
+        # What was sent before the removal is not sent again; it waits for its answer or its deadline.
+        sends = "SELECT count(*) FROM outbox WHERE event_type = 'exchange.notification.v1'"
+        before = await conn.fetchval(sends)
+        await conn.execute("UPDATE notifications SET next_attempt_at = now() - interval '1 s'")
+        async with conn.transaction():
+            assert await handlers.resend_unanswered(conn, second) == 1  # A -> B's, still agreed
+        assert await conn.fetchval(sends) == before + 1
+        stopped = await conn.fetchrow("SELECT * FROM notifications WHERE event_id = $1", earlier.id)
+        assert (
+            stopped["state"] == "pending" and stopped["next_attempt_at"] is None and stopped["attempts"] == 1
+        )
         # The roster still follows her: only the flow to C stopped.
         assert (
             await conn.fetchval("SELECT residence_division FROM roster WHERE subject = $1", to_c.subject) == C

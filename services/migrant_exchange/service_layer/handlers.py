@@ -164,15 +164,22 @@ async def _publish(
 
 
 async def resend_unanswered(conn: asyncpg.Connection, settings: ExchangeSettings) -> int:
-    """Send again the notifications that got no feedback yet, with exponential backoff.
+    """Send again the notifications that got no feedback yet, with exponential backoff; how many.
 
     A re-send carries the same notification id under a new event id, so a counterpart that
     lost the first one applies it (its records are idempotent) and answers; one that already
-    answered answers again, and the second answer changes nothing here.
+    answered answers again, and the second answer changes nothing here. A notification whose
+    agreement was removed since (or no longer lets its type flow) is not sent again: it waits
+    for an answer to what was sent, and goes overdue at its deadline.
     """
     rows = await delivery.due_for_resend(conn, settings.notification_max_attempts)
     now = dt.datetime.now(dt.UTC)
+    sent = 0
     for row in rows:
+        agreed = await repo.agreement(conn, row["source_division"], row["target_division"])
+        if agreed is None or not routing.covers(agreed["event_types"], row["event_type"]):
+            await delivery.mark_resent(conn, row["id"], None, sent=False)
+            continue
         n = {**dict(row), "notification_id": row["id"]}
         await _publish(conn, settings, n)
         attempts = row["attempts"] + 1
@@ -183,7 +190,8 @@ async def resend_unanswered(conn: asyncpg.Connection, settings: ExchangeSettings
             None if attempts >= settings.notification_max_attempts else now + dt.timedelta(seconds=delay)
         )
         await delivery.mark_resent(conn, row["id"], next_at)
-    return len(rows)
+        sent += 1
+    return sent
 
 
 async def record_feedback(conn: asyncpg.Connection, feedback: p.ExchangeFeedbackV1) -> bool:
