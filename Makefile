@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint fmt bench chart-check fuzz audit browser promtool poppler node-tools shell-tools clean install
+.PHONY: run test test-fast lint fmt bench chart-check fuzz audit contracts browser promtool poppler node-tools shell-tools clean install
 
 # The virtual environment is rebuilt whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -43,13 +43,15 @@ poppler:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null) \
 	  || echo "pdftoppm could not be installed: the printed-certificate test will fail"; }
 
-## The status-list interoperability test reads our lists with an npm library (tests/js, pinned by its lock).
+## The interoperability tests read our documents with npm libraries (tests/js, pinned by its lock): the
+## status-list reader and the AsyncAPI parser.
 node-tools:
 	@command -v npm >/dev/null 2>&1 || { \
 	  echo "installing Debian nodejs and npm for the interoperability tests"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null) \
 	  || echo "npm could not be installed: the status-list interoperability test will fail"; }
-	@test -d tests/js/node_modules/@sd-jwt/jwt-status-list || npm ci --prefix tests/js --no-audit --no-fund --silent
+	@test -d tests/js/node_modules/@sd-jwt/jwt-status-list -a -d tests/js/node_modules/@asyncapi/parser \
+	  || npm ci --prefix tests/js --no-audit --no-fund --silent
 
 ## The README walk-through (and its test) use curl and jq.
 shell-tools:
@@ -85,6 +87,10 @@ chart-check: $(STAMP)
 ## Longer fuzzing of every OpenAPI document than the bounded run in `make test`.
 fuzz: $(STAMP)
 	FUZZ_EXAMPLES=500 $(PY) -m pytest -q tests/fuzz
+
+## Regenerate the published event contracts (docs/contracts: AsyncAPI 3 + a JSON Schema per payload version).
+contracts: $(STAMP)
+	$(PY) -m shared.events.contracts write
 
 ## Known vulnerabilities in the installed dependencies (PyPI advisory database; also a test in `make test`).
 audit: $(STAMP)

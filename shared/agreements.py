@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.events.catalog import CATALOG
 from shared.events.restriction import check_withheld
+from shared.events.upcasting import current_field, current_type
 from shared.identity import check_division
 
 ANY = "*"
@@ -108,8 +109,11 @@ class Agreement(BaseModel):
                 unknown = [f for f in fields if f not in payload.model_fields]
                 if unknown:
                     raise ValueError(f"unknown field {unknown[0]!r} of {event_type}")
+                current = current_type(event_type)
                 try:
                     check_withheld(payload, set(payload.model_fields) - set(fields))
+                    if current != event_type:  # the restriction as it applies to the current version
+                        check_withheld(CATALOG[current].payload, self.withheld(receiver, current))
                 except ValueError as e:
                     raise ValueError(f"{event_type} for {receiver}: {e}") from None
         return self
@@ -124,8 +128,8 @@ class Agreement(BaseModel):
         return withheld(self.visible_fields, (self.division_a, self.division_b), receiver, event_type)
 
     def covers(self, event_type: str) -> bool:
-        """Whether this agreement lets the event type flow (both ways)."""
-        return ANY in self.event_types or event_type in self.event_types
+        """Whether this agreement lets the event type flow (both ways; any version of it)."""
+        return covers(self.event_types, event_type)
 
     def row(self) -> dict[str, Any]:
         """The agreement as the exchange's table stores it."""
@@ -139,16 +143,34 @@ class Agreement(BaseModel):
         }
 
 
+def covers(event_types: Iterable[str], event_type: str) -> bool:
+    """Whether a list of agreed event types lets this type flow. An agreement naming an older
+    version covers the version it is upcast to: producers switching to a v2 must neither stop an
+    agreed flow nor open one that was not agreed."""
+    current = current_type(event_type)
+    return any(t == ANY or current_type(t) == current for t in event_types)
+
+
 def withheld(
     visible_fields: Fields | None, sides: tuple[str, str], receiver: str, event_type: str
 ) -> frozenset[str]:
     """The fields of ``event_type`` that the agreement between ``sides`` withholds from ``receiver``
-    (empty: all visible). A receiver matched by a ``*`` side reads the restrictions keyed ``*``."""
+    (empty: all visible). A receiver matched by a ``*`` side reads the restrictions keyed ``*``.
+
+    A restriction written for another version of the type still holds: its field names are
+    compared where the current version keeps them (``shared.events.upcasting``), so a producer
+    switching to a v2 neither lifts a restriction nor breaks it."""
     key = receiver if receiver in sides else ANY
-    fields = ((visible_fields or {}).get(key) or {}).get(event_type)
-    if fields is None or event_type not in CATALOG:
+    current = current_type(event_type)
+    seen: set[str] | None = None
+    for listed, fields in ((visible_fields or {}).get(key) or {}).items():
+        if listed in CATALOG and current_type(listed) == current:
+            mapped = {current_field(listed, f) for f in fields}
+            seen = mapped if seen is None else seen & mapped
+    if seen is None or event_type not in CATALOG:
         return frozenset()
-    return frozenset(CATALOG[event_type].payload.model_fields) - frozenset(fields)
+    own = CATALOG[event_type].payload.model_fields
+    return frozenset(f for f in own if current_field(event_type, f) not in seen)
 
 
 def parse(entries: object, origin: str = "agreements") -> list[Agreement]:

@@ -22,6 +22,7 @@ from shared.auth import ClientRegistry
 from shared.clients_file import ClientSources
 from shared.consumer import EventConsumer
 from shared.consumer_health import ConsumerMonitor
+from shared.contracts_routes import contracts_router
 from shared.db import create_pool, is_unavailable, migrate
 from shared.errors import install_error_handlers
 from shared.idempotency import IdempotencyMiddleware
@@ -145,6 +146,7 @@ def create_service_app(
     for router in routers:  # first: routes are matched in order, and these carry the traffic
         app.include_router(router)
     app.include_router(_ops_router())
+    app.include_router(contracts_router())
     return app
 
 

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from shared.events.catalog import DLQ_SUFFIX, EventSpec, spec_for
 from shared.events.envelope import Envelope, new_event_id
+from shared.events.recording import EventTap
 from shared.events.signature import sign_outgoing_batch
 from shared.kafka import all_topics, ensure_topics, incarnation_of, make_producer, topic_names
 from shared.observability import (
@@ -179,6 +180,8 @@ class OutboxRelay:
         # Called when the broker came back empty (consumers of this process restart).
         self.reset_listeners: list[Callable[[], None]] = []
         self.keyring = load_keyring(settings.event_keys_file) if settings.event_keys_file else Keyring()
+        production = settings.environment == "production"
+        self.tap = EventTap(None if production else settings.events_record_dir, settings.service_name)
 
     async def run(self) -> None:
         """Hold the relay lock, then publish until cancelled.
@@ -280,6 +283,11 @@ class OutboxRelay:
             for row, r in zip(rows, results, strict=True):
                 if not isinstance(r, BaseException):
                     EVENTS_PRODUCED.labels(self.service, neutral_label(row["topic"])).inc()
+            self.tap.write(
+                v
+                for row, v, r in zip(rows, values, results, strict=True)
+                if not isinstance(r, BaseException) and not row["topic"].endswith(DLQ_SUFFIX)
+            )
         if self._log_went_back([r for r in results if not isinstance(r, BaseException)]):
             # A broker that came back empty may even acknowledge writes to topics it no longer
             # has; what it acknowledged since (and before) may be gone. Recreate and re-send.

@@ -124,6 +124,11 @@ class BaseServiceSettings(KafkaSettings):
     audit_checkpoint_key: SecretStr | None = None
     audit_checkpoint_interval: float = Field(default=60.0, ge=0, description="0: no checkpoints")
 
+    # Development and tests: append every event the relay publishes to a file in this folder
+    # (shared.events.recording), to check them against the published contracts. Ignored in
+    # production: payloads carry identity numbers.
+    events_record_dir: str | None = None
+
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     otel_endpoint: str | None = None
 

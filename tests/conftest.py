@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,9 +18,29 @@ import pytest
 
 from devstack.embedded import Broker, EmbeddedPostgres
 from devstack.stack import Stack
+from tests.contracts_kit import RECORD_DIR_ENV, check_recorded
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 _db_counter = itertools.count(1)
+# Every event a relay of this run publishes (in-process or a stack's processes) is recorded here
+# and checked against the published contracts when the run ends (pytest_sessionfinish).
+RECORDED_EVENTS = Path(
+    os.environ.setdefault(RECORD_DIR_ENV, str(ARTIFACTS / "events" / f"run-{time.time_ns()}-{os.getpid()}"))
+)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Every recorded event of the run keeps its contract, or the run fails naming the broken ones."""
+    if not RECORDED_EVENTS.is_dir():
+        return
+    types, broken = check_recorded(RECORDED_EVENTS)
+    report = ARTIFACTS / "events" / "contract-check.txt"
+    lines = [f"{sum(types.values())} recorded events, {len(broken)} breaking their contract"]
+    lines += [f"  {n:6d} {t}" for t, n in sorted(types.items())] + broken
+    report.write_text("\n".join(lines) + "\n")
+    if broken:
+        print("\n".join(["", *lines[:1], *broken[:20], f"(all in {report})"]))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

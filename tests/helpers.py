@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.stack import Stack
 from shared.identity import compose_id_number
@@ -81,6 +82,46 @@ def tamper(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
             await conn.close()
 
     return asyncio.run(run())
+
+
+def migrant(stack: Stack, hukou: str, to: str, name: str, *, arrived: bool = True) -> str:
+    """A woman registered at ``hukou`` who left for ``to`` in 2025 (and, when ``arrived``, was
+    registered there on arrival): her identity number."""
+    home = Api(stack, f"registry-{hukou}", f"reg-{hukou}")
+    woman = person_id("F")
+    born = f"{woman[6:10]}-{woman[10:12]}-{woman[12:14]}"
+    person = {"id_number": woman, "name": name, "sex": "F", "birth_date": born, "hukou_division": hukou}
+    assert home.post("/v1/persons", person).status_code == 201
+    move = {"id_number": woman, "from_division": hukou, "to_division": to, "migration_date": "2025-02-01"}
+    assert home.post("/v1/migrations", {"kind": "departed", **move}).status_code == 201
+    if arrived:
+        there = Api(stack, f"registry-{to}", f"reg-{to}")
+        came = {"kind": "arrived", **move, "name": name, "hukou_division": hukou}
+        assert there.post("/v1/migrations", came).status_code == 201
+    return woman
+
+
+def production_settings(**extra: str) -> dict[str, str]:
+    """What every service's settings need in production (secrets as fakes of the right shape)."""
+    return {
+        "environment": "production",
+        "trust_list_file": "x",
+        "subject_key_secret": "s" * 32,
+        "kafka_security_protocol": "SSL",
+        "audit_checkpoint_key": "A" * 43,
+        **extra,
+    }
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels`` (0 when there is none)."""
+    text = httpx.get(url + "/metrics", timeout=5).text
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 def run_async(coro: Awaitable[T]) -> T:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +11,7 @@ from pydantic import BaseModel
 
 from shared.events import payloads as p
 from shared.events.envelope import Envelope
+from shared.events.upcasting import UPCASTERS, upcast_data
 
 PayloadType = type[BaseModel]  # named outside the class: its field ``type`` shadows the builtin there
 
@@ -36,7 +36,8 @@ _SPECS = [
     EventSpec("migration.returned.v1", "vital.migration.v1", p.MigrationReturnedV1),
     EventSpec("pregnancy.registered.v1", "vital.pregnancy.v1", p.PregnancyRegisteredV1),
     EventSpec("pregnancy.closed.v1", "vital.pregnancy.v1", p.PregnancyClosedV1),
-    EventSpec("birth.registered.v1", "vital.birth.v1", p.BirthRegisteredV1),
+    EventSpec("birth.registered.v1", "vital.birth.v1", p.BirthRegisteredV1),  # upcast to v2
+    EventSpec("birth.registered.v2", "vital.birth.v1", p.BirthRegisteredV2),
     EventSpec("record.corrected.v1", "vital.correction.v1", p.RecordCorrectedV1),
     EventSpec("certificate.issued.v1", "certificate.lifecycle.v1", p.CertificateIssuedV1),
     EventSpec("certificate.revoked.v1", "certificate.lifecycle.v1", p.CertificateRevokedV1),
@@ -49,9 +50,9 @@ TOPICS: tuple[str, ...] = tuple(dict.fromkeys(s.topic for s in _SPECS))
 VITAL_TOPICS: tuple[str, ...] = tuple(t for t in TOPICS if t.startswith("vital."))
 DLQ_SUFFIX = ".dlq"
 
-# Upcasters turn an older envelope (as a dict) into the current one: type -> function.
-# A consumer accepts both versions during a transition because parsing upcasts first.
-UPCASTERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+# The types producers write: older versions stay in the catalog (consumers meet them, their
+# schemas stay published) but are upcast when parsed (shared.events.upcasting).
+CURRENT_TYPES: tuple[str, ...] = tuple(t for t in CATALOG if t not in UPCASTERS)
 
 
 class UnknownEventType(ValueError):
@@ -70,15 +71,17 @@ def topic_for(event_type: str) -> str:
 
 
 def parse_event(raw: bytes | str | dict[str, Any]) -> Envelope[Any]:
-    """Parse a structured-mode CloudEvent into its typed envelope, upcasting older versions.
+    """Parse a structured-mode CloudEvent into its typed envelope, upcasting older versions
+    (the caller verifies the signature over the bytes it received, not over the upcast model).
 
     Raises ``ValueError`` (pydantic's ``ValidationError`` is one) for anything malformed.
     """
     doc = raw if isinstance(raw, dict) else orjson.loads(raw)
     if not isinstance(doc, dict):
         raise ValueError("a CloudEvent must be a JSON object")
-    while doc.get("type") in UPCASTERS:
-        doc = UPCASTERS[doc["type"]](doc)
+    if doc.get("type") in UPCASTERS and isinstance(doc.get("data"), dict):
+        event_type, data = upcast_data(doc["type"], doc["data"])
+        doc = {**doc, "type": event_type, "dataschema": spec_for(event_type).dataschema, "data": data}
     return _envelope_of(str(doc.get("type"))).model_validate(doc)
 
 

@@ -113,9 +113,12 @@ class PregnancyClosedV1(Payload):
     outcome: Literal["birth", "ended", "transferred"]
 
 
-class BirthRegisteredV1(Payload):
-    # a birth is kept by certificate and mother
+class _Birth(Payload):
+    """What every version of a birth carries; each version adds its place of birth."""
+
+    # a birth is kept by certificate and mother: an agreement may withhold these two
     withholdable: ClassVar[frozenset[str]] = frozenset({"child_id_number", "father_id_number"})
+
     birth_id: uuid.UUID
     medical_certificate_number: str = Field(pattern=MEDICAL_CERTIFICATE_PATTERN)
     child_name: str = Name
@@ -125,7 +128,41 @@ class BirthRegisteredV1(Payload):
     mother_id_number: IdNumber
     father_id_number: IdNumber | None = None
     birth_order: int = Field(ge=1, le=20)
+
+
+class BirthRegisteredV1(_Birth):
+    """A birth (superseded by v2: the place of birth as a bare county code)."""
+
     birth_division: DivisionCode
+
+
+BirthPlaceKind = Literal[
+    "hospital", "maternal_child_health_centre", "township_health_centre", "home", "in_transit", "other"
+]
+
+
+class BirthPlace(Payload):
+    """出生地点 as the birth medical certificate records it: where, and in what kind of place."""
+
+    division: DivisionCode = Field(description="the county-level division the child was born in")
+    kind: BirthPlaceKind | None = Field(
+        default=None, description="the kind of place; null when not recorded (a birth upcast from v1)"
+    )
+    institution: str | None = Field(
+        default=None, min_length=1, max_length=100, description="the delivering institution's name"
+    )
+
+
+class BirthRegisteredV2(_Birth):
+    """A birth, with a structured place of birth (``birth_place``) instead of v1's ``birth_division``.
+
+    Why a v2: the hospital-delivery rate (住院分娩率) is a maternal and child health indicator both
+    registries report, and v1 carried only the county code, so a destination could not tell a
+    hospital birth from a home birth. The division moved into ``birth_place``: a removed field is
+    a breaking change, hence a new version (docs/contracts.md).
+    """
+
+    birth_place: BirthPlace
 
 
 class RecordCorrectedV1(Payload):

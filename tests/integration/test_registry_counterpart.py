@@ -100,3 +100,60 @@ def test_pregnancy_applies_at_origin_and_is_refused_elsewhere(fresh_db: str) -> 
             await pool.close()
 
     asyncio.run(run())
+
+
+def _birth(mother: str, certificate: str, **place: object) -> dict[str, object]:
+    return {
+        "birth_id": str(uuid.uuid4()),
+        "medical_certificate_number": certificate,
+        "child_name": "陈小青",
+        "child_sex": "F",
+        "child_birth_date": "2025-06-01",
+        "mother_id_number": mother,
+        "birth_order": 1,
+        **place,
+    }
+
+
+def test_a_registry_applies_v1_and_v2_birth_notifications_the_same_way(fresh_db: str) -> None:
+    """During the transition a notification of a v1 birth (sent before the exchange upgraded)
+    and one of a v2 birth both land as births; the v1 one with its place's kind unknown."""
+
+    async def run() -> None:
+        await migrate(fresh_db, "registry", Path("services/registry/migrations"))
+        pool = await create_pool(fresh_db, min_size=1, max_size=1)
+        settings = RegistrySettings(database_url=fresh_db, jurisdictions=ORIGIN)
+        old, new = person_id("F"), person_id("F")
+        sent = {
+            "birth.registered.v1": _birth(old, "A100000001", birth_division=DEST),
+            "birth.registered.v2": _birth(
+                new,
+                "A100000002",
+                birth_place={"division": DEST, "kind": "hospital", "institution": "湛江市妇幼保健院"},
+            ),
+        }
+        try:
+            async with pool.acquire() as conn:
+                for event_type, payload in sent.items():
+                    async with conn.transaction():
+                        await apply_notification(conn, settings, _notification(ORIGIN, event_type, payload))
+                outcomes = [
+                    orjson.loads(r["value"])["data"]["outcome"]
+                    for r in await conn.fetch(
+                        "SELECT value FROM outbox WHERE event_type = 'exchange.feedback.v1' ORDER BY id"
+                    )
+                ]
+                rows = await conn.fetch(
+                    """SELECT mother_id_number, birth_division, birth_place_kind, birth_institution, child_name
+                       FROM births WHERE jurisdiction = $1 ORDER BY medical_certificate_number""",
+                    ORIGIN,
+                )
+        finally:
+            await pool.close()
+        assert outcomes == ["applied", "applied"]
+        assert [tuple(r) for r in rows] == [
+            (old, DEST, None, None, "陈小青"),
+            (new, DEST, "hospital", "湛江市妇幼保健院", "陈小青"),
+        ]
+
+    asyncio.run(run())

@@ -83,7 +83,9 @@ class Counts:
     roster_moves: int
     notifications: int
     destination_applied: int
-    destination_duplicates: int
+    # Feedback the destination queued beyond one per notification sent (the exchange's attempts):
+    # what a redelivered notification applied again would leave (no constraint forbids the row).
+    destination_repeated: int
     feedback_closed: int
 
     @property
@@ -104,7 +106,7 @@ class Counts:
         return (
             f"in={self.events_in} published={self.published} exchange_applied={self.exchange_applied} "
             f"roster_moves={self.roster_moves} notifications={self.notifications} "
-            f"destination_applied={self.destination_applied} duplicates={self.destination_duplicates} "
+            f"destination_applied={self.destination_applied} repeated={self.destination_repeated} "
             f"closed_by_feedback={self.feedback_closed} lost={self.lost}"
         )
 
@@ -133,8 +135,16 @@ async def count(stack: Stack, people: list[str], event_ids: list[uuid.UUID]) -> 
             "SELECT count(*) FROM notifications WHERE event_id = ANY($1) AND state = 'applied'", event_ids
         )
         per_person = await dest.fetch(
-            "SELECT id_number, count(*) AS n FROM migrations WHERE id_number = ANY($1) GROUP BY id_number",
-            people,
+            "SELECT DISTINCT id_number FROM migrations WHERE id_number = ANY($1)", people
+        )
+        sent = await exchange.fetch(
+            "SELECT id, attempts FROM notifications WHERE event_id = ANY($1)", event_ids
+        )
+        note_ids = [str(r["id"]) for r in sent]
+        answers = await dest.fetchval(
+            """SELECT count(*) FROM outbox WHERE event_type = 'exchange.feedback.v1'
+                 AND convert_from(value, 'UTF8')::jsonb -> 'data' ->> 'notification_id' = ANY($1::text[])""",
+            note_ids,
         )
     finally:
         for conn in (origin, exchange, dest):
@@ -146,7 +156,7 @@ async def count(stack: Stack, people: list[str], event_ids: list[uuid.UUID]) -> 
         roster_moves=int(moves),
         notifications=notes,
         destination_applied=len(per_person),
-        destination_duplicates=sum(r["n"] - 1 for r in per_person),
+        destination_repeated=max(0, answers - sum(r["attempts"] for r in sent)),
         feedback_closed=closed,
     )
 

@@ -38,7 +38,7 @@ async def _runs(stack: Stack, runs: int, busy: int) -> list[tuple[bool, str]]:
         started = time.monotonic()
         try:
             counts = await crash_broker_mid_stream(stack, migrants(2000))
-            ok = counts.lost == 0 and counts.roster_moves == 2000 and counts.destination_duplicates == 0
+            ok = counts.lost == 0 and counts.roster_moves == 2000 and counts.destination_repeated == 0
             results.append((ok, f"run {i + 1}: {counts} ({time.monotonic() - started:.0f} s in all)"))
         except AssertionError as e:
             results.append((False, f"run {i + 1}: FAILED {e}"))

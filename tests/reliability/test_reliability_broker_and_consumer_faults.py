@@ -32,7 +32,7 @@ async def test_broker_restart_in_the_middle_of_5000_events(fault_stack: Stack) -
     print(f"\nbroker restart mid-stream: {counts}")
     assert counts.complete(), counts
     assert counts.roster_moves == 5000, counts  # a redelivered event would have moved someone twice
-    assert counts.destination_duplicates == 0, counts
+    assert counts.destination_repeated == 0, counts
     assert counts.lost == 0
 
 
@@ -51,7 +51,7 @@ async def test_consumer_killed_with_sigkill_mid_batch(fault_stack: Stack) -> Non
     print(f"\nexchange SIGKILLed mid-batch: {counts}")
     assert counts.complete(), counts
     assert counts.roster_moves == 2000, counts
-    assert counts.destination_duplicates == 0, counts
+    assert counts.destination_repeated == 0, counts
     assert counts.lost == 0
 
 
@@ -67,5 +67,5 @@ async def test_quick_broker_bounce_between_two_quiet_streams(fault_stack: Stack)
     counts = await wait_complete(fault_stack, second_people, second, timeout=90)
     print(f"\nquick broker bounce, events right after: {counts}")
     assert counts.complete(), counts
-    assert counts.roster_moves == len(second_people) and counts.destination_duplicates == 0
+    assert counts.roster_moves == len(second_people) and counts.destination_repeated == 0
     assert counts.lost == 0

@@ -75,7 +75,7 @@ async def test_cut_link_backlog_grows_then_drains(proxied: tuple[Stack, TcpProxy
     counts = await wait_complete(stack, people, first + second, timeout=90)
     print(f"link cut: {counts} drained in {time.monotonic() - restored:.1f}s")
     assert counts.complete(), counts
-    assert counts.roster_moves == len(people) and counts.destination_duplicates == 0 and counts.lost == 0
+    assert counts.roster_moves == len(people) and counts.destination_repeated == 0 and counts.lost == 0
 
     deadline = time.monotonic() + 20
     while (after := await _ready(stack))["outbox_backlog"] or after["http_status"] != 200:
@@ -97,5 +97,5 @@ async def test_slow_link_delivers_everything(proxied: tuple[Stack, TcpProxy]) ->
         proxy.delay = 0.0
     print(f"\nslow link: {counts} in {elapsed:.1f}s; readyz {ready}")
     assert counts.complete(), counts
-    assert counts.roster_moves == len(people) and counts.destination_duplicates == 0 and counts.lost == 0
+    assert counts.roster_moves == len(people) and counts.destination_repeated == 0 and counts.lost == 0
     assert ready["broker"] == "ok"

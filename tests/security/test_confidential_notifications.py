@@ -17,7 +17,7 @@ from devstack.stack import DESTINATION, ORIGIN, Stack
 from shared.events.payloads import SealedPayload
 from shared.identity import subject_key
 from shared.sealing import CannotOpen, notification_aad, open_sealed
-from tests.helpers import Api, person_id, query, wait_until
+from tests.helpers import Api, migrant, query, wait_until
 
 pytestmark = pytest.mark.e2e
 ID_NUMBER = re.compile(rb"(?<!\d)\d{17}[\dXx](?!\d)")
@@ -48,20 +48,8 @@ def _read_topic(stack: Stack, topic: str) -> list[bytes]:
 
 def _pregnancy_for_origin(stack: Stack) -> tuple[str, dict[str, Any]]:
     """A woman of 320412 living in 440703 registers a pregnancy there; the exchange notifies 320412."""
-    origin = Api(stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
+    mother = migrant(stack, ORIGIN, DESTINATION, "孕妇", arrived=False)
     dest = Api(stack, f"registry-{DESTINATION}", f"reg-{DESTINATION}")
-    mother = person_id("F")
-    born = f"{mother[6:10]}-{mother[10:12]}-{mother[12:14]}"
-    body = {"id_number": mother, "name": "孕妇", "sex": "F", "birth_date": born, "hukou_division": ORIGIN}
-    assert origin.post("/v1/persons", body).status_code == 201
-    move = {
-        "kind": "departed",
-        "id_number": mother,
-        "from_division": ORIGIN,
-        "to_division": DESTINATION,
-        "migration_date": "2025-02-01",
-    }
-    assert origin.post("/v1/migrations", move).status_code == 201
     dest_db = stack.service(f"registry-{DESTINATION}").dsn
     wait_until(lambda: query(dest_db, "SELECT 1 FROM persons WHERE id_number = $1", mother), timeout=15)
     preg = dest.post("/v1/pregnancies", {"mother_id_number": mother, "registered_on": "2025-05-01"})

@@ -31,7 +31,7 @@ POLICY: dict[tuple[str, str, str], frozenset[str]] = {
     **{
         (s, "GET", p): EVERYONE
         for s in ("registry", "exchange", "verification")
-        for p in ("/healthz", "/readyz")
+        for p in ("/healthz", "/readyz", "/asyncapi.json", "/v1/schemas", "/v1/schemas/{event_type}")
     },
     # registry: writes by the jurisdiction itself; reads by jurisdictions and departments
     **{

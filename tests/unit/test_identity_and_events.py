@@ -71,7 +71,7 @@ def test_every_event_type_has_a_topic_and_a_frozen_payload() -> None:
 
 def test_an_event_round_trips_through_json_and_rejects_a_bad_payload() -> None:
     mother = compose_id_number("110101", dt.date(1992, 1, 2), 5, "F")
-    data = p.BirthRegisteredV1(
+    data = p.BirthRegisteredV2(
         birth_id=uuid.uuid4(),
         medical_certificate_number="O123456789",
         child_name="小明",
@@ -79,12 +79,12 @@ def test_an_event_round_trips_through_json_and_rejects_a_bad_payload() -> None:
         child_birth_date=dt.date(2026, 1, 1),
         mother_id_number=mother,
         birth_order=1,
-        birth_division="440703",
+        birth_place=p.BirthPlace(division="440703", kind="hospital"),
     )
-    event = Envelope[p.BirthRegisteredV1](
+    event = Envelope[p.BirthRegisteredV2](
         id=new_event_id(),
         source="/registry/440703",
-        type="birth.registered.v1",
+        type="birth.registered.v2",
         subject="a" * 32,
         time=T0,
         dataschema="urn:x",

@@ -17,6 +17,7 @@ from shared.events.envelope import Envelope, new_event_id
 from shared.events.signature import Rejected, authority, sign_documents, sign_value, verify_value
 from shared.sealing import CannotOpen, notification_aad, open_sealed, seal
 from shared.trust import DivisionTrust, ExchangeTrust, PublicKey, TrustList, bound_key_url
+from tests.helpers import production_settings
 
 NOW = dt.datetime.now(dt.UTC)
 KEYS = {party: signing.new_private_key() for party in ("exchange", "320412", "440703")}
@@ -198,14 +199,7 @@ def test_key_urls_are_bound_to_divisions_and_https_outside_the_cluster() -> None
         "https://a/v1/keys": frozenset({"320412", "110101"}),
         "https://b/v1/keys": frozenset({"440703"}),
     }
-    production = {
-        "environment": "production",
-        "trust_list_file": "x",
-        "subject_key_secret": "s" * 32,
-        "kafka_security_protocol": "SSL",
-        "audit_checkpoint_key": "A" * 43,
-        "status_list_signing_key": "A" * 43,
-    }
+    production = production_settings(status_list_signing_key="A" * 43)
     VerificationSettings(registry_key_urls="320412=https://a/v1/keys", **production)
     for bad in ("https://a/v1/keys", "320412=http://registry.example.gov/v1/keys"):
         with pytest.raises(ValidationError, match=r"REGISTRY_KEY_URLS|https outside the cluster"):

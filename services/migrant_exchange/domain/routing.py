@@ -6,6 +6,8 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from shared import agreements
+
 
 @dataclass(frozen=True)
 class Whereabouts:
@@ -47,7 +49,7 @@ def related_people(event_type: str, data: dict[str, object]) -> list[str]:
     """
     if event_type.startswith("marriage."):
         return [str(data[k]) for k in ("spouse_a_id_number", "spouse_b_id_number") if data.get(k)]
-    if event_type == "birth.registered.v1" and data.get("father_id_number"):
+    if event_type == "birth.registered.v2" and data.get("father_id_number"):
         return [str(data["father_id_number"])]
     return []
 
@@ -79,8 +81,8 @@ def counterparts(
 
 
 def covers(event_types: list[str], event_type: str) -> bool:
-    """Whether an agreement's list of event types lets this type flow."""
-    return "*" in event_types or event_type in event_types
+    """Whether an agreement's list of event types lets this type flow (any version of it)."""
+    return agreements.covers(event_types, event_type)
 
 
 def retry_delay(base_seconds: float, attempts: int, cap_seconds: float) -> float:

@@ -128,8 +128,8 @@ async def insert_birth(
     inserted = await conn.fetchval(
         """INSERT INTO births (id, jurisdiction, medical_certificate_number, child_name, child_sex, child_birth_date,
                                child_id_number, mother_id_number, father_id_number, birth_order, birth_division,
-                               source_division, source_event_id, event_id)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$13) ON CONFLICT DO NOTHING RETURNING true""",
+                               source_division, source_event_id, event_id, birth_place_kind, birth_institution)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$13,$14,$15) ON CONFLICT DO NOTHING RETURNING true""",
         b["birth_id"],
         jurisdiction,
         b["medical_certificate_number"],
@@ -143,6 +143,8 @@ async def insert_birth(
         b["birth_division"],
         source_division,
         source_event_id,
+        b.get("birth_place_kind"),
+        b.get("birth_institution"),
     )
     return bool(inserted)
 

@@ -169,7 +169,7 @@ async def register_birth(
     traceparent: TraceParent = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Body:
-    """Record a birth, one per birth medical certificate; publishes ``birth.registered.v1``."""
+    """Record a birth, one per birth medical certificate; publishes ``birth.registered.v2``."""
     return await handlers.register_birth(
         conn, ctx(request, client, traceparent), here(request, client), body.model_dump()
     )

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from shared.events.payloads import MEDICAL_CERTIFICATE_PATTERN, Sex
+from shared.events.payloads import MEDICAL_CERTIFICATE_PATTERN, BirthPlaceKind, Sex
 from shared.identity import DivisionCode, IdNumber, PastDate
 from shared.inputs import FieldName, FieldValue
 from shared.text import PlainText, check_plain_value
@@ -228,6 +228,12 @@ class BirthIn(_In):
     birth_order: int | None = Field(
         default=None, ge=1, le=20, description="computed from the records if omitted"
     )
+    birth_place_kind: BirthPlaceKind | None = Field(
+        default=None, description="the kind of place of birth (出生地点), as on the medical certificate"
+    )
+    birth_institution: PlainText | None = Field(
+        default=None, min_length=1, max_length=100, description="the delivering institution's name"
+    )
 
 
 class BirthOut(BaseModel):
@@ -248,6 +254,8 @@ class BirthOut(BaseModel):
     father_id_number: str | None
     birth_order: int
     birth_division: str
+    birth_place_kind: BirthPlaceKind | None = None
+    birth_institution: str | None = None
     jurisdiction: str
     event_id: uuid.UUID
 

@@ -9,18 +9,18 @@ import asyncpg
 
 from services.registry.adapters import repository as repo
 from services.registry.domain import rules
+from services.registry.domain.births import birth_payload
 from services.registry.domain.family import check_parents
 from services.registry.service_layer.context import Context, announce
 from services.registry.service_layer.persons import known_person
 from services.registry.service_layer.pregnancies import close_open_pregnancy
 from shared.errors import RuleViolation
-from shared.events import payloads as p
 
 
 async def register_birth(
     conn: asyncpg.Connection, ctx: Context, here: str, body: dict[str, Any]
 ) -> dict[str, Any]:
-    """Record a birth (one per birth medical certificate) and announce ``birth.registered.v1``.
+    """Record a birth (one per birth medical certificate) and announce ``birth.registered.v2``.
 
     The mother's open pregnancy record, if this registry keeps one, is closed with outcome ``birth``.
     """
@@ -56,9 +56,9 @@ async def register_birth(
         conn,
         ctx,
         here,
-        event_type="birth.registered.v1",
+        event_type="birth.registered.v2",
         id_number=mother,
-        data=p.BirthRegisteredV1(**{k: birth.get(k) for k in p.BirthRegisteredV1.model_fields}),
+        data=birth_payload(birth),
         origin=mother_row["hukou_division"],
         destination=mother_row["residence_division"],
         record=("births", birth["birth_id"]),

@@ -18,12 +18,14 @@ from pydantic import ValidationError
 
 from services.registry.adapters import repository as repo
 from services.registry.domain import rules
+from services.registry.domain.births import birth_record
 from services.registry.service_layer import counterpart_family as fam
 from services.registry.settings import RegistrySettings
 from shared.events import payloads as p
 from shared.events.catalog import spec_for
 from shared.events.envelope import Envelope
 from shared.events.restriction import NotWithholdable, restricted_model
+from shared.events.upcasting import current_field, upcast_data
 from shared.identity import birth_date_of, subject_key
 from shared.outbox import add_event
 from shared.sealing import CannotOpen, notification_aad, open_sealed
@@ -41,14 +43,14 @@ async def apply_notification(
     """Apply one notification addressed to a jurisdiction this registry serves, then answer it."""
     n = event.data
     try:
-        data = _validated(n, _payload(settings, n))
+        event_type, data = _validated(n, _payload(settings, n))
         target = _Target(
             n.target_division,
             n.source_division,
             n.event_id,
             settings.subject_key_secret.get_secret_value().encode(),
         )
-        outcome, conflicts, reason = await _apply(conn, target, n.event_type, data)
+        outcome, conflicts, reason = await _apply(conn, target, event_type, data)
     except CannotOpen as e:
         outcome, conflicts, reason = "rejected", [], f"cannot read {n.event_type}: {e}"
     except NotWithholdable as e:
@@ -75,13 +77,18 @@ async def apply_notification(
     )
 
 
-def _validated(n: p.ExchangeNotificationV1, payload: Any) -> dict[str, Any]:
-    """The payload checked against its contract: the fields the notification says the agreement
-    withholds may (only) be absent, each must be one the contract lets go, and every other
-    field keeps its rule."""
-    model = restricted_model(spec_for(n.event_type).payload, frozenset(n.withheld_fields))
-    data: dict[str, Any] = model.model_validate(payload).model_dump()
-    return data
+def _validated(n: p.ExchangeNotificationV1, payload: Any) -> tuple[str, dict[str, Any]]:
+    """The payload as the current version of its type, checked against its contract.
+
+    Upcast after the envelope's signature was checked (the consumer did): an older version still
+    in flight is applied as the current one (``shared.events.upcasting``). The fields the
+    notification says the agreement withholds may (only) be absent, each must be one the
+    contract lets go, and every other field keeps its rule."""
+    event_type, raw = upcast_data(n.event_type, payload)
+    withheld = frozenset(current_field(n.event_type, f) for f in n.withheld_fields)
+    model = restricted_model(spec_for(event_type).payload, withheld)
+    data: dict[str, Any] = model.model_validate(raw).model_dump()
+    return event_type, data
 
 
 def _payload(settings: RegistrySettings, n: p.ExchangeNotificationV1) -> Any:
@@ -111,8 +118,8 @@ async def _apply(conn: asyncpg.Connection, t: _Target, event_type: str, d: dict[
         return await _apply_person(conn, t, d)
     if event_type.startswith("migration."):
         return await _apply_migration(conn, t, event_type.split(".")[1], d)
-    if event_type == "birth.registered.v1":
-        return await _apply_birth(conn, t, d)
+    if event_type == "birth.registered.v2":
+        return await _apply_birth(conn, t, birth_record(d))
     handler = _FAMILY.get(event_type)
     if handler is not None:
         return await handler(conn, t, d)

@@ -1,0 +1,36 @@
+"""The event tap: every event a relay publishes, appended as one JSON line to a file.
+
+Development and tests only (``EVENTS_RECORD_DIR``; ignored in production, since payloads carry
+identity numbers). The test run sets it so that what the services really sent can be checked
+against the published contracts (docs/contracts.md): each process writes its own file, so no
+two writers share one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+
+class EventTap:
+    def __init__(self, directory: str | None, service: str):
+        self.path = Path(directory) / f"{service}-{os.getpid()}.jsonl" if directory else None
+
+    def write(self, values: Iterable[bytes]) -> None:
+        """Append the events (each one JSON object without line breaks, as published)."""
+        if self.path is None:
+            return
+        lines = b"".join(v + b"\n" for v in values)
+        if lines:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("ab") as f:
+                f.write(lines)
+
+
+def recorded(directory: Path) -> Iterable[tuple[str, bytes]]:
+    """Every event recorded under ``directory``: (file name, event bytes)."""
+    for path in sorted(directory.glob("*.jsonl")):
+        for line in path.read_bytes().splitlines():
+            if line.strip():
+                yield path.name, line
