@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -22,6 +22,13 @@ MaritalStatus = Literal["unmarried", "married", "divorced", "widowed"]
 MEDICAL_CERTIFICATE_PATTERN = r"^[A-Z]\d{9}$"
 
 
+def _publish_withholdable(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """The published JSON Schema names the fields an agreement may withhold (``x-withholdable``)."""
+    fields = sorted(getattr(model, "withholdable", ()))
+    if fields:
+        schema["x-withholdable"] = fields
+
+
 class Payload(BaseModel):
     """Base of every payload: immutable and strict about unknown fields.
 
@@ -31,7 +38,7 @@ class Payload(BaseModel):
     those fields absent (``shared.events.restriction``); any other missing field is an error.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_publish_withholdable)
     withholdable: ClassVar[frozenset[str]] = frozenset()
 
 
