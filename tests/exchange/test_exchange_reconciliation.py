@@ -67,30 +67,29 @@ def test_reconciliation_finds_exactly_the_planted_differences(xstack: Stack) -> 
     assert by_kind["duplicate"]["duplicated_at"] == A
     assert "P" + tag not in r.text + str(found)  # no identity numbers reach the exchange's answers
 
-    # Resolving the duplicate has side A take it out and announce a correction.
+    # Resolving the duplicate has its owner A retire it and tell C; the case waits for C's feedback.
     dup = by_kind["duplicate"]
     wrong = operator.post(f"/v1/discrepancies/{dup['id']}/resolution", {"action": "correct", "owner": C})
     assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "owner"
     done = operator.post(f"/v1/discrepancies/{dup['id']}/resolution", {"action": "correct", "owner": A})
-    assert done.status_code == 200, done.text
-    assert done.json()["state"] == "resolved" and done.json()["resolution"]["correction_event_id"]
+    assert done.status_code == 202, done.text
+    assert done.json()["state"] == "open" and done.json()["resolution"]["sender"] == A
     assert not query(dsn_a, "SELECT 1 FROM births WHERE medical_certificate_number = $1", keys["duplicate"])
-    wait_until(
-        lambda: query(
-            dsn_a,
-            "SELECT 1 FROM outbox WHERE event_type = 'record.corrected.v1' AND event_id = $1::uuid",
-            done.json()["resolution"]["correction_event_id"],
-        )
-    )
-    routed = wait_until(
-        lambda: query(
-            xstack.service("migrant_exchange").dsn,
-            "SELECT target_division FROM notifications WHERE event_id = $1::uuid",
-            done.json()["resolution"]["correction_event_id"],
-        ),
+    resolved = wait_until(
+        lambda: [
+            d
+            for d in operator.get("/v1/discrepancies", state="resolved", jurisdiction=C).json()
+            if d["id"] == dup["id"]
+        ],
         timeout=10,
+    )[0]
+    assert resolved["repair_state"] == "applied" and resolved["resolution"]["correction_event_id"]
+    routed = query(
+        xstack.service("migrant_exchange").dsn,
+        "SELECT target_division, state FROM notifications WHERE event_id = $1::uuid",
+        resolved["resolution"]["correction_event_id"],
     )
-    assert [r["target_division"] for r in routed] == [C]  # the exchange carries the correction across
+    assert [(r["target_division"], r["state"]) for r in routed] == [(C, "applied")]  # C answered it
     again = operator.post(f"/v1/discrepancies/{dup['id']}/resolution", {"action": "dismiss"})
     assert again.status_code == 409
 

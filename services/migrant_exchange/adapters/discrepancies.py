@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -85,4 +86,108 @@ async def resolve_case(conn: asyncpg.Connection, case_id: uuid.UUID, resolution:
         "UPDATE discrepancies SET state = 'resolved', resolved_at = now(), resolution = $2 WHERE id = $1",
         case_id,
         resolution,
+    )
+
+
+# A repair's progress. The case stays open until the counterpart's feedback says 'applied'.
+# A request whose registry call never came back (the exchange stopped halfway) may be made again.
+_REQUEST_SECONDS = 120
+
+
+async def request_repair(
+    conn: asyncpg.Connection, case_id: uuid.UUID, repair_id: uuid.UUID, resolution: dict[str, Any]
+) -> None:
+    await conn.execute(
+        """UPDATE discrepancies SET repair_id = $2, repair_state = 'requested', repair_notification_id = NULL,
+                  repair_requested_at = now(), reason = NULL, resolution = $3 WHERE id = $1""",
+        case_id,
+        repair_id,
+        resolution,
+    )
+
+
+async def repair_sent(conn: asyncpg.Connection, repair_id: uuid.UUID, event_id: str) -> None:
+    """The sender's registry wrote the repair (its feedback may even be here already)."""
+    await conn.execute(
+        """UPDATE discrepancies SET resolution = resolution || jsonb_build_object('correction_event_id', $2::text),
+                  repair_state = CASE WHEN repair_state = 'requested' THEN 'awaiting_feedback' ELSE repair_state END
+           WHERE repair_id = $1""",
+        repair_id,
+        event_id,
+    )
+
+
+async def repair_failed(conn: asyncpg.Connection, repair_id: uuid.UUID, reason: str) -> None:
+    await conn.execute(
+        "UPDATE discrepancies SET repair_state = 'failed', reason = $2 WHERE repair_id = $1 AND state = 'open'",
+        repair_id,
+        reason[:500],
+    )
+
+
+async def case_of_repair(conn: asyncpg.Connection, repair_id: object) -> asyncpg.Record | None:
+    """The open case a correction event repairs, if it is a repair (locked: its feedback may follow)."""
+    try:
+        rid = uuid.UUID(str(repair_id))
+    except ValueError:
+        return None
+    return await conn.fetchrow(
+        "SELECT * FROM discrepancies WHERE repair_id = $1 AND state = 'open' FOR UPDATE", rid
+    )
+
+
+async def repair_routed(
+    conn: asyncpg.Connection, repair_id: uuid.UUID, notification_id: uuid.UUID | None, reason: str | None
+) -> None:
+    """Link the repair to the notification addressed to the lacking side, or say why there is none."""
+    if notification_id is None:
+        await conn.execute(
+            """UPDATE discrepancies SET repair_state = 'not_routed', reason = $2
+               WHERE repair_id = $1 AND state = 'open' AND repair_state IN ('requested', 'awaiting_feedback')""",
+            repair_id,
+            reason,
+        )
+        return
+    await conn.execute(
+        """UPDATE discrepancies SET repair_notification_id = $2,
+                  repair_state = CASE WHEN repair_state = 'requested' THEN 'awaiting_feedback' ELSE repair_state END
+           WHERE repair_id = $1 AND state = 'open'""",
+        repair_id,
+        notification_id,
+    )
+
+
+async def repair_answered(
+    conn: asyncpg.Connection, notification_id: uuid.UUID, outcome: str, reason: str | None
+) -> bool:
+    """The lacking side's feedback: 'applied' resolves the case; anything else keeps it open with why."""
+    done = await conn.fetchval(
+        """UPDATE discrepancies SET repair_state = $2,
+                  reason = CASE WHEN $2 = 'applied' THEN NULL ELSE $3 END,
+                  state = CASE WHEN $2 = 'applied' THEN 'resolved' ELSE state END,
+                  resolved_at = CASE WHEN $2 = 'applied' THEN now() ELSE resolved_at END
+           WHERE repair_notification_id = $1 AND state = 'open' RETURNING true""",
+        notification_id,
+        outcome,
+        reason,
+    )
+    return bool(done)
+
+
+async def repairs_overdue(conn: asyncpg.Connection, notification_ids: list[uuid.UUID]) -> None:
+    await conn.execute(
+        """UPDATE discrepancies SET repair_state = 'overdue',
+                  reason = 'the counterpart did not answer the repair before its deadline'
+           WHERE repair_notification_id = ANY($1::uuid[]) AND state = 'open'
+             AND repair_state = 'awaiting_feedback'""",
+        notification_ids,
+    )
+
+
+def repair_in_flight(case: asyncpg.Record, now: dt.datetime) -> bool:
+    if case["repair_state"] == "awaiting_feedback":
+        return True  # until the feedback, or the notification's deadline ('overdue')
+    asked = case["repair_requested_at"]
+    return bool(
+        case["repair_state"] == "requested" and asked and (now - asked).total_seconds() < _REQUEST_SECONDS
     )

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from services.migrant_exchange.settings import ExchangeSettings
-from shared.errors import RuleViolation, ServiceUnavailable
+from shared.errors import Conflict, RuleViolation, ServiceUnavailable
 
 
 class RegistryClient:
@@ -40,6 +40,12 @@ class RegistryClient:
             raise ServiceUnavailable(
                 f"the registry of {jurisdiction} is unreachable: {type(e).__name__}"
             ) from e
+        if r.status_code in (404, 409, 422):
+            raise Conflict(
+                f"the registry of {jurisdiction} refused: {_detail(r)}",
+                field="owner",
+                rule="registry-refused",
+            )
         if r.status_code >= 400:
             raise ServiceUnavailable(f"the registry of {jurisdiction} answered {r.status_code}")
         return r.json()  # type: ignore[no-any-return]
@@ -68,3 +74,11 @@ class RegistryClient:
         return await self._call(
             "POST", body["jurisdiction"], "/v1/internal/reconciliation/corrections", json=body
         )
+
+
+def _detail(r: httpx.Response) -> str:
+    """A registry's problem detail (its rules never echo a value), bounded."""
+    try:
+        return str(r.json().get("detail") or r.status_code)[:300]
+    except ValueError:
+        return str(r.status_code)

@@ -30,11 +30,18 @@ class Record:
     hash: str
     identity: str | None = None
     fields: dict[str, str] = field(default_factory=dict)
+    owner: str | None = None  # where the record was registered, as this side's copy says
 
     @classmethod
     def of(cls, d: dict[str, Any]) -> Record:
         return cls(
-            d["subject"], d["kind"], d["key"], d["hash"], d.get("identity"), dict(d.get("fields") or {})
+            d["subject"],
+            d["kind"],
+            d["key"],
+            d["hash"],
+            d.get("identity"),
+            dict(d.get("fields") or {}),
+            d.get("owner"),
         )
 
 
@@ -69,14 +76,11 @@ def _subject_differences(
 ) -> list[Difference]:
     lk = {(r.kind, r.key): r for r in ls}
     rk = {(r.kind, r.key): r for r in rs}
-    out: list[Difference] = []
-    for k in sorted(lk.keys() & rk.keys()):
-        x, y = lk[k], rk[k]
-        if x.hash != y.hash:
-            changed = tuple(
-                sorted(f for f in x.fields.keys() | y.fields.keys() if x.fields.get(f) != y.fields.get(f))
-            )
-            out.append(Difference("field_conflict", subject, k[0], k[1], fields=changed))
+    out = [
+        _conflict(a, b, subject, lk[k], rk[k])
+        for k in sorted(lk.keys() & rk.keys())
+        if lk[k].hash != rk[k].hash
+    ]
     only_left = [lk[k] for k in sorted(lk.keys() - rk.keys())]
     only_right = [rk[k] for k in sorted(rk.keys() - lk.keys())]
     paired: set[tuple[str, str]] = set()
@@ -97,7 +101,7 @@ def _subject_differences(
                         r.kind,
                         r.key,
                         duplicated_at=side,
-                        detail={"duplicate_of": twin.key},
+                        detail={"duplicate_of": twin.key, "owner": r.owner},
                     )
                 )
                 continue
@@ -112,12 +116,29 @@ def _subject_differences(
                         r.kind,
                         r.key,
                         fields=("key",),
-                        detail={f"key_at_{side}": r.key, f"key_at_{other_side}": match.key},
+                        detail={
+                            f"key_at_{side}": r.key,
+                            f"key_at_{other_side}": match.key,
+                            "owner_at": {side: r.owner, other_side: match.owner},
+                        },
                     )
                 )
                 continue
-            out.append(Difference("missing", subject, r.kind, r.key, missing_at=other_side))
+            out.append(
+                Difference(
+                    "missing", subject, r.kind, r.key, missing_at=other_side, detail={"owner": r.owner}
+                )
+            )
     return out
+
+
+def _conflict(a: str, b: str, subject: str, x: Record, y: Record) -> Difference:
+    """The same record held with other values: which fields differ, and where each side says it came from."""
+    changed = tuple(
+        sorted(f for f in x.fields.keys() | y.fields.keys() if x.fields.get(f) != y.fields.get(f))
+    )
+    detail = {"owner_at": {a: x.owner, b: y.owner}}
+    return Difference("field_conflict", subject, x.kind, x.key, fields=changed, detail=detail)
 
 
 def _same_identity(r: Record, candidates: list[Record]) -> Record | None:
@@ -129,7 +150,7 @@ def _same_identity(r: Record, candidates: list[Record]) -> Record | None:
 def held_twice(
     a: str, b: str, dups_a: list[list[str]], dups_b: list[list[str]], found: list[Difference]
 ) -> list[Difference]:
-    """Duplicates each side reports of itself ([subject, kind, key, duplicate_of]) not found already.
+    """Duplicates each side reports of itself ([subject, kind, key, duplicate_of, owner]) not found already.
 
     A duplicate held at one side shows in the comparison; one held at both sides does not (the
     digests agree), so it comes from here, as one case naming both sides.
@@ -140,10 +161,12 @@ def held_twice(
         if d.kind == "duplicate"
     }
     sides: dict[tuple[str, str, str, str], list[str]] = {}
+    owners: dict[tuple[str, str, str, str], str | None] = {}
     for side, dups in ((a, dups_a), (b, dups_b)):
-        for subject, kind, key, first in dups:
+        for subject, kind, key, first, *owner in dups:
             if (subject, frozenset({key, first})) not in known:
                 sides.setdefault((subject, kind, key, first), []).append(side)
+                owners.setdefault((subject, kind, key, first), owner[0] if owner else None)
     return [
         Difference(
             "duplicate",
@@ -151,7 +174,11 @@ def held_twice(
             kind,
             key,
             duplicated_at=held[0] if len(held) == 1 else None,
-            detail={"duplicate_of": first, "duplicated_at": held},
+            detail={
+                "duplicate_of": first,
+                "duplicated_at": held,
+                "owner": owners[(subject, kind, key, first)],
+            },
         )
         for (subject, kind, key, first), held in sorted(sides.items())
     ]

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
 
+from services.migrant_exchange.adapters import discrepancies as cases
 from services.migrant_exchange.adapters import repository as repo
 from services.migrant_exchange.entrypoints.consumer import applier
 from services.migrant_exchange.service_layer import handlers, ordering, reconciliation
@@ -37,6 +38,8 @@ def start(app: FastAPI) -> list[asyncio.Task[None]]:
         async with pool.acquire() as conn:
             async with conn.transaction():
                 overdue = await repo.mark_overdue(conn)
+                if overdue:
+                    await cases.repairs_overdue(conn, [r["id"] for r in overdue])
             if overdue:
                 log.info("notifications overdue", extra={"count": len(overdue)})
             async with conn.transaction():

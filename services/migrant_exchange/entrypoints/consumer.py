@@ -28,9 +28,7 @@ def applier(settings: ExchangeSettings) -> ordering.Apply:
     async def apply(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
         if event.type == "exchange.feedback.v1":
             await handlers.record_feedback(conn, event.data)
-        elif event.type.startswith("certificate."):
-            return  # counted for ordering; certificates reach kiosks through verification
-        else:
+        else:  # certificates too: the holder's other registry keeps a copy that reconciliation compares
             await handlers.route_vital_event(conn, settings, event)
 
     return apply

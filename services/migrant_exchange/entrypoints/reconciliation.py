@@ -6,11 +6,12 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from services.migrant_exchange.adapters import discrepancies as cases
 from services.migrant_exchange.adapters import reconciliations as runs
+from services.migrant_exchange.entrypoints import views
 from services.migrant_exchange.service_layer import reconciliation as svc
 from shared.app import Pool, UnitOfWork
 from shared.auth import Client, require
@@ -23,6 +24,9 @@ router = APIRouter(prefix="/v1", tags=["reconciliation"])
 Resolver = Annotated[Client, require("ops:resolve")]
 OpsReader = Annotated[Client, require("ops:read")]
 Kind = Literal["missing", "field_conflict", "duplicate", "sequence_gap"]
+RepairState = Literal[
+    "requested", "awaiting_feedback", "applied", "conflict", "rejected", "failed", "not_routed", "overdue"
+]
 
 
 class ReconciliationIn(BaseModel):
@@ -60,6 +64,11 @@ class Discrepancy(BaseModel):
     detail: dict[str, Any]
     reconciliation_id: uuid.UUID | None
     state: Literal["open", "resolved"]
+    repair_state: RepairState | None = Field(
+        default=None,
+        description="how far the repair of a 'correct' resolution got; 'applied' resolves the case",
+    )
+    reason: str | None = Field(default=None, description="why the last repair did not resolve the case")
     created_at: dt.datetime
     resolved_at: dt.datetime | None
     resolution: dict[str, Any] | None
@@ -68,7 +77,8 @@ class Discrepancy(BaseModel):
 class ResolutionIn(BaseModel):
     action: Literal["correct", "dismiss"]
     owner: DivisionCode | None = Field(
-        default=None, description="for 'correct': the side whose record is authoritative"
+        default=None,
+        description="for 'correct': where the record was registered (its owner), when the sides disagree on it",
     )
     note: PlainText | None = Field(default=None, max_length=500)
 
@@ -110,21 +120,35 @@ async def list_discrepancies(
 ) -> list[dict[str, Any]]:
     """The case queue, filtered by state, kind, jurisdiction or the run that found them."""
     rows = await cases.list_cases(conn, state, kind, jurisdiction, reconciliation_id, limit)
-    return [dict(r) for r in rows]
+    return [views.discrepancy(r) for r in rows]
 
 
 @router.post(
     "/discrepancies/{discrepancy_id}/resolution",
     response_model=Discrepancy,
     summary="Resolve a discrepancy",
-    responses=problems(404, 409),
+    responses={
+        202: {
+            "model": Discrepancy,
+            "description": "the repair is sent; the case awaits the counterpart's feedback",
+        },
+        **problems(404, 409, 422),
+    },
 )
 async def resolve_discrepancy(
-    discrepancy_id: uuid.UUID, body: ResolutionIn, request: Request, conn: UnitOfWork, client: Resolver
+    discrepancy_id: uuid.UUID,
+    body: ResolutionIn,
+    request: Request,
+    response: Response,
+    pool: Pool,
+    client: Resolver,
 ) -> dict[str, Any]:
-    """``correct`` has the owning registry emit a correction event; ``dismiss`` closes with a note."""
-    return await svc.resolve(
-        conn,
+    """``dismiss`` closes with a note. ``correct`` has a registry send the repair (the record whole
+    to the side that lacks it, the owner's values, or a duplicate retired) and answers with the
+    case still open: it is resolved when the counterpart's feedback says ``applied``, and shows
+    ``repair_state`` and ``reason`` otherwise."""
+    case = await svc.resolve(
+        pool,
         request.app.state.registries,
         discrepancy_id,
         body.action,
@@ -132,3 +156,6 @@ async def resolve_discrepancy(
         body.note,
         client.client_id,
     )
+    if case["state"] == "open":
+        response.status_code = 202  # accepted: the counterpart's feedback decides
+    return views.discrepancy(case)

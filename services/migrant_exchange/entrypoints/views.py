@@ -84,3 +84,11 @@ def _operations(row: asyncpg.Record) -> dict[str, Any]:
 def migrant(client: Client, row: asyncpg.Record) -> dict[str, Any]:
     """One roster row: operators see the movement without the subject key."""
     return {**dict(row), "subject": None} if client.kind == "operator" else dict(row)
+
+
+def discrepancy(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    """A discrepancy case as operators see it: a pregnancy record reads as the neutral category."""
+    case = dict(row)
+    if case.get("record_kind") == "pregnancy":
+        case["record_kind"] = NEUTRAL_CATEGORY
+    return case

@@ -11,6 +11,7 @@ import asyncpg
 import orjson
 
 from services.migrant_exchange.adapters import delivery
+from services.migrant_exchange.adapters import discrepancies as cases
 from services.migrant_exchange.adapters import repository as repo
 from services.migrant_exchange.domain import routing
 from services.migrant_exchange.domain.routing import Whereabouts
@@ -22,10 +23,13 @@ from shared.events.envelope import Envelope
 from shared.events.restriction import restrict
 from shared.events.signature import NOT_AUTHORIZED, Rejected
 from shared.identity import subject_key
+from shared.observability import redact
 from shared.outbox import add_event
 from shared.sealing import notification_aad, seal
+from shared.sensitivity import neutral_text
 
 EXCHANGE_SOURCE = "/exchange"
+REPAIR_TYPE = "record.corrected.v1"  # what a reconciliation repair travels as
 
 
 async def route_vital_event(
@@ -46,16 +50,42 @@ async def route_vital_event(
     others = [s for s in others if s != event.subject]
     related = await repo.whereabouts_of(conn, others) if others else []
     earlier = await _earlier_recipients(conn, event.type, data)
-    sent = 0
-    for target in sorted(routing.counterparts(producer, event.type, data, after, tuple(related), earlier)):
-        notification = await _notification(conn, settings, event, data, target)
-        if notification is None or not await repo.insert_notification(conn, notification):
-            continue
-        if event.type == "pregnancy.registered.v1":
-            await repo.add_pregnancy_recipient(conn, data["pregnancy_id"], target)
-        await _publish(conn, settings, notification, event.traceparent)
-        sent += 1
-    return sent
+    targets = routing.counterparts(producer, event.type, data, after, tuple(related), earlier)
+    repair = (
+        await cases.case_of_repair(conn, data.get("correction_id")) if event.type == REPAIR_TYPE else None
+    )
+    if repair is not None and repair["resolution"]["sender"] != producer:
+        repair = None  # only the registry asked to send the repair speaks for it
+    if repair is not None:  # a reconciliation repair reaches the side it is for, whatever the roster says
+        targets.add(repair["resolution"]["target"])
+    sent = {}
+    for target in sorted(targets):
+        notification_id = await _notify(conn, settings, event, data, target)
+        if notification_id is not None:
+            sent[target] = notification_id
+    if repair is not None:
+        target = repair["resolution"]["target"]
+        why = None if target in sent else f"no agreement lets {REPAIR_TYPE} flow from {producer} to {target}"
+        await cases.repair_routed(conn, repair["repair_id"], sent.get(target), why)
+    return len(sent)
+
+
+async def _notify(
+    conn: asyncpg.Connection,
+    settings: ExchangeSettings,
+    event: Envelope[Any],
+    data: dict[str, Any],
+    target: str,
+) -> uuid.UUID | None:
+    """Notify one counterpart if an agreement lets the event flow to it; the notification's id."""
+    notification = await _notification(conn, settings, event, data, target)
+    if notification is None or not await repo.insert_notification(conn, notification):
+        return None
+    if event.type == "pregnancy.registered.v1":
+        await repo.add_pregnancy_recipient(conn, data["pregnancy_id"], target)
+    await _publish(conn, settings, notification, event.traceparent)
+    notification_id: uuid.UUID = notification["notification_id"]
+    return notification_id
 
 
 async def _earlier_recipients(conn: asyncpg.Connection, event_type: str, data: dict[str, Any]) -> set[str]:
@@ -109,12 +139,8 @@ async def rebuild_roster(conn: asyncpg.Connection, events: Iterable[Envelope[Any
     again, sending what is missing)."""
     roster: dict[str, list[Any]] = {}  # subject -> [whereabouts, moves, last event time]
     for event in events:
-        if (
-            event.producer is None
-            or event.type == "exchange.feedback.v1"
-            or event.type.startswith("certificate.")
-        ):
-            continue  # the applier's dispatch: only vital events from a registry touch the roster
+        if event.producer is None or event.type == "exchange.feedback.v1":
+            continue  # the applier's dispatch: only registries' events other than feedback touch the roster
         row = roster.get(event.subject)
         after = routing.after_event(
             row[0] if row else Whereabouts(None, None),
@@ -204,7 +230,7 @@ async def record_feedback(conn: asyncpg.Connection, feedback: p.ExchangeFeedback
     notification = await repo.get_notification(conn, feedback.notification_id)
     if notification is not None and notification["target_division"] != feedback.from_division:
         raise Rejected(NOT_AUTHORIZED, "feedback from a division the notification was not addressed to")
-    return await repo.close_notification(
+    closed = await repo.close_notification(
         conn,
         feedback.notification_id,
         feedback.from_division,
@@ -212,3 +238,16 @@ async def record_feedback(conn: asyncpg.Connection, feedback: p.ExchangeFeedback
         [c.model_dump() for c in feedback.conflicts],
         feedback.reason,
     )
+    if closed:
+        await cases.repair_answered(conn, feedback.notification_id, feedback.outcome, _why(feedback))
+    return closed
+
+
+def _why(feedback: p.ExchangeFeedbackV1) -> str | None:
+    """What an operator may read of a refusal: the reason and the fields, never their values."""
+    if feedback.outcome == "applied":
+        return None
+    text = f"{feedback.outcome}: {feedback.reason or 'no reason given'}"
+    if feedback.conflicts:
+        text += " (fields: " + ", ".join(sorted({c.field for c in feedback.conflicts})) + ")"
+    return redact(neutral_text(text))[:500]

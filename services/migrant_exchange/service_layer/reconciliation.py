@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 import uuid
@@ -14,9 +15,10 @@ from services.migrant_exchange.adapters import discrepancies as cases
 from services.migrant_exchange.adapters import reconciliations as runs
 from services.migrant_exchange.adapters import repository as repo
 from services.migrant_exchange.adapters.registries import RegistryClient
+from services.migrant_exchange.domain import repairs
 from services.migrant_exchange.domain.reconcile import Record, differences, differing_buckets, held_twice
 from services.migrant_exchange.settings import ExchangeSettings
-from shared.errors import Conflict, NotFound, RuleViolation
+from shared.errors import Conflict, DomainError, NotFound, RuleViolation
 
 log = logging.getLogger(__name__)
 DRILL_CHUNK = 2048  # buckets per drill-down request
@@ -125,7 +127,7 @@ async def run_scheduled(
 
 
 async def resolve(
-    conn: asyncpg.Connection,
+    pool: asyncpg.Pool,
     registries: RegistryClient,
     case_id: uuid.UUID,
     action: str,
@@ -133,49 +135,57 @@ async def resolve(
     note: str | None,
     client_id: str,
 ) -> dict[str, Any]:
-    """Close a case: ``correct`` makes the owning registry emit a correction; ``dismiss`` only records why."""
-    case = await cases.get_case(conn, case_id, lock=True)
-    if case is None:
-        raise NotFound("no discrepancy with this id", field="discrepancy_id", rule="exists")
-    if case["state"] != "open":
-        raise Conflict("the discrepancy is already resolved", field="discrepancy_id", rule="open-only")
-    resolution: dict[str, Any] = {"action": action, "by": client_id, "note": note}
-    if action == "correct":
-        resolution.update(await _correct(registries, case, owner))
-    await cases.resolve_case(conn, case_id, resolution)
-    return {**dict(await cases.get_case(conn, case_id) or {})}
-
-
-async def _correct(registries: RegistryClient, case: asyncpg.Record, owner: str | None) -> dict[str, Any]:
-    a, b, kind = case["division_a"], case["division_b"], case["kind"]
-    if kind == "sequence_gap":
-        raise RuleViolation(
-            "a sequence gap is dismissed, not corrected", field="action", rule="gap-dismiss-only"
-        )
-    if owner not in (a, b):
-        raise RuleViolation("owner must be one side of the pair", field="owner", rule="owner-in-pair")
-    key, action = case["record_key"], "reannounce"
-    if kind == "missing" and owner == case["missing_at"]:
-        raise RuleViolation(
-            "the owner must be the side that holds the record", field="owner", rule="owner-holds-record"
-        )
-    if kind == "duplicate":
-        if owner not in (case["detail"].get("duplicated_at") or [case["duplicated_at"]]):
-            raise RuleViolation(
-                "the duplicate is removed where it is held twice", field="owner", rule="owner-holds-duplicate"
+    """``dismiss`` closes a case with a note; ``correct`` has a registry send the repair
+    (``domain/repairs.py``), and the case stays open until the lacking side's feedback says
+    ``applied`` (``repair_answered``), with the reason when it says otherwise."""
+    async with pool.acquire() as conn, conn.transaction():
+        case = await cases.get_case(conn, case_id, lock=True)
+        if case is None:
+            raise NotFound("no discrepancy with this id", field="discrepancy_id", rule="exists")
+        if case["state"] != "open":
+            raise Conflict("the discrepancy is already resolved", field="discrepancy_id", rule="open-only")
+        if cases.repair_in_flight(case, dt.datetime.now(dt.UTC)):
+            raise Conflict(
+                "a repair of this case awaits the counterpart's feedback",
+                field="discrepancy_id",
+                rule="repair-in-flight",
             )
-        action = "remove_duplicate"
-    if kind == "field_conflict" and "key" in case["fields"]:
-        key = case["detail"].get(f"key_at_{owner}", key)
-    answer = await registries.correct(
-        {
-            "jurisdiction": owner,
-            "counterpart": b if owner == a else a,
-            "subject": case["subject"],
-            "kind": case["record_kind"],
-            "key": key,
-            "action": action,
-            "discrepancy_id": str(case["id"]),
-        }
-    )
-    return {"owner": owner, "correction_event_id": answer["event_id"], "registry_action": action}
+        resolution: dict[str, Any] = {"action": action, "by": client_id, "note": note}
+        if action != "correct":
+            await cases.resolve_case(conn, case_id, resolution)
+            return dict(await cases.get_case(conn, case_id) or {})
+        plan = repairs.plan(case, owner)
+        repair_id = uuid.uuid4()
+        await cases.request_repair(conn, case_id, repair_id, {**resolution, **plan.as_resolution()})
+    await _send_repair(pool, registries, case, plan, repair_id)
+    async with pool.acquire() as conn:
+        return dict(await cases.get_case(conn, case_id) or {})
+
+
+async def _send_repair(
+    pool: asyncpg.Pool,
+    registries: RegistryClient,
+    case: asyncpg.Record,
+    plan: repairs.RepairPlan,
+    repair_id: uuid.UUID,
+) -> None:
+    """Ask the sender's registry for the repair; committed first, so its routing finds the case."""
+    body = {
+        "jurisdiction": plan.sender,
+        "counterpart": plan.target,
+        "subject": case["subject"],
+        "kind": case["record_kind"],
+        "key": plan.key,
+        "action": plan.action,
+        "kept_key": plan.kept_key,
+        "repair_id": str(repair_id),
+        "discrepancy_id": str(case["id"]),
+    }
+    try:
+        answer = await registries.correct(body)
+    except DomainError as e:
+        async with pool.acquire() as conn:
+            await cases.repair_failed(conn, repair_id, e.detail)
+        raise
+    async with pool.acquire() as conn:
+        await cases.repair_sent(conn, repair_id, str(answer["event_id"]))

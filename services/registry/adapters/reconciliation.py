@@ -1,14 +1,15 @@
 """SQL of reconciliation: the records a jurisdiction holds about the migrants it shares with another.
 
 A subject is shared by the pair (A, B) when its household registration is at one of them and
-its residence at the other. Its records are the person itself, the births where it is the
-mother, and its marriages. Each record is reduced to a canonical value list; digests sum a
+its residence at the other. Its records are the person itself, its moves, its marriages, the
+births where it is the mother, its pregnancies (so pregnancies are compared only between the
+mother's own two registries) and its certificates (the issuer's register on one side, the copy
+from its notifications on the other). Each record also names its exchange key (``rid``: what a
+correction names as ``record_id``) and its owner (the jurisdiction where it was registered). Each record is reduced to a canonical value list; digests sum a
 60-bit hash of each (order-independent, and a duplicate changes the sum where XOR would cancel).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import asyncpg
 
@@ -34,11 +35,26 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "dissolution_date",
         "dissolution_reason",
     ),
+    "migration": ("id_number", "kind", "from_division", "to_division", "migration_date"),
+    "certificate": ("holder_id_number", "issuer", "issued_on", "valid_until", "revoked_on"),
+    "pregnancy": (
+        "mother_id_number",
+        "registered_in",
+        "registered_on",
+        "expected_delivery",
+        "closed_on",
+        "outcome",
+    ),
 }
 
 
 def _records_sql(bucket_filter: str) -> str:
-    """Every record of the pair's shared subjects: (bucket, subject, kind, key, vals, identity)."""
+    """Every record of the pair's shared subjects: (bucket, subject, kind, key, vals, identity, rid, owner)."""
+    marriage = """SELECT sb.bucket, sb.subject, 'marriage', m.id::text,
+           ARRAY[m.spouse_a_id_number, m.spouse_b_id_number, m.marriage_date::text,
+                 coalesce(m.dissolution_date::text, ''), coalesce(m.dissolution_reason, '')],
+           NULL, m.id::text, m.source_division
+    FROM picked sb JOIN marriages m ON m.jurisdiction = $1 AND m.{} = sb.id_number"""
     return f"""
     WITH s AS (
         SELECT id_number, subject FROM persons
@@ -52,26 +68,40 @@ def _records_sql(bucket_filter: str) -> str:
     )
     SELECT sb.bucket, sb.subject, 'person' AS kind, 'person' AS key,
            ARRAY[p.name, p.sex::text, p.birth_date::text, p.hukou_division, p.residence_division] AS vals,
-           NULL::text AS identity
+           NULL::text AS identity, p.id_number AS rid, p.source_division AS owner
     FROM picked sb JOIN persons p ON p.jurisdiction = $1 AND p.id_number = sb.id_number
     UNION ALL
     SELECT sb.bucket, sb.subject, 'birth', b.medical_certificate_number,
            ARRAY[b.child_name, b.child_sex::text, b.child_birth_date::text, coalesce(b.child_id_number, ''),
                  b.mother_id_number, coalesce(b.father_id_number, ''), b.birth_order::text, b.birth_division],
-           md5(b.mother_id_number || '|' || b.child_birth_date::text || '|' || b.child_name)
+           md5(b.mother_id_number || '|' || b.child_birth_date::text || '|' || b.child_name),
+           b.id::text, b.source_division
     FROM picked sb JOIN births b ON b.jurisdiction = $1 AND b.mother_id_number = sb.id_number
     UNION ALL
-    SELECT sb.bucket, sb.subject, 'marriage', m.id::text,
-           ARRAY[m.spouse_a_id_number, m.spouse_b_id_number, m.marriage_date::text,
-                 coalesce(m.dissolution_date::text, ''), coalesce(m.dissolution_reason, '')],
-           NULL
-    FROM picked sb JOIN marriages m ON m.jurisdiction = $1 AND m.spouse_a_id_number = sb.id_number
+    {marriage.format("spouse_a_id_number")}
     UNION ALL
-    SELECT sb.bucket, sb.subject, 'marriage', m.id::text,
-           ARRAY[m.spouse_a_id_number, m.spouse_b_id_number, m.marriage_date::text,
-                 coalesce(m.dissolution_date::text, ''), coalesce(m.dissolution_reason, '')],
-           NULL
-    FROM picked sb JOIN marriages m ON m.jurisdiction = $1 AND m.spouse_b_id_number = sb.id_number
+    {marriage.format("spouse_b_id_number")}
+    UNION ALL
+    SELECT sb.bucket, sb.subject, 'migration', g.id::text,
+           ARRAY[g.id_number, g.kind, g.from_division, g.to_division, g.migration_date::text], NULL, g.id::text,
+           g.source_division
+    FROM picked sb JOIN migrations g ON g.jurisdiction = $1 AND g.id_number = sb.id_number
+    UNION ALL
+    SELECT sb.bucket, sb.subject, 'pregnancy', n.id::text,
+           ARRAY[n.mother_id_number, n.registered_in, n.registered_on::text, coalesce(n.expected_delivery::text, ''),
+                 coalesce(n.closed_on::text, ''), coalesce(n.outcome, '')], NULL, n.id::text,
+           n.source_division
+    FROM picked sb JOIN pregnancies n ON n.jurisdiction = $1 AND n.mother_id_number = sb.id_number
+    UNION ALL
+    SELECT sb.bucket, sb.subject, 'certificate', c.number,
+           ARRAY[c.holder_id_number, c.jurisdiction, c.issued_on::text, c.valid_until::text,
+                 coalesce(c.revoked_on::text, '')], NULL, c.number, c.jurisdiction
+    FROM picked sb JOIN certificates c ON c.jurisdiction = $1 AND c.holder_id_number = sb.id_number
+    UNION ALL
+    SELECT sb.bucket, sb.subject, 'certificate', k.number,
+           ARRAY[k.holder_id_number, k.issuer, k.issued_on::text, k.valid_until::text,
+                 coalesce(k.revoked_on::text, '')], NULL, k.number, k.source_division
+    FROM picked sb JOIN counterpart_certificates k ON k.jurisdiction = $1 AND k.holder_id_number = sb.id_number
     """
 
 
@@ -100,8 +130,8 @@ async def duplicates(conn: asyncpg.Connection, jurisdiction: str, counterpart: s
     """
     # Births only (the records with an identity): mother, date and child's name name one birth.
     sql = """
-    SELECT subject, 'birth' AS kind, key, first_key FROM (
-        SELECT s.subject, b.medical_certificate_number AS key,
+    SELECT subject, 'birth' AS kind, key, first_key, owner FROM (
+        SELECT s.subject, b.medical_certificate_number AS key, b.source_division AS owner,
                first_value(b.medical_certificate_number) OVER w AS first_key, row_number() OVER w AS rn
         FROM persons s JOIN births b ON b.jurisdiction = $1 AND b.mother_id_number = s.id_number
         WHERE s.jurisdiction = $1
@@ -118,32 +148,24 @@ async def bucket_records(
 ) -> list[asyncpg.Record]:
     """The records of the selected buckets, with their full hash and canonical values."""
     sql = f"""
-    SELECT r.subject, r.kind, r.key, r.vals, r.identity, {_HASH} AS hash
+    SELECT r.subject, r.kind, r.key, r.vals, r.identity, r.owner, {_HASH} AS hash
     FROM ({_records_sql("WHERE bucket = ANY($4::int[])")}) r ORDER BY r.subject, r.kind, r.key"""
     rows: list[asyncpg.Record] = await conn.fetch(sql, jurisdiction, counterpart, buckets, selected)
     return rows
 
 
-async def record_values(
+async def held_record(
     conn: asyncpg.Connection, jurisdiction: str, counterpart: str, subject: str, kind: str, key: str
-) -> dict[str, Any] | None:
-    """One record's canonical values by field name, or None if this side does not hold it."""
+) -> tuple[str, dict[str, str | None]] | None:
+    """One record's exchange key and canonical values by field name ('' read as None), or None
+    if this side does not hold it."""
     sql = f"""
-    SELECT r.vals FROM ({_records_sql("WHERE subject = $4")}) r WHERE r.kind = $5 AND r.key = $6"""
+    SELECT r.rid, r.vals FROM ({_records_sql("WHERE subject = $4")}) r WHERE r.kind = $5 AND r.key = $6"""
     row = await conn.fetchrow(sql, jurisdiction, counterpart, 1, subject, kind, key)
     if row is None:
         return None
-    return dict(zip(FIELDS[kind], row["vals"], strict=True))
-
-
-async def remove_birth(conn: asyncpg.Connection, jurisdiction: str, certificate_number: str) -> bool:
-    """Take a birth registered twice out of this jurisdiction's records (the other copy stays)."""
-    removed = await conn.fetchval(
-        "DELETE FROM births WHERE jurisdiction = $1 AND medical_certificate_number = $2 RETURNING true",
-        jurisdiction,
-        certificate_number,
-    )
-    return bool(removed)
+    values = {f: (v if v != "" else None) for f, v in zip(FIELDS[kind], row["vals"], strict=True)}
+    return str(row["rid"]), values
 
 
 async def whereabouts(

@@ -66,7 +66,19 @@ async def update_record(
 ) -> None:
     key = _key(record_type, record_id)
     assert key is not None
-    table, column, value = key
+    await set_fields(conn, key[0], key[1], jurisdiction, key[2], changes, allowed)
+
+
+async def set_fields(
+    conn: asyncpg.Connection,
+    table: str,
+    column: str,
+    jurisdiction: str,
+    key: object,
+    changes: dict[str, Any],
+    allowed: frozenset[str],
+) -> None:
+    """Set some fields of one record; ``table`` and ``column`` are ours, field names checked here."""
     if not changes:
         return
     fields = sorted(changes)
@@ -76,7 +88,7 @@ async def update_record(
     await conn.execute(
         f"UPDATE {table} SET {assignments} WHERE jurisdiction = $1 AND {column} = $2",
         jurisdiction,
-        value,
+        key,
         *[changes[f] for f in fields],
     )
 

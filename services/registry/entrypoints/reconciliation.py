@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from services.registry.service_layer import reconciliation as svc
+from services.registry.service_layer import repairs
 from shared.app import UnitOfWork
 from shared.auth import Client, require
 from shared.identity import DivisionCode
@@ -26,13 +27,17 @@ class DrillDownIn(BaseModel):
     selected: list[Annotated[int, Field(ge=0, lt=65536)]] = Field(max_length=65536)
 
 
-class CorrectionIn(BaseModel):
-    jurisdiction: DivisionCode = Field(description="the owning side, whose record is authoritative")
-    counterpart: DivisionCode
+class RepairIn(BaseModel):
+    jurisdiction: DivisionCode = Field(description="the sending side, which holds the record")
+    counterpart: DivisionCode = Field(description="the side the repair is for")
     subject: str = Field(pattern=r"^[0-9a-f]{32}$")
-    kind: Literal["person", "birth", "marriage"]
-    key: str = Field(min_length=1, max_length=64)
-    action: Literal["reannounce", "remove_duplicate"]
+    kind: Literal["person", "migration", "marriage", "birth", "pregnancy", "certificate"]
+    key: str = Field(min_length=1, max_length=64, description="the record's reconciliation key")
+    action: Literal["send", "retire"] = Field(
+        description="send: announce the whole record; retire: take out a birth registered twice"
+    )
+    kept_key: str | None = Field(default=None, max_length=64, description="retire: the copy that stays")
+    repair_id: uuid.UUID = Field(description="the exchange's id of the repair, carried as correction_id")
     discrepancy_id: uuid.UUID
 
 
@@ -62,11 +67,9 @@ async def records(body: DrillDownIn, request: Request, conn: UnitOfWork, _: Reco
 @router.post(
     "/corrections",
     status_code=201,
-    summary="Emit the correction that resolves a discrepancy",
-    responses=problems(404),
+    summary="Send the repair of a discrepancy",
+    responses=problems(404, 422),
 )
-async def corrections(
-    body: CorrectionIn, request: Request, conn: UnitOfWork, _: Reconciler
-) -> dict[str, Any]:
-    """The owning registry re-announces its record (or removes its duplicate) as ``record.corrected.v1``."""
-    return await svc.emit_correction(conn, request.app.state.settings, body.model_dump(mode="json"))
+async def corrections(body: RepairIn, request: Request, conn: UnitOfWork, _: Reconciler) -> dict[str, Any]:
+    """This side announces its record whole (or retires its duplicate) as ``record.corrected.v1``."""
+    return await repairs.send_repair(conn, request.app.state.settings, body.model_dump())

@@ -49,7 +49,7 @@ async def check_and_apply(
         known = await records.events_of_record(conn, here, record_type, record_id, row)
         rules.check_names_event(body["corrected_event_id"], known)
     after = {**dict(row), **changes}
-    await _check_consistent(conn, here, record_type, after, changes)
+    await check_consistent(conn, here, record_type, after, changes)
     previous = {f: _plain(row[f]) for f in changes}
     await records.update_record(
         conn, here, record_type, record_id, changes, frozenset(rules.CORRECTABLE[record_type])
@@ -57,7 +57,7 @@ async def check_and_apply(
     return row, changes, previous
 
 
-async def _check_consistent(
+async def check_consistent(
     conn: asyncpg.Connection, here: str, record_type: str, after: dict[str, Any], changes: dict[str, Any]
 ) -> None:
     if record_type == "birth":

@@ -123,10 +123,6 @@ async def _apply(conn: asyncpg.Connection, t: _Target, event_type: str, d: dict[
     handler = _FAMILY.get(event_type)
     if handler is not None:
         return await handler(conn, t, d)
-    if event_type.startswith("certificate."):
-        # The issuer's register is authoritative and verification keeps its own read model:
-        # a certificate of a counterpart needs no record here.
-        return "applied", [], None
     return "rejected", [], f"{event_type} is not applied by this registry"
 
 
@@ -136,6 +132,10 @@ _FAMILY = {
     "pregnancy.registered.v1": fam.apply_pregnancy,
     "pregnancy.closed.v1": fam.apply_pregnancy_closed,
     "record.corrected.v1": fam.apply_correction,
+    # The issuer's register is authoritative and verification keeps its own read model; the copy
+    # kept here is what reconciliation compares.
+    "certificate.issued.v1": fam.apply_certificate_issued,
+    "certificate.revoked.v1": fam.apply_certificate_revoked,
 }
 
 

@@ -7,27 +7,21 @@ disagreement with our records, so one bad notification never blocks the others.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 
+from services.registry.adapters import counterpart_certificates as certs
 from services.registry.adapters import family, records
 from services.registry.adapters import repository as repo
-from services.registry.service_layer import corrections
+from services.registry.service_layer import corrections, repairs
 from shared.errors import DomainError
 
 Outcome = tuple[str, list[dict[str, Any]], str | None]
 SPOUSES = ("spouse_a_id_number", "spouse_b_id_number")
 
 
-class Target(Protocol):
-    @property
-    def here(self) -> str: ...
-    @property
-    def source(self) -> str: ...
-    @property
-    def event_id(self) -> uuid.UUID: ...
+Target = repairs.Target
 
 
 def _plain(value: Any) -> Any:
@@ -103,7 +97,12 @@ async def apply_pregnancy_closed(conn: asyncpg.Connection, t: Target, d: dict[st
 
 async def apply_correction(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
     """A counterpart corrects only the records it is the source of (DESIGN section 10); a record
-    another jurisdiction recorded, ours included, is answered ``conflict`` and left as it is."""
+    another jurisdiction recorded, ours included, is answered ``conflict`` and left as it is.
+    A repair of a reconciliation case (a whole record, or a duplicate retired) is applied by
+    ``repairs.apply_repair``, which keeps the same rule."""
+    repaired = await repairs.apply_repair(conn, t, d)
+    if repaired is not None:
+        return repaired
     record = await records.get_record(conn, t.here, d["record_type"], d["record_id"])
     if record is None:
         return "rejected", [], f"the corrected {d['record_type']} is not in our records"
@@ -120,6 +119,21 @@ async def apply_correction(conn: asyncpg.Connection, t: Target, d: dict[str, Any
     except asyncpg.IntegrityConstraintViolationError as e:
         return "conflict", [], f"the correction conflicts with our records ({e.constraint_name})"
     return _applied()
+
+
+async def apply_certificate_issued(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
+    """A counterpart's certificate to a person we share: kept as a copy, the issuer's register decides."""
+    held = await certs.get_copy(conn, t.here, d["certificate_number"])
+    if held is None:
+        await certs.insert_copy(conn, t.here, d, t.source, t.event_id)
+        return _applied()
+    conflicts = _diff(dict(held), d, ("holder_id_number", "issuer", "issued_on", "valid_until"))
+    return ("conflict", conflicts, "this certificate is recorded here otherwise") if conflicts else _applied()
+
+
+async def apply_certificate_revoked(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
+    await certs.revoke_copy(conn, t.here, d["certificate_number"], d["revoked_on"])
+    return _applied()  # a copy we never held has nothing left to revoke
 
 
 def _applied() -> Outcome:

@@ -69,9 +69,12 @@ async def apply_correction(
     """A certificate is corrected only by its issuer; a holder's name only on that issuer's certificates."""
     if data.record_type == "certificate":
         cert = await repo.get_certificate(conn, data.record_id)
+        changes = certificate_changes(data)
         if cert is not None and cert["issuer"] != corrector:
+            if all(cert[k] == v for k, v in changes.items()):
+                return  # changes nothing (a reconciliation repair sending the issuer's own values back)
             raise Rejected(NOT_AUTHORIZED, f"{corrector} corrects a certificate of another issuer")
-        if changes := certificate_changes(data):
+        if changes:
             await repo.correct_certificate(conn, data.record_id, changes)
     elif (name := corrected_holder_name(data)) is not None:
         await repo.correct_holder_name(conn, subject, name, corrector)
