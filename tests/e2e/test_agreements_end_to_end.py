@@ -68,6 +68,14 @@ def test_a_restricted_birth_is_applied_at_the_counterpart_without_the_withheld_f
     )
     assert at_a[0]["father_id_number"] == father2
 
+    # Reconciling the pair: the father's number, absent at 440703 by the agreement, is no drift
+    # (a case would "repair" it by sending what the agreement withholds).
+    operator = Api(s, "migrant_exchange", "operator")
+    run = ok(operator.post("/v1/reconciliations", {"division_a": A, "division_b": B}))
+    assert run["state"] == "finished", run
+    cases = ok(operator.get("/v1/discrepancies", reconciliation_id=run["reconciliation_id"], limit=5000))
+    assert [c for c in cases if c["record_key"] == born["medical_certificate_number"]] == []
+
 
 def test_reads_follow_the_agreement_and_the_person_s_current_places(agreements_stack: Stack) -> None:
     s = agreements_stack

@@ -125,3 +125,43 @@ def test_a_restricted_payload_is_valid_by_contract_and_only_so() -> None:
     )
     with pytest.raises(NotWithholdable, match="'name' of PersonRegisteredV1 cannot be withheld"):
         restricted_model(p.PersonRegisteredV1, frozenset({"name"}))
+
+
+def test_a_repair_carries_no_more_than_the_record_s_own_event_would(tmp_path: Path) -> None:
+    from services.migrant_exchange.domain.reconcile import Difference
+    from services.migrant_exchange.domain.routing import agreed_correction
+    from services.migrant_exchange.service_layer.agreements import as_agreed
+    from services.migrant_exchange.settings import ExchangeSettings
+
+    [agreement] = agreements.parse(
+        [{"division_a": A, "division_b": B, "visible_fields": {B: {"birth.registered.v1": BIRTH_VISIBLE}}}]
+    )
+    repair = {
+        "record_type": "birth",
+        "record_id": "x",
+        "changes": {"child_name": "陈小雨", "father_id_number": "1"},
+    }
+    assert agreed_correction(repair, lambda t: agreement.withheld(B, t))["changes"] == {
+        "child_name": "陈小雨"
+    }
+    assert agreed_correction(repair, lambda t: agreement.withheld(A, t)) == repair  # the other way: all
+    only_hidden = {**repair, "changes": {"father_id_number": "1"}}
+    assert agreed_correction(only_hidden, lambda t: agreement.withheld(B, t)) is None  # nothing to send
+
+    path = tmp_path / "agreements.yaml"
+    path.write_text(yaml.safe_dump([agreement.row()]))
+    settings = ExchangeSettings(agreements_file=str(path))
+
+    def conflict(*fields: str, owner: str = A) -> Difference:
+        return Difference(
+            "field_conflict", "s", "birth", "O1", fields=fields, detail={"owner_at": {A: owner, B: owner}}
+        )
+
+    # A's birth held at B without the father (withheld towards B): no case; any other field still is one.
+    assert as_agreed(settings, A, B, [conflict("father_id_number")]) == []
+    [kept] = as_agreed(settings, A, B, [conflict("child_name", "father_id_number")])
+    assert kept.fields == ("child_name",)
+    # B's own birth held at A: nothing is withheld towards A, so the difference stays.
+    assert as_agreed(settings, A, B, [conflict("father_id_number", owner=B)])[0].fields == (
+        "father_id_number",
+    )

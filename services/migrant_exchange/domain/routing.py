@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from shared import agreements
 
@@ -83,6 +84,28 @@ def counterparts(
 def covers(event_types: list[str], event_type: str) -> bool:
     """Whether an agreement's list of event types lets this type flow (any version of it)."""
     return agreements.covers(event_types, event_type)
+
+
+# The event that carries each kind of record a repair (record.corrected.v1) may send: what an
+# agreement withholds of that event, it withholds of the repair too.
+RECORD_EVENTS = {
+    "person": "person.registered.v1",
+    "birth": "birth.registered.v1",
+    "marriage": "marriage.registered.v1",
+    "pregnancy": "pregnancy.registered.v1",
+    "migration": "migration.departed.v1",
+}
+
+
+def agreed_correction(
+    data: dict[str, Any], withheld_of: Callable[[str], frozenset[str]]
+) -> dict[str, Any] | None:
+    """A correction without the changes its receiver may not see (``withheld_of``: event type ->
+    withheld fields); None when nothing is left to send."""
+    event_type = RECORD_EVENTS.get(str(data.get("record_type")))
+    hidden = withheld_of(event_type) if event_type else frozenset()
+    changes = {k: v for k, v in dict(data["changes"]).items() if k not in hidden}
+    return {**data, "changes": changes} if changes else None
 
 
 def retry_delay(base_seconds: float, attempts: int, cap_seconds: float) -> float:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import asyncpg
 
+from services.migrant_exchange.domain.reconcile import Difference
+from services.migrant_exchange.domain.routing import RECORD_EVENTS
 from services.migrant_exchange.settings import ExchangeSettings
 from shared import agreements
+from shared.events.upcasting import current_type
 
 
 def configured(settings: ExchangeSettings) -> tuple[agreements.Agreement, ...]:
@@ -37,3 +42,25 @@ async def load_agreements(conn: asyncpg.Connection, settings: ExchangeSettings) 
             ],
         )
     return len(rows)
+
+
+def as_agreed(settings: ExchangeSettings, a: str, b: str, found: list[Difference]) -> list[Difference]:
+    """Reconciliation's differences less what the pair's agreement explains: a field the
+    agreement withholds from the side holding the copy is absent there by contract, not drift,
+    and repairing it would send it (a conflict in that field alone is no case at all)."""
+    agreement = agreements.between(configured(settings), a, b)
+    if agreement is None:
+        return found
+    out = []
+    for d in found:
+        owners = {o for o in dict(d.detail.get("owner_at") or {}).values() if o}
+        event_type = RECORD_EVENTS.get(d.record_kind)
+        if d.kind != "field_conflict" or event_type is None or len(owners) != 1:
+            out.append(d)
+            continue
+        copy_side = b if owners == {a} else a if owners == {b} else None
+        hidden = agreement.withheld(copy_side, current_type(event_type)) if copy_side else frozenset()
+        kept = tuple(f for f in d.fields if f not in hidden)
+        if kept:
+            out.append(dataclasses.replace(d, fields=kept))
+    return out

@@ -22,6 +22,7 @@ from shared.events import payloads as p
 from shared.events.envelope import Envelope
 from shared.events.restriction import restrict
 from shared.events.signature import NOT_AUTHORIZED, Rejected
+from shared.events.upcasting import current_type
 from shared.identity import subject_key
 from shared.observability import redact
 from shared.outbox import add_event
@@ -111,9 +112,16 @@ async def _notification(
     row = await repo.agreement(conn, producer, target)
     if row is None or not routing.covers(row["event_types"], event.type):
         return None
-    withheld = agreements.withheld(
-        row["visible_fields"], (row["division_a"], row["division_b"]), target, event.type
-    )
+    sides = (row["division_a"], row["division_b"])
+    withheld = agreements.withheld(row["visible_fields"], sides, target, event.type)
+    payload = restrict(data, withheld)
+    if event.type == REPAIR_TYPE:  # a repair carries no more than the record's own event would
+        agreed = routing.agreed_correction(
+            payload, lambda t: agreements.withheld(row["visible_fields"], sides, target, current_type(t))
+        )
+        if agreed is None:
+            return None
+        payload = agreed
     now = dt.datetime.now(dt.UTC)
     return {
         "notification_id": uuid.uuid4(),
@@ -124,7 +132,7 @@ async def _notification(
         "event_type": event.type,
         "event_sequence": event.sequence,
         "event_time": event.time,
-        "payload": restrict(data, withheld),
+        "payload": payload,
         "withheld_fields": sorted(withheld),
         "deadline": now + dt.timedelta(seconds=row["deadline_seconds"] or settings.feedback_deadline_seconds),
         "next_attempt_at": now + dt.timedelta(seconds=settings.notification_retry_seconds),
