@@ -62,6 +62,8 @@ def _print(stack: Stack, demo: dict[str, str], seconds: float) -> None:
     console.print(f"dashboard: {urls['dashboard']}\nkiosk:     {urls['kiosk']}")
     console.print(f"API docs:  {', '.join(urls['api_docs'].values())}")
     console.print(f"broker:    {stack.bootstrap}")
+    for code in stack.rest_only:
+        console.print(f"REST-only: {code} (client reg-{code}, no registry: it uses the exchange's REST API)")
     console.print(f"demo certificate {demo['certificate_number']}; credentials in {Path('.run/stack.json')}")
 
 

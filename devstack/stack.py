@@ -1,4 +1,5 @@
-"""The whole system on one machine: embedded PostgreSQL, Tansu, two registries, exchange, verification.
+"""The whole system on one machine: embedded PostgreSQL, Tansu, two registries, exchange, verification,
+and a REST-only jurisdiction (110101) that takes part through the exchange's REST API.
 
 Used by ``make run`` (``python -m devstack run``) and by the end-to-end tests, so that what the
 tests start is what an operator starts. Environment overrides: ``DATABASE_URL`` (an existing
@@ -32,6 +33,9 @@ from shared.signing import b64u, new_private_key, private_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 ORIGIN, DESTINATION = "320412", "440703"
+# A jurisdiction not on Kafka (东城区): no registry process, no keys in the trust list; its own
+# system lists, fetches and answers its notifications over the exchange's REST API.
+REST_ONLY = "110101"
 SERVICES_DIR = ROOT / "services"
 
 
@@ -57,10 +61,14 @@ class ServiceProcess:
         return self.name if self.replica == 0 else f"{self.name}.{self.replica}"
 
 
-def _clients(existing: dict[str, str], registries: list[str] | None = None) -> list[dict[str, Any]]:
-    """Demo clients: one per kind. Secrets are kept only in stack.json (and the caller's memory)."""
+def _clients(
+    existing: dict[str, str], registries: list[str] | None = None, rest_only: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Demo clients: one per kind, and one per jurisdiction (with a registry or REST-only).
+    Secrets are kept only in stack.json (and the caller's memory)."""
+    jurisdictions = [*(registries or [ORIGIN, DESTINATION]), *(rest_only or [])]
     specs = [
-        *((f"reg-{code}", "jurisdiction", code) for code in registries or [ORIGIN, DESTINATION]),
+        *((f"reg-{code}", "jurisdiction", code) for code in jurisdictions),
         ("kiosk-440703", "kiosk", DESTINATION),
         ("dept-440703", "department", DESTINATION),
         ("operator", "operator", None),
@@ -95,6 +103,7 @@ class Stack:
         pg: EmbeddedPostgres | None = None,
         db_prefix: str = "",
         registries: list[str] | None = None,
+        rest_only: list[str] | None = None,
         replicas: int = 1,
     ):
         self.run_dir = run_dir
@@ -106,6 +115,9 @@ class Stack:
         self.db_prefix = db_prefix
         # One registry process per jurisdiction listed (default: the two demo jurisdictions).
         self.registries = registries or [ORIGIN, DESTINATION]
+        # Jurisdictions not on Kafka: a client each (reg-<code>), no registry (default: 110101,
+        # unless a registry serves it).
+        self.rest_only = [c for c in (rest_only or [REST_ONLY]) if c not in self.registries]
         # Processes per service, as the chart runs them behind its HPA: one database, one
         # consumer group and one relay lock per service, whatever the number of processes.
         self.replicas = replicas
@@ -187,7 +199,7 @@ class Stack:
             previous = {
                 c["client_id"]: c["token"] for c in json.loads(stack_file.read_text()).get("clients", [])
             }
-        self.clients = _clients(previous, self.registries)
+        self.clients = _clients(previous, self.registries, self.rest_only)
         path = self.run_dir / "clients.yaml"
         entries = {e.client_id: e for e in read_file(path)} if path.exists() else {}
         for c in self.clients:
@@ -369,6 +381,10 @@ class Stack:
                 s.name: {"url": s.url, "jurisdictions": s.jurisdictions}
                 for s in self.services
                 if s.replica == 0
+            },
+            "rest_only_jurisdictions": {
+                code: {"client_id": f"reg-{code}", "exchange": self.service("migrant_exchange").url}
+                for code in self.rest_only
             },
             "broker": {"bootstrap_servers": self.bootstrap},
             "databases": {s.name: s.dsn for s in self.services},

@@ -87,6 +87,7 @@ def running_stack(
     db_prefix: str,
     extra_env: dict[str, str] | None = None,
     registries: list[str] | None = None,
+    rest_only: list[str] | None = None,
     replicas: int = 1,
 ) -> Iterator[Stack]:
     """A stack of its own in ``workdir/name``, for a fixture to yield.
@@ -100,6 +101,7 @@ def running_stack(
         db_prefix=db_prefix,
         extra_env=extra_env,
         registries=registries,
+        rest_only=rest_only,
         replicas=replicas,
     )
     try:

@@ -6,7 +6,8 @@ manifest is validated against the Kubernetes OpenAPI schemas (kubernetes-validat
 strict: unknown fields fail). Every `ci/bad-*.yaml` must be refused by values.schema.json
 with the message named on its `# expect:` line. The chart's copies of the alert rules and
 the Grafana dashboard (`files/`) must equal deploy/prometheus and deploy/grafana. Exits
-non-zero on any failure.
+non-zero on any failure. The agreements of every values file are checked against the event
+catalog and the payload models, as the services check them when they start.
 """
 
 from __future__ import annotations
@@ -152,10 +153,24 @@ def check_copies() -> list[str]:
     return problems
 
 
+def check_agreements(values: dict[str, Any]) -> list[str]:
+    """The agreements as the services will read them: event types of the catalog, real payload
+    fields, restrictions the receiver accepts (``shared.agreements``, which refuses to start on
+    anything else). The schema checks shapes only; this checks names."""
+    sys.path.insert(0, str(CHART.parent.parent))
+    from shared import agreements
+
+    try:
+        agreements.parse(values.get("exchange", {}).get("agreements") or [], "exchange.agreements")
+    except agreements.AgreementError as e:
+        return [str(e)]
+    return []
+
+
 def check_installs(path: Path) -> list[str]:
-    """Lint, render and validate the chart with one values file."""
+    """Lint, render and validate the chart with one values file, and check its agreements."""
     values = load_values(path)
-    problems = lint(values)
+    problems = lint(values) + check_agreements(values)
     try:
         manifests = render(values)
     except helm_python.HelmError as e:

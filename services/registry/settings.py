@@ -23,6 +23,10 @@ class RegistrySettings(BaseServiceSettings):
     # Where the verification service publishes status lists: certificates reference
     # <this>/<issuer> as their IETF Token Status List (``status.status_list.uri``).
     status_list_base_url: str = "http://127.0.0.1:8020/v1/status-lists"
+    # The agreements file the exchange runs under (shared.agreements): a counterpart reads a
+    # person only under an agreement, and sees what it would have been notified of. Without one,
+    # development and test run under a single all-permitting agreement; production under none.
+    agreements_file: str | None = None
 
     @field_validator("jurisdictions")
     @classmethod

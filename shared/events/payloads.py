@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -22,13 +22,29 @@ MaritalStatus = Literal["unmarried", "married", "divorced", "widowed"]
 MEDICAL_CERTIFICATE_PATTERN = r"^[A-Z]\d{9}$"
 
 
-class Payload(BaseModel):
-    """Base of every payload: immutable and strict about unknown fields."""
+def _publish_withholdable(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """The published JSON Schema names the fields an agreement may withhold (``x-withholdable``)."""
+    fields = sorted(getattr(model, "withholdable", ()))
+    if fields:
+        schema["x-withholdable"] = fields
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+
+class Payload(BaseModel):
+    """Base of every payload: immutable and strict about unknown fields.
+
+    ``withholdable`` is part of the contract: the fields an agreement (双向协议) may withhold
+    from a counterpart, because the receiver can apply the event without them. A notification
+    names the fields withheld from it, and the receiver validates against the payload with just
+    those fields absent (``shared.events.restriction``); any other missing field is an error.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_publish_withholdable)
+    withholdable: ClassVar[frozenset[str]] = frozenset()
 
 
 class PersonRegisteredV1(Payload):
+    # the receiver reads both from the identity number (GB 11643)
+    withholdable: ClassVar[frozenset[str]] = frozenset({"sex", "birth_date"})
     id_number: IdNumber
     name: str = Name
     sex: Sex
@@ -38,6 +54,8 @@ class PersonRegisteredV1(Payload):
 
 
 class MarriageRegisteredV1(Payload):
+    # the receiver keeps marriages by identity numbers
+    withholdable: ClassVar[frozenset[str]] = frozenset({"spouse_a_name", "spouse_b_name"})
     marriage_id: uuid.UUID
     spouse_a_id_number: IdNumber
     spouse_a_name: str = Name
@@ -86,6 +104,8 @@ class MigrationReturnedV1(_MigrationV1):
 
 
 class PregnancyRegisteredV1(Payload):
+    # optional at the source too
+    withholdable: ClassVar[frozenset[str]] = frozenset({"expected_delivery"})
     pregnancy_id: uuid.UUID
     mother_id_number: IdNumber
     registered_in: DivisionCode
@@ -102,6 +122,9 @@ class PregnancyClosedV1(Payload):
 
 class _Birth(Payload):
     """What every version of a birth carries; each version adds its place of birth."""
+
+    # a birth is kept by certificate and mother: an agreement may withhold these two
+    withholdable: ClassVar[frozenset[str]] = frozenset({"child_id_number", "father_id_number"})
 
     birth_id: uuid.UUID
     medical_certificate_number: str = Field(pattern=MEDICAL_CERTIFICATE_PATTERN)
@@ -225,6 +248,12 @@ class ExchangeNotificationV1(Payload):
     )
     sealed: SealedPayload | None = Field(
         default=None, description="the payload, readable by the addressee only"
+    )
+    withheld_fields: list[FieldName] = Field(
+        default_factory=list,
+        max_length=64,
+        description="fields the agreement withholds from the addressee: absent from the payload by "
+        "contract (each one of the event payload's ``withholdable`` fields)",
     )
 
 

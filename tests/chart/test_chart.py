@@ -390,6 +390,20 @@ SHORT_CODE_INSTANCE = {
             "at '/exchange/agreements/0/division_a': got number, want string",
         ),
         (
+            {
+                "exchange": {
+                    "agreements": [
+                        {
+                            "division_a": "320412",
+                            "division_b": "440703",
+                            "visible_fields": {"vital.birth.v1": ["birth_id"]},
+                        }
+                    ]
+                }
+            },
+            "at '/exchange/agreements/0/visible_fields/vital.birth.v1': got array, want object",
+        ),
+        (
             {"verification": {"statusList": {"signingKeySecret": {"value": "abc"}}}},
             "additional properties 'value' not allowed",
         ),
@@ -458,3 +472,43 @@ def test_readme_documents_every_value() -> None:
         if not any(f"`{c}`" in readme for c in candidates):
             missing.append(path)
     assert not missing, f"values not documented in deploy/helm/README.md: {missing}"
+
+
+def test_agreements_naming_topics_or_misspelt_fields_are_refused_by_chart_check() -> None:
+    """What the schema cannot know (the event catalog, the payloads' fields) chart-check checks as
+    the services will at start: the production example once keyed agreements by topic names."""
+    old_example = {
+        "exchange": {
+            "agreements": [
+                {
+                    "division_a": "320481",
+                    "division_b": "440703",
+                    "event_types": ["vital.migration.v1", "vital.birth.v1"],
+                }
+            ]
+        }
+    }
+    [problem] = cc.check_agreements(old_example)
+    assert "unknown event type 'vital.migration.v1'" in problem
+    misspelt = {
+        "exchange": {
+            "agreements": [
+                {
+                    "division_a": "320481",
+                    "division_b": "440703",
+                    "event_types": ["birth.registered.v1"],
+                    "visible_fields": {"440703": {"birth.registered.v1": ["birth_date", "place_of_birth"]}},
+                }
+            ]
+        }
+    }
+    assert "unknown field 'birth_date' of birth.registered.v1" in cc.check_agreements(misspelt)[0]
+    for name in sorted(VALUES_FILES):
+        assert cc.check_agreements(cc.load_values(VALUES_FILES[name])) == [], name
+    # Registries read the same file: a counterpart's read follows the agreement.
+    for deployment in of_kind("production-values.yaml", "Deployment"):
+        if "verification" in deployment["metadata"]["name"]:
+            continue  # verification reads no agreement
+        assert "AGREEMENTS_FILE" in pod_env("production-values.yaml", deployment), deployment["metadata"][
+            "name"
+        ]

@@ -64,6 +64,7 @@ POLICY: dict[tuple[str, str, str], frozenset[str]] = {
     ("registry", "POST", "/v1/internal/reconciliation/corrections"): frozenset({OP}),
     # exchange: jurisdictions see their own traffic, operators see aggregates and case queues
     ("exchange", "GET", "/v1/notifications"): frozenset({J, OP}),
+    ("exchange", "GET", "/v1/notifications/{notification_id}"): frozenset({J, OP}),
     ("exchange", "POST", "/v1/notifications/{notification_id}/feedback"): frozenset({J}),
     ("exchange", "GET", "/v1/migrants"): frozenset({J, OP}),
     ("exchange", "POST", "/v1/reconciliations"): frozenset({OP}),

@@ -14,12 +14,13 @@ from typing import Any
 import orjson
 import pytest
 
-from services.migrant_exchange.domain.routing import agreed_fields, covers, visible
-from shared import signing
+from services.migrant_exchange.domain.routing import covers
+from shared import agreements, signing
 from shared.events import payloads as p
 from shared.events.catalog import CATALOG, CURRENT_TYPES, DLQ_SUFFIX, TOPICS, parse_event, spec_for
 from shared.events.contracts import asyncapi_document, payload_schema, stale
 from shared.events.envelope import Envelope, new_event_id
+from shared.events.restriction import restrict
 from shared.events.signature import authority, canonical, sign_document, verify_value
 from shared.events.upcasting import UPCASTERS, current_type, upcast_data
 from shared.kafka import all_topics
@@ -133,11 +134,22 @@ def test_agreements_written_for_v1_still_hold_for_v2() -> None:
     assert covers(["birth.registered.v1"], "birth.registered.v2")
     assert covers(["birth.registered.v2"], "birth.registered.v1")
     assert not covers(["person.registered.v1"], "birth.registered.v2")
-    fields = agreed_fields({"birth.registered.v1": ["birth_id", "birth_division"]}, "birth.registered.v2")
-    assert fields == ["birth_id", "birth_place"]
+    v1_seen = sorted(set(p.BirthRegisteredV1.model_fields) - {"father_id_number"})
+    [agreement] = agreements.parse(
+        [
+            {
+                "division_a": "320412",
+                "division_b": "440703",
+                "visible_fields": {"440703": {"birth.registered.v1": v1_seen}},
+            }
+        ]
+    )
+    # The v1 restriction holds for v2, birth_division mapped to where v2 keeps it (birth_place).
+    assert agreement.withheld("440703", "birth.registered.v2") == {"father_id_number"}
     payload = p.BirthRegisteredV2.model_validate(upcast_data("birth.registered.v1", _birth_v1())[1])
-    assert set(visible(payload.model_dump(mode="json"), fields)) == {"birth_id", "birth_place"}
-    assert agreed_fields({"person.registered.v1": ["name"]}, "birth.registered.v2") is None
+    sent = restrict(payload.model_dump(mode="json"), agreement.withheld("440703", "birth.registered.v2"))
+    assert "birth_place" in sent and "father_id_number" not in sent
+    assert agreement.withheld("440703", "person.registered.v1") == frozenset()
 
 
 @pytest.mark.parametrize("old", sorted(UPCASTERS))

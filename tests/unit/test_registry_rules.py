@@ -77,8 +77,26 @@ def test_pregnancy_data_only_for_the_persons_own_two_registries() -> None:
     assert not access.may_see_pregnancies("110101", True, "maternal_care", "320412", "440703")
     assert not access.may_see_pregnancies("440703", False, "maternal_care", "320412", "440703")
     assert not access.may_see_pregnancies("440703", True, "social_services", "320412", "440703")
-    assert access.shares_with("440703", "320412", "320412", [("320412", "440703")])
-    assert not access.shares_with("110101", "320412", "440703", [("320412", "440703")])
+
+
+def test_a_counterpart_reads_a_person_of_whom_it_is_the_current_origin_or_destination() -> None:
+    assert access.shares_with("440703", "320412", "440703")
+    assert access.shares_with("320412", "320412", "440703")
+    # She returned home from 440703 (or moved on to 110101): 440703 is told nothing new of her.
+    assert not access.shares_with("440703", "320412", "320412")
+    assert not access.shares_with("440703", "320412", "110101")
+
+
+def test_a_counterpart_sees_the_sections_and_fields_its_agreement_lets_flow() -> None:
+    births_only = {"birth.registered.v1"}.__contains__
+    assert access.agreed_sections({"births", "migrations", "certificates"}, births_only) == {
+        "births",
+        "certificates",
+    }
+    pregnancies = [{"pregnancy_id": "p", "expected_delivery": "2026-01-01"}]
+    assert access.without_withheld(pregnancies, {"expected_delivery"}) == [
+        {"pregnancy_id": "p", "expected_delivery": None}
+    ]
 
 
 @pytest.mark.parametrize(

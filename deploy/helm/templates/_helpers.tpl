@@ -69,6 +69,11 @@ The services as a YAML list, one entry per Deployment:
        its public address when one is configured, else its address inside the cluster. */ -}}
 {{- $veUrl := printf "http://%s.%s.svc:%d" (include "mx.componentName" (dict "root" $ "name" "verification")) $.Release.Namespace $port -}}
 {{- $statusLists := printf "%s/v1/status-lists" (trimSuffix "/" (default $veUrl .Values.verification.publicUrl)) -}}
+{{- /* The agreements: the exchange routes by them, registries answer counterparts' reads by them. */ -}}
+{{- $agreementFiles := dict -}}
+{{- with .Values.exchange.agreements -}}
+{{- $_ := set $agreementFiles "agreements.yaml" (toYaml .) -}}
+{{- end -}}
 {{- range $inst := .Values.registry.instances -}}
 {{- $v := mergeOverwrite (deepCopy $registry) (deepCopy $inst) -}}
 {{- $name := printf "registry-%s" $inst.name -}}
@@ -77,13 +82,14 @@ The services as a YAML list, one entry per Deployment:
 {{- range $inst.jurisdictions }}{{ $_ := set $registryUrls . $url }}{{ end -}}
 {{- $keyUrls = append $keyUrls (printf "%s=%s/v1/keys" (join "+" $inst.jurisdictions) $url) -}}
 {{- $registries = append $registries $name -}}
-{{- $out = append $out (dict
-    "name" $name "module" "services.registry" "values" $v
-    "env" (dict "SERVICE_NAME" $name "JURISDICTIONS" (join "," $inst.jurisdictions)
+{{- $regEnv := dict "SERVICE_NAME" $name "JURISDICTIONS" (join "," $inst.jurisdictions)
                 "CERTIFICATE_VALIDITY_DAYS" (toString (int64 $v.certificateValidityDays))
                 "KEY_ROTATION_OVERLAP_DAYS" (toString (int64 $v.keyRotationOverlapDays))
-                "STATUS_LIST_BASE_URL" $statusLists)
-    "secretEnv" (dict "KEY_ENCRYPTION_KEY" $kek)
+                "STATUS_LIST_BASE_URL" $statusLists -}}
+{{- if $agreementFiles }}{{ $_ := set $regEnv "AGREEMENTS_FILE" "/etc/migrant-exchange/files/agreements.yaml" }}{{ end -}}
+{{- $out = append $out (dict
+    "name" $name "module" "services.registry" "values" $v
+    "env" $regEnv "secretEnv" (dict "KEY_ENCRYPTION_KEY" $kek) "files" $agreementFiles
     "callers" (list "exchange" "verification")) -}}
 {{- end -}}
 {{- $ex := .Values.exchange -}}
@@ -122,12 +128,9 @@ The services as a YAML list, one entry per Deployment:
     "DASHBOARD_RECONCILIATION_ACCURACY" (include "mx.number" $t.reconciliationAccuracy) -}}
 {{- $exSecrets := dict -}}
 {{- if $rec.tokenSecret.name }}{{ $_ := set $exSecrets "REGISTRY_TOKEN" $rec.tokenSecret }}{{ end -}}
-{{- $exFiles := dict -}}
-{{- with $ex.agreements -}}
+{{- $exFiles := $agreementFiles -}}
 {{- /* Read at start by the serving pods only; the migrate Job has the variable but not the file. */ -}}
-{{- $_ := set $exFiles "agreements.yaml" (toYaml .) -}}
-{{- $_ := set $exEnv "AGREEMENTS_FILE" "/etc/migrant-exchange/files/agreements.yaml" -}}
-{{- end -}}
+{{- if $agreementFiles }}{{ $_ := set $exEnv "AGREEMENTS_FILE" "/etc/migrant-exchange/files/agreements.yaml" }}{{ end -}}
 {{- $out = append $out (dict
     "name" "exchange" "module" "services.migrant_exchange" "values" $ex
     "env" $exEnv "secretEnv" $exSecrets "files" $exFiles "calls" $registries) -}}

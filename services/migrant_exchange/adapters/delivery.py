@@ -110,10 +110,12 @@ async def due_for_resend(
 
 
 async def mark_resent(
-    conn: asyncpg.Connection, notification_id: uuid.UUID, next_at: dt.datetime | None
+    conn: asyncpg.Connection, notification_id: uuid.UUID, next_at: dt.datetime | None, sent: bool = True
 ) -> None:
+    """Count a send (``sent``) and set the next attempt (None: no more)."""
     await conn.execute(
-        "UPDATE notifications SET attempts = attempts + 1, next_attempt_at = $2 WHERE id = $1",
+        "UPDATE notifications SET attempts = attempts + $3, next_attempt_at = $2 WHERE id = $1",
         notification_id,
         next_at,
+        int(sent),
     )

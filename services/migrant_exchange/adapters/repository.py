@@ -79,8 +79,9 @@ async def agreement(conn: asyncpg.Connection, a: str, b: str) -> asyncpg.Record 
 async def insert_notification(conn: asyncpg.Connection, n: dict[str, Any]) -> bool:
     inserted = await conn.fetchval(
         """INSERT INTO notifications (id, target_division, source_division, subject, event_id, event_type,
-                                      event_sequence, event_time, payload, deadline, next_attempt_at)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
+                                      event_sequence, event_time, payload, deadline, next_attempt_at,
+                                      withheld_fields)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)
            ON CONFLICT (event_id, target_division) DO NOTHING RETURNING true""",
         n["notification_id"],
         n["target_division"],
@@ -93,8 +94,26 @@ async def insert_notification(conn: asyncpg.Connection, n: dict[str, Any]) -> bo
         n["payload"],
         n["deadline"],
         n.get("next_attempt_at"),
+        n.get("withheld_fields") or [],
     )
     return bool(inserted)
+
+
+async def add_pregnancy_recipient(conn: asyncpg.Connection, pregnancy_id: str, target: str) -> None:
+    await conn.execute(
+        "INSERT INTO pregnancy_recipients VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        uuid.UUID(pregnancy_id),
+        target,
+    )
+
+
+async def take_pregnancy_recipients(conn: asyncpg.Connection, pregnancy_id: str) -> set[str]:
+    """Who received this pregnancy's registration; the rows go (its closure is being routed)."""
+    rows = await conn.fetch(
+        "DELETE FROM pregnancy_recipients WHERE pregnancy_id = $1 RETURNING target_division",
+        uuid.UUID(pregnancy_id),
+    )
+    return {r["target_division"] for r in rows}
 
 
 async def close_notification(

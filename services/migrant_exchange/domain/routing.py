@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from shared.events.upcasting import current_field, current_type
+from shared import agreements
 
 
 @dataclass(frozen=True)
@@ -59,15 +61,17 @@ def counterparts(
     data: dict[str, object],
     after: Whereabouts,
     related: tuple[Whereabouts, ...] = (),
+    earlier: Iterable[str] = (),
 ) -> set[str]:
     """Jurisdictions other than the producer that keep this subject's records.
 
     Origin (hukou) and destination (residence) always hear; for a move, the place left and the
     place arrived at hear too. A person who moved on (A -> B -> C) is no longer B's business, and
     a returnee's later events stay at the origin. Related people (a spouse, a father) bring their
-    own origin and residence.
+    own origin and residence. ``earlier``: who received the registration this event closes (a
+    pregnancy's closure reaches them wherever the mother lives by then).
     """
-    targets = {after.hukou, after.residence}
+    targets = {after.hukou, after.residence, *earlier}
     for other in related:
         targets |= {other.hukou, other.residence}
     if event_type.startswith("migration."):
@@ -78,29 +82,30 @@ def counterparts(
 
 
 def covers(event_types: list[str], event_type: str) -> bool:
-    """Whether an agreement's list of event types lets this type flow. An agreement naming an
-    older version covers the version it is upcast to: producers switching to a v2 must neither
-    stop an agreed flow nor open one that was not agreed."""
-    current = current_type(event_type)
-    return "*" in event_types or any(current_type(t) == current for t in event_types)
+    """Whether an agreement's list of event types lets this type flow (any version of it)."""
+    return agreements.covers(event_types, event_type)
 
 
-def agreed_fields(visible_fields: dict[str, list[str]], event_type: str) -> list[str] | None:
-    """The fields an agreement lets the counterpart see of this type (None: all). A restriction
-    written for an older version still holds, its field names mapped to where the current
-    version keeps them; a lapsed restriction would show everything."""
-    current = current_type(event_type)
-    found: list[str] | None = None
-    for listed, fields in visible_fields.items():
-        if current_type(listed) == current:
-            mapped = [current_field(listed, f) for f in fields]
-            found = mapped if found is None else [f for f in found if f in mapped]
-    return found
+# The event that carries each kind of record a repair (record.corrected.v1) may send: what an
+# agreement withholds of that event, it withholds of the repair too.
+RECORD_EVENTS = {
+    "person": "person.registered.v1",
+    "birth": "birth.registered.v1",
+    "marriage": "marriage.registered.v1",
+    "pregnancy": "pregnancy.registered.v1",
+    "migration": "migration.departed.v1",
+}
 
 
-def visible(payload: dict[str, object], fields: list[str] | None) -> dict[str, object]:
-    """The payload cut down to the fields an agreement lets the counterpart see (None: all)."""
-    return dict(payload) if fields is None else {k: v for k, v in payload.items() if k in fields}
+def agreed_correction(
+    data: dict[str, Any], withheld_of: Callable[[str], frozenset[str]]
+) -> dict[str, Any] | None:
+    """A correction without the changes its receiver may not see (``withheld_of``: event type ->
+    withheld fields); None when nothing is left to send."""
+    event_type = RECORD_EVENTS.get(str(data.get("record_type")))
+    hidden = withheld_of(event_type) if event_type else frozenset()
+    changes = {k: v for k, v in dict(data["changes"]).items() if k not in hidden}
+    return {**data, "changes": changes} if changes else None
 
 
 def retry_delay(base_seconds: float, attempts: int, cap_seconds: float) -> float:

@@ -17,8 +17,8 @@ from services.migrant_exchange.adapters.registries import RegistryClient
 from services.migrant_exchange.entrypoints import background, reconciliation, views
 from services.migrant_exchange.entrypoints.consumer import consumers
 from services.migrant_exchange.entrypoints.dashboard import routers as dashboard_routers
-from services.migrant_exchange.service_layer import disclosures, handlers
-from services.migrant_exchange.service_layer.agreements import load_agreements
+from services.migrant_exchange.service_layer import handlers
+from services.migrant_exchange.service_layer.agreements import configured, load_agreements
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.app import UnitOfWork, create_service_app
 from shared.auth import Client, require
@@ -57,6 +57,10 @@ class Notification(BaseModel):
     )
     reason: str | None
     payload: dict[str, Any] | None = Field(default=None, description="only for the addressed jurisdiction")
+    withheld_fields: list[str] = Field(
+        default_factory=list,
+        description="fields the agreement withholds from the addressee: absent from the payload by contract",
+    )
 
 
 class Migrant(BaseModel):
@@ -102,9 +106,38 @@ async def list_notifications(
     conflicting field names without their values."""
     scope = _scope_to(client, jurisdiction)
     rows = await repo.list_notifications(conn, scope, state, limit, after)
-    shown = [views.notification(client, r) for r in rows]
-    await disclosures.record_pickups(conn, client, shown)  # a payload picked up is a disclosure
-    return shown
+    return await views.notifications_read(conn, client, rows)
+
+
+@router.get(
+    "/notifications/{notification_id}",
+    response_model=Notification,
+    summary="One notification, with its payload for the addressee",
+    responses=problems(404),
+)
+async def get_notification(
+    notification_id: uuid.UUID, conn: UnitOfWork, client: ExchangeReader
+) -> dict[str, Any]:
+    """How a jurisdiction not on Kafka fetches what it must apply: the payload goes to the
+    addressee's clients only, and each pick-up is written to the audit log. Operators see the
+    operation; the sender sees its own notification without the payload."""
+    row = await repo.get_notification(conn, notification_id)
+    if row is None or (client.kind != "operator" and client.jurisdiction not in _parties(row)):
+        raise _no_such_notification("concerns")
+    return (await views.notifications_read(conn, client, [row]))[0]
+
+
+def _parties(row: Any) -> tuple[str, str]:
+    return row["target_division"], row["source_division"]
+
+
+def _no_such_notification(relation: str) -> NotFound:
+    # The same answer for "no such id" and "not yours": another jurisdiction's traffic is not ours to confirm.
+    return NotFound(
+        f"no notification with this id {relation} the client's jurisdiction",
+        field="notification_id",
+        rule="addressed-to-client",
+    )
 
 
 @router.post(
@@ -119,11 +152,7 @@ async def post_feedback(
     """For jurisdictions not on Kafka: the addressee reports applied / conflict / rejected."""
     row = await repo.get_notification(conn, notification_id)
     if row is None or row["target_division"] != client.jurisdiction:
-        raise NotFound(
-            "no notification with this id is addressed to the client's jurisdiction",
-            field="notification_id",
-            rule="addressed-to-client",
-        )
+        raise _no_such_notification("is addressed to")
     feedback = p.ExchangeFeedbackV1(
         notification_id=notification_id,
         from_division=row["target_division"],
@@ -184,6 +213,7 @@ async def _shutdown(app: FastAPI) -> None:
 def create_app(settings: ExchangeSettings | None = None) -> FastAPI:
     settings = settings or ExchangeSettings()
     settings.require_signing_keys({EXCHANGE})  # refuse to start unable to sign
+    configured(settings)  # refuse to start on an agreement it would misapply (AgreementError names it)
     return create_service_app(
         settings,
         title="Migrant exchange",

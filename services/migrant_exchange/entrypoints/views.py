@@ -13,10 +13,12 @@ from typing import Any
 
 import asyncpg
 
+from services.migrant_exchange.service_layer import disclosures
+from shared import audit
 from shared.auth import Client
 from shared.errors import Forbidden
 from shared.observability import redact
-from shared.sensitivity import NEUTRAL_CATEGORY, neutral_text, neutral_type
+from shared.sensitivity import NEUTRAL_CATEGORY, is_sensitive, neutral_text, neutral_type
 
 
 def require_jurisdiction(client: Client) -> None:
@@ -37,6 +39,35 @@ def notification(client: Client, row: asyncpg.Record) -> dict[str, Any]:
     return {**dict(row), "notification_id": row["id"], "payload": row["payload"] if mine else None}
 
 
+async def notifications_read(
+    conn: asyncpg.Connection, client: Client, rows: list[asyncpg.Record]
+) -> list[dict[str, Any]]:
+    """The notifications as this client may see them; each payload handed over is audited (a
+    REST pick-up is a disclosure of the person's data to the addressee). The first pick-up of a
+    payload is also told to the person's registries, under one ``disclosure_id`` with this entry."""
+    out = [notification(client, r) for r in rows]
+    told = await disclosures.record_pickups(conn, client, out)
+    picked = [
+        audit.AuditEntry(
+            client.client_id,
+            "notification.fetched",
+            "exchange",
+            n["subject"],
+            {
+                "notification_id": str(n["notification_id"]),
+                "jurisdiction": n["target_division"],
+                "source": n["source_division"],
+                "event_type": n["event_type"],
+            }
+            | ({"disclosure_id": str(told[n["notification_id"]])} if n["notification_id"] in told else {}),
+        )
+        for n in out
+        if n["payload"] is not None
+    ]
+    await audit.append(conn, picked)
+    return out
+
+
 def _operations(row: asyncpg.Record) -> dict[str, Any]:
     conflicts = row["conflicts"]
     return {
@@ -47,6 +78,10 @@ def _operations(row: asyncpg.Record) -> dict[str, Any]:
         "conflicts": None if conflicts is None else [{"field": neutral_text(c["field"])} for c in conflicts],
         "reason": None if row["reason"] is None else redact(neutral_text(row["reason"])),
         "payload": None,
+        # What an agreement withholds names the event's kind (expected_delivery): neutral for these.
+        "withheld_fields": [
+            NEUTRAL_CATEGORY if is_sensitive(row["event_type"]) else f for f in row["withheld_fields"] or []
+        ],
     }
 
 

@@ -9,6 +9,7 @@ counts verification's disclosures of checked certificates for the verification r
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import asyncpg
@@ -25,19 +26,19 @@ SOURCE = "/exchange"
 Told = tuple[str, p.DisclosureRecordedV1 | None]
 
 
-def notified(notification: dict[str, Any], where: Whereabouts) -> Told:
-    """The disclosure of one notification sent to its target (the target's registry received it)."""
-    target = notification["target_division"]
-    return notification["subject"], disclosures.disclosure(
-        record_at=[notification["source_division"], where.hukou, where.residence],
+def notified(event: Envelope[Any], notification_id: uuid.UUID, target: str, where: Whereabouts) -> Told:
+    """The disclosure of the notification of ``event`` sent to ``target`` (its registry received it),
+    for the producing registry and the person's origin and residence."""
+    return event.subject, disclosures.disclosure(
+        record_at=[event.producer, where.hukou, where.residence],
         discloser=EXCHANGE,
         action="notification.sent",
         recipient=f"registry-{target}",
         recipient_division=target,
-        purpose=disclosures.purpose_of(notification["event_type"]),
-        event_type=notification["event_type"],
-        event_id=notification["event_id"],
-        notification_id=notification["notification_id"],
+        purpose=disclosures.purpose_of(event.type),
+        event_type=event.type,
+        event_id=event.id,
+        notification_id=notification_id,
     )
 
 
@@ -45,11 +46,14 @@ async def publish(conn: asyncpg.Connection, told: list[Told]) -> None:
     await disclosures.publish(conn, SOURCE, told)
 
 
-async def record_pickups(conn: asyncpg.Connection, client: Client, shown: list[dict[str, Any]]) -> int:
-    """The notifications whose payload this client received for the first time: told, once each."""
+async def record_pickups(
+    conn: asyncpg.Connection, client: Client, shown: list[dict[str, Any]]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """The notifications whose payload this client received for the first time: told, once each.
+    Returns their disclosure ids by notification id."""
     ids = [n["notification_id"] for n in shown if n.get("payload") is not None]
     if client.kind != "jurisdiction" or not ids:
-        return 0
+        return {}
     told: list[Told] = []
     for row in await repo.mark_fetched(conn, ids):
         where = await repo.whereabouts(conn, row["subject"])
@@ -71,7 +75,7 @@ async def record_pickups(conn: asyncpg.Connection, client: Client, shown: list[d
             )
         )
     await publish(conn, told)
-    return len(told)
+    return {d.notification_id: d.disclosure_id for _, d in told if d is not None and d.notification_id}
 
 
 async def count_verification(conn: asyncpg.Connection, event: Envelope[Any]) -> None:

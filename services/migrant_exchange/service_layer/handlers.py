@@ -17,10 +17,13 @@ from services.migrant_exchange.domain import routing
 from services.migrant_exchange.domain.routing import Whereabouts
 from services.migrant_exchange.service_layer import disclosures
 from services.migrant_exchange.settings import ExchangeSettings
+from shared import agreements
 from shared.consumer import trust_list
 from shared.events import payloads as p
 from shared.events.envelope import Envelope
+from shared.events.restriction import restrict
 from shared.events.signature import NOT_AUTHORIZED, Rejected
+from shared.events.upcasting import current_type
 from shared.identity import subject_key
 from shared.observability import redact
 from shared.outbox import add_event
@@ -48,7 +51,8 @@ async def route_vital_event(
     others = [subject_key(n, secret) for n in routing.related_people(event.type, data)]
     others = [s for s in others if s != event.subject]
     related = await repo.whereabouts_of(conn, others) if others else []
-    targets = routing.counterparts(producer, event.type, data, after, tuple(related))
+    earlier = await _earlier_recipients(conn, event.type, data)
+    targets = routing.counterparts(producer, event.type, data, after, tuple(related), earlier)
     repair = (
         await cases.case_of_repair(conn, data.get("correction_id")) if event.type == REPAIR_TYPE else None
     )
@@ -58,9 +62,10 @@ async def route_vital_event(
         targets.add(repair["resolution"]["target"])
     sent = {}
     for target in sorted(targets):
-        notification_id = await _notify(conn, settings, event, (producer, target, after), data)
+        notification_id = await _notify(conn, settings, event, data, target)
         if notification_id is not None:
             sent[target] = notification_id
+    await disclosures.publish(conn, [disclosures.notified(event, n, t, after) for t, n in sent.items()])
     if repair is not None:
         target = repair["resolution"]["target"]
         why = None if target in sent else f"no agreement lets {REPAIR_TYPE} flow from {producer} to {target}"
@@ -72,21 +77,56 @@ async def _notify(
     conn: asyncpg.Connection,
     settings: ExchangeSettings,
     event: Envelope[Any],
-    route: tuple[str, str, Whereabouts],
     data: dict[str, Any],
+    target: str,
 ) -> uuid.UUID | None:
-    """Notify one counterpart (``route``: producer, target and the subject's whereabouts) if an
-    agreement lets the event flow to it, and tell the person's registries; the notification's id."""
-    producer, target, where = route
-    agreement = await repo.agreement(conn, producer, target)
-    if agreement is None or not routing.covers(agreement["event_types"], event.type):
+    """Notify one counterpart if an agreement lets the event flow to it; the notification's id."""
+    notification = await _notification(conn, settings, event, data, target)
+    if notification is None or not await repo.insert_notification(conn, notification):
         return None
+    if event.type == "pregnancy.registered.v1":
+        await repo.add_pregnancy_recipient(conn, data["pregnancy_id"], target)
+    await _publish(conn, settings, notification, event.traceparent)
+    notification_id: uuid.UUID = notification["notification_id"]
+    return notification_id
+
+
+async def _earlier_recipients(conn: asyncpg.Connection, event_type: str, data: dict[str, Any]) -> set[str]:
+    """Who received the registration this event closes: a pregnancy's closure reaches every
+    jurisdiction that was told of the pregnancy, wherever the mother lives by then."""
+    if event_type != "pregnancy.closed.v1":
+        return set()
+    return await repo.take_pregnancy_recipients(conn, data["pregnancy_id"])
+
+
+async def _notification(
+    conn: asyncpg.Connection,
+    settings: ExchangeSettings,
+    event: Envelope[Any],
+    data: dict[str, Any],
+    target: str,
+) -> dict[str, Any] | None:
+    """The notification of this event for ``target`` under their agreement, or None if none lets it flow.
+
+    The agreement's field restriction for this direction is applied here, and the notification
+    names the withheld fields: the receiver validates the payload without exactly those."""
+    producer = str(event.producer)
+    row = await repo.agreement(conn, producer, target)
+    if row is None or not routing.covers(row["event_types"], event.type):
+        return None
+    sides = (row["division_a"], row["division_b"])
+    withheld = agreements.withheld(row["visible_fields"], sides, target, event.type)
+    payload = restrict(data, withheld)
+    if event.type == REPAIR_TYPE:  # a repair carries no more than the record's own event would
+        agreed = routing.agreed_correction(
+            payload, lambda t: agreements.withheld(row["visible_fields"], sides, target, current_type(t))
+        )
+        if agreed is None:
+            return None
+        payload = agreed
     now = dt.datetime.now(dt.UTC)
-    deadline_s = agreement["deadline_seconds"] or settings.feedback_deadline_seconds
-    fields = routing.agreed_fields(agreement["visible_fields"] or {}, event.type)
-    notification_id = uuid.uuid4()
-    notification = {
-        "notification_id": notification_id,
+    return {
+        "notification_id": uuid.uuid4(),
         "target_division": target,
         "source_division": producer,
         "subject": event.subject,
@@ -94,15 +134,11 @@ async def _notify(
         "event_type": event.type,
         "event_sequence": event.sequence,
         "event_time": event.time,
-        "payload": routing.visible(data, fields),
-        "deadline": now + dt.timedelta(seconds=deadline_s),
+        "payload": payload,
+        "withheld_fields": sorted(withheld),
+        "deadline": now + dt.timedelta(seconds=row["deadline_seconds"] or settings.feedback_deadline_seconds),
         "next_attempt_at": now + dt.timedelta(seconds=settings.notification_retry_seconds),
     }
-    if not await repo.insert_notification(conn, notification):
-        return None
-    await _publish(conn, settings, notification, event.traceparent)
-    await disclosures.publish(conn, [disclosures.notified(notification, where)])  # who received it
-    return notification_id
 
 
 async def rebuild_roster(conn: asyncpg.Connection, events: Iterable[Envelope[Any]]) -> None:
@@ -164,15 +200,22 @@ async def _publish(
 
 
 async def resend_unanswered(conn: asyncpg.Connection, settings: ExchangeSettings) -> int:
-    """Send again the notifications that got no feedback yet, with exponential backoff.
+    """Send again the notifications that got no feedback yet, with exponential backoff; how many.
 
     A re-send carries the same notification id under a new event id, so a counterpart that
     lost the first one applies it (its records are idempotent) and answers; one that already
-    answered answers again, and the second answer changes nothing here.
+    answered answers again, and the second answer changes nothing here. A notification whose
+    agreement was removed since (or no longer lets its type flow) is not sent again: it waits
+    for an answer to what was sent, and goes overdue at its deadline.
     """
     rows = await delivery.due_for_resend(conn, settings.notification_max_attempts)
     now = dt.datetime.now(dt.UTC)
+    sent = 0
     for row in rows:
+        agreed = await repo.agreement(conn, row["source_division"], row["target_division"])
+        if agreed is None or not routing.covers(agreed["event_types"], row["event_type"]):
+            await delivery.mark_resent(conn, row["id"], None, sent=False)
+            continue
         n = {**dict(row), "notification_id": row["id"]}
         await _publish(conn, settings, n)
         attempts = row["attempts"] + 1
@@ -183,7 +226,8 @@ async def resend_unanswered(conn: asyncpg.Connection, settings: ExchangeSettings
             None if attempts >= settings.notification_max_attempts else now + dt.timedelta(seconds=delay)
         )
         await delivery.mark_resent(conn, row["id"], next_at)
-    return len(rows)
+        sent += 1
+    return sent
 
 
 async def record_feedback(conn: asyncpg.Connection, feedback: p.ExchangeFeedbackV1) -> bool:

@@ -17,6 +17,7 @@ from services.migrant_exchange.adapters import repository as repo
 from services.migrant_exchange.adapters.registries import RegistryClient
 from services.migrant_exchange.domain import repairs
 from services.migrant_exchange.domain.reconcile import Record, differences, differing_buckets, held_twice
+from services.migrant_exchange.service_layer.agreements import as_agreed
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.errors import Conflict, DomainError, NotFound, RuleViolation
 
@@ -59,7 +60,7 @@ async def reconcile(
             )
             left += [Record.of(r) for r in la]
             right += [Record.of(r) for r in lb]
-        found = differences(a, b, left, right)
+        found = as_agreed(settings, a, b, differences(a, b, left, right))
         found += held_twice(a, b, doc_a.get("duplicates", []), doc_b.get("duplicates", []), found)
         async with pool.acquire() as conn, conn.transaction():
             opened = 0

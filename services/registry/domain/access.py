@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 # What each purpose discloses (field-level per purpose).
 PURPOSE_SECTIONS: dict[str, frozenset[str]] = {
@@ -14,13 +15,34 @@ PURPOSE_SECTIONS: dict[str, frozenset[str]] = {
 }
 
 
-def shares_with(reader: str, hukou: str, residence: str, moves: Iterable[tuple[str, str]]) -> bool:
-    """A counterpart jurisdiction may read a person it has a stake in: origin, destination, or a
-    place the person moved from or to."""
-    places = {hukou, residence}
-    for frm, to in moves:
-        places |= {frm, to}
-    return reader in places
+# The events that carry each section of a person's record to a counterpart. A counterpart reads
+# a section only if its agreement lets those events flow to it, and sees of each record what the
+# agreement lets it see of those events: a read discloses no more than the notifications would.
+# Sections without an entry (certificates: the issuer's register) need the agreement only.
+SECTION_EVENTS: dict[str, tuple[str, ...]] = {
+    "migrations": ("migration.departed.v1", "migration.arrived.v1", "migration.returned.v1"),
+    "marriages": ("marriage.registered.v1",),
+    "births": ("birth.registered.v1",),
+    "pregnancies": ("pregnancy.registered.v1",),
+}
+
+
+def shares_with(reader: str, hukou: str, residence: str) -> bool:
+    """A counterpart jurisdiction may read a person it has a stake in now: her current origin or
+    destination. A place she moved on from (A -> B -> C: B) or returned from is no longer told of
+    her events, and reads nothing new of her either."""
+    return reader in (hukou, residence)
+
+
+def agreed_sections(sections: Iterable[str], covers: Callable[[str], bool]) -> set[str]:
+    """The sections whose events the agreement lets flow (``covers``: event type -> bool)."""
+    return {s for s in sections if all(covers(t) for t in SECTION_EVENTS.get(s, ()))}
+
+
+def without_withheld(records: list[dict[str, Any]], withheld: Iterable[str]) -> list[dict[str, Any]]:
+    """The section's records with the fields the agreement withholds from the reader emptied."""
+    gone = frozenset(withheld)
+    return [{k: (None if k in gone else v) for k, v in r.items()} for r in records]
 
 
 def may_see_pregnancies(

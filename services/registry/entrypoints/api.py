@@ -21,6 +21,7 @@ from services.registry.entrypoints.routes_document import router as document_rou
 from services.registry.entrypoints.routes_read import router as read_router
 from services.registry.service_layer import handlers
 from services.registry.settings import RegistrySettings
+from shared import agreements
 from shared.app import UnitOfWork, create_service_app
 
 router = APIRouter(prefix="/v1", tags=["registry: vital events"])
@@ -198,6 +199,7 @@ async def record_correction(
 def create_app(settings: RegistrySettings | None = None) -> FastAPI:
     settings = settings or RegistrySettings()
     settings.require_signing_keys(set(settings.served))  # refuse to start unable to sign
+    agreements.load(settings.agreements_file, settings.environment)  # refuse to start on a bad one
     return create_service_app(
         settings,
         title=f"Registry {settings.jurisdictions}",

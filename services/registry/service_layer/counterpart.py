@@ -24,7 +24,8 @@ from services.registry.settings import RegistrySettings
 from shared.events import payloads as p
 from shared.events.catalog import spec_for
 from shared.events.envelope import Envelope
-from shared.events.upcasting import upcast_data
+from shared.events.restriction import NotWithholdable, restricted_model
+from shared.events.upcasting import current_field, upcast_data
 from shared.identity import birth_date_of, subject_key
 from shared.outbox import add_event
 from shared.sealing import CannotOpen, notification_aad, open_sealed
@@ -42,10 +43,7 @@ async def apply_notification(
     """Apply one notification addressed to a jurisdiction this registry serves, then answer it."""
     n = event.data
     try:
-        # Upcast after the envelope's signature was checked (the consumer did): an older version
-        # still in flight is applied as the current one (shared.events.upcasting).
-        event_type, raw = upcast_data(n.event_type, _payload(settings, n))
-        data = spec_for(event_type).payload.model_validate(raw).model_dump()
+        event_type, data = _validated(n, _payload(settings, n))
         target = _Target(
             n.target_division,
             n.source_division,
@@ -55,6 +53,8 @@ async def apply_notification(
         outcome, conflicts, reason = await _apply(conn, target, event_type, data)
     except CannotOpen as e:
         outcome, conflicts, reason = "rejected", [], f"cannot read {n.event_type}: {e}"
+    except NotWithholdable as e:
+        outcome, conflicts, reason = "rejected", [], f"cannot apply {n.event_type}: {e}"
     except (ValidationError, KeyError, ValueError) as e:
         outcome, conflicts, reason = "rejected", [], f"cannot apply {n.event_type}: {type(e).__name__}"
     feedback = p.ExchangeFeedbackV1(
@@ -75,6 +75,20 @@ async def apply_notification(
         destination=n.source_division,
         traceparent=event.traceparent,
     )
+
+
+def _validated(n: p.ExchangeNotificationV1, payload: Any) -> tuple[str, dict[str, Any]]:
+    """The payload as the current version of its type, checked against its contract.
+
+    Upcast after the envelope's signature was checked (the consumer did): an older version still
+    in flight is applied as the current one (``shared.events.upcasting``). The fields the
+    notification says the agreement withholds may (only) be absent, each must be one the
+    contract lets go, and every other field keeps its rule."""
+    event_type, raw = upcast_data(n.event_type, payload)
+    withheld = frozenset(current_field(n.event_type, f) for f in n.withheld_fields)
+    model = restricted_model(spec_for(event_type).payload, withheld)
+    data: dict[str, Any] = model.model_validate(raw).model_dump()
+    return event_type, data
 
 
 def _payload(settings: RegistrySettings, n: p.ExchangeNotificationV1) -> Any:
@@ -126,6 +140,12 @@ _FAMILY = {
 
 
 async def _apply_person(conn: asyncpg.Connection, t: _Target, d: dict[str, Any]) -> Outcome:
+    # Sex and birth date may be withheld by an agreement: the identity number carries both.
+    d = {
+        **d,
+        "sex": d["sex"] or rules.sex_from_id_number(d["id_number"]),
+        "birth_date": d["birth_date"] or birth_date_of(d["id_number"]),
+    }
     existing = await repo.get_person(conn, t.here, d["id_number"])
     if existing is None:
         await repo.insert_person(conn, t.here, d, t.subject(d["id_number"]), t.source, t.event_id)

@@ -12,7 +12,8 @@ from services.registry.adapters import repository as repo
 from services.registry.domain import access
 from services.registry.service_layer.context import Context
 from services.registry.service_layer.disclosures import tell_read
-from shared import audit
+from shared import agreements, audit
+from shared.agreements import Agreement
 from shared.auth import Client
 from shared.errors import Forbidden, NotFound
 
@@ -37,42 +38,43 @@ def _not_found() -> NotFound:
 
 async def _readable(
     conn: asyncpg.Connection, ctx: Context, client: Client, id_number: str
-) -> tuple[asyncpg.Record, dict[str, list[dict[str, Any]]]]:
-    """The record the client may read: its own jurisdiction's, or a counterpart's shared with it."""
+) -> tuple[asyncpg.Record, dict[str, list[dict[str, Any]]], Agreement | None]:
+    """The record the client may read: its own jurisdiction's, or a counterpart's shared with it
+    (the reader is her current origin or destination, under an agreement with the holder: the
+    agreement comes back, None for the client's own record)."""
     reader = client.jurisdiction
     if reader is None:
         raise Forbidden("only a jurisdiction's clients read person records", rule="jurisdiction")
     served = ctx.settings.served
     holders = [reader] if reader in served else sorted(served)
+    agreed = agreements.load(ctx.settings.agreements_file, ctx.settings.environment)
     for here in holders:
         person = await repo.get_person(conn, here, id_number)
         if person is None:
             continue
-        history = await repo.person_history(conn, here, id_number)
-        moves = [(m["from_division"], m["to_division"]) for m in history["migrations"]]
-        if here == reader or access.shares_with(
-            reader, person["hukou_division"], person["residence_division"], moves
+        if here == reader:
+            return person, await repo.person_history(conn, here, id_number), None
+        agreement = agreements.between(agreed, here, reader)
+        if agreement is not None and access.shares_with(
+            reader, person["hukou_division"], person["residence_division"]
         ):
-            return person, history
+            return person, await repo.person_history(conn, here, id_number), agreement
     raise _not_found()
 
 
-async def read_person(
-    conn: asyncpg.Connection, ctx: Context, client: Client, id_number: str, purpose: str
-) -> dict[str, Any]:
-    """A person's record as this registry holds it, limited to what the purpose needs; audited."""
-    person, history = await _readable(conn, ctx, client, id_number)
-    here = person["jurisdiction"]
-    sections = set(access.PURPOSE_SECTIONS[purpose])
-    if not access.may_see_pregnancies(
-        client.jurisdiction,
-        client.has("pregnancy:read"),
-        purpose,
-        person["hukou_division"],
-        person["residence_division"],
-    ):
-        sections.discard("pregnancies")
-    out: dict[str, Any] = {k: person[k] for k in PERSON_FIELDS}
+async def _sections(
+    conn: asyncpg.Connection,
+    client: Client,
+    person: asyncpg.Record,
+    history: dict[str, list[dict[str, Any]]],
+    sections: set[str],
+    agreement: Agreement | None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Each section the read discloses; a counterpart's limited to what its agreement lets it see."""
+    here, id_number = person["jurisdiction"], person["id_number"]
+    if agreement is not None:
+        sections = access.agreed_sections(sections, agreement.covers)
+    out: dict[str, list[dict[str, Any]]] = {}
     if "migrations" in sections:
         out["migrations"] = history["migrations"]
     if "births" in sections:
@@ -83,6 +85,34 @@ async def read_person(
         out["pregnancies"] = await family.pregnancies_of(conn, here, id_number)
     if "certificates" in sections:
         out["certificates"] = await records.certificates_of(conn, here, id_number)
+    if agreement is not None and client.jurisdiction is not None:
+        for section, records_ in out.items():
+            for event_type in access.SECTION_EVENTS.get(section, ()):
+                records_ = access.without_withheld(
+                    records_, agreement.withheld(client.jurisdiction, event_type)
+                )
+            out[section] = records_
+    return out
+
+
+async def read_person(
+    conn: asyncpg.Connection, ctx: Context, client: Client, id_number: str, purpose: str
+) -> dict[str, Any]:
+    """A person's record as this registry holds it, limited to what the purpose needs (and, for a
+    counterpart, to what its agreement lets it see); audited."""
+    person, history, agreement = await _readable(conn, ctx, client, id_number)
+    here = person["jurisdiction"]
+    sections = set(access.PURPOSE_SECTIONS[purpose])
+    if not access.may_see_pregnancies(
+        client.jurisdiction,
+        client.has("pregnancy:read"),
+        purpose,
+        person["hukou_division"],
+        person["residence_division"],
+    ):
+        sections.discard("pregnancies")
+    disclosed = await _sections(conn, client, person, history, sections, agreement)
+    out: dict[str, Any] = {k: person[k] for k in PERSON_FIELDS} | disclosed
     await audit.append(
         conn,
         [
@@ -91,7 +121,7 @@ async def read_person(
                 "person.read",
                 purpose,
                 person["subject"],
-                {"jurisdiction": here, "reader": client.jurisdiction, "sections": sorted(sections)},
+                {"jurisdiction": here, "reader": client.jurisdiction, "sections": sorted(disclosed)},
             )
         ],
     )
