@@ -99,7 +99,8 @@ def test_an_independent_reader_agrees_with_planted_revocations_on_every_index(
         if r.status_code != 200:
             return False
         bits = tsl.decode(_claims(r.text)["status_list"]["lst"])
-        return all(tsl.status_of(bits, i) for i in PLANTED)
+        # a list published before the planted events were consumed is shorter: not seen yet
+        return all(i // 8 < len(bits) and tsl.status_of(bits, i) for i in PLANTED)
 
     wait_until(planted_seen, timeout=20, interval=0.2)
     r = _token_list(url)

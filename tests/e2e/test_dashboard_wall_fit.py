@@ -96,8 +96,12 @@ def test_the_wall_screen_fits_three_screens_and_names_the_busiest_flows(
         page.wait_for_function(
             "Number(document.getElementById('heat').dataset.total) >= 10000", timeout=20_000
         )
+        # the indicators refresh on their own schedule: wait until they name the busy province's rows
         page.wait_for_function(
-            "document.querySelector('[data-testid=indicators] tbody').rows.length >= 10", timeout=20_000
+            "names => names.filter(n => document.querySelector('[data-testid=indicators]').innerText"
+            ".includes(n)).length >= 10",
+            arg=[str(division_name(c)) for c in busy_province],
+            timeout=30_000,
         )
         scroll = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
         assert scroll[0] <= scroll[1], f"{width}x{height}: page {scroll[0]} px wide"
