@@ -42,7 +42,9 @@ async def _runs(stack: Stack, runs: int, busy: int, busy_runs: int) -> list[tupl
             counts = await crash_broker_mid_stream(stack, migrants(2000))
             ok = counts.lost == 0 and counts.roster_moves == 2000 and counts.destination_repeated == 0
             busy_note = f", {spinning} CPU spinners" if spinning else ""
-            results.append((ok, f"run {i + 1}{busy_note}: {counts} ({time.monotonic() - started:.0f} s in all)"))
+            results.append(
+                (ok, f"run {i + 1}{busy_note}: {counts} ({time.monotonic() - started:.0f} s in all)")
+            )
         except AssertionError as e:
             results.append((False, f"run {i + 1}: FAILED {e}"))
         except Exception as e:  # a run that broke (not only failed its checks) counts as failed
@@ -58,7 +60,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--busy", type=int, default=0, help="CPU-spinning processes during a run")
-    parser.add_argument("--busy-runs", type=int, default=None, help="spin in the last K runs only (default: all)")
+    parser.add_argument(
+        "--busy-runs", type=int, default=None, help="spin in the last K runs only (default: all)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mx-crash-") as d:
         Path(d).chmod(0o755)  # the embedded PostgreSQL runs as its own system user

@@ -60,7 +60,9 @@ async def timeline(stack: Stack, samples: list[tuple[float, int, int, int]], eve
         while True:
             unpublished = await origin.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
             states = dict(await exchange.fetch("SELECT state, count(*) FROM notifications GROUP BY state"))
-            samples.append((time.monotonic(), unpublished, states.get("pending", 0), states.get("applied", 0)))
+            samples.append(
+                (time.monotonic(), unpublished, states.get("pending", 0), states.get("applied", 0))
+            )
             await asyncio.sleep(every)
     finally:
         await origin.close()
