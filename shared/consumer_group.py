@@ -10,7 +10,10 @@ subclass's ``process``: ``shared.consumer.EventConsumer`` applies events exactly
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -22,6 +25,7 @@ from shared.observability import CONSUMER_RESTARTS
 from shared.settings import BaseServiceSettings
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # No single broker call may hold a consumer longer than this; past it the member is replaced.
 _KAFKA_CALL_TIMEOUT = 30.0
@@ -39,6 +43,7 @@ class GroupMember:
         self.connected = False
         self._assigned = False
         self._restart = False
+        self._restarting = asyncio.Event()  # set with _restart: cuts a waiting broker call short
         self._rewind = False  # after a broker reset: read the new log from its start
         self.incarnation = ""  # the broker log this member reads (shared.kafka incarnation marker)
         # Messages this process has taken in hand, committed or not: a long batch that moves is
@@ -53,6 +58,9 @@ class GroupMember:
             seek = _Seek(self)
             seek.consumer = consumer = make_consumer(self.settings, self.name, self.topics, seek)
             reason = "error"
+            # A reset from here on (even while this member starts) replaces it again.
+            self._restart = False
+            self._restarting.clear()
             try:
                 await ensure_topics(self.settings)
                 self.incarnation = incarnation_of(await topic_names(self.settings)) or ""
@@ -70,7 +78,8 @@ class GroupMember:
                 )
             finally:
                 self.connected = self._assigned = False
-                await stop_consumer(consumer)
+                # A member of a group that died with the broker's log is not waited for long.
+                await stop_consumer(consumer, timeout=1.0 if reason == "broker_reset" else 3.0)
             CONSUMER_RESTARTS.labels(self.service, self.name, reason).inc()
             log.info("fresh consumer starting", extra={"consumer": self.name, "reason": reason})
             await asyncio.sleep(backoff if reason == "error" else 0)
@@ -87,19 +96,21 @@ class GroupMember:
         Neither the in-memory positions nor the group's committed offsets can be trusted: until
         this service noticed the reset, the member went on fetching the new log from its old
         positions (skipping whatever the new log held below them) and may have committed those.
-        Events read twice are skipped by the inbox."""
+        Events read twice are skipped by the inbox. A fetch or commit waiting on the old log is
+        given up at once: the sooner the old member leaves, the sooner the new group forms."""
         self._restart = self._rewind = True
+        self._restarting.set()
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         """Apply batches until a broker reset asks for a fresh member. Every call to the broker
         is bounded in time, so a broker that stops answering ends this member instead of
         holding it for ever."""
-        self._restart = False
         while not self._restart:
-            batches = await asyncio.wait_for(
-                consumer.getmany(timeout_ms=500, max_records=self.settings.outbox_batch_size),
-                _KAFKA_CALL_TIMEOUT,
+            batches = await self._broker_call(
+                consumer.getmany(timeout_ms=500, max_records=self.settings.outbox_batch_size)
             )
+            if batches is None:
+                break  # a broker reset: a fresh member reads the new log
             self._assigned = bool(consumer.assignment())
             messages = [m for part in batches.values() for m in part]
             if not messages:
@@ -116,11 +127,31 @@ class GroupMember:
                 await consumer_positions.save(conn, self.name, positions, self.incarnation)
             try:
                 # For the broker's tools (lag per group); the group resumes from its own positions.
-                await asyncio.wait_for(consumer.commit(positions), _KAFKA_CALL_TIMEOUT)
+                await self._broker_call(consumer.commit(positions))
             except CommitFailedError:
                 # The group rebalanced under this member (a broker that lost the group answers
                 # so too): the coordinator rejoins by itself and the listener seeks on assignment.
                 log.info("offset commit refused; rejoining", extra={"consumer": self.name})
+
+    async def _broker_call(self, call: Awaitable[_T]) -> _T | None:
+        """A broker call bounded by ``_KAFKA_CALL_TIMEOUT`` (past it ``TimeoutError`` ends this
+        member), or None at once if a broker reset asks for a fresh member meanwhile."""
+        task = asyncio.ensure_future(call)
+        reset = asyncio.ensure_future(self._restarting.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {task, reset}, timeout=_KAFKA_CALL_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            reset.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        if reset in done:
+            return None
+        raise TimeoutError("broker call")
 
     async def on_assigned(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
         """Seek every partition given to this member to where the group stands (its own record)."""
@@ -130,6 +161,10 @@ class GroupMember:
             start = consumer_positions.start_offset(recorded.get(tp), self.incarnation, self._rewind)
             if start is not None:
                 consumer.seek(tp, start)
+        log.info(
+            "partitions assigned",
+            extra={"consumer": self.name, "partitions": len(assigned), "from_log_start": self._rewind},
+        )
         self._rewind = False
 
     async def process(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:

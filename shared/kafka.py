@@ -70,6 +70,10 @@ def make_consumer(
         fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000,
+        # How long a rebalance waits for the members it knew to rejoin. Members rejoin in the
+        # background within a heartbeat; a longer wait only matters for one that left without
+        # saying so (replaced after a broker reset or an error), and holds the whole group.
+        rebalance_timeout_ms=3_000,
     )
     consumer.subscribe(
         pattern="^(" + "|".join(re.escape(t) for t in sorted(topics)) + ")$", listener=listener
