@@ -86,3 +86,29 @@ async def test_a_lock_timeout_fails_the_whole_batch(fresh_db: str) -> None:
     finally:
         await conn.close()
         await other.close()
+
+
+async def test_savepoints_only_once_an_item_is_refused(fresh_db: str) -> None:
+    """A clean batch runs each item once in one savepoint; a refusal reruns the batch item by item."""
+    conn = await _table(fresh_db)
+    runs: list[int] = []
+
+    def counted(value: int) -> Item:
+        async def item(c: asyncpg.Connection) -> dict[str, Any]:
+            runs.append(value)
+            return await _insert(value)(c)
+
+        return item
+
+    try:
+        async with conn.transaction():
+            await record_each(conn, [counted(1), counted(2)])
+        assert runs == [1, 2]
+        runs.clear()
+        async with conn.transaction():
+            outcomes = await record_each(conn, [counted(3), counted(1), counted(4)])
+        assert runs == [3, 1, 3, 1, 4]  # up to the refusal, then again with a savepoint per item
+        assert [o.error.status if o.error else None for o in outcomes] == [None, 409, None]
+        assert sorted(r["v"] for r in await conn.fetch("SELECT v FROM t")) == [1, 2, 3, 4]
+    finally:
+        await conn.close()

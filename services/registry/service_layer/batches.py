@@ -6,6 +6,11 @@ constraint, a value PostgreSQL cannot hold), is rolled back to its savepoint and
 the single route would answer it; the others go on and commit together. A database that fails
 under the batch (connection lost, lock or statement timeout, deadlock) fails the whole batch:
 nothing is written and the caller retries it whole, with the same ``Idempotency-Key``.
+
+Savepoints only when a batch holds a refused item: the items first run one after the other in
+a single savepoint (two round trips fewer per item); at the first refusal that savepoint is
+rolled back and the batch runs again with a savepoint per item, so a refusal costs at most the
+work done before it once more.
 """
 
 from __future__ import annotations
@@ -38,31 +43,46 @@ class Outcome:
 
 
 async def record_each(conn: asyncpg.Connection, items: Sequence[Item | DomainError]) -> list[Outcome]:
-    """Run each item (a use case bound to its input) in a savepoint; an item already refused at
-    the edge (a ``DomainError`` in its place) is passed through without touching the database."""
+    """Run each item (a use case bound to its input); an item already refused at the edge (a
+    ``DomainError`` in its place) is passed through without touching the database."""
+    optimistic = conn.transaction()
+    await optimistic.start()
     outcomes = []
     for item in items:
         if isinstance(item, DomainError):
             outcomes.append(Outcome(error=item))
-        else:
-            outcomes.append(await _record(conn, item))
+            continue
+        try:
+            outcomes.append(Outcome(result=await item(conn)))
+        except Exception as e:
+            _refusal(e)  # or raises: the whole batch fails
+            await optimistic.rollback()
+            return [await _isolated(conn, each) for each in items]
+    await optimistic.commit()
     return outcomes
 
 
-async def _record(conn: asyncpg.Connection, item: Item) -> Outcome:
+async def _isolated(conn: asyncpg.Connection, item: Item | DomainError) -> Outcome:
+    if isinstance(item, DomainError):
+        return Outcome(error=item)
     try:
         async with conn.transaction():  # nested: a savepoint, so a refused item leaves no row behind
             return Outcome(result=await item(conn))
-    except DomainError as e:
-        return Outcome(error=e)
     except Exception as e:
-        fault = request_fault(e)
-        if fault is not None:
-            return Outcome(error=fault)
-        if isinstance(e, _TRANSIENT) and not is_unavailable(e):
-            raise ServiceUnavailable(
-                f"the database could not finish the batch ({type(e).__name__}); nothing was written, "
-                "retry it with the same Idempotency-Key",
-                retry_after=1,
-            ) from e
-        raise  # the database is unavailable: the shared edge answers 503, the transaction is gone
+        return Outcome(error=_refusal(e))
+
+
+def _refusal(e: Exception) -> DomainError:
+    """The item's refusal, or raise: the database failed under the batch, not because of the item."""
+    if isinstance(e, DomainError):
+        return e
+    fault = request_fault(e)
+    if fault is not None:
+        return fault
+    if isinstance(e, _TRANSIENT) and not is_unavailable(e):
+        raise ServiceUnavailable(
+            f"the database could not finish the batch ({type(e).__name__}); nothing was written, "
+            "retry it with the same Idempotency-Key",
+            retry_after=1,
+        ) from e
+    raise e  # the database is unavailable: the shared edge answers 503, the transaction is gone

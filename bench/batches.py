@@ -1,0 +1,99 @@
+"""Batched submission against one request per event: the same arrivals, through the same pipeline.
+
+``python -m bench.batches`` (not yet part of ``make bench``): arrivals recorded at the destination
+registry, once as single ``POST /v1/migrations`` (64 keep-alive connections, as fast as possible)
+and once as ``POST /v1/batches`` of ``BATCH`` items (4 connections). Reported per way: events
+accepted per second at the registry (the submission stage alone) and applied per second end to
+end (notification applied at the origin, as the exchange records it), with latency percentiles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from typing import Any
+
+import orjson
+
+from bench.common import KeepAliveHttp, RssSampler, summary, workdir, write_result
+from bench.pipeline import _arrival, _wait_applied, pipeline_run
+from devstack.embedded import EmbeddedPostgres
+from devstack.stack import DESTINATION, Stack
+
+BATCH = 500
+CONNECTIONS = 4
+
+
+async def _post_batches(url: str, token: str, batches: list[bytes]) -> tuple[float, int]:
+    """POST the batches over ``CONNECTIONS`` keep-alive connections. Returns seconds and refused items."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    for body in batches:
+        queue.put_nowait(body)
+    refused = 0
+
+    async def worker() -> None:
+        nonlocal refused
+        client = KeepAliveHttp(url, {"Authorization": f"Bearer {token}"})
+        queue.put_nowait(None)
+        while (body := await queue.get()) is not None:
+            status = await client.post("/v1/batches", body)
+            refused += BATCH if status != 200 else 0
+        await client.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+    return time.perf_counter() - start, refused
+
+
+async def batch_run(stack: Stack, n: int, sampler: RssSampler) -> dict[str, Any]:
+    dest = stack.service(f"registry-{DESTINATION}").url
+    items = [{"kind": "migration", "body": _arrival(dt.date(1981, 1, 1))} for _ in range(n)]
+    batches = [orjson.dumps({"items": items[i : i + BATCH]}) for i in range(0, n, BATCH)]
+    since = dt.datetime.now(dt.UTC)
+    start = time.perf_counter()
+    expected = {"n": n}
+    applied = asyncio.create_task(
+        _wait_applied(stack.service("migrant_exchange").dsn, since, expected, sampler)
+    )
+    send_seconds, refused = await _post_batches(dest, stack.token(f"reg-{DESTINATION}"), batches)
+    expected["n"] = n - refused
+    finished, latencies = await applied
+    return {
+        "events": n,
+        "batch_items": BATCH,
+        "refused": refused,
+        "send_seconds": send_seconds,
+        "events_per_second": len(latencies) / (finished - start),
+        "applied": len(latencies),
+        "latency_s": summary(latencies),
+    }
+
+
+def _accepted_rate(run: dict[str, Any]) -> float:
+    return float(run["events"]) / float(run["send_seconds"])
+
+
+def main(n: int = 4000) -> dict[str, Any]:
+    root = workdir("mx-bench-batches-")
+    pg = EmbeddedPostgres(root / "pgdata", cleanup="delete")
+    stack = Stack(root / "stack", pg=pg, db_prefix="benchb_", extra_env={"LOG_LEVEL": "WARNING"})
+    try:
+        stack.start()
+        sampler = RssSampler({s.name: s.process.pid for s in stack.services if s.process})
+        single = asyncio.run(pipeline_run(stack, n, None, sampler))
+        batched = asyncio.run(batch_run(stack, n, sampler))
+        return {
+            "single": {**single, "accepted_per_second": _accepted_rate(single)},
+            "batched": {**batched, "accepted_per_second": _accepted_rate(batched)},
+            "peak_rss_mb": sampler.peak,
+        }
+    finally:
+        stack.stop()
+        pg.stop()
+
+
+if __name__ == "__main__":
+    out = main()
+    write_result("batches", out)
+    print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
