@@ -30,7 +30,15 @@ class BatchTooLarge(DomainError):
     "/batches",
     response_model=BatchOut,
     summary="Record a batch of vital events",
-    responses=problems(413, 422),
+    response_description="one result per item, in the request's order: the record or its problem+json",
+    responses={
+        **problems(422),
+        413: {
+            **problems(413)[413],
+            "description": f"the body is larger than the limit, or holds more than {MAX_ITEMS} items "
+            "(rule max-batch-items)",
+        },
+    },
 )
 async def record_batch(
     body: BatchIn,
