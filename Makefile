@@ -71,6 +71,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy shared services devstack cli bench
+	$(VENV)/bin/lint-imports --no-logo
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -67,7 +67,7 @@ async def apply(consumer: EventConsumer, conn: asyncpg.Connection, event: Any) -
     """Apply one event as the consumer would (inbox dedupe in a savepoint); False if filtered out."""
     if not consumer.accept(event):
         return False
-    await consumer._apply_one(conn, event)  # the consumer's own exactly-once step, as replay_dead_letter uses
+    await consumer.apply_one(conn, event)  # the consumer's own exactly-once step, as replay_dead_letter uses
     return True
 
 

@@ -21,8 +21,8 @@ from cli.common import (
     run,
 )
 from cli.consumers import consumer_named, service_consumers
-from shared.consumer import replay_dead_letter
 from shared.db import create_pool
+from shared.dead_letters import replay_dead_letter
 from shared.observability import redact
 
 app = typer.Typer(help="List, show and replay dead letters.", no_args_is_help=True)

@@ -13,9 +13,9 @@ from typing import Any
 import typer
 
 from cli.common import JsonOption, StackInfo, StackOption, connection, console, emit, emit_json, run
-from services.registry.adapters import keys
+from services.registry.service_layer import signing_keys
 from services.registry.settings import RegistrySettings
-from services.verification.adapters import repository as verification_repo
+from services.verification.service_layer import publication as verification
 
 app = typer.Typer(
     help="Create, rotate and list a jurisdiction's certificate-signing keys.", no_args_is_help=True
@@ -32,37 +32,14 @@ def _settings(jurisdiction: str) -> RegistrySettings:
 
 async def _published(dsn: str, jurisdiction: str) -> list[dict[str, Any]]:
     async with connection(dsn) as conn:
-        rows = await keys.published_keys(conn)
-    return [
-        {
-            "kid": r["kid"],
-            "jurisdiction": r["jurisdiction"],
-            "state": keys.key_state(r),
-            "created_at": r["created_at"],
-            "retired_at": r["retired_at"],
-            "revoked_at": r["revoked_at"],
-            "expires_at": r["expires_at"],
-            "public_key": bytes(r["public_key"]).hex(),
-        }
-        for r in rows
-        if r["jurisdiction"] == jurisdiction
-    ]
+        found = await signing_keys.listed(conn, jurisdiction)
+    fields = ("kid", "jurisdiction", "state", "created_at", "retired_at", "revoked_at", "expires_at")
+    return [{**{f: k[f] for f in fields}, "public_key": bytes(k["public_key"]).hex()} for k in found]
 
 
 async def _create(dsn: str, jurisdiction: str, rotate: bool) -> str | None:
-    settings = _settings(jurisdiction)
     async with connection(dsn) as conn, conn.transaction():
-        # the same lock the registry takes before making a first key, so the two cannot race
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "signing-key:" + jurisdiction)
-        active = [k for k in await keys.published_keys(conn) if k["jurisdiction"] == jurisdiction]
-        if not rotate and any(k["retired_at"] is None and k["revoked_at"] is None for k in active):
-            return None
-        return await keys.create_key(
-            conn,
-            jurisdiction,
-            settings.key_encryption_key.get_secret_value(),
-            settings.key_rotation_overlap_days,
-        )
+        return await signing_keys.new_key(conn, _settings(jurisdiction), jurisdiction, rotate=rotate)
 
 
 def _dsn(dsn: str | None, stack: Path | None, jurisdiction: str) -> str:
@@ -114,13 +91,13 @@ async def _revoke(
     dsn: str, verification_dsn: str | None, jurisdiction: str, kid: str
 ) -> dict[str, Any] | None:
     async with connection(dsn) as conn, conn.transaction():
-        public = await keys.revoke_key(conn, jurisdiction, kid)
+        public = await signing_keys.revoke(conn, jurisdiction, kid)
     if public is None:
         return None
     outcome = "at its next key refresh (KEY_REFRESH_SECONDS)"
     if verification_dsn:
         async with connection(verification_dsn) as conn, conn.transaction():
-            recorded = await verification_repo.revoke_key(
+            recorded = await verification.refuse_key(
                 conn, kid=kid, issuer=jurisdiction, public_key=public, source="revocation"
             )
         outcome = "now" if recorded == "revoked" else "refused: it holds another key under this kid"

@@ -1,7 +1,7 @@
 """The few reads the operator commands make directly (audit trail, dead letters, projection resets).
 
-Writes go through the services' own functions (shared.audit, shared.consumer, the registry's
-keys adapter, the services' handlers); what is here only reads, or clears a projection before
+Writes go through the services' own functions (shared.audit, shared.consumer and
+shared.dead_letters, the registry's signing-key use cases, the services' handlers); what is here only reads, or clears a projection before
 it is rebuilt from the outbox.
 """
 

@@ -31,7 +31,8 @@ from shared.kafka import missing_topics
 from shared.limits import RequestLimitsMiddleware
 from shared.observability import MetricsMiddleware, configure_logging
 from shared.openapi import install_openapi
-from shared.outbox import OutboxRelay, wake_relay
+from shared.outbox import wake_relay
+from shared.outbox_relay import OutboxRelay
 from shared.retention import Purge
 from shared.settings import BaseServiceSettings
 from shared.tracing import TracingMiddleware, configure_tracing, native_telemetry_off

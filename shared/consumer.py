@@ -4,7 +4,8 @@ A polled batch is applied in one database transaction, optimistically without sa
 message fails, the batch is applied again with a savepoint per message, so a bad message costs
 only its own savepoint. Messages that cannot be parsed go to the dead-letter
 queue at once; messages whose handler fails are retried with backoff, then dead-lettered.
-The consumer goes on either way.
+The consumer goes on either way. Dead letters are kept and replayed by ``shared.dead_letters``;
+joining the group and reading from the recorded positions is ``shared.consumer_group``.
 
 Before any handler runs, every event's signature is checked against the trust list and its
 sender's authority for what it says (``shared.events.signature``); an event that fails is
@@ -25,19 +26,16 @@ from typing import Any
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
-from pydantic import ValidationError
+from aiokafka import ConsumerRecord
 
-from shared import consumer_positions
+from shared import dead_letters
+from shared.consumer_group import GroupMember
 from shared.db import is_unavailable
-from shared.events.catalog import DLQ_SUFFIX, parse_event, spec_for
-from shared.events.envelope import Envelope, new_event_id
+from shared.dead_letters import describe_error
+from shared.events.catalog import parse_event, spec_for
+from shared.events.envelope import Envelope
 from shared.events.signature import Rejected, authority, verify_value
-from shared.kafka import ensure_topics, incarnation_of, make_consumer, stop_consumer, topic_names
 from shared.observability import (
-    CONSUMER_RESTARTS,
-    DLQ_MESSAGES,
     EVENT_LATENCY,
     EVENTS_APPLIED,
     EVENTS_CONSUMED,
@@ -45,16 +43,13 @@ from shared.observability import (
     INBOX_DUPLICATES,
     redact,
 )
-from shared.outbox import add_raw, wake_relay
+from shared.outbox import wake_relay
 from shared.sensitivity import neutral_label  # metric labels name no sensitive type
 from shared.settings import BaseServiceSettings
 from shared.tracing import consumer_span
 from shared.trust import Party, TrustList, load_trust_list
 
 log = logging.getLogger(__name__)
-
-# No single broker call may hold a consumer longer than this; past it the member is replaced.
-_KAFKA_CALL_TIMEOUT = 30.0
 
 Handler = Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[None]]
 Accept = Callable[[Envelope[Any]], bool]
@@ -79,15 +74,7 @@ class _Isolate(Exception):
     """A message of an optimistic batch failed: apply the batch again, one savepoint a message."""
 
 
-def describe_error(exc: BaseException) -> str:
-    """A reason for a dead letter that names fields and rules but never echoes input values."""
-    if isinstance(exc, ValidationError):
-        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)]
-        return redact("invalid event: " + "; ".join(parts[:5]))
-    return redact(f"{type(exc).__name__}: {exc}")[:500]
-
-
-class EventConsumer:
+class EventConsumer(GroupMember):
     """One consumer group applying events with a handler, exactly once in effect."""
 
     def __init__(
@@ -103,111 +90,12 @@ class EventConsumer:
         authorize: Authority = authority,
         trust: TrustList | None = None,
     ):
-        self.pool = pool
+        super().__init__(pool, settings, name=name, topics=topics)
         self.authorize = authorize
         self.trust = trust if trust is not None else trust_list(settings.trust_list_file)
         self.rebuild = rebuild
-        self.settings = settings
-        self.name = name
-        self.topics = topics
         self.handler = handler
         self.accept = accept or (lambda _: True)
-        self.service = settings.service_name
-        self.connected = False
-        self._assigned = False
-        self._restart = False
-        self._rewind = False  # after a broker reset: read the new log from its start
-        self.incarnation = ""  # the broker log this member reads (shared.kafka incarnation marker)
-        # Messages this process has taken in hand, committed or not: a long batch that moves is
-        # progress, one blocked on its first statement is not (see shared.consumer_health).
-        self.handled = 0
-
-    async def run(self) -> None:
-        """Consume for ever: any error ends this member, and a fresh one rejoins the group and
-        resumes from the positions the group recorded (see ``shared.consumer_positions``)."""
-        backoff = 0.5
-        while True:
-            seek = _Seek(self)
-            seek.consumer = consumer = make_consumer(self.settings, self.name, self.topics, seek)
-            reason = "error"
-            try:
-                await ensure_topics(self.settings)
-                self.incarnation = incarnation_of(await topic_names(self.settings)) or ""
-                await asyncio.wait_for(consumer.start(), _KAFKA_CALL_TIMEOUT)
-                self.connected, backoff = True, 0.5
-                await self._consume(consumer)
-                reason = "broker_reset"
-            except asyncio.CancelledError:
-                raise
-            except (TimeoutError, KafkaError, OSError) as e:
-                log.warning("consumer reconnecting", extra={"consumer": self.name, "error": type(e).__name__})
-            except Exception as e:  # the database or a bug: back off and go on
-                log.exception(
-                    "consumer loop failed", extra={"consumer": self.name, "error": type(e).__name__}
-                )
-            finally:
-                self.connected = self._assigned = False
-                await stop_consumer(consumer)
-            CONSUMER_RESTARTS.labels(self.service, self.name, reason).inc()
-            log.info("fresh consumer starting", extra={"consumer": self.name, "reason": reason})
-            await asyncio.sleep(backoff if reason == "error" else 0)
-            backoff = min(backoff * 2, 5.0)
-
-    @property
-    def assigned(self) -> bool:
-        """True once the group gave this member partitions (startup waits for it in tests and demos)."""
-        return self._assigned
-
-    def restart(self) -> None:
-        """The broker came back empty: read its new log again from the beginning.
-
-        Neither the in-memory positions nor the group's committed offsets can be trusted: until
-        this service noticed the reset, the member went on fetching the new log from its old
-        positions (skipping whatever the new log held below them) and may have committed those.
-        Events read twice are skipped by the inbox."""
-        self._restart = self._rewind = True
-
-    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
-        """Apply batches until a broker reset asks for a fresh member. Every call to the broker
-        is bounded in time, so a broker that stops answering ends this member instead of
-        holding it for ever."""
-        self._restart = False
-        while not self._restart:
-            batches = await asyncio.wait_for(
-                consumer.getmany(timeout_ms=500, max_records=self.settings.outbox_batch_size),
-                _KAFKA_CALL_TIMEOUT,
-            )
-            self._assigned = bool(consumer.assignment())
-            messages = [m for part in batches.values() for m in part]
-            if not messages:
-                continue
-            try:
-                await self.process(messages)
-            except Exception:
-                # Nothing of the batch was committed: rewind so it is read again.
-                for tp, part in batches.items():
-                    consumer.seek(tp, part[0].offset)
-                raise
-            positions = {tp: part[-1].offset + 1 for tp, part in batches.items()}
-            async with self.pool.acquire() as conn:
-                await consumer_positions.save(conn, self.name, positions, self.incarnation)
-            try:
-                # For the broker's tools (lag per group); the group resumes from its own positions.
-                await asyncio.wait_for(consumer.commit(positions), _KAFKA_CALL_TIMEOUT)
-            except CommitFailedError:
-                # The group rebalanced under this member (a broker that lost the group answers
-                # so too): the coordinator rejoins by itself and the listener seeks on assignment.
-                log.info("offset commit refused; rejoining", extra={"consumer": self.name})
-
-    async def on_assigned(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
-        """Seek every partition given to this member to where the group stands (its own record)."""
-        async with self.pool.acquire() as conn:
-            recorded = await consumer_positions.load(conn, self.name)
-        for tp in assigned:
-            start = consumer_positions.start_offset(recorded.get(tp), self.incarnation, self._rewind)
-            if start is not None:
-                consumer.seek(tp, start)
-        self._rewind = False
 
     async def process(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Apply a batch in one transaction; failures are retried alone, then dead-lettered.
@@ -326,7 +214,7 @@ class EventConsumer:
         backup). False when the inbox already had the event."""
         parent = _header(msg, "traceparent") or event.traceparent
         with consumer_span(self.name, event.type, msg.topic, parent) as trace_id:
-            fresh = await self._apply_one(conn, event, isolate=isolate, count=False)
+            fresh = await self.apply_one(conn, event, isolate=isolate, count=False)
         if trace_id:  # traced events only: the line that ties this service's work to the caller's trace
             log.info(
                 "event applied",
@@ -361,7 +249,7 @@ class EventConsumer:
         )
         return len(ids)
 
-    async def _apply_one(
+    async def apply_one(
         self, conn: asyncpg.Connection, event: Envelope[Any], *, isolate: bool = True, count: bool = True
     ) -> bool:
         """The inbox row and the handler's effect, in a savepoint when ``isolate`` (one message's
@@ -421,62 +309,7 @@ class EventConsumer:
         self, conn: asyncpg.Connection, msg: ConsumerRecord[bytes, bytes], reason: str
     ) -> None:
         """Keep the message with its reason, and queue it for ``<topic>.dlq`` through the outbox."""
-        key = msg.key.decode(errors="replace") if msg.key else None
-        headers = {k: v.decode(errors="replace") for k, v in (msg.headers or ())}
-        letter_id = new_event_id()
-        headers.update(
-            {
-                "dlq_reason": reason,
-                "dlq_topic": msg.topic,
-                "dlq_partition": str(msg.partition),
-                "dlq_offset": str(msg.offset),
-                "dlq_consumer": self.name,
-                # Who dead-lettered it, and one id however often it is re-sent: the exchange counts
-                # every service's dead letters from the <topic>.dlq topics.
-                "dlq_service": self.service,
-                "dlq_id": str(letter_id),
-                "dlq_at": dt.datetime.now(dt.UTC).isoformat(),
-            }
-        )
-        await conn.execute(
-            """INSERT INTO dead_letters (consumer, topic, partition, "offset", key, value, headers, reason)
-               VALUES ($1,$2,$3,$4,$5,$6,$7,$8)""",
-            self.name,
-            msg.topic,
-            msg.partition,
-            msg.offset,
-            key,
-            msg.value or b"",
-            headers,
-            reason,
-        )
-        await add_raw(
-            conn,
-            topic=msg.topic + DLQ_SUFFIX,
-            key=key,
-            value=msg.value or b"",
-            headers=headers,
-            event_id=letter_id,
-        )
-        DLQ_MESSAGES.labels(self.service, self.name, neutral_label(msg.topic)).inc()
-        log.warning(
-            "message dead-lettered", extra={"consumer": self.name, "topic": msg.topic, "reason": reason}
-        )
-
-
-class _Seek(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Hands each assignment to the consumer, which seeks to the group's recorded positions."""
-
-    def __init__(self, owner: EventConsumer):
-        self.owner = owner
-        self.consumer: AIOKafkaConsumer | None = None
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        return None
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        if self.consumer is not None and assigned:
-            await self.owner.on_assigned(self.consumer, assigned)
+        await dead_letters.keep(conn, msg, reason, consumer=self.name, service=self.service)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -492,22 +325,3 @@ def _header(msg: ConsumerRecord[bytes, bytes], name: str) -> str | None:
         if key == name and value:
             return str(value.decode(errors="replace"))
     return None
-
-
-async def replay_dead_letter(
-    pool: asyncpg.Pool, dead_letter_id: int, handler_consumer: EventConsumer
-) -> bool:
-    """Apply a dead letter again (after a fix). True if it applied; it stays dead otherwise."""
-    async with pool.acquire() as conn:
-        row = await conn.fetchrow(
-            "SELECT * FROM dead_letters WHERE id = $1 AND replayed_at IS NULL", dead_letter_id
-        )
-    if row is None:
-        return False
-    event = parse_event(bytes(row["value"]))
-    # A replayed letter is checked as if it arrived now: a refused one stays refused (raises).
-    handler_consumer.check(bytes(row["value"]), event)
-    async with pool.acquire() as conn, conn.transaction():
-        await handler_consumer._apply_one(conn, event)
-        await conn.execute("UPDATE dead_letters SET replayed_at = now() WHERE id = $1", dead_letter_id)
-    return True

@@ -52,6 +52,37 @@ class RedactingTextFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+class OncePerInterval(logging.Filter):
+    """Let a repeated message of the named loggers through once per interval, with how many were
+    held back (the service's own lines all pass).
+
+    The Kafka client logs an error for every reconnection attempt, ten a second per client while
+    the broker is down: thousands of identical lines per process in a five-second outage, which
+    bury the few lines that say what the service did and cost the CPU it needs to recover."""
+
+    def __init__(self, loggers: tuple[str, ...], interval: float = 10.0):
+        super().__init__()
+        self.loggers = loggers
+        self.interval = interval
+        self._last: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.loggers):
+            return True
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        seen, held = self._last.get(key, (float("-inf"), 0))
+        if now - seen < self.interval:
+            self._last[key] = (seen, held + 1)
+            return False
+        if len(self._last) > 1000:  # messages with values baked in: keep the table small
+            self._last.clear()
+        self._last[key] = (now, 0)
+        if held:
+            record.repeated = held  # shown as a field of the JSON line
+        return True
+
+
 def configure_logging(service: str, level: str = "INFO", json_logs: bool = True) -> None:
     """Route every logger to stderr through the redacting formatter."""
     handler = logging.StreamHandler(sys.stderr)
@@ -63,8 +94,10 @@ def configure_logging(service: str, level: str = "INFO", json_logs: bool = True)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "kafka"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    noisy = ("aiokafka", "kafka")
+    for name in noisy:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    handler.addFilter(OncePerInterval(noisy))
     logging.getLogger("uvicorn.access").disabled = True
 
 

@@ -1,56 +1,27 @@
-"""The transactional outbox: events are written with the business rows and published afterwards.
+"""The transactional outbox, writing side: events are written with the business rows.
 
-``OutboxWriter.add`` runs inside the caller's transaction (no dual write). ``OutboxRelay`` is
-the only thing that talks to the producer: it wakes on NOTIFY (or polls), publishes unpublished
-rows in id order, and marks them published. When the broker is down it backs off and retries;
-when a memory-only broker comes back empty it recreates the topics and re-sends what was
-published recently, because that may have been lost with the broker (consumers are idempotent).
+``add_event`` (one event) and ``add_events`` (many, with COPY) write into the caller's
+transaction, so an event exists if and only if the rows it announces were committed (no dual
+write). ``wake_relay`` after the commit tells the relay (``shared.outbox_relay``), which alone
+talks to the broker and publishes the rows in order.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import csv
 import datetime as dt
 import io
-import logging
-from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 import orjson
-from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
-from shared.events.catalog import DLQ_SUFFIX, EventSpec, spec_for
+from shared.events.catalog import EventSpec, spec_for
 from shared.events.envelope import Envelope, new_event_id
-from shared.events.recording import EventTap
-from shared.events.signature import sign_outgoing_batch
-from shared.kafka import all_topics, ensure_topics, incarnation_of, make_producer, topic_names
-from shared.observability import (
-    BROKER_RESETS,
-    EVENTS_PRODUCED,
-    EVENTS_UNSIGNED_PUBLISHED,
-    OUTBOX_BACKLOG,
-    OUTBOX_OLDEST_AGE,
-    OUTBOX_PUBLISH_FAILURES,
-)
-from shared.sensitivity import neutral_label  # metric labels name no sensitive type
-from shared.settings import BaseServiceSettings
 from shared.tracing import current_traceparent
-from shared.trust import Keyring, load_keyring
-
-log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "outbox"
-_ACK_TIMEOUT = 30.0  # seconds to wait for the broker to acknowledge one batch
-# After a broker came back empty, every relay's producer goes on writing with what it knew of
-# the old broker until it notices; a memory-only broker stores some of those writes under
-# offsets it hands out again once the topics are recreated, shadowing one record with another.
-# So the recent events are sent once more when that storm has passed (the inbox drops repeats).
-_RESET_SETTLE_SECONDS = 5.0
-_RELAY_LOCK = 0x6F7574  # advisory lock: one active relay per database keeps per-subject order
 
 
 async def next_sequence(conn: asyncpg.Connection, subject: str, source: str) -> int:
@@ -155,277 +126,6 @@ async def wake_relay(conn: asyncpg.Connection) -> None:
     the rows anyway.
     """
     await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
-
-
-class OutboxRelay:
-    """Publishes the outbox of one database, in order, for as long as it runs."""
-
-    def __init__(self, pool: asyncpg.Pool, settings: BaseServiceSettings):
-        self.pool = pool
-        self.settings = settings
-        self.service = settings.service_name
-        self._wake = asyncio.Event()
-        self.connected = False
-        self.last_error: str | None = None
-        # The highest offset the broker acknowledged per partition. A partition's log only grows,
-        # so an acknowledgement at or below it means the broker restarted without its log.
-        self._acked: dict[tuple[str, int], int] = {}
-        self._incarnation: str | None = None
-        # A batch in flight and a re-send must not interleave: a batch sent to the empty broker
-        # before its topics were recreated, and acknowledged into nowhere, would otherwise be
-        # marked published after the re-send had put it back in the queue.
-        self._sending = asyncio.Lock()
-        self._resend_again: asyncio.Task[None] | None = None
-        self.leader = False  # holds the relay lock: the one replica that publishes
-        # Called when the broker came back empty (consumers of this process restart).
-        self.reset_listeners: list[Callable[[], None]] = []
-        self.keyring = load_keyring(settings.event_keys_file) if settings.event_keys_file else Keyring()
-        production = settings.environment == "production"
-        self.tap = EventTap(None if production else settings.events_record_dir, settings.service_name)
-
-    async def run(self) -> None:
-        """Hold the relay lock, then publish until cancelled.
-
-        Every replica watches the broker, the standbys too: a broker that came back empty must
-        restart every process's consumers, while only the leader re-sends the outbox."""
-        watch = asyncio.create_task(self._watch_broker(), name="broker-watch")
-        try:
-            while True:
-                try:
-                    await self._run_as_leader()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as e:  # keep relaying through any outage
-                    self.connected = False
-                    self.last_error = type(e).__name__
-                    log.warning("outbox relay restarting", extra={"error": type(e).__name__})
-                    await asyncio.sleep(1.0)
-        finally:
-            watch.cancel()
-            if self._resend_again is not None:
-                self._resend_again.cancel()
-
-    async def _run_as_leader(self) -> None:
-        listener = await asyncpg.connect(self.settings.database_url)
-        try:
-            while not await listener.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK):
-                await asyncio.sleep(2.0)  # another replica relays; stand by
-            await listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
-            self.leader = True
-            await self._publish_loop()
-        finally:
-            self.leader = False
-            with contextlib.suppress(Exception):
-                await listener.close()
-
-    async def _publish_loop(self) -> None:
-        backoff = 0.2
-        while True:
-            producer = make_producer(self.settings)
-            try:
-                await producer.start()
-                await ensure_topics(self.settings)
-                await self._catch_up_on_resets()
-                self.connected, backoff = True, 0.2
-                await self._drain_forever(producer)
-            except (TimeoutError, KafkaError, OSError) as e:
-                self.connected = False
-                self.last_error = type(e).__name__
-                OUTBOX_PUBLISH_FAILURES.labels(self.service).inc()
-                log.warning("broker unavailable, outbox keeps the events", extra={"error": type(e).__name__})
-                with contextlib.suppress(Exception):
-                    await self._refresh_gauges()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-
-    async def _drain_forever(self, producer: Any) -> None:
-        while True:
-            published = await self.publish_batch(producer)
-            if published == 0:
-                await self._refresh_gauges()
-                self._wake.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.outbox_poll_interval)
-
-    async def publish_batch(self, producer: Any) -> int:
-        """Send the oldest unpublished rows and mark those the broker acknowledged."""
-        async with self._sending:
-            return await self._publish_batch(producer)
-
-    async def _publish_batch(self, producer: Any) -> int:
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                """SELECT id, topic, key, value, headers FROM outbox WHERE published_at IS NULL
-                   ORDER BY id LIMIT $1""",
-                self.settings.outbox_batch_size,
-            )
-        if not rows:
-            return 0
-        futures = []
-        values = self.signed([(row["topic"], bytes(row["value"])) for row in rows], dt.datetime.now(dt.UTC))
-        for row, value in zip(rows, values, strict=True):
-            headers = [(k, str(v).encode()) for k, v in row["headers"].items()]
-            futures.append(
-                await producer.send(row["topic"], value, key=row["key"].encode() or None, headers=headers)
-            )
-        # aiokafka retries some broker answers for as long as they come back; a memory-only broker
-        # that lost a topic can answer so for ever. Bound the wait and start over with a new producer.
-        results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), _ACK_TIMEOUT)
-        done = [row["id"] for row, r in zip(rows, results, strict=True) if not isinstance(r, BaseException)]
-        if done:
-            async with self.pool.acquire() as conn:
-                await conn.execute(
-                    "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", done
-                )
-            for row, r in zip(rows, results, strict=True):
-                if not isinstance(r, BaseException):
-                    EVENTS_PRODUCED.labels(self.service, neutral_label(row["topic"])).inc()
-            self.tap.write(
-                v
-                for row, v, r in zip(rows, values, results, strict=True)
-                if not isinstance(r, BaseException) and not row["topic"].endswith(DLQ_SUFFIX)
-            )
-        if self._log_went_back([r for r in results if not isinstance(r, BaseException)]):
-            # A broker that came back empty may even acknowledge writes to topics it no longer
-            # has; what it acknowledged since (and before) may be gone. Recreate and re-send.
-            await self.recover_broker_reset()
-        failed = next((r for r in results if isinstance(r, BaseException)), None)
-        if failed is not None:
-            raise failed if isinstance(failed, KafkaError | OSError) else KafkaError(str(failed))
-        return len(done)
-
-    def signed(self, rows: list[tuple[str, bytes]], now: dt.datetime) -> list[bytes]:
-        """The events as published, signed with their sources' keys, one signature per source
-        for the whole batch (see ``sign_outgoing_batch`` for why here). Dead letters keep the
-        bytes they arrived with: someone else's events."""
-        own = [i for i, (topic, _) in enumerate(rows) if not topic.endswith(DLQ_SUFFIX)]
-        signed = sign_outgoing_batch(self.keyring, [rows[i][1] for i in own], now)
-        values = [value for _, value in rows]
-        for i, value in zip(own, signed, strict=True):
-            if value is None:
-                # Consumers refuse it (and count it); holding it back would stall every later row.
-                EVENTS_UNSIGNED_PUBLISHED.labels(self.service).inc()
-                log.error(
-                    "no event-signing key for this source; published unsigned", extra={"topic": rows[i][0]}
-                )
-            else:
-                values[i] = value
-        return values
-
-    def _log_went_back(self, acks: list[Any]) -> bool:
-        went_back = False
-        for meta in acks:
-            tp = (meta.topic, meta.partition)
-            if meta.offset <= self._acked.get(tp, -1):
-                went_back = True
-            self._acked[tp] = meta.offset
-        if went_back:
-            self._acked.clear()
-        return went_back
-
-    async def _watch_broker(self) -> None:
-        """Notice a broker that came back empty (memory-only broker restarted) and repair it.
-
-        Missing topics are one sign; a new incarnation marker is the other: another service may
-        have recreated the topics before this one looked, and this service must still re-send
-        its recent events and restart its consumers.
-        """
-        while True:
-            await asyncio.sleep(2.0)
-            try:
-                names = await topic_names(self.settings)
-                if any(t not in names for t in all_topics()) or incarnation_of(names) is None:
-                    await ensure_topics(self.settings)
-                    names = await topic_names(self.settings)
-                current = incarnation_of(names)
-                if self._incarnation is None:
-                    self._incarnation = current
-                elif current is not None and current != self._incarnation:
-                    self._incarnation = current
-                    self._broker_reset_seen()
-                    if self.leader:
-                        async with self._sending:
-                            await self._resend_recent()
-                        await self._remember_incarnation(current)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # the watchdog must outlive any one failed check
-                log.info("broker check failed", extra={"error": type(e).__name__})
-
-    async def recover_broker_reset(self) -> None:
-        """This relay saw the log go back: recreate what is missing, then re-send (called with
-        ``_sending`` held, by the batch that saw it)."""
-        await ensure_topics(self.settings)
-        self._incarnation = incarnation_of(await topic_names(self.settings))
-        self._broker_reset_seen()
-        await self._resend_recent()
-        await self._remember_incarnation(self._incarnation)
-
-    async def _catch_up_on_resets(self) -> None:
-        """On taking the relay (start, or a hand-over after the leader died): if the broker is on
-        another log than the one this database last published to, re-send the recent outbox."""
-        current = incarnation_of(await topic_names(self.settings))
-        if current is None:
-            return
-        async with self.pool.acquire() as conn:
-            stored = await conn.fetchval("SELECT incarnation FROM relay_state")
-        if stored is not None and stored != current:
-            log.warning("broker is on another log than the last publication; re-sending recent events")
-            async with self._sending:
-                await self._resend_recent()
-        await self._remember_incarnation(current)
-
-    async def _remember_incarnation(self, current: str | None) -> None:
-        if current is None:
-            return
-        async with self.pool.acquire() as conn:
-            await conn.execute(
-                """INSERT INTO relay_state (incarnation) VALUES ($1)
-                   ON CONFLICT (singleton) DO UPDATE SET incarnation = $1, updated_at = now()""",
-                current,
-            )
-
-    def _broker_reset_seen(self) -> None:
-        BROKER_RESETS.labels(self.service).inc()
-        for listener in self.reset_listeners:
-            listener()  # e.g. consumers restart: their in-memory positions point past the new log
-
-    async def _resend_recent(self) -> None:
-        requeued = await self._requeue_recent()
-        log.warning(
-            "broker lost its log; topics recreated, recent events re-sent", extra={"requeued": requeued}
-        )
-        if self._resend_again is not None:
-            self._resend_again.cancel()  # a later sign of the same reset: wait from this one
-        self._resend_again = asyncio.create_task(self._resend_once_settled(), name="outbox-resend-again")
-
-    async def _resend_once_settled(self) -> None:
-        await asyncio.sleep(_RESET_SETTLE_SECONDS)
-        async with self._sending:
-            requeued = await self._requeue_recent()
-        log.info("broker reset settled; recent events re-sent once more", extra={"requeued": requeued})
-
-    async def _requeue_recent(self) -> str:
-        async with self.pool.acquire() as conn:
-            requeued: str = await conn.execute(
-                """UPDATE outbox SET published_at = NULL
-                   WHERE published_at > now() - make_interval(secs => $1)""",
-                self.settings.outbox_replay_window,
-            )
-        self._wake.set()
-        return requeued
-
-    async def _refresh_gauges(self) -> None:
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                """SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age
-                   FROM outbox WHERE published_at IS NULL"""
-            )
-        OUTBOX_BACKLOG.labels(self.service).set(row["n"])
-        OUTBOX_OLDEST_AGE.labels(self.service).set(float(row["age"]))
 
 
 # --- batches: bulk loads (the operator's roster import) write thousands of events per transaction ---

@@ -19,7 +19,7 @@ def _as_written(keyring: Any, values: Sequence[bytes], now: Any) -> list[bytes |
     return list(values)
 
 
-_signature.sign_outgoing_batch = _as_written  # before shared.outbox imports it by name
+_signature.sign_outgoing_batch = _as_written  # before shared.outbox_relay imports it by name
 
 import shared.consumer as _consumer  # noqa: E402
 

@@ -9,6 +9,7 @@ from shared.app import run_cli
 
 
 async def _dlq(settings: ExchangeSettings, args: list[str]) -> int:
+    from services.migrant_exchange.entrypoints.consumer import event_consumer
     from services.migrant_exchange.service_layer import dead_letters
     from shared.db import create_pool
 
@@ -19,7 +20,7 @@ async def _dlq(settings: ExchangeSettings, args: list[str]) -> int:
                 print(f"{row['id']}\t{row['created_at']:%Y-%m-%d %H:%M:%S}\t{row['topic']}\t{row['reason']}")
             return 0
         if len(args) == 2 and args[0] == "replay" and args[1].isdigit():
-            ok, message = await dead_letters.replay(pool, settings, int(args[1]))
+            ok, message = await dead_letters.replay(pool, event_consumer(pool, settings), int(args[1]))
             print(f"dead letter {args[1]}: {message}")
             return 0 if ok else 1
         print("usage: python -m services.migrant_exchange dlq list [--all] | dlq replay ID", file=sys.stderr)

@@ -51,12 +51,32 @@ def stall_alert_threshold() -> float:
     return float(found.group(1))
 
 
+async def timeline(stack: Stack, samples: list[tuple[float, int, int, int]], every: float = 3.0) -> None:
+    """Every few seconds: events waiting in the origin's outbox, notifications pending and closed
+    at the exchange (the whole stack's, cheap to count), to show where a slow recovery spent its time."""
+    origin = await asyncpg.connect(stack.service(f"registry-{ORIGIN}").dsn)
+    exchange = await asyncpg.connect(stack.service("migrant_exchange").dsn)
+    try:
+        while True:
+            unpublished = await origin.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            states = dict(await exchange.fetch("SELECT state, count(*) FROM notifications GROUP BY state"))
+            samples.append(
+                (time.monotonic(), unpublished, states.get("pending", 0), states.get("applied", 0))
+            )
+            await asyncio.sleep(every)
+    finally:
+        await origin.close()
+        await exchange.close()
+
+
 async def crash_broker_mid_stream(stack: Stack, people: list[str], during_outage: object = None) -> Counts:
     """SIGKILL the broker 5 s into the stream, start it again 5 s later with the same command line,
     and wait for every event to be applied and answered. Returns the counts; asserts the recovery
     time."""
     assert stack.broker is not None
+    samples: list[tuple[float, int, int, int]] = []
     emitting = asyncio.create_task(emit_departures(stack, people, batch=13, pause=0.2))
+    watching = asyncio.create_task(timeline(stack, samples))
     await asyncio.sleep(5)
     before = await count(stack, people, [])
     await asyncio.to_thread(stack.broker.kill)
@@ -69,8 +89,11 @@ async def crash_broker_mid_stream(stack: Stack, people: list[str], during_outage
     assert before.roster_moves < len(people), "the crash came after the stream: it proves nothing"
     counts = await wait_complete(stack, people, event_ids, timeout=RECOVERY_SECONDS + 30)
     took = time.monotonic() - restarted
+    watching.cancel()
     print(
         f"\nbroker SIGKILLed mid-stream, back after 5 s: all applied {took:.1f} s after the restart: {counts}"
+        f"\n(s after the restart: origin outbox unpublished / exchange notifications pending / closed) "
+        + " ".join(f"{at - restarted:.0f}:{u}/{p}/{c}" for at, u, p, c in samples)
     )
     assert counts.complete(), counts
     assert took <= RECOVERY_SECONDS, f"recovered in {took:.1f} s"

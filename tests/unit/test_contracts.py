@@ -24,7 +24,7 @@ from shared.events.restriction import restrict
 from shared.events.signature import authority, canonical, sign_document, verify_value
 from shared.events.upcasting import UPCASTERS, current_type, upcast_data
 from shared.kafka import all_topics
-from shared.outbox import OutboxRelay
+from shared.outbox_relay import OutboxRelay
 from shared.settings import BaseServiceSettings
 from shared.trust import DivisionTrust, PublicKey, TrustList
 from tests.contracts_kit import event_problems, published_validators

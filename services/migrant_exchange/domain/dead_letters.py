@@ -2,7 +2,7 @@
 
 Each service dead-letters what it cannot apply into its own table and, through its outbox, onto
 ``<topic>.dlq`` with headers that say which service, consumer and topic, why, when, and an id
-that stays the same when the letter is re-sent (``shared.consumer.EventConsumer.dead_letter``).
+that stays the same when the letter is re-sent (``shared.dead_letters.keep``).
 The exchange reads those topics and keeps one row per letter: the census behind the dashboard and
 ``GET /v1/dead-letters``. A reason is kept redacted and neutral, and grouped by its kind.
 """

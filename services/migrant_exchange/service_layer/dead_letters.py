@@ -9,9 +9,8 @@ from typing import Any
 
 import asyncpg
 
-from services.migrant_exchange.entrypoints.consumer import event_consumer
-from services.migrant_exchange.settings import ExchangeSettings
-from shared.consumer import describe_error, replay_dead_letter
+from shared.consumer import EventConsumer
+from shared.dead_letters import describe_error, replay_dead_letter
 from shared.outbox import wake_relay
 
 
@@ -29,12 +28,13 @@ async def list_dead_letters(
     return [dict(r) for r in rows]
 
 
-async def replay(pool: asyncpg.Pool, settings: ExchangeSettings, dead_letter_id: int) -> tuple[bool, str]:
+async def replay(pool: asyncpg.Pool, consumer: EventConsumer, dead_letter_id: int) -> tuple[bool, str]:
     """Apply one dead letter again through the exchange's consumer (inbox, ordering and all).
 
+    The caller hands in that consumer (``entrypoints.consumer.event_consumer``): it is built where
+    the service is composed, and this layer does not reach up for it.
     Returns (applied, message). A letter that still cannot be parsed or applied stays dead.
     """
-    consumer = event_consumer(pool, settings)
     try:
         applied = await replay_dead_letter(pool, dead_letter_id, consumer)
     except Exception as e:

@@ -13,6 +13,7 @@ import segno
 
 from services.registry.adapters import keys, records
 from services.registry.adapters import repository as repo
+from services.registry.service_layer import signing_keys
 from services.registry.service_layer.context import Context, announce
 from services.registry.service_layer.persons import known_person
 from shared import audit, signing
@@ -190,6 +191,5 @@ async def jwks(conn: asyncpg.Connection) -> dict[str, Any]:
 
 async def rotate_key(conn: asyncpg.Connection, ctx: Context, here: str) -> dict[str, Any]:
     """Make a new signing key for the jurisdiction; the old one stays published for the overlap window."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "signing-key:" + here)
-    kid = await keys.create_key(conn, here, _kek(ctx), ctx.settings.key_rotation_overlap_days)
+    kid = await signing_keys.new_key(conn, ctx.settings, here, rotate=True)
     return {"jurisdiction": here, "active_kid": kid, **await jwks(conn)}

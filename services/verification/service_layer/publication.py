@@ -100,7 +100,7 @@ async def learn_registry_keys(
     counts: dict[str, int] = {}
     for k in keys:
         if k.status == "revoked":  # the issuer withdrew it: refuse it from now on, whatever comes later
-            outcome = await repo.revoke_key(
+            outcome = await refuse_key(
                 conn, kid=k.kid, issuer=k.issuer, public_key=k.public_key, source=source
             )
             counts[outcome] = counts.get(outcome, 0) + 1
@@ -119,3 +119,13 @@ async def learn_registry_keys(
             log.warning("registry publishes a different key under a known kid", extra={"kid": k.kid})
     await repo.withdraw_missing(conn, source, [k.kid for k in keys])
     return counts
+
+
+async def refuse_key(
+    conn: asyncpg.Connection, *, kid: str, issuer: str, public_key: bytes, source: str
+) -> str:
+    """Refuse every token under a key its issuer revoked, from now on, known here or not; final.
+
+    Learned from the issuer's JWKS, or told at once by the operator (``exchangectl keys revoke``).
+    Returns 'revoked', or 'conflict' when another key is held under that kid (nothing changes)."""
+    return await repo.revoke_key(conn, kid=kid, issuer=issuer, public_key=public_key, source=source)

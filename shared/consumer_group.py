@@ -1,0 +1,152 @@
+"""One member of a Kafka consumer group, reading from the positions its own database records.
+
+The group's positions live in the service's database (``shared.consumer_positions``), saved
+after each batch committed, so a member that joins seeks to them; the broker's committed offsets
+are kept for its tools only. Any error ends the member and a fresh one rejoins; a broker that
+came back empty (``restart``) is read again from its start. What a batch means is the
+subclass's ``process``: ``shared.consumer.EventConsumer`` applies events exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from shared import consumer_positions
+from shared.kafka import ensure_topics, incarnation_of, make_consumer, stop_consumer, topic_names
+from shared.observability import CONSUMER_RESTARTS
+from shared.settings import BaseServiceSettings
+
+log = logging.getLogger(__name__)
+
+# No single broker call may hold a consumer longer than this; past it the member is replaced.
+_KAFKA_CALL_TIMEOUT = 30.0
+
+
+class GroupMember:
+    """Consumes ``topics`` as group ``name`` for as long as it runs, batch by batch."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: BaseServiceSettings, *, name: str, topics: list[str]):
+        self.pool = pool
+        self.settings = settings
+        self.name = name
+        self.topics = topics
+        self.service = settings.service_name
+        self.connected = False
+        self._assigned = False
+        self._restart = False
+        self._rewind = False  # after a broker reset: read the new log from its start
+        self.incarnation = ""  # the broker log this member reads (shared.kafka incarnation marker)
+        # Messages this process has taken in hand, committed or not: a long batch that moves is
+        # progress, one blocked on its first statement is not (see shared.consumer_health).
+        self.handled = 0
+
+    async def run(self) -> None:
+        """Consume for ever: any error ends this member, and a fresh one rejoins the group and
+        resumes from the positions the group recorded (see ``shared.consumer_positions``)."""
+        backoff = 0.5
+        while True:
+            seek = _Seek(self)
+            seek.consumer = consumer = make_consumer(self.settings, self.name, self.topics, seek)
+            reason = "error"
+            try:
+                await ensure_topics(self.settings)
+                self.incarnation = incarnation_of(await topic_names(self.settings)) or ""
+                await asyncio.wait_for(consumer.start(), _KAFKA_CALL_TIMEOUT)
+                self.connected, backoff = True, 0.5
+                await self._consume(consumer)
+                reason = "broker_reset"
+            except asyncio.CancelledError:
+                raise
+            except (TimeoutError, KafkaError, OSError) as e:
+                log.warning("consumer reconnecting", extra={"consumer": self.name, "error": type(e).__name__})
+            except Exception as e:  # the database or a bug: back off and go on
+                log.exception(
+                    "consumer loop failed", extra={"consumer": self.name, "error": type(e).__name__}
+                )
+            finally:
+                self.connected = self._assigned = False
+                await stop_consumer(consumer)
+            CONSUMER_RESTARTS.labels(self.service, self.name, reason).inc()
+            log.info("fresh consumer starting", extra={"consumer": self.name, "reason": reason})
+            await asyncio.sleep(backoff if reason == "error" else 0)
+            backoff = min(backoff * 2, 5.0)
+
+    @property
+    def assigned(self) -> bool:
+        """True once the group gave this member partitions (startup waits for it in tests and demos)."""
+        return self._assigned
+
+    def restart(self) -> None:
+        """The broker came back empty: read its new log again from the beginning.
+
+        Neither the in-memory positions nor the group's committed offsets can be trusted: until
+        this service noticed the reset, the member went on fetching the new log from its old
+        positions (skipping whatever the new log held below them) and may have committed those.
+        Events read twice are skipped by the inbox."""
+        self._restart = self._rewind = True
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        """Apply batches until a broker reset asks for a fresh member. Every call to the broker
+        is bounded in time, so a broker that stops answering ends this member instead of
+        holding it for ever."""
+        self._restart = False
+        while not self._restart:
+            batches = await asyncio.wait_for(
+                consumer.getmany(timeout_ms=500, max_records=self.settings.outbox_batch_size),
+                _KAFKA_CALL_TIMEOUT,
+            )
+            self._assigned = bool(consumer.assignment())
+            messages = [m for part in batches.values() for m in part]
+            if not messages:
+                continue
+            try:
+                await self.process(messages)
+            except Exception:
+                # Nothing of the batch was committed: rewind so it is read again.
+                for tp, part in batches.items():
+                    consumer.seek(tp, part[0].offset)
+                raise
+            positions = {tp: part[-1].offset + 1 for tp, part in batches.items()}
+            async with self.pool.acquire() as conn:
+                await consumer_positions.save(conn, self.name, positions, self.incarnation)
+            try:
+                # For the broker's tools (lag per group); the group resumes from its own positions.
+                await asyncio.wait_for(consumer.commit(positions), _KAFKA_CALL_TIMEOUT)
+            except CommitFailedError:
+                # The group rebalanced under this member (a broker that lost the group answers
+                # so too): the coordinator rejoins by itself and the listener seeks on assignment.
+                log.info("offset commit refused; rejoining", extra={"consumer": self.name})
+
+    async def on_assigned(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+        """Seek every partition given to this member to where the group stands (its own record)."""
+        async with self.pool.acquire() as conn:
+            recorded = await consumer_positions.load(conn, self.name)
+        for tp in assigned:
+            start = consumer_positions.start_offset(recorded.get(tp), self.incarnation, self._rewind)
+            if start is not None:
+                consumer.seek(tp, start)
+        self._rewind = False
+
+    async def process(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Handle one polled batch; the positions are saved only once it returned."""
+        raise NotImplementedError
+
+
+class _Seek(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Hands each assignment to the consumer, which seeks to the group's recorded positions."""
+
+    def __init__(self, owner: GroupMember):
+        self.owner = owner
+        self.consumer: AIOKafkaConsumer | None = None
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self.consumer is not None and assigned:
+            await self.owner.on_assigned(self.consumer, assigned)

@@ -1,0 +1,110 @@
+"""Dead letters: messages a consumer could not apply, kept with their reason and replayable.
+
+A dead letter is kept in the service's ``dead_letters`` table and queued through the outbox for
+``<topic>.dlq``, in the transaction of the batch that gave up on it, with headers that say who
+gave up, where the message was and why (the exchange counts every service's dead letters from
+those topics). After the cause was fixed, ``replay_dead_letter`` applies it again through the
+same consumer: signature, authority, inbox and handler, as if it arrived now.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from typing import TYPE_CHECKING
+
+import asyncpg
+from aiokafka import ConsumerRecord
+from pydantic import ValidationError
+
+from shared.events.catalog import DLQ_SUFFIX, parse_event
+from shared.events.envelope import new_event_id
+from shared.observability import DLQ_MESSAGES, redact
+from shared.outbox import add_raw
+from shared.sensitivity import neutral_label  # metric labels name no sensitive type
+
+if TYPE_CHECKING:  # the consumer keeps its dead letters here; only its type is needed back
+    from shared.consumer import EventConsumer
+
+log = logging.getLogger(__name__)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A reason for a dead letter that names fields and rules but never echoes input values."""
+    if isinstance(exc, ValidationError):
+        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)]
+        return redact("invalid event: " + "; ".join(parts[:5]))
+    return redact(f"{type(exc).__name__}: {exc}")[:500]
+
+
+def _headers(
+    msg: ConsumerRecord[bytes, bytes], reason: str, consumer: str, service: str, letter_id: uuid.UUID
+) -> dict[str, str]:
+    """The message's own headers and the letter's: where it was, who gave up on it, and why."""
+    headers = {k: v.decode(errors="replace") for k, v in (msg.headers or ())}
+    headers.update(
+        {
+            "dlq_reason": reason,
+            "dlq_topic": msg.topic,
+            "dlq_partition": str(msg.partition),
+            "dlq_offset": str(msg.offset),
+            "dlq_consumer": consumer,
+            # Who dead-lettered it, and one id however often it is re-sent: the exchange counts
+            # every service's dead letters from the <topic>.dlq topics.
+            "dlq_service": service,
+            "dlq_id": str(letter_id),
+            "dlq_at": dt.datetime.now(dt.UTC).isoformat(),
+        }
+    )
+    return headers
+
+
+async def keep(
+    conn: asyncpg.Connection, msg: ConsumerRecord[bytes, bytes], reason: str, *, consumer: str, service: str
+) -> None:
+    """Keep the message with its reason, and queue it for ``<topic>.dlq`` through the outbox."""
+    key = msg.key.decode(errors="replace") if msg.key else None
+    letter_id = new_event_id()
+    headers = _headers(msg, reason, consumer, service, letter_id)
+    await conn.execute(
+        """INSERT INTO dead_letters (consumer, topic, partition, "offset", key, value, headers, reason)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8)""",
+        consumer,
+        msg.topic,
+        msg.partition,
+        msg.offset,
+        key,
+        msg.value or b"",
+        headers,
+        reason,
+    )
+    await add_raw(
+        conn,
+        topic=msg.topic + DLQ_SUFFIX,
+        key=key,
+        value=msg.value or b"",
+        headers=headers,
+        event_id=letter_id,
+    )
+    DLQ_MESSAGES.labels(service, consumer, neutral_label(msg.topic)).inc()
+    log.warning("message dead-lettered", extra={"consumer": consumer, "topic": msg.topic, "reason": reason})
+
+
+async def replay_dead_letter(
+    pool: asyncpg.Pool, dead_letter_id: int, handler_consumer: EventConsumer
+) -> bool:
+    """Apply a dead letter again (after a fix). True if it applied; it stays dead otherwise."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT * FROM dead_letters WHERE id = $1 AND replayed_at IS NULL", dead_letter_id
+        )
+    if row is None:
+        return False
+    event = parse_event(bytes(row["value"]))
+    # A replayed letter is checked as if it arrived now: a refused one stays refused (raises).
+    handler_consumer.check(bytes(row["value"]), event)
+    async with pool.acquire() as conn, conn.transaction():
+        await handler_consumer.apply_one(conn, event)
+        await conn.execute("UPDATE dead_letters SET replayed_at = now() WHERE id = $1", dead_letter_id)
+    return True
