@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from bench.common import KeepAliveHttp, RssSampler, summary, workdir, write_result
-from bench.pipeline import _arrival, _wait_applied, pipeline_run
+from bench.common import KeepAliveHttp, RssSampler, workdir, write_result
+from bench.pipeline import _arrival, pipeline_run, through_pipeline
 from devstack.embedded import EmbeddedPostgres
 from devstack.stack import DESTINATION, Stack
 
@@ -50,24 +50,8 @@ async def batch_run(stack: Stack, n: int, sampler: RssSampler) -> dict[str, Any]
     dest = stack.service(f"registry-{DESTINATION}").url
     items = [{"kind": "migration", "body": _arrival(dt.date(1981, 1, 1))} for _ in range(n)]
     batches = [orjson.dumps({"items": items[i : i + BATCH]}) for i in range(0, n, BATCH)]
-    since = dt.datetime.now(dt.UTC)
-    start = time.perf_counter()
-    expected = {"n": n}
-    applied = asyncio.create_task(
-        _wait_applied(stack.service("migrant_exchange").dsn, since, expected, sampler)
-    )
-    send_seconds, refused = await _post_batches(dest, stack.token(f"reg-{DESTINATION}"), batches)
-    expected["n"] = n - refused
-    finished, latencies = await applied
-    return {
-        "events": n,
-        "batch_items": BATCH,
-        "refused": refused,
-        "send_seconds": send_seconds,
-        "events_per_second": len(latencies) / (finished - start),
-        "applied": len(latencies),
-        "latency_s": summary(latencies),
-    }
+    sending = _post_batches(dest, stack.token(f"reg-{DESTINATION}"), batches)
+    return {"batch_items": BATCH, **await through_pipeline(stack, n, sending, sampler)}
 
 
 def _accepted_rate(run: dict[str, Any]) -> float:
