@@ -20,6 +20,7 @@ BENCHES = [
     "offline_token",
     "verification",
     "pipeline",
+    "batches",
     "trust_cost",
     "replay",
     "reconciliation",

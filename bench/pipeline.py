@@ -13,6 +13,7 @@ import datetime as dt
 import itertools
 import time
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 import asyncpg
@@ -156,9 +157,19 @@ async def pipeline_run(stack: Stack, n: int, rate: float | None, sampler: RssSam
     dest = stack.service(f"registry-{DESTINATION}").url
     token = stack.token(f"reg-{DESTINATION}")
     bodies = [_arrival(dt.date(1980, 1, 1)) for _ in range(n)]
+    return {
+        "offered_rate": rate,
+        **await through_pipeline(stack, n, _drive(dest, token, bodies, rate), sampler),
+    }
+
+
+async def through_pipeline(
+    stack: Stack, n: int, sending: Awaitable[tuple[float, int]], sampler: RssSampler
+) -> dict[str, Any]:
+    """Send ``n`` events with ``sending`` (seconds taken, events refused) and wait until the exchange
+    has every accepted one applied at its counterpart: the rate and the latencies."""
     since = dt.datetime.now(dt.UTC)
     start = time.perf_counter()
-    sending = asyncio.create_task(_drive(dest, token, bodies, rate))
     expected = {"n": n}
     applied = asyncio.create_task(
         _wait_applied(stack.service("migrant_exchange").dsn, since, expected, sampler)
@@ -168,7 +179,6 @@ async def pipeline_run(stack: Stack, n: int, rate: float | None, sampler: RssSam
     finished, latencies = await applied
     return {
         "events": n,
-        "offered_rate": rate,
         "accepted_errors": errors,
         "send_seconds": send_seconds,
         "events_per_second": len(latencies) / (finished - start),

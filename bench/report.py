@@ -94,6 +94,7 @@ def collect() -> list[Row]:
         "offline_token",
         "verification",
         "pipeline",
+        "batches",
         "trust_cost",
         "replay",
         "reconciliation",

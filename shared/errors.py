@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -103,9 +104,42 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or str(loc[-1] if loc else "body")
 
 
-def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+def validation_problem(found: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The problem+json body of input that failed pydantic validation, each error's field and rule
+    named: what a route answers for its body, and what a batch answers for one of its items."""
+    errors = _validation_errors(found)
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    return {
+        "type": PROBLEM_BASE + "invalid-input",
+        "title": "The request breaks a validation rule",
+        "status": 422,
+        "detail": detail,
+        "errors": errors,
+    }
+
+
+def request_fault(exc: BaseException) -> DomainError | None:
+    """The answer a database error earns when the request itself is at fault, else None.
+
+    A constraint caught what the domain checks did not (the records disagree with the request:
+    409), or PostgreSQL cannot hold a value the edge let through (out of range, too long, an
+    invalid character: 422; the value is never logged). Anything else is the server's trouble.
+    """
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        return Conflict(
+            f"the request conflicts with existing records ({exc.constraint_name or 'constraint'})"
+        )
+    if isinstance(exc, _UNSTORABLE_VALUE):
+        return InvalidInput(
+            "a value of the request cannot be stored (out of range, too long or an invalid character)",
+            rule="storable-value",
+        )
+    return None
+
+
+def _validation_errors(found: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     errors = []
-    for err in exc.errors():
+    for err in found:
         msg = str(err.get("msg", "invalid"))
         errors.append(
             {
@@ -129,16 +163,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = _validation_errors(exc)
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        body = {
-            "type": PROBLEM_BASE + "invalid-input",
-            "title": "The request breaks a validation rule",
-            "status": 422,
-            "detail": detail,
-            "errors": errors,
-        }
-        return problem_response(422, body)
+        return problem_response(422, validation_problem(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -149,21 +174,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         from shared.db import is_unavailable
 
-        if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
-            # A constraint caught what the domain checks did not: the records disagree with the request.
-            err = Conflict(
-                f"the request conflicts with existing records ({exc.constraint_name or 'constraint'})"
-            )
-            return problem_response(409, err.body())
-        if isinstance(exc, _UNSTORABLE_VALUE):
-            # A value the edge let through but PostgreSQL cannot hold (out of range, too long,
-            # an invalid character): the request's fault, so a 422; the value is never logged.
-            log.warning("value refused by the database", extra={"error": type(exc).__name__})
-            invalid = InvalidInput(
-                "a value of the request cannot be stored (out of range, too long or an invalid character)",
-                rule="storable-value",
-            )
-            return problem_response(422, invalid.body())
+        fault = request_fault(exc)
+        if fault is not None:
+            if fault.status == 422:
+                log.warning("value refused by the database", extra={"error": type(exc).__name__})
+            return problem_response(fault.status, fault.body())
         if is_unavailable(exc):
             log.warning("dependency unavailable", extra={"error": type(exc).__name__})
             unavailable = ServiceUnavailable(

@@ -47,6 +47,7 @@ POLICY: dict[tuple[str, str, str], frozenset[str]] = {
             "/v1/corrections",
             "/v1/certificates",
             "/v1/certificates/{number}/revocation",
+            "/v1/batches",  # any of the above, each item with its kind's scope
         )
     },
     ("registry", "GET", "/v1/persons/{id_number}"): frozenset({J, D}),

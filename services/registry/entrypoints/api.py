@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI, Request
 from services.registry.entrypoints import schemas as s
 from services.registry.entrypoints.consumer import consumers
 from services.registry.entrypoints.reconciliation import router as reconciliation_router
+from services.registry.entrypoints.routes_batches import router as batch_router
 from services.registry.entrypoints.routes_common import (
     IdempotencyKey,
     TraceParent,
@@ -204,6 +205,6 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         settings,
         title=f"Registry {settings.jurisdictions}",
         description="System of record for vital events and 婚育证明 certificates of its jurisdictions.",
-        routers=[router, read_router, document_router, reconciliation_router],
+        routers=[router, batch_router, read_router, document_router, reconciliation_router],
         consumers=consumers,
     )

@@ -68,6 +68,11 @@ async def issue_certificate(
     cert = await handlers.issue_certificate(
         conn, ctx(request, client, traceparent), here(request, client), body.model_dump()
     )
+    return with_qr_paths(cert)
+
+
+def with_qr_paths(cert: Body) -> Body:
+    """An issued certificate as answered: with the paths of its QR images."""
     base = f"/v1/certificates/{cert['certificate_number']}"
     return {**cert, "qr_svg": f"{base}/qr.svg", "qr_png": f"{base}/qr.png"}
 
