@@ -30,7 +30,7 @@ from aiokafka import ConsumerRecord
 
 from shared import dead_letters
 from shared.consumer_group import GroupMember
-from shared.db import is_unavailable
+from shared.db import is_contention, is_unavailable
 from shared.dead_letters import describe_error
 from shared.events.catalog import parse_event, spec_for
 from shared.events.envelope import Envelope
@@ -314,10 +314,9 @@ class EventConsumer(GroupMember):
 
 def _transient(exc: BaseException) -> bool:
     """A failure of the database rather than of the message (unreachable, a statement timed out
-    or was cancelled, a lock wait): never a reason to dead-letter."""
-    return is_unavailable(exc) or isinstance(
-        exc, TimeoutError | asyncpg.QueryCanceledError | asyncpg.LockNotAvailableError
-    )
+    or was cancelled, a lock wait, a deadlock or serialization failure): never a reason to
+    dead-letter."""
+    return is_unavailable(exc) or is_contention(exc) or isinstance(exc, TimeoutError)
 
 
 def _header(msg: ConsumerRecord[bytes, bytes], name: str) -> str | None:

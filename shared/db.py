@@ -41,6 +41,17 @@ def is_unavailable(exc: BaseException) -> bool:
     )
 
 
+# Faults of the moment between transactions, not of the request or the message: PostgreSQL
+# rolled the transaction back (deadlock, serialization failure) or a lock or statement timeout
+# ended it. The same work may well pass a second later.
+CONTENTION = (asyncpg.TransactionRollbackError, asyncpg.LockNotAvailableError, asyncpg.QueryCanceledError)
+
+
+def is_contention(exc: BaseException) -> bool:
+    """True when the transaction lost to another one or to a timeout, and nothing of it stayed."""
+    return isinstance(exc, CONTENTION)
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
     """json and jsonb read and written with orjson: every connection of a service, and tools that
     must read rows exactly as the services do (audit hashes depend on it)."""

@@ -172,7 +172,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        from shared.db import is_unavailable
+        from shared.db import is_contention, is_unavailable
 
         fault = request_fault(exc)
         if fault is not None:
@@ -185,6 +185,12 @@ def install_error_handlers(app: FastAPI) -> None:
                 "the database is unavailable; retry with the same Idempotency-Key"
             )
             return problem_response(503, unavailable.body(), {"Retry-After": "1"})
+        if is_contention(exc):
+            log.warning("transaction lost to another; nothing written", extra={"error": type(exc).__name__})
+            busy = ServiceUnavailable(
+                "the records were busy and nothing was written; retry with the same Idempotency-Key"
+            )
+            return problem_response(503, busy.body(), {"Retry-After": "1"})
         log.exception("unhandled error", extra={"error": type(exc).__name__})
         body = {"type": PROBLEM_BASE + "internal", "title": "Internal error", "status": 500}
         return problem_response(500, body)

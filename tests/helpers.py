@@ -91,13 +91,16 @@ def migrant(stack: Stack, hukou: str, to: str, name: str, *, arrived: bool = Tru
     woman = person_id(sex)
     born = f"{woman[6:10]}-{woman[10:12]}-{woman[12:14]}"
     person = {"id_number": woman, "name": name, "sex": sex, "birth_date": born, "hukou_division": hukou}
-    assert home.post("/v1/persons", person).status_code == 201
+    r = home.post("/v1/persons", person)
+    assert r.status_code == 201, r.text
     move = {"id_number": woman, "from_division": hukou, "to_division": to, "migration_date": "2025-02-01"}
-    assert home.post("/v1/migrations", {"kind": "departed", **move}).status_code == 201
+    r = home.post("/v1/migrations", {"kind": "departed", **move})
+    assert r.status_code == 201, r.text
     if arrived:
         there = Api(stack, f"registry-{to}", f"reg-{to}")
         came = {"kind": "arrived", **move, "name": name, "hukou_division": hukou}
-        assert there.post("/v1/migrations", came).status_code == 201
+        r = there.post("/v1/migrations", came)
+        assert r.status_code == 201, r.text
     return woman
 
 

@@ -59,6 +59,9 @@ def _app() -> FastAPI:
             "repertoire": asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence"),
             "int64": asyncpg.exceptions._base.DataError("invalid input for query argument $1"),
             "limit": asyncpg.ProgramLimitExceededError("index row size exceeds maximum"),
+            "deadlock": asyncpg.DeadlockDetectedError("deadlock detected"),
+            "serialization": asyncpg.SerializationError("could not serialize access"),
+            "lock-timeout": asyncpg.LockNotAvailableError("canceling statement due to lock timeout"),
             "bug": RuntimeError("a bug of ours"),
         }[kind]
 
@@ -132,6 +135,14 @@ def test_values_the_database_refuses_are_422_not_500(client: TestClient, kind: s
     assert r.status_code == 422, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["errors"][0]["rule"] == "storable-value"
+
+
+@pytest.mark.parametrize("kind", ["deadlock", "serialization", "lock-timeout"])
+def test_a_transaction_lost_to_another_is_a_503_to_retry_not_a_500(client: TestClient, kind: str) -> None:
+    r = client.get(f"/fail/{kind}")
+    assert r.status_code == 503, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.headers["retry-after"] == "1" and "Idempotency-Key" in r.json()["detail"]
 
 
 def test_our_own_bugs_still_are_500(client: TestClient) -> None:

@@ -21,17 +21,13 @@ from typing import Any
 
 import asyncpg
 
-from shared.db import is_unavailable
+from shared.db import CONTENTION, is_unavailable
 from shared.errors import DomainError, ServiceUnavailable, request_fault
 
 Item = Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]]
 
 # Faults of the moment, not of an item: the same batch may well pass a second later.
-_TRANSIENT = (
-    asyncpg.TransactionRollbackError,  # serialization failure, deadlock
-    asyncpg.LockNotAvailableError,  # lock_timeout
-    asyncpg.QueryCanceledError,  # statement_timeout
-)
+_TRANSIENT = CONTENTION
 
 
 @dataclass(frozen=True)

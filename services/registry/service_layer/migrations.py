@@ -39,9 +39,16 @@ async def record_migration(
     rules.check_migration(
         kind, here, body["from_division"], body["to_division"], body["migration_date"], known, hukou
     )
+    first_record = person is None and await _first_record(conn, ctx, here, id_number, name, hukou)
+    if person is None and not first_record:
+        # A notification about her was applied meanwhile: judge the move against what it says.
+        known = await repo.residence(conn, here, id_number)
+        rules.check_migration(
+            kind, here, body["from_division"], body["to_division"], body["migration_date"], known, hukou
+        )
     migration = {**body, "migration_id": uuid.uuid4(), "name": name, "hukou_division": hukou}
     payload_cls = _PAYLOADS[kind]
-    # The event first, so the rows carry its id without a second write (this is the hot path).
+    # The event before the migration row, so the row carries its id without a second write.
     event = await announce(
         conn,
         ctx,
@@ -51,23 +58,33 @@ async def record_migration(
         data=payload_cls(**{k: migration[k] for k in payload_cls.model_fields}),
         origin=hukou,
         destination=body["to_division"],
+        record=("persons", id_number) if first_record else None,
     )
-    if person is None:
-        await repo.insert_person(
-            conn,
-            here,
-            {
-                "id_number": id_number,
-                "name": name,
-                "sex": rules.sex_from_id_number(id_number),
-                "birth_date": birth_date_of(id_number),
-                "hukou_division": hukou,
-                "residence_division": here,
-            },
-            ctx.subject(id_number),
-            here,
-            event_id=event.id,
-        )
     await repo.insert_migration(conn, here, migration, kind, here, event_id=event.id)
     await repo.set_residence(conn, here, id_number, body["to_division"])
     return {**migration, "jurisdiction": here, "event_id": event.id}
+
+
+async def _first_record(
+    conn: asyncpg.Connection, ctx: Context, here: str, id_number: str, name: str, hukou: str
+) -> bool:
+    """Register a person whom this move is the first record of; False if a notification about
+    her was applied in the meantime.
+
+    Her row is written before the event, so this request takes its locks in the order the
+    counterpart applier does (the person, then the subject's sequence number): the other order
+    deadlocked with a notification about her applied at the same moment (a 500, seen in CI)."""
+    return await repo.insert_person(
+        conn,
+        here,
+        {
+            "id_number": id_number,
+            "name": name,
+            "sex": rules.sex_from_id_number(id_number),
+            "birth_date": birth_date_of(id_number),
+            "hukou_division": hukou,
+            "residence_division": here,
+        },
+        ctx.subject(id_number),
+        here,
+    )
