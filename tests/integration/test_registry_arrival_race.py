@@ -79,9 +79,14 @@ async def _test(dsn: str) -> None:
             "SELECT kind FROM migrations WHERE jurisdiction = $1 AND id_number = $2", HERE, woman
         )
         assert sorted(r["kind"] for r in rows) == ["arrived", "departed"]
-        assert await registrar.fetchval(
-            "SELECT residence_division FROM persons WHERE jurisdiction = $1 AND id_number = $2", HERE, woman
-        ) == HERE
+        assert (
+            await registrar.fetchval(
+                "SELECT residence_division FROM persons WHERE jurisdiction = $1 AND id_number = $2",
+                HERE,
+                woman,
+            )
+            == HERE
+        )
     finally:
         await notification.close()
         await registrar.close()
