@@ -1,4 +1,8 @@
-"""``exchangectl dlq``: messages a consumer could not apply, kept in each service's ``dead_letters``."""
+"""``exchangectl dlq``: messages a consumer could not apply, kept in each service's ``dead_letters``.
+
+The one dead-letter command, for every service: a letter is applied again through the
+service's own consumer (handler, inbox, ordering), as the running service would apply it.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from cli.consumers import consumer_named, service_consumers
 from shared.db import create_pool
 from shared.dead_letters import replay_dead_letter
 from shared.observability import redact
+from shared.outbox import wake_relay
 
 app = typer.Typer(help="List, show and replay dead letters.", no_args_is_help=True)
 Service = typer.Option(None, "--service", "-s", help="service (default: every service in the stack)")
@@ -113,6 +118,9 @@ async def _replay(info: StackInfo, service: str, ids: list[int]) -> list[dict[st
                 done = await replay_dead_letter(
                     pool, dead_letter_id, consumer_named(consumers, row["consumer"])
                 )
+                if done:
+                    async with pool.acquire() as conn:
+                        await wake_relay(conn)  # what the handler queued goes out without waiting for a poll
                 results.append(
                     {"id": dead_letter_id, "replayed": done, "error": None if done else "already replayed"}
                 )

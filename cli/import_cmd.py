@@ -87,7 +87,7 @@ def import_roster(
 ) -> None:
     """Load a legacy roster (CSV or XLSX, UTF-8 or GB18030) into a registry through its own validation.
 
-    Rows are checked with the registry API's rules; good rows become persons and person.registered.v1 events, written in batches with COPY. Stopping and running the same command again resumes after the last committed batch, with no duplicates. Every bad row goes to the rejects file with its line number and the rule it broke. Cells are data, never formulas: a cell beginning with = + - @ (after any tab or CR) is refused with the rule no-formula-prefix, as the API refuses it. Messages are in Chinese, then English.
+    Rows are parsed with the registry API's schema and registered by the registry's own bulk-import use case, which applies its registration rule; good rows become persons and person.registered.v1 events, written in batches with COPY. Stopping and running the same command again resumes after the last committed batch, with no duplicates. Every bad row goes to the rejects file with its line number and the rule it broke. Cells are data, never formulas: a cell beginning with = + - @ (after any tab or CR) is refused with the rule no-formula-prefix, as the API refuses it. Messages are in Chinese, then English.
     """
     try:
         check_division(jurisdiction)
@@ -107,7 +107,7 @@ def import_roster(
                 target,
                 roster,
                 jurisdiction,
-                subject_secret(),
+                subject_secret(),  # the registry's: persons are keyed as its API keys them
                 mapping=columns,
                 encoding=encoding,
                 batch_size=batch_size,
@@ -122,8 +122,11 @@ def import_roster(
                 ),
             )
             summary = run(importer.run(rejects_file))
-    except (RosterError, ImportBusy) as e:
+    except RosterError as e:
         err_console.print(str(e), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except ImportBusy:
+        err_console.print(say.busy(), style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except _UNREACHABLE as e:
         err_console.print(say.unreachable(e), style="red", markup=False, highlight=False, soft_wrap=True)

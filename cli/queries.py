@@ -1,14 +1,13 @@
-"""The few reads the operator commands make directly (audit trail, dead letters, projection resets).
+"""The few reads the operator commands make directly: audit trail, dead letters, outbox events.
 
-Writes go through the services' own functions (shared.audit, shared.consumer and
-shared.dead_letters, the registry's signing-key use cases, the services' handlers); what is here only reads, or clears a projection before
-it is rebuilt from the outbox.
+Every write goes through the services' own use cases (the registry's bulk import and
+counterpart records, each projection's clearing, the signing keys, the services' consumers)
+or shared functions (shared.audit, shared.dead_letters); what is here only reads.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import asyncpg
 
@@ -54,29 +53,3 @@ async def outbox_events(
             since,
         )
     )
-
-
-async def forget_applied(conn: asyncpg.Connection, consumer: str) -> int:
-    """Clear a consumer's inbox so that a rebuild applies every event again."""
-    result = await conn.execute("DELETE FROM inbox WHERE consumer = $1", consumer)
-    return int(result.split()[-1])
-
-
-async def truncate(conn: asyncpg.Connection, tables: list[str]) -> list[str]:
-    """Empty those of the tables that exist (a projection's schema grows with its service)."""
-    present = [t for t in tables if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", t)]
-    if present:
-        await conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in present))
-    return present
-
-
-async def delete_counterpart_records(conn: asyncpg.Connection, served: list[str]) -> dict[str, Any]:
-    """Rows a registry holds only because a counterpart told it (rebuilt from notifications)."""
-    out: dict[str, Any] = {}
-    for table in ("births", "migrations", "persons"):
-        result = await conn.execute(
-            f"DELETE FROM {table} WHERE jurisdiction = ANY($1::text[]) AND source_division <> jurisdiction",
-            served,
-        )
-        out[table] = int(result.split()[-1])
-    return out

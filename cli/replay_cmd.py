@@ -9,21 +9,29 @@ is applied once even while the running service consumes the same events from Kaf
 * ``--since T``: events written at or after T are applied on top of the projection; those the
   inbox already holds are skipped, so a partial replay can be repeated safely.
 
-A projection whose consumer offers a bulk rebuild (the verification read model) is rebuilt from
-the beginning in one transaction: every event folded in memory by the service's own
-``rebuild`` and written with COPY, the same outcome as the handler's, many times faster.
-``--event-by-event`` takes the handler path anyway.
+Clearing is the consuming service's own use case (``Projection.clear``); the command line
+deletes no row of a service itself.
+
+A projection whose consumer offers a bulk rebuild (the verification read model, the exchange
+roster) is rebuilt from the beginning in one transaction: every event folded in memory by the
+service's own ``rebuild`` and written with COPY, the same outcome as the handler's, many times
+faster. ``--event-by-event`` takes the handler path anyway.
+
+``--from-broker`` (verification only) is the rebuild for events no outbox holds: the read model
+is emptied and a new replay generation begins, read from Kafka by the restarted service. It is
+the same projection's rebuild, so it is an option of this command, not a command of its own.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import typer
 
 from cli import queries
@@ -40,9 +48,17 @@ from cli.common import (
     run,
 )
 from cli.consumers import apply, consumer_for_topic, live_name, service_consumers
+from services.migrant_exchange.service_layer import roster as exchange_roster
+from services.registry.service_layer import counterpart
+from services.verification.service_layer import read_model
+from services.verification.settings import VerificationSettings
 from shared.db import create_pool
 from shared.events.catalog import CATALOG, VITAL_TOPICS, parse_event
 from shared.outbox import wake_relay
+
+# Empties a projection and its consumer's inbox, in the caller's transaction: the consuming
+# service's own use case. Arguments: connection, consumer (inbox) name, jurisdictions served.
+Clear = Callable[[asyncpg.Connection, str, list[str]], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -53,26 +69,35 @@ class Projection:
     service: str  # the consuming service in the stack
     topic: str  # selects the consumer of that service; its topics select the events replayed
     sources: list[str]  # producing services whose outboxes hold the events
-    tables: list[str]  # cleared before a rebuild from the beginning (those that exist)
+    clear: Clear  # before a rebuild from the beginning
+    bulk: bool = True  # a bulk rebuild may replace it (it is the projection's every row)
+
+
+async def _clear_verification(conn: asyncpg.Connection, consumer: str, _served: list[str]) -> dict[str, Any]:
+    return await read_model.clear(conn, consumer)
+
+
+async def _clear_roster(conn: asyncpg.Connection, consumer: str, _served: list[str]) -> dict[str, Any]:
+    return await exchange_roster.clear(conn, consumer)
+
+
+async def _clear_counterpart(conn: asyncpg.Connection, consumer: str, served: list[str]) -> dict[str, Any]:
+    # counterpart rows share tables with the registry's own records: no bulk rebuild
+    return await counterpart.forget_counterpart_records(conn, served, consumer)
 
 
 def projection(name: str, info: StackInfo, jurisdiction: str | None) -> Projection:
     registries = [s for s in info.services_with_databases() if s.startswith("registry")]
     if name == "verification":
-        tables = ["certificates", "revocations"]
-        return Projection(name, "verification", "certificate.lifecycle.v1", registries, tables)
+        return Projection(name, "verification", "certificate.lifecycle.v1", registries, _clear_verification)
     if name == "exchange-roster":
-        return Projection(name, "migrant_exchange", VITAL_TOPICS[0], registries, ["roster"])
+        return Projection(name, "migrant_exchange", VITAL_TOPICS[0], registries, _clear_roster)
     if name == "counterpart":
         if not jurisdiction:
             raise typer.BadParameter("name the registry's jurisdiction", param_hint="--jurisdiction")
-        return Projection(
-            name,
-            info.registry_for(jurisdiction),
-            "exchange.notification.v1",
-            ["migrant_exchange"],
-            [],  # counterpart rows share tables with the registry's own records: deleted by source
-        )
+        service = info.registry_for(jurisdiction)
+        topic = "exchange.notification.v1"
+        return Projection(name, service, topic, ["migrant_exchange"], _clear_counterpart, bulk=False)
     raise typer.BadParameter("verification, exchange-roster or counterpart", param_hint="PROJECTION")
 
 
@@ -123,23 +148,15 @@ async def replay(
         events = await _events(info, p, event_types, since)
         if on_progress is not None:
             on_progress(0, len(events))
-        bulk = since is None and bool(p.tables) and consumer.rebuild is not None and not event_by_event
-        if bulk:
-            # One transaction: the running service's consumer waits on the inbox lock (taken
-            # first, so it cannot deadlock with the truncation) and then finds every event applied.
+        bulk = since is None and p.bulk and consumer.rebuild is not None and not event_by_event
+        if since is None:
+            # One transaction when bulk: the running service's consumer waits on the inbox lock
+            # (taken first by the clearing use case) and then finds every event applied.
             async with pool.acquire() as conn, conn.transaction():
-                await conn.execute("LOCK TABLE inbox IN EXCLUSIVE MODE")
-                cleared = {t: "truncated" for t in await queries.truncate(conn, p.tables)}
-                cleared["inbox"] = await queries.forget_applied(conn, consumer.name)
-                applied = await consumer.rebuild_from(conn, _parsed(events, on_progress))
-                skipped = len(events) - applied
-        elif since is None:
-            async with pool.acquire() as conn, conn.transaction():
-                if p.tables:
-                    cleared = {t: "truncated" for t in await queries.truncate(conn, p.tables)}
-                else:
-                    cleared = await queries.delete_counterpart_records(conn, jurisdictions)
-                cleared["inbox"] = await queries.forget_applied(conn, consumer.name)
+                cleared = await p.clear(conn, consumer.name, jurisdictions)
+                if bulk:
+                    applied = await consumer.rebuild_from(conn, _parsed(events, on_progress))
+                    skipped = len(events) - applied
         events_left = [] if bulk else events
         for start in range(0, len(events_left), batch_size):
             chunk = events_left[start : start + batch_size]
@@ -188,15 +205,28 @@ def replay_command(
         "--event-by-event",
         help="rebuild through the consumer's handler one event at a time, even where a bulk rebuild exists",
     ),
+    from_broker: bool = typer.Option(
+        False,
+        "--from-broker",
+        help="verification only: empty the read model and start a new replay generation; "
+        "the service, restarted, reads every topic from the beginning (where no outbox holds the events)",
+    ),
     stack: Path | None = StackOption,
     databases: list[str] | None = DatabasesOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Rebuild a projection from the outboxes: the verification read model, the exchange roster, or a registry's counterpart records, from the beginning or from a point in time.
 
-    From the beginning, the projection is cleared and every event applied again; with --since, later events are applied on top and those already applied are skipped.
+    From the beginning, the projection is cleared and every event applied again; with --since, later events are applied on top and those already applied are skipped. The one command for every projection rebuild.
     """
     info = StackInfo(stack, databases)
+    if from_broker and (since is not None or event_by_event):
+        raise typer.BadParameter(
+            "the broker replays every event, by the restarted service", param_hint="--from-broker"
+        )
+    if from_broker:
+        _from_broker(info, name, as_json)
+        return
     p = projection(name, info, jurisdiction)
     if since is not None and since.tzinfo is None:
         since = since.astimezone()  # a time without zone is the operator's local time
@@ -219,3 +249,24 @@ def replay_command(
             f"replayed {result['events']} events into {name} ({result['service']}) in {result['seconds']:.1f}s, "
             f"{result['events_per_second']:,.0f} events/s"
         )
+
+
+async def _new_generation(dsn: str) -> str:
+    async with connection(dsn) as conn, conn.transaction():
+        # CONSUMER_GROUP and the like come from the environment, as for the service
+        return await read_model.new_generation(conn, VerificationSettings(database_url=dsn))
+
+
+def _from_broker(info: StackInfo, name: str, as_json: bool) -> None:
+    """The verification read model emptied for a replay from the broker by the restarted service."""
+    if name != "verification":
+        raise typer.BadParameter(
+            "only the verification read model replays from the broker", param_hint="--from-broker"
+        )
+    consumer = run(_new_generation(info.dsn("verification")))
+    if as_json:
+        emit_json(
+            {"projection": name, "service": "verification", "mode": "from the broker", "consumer": consumer}
+        )
+        return
+    console.print(f"read model emptied; restart the service to replay as {consumer}")

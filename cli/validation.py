@@ -1,8 +1,10 @@
-"""Checking roster rows with the registry API's own model and rules, in batches.
+"""Parsing roster rows with the registry API's own model, in batches, ahead of the writer.
 
 ``check_batch`` is what the import's worker processes run: it takes plain rows and returns plain
-results (picklable), so validation of the next batches runs on other cores while the current
-batch is written.
+results (picklable), so parsing of the next batches runs on other cores while the current batch
+is written. The registration rule is the registry's (``domain.persons.check_person``): checked
+here too, so that ``validate_row`` says what the import will say of a row; the registry's
+import use case applies it again when it writes.
 """
 
 from __future__ import annotations
@@ -11,15 +13,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from services.registry.domain import rules
+from services.registry.domain.persons import check_person
 from services.registry.entrypoints.schemas import PersonIn
-from shared.errors import DomainError, RuleViolation
-from shared.identity import birth_date_of, subject_key
+from shared.errors import DomainError
 from shared.text import MESSAGE as FORMULA_MESSAGE
 from shared.text import RULE as FORMULA_RULE
 from shared.text import looks_like_formula
-
-Reject = tuple[int, str | None, str, str]  # line, field, rule, message
 
 # pydantic reports every validator's ValueError as "value_error"; the rejects file names the rule.
 _VALUE_RULES = (
@@ -52,13 +51,7 @@ def validate_row(fields: dict[str, str]) -> tuple[dict[str, Any] | None, tuple[s
             return None, (name, FORMULA_RULE, f"{name}: {FORMULA_MESSAGE}")
     try:
         person = PersonIn.model_validate(fields).model_dump()
-        rules.check_person_birth_date(birth_date_of(person["id_number"]), person["birth_date"])
-        if person["sex"] != rules.sex_from_id_number(person["id_number"]):  # as register_person checks
-            raise RuleViolation(
-                "sex differs from the sex digit of the identity number",
-                field="sex",
-                rule="sex-matches-id-number",
-            )
+        check_person(person["id_number"], person["sex"], person["birth_date"])  # as register_person
     except ValidationError as e:
         errors = e.errors(include_input=False)
         first = errors[0]
@@ -74,14 +67,10 @@ def validate_row(fields: dict[str, str]) -> tuple[dict[str, Any] | None, tuple[s
     return person, None
 
 
-# line, the person (or None), the broken rule (or None), the person's subject key (or None)
-Checked = tuple[int, dict[str, Any] | None, tuple[str | None, str, str] | None, str | None]
+# line, the person (or None), the broken rule (or None)
+Checked = tuple[int, dict[str, Any] | None, tuple[str | None, str, str] | None]
 
 
-def check_batch(batch: list[tuple[int, dict[str, str]]], secret: bytes) -> list[Checked]:
-    """Every row of a batch checked, with the pseudonymous subject key of each valid person."""
-    out: list[Checked] = []
-    for line, fields in batch:
-        person, error = validate_row(fields)
-        out.append((line, person, error, subject_key(person["id_number"], secret) if person else None))
-    return out
+def check_batch(batch: list[tuple[int, dict[str, str]]]) -> list[Checked]:
+    """Every row of a batch parsed: the person the API would accept, or the rule the row breaks."""
+    return [(line, *validate_row(fields)) for line, fields in batch]

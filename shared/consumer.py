@@ -324,3 +324,15 @@ def _header(msg: ConsumerRecord[bytes, bytes], name: str) -> str | None:
         if key == name and value:
             return str(value.decode(errors="replace"))
     return None
+
+
+async def forget_applied(conn: asyncpg.Connection, consumer: str) -> int:
+    """Clear a consumer's inbox so that a rebuild applies every event again; returns how many.
+
+    The inbox is locked first (until the caller's transaction ends): the running service's
+    consumer then waits instead of recording an event in the inbox of a projection being
+    cleared, and the lock order (inbox, then the projection's tables) cannot deadlock with it.
+    """
+    await conn.execute("LOCK TABLE inbox IN EXCLUSIVE MODE")
+    result = await conn.execute("DELETE FROM inbox WHERE consumer = $1", consumer)
+    return int(result.split()[-1])

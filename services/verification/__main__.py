@@ -1,4 +1,4 @@
-"""``python -m services.verification serve|migrate|audit-verify|rebuild``."""
+"""``python -m services.verification serve|migrate|audit-verify`` (rebuild: ``exchangectl replay verification``)."""
 
 import sys
 from pathlib import Path
@@ -8,7 +8,7 @@ from shared.app import run_cli
 
 if __name__ == "__main__":
     command = sys.argv[1] if len(sys.argv) > 1 else "serve"
-    if command in ("audit-verify", "rebuild"):
+    if command == "audit-verify":
         from services.verification.entrypoints import commands
 
         raise SystemExit(commands.main(command, VerificationSettings()))

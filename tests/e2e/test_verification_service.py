@@ -519,8 +519,18 @@ def test_the_read_model_is_rebuilt_by_replay(
     svc = vstack.service("verification")
     vstack.stop_service(svc)
     cli = subprocess.run(
-        [sys.executable, "-m", "services.verification", "rebuild"],
-        env=env_with(database_url=vstack.dsn, kafka_bootstrap_servers=vstack.bootstrap),
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "replay",
+            "verification",
+            "--from-broker",
+            "--stack",
+            "/nonexistent.json",  # as in a deployment: the database named on its own
+            f"--db=verification={vstack.dsn}",
+        ],
+        env=env_with(kafka_bootstrap_servers=vstack.bootstrap),
         capture_output=True,
         text=True,
         timeout=120,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -37,22 +38,29 @@ def _dlq_messages(stack: Stack, topic: str) -> list[tuple[bytes, dict[str, bytes
     return asyncio.run(read())
 
 
-def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    svc = stack.service("migrant_exchange")
-    env = env_with(
-        database_url=svc.dsn,
-        kafka_bootstrap_servers=stack.bootstrap,
-        log_json="false",
-        trust_list_file=str(stack.trust.trust_list),  # a replayed letter is checked like a new one
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "services.migrant_exchange", "dlq", *args],
+def _cli(stack: Stack, *args: str) -> tuple[int, Any]:
+    """``exchangectl dlq ARGS -s migrant_exchange --json`` in a process of its own: exit code, output."""
+    env = env_with(kafka_bootstrap_servers=stack.bootstrap, log_json="false")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "dlq",
+            *args,
+            "--service",
+            "migrant_exchange",
+            "--stack",
+            str(stack.run_dir / "stack.json"),  # its database and trust list (a letter is checked anew)
+            "--json",
+        ],
         env=env,
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
     )
+    return done.returncode, json.loads(done.stdout) if done.stdout.strip() else done.stderr
 
 
 def test_a_poison_message_is_dead_lettered_and_the_next_one_applied(xstack: Stack) -> None:
@@ -85,10 +93,11 @@ def test_a_poison_message_is_dead_lettered_and_the_next_one_applied(xstack: Stac
     )
     assert on_dlq[0]["dlq_reason"].decode() == dead[0]["reason"]
 
-    listed = _cli(xstack, "list")
-    assert listed.returncode == 0 and str(dead[0]["id"]) in listed.stdout
-    still = _cli(xstack, "replay", str(dead[0]["id"]))
-    assert still.returncode == 1 and "still failing" in still.stdout
+    code, listed = _cli(xstack, "list")
+    assert code == 0 and dead[0]["id"] in [d["id"] for d in listed]
+    code, still = _cli(xstack, "replay", str(dead[0]["id"]))
+    assert code == 1 and still[0]["replayed"] is False
+    assert still[0]["error"] not in (None, "already replayed", "no such dead letter")  # still failing
     assert (
         query(exchange_db, "SELECT replayed_at FROM dead_letters WHERE id = $1", dead[0]["id"])[0][0] is None
     )
@@ -105,8 +114,8 @@ def test_a_dead_letter_replays_once_its_cause_is_fixed(xstack: Stack) -> None:
         fixed.subject,
         signed(xstack, fixed),
     )
-    replayed = _cli(xstack, "replay", str(row[0]["id"]))
-    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    code, replayed = _cli(xstack, "replay", str(row[0]["id"]))
+    assert code == 0, replayed
     assert [
         r["target_division"]
         for r in query(exchange_db, "SELECT * FROM notifications WHERE event_id = $1", fixed.id)
@@ -115,7 +124,10 @@ def test_a_dead_letter_replays_once_its_cause_is_fixed(xstack: Stack) -> None:
         query(exchange_db, "SELECT replayed_at FROM dead_letters WHERE id = $1", row[0]["id"])[0][0]
         is not None
     )
-    assert _cli(xstack, "replay", str(row[0]["id"])).returncode == 1  # once
+    assert _cli(xstack, "replay", str(row[0]["id"])) == (  # once
+        1,
+        [{"id": row[0]["id"], "replayed": False, "error": "already replayed"}],
+    )
 
 
 def _exchange_effects(dsn: str, ids: list[uuid.UUID]) -> dict[str, object]:

@@ -159,3 +159,38 @@ async def test_two_imports_of_the_same_roster_at_once_write_it_once(registry_db:
         assert await conn.fetchval("SELECT count(*) FROM outbox") == 500
     finally:
         await conn.close()
+
+
+async def test_the_registrys_import_use_case_applies_the_registration_rule_itself(registry_db: str) -> None:
+    """Whatever the caller checked before: a row whose sex or birth date the identity number
+    contradicts is refused by the use case with the rule ``POST /v1/persons`` names."""
+    import datetime as dt
+
+    from services.registry.service_layer import imports
+    from services.registry.service_layer.context import Context
+    from services.registry.settings import RegistrySettings
+    from shared.identity import compose_id_number
+
+    born = dt.date(1990, 3, 4)
+    good, wrong_sex, wrong_date = (compose_id_number("320412", born, n, "F") for n in (10, 11, 12))
+    person = {"name": "王芳", "sex": "F", "birth_date": born, "hukou_division": "320412"}
+    people = [
+        (2, {**person, "id_number": good}),
+        (3, {**person, "id_number": wrong_sex, "sex": "M"}),
+        (4, {**person, "id_number": wrong_date, "birth_date": dt.date(1990, 3, 5)}),
+    ]
+    batch = imports.ImportBatch("test", 2, 4, people, [], {})
+    ctx = Context(RegistrySettings(jurisdictions="320412"))
+    conn = await asyncpg.connect(registry_db)
+    try:
+        await imports.start(conn, "320412", "test", "roster.csv")
+        async with conn.transaction():
+            outcome = await imports.import_batch(conn, ctx, "320412", batch)
+        refused = [(r["line"], r["field"], r["rule"]) for r in await imports.rejects(conn, "320412", "test")]
+        persons = await conn.fetch("SELECT id_number, event_id FROM persons")
+        events = await conn.fetch("SELECT event_id FROM outbox")
+    finally:
+        await conn.close()
+    assert outcome == imports.BatchOutcome(imported=1, unchanged=0, rejected=2)
+    assert refused == [(3, "sex", "sex-matches-id-number"), (4, "birth_date", "birth-date-matches-id-number")]
+    assert [(p["id_number"], p["event_id"]) for p in persons] == [(good, events[0]["event_id"])]

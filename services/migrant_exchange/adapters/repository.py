@@ -190,3 +190,9 @@ async def list_migrants(
         limit,
     )
     return rows
+
+
+async def clear_roster(conn: asyncpg.Connection) -> list[str]:
+    """Empty the roster (a rebuild refills it from the registries' events)."""
+    await conn.execute("TRUNCATE roster")
+    return ["roster"]

@@ -324,8 +324,7 @@ async def list_dead_letters(
 ) -> Response:
     """``counts``: every service's dead letters by service, topic and reason (read from the
     ``<topic>.dlq`` topics); ``dead_letters``: the exchange's own, newest first, without message
-    bodies or keys (replay one with ``python -m services.migrant_exchange dlq replay ID``; a
-    service's own letters are listed and replayed at that service, ``exchangectl dlq``)."""
+    bodies or keys (every service's letters are listed and replayed with ``exchangectl dlq``)."""
     async with pool.acquire() as conn:
         counts = await census.counts(conn)
         own = [ind.neutral_dead_letter(r) for r in await stats.dead_letters(conn, limit)]

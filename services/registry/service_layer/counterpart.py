@@ -21,6 +21,7 @@ from services.registry.domain import rules
 from services.registry.domain.births import birth_record
 from services.registry.service_layer import counterpart_family as fam
 from services.registry.settings import RegistrySettings
+from shared.consumer import forget_applied
 from shared.events import payloads as p
 from shared.events.catalog import spec_for
 from shared.events.envelope import Envelope
@@ -203,3 +204,13 @@ async def _apply_birth(conn: asyncpg.Connection, t: _Target, d: dict[str, Any]) 
             return "conflict", conflicts, "another birth of this mother has this birth order here"
     await repo.insert_birth(conn, here, d, t.source, t.event_id)
     return "applied", [], None
+
+
+async def forget_counterpart_records(
+    conn: asyncpg.Connection, served: list[str], consumer: str
+) -> dict[str, Any]:
+    """Delete what counterparts told the served jurisdictions, and the notification consumer's
+    inbox, so that ``exchangectl replay counterpart`` applies every notification again through
+    ``apply_notification``. The registry's own records (source division = jurisdiction) stay."""
+    inbox = await forget_applied(conn, consumer)  # the inbox lock first: see forget_applied
+    return {**await repo.delete_counterpart_records(conn, served), "inbox": inbox}

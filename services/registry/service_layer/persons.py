@@ -8,10 +8,10 @@ import asyncpg
 
 from services.registry.adapters import repository as repo
 from services.registry.domain import rules
+from services.registry.domain.persons import check_person
 from services.registry.service_layer.context import Context, announce
 from shared.errors import RuleViolation
 from shared.events import payloads as p
-from shared.identity import birth_date_of
 
 
 async def known_person(conn: asyncpg.Connection, here: str, id_number: str, field: str) -> asyncpg.Record:
@@ -30,11 +30,7 @@ async def register_person(
     conn: asyncpg.Connection, ctx: Context, here: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     """Record a person in the jurisdiction's register and announce ``person.registered.v1``."""
-    rules.check_person_birth_date(birth_date_of(body["id_number"]), body["birth_date"])
-    if body["sex"] != rules.sex_from_id_number(body["id_number"]):
-        raise RuleViolation(
-            "sex differs from the sex digit of the identity number", field="sex", rule="sex-matches-id-number"
-        )
+    check_person(body["id_number"], body["sex"], body["birth_date"])
     person = {**body, "residence_division": body.get("residence_division") or body["hukou_division"]}
     subject = ctx.subject(person["id_number"])
     if not await repo.insert_person(conn, here, person, subject, here):

@@ -282,3 +282,19 @@ async def store_status_list_key(conn: asyncpg.Connection, kid: str, private: byt
         private,
         public,
     )
+
+
+async def clear_read_model(conn: asyncpg.Connection) -> list[str]:
+    """Empty certificates and revocations (a rebuild refills them); returns the tables emptied."""
+    await conn.execute("TRUNCATE certificates, revocations")
+    return ["certificates", "revocations"]
+
+
+async def next_generation(conn: asyncpg.Connection) -> tuple[int, int]:
+    """Forget keys learned from events and bump the replay generation: (old, new)."""
+    old = await conn.fetchval("SELECT generation FROM projection_state FOR UPDATE")
+    await conn.execute("DELETE FROM issuer_keys WHERE source = 'event'")
+    new = await conn.fetchval(
+        "UPDATE projection_state SET generation = generation + 1, rebuilt_at = now() RETURNING generation"
+    )
+    return int(old), int(new)

@@ -1,10 +1,8 @@
-"""Operator commands: prove the audit chain intact, rebuild the read model by replay."""
+"""Operator command: prove the audit chain intact (rebuilding the read model: ``exchangectl replay verification``)."""
 
 from __future__ import annotations
 
 import asyncio
-
-import asyncpg
 
 from services.verification.settings import VerificationSettings
 from shared import audit
@@ -30,29 +28,5 @@ async def audit_verify(settings: VerificationSettings) -> int:
     return 1
 
 
-async def rebuild(settings: VerificationSettings) -> int:
-    """Empty the read model and start a new replay generation; the service replays on its next start.
-
-    The consumer group and inbox name carry the generation (``verification-g2``), so the new
-    group reads every topic from the beginning with no offset surgery on the broker. Keys
-    learned from registries' JWKS are kept (the refresher re-confirms them); keys learned from
-    events, certificates, revocations and corrections come back with the replay.
-    """
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        async with conn.transaction():
-            old = await conn.fetchval("SELECT generation FROM projection_state FOR UPDATE")
-            await conn.execute("TRUNCATE certificates, revocations")
-            await conn.execute("DELETE FROM issuer_keys WHERE source = 'event'")
-            await conn.execute("DELETE FROM inbox WHERE consumer = $1", settings.consumer_name(old))
-            generation = await conn.fetchval(
-                "UPDATE projection_state SET generation = generation + 1, rebuilt_at = now() RETURNING generation"
-            )
-    finally:
-        await conn.close()
-    print(f"read model emptied; restart the service to replay as {settings.consumer_name(generation)}")
-    return 0
-
-
 def main(command: str, settings: VerificationSettings) -> int:
-    return asyncio.run(audit_verify(settings) if command == "audit-verify" else rebuild(settings))
+    return asyncio.run(audit_verify(settings))

@@ -1,6 +1,8 @@
--- Progress of roster imports (exchangectl import), kept in the registry's database so that a batch
--- of persons, its outbox rows, its rejects and the progress mark commit together.
-CREATE TABLE import_runs (
+-- Progress of roster imports (the registry's bulk-import use case, which exchangectl import calls),
+-- kept beside the persons so that a batch of persons, its outbox rows, its rejects and the progress
+-- mark commit together. IF NOT EXISTS: databases imported into before this migration hold the tables
+-- already, made by exchangectl's own migration of the same shape.
+CREATE TABLE IF NOT EXISTS import_runs (
     import_id     text NOT NULL,            -- SHA-256 of the roster file
     jurisdiction  text NOT NULL,
     file_name     text NOT NULL,
@@ -17,7 +19,7 @@ CREATE TABLE import_runs (
 );
 
 -- One row per rejected roster line: the rule it broke. No cell values: the operator has the file.
-CREATE TABLE import_rejects (
+CREATE TABLE IF NOT EXISTS import_rejects (
     import_id     text NOT NULL,
     jurisdiction  text NOT NULL,
     line          bigint NOT NULL,

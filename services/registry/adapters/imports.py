@@ -1,4 +1,4 @@
-"""SQL of the roster import, in the registry's database: progress, rejects, bulk person inserts.
+"""SQL of roster imports: their progress, their rejects, and persons inserted in bulk.
 
 The persons go through a temporary staging table filled with COPY and an ``INSERT ... SELECT
 ... ON CONFLICT DO NOTHING``: COPY alone cannot skip a person the registry already holds, and
@@ -7,33 +7,13 @@ the rows it skipped are exactly the duplicates the registry's API would refuse.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from shared.db import migrate
-
-MIGRATIONS = Path(__file__).parent / "migrations"
-NAMESPACE = "exchangectl"
-PERSON_COLUMNS = (
-    "line",
-    "jurisdiction",
-    "id_number",
-    "subject",
-    "name",
-    "sex",
-    "birth_date",
-    "hukou_division",
-    "residence_division",
-    "source_division",
-    "event_id",
-)
-
-
-async def prepare(dsn: str) -> None:
-    """The import tables, as a migration of their own next to the registry's."""
-    await migrate(dsn, NAMESPACE, MIGRATIONS)
+# The staging table's columns, in the order of the tuples ``insert_persons`` takes.
+_DETAILS = ("name", "sex", "birth_date", "hukou_division", "residence_division")
+PERSON_COLUMNS = ("line", "jurisdiction", "id_number", "subject", *_DETAILS, "source_division", "event_id")
 
 
 async def start_run(conn: asyncpg.Connection, import_id: str, jurisdiction: str, file_name: str) -> Any:
