@@ -202,7 +202,7 @@ async def _apply_birth(conn: asyncpg.Connection, t: _Target, payload: dict[str, 
 # What each notified event type does to our records: the registry's counterpart appliers. A
 # reconciliation repair arrives as ``record.corrected.v1`` and is applied by the same entry.
 # Authority beyond the envelope's (the exchange, to a division served here): a correction
-# changes only records of the jurisdiction that sent it (``repairs``, ``corrections``).
+# changes only records the correcting jurisdiction is the source of (``fam.apply_correction``).
 APPLIERS: dict[str, Applier] = {
     "person.registered.v1": _apply_person,
     "migration.departed.v1": _migration("departed"),
