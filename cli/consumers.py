@@ -40,7 +40,7 @@ def service_consumers(
 
         return exchange_consumers(pool, ExchangeSettings(database_url=dsn, service_name=service, **extra))
     if service.startswith("verification"):
-        from services.verification.entrypoints.api import consumers as verification_consumers
+        from services.verification.entrypoints.consumer import consumers as verification_consumers
         from services.verification.settings import VerificationSettings
 
         return verification_consumers(

@@ -17,7 +17,7 @@ from services.migrant_exchange.entrypoints.consumer import consumers as exchange
 from services.migrant_exchange.settings import ExchangeSettings
 from services.registry.entrypoints.consumer import consumers as registry_consumers
 from services.registry.settings import RegistrySettings
-from services.verification.entrypoints.api import consumers as verification_consumers
+from services.verification.entrypoints.consumer import consumers as verification_consumers
 from services.verification.settings import VerificationSettings
 from shared.consumer import EventConsumer
 from shared.events.catalog import CATALOG, DLQ_SUFFIX, spec_for

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devstack.embedded import EmbeddedPostgres
-from services.verification.entrypoints.api import consumers
+from services.verification.entrypoints.consumer import consumers
 from services.verification.settings import VerificationSettings
 from shared.consumer import EventConsumer
 from shared.events import payloads as p

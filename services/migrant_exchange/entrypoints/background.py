@@ -10,8 +10,7 @@ from fastapi import FastAPI
 
 from services.migrant_exchange.adapters import discrepancies as cases
 from services.migrant_exchange.adapters import repository as repo
-from services.migrant_exchange.entrypoints.consumer import applier
-from services.migrant_exchange.service_layer import handlers, ordering, reconciliation
+from services.migrant_exchange.service_layer import handlers, messagebus, ordering, reconciliation
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.outbox import wake_relay
 
@@ -32,7 +31,7 @@ async def _every(seconds: float, name: str, duty: Callable[[], Awaitable[object]
 def start(app: FastAPI) -> list[asyncio.Task[None]]:
     settings: ExchangeSettings = app.state.settings
     pool = app.state.pool
-    apply = applier(settings)
+    apply = messagebus.applier(settings)  # what waited behind a gap goes through the handler table
 
     async def sweep() -> None:
         async with pool.acquire() as conn:

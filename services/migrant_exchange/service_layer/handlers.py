@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
@@ -139,34 +138,6 @@ async def _notification(
         "deadline": now + dt.timedelta(seconds=row["deadline_seconds"] or settings.feedback_deadline_seconds),
         "next_attempt_at": now + dt.timedelta(seconds=settings.notification_retry_seconds),
     }
-
-
-async def rebuild_roster(conn: asyncpg.Connection, events: Iterable[Envelope[Any]]) -> None:
-    """The roster from every event at once, for a rebuild from the beginning into an emptied
-    roster: what ``route_vital_event`` saves after each event in turn, folded in memory and
-    written with COPY. Routing is not redone: notifications and feedback are rows of their own,
-    which a roster rebuild keeps (``exchangectl replay exchange-roster --event-by-event`` routes
-    again, sending what is missing)."""
-    roster: dict[str, list[Any]] = {}  # subject -> [whereabouts, moves, last event time]
-    for event in events:
-        if event.producer is None or event.type == "exchange.feedback.v1":
-            continue  # the applier's dispatch: only registries' events other than feedback touch the roster
-        row = roster.get(event.subject)
-        after = routing.after_event(
-            row[0] if row else Whereabouts(None, None),
-            event.type,
-            event.data.model_dump(mode="json"),
-            Whereabouts(event.origin, event.destination),
-            event.time,
-        )
-        moved = int(event.type.startswith("migration."))
-        if row is None:
-            roster[event.subject] = [after, moved, event.time]
-        else:
-            row[0], row[1], row[2] = after, row[1] + moved, max(row[2], event.time)
-    await repo.copy_roster(
-        conn, [(s, w.hukou, w.residence, w.as_of, moves, last) for s, (w, moves, last) in roster.items()]
-    )
 
 
 async def _publish(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 BIRTH_FIELDS = ("child_name", "child_sex", "child_birth_date", "mother_id_number", "birth_order")
 Outcome = tuple[str, list[dict[str, Any]], str | None]  # outcome, conflicts, reason
+Applier = Callable[[asyncpg.Connection, "_Target", dict[str, Any]], Awaitable[Outcome]]
 
 
 async def apply_notification(
@@ -115,29 +117,11 @@ class _Target:
 
 
 async def _apply(conn: asyncpg.Connection, t: _Target, event_type: str, d: dict[str, Any]) -> Outcome:
-    if event_type == "person.registered.v1":
-        return await _apply_person(conn, t, d)
-    if event_type.startswith("migration."):
-        return await _apply_migration(conn, t, event_type.split(".")[1], d)
-    if event_type == "birth.registered.v2":
-        return await _apply_birth(conn, t, birth_record(d))
-    handler = _FAMILY.get(event_type)
-    if handler is not None:
-        return await handler(conn, t, d)
-    return "rejected", [], f"{event_type} is not applied by this registry"
-
-
-_FAMILY = {
-    "marriage.registered.v1": fam.apply_marriage,
-    "marriage.dissolved.v1": fam.apply_dissolution,
-    "pregnancy.registered.v1": fam.apply_pregnancy,
-    "pregnancy.closed.v1": fam.apply_pregnancy_closed,
-    "record.corrected.v1": fam.apply_correction,
-    # The issuer's register is authoritative and verification keeps its own read model; the copy
-    # kept here is what reconciliation compares.
-    "certificate.issued.v1": fam.apply_certificate_issued,
-    "certificate.revoked.v1": fam.apply_certificate_revoked,
-}
+    """The notified event applied to our records through ``APPLIERS``; refused if it has no entry."""
+    applier = APPLIERS.get(event_type)
+    if applier is None:
+        return "rejected", [], f"{event_type} is not applied by this registry"
+    return await applier(conn, t, d)
 
 
 async def _apply_person(conn: asyncpg.Connection, t: _Target, d: dict[str, Any]) -> Outcome:
@@ -157,6 +141,15 @@ async def _apply_person(conn: asyncpg.Connection, t: _Target, d: dict[str, Any])
         if conflicts
         else ("applied", [], None)
     )
+
+
+def _migration(kind: str) -> Applier:
+    """The applier of one kind of move (``migration.<kind>.v1``)."""
+
+    async def apply(conn: asyncpg.Connection, t: _Target, d: dict[str, Any]) -> Outcome:
+        return await _apply_migration(conn, t, kind, d)
+
+    return apply
 
 
 async def _apply_migration(conn: asyncpg.Connection, t: _Target, kind: str, d: dict[str, Any]) -> Outcome:
@@ -185,7 +178,8 @@ async def _apply_migration(conn: asyncpg.Connection, t: _Target, kind: str, d: d
     return "applied", [], None
 
 
-async def _apply_birth(conn: asyncpg.Connection, t: _Target, d: dict[str, Any]) -> Outcome:
+async def _apply_birth(conn: asyncpg.Connection, t: _Target, payload: dict[str, Any]) -> Outcome:
+    d = birth_record(payload)
     here = t.here
     same = await repo.birth_by_certificate(conn, here, d["medical_certificate_number"])
     if same is not None:
@@ -214,3 +208,25 @@ async def forget_counterpart_records(
     ``apply_notification``. The registry's own records (source division = jurisdiction) stay."""
     inbox = await forget_applied(conn, consumer)  # the inbox lock first: see forget_applied
     return {**await repo.delete_counterpart_records(conn, served), "inbox": inbox}
+
+
+# What each notified event type does to our records: the registry's counterpart appliers. A
+# reconciliation repair arrives as ``record.corrected.v1`` and is applied by the same entry.
+# Authority beyond the envelope's (the exchange, to a division served here): a correction
+# changes only records the correcting jurisdiction is the source of (``fam.apply_correction``).
+APPLIERS: dict[str, Applier] = {
+    "person.registered.v1": _apply_person,
+    "migration.departed.v1": _migration("departed"),
+    "migration.arrived.v1": _migration("arrived"),
+    "migration.returned.v1": _migration("returned"),
+    "birth.registered.v2": _apply_birth,
+    "marriage.registered.v1": fam.apply_marriage,
+    "marriage.dissolved.v1": fam.apply_dissolution,
+    "pregnancy.registered.v1": fam.apply_pregnancy,
+    "pregnancy.closed.v1": fam.apply_pregnancy_closed,
+    "record.corrected.v1": fam.apply_correction,
+    # The issuer's register is authoritative and verification keeps its own read model; the copy
+    # kept here is what reconciliation compares.
+    "certificate.issued.v1": fam.apply_certificate_issued,
+    "certificate.revoked.v1": fam.apply_certificate_revoked,
+}

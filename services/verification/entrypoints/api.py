@@ -1,4 +1,4 @@
-"""HTTP and Kafka entry points of the verification service."""
+"""HTTP entry points of the verification service (its consumer: ``entrypoints.consumer``)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from services.verification.adapters.keys import fetch_jwks, load_signer
 from services.verification.domain import status_list as tsl
 from services.verification.domain.rate_limit import TokenBuckets
 from services.verification.domain.verdict import Purpose, Result, TokenResult
+from services.verification.entrypoints.consumer import consumers
 from services.verification.entrypoints.deps import Verifier, verifier
 from services.verification.entrypoints.kiosk import kiosk_router, offline_router
 from services.verification.service_layer import handlers, publication
@@ -28,10 +29,8 @@ from services.verification.settings import VerificationSettings
 from shared import audit, signing
 from shared.app import Pool, create_service_app
 from shared.auth import CurrentClient
-from shared.consumer import EventConsumer
 from shared.db import transaction
 from shared.errors import Forbidden, NotFound
-from shared.events.envelope import Envelope
 from shared.identity import DivisionCode, IdNumber, subject_key
 from shared.openapi import problems, secured
 from shared.trust import VERIFICATION
@@ -207,32 +206,6 @@ async def audit_verify(pool: Pool, client: CurrentClient) -> dict[str, Any]:
         rows = await conn.fetchval("SELECT count(*) FROM audit_log")
         pending = await conn.fetchval("SELECT count(*) FROM audit_pending")
     return {"intact": broken is None, "first_broken_seq": broken, "rows": rows, "pending": pending}
-
-
-class ReadModelConsumer(EventConsumer):
-    """Names its group after the read model's replay generation, read when it starts."""
-
-    async def run(self) -> None:
-        async with self.pool.acquire() as conn:
-            generation = await conn.fetchval("SELECT generation FROM projection_state")
-        self.name = self.settings.consumer_name(int(generation or 0))  # type: ignore[attr-defined]
-        await super().run()
-
-
-def consumers(pool: asyncpg.Pool, settings: VerificationSettings) -> list[EventConsumer]:
-    async def handle(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
-        await handlers.apply_lifecycle(conn, event)
-
-    return [
-        ReadModelConsumer(
-            pool,
-            settings,
-            name=settings.consumer_group,
-            topics=["certificate.lifecycle.v1", "vital.correction.v1"],
-            handler=handle,
-            rebuild=handlers.rebuild_read_model,
-        )
-    ]
 
 
 class KeyRefresher:

@@ -30,24 +30,6 @@ log = logging.getLogger(__name__)
 CORRECTABLE = {"holder_name": str, "marital_status": str, "children_count": int, "valid_until": dt.date}
 
 
-async def apply_lifecycle(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
-    """Keep the read model in step with certificate.lifecycle.v1 and the corrections that touch it.
-
-    Authority (beside the envelope checks of ``shared.events.signature``, which refuse any
-    certificate event carrying a key: keys come only from the issuer's bound key URL): a
-    correction changes only certificates issued by the correcting jurisdiction.
-    """
-    data = event.data
-    if isinstance(data, p.CertificateIssuedV1):
-        await repo.upsert_issued(conn, data.model_dump(), event.subject, event.id)
-    elif isinstance(data, p.CertificateRevokedV1):
-        await repo.record_revocation(
-            conn, data.certificate_number, data.issuer, data.status_index, data.revoked_on, data.reason
-        )
-    elif isinstance(data, p.RecordCorrectedV1):
-        await apply_correction(conn, event.subject, data, str(event.producer))
-
-
 def certificate_changes(data: p.RecordCorrectedV1) -> dict[str, Any]:
     """The corrected fields of a certificate that the read model keeps, typed."""
     changes: dict[str, Any] = {}
@@ -66,7 +48,11 @@ def corrected_holder_name(data: p.RecordCorrectedV1) -> str | None:
 async def apply_correction(
     conn: asyncpg.Connection, subject: str, data: p.RecordCorrectedV1, corrector: str
 ) -> None:
-    """A certificate is corrected only by its issuer; a holder's name only on that issuer's certificates."""
+    """A certificate is corrected only by its issuer; a holder's name only on that issuer's certificates.
+
+    The authority rule that needs the read model: a correction changes only certificates issued
+    by the correcting jurisdiction (the envelope checks come first, ``shared.events.signature``).
+    """
     if data.record_type == "certificate":
         cert = await repo.get_certificate(conn, data.record_id)
         changes = certificate_changes(data)
@@ -82,7 +68,7 @@ async def apply_correction(
 
 async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope[Any]]) -> None:
     """The read model from every event at once, for a rebuild from the beginning into cleared
-    tables: the outcome of ``apply_lifecycle`` on each event in turn, folded in memory and
+    tables: the outcome of ``messagebus.HANDLERS`` on each event in turn, folded in memory and
     written with COPY (a replay at tens of thousands of events a second, not a few thousand).
     """
     certs: dict[str, dict[str, Any]] = {}

@@ -1,0 +1,99 @@
+"""The exchange's handler tables: what each event type registries publish means here.
+
+``HANDLERS`` is the routing consumer's table, used by the consumer (through ``ordering``: each
+subject's events apply in sequence), by the sweep that releases expired gaps, by
+``exchangectl replay exchange-roster --event-by-event`` and by dead-letter replay; a
+reconciliation repair travels as ``record.corrected.v1`` and is routed by the same entry.
+``INDICATORS`` is the operations centre's table: a second consumer group with its own inbox
+reads the certificate events again to count them, so one type has one handler per table.
+
+Beside each entry, who may send it (DESIGN section 10): ``shared.events.signature.authority``
+checks what the envelope alone decides before any handler runs; the handler checks the rest
+against the exchange's own records.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from services.migrant_exchange.adapters import stats
+from services.migrant_exchange.service_layer import disclosures, handlers, ordering
+from services.migrant_exchange.settings import ExchangeSettings
+from shared.disclosures import EVENT_TYPE as DISCLOSURE
+from shared.dispatch import Bound, Handler, dispatcher
+from shared.events.catalog import CURRENT_TYPES, DISCLOSURE_TOPIC, TOPICS, spec_for
+from shared.events.envelope import Envelope
+
+FEEDBACK = "exchange.feedback.v1"
+# Everything but the exchange's own notifications and the disclosures (counted by the indicators).
+REGISTRY_TOPICS = [t for t in TOPICS if t not in ("exchange.notification.v1", DISCLOSURE_TOPIC)]
+INDICATOR_TOPICS = ["certificate.lifecycle.v1", DISCLOSURE_TOPIC]
+
+
+async def _feedback(conn: asyncpg.Connection, settings: ExchangeSettings, event: Envelope[Any]) -> None:
+    await handlers.record_feedback(conn, event.data)
+
+
+# Routed: every event a registry publishes but feedback; certificates too (the holder's other
+# registry keeps a copy that reconciliation compares). Authority: a registry trusted for the
+# event's source, certificates only from their issuer.
+ROUTED = frozenset(t for t in CURRENT_TYPES if spec_for(t).topic in REGISTRY_TOPICS and t != FEEDBACK)
+
+HANDLERS: dict[str, Handler[ExchangeSettings]] = {
+    **dict.fromkeys(sorted(ROUTED), handlers.route_vital_event),
+    # Authority: the division it speaks for (or the exchange, relaying a REST-only answer), and
+    # only the notification's target (``record_feedback`` checks the notification).
+    FEEDBACK: _feedback,
+}
+
+
+async def _issued(conn: asyncpg.Connection, settings: ExchangeSettings, event: Envelope[Any]) -> None:
+    d = event.data
+    await stats.record_certificate_issued(
+        conn, d.certificate_number, d.issuer, event.subject, event.time, d.valid_until
+    )
+
+
+async def _revoked(conn: asyncpg.Connection, settings: ExchangeSettings, event: Envelope[Any]) -> None:
+    d = event.data
+    await stats.record_certificate_revoked(conn, d.certificate_number, d.issuer, event.subject, event.time)
+
+
+async def _verified(conn: asyncpg.Connection, settings: ExchangeSettings, event: Envelope[Any]) -> None:
+    await disclosures.count_verification(conn, event)
+
+
+INDICATORS: dict[str, Handler[ExchangeSettings]] = {
+    "certificate.issued.v1": _issued,  # authority: the issuer
+    "certificate.revoked.v1": _revoked,  # authority: the issuer
+    # Authority: the party that disclosed; of the disclosures only verification's are counted
+    # (``counted``), the others are for the registries.
+    DISCLOSURE: _verified,
+}
+
+
+def counted(event: Envelope[Any]) -> bool:
+    """What the indicators consumer takes: certificate events, and verification's disclosures."""
+    return event.type != DISCLOSURE or event.source == "/verification"
+
+
+def applier(settings: ExchangeSettings) -> ordering.Apply:
+    """``HANDLERS`` as one function, for ``ordering`` to call once an event is next in line."""
+    return dispatcher(HANDLERS, settings, topics=REGISTRY_TOPICS)
+
+
+def in_order(settings: ExchangeSettings) -> Bound:
+    """The routing consumer's handler: each subject's events through ``HANDLERS`` in sequence."""
+    apply = applier(settings)
+
+    async def handle(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
+        await ordering.apply_in_order(conn, event, apply, settings.sequence_gap_seconds)
+
+    return handle
+
+
+def indicators(settings: ExchangeSettings) -> Bound:
+    """The indicators consumer's handler: ``INDICATORS`` as one function."""
+    return dispatcher(INDICATORS, settings, topics=INDICATOR_TOPICS)

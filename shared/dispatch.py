@@ -1,0 +1,56 @@
+"""Dispatch by event type through a service's handler table (cosmicpython's message bus).
+
+Each service names what it does with each event type it consumes in one table,
+``HANDLERS: dict[event type, handler]`` in its service layer, with the authority rule of each
+entry beside it. The consumer, the replay (``exchangectl replay``, dead-letter replay) and the
+reconciliation's repairs all reach the handlers through that table, never through an
+``if event.type == ...`` chain of their own.
+
+A handler takes the connection of the caller's unit of work, the service's settings and the
+event; it never commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+import asyncpg
+
+from shared.events.catalog import CATALOG, CURRENT_TYPES
+from shared.events.envelope import Envelope
+
+S = TypeVar("S")
+Handler = Callable[[asyncpg.Connection, S, Envelope[Any]], Awaitable[object]]
+Bound = Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[None]]
+
+
+class Unhandled(Exception):
+    """An event whose type has no handler in the table it was dispatched through."""
+
+
+def dispatcher(table: Mapping[str, Handler[S]], settings: S, *, topics: Iterable[str] = ()) -> Bound:
+    """The table as one consumer handler: the event's type picks the entry.
+
+    ``topics``: what the consumer reads; a table without an entry for one of their types fails
+    here, where the consumer is wired, not at its first such event. A type without an entry
+    raises ``Unhandled`` (a consumer dead-letters it); it cannot reach a consumer whose table
+    covers its topics, since each message's type is checked against its topic first.
+    """
+    missing = [t for t in types_on(topics) if t not in table]
+    if missing:
+        raise ValueError(f"no handler for {', '.join(missing)}")
+
+    async def dispatch(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
+        handler = table.get(event.type)
+        if handler is None:
+            raise Unhandled(f"no handler for {event.type}")
+        await handler(conn, settings, event)
+
+    return dispatch
+
+
+def types_on(topics: Iterable[str]) -> list[str]:
+    """The event types a consumer of these topics meets (older versions arrive upcast)."""
+    wanted = set(topics)
+    return [t for t in CURRENT_TYPES if CATALOG[t].topic in wanted]
