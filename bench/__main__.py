@@ -25,6 +25,7 @@ BENCHES = [
     "replay",
     "reconciliation",
     "import_roster",
+    "backlog",
 ]
 console = Console()
 

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import os
 import statistics
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import psutil
+
+from devstack.stack import DESTINATION, ORIGIN
+from shared.events import payloads as p
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -62,6 +67,20 @@ class RssSampler:
             except psutil.Error:
                 continue
             self.peak[name] = max(self.peak[name], rss / 2**20)
+
+
+def departure(id_number: str, migration_date: dt.date) -> p.MigrationDepartedV1:
+    """A departure from the stack's origin jurisdiction to its destination: the event the
+    roster and backlog benchmarks route through the exchange."""
+    return p.MigrationDepartedV1(
+        migration_id=uuid.uuid4(),
+        id_number=id_number,
+        name="测试",
+        hukou_division=ORIGIN,
+        from_division=ORIGIN,
+        to_division=DESTINATION,
+        migration_date=migration_date,
+    )
 
 
 def timed(fn: Any, *args: Any) -> tuple[Any, float]:

@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import workdir, write_result
+from bench.common import departure, workdir, write_result
 from bench.import_roster import _query
 from devstack.embedded import EmbeddedPostgres
 from devstack.roster_fixture import generate
@@ -101,7 +101,6 @@ def _certificate_event(i: int) -> tuple[str, str, Any, int]:
 
 def _roster_event(i: int) -> tuple[str, str, Any, int]:
     """A registration at the origin, then (the next event) that person's departure."""
-    import uuid
 
     from shared.events import payloads as p
 
@@ -116,16 +115,7 @@ def _roster_event(i: int) -> tuple[str, str, Any, int]:
             residence_division=ORIGIN,
         )
         return "person.registered.v1", person, data, 1
-    data = p.MigrationDepartedV1(
-        migration_id=uuid.uuid4(),
-        id_number=person,
-        name="测试",
-        hukou_division=ORIGIN,
-        from_division=ORIGIN,
-        to_division=DESTINATION,
-        migration_date=_DAY,
-    )
-    return "migration.departed.v1", person, data, 2
+    return "migration.departed.v1", person, departure(person, _DAY), 2
 
 
 async def _seed_log(dsn: str, producer: str, n: int, secret: bytes, factory: Any) -> int:

@@ -99,6 +99,7 @@ def collect() -> list[Row]:
         "replay",
         "reconciliation",
         "import_roster",
+        "backlog",
     )
     for name in names:
         r = _load(name)
