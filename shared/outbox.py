@@ -17,11 +17,13 @@ import asyncpg
 import orjson
 from pydantic import BaseModel
 
+from shared.db import RELAY_CHANNEL
+from shared.db import wake_relay as wake_relay
 from shared.events.catalog import EventSpec, spec_for
 from shared.events.envelope import Envelope, new_event_id
 from shared.tracing import current_traceparent
 
-NOTIFY_CHANNEL = "outbox"
+NOTIFY_CHANNEL = RELAY_CHANNEL
 
 
 async def next_sequence(conn: asyncpg.Connection, subject: str, source: str) -> int:
@@ -114,18 +116,6 @@ async def add_raw(
         value,
         headers,
     )
-
-
-async def wake_relay(conn: asyncpg.Connection) -> None:
-    """Tell the relay that rows were committed. Call it after the commit, outside any transaction.
-
-    A NOTIFY inside the writing transaction would take PostgreSQL's global notify lock through
-    that transaction's commit and its WAL flush, serialising every writer behind one fsync at a
-    time (about 100 commits/s on an ordinary disk). Sent afterwards, it costs one round trip and
-    writers keep committing in parallel; if the process dies in between, the relay's poll finds
-    the rows anyway.
-    """
-    await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
 
 
 # --- batches: bulk loads (the operator's roster import) write thousands of events per transaction ---
