@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from cli.common import JsonOption, StackInfo, StackOption, connection, console, emit, emit_json, run
-from services.registry.service_layer import signing_keys
+from services.registry.service_layer import keys as signing_keys
 from services.registry.settings import RegistrySettings
 from services.verification.service_layer import publication as verification
 

@@ -15,10 +15,18 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from services.registry.entrypoints import schemas as s
-from services.registry.entrypoints import schemas_read as sr
-from services.registry.entrypoints.routes_read import CertificateNumber, with_qr_paths
-from services.registry.service_layer import handlers
+from services.registry.entrypoints import schemas_certificates as sr
+from services.registry.entrypoints import schemas_vital_events as s
+from services.registry.entrypoints.routes_certificates import CertificateNumber, with_qr_paths
+from services.registry.service_layer import (
+    births,
+    certificates,
+    corrections,
+    marriages,
+    migrations,
+    persons,
+    pregnancies,
+)
 from services.registry.service_layer.batches import Item
 from services.registry.service_layer.context import Context
 from shared.auth import Client
@@ -53,7 +61,7 @@ def _new(use_case: Callable[[asyncpg.Connection, Context, str, Body], Awaitable[
 
 
 async def _issue(conn: asyncpg.Connection, ctx: Context, here: str, _: Any, body: Body) -> Body:
-    return with_qr_paths(await handlers.issue_certificate(conn, ctx, here, body))
+    return with_qr_paths(await certificates.issue_certificate(conn, ctx, here, body))
 
 
 def _change(route: str, body: type[BaseModel], answer: type[BaseModel], run: UseCase, target: str) -> Kind:
@@ -64,32 +72,34 @@ def _change(route: str, body: type[BaseModel], answer: type[BaseModel], run: Use
 
 _UUID = TypeAdapter(uuid.UUID)
 KINDS: dict[str, Kind] = {
-    "person": Kind("/v1/persons", s.PersonIn, s.PersonOut, _new(handlers.register_person)),
-    "migration": Kind("/v1/migrations", s.MigrationIn, s.MigrationOut, _new(handlers.record_migration)),
-    "marriage": Kind("/v1/marriages", s.MarriageIn, s.MarriageOut, _new(handlers.register_marriage)),
+    "person": Kind("/v1/persons", s.PersonIn, s.PersonOut, _new(persons.register_person)),
+    "migration": Kind("/v1/migrations", s.MigrationIn, s.MigrationOut, _new(migrations.record_migration)),
+    "marriage": Kind("/v1/marriages", s.MarriageIn, s.MarriageOut, _new(marriages.register_marriage)),
     "marriage_dissolution": _change(
         "/v1/marriages/{marriage_id}/dissolution",
         s.DissolutionIn,
         s.MarriageOut,
-        handlers.dissolve_marriage,
+        marriages.dissolve_marriage,
         "marriage_id",
     ),
-    "pregnancy": Kind("/v1/pregnancies", s.PregnancyIn, s.PregnancyOut, _new(handlers.register_pregnancy)),
+    "pregnancy": Kind("/v1/pregnancies", s.PregnancyIn, s.PregnancyOut, _new(pregnancies.register_pregnancy)),
     "pregnancy_closure": _change(
         "/v1/pregnancies/{pregnancy_id}/closure",
         s.ClosureIn,
         s.PregnancyOut,
-        handlers.close_pregnancy,
+        pregnancies.close_pregnancy,
         "pregnancy_id",
     ),
-    "birth": Kind("/v1/births", s.BirthIn, s.BirthOut, _new(handlers.register_birth)),
-    "correction": Kind("/v1/corrections", s.CorrectionIn, s.CorrectionOut, _new(handlers.record_correction)),
+    "birth": Kind("/v1/births", s.BirthIn, s.BirthOut, _new(births.register_birth)),
+    "correction": Kind(
+        "/v1/corrections", s.CorrectionIn, s.CorrectionOut, _new(corrections.record_correction)
+    ),
     "certificate": Kind("/v1/certificates", sr.CertificateIn, sr.CertificateOut, _issue),
     "certificate_revocation": _change(
         "/v1/certificates/{number}/revocation",
         sr.RevocationIn,
         sr.RevocationOut,
-        handlers.revoke_certificate,
+        certificates.revoke_certificate,
         "number",
     ),
 }

@@ -1,14 +1,17 @@
-"""What every use case needs besides the connection, and how a recorded fact is announced."""
+"""What every use case needs besides the connection, and how a recorded fact is announced; what a
+counterpart applier is given (``Target``) and answers (``Outcome``)."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from pydantic import BaseModel
 
-from services.registry.adapters import family
+from services.registry.adapters import records
 from services.registry.settings import RegistrySettings
 from shared.events.envelope import Envelope
 from shared.identity import subject_key
@@ -65,5 +68,35 @@ async def announce(
         traceparent=ctx.traceparent,
     )
     if record is not None:
-        await family.set_event_id(conn, record[0], here, record[1], event.id)
+        await records.set_event_id(conn, record[0], here, record[1], event.id)
     return event
+
+
+# A counterpart applier's answer for the feedback: outcome, conflicts, reason.
+Outcome = tuple[str, list[dict[str, Any]], str | None]
+
+
+def applied() -> Outcome:
+    return "applied", [], None
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a counterpart applier is given: the receiving jurisdiction, who sent the event, and
+    which event it was."""
+
+    here: str
+    source: str
+    event_id: uuid.UUID
+    secret: bytes
+
+    def subject(self, id_number: str) -> str:
+        return subject_key(id_number, self.secret)
+
+
+Applier = Callable[[asyncpg.Connection, Target, dict[str, Any]], Awaitable[Outcome]]
+
+
+def disagreeing(conflicts: list[dict[str, Any]], reason: str) -> Outcome:
+    """``conflict`` with the fields that disagree, or ``applied`` when none does."""
+    return ("conflict", conflicts, reason) if conflicts else applied()

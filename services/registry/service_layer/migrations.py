@@ -1,4 +1,5 @@
-"""Recording moves: departures at the place left, arrivals and returns at the place arrived at."""
+"""Moves: departures recorded at the place left, arrivals and returns at the place arrived at; and
+a counterpart's move applied to our records."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from typing import Any
 
 import asyncpg
 
-from services.registry.adapters import repository as repo
-from services.registry.domain import rules
-from services.registry.service_layer.context import Context, announce
+from services.registry.adapters import migrations as repo
+from services.registry.adapters import persons
+from services.registry.domain.migrations import check_migration
+from services.registry.domain.persons import sex_from_id_number
+from services.registry.service_layer.context import Applier, Context, Outcome, Target, announce, applied
 from shared.errors import RuleViolation
 from shared.events import payloads as p
 from shared.identity import birth_date_of
@@ -27,7 +30,7 @@ async def record_migration(
     """Record a departure, arrival or return, and announce it as ``migration.<kind>.v1``."""
     kind, id_number = body["kind"], body["id_number"]
     known = await repo.residence(conn, here, id_number)
-    person = await repo.get_person(conn, here, id_number)
+    person = await persons.get_person(conn, here, id_number)
     name = body.get("name") or (person["name"] if person else None)
     hukou = (person["hukou_division"] if person else None) or body.get("hukou_division")
     if name is None or hukou is None:
@@ -36,14 +39,14 @@ async def record_migration(
             field="name",
             rule="first-record-needs-identity",
         )
-    rules.check_migration(
+    check_migration(
         kind, here, body["from_division"], body["to_division"], body["migration_date"], known, hukou
     )
     first_record = person is None and await _first_record(conn, ctx, here, id_number, name, hukou)
     if person is None and not first_record:
         # A notification about her was applied meanwhile: judge the move against what it says.
         known = await repo.residence(conn, here, id_number)
-        rules.check_migration(
+        check_migration(
             kind, here, body["from_division"], body["to_division"], body["migration_date"], known, hukou
         )
     migration = {**body, "migration_id": uuid.uuid4(), "name": name, "hukou_division": hukou}
@@ -61,7 +64,7 @@ async def record_migration(
         record=("persons", id_number) if first_record else None,
     )
     await repo.insert_migration(conn, here, migration, kind, here, event_id=event.id)
-    await repo.set_residence(conn, here, id_number, body["to_division"])
+    await persons.set_residence(conn, here, id_number, body["to_division"])
     return {**migration, "jurisdiction": here, "event_id": event.id}
 
 
@@ -74,13 +77,13 @@ async def _first_record(
     Her row is written before the event, so this request takes its locks in the order the
     counterpart applier does (the person, then the subject's sequence number): the other order
     deadlocked with a notification about her applied at the same moment (a 500, seen in CI)."""
-    return await repo.insert_person(
+    return await persons.insert_person(
         conn,
         here,
         {
             "id_number": id_number,
             "name": name,
-            "sex": rules.sex_from_id_number(id_number),
+            "sex": sex_from_id_number(id_number),
             "birth_date": birth_date_of(id_number),
             "hukou_division": hukou,
             "residence_division": here,
@@ -88,3 +91,38 @@ async def _first_record(
         ctx.subject(id_number),
         here,
     )
+
+
+def migration_applier(kind: str) -> Applier:
+    """The counterpart applier of one kind of move (``migration.<kind>.v1``)."""
+
+    async def apply(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
+        return await apply_migration(conn, t, kind, d)
+
+    return apply
+
+
+async def apply_migration(conn: asyncpg.Connection, t: Target, kind: str, d: dict[str, Any]) -> Outcome:
+    id_number = d["id_number"]
+    known = await repo.residence(conn, t.here, id_number)
+    await persons.insert_person(
+        conn,
+        t.here,
+        {
+            "id_number": id_number,
+            "name": d["name"],
+            "sex": sex_from_id_number(id_number),
+            "birth_date": birth_date_of(id_number),
+            "hukou_division": d["hukou_division"],
+            "residence_division": d["to_division"],
+        },
+        t.subject(id_number),
+        t.source,
+        t.event_id,
+    )
+    newest = known is None or known.last_move_date is None or d["migration_date"] >= known.last_move_date
+    # A move older than one already recorded (a late, out-of-order notification) is kept in the
+    # history but must not overwrite where the person lives now.
+    if await repo.insert_migration(conn, t.here, d, kind, t.source, t.event_id) and newest:
+        await persons.set_residence(conn, t.here, id_number, d["to_division"])
+    return applied()

@@ -1,4 +1,6 @@
-"""Request and response bodies of the registry API (the OpenAPI document is generated from these).
+"""Bodies of the vital-event routes: persons, moves, marriages, pregnancies, births, corrections.
+
+The OpenAPI document is generated from these (and the other ``schemas_<topic>.py``).
 
 Every model carries an example, so the published document shows a registrar what to send.
 """
@@ -15,10 +17,6 @@ from shared.events.payloads import MEDICAL_CERTIFICATE_PATTERN, BirthPlaceKind, 
 from shared.identity import DivisionCode, IdNumber, PastDate
 from shared.inputs import FieldName, FieldValue
 from shared.text import PlainText, check_plain_value
-
-Purpose = Literal[
-    "registration", "maternal_care", "birth_registration", "certificate_issuance", "social_services"
-]
 
 MOTHER, FATHER, CHILD = "11010119940517004X", "11010119920803003X", "110101202509010061"
 EVENT_ID = "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"

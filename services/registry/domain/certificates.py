@@ -1,0 +1,39 @@
+"""The marriage-and-childbearing certificate (婚育证明): its number and what its token claims. Pure."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+from typing import Any
+
+
+def certificate_number(here: str, today: dt.date) -> str:
+    suffix = base64.b32encode(os.urandom(5)).decode()[:8]
+    return f"{here}-{today.year}-{suffix}"
+
+
+def certificate_claims(
+    cert: dict[str, Any], holder_subject: str, status_uri: str | None = None
+) -> dict[str, Any]:
+    """What the QR code carries: no raw identity number, only the pseudonymous holder key.
+
+    ``status`` is the standard reference of the IETF Token Status List (the list at ``uri``,
+    entry ``idx``), which any verifier of that draft follows; ``sti`` is the same index under
+    the name this project's earlier kiosks read.
+    """
+    claims = {
+        "iss": cert["issuer"],
+        "num": cert["certificate_number"],
+        "sub": holder_subject,
+        "name": cert["holder_name"],
+        "ms": cert["marital_status"],
+        "ch": len(cert["children_birth_dates"]),
+        "cbd": [d.isoformat() for d in cert["children_birth_dates"]],
+        "iat": cert["issued_on"].isoformat(),
+        "exp": cert["valid_until"].isoformat(),
+        "sti": cert["status_index"],
+    }
+    if status_uri is not None:
+        claims["status"] = {"status_list": {"idx": cert["status_index"], "uri": status_uri}}
+    return claims

@@ -1,0 +1,56 @@
+"""Rules of pregnancy records. Pure functions: no I/O."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from shared.errors import Conflict, RuleViolation
+
+# A pregnancy lasts at most about 44 weeks; anything later is a typing error.
+MAX_PREGNANCY_DAYS = 310
+
+
+def check_pregnancy(
+    mother_sex: str,
+    mother_born: dt.date,
+    registered_on: dt.date,
+    expected: dt.date | None,
+    has_open: bool,
+) -> None:
+    if mother_sex != "F":
+        raise RuleViolation(
+            "the identity number is not a woman's", field="mother_id_number", rule="mother-is-female"
+        )
+    if registered_on > dt.date.today():
+        raise RuleViolation("registered_on is in the future", field="registered_on", rule="not-in-future")
+    if registered_on <= mother_born:
+        raise RuleViolation(
+            "registered_on is before the mother's birth", field="registered_on", rule="after-mother-birth"
+        )
+    if expected is not None and not (
+        registered_on < expected <= registered_on + dt.timedelta(days=MAX_PREGNANCY_DAYS)
+    ):
+        raise RuleViolation(
+            f"expected_delivery must fall within {MAX_PREGNANCY_DAYS} days after registered_on",
+            field="expected_delivery",
+            rule="expected-delivery-plausible",
+        )
+    if has_open:
+        raise Conflict(
+            "the mother has an open pregnancy record: close it first",
+            field="mother_id_number",
+            rule="one-open-pregnancy",
+        )
+
+
+def check_pregnancy_closure(registered_on: dt.date, closed: dt.date | None, when: dt.date) -> None:
+    if closed is not None:
+        raise Conflict("this pregnancy is already closed", field="pregnancy_id", rule="already-closed")
+    if when > dt.date.today():
+        raise RuleViolation("closed_on is in the future", field="closed_on", rule="not-in-future")
+    if when < registered_on:
+        raise RuleViolation(
+            "closed_on is before the pregnancy was registered",
+            field="closed_on",
+            rule="closure-after-registration",
+        )

@@ -1,0 +1,85 @@
+"""Bodies of the certificate routes: issue and revoke a 婚育证明."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.registry.entrypoints.schemas_vital_events import EVENT_ID, MOTHER, _example, _In
+from shared.events.payloads import MaritalStatus
+from shared.identity import IdNumber
+from shared.text import PlainText
+
+CERT_NUMBER = "320412-2026-ABCD2345"
+
+
+TOKEN = "eyJhbGciOiJFZERTQSIsImtpZCI6IjMyMDQxMi0yMDI2In0.eyJpc3MiOiIzMjA0MTIifQ.c2lnbmF0dXJl"  # noqa: S105 - an example, not a secret
+
+
+class CertificateIn(_In):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"holder_id_number": MOTHER, "valid_days": 180}]}
+    )
+    holder_id_number: IdNumber
+    valid_days: int | None = Field(default=None, ge=1, le=730)
+
+
+class CertificateOut(BaseModel):
+    model_config = _example(
+        certificate_number=CERT_NUMBER,
+        holder_id_number=MOTHER,
+        holder_name="李秀英",
+        marital_status="married",
+        children_count=1,
+        children_birth_dates=["2025-09-01"],
+        issuer="320412",
+        issued_on="2026-01-05",
+        valid_until="2026-07-04",
+        key_id="320412-20260101000000-a1b2c3",
+        status_index=17,
+        token=TOKEN,
+        qr_svg=f"/v1/certificates/{CERT_NUMBER}/qr.svg",
+        qr_png=f"/v1/certificates/{CERT_NUMBER}/qr.png",
+        event_id=EVENT_ID,
+    )
+    certificate_number: str
+    holder_id_number: str
+    holder_name: str
+    marital_status: MaritalStatus
+    children_count: int
+    children_birth_dates: list[dt.date]
+    issuer: str
+    issued_on: dt.date
+    valid_until: dt.date
+    key_id: str
+    status_index: int
+    token: str = Field(description="compact JWS (EdDSA) to print as a QR code")
+    qr_svg: str = Field(description="path of the QR image (SVG)")
+    qr_png: str = Field(description="path of the QR image (PNG)")
+    event_id: uuid.UUID
+
+
+class RevocationIn(_In):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "marital status changed"}]}
+    )
+    reason: PlainText = Field(min_length=3, max_length=200)
+
+
+class RevocationOut(BaseModel):
+    model_config = _example(
+        certificate_number=CERT_NUMBER,
+        issuer="320412",
+        revoked_on="2026-02-01",
+        reason="marital status changed",
+        status_index=17,
+        event_id=EVENT_ID,
+    )
+    certificate_number: str
+    issuer: str
+    revoked_on: dt.date
+    reason: str
+    status_index: int
+    event_id: uuid.UUID
