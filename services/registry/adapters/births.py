@@ -33,12 +33,14 @@ async def insert_birth(
     b: dict[str, Any],
     source_division: str,
     source_event_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> bool:
+    """Insert a birth made by ``event_id`` (ours) or by ``source_event_id`` (a counterpart's)."""
     inserted = await conn.fetchval(
         """INSERT INTO births (id, jurisdiction, medical_certificate_number, child_name, child_sex, child_birth_date,
                                child_id_number, mother_id_number, father_id_number, birth_order, birth_division,
                                source_division, source_event_id, event_id, birth_place_kind, birth_institution)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$13,$14,$15) ON CONFLICT DO NOTHING RETURNING true""",
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,coalesce($16::uuid, $13::uuid),$14,$15) ON CONFLICT DO NOTHING RETURNING true""",
         b["birth_id"],
         jurisdiction,
         b["medical_certificate_number"],
@@ -54,6 +56,7 @@ async def insert_birth(
         source_event_id,
         b.get("birth_place_kind"),
         b.get("birth_institution"),
+        event_id,
     )
     return bool(inserted)
 

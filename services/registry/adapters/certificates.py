@@ -25,11 +25,14 @@ async def next_status_index(conn: asyncpg.Connection, jurisdiction: str) -> int:
     )
 
 
-async def insert_certificate(conn: asyncpg.Connection, jurisdiction: str, c: dict[str, Any]) -> None:
+async def insert_certificate(
+    conn: asyncpg.Connection, jurisdiction: str, c: dict[str, Any], event_id: uuid.UUID | None = None
+) -> None:
+    """Insert a certificate of our register, with the issuance event that made it."""
     await conn.execute(
         """INSERT INTO certificates (number, jurisdiction, holder_id_number, holder_name, marital_status,
-                                     children_birth_dates, issued_on, valid_until, key_id, status_index, token)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)""",
+                                     children_birth_dates, issued_on, valid_until, key_id, status_index, token, event_id)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)""",
         c["certificate_number"],
         jurisdiction,
         c["holder_id_number"],
@@ -41,6 +44,7 @@ async def insert_certificate(conn: asyncpg.Connection, jurisdiction: str, c: dic
         c["key_id"],
         c["status_index"],
         c["token"],
+        event_id,
     )
 
 
@@ -50,20 +54,20 @@ async def get_certificate(conn: asyncpg.Connection, number: str, lock: bool = Fa
     )
 
 
-async def revoke_certificate(conn: asyncpg.Connection, number: str, when: dt.date, reason: str) -> bool:
+async def revoke_certificate(
+    conn: asyncpg.Connection, number: str, when: dt.date, reason: str, event_id: uuid.UUID | None = None
+) -> bool:
+    """Revoke a certificate of our register, with the revocation event that announces it."""
     return bool(
         await conn.fetchval(
-            """UPDATE certificates SET revoked_on = $2, revocation_reason = $3
+            """UPDATE certificates SET revoked_on = $2, revocation_reason = $3, revocation_event_id = $4
                WHERE number = $1 AND revoked_on IS NULL RETURNING true""",
             number,
             when,
             reason,
+            event_id,
         )
     )
-
-
-async def set_revocation_event(conn: asyncpg.Connection, number: str, event_id: uuid.UUID) -> None:
-    await conn.execute("UPDATE certificates SET revocation_event_id = $2 WHERE number = $1", number, event_id)
 
 
 async def certificates_of(conn: asyncpg.Connection, jurisdiction: str, holder: str) -> list[dict[str, Any]]:

@@ -32,11 +32,12 @@ async def insert_correction(
     previous: dict[str, Any],
     source_division: str,
     source_event_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> bool:
     inserted = await conn.fetchval(
         """INSERT INTO corrections (id, jurisdiction, corrected_event_id, record_type, record_id, changes,
                                     previous, reason, source_division, source_event_id, event_id)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$10) ON CONFLICT DO NOTHING RETURNING true""",
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,coalesce($11::uuid, $10::uuid)) ON CONFLICT DO NOTHING RETURNING true""",
         c["correction_id"],
         jurisdiction,
         c["corrected_event_id"],
@@ -47,16 +48,6 @@ async def insert_correction(
         c["reason"],
         source_division,
         source_event_id,
-    )
-    return bool(inserted)
-
-
-async def set_correction_event(
-    conn: asyncpg.Connection, jurisdiction: str, correction_id: uuid.UUID, event_id: uuid.UUID
-) -> None:
-    await conn.execute(
-        "UPDATE corrections SET event_id = $3 WHERE jurisdiction = $1 AND id = $2",
-        jurisdiction,
-        correction_id,
         event_id,
     )
+    return bool(inserted)

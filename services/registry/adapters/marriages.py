@@ -44,11 +44,12 @@ async def insert_marriage(
     m: dict[str, Any],
     source_division: str,
     source_event_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> bool:
     inserted = await conn.fetchval(
         """INSERT INTO marriages (id, jurisdiction, spouse_a_id_number, spouse_b_id_number, marriage_date,
                                   registered_in, source_division, source_event_id, event_id)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$8) ON CONFLICT DO NOTHING RETURNING true""",
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,coalesce($9::uuid, $8::uuid)) ON CONFLICT DO NOTHING RETURNING true""",
         m["marriage_id"],
         jurisdiction,
         m["spouse_a_id_number"],
@@ -57,6 +58,7 @@ async def insert_marriage(
         m["registered_in"],
         source_division,
         source_event_id,
+        event_id,
     )
     return bool(inserted)
 

@@ -36,11 +36,12 @@ async def insert_pregnancy(
     p: dict[str, Any],
     source_division: str,
     source_event_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> bool:
     inserted = await conn.fetchval(
         """INSERT INTO pregnancies (id, jurisdiction, mother_id_number, registered_in, registered_on,
                                     expected_delivery, source_division, source_event_id, event_id)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$8) ON CONFLICT DO NOTHING RETURNING true""",
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,coalesce($9::uuid, $8::uuid)) ON CONFLICT DO NOTHING RETURNING true""",
         p["pregnancy_id"],
         jurisdiction,
         p["mother_id_number"],
@@ -49,6 +50,7 @@ async def insert_pregnancy(
         p.get("expected_delivery"),
         source_division,
         source_event_id,
+        event_id,
     )
     return bool(inserted)
 

@@ -73,27 +73,3 @@ async def set_fields(
         key,
         *[changes[f] for f in fields],
     )
-
-
-# Tables whose rows carry the event that made them; the key column names the record.
-_EVENT_TABLES = {
-    "persons": "id_number",
-    "migrations": "id",
-    "marriages": "id",
-    "births": "id",
-    "pregnancies": "id",
-    "certificates": "number",
-}
-
-
-async def set_event_id(
-    conn: asyncpg.Connection, table: str, jurisdiction: str, key: object, event_id: uuid.UUID
-) -> None:
-    """Remember which of our events made a record (a correction names it)."""
-    column = _EVENT_TABLES[table]  # whitelisted: never caller text
-    await conn.execute(
-        f"UPDATE {table} SET event_id = $3 WHERE jurisdiction = $1 AND {column} = $2",
-        jurisdiction,
-        key,
-        event_id,
-    )

@@ -54,26 +54,28 @@ async def insert_whole(
     subject: str,
     source: str,
     source_event_id: uuid.UUID | None,
+    event_id: uuid.UUID | None = None,
 ) -> bool:
-    """Insert a whole record of ``kind``; False when a record with its key is held already."""
+    """Insert a whole record of ``kind``; False when a record with its key is held already.
+    ``event_id``: our own event that made it (our record, sent back by a counterpart)."""
     if kind == "person":
-        return await persons.insert_person(conn, here, w, subject, source, source_event_id)
+        return await persons.insert_person(conn, here, w, subject, source, source_event_id, event_id)
     if kind == "certificate":
         return await certificates.insert_copy(conn, here, w, source, source_event_id)
     if kind == "migration":
-        return await migrations.insert_migration(conn, here, w, w["kind"], source, source_event_id)
+        return await migrations.insert_migration(conn, here, w, w["kind"], source, source_event_id, event_id)
     if kind == "birth":
-        return await births.insert_birth(conn, here, w, source, source_event_id)
+        return await births.insert_birth(conn, here, w, source, source_event_id, event_id)
     if kind == "marriage":
         done = await marriages.insert_marriage(
-            conn, here, {**w, "registered_in": source}, source, source_event_id
+            conn, here, {**w, "registered_in": source}, source, source_event_id, event_id
         )
         if done and w.get("dissolution_date") is not None:
             await marriages.dissolve_marriage(
                 conn, here, w["marriage_id"], w["dissolution_date"], w["dissolution_reason"]
             )
         return done
-    done = await pregnancies.insert_pregnancy(conn, here, w, source, source_event_id)
+    done = await pregnancies.insert_pregnancy(conn, here, w, source, source_event_id, event_id)
     if done and w.get("closed_on") is not None:
         await pregnancies.close_pregnancy(conn, here, w["pregnancy_id"], w["closed_on"], w["outcome"])
     return done

@@ -22,6 +22,7 @@ from services.registry.service_layer.context import Context, Outcome, Target, an
 from services.registry.service_layer.persons import known_person
 from services.registry.service_layer.pregnancies import close_open_pregnancy
 from shared.errors import RuleViolation
+from shared.events.envelope import new_event_id
 
 
 async def register_birth(
@@ -58,7 +59,8 @@ async def register_birth(
         "birth_order": order,
         "birth_division": body.get("birth_division") or here,
     }
-    await repo.insert_birth(conn, here, birth, here)
+    event_id = new_event_id()
+    await repo.insert_birth(conn, here, birth, here, event_id=event_id)
     event = await announce(
         conn,
         ctx,
@@ -68,7 +70,7 @@ async def register_birth(
         data=birth_payload(birth),
         origin=mother_row["hukou_division"],
         destination=mother_row["residence_division"],
-        record=("births", birth["birth_id"]),
+        event_id=event_id,
     )
     await close_open_pregnancy(conn, ctx, here, mother_row, body["child_birth_date"])
     return {**birth, "jurisdiction": here, "event_id": event.id}

@@ -19,6 +19,7 @@ from services.registry.service_layer.persons import known_person
 from shared import audit, signing
 from shared.errors import Conflict, NotFound, RuleViolation
 from shared.events import payloads as p
+from shared.events.envelope import new_event_id
 
 
 def _kek(ctx: Context) -> str:
@@ -48,7 +49,8 @@ async def issue_certificate(
     }
     status_uri = f"{ctx.settings.status_list_base_url.rstrip('/')}/{here}"
     cert["token"] = signing.sign(certificate_claims(cert, ctx.subject(holder), status_uri), key, kid)
-    await repo.insert_certificate(conn, here, cert)
+    event_id = new_event_id()
+    await repo.insert_certificate(conn, here, cert, event_id)
     event = await announce(
         conn,
         ctx,
@@ -58,7 +60,7 @@ async def issue_certificate(
         data=p.CertificateIssuedV1(**cert),
         origin=person["hukou_division"],
         destination=person["residence_division"],
-        record=("certificates", cert["certificate_number"]),
+        event_id=event_id,
     )
     return {**cert, "children_count": len(cert["children_birth_dates"]), "event_id": event.id}
 
@@ -84,7 +86,8 @@ async def revoke_certificate(
             "the certificate is already revoked", field="certificate_number", rule="already-revoked"
         )
     revoked_on = dt.date.today()
-    await repo.revoke_certificate(conn, number, revoked_on, body["reason"])
+    event_id = new_event_id()
+    await repo.revoke_certificate(conn, number, revoked_on, body["reason"], event_id)
     person = await known_person(conn, here, row["holder_id_number"], "holder_id_number")
     event = await announce(
         conn,
@@ -101,8 +104,8 @@ async def revoke_certificate(
         ),
         origin=person["hukou_division"],
         destination=person["residence_division"],
+        event_id=event_id,
     )
-    await repo.set_revocation_event(conn, number, event.id)
     return {
         "certificate_number": number,
         "issuer": here,

@@ -11,7 +11,6 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
-from services.registry.adapters import records
 from services.registry.settings import RegistrySettings
 from shared.events.envelope import Envelope
 from shared.identity import subject_key
@@ -48,9 +47,12 @@ async def announce(
     data: BaseModel,
     origin: str | None,
     destination: str | None,
-    record: tuple[str, object] | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> Envelope[Any]:
-    """Write the event to the outbox with the record, and note which event made the record.
+    """Write the event to the outbox in the record's transaction.
+
+    ``event_id``: the id the use case took (``new_event_id``) before it wrote the record, so the
+    record carries the event that made it in its one INSERT (a correction names that event).
 
     Who receives the person's data through the exchange (origin and destination other than here)
     is read back from the outbox by the subject-access log: writing an audit row here would take
@@ -66,9 +68,8 @@ async def announce(
         origin=origin,
         destination=destination,
         traceparent=ctx.traceparent,
+        event_id=event_id,
     )
-    if record is not None:
-        await records.set_event_id(conn, record[0], here, record[1], event.id)
     return event
 
 

@@ -17,6 +17,7 @@ from services.registry.domain.marriages import check_dissolution, check_marriage
 from services.registry.service_layer.context import Context, Outcome, Target, announce, applied
 from shared.errors import DomainError, NotFound, RuleViolation
 from shared.events import payloads as p
+from shared.events.envelope import new_event_id
 
 _SUBJECT_FIELD = {
     "person": "id_number",
@@ -134,7 +135,8 @@ async def record_correction(
     """Correct a record of this jurisdiction and announce ``record.corrected.v1``."""
     row, _, previous = await check_and_apply(conn, here, body)
     correction = {**body, "correction_id": uuid.uuid4(), "record_id": str(body["record_id"])}
-    await repo.insert_correction(conn, here, correction, previous, here)
+    event_id = new_event_id()
+    await repo.insert_correction(conn, here, correction, previous, here, event_id=event_id)
     id_number = _subject_of(body["record_type"], row)
     person = await person_records.get_person(conn, here, id_number)
     event = await announce(
@@ -146,8 +148,8 @@ async def record_correction(
         data=p.RecordCorrectedV1(**{k: correction[k] for k in p.RecordCorrectedV1.model_fields}),
         origin=person["hukou_division"] if person else None,
         destination=person["residence_division"] if person else None,
+        event_id=event_id,
     )
-    await repo.set_correction_event(conn, here, correction["correction_id"], event.id)
     return {**correction, "previous": previous, "jurisdiction": here, "event_id": event.id}
 
 

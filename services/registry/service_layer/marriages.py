@@ -15,6 +15,7 @@ from services.registry.service_layer.context import Context, Outcome, Target, an
 from services.registry.service_layer.persons import known_person
 from shared.errors import NotFound, RuleViolation
 from shared.events import payloads as p
+from shared.events.envelope import new_event_id
 
 SPOUSES = ("spouse_a_id_number", "spouse_b_id_number")
 
@@ -39,7 +40,8 @@ async def register_marriage(
         {f: await repo.last_dissolution(conn, here, body[f]) for f in SPOUSES},
     )
     marriage = {**body, "marriage_id": uuid.uuid4(), "registered_in": here}
-    await repo.insert_marriage(conn, here, marriage, here)
+    event_id = new_event_id()  # the first spouse's event made the record
+    await repo.insert_marriage(conn, here, marriage, here, event_id=event_id)
     payload = p.MarriageRegisteredV1(
         **marriage,
         spouse_a_name=rows["spouse_a_id_number"]["name"],
@@ -59,7 +61,7 @@ async def register_marriage(
                 data=payload,
                 origin=person["hukou_division"],
                 destination=person["residence_division"],
-                record=("marriages", marriage["marriage_id"]) if field == SPOUSES[0] else None,
+                event_id=event_id if field == SPOUSES[0] else None,
             )
         )
     return {**marriage, "jurisdiction": here, "event_id": events[0].id}

@@ -15,6 +15,7 @@ from services.registry.domain.persons import sex_from_id_number
 from services.registry.service_layer.context import Applier, Context, Outcome, Target, announce, applied
 from shared.errors import RuleViolation
 from shared.events import payloads as p
+from shared.events.envelope import new_event_id
 from shared.identity import birth_date_of
 
 _PAYLOADS: dict[str, type[p._MigrationV1]] = {
@@ -42,7 +43,8 @@ async def record_migration(
     check_migration(
         kind, here, body["from_division"], body["to_division"], body["migration_date"], known, hukou
     )
-    first_record = person is None and await _first_record(conn, ctx, here, id_number, name, hukou)
+    event_id = new_event_id()  # the event that makes the move (and the person, if first recorded here)
+    first_record = person is None and await _first_record(conn, ctx, here, id_number, name, hukou, event_id)
     if person is None and not first_record:
         # A notification about her was applied meanwhile: judge the move against what it says.
         known = await repo.residence(conn, here, id_number)
@@ -51,7 +53,6 @@ async def record_migration(
         )
     migration = {**body, "migration_id": uuid.uuid4(), "name": name, "hukou_division": hukou}
     payload_cls = _PAYLOADS[kind]
-    # The event before the migration row, so the row carries its id without a second write.
     event = await announce(
         conn,
         ctx,
@@ -61,15 +62,21 @@ async def record_migration(
         data=payload_cls(**{k: migration[k] for k in payload_cls.model_fields}),
         origin=hukou,
         destination=body["to_division"],
-        record=("persons", id_number) if first_record else None,
+        event_id=event_id,
     )
-    await repo.insert_migration(conn, here, migration, kind, here, event_id=event.id)
+    await repo.insert_migration(conn, here, migration, kind, here, event_id=event_id)
     await persons.set_residence(conn, here, id_number, body["to_division"])
     return {**migration, "jurisdiction": here, "event_id": event.id}
 
 
 async def _first_record(
-    conn: asyncpg.Connection, ctx: Context, here: str, id_number: str, name: str, hukou: str
+    conn: asyncpg.Connection,
+    ctx: Context,
+    here: str,
+    id_number: str,
+    name: str,
+    hukou: str,
+    event_id: uuid.UUID,
 ) -> bool:
     """Register a person whom this move is the first record of; False if a notification about
     her was applied in the meantime.
@@ -90,6 +97,7 @@ async def _first_record(
         },
         ctx.subject(id_number),
         here,
+        event_id=event_id,
     )
 
 

@@ -14,6 +14,7 @@ from services.registry.domain.rules import duplicate
 from services.registry.service_layer.context import Context, Outcome, Target, announce, applied, disagreeing
 from shared.errors import RuleViolation
 from shared.events import payloads as p
+from shared.events.envelope import new_event_id
 from shared.identity import birth_date_of
 
 
@@ -36,7 +37,8 @@ async def register_person(
     check_person(body["id_number"], body["sex"], body["birth_date"])
     person = {**body, "residence_division": body.get("residence_division") or body["hukou_division"]}
     subject = ctx.subject(person["id_number"])
-    if not await repo.insert_person(conn, here, person, subject, here):
+    event_id = new_event_id()
+    if not await repo.insert_person(conn, here, person, subject, here, event_id=event_id):
         raise duplicate("a person with this identity number", "id_number")
     event = await announce(
         conn,
@@ -47,7 +49,7 @@ async def register_person(
         data=p.PersonRegisteredV1(**person),
         origin=person["hukou_division"],
         destination=person["residence_division"],
-        record=("persons", person["id_number"]),
+        event_id=event_id,
     )
     return {**person, "jurisdiction": here, "source_division": here, "event_id": event.id}
 

@@ -17,6 +17,7 @@ from services.registry.service_layer.context import Context, Outcome, Target, an
 from services.registry.service_layer.persons import known_person
 from shared.errors import NotFound
 from shared.events import payloads as p
+from shared.events.envelope import new_event_id
 
 
 async def register_pregnancy(
@@ -42,7 +43,8 @@ async def register_pregnancy(
         "registered_in": here,
         "registered_on": registered_on,
     }
-    await repo.insert_pregnancy(conn, here, pregnancy, here)
+    event_id = new_event_id()
+    await repo.insert_pregnancy(conn, here, pregnancy, here, event_id=event_id)
     event = await announce(
         conn,
         ctx,
@@ -52,7 +54,7 @@ async def register_pregnancy(
         data=p.PregnancyRegisteredV1(**{k: pregnancy.get(k) for k in p.PregnancyRegisteredV1.model_fields}),
         origin=mother["hukou_division"],
         destination=mother["residence_division"],
-        record=("pregnancies", pregnancy["pregnancy_id"]),
+        event_id=event_id,
     )
     return {**pregnancy, "jurisdiction": here, "closed_on": None, "outcome": None, "event_id": event.id}
 

@@ -178,11 +178,9 @@ async def _restore(
         conflict = {"field": "issuer", "ours": None, "theirs": None}
         return "conflict", [conflict], "a certificate is taken only from its issuer"
     subject = t.subject(_person_of(whole))
-    if not await repo.insert_whole(conn, t.here, kind, whole, subject, source, source_event):
+    own_event = made_by if own is not None else None  # our record comes back with our event
+    if not await repo.insert_whole(conn, t.here, kind, whole, subject, source, source_event, own_event):
         return "conflict", [], f"another {kind} is held here under this key"
-    if own is not None:
-        table = records.RECORD_TABLES[kind][0]
-        await records.set_event_id(conn, table, t.here, whole[rules.KEY_FIELD[kind]], made_by)
     await corrections.insert_correction(conn, t.here, d, {}, t.source, t.event_id)
     return "applied", [], None
 
@@ -201,8 +199,7 @@ async def _reissue_own(
     status index included), revoked if our own log says so."""
     cert = p.CertificateIssuedV1.model_validate(own).model_dump()
     number = cert["certificate_number"]
-    await certificates.insert_certificate(conn, t.here, cert)
-    await records.set_event_id(conn, "certificates", t.here, number, d["corrected_event_id"])
+    await certificates.insert_certificate(conn, t.here, cert, d["corrected_event_id"])
     subject = t.subject(cert["holder_id_number"])
     for revoked in await repo.own_events_of(conn, subject, "certificate.revoked.v1"):
         if revoked.get("certificate_number") == number:
