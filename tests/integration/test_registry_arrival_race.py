@@ -15,6 +15,7 @@ from pathlib import Path
 
 import asyncpg
 
+from services.registry.domain.migrations import RecordMigration
 from services.registry.service_layer.context import Context, source
 from services.registry.service_layer.migrations import record_migration
 from services.registry.settings import RegistrySettings
@@ -54,15 +55,17 @@ async def _test(dsn: str) -> None:
             woman,
             HUKOU,
         )
-        move = {
-            "kind": "arrived",
-            "id_number": woman,
-            "from_division": HUKOU,
-            "to_division": HERE,
-            "migration_date": dt.date(2025, 2, 1),
-            "name": "钱丽",
-            "hukou_division": HUKOU,
-        }
+        move = RecordMigration.model_validate(
+            {
+                "kind": "arrived",
+                "id_number": woman,
+                "from_division": HUKOU,
+                "to_division": HERE,
+                "migration_date": dt.date(2025, 2, 1),
+                "name": "钱丽",
+                "hukou_division": HUKOU,
+            }
+        )
 
         async def arrive() -> dict[str, object]:
             async with registrar.transaction():

@@ -6,9 +6,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from services.registry.domain.rules import check_not_future
+from pydantic import Field
+
+from services.registry.domain.rules import Command, check_not_future
 from shared.errors import RuleViolation
 from shared.events import payloads as p
+from shared.events.payloads import MEDICAL_CERTIFICATE_PATTERN, BirthPlaceKind, Sex
+from shared.identity import IdNumber, PastDate
+from shared.text import PlainText
 
 _FLAT = tuple(f for f in p.BirthRegisteredV2.model_fields if f != "birth_place")
 # What two records of the same birth must agree on (a counterpart's against ours).
@@ -67,3 +72,24 @@ def check_birth(
             field="birth_order",
             rule="birth-order-consistent",
         )
+
+
+class RegisterBirth(Command):
+    """A birth to register."""
+
+    medical_certificate_number: str = Field(pattern=MEDICAL_CERTIFICATE_PATTERN)
+    child_name: PlainText = Field(min_length=1, max_length=64)
+    child_sex: Sex
+    child_birth_date: PastDate
+    child_id_number: IdNumber | None = None
+    mother_id_number: IdNumber
+    father_id_number: IdNumber | None = None
+    birth_order: int | None = Field(
+        default=None, ge=1, le=20, description="computed from the records if omitted"
+    )
+    birth_place_kind: BirthPlaceKind | None = Field(
+        default=None, description="the kind of place of birth (出生地点), as on the medical certificate"
+    )
+    birth_institution: PlainText | None = Field(
+        default=None, min_length=1, max_length=100, description="the delivering institution's name"
+    )

@@ -7,6 +7,12 @@ import datetime as dt
 import os
 from typing import Any
 
+from pydantic import Field
+
+from services.registry.domain.rules import Command
+from shared.identity import IdNumber
+from shared.text import PlainText
+
 
 def certificate_number(here: str, today: dt.date) -> str:
     suffix = base64.b32encode(os.urandom(5)).decode()[:8]
@@ -37,3 +43,16 @@ def certificate_claims(
     if status_uri is not None:
         claims["status"] = {"status_list": {"idx": cert["status_index"], "uri": status_uri}}
     return claims
+
+
+class IssueCertificate(Command):
+    """A certificate to issue."""
+
+    holder_id_number: IdNumber
+    valid_days: int | None = Field(default=None, ge=1, le=730)
+
+
+class RevokeCertificate(Command):
+    """A certificate's revocation."""
+
+    reason: PlainText = Field(min_length=3, max_length=200)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
+from services.registry.domain.rules import Command
 from shared.errors import Conflict, RuleViolation
+from shared.identity import IdNumber, PastDate
 
 # Minimum marriage age of the Marriage Law (art. 6 / Civil Code art. 1047).
 MARRIAGE_AGE = {"M": 22, "F": 20}
@@ -58,3 +61,18 @@ def check_dissolution(marriage_date: dt.date, dissolved: dt.date | None, when: d
             field="dissolution_date",
             rule="dissolution-after-marriage",
         )
+
+
+class RegisterMarriage(Command):
+    """A marriage to register."""
+
+    spouse_a_id_number: IdNumber
+    spouse_b_id_number: IdNumber
+    marriage_date: PastDate
+
+
+class DissolveMarriage(Command):
+    """The end of a marriage to record."""
+
+    dissolution_date: PastDate
+    reason: Literal["divorce", "death", "annulment"]

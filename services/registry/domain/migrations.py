@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Literal
 
-from services.registry.domain.rules import check_not_future
+from pydantic import Field
+
+from services.registry.domain.rules import Command, check_not_future
 from shared.errors import RuleViolation
+from shared.identity import DivisionCode, IdNumber, PastDate
+from shared.text import PlainText
 
 
 @dataclass(frozen=True)
@@ -74,3 +79,20 @@ def check_arrival_follows_departure(here: str, known: Residence) -> None:
             field="kind",
             rule="arrival-needs-departure",
         )
+
+
+class RecordMigration(Command):
+    """A move to record: a departure, an arrival or a return."""
+
+    kind: Literal["departed", "arrived", "returned"]
+    id_number: IdNumber
+    from_division: DivisionCode
+    to_division: DivisionCode
+    migration_date: PastDate
+    name: PlainText | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="required when the person is not yet known here",
+    )
+    hukou_division: DivisionCode | None = Field(default=None, description="required when not yet known here")

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+from pydantic import Field
+
+from services.registry.domain.rules import Command
 from shared.errors import RuleViolation
-from shared.identity import birth_date_of
+from shared.events.payloads import Sex
+from shared.identity import DivisionCode, IdNumber, PastDate, birth_date_of
+from shared.text import PlainText
 
 
 def sex_from_id_number(id_number: str) -> str:
@@ -33,3 +38,16 @@ def check_person(id_number: str, sex: str, birth_date: dt.date) -> None:
         raise RuleViolation(
             "sex differs from the sex digit of the identity number", field="sex", rule="sex-matches-id-number"
         )
+
+
+class RegisterPerson(Command):
+    """A person to register."""
+
+    id_number: IdNumber
+    name: PlainText = Field(min_length=1, max_length=64)
+    sex: Sex
+    birth_date: PastDate
+    hukou_division: DivisionCode = Field(description="place of household registration")
+    residence_division: DivisionCode | None = Field(
+        default=None, description="defaults to the hukou division"
+    )

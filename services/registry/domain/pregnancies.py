@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
+from pydantic import Field
+
+from services.registry.domain.rules import Command
 from shared.errors import Conflict, RuleViolation
+from shared.identity import IdNumber, PastDate
 
 # A pregnancy lasts at most about 44 weeks; anything later is a typing error.
 MAX_PREGNANCY_DAYS = 310
@@ -54,3 +59,18 @@ def check_pregnancy_closure(registered_on: dt.date, closed: dt.date | None, when
             field="closed_on",
             rule="closure-after-registration",
         )
+
+
+class RegisterPregnancy(Command):
+    """A pregnancy to register."""
+
+    mother_id_number: IdNumber
+    registered_on: PastDate | None = Field(default=None, description="defaults to today")
+    expected_delivery: dt.date | None = None
+
+
+class ClosePregnancy(Command):
+    """The end of a pregnancy record."""
+
+    outcome: Literal["birth", "ended", "transferred"]
+    closed_on: PastDate | None = Field(default=None, description="defaults to today")

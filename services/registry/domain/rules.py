@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from pydantic import BaseModel, ConfigDict
+
 from shared.errors import Conflict, RuleViolation
 
 
@@ -14,3 +16,10 @@ def check_not_future(value: dt.date, field: str) -> None:
 
 def duplicate(what: str, field: str) -> Conflict:
     return Conflict(f"{what} is already recorded", field=field, rule="no-duplicate")
+
+
+class Command(BaseModel):
+    """What a use case is asked to do, validated: unknown fields refused, text stripped. The API's
+    request bodies (``entrypoints/schemas_<topic>.py``) are these with their examples."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)

@@ -33,7 +33,8 @@ from shared.auth import Client
 from shared.errors import DomainError, Forbidden, InvalidInput, validation_problem
 
 Body = dict[str, Any]
-UseCase = Callable[[asyncpg.Connection, Context, str, Any, Body], Awaitable[Body]]
+# (connection, context, jurisdiction, the record acted on, the kind's validated command) -> its answer
+UseCase = Callable[[asyncpg.Connection, Context, str, Any, Any], Awaitable[Body]]
 WRITE = "persons:write"  # what every single write route requires today (routes_common.Writer)
 
 
@@ -51,16 +52,16 @@ class Kind:
     scope: str = WRITE
 
 
-def _new(use_case: Callable[[asyncpg.Connection, Context, str, Body], Awaitable[Body]]) -> UseCase:
+def _new(use_case: Callable[[asyncpg.Connection, Context, str, Any], Awaitable[Body]]) -> UseCase:
     """A use case that creates a record (no record acted on)."""
 
-    async def run(conn: asyncpg.Connection, ctx: Context, here: str, _: Any, body: Body) -> Body:
+    async def run(conn: asyncpg.Connection, ctx: Context, here: str, _: Any, body: Any) -> Body:
         return await use_case(conn, ctx, here, body)
 
     return run
 
 
-async def _issue(conn: asyncpg.Connection, ctx: Context, here: str, _: Any, body: Body) -> Body:
+async def _issue(conn: asyncpg.Connection, ctx: Context, here: str, _: Any, body: Any) -> Body:
     return with_qr_paths(await certificates.issue_certificate(conn, ctx, here, body))
 
 
@@ -127,7 +128,7 @@ def prepare(
         return Forbidden(f"this client lacks the '{kind.scope}' scope", rule="scope", scope=kind.scope)
     try:
         acted_on = _target(kind, target)
-        checked = kind.body.model_validate(body).model_dump()
+        checked = kind.body.model_validate(body)
     except ValidationError as e:
         return Refused(validation_problem(e.errors()))
     except DomainError as e:

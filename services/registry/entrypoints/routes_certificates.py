@@ -27,12 +27,9 @@ CertificateNumber = Annotated[
     tags=["registry: certificates"],
     responses=problems(404, 422),
 )
-async def issue_certificate(
-    body: s.CertificateIn,
-    rec: Recorder,
-) -> Body:
+async def issue_certificate(body: s.CertificateIn, rec: Recorder) -> Body:
     """Issue a signed marriage-and-childbearing certificate; the token fits a QR code."""
-    return with_qr_paths(await certificates.issue_certificate(rec.conn, rec.ctx, rec.here, body.model_dump()))
+    return with_qr_paths(await certificates.issue_certificate(rec.conn, rec.ctx, rec.here, body))
 
 
 def with_qr_paths(cert: Body) -> Body:
@@ -48,13 +45,9 @@ def with_qr_paths(cert: Body) -> Body:
     tags=["registry: certificates"],
     responses=problems(404, 409, 422),
 )
-async def revoke_certificate(
-    number: CertificateNumber,
-    body: s.RevocationIn,
-    rec: Recorder,
-) -> Body:
+async def revoke_certificate(number: CertificateNumber, body: s.RevocationIn, rec: Recorder) -> Body:
     """Revoke a certificate of the client's jurisdiction; ``certificate.revoked.v1`` carries its status index."""
-    return await certificates.revoke_certificate(rec.conn, rec.ctx, rec.here, number, body.model_dump())
+    return await certificates.revoke_certificate(rec.conn, rec.ctx, rec.here, number, body)
 
 
 _IMAGE = {"svg": "image/svg+xml", "png": "image/png"}

@@ -25,12 +25,9 @@ Body = dict[str, object]
     summary="Register a person",
     responses=problems(409, 422),
 )
-async def register_person(
-    body: s.PersonIn,
-    rec: Recorder,
-) -> Body:
+async def register_person(body: s.PersonIn, rec: Recorder) -> Body:
     """Record a person in the client's jurisdiction; publishes ``person.registered.v1``."""
-    return await persons.register_person(rec.conn, rec.ctx, rec.here, body.model_dump())
+    return await persons.register_person(rec.conn, rec.ctx, rec.here, body)
 
 
 @router.post(
@@ -40,12 +37,9 @@ async def register_person(
     summary="Register a marriage",
     responses=problems(409, 422),
 )
-async def register_marriage(
-    body: s.MarriageIn,
-    rec: Recorder,
-) -> Body:
+async def register_marriage(body: s.MarriageIn, rec: Recorder) -> Body:
     """Record a marriage of two persons on record, neither already married; ``marriage.registered.v1``."""
-    return await marriages.register_marriage(rec.conn, rec.ctx, rec.here, body.model_dump())
+    return await marriages.register_marriage(rec.conn, rec.ctx, rec.here, body)
 
 
 @router.post(
@@ -54,13 +48,9 @@ async def register_marriage(
     summary="Record the end of a marriage",
     responses=problems(404, 409, 422),
 )
-async def dissolve_marriage(
-    marriage_id: uuid.UUID,
-    body: s.DissolutionIn,
-    rec: Recorder,
-) -> Body:
+async def dissolve_marriage(marriage_id: uuid.UUID, body: s.DissolutionIn, rec: Recorder) -> Body:
     """Divorce, death or annulment; publishes ``marriage.dissolved.v1``."""
-    return await marriages.dissolve_marriage(rec.conn, rec.ctx, rec.here, marriage_id, body.model_dump())
+    return await marriages.dissolve_marriage(rec.conn, rec.ctx, rec.here, marriage_id, body)
 
 
 @router.post(
@@ -70,12 +60,9 @@ async def dissolve_marriage(
     summary="Record a move",
     responses=problems(409, 422),
 )
-async def record_migration(
-    body: s.MigrationIn,
-    rec: Recorder,
-) -> Body:
+async def record_migration(body: s.MigrationIn, rec: Recorder) -> Body:
     """Record a departure (at the place left), an arrival or a return (at the place arrived at)."""
-    return await migrations.record_migration(rec.conn, rec.ctx, rec.here, body.model_dump())
+    return await migrations.record_migration(rec.conn, rec.ctx, rec.here, body)
 
 
 @router.post(
@@ -85,12 +72,9 @@ async def record_migration(
     summary="Register a pregnancy",
     responses=problems(409, 422),
 )
-async def register_pregnancy(
-    body: s.PregnancyIn,
-    rec: Recorder,
-) -> Body:
+async def register_pregnancy(body: s.PregnancyIn, rec: Recorder) -> Body:
     """Record a pregnancy for maternal care; only the mother's origin and destination hear of it."""
-    return await pregnancies.register_pregnancy(rec.conn, rec.ctx, rec.here, body.model_dump())
+    return await pregnancies.register_pregnancy(rec.conn, rec.ctx, rec.here, body)
 
 
 @router.post(
@@ -99,13 +83,9 @@ async def register_pregnancy(
     summary="Close a pregnancy record",
     responses=problems(404, 409, 422),
 )
-async def close_pregnancy(
-    pregnancy_id: uuid.UUID,
-    body: s.ClosureIn,
-    rec: Recorder,
-) -> Body:
+async def close_pregnancy(pregnancy_id: uuid.UUID, body: s.ClosureIn, rec: Recorder) -> Body:
     """Close the record when the pregnancy ends; publishes ``pregnancy.closed.v1``."""
-    return await pregnancies.close_pregnancy(rec.conn, rec.ctx, rec.here, pregnancy_id, body.model_dump())
+    return await pregnancies.close_pregnancy(rec.conn, rec.ctx, rec.here, pregnancy_id, body)
 
 
 @router.post(
@@ -115,12 +95,9 @@ async def close_pregnancy(
     summary="Register a birth",
     responses=problems(409, 422),
 )
-async def register_birth(
-    body: s.BirthIn,
-    rec: Recorder,
-) -> Body:
+async def register_birth(body: s.BirthIn, rec: Recorder) -> Body:
     """Record a birth, one per birth medical certificate; publishes ``birth.registered.v2``."""
-    return await births.register_birth(rec.conn, rec.ctx, rec.here, body.model_dump())
+    return await births.register_birth(rec.conn, rec.ctx, rec.here, body)
 
 
 @router.post(
@@ -130,9 +107,6 @@ async def register_birth(
     summary="Correct a record",
     responses=problems(404, 409, 422),
 )
-async def record_correction(
-    body: s.CorrectionIn,
-    rec: Recorder,
-) -> Body:
+async def record_correction(body: s.CorrectionIn, rec: Recorder) -> Body:
     """Correct fields of a record, naming the event corrected and why; ``record.corrected.v1``."""
-    return await corrections.record_correction(rec.conn, rec.ctx, rec.here, body.model_dump())
+    return await corrections.record_correction(rec.conn, rec.ctx, rec.here, body)

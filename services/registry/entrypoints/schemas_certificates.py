@@ -7,10 +7,9 @@ import uuid
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.registry.entrypoints.schemas_vital_events import EVENT_ID, MOTHER, _example, _In
+from services.registry.domain.certificates import IssueCertificate, RevokeCertificate
+from services.registry.entrypoints.schemas_vital_events import EVENT_ID, MOTHER, _example
 from shared.events.payloads import MaritalStatus
-from shared.identity import IdNumber
-from shared.text import PlainText
 
 CERT_NUMBER = "320412-2026-ABCD2345"
 
@@ -18,12 +17,10 @@ CERT_NUMBER = "320412-2026-ABCD2345"
 TOKEN = "eyJhbGciOiJFZERTQSIsImtpZCI6IjMyMDQxMi0yMDI2In0.eyJpc3MiOiIzMjA0MTIifQ.c2lnbmF0dXJl"  # noqa: S105 - an example, not a secret
 
 
-class CertificateIn(_In):
+class CertificateIn(IssueCertificate):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"holder_id_number": MOTHER, "valid_days": 180}]}
     )
-    holder_id_number: IdNumber
-    valid_days: int | None = Field(default=None, ge=1, le=730)
 
 
 class CertificateOut(BaseModel):
@@ -61,11 +58,10 @@ class CertificateOut(BaseModel):
     event_id: uuid.UUID
 
 
-class RevocationIn(_In):
+class RevocationIn(RevokeCertificate):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"reason": "marital status changed"}]}
     )
-    reason: PlainText = Field(min_length=3, max_length=200)
 
 
 class RevocationOut(BaseModel):

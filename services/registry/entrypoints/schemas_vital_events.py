@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-from shared.events.payloads import MEDICAL_CERTIFICATE_PATTERN, BirthPlaceKind, Sex
-from shared.identity import DivisionCode, IdNumber, PastDate
-from shared.inputs import FieldName, FieldValue
-from shared.text import PlainText, check_plain_value
+from services.registry.domain.births import RegisterBirth
+from services.registry.domain.corrections import CorrectRecord
+from services.registry.domain.marriages import DissolveMarriage, RegisterMarriage
+from services.registry.domain.migrations import RecordMigration
+from services.registry.domain.persons import RegisterPerson
+from services.registry.domain.pregnancies import ClosePregnancy, RegisterPregnancy
+from shared.events.payloads import BirthPlaceKind, Sex
 
 MOTHER, FATHER, CHILD = "11010119940517004X", "11010119920803003X", "110101202509010061"
 EVENT_ID = "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
@@ -24,10 +27,6 @@ EVENT_ID = "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
 
 def _example(**example: Any) -> ConfigDict:
     return ConfigDict(json_schema_extra={"examples": [example]})
-
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 PERSON: dict[str, Any] = {
@@ -40,17 +39,9 @@ PERSON: dict[str, Any] = {
 }
 
 
-class PersonIn(_In):
+class PersonIn(RegisterPerson):
     model_config = ConfigDict(
         extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [PERSON]}
-    )
-    id_number: IdNumber
-    name: PlainText = Field(min_length=1, max_length=64)
-    sex: Sex
-    birth_date: PastDate
-    hukou_division: DivisionCode = Field(description="place of household registration")
-    residence_division: DivisionCode | None = Field(
-        default=None, description="defaults to the hukou division"
     )
 
 
@@ -76,22 +67,10 @@ MIGRATION: dict[str, Any] = {
 }
 
 
-class MigrationIn(_In):
+class MigrationIn(RecordMigration):
     model_config = ConfigDict(
         extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [MIGRATION]}
     )
-    kind: Literal["departed", "arrived", "returned"]
-    id_number: IdNumber
-    from_division: DivisionCode
-    to_division: DivisionCode
-    migration_date: PastDate
-    name: PlainText | None = Field(
-        default=None,
-        min_length=1,
-        max_length=64,
-        description="required when the person is not yet known here",
-    )
-    hukou_division: DivisionCode | None = Field(default=None, description="required when not yet known here")
 
 
 class MigrationOut(BaseModel):
@@ -118,13 +97,10 @@ MARRIAGE: dict[str, Any] = {
 }
 
 
-class MarriageIn(_In):
+class MarriageIn(RegisterMarriage):
     model_config = ConfigDict(
         extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [MARRIAGE]}
     )
-    spouse_a_id_number: IdNumber
-    spouse_b_id_number: IdNumber
-    marriage_date: PastDate
 
 
 class MarriageOut(BaseModel):
@@ -148,13 +124,11 @@ class MarriageOut(BaseModel):
     event_id: uuid.UUID
 
 
-class DissolutionIn(_In):
+class DissolutionIn(DissolveMarriage):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"dissolution_date": "2025-06-30", "reason": "divorce"}]},
     )
-    dissolution_date: PastDate
-    reason: Literal["divorce", "death", "annulment"]
 
 
 PREGNANCY: dict[str, Any] = {
@@ -164,13 +138,10 @@ PREGNANCY: dict[str, Any] = {
 }
 
 
-class PregnancyIn(_In):
+class PregnancyIn(RegisterPregnancy):
     model_config = ConfigDict(
         extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [PREGNANCY]}
     )
-    mother_id_number: IdNumber
-    registered_on: PastDate | None = Field(default=None, description="defaults to today")
-    expected_delivery: dt.date | None = None
 
 
 class PregnancyOut(BaseModel):
@@ -194,12 +165,10 @@ class PregnancyOut(BaseModel):
     event_id: uuid.UUID | None = None
 
 
-class ClosureIn(_In):
+class ClosureIn(ClosePregnancy):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"outcome": "ended", "closed_on": "2025-05-01"}]}
     )
-    outcome: Literal["birth", "ended", "transferred"]
-    closed_on: PastDate | None = Field(default=None, description="defaults to today")
 
 
 BIRTH: dict[str, Any] = {
@@ -212,25 +181,9 @@ BIRTH: dict[str, Any] = {
 }
 
 
-class BirthIn(_In):
+class BirthIn(RegisterBirth):
     model_config = ConfigDict(
         extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [BIRTH]}
-    )
-    medical_certificate_number: str = Field(pattern=MEDICAL_CERTIFICATE_PATTERN)
-    child_name: PlainText = Field(min_length=1, max_length=64)
-    child_sex: Sex
-    child_birth_date: PastDate
-    child_id_number: IdNumber | None = None
-    mother_id_number: IdNumber
-    father_id_number: IdNumber | None = None
-    birth_order: int | None = Field(
-        default=None, ge=1, le=20, description="computed from the records if omitted"
-    )
-    birth_place_kind: BirthPlaceKind | None = Field(
-        default=None, description="the kind of place of birth (出生地点), as on the medical certificate"
-    )
-    birth_institution: PlainText | None = Field(
-        default=None, min_length=1, max_length=100, description="the delivering institution's name"
     )
 
 
@@ -267,21 +220,10 @@ CORRECTION: dict[str, Any] = {
 }
 
 
-class CorrectionIn(_In):
+class CorrectionIn(CorrectRecord):
     model_config = ConfigDict(
         extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [CORRECTION]}
     )
-    corrected_event_id: uuid.UUID = Field(description="the event that made (or last corrected) the record")
-    record_type: Literal["person", "marriage", "migration", "pregnancy", "birth", "certificate"]
-    record_id: str = Field(
-        min_length=1,
-        max_length=64,
-        description="marriage/migration/birth/pregnancy id, or the person's id number",
-    )
-    changes: dict[FieldName, Annotated[FieldValue, AfterValidator(check_plain_value)]] = Field(
-        min_length=1, max_length=32
-    )
-    reason: PlainText = Field(min_length=3, max_length=500, description="why the record is corrected")
 
 
 class CorrectionOut(BaseModel):

@@ -11,6 +11,7 @@ import asyncpg
 from services.registry.adapters import births as repo
 from services.registry.domain.births import (
     BIRTH_FIELDS,
+    RegisterBirth,
     birth_payload,
     birth_record,
     check_birth,
@@ -26,38 +27,38 @@ from shared.events.envelope import new_event_id
 
 
 async def register_birth(
-    conn: asyncpg.Connection, ctx: Context, here: str, body: dict[str, Any]
+    conn: asyncpg.Connection, ctx: Context, here: str, body: RegisterBirth
 ) -> dict[str, Any]:
     """Record a birth (one per birth medical certificate) and announce ``birth.registered.v2``.
 
     The mother's open pregnancy record, if this registry keeps one, is closed with outcome ``birth``.
     """
-    mother = body["mother_id_number"]
+    mother = body.mother_id_number
     mother_row = await known_person(conn, here, mother, "mother_id_number")
-    father = body.get("father_id_number")
+    father = body.father_id_number
     father_row = await known_person(conn, here, father, "father_id_number") if father else None
-    if await repo.birth_by_certificate(conn, here, body["medical_certificate_number"]):
+    if await repo.birth_by_certificate(conn, here, body.medical_certificate_number):
         raise duplicate("a birth with this medical certificate number", "medical_certificate_number")
     previous = await repo.births_of_mother(conn, here, mother)
-    order = body.get("birth_order") or len(previous) + 1
+    order = body.birth_order or len(previous) + 1
     check_parents(
         mother_row["sex"],
         father_row["sex"] if father_row else None,
         father_row["birth_date"] if father_row else None,
-        body["child_birth_date"],
+        body.child_birth_date,
     )
-    check_birth(mother_row["birth_date"], body["child_birth_date"], order, len(previous))
-    if previous and body["child_birth_date"] < previous[-1]["child_birth_date"]:
+    check_birth(mother_row["birth_date"], body.child_birth_date, order, len(previous))
+    if previous and body.child_birth_date < previous[-1]["child_birth_date"]:
         raise RuleViolation(
             "the child is born before a child already recorded with a lower birth order",
             field="child_birth_date",
             rule="birth-order-consistent",
         )
     birth = {
-        **body,
+        **body.model_dump(),
         "birth_id": uuid.uuid4(),
         "birth_order": order,
-        "birth_division": body.get("birth_division") or here,
+        "birth_division": here,
     }
     event_id = new_event_id()
     await repo.insert_birth(conn, here, birth, here, event_id=event_id)
@@ -72,7 +73,7 @@ async def register_birth(
         destination=mother_row["residence_division"],
         event_id=event_id,
     )
-    await close_open_pregnancy(conn, ctx, here, mother_row, body["child_birth_date"])
+    await close_open_pregnancy(conn, ctx, here, mother_row, body.child_birth_date)
     return {**birth, "jurisdiction": here, "event_id": event.id}
 
 

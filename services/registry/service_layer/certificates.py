@@ -12,7 +12,12 @@ import segno
 
 from services.registry.adapters import births, keys, marriages
 from services.registry.adapters import certificates as repo
-from services.registry.domain.certificates import certificate_claims, certificate_number
+from services.registry.domain.certificates import (
+    IssueCertificate,
+    RevokeCertificate,
+    certificate_claims,
+    certificate_number,
+)
 from services.registry.domain.conflicts import field_conflicts
 from services.registry.service_layer.context import Context, Outcome, Target, announce, applied
 from services.registry.service_layer.persons import known_person
@@ -27,10 +32,10 @@ def _kek(ctx: Context) -> str:
 
 
 async def issue_certificate(
-    conn: asyncpg.Connection, ctx: Context, here: str, body: dict[str, Any]
+    conn: asyncpg.Connection, ctx: Context, here: str, body: IssueCertificate
 ) -> dict[str, Any]:
     """Issue a signed marriage-and-childbearing certificate (婚育证明) for a person of this register."""
-    holder = body["holder_id_number"]
+    holder = body.holder_id_number
     person = await known_person(conn, here, holder, "holder_id_number")
     today = dt.date.today()
     kid, key = await keys.active_key(conn, here, _kek(ctx), ctx.settings.key_rotation_overlap_days)
@@ -42,8 +47,7 @@ async def issue_certificate(
         "children_birth_dates": await births.children_birth_dates(conn, here, holder),
         "issuer": here,
         "issued_on": today,
-        "valid_until": today
-        + dt.timedelta(days=body.get("valid_days") or ctx.settings.certificate_validity_days),
+        "valid_until": today + dt.timedelta(days=body.valid_days or ctx.settings.certificate_validity_days),
         "key_id": kid,
         "status_index": await repo.next_status_index(conn, here),
     }
@@ -77,7 +81,7 @@ async def own_certificate(conn: asyncpg.Connection, here: str, number: str, lock
 
 
 async def revoke_certificate(
-    conn: asyncpg.Connection, ctx: Context, here: str, number: str, body: dict[str, Any]
+    conn: asyncpg.Connection, ctx: Context, here: str, number: str, body: RevokeCertificate
 ) -> dict[str, Any]:
     """Revoke a certificate; ``certificate.revoked.v1`` carries its status-list index."""
     row = await own_certificate(conn, here, number, lock=True)
@@ -87,7 +91,7 @@ async def revoke_certificate(
         )
     revoked_on = dt.date.today()
     event_id = new_event_id()
-    await repo.revoke_certificate(conn, number, revoked_on, body["reason"], event_id)
+    await repo.revoke_certificate(conn, number, revoked_on, body.reason, event_id)
     person = await known_person(conn, here, row["holder_id_number"], "holder_id_number")
     event = await announce(
         conn,
@@ -99,7 +103,7 @@ async def revoke_certificate(
             certificate_number=number,
             issuer=here,
             revoked_on=revoked_on,
-            reason=body["reason"],
+            reason=body.reason,
             status_index=row["status_index"],
         ),
         origin=person["hukou_division"],
@@ -110,7 +114,7 @@ async def revoke_certificate(
         "certificate_number": number,
         "issuer": here,
         "revoked_on": revoked_on,
-        "reason": body["reason"],
+        "reason": body.reason,
         "status_index": row["status_index"],
         "event_id": event.id,
     }

@@ -13,6 +13,7 @@ from services.registry.adapters import births, marriages, records
 from services.registry.adapters import corrections as repo
 from services.registry.adapters import persons as person_records
 from services.registry.domain import corrections as rules
+from services.registry.domain.corrections import CorrectRecord
 from services.registry.domain.marriages import check_dissolution, check_marriage
 from services.registry.service_layer.context import Context, Outcome, Target, announce, applied
 from shared.errors import DomainError, NotFound, RuleViolation
@@ -130,14 +131,14 @@ def _plain(value: Any) -> Any:
 
 
 async def record_correction(
-    conn: asyncpg.Connection, ctx: Context, here: str, body: dict[str, Any]
+    conn: asyncpg.Connection, ctx: Context, here: str, body: CorrectRecord
 ) -> dict[str, Any]:
     """Correct a record of this jurisdiction and announce ``record.corrected.v1``."""
-    row, _, previous = await check_and_apply(conn, here, body)
-    correction = {**body, "correction_id": uuid.uuid4(), "record_id": str(body["record_id"])}
+    row, _, previous = await check_and_apply(conn, here, body.model_dump())
+    correction = {**body.model_dump(), "correction_id": uuid.uuid4(), "record_id": body.record_id}
     event_id = new_event_id()
     await repo.insert_correction(conn, here, correction, previous, here, event_id=event_id)
-    id_number = _subject_of(body["record_type"], row)
+    id_number = _subject_of(body.record_type, row)
     person = await person_records.get_person(conn, here, id_number)
     event = await announce(
         conn,

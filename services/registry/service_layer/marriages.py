@@ -10,7 +10,12 @@ import asyncpg
 from services.registry.adapters import marriages as repo
 from services.registry.adapters import persons
 from services.registry.domain.conflicts import field_conflicts
-from services.registry.domain.marriages import check_dissolution, check_marriage
+from services.registry.domain.marriages import (
+    DissolveMarriage,
+    RegisterMarriage,
+    check_dissolution,
+    check_marriage,
+)
 from services.registry.service_layer.context import Context, Outcome, Target, announce, applied, disagreeing
 from services.registry.service_layer.persons import known_person
 from shared.errors import NotFound, RuleViolation
@@ -21,25 +26,26 @@ SPOUSES = ("spouse_a_id_number", "spouse_b_id_number")
 
 
 async def register_marriage(
-    conn: asyncpg.Connection, ctx: Context, here: str, body: dict[str, Any]
+    conn: asyncpg.Connection, ctx: Context, here: str, body: RegisterMarriage
 ) -> dict[str, Any]:
     """Record a marriage between two persons on record; announce ``marriage.registered.v1``."""
-    if body["spouse_a_id_number"] == body["spouse_b_id_number"]:
+    if body.spouse_a_id_number == body.spouse_b_id_number:
         raise RuleViolation(
             "the spouses must be two different persons", field="spouse_b_id_number", rule="two-persons"
         )
     # Lock both persons in a fixed order so concurrent registrations for one of them queue up.
     rows: dict[str, asyncpg.Record] = {}
-    for field in sorted(SPOUSES, key=lambda f: body[f]):
-        rows[field] = await known_person(conn, here, body[field], field)
-        await persons.lock_person(conn, here, body[field])
+    ids = {"spouse_a_id_number": body.spouse_a_id_number, "spouse_b_id_number": body.spouse_b_id_number}
+    for field in sorted(SPOUSES, key=lambda f: ids[f]):
+        rows[field] = await known_person(conn, here, ids[field], field)
+        await persons.lock_person(conn, here, ids[field])
     check_marriage(
-        body["marriage_date"],
+        body.marriage_date,
         [(f, rows[f]["sex"], rows[f]["birth_date"]) for f in SPOUSES],
-        {f: await repo.active_marriage(conn, here, body[f]) for f in SPOUSES},
-        {f: await repo.last_dissolution(conn, here, body[f]) for f in SPOUSES},
+        {f: await repo.active_marriage(conn, here, ids[f]) for f in SPOUSES},
+        {f: await repo.last_dissolution(conn, here, ids[f]) for f in SPOUSES},
     )
-    marriage = {**body, "marriage_id": uuid.uuid4(), "registered_in": here}
+    marriage = {**body.model_dump(), "marriage_id": uuid.uuid4(), "registered_in": here}
     event_id = new_event_id()  # the first spouse's event made the record
     await repo.insert_marriage(conn, here, marriage, here, event_id=event_id)
     payload = p.MarriageRegisteredV1(
@@ -57,7 +63,7 @@ async def register_marriage(
                 ctx,
                 here,
                 event_type="marriage.registered.v1",
-                id_number=body[field],
+                id_number=ids[field],
                 data=payload,
                 origin=person["hukou_division"],
                 destination=person["residence_division"],
@@ -68,20 +74,20 @@ async def register_marriage(
 
 
 async def dissolve_marriage(
-    conn: asyncpg.Connection, ctx: Context, here: str, marriage_id: uuid.UUID, body: dict[str, Any]
+    conn: asyncpg.Connection, ctx: Context, here: str, marriage_id: uuid.UUID, body: DissolveMarriage
 ) -> dict[str, Any]:
     """Record the end of a marriage (divorce, death, annulment); announce ``marriage.dissolved.v1``."""
     row = await repo.get_marriage(conn, here, marriage_id, lock=True)
     if row is None:
         raise NotFound("no such marriage in this jurisdiction's records", field="marriage_id", rule="exists")
-    check_dissolution(row["marriage_date"], row["dissolution_date"], body["dissolution_date"])
-    await repo.dissolve_marriage(conn, here, marriage_id, body["dissolution_date"], body["reason"])
+    check_dissolution(row["marriage_date"], row["dissolution_date"], body.dissolution_date)
+    await repo.dissolve_marriage(conn, here, marriage_id, body.dissolution_date, body.reason)
     payload = p.MarriageDissolvedV1(
         marriage_id=marriage_id,
         spouse_a_id_number=row["spouse_a_id_number"],
         spouse_b_id_number=row["spouse_b_id_number"],
-        dissolution_date=body["dissolution_date"],
-        reason=body["reason"],
+        dissolution_date=body.dissolution_date,
+        reason=body.reason,
     )
     events = []
     for field in SPOUSES:
@@ -104,8 +110,8 @@ async def dissolve_marriage(
         "spouse_b_id_number": row["spouse_b_id_number"],
         "marriage_date": row["marriage_date"],
         "registered_in": row["registered_in"] or here,
-        "dissolution_date": body["dissolution_date"],
-        "dissolution_reason": body["reason"],
+        "dissolution_date": body.dissolution_date,
+        "dissolution_reason": body.reason,
         "jurisdiction": here,
         "event_id": events[0].id,
     }

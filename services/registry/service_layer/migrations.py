@@ -10,7 +10,7 @@ import asyncpg
 
 from services.registry.adapters import migrations as repo
 from services.registry.adapters import persons
-from services.registry.domain.migrations import check_migration
+from services.registry.domain.migrations import RecordMigration, check_migration
 from services.registry.domain.persons import sex_from_id_number
 from services.registry.service_layer.context import Applier, Context, Outcome, Target, announce, applied
 from shared.errors import RuleViolation
@@ -26,32 +26,28 @@ _PAYLOADS: dict[str, type[p._MigrationV1]] = {
 
 
 async def record_migration(
-    conn: asyncpg.Connection, ctx: Context, here: str, body: dict[str, Any]
+    conn: asyncpg.Connection, ctx: Context, here: str, body: RecordMigration
 ) -> dict[str, Any]:
     """Record a departure, arrival or return, and announce it as ``migration.<kind>.v1``."""
-    kind, id_number = body["kind"], body["id_number"]
+    kind, id_number = body.kind, body.id_number
     known = await repo.residence(conn, here, id_number)
     person = await persons.get_person(conn, here, id_number)
-    name = body.get("name") or (person["name"] if person else None)
-    hukou = (person["hukou_division"] if person else None) or body.get("hukou_division")
+    name = body.name or (person["name"] if person else None)
+    hukou = (person["hukou_division"] if person else None) or body.hukou_division
     if name is None or hukou is None:
         raise RuleViolation(
             "the person is not known here: give name and hukou_division with the first record",
             field="name",
             rule="first-record-needs-identity",
         )
-    check_migration(
-        kind, here, body["from_division"], body["to_division"], body["migration_date"], known, hukou
-    )
+    check_migration(kind, here, body.from_division, body.to_division, body.migration_date, known, hukou)
     event_id = new_event_id()  # the event that makes the move (and the person, if first recorded here)
     first_record = person is None and await _first_record(conn, ctx, here, id_number, name, hukou, event_id)
     if person is None and not first_record:
         # A notification about her was applied meanwhile: judge the move against what it says.
         known = await repo.residence(conn, here, id_number)
-        check_migration(
-            kind, here, body["from_division"], body["to_division"], body["migration_date"], known, hukou
-        )
-    migration = {**body, "migration_id": uuid.uuid4(), "name": name, "hukou_division": hukou}
+        check_migration(kind, here, body.from_division, body.to_division, body.migration_date, known, hukou)
+    migration = {**body.model_dump(), "migration_id": uuid.uuid4(), "name": name, "hukou_division": hukou}
     payload_cls = _PAYLOADS[kind]
     event = await announce(
         conn,
@@ -61,11 +57,11 @@ async def record_migration(
         id_number=id_number,
         data=payload_cls(**{k: migration[k] for k in payload_cls.model_fields}),
         origin=hukou,
-        destination=body["to_division"],
+        destination=body.to_division,
         event_id=event_id,
     )
     await repo.insert_migration(conn, here, migration, kind, here, event_id=event_id)
-    await persons.set_residence(conn, here, id_number, body["to_division"])
+    await persons.set_residence(conn, here, id_number, body.to_division)
     return {**migration, "jurisdiction": here, "event_id": event.id}
 
 

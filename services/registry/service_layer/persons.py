@@ -9,7 +9,7 @@ import asyncpg
 
 from services.registry.adapters import persons as repo
 from services.registry.domain.conflicts import field_conflicts
-from services.registry.domain.persons import check_person, sex_from_id_number
+from services.registry.domain.persons import RegisterPerson, check_person, sex_from_id_number
 from services.registry.domain.rules import duplicate
 from services.registry.service_layer.context import Context, Outcome, Target, announce, applied, disagreeing
 from shared.errors import RuleViolation
@@ -31,11 +31,11 @@ async def known_person(conn: asyncpg.Connection, here: str, id_number: str, fiel
 
 
 async def register_person(
-    conn: asyncpg.Connection, ctx: Context, here: str, body: dict[str, Any]
+    conn: asyncpg.Connection, ctx: Context, here: str, body: RegisterPerson
 ) -> dict[str, Any]:
     """Record a person in the jurisdiction's register and announce ``person.registered.v1``."""
-    check_person(body["id_number"], body["sex"], body["birth_date"])
-    person = {**body, "residence_division": body.get("residence_division") or body["hukou_division"]}
+    check_person(body.id_number, body.sex, body.birth_date)
+    person = {**body.model_dump(), "residence_division": body.residence_division or body.hukou_division}
     subject = ctx.subject(person["id_number"])
     event_id = new_event_id()
     if not await repo.insert_person(conn, here, person, subject, here, event_id=event_id):

@@ -12,7 +12,12 @@ import asyncpg
 from services.registry.adapters import persons
 from services.registry.adapters import pregnancies as repo
 from services.registry.domain.conflicts import field_conflicts
-from services.registry.domain.pregnancies import check_pregnancy, check_pregnancy_closure
+from services.registry.domain.pregnancies import (
+    ClosePregnancy,
+    RegisterPregnancy,
+    check_pregnancy,
+    check_pregnancy_closure,
+)
 from services.registry.service_layer.context import Context, Outcome, Target, announce, applied, disagreeing
 from services.registry.service_layer.persons import known_person
 from shared.errors import NotFound
@@ -21,24 +26,24 @@ from shared.events.envelope import new_event_id
 
 
 async def register_pregnancy(
-    conn: asyncpg.Connection, ctx: Context, here: str, body: dict[str, Any]
+    conn: asyncpg.Connection, ctx: Context, here: str, body: RegisterPregnancy
 ) -> dict[str, Any]:
     """Record a pregnancy of a woman on record; announce ``pregnancy.registered.v1``.
 
     Only the mother's origin and destination registries receive it (the exchange routes by those).
     """
-    mother = await known_person(conn, here, body["mother_id_number"], "mother_id_number")
+    mother = await known_person(conn, here, body.mother_id_number, "mother_id_number")
     await persons.lock_person(conn, here, mother["id_number"])
-    registered_on = body.get("registered_on") or dt.date.today()
+    registered_on = body.registered_on or dt.date.today()
     check_pregnancy(
         mother["sex"],
         mother["birth_date"],
         registered_on,
-        body.get("expected_delivery"),
+        body.expected_delivery,
         await repo.open_pregnancy(conn, here, mother["id_number"]) is not None,
     )
     pregnancy = {
-        **body,
+        **body.model_dump(),
         "pregnancy_id": uuid.uuid4(),
         "registered_in": here,
         "registered_on": registered_on,
@@ -60,7 +65,7 @@ async def register_pregnancy(
 
 
 async def close_pregnancy(
-    conn: asyncpg.Connection, ctx: Context, here: str, pregnancy_id: uuid.UUID, body: dict[str, Any]
+    conn: asyncpg.Connection, ctx: Context, here: str, pregnancy_id: uuid.UUID, body: ClosePregnancy
 ) -> dict[str, Any]:
     """Close a pregnancy record (birth, ended, transferred); announce ``pregnancy.closed.v1``."""
     row = await repo.get_pregnancy(conn, here, pregnancy_id, lock=True)
@@ -68,10 +73,10 @@ async def close_pregnancy(
         raise NotFound(
             "no such pregnancy in this jurisdiction's records", field="pregnancy_id", rule="exists"
         )
-    closed_on = body.get("closed_on") or dt.date.today()
+    closed_on = body.closed_on or dt.date.today()
     check_pregnancy_closure(row["registered_on"], row["closed_on"], closed_on)
     mother = await known_person(conn, here, row["mother_id_number"], "mother_id_number")
-    event = await _close(conn, ctx, here, row, mother, closed_on, body["outcome"])
+    event = await _close(conn, ctx, here, row, mother, closed_on, body.outcome)
     return {
         "pregnancy_id": pregnancy_id,
         "mother_id_number": row["mother_id_number"],
@@ -79,7 +84,7 @@ async def close_pregnancy(
         "registered_on": row["registered_on"],
         "expected_delivery": row["expected_delivery"],
         "closed_on": closed_on,
-        "outcome": body["outcome"],
+        "outcome": body.outcome,
         "jurisdiction": here,
         "event_id": event.id,
     }
