@@ -4,9 +4,10 @@ columns) and as ``birth.registered.v2`` carries it. Pure functions: no I/O."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from services.registry.domain.rules import Command, check_not_future
 from shared.errors import RuleViolation
@@ -93,3 +94,21 @@ class RegisterBirth(Command):
     birth_institution: PlainText | None = Field(
         default=None, min_length=1, max_length=100, description="the delivering institution's name"
     )
+
+
+class BirthRecorded(BaseModel):
+    """A birth as registered here."""
+
+    birth_id: uuid.UUID
+    medical_certificate_number: str
+    child_name: str
+    child_sex: Sex
+    child_birth_date: dt.date
+    mother_id_number: str
+    father_id_number: str | None
+    birth_order: int
+    birth_division: str
+    birth_place_kind: BirthPlaceKind | None = None
+    birth_institution: str | None = None
+    jurisdiction: str
+    event_id: uuid.UUID

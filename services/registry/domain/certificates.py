@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import os
+import uuid
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from services.registry.domain.rules import Command
+from shared.events.payloads import MaritalStatus
 from shared.identity import IdNumber
 from shared.text import PlainText
 
@@ -56,3 +58,34 @@ class RevokeCertificate(Command):
     """A certificate's revocation."""
 
     reason: PlainText = Field(min_length=3, max_length=200)
+
+
+class CertificateIssued(BaseModel):
+    """A certificate as issued: its signed token and the paths of its QR images."""
+
+    certificate_number: str
+    holder_id_number: str
+    holder_name: str
+    marital_status: MaritalStatus
+    children_count: int
+    children_birth_dates: list[dt.date]
+    issuer: str
+    issued_on: dt.date
+    valid_until: dt.date
+    key_id: str
+    status_index: int
+    token: str = Field(description="compact JWS (EdDSA) to print as a QR code")
+    qr_svg: str = Field(description="path of the QR image (SVG)")
+    qr_png: str = Field(description="path of the QR image (PNG)")
+    event_id: uuid.UUID
+
+
+class CertificateRevoked(BaseModel):
+    """A certificate's revocation as recorded here."""
+
+    certificate_number: str
+    issuer: str
+    revoked_on: dt.date
+    reason: str
+    status_index: int
+    event_id: uuid.UUID

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from services.registry.domain.rules import Command
 from shared.errors import RuleViolation
@@ -131,3 +131,17 @@ class CorrectRecord(Command):
         min_length=1, max_length=32
     )
     reason: PlainText = Field(min_length=3, max_length=500, description="why the record is corrected")
+
+
+class CorrectionRecorded(BaseModel):
+    """A correction as recorded here, with the values it replaced."""
+
+    correction_id: uuid.UUID
+    corrected_event_id: uuid.UUID
+    record_type: str
+    record_id: str
+    changes: dict[str, str | int | None]
+    previous: dict[str, Any]
+    reason: str
+    jurisdiction: str
+    event_id: uuid.UUID

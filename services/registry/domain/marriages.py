@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Literal
+
+from pydantic import BaseModel
 
 from services.registry.domain.rules import Command
 from shared.errors import Conflict, RuleViolation
@@ -76,3 +79,17 @@ class DissolveMarriage(Command):
 
     dissolution_date: PastDate
     reason: Literal["divorce", "death", "annulment"]
+
+
+class MarriageRecorded(BaseModel):
+    """A marriage as recorded here (dissolved or not)."""
+
+    marriage_id: uuid.UUID
+    spouse_a_id_number: str
+    spouse_b_id_number: str
+    marriage_date: dt.date
+    registered_in: str
+    dissolution_date: dt.date | None = None
+    dissolution_reason: str | None = None
+    jurisdiction: str
+    event_id: uuid.UUID

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from services.registry.domain.rules import Command, check_not_future
 from shared.errors import RuleViolation
@@ -96,3 +97,16 @@ class RecordMigration(Command):
         description="required when the person is not yet known here",
     )
     hukou_division: DivisionCode | None = Field(default=None, description="required when not yet known here")
+
+
+class MigrationRecorded(BaseModel):
+    """A move as recorded here."""
+
+    migration_id: uuid.UUID
+    kind: str
+    id_number: str
+    from_division: str
+    to_division: str
+    migration_date: dt.date
+    jurisdiction: str
+    event_id: uuid.UUID

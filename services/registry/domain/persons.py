@@ -7,8 +7,9 @@ request are refused by the same rule with the same name. Pure functions.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from services.registry.domain.rules import Command
 from shared.errors import RuleViolation
@@ -51,3 +52,17 @@ class RegisterPerson(Command):
     residence_division: DivisionCode | None = Field(
         default=None, description="defaults to the hukou division"
     )
+
+
+class PersonRecorded(BaseModel):
+    """A person as registered here."""
+
+    id_number: str
+    name: str
+    sex: Sex
+    birth_date: dt.date
+    hukou_division: str
+    residence_division: str
+    jurisdiction: str
+    source_division: str
+    event_id: uuid.UUID

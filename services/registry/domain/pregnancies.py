@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from services.registry.domain.rules import Command
 from shared.errors import Conflict, RuleViolation
@@ -74,3 +75,17 @@ class ClosePregnancy(Command):
 
     outcome: Literal["birth", "ended", "transferred"]
     closed_on: PastDate | None = Field(default=None, description="defaults to today")
+
+
+class PregnancyRecorded(BaseModel):
+    """A pregnancy record as kept here (closed or not)."""
+
+    pregnancy_id: uuid.UUID
+    mother_id_number: str
+    registered_in: str
+    registered_on: dt.date
+    expected_delivery: dt.date | None = None
+    closed_on: dt.date | None = None
+    outcome: str | None = None
+    jurisdiction: str
+    event_id: uuid.UUID | None = None

@@ -17,7 +17,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from services.registry.entrypoints import schemas_certificates as sr
 from services.registry.entrypoints import schemas_vital_events as s
-from services.registry.entrypoints.routes_certificates import CertificateNumber, with_qr_paths
+from services.registry.entrypoints.routes_certificates import CertificateNumber
 from services.registry.service_layer import (
     births,
     certificates,
@@ -34,7 +34,7 @@ from shared.errors import DomainError, Forbidden, InvalidInput, validation_probl
 
 Body = dict[str, Any]
 # (connection, context, jurisdiction, the record acted on, the kind's validated command) -> its answer
-UseCase = Callable[[asyncpg.Connection, Context, str, Any, Any], Awaitable[Body]]
+UseCase = Callable[[asyncpg.Connection, Context, str, Any, Any], Awaitable[BaseModel]]
 WRITE = "persons:write"  # what every single write route requires today (routes_common.Writer)
 
 
@@ -52,17 +52,13 @@ class Kind:
     scope: str = WRITE
 
 
-def _new(use_case: Callable[[asyncpg.Connection, Context, str, Any], Awaitable[Body]]) -> UseCase:
+def _new(use_case: Callable[[asyncpg.Connection, Context, str, Any], Awaitable[BaseModel]]) -> UseCase:
     """A use case that creates a record (no record acted on)."""
 
-    async def run(conn: asyncpg.Connection, ctx: Context, here: str, _: Any, body: Any) -> Body:
+    async def run(conn: asyncpg.Connection, ctx: Context, here: str, _: Any, body: Any) -> BaseModel:
         return await use_case(conn, ctx, here, body)
 
     return run
-
-
-async def _issue(conn: asyncpg.Connection, ctx: Context, here: str, _: Any, body: Any) -> Body:
-    return with_qr_paths(await certificates.issue_certificate(conn, ctx, here, body))
 
 
 def _change(route: str, body: type[BaseModel], answer: type[BaseModel], run: UseCase, target: str) -> Kind:
@@ -95,7 +91,9 @@ KINDS: dict[str, Kind] = {
     "correction": Kind(
         "/v1/corrections", s.CorrectionIn, s.CorrectionOut, _new(corrections.record_correction)
     ),
-    "certificate": Kind("/v1/certificates", sr.CertificateIn, sr.CertificateOut, _issue),
+    "certificate": Kind(
+        "/v1/certificates", sr.CertificateIn, sr.CertificateOut, _new(certificates.issue_certificate)
+    ),
     "certificate_revocation": _change(
         "/v1/certificates/{number}/revocation",
         sr.RevocationIn,
@@ -134,7 +132,7 @@ def prepare(
     except DomainError as e:
         return e
 
-    async def run(conn: asyncpg.Connection) -> Body:
+    async def run(conn: asyncpg.Connection) -> BaseModel:
         return await kind.run(conn, ctx, here, acted_on, checked)
 
     return run
@@ -157,6 +155,6 @@ def _target(kind: Kind, value: Any) -> Any:
         ) from None
 
 
-def answer(kind: str, result: Body) -> Body:
+def answer(kind: str, result: BaseModel) -> Body:
     """The item's created or changed record, exactly as its single route answers it."""
-    return KINDS[kind].answer.model_validate(result).model_dump(mode="json")
+    return KINDS[kind].answer.model_validate(result, from_attributes=True).model_dump(mode="json")

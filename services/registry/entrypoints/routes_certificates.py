@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 
+from services.registry.domain.certificates import CertificateIssued, CertificateRevoked
 from services.registry.entrypoints import schemas_certificates as s
 from services.registry.entrypoints.routes_common import Reader, Recorder, ctx, here, problems
 from services.registry.service_layer import certificates
@@ -13,7 +14,6 @@ from services.registry.service_layer.documents import certificate_document
 from shared.app import UnitOfWork
 
 router = APIRouter(prefix="/v1")
-Body = dict[str, object]
 CertificateNumber = Annotated[
     str, Path(description="the certificate's number", examples=["320412-2026-ABCD2345"], max_length=40)
 ]
@@ -27,15 +27,9 @@ CertificateNumber = Annotated[
     tags=["registry: certificates"],
     responses=problems(404, 422),
 )
-async def issue_certificate(body: s.CertificateIn, rec: Recorder) -> Body:
+async def issue_certificate(body: s.CertificateIn, rec: Recorder) -> CertificateIssued:
     """Issue a signed marriage-and-childbearing certificate; the token fits a QR code."""
-    return with_qr_paths(await certificates.issue_certificate(rec.conn, rec.ctx, rec.here, body))
-
-
-def with_qr_paths(cert: Body) -> Body:
-    """An issued certificate as answered: with the paths of its QR images."""
-    base = f"/v1/certificates/{cert['certificate_number']}"
-    return {**cert, "qr_svg": f"{base}/qr.svg", "qr_png": f"{base}/qr.png"}
+    return await certificates.issue_certificate(rec.conn, rec.ctx, rec.here, body)
 
 
 @router.post(
@@ -45,7 +39,9 @@ def with_qr_paths(cert: Body) -> Body:
     tags=["registry: certificates"],
     responses=problems(404, 409, 422),
 )
-async def revoke_certificate(number: CertificateNumber, body: s.RevocationIn, rec: Recorder) -> Body:
+async def revoke_certificate(
+    number: CertificateNumber, body: s.RevocationIn, rec: Recorder
+) -> CertificateRevoked:
     """Revoke a certificate of the client's jurisdiction; ``certificate.revoked.v1`` carries its status index."""
     return await certificates.revoke_certificate(rec.conn, rec.ctx, rec.here, number, body)
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
+from pydantic import ConfigDict
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from services.registry.domain.certificates import IssueCertificate, RevokeCertificate
+from services.registry.domain.certificates import (
+    CertificateIssued,
+    CertificateRevoked,
+    IssueCertificate,
+    RevokeCertificate,
+)
 from services.registry.entrypoints.schemas_vital_events import EVENT_ID, MOTHER, _example
-from shared.events.payloads import MaritalStatus
 
 CERT_NUMBER = "320412-2026-ABCD2345"
 
@@ -23,7 +24,7 @@ class CertificateIn(IssueCertificate):
     )
 
 
-class CertificateOut(BaseModel):
+class CertificateOut(CertificateIssued):
     model_config = _example(
         certificate_number=CERT_NUMBER,
         holder_id_number=MOTHER,
@@ -41,21 +42,6 @@ class CertificateOut(BaseModel):
         qr_png=f"/v1/certificates/{CERT_NUMBER}/qr.png",
         event_id=EVENT_ID,
     )
-    certificate_number: str
-    holder_id_number: str
-    holder_name: str
-    marital_status: MaritalStatus
-    children_count: int
-    children_birth_dates: list[dt.date]
-    issuer: str
-    issued_on: dt.date
-    valid_until: dt.date
-    key_id: str
-    status_index: int
-    token: str = Field(description="compact JWS (EdDSA) to print as a QR code")
-    qr_svg: str = Field(description="path of the QR image (SVG)")
-    qr_png: str = Field(description="path of the QR image (PNG)")
-    event_id: uuid.UUID
 
 
 class RevocationIn(RevokeCertificate):
@@ -64,7 +50,7 @@ class RevocationIn(RevokeCertificate):
     )
 
 
-class RevocationOut(BaseModel):
+class RevocationOut(CertificateRevoked):
     model_config = _example(
         certificate_number=CERT_NUMBER,
         issuer="320412",
@@ -73,9 +59,3 @@ class RevocationOut(BaseModel):
         status_index=17,
         event_id=EVENT_ID,
     )
-    certificate_number: str
-    issuer: str
-    revoked_on: dt.date
-    reason: str
-    status_index: int
-    event_id: uuid.UUID

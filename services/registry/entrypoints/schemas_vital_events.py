@@ -7,19 +7,16 @@ Every model carries an example, so the published document shows a registrar what
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
-from services.registry.domain.births import RegisterBirth
-from services.registry.domain.corrections import CorrectRecord
-from services.registry.domain.marriages import DissolveMarriage, RegisterMarriage
-from services.registry.domain.migrations import RecordMigration
-from services.registry.domain.persons import RegisterPerson
-from services.registry.domain.pregnancies import ClosePregnancy, RegisterPregnancy
-from shared.events.payloads import BirthPlaceKind, Sex
+from services.registry.domain.births import BirthRecorded, RegisterBirth
+from services.registry.domain.corrections import CorrectionRecorded, CorrectRecord
+from services.registry.domain.marriages import DissolveMarriage, MarriageRecorded, RegisterMarriage
+from services.registry.domain.migrations import MigrationRecorded, RecordMigration
+from services.registry.domain.persons import PersonRecorded, RegisterPerson
+from services.registry.domain.pregnancies import ClosePregnancy, PregnancyRecorded, RegisterPregnancy
 
 MOTHER, FATHER, CHILD = "11010119940517004X", "11010119920803003X", "110101202509010061"
 EVENT_ID = "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
@@ -45,17 +42,8 @@ class PersonIn(RegisterPerson):
     )
 
 
-class PersonOut(BaseModel):
+class PersonOut(PersonRecorded):
     model_config = _example(**PERSON, jurisdiction="320412", source_division="320412", event_id=EVENT_ID)
-    id_number: str
-    name: str
-    sex: Sex
-    birth_date: dt.date
-    hukou_division: str
-    residence_division: str
-    jurisdiction: str
-    source_division: str
-    event_id: uuid.UUID
 
 
 MIGRATION: dict[str, Any] = {
@@ -73,21 +61,13 @@ class MigrationIn(RecordMigration):
     )
 
 
-class MigrationOut(BaseModel):
+class MigrationOut(MigrationRecorded):
     model_config = _example(
         **MIGRATION,
         migration_id="5b0c9a52-1d7e-4c55-9d1e-3b1f7a0c2e11",
         jurisdiction="320412",
         event_id=EVENT_ID,
     )
-    migration_id: uuid.UUID
-    kind: str
-    id_number: str
-    from_division: str
-    to_division: str
-    migration_date: dt.date
-    jurisdiction: str
-    event_id: uuid.UUID
 
 
 MARRIAGE: dict[str, Any] = {
@@ -103,7 +83,7 @@ class MarriageIn(RegisterMarriage):
     )
 
 
-class MarriageOut(BaseModel):
+class MarriageOut(MarriageRecorded):
     model_config = _example(
         **MARRIAGE,
         marriage_id="7d2f3c4e-8a1b-4c2d-9e3f-0a1b2c3d4e5f",
@@ -113,15 +93,6 @@ class MarriageOut(BaseModel):
         jurisdiction="320412",
         event_id=EVENT_ID,
     )
-    marriage_id: uuid.UUID
-    spouse_a_id_number: str
-    spouse_b_id_number: str
-    marriage_date: dt.date
-    registered_in: str
-    dissolution_date: dt.date | None = None
-    dissolution_reason: str | None = None
-    jurisdiction: str
-    event_id: uuid.UUID
 
 
 class DissolutionIn(DissolveMarriage):
@@ -144,7 +115,7 @@ class PregnancyIn(RegisterPregnancy):
     )
 
 
-class PregnancyOut(BaseModel):
+class PregnancyOut(PregnancyRecorded):
     model_config = _example(
         **PREGNANCY,
         pregnancy_id="1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
@@ -154,15 +125,6 @@ class PregnancyOut(BaseModel):
         jurisdiction="440703",
         event_id=EVENT_ID,
     )
-    pregnancy_id: uuid.UUID
-    mother_id_number: str
-    registered_in: str
-    registered_on: dt.date
-    expected_delivery: dt.date | None = None
-    closed_on: dt.date | None = None
-    outcome: str | None = None
-    jurisdiction: str
-    event_id: uuid.UUID | None = None
 
 
 class ClosureIn(ClosePregnancy):
@@ -187,7 +149,7 @@ class BirthIn(RegisterBirth):
     )
 
 
-class BirthOut(BaseModel):
+class BirthOut(BirthRecorded):
     model_config = _example(
         **BIRTH,
         birth_id="3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f",
@@ -196,19 +158,6 @@ class BirthOut(BaseModel):
         jurisdiction="440703",
         event_id=EVENT_ID,
     )
-    birth_id: uuid.UUID
-    medical_certificate_number: str
-    child_name: str
-    child_sex: Sex
-    child_birth_date: dt.date
-    mother_id_number: str
-    father_id_number: str | None
-    birth_order: int
-    birth_division: str
-    birth_place_kind: BirthPlaceKind | None = None
-    birth_institution: str | None = None
-    jurisdiction: str
-    event_id: uuid.UUID
 
 
 CORRECTION: dict[str, Any] = {
@@ -226,7 +175,7 @@ class CorrectionIn(CorrectRecord):
     )
 
 
-class CorrectionOut(BaseModel):
+class CorrectionOut(CorrectionRecorded):
     model_config = _example(
         **CORRECTION,
         correction_id="9f8e7d6c-5b4a-4321-8fed-cba987654321",
@@ -234,12 +183,3 @@ class CorrectionOut(BaseModel):
         jurisdiction="440703",
         event_id=EVENT_ID,
     )
-    correction_id: uuid.UUID
-    corrected_event_id: uuid.UUID
-    record_type: str
-    record_id: str
-    changes: dict[str, str | int | None]
-    previous: dict[str, Any]
-    reason: str
-    jurisdiction: str
-    event_id: uuid.UUID

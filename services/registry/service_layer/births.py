@@ -11,6 +11,7 @@ import asyncpg
 from services.registry.adapters import births as repo
 from services.registry.domain.births import (
     BIRTH_FIELDS,
+    BirthRecorded,
     RegisterBirth,
     birth_payload,
     birth_record,
@@ -28,7 +29,7 @@ from shared.events.envelope import new_event_id
 
 async def register_birth(
     conn: asyncpg.Connection, ctx: Context, here: str, body: RegisterBirth
-) -> dict[str, Any]:
+) -> BirthRecorded:
     """Record a birth (one per birth medical certificate) and announce ``birth.registered.v2``.
 
     The mother's open pregnancy record, if this registry keeps one, is closed with outcome ``birth``.
@@ -74,7 +75,7 @@ async def register_birth(
         event_id=event_id,
     )
     await close_open_pregnancy(conn, ctx, here, mother_row, body.child_birth_date)
-    return {**birth, "jurisdiction": here, "event_id": event.id}
+    return BirthRecorded.model_validate({**birth, "jurisdiction": here, "event_id": event.id})
 
 
 async def apply_birth(conn: asyncpg.Connection, t: Target, payload: dict[str, Any]) -> Outcome:

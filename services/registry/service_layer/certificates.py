@@ -13,6 +13,8 @@ import segno
 from services.registry.adapters import births, keys, marriages
 from services.registry.adapters import certificates as repo
 from services.registry.domain.certificates import (
+    CertificateIssued,
+    CertificateRevoked,
     IssueCertificate,
     RevokeCertificate,
     certificate_claims,
@@ -33,7 +35,7 @@ def _kek(ctx: Context) -> str:
 
 async def issue_certificate(
     conn: asyncpg.Connection, ctx: Context, here: str, body: IssueCertificate
-) -> dict[str, Any]:
+) -> CertificateIssued:
     """Issue a signed marriage-and-childbearing certificate (婚育证明) for a person of this register."""
     holder = body.holder_id_number
     person = await known_person(conn, here, holder, "holder_id_number")
@@ -66,7 +68,16 @@ async def issue_certificate(
         destination=person["residence_division"],
         event_id=event_id,
     )
-    return {**cert, "children_count": len(cert["children_birth_dates"]), "event_id": event.id}
+    qr = f"/v1/certificates/{cert['certificate_number']}/qr"  # the routes that print it (audited)
+    return CertificateIssued.model_validate(
+        {
+            **cert,
+            "children_count": len(cert["children_birth_dates"]),
+            "qr_svg": f"{qr}.svg",
+            "qr_png": f"{qr}.png",
+            "event_id": event.id,
+        }
+    )
 
 
 async def own_certificate(conn: asyncpg.Connection, here: str, number: str, lock: bool = False) -> Any:
@@ -82,7 +93,7 @@ async def own_certificate(conn: asyncpg.Connection, here: str, number: str, lock
 
 async def revoke_certificate(
     conn: asyncpg.Connection, ctx: Context, here: str, number: str, body: RevokeCertificate
-) -> dict[str, Any]:
+) -> CertificateRevoked:
     """Revoke a certificate; ``certificate.revoked.v1`` carries its status-list index."""
     row = await own_certificate(conn, here, number, lock=True)
     if row["revoked_on"] is not None:
@@ -110,14 +121,16 @@ async def revoke_certificate(
         destination=person["residence_division"],
         event_id=event_id,
     )
-    return {
-        "certificate_number": number,
-        "issuer": here,
-        "revoked_on": revoked_on,
-        "reason": body.reason,
-        "status_index": row["status_index"],
-        "event_id": event.id,
-    }
+    return CertificateRevoked.model_validate(
+        {
+            "certificate_number": number,
+            "issuer": here,
+            "revoked_on": revoked_on,
+            "reason": body.reason,
+            "status_index": row["status_index"],
+            "event_id": event.id,
+        }
+    )
 
 
 async def certificate_qr(conn: asyncpg.Connection, ctx: Context, here: str, number: str, kind: str) -> bytes:

@@ -13,7 +13,7 @@ from services.registry.adapters import births, marriages, records
 from services.registry.adapters import corrections as repo
 from services.registry.adapters import persons as person_records
 from services.registry.domain import corrections as rules
-from services.registry.domain.corrections import CorrectRecord
+from services.registry.domain.corrections import CorrectionRecorded, CorrectRecord
 from services.registry.domain.marriages import check_dissolution, check_marriage
 from services.registry.service_layer.context import Context, Outcome, Target, announce, applied
 from shared.errors import DomainError, NotFound, RuleViolation
@@ -132,7 +132,7 @@ def _plain(value: Any) -> Any:
 
 async def record_correction(
     conn: asyncpg.Connection, ctx: Context, here: str, body: CorrectRecord
-) -> dict[str, Any]:
+) -> CorrectionRecorded:
     """Correct a record of this jurisdiction and announce ``record.corrected.v1``."""
     row, _, previous = await check_and_apply(conn, here, body.model_dump())
     correction = {**body.model_dump(), "correction_id": uuid.uuid4(), "record_id": body.record_id}
@@ -151,7 +151,9 @@ async def record_correction(
         destination=person["residence_division"] if person else None,
         event_id=event_id,
     )
-    return {**correction, "previous": previous, "jurisdiction": here, "event_id": event.id}
+    return CorrectionRecorded.model_validate(
+        {**correction, "previous": previous, "jurisdiction": here, "event_id": event.id}
+    )
 
 
 async def apply_correction(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:

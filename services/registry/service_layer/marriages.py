@@ -12,6 +12,7 @@ from services.registry.adapters import persons
 from services.registry.domain.conflicts import field_conflicts
 from services.registry.domain.marriages import (
     DissolveMarriage,
+    MarriageRecorded,
     RegisterMarriage,
     check_dissolution,
     check_marriage,
@@ -27,7 +28,7 @@ SPOUSES = ("spouse_a_id_number", "spouse_b_id_number")
 
 async def register_marriage(
     conn: asyncpg.Connection, ctx: Context, here: str, body: RegisterMarriage
-) -> dict[str, Any]:
+) -> MarriageRecorded:
     """Record a marriage between two persons on record; announce ``marriage.registered.v1``."""
     if body.spouse_a_id_number == body.spouse_b_id_number:
         raise RuleViolation(
@@ -70,12 +71,12 @@ async def register_marriage(
                 event_id=event_id if field == SPOUSES[0] else None,
             )
         )
-    return {**marriage, "jurisdiction": here, "event_id": events[0].id}
+    return MarriageRecorded.model_validate({**marriage, "jurisdiction": here, "event_id": events[0].id})
 
 
 async def dissolve_marriage(
     conn: asyncpg.Connection, ctx: Context, here: str, marriage_id: uuid.UUID, body: DissolveMarriage
-) -> dict[str, Any]:
+) -> MarriageRecorded:
     """Record the end of a marriage (divorce, death, annulment); announce ``marriage.dissolved.v1``."""
     row = await repo.get_marriage(conn, here, marriage_id, lock=True)
     if row is None:
@@ -104,17 +105,19 @@ async def dissolve_marriage(
                 destination=person["residence_division"],
             )
         )
-    return {
-        "marriage_id": marriage_id,
-        "spouse_a_id_number": row["spouse_a_id_number"],
-        "spouse_b_id_number": row["spouse_b_id_number"],
-        "marriage_date": row["marriage_date"],
-        "registered_in": row["registered_in"] or here,
-        "dissolution_date": body.dissolution_date,
-        "dissolution_reason": body.reason,
-        "jurisdiction": here,
-        "event_id": events[0].id,
-    }
+    return MarriageRecorded.model_validate(
+        {
+            "marriage_id": marriage_id,
+            "spouse_a_id_number": row["spouse_a_id_number"],
+            "spouse_b_id_number": row["spouse_b_id_number"],
+            "marriage_date": row["marriage_date"],
+            "registered_in": row["registered_in"] or here,
+            "dissolution_date": body.dissolution_date,
+            "dissolution_reason": body.reason,
+            "jurisdiction": here,
+            "event_id": events[0].id,
+        }
+    )
 
 
 async def apply_marriage(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:

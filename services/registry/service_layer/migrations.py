@@ -10,7 +10,7 @@ import asyncpg
 
 from services.registry.adapters import migrations as repo
 from services.registry.adapters import persons
-from services.registry.domain.migrations import RecordMigration, check_migration
+from services.registry.domain.migrations import MigrationRecorded, RecordMigration, check_migration
 from services.registry.domain.persons import sex_from_id_number
 from services.registry.service_layer.context import Applier, Context, Outcome, Target, announce, applied
 from shared.errors import RuleViolation
@@ -27,7 +27,7 @@ _PAYLOADS: dict[str, type[p._MigrationV1]] = {
 
 async def record_migration(
     conn: asyncpg.Connection, ctx: Context, here: str, body: RecordMigration
-) -> dict[str, Any]:
+) -> MigrationRecorded:
     """Record a departure, arrival or return, and announce it as ``migration.<kind>.v1``."""
     kind, id_number = body.kind, body.id_number
     known = await repo.residence(conn, here, id_number)
@@ -62,7 +62,7 @@ async def record_migration(
     )
     await repo.insert_migration(conn, here, migration, kind, here, event_id=event_id)
     await persons.set_residence(conn, here, id_number, body.to_division)
-    return {**migration, "jurisdiction": here, "event_id": event.id}
+    return MigrationRecorded.model_validate({**migration, "jurisdiction": here, "event_id": event.id})
 
 
 async def _first_record(

@@ -9,7 +9,7 @@ import asyncpg
 
 from services.registry.adapters import persons as repo
 from services.registry.domain.conflicts import field_conflicts
-from services.registry.domain.persons import RegisterPerson, check_person, sex_from_id_number
+from services.registry.domain.persons import PersonRecorded, RegisterPerson, check_person, sex_from_id_number
 from services.registry.domain.rules import duplicate
 from services.registry.service_layer.context import Context, Outcome, Target, announce, applied, disagreeing
 from shared.errors import RuleViolation
@@ -32,7 +32,7 @@ async def known_person(conn: asyncpg.Connection, here: str, id_number: str, fiel
 
 async def register_person(
     conn: asyncpg.Connection, ctx: Context, here: str, body: RegisterPerson
-) -> dict[str, Any]:
+) -> PersonRecorded:
     """Record a person in the jurisdiction's register and announce ``person.registered.v1``."""
     check_person(body.id_number, body.sex, body.birth_date)
     person = {**body.model_dump(), "residence_division": body.residence_division or body.hukou_division}
@@ -51,7 +51,9 @@ async def register_person(
         destination=person["residence_division"],
         event_id=event_id,
     )
-    return {**person, "jurisdiction": here, "source_division": here, "event_id": event.id}
+    return PersonRecorded.model_validate(
+        {**person, "jurisdiction": here, "source_division": here, "event_id": event.id}
+    )
 
 
 async def apply_person(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:

@@ -14,6 +14,7 @@ from services.registry.adapters import pregnancies as repo
 from services.registry.domain.conflicts import field_conflicts
 from services.registry.domain.pregnancies import (
     ClosePregnancy,
+    PregnancyRecorded,
     RegisterPregnancy,
     check_pregnancy,
     check_pregnancy_closure,
@@ -27,7 +28,7 @@ from shared.events.envelope import new_event_id
 
 async def register_pregnancy(
     conn: asyncpg.Connection, ctx: Context, here: str, body: RegisterPregnancy
-) -> dict[str, Any]:
+) -> PregnancyRecorded:
     """Record a pregnancy of a woman on record; announce ``pregnancy.registered.v1``.
 
     Only the mother's origin and destination registries receive it (the exchange routes by those).
@@ -61,12 +62,14 @@ async def register_pregnancy(
         destination=mother["residence_division"],
         event_id=event_id,
     )
-    return {**pregnancy, "jurisdiction": here, "closed_on": None, "outcome": None, "event_id": event.id}
+    return PregnancyRecorded.model_validate(
+        {**pregnancy, "jurisdiction": here, "closed_on": None, "outcome": None, "event_id": event.id}
+    )
 
 
 async def close_pregnancy(
     conn: asyncpg.Connection, ctx: Context, here: str, pregnancy_id: uuid.UUID, body: ClosePregnancy
-) -> dict[str, Any]:
+) -> PregnancyRecorded:
     """Close a pregnancy record (birth, ended, transferred); announce ``pregnancy.closed.v1``."""
     row = await repo.get_pregnancy(conn, here, pregnancy_id, lock=True)
     if row is None:
@@ -77,17 +80,19 @@ async def close_pregnancy(
     check_pregnancy_closure(row["registered_on"], row["closed_on"], closed_on)
     mother = await known_person(conn, here, row["mother_id_number"], "mother_id_number")
     event = await _close(conn, ctx, here, row, mother, closed_on, body.outcome)
-    return {
-        "pregnancy_id": pregnancy_id,
-        "mother_id_number": row["mother_id_number"],
-        "registered_in": row["registered_in"],
-        "registered_on": row["registered_on"],
-        "expected_delivery": row["expected_delivery"],
-        "closed_on": closed_on,
-        "outcome": body.outcome,
-        "jurisdiction": here,
-        "event_id": event.id,
-    }
+    return PregnancyRecorded.model_validate(
+        {
+            "pregnancy_id": pregnancy_id,
+            "mother_id_number": row["mother_id_number"],
+            "registered_in": row["registered_in"],
+            "registered_on": row["registered_on"],
+            "expected_delivery": row["expected_delivery"],
+            "closed_on": closed_on,
+            "outcome": body.outcome,
+            "jurisdiction": here,
+            "event_id": event.id,
+        }
+    )
 
 
 async def close_open_pregnancy(
