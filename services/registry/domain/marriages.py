@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from services.registry.domain.rules import Command
+from services.registry.domain.rules import Command, check_end, check_not_future
 from shared.errors import Conflict, RuleViolation
 from shared.identity import IdNumber, PastDate
 
@@ -27,8 +27,7 @@ def check_marriage(
     last_dissolution: dict[str, dt.date | None],
 ) -> None:
     """``spouses``: (field, sex, birth date) of each; ``active``: field -> already married."""
-    if when > dt.date.today():
-        raise RuleViolation("marriage_date is in the future", field="marriage_date", rule="not-in-future")
+    check_not_future(when, "marriage_date")
     for field, sex, born in spouses:
         if age_on(born, when) < MARRIAGE_AGE[sex]:
             raise RuleViolation(
@@ -54,16 +53,7 @@ def check_marriage(
 def check_dissolution(marriage_date: dt.date, dissolved: dt.date | None, when: dt.date) -> None:
     if dissolved is not None:
         raise Conflict("this marriage is already dissolved", field="marriage_id", rule="already-dissolved")
-    if when > dt.date.today():
-        raise RuleViolation(
-            "dissolution_date is in the future", field="dissolution_date", rule="not-in-future"
-        )
-    if when < marriage_date:
-        raise RuleViolation(
-            "dissolution_date is before the marriage date",
-            field="dissolution_date",
-            rule="dissolution-after-marriage",
-        )
+    check_end(marriage_date, when, "dissolution_date", "dissolution-after-marriage", "the marriage date")
 
 
 class RegisterMarriage(Command):

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from services.registry.domain.rules import Command
+from services.registry.domain.rules import Command, check_end, check_not_future
 from shared.errors import Conflict, RuleViolation
 from shared.identity import IdNumber, PastDate
 
@@ -27,8 +27,7 @@ def check_pregnancy(
         raise RuleViolation(
             "the identity number is not a woman's", field="mother_id_number", rule="mother-is-female"
         )
-    if registered_on > dt.date.today():
-        raise RuleViolation("registered_on is in the future", field="registered_on", rule="not-in-future")
+    check_not_future(registered_on, "registered_on")
     if registered_on <= mother_born:
         raise RuleViolation(
             "registered_on is before the mother's birth", field="registered_on", rule="after-mother-birth"
@@ -52,14 +51,7 @@ def check_pregnancy(
 def check_pregnancy_closure(registered_on: dt.date, closed: dt.date | None, when: dt.date) -> None:
     if closed is not None:
         raise Conflict("this pregnancy is already closed", field="pregnancy_id", rule="already-closed")
-    if when > dt.date.today():
-        raise RuleViolation("closed_on is in the future", field="closed_on", rule="not-in-future")
-    if when < registered_on:
-        raise RuleViolation(
-            "closed_on is before the pregnancy was registered",
-            field="closed_on",
-            rule="closure-after-registration",
-        )
+    check_end(registered_on, when, "closed_on", "closure-after-registration", "the pregnancy was registered")
 
 
 class RegisterPregnancy(Command):

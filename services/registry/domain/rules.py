@@ -14,6 +14,13 @@ def check_not_future(value: dt.date, field: str) -> None:
         raise RuleViolation(f"{field} is in the future", field=field, rule="not-in-future")
 
 
+def check_end(started: dt.date, when: dt.date, field: str, rule: str, start: str) -> None:
+    """The end of a record (a marriage's, a pregnancy's): not in the future, not before its start."""
+    check_not_future(when, field)
+    if when < started:
+        raise RuleViolation(f"{field} is before {start}", field=field, rule=rule)
+
+
 def duplicate(what: str, field: str) -> Conflict:
     return Conflict(f"{what} is already recorded", field=field, rule="no-duplicate")
 

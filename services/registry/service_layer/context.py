@@ -98,6 +98,11 @@ class Target:
 Applier = Callable[[asyncpg.Connection, Target, dict[str, Any]], Awaitable[Outcome]]
 
 
+def rejected(reason: str) -> Outcome:
+    """Not applied: our records cannot take it (the reason says why)."""
+    return "rejected", [], reason
+
+
 def disagreeing(conflicts: list[dict[str, Any]], reason: str) -> Outcome:
     """``conflict`` with the fields that disagree, or ``applied`` when none does."""
     return ("conflict", conflicts, reason) if conflicts else applied()

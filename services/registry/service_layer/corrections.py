@@ -15,7 +15,7 @@ from services.registry.adapters import persons as person_records
 from services.registry.domain import corrections as rules
 from services.registry.domain.corrections import CorrectionRecorded, CorrectRecord
 from services.registry.domain.marriages import check_dissolution, check_marriage
-from services.registry.service_layer.context import Context, Outcome, Target, announce, applied
+from services.registry.service_layer.context import Context, Outcome, Target, announce, applied, rejected
 from shared.errors import DomainError, NotFound, RuleViolation
 from shared.events import payloads as p
 from shared.events.envelope import new_event_id
@@ -162,7 +162,7 @@ async def apply_correction(conn: asyncpg.Connection, t: Target, d: dict[str, Any
     (A repair of a reconciliation case, which keeps the same rule, is ``repairs.apply_repair``'s.)"""
     record = await records.get_record(conn, t.here, d["record_type"], d["record_id"])
     if record is None:
-        return "rejected", [], f"the corrected {d['record_type']} is not in our records"
+        return rejected(f"the corrected {d['record_type']} is not in our records")
     owner = record.get("source_division") or t.here  # certificates are only ever our own
     if owner != t.source:
         conflict = {"field": "source_division", "ours": owner, "theirs": t.source}

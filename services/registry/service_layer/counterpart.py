@@ -24,7 +24,7 @@ from services.registry.service_layer import (
     pregnancies,
     repairs,
 )
-from services.registry.service_layer.context import Applier, Outcome, Target
+from services.registry.service_layer.context import Applier, Outcome, Target, rejected
 from services.registry.service_layer.persons import apply_person
 from services.registry.settings import RegistrySettings
 from shared.consumer import forget_applied
@@ -107,7 +107,7 @@ async def _apply(conn: asyncpg.Connection, t: Target, event_type: str, d: dict[s
     """The notified event applied to our records through ``APPLIERS``; refused if it has no entry."""
     applier = APPLIERS.get(event_type)
     if applier is None:
-        return "rejected", [], f"{event_type} is not applied by this registry"
+        return rejected(f"{event_type} is not applied by this registry")
     return await applier(conn, t, d)
 
 

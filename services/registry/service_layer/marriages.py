@@ -17,7 +17,15 @@ from services.registry.domain.marriages import (
     check_dissolution,
     check_marriage,
 )
-from services.registry.service_layer.context import Context, Outcome, Target, announce, applied, disagreeing
+from services.registry.service_layer.context import (
+    Context,
+    Outcome,
+    Target,
+    announce,
+    applied,
+    disagreeing,
+    rejected,
+)
 from services.registry.service_layer.persons import known_person
 from shared.errors import NotFound, RuleViolation
 from shared.events import payloads as p
@@ -139,7 +147,7 @@ async def apply_marriage(conn: asyncpg.Connection, t: Target, d: dict[str, Any])
 async def apply_dissolution(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
     row = await repo.get_marriage(conn, t.here, d["marriage_id"], lock=True)
     if row is None:
-        return "rejected", [], "the marriage is not in our records"
+        return rejected("the marriage is not in our records")
     if row["dissolution_date"] is not None:
         theirs = {"dissolution_date": d["dissolution_date"], "dissolution_reason": d["reason"]}
         conflicts = field_conflicts(dict(row), theirs, ("dissolution_date", "dissolution_reason"))

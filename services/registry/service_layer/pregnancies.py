@@ -19,7 +19,15 @@ from services.registry.domain.pregnancies import (
     check_pregnancy,
     check_pregnancy_closure,
 )
-from services.registry.service_layer.context import Context, Outcome, Target, announce, applied, disagreeing
+from services.registry.service_layer.context import (
+    Context,
+    Outcome,
+    Target,
+    announce,
+    applied,
+    disagreeing,
+    rejected,
+)
 from services.registry.service_layer.persons import known_person
 from shared.errors import NotFound
 from shared.events import payloads as p
@@ -136,7 +144,7 @@ async def apply_pregnancy(conn: asyncpg.Connection, t: Target, d: dict[str, Any]
     here = t.here
     mother = await persons.get_person(conn, here, d["mother_id_number"])
     if mother is None or here not in (mother["hukou_division"], mother["residence_division"]):
-        return "rejected", [], "pregnancy records are kept only by the mother's origin and destination"
+        return rejected("pregnancy records are kept only by the mother's origin and destination")
     if await repo.get_pregnancy(conn, here, d["pregnancy_id"]) is not None:
         return applied()
     open_one = await repo.open_pregnancy(conn, here, d["mother_id_number"])
@@ -150,7 +158,7 @@ async def apply_pregnancy(conn: asyncpg.Connection, t: Target, d: dict[str, Any]
 async def apply_pregnancy_closed(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
     row = await repo.get_pregnancy(conn, t.here, d["pregnancy_id"], lock=True)
     if row is None:
-        return "rejected", [], "the pregnancy is not in our records"
+        return rejected("the pregnancy is not in our records")
     if row["closed_on"] is not None:
         conflicts = field_conflicts(dict(row), d, ("closed_on", "outcome"))
         return disagreeing(conflicts, "the pregnancy was closed otherwise here")

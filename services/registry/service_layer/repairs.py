@@ -23,7 +23,7 @@ from services.registry.adapters import persons as person_records
 from services.registry.adapters import reconciliation as recon
 from services.registry.adapters import repairs as repo
 from services.registry.domain import repairs as rules
-from services.registry.service_layer.context import Outcome, Target
+from services.registry.service_layer.context import Outcome, Target, rejected
 from services.registry.service_layer.corrections import check_consistent
 from services.registry.service_layer.reconciliation import check_pair
 from services.registry.settings import RegistrySettings
@@ -115,9 +115,9 @@ async def apply_repair(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -
     if whole is None:
         return None
     if str(whole[rules.KEY_FIELD[kind]]) != rid:
-        return "rejected", [], "the record's key is not the correction's record_id"
+        return rejected("the record's key is not the correction's record_id")
     if kind == "pregnancy" and not await _confined(conn, t.here, whole["mother_id_number"]):
-        return "rejected", [], "pregnancy records are kept only by the mother's origin and destination"
+        return rejected("pregnancy records are kept only by the mother's origin and destination")
     row = await repo.held(conn, t.here, kind, rid)
     try:
         async with conn.transaction():  # a savepoint: a refused repair leaves our records as they were
@@ -211,7 +211,7 @@ async def _reissue_own(
 
 async def _retire_copy(conn: asyncpg.Connection, t: Target, kind: str, rid: str, kept: str) -> Outcome:
     if kind != "birth":
-        return "rejected", [], "only a birth registered twice is retired"
+        return rejected("only a birth registered twice is retired")
     row = await records.get_record(conn, t.here, kind, rid)
     if row is None:
         return "applied", [], None  # not held here: what the repair asks for holds already
