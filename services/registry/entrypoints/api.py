@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.registry.entrypoints.consumer import consumers
-from services.registry.entrypoints.reconciliation import router as reconciliation_router
 from services.registry.entrypoints.routes_batches import router as batch_router
 from services.registry.entrypoints.routes_certificates import router as certificate_router
 from services.registry.entrypoints.routes_keys import router as key_router
 from services.registry.entrypoints.routes_reads import router as read_router
+from services.registry.entrypoints.routes_reconciliation import router as reconciliation_router
 from services.registry.entrypoints.routes_vital_events import router as vital_event_router
 from services.registry.settings import RegistrySettings
 from shared import agreements
