@@ -54,8 +54,8 @@ class RegisterPerson(Command):
     )
 
 
-class PersonRecorded(BaseModel):
-    """A person as registered here."""
+class Person(BaseModel):
+    """A person's details as this registry holds them."""
 
     id_number: str
     name: str
@@ -63,6 +63,11 @@ class PersonRecorded(BaseModel):
     birth_date: dt.date
     hukou_division: str
     residence_division: str
+
+
+class PersonRecorded(Person):
+    """A person as registered here."""
+
     jurisdiction: str
     source_division: str
     event_id: uuid.UUID

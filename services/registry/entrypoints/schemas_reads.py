@@ -8,15 +8,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from services.registry.domain.persons import Person
 from services.registry.entrypoints.schemas_vital_events import MOTHER, PERSON, _example
-from shared.events.payloads import Sex
 
 Purpose = Literal[
     "registration", "maternal_care", "birth_registration", "certificate_issuance", "social_services"
 ]
 
 
-class PersonRecord(BaseModel):
+class PersonRecord(Person):
     """A person's record; which sections appear depends on the purpose and the client's rights."""
 
     model_config = _example(
@@ -36,12 +36,6 @@ class PersonRecord(BaseModel):
         births=[],
         marriages=[],
     )
-    id_number: str
-    name: str
-    sex: Sex
-    birth_date: dt.date
-    hukou_division: str
-    residence_division: str
     source_division: str
     jurisdiction: str
     migrations: list[dict[str, Any]] | None = None
