@@ -15,7 +15,16 @@ from typing import Any
 
 import typer
 
-from cli.common import DatabasesOption, JsonOption, StackInfo, StackOption, connection, console, emit, run
+from cli.common import (
+    DatabasesOption,
+    JsonOption,
+    StackInfo,
+    StackOption,
+    console,
+    emit,
+    run,
+    unit_of_work_at,
+)
 from shared.auth import new_credential
 from shared.clients_file import (
     ClientEntry,
@@ -60,7 +69,7 @@ def _save_and_apply(info: StackInfo, path: Path, entries: dict[str, ClientEntry]
     async def apply() -> list[str]:
         done = []
         for name in info.services_with_databases():
-            async with connection(info.dsn(name)) as conn, conn.transaction():
+            async with unit_of_work_at(info.dsn(name), wake=False) as conn:
                 await sync_clients(conn, list(entries.values()))
             done.append(name)
         return done
