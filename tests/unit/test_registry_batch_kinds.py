@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from services.registry.entrypoints.api import create_app
-from services.registry.entrypoints.batch_kinds import KINDS
 from services.registry.entrypoints.schemas_batches import MAX_ITEMS
+from services.registry.entrypoints.write_kinds import KINDS
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 from fastapi import APIRouter, Response
 
-from services.registry.entrypoints import batch_kinds
+from services.registry.entrypoints import write_kinds
 from services.registry.entrypoints.routes_common import Recorder, problems
 from services.registry.entrypoints.schemas_batches import MAX_ITEMS, BatchIn, BatchItemIn, BatchOut
 from services.registry.service_layer.batches import Outcome, record_each
@@ -47,7 +47,7 @@ async def record_batch(body: BatchIn, rec: Recorder) -> Response:
             rule="max-batch-items",
         )
     prepared = [
-        batch_kinds.prepare(i.kind, i.target, i.body, rec.client, rec.ctx, rec.here) for i in body.items
+        write_kinds.prepare(i.kind, i.target, i.body, rec.client, rec.ctx, rec.here) for i in body.items
     ]
     outcomes = await record_each(rec.conn, prepared)
     return Response(orjson.dumps(_answer(body.items, outcomes)), media_type="application/json")
@@ -69,6 +69,6 @@ def _result(index: int, item: BatchItemIn, outcome: Outcome) -> dict[str, object
     return {
         "index": index,
         "kind": kind,
-        "status": batch_kinds.KINDS[kind].status,
-        "resource": batch_kinds.answer(kind, outcome.result),
+        "status": write_kinds.KINDS[kind].status,
+        "resource": write_kinds.answer(kind, outcome.result),
     }

@@ -1,49 +1,18 @@
-"""The certificate routes: issue and revoke a 婚育证明, print its QR code and its A5 PDF."""
+"""The certificate routes: issue and revoke a 婚育证明 (rows of ``write_kinds.py``), print its QR
+code and its A5 PDF."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Request, Response
 
-from fastapi import APIRouter, Path, Request, Response
-
-from services.registry.domain.certificates import CertificateIssued, CertificateRevoked
-from services.registry.entrypoints import schemas_certificates as s
-from services.registry.entrypoints.routes_common import Reader, Recorder, ctx, here, problems
+from services.registry.entrypoints.routes_common import CertificateNumber, Reader, ctx, here, problems
+from services.registry.entrypoints.write_kinds import CERTIFICATES, add_routes
 from services.registry.service_layer import certificates
 from services.registry.service_layer.documents import certificate_document
 from shared.app import UnitOfWork
 
-router = APIRouter(prefix="/v1")
-CertificateNumber = Annotated[
-    str, Path(description="the certificate's number", examples=["320412-2026-ABCD2345"], max_length=40)
-]
-
-
-@router.post(
-    "/certificates",
-    status_code=201,
-    response_model=s.CertificateOut,
-    summary="Issue a 婚育证明",
-    tags=["registry: certificates"],
-    responses=problems(404, 422),
-)
-async def issue_certificate(body: s.CertificateIn, rec: Recorder) -> CertificateIssued:
-    """Issue a signed marriage-and-childbearing certificate; the token fits a QR code."""
-    return await certificates.issue_certificate(rec.conn, rec.ctx, rec.here, body)
-
-
-@router.post(
-    "/certificates/{number}/revocation",
-    response_model=s.RevocationOut,
-    summary="Revoke a certificate",
-    tags=["registry: certificates"],
-    responses=problems(404, 409, 422),
-)
-async def revoke_certificate(
-    number: CertificateNumber, body: s.RevocationIn, rec: Recorder
-) -> CertificateRevoked:
-    """Revoke a certificate of the client's jurisdiction; ``certificate.revoked.v1`` carries its status index."""
-    return await certificates.revoke_certificate(rec.conn, rec.ctx, rec.here, number, body)
+router = APIRouter(prefix="/v1", tags=[CERTIFICATES])
+add_routes(router, CERTIFICATES)  # issue and revoke: write_kinds.py
 
 
 _IMAGE = {"svg": "image/svg+xml", "png": "image/png"}
@@ -53,7 +22,6 @@ def _qr_route(kind: str) -> None:
     @router.get(
         f"/certificates/{{number}}/qr.{kind}",
         summary=f"The certificate's QR code ({kind.upper()})",
-        tags=["registry: certificates"],
         response_class=Response,
         responses={200: {"content": {_IMAGE[kind]: {}}, "description": "the QR image"}, **problems(404, 422)},
     )
@@ -74,7 +42,6 @@ _qr_route("png")
 @router.get(
     "/certificates/{number}/document",
     summary="The certificate as a printable A5 PDF",
-    tags=["registry: certificates"],
     response_class=Response,
     responses={
         200: {"content": {"application/pdf": {}}, "description": "one A5 page in Chinese, with the QR"},

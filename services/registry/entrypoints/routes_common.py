@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
 
 from services.registry.domain.access import ensure_served
 from services.registry.service_layer.context import Context
@@ -20,6 +20,9 @@ Reader = Annotated[Client, require("persons:read")]
 PregnancyReader = Annotated[Client, require("pregnancy:read")]
 Auditor = Annotated[Client, require("audit:read")]
 TraceParent = Annotated[str | None, Header(pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")]
+CertificateNumber = Annotated[
+    str, Path(description="the certificate's number", examples=["320412-2026-ABCD2345"], max_length=40)
+]
 IdempotencyKey = Annotated[
     str | None,
     Header(

@@ -1,7 +1,7 @@
 """Bodies of ``POST /v1/batches``: items of any write kind, and one result per item.
 
 An item's ``kind``, ``target`` and ``body`` are documented as the single routes' schemas but
-checked item by item (``batch_kinds``), so one bad item is refused on its own instead of
+checked item by item (``write_kinds``), so one bad item is refused on its own instead of
 failing the whole batch; only an item that is not an object of these keys fails it.
 """
 
@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SkipValidation, WithJsonSchem
 
 from services.registry.entrypoints import schemas_certificates as sr
 from services.registry.entrypoints import schemas_vital_events as s
-from services.registry.entrypoints.batch_kinds import KINDS
+from services.registry.entrypoints.write_kinds import KINDS
 from shared.openapi import Problem
 
 MAX_ITEMS = 1000

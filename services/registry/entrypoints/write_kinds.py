@@ -1,0 +1,243 @@
+"""The registry's writes, one row each: route, schemas, use case, scope and OpenAPI text.
+
+The single write routes (``routes_vital_events.py``, ``routes_certificates.py``) are built from
+this table by ``add_routes``, and a batch item (``routes_batches.py``) of a kind is checked
+exactly as its single route checks a request (the same pydantic schema, the same use case, the
+same scope) and answered with the same body: a registrar system that knows the single routes
+reads a batch's results without learning anything new, and a new write kind is one row here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from services.registry.entrypoints import schemas_certificates as sr
+from services.registry.entrypoints import schemas_vital_events as s
+from services.registry.entrypoints.routes_common import CertificateNumber, Recorder, WriteScope, problems
+from services.registry.service_layer import (
+    births,
+    certificates,
+    corrections,
+    marriages,
+    migrations,
+    persons,
+    pregnancies,
+)
+from services.registry.service_layer.batches import Item
+from services.registry.service_layer.context import Context
+from shared.auth import Client
+from shared.errors import DomainError, Forbidden, InvalidInput, validation_problem
+
+Body = dict[str, Any]
+# (connection, context, jurisdiction, the record acted on, the kind's validated command) -> its answer
+UseCase = Callable[[asyncpg.Connection, Context, str, Any, Any], Awaitable[BaseModel]]
+Create = Callable[[asyncpg.Connection, Context, str, Any], Awaitable[BaseModel]]
+WRITE = "persons:write"  # what every write requires today (routes_common.Writer)
+VITAL_EVENTS, CERTIFICATES = "registry: vital events", "registry: certificates"
+
+
+@dataclass(frozen=True)
+class Doc:
+    """The single route's OpenAPI text: its function name (and operation id), summary, description."""
+
+    name: str
+    summary: str
+    description: str
+    problems: tuple[int, ...] = (409, 422)
+    tag: str = VITAL_EVENTS
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One write kind: its single route and what that route uses."""
+
+    route: str
+    body: type[BaseModel]
+    answer: type[BaseModel]
+    run: UseCase
+    doc: Doc
+    status: int = 201
+    target: Any = None  # the record acted on: the type of the single route's path parameter
+    target_name: str = "target"  # that parameter's name, which the single route's problems use
+    target_adapter: TypeAdapter[Any] | None = None  # a batch item's target checked as that parameter
+    scope: str = WRITE
+
+
+def _new(route: str, body: type[BaseModel], answer: type[BaseModel], use_case: Create, doc: Doc) -> Kind:
+    """A kind that creates a record (no record acted on): a 201."""
+
+    async def run(conn: asyncpg.Connection, ctx: Context, here: str, _: Any, command: Any) -> BaseModel:
+        return await use_case(conn, ctx, here, command)
+
+    return Kind(route, body, answer, run, doc)
+
+
+def _change(
+    route: str, body: type[BaseModel], answer: type[BaseModel], run: UseCase, doc: Doc, target: str
+) -> Kind:
+    """A kind that changes a record named in its single route's path (a 200, not a 201)."""
+    annotation = CertificateNumber if target == "number" else uuid.UUID
+    adapter: TypeAdapter[Any] = TypeAdapter(annotation)
+    return Kind(route, body, answer, run, doc, 200, annotation, target, adapter)
+
+
+KINDS: dict[str, Kind] = {
+    "person": _new(
+        "/v1/persons", s.PersonIn, s.PersonOut, persons.register_person,
+        Doc("register_person", "Register a person",
+            "Record a person in the client's jurisdiction; publishes ``person.registered.v1``."),
+    ),
+    "migration": _new(
+        "/v1/migrations", s.MigrationIn, s.MigrationOut, migrations.record_migration,
+        Doc("record_migration", "Record a move",
+            "Record a departure (at the place left), an arrival or a return (at the place arrived at)."),
+    ),
+    "marriage": _new(
+        "/v1/marriages", s.MarriageIn, s.MarriageOut, marriages.register_marriage,
+        Doc("register_marriage", "Register a marriage",
+            "Record a marriage of two persons on record, neither already married; ``marriage.registered.v1``."),
+    ),
+    "marriage_dissolution": _change(
+        "/v1/marriages/{marriage_id}/dissolution", s.DissolutionIn, s.MarriageOut, marriages.dissolve_marriage,
+        Doc("dissolve_marriage", "Record the end of a marriage",
+            "Divorce, death or annulment; publishes ``marriage.dissolved.v1``.", (404, 409, 422)),
+        "marriage_id",
+    ),
+    "pregnancy": _new(
+        "/v1/pregnancies", s.PregnancyIn, s.PregnancyOut, pregnancies.register_pregnancy,
+        Doc("register_pregnancy", "Register a pregnancy",
+            "Record a pregnancy for maternal care; only the mother's origin and destination hear of it."),
+    ),
+    "pregnancy_closure": _change(
+        "/v1/pregnancies/{pregnancy_id}/closure", s.ClosureIn, s.PregnancyOut, pregnancies.close_pregnancy,
+        Doc("close_pregnancy", "Close a pregnancy record",
+            "Close the record when the pregnancy ends; publishes ``pregnancy.closed.v1``.", (404, 409, 422)),
+        "pregnancy_id",
+    ),
+    "birth": _new(
+        "/v1/births", s.BirthIn, s.BirthOut, births.register_birth,
+        Doc("register_birth", "Register a birth",
+            "Record a birth, one per birth medical certificate; publishes ``birth.registered.v2``."),
+    ),
+    "correction": _new(
+        "/v1/corrections", s.CorrectionIn, s.CorrectionOut, corrections.record_correction,
+        Doc("record_correction", "Correct a record",
+            "Correct fields of a record, naming the event corrected and why; ``record.corrected.v1``.",
+            (404, 409, 422)),
+    ),
+    "certificate": _new(
+        "/v1/certificates", sr.CertificateIn, sr.CertificateOut, certificates.issue_certificate,
+        Doc("issue_certificate", "Issue a 婚育证明",
+            "Issue a signed marriage-and-childbearing certificate; the token fits a QR code.",
+            (404, 422), CERTIFICATES),
+    ),
+    "certificate_revocation": _change(
+        "/v1/certificates/{number}/revocation", sr.RevocationIn, sr.RevocationOut,
+        certificates.revoke_certificate,
+        Doc("revoke_certificate", "Revoke a certificate",
+            "Revoke a certificate of the client's jurisdiction; ``certificate.revoked.v1`` carries its "
+            "status index.", (404, 409, 422), CERTIFICATES),
+        "number",
+    ),
+}  # fmt: skip
+
+
+def add_routes(router: APIRouter, tag: str) -> None:
+    """Add the single route of every kind with this tag to ``router`` (whose prefix is ``/v1``).
+
+    Each route is one call of its use case with the validated body (and the record its path
+    names) and the request's ``Recorder`` (connection, caller, jurisdiction, trace)."""
+    for kind in KINDS.values():
+        if kind.doc.tag == tag:
+            router.add_api_route(
+                kind.route.removeprefix(router.prefix),
+                _endpoint(kind),
+                methods=["POST"],
+                status_code=kind.status,
+                response_model=kind.answer,
+                summary=kind.doc.summary,
+                description=kind.doc.description,
+                responses=problems(*kind.doc.problems),
+                name=kind.doc.name,
+            )
+
+
+def _endpoint(kind: Kind) -> Callable[..., Awaitable[BaseModel]]:
+    """The route function: ``(<path parameter>, body, rec)``, its signature read by FastAPI."""
+
+    async def endpoint(body: BaseModel, rec: WriteScope, **path: Any) -> BaseModel:
+        acted_on = path[kind.target_name] if kind.target is not None else None
+        return await kind.run(rec.conn, rec.ctx, rec.here, acted_on, body)
+
+    param = inspect.Parameter
+    parameters = [param("body", param.KEYWORD_ONLY, annotation=kind.body)]
+    parameters.append(param("rec", param.KEYWORD_ONLY, annotation=Recorder))
+    if kind.target is not None:
+        parameters.insert(0, param(kind.target_name, param.KEYWORD_ONLY, annotation=kind.target))
+    endpoint.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    endpoint.__name__ = endpoint.__qualname__ = kind.doc.name
+    return endpoint
+
+
+class Refused(InvalidInput):
+    """An item that failed validation: its problem+json is the single route's 422 body as is."""
+
+    def __init__(self, problem: Body):
+        super().__init__(problem["detail"])
+        self.validation = problem
+
+    def body(self) -> Body:
+        return self.validation
+
+
+def prepare(
+    kind_name: Any, target: Any, body: Any, client: Client, ctx: Context, here: str
+) -> Item | DomainError:
+    """The item's use case bound to its checked input, or why the item is refused before the database."""
+    kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
+    if kind is None:
+        return InvalidInput(f"kind must be one of {', '.join(KINDS)}", field="kind", rule="batch-item-kind")
+    if not client.has(kind.scope):
+        return Forbidden(f"this client lacks the '{kind.scope}' scope", rule="scope", scope=kind.scope)
+    try:
+        acted_on = _target(kind, target)
+        checked = kind.body.model_validate(body)
+    except ValidationError as e:
+        return Refused(validation_problem(e.errors()))
+    except DomainError as e:
+        return e
+
+    async def run(conn: asyncpg.Connection) -> BaseModel:
+        return await kind.run(conn, ctx, here, acted_on, checked)
+
+    return run
+
+
+def _target(kind: Kind, value: Any) -> Any:
+    if kind.target_adapter is None:
+        if value is not None:
+            raise InvalidInput(
+                "this kind acts on no existing record: send no target", field="target", rule="no-target"
+            )
+        return None
+    if value is None:
+        raise InvalidInput(f"name the record acted on ({kind.route})", field="target", rule="target-required")
+    try:
+        return kind.target_adapter.validate_python(value)
+    except ValidationError as e:
+        raise Refused(
+            validation_problem([{**err, "loc": (kind.target_name,)} for err in e.errors()])
+        ) from None
+
+
+def answer(kind: str, result: BaseModel) -> Body:
+    """The item's created or changed record, exactly as its single route answers it."""
+    return KINDS[kind].answer.model_validate(result, from_attributes=True).model_dump(mode="json")
