@@ -133,8 +133,11 @@ async def revoke_certificate(
     )
 
 
-async def certificate_qr(conn: asyncpg.Connection, ctx: Context, here: str, number: str, kind: str) -> bytes:
-    """The certificate's token as a QR image (SVG or PNG) for printing; the read is audited."""
+async def printable_certificate(
+    conn: asyncpg.Connection, ctx: Context, here: str, number: str, kind: str
+) -> asyncpg.Record:
+    """A certificate of this jurisdiction about to be printed (as ``kind``: svg, png, pdf): refused
+    if revoked, and the print audited (who printed whose certificate, for what)."""
     row = await own_certificate(conn, here, number)
     if row["revoked_on"] is not None:
         raise RuleViolation(
@@ -152,6 +155,12 @@ async def certificate_qr(conn: asyncpg.Connection, ctx: Context, here: str, numb
             )
         ],
     )
+    return row
+
+
+async def certificate_qr(conn: asyncpg.Connection, ctx: Context, here: str, number: str, kind: str) -> bytes:
+    """The certificate's token as a QR image (SVG or PNG) for printing; the print is audited."""
+    row = await printable_certificate(conn, ctx, here, number, kind)
     qr = segno.make(row["token"], error="m", micro=False)
     out = io.BytesIO()
     if kind == "svg":

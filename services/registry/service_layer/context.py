@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
+from services.registry.domain.conflicts import field_conflicts
 from services.registry.settings import RegistrySettings
 from shared.events.envelope import Envelope
 from shared.identity import subject_key
@@ -106,3 +107,23 @@ def rejected(reason: str) -> Outcome:
 def disagreeing(conflicts: list[dict[str, Any]], reason: str) -> Outcome:
     """``conflict`` with the fields that disagree, or ``applied`` when none does."""
     return ("conflict", conflicts, reason) if conflicts else applied()
+
+
+async def apply_end(
+    row: asyncpg.Record | None,
+    theirs: dict[str, Any],
+    fields: tuple[str, str],
+    what: tuple[str, str],
+    end: Callable[[], Awaitable[None]],
+) -> Outcome:
+    """A counterpart's end of a record (a marriage dissolved, a pregnancy closed) applied to ours:
+    ``row`` (locked) and the counterpart's values of its two end ``fields`` (date first). Not in
+    our records: rejected; already ended here: applied when it ended alike, else the conflict;
+    otherwise ``end`` writes it. ``what``: the record's name and how it ends ("was closed")."""
+    name, ended = what
+    if row is None:
+        return rejected(f"the {name} is not in our records")
+    if row[fields[0]] is not None:
+        return disagreeing(field_conflicts(dict(row), theirs, fields), f"the {name} {ended} otherwise here")
+    await end()
+    return applied()

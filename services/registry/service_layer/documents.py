@@ -5,32 +5,14 @@ from __future__ import annotations
 import asyncpg
 
 from services.registry.adapters.certificate_pdf import PrintedCertificate, render
-from services.registry.service_layer.certificates import own_certificate
+from services.registry.service_layer.certificates import printable_certificate
 from services.registry.service_layer.context import Context
-from shared import audit
-from shared.errors import RuleViolation
 from shared.identity import division_name, mask
 
 
 async def certificate_document(conn: asyncpg.Connection, ctx: Context, here: str, number: str) -> bytes:
     """An A5 PDF of a certificate of this jurisdiction, QR code included; the print is audited."""
-    row = await own_certificate(conn, here, number)
-    if row["revoked_on"] is not None:
-        raise RuleViolation(
-            "a revoked certificate is not printed", field="certificate_number", rule="not-revoked"
-        )
-    await audit.append(
-        conn,
-        [
-            audit.AuditEntry(
-                ctx.client_id,
-                "certificate.printed",
-                "certificate_issuance",
-                ctx.subject(row["holder_id_number"]),
-                {"certificate_number": number, "format": "pdf"},
-            )
-        ],
-    )
+    row = await printable_certificate(conn, ctx, here, number, "pdf")
     return render(
         PrintedCertificate(
             number=number,

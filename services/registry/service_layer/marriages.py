@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import asyncpg
+from pydantic import BaseModel
 
 from services.registry.adapters import marriages as repo
 from services.registry.adapters import persons
@@ -23,13 +24,13 @@ from services.registry.service_layer.context import (
     Target,
     announce,
     applied,
+    apply_end,
     disagreeing,
-    rejected,
 )
 from services.registry.service_layer.persons import known_person
 from shared.errors import NotFound, RuleViolation
 from shared.events import payloads as p
-from shared.events.envelope import new_event_id
+from shared.events.envelope import Envelope, new_event_id
 
 SPOUSES = ("spouse_a_id_number", "spouse_b_id_number")
 
@@ -62,23 +63,7 @@ async def register_marriage(
         spouse_a_name=rows["spouse_a_id_number"]["name"],
         spouse_b_name=rows["spouse_b_id_number"]["name"],
     )
-    events = []
-    # One event per spouse: each spouse's origin and destination hear of it under that spouse's key.
-    for field in SPOUSES:
-        person = rows[field]
-        events.append(
-            await announce(
-                conn,
-                ctx,
-                here,
-                event_type="marriage.registered.v1",
-                id_number=ids[field],
-                data=payload,
-                origin=person["hukou_division"],
-                destination=person["residence_division"],
-                event_id=event_id if field == SPOUSES[0] else None,
-            )
-        )
+    events = await _announce_to_spouses(conn, ctx, here, "marriage.registered.v1", payload, rows, event_id)
     return MarriageRecorded.model_validate({**marriage, "jurisdiction": here, "event_id": events[0].id})
 
 
@@ -98,21 +83,8 @@ async def dissolve_marriage(
         dissolution_date=body.dissolution_date,
         reason=body.reason,
     )
-    events = []
-    for field in SPOUSES:
-        person = await known_person(conn, here, row[field], field)
-        events.append(
-            await announce(
-                conn,
-                ctx,
-                here,
-                event_type="marriage.dissolved.v1",
-                id_number=row[field],
-                data=payload,
-                origin=person["hukou_division"],
-                destination=person["residence_division"],
-            )
-        )
+    spouses = {field: await known_person(conn, here, row[field], field) for field in SPOUSES}
+    events = await _announce_to_spouses(conn, ctx, here, "marriage.dissolved.v1", payload, spouses)
     return MarriageRecorded.model_validate(
         {
             "marriage_id": marriage_id,
@@ -126,6 +98,33 @@ async def dissolve_marriage(
             "event_id": events[0].id,
         }
     )
+
+
+async def _announce_to_spouses(
+    conn: asyncpg.Connection,
+    ctx: Context,
+    here: str,
+    event_type: str,
+    payload: BaseModel,
+    spouses: dict[str, asyncpg.Record],
+    event_id: uuid.UUID | None = None,
+) -> list[Envelope[Any]]:
+    """One event per spouse: each spouse's origin and destination hear of it under that spouse's
+    key. ``event_id``, when given, is the first spouse's (the one that made the record)."""
+    return [
+        await announce(
+            conn,
+            ctx,
+            here,
+            event_type=event_type,
+            id_number=spouses[field]["id_number"],
+            data=payload,
+            origin=spouses[field]["hukou_division"],
+            destination=spouses[field]["residence_division"],
+            event_id=event_id if field == SPOUSES[0] else None,
+        )
+        for field in SPOUSES
+    ]
 
 
 async def apply_marriage(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
@@ -146,17 +145,14 @@ async def apply_marriage(conn: asyncpg.Connection, t: Target, d: dict[str, Any])
 
 async def apply_dissolution(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
     row = await repo.get_marriage(conn, t.here, d["marriage_id"], lock=True)
-    if row is None:
-        return rejected("the marriage is not in our records")
-    if row["dissolution_date"] is not None:
-        theirs = {"dissolution_date": d["dissolution_date"], "dissolution_reason": d["reason"]}
-        conflicts = field_conflicts(dict(row), theirs, ("dissolution_date", "dissolution_reason"))
-        return disagreeing(conflicts, "the marriage ended otherwise here")
-    if d["dissolution_date"] < row["marriage_date"]:
-        return (
-            "conflict",
-            field_conflicts(dict(row), d, ("marriage_date",)),
-            "dissolution before the marriage date",
-        )
-    await repo.dissolve_marriage(conn, t.here, d["marriage_id"], d["dissolution_date"], d["reason"])
-    return applied()
+    if row is not None and row["dissolution_date"] is None and d["dissolution_date"] < row["marriage_date"]:
+        conflicts = field_conflicts(dict(row), d, ("marriage_date",))
+        return "conflict", conflicts, "dissolution before the marriage date"
+    theirs = {"dissolution_date": d["dissolution_date"], "dissolution_reason": d["reason"]}
+
+    async def dissolve() -> None:
+        await repo.dissolve_marriage(conn, t.here, d["marriage_id"], d["dissolution_date"], d["reason"])
+
+    return await apply_end(
+        row, theirs, ("dissolution_date", "dissolution_reason"), ("marriage", "ended"), dissolve
+    )

@@ -11,7 +11,6 @@ import asyncpg
 
 from services.registry.adapters import persons
 from services.registry.adapters import pregnancies as repo
-from services.registry.domain.conflicts import field_conflicts
 from services.registry.domain.pregnancies import (
     ClosePregnancy,
     PregnancyRecorded,
@@ -25,7 +24,7 @@ from services.registry.service_layer.context import (
     Target,
     announce,
     applied,
-    disagreeing,
+    apply_end,
     rejected,
 )
 from services.registry.service_layer.persons import known_person
@@ -157,10 +156,8 @@ async def apply_pregnancy(conn: asyncpg.Connection, t: Target, d: dict[str, Any]
 
 async def apply_pregnancy_closed(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
     row = await repo.get_pregnancy(conn, t.here, d["pregnancy_id"], lock=True)
-    if row is None:
-        return rejected("the pregnancy is not in our records")
-    if row["closed_on"] is not None:
-        conflicts = field_conflicts(dict(row), d, ("closed_on", "outcome"))
-        return disagreeing(conflicts, "the pregnancy was closed otherwise here")
-    await repo.close_pregnancy(conn, t.here, d["pregnancy_id"], d["closed_on"], d["outcome"])
-    return applied()
+
+    async def close() -> None:
+        await repo.close_pregnancy(conn, t.here, d["pregnancy_id"], d["closed_on"], d["outcome"])
+
+    return await apply_end(row, d, ("closed_on", "outcome"), ("pregnancy", "was closed"), close)
