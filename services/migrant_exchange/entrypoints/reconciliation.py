@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from services.migrant_exchange.adapters import discrepancies as cases
 from services.migrant_exchange.adapters import reconciliations as runs
 from services.migrant_exchange.entrypoints import views
+from services.migrant_exchange.entrypoints.state import exchange_state
 from services.migrant_exchange.service_layer import reconciliation as svc
 from shared.app import Pool, UnitOfWork
 from shared.auth import Client, require
@@ -93,7 +94,7 @@ async def start_reconciliation(
     body: ReconciliationIn, request: Request, pool: Pool, _: Resolver
 ) -> dict[str, Any]:
     """Compare both sides by counts and digests per subject bucket, drill down, open a case per difference."""
-    state = request.app.state
+    state = exchange_state(request)
     return await svc.reconcile(
         pool, state.settings, state.registries, body.division_a, body.division_b, "request"
     )
@@ -149,7 +150,7 @@ async def resolve_discrepancy(
     ``repair_state`` and ``reason`` otherwise."""
     case = await svc.resolve(
         pool,
-        request.app.state.registries,
+        exchange_state(request).registries,
         discrepancy_id,
         body.action,
         body.owner,

@@ -16,9 +16,16 @@ from services.migrant_exchange.adapters import reconciliations as runs
 from services.migrant_exchange.adapters import repository as repo
 from services.migrant_exchange.adapters.registries import RegistryClient
 from services.migrant_exchange.domain import repairs
-from services.migrant_exchange.domain.reconcile import Record, differences, differing_buckets, held_twice
+from services.migrant_exchange.domain.reconcile import (
+    Difference,
+    Record,
+    differences,
+    differing_buckets,
+    held_twice,
+)
 from services.migrant_exchange.service_layer.agreements import as_agreed
 from services.migrant_exchange.settings import ExchangeSettings
+from shared.db import unit_of_work
 from shared.errors import Conflict, DomainError, NotFound, RuleViolation
 
 log = logging.getLogger(__name__)
@@ -51,25 +58,11 @@ async def reconcile(
     try:
         doc_a, doc_b = await asyncio.gather(registries.digests(a, b, n), registries.digests(b, a, n))
         differing = differing_buckets(_digest_map(doc_a), _digest_map(doc_b))
-        left: list[Record] = []
-        right: list[Record] = []
-        for i in range(0, len(differing), DRILL_CHUNK):
-            chunk = differing[i : i + DRILL_CHUNK]
-            la, lb = await asyncio.gather(
-                registries.records(a, b, n, chunk), registries.records(b, a, n, chunk)
-            )
-            left += [Record.of(r) for r in la]
-            right += [Record.of(r) for r in lb]
+        left, right = await _drill(registries, a, b, n, differing)
         found = as_agreed(settings, a, b, differences(a, b, left, right))
         found += held_twice(a, b, doc_a.get("duplicates", []), doc_b.get("duplicates", []), found)
-        async with pool.acquire() as conn, conn.transaction():
-            opened = 0
-            for d in found:
-                case = {**d.__dict__, "division_a": a, "division_b": b, "reconciliation_id": run_id}
-                opened += await cases.open_case(conn, case) is not None
-            cleared = await cases.clear_not_found(
-                conn, a, b, [(d.kind, d.subject, d.record_key) for d in found], run_id
-            )
+        async with unit_of_work(pool, wake=False) as conn:
+            opened, cleared = await _record_cases(conn, a, b, run_id, found)
             await runs.finish_run(
                 conn, run_id, doc_a["records"], doc_b["records"], len(differing), len(found)
             )
@@ -96,6 +89,35 @@ async def reconcile(
         },
         "seconds": seconds,
     }
+
+
+async def _drill(
+    registries: RegistryClient, a: str, b: str, n: int, differing: list[int]
+) -> tuple[list[Record], list[Record]]:
+    """Both sides' records of the differing buckets, a chunk of buckets per request."""
+    left: list[Record] = []
+    right: list[Record] = []
+    for i in range(0, len(differing), DRILL_CHUNK):
+        chunk = differing[i : i + DRILL_CHUNK]
+        la, lb = await asyncio.gather(registries.records(a, b, n, chunk), registries.records(b, a, n, chunk))
+        left += [Record.of(r) for r in la]
+        right += [Record.of(r) for r in lb]
+    return left, right
+
+
+async def _record_cases(
+    conn: asyncpg.Connection, a: str, b: str, run_id: uuid.UUID, found: list[Difference]
+) -> tuple[int, int]:
+    """Opens a case per difference (one still open is kept) and clears those no longer found:
+    (opened, cleared)."""
+    opened = 0
+    for d in found:
+        case = {**d.__dict__, "division_a": a, "division_b": b, "reconciliation_id": run_id}
+        opened += await cases.open_case(conn, case) is not None
+    cleared = await cases.clear_not_found(
+        conn, a, b, [(d.kind, d.subject, d.record_key) for d in found], run_id
+    )
+    return opened, cleared
 
 
 async def scheduled_pairs(conn: asyncpg.Connection, settings: ExchangeSettings) -> list[tuple[str, str]]:
@@ -139,7 +161,7 @@ async def resolve(
     """``dismiss`` closes a case with a note; ``correct`` has a registry send the repair
     (``domain/repairs.py``), and the case stays open until the lacking side's feedback says
     ``applied`` (``repair_answered``), with the reason when it says otherwise."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with unit_of_work(pool, wake=False) as conn:
         case = await cases.get_case(conn, case_id, lock=True)
         if case is None:
             raise NotFound("no discrepancy with this id", field="discrepancy_id", rule="exists")
