@@ -17,7 +17,8 @@ from services.verification.domain import status_list as tsl
 from services.verification.domain.verdict import Purpose, Result, TokenResult
 from services.verification.entrypoints.deps import Verifier, verifier
 from services.verification.entrypoints.state import verification_state
-from services.verification.service_layer import handlers, publication
+from services.verification.service_layer import publication, verifications
+from services.verification.service_layer.verifications import Verification, VerifyCertificate, VerifyToken
 from shared import audit
 from shared.app import Pool
 from shared.auth import CurrentClient
@@ -66,7 +67,7 @@ class TokenOut(BaseModel):
     checked_at: dt.datetime
 
 
-def _json(body: dict[str, Any]) -> Response:
+def _json(body: Verification) -> Response:
     # The handlers build exactly the documented shape; skipping FastAPI's re-validation of it
     # is a measurable share of the hot path.
     return Response(orjson.dumps(body), media_type="application/json")
@@ -102,13 +103,10 @@ async def verify(request: Request) -> Response:
     # verification): the client and the body are taken here directly.
     client = await verifier(request)
     body = await _body(request, VerificationIn)
-    answer = await handlers.verify_certificate(
-        verification_state(request).audit_writer,
-        client,
-        body.certificate_number,
-        _subject(request, body.holder_id_number),
-        body.purpose,
+    command = VerifyCertificate(
+        body.certificate_number, _subject(request, body.holder_id_number), body.purpose
     )
+    answer = await verifications.verify_certificate(verification_state(request).audit_writer, client, command)
     return _json(answer)
 
 
@@ -123,13 +121,11 @@ async def verify_token(body: TokenIn, request: Request, client: Verifier) -> Res
     subject = _subject(request, body.holder_id_number) if body.holder_id_number else None
     state = verification_state(request)
     refresher = state.key_refresher
-    answer = await handlers.verify_token(
+    answer = await verifications.verify_token(
         state.pool,
         state.audit_writer,
         client,
-        body.token,
-        subject,
-        body.purpose,
+        VerifyToken(body.token, subject, body.purpose),
         refresh_keys=(lambda: refresher.refresh(urgent=True)) if refresher else None,
     )
     return _json(answer)
