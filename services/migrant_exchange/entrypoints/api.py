@@ -19,7 +19,6 @@ from shared.errors import Forbidden, NotFound
 from shared.events import payloads as p
 from shared.identity import DivisionCode
 from shared.openapi import problems
-from shared.outbox import add_event
 from shared.text import PlainText
 
 log = logging.getLogger(__name__)
@@ -142,29 +141,12 @@ async def post_feedback(
     notification_id: uuid.UUID, body: FeedbackIn, conn: UnitOfWork, client: FeedbackWriter
 ) -> dict[str, Any]:
     """For jurisdictions not on Kafka: the addressee reports applied / conflict / rejected."""
-    row = await repo.get_notification(conn, notification_id)
-    if row is None or row["target_division"] != client.jurisdiction:
+    answer = handlers.AnswerOverRest(
+        notification_id, client.jurisdiction, body.outcome, body.conflicts, body.reason
+    )
+    updated = await handlers.answer_over_rest(conn, answer)
+    if updated is None:
         raise _no_such_notification("is addressed to")
-    feedback = p.ExchangeFeedbackV1(
-        notification_id=notification_id,
-        from_division=row["target_division"],
-        outcome=body.outcome,
-        conflicts=body.conflicts,
-        reason=body.reason,
-        applied_at=dt.datetime.now(dt.UTC),
-    )
-    await handlers.record_feedback(conn, feedback)
-    await add_event(
-        conn,
-        event_type="exchange.feedback.v1",
-        source=handlers.EXCHANGE_SOURCE,  # the exchange relays it; registry sources number their own events
-        subject=row["subject"],
-        data=feedback,
-        origin=row["target_division"],
-        destination=row["source_division"],
-    )
-    updated = await repo.get_notification(conn, notification_id)
-    assert updated is not None  # read back in the same transaction
     return {**dict(updated), "notification_id": notification_id, "payload": None}
 
 
