@@ -16,6 +16,7 @@ import asyncpg
 
 from services.verification.adapters import repository as repo
 from services.verification.adapters.audit_writer import CHECK_ACTION, AuditWriter
+from services.verification.service_layer.verifications import signed_by
 from shared import audit, signing
 from shared.auth import Client
 
@@ -35,15 +36,8 @@ async def _genuine_claims(pool: asyncpg.Pool, token: str) -> tuple[str, dict[str
     except signing.BadSignature:
         return None
     key = await repo.key_of(pool, kid)
-    if key is None:
-        return None
-    try:
-        claims = signing.verify(token, {key["kid"]: bytes(key["public_key"])})
-    except signing.BadSignature:
-        return None
-    if str(claims.get("iss")) != key["issuer"]:
-        return None
-    return str(key["issuer"]), claims
+    claims = signed_by(key, token) if key is not None else None
+    return (str(key["issuer"]), claims) if key is not None and claims is not None else None
 
 
 def _told(client: Client, claims: dict[str, Any]) -> dict[str, str]:

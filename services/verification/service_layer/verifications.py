@@ -125,13 +125,17 @@ async def _genuine(
     if key is None and refresh_keys is not None:
         await refresh_keys()
         key = await repo.key_of(pool, str(header.get("kid")))
-    if key is None:
-        return None
+    claims = signed_by(key, token) if key is not None else None
+    return (key, claims) if key is not None and claims is not None else None
+
+
+def signed_by(key: asyncpg.Record, token: str) -> Claims | None:
+    """The token's claims if ``key`` signed it and is the key of the issuer it names, else None."""
     try:
         claims = signing.verify(token, {key["kid"]: bytes(key["public_key"])})
     except signing.BadSignature:
         return None
-    return (key, claims) if str(claims.get("iss")) == key["issuer"] else None
+    return claims if str(claims.get("iss")) == key["issuer"] else None
 
 
 def _entry(
