@@ -7,6 +7,7 @@ import logging
 import uuid
 from typing import Annotated, Any, Literal
 
+import asyncpg
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
@@ -118,7 +119,7 @@ async def get_notification(
     return (await views.notifications_read(conn, client, [row]))[0]
 
 
-def _parties(row: Any) -> tuple[str, str]:
+def _parties(row: asyncpg.Record) -> tuple[str, str]:
     return row["target_division"], row["source_division"]
 
 

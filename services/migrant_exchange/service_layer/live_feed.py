@@ -15,6 +15,8 @@ from typing import Any
 import asyncpg
 import orjson
 from prometheus_client import Gauge
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.samples import Sample
 
 from services.migrant_exchange.adapters.group_lag import GroupLag
 from services.migrant_exchange.service_layer import indicators as ind
@@ -23,6 +25,8 @@ from shared.identity import division_name
 from shared.observability import CONSUMER_LAG, EVENTS_APPLIED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 
 log = logging.getLogger(__name__)
+# A JSON object as the stream sends it (the picture's sections are the indicators' documents).
+Document = dict[str, Any]
 
 NOTIFICATIONS_OPEN = Gauge(
     "exchange_notifications_open", "Notifications awaiting feedback, by state", ["service", "state"]
@@ -38,7 +42,7 @@ DEAD_LETTERS_OPEN = Gauge("exchange_dead_letters_open", "Dead letters not yet re
 # --- what this process's own metrics say ---------------------------------------------------------
 
 
-def _samples(metric: Any, service: str) -> list[Any]:
+def _samples(metric: MetricWrapperBase, service: str) -> list[Sample]:
     return [
         s
         for family in metric.collect()
@@ -56,14 +60,14 @@ class LiveFeed:
         self.settings = settings
         self.thresholds = thresholds(settings)
         self.group_lag = group_lag
-        self._broker_lag: tuple[float, list[dict[str, Any]]] | None = None
+        self._broker_lag: tuple[float, list[Document]] | None = None
         # The trends' basis (the previous period) moves slowly: recomputed once a minute.
-        self._previous: tuple[float, dict[str, dict[str, Any]]] | None = None
-        self.latest: dict[str, Any] = {}
+        self._previous: tuple[float, dict[str, Document]] | None = None
+        self.latest: Document = {}
         self.versions = {"flows": 0, "indicators": 0}
-        self._sections: dict[str, Any] = {"flows": None, "indicators": None}
+        self._sections: dict[str, Document | None] = {"flows": None, "indicators": None}
         self._history: deque[tuple[float, dict[str, float]]] = deque(maxlen=6)
-        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._subscribers: set[asyncio.Queue[Document]] = set()
         self._tick = 0
 
     async def run(self) -> None:
@@ -92,7 +96,7 @@ class LiveFeed:
                     await self.group_lag.close()
             await asyncio.sleep(self.settings.dashboard_group_lag_interval)
 
-    def _lag(self) -> tuple[str, list[dict[str, Any]]]:
+    def _lag(self) -> tuple[str, list[Document]]:
         if (
             self._broker_lag
             and time.monotonic() - self._broker_lag[0] < 6 * self.settings.dashboard_group_lag_interval
@@ -104,7 +108,7 @@ class LiveFeed:
             for s in _samples(CONSUMER_LAG, self.service)
         ]
 
-    async def sample(self, force: bool = False) -> dict[str, Any]:
+    async def sample(self, force: bool = False) -> Document:
         """One picture; the costlier sections only while someone watches (or when ``force``d)."""
         watching = bool(self._subscribers)
         async with self.pool.acquire() as conn:
@@ -144,12 +148,12 @@ class LiveFeed:
             queue.put_nowait(snapshot)
         return snapshot
 
-    def _set(self, section: str, value: Any) -> None:
+    def _set(self, section: str, value: Document) -> None:
         if value != self._sections[section]:
             self._sections[section] = value
             self.versions[section] += 1
 
-    def _rates(self) -> dict[str, Any]:
+    def _rates(self) -> Document:
         """Events applied per second by type over the last few seconds (this process's counters)."""
         # Per type and consumer first: an event two consumers apply (certificates) counts once.
         per_consumer: dict[tuple[str, str], float] = {}
@@ -174,7 +178,7 @@ class LiveFeed:
             "applied": int(sum(totals.values())),
         }
 
-    def _export(self, ops: dict[str, Any]) -> None:
+    def _export(self, ops: Document) -> None:
         n = ops["notifications"]
         NOTIFICATIONS_OPEN.labels(self.service, "pending").set(n["pending"])
         NOTIFICATIONS_OPEN.labels(self.service, "overdue").set(n["overdue"])
@@ -183,14 +187,14 @@ class LiveFeed:
 
     async def messages(self, disconnected: Callable[[], Awaitable[bool]]) -> AsyncIterator[bytes]:
         """Server-sent events for one screen: every snapshot, plus sections when they changed."""
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1)
+        queue: asyncio.Queue[Document] = asyncio.Queue(maxsize=1)
         self._subscribers.add(queue)
         sent = {"flows": -1, "indicators": -1}
         try:
             yield b"retry: 2000\n\n"
             if not self.latest or self._sections["flows"] is None:
                 await self.sample(force=True)  # the first screen gets a full picture at once
-            pending: dict[str, Any] | None = self.latest
+            pending: Document | None = self.latest
             while True:
                 if pending is not None:
                     message = dict(pending)
@@ -210,7 +214,7 @@ class LiveFeed:
             self._subscribers.discard(queue)
 
 
-def _compact(flows: dict[str, Any]) -> dict[str, Any]:
+def _compact(flows: Document) -> Document:
     """The matrix as [origin index, destination index, count] triples: a quarter of the bytes;
     with each division's place name (GB/T 2260, python-stdnum), so a wall reads names."""
     index = {d: i for i, d in enumerate(flows["divisions"])}
