@@ -139,7 +139,7 @@ def _background(
     monitor: ConsumerMonitor,
     purges: Sequence[Purge],
 ) -> list[asyncio.Task[None]]:
-    """Every service's own background tasks: the relay, the consumers' supervisor, the audit
+    """The background tasks every service runs: the relay, the consumers' supervisor, the audit
     checkpoints and the retention purges."""
     tasks = [
         asyncio.create_task(relay.run(), name="outbox-relay"),
