@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import asyncpg
 import uvicorn
@@ -40,7 +40,9 @@ from shared.tracing import TracingMiddleware, configure_tracing, native_telemetr
 
 log = logging.getLogger(__name__)
 
-ConsumerFactory = Callable[[asyncpg.Pool, Any], Sequence[EventConsumer]]
+S = TypeVar("S", bound=BaseServiceSettings)
+# Every consumer of a service, built from its pool and its own settings class.
+ConsumerFactory = Callable[[asyncpg.Pool, S], Sequence[EventConsumer]]
 # A service's own start-up and shut-down, around the shared state (see ``create_service_app``).
 Resources = Callable[["ServiceState"], AbstractAsyncContextManager[object]]
 
@@ -111,7 +113,7 @@ def service_resources(app: FastAPI) -> object:
 
 
 async def _start(
-    app: FastAPI, settings: BaseServiceSettings, consumers: ConsumerFactory | None, purges: Sequence[Purge]
+    app: FastAPI, settings: S, consumers: ConsumerFactory[S] | None, purges: Sequence[Purge]
 ) -> ServiceState:
     configure_logging(settings.service_name, settings.log_level, settings.log_json)
     configure_tracing(settings.service_name, settings.otel_exporter, settings.otel_endpoint)
@@ -164,12 +166,12 @@ async def stop_tasks(tasks: Sequence[asyncio.Task[None]]) -> None:
 
 
 def create_service_app(
-    settings: BaseServiceSettings,
+    settings: S,
     *,
     title: str,
     description: str,
     routers: Sequence[APIRouter],
-    consumers: ConsumerFactory | None = None,
+    consumers: ConsumerFactory[S] | None = None,
     resources: Resources | None = None,
     purges: Sequence[Purge] = (),
 ) -> FastAPI:
