@@ -7,7 +7,8 @@ import datetime as dt
 import logging
 import time
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import asyncpg
 
@@ -37,8 +38,28 @@ def _digest_map(doc: dict[str, Any]) -> dict[int, tuple[int, str]]:
     return {int(bucket): (int(count), str(digest)) for bucket, count, digest in doc["digests"]}
 
 
+@dataclass(frozen=True, slots=True)
+class Reconcile:
+    """Compare what two jurisdictions' registries keep of the people they share."""
+
+    division_a: str
+    division_b: str
+    trigger: Literal["request", "schedule"]
+
+
+@dataclass(frozen=True, slots=True)
+class Resolve:
+    """Close a discrepancy case: ``dismiss`` with a note, or ``correct`` by a repair."""
+
+    case_id: uuid.UUID
+    action: Literal["correct", "dismiss"]
+    owner: str | None  # for ``correct``: where the record was registered, when the sides disagree
+    note: str | None
+    client_id: str
+
+
 async def reconcile(
-    pool: asyncpg.Pool, settings: ExchangeSettings, registries: RegistryClient, a: str, b: str, trigger: str
+    pool: asyncpg.Pool, settings: ExchangeSettings, registries: RegistryClient, command: Reconcile
 ) -> dict[str, Any]:
     """Compare both sides of (a, b): digests per bucket, then the records of differing buckets.
 
@@ -46,7 +67,7 @@ async def reconcile(
     duplicated); open cases of the pair that this run no longer finds are resolved as cleared.
     The run is recorded even when a registry cannot be reached.
     """
-    a, b = sorted((a, b))
+    a, b = sorted((command.division_a, command.division_b))
     if a == b:
         raise RuleViolation(
             "a reconciliation compares two different jurisdictions", field="division_b", rule="distinct-pair"
@@ -54,7 +75,7 @@ async def reconcile(
     n = settings.reconciliation_buckets
     started = time.monotonic()
     async with pool.acquire() as conn:
-        run_id = await runs.start_run(conn, a, b, trigger, n)
+        run_id = await runs.start_run(conn, a, b, command.trigger, n)
     try:
         doc_a, doc_b = await asyncio.gather(registries.digests(a, b, n), registries.digests(b, a, n))
         differing = differing_buckets(_digest_map(doc_a), _digest_map(doc_b))
@@ -138,7 +159,7 @@ async def run_scheduled(
         try:
             for a, b in await scheduled_pairs(conn, settings):
                 try:
-                    done.append(await reconcile(pool, settings, registries, a, b, "schedule"))
+                    done.append(await reconcile(pool, settings, registries, Reconcile(a, b, "schedule")))
                 except Exception as e:
                     log.warning(
                         "scheduled reconciliation failed",
@@ -149,18 +170,11 @@ async def run_scheduled(
     return done
 
 
-async def resolve(
-    pool: asyncpg.Pool,
-    registries: RegistryClient,
-    case_id: uuid.UUID,
-    action: str,
-    owner: str | None,
-    note: str | None,
-    client_id: str,
-) -> dict[str, Any]:
+async def resolve(pool: asyncpg.Pool, registries: RegistryClient, command: Resolve) -> dict[str, Any]:
     """``dismiss`` closes a case with a note; ``correct`` has a registry send the repair
     (``domain/repairs.py``), and the case stays open until the lacking side's feedback says
     ``applied`` (``repair_answered``), with the reason when it says otherwise."""
+    case_id = command.case_id
     async with unit_of_work(pool, wake=False) as conn:
         case = await cases.get_case(conn, case_id, lock=True)
         if case is None:
@@ -173,11 +187,11 @@ async def resolve(
                 field="discrepancy_id",
                 rule="repair-in-flight",
             )
-        resolution: dict[str, Any] = {"action": action, "by": client_id, "note": note}
-        if action != "correct":
+        resolution: dict[str, Any] = {"action": command.action, "by": command.client_id, "note": command.note}
+        if command.action != "correct":
             await cases.resolve_case(conn, case_id, resolution)
             return dict(await cases.get_case(conn, case_id) or {})
-        plan = repairs.plan(case, owner)
+        plan = repairs.plan(case, command.owner)
         repair_id = uuid.uuid4()
         await cases.request_repair(conn, case_id, repair_id, {**resolution, **plan.as_resolution()})
     await _send_repair(pool, registries, case, plan, repair_id)
