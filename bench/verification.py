@@ -307,7 +307,7 @@ def main() -> int:
             port=str(vport),
         )
         procs.append(
-            start_app("services.verification.entrypoints.api:create_app", venv, vport, work / "v.log")
+            start_app("services.verification.entrypoints.app:create_app", venv, vport, work / "v.log")
         )
         procs.append(
             start_app("bench.bare_lookup:create_app", {**os.environ, **common}, bport, work / "b.log")

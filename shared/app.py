@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import asyncpg
 import uvicorn
@@ -39,8 +40,11 @@ from shared.tracing import TracingMiddleware, configure_tracing, native_telemetr
 
 log = logging.getLogger(__name__)
 
-ConsumerFactory = Callable[[asyncpg.Pool, Any], Sequence[EventConsumer]]
-Hook = Callable[[FastAPI], Awaitable[None]]
+S = TypeVar("S", bound=BaseServiceSettings)
+# Every consumer of a service, built from its pool and its own settings class.
+ConsumerFactory = Callable[[asyncpg.Pool, S], Sequence[EventConsumer]]
+# A service's own start-up and shut-down, around the shared state (see ``create_service_app``).
+Resources = Callable[["ServiceState"], AbstractAsyncContextManager[object]]
 
 
 async def unit_of_work(request: Request) -> AsyncIterator[asyncpg.Connection]:
@@ -82,63 +86,114 @@ def tune_gc(gen0_threshold: int) -> None:
         gc.set_threshold(gen0_threshold, 20, 100)
 
 
-def create_service_app(
+@dataclass(frozen=True, slots=True)
+class ServiceState:
+    """What the shared lifespan builds for every service, stored once on ``app.state.service``
+    and read through ``service_state``; a service's own state comes from its ``resources``."""
+
+    settings: BaseServiceSettings
+    pool: asyncpg.Pool
+    clients: ClientRegistry
+    relay: OutboxRelay
+    consumers: list[EventConsumer]
+    monitor: ConsumerMonitor
+    tasks: list[asyncio.Task[None]]
+
+
+def service_state(app: FastAPI) -> ServiceState:
+    """The typed state the lifespan stored (``AttributeError`` before the app has started)."""
+    state = app.state.service
+    assert isinstance(state, ServiceState)
+    return state
+
+
+def service_resources(app: FastAPI) -> object:
+    """What the service's ``resources`` context yielded (its own typed state; ``None`` without one)."""
+    return app.state.service_resources
+
+
+async def _start(
+    app: FastAPI, settings: S, consumers: ConsumerFactory[S] | None, purges: Sequence[Purge]
+) -> ServiceState:
+    configure_logging(settings.service_name, settings.log_level, settings.log_json)
+    configure_tracing(settings.service_name, settings.otel_exporter, settings.otel_endpoint)
+    pool = await create_pool(
+        settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+    )
+    # The clients file (and a registry's CLIENTS_INLINE) is authoritative, applied at start and on change.
+    sources = ClientSources(settings.clients_file, getattr(settings, "clients_inline", None))
+    clients = ClientRegistry(pool, settings.database_url, sources)
+    # Read by name by the unit of work, the idempotency middleware, ``shared.auth`` and the registry.
+    app.state.pool, app.state.settings, app.state.clients = pool, settings, clients
+    await clients.start()
+    relay = OutboxRelay(pool, settings)
+    built = list(consumers(pool, settings)) if consumers else []
+    relay.reset_listeners += [c.restart for c in built]
+    monitor = ConsumerMonitor(pool, settings, built)
+    tasks = _background(pool, settings, relay, monitor, purges) if settings.run_background else []
+    return ServiceState(settings, pool, clients, relay, built, monitor, tasks)
+
+
+def _background(
+    pool: asyncpg.Pool,
     settings: BaseServiceSettings,
+    relay: OutboxRelay,
+    monitor: ConsumerMonitor,
+    purges: Sequence[Purge],
+) -> list[asyncio.Task[None]]:
+    """The background tasks every service runs: the relay, the consumers' supervisor, the audit
+    checkpoints and the retention purges."""
+    tasks = [
+        asyncio.create_task(relay.run(), name="outbox-relay"),
+        asyncio.create_task(monitor.run(), name="consumers"),
+    ]
+    if settings.audit_checkpoint_interval > 0:
+        checkpointer = AuditCheckpointer(pool, settings)
+        tasks.append(asyncio.create_task(checkpointer.run(), name="audit-checkpoint"))
+    if settings.retention_interval_seconds > 0:
+        kept = [*retention.shared_purges(settings), *purges]
+        tasks.append(asyncio.create_task(retention.run(pool, settings, kept), name="retention"))
+    return tasks
+
+
+async def stop_tasks(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Cancel background tasks and wait for each to end."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(BaseException):
+            await task
+
+
+def create_service_app(
+    settings: S,
     *,
     title: str,
     description: str,
     routers: Sequence[APIRouter],
-    consumers: ConsumerFactory | None = None,
-    on_startup: Hook | None = None,
-    on_shutdown: Hook | None = None,
+    consumers: ConsumerFactory[S] | None = None,
+    resources: Resources | None = None,
     purges: Sequence[Purge] = (),
 ) -> FastAPI:
-    """Build a service app; pools, producers and consumers are created in the lifespan, never at import."""
+    """Build a service app; pools, producers and consumers are created in the lifespan, never at
+    import. ``resources`` is the service's own start-up: an async context entered once the shared
+    state is up (it yields the service's typed state, kept as ``service_resources``) and left
+    before the shared tasks stop."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(settings.service_name, settings.log_level, settings.log_json)
-        configure_tracing(settings.service_name, settings.otel_exporter, settings.otel_endpoint)
-        pool = await create_pool(
-            settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
-        )
-        app.state.pool = pool
-        app.state.settings = settings
-        # The clients file (and a registry's CLIENTS_INLINE) is authoritative, applied at start and on change.
-        sources = ClientSources(settings.clients_file, getattr(settings, "clients_inline", None))
-        app.state.clients = ClientRegistry(pool, settings.database_url, sources)
-        await app.state.clients.start()
-        app.state.relay = OutboxRelay(pool, settings)
-        app.state.consumers = list(consumers(pool, settings)) if consumers else []
-        app.state.relay.reset_listeners += [c.restart for c in app.state.consumers]
-        app.state.monitor = ConsumerMonitor(pool, settings, app.state.consumers)
-        tasks: list[asyncio.Task[None]] = []
-        if settings.run_background:
-            tasks.append(asyncio.create_task(app.state.relay.run(), name="outbox-relay"))
-            tasks.append(asyncio.create_task(app.state.monitor.run(), name="consumers"))
-            if settings.audit_checkpoint_interval > 0:
-                checkpointer = AuditCheckpointer(pool, settings)
-                tasks.append(asyncio.create_task(checkpointer.run(), name="audit-checkpoint"))
-            if settings.retention_interval_seconds > 0:
-                kept = [*retention.shared_purges(settings), *purges]
-                tasks.append(asyncio.create_task(retention.run(pool, settings, kept), name="retention"))
-        app.state.tasks = tasks
-        if on_startup:
-            await on_startup(app)
-        tune_gc(settings.gc_gen0_threshold)
-        log.info("service started", extra={"port": settings.port})
+        state = await _start(app, settings, consumers, purges)
+        app.state.service = state
         try:
-            yield
+            async with resources(state) if resources else contextlib.nullcontext() as own:
+                app.state.service_resources = own
+                tune_gc(settings.gc_gen0_threshold)
+                log.info("service started", extra={"port": settings.port})
+                yield
         finally:
-            if on_shutdown:
-                await on_shutdown(app)
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    await task
-            await app.state.clients.stop()
-            await pool.close()
+            await stop_tasks(state.tasks)
+            await state.clients.stop()
+            await state.pool.close()
 
     app = FastAPI(
         title=title, description=description, version="1.0.0", lifespan=lifespan, **native_telemetry_off()
@@ -176,7 +231,7 @@ def _ops_router() -> APIRouter:
         },
     )
     async def readyz(request: Request) -> JSONResponse:
-        state = request.app.state
+        state = service_state(request.app)
         report: dict[str, Any] = {}
         try:
             async with state.pool.acquire(timeout=2) as conn:
@@ -195,7 +250,7 @@ def _ops_router() -> APIRouter:
             report["broker"] = "ok"
         except Exception as e:
             report["broker"] = f"unavailable: {type(e).__name__}"
-        monitor: ConsumerMonitor = state.monitor
+        monitor = state.monitor
         report["relay"] = "leader" if state.relay.leader else "standby"
         if state.settings.run_background:
             report["consumers"] = {c.name: monitor.state(c) for c in state.consumers}

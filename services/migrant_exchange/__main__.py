@@ -11,7 +11,7 @@ if __name__ == "__main__":
         run_cli(
             "migrant_exchange",
             ExchangeSettings(),
-            "services.migrant_exchange.entrypoints.api:create_app",
+            "services.migrant_exchange.entrypoints.app:create_app",
             Path(__file__).parent / "migrations",
             sys.argv,
         )

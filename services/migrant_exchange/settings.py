@@ -42,6 +42,21 @@ class ExchangeSettings(BaseServiceSettings):
     reconciliation_interval_seconds: float = 0.0
     reconciliation_timeout_seconds: float = 120.0
 
+    # The operations page (``GET /dashboard``, ``GET /v1/stream``): sampling pace, ``DASHBOARD_*``.
+    dashboard_interval: float = 1.0  # seconds between samples
+    dashboard_flows_every: int = 2  # samples between flow-matrix refreshes
+    dashboard_indicators_every: int = 5
+    dashboard_period_hours: float = 24.0
+    dashboard_group_lag_interval: float = 5.0  # seconds between reads of every group's offsets
+    # Where its early warnings start (``service_layer.indicators.Thresholds``, same names).
+    dashboard_overdue_notifications: int = 1
+    dashboard_oldest_open_seconds: float = 300.0
+    dashboard_consumer_lag: int = 1000
+    dashboard_outbox_age_seconds: float = 30.0
+    dashboard_dead_letters: int = 1
+    dashboard_timely_feedback_rate: float = 0.95
+    dashboard_reconciliation_accuracy: float = 0.99
+
     @property
     def registries(self) -> dict[str, str]:
         """Division code -> base URL of the registry that keeps its records."""

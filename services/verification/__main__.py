@@ -16,7 +16,7 @@ if __name__ == "__main__":
         run_cli(
             "verification",
             VerificationSettings(),
-            "services.verification.entrypoints.api:create_app",
+            "services.verification.entrypoints.app:create_app",
             Path(__file__).parent / "migrations",
             sys.argv,
         )

@@ -17,7 +17,6 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-from services.migrant_exchange.entrypoints.dashboard import DashboardSettings
 from services.migrant_exchange.settings import ExchangeSettings
 from services.registry.settings import RegistrySettings
 from services.verification.settings import VerificationSettings
@@ -274,7 +273,7 @@ ONLY_WHEN_CONFIGURED = {
 ONLY_IN_MIGRATE_JOBS = {"DATABASE_MIGRATION_URL", "DATABASE_SERVICE_ROLE"}
 SETTINGS: dict[str, list[type[BaseSettings]]] = {
     "registry": [RegistrySettings],
-    "exchange": [ExchangeSettings, DashboardSettings],
+    "exchange": [ExchangeSettings],
     "verification": [VerificationSettings],
 }
 

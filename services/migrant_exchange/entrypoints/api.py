@@ -1,34 +1,26 @@
-"""HTTP entry point of the migrant exchange."""
+"""HTTP routes of the migrant exchange: notifications, feedback over REST, the roster (the app: ``entrypoints/app.py``)."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Query
+import asyncpg
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from services.migrant_exchange.adapters import repository as repo
-from services.migrant_exchange.adapters import retention
-from services.migrant_exchange.adapters.registries import RegistryClient
-from services.migrant_exchange.entrypoints import background, reconciliation, views
-from services.migrant_exchange.entrypoints.consumer import consumers
-from services.migrant_exchange.entrypoints.dashboard import routers as dashboard_routers
+from services.migrant_exchange.entrypoints import views
 from services.migrant_exchange.service_layer import handlers
-from services.migrant_exchange.service_layer.agreements import configured, load_agreements
-from services.migrant_exchange.settings import ExchangeSettings
-from shared.app import UnitOfWork, create_service_app
+from shared.app import UnitOfWork
 from shared.auth import Client, require
 from shared.errors import Forbidden, NotFound
 from shared.events import payloads as p
 from shared.identity import DivisionCode
 from shared.openapi import problems
-from shared.outbox import add_event
 from shared.text import PlainText
-from shared.trust import EXCHANGE
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["exchange"])
@@ -127,7 +119,7 @@ async def get_notification(
     return (await views.notifications_read(conn, client, [row]))[0]
 
 
-def _parties(row: Any) -> tuple[str, str]:
+def _parties(row: asyncpg.Record) -> tuple[str, str]:
     return row["target_division"], row["source_division"]
 
 
@@ -150,29 +142,12 @@ async def post_feedback(
     notification_id: uuid.UUID, body: FeedbackIn, conn: UnitOfWork, client: FeedbackWriter
 ) -> dict[str, Any]:
     """For jurisdictions not on Kafka: the addressee reports applied / conflict / rejected."""
-    row = await repo.get_notification(conn, notification_id)
-    if row is None or row["target_division"] != client.jurisdiction:
+    answer = handlers.AnswerOverRest(
+        notification_id, client.jurisdiction, body.outcome, body.conflicts, body.reason
+    )
+    updated = await handlers.answer_over_rest(conn, answer)
+    if updated is None:
         raise _no_such_notification("is addressed to")
-    feedback = p.ExchangeFeedbackV1(
-        notification_id=notification_id,
-        from_division=row["target_division"],
-        outcome=body.outcome,
-        conflicts=body.conflicts,
-        reason=body.reason,
-        applied_at=dt.datetime.now(dt.UTC),
-    )
-    await handlers.record_feedback(conn, feedback)
-    await add_event(
-        conn,
-        event_type="exchange.feedback.v1",
-        source=handlers.EXCHANGE_SOURCE,  # the exchange relays it; registry sources number their own events
-        subject=row["subject"],
-        data=feedback,
-        origin=row["target_division"],
-        destination=row["source_division"],
-    )
-    updated = await repo.get_notification(conn, notification_id)
-    assert updated is not None  # read back in the same transaction
     return {**dict(updated), "notification_id": notification_id, "payload": None}
 
 
@@ -192,35 +167,3 @@ async def list_migrants(
             "name your own jurisdiction as origin or destination", field="origin", rule="own-jurisdiction"
         )
     return [views.migrant(client, r) for r in await repo.list_migrants(conn, origin, destination, limit)]
-
-
-async def _startup(app: FastAPI) -> None:
-    async with app.state.pool.acquire() as conn:
-        await load_agreements(conn, app.state.settings)
-    app.state.registries = RegistryClient(app.state.settings)
-    app.state.background = background.start(app) if app.state.settings.run_background else []
-
-
-async def _shutdown(app: FastAPI) -> None:
-    for task in app.state.background:
-        task.cancel()
-    for task in app.state.background:
-        with contextlib.suppress(BaseException):
-            await task
-    await app.state.registries.close()
-
-
-def create_app(settings: ExchangeSettings | None = None) -> FastAPI:
-    settings = settings or ExchangeSettings()
-    settings.require_signing_keys({EXCHANGE})  # refuse to start unable to sign
-    configured(settings)  # refuse to start on an agreement it would misapply (AgreementError names it)
-    return create_service_app(
-        settings,
-        title="Migrant exchange",
-        description="Routes vital events between origin and destination, tracks feedback, reconciles, reports.",
-        routers=[router, reconciliation.router, *dashboard_routers],
-        consumers=consumers,
-        on_startup=_startup,
-        on_shutdown=_shutdown,
-        purges=retention.purges(settings),
-    )

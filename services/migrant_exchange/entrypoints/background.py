@@ -1,4 +1,6 @@
-"""Background duties of the exchange: overdue escalation, re-sends, expired gaps, scheduled reconciliation."""
+"""Every background task of the exchange: overdue escalation, re-sends, expired gaps and
+scheduled reconciliation (with ``RUN_BACKGROUND``), and the operations centre's sampler (always:
+every replica serves the stream)."""
 
 from __future__ import annotations
 
@@ -6,13 +8,15 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI
+import asyncpg
 
 from services.migrant_exchange.adapters import discrepancies as cases
 from services.migrant_exchange.adapters import repository as repo
+from services.migrant_exchange.adapters.registries import RegistryClient
 from services.migrant_exchange.service_layer import handlers, messagebus, ordering, reconciliation
+from services.migrant_exchange.service_layer.live_feed import LiveFeed
 from services.migrant_exchange.settings import ExchangeSettings
-from shared.outbox import wake_relay
+from shared.db import unit_of_work_on, wake_relay
 
 log = logging.getLogger(__name__)
 
@@ -28,28 +32,41 @@ async def _every(seconds: float, name: str, duty: Callable[[], Awaitable[object]
             log.warning("background duty failed", extra={"duty": name, "error": type(e).__name__})
 
 
-def start(app: FastAPI) -> list[asyncio.Task[None]]:
-    settings: ExchangeSettings = app.state.settings
-    pool = app.state.pool
+def start(
+    settings: ExchangeSettings, pool: asyncpg.Pool, registries: RegistryClient, feed: LiveFeed
+) -> list[asyncio.Task[None]]:
+    """Starts the tasks; the caller cancels them (``shared.app.stop_tasks``)."""
+    tasks = [
+        asyncio.create_task(feed.run(), name="dashboard-feed"),
+        asyncio.create_task(feed.run_group_lag(), name="dashboard-group-lag"),
+    ]
+    if settings.run_background:
+        tasks += _duties(settings, pool, registries)
+    return tasks
+
+
+def _duties(
+    settings: ExchangeSettings, pool: asyncpg.Pool, registries: RegistryClient
+) -> list[asyncio.Task[None]]:
     apply = messagebus.applier(settings)  # what waited behind a gap goes through the handler table
 
     async def sweep() -> None:
         async with pool.acquire() as conn:
-            async with conn.transaction():
+            async with unit_of_work_on(conn, wake=False):
                 overdue = await repo.mark_overdue(conn)
                 if overdue:
                     await cases.repairs_overdue(conn, [r["id"] for r in overdue])
             if overdue:
                 log.info("notifications overdue", extra={"count": len(overdue)})
-            async with conn.transaction():
+            async with unit_of_work_on(conn, wake=False):
                 resent = await handlers.resend_unanswered(conn, settings)
-            async with conn.transaction():
+            async with unit_of_work_on(conn, wake=False):
                 released = await ordering.release_expired_gaps(conn, apply)
             if resent or released:
                 await wake_relay(conn)  # after the commits: new outbox rows wait for the relay
 
     async def reconcile_all() -> None:
-        await reconciliation.run_scheduled(pool, settings, app.state.registries)
+        await reconciliation.run_scheduled(pool, settings, registries)
 
     tasks = [asyncio.create_task(_every(settings.overdue_sweep_interval, "sweep", sweep), name="sweep")]
     if settings.reconciliation_interval_seconds > 0:

@@ -27,7 +27,7 @@ def event_consumer(pool: asyncpg.Pool, settings: ExchangeSettings) -> EventConsu
         pool,
         settings,
         name=f"{settings.consumer_group}-events",
-        topics=messagebus.REGISTRY_TOPICS,
+        topics=messagebus.TABLES["events"].topics,
         handler=messagebus.in_order(settings),
         rebuild=roster.rebuild_roster,
     )
@@ -41,9 +41,9 @@ def certificate_consumer(pool: asyncpg.Pool, settings: ExchangeSettings) -> Even
         pool,
         settings,
         name=f"{settings.consumer_group}-indicators",
-        topics=messagebus.INDICATOR_TOPICS,
+        topics=messagebus.TABLES["indicators"].topics,
         handler=messagebus.indicators(settings),
-        accept=messagebus.counted,
+        accept=messagebus.TABLES["indicators"].accept,
     )
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from services.migrant_exchange.adapters import discrepancies as cases
 from services.migrant_exchange.adapters import reconciliations as runs
 from services.migrant_exchange.entrypoints import views
+from services.migrant_exchange.entrypoints.state import exchange_state
 from services.migrant_exchange.service_layer import reconciliation as svc
 from shared.app import Pool, UnitOfWork
 from shared.auth import Client, require
@@ -93,10 +94,9 @@ async def start_reconciliation(
     body: ReconciliationIn, request: Request, pool: Pool, _: Resolver
 ) -> dict[str, Any]:
     """Compare both sides by counts and digests per subject bucket, drill down, open a case per difference."""
-    state = request.app.state
-    return await svc.reconcile(
-        pool, state.settings, state.registries, body.division_a, body.division_b, "request"
-    )
+    state = exchange_state(request)
+    command = svc.Reconcile(body.division_a, body.division_b, "request")
+    return await svc.reconcile(pool, state.settings, state.registries, command)
 
 
 @router.get("/reconciliations/{reconciliation_id}", summary="One reconciliation run", responses=problems(404))
@@ -147,15 +147,8 @@ async def resolve_discrepancy(
     to the side that lacks it, the owner's values, or a duplicate retired) and answers with the
     case still open: it is resolved when the counterpart's feedback says ``applied``, and shows
     ``repair_state`` and ``reason`` otherwise."""
-    case = await svc.resolve(
-        pool,
-        request.app.state.registries,
-        discrepancy_id,
-        body.action,
-        body.owner,
-        body.note,
-        client.client_id,
-    )
+    command = svc.Resolve(discrepancy_id, body.action, body.owner, body.note, client.client_id)
+    case = await svc.resolve(pool, exchange_state(request).registries, command)
     if case["state"] == "open":
         response.status_code = 202  # accepted: the counterpart's feedback decides
     return views.discrepancy(case)

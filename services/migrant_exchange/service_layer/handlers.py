@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import asyncpg
 import orjson
@@ -222,6 +223,45 @@ async def record_feedback(conn: asyncpg.Connection, feedback: p.ExchangeFeedback
     if closed:
         await cases.repair_answered(conn, feedback.notification_id, feedback.outcome, _why(feedback))
     return closed
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerOverRest:
+    """The answer of a jurisdiction not on Kafka (``division``) to a notification addressed to it."""
+
+    notification_id: uuid.UUID
+    division: str | None
+    outcome: Literal["applied", "conflict", "rejected"]
+    conflicts: list[p.FieldConflict]
+    reason: str | None
+
+
+async def answer_over_rest(conn: asyncpg.Connection, answer: AnswerOverRest) -> asyncpg.Record | None:
+    """Close the notification as ``record_feedback`` does and relay the answer to the sender as
+    ``exchange.feedback.v1``; the notification as it now is, None when no notification with this
+    id is addressed to the division."""
+    row = await repo.get_notification(conn, answer.notification_id)
+    if row is None or row["target_division"] != answer.division:
+        return None
+    feedback = p.ExchangeFeedbackV1(
+        notification_id=answer.notification_id,
+        from_division=row["target_division"],
+        outcome=answer.outcome,
+        conflicts=answer.conflicts,
+        reason=answer.reason,
+        applied_at=dt.datetime.now(dt.UTC),
+    )
+    await record_feedback(conn, feedback)
+    await add_event(
+        conn,
+        event_type="exchange.feedback.v1",
+        source=EXCHANGE_SOURCE,  # the exchange relays it; registry sources number their own events
+        subject=row["subject"],
+        data=feedback,
+        origin=row["target_division"],
+        destination=row["source_division"],
+    )
+    return await repo.get_notification(conn, answer.notification_id)  # read back in the same transaction
 
 
 def _why(feedback: p.ExchangeFeedbackV1) -> str | None:

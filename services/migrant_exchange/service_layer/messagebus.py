@@ -6,6 +6,8 @@ subject's events apply in sequence), by the sweep that releases expired gaps, by
 reconciliation repair travels as ``record.corrected.v1`` and is routed by the same entry.
 ``INDICATORS`` is the operations centre's table: a second consumer group with its own inbox
 reads the certificate events again to count them, so one type has one handler per table.
+``TABLES`` holds both by consumer group, with their topics: the consumers, the replay and the
+sweep dispatch through it.
 
 Beside each entry, who may send it (DESIGN section 10): ``shared.events.signature.authority``
 checks what the envelope alone decides before any handler runs; the handler checks the rest
@@ -14,6 +16,8 @@ against the exchange's own records.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -79,9 +83,30 @@ def counted(event: Envelope[Any]) -> bool:
     return event.type != DISCLOSURE or event.source == "/verification"
 
 
+@dataclass(frozen=True, slots=True)
+class Table:
+    """One consumer group's handler table: the topics it reads, what each type does, and which
+    events it takes (``None``: all)."""
+
+    topics: list[str]
+    handlers: dict[str, Handler[ExchangeSettings]]
+    accept: Callable[[Envelope[Any]], bool] | None = None
+
+    def dispatch(self, settings: ExchangeSettings) -> Bound:
+        """The table as one function: the event's type picks the entry (``shared.dispatch``)."""
+        return dispatcher(self.handlers, settings, topics=self.topics)
+
+
+# The exchange's tables by consumer group (``<CONSUMER_GROUP>-<key>``, ``entrypoints/consumer.py``).
+TABLES: dict[str, Table] = {
+    "events": Table(REGISTRY_TOPICS, HANDLERS),
+    "indicators": Table(INDICATOR_TOPICS, INDICATORS, accept=counted),
+}
+
+
 def applier(settings: ExchangeSettings) -> ordering.Apply:
     """``HANDLERS`` as one function, for ``ordering`` to call once an event is next in line."""
-    return dispatcher(HANDLERS, settings, topics=REGISTRY_TOPICS)
+    return TABLES["events"].dispatch(settings)
 
 
 def in_order(settings: ExchangeSettings) -> Bound:
@@ -96,4 +121,4 @@ def in_order(settings: ExchangeSettings) -> Bound:
 
 def indicators(settings: ExchangeSettings) -> Bound:
     """The indicators consumer's handler: ``INDICATORS`` as one function."""
-    return dispatcher(INDICATORS, settings, topics=INDICATOR_TOPICS)
+    return TABLES["indicators"].dispatch(settings)

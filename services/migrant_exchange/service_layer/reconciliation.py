@@ -7,7 +7,8 @@ import datetime as dt
 import logging
 import time
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import asyncpg
 
@@ -16,9 +17,16 @@ from services.migrant_exchange.adapters import reconciliations as runs
 from services.migrant_exchange.adapters import repository as repo
 from services.migrant_exchange.adapters.registries import RegistryClient
 from services.migrant_exchange.domain import repairs
-from services.migrant_exchange.domain.reconcile import Record, differences, differing_buckets, held_twice
+from services.migrant_exchange.domain.reconcile import (
+    Difference,
+    Record,
+    differences,
+    differing_buckets,
+    held_twice,
+)
 from services.migrant_exchange.service_layer.agreements import as_agreed
 from services.migrant_exchange.settings import ExchangeSettings
+from shared.db import unit_of_work
 from shared.errors import Conflict, DomainError, NotFound, RuleViolation
 
 log = logging.getLogger(__name__)
@@ -30,8 +38,28 @@ def _digest_map(doc: dict[str, Any]) -> dict[int, tuple[int, str]]:
     return {int(bucket): (int(count), str(digest)) for bucket, count, digest in doc["digests"]}
 
 
+@dataclass(frozen=True, slots=True)
+class Reconcile:
+    """Compare what two jurisdictions' registries keep of the people they share."""
+
+    division_a: str
+    division_b: str
+    trigger: Literal["request", "schedule"]
+
+
+@dataclass(frozen=True, slots=True)
+class Resolve:
+    """Close a discrepancy case: ``dismiss`` with a note, or ``correct`` by a repair."""
+
+    case_id: uuid.UUID
+    action: Literal["correct", "dismiss"]
+    owner: str | None  # for ``correct``: where the record was registered, when the sides disagree
+    note: str | None
+    client_id: str
+
+
 async def reconcile(
-    pool: asyncpg.Pool, settings: ExchangeSettings, registries: RegistryClient, a: str, b: str, trigger: str
+    pool: asyncpg.Pool, settings: ExchangeSettings, registries: RegistryClient, command: Reconcile
 ) -> dict[str, Any]:
     """Compare both sides of (a, b): digests per bucket, then the records of differing buckets.
 
@@ -39,7 +67,7 @@ async def reconcile(
     duplicated); open cases of the pair that this run no longer finds are resolved as cleared.
     The run is recorded even when a registry cannot be reached.
     """
-    a, b = sorted((a, b))
+    a, b = sorted((command.division_a, command.division_b))
     if a == b:
         raise RuleViolation(
             "a reconciliation compares two different jurisdictions", field="division_b", rule="distinct-pair"
@@ -47,29 +75,15 @@ async def reconcile(
     n = settings.reconciliation_buckets
     started = time.monotonic()
     async with pool.acquire() as conn:
-        run_id = await runs.start_run(conn, a, b, trigger, n)
+        run_id = await runs.start_run(conn, a, b, command.trigger, n)
     try:
         doc_a, doc_b = await asyncio.gather(registries.digests(a, b, n), registries.digests(b, a, n))
         differing = differing_buckets(_digest_map(doc_a), _digest_map(doc_b))
-        left: list[Record] = []
-        right: list[Record] = []
-        for i in range(0, len(differing), DRILL_CHUNK):
-            chunk = differing[i : i + DRILL_CHUNK]
-            la, lb = await asyncio.gather(
-                registries.records(a, b, n, chunk), registries.records(b, a, n, chunk)
-            )
-            left += [Record.of(r) for r in la]
-            right += [Record.of(r) for r in lb]
+        left, right = await _drill(registries, a, b, n, differing)
         found = as_agreed(settings, a, b, differences(a, b, left, right))
         found += held_twice(a, b, doc_a.get("duplicates", []), doc_b.get("duplicates", []), found)
-        async with pool.acquire() as conn, conn.transaction():
-            opened = 0
-            for d in found:
-                case = {**d.__dict__, "division_a": a, "division_b": b, "reconciliation_id": run_id}
-                opened += await cases.open_case(conn, case) is not None
-            cleared = await cases.clear_not_found(
-                conn, a, b, [(d.kind, d.subject, d.record_key) for d in found], run_id
-            )
+        async with unit_of_work(pool, wake=False) as conn:
+            opened, cleared = await _record_cases(conn, a, b, run_id, found)
             await runs.finish_run(
                 conn, run_id, doc_a["records"], doc_b["records"], len(differing), len(found)
             )
@@ -98,6 +112,35 @@ async def reconcile(
     }
 
 
+async def _drill(
+    registries: RegistryClient, a: str, b: str, n: int, differing: list[int]
+) -> tuple[list[Record], list[Record]]:
+    """Both sides' records of the differing buckets, a chunk of buckets per request."""
+    left: list[Record] = []
+    right: list[Record] = []
+    for i in range(0, len(differing), DRILL_CHUNK):
+        chunk = differing[i : i + DRILL_CHUNK]
+        la, lb = await asyncio.gather(registries.records(a, b, n, chunk), registries.records(b, a, n, chunk))
+        left += [Record.of(r) for r in la]
+        right += [Record.of(r) for r in lb]
+    return left, right
+
+
+async def _record_cases(
+    conn: asyncpg.Connection, a: str, b: str, run_id: uuid.UUID, found: list[Difference]
+) -> tuple[int, int]:
+    """Opens a case per difference (one still open is kept) and clears those no longer found:
+    (opened, cleared)."""
+    opened = 0
+    for d in found:
+        case = {**d.__dict__, "division_a": a, "division_b": b, "reconciliation_id": run_id}
+        opened += await cases.open_case(conn, case) is not None
+    cleared = await cases.clear_not_found(
+        conn, a, b, [(d.kind, d.subject, d.record_key) for d in found], run_id
+    )
+    return opened, cleared
+
+
 async def scheduled_pairs(conn: asyncpg.Connection, settings: ExchangeSettings) -> list[tuple[str, str]]:
     """Every pair of configured registries that an agreement (specific or '*') connects."""
     codes = sorted(settings.registries)
@@ -116,7 +159,7 @@ async def run_scheduled(
         try:
             for a, b in await scheduled_pairs(conn, settings):
                 try:
-                    done.append(await reconcile(pool, settings, registries, a, b, "schedule"))
+                    done.append(await reconcile(pool, settings, registries, Reconcile(a, b, "schedule")))
                 except Exception as e:
                     log.warning(
                         "scheduled reconciliation failed",
@@ -127,19 +170,12 @@ async def run_scheduled(
     return done
 
 
-async def resolve(
-    pool: asyncpg.Pool,
-    registries: RegistryClient,
-    case_id: uuid.UUID,
-    action: str,
-    owner: str | None,
-    note: str | None,
-    client_id: str,
-) -> dict[str, Any]:
+async def resolve(pool: asyncpg.Pool, registries: RegistryClient, command: Resolve) -> dict[str, Any]:
     """``dismiss`` closes a case with a note; ``correct`` has a registry send the repair
     (``domain/repairs.py``), and the case stays open until the lacking side's feedback says
     ``applied`` (``repair_answered``), with the reason when it says otherwise."""
-    async with pool.acquire() as conn, conn.transaction():
+    case_id = command.case_id
+    async with unit_of_work(pool, wake=False) as conn:
         case = await cases.get_case(conn, case_id, lock=True)
         if case is None:
             raise NotFound("no discrepancy with this id", field="discrepancy_id", rule="exists")
@@ -151,11 +187,11 @@ async def resolve(
                 field="discrepancy_id",
                 rule="repair-in-flight",
             )
-        resolution: dict[str, Any] = {"action": action, "by": client_id, "note": note}
-        if action != "correct":
+        resolution: dict[str, Any] = {"action": command.action, "by": command.client_id, "note": command.note}
+        if command.action != "correct":
             await cases.resolve_case(conn, case_id, resolution)
             return dict(await cases.get_case(conn, case_id) or {})
-        plan = repairs.plan(case, owner)
+        plan = repairs.plan(case, command.owner)
         repair_id = uuid.uuid4()
         await cases.request_repair(conn, case_id, repair_id, {**resolution, **plan.as_resolution()})
     await _send_repair(pool, registries, case, plan, repair_id)

@@ -1,46 +1,37 @@
-"""HTTP entry points of the verification service (its consumer: ``entrypoints.consumer``)."""
+"""HTTP routes of the verification service: verifications, keys, status lists, the audit check
+(the app: ``entrypoints/app.py``; the kiosk's routes: ``entrypoints/kiosk.py``)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 from typing import Any, TypeVar
 
-import asyncpg
-import httpx
 import orjson
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.verification.adapters.audit_writer import AuditWriter
-from services.verification.adapters.keys import fetch_jwks, load_signer
 from services.verification.domain import status_list as tsl
-from services.verification.domain.rate_limit import TokenBuckets
 from services.verification.domain.verdict import Purpose, Result, TokenResult
-from services.verification.entrypoints.consumer import consumers
 from services.verification.entrypoints.deps import Verifier, verifier
-from services.verification.entrypoints.kiosk import kiosk_router, offline_router
-from services.verification.service_layer import handlers, publication
-from services.verification.settings import VerificationSettings
-from shared import audit, signing
-from shared.app import Pool, create_service_app
+from services.verification.entrypoints.state import verification_state
+from services.verification.service_layer import publication, verifications
+from services.verification.service_layer.verifications import Verification, VerifyCertificate, VerifyToken
+from shared import audit
+from shared.app import Pool
 from shared.auth import CurrentClient
-from shared.db import transaction
 from shared.errors import Forbidden, NotFound
 from shared.identity import DivisionCode, IdNumber, subject_key
 from shared.openapi import problems, secured
-from shared.trust import VERIFICATION
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["verification"])
 
 
 def _subject(request: Request, id_number: str) -> str:
-    return subject_key(id_number, request.app.state.subject_secret)
+    return subject_key(id_number, verification_state(request).subject_secret)
 
 
 class VerificationIn(BaseModel):
@@ -76,7 +67,7 @@ class TokenOut(BaseModel):
     checked_at: dt.datetime
 
 
-def _json(body: dict[str, Any]) -> Response:
+def _json(body: Verification) -> Response:
     # The handlers build exactly the documented shape; skipping FastAPI's re-validation of it
     # is a measurable share of the hot path.
     return Response(orjson.dumps(body), media_type="application/json")
@@ -112,13 +103,10 @@ async def verify(request: Request) -> Response:
     # verification): the client and the body are taken here directly.
     client = await verifier(request)
     body = await _body(request, VerificationIn)
-    answer = await handlers.verify_certificate(
-        request.app.state.audit_writer,
-        client,
-        body.certificate_number,
-        _subject(request, body.holder_id_number),
-        body.purpose,
+    command = VerifyCertificate(
+        body.certificate_number, _subject(request, body.holder_id_number), body.purpose
     )
+    answer = await verifications.verify_certificate(verification_state(request).audit_writer, client, command)
     return _json(answer)
 
 
@@ -131,14 +119,13 @@ async def verify(request: Request) -> Response:
 async def verify_token(body: TokenIn, request: Request, client: Verifier) -> Response:
     """Check the QR payload against the issuer's published keys and the revocation state."""
     subject = _subject(request, body.holder_id_number) if body.holder_id_number else None
-    refresher: KeyRefresher | None = request.app.state.key_refresher
-    answer = await handlers.verify_token(
-        request.app.state.pool,
-        request.app.state.audit_writer,
+    state = verification_state(request)
+    refresher = state.key_refresher
+    answer = await verifications.verify_token(
+        state.pool,
+        state.audit_writer,
         client,
-        body.token,
-        subject,
-        body.purpose,
+        VerifyToken(body.token, subject, body.purpose),
         refresh_keys=(lambda: refresher.refresh(urgent=True)) if refresher else None,
     )
     return _json(answer)
@@ -147,7 +134,7 @@ async def verify_token(body: TokenIn, request: Request, client: Verifier) -> Res
 @router.get("/keys", summary="Every issuer's current and previous public keys (JWKS)")
 async def keys(request: Request, pool: Pool) -> JSONResponse:
     """Public keys for offline kiosks; includes the key that signs status lists."""
-    body = await publication.jwks(pool, request.app.state.signer)
+    body = await publication.jwks(pool, verification_state(request).signer)
     return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})
 
 
@@ -174,22 +161,21 @@ async def status_list(issuer: DivisionCode, request: Request, pool: Pool) -> Res
         raise NotFound(
             "no certificates or keys of this issuer are known", field="issuer", rule="known-issuer"
         )
-    settings: VerificationSettings = request.app.state.settings
+    state = verification_state(request)
+    settings = state.settings
     headers = {"Cache-Control": "public, max-age=60", "Vary": "Accept"}
     if tsl.MEDIA_TYPE in request.headers.get("accept", ""):
         base = settings.public_url.rstrip("/") if settings.public_url else str(request.base_url).rstrip("/")
         token = await publication.status_list_token(
             pool,
             issuer,
-            request.app.state.signer,
+            state.signer,
             uri=f"{base}/v1/status-lists/{issuer}",
             validity=settings.status_list_validity_seconds,
             ttl=settings.status_list_ttl_seconds,
         )
         return Response(token, media_type=tsl.MEDIA_TYPE, headers=headers)
-    body = await publication.status_list(
-        pool, issuer, request.app.state.signer, settings.status_list_validity_seconds
-    )
+    body = await publication.status_list(pool, issuer, state.signer, settings.status_list_validity_seconds)
     return JSONResponse(body, headers=headers)
 
 
@@ -206,92 +192,3 @@ async def audit_verify(pool: Pool, client: CurrentClient) -> dict[str, Any]:
         rows = await conn.fetchval("SELECT count(*) FROM audit_log")
         pending = await conn.fetchval("SELECT count(*) FROM audit_pending")
     return {"intact": broken is None, "first_broken_seq": broken, "rows": rows, "pending": pending}
-
-
-class KeyRefresher:
-    """Fetches every registry's JWKS now and then, and soon (at most once a second, callers
-    coalesced) when a token names a kid nobody published yet: a registry makes a key when it
-    first issues or rotates. An unreachable registry keeps its known keys."""
-
-    def __init__(self, pool: asyncpg.Pool, settings: VerificationSettings, min_gap: float = 1.0):
-        self.pool = pool
-        self.settings = settings
-        self.min_gap = min_gap
-        self._lock = asyncio.Lock()
-        self._last = -min_gap
-        self._http = httpx.AsyncClient()
-
-    async def refresh(self, *, urgent: bool = False) -> None:
-        loop = asyncio.get_running_loop()
-        asked = loop.time()
-        async with self._lock:
-            if urgent and self._last >= asked:
-                return  # a fetch started after this caller asked: it saw what there is to see
-            wait = self._last + self.min_gap - loop.time()
-            if urgent and wait > 0:
-                await asyncio.sleep(wait)  # unknown kids cannot make us hammer the registries
-            self._last = loop.time()
-            for url, divisions in self.settings.key_sources.items():
-                found = await fetch_jwks(self._http, url)
-                if found is None:
-                    continue
-                # A jurisdiction's key document speaks only for the divisions it is bound to.
-                if strays := [k for k in found if k.issuer not in divisions]:
-                    log.warning("ignoring keys a document may not speak for", extra={"keys": len(strays)})
-                found = [k for k in found if k.issuer in divisions]
-                try:
-                    async with transaction(self.pool) as conn:
-                        await publication.learn_registry_keys(conn, url, found)
-                except (OSError, asyncpg.PostgresError) as e:
-                    log.warning("could not store registry keys", extra={"error": type(e).__name__})
-
-    async def run(self) -> None:
-        while True:
-            await self.refresh()
-            await asyncio.sleep(self.settings.key_refresh_seconds)
-
-    async def close(self) -> None:
-        await self._http.aclose()
-
-
-def create_app(settings: VerificationSettings | None = None) -> FastAPI:
-    settings = settings or VerificationSettings()
-    settings.require_signing_keys({VERIFICATION})  # its disclosure events must go out signed
-
-    async def startup(app: FastAPI) -> None:
-        app.state.subject_secret = settings.subject_key_secret.get_secret_value().encode()
-        app.state.buckets = TokenBuckets(settings.rate_limit_per_minute / 60.0, settings.rate_limit_burst)
-        configured = settings.status_list_signing_key
-        app.state.signer = await load_signer(
-            app.state.pool, signing.b64u_decode(configured.get_secret_value()) if configured else None
-        )
-        app.state.audit_writer = AuditWriter(
-            app.state.pool,
-            flush_interval=settings.audit_flush_interval,
-            max_batch=settings.audit_batch_max,
-            chain_interval=settings.audit_chain_interval,
-            concurrent_flushes=settings.audit_concurrent_flushes,
-        )
-        app.state.audit_writer.start()
-        app.state.key_refresher = KeyRefresher(app.state.pool, settings) if settings.key_urls else None
-        app.state.key_task = (
-            asyncio.create_task(app.state.key_refresher.run()) if app.state.key_refresher else None
-        )
-
-    async def shutdown(app: FastAPI) -> None:
-        if app.state.key_task is not None:
-            app.state.key_task.cancel()
-            with contextlib.suppress(BaseException):
-                await app.state.key_task
-            await app.state.key_refresher.close()
-        await app.state.audit_writer.stop()
-
-    return create_service_app(
-        settings,
-        title="Certificate verification",
-        description="Online and offline verification of 婚育证明 certificates, with minimal disclosure.",
-        routers=[router, offline_router, kiosk_router],
-        consumers=consumers,
-        on_startup=startup,
-        on_shutdown=shutdown,
-    )

@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import Request, Security
 
 from services.verification.domain.rate_limit import TokenBuckets
+from services.verification.entrypoints.state import verification_state
+from shared.app import service_state
 from shared.auth import Client
 from shared.errors import Forbidden, TooManyRequests
 
@@ -15,11 +17,11 @@ from shared.errors import Forbidden, TooManyRequests
 async def verifier(request: Request) -> Client:
     """A client with the ``verify`` scope and tokens left in its bucket: one async dependency
     (a sync one would hop through the thread pool on every request)."""
-    client: Client = request.app.state.clients.authenticate(request.headers.get("authorization"))
+    client = service_state(request.app).clients.authenticate(request.headers.get("authorization"))
     request.state.client_id = client.client_id
     if "verify" not in client.scopes:
         raise Forbidden("this client lacks the 'verify' scope", rule="scope", scope="verify")
-    wait = request.app.state.buckets.take(client.client_id, time.monotonic())
+    wait = verification_state(request).buckets.take(client.client_id, time.monotonic())
     if wait:
         retry = TokenBuckets.retry_after_header(wait)
         raise TooManyRequests(

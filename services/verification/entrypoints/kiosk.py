@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.verification.domain.verdict import Purpose
 from services.verification.entrypoints.deps import Verifier
+from services.verification.entrypoints.state import verification_state
 from services.verification.service_layer.offline import OfflineCheck, record_offline_checks
 from shared.openapi import problems
 
@@ -95,4 +96,5 @@ async def report_offline_checks(body: OfflineChecksIn, request: Request, client:
     """Each check becomes an audit entry like an online one (``via: offline``), so the
     subject-access log stays complete; answered once every entry is durable."""
     checks = [OfflineCheck(c.token, c.purpose, c.result, c.checked_at) for c in body.checks]
-    return await record_offline_checks(request.app.state.pool, request.app.state.audit_writer, client, checks)
+    state = verification_state(request)
+    return await record_offline_checks(state.pool, state.audit_writer, client, checks)

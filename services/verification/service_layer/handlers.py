@@ -1,25 +1,16 @@
-"""Use cases of the verification service: the read model projection and the verifications."""
+"""Use cases of the verification service's read model: corrections and the bulk rebuild (the
+verifications: ``service_layer/verifications.py``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
 
 from services.verification.adapters import repository as repo
-from services.verification.adapters.audit_writer import CHECK_ACTION, AuditWriter, NumberCheck
-from services.verification.domain.verdict import (
-    disclosed,
-    token_attributes,
-    token_verdict,
-    verdict,
-)
-from shared import audit, signing
-from shared.auth import Client
-from shared.errors import InvalidInput
 from shared.events import payloads as p
 from shared.events.envelope import Envelope
 from shared.events.signature import NOT_AUTHORIZED, Rejected
@@ -107,107 +98,3 @@ async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope
     await repo.copy_revocations(
         conn, [(issuer, index, *rest) for (issuer, index), rest in revocations.items()]
     )
-
-
-def _entry(
-    client: Client,
-    purpose: str,
-    subject: str | None,
-    result: str,
-    issuer: str | None,
-    via: str,
-    claims: dict[str, Any] | None = None,
-) -> audit.AuditEntry:
-    """A token check's audit entry; a genuine token's number and holder go with it, so the
-    holder's registries are told of the check (``audit_writer.disclosure_of``)."""
-    detail: dict[str, Any] = {"result": result, "issuer": issuer, "via": via}
-    if claims:
-        detail |= {"certificate_number": str(claims.get("num")), "holder": str(claims.get("sub"))}
-    if client.jurisdiction:
-        detail["division"] = client.jurisdiction
-    return audit.AuditEntry(client.client_id, CHECK_ACTION, purpose, subject, detail)
-
-
-async def verify_certificate(
-    writer: AuditWriter,
-    client: Client,
-    number: str,
-    presented_subject: str,
-    purpose: str,
-) -> dict[str, Any]:
-    """The verdict, the issuer and the attributes the purpose allows; answered once audited.
-
-    The certificate is read by the statement that makes the audit entry durable, one statement
-    for a batch of concurrent verifications (``AuditWriter.check``); the entry keeps the evidence
-    read, and the chainer draws the same verdict from it.
-    """
-    today = dt.date.today()
-    cert = await writer.check(
-        NumberCheck(number, client.client_id, purpose, presented_subject, today, client.jurisdiction)
-    )
-    result = verdict(cert, presented_subject, today)
-    return {
-        "certificate_number": number,
-        "result": result,
-        "issuer": cert["issuer"] if cert is not None else None,
-        "attributes": disclosed(cert, result, purpose) if cert is not None else {},
-        "checked_at": dt.datetime.now(dt.UTC),
-    }
-
-
-async def verify_token(
-    pool: asyncpg.Pool,
-    writer: AuditWriter,
-    client: Client,
-    token: str,
-    presented_subject: str | None,
-    purpose: str,
-    refresh_keys: Callable[[], Awaitable[None]] | None = None,
-) -> dict[str, Any]:
-    """Check a QR token's signature against the issuer's published keys, then its revocation state.
-
-    A kid nobody published yet makes the registries' keys be fetched once more (rate-limited by
-    ``refresh_keys``) before the token is called not genuine.
-    """
-    try:
-        header = signing.unverified_header(token)
-    except signing.BadSignature as e:
-        raise InvalidInput("the token is not a compact JWS", field="token", rule="compact-jws") from e
-    key = await repo.key_of(pool, str(header.get("kid")))
-    if key is None and refresh_keys is not None:
-        await refresh_keys()
-        key = await repo.key_of(pool, str(header.get("kid")))
-    claims: dict[str, Any] | None = None
-    if key is not None:
-        try:
-            claims = signing.verify(token, {key["kid"]: bytes(key["public_key"])})
-        except signing.BadSignature:
-            claims = None
-    if claims is None or str(claims.get("iss")) != key["issuer"]:  # type: ignore[index]
-        await writer.record(_entry(client, purpose, presented_subject, "invalid_signature", None, "token"))
-        return _token_answer(None, "invalid_signature", None, {})
-    issuer, number = key["issuer"], str(claims.get("num"))  # type: ignore[index]
-    if key["revoked_at"] is not None:  # type: ignore[index]  # the issuer withdrew the key: nothing it signed holds
-        subject = presented_subject or str(claims.get("sub"))
-        await writer.record(_entry(client, purpose, subject, "revoked", issuer, "token", claims))
-        return _token_answer(number, "revoked", issuer, {})
-    cert = await repo.get_certificate(pool, number)
-    if cert is not None and cert["issuer"] != issuer:
-        cert = None
-    revoked = await repo.is_revoked(pool, issuer, int(claims.get("sti", -1)))
-    result = token_verdict(claims, cert, revoked, presented_subject, dt.date.today())
-    subject = presented_subject or str(claims.get("sub"))
-    await writer.record(_entry(client, purpose, subject, result, issuer, "token", claims))
-    return _token_answer(number, result, issuer, token_attributes(claims, cert, result, purpose))
-
-
-def _token_answer(
-    number: str | None, result: str, issuer: str | None, attrs: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "certificate_number": number,
-        "result": result,
-        "issuer": issuer,
-        "attributes": attrs,
-        "checked_at": dt.datetime.now(dt.UTC),
-    }

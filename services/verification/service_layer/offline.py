@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
 from services.verification.adapters import repository as repo
 from services.verification.adapters.audit_writer import CHECK_ACTION, AuditWriter
+from services.verification.service_layer.verifications import Claims, signed_by
 from shared import audit, signing
 from shared.auth import Client
 
@@ -28,25 +28,18 @@ class OfflineCheck:
     checked_at: dt.datetime
 
 
-async def _genuine_claims(pool: asyncpg.Pool, token: str) -> tuple[str, dict[str, Any]] | None:
+async def _genuine_claims(pool: asyncpg.Pool, token: str) -> tuple[str, Claims] | None:
     """The issuer and claims of a token signed by a key bound to the issuer it names, else None."""
     try:
         kid = str(signing.unverified_header(token).get("kid"))
     except signing.BadSignature:
         return None
     key = await repo.key_of(pool, kid)
-    if key is None:
-        return None
-    try:
-        claims = signing.verify(token, {key["kid"]: bytes(key["public_key"])})
-    except signing.BadSignature:
-        return None
-    if str(claims.get("iss")) != key["issuer"]:
-        return None
-    return str(key["issuer"]), claims
+    claims = signed_by(key, token) if key is not None else None
+    return (str(key["issuer"]), claims) if key is not None and claims is not None else None
 
 
-def _told(client: Client, claims: dict[str, Any]) -> dict[str, str]:
+def _told(client: Client, claims: Claims) -> dict[str, str]:
     """What the holder's registries are told of a genuine token's check (none for a forgery)."""
     told = {"certificate_number": str(claims["num"])} if "num" in claims else {}
     return told | ({"division": client.jurisdiction} if client.jurisdiction and told else {})
