@@ -11,7 +11,8 @@ from fastapi import Depends, Header, Path, Request
 
 from services.registry.domain.access import ensure_served
 from services.registry.service_layer.context import Context
-from shared.app import UnitOfWork
+from services.registry.settings import RegistrySettings
+from shared.app import UnitOfWork, service_state
 from shared.auth import Client, require
 from shared.openapi import problems as problems  # the registry's routes declare their answers with it
 
@@ -33,13 +34,23 @@ IdempotencyKey = Annotated[
 ]
 
 
+def registry_settings(request: Request) -> RegistrySettings:
+    """The registry's settings, as the shared lifespan stored them (typed)."""
+    settings = service_state(request.app).settings
+    assert isinstance(settings, RegistrySettings)
+    return settings
+
+
+Settings = Annotated[RegistrySettings, Depends(registry_settings)]
+
+
 def ctx(request: Request, client: Client, traceparent: str | None = None) -> Context:
-    return Context(request.app.state.settings, traceparent, client.client_id)
+    return Context(registry_settings(request), traceparent, client.client_id)
 
 
 def here(request: Request, client: Client) -> str:
     """The jurisdiction a writing client records for; it must be one this registry serves."""
-    return ensure_served(client.jurisdiction, request.app.state.settings.served)
+    return ensure_served(client.jurisdiction, registry_settings(request).served)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from services.registry.entrypoints import schemas_keys as s
-from services.registry.entrypoints.routes_common import IdempotencyKey, Writer, here, problems
+from services.registry.entrypoints.routes_common import (
+    IdempotencyKey,
+    Writer,
+    here,
+    problems,
+    registry_settings,
+)
 from services.registry.service_layer.keys import jwks
 from services.registry.service_layer.keys import rotate_key as rotate_key_for
 from shared.app import UnitOfWork
@@ -33,4 +39,4 @@ async def rotate_key(
     request: Request, conn: UnitOfWork, client: Writer, idempotency_key: IdempotencyKey = None
 ) -> Body:
     """A new key signs from now on; the old one stays published so issued certificates keep verifying."""
-    return await rotate_key_for(conn, request.app.state.settings, here(request, client))
+    return await rotate_key_for(conn, registry_settings(request), here(request, client))

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
+from services.registry.entrypoints.routes_common import registry_settings
 from services.registry.service_layer import reconciliation as svc
 from services.registry.service_layer import repairs
 from shared.app import UnitOfWork
@@ -53,14 +54,14 @@ async def digests(
     buckets: Annotated[int, Query(ge=1, le=65536)] = 4096,
 ) -> dict[str, Any]:
     """Order-independent digests; no identity numbers or values leave the registry."""
-    return await svc.digests(conn, request.app.state.settings, jurisdiction, counterpart, buckets)
+    return await svc.digests(conn, registry_settings(request), jurisdiction, counterpart, buckets)
 
 
 @router.post("/records", summary="The records of differing buckets, as hashes")
 async def records(body: DrillDownIn, request: Request, conn: UnitOfWork, _: Reconciler) -> dict[str, Any]:
     """Drill-down: per record its key, hash and a keyed hash per field."""
     return await svc.drill_down(
-        conn, request.app.state.settings, body.jurisdiction, body.counterpart, body.buckets, body.selected
+        conn, registry_settings(request), body.jurisdiction, body.counterpart, body.buckets, body.selected
     )
 
 
@@ -72,4 +73,4 @@ async def records(body: DrillDownIn, request: Request, conn: UnitOfWork, _: Reco
 )
 async def corrections(body: RepairIn, request: Request, conn: UnitOfWork, _: Reconciler) -> dict[str, Any]:
     """This side announces its record whole (or retires its duplicate) as ``record.corrected.v1``."""
-    return await repairs.send_repair(conn, request.app.state.settings, body.model_dump())
+    return await repairs.send_repair(conn, registry_settings(request), body.model_dump())
