@@ -11,7 +11,7 @@ if __name__ == "__main__":
         run_cli(
             "registry",
             RegistrySettings(),
-            "services.registry.entrypoints.api:create_app",
+            "services.registry.entrypoints.app:create_app",
             Path(__file__).parent / "migrations",
             sys.argv,
         )

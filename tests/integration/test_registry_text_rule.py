@@ -15,7 +15,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from devstack.embedded import EmbeddedPostgres
-from services.registry.entrypoints.api import create_app
+from services.registry.entrypoints.app import create_app
 from services.registry.settings import RegistrySettings
 from shared.auth import DEFAULT_SCOPES, hash_secret
 from shared.db import migrate

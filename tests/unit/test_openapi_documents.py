@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from services.migrant_exchange.entrypoints.app import create_app as exchange_app
-from services.registry.entrypoints.api import create_app as registry_app
+from services.registry.entrypoints.app import create_app as registry_app
 from services.verification.entrypoints.app import create_app as verification_app
 from shared.errors import PROBLEM_JSON
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from services.registry.entrypoints.api import create_app
+from services.registry.entrypoints.app import create_app
 from services.registry.entrypoints.schemas_batches import MAX_ITEMS
 from services.registry.entrypoints.write_kinds import KINDS
 
