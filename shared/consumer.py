@@ -30,7 +30,7 @@ from aiokafka import ConsumerRecord
 
 from shared import dead_letters
 from shared.consumer_group import GroupMember
-from shared.db import is_contention, is_unavailable
+from shared.db import is_contention, is_unavailable, unit_of_work
 from shared.dead_letters import describe_error
 from shared.events.catalog import parse_event, spec_for
 from shared.events.envelope import Envelope
@@ -43,7 +43,6 @@ from shared.observability import (
     INBOX_DUPLICATES,
     redact,
 )
-from shared.outbox import wake_relay
 from shared.sensitivity import neutral_label  # metric labels name no sensitive type
 from shared.settings import BaseServiceSettings
 from shared.tracing import consumer_span
@@ -112,13 +111,11 @@ class EventConsumer(GroupMember):
     async def _process(self, messages: list[ConsumerRecord[bytes, bytes]], *, isolate: bool) -> None:
         failed: list[tuple[ConsumerRecord[bytes, bytes], Envelope[Any], BaseException]] = []
         applied: list[Envelope[Any]] = []
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                seen = await self._already_applied(conn, messages)
-                for i, msg in enumerate(messages):
-                    await self._take(conn, msg, i in seen, applied, failed, isolate=isolate)
-                    self.handled += 1  # completed (a statement that blocks for ever never gets here)
-            await wake_relay(conn)  # after the commit: see shared.outbox.wake_relay
+        async with unit_of_work(self.pool) as conn:
+            seen = await self._already_applied(conn, messages)
+            for i, msg in enumerate(messages):
+                await self._take(conn, msg, i in seen, applied, failed, isolate=isolate)
+                self.handled += 1  # completed (a statement that blocks for ever never gets here)
         self._count_applied(applied)
         for msg, event, first_error in failed:
             await self._retry_then_dead_letter(msg, event, first_error)
@@ -283,10 +280,8 @@ class EventConsumer(GroupMember):
         for attempt in range(self.settings.consumer_max_retries):
             await asyncio.sleep(0.1 * 2**attempt)
             try:
-                async with self.pool.acquire() as conn:
-                    async with conn.transaction():
-                        fresh = await self._apply_traced(conn, event, msg)
-                    await wake_relay(conn)
+                async with unit_of_work(self.pool) as conn:
+                    fresh = await self._apply_traced(conn, event, msg)
                 if fresh:
                     self._count_applied([event])
                 return
@@ -297,13 +292,11 @@ class EventConsumer(GroupMember):
                 if _transient(e):
                     raise  # not the message's fault: the batch is read again once the database answers
                 error = e
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                if isinstance(error, Rejected):
-                    await self.reject(conn, msg, error)
-                else:
-                    await self.dead_letter(conn, msg, describe_error(error))
-            await wake_relay(conn)
+        async with unit_of_work(self.pool) as conn:
+            if isinstance(error, Rejected):
+                await self.reject(conn, msg, error)
+            else:
+                await self.dead_letter(conn, msg, describe_error(error))
 
     async def dead_letter(
         self, conn: asyncpg.Connection, msg: ConsumerRecord[bytes, bytes], reason: str
