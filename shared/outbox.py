@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import uuid
 from typing import Any
 
 import asyncpg
@@ -20,7 +21,7 @@ from pydantic import BaseModel
 from shared.db import RELAY_CHANNEL
 from shared.db import wake_relay as wake_relay
 from shared.events.catalog import EventSpec, spec_for
-from shared.events.envelope import Envelope, new_event_id
+from shared.events.envelope import AnyEnvelope, Envelope, new_event_id
 from shared.tracing import current_traceparent
 
 NOTIFY_CHANNEL = RELAY_CHANNEL
@@ -89,7 +90,7 @@ def _spec_carrying(event_type: str, data: BaseModel) -> EventSpec:
     return spec
 
 
-def _headers(event: Envelope[Any]) -> dict[str, str]:
+def _headers(event: AnyEnvelope) -> dict[str, str]:
     """The Kafka headers an event is published with."""
     headers = {"content-type": "application/cloudevents+json", "ce_type": event.type}
     if event.traceparent:
@@ -104,7 +105,7 @@ async def add_raw(
     key: str | None,
     value: bytes,
     headers: dict[str, str],
-    event_id: Any,
+    event_id: uuid.UUID,
 ) -> None:
     """Queue an already-serialised message (dead letters, replays) for publishing."""
     await conn.execute(
@@ -144,7 +145,7 @@ def make_event(
     origin: str | None = None,
     destination: str | None = None,
     traceparent: str | None = None,
-) -> Envelope[Any]:
+) -> AnyEnvelope:
     """The envelope ``add_event`` writes, for callers that write many at once with ``add_events``."""
     spec = _spec_carrying(event_type, data)
     return Envelope[spec.payload](  # type: ignore[name-defined]
@@ -162,7 +163,7 @@ def make_event(
     )
 
 
-async def add_events(conn: asyncpg.Connection, events: list[Envelope[Any]]) -> None:
+async def add_events(conn: asyncpg.Connection, events: list[AnyEnvelope]) -> None:
     """Write many events to the outbox with COPY in the caller's transaction, in list order.
 
     Like ``add_event`` it does not wake the relay: call ``wake_relay`` after the commit.
