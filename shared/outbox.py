@@ -145,7 +145,7 @@ def make_event(
     origin: str | None = None,
     destination: str | None = None,
     traceparent: str | None = None,
-) -> AnyEnvelope:
+) -> Envelope[Any]:
     """The envelope ``add_event`` writes, for callers that write many at once with ``add_events``."""
     spec = _spec_carrying(event_type, data)
     return Envelope[spec.payload](  # type: ignore[name-defined]
