@@ -12,7 +12,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import psutil
@@ -69,18 +69,35 @@ class RssSampler:
             self.peak[name] = max(self.peak[name], rss / 2**20)
 
 
-def departure(id_number: str, migration_date: dt.date) -> p.MigrationDepartedV1:
-    """A departure from the stack's origin jurisdiction to its destination: the event the
-    roster and backlog benchmarks route through the exchange."""
-    return p.MigrationDepartedV1(
+M = TypeVar("M", bound=p._MigrationV1)
+
+
+def migration(
+    kind: type[M],
+    id_number: str,
+    migration_date: dt.date,
+    *,
+    name: str = "测试",
+    from_division: str = ORIGIN,
+    to_division: str = DESTINATION,
+) -> M:
+    """A migration payload (departed, returned, ...) of a person whose hukou is at the stack's
+    origin; by default from the origin to the destination."""
+    return kind(
         migration_id=uuid.uuid4(),
         id_number=id_number,
-        name="测试",
+        name=name,
         hukou_division=ORIGIN,
-        from_division=ORIGIN,
-        to_division=DESTINATION,
+        from_division=from_division,
+        to_division=to_division,
         migration_date=migration_date,
     )
+
+
+def departure(id_number: str, migration_date: dt.date) -> p.MigrationDepartedV1:
+    """A departure from the stack's origin jurisdiction to its destination: the event the
+    roster and backlog benchmarks and the fault tests route through the exchange."""
+    return migration(p.MigrationDepartedV1, id_number, migration_date)
 
 
 def timed(fn: Any, *args: Any) -> tuple[Any, float]:

@@ -15,7 +15,16 @@ from typing import Any
 
 import typer
 
-from cli.common import DatabasesOption, JsonOption, StackInfo, StackOption, connection, console, emit, run
+from cli.common import (
+    DatabasesOption,
+    JsonOption,
+    StackInfo,
+    StackOption,
+    console,
+    emit,
+    run,
+    unit_of_work_at,
+)
 from shared.auth import new_credential
 from shared.clients_file import (
     ClientEntry,
@@ -46,6 +55,15 @@ def _file(info: StackInfo, path: Path | None) -> Path:
     return found
 
 
+def _opened(
+    stack: Path | None, db: list[str] | None, file: Path | None
+) -> tuple[StackInfo, Path, dict[str, ClientEntry]]:
+    """The stack, the clients file it names (or ``--file``) and the clients in it."""
+    info = StackInfo(stack, db)
+    path = _file(info, file)
+    return info, path, _load(info, path)
+
+
 def _load(info: StackInfo, path: Path) -> dict[str, ClientEntry]:
     try:
         return {e.client_id: e for e in read_file(path)} if path.exists() else {}
@@ -60,7 +78,7 @@ def _save_and_apply(info: StackInfo, path: Path, entries: dict[str, ClientEntry]
     async def apply() -> list[str]:
         done = []
         for name in info.services_with_databases():
-            async with connection(info.dsn(name)) as conn, conn.transaction():
+            async with unit_of_work_at(info.dsn(name), wake=False) as conn:
                 await sync_clients(conn, list(entries.values()))
             done.append(name)
         return done
@@ -93,9 +111,7 @@ def create(
     as_json: bool = JsonOption,
 ) -> None:
     """Register a client; its credential is printed once."""
-    info = StackInfo(stack, db)
-    path = _file(info, file)
-    entries = _load(info, path)
+    info, path, entries = _opened(stack, db, file)
     if client_id in entries:
         state = "was revoked (ids are never reused)" if entries[client_id].revoked else "exists; use rotate"
         raise info.fail(f"client {client_id} {state}")
@@ -135,9 +151,7 @@ def rotate(
     as_json: bool = JsonOption,
 ) -> None:
     """Give a client a new credential (printed once); the old one works until the overlap ends."""
-    info = StackInfo(stack, db)
-    path = _file(info, file)
-    entries = _load(info, path)
+    info, path, entries = _opened(stack, db, file)
     old = entries.get(client_id)
     if old is None or old.revoked:
         raise info.fail(f"client {client_id} is {'revoked' if old else 'not in ' + str(path)}")
@@ -174,9 +188,7 @@ def revoke(
     as_json: bool = JsonOption,
 ) -> None:
     """Revoke a client for good: its credentials stop working at once, and it never comes back."""
-    info = StackInfo(stack, db)
-    path = _file(info, file)
-    entries = _load(info, path)
+    info, path, entries = _opened(stack, db, file)
     old = entries.get(client_id)
     if old is None:
         raise info.fail(f"client {client_id} is not in {path}")

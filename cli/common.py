@@ -210,3 +210,13 @@ async def connection(dsn: str) -> AsyncIterator[Any]:
         yield conn
     finally:
         await conn.close()
+
+
+@asynccontextmanager
+async def unit_of_work_at(dsn: str, *, wake: bool = True) -> AsyncIterator[Any]:
+    """One unit of work (``shared.db.unit_of_work_on``) on a connection of its own to ``dsn``:
+    commit on normal exit, then wake the relay (``wake``), roll back if the body raises."""
+    from shared.db import unit_of_work_on
+
+    async with connection(dsn) as conn, unit_of_work_on(conn, wake=wake) as tx:
+        yield tx

@@ -28,7 +28,6 @@ from cli.consumers import consumer_named, service_consumers
 from shared.db import create_pool
 from shared.dead_letters import replay_dead_letter
 from shared.observability import redact
-from shared.outbox import wake_relay
 
 app = typer.Typer(help="List, show and replay dead letters.", no_args_is_help=True)
 Service = typer.Option(None, "--service", "-s", help="service (default: every service in the stack)")
@@ -115,12 +114,11 @@ async def _replay(info: StackInfo, service: str, ids: list[int]) -> list[dict[st
                 results.append({"id": dead_letter_id, "replayed": False, "error": "no such dead letter"})
                 continue
             try:
+                # one unit of work per letter, after whose commit the relay is woken: what the
+                # handler queued goes out without waiting for a poll
                 done = await replay_dead_letter(
                     pool, dead_letter_id, consumer_named(consumers, row["consumer"])
                 )
-                if done:
-                    async with pool.acquire() as conn:
-                        await wake_relay(conn)  # what the handler queued goes out without waiting for a poll
                 results.append(
                     {"id": dead_letter_id, "replayed": done, "error": None if done else "already replayed"}
                 )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -23,7 +24,7 @@ from cli.common import (
     run,
     subject_secret,
 )
-from cli.importer import ImportBusy, Importer
+from cli.importer import ImportBusy, Importer, ImportSummary
 from cli.roster import DEFAULT_MAPPING, ENCODINGS, Mapping, RosterError, check_headings, count_lines
 from shared.identity import check_division
 
@@ -89,52 +90,75 @@ def import_roster(
 
     Rows are parsed with the registry API's schema and registered by the registry's own bulk-import use case, which applies its registration rule; good rows become persons and person.registered.v1 events, written in batches with COPY. Stopping and running the same command again resumes after the last committed batch, with no duplicates. Every bad row goes to the rejects file with its line number and the rule it broke. Cells are data, never formulas: a cell beginning with = + - @ (after any tab or CR) is refused with the rule no-formula-prefix, as the API refuses it. Messages are in Chinese, then English.
     """
+    _check(jurisdiction, encoding)
+    target = dsn or StackInfo(stack).registry_dsn(jurisdiction)
+    rejects_file = rejects or roster.with_name(roster.name + ".rejects.csv")
+    with _stops_with_a_reason():
+        columns = Mapping.load(mapping)
+        check_headings(roster, columns, encoding)
+        importer = partial(
+            Importer,
+            target,
+            roster,
+            jurisdiction,
+            subject_secret(),  # the registry's: persons are keyed as its API keys them
+            mapping=columns,
+            encoding=encoding,
+            batch_size=batch_size,
+            stop_after=stop_after,
+        )
+        summary = _run(importer, roster, workers, rejects_file)
+    if as_json:
+        emit_json(summary.as_dict())
+        return
+    console.print(say.summary(summary), markup=False, highlight=False, soft_wrap=True)
+
+
+def _check(jurisdiction: str, encoding: str) -> None:
     try:
         check_division(jurisdiction)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--jurisdiction") from None
     if encoding not in ENCODINGS:
         raise typer.BadParameter(f"choose one of {', '.join(ENCODINGS)}", param_hint="--encoding")
-    target = dsn or StackInfo(stack).registry_dsn(jurisdiction)
-    rejects_file = rejects or roster.with_name(roster.name + ".rejects.csv")
-    try:
-        columns = Mapping.load(mapping)
-        check_headings(roster, columns, encoding)
-        with _stop_on_signals(), progress_bar() as bar:
-            total = count_lines(roster)
-            task = bar.add_task(f"import {roster.name}", total=total)
-            importer = Importer(
-                target,
-                roster,
-                jurisdiction,
-                subject_secret(),  # the registry's: persons are keyed as its API keys them
-                mapping=columns,
-                encoding=encoding,
-                batch_size=batch_size,
-                stop_after=stop_after,
+
+
+def _run(
+    importer: Callable[..., Importer], roster: Path, workers: int | None, rejects_file: Path
+) -> ImportSummary:
+    """The import under a progress bar, stopped between statements by Ctrl-C or SIGTERM."""
+    with _stop_on_signals(), progress_bar() as bar:
+        total = count_lines(roster)
+        task = bar.add_task(f"import {roster.name}", total=total)
+        return run(
+            importer(
                 workers=workers if workers is not None else (2 if total > 20_000 else 0),
                 on_progress=lambda n: bar.advance(task, n),
-                on_resume=lambda line, done: err_console.print(
-                    say.already_done(line) if done else say.resumed(line),
-                    markup=False,
-                    highlight=False,
-                    soft_wrap=True,
-                ),
-            )
-            summary = run(importer.run(rejects_file))
+                on_resume=lambda line, done: _say(say.already_done(line) if done else say.resumed(line)),
+            ).run(rejects_file)
+        )
+
+
+@contextlib.contextmanager
+def _stops_with_a_reason() -> Iterator[None]:
+    """A roster, a registry or an operator that stops the import: say why, exit 2 (130 on Ctrl-C)."""
+    try:
+        yield
     except RosterError as e:
-        err_console.print(str(e), style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise _stopped(str(e)) from None
     except ImportBusy:
-        err_console.print(say.busy(), style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise _stopped(say.busy()) from None
     except _UNREACHABLE as e:
-        err_console.print(say.unreachable(e), style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise _stopped(say.unreachable(e)) from None
     except KeyboardInterrupt:
-        err_console.print(say.interrupted(), style="yellow", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(130) from None
-    if as_json:
-        emit_json(summary.as_dict())
-        return
-    console.print(say.summary(summary), markup=False, highlight=False, soft_wrap=True)
+        raise _stopped(say.interrupted(), code=130, style="yellow") from None
+
+
+def _say(message: str, style: str | None = None) -> None:
+    err_console.print(message, style=style, markup=False, highlight=False, soft_wrap=True)
+
+
+def _stopped(message: str, *, code: int = 2, style: str = "red") -> typer.Exit:
+    """Say why the import stopped; the exit to raise."""
+    _say(message, style)
+    return typer.Exit(code)

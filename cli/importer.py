@@ -35,7 +35,7 @@ from services.registry.service_layer import imports
 from services.registry.service_layer.context import Context
 from services.registry.service_layer.imports import ImportBatch, ImportBusy
 from services.registry.settings import RegistrySettings
-from shared.outbox import wake_relay
+from shared.db import unit_of_work_on
 
 __all__ = ["ImportBusy", "ImportSummary", "Importer"]
 
@@ -189,7 +189,8 @@ class Importer:
     async def _commit(
         self, conn: asyncpg.Connection, summary: ImportSummary, batch: Lines, checked: list[Checked]
     ) -> None:
-        """One batch through the registry's use case, in a transaction of its own."""
+        """One batch through the registry's use case, in a unit of work of its own: its persons,
+        outbox rows, rejects and progress mark commit together, then the relay is woken."""
         command = ImportBatch(
             import_id=summary.import_id,
             first_line=batch[0][0],
@@ -198,9 +199,8 @@ class Importer:
             refused=[(line, *error) for line, _, error in checked if error is not None],
             first_lines=self.first_line,
         )
-        async with conn.transaction():
-            outcome = await imports.import_batch(conn, self.ctx, self.here, command)
-        await wake_relay(conn)
+        async with unit_of_work_on(conn) as tx:
+            outcome = await imports.import_batch(tx, self.ctx, self.here, command)
         summary.rows_read += len(batch)
         summary.imported += outcome.imported
         summary.unchanged += outcome.unchanged

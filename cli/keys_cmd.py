@@ -12,8 +12,18 @@ from typing import Any
 
 import typer
 
-from cli.common import JsonOption, StackInfo, StackOption, connection, console, emit, emit_json, run
-from services.registry.service_layer import signing_keys
+from cli.common import (
+    JsonOption,
+    StackInfo,
+    StackOption,
+    connection,
+    console,
+    emit,
+    emit_json,
+    run,
+    unit_of_work_at,
+)
+from services.registry.service_layer import keys as signing_keys
 from services.registry.settings import RegistrySettings
 from services.verification.service_layer import publication as verification
 
@@ -38,7 +48,7 @@ async def _published(dsn: str, jurisdiction: str) -> list[dict[str, Any]]:
 
 
 async def _create(dsn: str, jurisdiction: str, rotate: bool) -> str | None:
-    async with connection(dsn) as conn, conn.transaction():
+    async with unit_of_work_at(dsn, wake=False) as conn:
         return await signing_keys.new_key(conn, _settings(jurisdiction), jurisdiction, rotate=rotate)
 
 
@@ -90,13 +100,13 @@ def rotate(
 async def _revoke(
     dsn: str, verification_dsn: str | None, jurisdiction: str, kid: str
 ) -> dict[str, Any] | None:
-    async with connection(dsn) as conn, conn.transaction():
+    async with unit_of_work_at(dsn, wake=False) as conn:
         public = await signing_keys.revoke(conn, jurisdiction, kid)
     if public is None:
         return None
     outcome = "at its next key refresh (KEY_REFRESH_SECONDS)"
     if verification_dsn:
-        async with connection(verification_dsn) as conn, conn.transaction():
+        async with unit_of_work_at(verification_dsn, wake=False) as conn:
             recorded = await verification.refuse_key(
                 conn, kid=kid, issuer=jurisdiction, public_key=public, source="revocation"
             )

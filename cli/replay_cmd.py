@@ -46,15 +46,15 @@ from cli.common import (
     err_console,
     progress_bar,
     run,
+    unit_of_work_at,
 )
 from cli.consumers import apply, consumer_for_topic, live_name, service_consumers
 from services.migrant_exchange.service_layer import roster as exchange_roster
 from services.registry.service_layer import counterpart
 from services.verification.service_layer import read_model
 from services.verification.settings import VerificationSettings
-from shared.db import create_pool
+from shared.db import create_pool, unit_of_work
 from shared.events.catalog import CATALOG, VITAL_TOPICS, parse_event
-from shared.outbox import wake_relay
 
 # Empties a projection and its consumer's inbox, in the caller's transaction: the consuming
 # service's own use case. Arguments: connection, consumer (inbox) name, jurisdictions served.
@@ -123,6 +123,59 @@ def _parsed(events: list[bytes], on_progress: Any, every: int = 5000) -> Iterato
         on_progress(len(events) % every, None)
 
 
+@dataclass
+class _Tally:
+    applied: int = 0  # applied, or found already applied by the inbox
+    skipped: int = 0  # not addressed to the consumer's jurisdictions
+
+
+async def _consumer(info: StackInfo, p: Projection, pool: asyncpg.Pool, dsn: str) -> Any:
+    """The consuming service's own consumer of the projection's topic, under its live name."""
+    consumers = service_consumers(p.service, pool, dsn, info.jurisdictions(p.service), info.trust(p.service))
+    consumer = consumer_for_topic(consumers, p.topic)
+    async with pool.acquire() as conn:
+        consumer.name = await live_name(conn, consumer)
+    return consumer
+
+
+async def _clear(
+    pool: asyncpg.Pool,
+    p: Projection,
+    consumer: Any,
+    served: list[str],
+    bulk_events: list[bytes] | None,
+    on_progress: Any,
+) -> tuple[dict[str, Any], _Tally]:
+    """Clear the projection; with ``bulk_events``, rebuild it in the same unit of work.
+
+    One transaction when bulk: the running service's consumer waits on the inbox lock (taken
+    first by the clearing use case) and then finds every event applied."""
+    tally = _Tally()
+    async with unit_of_work(pool, wake=False) as conn:
+        cleared = await p.clear(conn, consumer.name, served)
+        if bulk_events is not None:
+            tally.applied = await consumer.rebuild_from(conn, _parsed(bulk_events, on_progress))
+            tally.skipped = len(bulk_events) - tally.applied
+    return cleared, tally
+
+
+async def _apply_in_chunks(
+    pool: asyncpg.Pool, consumer: Any, events: list[bytes], batch_size: int, on_progress: Any, tally: _Tally
+) -> None:
+    """Every event through the consumer's handler and inbox, one unit of work per chunk (the relay
+    is woken after each commit: handlers may have queued events, feedback or notifications)."""
+    for start in range(0, len(events), batch_size):
+        chunk = events[start : start + batch_size]
+        async with unit_of_work(pool) as conn:
+            for value in chunk:
+                if await apply(consumer, conn, parse_event(value)):
+                    tally.applied += 1
+                else:
+                    tally.skipped += 1
+        if on_progress is not None:
+            on_progress(len(chunk), None)
+
+
 async def replay(
     info: StackInfo,
     p: Projection,
@@ -134,15 +187,11 @@ async def replay(
 ) -> dict[str, Any]:
     started = time.monotonic()
     dsn = info.dsn(p.service)
-    jurisdictions = info.jurisdictions(p.service)
     pool = await create_pool(dsn, min_size=1, max_size=2)
     cleared: dict[str, Any] = {}
-    applied = skipped = 0
+    tally = _Tally()
     try:
-        consumers = service_consumers(p.service, pool, dsn, jurisdictions, info.trust(p.service))
-        consumer = consumer_for_topic(consumers, p.topic)
-        async with pool.acquire() as conn:
-            consumer.name = await live_name(conn, consumer)
+        consumer = await _consumer(info, p, pool, dsn)
         # whatever the consumer reads, from the outboxes of those who produce it
         event_types = [t for t, spec in CATALOG.items() if spec.topic in consumer.topics]
         events = await _events(info, p, event_types, since)
@@ -150,27 +199,9 @@ async def replay(
             on_progress(0, len(events))
         bulk = since is None and p.bulk and consumer.rebuild is not None and not event_by_event
         if since is None:
-            # One transaction when bulk: the running service's consumer waits on the inbox lock
-            # (taken first by the clearing use case) and then finds every event applied.
-            async with pool.acquire() as conn, conn.transaction():
-                cleared = await p.clear(conn, consumer.name, jurisdictions)
-                if bulk:
-                    applied = await consumer.rebuild_from(conn, _parsed(events, on_progress))
-                    skipped = len(events) - applied
-        events_left = [] if bulk else events
-        for start in range(0, len(events_left), batch_size):
-            chunk = events_left[start : start + batch_size]
-            async with pool.acquire() as conn:
-                async with conn.transaction():
-                    for value in chunk:
-                        event = parse_event(value)
-                        if await apply(consumer, conn, event):
-                            applied += 1
-                        else:
-                            skipped += 1
-                await wake_relay(conn)  # handlers may have queued events (feedback, notifications)
-            if on_progress is not None:
-                on_progress(len(chunk), None)
+            served = info.jurisdictions(p.service)
+            cleared, tally = await _clear(pool, p, consumer, served, events if bulk else None, on_progress)
+        await _apply_in_chunks(pool, consumer, [] if bulk else events, batch_size, on_progress, tally)
     finally:
         await pool.close()
     seconds = time.monotonic() - started
@@ -181,8 +212,8 @@ async def replay(
         "from": since.isoformat() if since else "beginning",
         "mode": "bulk" if bulk else "event by event",
         "events": len(events),
-        "applied_or_already_applied": applied,
-        "not_addressed_here": skipped,
+        "applied_or_already_applied": tally.applied,
+        "not_addressed_here": tally.skipped,
         "cleared": cleared,
         "seconds": round(seconds, 3),
         "events_per_second": round(len(events) / seconds, 1) if seconds else 0.0,
@@ -252,7 +283,7 @@ def replay_command(
 
 
 async def _new_generation(dsn: str) -> str:
-    async with connection(dsn) as conn, conn.transaction():
+    async with unit_of_work_at(dsn, wake=False) as conn:
         # CONSUMER_GROUP and the like come from the environment, as for the service
         return await read_model.new_generation(conn, VerificationSettings(database_url=dsn))
 

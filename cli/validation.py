@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.registry.domain.persons import check_person
-from services.registry.entrypoints.schemas import PersonIn
+from services.registry.entrypoints.schemas_vital_events import PersonIn
 from shared.errors import DomainError
 from shared.text import MESSAGE as FORMULA_MESSAGE
 from shared.text import RULE as FORMULA_RULE

@@ -24,15 +24,14 @@ def _post(client: httpx.Client, url: str, token: str, key: str, body: dict[str, 
     return r.json()  # type: ignore[no-any-return]
 
 
-def seed(stack: Stack) -> dict[str, Any]:
-    origin = stack.service(f"registry-{ORIGIN}").url
-    dest = stack.service(f"registry-{DESTINATION}").url
-    t_origin, t_dest = stack.token(f"reg-{ORIGIN}"), stack.token(f"reg-{DESTINATION}")
-    with httpx.Client(timeout=10) as c:
-        _post(
-            c,
-            f"{origin}/v1/persons",
-            t_origin,
+def _moves() -> list[tuple[str, str, str, dict[str, Any]]]:
+    """The mother registered at the origin, her departure there and her arrival at the
+    destination: (jurisdiction, path, Idempotency-Key, body) in the order they are posted."""
+    migration = {"id_number": MOTHER, "from_division": ORIGIN, "to_division": DESTINATION}
+    return [
+        (
+            ORIGIN,
+            "/v1/persons",
             "seed-mother",
             {
                 "id_number": MOTHER,
@@ -41,49 +40,50 @@ def seed(stack: Stack) -> dict[str, Any]:
                 "birth_date": "1994-05-17",
                 "hukou_division": ORIGIN,
             },
-        )
-        _post(
-            c,
-            f"{origin}/v1/migrations",
-            t_origin,
+        ),
+        (
+            ORIGIN,
+            "/v1/migrations",
             "seed-departure",
-            {
-                "kind": "departed",
-                "id_number": MOTHER,
-                "from_division": ORIGIN,
-                "to_division": DESTINATION,
-                "migration_date": "2024-03-01",
-            },
-        )
-        _post(
-            c,
-            f"{dest}/v1/migrations",
-            t_dest,
+            {"kind": "departed", **migration, "migration_date": "2024-03-01"},
+        ),
+        (
+            DESTINATION,
+            "/v1/migrations",
             "seed-arrival",
             {
                 "kind": "arrived",
-                "id_number": MOTHER,
-                "from_division": ORIGIN,
-                "to_division": DESTINATION,
+                **migration,
                 "migration_date": "2024-03-02",
                 "name": "李秀英",
                 "hukou_division": ORIGIN,
             },
-        )
-        _post(
-            c,
-            f"{dest}/v1/births",
-            t_dest,
-            "seed-birth",
-            {
-                "medical_certificate_number": "O440000001",
-                "child_name": "李小明",
-                "child_sex": "M",
-                "child_birth_date": (dt.date.today() - dt.timedelta(days=30)).isoformat(),
-                "mother_id_number": MOTHER,
-            },
-        )
+        ),
+    ]
+
+
+def _birth() -> dict[str, Any]:
+    return {
+        "medical_certificate_number": "O440000001",
+        "child_name": "李小明",
+        "child_sex": "M",
+        "child_birth_date": (dt.date.today() - dt.timedelta(days=30)).isoformat(),
+        "mother_id_number": MOTHER,
+    }
+
+
+def seed(stack: Stack) -> dict[str, Any]:
+    url = {code: stack.service(f"registry-{code}").url for code in (ORIGIN, DESTINATION)}
+    token = {code: stack.token(f"reg-{code}") for code in (ORIGIN, DESTINATION)}
+    with httpx.Client(timeout=10) as c:
+        for code, path, key, body in _moves():
+            _post(c, url[code] + path, token[code], key, body)
+        _post(c, f"{url[DESTINATION]}/v1/births", token[DESTINATION], "seed-birth", _birth())
         cert = _post(
-            c, f"{origin}/v1/certificates", t_origin, "seed-certificate", {"holder_id_number": MOTHER}
+            c,
+            f"{url[ORIGIN]}/v1/certificates",
+            token[ORIGIN],
+            "seed-certificate",
+            {"holder_id_number": MOTHER},
         )
     return {"mother_id_number": MOTHER, "certificate_number": cert["certificate_number"]}

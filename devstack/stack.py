@@ -4,90 +4,28 @@ and a REST-only jurisdiction (110101) that takes part through the exchange's RES
 Used by ``make run`` (``python -m devstack run``) and by the end-to-end tests, so that what the
 tests start is what an operator starts. Environment overrides: ``DATABASE_URL`` (an existing
 PostgreSQL server: one database per service is created in it) and ``KAFKA_BOOTSTRAP_SERVERS``.
+
+The pieces: ``layout`` (where things are), ``processes`` (a service as a process),
+``databases`` (a service's database and login role), ``credentials`` (clients, audit keys),
+``embedded`` (PostgreSQL and the broker), ``trust`` (event keys and the trust list).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import re
 import signal
-import subprocess
-import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import httpx
-
+from devstack import credentials
+from devstack.databases import external_database, migrate_for_service
 from devstack.embedded import Broker, EmbeddedPostgres, env_with, free_port
+from devstack.layout import DESTINATION, ORIGIN, REST_ONLY, ROOT, SERVICES_DIR
+from devstack.processes import ServiceProcess, launch, port_free, stop_process, wait_ready
 from devstack.trust import TrustFiles
-from shared.audit_anchor import load_key
-from shared.auth import DEFAULT_SCOPES, hash_secret
-from shared.clients_file import ClientEntry, read_file, write_file
-from shared.db import ensure_login_role, migrate
-from shared.signing import b64u, new_private_key, private_bytes
 
-ROOT = Path(__file__).resolve().parent.parent
-ORIGIN, DESTINATION = "320412", "440703"
-# A jurisdiction not on Kafka (东城区): no registry process, no keys in the trust list; its own
-# system lists, fetches and answers its notifications over the exchange's REST API.
-REST_ONLY = "110101"
-SERVICES_DIR = ROOT / "services"
-
-
-@dataclass
-class ServiceProcess:
-    name: str
-    module: str
-    port: int
-    database: str
-    env: dict[str, str] = field(default_factory=dict)
-    jurisdictions: list[str] = field(default_factory=list)
-    dsn: str = ""  # the owner's (migrations, operator tools, tests)
-    service_dsn: str = ""  # the service's own role: no owner rights, no audit rewrites
-    process: subprocess.Popen[bytes] | None = None
-    replica: int = 0  # 0 for the first process of a service; others share its database and group
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log_name(self) -> str:
-        return self.name if self.replica == 0 else f"{self.name}.{self.replica}"
-
-
-def _clients(
-    existing: dict[str, str], registries: list[str] | None = None, rest_only: list[str] | None = None
-) -> list[dict[str, Any]]:
-    """Demo clients: one per kind, and one per jurisdiction (with a registry or REST-only).
-    Secrets are kept only in stack.json (and the caller's memory)."""
-    jurisdictions = [*(registries or [ORIGIN, DESTINATION]), *(rest_only or [])]
-    specs = [
-        *((f"reg-{code}", "jurisdiction", code) for code in jurisdictions),
-        ("kiosk-440703", "kiosk", DESTINATION),
-        ("dept-440703", "department", DESTINATION),
-        ("operator", "operator", None),
-    ]
-    import secrets
-
-    out = []
-    for client_id, kind, jurisdiction in specs:
-        token = existing.get(client_id) or f"{client_id}.{secrets.token_urlsafe(32)}"
-        out.append(
-            {
-                "client_id": client_id,
-                "kind": kind,
-                "jurisdiction": jurisdiction,
-                "scopes": DEFAULT_SCOPES[kind],
-                "token": token,
-            }
-        )
-    return out
+__all__ = ["DESTINATION", "ORIGIN", "REST_ONLY", "ROOT", "SERVICES_DIR", "ServiceProcess", "Stack"]
 
 
 class Stack:
@@ -140,7 +78,7 @@ class Stack:
             self.bootstrap = external_kafka
         else:
             self.broker = Broker(
-                9092 if self.fixed_ports and _port_free(9092) else None, self.run_dir / "logs" / "broker.log"
+                9092 if self.fixed_ports and port_free(9092) else None, self.run_dir / "logs" / "broker.log"
             ).start()
             self.bootstrap = self.broker.bootstrap
 
@@ -148,17 +86,12 @@ class Stack:
         """A database of the service's own, in the embedded cluster or in DATABASE_URL's server."""
         if self.pg is not None:
             return self.pg.create_database(self.db_prefix + name)
-        admin = os.environ["DATABASE_URL"]
-        _create_external_database(admin, self.db_prefix + name)
-        parts = urlsplit(admin)
-        return urlunsplit(
-            (parts.scheme, parts.netloc, "/" + self.db_prefix + name, parts.query, parts.fragment)
-        )
+        return external_database(os.environ["DATABASE_URL"], self.db_prefix + name)
 
     # --- services -----------------------------------------------------------------------------
     def plan(self) -> None:
         def port(default: int) -> int:
-            return default if self.fixed_ports and _port_free(default) else free_port()
+            return default if self.fixed_ports and port_free(default) else free_port()
 
         verification_port = port(8020)
         # Certificates reference the verification service's status lists (IETF Token Status List).
@@ -187,33 +120,12 @@ class Stack:
         ]
 
     def write_clients(self) -> Path:
-        """The clients file: the demo clients, merged into what the file already says.
-
-        The file is authoritative, so clients added, rotated or revoked with ``exchangectl
-        clients`` stay as they are; a demo client is (re)written only when the file does not
-        hold its current credential.
-        """
-        previous = {}
-        stack_file = self.run_dir / "stack.json"
-        if stack_file.exists():
-            previous = {
-                c["client_id"]: c["token"] for c in json.loads(stack_file.read_text()).get("clients", [])
-            }
-        self.clients = _clients(previous, self.registries, self.rest_only)
+        """The clients file: the demo clients, merged into what the file already says (the file is
+        authoritative: see ``credentials.merge_clients_file``)."""
+        previous = credentials.previous_tokens(self.run_dir / "stack.json")
+        self.clients = credentials.demo_clients(previous, self.registries, self.rest_only)
         path = self.run_dir / "clients.yaml"
-        entries = {e.client_id: e for e in read_file(path)} if path.exists() else {}
-        for c in self.clients:
-            demo = ClientEntry(
-                client_id=c["client_id"],
-                kind=c["kind"],
-                jurisdiction=c["jurisdiction"],
-                scopes=tuple(c["scopes"]),
-                secret_hash=hash_secret(c["token"].split(".", 1)[1]),
-            )
-            kept = entries.get(demo.client_id)
-            if kept is None or not (kept.revoked or demo.secret_hash == kept.secret_hash):
-                entries[demo.client_id] = demo
-        write_file(path, list(entries.values()))
+        credentials.merge_clients_file(path, self.clients)
         return path
 
     def write_trust(self) -> Path:
@@ -224,21 +136,11 @@ class Stack:
 
     def audit_keys(self) -> dict[str, str]:
         """Each service's audit-checkpoint signing key (base64url), kept in the run directory."""
-        path = self.run_dir / "audit-keys.json"
-        known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-        for svc in self.services:
-            known.setdefault(svc.name, b64u(private_bytes(new_private_key())))
-        path.write_text(json.dumps(known, indent=2))
-        path.chmod(0o600)
-        return known
+        return credentials.audit_keys(self.run_dir / "audit-keys.json", [svc.name for svc in self.services])
 
     def audit_public_keys(self) -> dict[str, dict[str, str]]:
         """What an auditor pins: each service's checkpoint key id and public key."""
-        out = {}
-        for name, private in self.audit_keys().items():
-            key = load_key(private)
-            out[name] = {"kid": key.kid, "public_key": b64u(key.public_raw)}
-        return out
+        return credentials.audit_public_keys(self.audit_keys())
 
     def start_services(self) -> None:
         clients_file = self.write_clients()
@@ -251,10 +153,9 @@ class Stack:
             svc.dsn = self.database(svc.database)
             service = svc.module.split(".")[1]
             if svc.replica == 0:
-                role = service_role_name(self.db_prefix + svc.database)
-                svc.service_dsn = asyncio.run(_provision_role(svc.dsn, role))
-                asyncio.run(
-                    migrate(svc.dsn, service, SERVICES_DIR / service / "migrations", service_role=role)
+                migrations = SERVICES_DIR / service / "migrations"
+                svc.service_dsn = migrate_for_service(
+                    svc.dsn, self.db_prefix + svc.database, service, migrations
                 )
             else:  # replicas log in as the first process's role
                 svc.service_dsn = next(
@@ -264,43 +165,17 @@ class Stack:
         for svc in self.services:
             self.wait_ready(svc)
 
+    def _log_path(self, svc: ServiceProcess) -> Path:
+        return self.run_dir / "logs" / f"{svc.log_name}.log"
+
     def spawn(self, svc: ServiceProcess) -> None:
-        log = open(self.run_dir / "logs" / f"{svc.log_name}.log", "ab")  # noqa: SIM115
-        svc.process = subprocess.Popen(
-            [sys.executable, "-m", svc.module, "serve"],
-            env=self._env_of(svc),
-            stdout=log,
-            stderr=log,
-            cwd=ROOT,
-            start_new_session=True,
-        )
+        launch(svc, self._env_of(svc), self._log_path(svc))
 
     def wait_ready(self, svc: ServiceProcess, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if svc.process and svc.process.poll() is not None:
-                raise RuntimeError(
-                    f"{svc.name} exited; see {self.run_dir / 'logs' / (svc.log_name + '.log')}"
-                )
-            try:
-                r = httpx.get(svc.url + "/readyz", timeout=2)
-                if r.status_code == 200 and all(
-                    v == "assigned" for v in r.json().get("consumers", {}).values()
-                ):
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"{svc.name} not ready after {timeout}s")
+        wait_ready(svc, self._log_path(svc), timeout)
 
     def stop_service(self, svc: ServiceProcess, sig: int = signal.SIGTERM) -> None:
-        if svc.process and svc.process.poll() is None:
-            svc.process.send_signal(sig)
-            try:
-                svc.process.wait(10)
-            except subprocess.TimeoutExpired:
-                svc.process.kill()
-                svc.process.wait()
+        stop_process(svc, sig)
 
     def restart_service(self, svc: ServiceProcess, sig: int = signal.SIGTERM) -> None:
         self.stop_service(svc, sig)
@@ -424,51 +299,3 @@ class Stack:
             self.broker.stop()
         if self.pg and self.own_pg:
             self.pg.stop()
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def service_role_name(database: str) -> str:
-    """The login role a service connects as: one per service database, never its owner."""
-    return re.sub(r"[^a-z0-9_]", "_", database.lower())[:58] + "_svc"
-
-
-async def _provision_role(admin_dsn: str, role: str) -> str:
-    """Create (or re-key) the service's login role; returns the DSN that logs in as it."""
-    import secrets
-
-    import asyncpg
-
-    password = secrets.token_urlsafe(24)
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await ensure_login_role(conn, role)
-        await conn.execute(f"ALTER ROLE \"{role}\" PASSWORD '{password}'")
-    finally:
-        await conn.close()
-    parts = urlsplit(admin_dsn)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, f"{role}:{password}@{host}", parts.path, parts.query, parts.fragment))
-
-
-def _create_external_database(admin_dsn: str, name: str) -> None:
-    import asyncpg
-
-    async def create() -> None:
-        conn = await asyncpg.connect(admin_dsn)
-        try:
-            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-                await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())

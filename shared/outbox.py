@@ -52,8 +52,12 @@ async def add_event(
     traceparent: str | None = None,
     key: str | None = None,
     sequence: int | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> Envelope[Any]:
-    """Build the CloudEvent and write it to the outbox in the caller's transaction."""
+    """Build the CloudEvent and write it to the outbox in the caller's transaction.
+
+    ``event_id``: the id taken beforehand (``new_event_id``), when the record the event announces
+    is written first and carries it."""
     # The current span (the request's, or the consumer's that reacts to an event) is the parent
     # of whatever this event causes; outside any span the caller's trace context is kept as given.
     traceparent = current_traceparent() or traceparent
@@ -69,6 +73,7 @@ async def add_event(
         origin=origin,
         destination=destination,
         traceparent=traceparent,
+        event_id=event_id,
     )
     await conn.execute(
         """INSERT INTO outbox (event_id, event_type, topic, key, value, headers) VALUES ($1,$2,$3,$4,$5,$6)""",
@@ -145,11 +150,12 @@ def make_event(
     origin: str | None = None,
     destination: str | None = None,
     traceparent: str | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> Envelope[Any]:
     """The envelope ``add_event`` writes, for callers that write many at once with ``add_events``."""
     spec = _spec_carrying(event_type, data)
     return Envelope[spec.payload](  # type: ignore[name-defined]
-        id=new_event_id(),
+        id=event_id or new_event_id(),
         source=source,
         type=event_type,
         subject=subject,

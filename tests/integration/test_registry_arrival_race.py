@@ -15,6 +15,7 @@ from pathlib import Path
 
 import asyncpg
 
+from services.registry.domain.migrations import MigrationRecorded, RecordMigration
 from services.registry.service_layer.context import Context, source
 from services.registry.service_layer.migrations import record_migration
 from services.registry.settings import RegistrySettings
@@ -54,17 +55,19 @@ async def _test(dsn: str) -> None:
             woman,
             HUKOU,
         )
-        move = {
-            "kind": "arrived",
-            "id_number": woman,
-            "from_division": HUKOU,
-            "to_division": HERE,
-            "migration_date": dt.date(2025, 2, 1),
-            "name": "钱丽",
-            "hukou_division": HUKOU,
-        }
+        move = RecordMigration.model_validate(
+            {
+                "kind": "arrived",
+                "id_number": woman,
+                "from_division": HUKOU,
+                "to_division": HERE,
+                "migration_date": dt.date(2025, 2, 1),
+                "name": "钱丽",
+                "hukou_division": HUKOU,
+            }
+        )
 
-        async def arrive() -> dict[str, object]:
+        async def arrive() -> MigrationRecorded:
             async with registrar.transaction():
                 return await record_migration(registrar, ctx, HERE, move)
 
@@ -74,7 +77,7 @@ async def _test(dsn: str) -> None:
         await asyncio.wait_for(next_sequence(notification, ctx.subject(woman), source(HERE)), 5)
         await applying.commit()
         recorded = await asyncio.wait_for(arriving, 10)
-        assert recorded["kind"] == "arrived" and recorded["jurisdiction"] == HERE
+        assert recorded.kind == "arrived" and recorded.jurisdiction == HERE
         rows = await registrar.fetch(
             "SELECT kind FROM migrations WHERE jurisdiction = $1 AND id_number = $2", HERE, woman
         )

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from bench.common import departure
 from devstack.stack import DESTINATION, ORIGIN, Stack
 from shared.db import init_connection
-from shared.events import payloads as p
 from shared.identity import compose_id_number, subject_key
 from shared.outbox import add_event
 
@@ -52,15 +52,7 @@ async def emit_departures(
                         event_type="migration.departed.v1",
                         source=f"/registry/{ORIGIN}",
                         subject=subject_key(n, secret),
-                        data=p.MigrationDepartedV1(
-                            migration_id=uuid.uuid4(),
-                            id_number=n,
-                            name="测试",
-                            hukou_division=ORIGIN,
-                            from_division=ORIGIN,
-                            to_division=DESTINATION,
-                            migration_date=dt.date(2025, 3, 1),
-                        ),
+                        data=departure(n, dt.date(2025, 3, 1)),
                         origin=ORIGIN,
                         destination=DESTINATION,
                     )

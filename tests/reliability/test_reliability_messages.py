@@ -14,6 +14,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from bench.common import migration
 from devstack.stack import DESTINATION, ORIGIN, Stack
 from shared.events import payloads as p
 from shared.events.catalog import DISCLOSURE_TOPIC, TOPICS, spec_for
@@ -171,15 +172,7 @@ def _move(
         sequence=seq,
         origin=ORIGIN,
         destination=dst,
-        data=cls(
-            migration_id=uuid.uuid4(),
-            id_number=n,
-            name="周洁",
-            hukou_division=ORIGIN,
-            from_division=src,
-            to_division=dst,
-            migration_date=dt.date(2025, 1, day),
-        ),
+        data=migration(cls, n, dt.date(2025, 1, day), name="周洁", from_division=src, to_division=dst),
     )
 
 

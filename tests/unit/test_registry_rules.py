@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from services.registry.domain import access, corrections, family, rules
+from services.registry.domain import access, births, corrections, marriages, migrations, persons, pregnancies
 from shared.errors import Conflict, DomainError, RuleViolation
 
 D = dt.date
@@ -18,42 +18,42 @@ def rule_of(exc: pytest.ExceptionInfo[DomainError]) -> str | None:
 
 def test_marriage_rules() -> None:
     spouses = [("spouse_a_id_number", "M", D(1990, 1, 1)), ("spouse_b_id_number", "F", D(1992, 1, 1))]
-    family.check_marriage(D(2020, 1, 1), spouses, {}, {})
+    marriages.check_marriage(D(2020, 1, 1), spouses, {}, {})
     with pytest.raises(RuleViolation) as e:
-        family.check_marriage(D(2011, 6, 1), spouses, {}, {})
+        marriages.check_marriage(D(2011, 6, 1), spouses, {}, {})
     assert rule_of(e) == "marriage-age"
     with pytest.raises(Conflict) as c:
-        family.check_marriage(D(2020, 1, 1), spouses, {"spouse_b_id_number": True}, {})
+        marriages.check_marriage(D(2020, 1, 1), spouses, {"spouse_b_id_number": True}, {})
     assert rule_of(c) == "one-active-marriage" and c.value.field == "spouse_b_id_number"
     with pytest.raises(RuleViolation) as e:
-        family.check_marriage(D(2020, 1, 1), spouses, {}, {"spouse_a_id_number": D(2021, 1, 1)})
+        marriages.check_marriage(D(2020, 1, 1), spouses, {}, {"spouse_a_id_number": D(2021, 1, 1)})
     assert rule_of(e) == "marriages-in-date-order"
 
 
 def test_dissolution_and_pregnancy_rules() -> None:
     with pytest.raises(Conflict):
-        family.check_dissolution(D(2020, 1, 1), D(2021, 1, 1), D(2022, 1, 1))
+        marriages.check_dissolution(D(2020, 1, 1), D(2021, 1, 1), D(2022, 1, 1))
     with pytest.raises(RuleViolation):
-        family.check_dissolution(D(2020, 1, 1), None, D(2019, 1, 1))
-    family.check_pregnancy("F", D(1990, 1, 1), D(2025, 1, 1), D(2025, 9, 1), False)
+        marriages.check_dissolution(D(2020, 1, 1), None, D(2019, 1, 1))
+    pregnancies.check_pregnancy("F", D(1990, 1, 1), D(2025, 1, 1), D(2025, 9, 1), False)
     for args, rule in [
         (("M", D(1990, 1, 1), D(2025, 1, 1), None, False), "mother-is-female"),
         (("F", D(1990, 1, 1), D(2025, 1, 1), D(2026, 6, 1), False), "expected-delivery-plausible"),
         (("F", D(1990, 1, 1), D(2025, 1, 1), None, True), "one-open-pregnancy"),
     ]:
         with pytest.raises(DomainError) as e:
-            family.check_pregnancy(*args)  # type: ignore[arg-type]
+            pregnancies.check_pregnancy(*args)  # type: ignore[arg-type]
         assert rule_of(e) == rule
 
 
 def test_arrival_needs_a_departure_unless_first_record() -> None:
     here = "440703"
-    rules.check_migration("arrived", here, "320412", here, D(2025, 1, 1), None, "320412")
-    pending = rules.Residence("320412", here, D(2024, 12, 1), "departed", here)
-    rules.check_migration("arrived", here, "320412", here, D(2025, 1, 1), pending, "320412")
-    settled = rules.Residence("320412", here, D(2024, 12, 1), "arrived", here)
+    migrations.check_migration("arrived", here, "320412", here, D(2025, 1, 1), None, "320412")
+    pending = migrations.Residence("320412", here, D(2024, 12, 1), "departed", here)
+    migrations.check_migration("arrived", here, "320412", here, D(2025, 1, 1), pending, "320412")
+    settled = migrations.Residence("320412", here, D(2024, 12, 1), "arrived", here)
     with pytest.raises(RuleViolation) as e:
-        rules.check_migration("arrived", here, "320412", here, D(2025, 1, 1), settled, "320412")
+        migrations.check_migration("arrived", here, "320412", here, D(2025, 1, 1), settled, "320412")
     assert rule_of(e) == "arrival-needs-departure"
 
 
@@ -110,23 +110,23 @@ def test_a_counterpart_sees_the_sections_and_fields_its_agreement_lets_flow() ->
 )
 def test_each_migration_rule_names_itself(kind: str, frm: str, to: str, hukou: str, rule: str) -> None:
     with pytest.raises(RuleViolation) as e:
-        rules.check_migration(kind, "320412", frm, to, D(2025, 1, 1), None, hukou)
+        migrations.check_migration(kind, "320412", frm, to, D(2025, 1, 1), None, hukou)
     assert rule_of(e) == rule
 
 
 def test_parent_and_person_rules() -> None:
-    family.check_parents("F", "M", D(1990, 1, 1), D(2020, 1, 1))
+    births.check_parents("F", "M", D(1990, 1, 1), D(2020, 1, 1))
     for args, rule in [
         (("M", None, None, D(2020, 1, 1)), "mother-is-female"),
         (("F", "F", D(1990, 1, 1), D(2020, 1, 1)), "father-is-male"),
         (("F", "M", D(2021, 1, 1), D(2020, 1, 1)), "child-after-father"),
     ]:
         with pytest.raises(RuleViolation) as e:
-            family.check_parents(*args)  # type: ignore[arg-type]
+            births.check_parents(*args)  # type: ignore[arg-type]
         assert rule_of(e) == rule
     with pytest.raises(RuleViolation) as e:
-        rules.check_person_birth_date(D(1990, 1, 1), D(1990, 1, 2))
+        persons.check_person_birth_date(D(1990, 1, 1), D(1990, 1, 2))
     assert rule_of(e) == "birth-date-matches-id-number"
     with pytest.raises(RuleViolation) as e:
-        rules.check_birth(D(1990, 1, 1), D(2020, 1, 1), 2, 0)
+        births.check_birth(D(1990, 1, 1), D(2020, 1, 1), 2, 0)
     assert rule_of(e) == "birth-order-consistent"

@@ -16,8 +16,8 @@ from cli.sheets import write_table
 from cli.validation import validate_row
 from services.migrant_exchange.entrypoints.api import FeedbackIn
 from services.migrant_exchange.entrypoints.reconciliation import ResolutionIn
-from services.registry.entrypoints.schemas import BirthIn, CorrectionIn, MigrationIn, PersonIn
-from services.registry.entrypoints.schemas_read import RevocationIn
+from services.registry.entrypoints.schemas_certificates import RevocationIn
+from services.registry.entrypoints.schemas_vital_events import BirthIn, CorrectionIn, MigrationIn, PersonIn
 from shared.identity import compose_id_number
 from shared.text import PATTERN, RULE, looks_like_formula, spreadsheet_cell
 

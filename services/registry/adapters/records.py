@@ -1,8 +1,7 @@
-"""SQL of corrections, certificates' lifecycle and the subject-access log."""
+"""SQL of any record by its type and key (what corrections and repairs change)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
@@ -37,23 +36,6 @@ async def get_record(
     return await conn.fetchrow(
         f"SELECT * FROM {table} WHERE jurisdiction = $1 AND {column} = $2 FOR UPDATE", jurisdiction, value
     )
-
-
-async def events_of_record(
-    conn: asyncpg.Connection, jurisdiction: str, record_type: str, record_id: str, row: asyncpg.Record
-) -> set[uuid.UUID]:
-    """The events that made or corrected a record: what a correction may name."""
-    known = {e for e in (row.get("event_id"), row.get("source_event_id")) if e is not None}
-    rows = await conn.fetch(
-        """SELECT event_id, source_event_id FROM corrections
-           WHERE jurisdiction = $1 AND record_type = $2 AND record_id = $3""",
-        jurisdiction,
-        record_type,
-        record_id,
-    )
-    for r in rows:
-        known |= {e for e in (r["event_id"], r["source_event_id"]) if e is not None}
-    return known
 
 
 async def update_record(
@@ -91,83 +73,3 @@ async def set_fields(
         key,
         *[changes[f] for f in fields],
     )
-
-
-async def insert_correction(
-    conn: asyncpg.Connection,
-    jurisdiction: str,
-    c: dict[str, Any],
-    previous: dict[str, Any],
-    source_division: str,
-    source_event_id: uuid.UUID | None = None,
-) -> bool:
-    inserted = await conn.fetchval(
-        """INSERT INTO corrections (id, jurisdiction, corrected_event_id, record_type, record_id, changes,
-                                    previous, reason, source_division, source_event_id, event_id)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$10) ON CONFLICT DO NOTHING RETURNING true""",
-        c["correction_id"],
-        jurisdiction,
-        c["corrected_event_id"],
-        c["record_type"],
-        c["record_id"],
-        c["changes"],
-        previous,
-        c["reason"],
-        source_division,
-        source_event_id,
-    )
-    return bool(inserted)
-
-
-async def set_correction_event(
-    conn: asyncpg.Connection, jurisdiction: str, correction_id: uuid.UUID, event_id: uuid.UUID
-) -> None:
-    await conn.execute(
-        "UPDATE corrections SET event_id = $3 WHERE jurisdiction = $1 AND id = $2",
-        jurisdiction,
-        correction_id,
-        event_id,
-    )
-
-
-async def get_certificate(conn: asyncpg.Connection, number: str, lock: bool = False) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT * FROM certificates WHERE number = $1" + (" FOR UPDATE" if lock else ""), number
-    )
-
-
-async def revoke_certificate(conn: asyncpg.Connection, number: str, when: dt.date, reason: str) -> bool:
-    return bool(
-        await conn.fetchval(
-            """UPDATE certificates SET revoked_on = $2, revocation_reason = $3
-               WHERE number = $1 AND revoked_on IS NULL RETURNING true""",
-            number,
-            when,
-            reason,
-        )
-    )
-
-
-async def set_revocation_event(conn: asyncpg.Connection, number: str, event_id: uuid.UUID) -> None:
-    await conn.execute("UPDATE certificates SET revocation_event_id = $2 WHERE number = $1", number, event_id)
-
-
-async def certificates_of(conn: asyncpg.Connection, jurisdiction: str, holder: str) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        """SELECT number AS certificate_number, issued_on, valid_until, revoked_on, status_index
-           FROM certificates WHERE jurisdiction = $1 AND holder_id_number = $2 ORDER BY issued_on""",
-        jurisdiction,
-        holder,
-    )
-    return [dict(r) for r in rows]
-
-
-async def disclosures(conn: asyncpg.Connection, subject: str, limit: int) -> list[dict[str, Any]]:
-    """The subject-access log of one person, newest first (reported disclosures keep their own time)."""
-    rows = await conn.fetch(
-        """SELECT seq, at, client_id, action, purpose, detail FROM audit_log
-           WHERE subject = $1 ORDER BY at DESC, seq DESC LIMIT $2""",
-        subject,
-        limit,
-    )
-    return [dict(r) for r in rows]

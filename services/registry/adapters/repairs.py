@@ -8,9 +8,15 @@ from typing import Any
 import asyncpg
 import orjson
 
-from services.registry.adapters import counterpart_certificates as certs
-from services.registry.adapters import family, records
-from services.registry.adapters import repository as repo
+from services.registry.adapters import (
+    births,
+    certificates,
+    marriages,
+    migrations,
+    persons,
+    pregnancies,
+    records,
+)
 from services.registry.adapters.records import RECORD_TABLES
 
 
@@ -22,7 +28,7 @@ async def held(conn: asyncpg.Connection, here: str, kind: str, record_id: str) -
         return None if row is None else dict(row)
     if row is not None:
         return {**dict(row), "certificate_number": row["number"], "issuer": here, "source_division": here}
-    copy = await certs.get_copy(conn, here, record_id)
+    copy = await certificates.get_copy(conn, here, record_id)
     return None if copy is None else {**dict(copy), "certificate_number": copy["number"]}
 
 
@@ -35,7 +41,7 @@ async def update_held(
     allowed: frozenset[str],
 ) -> None:
     if kind == "certificate":  # only a copy follows another's word: the issuer's register is its own
-        await certs.update_copy(conn, here, record_id, changes)
+        await certificates.update_copy(conn, here, record_id, changes)
     else:
         await records.update_record(conn, here, kind, record_id, changes, allowed)
 
@@ -48,28 +54,30 @@ async def insert_whole(
     subject: str,
     source: str,
     source_event_id: uuid.UUID | None,
+    event_id: uuid.UUID | None = None,
 ) -> bool:
-    """Insert a whole record of ``kind``; False when a record with its key is held already."""
+    """Insert a whole record of ``kind``; False when a record with its key is held already.
+    ``event_id``: our own event that made it (our record, sent back by a counterpart)."""
     if kind == "person":
-        return await repo.insert_person(conn, here, w, subject, source, source_event_id)
+        return await persons.insert_person(conn, here, w, subject, source, source_event_id, event_id)
     if kind == "certificate":
-        return await certs.insert_copy(conn, here, w, source, source_event_id)
+        return await certificates.insert_copy(conn, here, w, source, source_event_id)
     if kind == "migration":
-        return await repo.insert_migration(conn, here, w, w["kind"], source, source_event_id)
+        return await migrations.insert_migration(conn, here, w, w["kind"], source, source_event_id, event_id)
     if kind == "birth":
-        return await repo.insert_birth(conn, here, w, source, source_event_id)
+        return await births.insert_birth(conn, here, w, source, source_event_id, event_id)
     if kind == "marriage":
-        done = await family.insert_marriage(
-            conn, here, {**w, "registered_in": source}, source, source_event_id
+        done = await marriages.insert_marriage(
+            conn, here, {**w, "registered_in": source}, source, source_event_id, event_id
         )
         if done and w.get("dissolution_date") is not None:
-            await family.dissolve_marriage(
+            await marriages.dissolve_marriage(
                 conn, here, w["marriage_id"], w["dissolution_date"], w["dissolution_reason"]
             )
         return done
-    done = await family.insert_pregnancy(conn, here, w, source, source_event_id)
+    done = await pregnancies.insert_pregnancy(conn, here, w, source, source_event_id, event_id)
     if done and w.get("closed_on") is not None:
-        await family.close_pregnancy(conn, here, w["pregnancy_id"], w["closed_on"], w["outcome"])
+        await pregnancies.close_pregnancy(conn, here, w["pregnancy_id"], w["closed_on"], w["outcome"])
     return done
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from shared.errors import Forbidden
+
 # What each purpose discloses (field-level per purpose).
 PURPOSE_SECTIONS: dict[str, frozenset[str]] = {
     "registration": frozenset({"migrations", "marriages", "births", "pregnancies", "certificates"}),
@@ -55,3 +57,12 @@ def may_see_pregnancies(
         and reader in (hukou, residence)
         and "pregnancies" in PURPOSE_SECTIONS.get(purpose, frozenset())
     )
+
+
+def ensure_served(jurisdiction: str | None, served: frozenset[str]) -> str:
+    """The jurisdiction a writing client records for; it must be one this registry serves."""
+    if jurisdiction is None or jurisdiction not in served:
+        raise Forbidden(
+            "this registry does not keep the records of the client's jurisdiction", rule="jurisdiction"
+        )
+    return jurisdiction

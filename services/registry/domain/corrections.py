@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import AfterValidator, BaseModel, Field
+
+from services.registry.domain.rules import Command
 from shared.errors import RuleViolation
 from shared.identity import check_division, check_id_number
+from shared.inputs import FieldName, FieldValue
+from shared.text import PlainText, check_plain_value
 
 
 def _name(v: Any) -> str:
@@ -109,3 +115,33 @@ def check_birth_dates(mother_born: dt.date, row: dict[str, Any]) -> None:
         raise RuleViolation(
             "the child is born after the mother", field="changes.child_birth_date", rule="child-after-mother"
         )
+
+
+class CorrectRecord(Command):
+    """A correction of a record: the event corrected, the changes, why."""
+
+    corrected_event_id: uuid.UUID = Field(description="the event that made (or last corrected) the record")
+    record_type: Literal["person", "marriage", "migration", "pregnancy", "birth", "certificate"]
+    record_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="marriage/migration/birth/pregnancy id, or the person's id number",
+    )
+    changes: dict[FieldName, Annotated[FieldValue, AfterValidator(check_plain_value)]] = Field(
+        min_length=1, max_length=32
+    )
+    reason: PlainText = Field(min_length=3, max_length=500, description="why the record is corrected")
+
+
+class CorrectionRecorded(BaseModel):
+    """A correction as recorded here, with the values it replaced."""
+
+    correction_id: uuid.UUID
+    corrected_event_id: uuid.UUID
+    record_type: str
+    record_id: str
+    changes: dict[str, str | int | None]
+    previous: dict[str, Any]
+    reason: str
+    jurisdiction: str
+    event_id: uuid.UUID

@@ -15,17 +15,26 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from services.registry.entrypoints import schemas as s
-from services.registry.entrypoints import schemas_read as sr
-from services.registry.entrypoints.routes_read import CertificateNumber, with_qr_paths
-from services.registry.service_layer import handlers
+from services.registry.entrypoints import schemas_certificates as sr
+from services.registry.entrypoints import schemas_vital_events as s
+from services.registry.entrypoints.routes_certificates import CertificateNumber
+from services.registry.service_layer import (
+    births,
+    certificates,
+    corrections,
+    marriages,
+    migrations,
+    persons,
+    pregnancies,
+)
 from services.registry.service_layer.batches import Item
 from services.registry.service_layer.context import Context
 from shared.auth import Client
 from shared.errors import DomainError, Forbidden, InvalidInput, validation_problem
 
 Body = dict[str, Any]
-UseCase = Callable[[asyncpg.Connection, Context, str, Any, Body], Awaitable[Body]]
+# (connection, context, jurisdiction, the record acted on, the kind's validated command) -> its answer
+UseCase = Callable[[asyncpg.Connection, Context, str, Any, Any], Awaitable[BaseModel]]
 WRITE = "persons:write"  # what every single write route requires today (routes_common.Writer)
 
 
@@ -43,17 +52,13 @@ class Kind:
     scope: str = WRITE
 
 
-def _new(use_case: Callable[[asyncpg.Connection, Context, str, Body], Awaitable[Body]]) -> UseCase:
+def _new(use_case: Callable[[asyncpg.Connection, Context, str, Any], Awaitable[BaseModel]]) -> UseCase:
     """A use case that creates a record (no record acted on)."""
 
-    async def run(conn: asyncpg.Connection, ctx: Context, here: str, _: Any, body: Body) -> Body:
+    async def run(conn: asyncpg.Connection, ctx: Context, here: str, _: Any, body: Any) -> BaseModel:
         return await use_case(conn, ctx, here, body)
 
     return run
-
-
-async def _issue(conn: asyncpg.Connection, ctx: Context, here: str, _: Any, body: Body) -> Body:
-    return with_qr_paths(await handlers.issue_certificate(conn, ctx, here, body))
 
 
 def _change(route: str, body: type[BaseModel], answer: type[BaseModel], run: UseCase, target: str) -> Kind:
@@ -64,32 +69,36 @@ def _change(route: str, body: type[BaseModel], answer: type[BaseModel], run: Use
 
 _UUID = TypeAdapter(uuid.UUID)
 KINDS: dict[str, Kind] = {
-    "person": Kind("/v1/persons", s.PersonIn, s.PersonOut, _new(handlers.register_person)),
-    "migration": Kind("/v1/migrations", s.MigrationIn, s.MigrationOut, _new(handlers.record_migration)),
-    "marriage": Kind("/v1/marriages", s.MarriageIn, s.MarriageOut, _new(handlers.register_marriage)),
+    "person": Kind("/v1/persons", s.PersonIn, s.PersonOut, _new(persons.register_person)),
+    "migration": Kind("/v1/migrations", s.MigrationIn, s.MigrationOut, _new(migrations.record_migration)),
+    "marriage": Kind("/v1/marriages", s.MarriageIn, s.MarriageOut, _new(marriages.register_marriage)),
     "marriage_dissolution": _change(
         "/v1/marriages/{marriage_id}/dissolution",
         s.DissolutionIn,
         s.MarriageOut,
-        handlers.dissolve_marriage,
+        marriages.dissolve_marriage,
         "marriage_id",
     ),
-    "pregnancy": Kind("/v1/pregnancies", s.PregnancyIn, s.PregnancyOut, _new(handlers.register_pregnancy)),
+    "pregnancy": Kind("/v1/pregnancies", s.PregnancyIn, s.PregnancyOut, _new(pregnancies.register_pregnancy)),
     "pregnancy_closure": _change(
         "/v1/pregnancies/{pregnancy_id}/closure",
         s.ClosureIn,
         s.PregnancyOut,
-        handlers.close_pregnancy,
+        pregnancies.close_pregnancy,
         "pregnancy_id",
     ),
-    "birth": Kind("/v1/births", s.BirthIn, s.BirthOut, _new(handlers.register_birth)),
-    "correction": Kind("/v1/corrections", s.CorrectionIn, s.CorrectionOut, _new(handlers.record_correction)),
-    "certificate": Kind("/v1/certificates", sr.CertificateIn, sr.CertificateOut, _issue),
+    "birth": Kind("/v1/births", s.BirthIn, s.BirthOut, _new(births.register_birth)),
+    "correction": Kind(
+        "/v1/corrections", s.CorrectionIn, s.CorrectionOut, _new(corrections.record_correction)
+    ),
+    "certificate": Kind(
+        "/v1/certificates", sr.CertificateIn, sr.CertificateOut, _new(certificates.issue_certificate)
+    ),
     "certificate_revocation": _change(
         "/v1/certificates/{number}/revocation",
         sr.RevocationIn,
         sr.RevocationOut,
-        handlers.revoke_certificate,
+        certificates.revoke_certificate,
         "number",
     ),
 }
@@ -117,13 +126,13 @@ def prepare(
         return Forbidden(f"this client lacks the '{kind.scope}' scope", rule="scope", scope=kind.scope)
     try:
         acted_on = _target(kind, target)
-        checked = kind.body.model_validate(body).model_dump()
+        checked = kind.body.model_validate(body)
     except ValidationError as e:
         return Refused(validation_problem(e.errors()))
     except DomainError as e:
         return e
 
-    async def run(conn: asyncpg.Connection) -> Body:
+    async def run(conn: asyncpg.Connection) -> BaseModel:
         return await kind.run(conn, ctx, here, acted_on, checked)
 
     return run
@@ -146,6 +155,6 @@ def _target(kind: Kind, value: Any) -> Any:
         ) from None
 
 
-def answer(kind: str, result: Body) -> Body:
+def answer(kind: str, result: BaseModel) -> Body:
     """The item's created or changed record, exactly as its single route answers it."""
-    return KINDS[kind].answer.model_validate(result).model_dump(mode="json")
+    return KINDS[kind].answer.model_validate(result, from_attributes=True).model_dump(mode="json")

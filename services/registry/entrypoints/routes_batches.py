@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
 from services.registry.entrypoints import batch_kinds
-from services.registry.entrypoints.routes_common import (
-    IdempotencyKey,
-    TraceParent,
-    Writer,
-    ctx,
-    here,
-    problems,
-)
+from services.registry.entrypoints.routes_common import Recorder, problems
 from services.registry.entrypoints.schemas_batches import MAX_ITEMS, BatchIn, BatchItemIn, BatchOut
 from services.registry.service_layer.batches import Outcome, record_each
-from shared.app import UnitOfWork
 from shared.errors import DomainError
 
 router = APIRouter(prefix="/v1", tags=["registry: vital events"])
@@ -40,14 +32,7 @@ class BatchTooLarge(DomainError):
         },
     },
 )
-async def record_batch(
-    body: BatchIn,
-    request: Request,
-    conn: UnitOfWork,
-    client: Writer,
-    traceparent: TraceParent = None,
-    idempotency_key: IdempotencyKey = None,
-) -> Response:
+async def record_batch(body: BatchIn, rec: Recorder) -> Response:
     """Up to 1,000 items of any write kind, each checked by its single route's rules and scope.
 
     The good items commit together with their events in one transaction (each in a savepoint, so a
@@ -61,9 +46,10 @@ async def record_batch(
             field="items",
             rule="max-batch-items",
         )
-    context, where = ctx(request, client, traceparent), here(request, client)
-    prepared = [batch_kinds.prepare(i.kind, i.target, i.body, client, context, where) for i in body.items]
-    outcomes = await record_each(conn, prepared)
+    prepared = [
+        batch_kinds.prepare(i.kind, i.target, i.body, rec.client, rec.ctx, rec.here) for i in body.items
+    ]
+    outcomes = await record_each(rec.conn, prepared)
     return Response(orjson.dumps(_answer(body.items, outcomes)), media_type="application/json")
 
 

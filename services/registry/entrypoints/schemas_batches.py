@@ -11,8 +11,8 @@ from typing import Annotated, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation, WithJsonSchema
 
-from services.registry.entrypoints import schemas as s
-from services.registry.entrypoints import schemas_read as sr
+from services.registry.entrypoints import schemas_certificates as sr
+from services.registry.entrypoints import schemas_vital_events as s
 from services.registry.entrypoints.batch_kinds import KINDS
 from shared.openapi import Problem
 

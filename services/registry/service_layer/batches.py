@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
+from pydantic import BaseModel
 
 from shared.db import CONTENTION, is_unavailable
 from shared.errors import DomainError, ServiceUnavailable, request_fault
 
-Item = Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]]
+Item = Callable[[asyncpg.Connection], Awaitable[BaseModel]]  # a use case bound to its command
 
 # Faults of the moment, not of an item: the same batch may well pass a second later.
 _TRANSIENT = CONTENTION
@@ -34,7 +34,7 @@ _TRANSIENT = CONTENTION
 class Outcome:
     """An item's result: what the use case answered, or why the item was refused."""
 
-    result: dict[str, Any] | None = None
+    result: BaseModel | None = None
     error: DomainError | None = None
 
 

@@ -1,4 +1,5 @@
-"""Registering births: one per birth medical certificate, in order, to parents on record."""
+"""Births: one per birth medical certificate, in order, to parents on record; and a counterpart's
+birth applied to our records."""
 
 from __future__ import annotations
 
@@ -7,51 +8,61 @@ from typing import Any
 
 import asyncpg
 
-from services.registry.adapters import repository as repo
-from services.registry.domain import rules
-from services.registry.domain.births import birth_payload
-from services.registry.domain.family import check_parents
-from services.registry.service_layer.context import Context, announce
+from services.registry.adapters import births as repo
+from services.registry.domain.births import (
+    BIRTH_FIELDS,
+    BirthRecorded,
+    RegisterBirth,
+    birth_payload,
+    birth_record,
+    check_birth,
+    check_parents,
+)
+from services.registry.domain.conflicts import field_conflicts
+from services.registry.domain.rules import duplicate
+from services.registry.service_layer.context import Context, Outcome, Target, announce, applied, disagreeing
 from services.registry.service_layer.persons import known_person
 from services.registry.service_layer.pregnancies import close_open_pregnancy
 from shared.errors import RuleViolation
+from shared.events.envelope import new_event_id
 
 
 async def register_birth(
-    conn: asyncpg.Connection, ctx: Context, here: str, body: dict[str, Any]
-) -> dict[str, Any]:
+    conn: asyncpg.Connection, ctx: Context, here: str, body: RegisterBirth
+) -> BirthRecorded:
     """Record a birth (one per birth medical certificate) and announce ``birth.registered.v2``.
 
     The mother's open pregnancy record, if this registry keeps one, is closed with outcome ``birth``.
     """
-    mother = body["mother_id_number"]
+    mother = body.mother_id_number
     mother_row = await known_person(conn, here, mother, "mother_id_number")
-    father = body.get("father_id_number")
+    father = body.father_id_number
     father_row = await known_person(conn, here, father, "father_id_number") if father else None
-    if await repo.birth_by_certificate(conn, here, body["medical_certificate_number"]):
-        raise rules.duplicate("a birth with this medical certificate number", "medical_certificate_number")
+    if await repo.birth_by_certificate(conn, here, body.medical_certificate_number):
+        raise duplicate("a birth with this medical certificate number", "medical_certificate_number")
     previous = await repo.births_of_mother(conn, here, mother)
-    order = body.get("birth_order") or len(previous) + 1
+    order = body.birth_order or len(previous) + 1
     check_parents(
         mother_row["sex"],
         father_row["sex"] if father_row else None,
         father_row["birth_date"] if father_row else None,
-        body["child_birth_date"],
+        body.child_birth_date,
     )
-    rules.check_birth(mother_row["birth_date"], body["child_birth_date"], order, len(previous))
-    if previous and body["child_birth_date"] < previous[-1]["child_birth_date"]:
+    check_birth(mother_row["birth_date"], body.child_birth_date, order, len(previous))
+    if previous and body.child_birth_date < previous[-1]["child_birth_date"]:
         raise RuleViolation(
             "the child is born before a child already recorded with a lower birth order",
             field="child_birth_date",
             rule="birth-order-consistent",
         )
     birth = {
-        **body,
+        **body.model_dump(),
         "birth_id": uuid.uuid4(),
         "birth_order": order,
-        "birth_division": body.get("birth_division") or here,
+        "birth_division": here,
     }
-    await repo.insert_birth(conn, here, birth, here)
+    event_id = new_event_id()
+    await repo.insert_birth(conn, here, birth, here, event_id=event_id)
     event = await announce(
         conn,
         ctx,
@@ -61,7 +72,27 @@ async def register_birth(
         data=birth_payload(birth),
         origin=mother_row["hukou_division"],
         destination=mother_row["residence_division"],
-        record=("births", birth["birth_id"]),
+        event_id=event_id,
     )
-    await close_open_pregnancy(conn, ctx, here, mother_row, body["child_birth_date"])
-    return {**birth, "jurisdiction": here, "event_id": event.id}
+    await close_open_pregnancy(conn, ctx, here, mother_row, body.child_birth_date)
+    return BirthRecorded.model_validate({**birth, "jurisdiction": here, "event_id": event.id})
+
+
+async def apply_birth(conn: asyncpg.Connection, t: Target, payload: dict[str, Any]) -> Outcome:
+    """A counterpart's birth: kept unless it is recorded here otherwise, or contradicts the mother's
+    other births (same date under another name, same birth order)."""
+    d = birth_record(payload)
+    here = t.here
+    same = await repo.birth_by_certificate(conn, here, d["medical_certificate_number"])
+    if same is not None:
+        conflicts = field_conflicts(dict(same), d, BIRTH_FIELDS)
+        return disagreeing(conflicts, "this birth is recorded here with other details")
+    for other in await repo.births_of_mother(conn, here, d["mother_id_number"]):
+        if other["child_birth_date"] == d["child_birth_date"] and other["child_name"] != d["child_name"]:
+            conflicts = field_conflicts(dict(other), d, ("medical_certificate_number", *BIRTH_FIELDS))
+            return "conflict", conflicts, "another birth is recorded here for this mother and date"
+        if other["birth_order"] == d["birth_order"]:
+            conflicts = field_conflicts(dict(other), d, ("medical_certificate_number", *BIRTH_FIELDS))
+            return "conflict", conflicts, "another birth of this mother has this birth order here"
+    await repo.insert_birth(conn, here, d, t.source, t.event_id)
+    return applied()

@@ -1,14 +1,16 @@
-"""What every use case needs besides the connection, and how a recorded fact is announced."""
+"""What every use case needs besides the connection, and how a recorded fact is announced; what a
+counterpart applier is given (``Target``) and answers (``Outcome``)."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from pydantic import BaseModel
 
-from services.registry.adapters import family
 from services.registry.settings import RegistrySettings
 from shared.events.envelope import Envelope
 from shared.identity import subject_key
@@ -45,9 +47,12 @@ async def announce(
     data: BaseModel,
     origin: str | None,
     destination: str | None,
-    record: tuple[str, object] | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> Envelope[Any]:
-    """Write the event to the outbox with the record, and note which event made the record.
+    """Write the event to the outbox in the record's transaction.
+
+    ``event_id``: the id the use case took (``new_event_id``) before it wrote the record, so the
+    record carries the event that made it in its one INSERT (a correction names that event).
 
     Who receives the person's data through the exchange (origin and destination other than here)
     is read back from the outbox by the subject-access log: writing an audit row here would take
@@ -63,7 +68,41 @@ async def announce(
         origin=origin,
         destination=destination,
         traceparent=ctx.traceparent,
+        event_id=event_id,
     )
-    if record is not None:
-        await family.set_event_id(conn, record[0], here, record[1], event.id)
     return event
+
+
+# A counterpart applier's answer for the feedback: outcome, conflicts, reason.
+Outcome = tuple[str, list[dict[str, Any]], str | None]
+
+
+def applied() -> Outcome:
+    return "applied", [], None
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a counterpart applier is given: the receiving jurisdiction, who sent the event, and
+    which event it was."""
+
+    here: str
+    source: str
+    event_id: uuid.UUID
+    secret: bytes
+
+    def subject(self, id_number: str) -> str:
+        return subject_key(id_number, self.secret)
+
+
+Applier = Callable[[asyncpg.Connection, Target, dict[str, Any]], Awaitable[Outcome]]
+
+
+def rejected(reason: str) -> Outcome:
+    """Not applied: our records cannot take it (the reason says why)."""
+    return "rejected", [], reason
+
+
+def disagreeing(conflicts: list[dict[str, Any]], reason: str) -> Outcome:
+    """``conflict`` with the fields that disagree, or ``applied`` when none does."""
+    return ("conflict", conflicts, reason) if conflicts else applied()

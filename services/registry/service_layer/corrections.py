@@ -1,4 +1,5 @@
-"""Corrections: a registrar fixes a recorded fact, naming the event corrected and why."""
+"""Corrections: a registrar fixes a recorded fact, naming the event corrected and why; a
+counterpart's correction of a record it is the source of, applied to our records."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ from typing import Any
 
 import asyncpg
 
-from services.registry.adapters import family, records
-from services.registry.adapters import repository as repo
+from services.registry.adapters import births, marriages, records
+from services.registry.adapters import corrections as repo
+from services.registry.adapters import persons as person_records
 from services.registry.domain import corrections as rules
-from services.registry.domain.family import check_dissolution, check_marriage
-from services.registry.service_layer.context import Context, announce
-from shared.errors import NotFound, RuleViolation
+from services.registry.domain.corrections import CorrectionRecorded, CorrectRecord
+from services.registry.domain.marriages import check_dissolution, check_marriage
+from services.registry.service_layer.context import Context, Outcome, Target, announce, applied, rejected
+from shared.errors import DomainError, NotFound, RuleViolation
 from shared.events import payloads as p
+from shared.events.envelope import new_event_id
 
 _SUBJECT_FIELD = {
     "person": "id_number",
@@ -46,7 +50,7 @@ async def check_and_apply(
             f"no such {record_type} in this jurisdiction's records", field="record_id", rule="exists"
         )
     if check_event:
-        known = await records.events_of_record(conn, here, record_type, record_id, row)
+        known = await repo.events_of_record(conn, here, record_type, record_id, row)
         rules.check_names_event(body["corrected_event_id"], known)
     after = {**dict(row), **changes}
     await check_consistent(conn, here, record_type, after, changes)
@@ -61,10 +65,10 @@ async def check_consistent(
     conn: asyncpg.Connection, here: str, record_type: str, after: dict[str, Any], changes: dict[str, Any]
 ) -> None:
     if record_type == "birth":
-        mother = await repo.get_person(conn, here, after["mother_id_number"])
+        mother = await person_records.get_person(conn, here, after["mother_id_number"])
         if mother is not None:
             rules.check_birth_dates(mother["birth_date"], after)
-        if changes.get("father_id_number") and not await repo.get_person(
+        if changes.get("father_id_number") and not await person_records.get_person(
             conn, here, changes["father_id_number"]
         ):
             raise RuleViolation(
@@ -72,7 +76,7 @@ async def check_consistent(
                 field="changes.father_id_number",
                 rule="person-must-exist",
             )
-        siblings = await repo.births_of_mother(conn, here, after["mother_id_number"])
+        siblings = await births.births_of_mother(conn, here, after["mother_id_number"])
         for other in siblings:
             if other["id"] == after["id"]:
                 continue
@@ -104,10 +108,10 @@ async def _check_marriage(conn: asyncpg.Connection, here: str, after: dict[str, 
         check_dissolution(after["marriage_date"], None, after["dissolution_date"])
     spouses = []
     for field in ("spouse_a_id_number", "spouse_b_id_number"):
-        person = await repo.get_person(conn, here, after[field])
+        person = await person_records.get_person(conn, here, after[field])
         if person is not None:
             spouses.append((field, person["sex"], person["birth_date"]))
-        for other in await family.marriages_of(conn, here, after[field]):
+        for other in await marriages.marriages_of(conn, here, after[field]):
             if other["marriage_id"] == after["id"]:
                 continue
             ends = other["dissolution_date"]
@@ -127,14 +131,15 @@ def _plain(value: Any) -> Any:
 
 
 async def record_correction(
-    conn: asyncpg.Connection, ctx: Context, here: str, body: dict[str, Any]
-) -> dict[str, Any]:
+    conn: asyncpg.Connection, ctx: Context, here: str, body: CorrectRecord
+) -> CorrectionRecorded:
     """Correct a record of this jurisdiction and announce ``record.corrected.v1``."""
-    row, _, previous = await check_and_apply(conn, here, body)
-    correction = {**body, "correction_id": uuid.uuid4(), "record_id": str(body["record_id"])}
-    await records.insert_correction(conn, here, correction, previous, here)
-    id_number = _subject_of(body["record_type"], row)
-    person = await repo.get_person(conn, here, id_number)
+    row, _, previous = await check_and_apply(conn, here, body.model_dump())
+    correction = {**body.model_dump(), "correction_id": uuid.uuid4(), "record_id": body.record_id}
+    event_id = new_event_id()
+    await repo.insert_correction(conn, here, correction, previous, here, event_id=event_id)
+    id_number = _subject_of(body.record_type, row)
+    person = await person_records.get_person(conn, here, id_number)
     event = await announce(
         conn,
         ctx,
@@ -144,6 +149,30 @@ async def record_correction(
         data=p.RecordCorrectedV1(**{k: correction[k] for k in p.RecordCorrectedV1.model_fields}),
         origin=person["hukou_division"] if person else None,
         destination=person["residence_division"] if person else None,
+        event_id=event_id,
     )
-    await records.set_correction_event(conn, here, correction["correction_id"], event.id)
-    return {**correction, "previous": previous, "jurisdiction": here, "event_id": event.id}
+    return CorrectionRecorded.model_validate(
+        {**correction, "previous": previous, "jurisdiction": here, "event_id": event.id}
+    )
+
+
+async def apply_correction(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
+    """A counterpart corrects only the records it is the source of (DESIGN section 10); a record
+    another jurisdiction recorded, ours included, is answered ``conflict`` and left as it is.
+    (A repair of a reconciliation case, which keeps the same rule, is ``repairs.apply_repair``'s.)"""
+    record = await records.get_record(conn, t.here, d["record_type"], d["record_id"])
+    if record is None:
+        return rejected(f"the corrected {d['record_type']} is not in our records")
+    owner = record.get("source_division") or t.here  # certificates are only ever our own
+    if owner != t.source:
+        conflict = {"field": "source_division", "ours": owner, "theirs": t.source}
+        return "conflict", [conflict], "the record is not the correcting jurisdiction's"
+    try:
+        async with conn.transaction():  # a savepoint: a refused correction leaves our record as it was
+            _, _, previous = await check_and_apply(conn, t.here, d, check_event=False)
+            await repo.insert_correction(conn, t.here, d, previous, t.source, t.event_id)
+    except DomainError as e:
+        return "conflict", [{"field": e.field or "record_id", "ours": None, "theirs": None}], e.rule
+    except asyncpg.IntegrityConstraintViolationError as e:
+        return "conflict", [], f"the correction conflicts with our records ({e.constraint_name})"
+    return applied()

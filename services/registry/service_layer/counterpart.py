@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import orjson
 from pydantic import ValidationError
 
-from services.registry.adapters import repository as repo
-from services.registry.domain import rules
-from services.registry.domain.births import birth_record
-from services.registry.service_layer import counterpart_family as fam
+from services.registry.adapters import persons
+from services.registry.service_layer import (
+    births,
+    certificates,
+    corrections,
+    marriages,
+    migrations,
+    pregnancies,
+    repairs,
+)
+from services.registry.service_layer.context import Applier, Outcome, Target, rejected
+from services.registry.service_layer.persons import apply_person
 from services.registry.settings import RegistrySettings
 from shared.consumer import forget_applied
 from shared.events import payloads as p
@@ -28,16 +33,11 @@ from shared.events.catalog import spec_for
 from shared.events.envelope import Envelope
 from shared.events.restriction import NotWithholdable, restricted_model
 from shared.events.upcasting import current_field, upcast_data
-from shared.identity import birth_date_of, subject_key
 from shared.outbox import add_event
 from shared.sealing import CannotOpen, notification_aad, open_sealed
 from shared.trust import keyring_of
 
 log = logging.getLogger(__name__)
-
-BIRTH_FIELDS = ("child_name", "child_sex", "child_birth_date", "mother_id_number", "birth_order")
-Outcome = tuple[str, list[dict[str, Any]], str | None]  # outcome, conflicts, reason
-Applier = Callable[[asyncpg.Connection, "_Target", dict[str, Any]], Awaitable[Outcome]]
 
 
 async def apply_notification(
@@ -47,7 +47,7 @@ async def apply_notification(
     n = event.data
     try:
         event_type, data = _validated(n, _payload(settings, n))
-        target = _Target(
+        target = Target(
             n.target_division,
             n.source_division,
             n.event_id,
@@ -103,101 +103,12 @@ def _payload(settings: RegistrySettings, n: p.ExchangeNotificationV1) -> Any:
     return orjson.loads(open_sealed(n.sealed, keys, aad))
 
 
-@dataclass(frozen=True)
-class _Target:
-    """The receiving jurisdiction, who sent the event, and which event it was."""
-
-    here: str
-    source: str
-    event_id: uuid.UUID
-    secret: bytes
-
-    def subject(self, id_number: str) -> str:
-        return subject_key(id_number, self.secret)
-
-
-async def _apply(conn: asyncpg.Connection, t: _Target, event_type: str, d: dict[str, Any]) -> Outcome:
+async def _apply(conn: asyncpg.Connection, t: Target, event_type: str, d: dict[str, Any]) -> Outcome:
     """The notified event applied to our records through ``APPLIERS``; refused if it has no entry."""
     applier = APPLIERS.get(event_type)
     if applier is None:
-        return "rejected", [], f"{event_type} is not applied by this registry"
+        return rejected(f"{event_type} is not applied by this registry")
     return await applier(conn, t, d)
-
-
-async def _apply_person(conn: asyncpg.Connection, t: _Target, d: dict[str, Any]) -> Outcome:
-    # Sex and birth date may be withheld by an agreement: the identity number carries both.
-    d = {
-        **d,
-        "sex": d["sex"] or rules.sex_from_id_number(d["id_number"]),
-        "birth_date": d["birth_date"] or birth_date_of(d["id_number"]),
-    }
-    existing = await repo.get_person(conn, t.here, d["id_number"])
-    if existing is None:
-        await repo.insert_person(conn, t.here, d, t.subject(d["id_number"]), t.source, t.event_id)
-        return "applied", [], None
-    conflicts = rules.birth_conflicts(dict(existing), d, ("name", "sex", "birth_date", "hukou_division"))
-    return (
-        ("conflict", conflicts, "the person is recorded here with other details")
-        if conflicts
-        else ("applied", [], None)
-    )
-
-
-def _migration(kind: str) -> Applier:
-    """The applier of one kind of move (``migration.<kind>.v1``)."""
-
-    async def apply(conn: asyncpg.Connection, t: _Target, d: dict[str, Any]) -> Outcome:
-        return await _apply_migration(conn, t, kind, d)
-
-    return apply
-
-
-async def _apply_migration(conn: asyncpg.Connection, t: _Target, kind: str, d: dict[str, Any]) -> Outcome:
-    id_number = d["id_number"]
-    known = await repo.residence(conn, t.here, id_number)
-    await repo.insert_person(
-        conn,
-        t.here,
-        {
-            "id_number": id_number,
-            "name": d["name"],
-            "sex": rules.sex_from_id_number(id_number),
-            "birth_date": birth_date_of(id_number),
-            "hukou_division": d["hukou_division"],
-            "residence_division": d["to_division"],
-        },
-        t.subject(id_number),
-        t.source,
-        t.event_id,
-    )
-    newest = known is None or known.last_move_date is None or d["migration_date"] >= known.last_move_date
-    # A move older than one already recorded (a late, out-of-order notification) is kept in the
-    # history but must not overwrite where the person lives now.
-    if await repo.insert_migration(conn, t.here, d, kind, t.source, t.event_id) and newest:
-        await repo.set_residence(conn, t.here, id_number, d["to_division"])
-    return "applied", [], None
-
-
-async def _apply_birth(conn: asyncpg.Connection, t: _Target, payload: dict[str, Any]) -> Outcome:
-    d = birth_record(payload)
-    here = t.here
-    same = await repo.birth_by_certificate(conn, here, d["medical_certificate_number"])
-    if same is not None:
-        conflicts = rules.birth_conflicts(dict(same), d, BIRTH_FIELDS)
-        return (
-            ("conflict", conflicts, "this birth is recorded here with other details")
-            if conflicts
-            else ("applied", [], None)
-        )
-    for other in await repo.births_of_mother(conn, here, d["mother_id_number"]):
-        if other["child_birth_date"] == d["child_birth_date"] and other["child_name"] != d["child_name"]:
-            conflicts = rules.birth_conflicts(dict(other), d, ("medical_certificate_number", *BIRTH_FIELDS))
-            return "conflict", conflicts, "another birth is recorded here for this mother and date"
-        if other["birth_order"] == d["birth_order"]:
-            conflicts = rules.birth_conflicts(dict(other), d, ("medical_certificate_number", *BIRTH_FIELDS))
-            return "conflict", conflicts, "another birth of this mother has this birth order here"
-    await repo.insert_birth(conn, here, d, t.source, t.event_id)
-    return "applied", [], None
 
 
 async def forget_counterpart_records(
@@ -207,26 +118,35 @@ async def forget_counterpart_records(
     inbox, so that ``exchangectl replay counterpart`` applies every notification again through
     ``apply_notification``. The registry's own records (source division = jurisdiction) stay."""
     inbox = await forget_applied(conn, consumer)  # the inbox lock first: see forget_applied
-    return {**await repo.delete_counterpart_records(conn, served), "inbox": inbox}
+    return {**await persons.delete_counterpart_records(conn, served), "inbox": inbox}
 
 
-# What each notified event type does to our records: the registry's counterpart appliers. A
-# reconciliation repair arrives as ``record.corrected.v1`` and is applied by the same entry.
-# Authority beyond the envelope's (the exchange, to a division served here): a correction
-# changes only records the correcting jurisdiction is the source of (``fam.apply_correction``).
+async def _apply_corrected(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
+    """``record.corrected.v1``: a repair of a reconciliation case (a whole record, or a duplicate
+    retired) is ``repairs.apply_repair``'s; any other correction is a registrar's, applied by
+    ``corrections.apply_correction``. Both change only records the sender is the source of."""
+    repaired = await repairs.apply_repair(conn, t, d)
+    return repaired if repaired is not None else await corrections.apply_correction(conn, t, d)
+
+
+# What each notified event type does to our records: the registry's counterpart appliers, each
+# beside its kind's own use cases in ``service_layer/<kind>.py``. A reconciliation repair arrives
+# as ``record.corrected.v1`` and is applied by the same entry. Authority beyond the envelope's
+# (the exchange, to a division served here): a correction changes only records the correcting
+# jurisdiction is the source of (``corrections.apply_correction``, ``repairs.apply_repair``).
 APPLIERS: dict[str, Applier] = {
-    "person.registered.v1": _apply_person,
-    "migration.departed.v1": _migration("departed"),
-    "migration.arrived.v1": _migration("arrived"),
-    "migration.returned.v1": _migration("returned"),
-    "birth.registered.v2": _apply_birth,
-    "marriage.registered.v1": fam.apply_marriage,
-    "marriage.dissolved.v1": fam.apply_dissolution,
-    "pregnancy.registered.v1": fam.apply_pregnancy,
-    "pregnancy.closed.v1": fam.apply_pregnancy_closed,
-    "record.corrected.v1": fam.apply_correction,
+    "person.registered.v1": apply_person,
+    "migration.departed.v1": migrations.migration_applier("departed"),
+    "migration.arrived.v1": migrations.migration_applier("arrived"),
+    "migration.returned.v1": migrations.migration_applier("returned"),
+    "birth.registered.v2": births.apply_birth,
+    "marriage.registered.v1": marriages.apply_marriage,
+    "marriage.dissolved.v1": marriages.apply_dissolution,
+    "pregnancy.registered.v1": pregnancies.apply_pregnancy,
+    "pregnancy.closed.v1": pregnancies.apply_pregnancy_closed,
+    "record.corrected.v1": _apply_corrected,
     # The issuer's register is authoritative and verification keeps its own read model; the copy
     # kept here is what reconciliation compares.
-    "certificate.issued.v1": fam.apply_certificate_issued,
-    "certificate.revoked.v1": fam.apply_certificate_revoked,
+    "certificate.issued.v1": certificates.apply_certificate_issued,
+    "certificate.revoked.v1": certificates.apply_certificate_revoked,
 }

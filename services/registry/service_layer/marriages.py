@@ -1,4 +1,4 @@
-"""Registering marriages and their dissolution."""
+"""Marriages and their dissolution, registered here or applied from a counterpart's notification."""
 
 from __future__ import annotations
 
@@ -7,39 +7,56 @@ from typing import Any
 
 import asyncpg
 
-from services.registry.adapters import family
-from services.registry.domain import family as rules
-from services.registry.service_layer.context import Context, announce
+from services.registry.adapters import marriages as repo
+from services.registry.adapters import persons
+from services.registry.domain.conflicts import field_conflicts
+from services.registry.domain.marriages import (
+    DissolveMarriage,
+    MarriageRecorded,
+    RegisterMarriage,
+    check_dissolution,
+    check_marriage,
+)
+from services.registry.service_layer.context import (
+    Context,
+    Outcome,
+    Target,
+    announce,
+    applied,
+    disagreeing,
+    rejected,
+)
 from services.registry.service_layer.persons import known_person
 from shared.errors import NotFound, RuleViolation
 from shared.events import payloads as p
+from shared.events.envelope import new_event_id
 
 SPOUSES = ("spouse_a_id_number", "spouse_b_id_number")
 
 
 async def register_marriage(
-    conn: asyncpg.Connection, ctx: Context, here: str, body: dict[str, Any]
-) -> dict[str, Any]:
+    conn: asyncpg.Connection, ctx: Context, here: str, body: RegisterMarriage
+) -> MarriageRecorded:
     """Record a marriage between two persons on record; announce ``marriage.registered.v1``."""
-    if body["spouse_a_id_number"] == body["spouse_b_id_number"]:
+    if body.spouse_a_id_number == body.spouse_b_id_number:
         raise RuleViolation(
             "the spouses must be two different persons", field="spouse_b_id_number", rule="two-persons"
         )
     # Lock both persons in a fixed order so concurrent registrations for one of them queue up.
     rows: dict[str, asyncpg.Record] = {}
-    for field in sorted(SPOUSES, key=lambda f: body[f]):
-        rows[field] = await known_person(conn, here, body[field], field)
-        await conn.execute(
-            "SELECT 1 FROM persons WHERE jurisdiction = $1 AND id_number = $2 FOR UPDATE", here, body[field]
-        )
-    rules.check_marriage(
-        body["marriage_date"],
+    ids = {"spouse_a_id_number": body.spouse_a_id_number, "spouse_b_id_number": body.spouse_b_id_number}
+    for field in sorted(SPOUSES, key=lambda f: ids[f]):
+        rows[field] = await known_person(conn, here, ids[field], field)
+        await persons.lock_person(conn, here, ids[field])
+    check_marriage(
+        body.marriage_date,
         [(f, rows[f]["sex"], rows[f]["birth_date"]) for f in SPOUSES],
-        {f: await family.active_marriage(conn, here, body[f]) for f in SPOUSES},
-        {f: await family.last_dissolution(conn, here, body[f]) for f in SPOUSES},
+        {f: await repo.active_marriage(conn, here, ids[f]) for f in SPOUSES},
+        {f: await repo.last_dissolution(conn, here, ids[f]) for f in SPOUSES},
     )
-    marriage = {**body, "marriage_id": uuid.uuid4(), "registered_in": here}
-    await family.insert_marriage(conn, here, marriage, here)
+    marriage = {**body.model_dump(), "marriage_id": uuid.uuid4(), "registered_in": here}
+    event_id = new_event_id()  # the first spouse's event made the record
+    await repo.insert_marriage(conn, here, marriage, here, event_id=event_id)
     payload = p.MarriageRegisteredV1(
         **marriage,
         spouse_a_name=rows["spouse_a_id_number"]["name"],
@@ -55,31 +72,31 @@ async def register_marriage(
                 ctx,
                 here,
                 event_type="marriage.registered.v1",
-                id_number=body[field],
+                id_number=ids[field],
                 data=payload,
                 origin=person["hukou_division"],
                 destination=person["residence_division"],
-                record=("marriages", marriage["marriage_id"]) if field == SPOUSES[0] else None,
+                event_id=event_id if field == SPOUSES[0] else None,
             )
         )
-    return {**marriage, "jurisdiction": here, "event_id": events[0].id}
+    return MarriageRecorded.model_validate({**marriage, "jurisdiction": here, "event_id": events[0].id})
 
 
 async def dissolve_marriage(
-    conn: asyncpg.Connection, ctx: Context, here: str, marriage_id: uuid.UUID, body: dict[str, Any]
-) -> dict[str, Any]:
+    conn: asyncpg.Connection, ctx: Context, here: str, marriage_id: uuid.UUID, body: DissolveMarriage
+) -> MarriageRecorded:
     """Record the end of a marriage (divorce, death, annulment); announce ``marriage.dissolved.v1``."""
-    row = await family.get_marriage(conn, here, marriage_id, lock=True)
+    row = await repo.get_marriage(conn, here, marriage_id, lock=True)
     if row is None:
         raise NotFound("no such marriage in this jurisdiction's records", field="marriage_id", rule="exists")
-    rules.check_dissolution(row["marriage_date"], row["dissolution_date"], body["dissolution_date"])
-    await family.dissolve_marriage(conn, here, marriage_id, body["dissolution_date"], body["reason"])
+    check_dissolution(row["marriage_date"], row["dissolution_date"], body.dissolution_date)
+    await repo.dissolve_marriage(conn, here, marriage_id, body.dissolution_date, body.reason)
     payload = p.MarriageDissolvedV1(
         marriage_id=marriage_id,
         spouse_a_id_number=row["spouse_a_id_number"],
         spouse_b_id_number=row["spouse_b_id_number"],
-        dissolution_date=body["dissolution_date"],
-        reason=body["reason"],
+        dissolution_date=body.dissolution_date,
+        reason=body.reason,
     )
     events = []
     for field in SPOUSES:
@@ -96,14 +113,50 @@ async def dissolve_marriage(
                 destination=person["residence_division"],
             )
         )
-    return {
-        "marriage_id": marriage_id,
-        "spouse_a_id_number": row["spouse_a_id_number"],
-        "spouse_b_id_number": row["spouse_b_id_number"],
-        "marriage_date": row["marriage_date"],
-        "registered_in": row["registered_in"] or here,
-        "dissolution_date": body["dissolution_date"],
-        "dissolution_reason": body["reason"],
-        "jurisdiction": here,
-        "event_id": events[0].id,
-    }
+    return MarriageRecorded.model_validate(
+        {
+            "marriage_id": marriage_id,
+            "spouse_a_id_number": row["spouse_a_id_number"],
+            "spouse_b_id_number": row["spouse_b_id_number"],
+            "marriage_date": row["marriage_date"],
+            "registered_in": row["registered_in"] or here,
+            "dissolution_date": body.dissolution_date,
+            "dissolution_reason": body.reason,
+            "jurisdiction": here,
+            "event_id": events[0].id,
+        }
+    )
+
+
+async def apply_marriage(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
+    here = t.here
+    same = await repo.get_marriage(conn, here, d["marriage_id"])
+    if same is not None:
+        conflicts = field_conflicts(dict(same), d, (*SPOUSES, "marriage_date"))
+        return disagreeing(conflicts, "this marriage is recorded here otherwise")
+    conflicts = []
+    for field in SPOUSES:
+        if await repo.active_marriage(conn, here, d[field]):
+            conflicts.append({"field": field, "ours": "married", "theirs": "marrying"})
+    if conflicts:
+        return "conflict", conflicts, "a spouse has another active marriage in our records"
+    await repo.insert_marriage(conn, here, d, t.source, t.event_id)
+    return applied()
+
+
+async def apply_dissolution(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
+    row = await repo.get_marriage(conn, t.here, d["marriage_id"], lock=True)
+    if row is None:
+        return rejected("the marriage is not in our records")
+    if row["dissolution_date"] is not None:
+        theirs = {"dissolution_date": d["dissolution_date"], "dissolution_reason": d["reason"]}
+        conflicts = field_conflicts(dict(row), theirs, ("dissolution_date", "dissolution_reason"))
+        return disagreeing(conflicts, "the marriage ended otherwise here")
+    if d["dissolution_date"] < row["marriage_date"]:
+        return (
+            "conflict",
+            field_conflicts(dict(row), d, ("marriage_date",)),
+            "dissolution before the marriage date",
+        )
+    await repo.dissolve_marriage(conn, t.here, d["marriage_id"], d["dissolution_date"], d["reason"])
+    return applied()

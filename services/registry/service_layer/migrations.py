@@ -1,4 +1,5 @@
-"""Recording moves: departures at the place left, arrivals and returns at the place arrived at."""
+"""Moves: departures recorded at the place left, arrivals and returns at the place arrived at; and
+a counterpart's move applied to our records."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from typing import Any
 
 import asyncpg
 
-from services.registry.adapters import repository as repo
-from services.registry.domain import rules
-from services.registry.service_layer.context import Context, announce
+from services.registry.adapters import migrations as repo
+from services.registry.adapters import persons
+from services.registry.domain.migrations import MigrationRecorded, RecordMigration, check_migration
+from services.registry.domain.persons import sex_from_id_number
+from services.registry.service_layer.context import Applier, Context, Outcome, Target, announce, applied
 from shared.errors import RuleViolation
 from shared.events import payloads as p
+from shared.events.envelope import new_event_id
 from shared.identity import birth_date_of
 
 _PAYLOADS: dict[str, type[p._MigrationV1]] = {
@@ -22,33 +26,29 @@ _PAYLOADS: dict[str, type[p._MigrationV1]] = {
 
 
 async def record_migration(
-    conn: asyncpg.Connection, ctx: Context, here: str, body: dict[str, Any]
-) -> dict[str, Any]:
+    conn: asyncpg.Connection, ctx: Context, here: str, body: RecordMigration
+) -> MigrationRecorded:
     """Record a departure, arrival or return, and announce it as ``migration.<kind>.v1``."""
-    kind, id_number = body["kind"], body["id_number"]
+    kind, id_number = body.kind, body.id_number
     known = await repo.residence(conn, here, id_number)
-    person = await repo.get_person(conn, here, id_number)
-    name = body.get("name") or (person["name"] if person else None)
-    hukou = (person["hukou_division"] if person else None) or body.get("hukou_division")
+    person = await persons.get_person(conn, here, id_number)
+    name = body.name or (person["name"] if person else None)
+    hukou = (person["hukou_division"] if person else None) or body.hukou_division
     if name is None or hukou is None:
         raise RuleViolation(
             "the person is not known here: give name and hukou_division with the first record",
             field="name",
             rule="first-record-needs-identity",
         )
-    rules.check_migration(
-        kind, here, body["from_division"], body["to_division"], body["migration_date"], known, hukou
-    )
-    first_record = person is None and await _first_record(conn, ctx, here, id_number, name, hukou)
+    check_migration(kind, here, body.from_division, body.to_division, body.migration_date, known, hukou)
+    event_id = new_event_id()  # the event that makes the move (and the person, if first recorded here)
+    first_record = person is None and await _first_record(conn, ctx, here, id_number, name, hukou, event_id)
     if person is None and not first_record:
         # A notification about her was applied meanwhile: judge the move against what it says.
         known = await repo.residence(conn, here, id_number)
-        rules.check_migration(
-            kind, here, body["from_division"], body["to_division"], body["migration_date"], known, hukou
-        )
-    migration = {**body, "migration_id": uuid.uuid4(), "name": name, "hukou_division": hukou}
+        check_migration(kind, here, body.from_division, body.to_division, body.migration_date, known, hukou)
+    migration = {**body.model_dump(), "migration_id": uuid.uuid4(), "name": name, "hukou_division": hukou}
     payload_cls = _PAYLOADS[kind]
-    # The event before the migration row, so the row carries its id without a second write.
     event = await announce(
         conn,
         ctx,
@@ -57,16 +57,22 @@ async def record_migration(
         id_number=id_number,
         data=payload_cls(**{k: migration[k] for k in payload_cls.model_fields}),
         origin=hukou,
-        destination=body["to_division"],
-        record=("persons", id_number) if first_record else None,
+        destination=body.to_division,
+        event_id=event_id,
     )
-    await repo.insert_migration(conn, here, migration, kind, here, event_id=event.id)
-    await repo.set_residence(conn, here, id_number, body["to_division"])
-    return {**migration, "jurisdiction": here, "event_id": event.id}
+    await repo.insert_migration(conn, here, migration, kind, here, event_id=event_id)
+    await persons.set_residence(conn, here, id_number, body.to_division)
+    return MigrationRecorded.model_validate({**migration, "jurisdiction": here, "event_id": event.id})
 
 
 async def _first_record(
-    conn: asyncpg.Connection, ctx: Context, here: str, id_number: str, name: str, hukou: str
+    conn: asyncpg.Connection,
+    ctx: Context,
+    here: str,
+    id_number: str,
+    name: str,
+    hukou: str,
+    event_id: uuid.UUID,
 ) -> bool:
     """Register a person whom this move is the first record of; False if a notification about
     her was applied in the meantime.
@@ -74,17 +80,53 @@ async def _first_record(
     Her row is written before the event, so this request takes its locks in the order the
     counterpart applier does (the person, then the subject's sequence number): the other order
     deadlocked with a notification about her applied at the same moment (a 500, seen in CI)."""
-    return await repo.insert_person(
+    return await persons.insert_person(
         conn,
         here,
         {
             "id_number": id_number,
             "name": name,
-            "sex": rules.sex_from_id_number(id_number),
+            "sex": sex_from_id_number(id_number),
             "birth_date": birth_date_of(id_number),
             "hukou_division": hukou,
             "residence_division": here,
         },
         ctx.subject(id_number),
         here,
+        event_id=event_id,
     )
+
+
+def migration_applier(kind: str) -> Applier:
+    """The counterpart applier of one kind of move (``migration.<kind>.v1``)."""
+
+    async def apply(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
+        return await apply_migration(conn, t, kind, d)
+
+    return apply
+
+
+async def apply_migration(conn: asyncpg.Connection, t: Target, kind: str, d: dict[str, Any]) -> Outcome:
+    id_number = d["id_number"]
+    known = await repo.residence(conn, t.here, id_number)
+    await persons.insert_person(
+        conn,
+        t.here,
+        {
+            "id_number": id_number,
+            "name": d["name"],
+            "sex": sex_from_id_number(id_number),
+            "birth_date": birth_date_of(id_number),
+            "hukou_division": d["hukou_division"],
+            "residence_division": d["to_division"],
+        },
+        t.subject(id_number),
+        t.source,
+        t.event_id,
+    )
+    newest = known is None or known.last_move_date is None or d["migration_date"] >= known.last_move_date
+    # A move older than one already recorded (a late, out-of-order notification) is kept in the
+    # history but must not overwrite where the person lives now.
+    if await repo.insert_migration(conn, t.here, d, kind, t.source, t.event_id) and newest:
+        await persons.set_residence(conn, t.here, id_number, d["to_division"])
+    return applied()

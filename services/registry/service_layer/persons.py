@@ -1,4 +1,5 @@
-"""Registering persons, and finding the persons other use cases refer to."""
+"""Persons: registering one, finding the persons other use cases refer to, and a counterpart's
+person applied to our records."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ from typing import Any
 
 import asyncpg
 
-from services.registry.adapters import repository as repo
-from services.registry.domain import rules
-from services.registry.domain.persons import check_person
-from services.registry.service_layer.context import Context, announce
+from services.registry.adapters import persons as repo
+from services.registry.domain.conflicts import field_conflicts
+from services.registry.domain.persons import PersonRecorded, RegisterPerson, check_person, sex_from_id_number
+from services.registry.domain.rules import duplicate
+from services.registry.service_layer.context import Context, Outcome, Target, announce, applied, disagreeing
 from shared.errors import RuleViolation
 from shared.events import payloads as p
+from shared.events.envelope import new_event_id
+from shared.identity import birth_date_of
 
 
 async def known_person(conn: asyncpg.Connection, here: str, id_number: str, field: str) -> asyncpg.Record:
@@ -27,14 +31,15 @@ async def known_person(conn: asyncpg.Connection, here: str, id_number: str, fiel
 
 
 async def register_person(
-    conn: asyncpg.Connection, ctx: Context, here: str, body: dict[str, Any]
-) -> dict[str, Any]:
+    conn: asyncpg.Connection, ctx: Context, here: str, body: RegisterPerson
+) -> PersonRecorded:
     """Record a person in the jurisdiction's register and announce ``person.registered.v1``."""
-    check_person(body["id_number"], body["sex"], body["birth_date"])
-    person = {**body, "residence_division": body.get("residence_division") or body["hukou_division"]}
+    check_person(body.id_number, body.sex, body.birth_date)
+    person = {**body.model_dump(), "residence_division": body.residence_division or body.hukou_division}
     subject = ctx.subject(person["id_number"])
-    if not await repo.insert_person(conn, here, person, subject, here):
-        raise rules.duplicate("a person with this identity number", "id_number")
+    event_id = new_event_id()
+    if not await repo.insert_person(conn, here, person, subject, here, event_id=event_id):
+        raise duplicate("a person with this identity number", "id_number")
     event = await announce(
         conn,
         ctx,
@@ -44,6 +49,24 @@ async def register_person(
         data=p.PersonRegisteredV1(**person),
         origin=person["hukou_division"],
         destination=person["residence_division"],
-        record=("persons", person["id_number"]),
+        event_id=event_id,
     )
-    return {**person, "jurisdiction": here, "source_division": here, "event_id": event.id}
+    return PersonRecorded.model_validate(
+        {**person, "jurisdiction": here, "source_division": here, "event_id": event.id}
+    )
+
+
+async def apply_person(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
+    """A counterpart's person: kept if new here, else compared with ours."""
+    # Sex and birth date may be withheld by an agreement: the identity number carries both.
+    d = {
+        **d,
+        "sex": d["sex"] or sex_from_id_number(d["id_number"]),
+        "birth_date": d["birth_date"] or birth_date_of(d["id_number"]),
+    }
+    existing = await repo.get_person(conn, t.here, d["id_number"])
+    if existing is None:
+        await repo.insert_person(conn, t.here, d, t.subject(d["id_number"]), t.source, t.event_id)
+        return applied()
+    conflicts = field_conflicts(dict(existing), d, ("name", "sex", "birth_date", "hukou_division"))
+    return disagreeing(conflicts, "the person is recorded here with other details")

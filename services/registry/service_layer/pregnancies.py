@@ -1,4 +1,5 @@
-"""Pregnancy records (sensitive): registered for maternal care, closed when the pregnancy ends."""
+"""Pregnancy records (sensitive): registered for maternal care, closed when the pregnancy ends; and
+a counterpart's applied to our records (kept only by the mother's origin and destination)."""
 
 from __future__ import annotations
 
@@ -8,42 +9,56 @@ from typing import Any
 
 import asyncpg
 
-from services.registry.adapters import family
-from services.registry.domain import family as rules
-from services.registry.service_layer.context import Context, announce
+from services.registry.adapters import persons
+from services.registry.adapters import pregnancies as repo
+from services.registry.domain.conflicts import field_conflicts
+from services.registry.domain.pregnancies import (
+    ClosePregnancy,
+    PregnancyRecorded,
+    RegisterPregnancy,
+    check_pregnancy,
+    check_pregnancy_closure,
+)
+from services.registry.service_layer.context import (
+    Context,
+    Outcome,
+    Target,
+    announce,
+    applied,
+    disagreeing,
+    rejected,
+)
 from services.registry.service_layer.persons import known_person
 from shared.errors import NotFound
 from shared.events import payloads as p
+from shared.events.envelope import new_event_id
 
 
 async def register_pregnancy(
-    conn: asyncpg.Connection, ctx: Context, here: str, body: dict[str, Any]
-) -> dict[str, Any]:
+    conn: asyncpg.Connection, ctx: Context, here: str, body: RegisterPregnancy
+) -> PregnancyRecorded:
     """Record a pregnancy of a woman on record; announce ``pregnancy.registered.v1``.
 
     Only the mother's origin and destination registries receive it (the exchange routes by those).
     """
-    mother = await known_person(conn, here, body["mother_id_number"], "mother_id_number")
-    await conn.execute(
-        "SELECT 1 FROM persons WHERE jurisdiction = $1 AND id_number = $2 FOR UPDATE",
-        here,
-        mother["id_number"],
-    )
-    registered_on = body.get("registered_on") or dt.date.today()
-    rules.check_pregnancy(
+    mother = await known_person(conn, here, body.mother_id_number, "mother_id_number")
+    await persons.lock_person(conn, here, mother["id_number"])
+    registered_on = body.registered_on or dt.date.today()
+    check_pregnancy(
         mother["sex"],
         mother["birth_date"],
         registered_on,
-        body.get("expected_delivery"),
-        await family.open_pregnancy(conn, here, mother["id_number"]) is not None,
+        body.expected_delivery,
+        await repo.open_pregnancy(conn, here, mother["id_number"]) is not None,
     )
     pregnancy = {
-        **body,
+        **body.model_dump(),
         "pregnancy_id": uuid.uuid4(),
         "registered_in": here,
         "registered_on": registered_on,
     }
-    await family.insert_pregnancy(conn, here, pregnancy, here)
+    event_id = new_event_id()
+    await repo.insert_pregnancy(conn, here, pregnancy, here, event_id=event_id)
     event = await announce(
         conn,
         ctx,
@@ -53,42 +68,46 @@ async def register_pregnancy(
         data=p.PregnancyRegisteredV1(**{k: pregnancy.get(k) for k in p.PregnancyRegisteredV1.model_fields}),
         origin=mother["hukou_division"],
         destination=mother["residence_division"],
-        record=("pregnancies", pregnancy["pregnancy_id"]),
+        event_id=event_id,
     )
-    return {**pregnancy, "jurisdiction": here, "closed_on": None, "outcome": None, "event_id": event.id}
+    return PregnancyRecorded.model_validate(
+        {**pregnancy, "jurisdiction": here, "closed_on": None, "outcome": None, "event_id": event.id}
+    )
 
 
 async def close_pregnancy(
-    conn: asyncpg.Connection, ctx: Context, here: str, pregnancy_id: uuid.UUID, body: dict[str, Any]
-) -> dict[str, Any]:
+    conn: asyncpg.Connection, ctx: Context, here: str, pregnancy_id: uuid.UUID, body: ClosePregnancy
+) -> PregnancyRecorded:
     """Close a pregnancy record (birth, ended, transferred); announce ``pregnancy.closed.v1``."""
-    row = await family.get_pregnancy(conn, here, pregnancy_id, lock=True)
+    row = await repo.get_pregnancy(conn, here, pregnancy_id, lock=True)
     if row is None:
         raise NotFound(
             "no such pregnancy in this jurisdiction's records", field="pregnancy_id", rule="exists"
         )
-    closed_on = body.get("closed_on") or dt.date.today()
-    rules.check_pregnancy_closure(row["registered_on"], row["closed_on"], closed_on)
+    closed_on = body.closed_on or dt.date.today()
+    check_pregnancy_closure(row["registered_on"], row["closed_on"], closed_on)
     mother = await known_person(conn, here, row["mother_id_number"], "mother_id_number")
-    event = await _close(conn, ctx, here, row, mother, closed_on, body["outcome"])
-    return {
-        "pregnancy_id": pregnancy_id,
-        "mother_id_number": row["mother_id_number"],
-        "registered_in": row["registered_in"],
-        "registered_on": row["registered_on"],
-        "expected_delivery": row["expected_delivery"],
-        "closed_on": closed_on,
-        "outcome": body["outcome"],
-        "jurisdiction": here,
-        "event_id": event.id,
-    }
+    event = await _close(conn, ctx, here, row, mother, closed_on, body.outcome)
+    return PregnancyRecorded.model_validate(
+        {
+            "pregnancy_id": pregnancy_id,
+            "mother_id_number": row["mother_id_number"],
+            "registered_in": row["registered_in"],
+            "registered_on": row["registered_on"],
+            "expected_delivery": row["expected_delivery"],
+            "closed_on": closed_on,
+            "outcome": body.outcome,
+            "jurisdiction": here,
+            "event_id": event.id,
+        }
+    )
 
 
 async def close_open_pregnancy(
     conn: asyncpg.Connection, ctx: Context, here: str, mother: asyncpg.Record, born: dt.date
 ) -> None:
     """A birth ends the mother's open pregnancy record, if this registry keeps one."""
-    row = await family.open_pregnancy(conn, here, mother["id_number"], lock=True)
+    row = await repo.open_pregnancy(conn, here, mother["id_number"], lock=True)
     if row is not None and row["registered_on"] <= born:
         await _close(conn, ctx, here, row, mother, born, "birth")
 
@@ -102,7 +121,7 @@ async def _close(
     closed_on: dt.date,
     outcome: str,
 ) -> Any:
-    await family.close_pregnancy(conn, here, row["id"], closed_on, outcome)
+    await repo.close_pregnancy(conn, here, row["id"], closed_on, outcome)
     return await announce(
         conn,
         ctx,
@@ -118,3 +137,30 @@ async def _close(
         origin=mother["hukou_division"],
         destination=mother["residence_division"],
     )
+
+
+async def apply_pregnancy(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
+    """Kept only if we are the mother's origin or destination (DESIGN.md section 8)."""
+    here = t.here
+    mother = await persons.get_person(conn, here, d["mother_id_number"])
+    if mother is None or here not in (mother["hukou_division"], mother["residence_division"]):
+        return rejected("pregnancy records are kept only by the mother's origin and destination")
+    if await repo.get_pregnancy(conn, here, d["pregnancy_id"]) is not None:
+        return applied()
+    open_one = await repo.open_pregnancy(conn, here, d["mother_id_number"])
+    if open_one is not None:
+        conflicts = [{"field": "pregnancy_id", "ours": str(open_one["id"]), "theirs": str(d["pregnancy_id"])}]
+        return "conflict", conflicts, "another open pregnancy is recorded here for this mother"
+    await repo.insert_pregnancy(conn, here, d, t.source, t.event_id)
+    return applied()
+
+
+async def apply_pregnancy_closed(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
+    row = await repo.get_pregnancy(conn, t.here, d["pregnancy_id"], lock=True)
+    if row is None:
+        return rejected("the pregnancy is not in our records")
+    if row["closed_on"] is not None:
+        conflicts = field_conflicts(dict(row), d, ("closed_on", "outcome"))
+        return disagreeing(conflicts, "the pregnancy was closed otherwise here")
+    await repo.close_pregnancy(conn, t.here, d["pregnancy_id"], d["closed_on"], d["outcome"])
+    return applied()

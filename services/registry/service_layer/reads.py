@@ -7,8 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from services.registry.adapters import family, records
-from services.registry.adapters import repository as repo
+from services.registry.adapters import certificates, disclosures, marriages, persons, pregnancies
 from services.registry.domain import access
 from services.registry.service_layer.context import Context
 from services.registry.service_layer.disclosures import tell_read
@@ -49,16 +48,16 @@ async def _readable(
     holders = [reader] if reader in served else sorted(served)
     agreed = agreements.load(ctx.settings.agreements_file, ctx.settings.environment)
     for here in holders:
-        person = await repo.get_person(conn, here, id_number)
+        person = await persons.get_person(conn, here, id_number)
         if person is None:
             continue
         if here == reader:
-            return person, await repo.person_history(conn, here, id_number), None
+            return person, await persons.person_history(conn, here, id_number), None
         agreement = agreements.between(agreed, here, reader)
         if agreement is not None and access.shares_with(
             reader, person["hukou_division"], person["residence_division"]
         ):
-            return person, await repo.person_history(conn, here, id_number), agreement
+            return person, await persons.person_history(conn, here, id_number), agreement
     raise _not_found()
 
 
@@ -80,11 +79,11 @@ async def _sections(
     if "births" in sections:
         out["births"] = history["births"]
     if "marriages" in sections:
-        out["marriages"] = await family.marriages_of(conn, here, id_number)
+        out["marriages"] = await marriages.marriages_of(conn, here, id_number)
     if "pregnancies" in sections:
-        out["pregnancies"] = await family.pregnancies_of(conn, here, id_number)
+        out["pregnancies"] = await pregnancies.pregnancies_of(conn, here, id_number)
     if "certificates" in sections:
-        out["certificates"] = await records.certificates_of(conn, here, id_number)
+        out["certificates"] = await certificates.certificates_of(conn, here, id_number)
     if agreement is not None and client.jurisdiction is not None:
         for section, records_ in out.items():
             for event_type in access.SECTION_EVENTS.get(section, ()):
@@ -134,8 +133,8 @@ async def read_pregnancy(
 ) -> dict[str, Any]:
     """One pregnancy record, for the mother's own origin and destination registries only; audited."""
     for here in [client.jurisdiction] if client.jurisdiction in ctx.settings.served else []:
-        row = await family.get_pregnancy(conn, here, pregnancy_id)
-        mother = await repo.get_person(conn, here, row["mother_id_number"]) if row else None
+        row = await pregnancies.get_pregnancy(conn, here, pregnancy_id)
+        mother = await persons.get_person(conn, here, row["mother_id_number"]) if row else None
         if row is None or mother is None:
             break
         if not access.may_see_pregnancies(
@@ -174,10 +173,10 @@ async def read_disclosures(
     what other parties reported (notifications with their real targets, REST pick-ups,
     certificate checks, reads at the person's other registry; ``disclosures``)."""
     here = client.jurisdiction
-    person = await repo.get_person(conn, here, id_number) if here in ctx.settings.served else None
+    person = await persons.get_person(conn, here, id_number) if here in ctx.settings.served else None
     if person is None:
         raise _not_found()
-    entries = await records.disclosures(conn, person["subject"], limit)
+    entries = await disclosures.disclosures(conn, person["subject"], limit)
     await audit.append(
         conn,
         [audit.AuditEntry(client.client_id, "disclosures.read", "registration", person["subject"], {})],

@@ -14,33 +14,22 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 
-from services.registry.adapters import family, records
+from services.registry.adapters import births, certificates, corrections, records
+from services.registry.adapters import persons as person_records
 from services.registry.adapters import reconciliation as recon
 from services.registry.adapters import repairs as repo
-from services.registry.adapters import repository as persons
 from services.registry.domain import repairs as rules
+from services.registry.service_layer.context import Outcome, Target, rejected
 from services.registry.service_layer.corrections import check_consistent
 from services.registry.service_layer.reconciliation import check_pair
 from services.registry.settings import RegistrySettings
 from shared.errors import DomainError, NotFound, RuleViolation
 from shared.events import payloads as p
 from shared.outbox import add_event
-
-Outcome = tuple[str, list[dict[str, Any]], str | None]
-
-
-class Target(Protocol):
-    @property
-    def here(self) -> str: ...
-    @property
-    def source(self) -> str: ...
-    @property
-    def event_id(self) -> uuid.UUID: ...
-    def subject(self, id_number: str) -> str: ...
 
 
 async def send_repair(
@@ -91,7 +80,7 @@ async def _retire_here(
 ) -> dict[str, Any]:
     if kind != "birth" or not kept:
         raise RuleViolation("only a birth registered twice is retired", field="kind", rule="birth-only")
-    if await persons.birth_by_certificate(conn, here, kept) is None:
+    if await births.birth_by_certificate(conn, here, kept) is None:
         raise RuleViolation("the birth to keep is not held here", field="kept_key", rule="kept-record-held")
     gone = await repo.delete_record(conn, here, kind, uuid.UUID(rid))
     correction = {
@@ -102,7 +91,7 @@ async def _retire_here(
         "changes": {rules.RETIRED: kept},
         "reason": f"repair of reconciliation case {body['discrepancy_id']}",
     }
-    await records.insert_correction(conn, here, correction, _plain_row(gone), here)
+    await corrections.insert_correction(conn, here, correction, _plain_row(gone), here)
     return {rules.RETIRED: kept}
 
 
@@ -126,9 +115,9 @@ async def apply_repair(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -
     if whole is None:
         return None
     if str(whole[rules.KEY_FIELD[kind]]) != rid:
-        return "rejected", [], "the record's key is not the correction's record_id"
+        return rejected("the record's key is not the correction's record_id")
     if kind == "pregnancy" and not await _confined(conn, t.here, whole["mother_id_number"]):
-        return "rejected", [], "pregnancy records are kept only by the mother's origin and destination"
+        return rejected("pregnancy records are kept only by the mother's origin and destination")
     row = await repo.held(conn, t.here, kind, rid)
     try:
         async with conn.transaction():  # a savepoint: a refused repair leaves our records as they were
@@ -142,7 +131,7 @@ async def apply_repair(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -
 
 
 async def _confined(conn: asyncpg.Connection, here: str, mother: str) -> bool:
-    row = await persons.get_person(conn, here, mother)
+    row = await person_records.get_person(conn, here, mother)
     return row is not None and here in (row["hukou_division"], row["residence_division"])
 
 
@@ -164,7 +153,7 @@ async def _bring_in_line(
     await check_consistent(conn, t.here, kind, {**row, **changed}, changed)
     previous = {f: _plain(row[f]) for f in changed}
     await repo.update_held(conn, t.here, kind, d["record_id"], changed, rules.REPAIRABLE[kind])
-    await records.insert_correction(conn, t.here, d, previous, t.source, t.event_id)
+    await corrections.insert_correction(conn, t.here, d, previous, t.source, t.event_id)
     return "applied", [], None
 
 
@@ -189,12 +178,10 @@ async def _restore(
         conflict = {"field": "issuer", "ours": None, "theirs": None}
         return "conflict", [conflict], "a certificate is taken only from its issuer"
     subject = t.subject(_person_of(whole))
-    if not await repo.insert_whole(conn, t.here, kind, whole, subject, source, source_event):
+    own_event = made_by if own is not None else None  # our record comes back with our event
+    if not await repo.insert_whole(conn, t.here, kind, whole, subject, source, source_event, own_event):
         return "conflict", [], f"another {kind} is held here under this key"
-    if own is not None:
-        table = records.RECORD_TABLES[kind][0]
-        await family.set_event_id(conn, table, t.here, whole[rules.KEY_FIELD[kind]], made_by)
-    await records.insert_correction(conn, t.here, d, {}, t.source, t.event_id)
+    await corrections.insert_correction(conn, t.here, d, {}, t.source, t.event_id)
     return "applied", [], None
 
 
@@ -212,27 +199,26 @@ async def _reissue_own(
     status index included), revoked if our own log says so."""
     cert = p.CertificateIssuedV1.model_validate(own).model_dump()
     number = cert["certificate_number"]
-    await persons.insert_certificate(conn, t.here, cert)
-    await family.set_event_id(conn, "certificates", t.here, number, d["corrected_event_id"])
+    await certificates.insert_certificate(conn, t.here, cert, d["corrected_event_id"])
     subject = t.subject(cert["holder_id_number"])
     for revoked in await repo.own_events_of(conn, subject, "certificate.revoked.v1"):
         if revoked.get("certificate_number") == number:
             when = dt.date.fromisoformat(str(revoked["revoked_on"]))
-            await records.revoke_certificate(conn, number, when, str(revoked["reason"]))
-    await records.insert_correction(conn, t.here, d, {}, t.source, t.event_id)
+            await certificates.revoke_certificate(conn, number, when, str(revoked["reason"]))
+    await corrections.insert_correction(conn, t.here, d, {}, t.source, t.event_id)
     return "applied", [], None
 
 
 async def _retire_copy(conn: asyncpg.Connection, t: Target, kind: str, rid: str, kept: str) -> Outcome:
     if kind != "birth":
-        return "rejected", [], "only a birth registered twice is retired"
+        return rejected("only a birth registered twice is retired")
     row = await records.get_record(conn, t.here, kind, rid)
     if row is None:
         return "applied", [], None  # not held here: what the repair asks for holds already
     if row["source_division"] != t.source:
         conflict = {"field": "source_division", "ours": row["source_division"], "theirs": t.source}
         return "conflict", [conflict], "the record is not the correcting jurisdiction's"
-    if await persons.birth_by_certificate(conn, t.here, kept) is None:
+    if await births.birth_by_certificate(conn, t.here, kept) is None:
         return "conflict", [], "the birth to keep is not in our records"
     gone = await repo.delete_record(conn, t.here, kind, row["id"])
     correction = {
@@ -243,5 +229,5 @@ async def _retire_copy(conn: asyncpg.Connection, t: Target, kind: str, rid: str,
         "changes": {rules.RETIRED: kept},
         "reason": "retired as a duplicate on the word of its source",
     }
-    await records.insert_correction(conn, t.here, correction, _plain_row(gone), t.source, t.event_id)
+    await corrections.insert_correction(conn, t.here, correction, _plain_row(gone), t.source, t.event_id)
     return "applied", [], None

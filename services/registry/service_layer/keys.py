@@ -1,4 +1,4 @@
-"""A jurisdiction's certificate-signing keys (Ed25519): list, create, rotate, revoke.
+"""A jurisdiction's certificate-signing keys (Ed25519): list, create, rotate, revoke, publish (JWKS).
 
 The registry's own routes (``rotate_key``) and the operator's ``exchangectl keys`` both come here,
 so a key made or withdrawn from the command line follows the same rules as one made by the
@@ -13,6 +13,7 @@ import asyncpg
 
 from services.registry.adapters import keys
 from services.registry.settings import RegistrySettings
+from shared import signing
 
 
 async def listed(conn: asyncpg.Connection, jurisdiction: str) -> list[dict[str, Any]]:
@@ -48,3 +49,26 @@ async def revoke(conn: asyncpg.Connection, jurisdiction: str, kid: str) -> bytes
 
     Returns its public key (for the verification service to refuse it too), None if unknown."""
     return await keys.revoke_key(conn, jurisdiction, kid)
+
+
+async def jwks(conn: asyncpg.Connection) -> dict[str, Any]:
+    """Public signing keys: active ones, retired ones inside their overlap window, revoked ones."""
+    rows = await keys.published_keys(conn)
+    return {
+        "keys": [
+            signing.jwk(
+                r["kid"],
+                bytes(r["public_key"]),
+                jurisdiction=r["jurisdiction"],
+                status=keys.key_state(r),
+                expires_at=r["expires_at"].isoformat() if r["expires_at"] else None,
+            )
+            for r in rows
+        ]
+    }
+
+
+async def rotate_key(conn: asyncpg.Connection, settings: RegistrySettings, here: str) -> dict[str, Any]:
+    """Make a new signing key for the jurisdiction; the old one stays published for the overlap window."""
+    kid = await new_key(conn, settings, here, rotate=True)
+    return {"jurisdiction": here, "active_kid": kid, **await jwks(conn)}

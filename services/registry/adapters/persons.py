@@ -1,0 +1,90 @@
+"""SQL of persons. Functions take the caller's connection (the unit of work)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+
+async def get_person(conn: asyncpg.Connection, jurisdiction: str, id_number: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM persons WHERE jurisdiction = $1 AND id_number = $2", jurisdiction, id_number
+    )
+
+
+async def lock_person(conn: asyncpg.Connection, jurisdiction: str, id_number: str) -> None:
+    """Lock a person's row, so concurrent records about her queue up."""
+    await conn.execute(
+        "SELECT 1 FROM persons WHERE jurisdiction = $1 AND id_number = $2 FOR UPDATE", jurisdiction, id_number
+    )
+
+
+async def insert_person(
+    conn: asyncpg.Connection,
+    jurisdiction: str,
+    p: dict[str, Any],
+    subject: str,
+    source_division: str,
+    source_event_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
+) -> bool:
+    """Insert a person; False if the jurisdiction already holds one with that number."""
+    inserted = await conn.fetchval(
+        """INSERT INTO persons (jurisdiction, id_number, subject, name, sex, birth_date, hukou_division,
+                                residence_division, source_division, source_event_id, event_id)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,coalesce($11::uuid, $10::uuid)) ON CONFLICT DO NOTHING RETURNING true""",
+        jurisdiction,
+        p["id_number"],
+        subject,
+        p["name"],
+        p["sex"],
+        p["birth_date"],
+        p["hukou_division"],
+        p["residence_division"],
+        source_division,
+        source_event_id,
+        event_id,
+    )
+    return bool(inserted)
+
+
+async def set_residence(conn: asyncpg.Connection, jurisdiction: str, id_number: str, residence: str) -> None:
+    await conn.execute(
+        "UPDATE persons SET residence_division = $3, updated_at = now() WHERE jurisdiction = $1 AND id_number = $2",
+        jurisdiction,
+        id_number,
+        residence,
+    )
+
+
+async def person_history(
+    conn: asyncpg.Connection, jurisdiction: str, id_number: str
+) -> dict[str, list[dict[str, Any]]]:
+    migrations = await conn.fetch(
+        """SELECT id, kind, from_division, to_division, migration_date, source_division FROM migrations
+           WHERE jurisdiction = $1 AND id_number = $2 ORDER BY migration_date, created_at""",
+        jurisdiction,
+        id_number,
+    )
+    births = await conn.fetch(
+        """SELECT id, medical_certificate_number, child_name, child_sex, child_birth_date, birth_order,
+                  birth_division, source_division FROM births
+           WHERE jurisdiction = $1 AND (mother_id_number = $2 OR father_id_number = $2) ORDER BY child_birth_date""",
+        jurisdiction,
+        id_number,
+    )
+    return {"migrations": [dict(r) for r in migrations], "births": [dict(r) for r in births]}
+
+
+async def delete_counterpart_records(conn: asyncpg.Connection, served: list[str]) -> dict[str, int]:
+    """Rows the registry holds only because a counterpart told it, per table: how many deleted."""
+    out: dict[str, int] = {}
+    for table in ("births", "migrations", "persons"):  # children before the persons they name
+        result = await conn.execute(
+            f"DELETE FROM {table} WHERE jurisdiction = ANY($1::text[]) AND source_division <> jurisdiction",
+            served,
+        )
+        out[table] = int(result.split()[-1])
+    return out

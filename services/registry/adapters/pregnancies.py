@@ -1,0 +1,81 @@
+"""SQL of pregnancy records. Functions take the caller's connection (the unit of work)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import asyncpg
+
+
+async def open_pregnancy(
+    conn: asyncpg.Connection, jurisdiction: str, mother: str, lock: bool = False
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM pregnancies WHERE jurisdiction = $1 AND mother_id_number = $2 AND closed_on IS NULL"
+        + (" FOR UPDATE" if lock else ""),
+        jurisdiction,
+        mother,
+    )
+
+
+async def get_pregnancy(
+    conn: asyncpg.Connection, jurisdiction: str, pregnancy_id: uuid.UUID, lock: bool = False
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM pregnancies WHERE jurisdiction = $1 AND id = $2" + (" FOR UPDATE" if lock else ""),
+        jurisdiction,
+        pregnancy_id,
+    )
+
+
+async def insert_pregnancy(
+    conn: asyncpg.Connection,
+    jurisdiction: str,
+    p: dict[str, Any],
+    source_division: str,
+    source_event_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
+) -> bool:
+    inserted = await conn.fetchval(
+        """INSERT INTO pregnancies (id, jurisdiction, mother_id_number, registered_in, registered_on,
+                                    expected_delivery, source_division, source_event_id, event_id)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,coalesce($9::uuid, $8::uuid)) ON CONFLICT DO NOTHING RETURNING true""",
+        p["pregnancy_id"],
+        jurisdiction,
+        p["mother_id_number"],
+        p["registered_in"],
+        p["registered_on"],
+        p.get("expected_delivery"),
+        source_division,
+        source_event_id,
+        event_id,
+    )
+    return bool(inserted)
+
+
+async def close_pregnancy(
+    conn: asyncpg.Connection, jurisdiction: str, pregnancy_id: uuid.UUID, when: dt.date, outcome: str
+) -> bool:
+    return bool(
+        await conn.fetchval(
+            """UPDATE pregnancies SET closed_on = $3, outcome = $4
+               WHERE jurisdiction = $1 AND id = $2 AND closed_on IS NULL RETURNING true""",
+            jurisdiction,
+            pregnancy_id,
+            when,
+            outcome,
+        )
+    )
+
+
+async def pregnancies_of(conn: asyncpg.Connection, jurisdiction: str, mother: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT id AS pregnancy_id, registered_in, registered_on, expected_delivery, closed_on, outcome,
+                  source_division
+           FROM pregnancies WHERE jurisdiction = $1 AND mother_id_number = $2 ORDER BY registered_on""",
+        jurisdiction,
+        mother,
+    )
+    return [dict(r) for r in rows]

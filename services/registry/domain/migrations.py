@@ -1,0 +1,112 @@
+"""Rules of moves: departures at the place left, arrivals and returns at the place arrived at. Pure."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from services.registry.domain.rules import Command, check_not_future
+from shared.errors import RuleViolation
+from shared.identity import DivisionCode, IdNumber, PastDate
+from shared.text import PlainText
+
+
+@dataclass(frozen=True)
+class Residence:
+    """Where the registry believes a person lives, and the last move it knows of."""
+
+    hukou_division: str
+    residence_division: str
+    last_move_date: dt.date | None
+    last_move_kind: str | None = None
+    last_move_to: str | None = None
+
+
+def check_migration(
+    kind: str, here: str, frm: str, to: str, when: dt.date, known: Residence | None, hukou: str | None
+) -> None:
+    """A migration history that makes sense, seen from the recording jurisdiction ``here``."""
+    check_not_future(when, "migration_date")
+    if kind == "departed" and frm != here:
+        raise RuleViolation(
+            "a departure is recorded where the person leaves from",
+            field="from_division",
+            rule="departure-recorded-at-origin",
+        )
+    if kind in ("arrived", "returned") and to != here:
+        raise RuleViolation(
+            "an arrival is recorded where the person arrives",
+            field="to_division",
+            rule="arrival-recorded-at-destination",
+        )
+    if kind == "returned" and hukou is not None and to != hukou:
+        raise RuleViolation(
+            "a return goes back to the place of household registration",
+            field="to_division",
+            rule="return-to-hukou",
+        )
+    if kind == "departed" and known is None:
+        raise RuleViolation("the person is not registered here", field="id_number", rule="person-must-exist")
+    if known is not None and known.last_move_date is not None and when < known.last_move_date:
+        raise RuleViolation(
+            "migration_date is before the last recorded move",
+            field="migration_date",
+            rule="moves-in-date-order",
+        )
+    if kind in ("arrived", "returned") and known is not None:
+        check_arrival_follows_departure(here, known)
+    if kind == "departed" and known is not None and known.residence_division != here:
+        raise RuleViolation(
+            "the person does not live here, so cannot depart from here",
+            field="from_division",
+            rule="depart-from-residence",
+        )
+
+
+def check_arrival_follows_departure(here: str, known: Residence) -> None:
+    """No arrival without a departure, unless it is the first record of the person here.
+
+    A person already living here per our records may only arrive again if the last move we know
+    of is a departure towards here (recorded at the origin and notified to us) still to be met.
+    """
+    pending_departure = known.last_move_kind == "departed" and known.last_move_to == here
+    if known.residence_division == here and not pending_departure:
+        raise RuleViolation(
+            "the person already lives here and no departure towards here is recorded",
+            field="kind",
+            rule="arrival-needs-departure",
+        )
+
+
+class RecordMigration(Command):
+    """A move to record: a departure, an arrival or a return."""
+
+    kind: Literal["departed", "arrived", "returned"]
+    id_number: IdNumber
+    from_division: DivisionCode
+    to_division: DivisionCode
+    migration_date: PastDate
+    name: PlainText | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="required when the person is not yet known here",
+    )
+    hukou_division: DivisionCode | None = Field(default=None, description="required when not yet known here")
+
+
+class MigrationRecorded(BaseModel):
+    """A move as recorded here."""
+
+    migration_id: uuid.UUID
+    kind: str
+    id_number: str
+    from_division: str
+    to_division: str
+    migration_date: dt.date
+    jurisdiction: str
+    event_id: uuid.UUID
