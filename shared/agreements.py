@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -131,7 +130,7 @@ class Agreement(BaseModel):
         """Whether this agreement lets the event type flow (both ways; any version of it)."""
         return covers(self.event_types, event_type)
 
-    def row(self) -> dict[str, Any]:
+    def row(self) -> dict[str, object]:
         """The agreement as the exchange's table stores it."""
         a, b = self.pair
         return {

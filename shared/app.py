@@ -18,21 +18,20 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from shared import retention
+from shared import db, retention
 from shared.audit_anchor import AuditCheckpointer
 from shared.auth import ClientRegistry
 from shared.clients_file import ClientSources
 from shared.consumer import EventConsumer
 from shared.consumer_health import ConsumerMonitor
 from shared.contracts_routes import contracts_router
-from shared.db import create_pool, is_unavailable, migrate
+from shared.db import create_pool, migrate
 from shared.errors import install_error_handlers
-from shared.idempotency import IdempotencyMiddleware
+from shared.idempotency import IdempotencyMiddleware, held_connection
 from shared.kafka import missing_topics
 from shared.limits import RequestLimitsMiddleware
 from shared.observability import MetricsMiddleware, configure_logging
 from shared.openapi import install_openapi
-from shared.outbox import wake_relay
 from shared.outbox_relay import OutboxRelay
 from shared.retention import Purge
 from shared.settings import BaseServiceSettings
@@ -48,21 +47,15 @@ Resources = Callable[["ServiceState"], AbstractAsyncContextManager[object]]
 
 
 async def unit_of_work(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    """The request's transaction: commits when the route returns, rolls back if it raises."""
-    conn = request.scope.get("state", {}).get("idem_conn")
-    if conn is not None:  # the Idempotency-Key middleware already holds the transaction
-        yield conn
+    """The request's unit of work (``shared.db.unit_of_work``): commits when the route returns,
+    rolls back if it raises; a POST wakes the outbox relay after the commit. Under an
+    Idempotency-Key the middleware already holds it, and the route takes that connection."""
+    held = held_connection(request.scope)
+    if held is not None:
+        yield held
         return
-    async with request.app.state.pool.acquire() as conn:
-        try:
-            async with conn.transaction():
-                yield conn
-        except Exception as e:
-            if is_unavailable(e):  # after a database restart: never hand this connection out again
-                conn.terminate()
-            raise
-        if request.method == "POST":
-            await wake_relay(conn)
+    async with db.unit_of_work(request.app.state.pool, wake=request.method == "POST") as conn:
+        yield conn
 
 
 UnitOfWork = Annotated[asyncpg.Connection, Depends(unit_of_work, scope="function")]

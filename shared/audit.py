@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 import orjson
@@ -26,7 +25,7 @@ class AuditEntry:
     action: str
     purpose: str | None = None
     subject: str | None = None  # pseudonymous subject key, never a raw identity number
-    detail: dict[str, Any] = field(default_factory=dict)
+    detail: dict[str, object] = field(default_factory=dict)
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 

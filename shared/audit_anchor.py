@@ -16,9 +16,9 @@ import datetime as dt
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared import audit, signing
@@ -128,7 +128,7 @@ class AuditCheckpointer:
             if started:
                 await producer.stop()
 
-    async def checkpoint_once(self, producer: Any) -> str | None:
+    async def checkpoint_once(self, producer: AIOKafkaProducer) -> str | None:
         """Publish the head if it moved since the last checkpoint; returns the token sent."""
         async with self.pool.acquire() as conn:
             head = await audit.head(conn)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import asyncpg
 from fastapi import Depends, Request, Security
 
+from shared.db import unit_of_work
 from shared.errors import Forbidden, Unauthorized
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ class ClientRegistry:
     async def start(self) -> None:
         """Apply the clients file (a bad file stops the start), load the table, watch both."""
         if self.sources:
-            async with self.pool.acquire() as conn, conn.transaction():
+            async with unit_of_work(self.pool, wake=False) as conn:
                 await self.sources.sync(conn)
         await self.reload()
         self._watch = asyncio.create_task(self._listen_forever())
@@ -129,7 +130,7 @@ class ClientRegistry:
         from shared.clients_file import ClientsFileError
 
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
+            async with unit_of_work(self.pool, wake=False) as conn:
                 count = await self.sources.sync(conn)
             log.info("clients file applied", extra={"clients": count})
         except (ClientsFileError, OSError) as e:

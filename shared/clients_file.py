@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
 import yaml
@@ -82,7 +82,7 @@ class ClientEntry(BaseModel):
         return "active"
 
 
-def parse_entries(document: Any) -> list[ClientEntry]:
+def parse_entries(document: object) -> list[ClientEntry]:
     """Validate a loaded clients document (a list of mappings); raises ``ClientsFileError``."""
     if document is None:
         return []

@@ -22,7 +22,6 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from functools import lru_cache
-from typing import Any
 
 import asyncpg
 import orjson
@@ -30,10 +29,10 @@ from aiokafka import ConsumerRecord
 
 from shared import dead_letters
 from shared.consumer_group import GroupMember
-from shared.db import is_contention, is_unavailable
+from shared.db import is_contention, is_unavailable, unit_of_work
 from shared.dead_letters import describe_error
 from shared.events.catalog import parse_event, spec_for
-from shared.events.envelope import Envelope
+from shared.events.envelope import AnyEnvelope
 from shared.events.signature import Rejected, authority, verify_value
 from shared.observability import (
     EVENT_LATENCY,
@@ -43,7 +42,6 @@ from shared.observability import (
     INBOX_DUPLICATES,
     redact,
 )
-from shared.outbox import wake_relay
 from shared.sensitivity import neutral_label  # metric labels name no sensitive type
 from shared.settings import BaseServiceSettings
 from shared.tracing import consumer_span
@@ -51,13 +49,13 @@ from shared.trust import Party, TrustList, load_trust_list
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[None]]
-Accept = Callable[[Envelope[Any]], bool]
+Handler = Callable[[asyncpg.Connection, AnyEnvelope], Awaitable[None]]
+Accept = Callable[[AnyEnvelope], bool]
 # Who may send what, from the envelope alone: raises ``Rejected`` (see shared.events.signature).
-Authority = Callable[[Envelope[Any], Party], None]
+Authority = Callable[[AnyEnvelope, Party], None]
 # Rebuilds a cleared projection from every event at once, with the same outcome as applying them
 # one by one through the handler (replay from the beginning; the inbox is written by the caller).
-BulkRebuild = Callable[[asyncpg.Connection, Iterable[Envelope[Any]]], Awaitable[None]]
+BulkRebuild = Callable[[asyncpg.Connection, Iterable[AnyEnvelope]], Awaitable[None]]
 
 
 class PoisonMessage(Exception):
@@ -110,15 +108,13 @@ class EventConsumer(GroupMember):
             await self._process(messages, isolate=True)
 
     async def _process(self, messages: list[ConsumerRecord[bytes, bytes]], *, isolate: bool) -> None:
-        failed: list[tuple[ConsumerRecord[bytes, bytes], Envelope[Any], BaseException]] = []
-        applied: list[Envelope[Any]] = []
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                seen = await self._already_applied(conn, messages)
-                for i, msg in enumerate(messages):
-                    await self._take(conn, msg, i in seen, applied, failed, isolate=isolate)
-                    self.handled += 1  # completed (a statement that blocks for ever never gets here)
-            await wake_relay(conn)  # after the commit: see shared.outbox.wake_relay
+        failed: list[tuple[ConsumerRecord[bytes, bytes], AnyEnvelope, BaseException]] = []
+        applied: list[AnyEnvelope] = []
+        async with unit_of_work(self.pool) as conn:
+            seen = await self._already_applied(conn, messages)
+            for i, msg in enumerate(messages):
+                await self._take(conn, msg, i in seen, applied, failed, isolate=isolate)
+                self.handled += 1  # completed (a statement that blocks for ever never gets here)
         self._count_applied(applied)
         for msg, event, first_error in failed:
             await self._retry_then_dead_letter(msg, event, first_error)
@@ -128,8 +124,8 @@ class EventConsumer(GroupMember):
         conn: asyncpg.Connection,
         msg: ConsumerRecord[bytes, bytes],
         duplicate: bool,
-        applied: list[Envelope[Any]],
-        failed: list[tuple[ConsumerRecord[bytes, bytes], Envelope[Any], BaseException]],
+        applied: list[AnyEnvelope],
+        failed: list[tuple[ConsumerRecord[bytes, bytes], AnyEnvelope, BaseException]],
         *,
         isolate: bool,
     ) -> None:
@@ -193,7 +189,7 @@ class EventConsumer(GroupMember):
         known = {r["event_id"] for r in rows}
         return {i for i, event_id in ids.items() if event_id in known}
 
-    def check(self, value: bytes, event: Envelope[Any]) -> None:
+    def check(self, value: bytes, event: AnyEnvelope) -> None:
         """The event's signature and its sender's authority, or ``Rejected``."""
         self.authorize(event, verify_value(value, self.trust))
 
@@ -205,7 +201,7 @@ class EventConsumer(GroupMember):
     async def _apply_traced(
         self,
         conn: asyncpg.Connection,
-        event: Envelope[Any],
+        event: AnyEnvelope,
         msg: ConsumerRecord[bytes, bytes],
         *,
         isolate: bool = True,
@@ -227,16 +223,16 @@ class EventConsumer(GroupMember):
             )
         return fresh
 
-    async def rebuild_from(self, conn: asyncpg.Connection, events: Iterable[Envelope[Any]]) -> int:
+    async def rebuild_from(self, conn: asyncpg.Connection, events: Iterable[AnyEnvelope]) -> int:
         """Apply every event, in order, to a cleared projection in one go (the consumer's
         ``rebuild``) and record the accepted ones in its cleared inbox, in the caller's
         transaction. Returns how many were accepted."""
         if self.rebuild is None:
             raise TypeError(f"consumer {self.name!r} has no bulk rebuild")
-        ids: list[Any] = []
-        seen: set[Any] = set()
+        ids: list[uuid.UUID] = []
+        seen: set[uuid.UUID] = set()
 
-        def accepted() -> Iterator[Envelope[Any]]:
+        def accepted() -> Iterator[AnyEnvelope]:
             for event in events:
                 if event.id not in seen and self.accept(event):  # the inbox applies an id once
                     seen.add(event.id)
@@ -250,7 +246,7 @@ class EventConsumer(GroupMember):
         return len(ids)
 
     async def apply_one(
-        self, conn: asyncpg.Connection, event: Envelope[Any], *, isolate: bool = True, count: bool = True
+        self, conn: asyncpg.Connection, event: AnyEnvelope, *, isolate: bool = True, count: bool = True
     ) -> bool:
         """The inbox row and the handler's effect, in a savepoint when ``isolate`` (one message's
         failure leaves the others). False when the inbox already had the event. ``count``:
@@ -269,7 +265,7 @@ class EventConsumer(GroupMember):
             self._count_applied([event])
         return True
 
-    def _count_applied(self, events: list[Envelope[Any]]) -> None:
+    def _count_applied(self, events: list[AnyEnvelope]) -> None:
         now = dt.datetime.now(dt.UTC)
         for event in events:
             EVENTS_APPLIED.labels(self.service, self.name, neutral_label(event.type)).inc()
@@ -278,15 +274,13 @@ class EventConsumer(GroupMember):
             )
 
     async def _retry_then_dead_letter(
-        self, msg: ConsumerRecord[bytes, bytes], event: Envelope[Any], error: BaseException
+        self, msg: ConsumerRecord[bytes, bytes], event: AnyEnvelope, error: BaseException
     ) -> None:
         for attempt in range(self.settings.consumer_max_retries):
             await asyncio.sleep(0.1 * 2**attempt)
             try:
-                async with self.pool.acquire() as conn:
-                    async with conn.transaction():
-                        fresh = await self._apply_traced(conn, event, msg)
-                    await wake_relay(conn)
+                async with unit_of_work(self.pool) as conn:
+                    fresh = await self._apply_traced(conn, event, msg)
                 if fresh:
                     self._count_applied([event])
                 return
@@ -297,13 +291,11 @@ class EventConsumer(GroupMember):
                 if _transient(e):
                     raise  # not the message's fault: the batch is read again once the database answers
                 error = e
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                if isinstance(error, Rejected):
-                    await self.reject(conn, msg, error)
-                else:
-                    await self.dead_letter(conn, msg, describe_error(error))
-            await wake_relay(conn)
+        async with unit_of_work(self.pool) as conn:
+            if isinstance(error, Rejected):
+                await self.reject(conn, msg, error)
+            else:
+                await self.dead_letter(conn, msg, describe_error(error))
 
     async def dead_letter(
         self, conn: asyncpg.Connection, msg: ConsumerRecord[bytes, bytes], reason: str

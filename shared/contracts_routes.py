@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
@@ -11,6 +11,7 @@ from shared.errors import NotFound
 from shared.events.catalog import CATALOG
 from shared.events.contracts import ENVELOPE_ID, asyncapi_document, envelope_schema, payload_schema
 from shared.events.upcasting import UPCASTERS, current_type
+from shared.jsontypes import JsonObject
 from shared.openapi import problems
 
 EventTypePath = Annotated[
@@ -24,7 +25,7 @@ EventTypePath = Annotated[
         examples=["birth.registered.v2"],
     ),
 ]
-JsonDocument = dict[str, Any]
+JsonDocument = JsonObject
 
 
 class SchemaEntry(BaseModel):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import asyncpg
 import orjson
+from asyncpg.transaction import Transaction
 
 log = logging.getLogger(__name__)
 
@@ -122,17 +123,33 @@ async def unit_of_work_on(
     conn: asyncpg.Connection, *, wake: bool = True
 ) -> AsyncIterator[asyncpg.Connection]:
     """One unit of work on a connection the caller holds (a consumer's, a sweep's): begin; commit on
-    normal exit and then wake the relay (``wake``); roll back if the body raises. A connection the
-    database dropped is terminated, so a pool never hands it out again."""
+    normal exit and then wake the relay (``wake``); roll back if the body raises (any exception,
+    a private one included: that is how a caller drops work it decided not to keep). A connection
+    the database dropped, or one that cannot even roll back, is terminated, so a pool never hands
+    it out again."""
+    tx = conn.transaction()
     try:
-        async with conn.transaction():
+        await tx.start()
+        try:
             yield conn
+        except BaseException:
+            await _roll_back(conn, tx)
+            raise
+        await tx.commit()
+        if wake:
+            await wake_relay(conn)
     except Exception as e:
         if is_unavailable(e):
             conn.terminate()
         raise
-    if wake:
-        await wake_relay(conn)
+
+
+async def _roll_back(conn: asyncpg.Connection, tx: Transaction) -> None:
+    try:
+        await tx.rollback()
+    except BaseException:
+        conn.terminate()  # its state is unknown: it must not go back to the pool
+        raise
 
 
 @asynccontextmanager
@@ -144,7 +161,7 @@ async def unit_of_work(pool: asyncpg.Pool, *, wake: bool = True) -> AsyncIterato
         yield tx
 
 
-transaction = unit_of_work  # the older name, kept for callers outside this repository's services
+transaction = unit_of_work  # the older name: services/verification still calls it; new code uses unit_of_work
 
 
 def _migration_files(folder: Path) -> list[tuple[int, str, str]]:
@@ -190,7 +207,7 @@ async def migrate(dsn: str, service: str, folder: Path, *, service_role: str | N
                     if done[version] != checksum:
                         raise RuntimeError(f"migration {namespace}/{name} changed after it was applied")
                     continue
-                async with conn.transaction():
+                async with unit_of_work_on(conn, wake=False):
                     await conn.execute(sql)
                     await conn.execute(
                         "INSERT INTO schema_migrations (namespace, version, name, checksum) VALUES ($1,$2,$3,$4)",
@@ -237,7 +254,7 @@ async def grant_service_role(conn: asyncpg.Connection, role: str) -> None:
     if facts["rolsuper"] or facts["owns"]:
         raise RuntimeError(f"database role {role} must be neither a superuser nor the owner of the tables")
     database = await conn.fetchval("SELECT current_database()")
-    async with conn.transaction():
+    async with unit_of_work_on(conn, wake=False):
         await conn.execute(f'GRANT CONNECT ON DATABASE "{database}" TO {ident}')
         await conn.execute(f"GRANT USAGE ON SCHEMA public TO {ident}")
         await conn.execute(

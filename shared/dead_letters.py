@@ -18,6 +18,7 @@ import asyncpg
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
+from shared.db import unit_of_work
 from shared.events.catalog import DLQ_SUFFIX, parse_event
 from shared.events.envelope import new_event_id
 from shared.observability import DLQ_MESSAGES, redact
@@ -104,7 +105,7 @@ async def replay_dead_letter(
     event = parse_event(bytes(row["value"]))
     # A replayed letter is checked as if it arrived now: a refused one stays refused (raises).
     handler_consumer.check(bytes(row["value"]), event)
-    async with pool.acquire() as conn, conn.transaction():
+    async with unit_of_work(pool) as conn:
         await handler_consumer.apply_one(conn, event)
         await conn.execute("UPDATE dead_letters SET replayed_at = now() WHERE id = $1", dead_letter_id)
     return True

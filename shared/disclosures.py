@@ -17,12 +17,12 @@ import datetime as dt
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TypedDict, Unpack
 
 import asyncpg
 
 from shared.events import payloads as p
-from shared.events.envelope import Envelope
+from shared.events.envelope import AnyEnvelope
 from shared.outbox import add_events, make_event
 from shared.sensitivity import is_sensitive, neutral_purpose, neutral_type
 
@@ -35,6 +35,18 @@ def purpose_of(event_type: str) -> str:
     return "maternal_care" if is_sensitive(event_type) else "registration"
 
 
+class Details(TypedDict, total=False):
+    """What a disclosure may say beyond who disclosed what to whom (``DisclosureRecordedV1``)."""
+
+    recipient_division: str | None
+    event_type: str | None
+    event_id: uuid.UUID | None
+    notification_id: uuid.UUID | None
+    certificate_number: str | None
+    issuer: str | None
+    result: str | None
+
+
 def disclosure(
     *,
     record_at: Iterable[str | None],
@@ -43,16 +55,18 @@ def disclosure(
     recipient: str,
     purpose: str,
     disclosed_at: dt.datetime | None = None,
-    **fields: Any,
+    disclosure_id: uuid.UUID | None = None,
+    **fields: Unpack[Details],
 ) -> p.DisclosureRecordedV1 | None:
     """The payload of one disclosure; None when no registry is there to record it."""
     registries = sorted({d for d in record_at if d})
     if not registries:
         return None
-    if fields.get("event_type"):
-        fields["event_type"] = neutral_type(fields["event_type"])
+    event_type = fields.get("event_type")
+    if event_type:
+        fields["event_type"] = neutral_type(event_type)
     return p.DisclosureRecordedV1(
-        disclosure_id=fields.pop("disclosure_id", None) or uuid.uuid4(),
+        disclosure_id=disclosure_id or uuid.uuid4(),
         record_at=registries,
         discloser=discloser,
         action=action,
@@ -85,7 +99,7 @@ async def _sequences(conn: asyncpg.Connection, subjects: list[str], source: str)
 
 async def publish(
     conn: asyncpg.Connection, source: str, items: Sequence[tuple[str, p.DisclosureRecordedV1 | None]]
-) -> list[Envelope[Any]]:
+) -> list[AnyEnvelope]:
     """Queue the disclosure events of ``(subject, payload)`` pairs in the caller's transaction
     (one statement for the sequence numbers, one COPY for the rows); the relay signs and sends."""
     wanted = [(subject, data) for subject, data in items if data is not None]

@@ -13,16 +13,16 @@ event; it never commits.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 
 from shared.events.catalog import CATALOG, CURRENT_TYPES
-from shared.events.envelope import Envelope
+from shared.events.envelope import AnyEnvelope
 
 S = TypeVar("S")
-Handler = Callable[[asyncpg.Connection, S, Envelope[Any]], Awaitable[object]]
-Bound = Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[None]]
+Handler = Callable[[asyncpg.Connection, S, AnyEnvelope], Awaitable[object]]
+Bound = Callable[[asyncpg.Connection, AnyEnvelope], Awaitable[None]]
 
 
 class Unhandled(Exception):
@@ -41,7 +41,7 @@ def dispatcher(table: Mapping[str, Handler[S]], settings: S, *, topics: Iterable
     if missing:
         raise ValueError(f"no handler for {', '.join(missing)}")
 
-    async def dispatch(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
+    async def dispatch(conn: asyncpg.Connection, event: AnyEnvelope) -> None:
         handler = table.get(event.type)
         if handler is None:
             raise Unhandled(f"no handler for {event.type}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request
@@ -25,15 +24,15 @@ class DomainError(Exception):
     problem = "bad-request"
     title = "Bad request"
 
-    def __init__(self, detail: str, *, field: str | None = None, rule: str | None = None, **extra: Any):
+    def __init__(self, detail: str, *, field: str | None = None, rule: str | None = None, **extra: object):
         super().__init__(detail)
         self.detail = detail
         self.field = field
         self.rule = rule
         self.extra = extra
 
-    def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
+    def body(self) -> dict[str, object]:
+        body: dict[str, object] = {
             "type": PROBLEM_BASE + self.problem,
             "title": self.title,
             "status": self.status,
@@ -94,17 +93,17 @@ _UNSTORABLE_VALUE = (
 
 
 def problem_response(
-    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    status: int, body: Mapping[str, object], headers: dict[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
+def _field_path(loc: tuple[object, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or str(loc[-1] if loc else "body")
 
 
-def validation_problem(found: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def validation_problem(found: Sequence[Mapping[str, object]]) -> dict[str, object]:
     """The problem+json body of input that failed pydantic validation, each error's field and rule
     named: what a route answers for its body, and what a batch answers for one of its items."""
     errors = _validation_errors(found)
@@ -137,13 +136,14 @@ def request_fault(exc: BaseException) -> DomainError | None:
     return None
 
 
-def _validation_errors(found: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    errors = []
+def _validation_errors(found: Sequence[Mapping[str, object]]) -> list[dict[str, object]]:
+    errors: list[dict[str, object]] = []
     for err in found:
         msg = str(err.get("msg", "invalid"))
+        loc = err.get("loc", ())
         errors.append(
             {
-                "field": _field_path(tuple(err.get("loc", ()))),
+                "field": _field_path(tuple(loc) if isinstance(loc, tuple | list) else ()),
                 "rule": err.get("type"),
                 "message": msg.removeprefix("Value error, "),
             }

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any
+from collections.abc import Mapping
+from typing import Annotated
 from urllib.parse import parse_qsl
 
 from pydantic import AfterValidator, Field, WithJsonSchema
@@ -77,7 +78,7 @@ def message(rule: str) -> str:
     return "text may not contain a lone UTF-16 surrogate (U+D800-U+DFFF)"
 
 
-def _walk(value: Any, path: tuple[str, ...]) -> tuple[str, str] | None:
+def _walk(value: object, path: tuple[str, ...]) -> tuple[str, str] | None:
     if isinstance(value, str):
         rule = unstorable(value)
         return (".".join(path) or "body", rule) if rule else None
@@ -122,7 +123,7 @@ def unstorable_in_query(query_string: bytes) -> tuple[str, str] | None:
     return None
 
 
-def unstorable_in_params(params: dict[str, Any]) -> tuple[str, str] | None:
+def unstorable_in_params(params: Mapping[str, object]) -> tuple[str, str] | None:
     """(name, rule) of the first path parameter that cannot be stored, or None."""
     for name, value in params.items():
         rule = unstorable(value) if isinstance(value, str) else None

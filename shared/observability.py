@@ -6,7 +6,6 @@ import logging
 import re
 import sys
 import time
-from typing import Any
 
 import orjson
 from prometheus_client import Counter, Gauge, Histogram
@@ -32,7 +31,7 @@ class JsonFormatter(logging.Formatter):
         self.service = service
 
     def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
+        doc: dict[str, object] = {
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "service": self.service,

@@ -30,6 +30,10 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+# A parsed JSON document (a key set, a status list, a token's claims): read by key, checked where used.
+# Defined here, not taken from shared.jsontypes: this file ships alone.
+JsonObject = dict[str, Any]
+
 # Field-level disclosure per purpose: the minimum each service needs. Never pregnancy data:
 # certificates do not carry it, and no purpose may name it.
 PURPOSE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
@@ -87,7 +91,7 @@ def bit_is_set(bits: bytes, index: int) -> bool:
 
 
 # --- JWS ------------------------------------------------------------------------------------------
-def verify_jws(token: str, keys: Mapping[str, bytes]) -> tuple[dict[str, Any], dict[str, Any]]:
+def verify_jws(token: str, keys: Mapping[str, bytes]) -> tuple[JsonObject, JsonObject]:
     """Check a compact EdDSA JWS against ``keys`` (kid -> raw public key); return header and claims."""
     parts = token.strip().split(".")
     if len(parts) != 3:
@@ -118,7 +122,7 @@ class OfflineResult:
     result: str  # valid | expired | revoked | invalid_signature | status_unknown
     certificate_number: str | None = None
     issuer: str | None = None
-    attributes: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, object] = field(default_factory=dict)
     reason: str | None = None
 
 
@@ -144,7 +148,7 @@ def _parse_time(value: str) -> dt.datetime:
 class OfflineVerifier:
     """Verifies QR tokens against downloaded keys and status lists; holds no secrets."""
 
-    def __init__(self, jwks: Mapping[str, Any], status_lists: Iterable[Mapping[str, Any]] = ()):
+    def __init__(self, jwks: JsonObject, status_lists: Iterable[JsonObject] = ()):
         self.issuer_keys: dict[str, bytes] = {}
         self.key_issuer: dict[str, str] = {}
         self.list_keys: dict[str, bytes] = {}
@@ -161,7 +165,7 @@ class OfflineVerifier:
         for document in status_lists:
             self.add_status_list(document)
 
-    def add_status_list(self, document: Mapping[str, Any]) -> str:
+    def add_status_list(self, document: JsonObject) -> str:
         """Check a downloaded status list's signature and keep it; returns the issuer it covers."""
         _, credential = verify_jws(document["jws"], self.list_keys)
         subject = credential["credentialSubject"]
@@ -224,7 +228,7 @@ class OfflineVerifier:
         return OfflineResult(result, number, issuer, attributes_for(claims, purpose))
 
 
-def attributes_for(claims: Mapping[str, Any], purpose: str) -> dict[str, Any]:
+def attributes_for(claims: Mapping[str, object], purpose: str) -> dict[str, object]:
     """The token's attributes that ``purpose`` allows, under their long names."""
     allowed = PURPOSE_ATTRIBUTES[purpose]
     named = {CLAIM_ATTRIBUTES[k]: v for k, v in claims.items() if k in CLAIM_ATTRIBUTES}

@@ -17,7 +17,6 @@ authenticates without a dependency (a hot path) declares ``secured(scope)``. Eve
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
@@ -27,6 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shared.auth import current_client
 from shared.errors import PROBLEM_JSON
+from shared.jsontypes import JsonObject
 
 BEARER = "bearer"
 SECURITY_SCHEME = {
@@ -86,14 +86,14 @@ class Problem(BaseModel):
     errors: list[ProblemError] | None = None
 
 
-def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+def problems(*codes: int) -> dict[int | str, JsonObject]:
     """OpenAPI ``responses`` entries for the problem+json answers only the route knows it gives."""
     return {
         c: {"model": Problem, "description": DESCRIPTIONS[c], "content": {PROBLEM_JSON: {}}} for c in codes
     }
 
 
-def secured(*scopes: str) -> dict[str, Any]:
+def secured(*scopes: str) -> JsonObject:
     """``openapi_extra`` of a route that authenticates inside its body rather than by a dependency."""
     return {"security": [{BEARER: list(scopes)}]}
 
@@ -115,12 +115,12 @@ def _authentication(route: RouteContext) -> list[str] | None:
     return found
 
 
-def _has_parameters(route: RouteContext, operation: dict[str, Any]) -> bool:
+def _has_parameters(route: RouteContext, operation: JsonObject) -> bool:
     return bool(operation.get("parameters") or operation.get("requestBody") or route.dependant.body_params)
 
 
 def _edge_answers(
-    route: RouteContext, operation: dict[str, Any], database: set[Callable[..., Any]]
+    route: RouteContext, operation: JsonObject, database: set[Callable[..., object]]
 ) -> list[int]:
     codes = []
     if _has_parameters(route, operation):
@@ -132,15 +132,15 @@ def _edge_answers(
     return codes
 
 
-def _problem_response(code: int, existing: dict[str, Any] | None) -> dict[str, Any]:
+def _problem_response(code: int, existing: JsonObject | None) -> JsonObject:
     return {
         "description": (existing or {}).get("description") or DESCRIPTIONS[code],
         "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
 
 
-def _document(route: RouteContext, operation: dict[str, Any], database: set[Callable[..., Any]]) -> None:
-    responses: dict[str, Any] = operation.setdefault("responses", {})
+def _document(route: RouteContext, operation: JsonObject, database: set[Callable[..., object]]) -> None:
+    responses: JsonObject = operation.setdefault("responses", {})
     scopes = _authentication(route)
     if scopes is not None:
         operation["security"] = [{BEARER: sorted(set(scopes))}]
@@ -157,10 +157,10 @@ def _document(route: RouteContext, operation: dict[str, Any], database: set[Call
         responses[str(code)] = _problem_response(code, responses.get(str(code)))
 
 
-def install_openapi(app: FastAPI, database_dependencies: set[Callable[..., Any]]) -> None:
+def install_openapi(app: FastAPI, database_dependencies: set[Callable[..., object]]) -> None:
     """Replace ``app.openapi`` by one that documents every answer of the shared edge."""
 
-    def openapi() -> dict[str, Any]:
+    def openapi() -> JsonObject:
         if app.openapi_schema:
             return app.openapi_schema
         schema = get_openapi(

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from shared.db import RELAY_CHANNEL
 from shared.db import wake_relay as wake_relay
 from shared.events.catalog import EventSpec, spec_for
-from shared.events.envelope import Envelope, new_event_id
+from shared.events.envelope import AnyEnvelope, Envelope, new_event_id
 from shared.tracing import current_traceparent
 
 NOTIFY_CHANNEL = RELAY_CHANNEL
@@ -95,7 +95,7 @@ def _spec_carrying(event_type: str, data: BaseModel) -> EventSpec:
     return spec
 
 
-def _headers(event: Envelope[Any]) -> dict[str, str]:
+def _headers(event: AnyEnvelope) -> dict[str, str]:
     """The Kafka headers an event is published with."""
     headers = {"content-type": "application/cloudevents+json", "ce_type": event.type}
     if event.traceparent:
@@ -110,7 +110,7 @@ async def add_raw(
     key: str | None,
     value: bytes,
     headers: dict[str, str],
-    event_id: Any,
+    event_id: uuid.UUID,
 ) -> None:
     """Queue an already-serialised message (dead letters, replays) for publishing."""
     await conn.execute(
@@ -169,7 +169,7 @@ def make_event(
     )
 
 
-async def add_events(conn: asyncpg.Connection, events: list[Envelope[Any]]) -> None:
+async def add_events(conn: asyncpg.Connection, events: list[AnyEnvelope]) -> None:
     """Write many events to the outbox with COPY in the caller's transaction, in list order.
 
     Like ``add_event`` it does not wake the relay: call ``wake_relay`` after the commit.

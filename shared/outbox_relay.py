@@ -14,10 +14,11 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
 
 from shared.events.catalog import DLQ_SUFFIX
 from shared.events.recording import EventTap
@@ -131,7 +132,7 @@ class OutboxRelay:
                 with contextlib.suppress(Exception):
                     await producer.stop()
 
-    async def _drain_forever(self, producer: Any) -> None:
+    async def _drain_forever(self, producer: AIOKafkaProducer) -> None:
         while True:
             published = await self.publish_batch(producer)
             if published == 0:
@@ -140,12 +141,12 @@ class OutboxRelay:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.outbox_poll_interval)
 
-    async def publish_batch(self, producer: Any) -> int:
+    async def publish_batch(self, producer: AIOKafkaProducer) -> int:
         """Send the oldest unpublished rows and mark those the broker acknowledged."""
         async with self._sending:
             return await self._publish_batch(producer)
 
-    async def _publish_batch(self, producer: Any) -> int:
+    async def _publish_batch(self, producer: AIOKafkaProducer) -> int:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 """SELECT id, topic, key, value, headers FROM outbox WHERE published_at IS NULL
@@ -205,7 +206,7 @@ class OutboxRelay:
                 values[i] = value
         return values
 
-    def _log_went_back(self, acks: list[Any]) -> bool:
+    def _log_went_back(self, acks: list[RecordMetadata]) -> bool:
         went_back = False
         for meta in acks:
             tp = (meta.topic, meta.partition)

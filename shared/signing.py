@@ -7,12 +7,14 @@ service and offline kiosks verify against published public keys (JWKS).
 from __future__ import annotations
 
 import base64
-from typing import Any
+from collections.abc import Mapping
 
 import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+from shared.jsontypes import JsonObject
 
 
 class BadSignature(ValueError):
@@ -40,7 +42,7 @@ def public_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
     return pub.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
-def jwk(kid: str, public_raw: bytes, **extra: Any) -> dict[str, Any]:
+def jwk(kid: str, public_raw: bytes, **extra: object) -> dict[str, object]:
     """The public JWK (RFC 8037 OKP) of an Ed25519 key."""
     return {
         "kty": "OKP",
@@ -53,14 +55,14 @@ def jwk(kid: str, public_raw: bytes, **extra: Any) -> dict[str, Any]:
     }
 
 
-def sign(claims: dict[str, Any], key: Ed25519PrivateKey, kid: str) -> str:
+def sign(claims: Mapping[str, object], key: Ed25519PrivateKey, kid: str) -> str:
     header = b64u(orjson.dumps({"alg": "EdDSA", "kid": kid}))
     payload = b64u(orjson.dumps(claims, option=orjson.OPT_SORT_KEYS))
     signing_input = f"{header}.{payload}".encode()
     return f"{header}.{payload}.{b64u(key.sign(signing_input))}"
 
 
-def unverified_header(token: str) -> dict[str, Any]:
+def unverified_header(token: str) -> JsonObject:
     try:
         header = orjson.loads(b64u_decode(token.split(".", 1)[0]))
     except Exception as e:
@@ -70,7 +72,7 @@ def unverified_header(token: str) -> dict[str, Any]:
     return header
 
 
-def verify(token: str, public_keys: dict[str, bytes]) -> dict[str, Any]:
+def verify(token: str, public_keys: Mapping[str, bytes]) -> JsonObject:
     """Check the signature with the key named by ``kid`` and return the claims."""
     parts = token.split(".")
     if len(parts) != 3:

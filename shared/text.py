@@ -18,7 +18,7 @@ opened (``=HYPERLINK(...)``, DDE such as ``-2+3+cmd|' /C calc'!A0``). The one ru
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AfterValidator, GetJsonSchemaHandler, StringConstraints
 from pydantic.json_schema import JsonSchemaValue
@@ -55,7 +55,7 @@ def check_plain_text(value: str) -> str:
     return value
 
 
-def check_plain_value(value: Any) -> Any:
+def check_plain_value(value: object) -> object:
     """The same rule for a value that may also be a number or null (a correction's new value)."""
     return check_plain_text(value) if isinstance(value, str) else value
 
@@ -79,7 +79,7 @@ PlainText = Annotated[
 ]
 
 
-def spreadsheet_cell(value: Any) -> Any:
+def spreadsheet_cell(value: object) -> object:
     """A value for a CSV or XLSX cell: text a spreadsheet would run gets OWASP's leading apostrophe."""
     if isinstance(value, str) and looks_like_formula(value):
         return "'" + value

@@ -10,8 +10,9 @@ import orjson
 from pydantic import BaseModel
 
 from shared.events import payloads as p
-from shared.events.envelope import Envelope
+from shared.events.envelope import AnyEnvelope, Envelope
 from shared.events.upcasting import UPCASTERS, upcast_data
+from shared.jsontypes import JsonObject
 
 PayloadType = type[BaseModel]  # named outside the class: its field ``type`` shadows the builtin there
 
@@ -72,7 +73,7 @@ def topic_for(event_type: str) -> str:
     return spec_for(event_type).topic
 
 
-def parse_event(raw: bytes | str | dict[str, Any]) -> Envelope[Any]:
+def parse_event(raw: bytes | str | JsonObject) -> AnyEnvelope:
     """Parse a structured-mode CloudEvent into its typed envelope, upcasting older versions
     (the caller verifies the signature over the bytes it received, not over the upcast model).
 
@@ -88,7 +89,7 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> Envelope[Any]:
 
 
 @functools.cache
-def _envelope_of(event_type: str) -> type[Envelope[Any]]:
+def _envelope_of(event_type: str) -> type[AnyEnvelope]:
     """``Envelope[payload]`` of a type, made once: pydantic's own cache of parametrised generics
     misses often enough to cost a third of a parse (seen in a replay profile)."""
     generic: Any = Envelope  # parametrised at run time, which a static checker cannot follow

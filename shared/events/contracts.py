@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Any
 
 import orjson
 from pydantic import BaseModel
@@ -24,6 +23,7 @@ from shared.events import payloads as p
 from shared.events.catalog import CATALOG, DLQ_SUFFIX, TOPICS, EventSpec, spec_for
 from shared.events.envelope import Envelope
 from shared.events.upcasting import UPCASTERS, current_type
+from shared.jsontypes import JsonObject
 from shared.kafka import AUDIT_CHECKPOINT_TOPIC
 
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
@@ -38,8 +38,8 @@ def _summary(model: type[BaseModel]) -> str:
     return (model.__doc__ or model.__name__).strip().splitlines()[0]
 
 
-def _notes(spec: EventSpec) -> dict[str, Any]:
-    notes: dict[str, Any] = {"x-event-type": spec.type, "x-topic": spec.topic}
+def _notes(spec: EventSpec) -> JsonObject:
+    notes: JsonObject = {"x-event-type": spec.type, "x-topic": spec.topic}
     if spec.type in UPCASTERS:
         notes["x-superseded-by"] = current_type(spec.type)
         notes["deprecated"] = True
@@ -47,14 +47,14 @@ def _notes(spec: EventSpec) -> dict[str, Any]:
 
 
 @functools.cache
-def payload_schema(event_type: str) -> dict[str, Any]:
+def payload_schema(event_type: str) -> JsonObject:
     """The JSON Schema (2020-12) of one payload version; its ``$id`` is the events' ``dataschema``."""
     spec = spec_for(event_type)
     schema = spec.payload.model_json_schema(mode="validation")
     return {"$schema": DRAFT_2020_12, "$id": spec.dataschema, **schema, **_notes(spec)}
 
 
-def _envelope_properties(schema: dict[str, Any]) -> dict[str, Any]:
+def _envelope_properties(schema: JsonObject) -> JsonObject:
     """The envelope's schema with ``data`` left open: each message's payload schema closes it."""
     props = dict(schema["properties"])
     props["data"] = {"type": "object", "description": "the payload; its schema is named by dataschema"}
@@ -64,7 +64,7 @@ def _envelope_properties(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 @functools.cache
-def envelope_schema() -> dict[str, Any]:
+def envelope_schema() -> JsonObject:
     """The CloudEvents envelope every event travels in (structured JSON mode)."""
     schema = Envelope[p.Payload].model_json_schema(mode="validation")
     return {
@@ -75,7 +75,7 @@ def envelope_schema() -> dict[str, Any]:
     }
 
 
-def _components() -> tuple[dict[str, str], dict[str, Any]]:
+def _components() -> tuple[dict[str, str], JsonObject]:
     """Payload models as shared AsyncAPI components: type -> component name, and the schemas."""
     models = [(spec.payload, "validation") for spec in CATALOG.values()]
     refs, defs = models_json_schema(models, ref_template=COMPONENTS)  # type: ignore[arg-type]
@@ -86,7 +86,7 @@ def _components() -> tuple[dict[str, str], dict[str, Any]]:
     return names, schemas
 
 
-def _message(spec: EventSpec, component: str) -> dict[str, Any]:
+def _message(spec: EventSpec, component: str) -> JsonObject:
     payload = spec.payload
     closed = {
         "type": "object",
@@ -151,9 +151,9 @@ _DEAD_LETTER = {
 }
 
 
-def _channels() -> tuple[dict[str, Any], dict[str, Any]]:
-    channels: dict[str, Any] = {}
-    operations: dict[str, Any] = {}
+def _channels() -> tuple[JsonObject, JsonObject]:
+    channels: JsonObject = {}
+    operations: JsonObject = {}
     for topic in TOPICS:
         types = [t for t, s in CATALOG.items() if s.topic == topic]
         channels[topic] = {
@@ -197,7 +197,7 @@ _CHECKPOINT = {
 }
 
 
-def _checkpoint_channel(channels: dict[str, Any], operations: dict[str, Any]) -> None:
+def _checkpoint_channel(channels: JsonObject, operations: JsonObject) -> None:
     channels[AUDIT_CHECKPOINT_TOPIC] = {
         "address": AUDIT_CHECKPOINT_TOPIC,
         "title": AUDIT_CHECKPOINT_TOPIC,
@@ -220,7 +220,7 @@ _OPERATION = {
 
 
 @functools.cache
-def asyncapi_document() -> dict[str, Any]:
+def asyncapi_document() -> JsonObject:
     """The AsyncAPI 3 document of every channel, its messages and their payload schemas."""
     names, schemas = _components()
     channels, operations = _channels()
@@ -250,14 +250,14 @@ def asyncapi_document() -> dict[str, Any]:
     }
 
 
-def documents() -> dict[str, dict[str, Any]]:
+def documents() -> dict[str, JsonObject]:
     """Every published document by its path under ``docs/contracts``."""
     docs = {"asyncapi.json": asyncapi_document(), "schemas/cloudevent.json": envelope_schema()}
     docs |= {f"schemas/{t}.json": payload_schema(t) for t in CATALOG}
     return docs
 
 
-def render(doc: dict[str, Any]) -> bytes:
+def render(doc: JsonObject) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import uuid_utils
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,3 +56,9 @@ class Envelope(BaseModel, Generic[P]):
     def producer(self) -> str | None:
         """The division code of the producing jurisdiction, from ``source``."""
         return self.source.rsplit("/", 1)[-1] if self.source.count("/") == 2 else None
+
+
+# An event as read off the wire or out of the outbox: which payload class ``data`` holds follows
+# from ``type`` at run time only (``shared.events.catalog``), beyond what a static checker can
+# follow; receivers narrow it by type through their handler table. The event path's one Any.
+AnyEnvelope = Envelope[Any]

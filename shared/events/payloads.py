@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.identity import DivisionCode, IdNumber
 from shared.inputs import FieldName, FieldValue
+from shared.jsontypes import JsonObject
 
 Name = Field(min_length=1, max_length=64)
 Sex = Literal["F", "M"]
@@ -22,7 +23,7 @@ MaritalStatus = Literal["unmarried", "married", "divorced", "widowed"]
 MEDICAL_CERTIFICATE_PATTERN = r"^[A-Z]\d{9}$"
 
 
-def _publish_withholdable(schema: dict[str, Any], model: type[BaseModel]) -> None:
+def _publish_withholdable(schema: JsonObject, model: type[BaseModel]) -> None:
     """The published JSON Schema names the fields an agreement may withhold (``x-withholdable``)."""
     fields = sorted(getattr(model, "withholdable", ()))
     if fields:

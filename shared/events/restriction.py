@@ -53,7 +53,7 @@ def restricted_model(payload: type[BaseModel], withheld: frozenset[str]) -> type
     return model
 
 
-def restrict(data: Mapping[str, Any], withheld: Iterable[str]) -> dict[str, Any]:
+def restrict(data: Mapping[str, object], withheld: Iterable[str]) -> dict[str, object]:
     """The payload without the withheld fields (what the counterpart receives)."""
     gone = frozenset(withheld)
     return {k: v for k, v in data.items() if k not in gone}

@@ -30,12 +30,12 @@ import datetime as dt
 import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
 
 import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from shared.events.envelope import AnyEnvelope
 from shared.signing import b64u, b64u_decode
 from shared.trust import EXCHANGE, VERIFICATION, Keyring, Party, TrustList
 
@@ -68,7 +68,7 @@ MAX_BATCH = 1024  # events under one signature (a proof of at most ten steps)
 _MAX_PROOF_STEPS = 24
 
 
-def canonical(doc: dict[str, Any]) -> bytes:
+def canonical(doc: dict[str, object]) -> bytes:
     """The bytes a signature covers: the envelope without ``signature`` (and ``sigproof``),
     keys sorted."""
     return orjson.dumps(
@@ -76,7 +76,7 @@ def canonical(doc: dict[str, Any]) -> bytes:
     )
 
 
-def _leaf(doc: dict[str, Any]) -> bytes:
+def _leaf(doc: dict[str, object]) -> bytes:
     return hashlib.sha256(b"\x00" + canonical(doc)).digest()
 
 
@@ -148,12 +148,12 @@ def forget_verified_batches() -> None:
     _verified_roots.clear()
 
 
-def sign_document(doc: dict[str, Any], kid: str, key: Ed25519PrivateKey) -> bytes:
+def sign_document(doc: dict[str, object], kid: str, key: Ed25519PrivateKey) -> bytes:
     """The envelope's bytes as published: ``signer`` set, then signed over everything."""
     return sign_documents([doc], kid, key)[0]
 
 
-def sign_documents(docs: Sequence[dict[str, Any]], kid: str, key: Ed25519PrivateKey) -> list[bytes]:
+def sign_documents(docs: Sequence[dict[str, object]], kid: str, key: Ed25519PrivateKey) -> list[bytes]:
     """The envelopes' bytes as published, under one signature (batches of ``MAX_BATCH``)."""
     prepared = [{k: v for k, v in d.items() if k not in _UNSIGNED_ATTRIBUTES} | {"signer": kid} for d in docs]
     out: list[bytes] = []
@@ -192,7 +192,7 @@ def sign_outgoing_batch(keyring: Keyring, values: Sequence[bytes], now: dt.datet
     under another signature; consumers recognise it by its id, not its bytes.
     """
     out: list[bytes | None] = [None] * len(values)
-    by_signer: dict[str, tuple[Ed25519PrivateKey, list[int], list[dict[str, Any]]]] = {}
+    by_signer: dict[str, tuple[Ed25519PrivateKey, list[int], list[dict[str, object]]]] = {}
     for i, value in enumerate(values):
         try:
             doc = orjson.loads(value)
@@ -235,7 +235,7 @@ def verify_value(value: bytes, trust: TrustList, now: dt.datetime | None = None)
     return party
 
 
-def _verify(public: Ed25519PublicKey, kid: str, signature: str, doc: dict[str, Any]) -> None:
+def _verify(public: Ed25519PublicKey, kid: str, signature: str, doc: dict[str, object]) -> None:
     proof = doc.get(PROOF)
     if proof is None:
         public.verify(b64u_decode(signature), canonical(doc))
@@ -258,7 +258,7 @@ def source_party(source: str) -> Party | None:
     return code if kind == "registry" and code else None
 
 
-def authority(event: Any, party: Party) -> None:
+def authority(event: AnyEnvelope, party: Party) -> None:
     """Raise ``Rejected(not_authorized)`` unless ``party`` may say this event (DESIGN section 10).
 
     A producer speaks only for itself: the source must be the signer's. Notifications come only

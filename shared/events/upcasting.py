@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-Data = dict[str, Any]
+from shared.jsontypes import JsonObject
+
+Data = JsonObject  # an event's data as it travels: JSON
 
 
 @dataclass(frozen=True)
