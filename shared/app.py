@@ -54,7 +54,7 @@ async def unit_of_work(request: Request) -> AsyncIterator[asyncpg.Connection]:
     if held is not None:
         yield held
         return
-    async with db.unit_of_work(request.app.state.pool, wake=request.method == "POST") as conn:
+    async with db.unit_of_work(service_state(request.app).pool, wake=request.method == "POST") as conn:
         yield conn
 
 
@@ -62,8 +62,7 @@ UnitOfWork = Annotated[asyncpg.Connection, Depends(unit_of_work, scope="function
 
 
 async def read_pool(request: Request) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.pool
-    return pool
+    return service_state(request.app).pool
 
 
 Pool = Annotated[asyncpg.Pool, Depends(read_pool)]
@@ -116,8 +115,7 @@ async def _start(
     # The clients file (and a registry's CLIENTS_INLINE) is authoritative, applied at start and on change.
     sources = ClientSources(settings.clients_file, getattr(settings, "clients_inline", None))
     clients = ClientRegistry(pool, settings.database_url, sources)
-    # Read by name by the unit of work, the idempotency middleware, ``shared.auth`` and the registry.
-    app.state.pool, app.state.settings, app.state.clients = pool, settings, clients
+    app.state.clients = clients  # read by ``shared.auth`` (which this module imports) by name
     await clients.start()
     relay = OutboxRelay(pool, settings)
     built = list(consumers(pool, settings)) if consumers else []
@@ -193,7 +191,7 @@ def create_service_app(
     )
     install_error_handlers(app)
     install_openapi(app, database_dependencies={unit_of_work, read_pool})
-    app.add_middleware(IdempotencyMiddleware, pool_getter=lambda scope: app.state.pool)
+    app.add_middleware(IdempotencyMiddleware, pool_getter=lambda scope: service_state(app).pool)
     # Outside the idempotency middleware: hostile bodies are refused before anything buffers them.
     app.add_middleware(RequestLimitsMiddleware)
     app.add_middleware(MetricsMiddleware, service=settings.service_name)

@@ -161,9 +161,6 @@ async def unit_of_work(pool: asyncpg.Pool, *, wake: bool = True) -> AsyncIterato
         yield tx
 
 
-transaction = unit_of_work  # the older name: services/verification still calls it; new code uses unit_of_work
-
-
 def _migration_files(folder: Path) -> list[tuple[int, str, str]]:
     found = []
     for path in sorted(folder.glob("*.sql")):
