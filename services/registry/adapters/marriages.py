@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from services.registry.adapters import records
+
 
 async def active_marriage(conn: asyncpg.Connection, jurisdiction: str, id_number: str) -> bool:
     return bool(
@@ -31,11 +33,7 @@ async def last_dissolution(conn: asyncpg.Connection, jurisdiction: str, id_numbe
 async def get_marriage(
     conn: asyncpg.Connection, jurisdiction: str, marriage_id: uuid.UUID, lock: bool = False
 ) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT * FROM marriages WHERE jurisdiction = $1 AND id = $2" + (" FOR UPDATE" if lock else ""),
-        jurisdiction,
-        marriage_id,
-    )
+    return await records.get_by_key(conn, jurisdiction, "marriage", marriage_id, lock=lock)
 
 
 async def insert_marriage(

@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from services.registry.adapters import records
+
 
 async def open_pregnancy(
     conn: asyncpg.Connection, jurisdiction: str, mother: str, lock: bool = False
@@ -23,11 +25,7 @@ async def open_pregnancy(
 async def get_pregnancy(
     conn: asyncpg.Connection, jurisdiction: str, pregnancy_id: uuid.UUID, lock: bool = False
 ) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT * FROM pregnancies WHERE jurisdiction = $1 AND id = $2" + (" FOR UPDATE" if lock else ""),
-        jurisdiction,
-        pregnancy_id,
-    )
+    return await records.get_by_key(conn, jurisdiction, "pregnancy", pregnancy_id, lock=lock)
 
 
 async def insert_pregnancy(

@@ -29,12 +29,20 @@ def _key(record_type: str, record_id: str) -> tuple[str, str, object] | None:
 async def get_record(
     conn: asyncpg.Connection, jurisdiction: str, record_type: str, record_id: str
 ) -> asyncpg.Record | None:
+    """A record named by its type and key as text (locked: a correction or repair changes it)."""
     key = _key(record_type, record_id)
-    if key is None:
-        return None
-    table, column, value = key
+    return None if key is None else await get_by_key(conn, jurisdiction, record_type, key[2], lock=True)
+
+
+async def get_by_key(
+    conn: asyncpg.Connection, jurisdiction: str, record_type: str, key: object, *, lock: bool = False
+) -> asyncpg.Record | None:
+    """A record of this jurisdiction by its key (``FOR UPDATE`` with ``lock``)."""
+    table, column, _ = RECORD_TABLES[record_type]
     return await conn.fetchrow(
-        f"SELECT * FROM {table} WHERE jurisdiction = $1 AND {column} = $2 FOR UPDATE", jurisdiction, value
+        f"SELECT * FROM {table} WHERE jurisdiction = $1 AND {column} = $2" + (" FOR UPDATE" if lock else ""),
+        jurisdiction,
+        key,
     )
 
 

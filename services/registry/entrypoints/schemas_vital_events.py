@@ -26,6 +26,14 @@ def _example(**example: Any) -> ConfigDict:
     return ConfigDict(json_schema_extra={"examples": [example]})
 
 
+def _request(example: dict[str, Any], *, strip: bool = True) -> ConfigDict:
+    """A request body: unknown fields refused, text stripped (``strip``), with its example."""
+    config = ConfigDict(extra="forbid", json_schema_extra={"examples": [example]})
+    if strip:
+        config["str_strip_whitespace"] = True
+    return config
+
+
 PERSON: dict[str, Any] = {
     "id_number": MOTHER,
     "name": "李秀英",
@@ -37,9 +45,7 @@ PERSON: dict[str, Any] = {
 
 
 class PersonIn(RegisterPerson):
-    model_config = ConfigDict(
-        extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [PERSON]}
-    )
+    model_config = _request(PERSON)
 
 
 class PersonOut(PersonRecorded):
@@ -56,9 +62,7 @@ MIGRATION: dict[str, Any] = {
 
 
 class MigrationIn(RecordMigration):
-    model_config = ConfigDict(
-        extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [MIGRATION]}
-    )
+    model_config = _request(MIGRATION)
 
 
 class MigrationOut(MigrationRecorded):
@@ -78,9 +82,7 @@ MARRIAGE: dict[str, Any] = {
 
 
 class MarriageIn(RegisterMarriage):
-    model_config = ConfigDict(
-        extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [MARRIAGE]}
-    )
+    model_config = _request(MARRIAGE)
 
 
 class MarriageOut(MarriageRecorded):
@@ -96,10 +98,7 @@ class MarriageOut(MarriageRecorded):
 
 
 class DissolutionIn(DissolveMarriage):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"dissolution_date": "2025-06-30", "reason": "divorce"}]},
-    )
+    model_config = _request({"dissolution_date": "2025-06-30", "reason": "divorce"}, strip=False)
 
 
 PREGNANCY: dict[str, Any] = {
@@ -110,9 +109,7 @@ PREGNANCY: dict[str, Any] = {
 
 
 class PregnancyIn(RegisterPregnancy):
-    model_config = ConfigDict(
-        extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [PREGNANCY]}
-    )
+    model_config = _request(PREGNANCY)
 
 
 class PregnancyOut(PregnancyRecorded):
@@ -128,9 +125,7 @@ class PregnancyOut(PregnancyRecorded):
 
 
 class ClosureIn(ClosePregnancy):
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"outcome": "ended", "closed_on": "2025-05-01"}]}
-    )
+    model_config = _request({"outcome": "ended", "closed_on": "2025-05-01"}, strip=False)
 
 
 BIRTH: dict[str, Any] = {
@@ -144,9 +139,7 @@ BIRTH: dict[str, Any] = {
 
 
 class BirthIn(RegisterBirth):
-    model_config = ConfigDict(
-        extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [BIRTH]}
-    )
+    model_config = _request(BIRTH)
 
 
 class BirthOut(BirthRecorded):
@@ -170,9 +163,7 @@ CORRECTION: dict[str, Any] = {
 
 
 class CorrectionIn(CorrectRecord):
-    model_config = ConfigDict(
-        extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [CORRECTION]}
-    )
+    model_config = _request(CORRECTION)
 
 
 class CorrectionOut(CorrectionRecorded):

@@ -20,7 +20,14 @@ from services.registry.domain.births import (
 )
 from services.registry.domain.conflicts import field_conflicts
 from services.registry.domain.rules import duplicate
-from services.registry.service_layer.context import Context, Outcome, Target, announce, applied, disagreeing
+from services.registry.service_layer.context import (
+    Context,
+    Outcome,
+    Target,
+    announce_about,
+    applied,
+    disagreeing,
+)
 from services.registry.service_layer.persons import known_person
 from services.registry.service_layer.pregnancies import close_open_pregnancy
 from shared.errors import RuleViolation
@@ -63,16 +70,8 @@ async def register_birth(
     }
     event_id = new_event_id()
     await repo.insert_birth(conn, here, birth, here, event_id=event_id)
-    event = await announce(
-        conn,
-        ctx,
-        here,
-        event_type="birth.registered.v2",
-        id_number=mother,
-        data=birth_payload(birth),
-        origin=mother_row["hukou_division"],
-        destination=mother_row["residence_division"],
-        event_id=event_id,
+    event = await announce_about(
+        conn, ctx, here, mother_row, "birth.registered.v2", birth_payload(birth), event_id
     )
     await close_open_pregnancy(conn, ctx, here, mother_row, body.child_birth_date)
     return BirthRecorded.model_validate({**birth, "jurisdiction": here, "event_id": event.id})

@@ -21,7 +21,13 @@ from services.registry.domain.certificates import (
     certificate_number,
 )
 from services.registry.domain.conflicts import field_conflicts
-from services.registry.service_layer.context import Context, Outcome, Target, announce, applied
+from services.registry.service_layer.context import (
+    Context,
+    Outcome,
+    Target,
+    announce_about,
+    applied,
+)
 from services.registry.service_layer.persons import known_person
 from shared import audit, signing
 from shared.errors import Conflict, NotFound, RuleViolation
@@ -57,16 +63,8 @@ async def issue_certificate(
     cert["token"] = signing.sign(certificate_claims(cert, ctx.subject(holder), status_uri), key, kid)
     event_id = new_event_id()
     await repo.insert_certificate(conn, here, cert, event_id)
-    event = await announce(
-        conn,
-        ctx,
-        here,
-        event_type="certificate.issued.v1",
-        id_number=holder,
-        data=p.CertificateIssuedV1(**cert),
-        origin=person["hukou_division"],
-        destination=person["residence_division"],
-        event_id=event_id,
+    event = await announce_about(
+        conn, ctx, here, person, "certificate.issued.v1", p.CertificateIssuedV1(**cert), event_id
     )
     qr = f"/v1/certificates/{cert['certificate_number']}/qr"  # the routes that print it (audited)
     return CertificateIssued.model_validate(
@@ -104,22 +102,20 @@ async def revoke_certificate(
     event_id = new_event_id()
     await repo.revoke_certificate(conn, number, revoked_on, body.reason, event_id)
     person = await known_person(conn, here, row["holder_id_number"], "holder_id_number")
-    event = await announce(
+    event = await announce_about(
         conn,
         ctx,
         here,
-        event_type="certificate.revoked.v1",
-        id_number=row["holder_id_number"],
-        data=p.CertificateRevokedV1(
+        person,
+        "certificate.revoked.v1",
+        p.CertificateRevokedV1(
             certificate_number=number,
             issuer=here,
             revoked_on=revoked_on,
             reason=body.reason,
             status_index=row["status_index"],
         ),
-        origin=person["hukou_division"],
-        destination=person["residence_division"],
-        event_id=event_id,
+        event_id,
     )
     return CertificateRevoked.model_validate(
         {

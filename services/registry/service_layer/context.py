@@ -4,7 +4,7 @@ counterpart applier is given (``Target``) and answers (``Outcome``)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +72,30 @@ async def announce(
         event_id=event_id,
     )
     return event
+
+
+async def announce_about(
+    conn: asyncpg.Connection,
+    ctx: Context,
+    here: str,
+    person: Mapping[str, Any],
+    event_type: str,
+    data: BaseModel,
+    event_id: uuid.UUID | None = None,
+) -> Envelope[Any]:
+    """``announce`` an event about a person on record: under their key, to their origin and
+    destination."""
+    return await announce(
+        conn,
+        ctx,
+        here,
+        event_type=event_type,
+        id_number=person["id_number"],
+        data=data,
+        origin=person["hukou_division"],
+        destination=person["residence_division"],
+        event_id=event_id,
+    )
 
 
 # A counterpart applier's answer for the feedback: outcome, conflicts, reason.

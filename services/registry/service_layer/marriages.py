@@ -22,7 +22,7 @@ from services.registry.service_layer.context import (
     Context,
     Outcome,
     Target,
-    announce,
+    announce_about,
     applied,
     apply_end,
     disagreeing,
@@ -112,16 +112,8 @@ async def _announce_to_spouses(
     """One event per spouse: each spouse's origin and destination hear of it under that spouse's
     key. ``event_id``, when given, is the first spouse's (the one that made the record)."""
     return [
-        await announce(
-            conn,
-            ctx,
-            here,
-            event_type=event_type,
-            id_number=spouses[field]["id_number"],
-            data=payload,
-            origin=spouses[field]["hukou_division"],
-            destination=spouses[field]["residence_division"],
-            event_id=event_id if field == SPOUSES[0] else None,
+        await announce_about(
+            conn, ctx, here, spouses[field], event_type, payload, event_id if field == SPOUSES[0] else None
         )
         for field in SPOUSES
     ]

@@ -11,7 +11,14 @@ from services.registry.adapters import persons as repo
 from services.registry.domain.conflicts import field_conflicts
 from services.registry.domain.persons import PersonRecorded, RegisterPerson, check_person, sex_from_id_number
 from services.registry.domain.rules import duplicate
-from services.registry.service_layer.context import Context, Outcome, Target, announce, applied, disagreeing
+from services.registry.service_layer.context import (
+    Context,
+    Outcome,
+    Target,
+    announce_about,
+    applied,
+    disagreeing,
+)
 from shared.errors import RuleViolation
 from shared.events import payloads as p
 from shared.events.envelope import new_event_id
@@ -40,16 +47,8 @@ async def register_person(
     event_id = new_event_id()
     if not await repo.insert_person(conn, here, person, subject, here, event_id=event_id):
         raise duplicate("a person with this identity number", "id_number")
-    event = await announce(
-        conn,
-        ctx,
-        here,
-        event_type="person.registered.v1",
-        id_number=person["id_number"],
-        data=p.PersonRegisteredV1(**person),
-        origin=person["hukou_division"],
-        destination=person["residence_division"],
-        event_id=event_id,
+    event = await announce_about(
+        conn, ctx, here, person, "person.registered.v1", p.PersonRegisteredV1(**person), event_id
     )
     return PersonRecorded.model_validate(
         {**person, "jurisdiction": here, "source_division": here, "event_id": event.id}

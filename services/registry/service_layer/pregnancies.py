@@ -22,7 +22,7 @@ from services.registry.service_layer.context import (
     Context,
     Outcome,
     Target,
-    announce,
+    announce_about,
     applied,
     apply_end,
     rejected,
@@ -58,16 +58,14 @@ async def register_pregnancy(
     }
     event_id = new_event_id()
     await repo.insert_pregnancy(conn, here, pregnancy, here, event_id=event_id)
-    event = await announce(
+    event = await announce_about(
         conn,
         ctx,
         here,
-        event_type="pregnancy.registered.v1",
-        id_number=mother["id_number"],
-        data=p.PregnancyRegisteredV1(**{k: pregnancy.get(k) for k in p.PregnancyRegisteredV1.model_fields}),
-        origin=mother["hukou_division"],
-        destination=mother["residence_division"],
-        event_id=event_id,
+        mother,
+        "pregnancy.registered.v1",
+        p.PregnancyRegisteredV1(**{k: pregnancy.get(k) for k in p.PregnancyRegisteredV1.model_fields}),
+        event_id,
     )
     return PregnancyRecorded.model_validate(
         {**pregnancy, "jurisdiction": here, "closed_on": None, "outcome": None, "event_id": event.id}
@@ -121,20 +119,18 @@ async def _close(
     outcome: str,
 ) -> Any:
     await repo.close_pregnancy(conn, here, row["id"], closed_on, outcome)
-    return await announce(
+    return await announce_about(
         conn,
         ctx,
         here,
-        event_type="pregnancy.closed.v1",
-        id_number=row["mother_id_number"],
-        data=p.PregnancyClosedV1(
+        mother,
+        "pregnancy.closed.v1",
+        p.PregnancyClosedV1(
             pregnancy_id=row["id"],
             mother_id_number=row["mother_id_number"],
             closed_on=closed_on,
             outcome=outcome,
         ),
-        origin=mother["hukou_division"],
-        destination=mother["residence_division"],
     )
 
 
