@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from services.registry.adapters import records
+
 
 async def births_of_mother(conn: asyncpg.Connection, jurisdiction: str, mother: str) -> list[asyncpg.Record]:
     return await conn.fetch(  # type: ignore[no-any-return]
@@ -36,29 +38,28 @@ async def insert_birth(
     event_id: uuid.UUID | None = None,
 ) -> bool:
     """Insert a birth made by ``event_id`` (ours) or by ``source_event_id`` (a counterpart's)."""
-    inserted = await conn.fetchval(
-        """INSERT INTO births (id, jurisdiction, medical_certificate_number, child_name, child_sex, child_birth_date,
-                               child_id_number, mother_id_number, father_id_number, birth_order, birth_division,
-                               source_division, source_event_id, event_id, birth_place_kind, birth_institution)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,coalesce($16::uuid, $13::uuid),$14,$15) ON CONFLICT DO NOTHING RETURNING true""",
-        b["birth_id"],
-        jurisdiction,
-        b["medical_certificate_number"],
-        b["child_name"],
-        b["child_sex"],
-        b["child_birth_date"],
-        b.get("child_id_number"),
-        b["mother_id_number"],
-        b.get("father_id_number"),
-        b["birth_order"],
-        b["birth_division"],
+    return await records.insert_once(
+        conn,
+        "births",
+        {
+            "id": b["birth_id"],
+            "jurisdiction": jurisdiction,
+            "medical_certificate_number": b["medical_certificate_number"],
+            "child_name": b["child_name"],
+            "child_sex": b["child_sex"],
+            "child_birth_date": b["child_birth_date"],
+            "child_id_number": b.get("child_id_number"),
+            "mother_id_number": b["mother_id_number"],
+            "father_id_number": b.get("father_id_number"),
+            "birth_order": b["birth_order"],
+            "birth_division": b["birth_division"],
+            "birth_place_kind": b.get("birth_place_kind"),
+            "birth_institution": b.get("birth_institution"),
+        },
         source_division,
         source_event_id,
-        b.get("birth_place_kind"),
-        b.get("birth_institution"),
         event_id,
     )
-    return bool(inserted)
 
 
 async def children_birth_dates(conn: asyncpg.Connection, jurisdiction: str, id_number: str) -> list[dt.date]:

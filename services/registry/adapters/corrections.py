@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from services.registry.adapters import records
+
 
 async def events_of_record(
     conn: asyncpg.Connection, jurisdiction: str, record_type: str, record_id: str, row: asyncpg.Record
@@ -34,20 +36,20 @@ async def insert_correction(
     source_event_id: uuid.UUID | None = None,
     event_id: uuid.UUID | None = None,
 ) -> bool:
-    inserted = await conn.fetchval(
-        """INSERT INTO corrections (id, jurisdiction, corrected_event_id, record_type, record_id, changes,
-                                    previous, reason, source_division, source_event_id, event_id)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,coalesce($11::uuid, $10::uuid)) ON CONFLICT DO NOTHING RETURNING true""",
-        c["correction_id"],
-        jurisdiction,
-        c["corrected_event_id"],
-        c["record_type"],
-        c["record_id"],
-        c["changes"],
-        previous,
-        c["reason"],
+    return await records.insert_once(
+        conn,
+        "corrections",
+        {
+            "id": c["correction_id"],
+            "jurisdiction": jurisdiction,
+            "corrected_event_id": c["corrected_event_id"],
+            "record_type": c["record_type"],
+            "record_id": c["record_id"],
+            "changes": c["changes"],
+            "previous": previous,
+            "reason": c["reason"],
+        },
         source_division,
         source_event_id,
         event_id,
     )
-    return bool(inserted)

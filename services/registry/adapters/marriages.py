@@ -44,21 +44,21 @@ async def insert_marriage(
     source_event_id: uuid.UUID | None = None,
     event_id: uuid.UUID | None = None,
 ) -> bool:
-    inserted = await conn.fetchval(
-        """INSERT INTO marriages (id, jurisdiction, spouse_a_id_number, spouse_b_id_number, marriage_date,
-                                  registered_in, source_division, source_event_id, event_id)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,coalesce($9::uuid, $8::uuid)) ON CONFLICT DO NOTHING RETURNING true""",
-        m["marriage_id"],
-        jurisdiction,
-        m["spouse_a_id_number"],
-        m["spouse_b_id_number"],
-        m["marriage_date"],
-        m["registered_in"],
+    return await records.insert_once(
+        conn,
+        "marriages",
+        {
+            "id": m["marriage_id"],
+            "jurisdiction": jurisdiction,
+            "spouse_a_id_number": m["spouse_a_id_number"],
+            "spouse_b_id_number": m["spouse_b_id_number"],
+            "marriage_date": m["marriage_date"],
+            "registered_in": m["registered_in"],
+        },
         source_division,
         source_event_id,
         event_id,
     )
-    return bool(inserted)
 
 
 async def dissolve_marriage(

@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 
+from services.registry.adapters import records
 from services.registry.domain.migrations import Residence
 
 
@@ -37,19 +38,19 @@ async def insert_migration(
     source_event_id: uuid.UUID | None = None,
     event_id: uuid.UUID | None = None,
 ) -> bool:
-    inserted = await conn.fetchval(
-        """INSERT INTO migrations (id, jurisdiction, id_number, kind, from_division, to_division, migration_date,
-                                   source_division, source_event_id, event_id)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,coalesce($10::uuid, $9::uuid)) ON CONFLICT DO NOTHING RETURNING true""",
-        m["migration_id"],
-        jurisdiction,
-        m["id_number"],
-        kind,
-        m["from_division"],
-        m["to_division"],
-        m["migration_date"],
+    return await records.insert_once(
+        conn,
+        "migrations",
+        {
+            "id": m["migration_id"],
+            "jurisdiction": jurisdiction,
+            "id_number": m["id_number"],
+            "kind": kind,
+            "from_division": m["from_division"],
+            "to_division": m["to_division"],
+            "migration_date": m["migration_date"],
+        },
         source_division,
         source_event_id,
         event_id,
     )
-    return bool(inserted)

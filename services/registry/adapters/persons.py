@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from services.registry.adapters import records
+
 
 async def get_person(conn: asyncpg.Connection, jurisdiction: str, id_number: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
@@ -31,23 +33,23 @@ async def insert_person(
     event_id: uuid.UUID | None = None,
 ) -> bool:
     """Insert a person; False if the jurisdiction already holds one with that number."""
-    inserted = await conn.fetchval(
-        """INSERT INTO persons (jurisdiction, id_number, subject, name, sex, birth_date, hukou_division,
-                                residence_division, source_division, source_event_id, event_id)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,coalesce($11::uuid, $10::uuid)) ON CONFLICT DO NOTHING RETURNING true""",
-        jurisdiction,
-        p["id_number"],
-        subject,
-        p["name"],
-        p["sex"],
-        p["birth_date"],
-        p["hukou_division"],
-        p["residence_division"],
+    return await records.insert_once(
+        conn,
+        "persons",
+        {
+            "jurisdiction": jurisdiction,
+            "id_number": p["id_number"],
+            "subject": subject,
+            "name": p["name"],
+            "sex": p["sex"],
+            "birth_date": p["birth_date"],
+            "hukou_division": p["hukou_division"],
+            "residence_division": p["residence_division"],
+        },
         source_division,
         source_event_id,
         event_id,
     )
-    return bool(inserted)
 
 
 async def set_residence(conn: asyncpg.Connection, jurisdiction: str, id_number: str, residence: str) -> None:

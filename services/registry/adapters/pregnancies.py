@@ -36,21 +36,21 @@ async def insert_pregnancy(
     source_event_id: uuid.UUID | None = None,
     event_id: uuid.UUID | None = None,
 ) -> bool:
-    inserted = await conn.fetchval(
-        """INSERT INTO pregnancies (id, jurisdiction, mother_id_number, registered_in, registered_on,
-                                    expected_delivery, source_division, source_event_id, event_id)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,coalesce($9::uuid, $8::uuid)) ON CONFLICT DO NOTHING RETURNING true""",
-        p["pregnancy_id"],
-        jurisdiction,
-        p["mother_id_number"],
-        p["registered_in"],
-        p["registered_on"],
-        p.get("expected_delivery"),
+    return await records.insert_once(
+        conn,
+        "pregnancies",
+        {
+            "id": p["pregnancy_id"],
+            "jurisdiction": jurisdiction,
+            "mother_id_number": p["mother_id_number"],
+            "registered_in": p["registered_in"],
+            "registered_on": p["registered_on"],
+            "expected_delivery": p.get("expected_delivery"),
+        },
         source_division,
         source_event_id,
         event_id,
     )
-    return bool(inserted)
 
 
 async def close_pregnancy(

@@ -46,6 +46,33 @@ async def get_by_key(
     )
 
 
+async def insert_once(
+    conn: asyncpg.Connection,
+    table: str,
+    row: dict[str, object],
+    source_division: str,
+    source_event_id: uuid.UUID | None,
+    event_id: uuid.UUID | None,
+) -> bool:
+    """Insert ``row`` (column -> value; the columns are ours, never caller text) with where it came
+    from: the division, the counterpart's event (``source_event_id``) and the event that made it
+    here (``event_id``, ours; a counterpart's copy was made by the counterpart's event). False if
+    a row with its key is already there."""
+    row = {
+        **row,
+        "source_division": source_division,
+        "source_event_id": source_event_id,
+        "event_id": event_id if event_id is not None else source_event_id,
+    }
+    placeholders = ", ".join(f"${n}" for n in range(1, len(row) + 1))
+    return bool(
+        await conn.fetchval(
+            f"INSERT INTO {table} ({', '.join(row)}) VALUES ({placeholders}) ON CONFLICT DO NOTHING RETURNING true",
+            *row.values(),
+        )
+    )
+
+
 async def update_record(
     conn: asyncpg.Connection,
     jurisdiction: str,
