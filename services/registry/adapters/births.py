@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import Any
 
 import asyncpg
 
 from services.registry.adapters import records
+from services.registry.adapters.records import Made
 
 
 async def births_of_mother(conn: asyncpg.Connection, jurisdiction: str, mother: str) -> list[asyncpg.Record]:
@@ -33,9 +33,7 @@ async def insert_birth(
     conn: asyncpg.Connection,
     jurisdiction: str,
     b: dict[str, Any],
-    source_division: str,
-    source_event_id: uuid.UUID | None = None,
-    event_id: uuid.UUID | None = None,
+    made: Made,
 ) -> bool:
     """Insert a birth made by ``event_id`` (ours) or by ``source_event_id`` (a counterpart's)."""
     return await records.insert_once(
@@ -56,9 +54,7 @@ async def insert_birth(
             "birth_place_kind": b.get("birth_place_kind"),
             "birth_institution": b.get("birth_institution"),
         },
-        source_division,
-        source_event_id,
-        event_id,
+        made,
     )
 
 

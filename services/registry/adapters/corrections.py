@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from services.registry.adapters import records
+from services.registry.adapters.records import Made
 
 
 async def events_of_record(
@@ -32,9 +33,7 @@ async def insert_correction(
     jurisdiction: str,
     c: dict[str, Any],
     previous: dict[str, Any],
-    source_division: str,
-    source_event_id: uuid.UUID | None = None,
-    event_id: uuid.UUID | None = None,
+    made: Made,
 ) -> bool:
     return await records.insert_once(
         conn,
@@ -49,7 +48,5 @@ async def insert_correction(
             "previous": previous,
             "reason": c["reason"],
         },
-        source_division,
-        source_event_id,
-        event_id,
+        made,
     )

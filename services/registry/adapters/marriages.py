@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from services.registry.adapters import records
+from services.registry.adapters.records import Made
 
 
 async def active_marriage(conn: asyncpg.Connection, jurisdiction: str, id_number: str) -> bool:
@@ -40,9 +41,7 @@ async def insert_marriage(
     conn: asyncpg.Connection,
     jurisdiction: str,
     m: dict[str, Any],
-    source_division: str,
-    source_event_id: uuid.UUID | None = None,
-    event_id: uuid.UUID | None = None,
+    made: Made,
 ) -> bool:
     return await records.insert_once(
         conn,
@@ -55,9 +54,7 @@ async def insert_marriage(
             "marriage_date": m["marriage_date"],
             "registered_in": m["registered_in"],
         },
-        source_division,
-        source_event_id,
-        event_id,
+        made,
     )
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import asyncpg
 
 from services.registry.adapters import records
+from services.registry.adapters.records import Made
 from services.registry.domain.migrations import Residence
 
 
@@ -34,9 +34,7 @@ async def insert_migration(
     jurisdiction: str,
     m: dict[str, Any],
     kind: str,
-    source_division: str,
-    source_event_id: uuid.UUID | None = None,
-    event_id: uuid.UUID | None = None,
+    made: Made,
 ) -> bool:
     return await records.insert_once(
         conn,
@@ -50,7 +48,5 @@ async def insert_migration(
             "to_division": m["to_division"],
             "migration_date": m["migration_date"],
         },
-        source_division,
-        source_event_id,
-        event_id,
+        made,
     )

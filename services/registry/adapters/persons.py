@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import asyncpg
 
 from services.registry.adapters import records
+from services.registry.adapters.records import Made
 
 
 async def get_person(conn: asyncpg.Connection, jurisdiction: str, id_number: str) -> asyncpg.Record | None:
@@ -28,9 +28,7 @@ async def insert_person(
     jurisdiction: str,
     p: dict[str, Any],
     subject: str,
-    source_division: str,
-    source_event_id: uuid.UUID | None = None,
-    event_id: uuid.UUID | None = None,
+    made: Made,
 ) -> bool:
     """Insert a person; False if the jurisdiction already holds one with that number."""
     return await records.insert_once(
@@ -46,9 +44,7 @@ async def insert_person(
             "hukou_division": p["hukou_division"],
             "residence_division": p["residence_division"],
         },
-        source_division,
-        source_event_id,
-        event_id,
+        made,
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from services.registry.adapters import records
+from services.registry.adapters.records import Made
 
 
 async def open_pregnancy(
@@ -32,9 +33,7 @@ async def insert_pregnancy(
     conn: asyncpg.Connection,
     jurisdiction: str,
     p: dict[str, Any],
-    source_division: str,
-    source_event_id: uuid.UUID | None = None,
-    event_id: uuid.UUID | None = None,
+    made: Made,
 ) -> bool:
     return await records.insert_once(
         conn,
@@ -47,9 +46,7 @@ async def insert_pregnancy(
             "registered_on": p["registered_on"],
             "expected_delivery": p.get("expected_delivery"),
         },
-        source_division,
-        source_event_id,
-        event_id,
+        made,
     )
 
 

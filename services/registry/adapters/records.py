@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -46,23 +46,25 @@ async def get_by_key(
     )
 
 
-async def insert_once(
-    conn: asyncpg.Connection,
-    table: str,
-    row: dict[str, object],
-    source_division: str,
-    source_event_id: uuid.UUID | None,
-    event_id: uuid.UUID | None,
-) -> bool:
+class Made(NamedTuple):
+    """Where a row came from: the division that recorded it, the counterpart's event it was copied
+    from (``source_event_id``), and our own event that made it (``event_id``: a record of ours,
+    or ours sent back by a counterpart in a repair)."""
+
+    source_division: str
+    source_event_id: uuid.UUID | None = None
+    event_id: uuid.UUID | None = None
+
+
+async def insert_once(conn: asyncpg.Connection, table: str, row: dict[str, object], made: Made) -> bool:
     """Insert ``row`` (column -> value; the columns are ours, never caller text) with where it came
-    from: the division, the counterpart's event (``source_event_id``) and the event that made it
-    here (``event_id``, ours; a counterpart's copy was made by the counterpart's event). False if
-    a row with its key is already there."""
+    from; the event that made it is ours or else the counterpart's. False if a row with its key
+    is already there."""
     row = {
         **row,
-        "source_division": source_division,
-        "source_event_id": source_event_id,
-        "event_id": event_id if event_id is not None else source_event_id,
+        "source_division": made.source_division,
+        "source_event_id": made.source_event_id,
+        "event_id": made.event_id if made.event_id is not None else made.source_event_id,
     }
     placeholders = ", ".join(f"${n}" for n in range(1, len(row) + 1))
     return bool(

@@ -17,7 +17,7 @@ from services.registry.adapters import (
     pregnancies,
     records,
 )
-from services.registry.adapters.records import RECORD_TABLES
+from services.registry.adapters.records import RECORD_TABLES, Made
 
 
 async def held(conn: asyncpg.Connection, here: str, kind: str, record_id: str) -> dict[str, Any] | None:
@@ -58,24 +58,23 @@ async def insert_whole(
 ) -> bool:
     """Insert a whole record of ``kind``; False when a record with its key is held already.
     ``event_id``: our own event that made it (our record, sent back by a counterpart)."""
+    made = Made(source, source_event_id, event_id)
     if kind == "person":
-        return await persons.insert_person(conn, here, w, subject, source, source_event_id, event_id)
+        return await persons.insert_person(conn, here, w, subject, made)
     if kind == "certificate":
         return await certificates.insert_copy(conn, here, w, source, source_event_id)
     if kind == "migration":
-        return await migrations.insert_migration(conn, here, w, w["kind"], source, source_event_id, event_id)
+        return await migrations.insert_migration(conn, here, w, w["kind"], made)
     if kind == "birth":
-        return await births.insert_birth(conn, here, w, source, source_event_id, event_id)
+        return await births.insert_birth(conn, here, w, made)
     if kind == "marriage":
-        done = await marriages.insert_marriage(
-            conn, here, {**w, "registered_in": source}, source, source_event_id, event_id
-        )
+        done = await marriages.insert_marriage(conn, here, {**w, "registered_in": source}, made)
         if done and w.get("dissolution_date") is not None:
             await marriages.dissolve_marriage(
                 conn, here, w["marriage_id"], w["dissolution_date"], w["dissolution_reason"]
             )
         return done
-    done = await pregnancies.insert_pregnancy(conn, here, w, source, source_event_id, event_id)
+    done = await pregnancies.insert_pregnancy(conn, here, w, made)
     if done and w.get("closed_on") is not None:
         await pregnancies.close_pregnancy(conn, here, w["pregnancy_id"], w["closed_on"], w["outcome"])
     return done

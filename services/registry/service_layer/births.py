@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from services.registry.adapters import births as repo
+from services.registry.adapters.records import Made
 from services.registry.domain.births import (
     BIRTH_FIELDS,
     BirthRecorded,
@@ -69,7 +70,7 @@ async def register_birth(
         "birth_division": here,
     }
     event_id = new_event_id()
-    await repo.insert_birth(conn, here, birth, here, event_id=event_id)
+    await repo.insert_birth(conn, here, birth, Made(here, event_id=event_id))
     event = await announce_about(
         conn, ctx, here, mother_row, "birth.registered.v2", birth_payload(birth), event_id
     )
@@ -93,5 +94,5 @@ async def apply_birth(conn: asyncpg.Connection, t: Target, payload: dict[str, An
         if other["birth_order"] == d["birth_order"]:
             conflicts = field_conflicts(dict(other), d, ("medical_certificate_number", *BIRTH_FIELDS))
             return "conflict", conflicts, "another birth of this mother has this birth order here"
-    await repo.insert_birth(conn, here, d, t.source, t.event_id)
+    await repo.insert_birth(conn, here, d, t.made)
     return applied()

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
+from services.registry.adapters.records import Made
 from services.registry.domain.conflicts import field_conflicts
 from services.registry.settings import RegistrySettings
 from shared.events.envelope import Envelope
@@ -118,6 +119,11 @@ class Target:
 
     def subject(self, id_number: str) -> str:
         return subject_key(id_number, self.secret)
+
+    @property
+    def made(self) -> Made:
+        """A copy of the counterpart's record: made by its event, from its division."""
+        return Made(self.source, self.event_id)
 
 
 Applier = Callable[[asyncpg.Connection, Target, dict[str, Any]], Awaitable[Outcome]]

@@ -12,6 +12,7 @@ import asyncpg
 from services.registry.adapters import births, marriages, records
 from services.registry.adapters import corrections as repo
 from services.registry.adapters import persons as person_records
+from services.registry.adapters.records import Made
 from services.registry.domain import corrections as rules
 from services.registry.domain.corrections import CorrectionRecorded, CorrectRecord
 from services.registry.domain.marriages import check_dissolution, check_marriage
@@ -137,7 +138,7 @@ async def record_correction(
     row, _, previous = await check_and_apply(conn, here, body.model_dump())
     correction = {**body.model_dump(), "correction_id": uuid.uuid4(), "record_id": body.record_id}
     event_id = new_event_id()
-    await repo.insert_correction(conn, here, correction, previous, here, event_id=event_id)
+    await repo.insert_correction(conn, here, correction, previous, Made(here, event_id=event_id))
     id_number = _subject_of(body.record_type, row)
     person = await person_records.get_person(conn, here, id_number)
     event = await announce(
@@ -170,7 +171,7 @@ async def apply_correction(conn: asyncpg.Connection, t: Target, d: dict[str, Any
     try:
         async with conn.transaction():  # a savepoint: a refused correction leaves our record as it was
             _, _, previous = await check_and_apply(conn, t.here, d, check_event=False)
-            await repo.insert_correction(conn, t.here, d, previous, t.source, t.event_id)
+            await repo.insert_correction(conn, t.here, d, previous, t.made)
     except DomainError as e:
         return "conflict", [{"field": e.field or "record_id", "ours": None, "theirs": None}], e.rule
     except asyncpg.IntegrityConstraintViolationError as e:

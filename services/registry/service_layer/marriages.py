@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from services.registry.adapters import marriages as repo
 from services.registry.adapters import persons
+from services.registry.adapters.records import Made
 from services.registry.domain.conflicts import field_conflicts
 from services.registry.domain.marriages import (
     DissolveMarriage,
@@ -57,7 +58,7 @@ async def register_marriage(
     )
     marriage = {**body.model_dump(), "marriage_id": uuid.uuid4(), "registered_in": here}
     event_id = new_event_id()  # the first spouse's event made the record
-    await repo.insert_marriage(conn, here, marriage, here, event_id=event_id)
+    await repo.insert_marriage(conn, here, marriage, Made(here, event_id=event_id))
     payload = p.MarriageRegisteredV1(
         **marriage,
         spouse_a_name=rows["spouse_a_id_number"]["name"],
@@ -131,7 +132,7 @@ async def apply_marriage(conn: asyncpg.Connection, t: Target, d: dict[str, Any])
             conflicts.append({"field": field, "ours": "married", "theirs": "marrying"})
     if conflicts:
         return "conflict", conflicts, "a spouse has another active marriage in our records"
-    await repo.insert_marriage(conn, here, d, t.source, t.event_id)
+    await repo.insert_marriage(conn, here, d, t.made)
     return applied()
 
 

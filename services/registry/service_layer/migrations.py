@@ -10,6 +10,7 @@ import asyncpg
 
 from services.registry.adapters import migrations as repo
 from services.registry.adapters import persons
+from services.registry.adapters.records import Made
 from services.registry.domain.migrations import MigrationRecorded, RecordMigration, check_migration
 from services.registry.domain.persons import sex_from_id_number
 from services.registry.service_layer.context import Applier, Context, Outcome, Target, announce, applied
@@ -60,7 +61,7 @@ async def record_migration(
         destination=body.to_division,
         event_id=event_id,
     )
-    await repo.insert_migration(conn, here, migration, kind, here, event_id=event_id)
+    await repo.insert_migration(conn, here, migration, kind, Made(here, event_id=event_id))
     await persons.set_residence(conn, here, id_number, body.to_division)
     return MigrationRecorded.model_validate({**migration, "jurisdiction": here, "event_id": event.id})
 
@@ -92,8 +93,7 @@ async def _first_record(
             "residence_division": here,
         },
         ctx.subject(id_number),
-        here,
-        event_id=event_id,
+        Made(here, event_id=event_id),
     )
 
 
@@ -121,12 +121,11 @@ async def apply_migration(conn: asyncpg.Connection, t: Target, kind: str, d: dic
             "residence_division": d["to_division"],
         },
         t.subject(id_number),
-        t.source,
-        t.event_id,
+        t.made,
     )
     newest = known is None or known.last_move_date is None or d["migration_date"] >= known.last_move_date
     # A move older than one already recorded (a late, out-of-order notification) is kept in the
     # history but must not overwrite where the person lives now.
-    if await repo.insert_migration(conn, t.here, d, kind, t.source, t.event_id) and newest:
+    if await repo.insert_migration(conn, t.here, d, kind, t.made) and newest:
         await persons.set_residence(conn, t.here, id_number, d["to_division"])
     return applied()

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from services.registry.adapters import persons as repo
+from services.registry.adapters.records import Made
 from services.registry.domain.conflicts import field_conflicts
 from services.registry.domain.persons import PersonRecorded, RegisterPerson, check_person, sex_from_id_number
 from services.registry.domain.rules import duplicate
@@ -45,7 +46,7 @@ async def register_person(
     person = {**body.model_dump(), "residence_division": body.residence_division or body.hukou_division}
     subject = ctx.subject(person["id_number"])
     event_id = new_event_id()
-    if not await repo.insert_person(conn, here, person, subject, here, event_id=event_id):
+    if not await repo.insert_person(conn, here, person, subject, Made(here, event_id=event_id)):
         raise duplicate("a person with this identity number", "id_number")
     event = await announce_about(
         conn, ctx, here, person, "person.registered.v1", p.PersonRegisteredV1(**person), event_id
@@ -65,7 +66,7 @@ async def apply_person(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -
     }
     existing = await repo.get_person(conn, t.here, d["id_number"])
     if existing is None:
-        await repo.insert_person(conn, t.here, d, t.subject(d["id_number"]), t.source, t.event_id)
+        await repo.insert_person(conn, t.here, d, t.subject(d["id_number"]), t.made)
         return applied()
     conflicts = field_conflicts(dict(existing), d, ("name", "sex", "birth_date", "hukou_division"))
     return disagreeing(conflicts, "the person is recorded here with other details")

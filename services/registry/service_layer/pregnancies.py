@@ -11,6 +11,7 @@ import asyncpg
 
 from services.registry.adapters import persons
 from services.registry.adapters import pregnancies as repo
+from services.registry.adapters.records import Made
 from services.registry.domain.pregnancies import (
     ClosePregnancy,
     PregnancyRecorded,
@@ -57,7 +58,7 @@ async def register_pregnancy(
         "registered_on": registered_on,
     }
     event_id = new_event_id()
-    await repo.insert_pregnancy(conn, here, pregnancy, here, event_id=event_id)
+    await repo.insert_pregnancy(conn, here, pregnancy, Made(here, event_id=event_id))
     event = await announce_about(
         conn,
         ctx,
@@ -146,7 +147,7 @@ async def apply_pregnancy(conn: asyncpg.Connection, t: Target, d: dict[str, Any]
     if open_one is not None:
         conflicts = [{"field": "pregnancy_id", "ours": str(open_one["id"]), "theirs": str(d["pregnancy_id"])}]
         return "conflict", conflicts, "another open pregnancy is recorded here for this mother"
-    await repo.insert_pregnancy(conn, here, d, t.source, t.event_id)
+    await repo.insert_pregnancy(conn, here, d, t.made)
     return applied()
 
 

@@ -22,6 +22,7 @@ from services.registry.adapters import births, certificates, corrections, record
 from services.registry.adapters import persons as person_records
 from services.registry.adapters import reconciliation as recon
 from services.registry.adapters import repairs as repo
+from services.registry.adapters.records import Made
 from services.registry.domain import repairs as rules
 from services.registry.service_layer.context import Outcome, Target, rejected
 from services.registry.service_layer.corrections import check_consistent
@@ -91,7 +92,7 @@ async def _retire_here(
         "changes": {rules.RETIRED: kept},
         "reason": f"repair of reconciliation case {body['discrepancy_id']}",
     }
-    await corrections.insert_correction(conn, here, correction, _plain_row(gone), here)
+    await corrections.insert_correction(conn, here, correction, _plain_row(gone), Made(here))
     return {rules.RETIRED: kept}
 
 
@@ -153,7 +154,7 @@ async def _bring_in_line(
     await check_consistent(conn, t.here, kind, {**row, **changed}, changed)
     previous = {f: _plain(row[f]) for f in changed}
     await repo.update_held(conn, t.here, kind, d["record_id"], changed, rules.REPAIRABLE[kind])
-    await corrections.insert_correction(conn, t.here, d, previous, t.source, t.event_id)
+    await corrections.insert_correction(conn, t.here, d, previous, t.made)
     return "applied", [], None
 
 
@@ -181,7 +182,7 @@ async def _restore(
     own_event = made_by if own is not None else None  # our record comes back with our event
     if not await repo.insert_whole(conn, t.here, kind, whole, subject, source, source_event, own_event):
         return "conflict", [], f"another {kind} is held here under this key"
-    await corrections.insert_correction(conn, t.here, d, {}, t.source, t.event_id)
+    await corrections.insert_correction(conn, t.here, d, {}, t.made)
     return "applied", [], None
 
 
@@ -205,7 +206,7 @@ async def _reissue_own(
         if revoked.get("certificate_number") == number:
             when = dt.date.fromisoformat(str(revoked["revoked_on"]))
             await certificates.revoke_certificate(conn, number, when, str(revoked["reason"]))
-    await corrections.insert_correction(conn, t.here, d, {}, t.source, t.event_id)
+    await corrections.insert_correction(conn, t.here, d, {}, t.made)
     return "applied", [], None
 
 
@@ -229,5 +230,5 @@ async def _retire_copy(conn: asyncpg.Connection, t: Target, kind: str, rid: str,
         "changes": {rules.RETIRED: kept},
         "reason": "retired as a duplicate on the word of its source",
     }
-    await corrections.insert_correction(conn, t.here, correction, _plain_row(gone), t.source, t.event_id)
+    await corrections.insert_correction(conn, t.here, correction, _plain_row(gone), t.made)
     return "applied", [], None
