@@ -90,8 +90,16 @@ class Stack:
 
     # --- services -----------------------------------------------------------------------------
     def plan(self) -> None:
-        def port(default: int) -> int:
-            return default if self.fixed_ports and port_free(default) else free_port()
+        taken: set[int] = set()
+
+        def port(default: int | None = None) -> int:
+            """A free port no other process of this stack was given: a port the kernel handed out
+            and took back can come again on the next call (two services on one port, seen in CI)."""
+            chosen = default if default and self.fixed_ports and port_free(default) else free_port()
+            while chosen in taken:
+                chosen = free_port()
+            taken.add(chosen)
+            return chosen
 
         verification_port = port(8020)
         # Certificates reference the verification service's status lists (IETF Token Status List).
@@ -114,7 +122,7 @@ class Stack:
             ServiceProcess("verification", "services.verification", verification_port, "verification"),
         ]
         self.services += [
-            ServiceProcess(s.name, s.module, free_port(), s.database, dict(s.env), s.jurisdictions, replica=i)
+            ServiceProcess(s.name, s.module, port(), s.database, dict(s.env), s.jurisdictions, replica=i)
             for i in range(1, self.replicas)
             for s in list(self.services)
         ]
