@@ -31,6 +31,7 @@ from shared import dead_letters
 from shared.consumer_group import GroupMember
 from shared.db import is_contention, is_unavailable, unit_of_work
 from shared.dead_letters import describe_error
+from shared.dispatch import BatchHandler
 from shared.events.catalog import parse_event, spec_for
 from shared.events.envelope import AnyEnvelope
 from shared.events.signature import Rejected, authority, verify_value
@@ -42,9 +43,10 @@ from shared.observability import (
     INBOX_DUPLICATES,
     redact,
 )
+from shared.outbox import batched
 from shared.sensitivity import neutral_label  # metric labels name no sensitive type
 from shared.settings import BaseServiceSettings
-from shared.tracing import consumer_span
+from shared.tracing import consumer_span, trace_id_of, tracing_enabled
 from shared.trust import Party, TrustList, load_trust_list
 
 log = logging.getLogger(__name__)
@@ -85,10 +87,12 @@ class EventConsumer(GroupMember):
         handler: Handler,
         accept: Accept | None = None,
         rebuild: BulkRebuild | None = None,
+        batch: BatchHandler | None = None,
         authorize: Authority = authority,
         trust: TrustList | None = None,
     ):
         super().__init__(pool, settings, name=name, topics=topics)
+        self.batch = batch
         self.authorize = authorize
         self.trust = trust if trust is not None else trust_list(settings.trust_list_file)
         self.rebuild = rebuild
@@ -99,8 +103,11 @@ class EventConsumer(GroupMember):
         """Apply a batch in one transaction; failures are retried alone, then dead-lettered.
 
         Optimistically first: without a savepoint per message (two round trips each, a fifth of
-        the statements of a hop). If any message fails, that transaction is rolled back whole
-        and the batch is applied again with a savepoint per message, so the others still commit.
+        the statements of a hop), the events the handlers queue (``outbox.queue_event``) numbered
+        and written together at the end, and through the batch handler where the consumer has
+        one (all the batch's events in one call). If any message fails, that transaction is
+        rolled back whole and the batch is applied again event by event with a savepoint per
+        message, so the others still commit.
         """
         try:
             await self._process(messages, isolate=False)
@@ -112,9 +119,19 @@ class EventConsumer(GroupMember):
         applied: list[AnyEnvelope] = []
         async with unit_of_work(self.pool) as conn:
             seen = await self._already_applied(conn, messages)
-            for i, msg in enumerate(messages):
-                await self._take(conn, msg, i in seen, applied, failed, isolate=isolate)
-                self.handled += 1  # completed (a statement that blocks for ever never gets here)
+            if isolate:  # a savepoint a message: what each writes stays with it
+                for i, msg in enumerate(messages):
+                    await self._take(conn, msg, i in seen, applied, failed, isolate=True)
+                    self.handled += 1  # completed (a statement that blocks for ever never gets here)
+            else:  # the events the handlers queue are numbered and written together at the end
+                async with batched(conn):
+                    if self.batch is not None and not tracing_enabled():
+                        applied = await self._apply_batch(conn, messages, seen)
+                        self.handled += len(messages)
+                    else:
+                        for i, msg in enumerate(messages):
+                            await self._take(conn, msg, i in seen, applied, failed, isolate=False)
+                            self.handled += 1
         self._count_applied(applied)
         for msg, event, first_error in failed:
             await self._retry_then_dead_letter(msg, event, first_error)
@@ -130,26 +147,8 @@ class EventConsumer(GroupMember):
         isolate: bool,
     ) -> None:
         """One message of a batch: skipped, dead-lettered, applied, or kept for a retry."""
-        EVENTS_CONSUMED.labels(self.service, self.name, neutral_label(msg.topic)).inc()
-        if duplicate:  # a redelivery (rebalance, replay, a re-send after a broker reset)
-            INBOX_DUPLICATES.labels(self.service, self.name).inc()
-            return
-        try:
-            event = parse_event(msg.value or b"")
-            wanted = self.accept(event) if spec_for(event.type).topic == msg.topic else None
-        except Exception as e:  # unparseable, or a filter that chokes on it: never stall
-            await self.dead_letter(conn, msg, describe_error(e))
-            return
-        if wanted is None:
-            # A well-formed event on the wrong topic: its handler would misread it.
-            await self.dead_letter(conn, msg, f"event type {event.type} does not belong on topic {msg.topic}")
-            return
-        if not wanted:
-            return
-        try:
-            self.check(msg.value or b"", event)
-        except Rejected as e:
-            await self.reject(conn, msg, e)
+        event = await self._admit(conn, msg, duplicate)
+        if event is None:
             return
         try:
             if await self._apply_traced(conn, event, msg, isolate=isolate):
@@ -165,6 +164,69 @@ class EventConsumer(GroupMember):
                 await self.dead_letter(conn, msg, describe_error(e))
             else:
                 failed.append((msg, event, e))
+
+    async def _admit(
+        self, conn: asyncpg.Connection, msg: ConsumerRecord[bytes, bytes], duplicate: bool
+    ) -> AnyEnvelope | None:
+        """The message's event if it is to be applied: not a redelivery, parsed, on its own topic,
+        wanted, signed by a trusted sender with authority for it. Otherwise None, and whatever
+        could not be taken is dead-lettered with its reason."""
+        EVENTS_CONSUMED.labels(self.service, self.name, neutral_label(msg.topic)).inc()
+        if duplicate:  # a redelivery (rebalance, replay, a re-send after a broker reset)
+            INBOX_DUPLICATES.labels(self.service, self.name).inc()
+            return None
+        try:
+            event = parse_event(msg.value or b"")
+            wanted = self.accept(event) if spec_for(event.type).topic == msg.topic else None
+        except Exception as e:  # unparseable, or a filter that chokes on it: never stall
+            await self.dead_letter(conn, msg, describe_error(e))
+            return None
+        if wanted is None:
+            # A well-formed event on the wrong topic: its handler would misread it.
+            await self.dead_letter(conn, msg, f"event type {event.type} does not belong on topic {msg.topic}")
+            return None
+        if not wanted:
+            return None
+        try:
+            self.check(msg.value or b"", event)
+        except Rejected as e:
+            await self.reject(conn, msg, e)
+            return None
+        return event
+
+    async def _apply_batch(
+        self, conn: asyncpg.Connection, messages: list[ConsumerRecord[bytes, bytes]], seen: set[int]
+    ) -> list[AnyEnvelope]:
+        """The batch handler's way: every admitted event recorded in the inbox with one statement,
+        then applied by one call. Any failure of an event is the batch's (``_Isolate``)."""
+        assert self.batch is not None
+        taken: dict[uuid.UUID, tuple[AnyEnvelope, ConsumerRecord[bytes, bytes]]] = {}
+        for i, msg in enumerate(messages):
+            event = await self._admit(conn, msg, i in seen)
+            if event is not None and event.id not in taken:  # the inbox applies an id once
+                taken[event.id] = (event, msg)
+        fresh = await record_in_inbox(conn, self.name, list(taken))
+        events = [event for event_id, (event, _) in taken.items() if event_id in fresh]
+        INBOX_DUPLICATES.labels(self.service, self.name).inc(len(taken) - len(events))
+        try:
+            await self.batch(conn, events)
+        except Exception as e:
+            if _transient(e):
+                raise
+            raise _Isolate from e
+        for event in events:
+            parent = _header(taken[event.id][1], "traceparent") or event.traceparent
+            if trace_id := trace_id_of(parent):
+                log.info(
+                    "event applied",
+                    extra={
+                        "consumer": self.name,
+                        "type": event.type,
+                        "event_id": str(event.id),
+                        "trace_id": trace_id,
+                    },
+                )
+        return events
 
     async def _already_applied(
         self, conn: asyncpg.Connection, messages: list[ConsumerRecord[bytes, bytes]]
@@ -316,6 +378,21 @@ def _header(msg: ConsumerRecord[bytes, bytes], name: str) -> str | None:
         if key == name and value:
             return str(value.decode(errors="replace"))
     return None
+
+
+async def record_in_inbox(
+    conn: asyncpg.Connection, consumer: str, event_ids: list[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Record events as applied by ``consumer``, in one statement; the ids that were not yet."""
+    if not event_ids:
+        return set()
+    rows = await conn.fetch(
+        """INSERT INTO inbox (consumer, event_id) SELECT $1, e FROM unnest($2::uuid[]) AS e
+           ON CONFLICT DO NOTHING RETURNING event_id""",
+        consumer,
+        event_ids,
+    )
+    return {r["event_id"] for r in rows}
 
 
 async def forget_applied(conn: asyncpg.Connection, consumer: str) -> int:

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TypedDict, Unpack
 
 import asyncpg
 
 from shared.events import payloads as p
-from shared.events.envelope import AnyEnvelope
-from shared.outbox import add_events, make_event
+from shared.events.envelope import new_event_id
+from shared.outbox import Batch, Queued, collecting
 from shared.sensitivity import is_sensitive, neutral_purpose, neutral_type
 
 EVENT_TYPE = "disclosure.recorded.v1"
@@ -77,42 +76,28 @@ def disclosure(
     )
 
 
-async def _sequences(conn: asyncpg.Connection, subjects: list[str], source: str) -> dict[str, int]:
-    """The sequence number each subject had before ``subjects`` (repeats counted) are numbered.
+async def publish(
+    conn: asyncpg.Connection, source: str, items: Sequence[tuple[str, p.DisclosureRecordedV1 | None]]
+) -> None:
+    """Queue the disclosure events of ``(subject, payload)`` pairs in the caller's transaction (one
+    statement for the sequence numbers, one COPY for the rows; inside a consumer's batch, with the
+    batch's other events); the relay signs and sends.
 
     Disclosures are numbered apart from the source's other events (``<source>#disclosures``): the
     exchange orders a registry's vital events by their sequence and never sees its disclosures,
     so a disclosure numbered among them would leave a gap there that no event ever fills."""
-    counts = Counter(subjects)
-    rows = await conn.fetch(
-        """INSERT INTO subject_sequences (subject, source, last_sequence)
-           SELECT s, $3, n FROM unnest($1::text[], $2::bigint[]) AS u(s, n)
-           ON CONFLICT (subject, source) DO UPDATE
-               SET last_sequence = subject_sequences.last_sequence + EXCLUDED.last_sequence
-           RETURNING subject, last_sequence""",
-        list(counts),
-        list(counts.values()),
-        source + SEQUENCE_SPACE,
-    )
-    return {r["subject"]: int(r["last_sequence"]) - counts[r["subject"]] for r in rows}
-
-
-async def publish(
-    conn: asyncpg.Connection, source: str, items: Sequence[tuple[str, p.DisclosureRecordedV1 | None]]
-) -> list[AnyEnvelope]:
-    """Queue the disclosure events of ``(subject, payload)`` pairs in the caller's transaction
-    (one statement for the sequence numbers, one COPY for the rows); the relay signs and sends."""
-    wanted = [(subject, data) for subject, data in items if data is not None]
-    if not wanted:
-        return []
-    last = await _sequences(conn, [s for s, _ in wanted], source)
-    events = []
-    for subject, data in wanted:
-        last[subject] += 1
-        events.append(
-            make_event(
-                event_type=EVENT_TYPE, source=source, subject=subject, data=data, sequence=last[subject]
+    batch = collecting(conn) or Batch(conn)
+    for subject, data in items:
+        if data is not None:
+            batch.add(
+                Queued(
+                    event_type=EVENT_TYPE,
+                    source=source,
+                    subject=subject,
+                    data=data,
+                    event_id=new_event_id(),
+                    numbered_in=source + SEQUENCE_SPACE,
+                )
             )
-        )
-    await add_events(conn, events)
-    return events
+    if collecting(conn) is None:
+        await batch.write()

@@ -23,6 +23,9 @@ from shared.events.envelope import AnyEnvelope
 S = TypeVar("S")
 Handler = Callable[[asyncpg.Connection, S, AnyEnvelope], Awaitable[object]]
 Bound = Callable[[asyncpg.Connection, AnyEnvelope], Awaitable[None]]
+# Applies many fresh events at once, with the same outcome as the table's handlers applying them
+# in turn (a consumer writes their inbox rows); if it raises, the consumer goes event by event.
+BatchHandler = Callable[[asyncpg.Connection, list[AnyEnvelope]], Awaitable[None]]
 
 
 class Unhandled(Exception):
@@ -48,6 +51,13 @@ def dispatcher(table: Mapping[str, Handler[S]], settings: S, *, topics: Iterable
         await handler(conn, settings, event)
 
     return dispatch
+
+
+def batch_handler(batches: Mapping[str, BatchHandler], topics: Iterable[str]) -> BatchHandler | None:
+    """The whole-batch handler for a consumer of ``topics``: there is one when they carry a single
+    event type and ``batches`` has an entry for it (a batch of mixed types goes event by event)."""
+    types = types_on(topics)
+    return batches.get(types[0]) if len(types) == 1 else None
 
 
 def types_on(topics: Iterable[str]) -> list[str]:

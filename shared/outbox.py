@@ -8,10 +8,15 @@ talks to the broker and publishes the rows in order.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import io
 import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -169,8 +174,12 @@ def make_event(
     )
 
 
-async def add_events(conn: asyncpg.Connection, events: list[AnyEnvelope]) -> None:
+async def add_events(
+    conn: asyncpg.Connection, events: list[AnyEnvelope], keys: Sequence[str | None] | None = None
+) -> None:
     """Write many events to the outbox with COPY in the caller's transaction, in list order.
+
+    ``keys``: each event's Kafka key where it is not its subject (None: the subject).
 
     Like ``add_event`` it does not wake the relay: call ``wake_relay`` after the commit.
 
@@ -181,13 +190,13 @@ async def add_events(conn: asyncpg.Connection, events: list[AnyEnvelope]) -> Non
         return
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    for event in events:
+    for event, key in zip(events, keys or [None] * len(events), strict=True):
         writer.writerow(
             (
                 event.id,
                 event.type,
                 spec_for(event.type).topic,
-                event.subject,
+                key or event.subject,
                 "\\x" + event.model_dump_json().encode().hex(),
                 orjson.dumps(_headers(event)).decode(),
             )
@@ -197,4 +206,154 @@ async def add_events(conn: asyncpg.Connection, events: list[AnyEnvelope]) -> Non
         source=io.BytesIO(buffer.getvalue().encode()),
         columns=["event_id", "event_type", "topic", "key", "value", "headers"],
         format="csv",
+    )
+
+
+async def reserve_sequences(
+    conn: asyncpg.Connection, numbered: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """Number many events at once: ``numbered`` holds each event's (subject, sequence space), repeats
+    counted; returns the number each pair had before them (its events take the next ones in turn).
+
+    One statement, rows locked in a fixed order (two batches of one subject cannot deadlock)."""
+    counts = Counter(numbered)
+    pairs = sorted(counts)
+    rows = await conn.fetch(
+        """INSERT INTO subject_sequences (subject, source, last_sequence)
+           SELECT s, src, n FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS u(s, src, n, i)
+           ORDER BY i
+           ON CONFLICT (subject, source) DO UPDATE
+               SET last_sequence = subject_sequences.last_sequence + EXCLUDED.last_sequence
+           RETURNING subject, source, last_sequence""",
+        [s for s, _ in pairs],
+        [space for _, space in pairs],
+        [counts[pair] for pair in pairs],
+    )
+    return {
+        (r["subject"], r["source"]): int(r["last_sequence"]) - counts[(r["subject"], r["source"])]
+        for r in rows
+    }
+
+
+# --- a consumer's batch: the events its handlers queue are numbered and written together ---
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """An event queued in a batch: what ``add_event`` takes, its id taken now, and the sequence
+    space it is numbered in (its source's own, or one apart: ``shared.disclosures``)."""
+
+    event_type: str
+    source: str
+    subject: str
+    data: BaseModel
+    event_id: uuid.UUID
+    numbered_in: str
+    origin: str | None = None
+    destination: str | None = None
+    traceparent: str | None = None
+    key: str | None = None
+
+
+class Batch:
+    """Events queued on one connection's transaction, written when ``batched`` ends."""
+
+    def __init__(self, conn: asyncpg.Connection):
+        self.conn = conn
+        self.queued: list[Queued] = []
+
+    def add(self, item: Queued) -> uuid.UUID:
+        _spec_carrying(item.event_type, item.data)  # refused now, where the caller can see why
+        self.queued.append(item)
+        return item.event_id
+
+    async def write(self) -> None:
+        """Number every queued event (one statement) and write them in queue order (one COPY)."""
+        if not self.queued:
+            return
+        before = await reserve_sequences(self.conn, [(q.subject, q.numbered_in) for q in self.queued])
+        events = []
+        for q in self.queued:
+            before[(q.subject, q.numbered_in)] += 1
+            events.append(
+                make_event(
+                    event_type=q.event_type,
+                    source=q.source,
+                    subject=q.subject,
+                    data=q.data,
+                    sequence=before[(q.subject, q.numbered_in)],
+                    origin=q.origin,
+                    destination=q.destination,
+                    traceparent=q.traceparent,
+                    event_id=q.event_id,
+                )
+            )
+        await add_events(self.conn, events, [q.key for q in self.queued])
+        self.queued.clear()
+
+
+_batch: ContextVar[Batch | None] = ContextVar("outbox_batch", default=None)
+
+
+@contextlib.asynccontextmanager
+async def batched(conn: asyncpg.Connection) -> AsyncIterator[Batch]:
+    """Within the block, ``queue_event`` on ``conn`` collects events instead of writing each (two
+    statements apiece); they are numbered and written together when the block ends, still in the
+    caller's transaction, after everything else the block wrote. An exception writes nothing."""
+    batch = Batch(conn)
+    token = _batch.set(batch)
+    try:
+        yield batch
+    finally:
+        _batch.reset(token)
+    await batch.write()
+
+
+def collecting(conn: asyncpg.Connection) -> Batch | None:
+    """The batch collecting events on ``conn`` in this task, if any."""
+    batch = _batch.get()
+    return batch if batch is not None and batch.conn is conn else None
+
+
+async def queue_event(
+    conn: asyncpg.Connection,
+    *,
+    event_type: str,
+    source: str,
+    subject: str,
+    data: BaseModel,
+    origin: str | None = None,
+    destination: str | None = None,
+    traceparent: str | None = None,
+    key: str | None = None,
+) -> uuid.UUID:
+    """``add_event`` for events nothing else in the transaction reads back: inside ``batched``
+    it is queued and written with the batch's others, elsewhere at once. Returns its id."""
+    batch = collecting(conn)
+    if batch is None:
+        event = await add_event(
+            conn,
+            event_type=event_type,
+            source=source,
+            subject=subject,
+            data=data,
+            origin=origin,
+            destination=destination,
+            traceparent=traceparent,
+            key=key,
+        )
+        return event.id
+    return batch.add(
+        Queued(
+            event_type=event_type,
+            source=source,
+            subject=subject,
+            data=data,
+            event_id=new_event_id(),
+            numbered_in=source,
+            origin=origin,
+            destination=destination,
+            traceparent=current_traceparent() or traceparent,
+            key=key,
+        )
     )

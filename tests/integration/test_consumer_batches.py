@@ -111,3 +111,34 @@ async def test_a_failing_message_leaves_the_rest_of_its_batch_applied_once(
         assert await consumer.pool.fetchval("SELECT count(*) FROM dead_letters") == 2
     finally:
         await consumer.pool.close()
+
+
+async def test_a_batch_handler_takes_clean_batches_whole_and_a_failing_one_event_by_event(
+    fresh_db: str, tmp_path: Path
+) -> None:
+    consumer = await _consumer(fresh_db, tmp_path)
+    wholes: list[list[str]] = []
+
+    async def whole(conn: asyncpg.Connection, events: list[Envelope[Any]]) -> None:
+        wholes.append([e.data.reason for e in events])
+        await conn.executemany("INSERT INTO effects VALUES ($1, $2)", [(e.id, e.data.reason) for e in events])
+        if any(e.data.reason == "explodes" for e in events):
+            raise RuntimeError("one of the batch failed after writing")
+
+    consumer.batch = whole
+    try:
+        again = new_event_id()
+        await consumer.process([_record(0, "one", again), _record(1, "two"), _record(2, "one again", again)])
+        assert wholes == [["one", "two"]]  # one call, the repeated id once
+        assert await _effects(consumer) == ["one", "two"]
+
+        await consumer.process([_record(0, "one", again), _record(3, "three")])  # a redelivery beside a new one
+        assert wholes[-1] == ["three"]
+        await consumer.process([_record(4, "four"), _record(5, "explodes"), _record(6, "five")])
+        assert wholes[-1] == ["four", "explodes", "five"]  # rolled back whole, then event by event:
+        assert await _effects(consumer) == ["five", "four", "one", "three", "two"]
+        dead = await consumer.pool.fetch('SELECT "offset", reason FROM dead_letters')
+        assert [(r["offset"], r["reason"].split(":")[0]) for r in dead] == [(5, "RuntimeError")]
+        assert await consumer.pool.fetchval("SELECT count(*) FROM inbox WHERE consumer = 'batch'") == 5
+    finally:
+        await consumer.pool.close()

@@ -119,3 +119,34 @@ async def mark_resent(
         next_at,
         int(sent),
     )
+
+
+async def lock_progress_of(
+    conn: asyncpg.Connection, pairs: list[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """Lock many (subject, source) pairs in a fixed order, created where new (nothing applied);
+    each one's (last applied sequence, events waiting)."""
+    pairs = sorted(set(pairs))
+    rows = await conn.fetch(
+        """INSERT INTO sequence_progress AS p (subject, source, last_sequence)
+           SELECT s, src, 0 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(s, src, i) ORDER BY i
+           ON CONFLICT (subject, source) DO UPDATE SET last_sequence = p.last_sequence
+           RETURNING subject, source, last_sequence, parked""",
+        [s for s, _ in pairs],
+        [src for _, src in pairs],
+    )
+    return {(r["subject"], r["source"]): (int(r["last_sequence"]), int(r["parked"])) for r in rows}
+
+
+async def set_progress_of(conn: asyncpg.Connection, progress: dict[tuple[str, str], int]) -> None:
+    """``set_progress`` for many pairs at once."""
+    if not progress:
+        return
+    await conn.execute(
+        """UPDATE sequence_progress p SET last_sequence = greatest(p.last_sequence, u.last)
+           FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(subject, source, last)
+           WHERE p.subject = u.subject AND p.source = u.source""",
+        [s for s, _ in progress],
+        [src for _, src in progress],
+        list(progress.values()),
+    )

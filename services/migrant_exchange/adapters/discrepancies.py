@@ -191,3 +191,22 @@ def repair_in_flight(case: asyncpg.Record, now: dt.datetime) -> bool:
     return bool(
         case["repair_state"] == "requested" and asked and (now - asked).total_seconds() < _REQUEST_SECONDS
     )
+
+
+async def repairs_answered(
+    conn: asyncpg.Connection, answers: list[tuple[uuid.UUID, str, str | None]]
+) -> None:
+    """``repair_answered`` for many (notification id, outcome, reason) at once."""
+    if not answers:
+        return
+    await conn.execute(
+        """UPDATE discrepancies d SET repair_state = u.outcome,
+                  reason = CASE WHEN u.outcome = 'applied' THEN NULL ELSE u.reason END,
+                  state = CASE WHEN u.outcome = 'applied' THEN 'resolved' ELSE d.state END,
+                  resolved_at = CASE WHEN u.outcome = 'applied' THEN now() ELSE d.resolved_at END
+           FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(notification_id, outcome, reason)
+           WHERE d.repair_notification_id = u.notification_id AND d.state = 'open'""",
+        [a[0] for a in answers],
+        [a[1] for a in answers],
+        [a[2] for a in answers],
+    )

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import asyncpg
+import orjson
 
 from services.migrant_exchange.domain.routing import Whereabouts
 
@@ -196,3 +197,119 @@ async def clear_roster(conn: asyncpg.Connection) -> list[str]:
     """Empty the roster (a rebuild refills it from the registries' events)."""
     await conn.execute("TRUNCATE roster")
     return ["roster"]
+
+
+# --- a consumer's batch at once: the statements above for many rows each ---
+
+
+async def whereabouts_locked(conn: asyncpg.Connection, subjects: list[str]) -> dict[str, Whereabouts]:
+    """``whereabouts`` of many subjects, their rows locked in subject order; absent ones left out."""
+    rows = await conn.fetch(
+        """SELECT subject, hukou_division, residence_division, residence_as_of FROM roster
+           WHERE subject = ANY($1::text[]) ORDER BY subject FOR UPDATE""",
+        subjects,
+    )
+    return {
+        r["subject"]: Whereabouts(r["hukou_division"], r["residence_division"], r["residence_as_of"])
+        for r in rows
+    }
+
+
+async def whereabouts_by_subject(conn: asyncpg.Connection, subjects: list[str]) -> dict[str, Whereabouts]:
+    """``whereabouts_of`` by subject (no lock); absent ones left out."""
+    rows = await conn.fetch(
+        """SELECT subject, hukou_division, residence_division, residence_as_of FROM roster
+           WHERE subject = ANY($1::text[])""",
+        subjects,
+    )
+    return {
+        r["subject"]: Whereabouts(r["hukou_division"], r["residence_division"], r["residence_as_of"])
+        for r in rows
+    }
+
+
+async def save_roster(
+    conn: asyncpg.Connection, rows: list[tuple[str, Whereabouts, int, dt.datetime]]
+) -> None:
+    """``save_whereabouts`` for many subjects, each once: (subject, whereabouts, moves, last event time)."""
+    await conn.execute(
+        """INSERT INTO roster (subject, hukou_division, residence_division, residence_as_of, moves, last_event_at)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int[], $6::timestamptz[])
+           ON CONFLICT (subject) DO UPDATE SET hukou_division = EXCLUDED.hukou_division,
+               residence_division = EXCLUDED.residence_division, residence_as_of = EXCLUDED.residence_as_of,
+               moves = roster.moves + EXCLUDED.moves,
+               last_event_at = greatest(roster.last_event_at, EXCLUDED.last_event_at), updated_at = now()""",
+        [s for s, _, _, _ in rows],
+        [w.hukou for _, w, _, _ in rows],
+        [w.residence for _, w, _, _ in rows],
+        [w.as_of for _, w, _, _ in rows],
+        [m for _, _, m, _ in rows],
+        [at for _, _, _, at in rows],
+    )
+
+
+async def insert_notifications(conn: asyncpg.Connection, ns: list[dict[str, Any]]) -> set[uuid.UUID]:
+    """``insert_notification`` for many; the ids of those inserted (not already there)."""
+    if not ns:
+        return set()
+    rows = await conn.fetch(
+        """INSERT INTO notifications (id, target_division, source_division, subject, event_id, event_type,
+                                      event_sequence, event_time, payload, deadline, next_attempt_at,
+                                      withheld_fields)
+           SELECT u.id, u.target, u.source, u.subject, u.event_id, u.event_type, u.seq, u.at, u.payload,
+                  u.deadline, u.next_at, ARRAY(SELECT jsonb_array_elements_text(u.withheld::jsonb))
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::bigint[],
+                       $8::timestamptz[], $9::jsonb[], $10::timestamptz[], $11::timestamptz[], $12::text[])
+                AS u(id, target, source, subject, event_id, event_type, seq, at, payload, deadline, next_at, withheld)
+           ON CONFLICT (event_id, target_division) DO NOTHING RETURNING id""",
+        *(
+            [_json_text(n[k]) if k == "withheld_fields" else n[k] for n in ns]
+            for k in (
+                "notification_id",
+                "target_division",
+                "source_division",
+                "subject",
+                "event_id",
+                "event_type",
+                "event_sequence",
+                "event_time",
+                "payload",
+                "deadline",
+                "next_attempt_at",
+                "withheld_fields",
+            )
+        ),
+    )
+    return {r["id"] for r in rows}
+
+
+async def notification_targets(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Whom each of these notifications is addressed to (absent ones left out)."""
+    rows = await conn.fetch("SELECT id, target_division FROM notifications WHERE id = ANY($1::uuid[])", ids)
+    return {r["id"]: r["target_division"] for r in rows}
+
+
+async def close_notifications(
+    conn: asyncpg.Connection, answers: list[tuple[uuid.UUID, str, str, list[dict[str, Any]], str | None]]
+) -> set[uuid.UUID]:
+    """``close_notification`` for many answers (notification id, from, outcome, conflicts, reason),
+    at most one per notification; the ids closed now."""
+    if not answers:
+        return set()
+    rows = await conn.fetch(
+        """UPDATE notifications n SET state = u.outcome, feedback_at = now(), conflicts = u.conflicts::jsonb,
+                                      reason = u.reason, next_attempt_at = NULL,
+                                      payload = CASE WHEN u.outcome = 'applied' THEN NULL ELSE n.payload END
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
+                AS u(id, from_division, outcome, conflicts, reason)
+           WHERE n.id = u.id AND n.target_division = u.from_division AND n.state IN ('pending', 'overdue')
+           RETURNING n.id""",
+        *([_json_text(a[i]) if i == 3 else a[i] for a in answers] for i in range(5)),
+    )
+    return {r["id"] for r in rows}
+
+
+def _json_text(value: object) -> str:
+    """A list for a jsonb array element, as JSON text (asyncpg would take a nested list for a
+    second dimension of the array)."""
+    return orjson.dumps(value).decode()

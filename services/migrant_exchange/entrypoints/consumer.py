@@ -29,6 +29,7 @@ def event_consumer(pool: asyncpg.Pool, settings: ExchangeSettings) -> EventConsu
         name=f"{settings.consumer_group}-events",
         topics=messagebus.TABLES["events"].topics,
         handler=messagebus.in_order(settings),
+        batch=messagebus.in_batches(settings),
         rebuild=roster.rebuild_roster,
     )
 

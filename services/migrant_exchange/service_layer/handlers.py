@@ -26,7 +26,7 @@ from shared.events.signature import NOT_AUTHORIZED, Rejected
 from shared.events.upcasting import current_type
 from shared.identity import subject_key
 from shared.observability import redact
-from shared.outbox import add_event
+from shared.outbox import add_event, queue_event
 from shared.sealing import notification_aad, seal
 from shared.sensitivity import neutral_text
 
@@ -86,7 +86,7 @@ async def _notify(
         return None
     if event.type == "pregnancy.registered.v1":
         await repo.add_pregnancy_recipient(conn, data["pregnancy_id"], target)
-    await _publish(conn, settings, notification, event.traceparent)
+    await publish(conn, settings, notification, event.traceparent)
     notification_id: uuid.UUID = notification["notification_id"]
     return notification_id
 
@@ -110,8 +110,19 @@ async def _notification(
 
     The agreement's field restriction for this direction is applied here, and the notification
     names the withheld fields: the receiver validates the payload without exactly those."""
-    producer = str(event.producer)
-    row = await repo.agreement(conn, producer, target)
+    return notification_under(
+        await repo.agreement(conn, str(event.producer), target), settings, event, data, target
+    )
+
+
+def notification_under(
+    row: asyncpg.Record | None,
+    settings: ExchangeSettings,
+    event: Envelope[Any],
+    data: dict[str, Any],
+    target: str,
+) -> dict[str, Any] | None:
+    """``_notification`` with the agreement between the event's producer and ``target`` read."""
     if row is None or not routing.covers(row["event_types"], event.type):
         return None
     sides = (row["division_a"], row["division_b"])
@@ -128,7 +139,7 @@ async def _notification(
     return {
         "notification_id": uuid.uuid4(),
         "target_division": target,
-        "source_division": producer,
+        "source_division": str(event.producer),
         "subject": event.subject,
         "event_id": event.id,
         "event_type": event.type,
@@ -141,7 +152,7 @@ async def _notification(
     }
 
 
-async def _publish(
+async def publish(
     conn: asyncpg.Connection, settings: ExchangeSettings, n: dict[str, Any], traceparent: str | None = None
 ) -> None:
     """Queue ``exchange.notification.v1`` for the addressee (each send is a new event id).
@@ -158,7 +169,7 @@ async def _publish(
     if key is not None:
         aad = notification_aad(n["notification_id"], target, n["event_type"])
         sealed = seal(orjson.dumps(n["payload"]), key.kid, key.raw, aad)
-    await add_event(
+    await queue_event(
         conn,
         event_type="exchange.notification.v1",
         source=EXCHANGE_SOURCE,
@@ -189,7 +200,7 @@ async def resend_unanswered(conn: asyncpg.Connection, settings: ExchangeSettings
             await delivery.mark_resent(conn, row["id"], None, sent=False)
             continue
         n = {**dict(row), "notification_id": row["id"]}
-        await _publish(conn, settings, n)
+        await publish(conn, settings, n)
         attempts = row["attempts"] + 1
         delay = routing.retry_delay(
             settings.notification_retry_seconds, attempts, settings.notification_retry_cap_seconds
@@ -221,7 +232,7 @@ async def record_feedback(conn: asyncpg.Connection, feedback: p.ExchangeFeedback
         feedback.reason,
     )
     if closed:
-        await cases.repair_answered(conn, feedback.notification_id, feedback.outcome, _why(feedback))
+        await cases.repair_answered(conn, feedback.notification_id, feedback.outcome, why(feedback))
     return closed
 
 
@@ -264,7 +275,7 @@ async def answer_over_rest(conn: asyncpg.Connection, answer: AnswerOverRest) -> 
     return await repo.get_notification(conn, answer.notification_id)  # read back in the same transaction
 
 
-def _why(feedback: p.ExchangeFeedbackV1) -> str | None:
+def why(feedback: p.ExchangeFeedbackV1) -> str | None:
     """What an operator may read of a refusal: the reason and the fields, never their values."""
     if feedback.outcome == "applied":
         return None

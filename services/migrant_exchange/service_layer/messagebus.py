@@ -22,11 +22,11 @@ from typing import Any
 
 import asyncpg
 
-from services.migrant_exchange.adapters import stats
-from services.migrant_exchange.service_layer import disclosures, handlers, ordering
+from services.migrant_exchange.adapters import delivery, stats
+from services.migrant_exchange.service_layer import batches, disclosures, handlers, ordering
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.disclosures import EVENT_TYPE as DISCLOSURE
-from shared.dispatch import Bound, Handler, dispatcher
+from shared.dispatch import BatchHandler, Bound, Handler, dispatcher
 from shared.events.catalog import CURRENT_TYPES, DISCLOSURE_TOPIC, TOPICS, spec_for
 from shared.events.envelope import Envelope
 
@@ -115,6 +115,26 @@ def in_order(settings: ExchangeSettings) -> Bound:
 
     async def handle(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
         await ordering.apply_in_order(conn, event, apply, settings.sequence_gap_seconds)
+
+    return handle
+
+
+def in_batches(settings: ExchangeSettings) -> BatchHandler:
+    """The routing consumer's whole-batch handler: ``in_order`` for each event in turn, in a few
+    statements for the batch (``batches``) when every event is of a kind it folds and applies at
+    once; otherwise event by event, in the same transaction."""
+    one = in_order(settings)
+
+    async def handle(conn: asyncpg.Connection, events: list[Envelope[Any]]) -> None:
+        if all(batches.plain(e, ROUTED) for e in events):
+            reached = await batches.in_line(conn, events)
+            if reached is not None:
+                await batches.route(conn, settings, [e for e in events if e.type != FEEDBACK])
+                await batches.close(conn, [e for e in events if e.type == FEEDBACK])
+                await delivery.set_progress_of(conn, reached)
+                return
+        for event in events:
+            await one(conn, event)
 
     return handle
 

@@ -31,6 +31,7 @@ def consumers(pool: asyncpg.Pool, settings: RegistrySettings) -> list[EventConsu
             name=f"{settings.consumer_group}-disclosures",
             topics=disclosures,
             handler=messagebus.handler(settings, disclosures),
+            batch=messagebus.batch(disclosures),
             accept=lambda e: reported_to_us(settings, e),
         ),
     ]

@@ -33,7 +33,7 @@ from shared.events.catalog import spec_for
 from shared.events.envelope import Envelope
 from shared.events.restriction import NotWithholdable, restricted_model
 from shared.events.upcasting import current_field, upcast_data
-from shared.outbox import add_event
+from shared.outbox import queue_event
 from shared.sealing import CannotOpen, notification_aad, open_sealed
 from shared.trust import keyring_of
 
@@ -68,7 +68,7 @@ async def apply_notification(
         reason=reason,
         applied_at=dt.datetime.now(dt.UTC),
     )
-    await add_event(
+    await queue_event(
         conn,
         event_type="exchange.feedback.v1",
         source=f"/registry/{n.target_division}",

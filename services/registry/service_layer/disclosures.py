@@ -47,7 +47,12 @@ def entry(subject: str, d: p.DisclosureRecordedV1) -> audit.AuditEntry:
 async def record_reported(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
     """Append a disclosure another party reported to this registry's audit log (once per database,
     however many of its divisions the event names)."""
-    await audit.append(conn, [entry(event.subject, event.data)])
+    await record_all_reported(conn, [event])
+
+
+async def record_all_reported(conn: asyncpg.Connection, events: list[Envelope[Any]]) -> None:
+    """``record_reported`` for a consumer's batch: one append to the chain, in order."""
+    await audit.append(conn, [entry(event.subject, event.data) for event in events])
 
 
 def reported_to_us(settings: RegistrySettings, event: Envelope[Any]) -> bool:

@@ -17,10 +17,10 @@ from typing import Any
 import asyncpg
 
 from services.registry.service_layer.counterpart import apply_notification
-from services.registry.service_layer.disclosures import record_reported
+from services.registry.service_layer.disclosures import record_all_reported, record_reported
 from services.registry.settings import RegistrySettings
 from shared.disclosures import EVENT_TYPE as DISCLOSURE
-from shared.dispatch import Bound, Handler, dispatcher
+from shared.dispatch import BatchHandler, Bound, Handler, batch_handler, dispatcher
 from shared.events.envelope import Envelope
 
 NOTIFICATION = "exchange.notification.v1"
@@ -39,6 +39,15 @@ HANDLERS: dict[str, Handler[RegistrySettings]] = {
 }
 
 
+# Whole batches where one call does what the table's handler does for each event in turn.
+BATCHES: dict[str, BatchHandler] = {DISCLOSURE: record_all_reported}
+
+
 def handler(settings: RegistrySettings, topics: list[str]) -> Bound:
     """``HANDLERS`` as one consumer handler for ``topics``."""
     return dispatcher(HANDLERS, settings, topics=topics)
+
+
+def batch(topics: list[str]) -> BatchHandler | None:
+    """``BATCHES``' handler for a consumer of ``topics``, if they carry a type it has."""
+    return batch_handler(BATCHES, topics)

@@ -1,0 +1,149 @@
+"""The routing consumer's whole batch at once: what ``ordering`` and ``HANDLERS`` do event by event,
+in a handful of statements for the batch rather than about ten for each event.
+
+A fetch of a busy consumer holds hundreds of events. Taken one at a time, each costs its
+ordering step, the roster row read and written, the agreement read, the notification written
+and its outbox rows numbered and written. Here the batch's ordering rows are locked and read
+in one statement, its roster rows in one, the agreements once per pair of jurisdictions, and the
+notifications, the roster and the progress written with one statement each; the events queued
+(notifications, disclosures) are written by the consumer's batch with one COPY.
+
+The outcome is the same as applying the events in turn (``tests/integration/test_exchange_batches.py``
+holds the two to each other): the batch is folded in memory in the order it arrived. What is
+rare takes the event-by-event way for the whole batch (``eligible``): an event that must wait for
+its predecessor or releases waiting ones, pregnancies (their recipients are kept for the
+closure), and reconciliation repairs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import asyncpg
+
+from services.migrant_exchange.adapters import delivery
+from services.migrant_exchange.adapters import discrepancies as cases
+from services.migrant_exchange.adapters import repository as repo
+from services.migrant_exchange.domain import routing
+from services.migrant_exchange.domain.routing import Whereabouts
+from services.migrant_exchange.service_layer import disclosures, handlers
+from services.migrant_exchange.settings import ExchangeSettings
+from shared.events.envelope import Envelope
+from shared.events.signature import NOT_AUTHORIZED, Rejected
+from shared.identity import subject_key
+
+FEEDBACK = "exchange.feedback.v1"
+Pair = tuple[str, str]  # (subject, source): the ordering's unit
+
+
+def plain(event: Envelope[Any], routed: frozenset[str]) -> bool:
+    """Whether the batch way takes this event's type: feedback, and routed events but pregnancies'
+    and repairs'."""
+    if event.type == FEEDBACK:
+        return True
+    return (
+        event.type in routed
+        and not event.type.startswith("pregnancy.")
+        and event.type != handlers.REPAIR_TYPE
+    )
+
+
+async def in_line(conn: asyncpg.Connection, events: list[Envelope[Any]]) -> dict[Pair, int] | None:
+    """Lock the batch's ordering rows and check that every event applies at once (next in line with
+    nothing waiting, or a late arrival already passed); the last sequence each pair reaches, or
+    None when one would wait or release waiting ones (the batch then goes event by event)."""
+    ordered = [e for e in events if e.producer is not None]
+    if not ordered:
+        return {}
+    state = await delivery.lock_progress_of(conn, [(e.subject, e.source) for e in ordered])
+    reached: dict[Pair, int] = {}
+    for e in ordered:
+        last, waiting = state[(e.subject, e.source)]
+        if e.sequence == last + 1 and waiting == 0:
+            state[(e.subject, e.source)] = (e.sequence, 0)
+            reached[(e.subject, e.source)] = e.sequence
+        elif e.sequence > last:
+            return None
+    return reached
+
+
+async def route(conn: asyncpg.Connection, settings: ExchangeSettings, events: list[Envelope[Any]]) -> None:
+    """``handlers.route_vital_event`` for each event in turn, folded: the roster in memory, the
+    notifications, the roster rows and the disclosures written once each."""
+    events = [e for e in events if e.producer is not None]
+    if not events:
+        return
+    secret = settings.subject_key_secret.get_secret_value().encode()
+    datas = [e.data.model_dump(mode="json") for e in events]
+    others = [
+        [k for k in (subject_key(n, secret) for n in routing.related_people(e.type, d)) if k != e.subject]
+        for e, d in zip(events, datas, strict=True)
+    ]
+    subjects = sorted({e.subject for e in events})
+    roster = await repo.whereabouts_locked(conn, subjects)
+    unlocked = sorted({k for ks in others for k in ks} - set(subjects))
+    known = {**(await repo.whereabouts_by_subject(conn, unlocked) if unlocked else {}), **roster}
+    saved: dict[str, tuple[Whereabouts, int, Any]] = {}
+    agreements = _Agreements(conn)
+    notes: list[tuple[Envelope[Any], dict[str, Any], Whereabouts]] = []
+    for e, data, related_keys in zip(events, datas, others, strict=True):
+        before = known.get(e.subject, Whereabouts(None, None))
+        after = routing.after_event(before, e.type, data, Whereabouts(e.origin, e.destination), e.time)
+        known[e.subject] = after
+        _, moves, last = saved.get(e.subject, (after, 0, e.time))
+        saved[e.subject] = (after, moves + e.type.startswith("migration."), max(last, e.time))
+        related = tuple(known[k] for k in related_keys if k in known)
+        for target in sorted(routing.counterparts(str(e.producer), e.type, data, after, related)):
+            row = await agreements.between(str(e.producer), target)
+            n = handlers.notification_under(row, settings, e, data, target)
+            if n is not None:
+                notes.append((e, n, after))
+    await repo.save_roster(conn, [(s, w, moves, last) for s, (w, moves, last) in saved.items()])
+    inserted = await repo.insert_notifications(conn, [n for _, n, _ in notes])
+    told = []
+    for e, n, after in notes:
+        if n["notification_id"] in inserted:
+            await handlers.publish(conn, settings, n, e.traceparent)
+            told.append(disclosures.notified(e, n["notification_id"], n["target_division"], after))
+    await disclosures.publish(conn, told)
+
+
+async def close(conn: asyncpg.Connection, events: Iterable[Envelope[Any]]) -> None:
+    """``handlers.record_feedback`` for each answer in turn: the first answer to a notification
+    closes it, and feedback from a division a notification was not addressed to is refused
+    (raised: the consumer then takes the batch event by event and dead-letters that one)."""
+    answers = [e.data for e in events]
+    if not answers:
+        return
+    targets = await repo.notification_targets(conn, [a.notification_id for a in answers])
+    first: dict[uuid.UUID, Any] = {}
+    for a in answers:
+        target = targets.get(a.notification_id)
+        if target is not None and target != a.from_division:
+            raise Rejected(NOT_AUTHORIZED, "feedback from a division the notification was not addressed to")
+        first.setdefault(a.notification_id, a)
+    closed = await repo.close_notifications(
+        conn,
+        [
+            (a.notification_id, a.from_division, a.outcome, [c.model_dump() for c in a.conflicts], a.reason)
+            for a in first.values()
+        ],
+    )
+    await cases.repairs_answered(
+        conn, [(i, a.outcome, handlers.why(a)) for i, a in first.items() if i in closed]
+    )
+
+
+class _Agreements:
+    """The agreement between two jurisdictions, read once per pair in a batch."""
+
+    def __init__(self, conn: asyncpg.Connection):
+        self.conn = conn
+        self.read: dict[Pair, asyncpg.Record | None] = {}
+
+    async def between(self, a: str, b: str) -> asyncpg.Record | None:
+        if (a, b) not in self.read:
+            self.read[(a, b)] = await repo.agreement(self.conn, a, b)
+        return self.read[(a, b)]
