@@ -132,7 +132,9 @@ async def test_a_batch_handler_takes_clean_batches_whole_and_a_failing_one_event
         assert wholes == [["one", "two"]]  # one call, the repeated id once
         assert await _effects(consumer) == ["one", "two"]
 
-        await consumer.process([_record(0, "one", again), _record(3, "three")])  # a redelivery beside a new one
+        await consumer.process(
+            [_record(0, "one", again), _record(3, "three")]
+        )  # a redelivery beside a new one
         assert wholes[-1] == ["three"]
         await consumer.process([_record(4, "four"), _record(5, "explodes"), _record(6, "five")])
         assert wholes[-1] == ["four", "explodes", "five"]  # rolled back whole, then event by event:
