@@ -215,17 +215,9 @@ class EventConsumer(GroupMember):
                 raise
             raise _Isolate from e
         for event in events:
-            parent = _header(taken[event.id][1], "traceparent") or event.traceparent
-            if trace_id := trace_id_of(parent):
-                log.info(
-                    "event applied",
-                    extra={
-                        "consumer": self.name,
-                        "type": event.type,
-                        "event_id": str(event.id),
-                        "trace_id": trace_id,
-                    },
-                )
+            self._log_applied(
+                event, trace_id_of(_header(taken[event.id][1], "traceparent") or event.traceparent)
+            )
         return events
 
     async def _already_applied(
@@ -273,7 +265,12 @@ class EventConsumer(GroupMember):
         parent = _header(msg, "traceparent") or event.traceparent
         with consumer_span(self.name, event.type, msg.topic, parent) as trace_id:
             fresh = await self.apply_one(conn, event, isolate=isolate, count=False)
-        if trace_id:  # traced events only: the line that ties this service's work to the caller's trace
+        self._log_applied(event, trace_id)
+        return fresh
+
+    def _log_applied(self, event: AnyEnvelope, trace_id: str | None) -> None:
+        """The line that ties this service's work to the caller's trace (traced events only)."""
+        if trace_id:
             log.info(
                 "event applied",
                 extra={
@@ -283,7 +280,6 @@ class EventConsumer(GroupMember):
                     "trace_id": trace_id,
                 },
             )
-        return fresh
 
     async def rebuild_from(self, conn: asyncpg.Connection, events: Iterable[AnyEnvelope]) -> int:
         """Apply every event, in order, to a cleared projection in one go (the consumer's

@@ -21,8 +21,7 @@ from typing import TypedDict, Unpack
 import asyncpg
 
 from shared.events import payloads as p
-from shared.events.envelope import new_event_id
-from shared.outbox import Batch, Queued, collecting
+from shared.outbox import batched, queue_event
 from shared.sensitivity import is_sensitive, neutral_purpose, neutral_type
 
 EVENT_TYPE = "disclosure.recorded.v1"
@@ -86,18 +85,14 @@ async def publish(
     Disclosures are numbered apart from the source's other events (``<source>#disclosures``): the
     exchange orders a registry's vital events by their sequence and never sees its disclosures,
     so a disclosure numbered among them would leave a gap there that no event ever fills."""
-    batch = collecting(conn) or Batch(conn)
-    for subject, data in items:
-        if data is not None:
-            batch.add(
-                Queued(
+    async with batched(conn):
+        for subject, data in items:
+            if data is not None:
+                await queue_event(
+                    conn,
                     event_type=EVENT_TYPE,
                     source=source,
                     subject=subject,
                     data=data,
-                    event_id=new_event_id(),
                     numbered_in=source + SEQUENCE_SPACE,
                 )
-            )
-    if collecting(conn) is None:
-        await batch.write()

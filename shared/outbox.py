@@ -299,7 +299,12 @@ _batch: ContextVar[Batch | None] = ContextVar("outbox_batch", default=None)
 async def batched(conn: asyncpg.Connection) -> AsyncIterator[Batch]:
     """Within the block, ``queue_event`` on ``conn`` collects events instead of writing each (two
     statements apiece); they are numbered and written together when the block ends, still in the
-    caller's transaction, after everything else the block wrote. An exception writes nothing."""
+    caller's transaction, after everything else the block wrote. An exception writes nothing.
+    Inside a batch already collecting on ``conn`` the block adds to it (written when it ends)."""
+    outer = collecting(conn)
+    if outer is not None:
+        yield outer
+        return
     batch = Batch(conn)
     token = _batch.set(batch)
     try:
@@ -326,34 +331,24 @@ async def queue_event(
     destination: str | None = None,
     traceparent: str | None = None,
     key: str | None = None,
+    numbered_in: str | None = None,
 ) -> uuid.UUID:
     """``add_event`` for events nothing else in the transaction reads back: inside ``batched``
-    it is queued and written with the batch's others, elsewhere at once. Returns its id."""
-    batch = collecting(conn)
-    if batch is None:
-        event = await add_event(
-            conn,
-            event_type=event_type,
-            source=source,
-            subject=subject,
-            data=data,
-            origin=origin,
-            destination=destination,
-            traceparent=traceparent,
-            key=key,
+    it is queued and written with the batch's others, elsewhere at once. Returns its id.
+
+    ``numbered_in``: the sequence space, when not the source's own (``shared.disclosures``)."""
+    async with batched(conn) as batch:
+        return batch.add(
+            Queued(
+                event_type=event_type,
+                source=source,
+                subject=subject,
+                data=data,
+                event_id=new_event_id(),
+                numbered_in=numbered_in or source,
+                origin=origin,
+                destination=destination,
+                traceparent=current_traceparent() or traceparent,
+                key=key,
+            )
         )
-        return event.id
-    return batch.add(
-        Queued(
-            event_type=event_type,
-            source=source,
-            subject=subject,
-            data=data,
-            event_id=new_event_id(),
-            numbered_in=source,
-            origin=origin,
-            destination=destination,
-            traceparent=current_traceparent() or traceparent,
-            key=key,
-        )
-    )

@@ -26,7 +26,7 @@ from shared.events.signature import NOT_AUTHORIZED, Rejected
 from shared.events.upcasting import current_type
 from shared.identity import subject_key
 from shared.observability import redact
-from shared.outbox import add_event, queue_event
+from shared.outbox import add_event, batched, queue_event
 from shared.sealing import notification_aad, seal
 from shared.sensitivity import neutral_text
 
@@ -192,6 +192,11 @@ async def resend_unanswered(conn: asyncpg.Connection, settings: ExchangeSettings
     for an answer to what was sent, and goes overdue at its deadline.
     """
     rows = await delivery.due_for_resend(conn, settings.notification_max_attempts)
+    async with batched(conn):  # the re-sends written together
+        return await _resend(conn, settings, rows)
+
+
+async def _resend(conn: asyncpg.Connection, settings: ExchangeSettings, rows: list[asyncpg.Record]) -> int:
     now = dt.datetime.now(dt.UTC)
     sent = 0
     for row in rows:
