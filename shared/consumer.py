@@ -103,11 +103,11 @@ class EventConsumer(GroupMember):
         """Apply a batch in one transaction; failures are retried alone, then dead-lettered.
 
         Optimistically first: without a savepoint per message (two round trips each, a fifth of
-        the statements of a hop), the events the handlers queue (``outbox.queue_event``) numbered
-        and written together at the end, and through the batch handler where the consumer has
-        one (all the batch's events in one call). If any message fails, that transaction is
-        rolled back whole and the batch is applied again event by event with a savepoint per
-        message, so the others still commit.
+        the statements of a hop), the inbox rows of the whole batch in one statement, the events
+        the handlers queue (``outbox.queue_event``) numbered and written together at the end, and
+        through the batch handler where the consumer has one (all the batch's events in one
+        call). If any message fails, that transaction is rolled back whole and the batch is
+        applied again event by event with a savepoint per message, so the others still commit.
         """
         try:
             await self._process(messages, isolate=False)
@@ -121,17 +121,12 @@ class EventConsumer(GroupMember):
             seen = await self._already_applied(conn, messages)
             if isolate:  # a savepoint a message: what each writes stays with it
                 for i, msg in enumerate(messages):
-                    await self._take(conn, msg, i in seen, applied, failed, isolate=True)
+                    await self._take(conn, msg, i in seen, applied, failed)
                     self.handled += 1  # completed (a statement that blocks for ever never gets here)
             else:  # the events the handlers queue are numbered and written together at the end
                 async with batched(conn):
-                    if self.batch is not None and not tracing_enabled():
-                        applied = await self._apply_batch(conn, messages, seen)
-                        self.handled += len(messages)
-                    else:
-                        for i, msg in enumerate(messages):
-                            await self._take(conn, msg, i in seen, applied, failed, isolate=False)
-                            self.handled += 1
+                    applied = await self._apply_all(conn, messages, seen)
+                self.handled += len(messages)  # completed (a statement that blocks for ever never gets here)
         self._count_applied(applied)
         for msg, event, first_error in failed:
             await self._retry_then_dead_letter(msg, event, first_error)
@@ -143,21 +138,18 @@ class EventConsumer(GroupMember):
         duplicate: bool,
         applied: list[AnyEnvelope],
         failed: list[tuple[ConsumerRecord[bytes, bytes], AnyEnvelope, BaseException]],
-        *,
-        isolate: bool,
     ) -> None:
-        """One message of a batch: skipped, dead-lettered, applied, or kept for a retry."""
+        """One message of a batch taken a savepoint at a time: skipped, dead-lettered, applied, or
+        kept for a retry."""
         event = await self._admit(conn, msg, duplicate)
         if event is None:
             return
         try:
-            if await self._apply_traced(conn, event, msg, isolate=isolate):
+            if await self._apply_traced(conn, event, msg):
                 applied.append(event)
         except Exception as e:
             if _transient(e):
                 raise  # the database, not the message: the whole batch is read again
-            if not isolate:
-                raise _Isolate from e
             if isinstance(e, Rejected):
                 await self.reject(conn, msg, e)
             elif isinstance(e, PoisonMessage):
@@ -194,12 +186,12 @@ class EventConsumer(GroupMember):
             return None
         return event
 
-    async def _apply_batch(
+    async def _apply_all(
         self, conn: asyncpg.Connection, messages: list[ConsumerRecord[bytes, bytes]], seen: set[int]
     ) -> list[AnyEnvelope]:
-        """The batch handler's way: every admitted event recorded in the inbox with one statement,
-        then applied by one call. Any failure of an event is the batch's (``_Isolate``)."""
-        assert self.batch is not None
+        """The optimistic way: every admitted event recorded in the inbox with one statement, then
+        applied by the batch handler in one call, or by the handler one by one. Any failure of an
+        event is the batch's (``_Isolate``)."""
         taken: dict[uuid.UUID, tuple[AnyEnvelope, ConsumerRecord[bytes, bytes]]] = {}
         for i, msg in enumerate(messages):
             event = await self._admit(conn, msg, i in seen)
@@ -209,15 +201,17 @@ class EventConsumer(GroupMember):
         events = [event for event_id, (event, _) in taken.items() if event_id in fresh]
         INBOX_DUPLICATES.labels(self.service, self.name).inc(len(taken) - len(events))
         try:
-            await self.batch(conn, events)
+            if self.batch is not None and not tracing_enabled():  # spans are per event
+                await self.batch(conn, events)
+                for event in events:
+                    self._log_applied(event, trace_id_of(_parent(taken[event.id][1], event)))
+            else:
+                for event in events:
+                    await self._handle_traced(conn, event, taken[event.id][1])
         except Exception as e:
             if _transient(e):
-                raise
+                raise  # the database, not the message: the whole batch is read again
             raise _Isolate from e
-        for event in events:
-            self._log_applied(
-                event, trace_id_of(_header(taken[event.id][1], "traceparent") or event.traceparent)
-            )
         return events
 
     async def _already_applied(
@@ -253,20 +247,22 @@ class EventConsumer(GroupMember):
         await self.dead_letter(conn, msg, redact(f"rejected: {e}")[:500])
 
     async def _apply_traced(
-        self,
-        conn: asyncpg.Connection,
-        event: AnyEnvelope,
-        msg: ConsumerRecord[bytes, bytes],
-        *,
-        isolate: bool = True,
+        self, conn: asyncpg.Connection, event: AnyEnvelope, msg: ConsumerRecord[bytes, bytes]
     ) -> bool:
-        """Apply inside a span continuing the Kafka header's trace context (the CloudEvent's as
-        backup). False when the inbox already had the event."""
-        parent = _header(msg, "traceparent") or event.traceparent
-        with consumer_span(self.name, event.type, msg.topic, parent) as trace_id:
-            fresh = await self.apply_one(conn, event, isolate=isolate, count=False)
+        """``apply_one`` in a savepoint, inside a span continuing the Kafka header's trace context
+        (the CloudEvent's as backup). False when the inbox already had the event."""
+        with consumer_span(self.name, event.type, msg.topic, _parent(msg, event)) as trace_id:
+            fresh = await self.apply_one(conn, event, count=False)
         self._log_applied(event, trace_id)
         return fresh
+
+    async def _handle_traced(
+        self, conn: asyncpg.Connection, event: AnyEnvelope, msg: ConsumerRecord[bytes, bytes]
+    ) -> None:
+        """The handler's effect of an event the inbox just took, inside the same span."""
+        with consumer_span(self.name, event.type, msg.topic, _parent(msg, event)) as trace_id:
+            await self.handler(conn, event)
+        self._log_applied(event, trace_id)
 
     def _log_applied(self, event: AnyEnvelope, trace_id: str | None) -> None:
         """The line that ties this service's work to the caller's trace (traced events only)."""
@@ -367,6 +363,11 @@ def _transient(exc: BaseException) -> bool:
     or was cancelled, a lock wait, a deadlock or serialization failure): never a reason to
     dead-letter."""
     return is_unavailable(exc) or is_contention(exc) or isinstance(exc, TimeoutError)
+
+
+def _parent(msg: ConsumerRecord[bytes, bytes], event: AnyEnvelope) -> str | None:
+    """The trace context an event's work continues: the Kafka header's, the CloudEvent's as backup."""
+    return _header(msg, "traceparent") or event.traceparent
 
 
 def _header(msg: ConsumerRecord[bytes, bytes], name: str) -> str | None:
