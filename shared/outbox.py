@@ -2,8 +2,10 @@
 
 ``add_event`` (one event) and ``add_events`` (many, with COPY) write into the caller's
 transaction, so an event exists if and only if the rows it announces were committed (no dual
-write). ``wake_relay`` after the commit tells the relay (``shared.outbox_relay``), which alone
-talks to the broker and publishes the rows in order.
+write). ``queue_event`` is ``add_event`` for events nothing in the transaction reads back: inside
+``batched`` (a consumer's batch) the queued events are numbered with one statement and written
+with one COPY when the block ends. ``wake_relay`` after the commit tells the relay
+(``shared.outbox_relay``), which alone talks to the broker and publishes the rows in order.
 """
 
 from __future__ import annotations
