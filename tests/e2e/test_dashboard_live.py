@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from devstack.stack import DESTINATION, ORIGIN, Stack
+from shared.identity import subject_key
 from tests.helpers import Api, person_id, wait_until
 from tests.helpers import query as _query_here
 
@@ -253,7 +254,17 @@ def test_indicators_and_flows_over_http(stack: Stack) -> None:
     issued_cert = origin.post("/v1/certificates", {"holder_id_number": who})
     assert issued_cert.status_code == 201, issued_cert.text
 
+    subject = subject_key(who, stack.subject_secret.encode())
+    exchange_db = stack.service("migrant_exchange").dsn
+
     def issued() -> dict[str, Any] | None:
+        # Her own roster row first (other streams of the session may move the counts meanwhile),
+        # then the indicators, which are read after it.
+        mine = query(
+            exchange_db, "SELECT 1 FROM roster WHERE subject = $1 AND hukou_division = $2", subject, ORIGIN
+        )
+        if not mine:
+            return None
         row = ops.get("/v1/indicators", jurisdiction=ORIGIN).json()["jurisdictions"][0]
         done = row["certificates_issued"] > before["certificates_issued"]
         return row if done and row["out_migrants"] > before["out_migrants"] else None
