@@ -255,15 +255,17 @@ def test_indicators_and_flows_over_http(stack: Stack) -> None:
     assert issued_cert.status_code == 201, issued_cert.text
 
     subject = subject_key(who, stack.subject_secret.encode())
+    number = issued_cert.json()["certificate_number"]
     exchange_db = stack.service("migrant_exchange").dsn
 
     def issued() -> dict[str, Any] | None:
-        # Her own roster row first (other streams of the session may move the counts meanwhile),
-        # then the indicators, which are read after it.
+        # Her own roster row and certificate first (other streams of the session may move the
+        # counts meanwhile), then the indicators, which are read after them.
         mine = query(
             exchange_db, "SELECT 1 FROM roster WHERE subject = $1 AND hukou_division = $2", subject, ORIGIN
         )
-        if not mine:
+        counted = query(exchange_db, "SELECT 1 FROM certificate_stats WHERE certificate_number = $1", number)
+        if not (mine and counted):
             return None
         row = ops.get("/v1/indicators", jurisdiction=ORIGIN).json()["jurisdictions"][0]
         done = row["certificates_issued"] > before["certificates_issued"]
@@ -271,7 +273,7 @@ def test_indicators_and_flows_over_http(stack: Stack) -> None:
 
     row = wait_until(issued, timeout=10)
     assert row["certificate_issuance_rate"] is not None and row["certificate_issuance_rate"] > 0
-    _verification_rate_matches_an_independent_count(stack, ops, who, issued_cert.json()["certificate_number"])
+    _verification_rate_matches_an_independent_count(stack, ops, who, number)
 
     flows = ops.get("/v1/flows", format="matrix").json()
     i, j = flows["divisions"].index(ORIGIN), flows["divisions"].index(DESTINATION)
