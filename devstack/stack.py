@@ -170,8 +170,10 @@ class Stack:
                     s.service_dsn for s in self.services if s.name == svc.name and s.replica == 0
                 )
             self.spawn(svc)
+        # Every process starts at once, on two cores in CI: a stack of replicas (a dozen
+        # processes importing, migrating and joining their groups) needs longer than one restart.
         for svc in self.services:
-            self.wait_ready(svc)
+            self.wait_ready(svc, timeout=60.0)
 
     def _log_path(self, svc: ServiceProcess) -> Path:
         return self.run_dir / "logs" / f"{svc.log_name}.log"

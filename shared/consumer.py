@@ -27,7 +27,7 @@ import asyncpg
 import orjson
 from aiokafka import ConsumerRecord
 
-from shared import dead_letters
+from shared import dead_letters, inbox
 from shared.consumer_group import GroupMember
 from shared.db import is_contention, is_unavailable, unit_of_work
 from shared.dead_letters import describe_error
@@ -197,7 +197,7 @@ class EventConsumer(GroupMember):
             event = await self._admit(conn, msg, i in seen)
             if event is not None and event.id not in taken:  # the inbox applies an id once
                 taken[event.id] = (event, msg)
-        fresh = await record_in_inbox(conn, self.name, list(taken))
+        fresh = await inbox.record(conn, self.name, list(taken))
         events = [event for event_id, (event, _) in taken.items() if event_id in fresh]
         INBOX_DUPLICATES.labels(self.service, self.name).inc(len(taken) - len(events))
         try:
@@ -227,14 +227,7 @@ class EventConsumer(GroupMember):
         for i, msg in enumerate(messages):
             with contextlib.suppress(Exception):
                 ids[i] = uuid.UUID(str(orjson.loads(msg.value or b"")["id"]))
-        if not ids:
-            return set()
-        rows = await conn.fetch(
-            "SELECT event_id FROM inbox WHERE consumer = $1 AND event_id = ANY($2::uuid[])",
-            self.name,
-            list(set(ids.values())),
-        )
-        known = {r["event_id"] for r in rows}
+        known = await inbox.already_applied(conn, self.name, set(ids.values()))
         return {i for i, event_id in ids.items() if event_id in known}
 
     def check(self, value: bytes, event: AnyEnvelope) -> None:
@@ -294,9 +287,7 @@ class EventConsumer(GroupMember):
                     yield event
 
         await self.rebuild(conn, accepted())
-        await conn.copy_records_to_table(
-            "inbox", records=[(self.name, i) for i in ids], columns=["consumer", "event_id"]
-        )
+        await inbox.record_cleared(conn, self.name, ids)
         return len(ids)
 
     async def apply_one(
@@ -306,12 +297,7 @@ class EventConsumer(GroupMember):
         failure leaves the others). False when the inbox already had the event. ``count``:
         record the metrics now; batch callers count once their transaction committed."""
         async with conn.transaction() if isolate else contextlib.nullcontext():
-            fresh = await conn.fetchval(
-                "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
-                self.name,
-                event.id,
-            )
-            if not fresh:
+            if not await inbox.record(conn, self.name, [event.id]):
                 INBOX_DUPLICATES.labels(self.service, self.name).inc()
                 return False
             await self.handler(conn, event)
@@ -375,30 +361,3 @@ def _header(msg: ConsumerRecord[bytes, bytes], name: str) -> str | None:
         if key == name and value:
             return str(value.decode(errors="replace"))
     return None
-
-
-async def record_in_inbox(
-    conn: asyncpg.Connection, consumer: str, event_ids: list[uuid.UUID]
-) -> set[uuid.UUID]:
-    """Record events as applied by ``consumer``, in one statement; the ids that were not yet."""
-    if not event_ids:
-        return set()
-    rows = await conn.fetch(
-        """INSERT INTO inbox (consumer, event_id) SELECT $1, e FROM unnest($2::uuid[]) AS e
-           ON CONFLICT DO NOTHING RETURNING event_id""",
-        consumer,
-        event_ids,
-    )
-    return {r["event_id"] for r in rows}
-
-
-async def forget_applied(conn: asyncpg.Connection, consumer: str) -> int:
-    """Clear a consumer's inbox so that a rebuild applies every event again; returns how many.
-
-    The inbox is locked first (until the caller's transaction ends): the running service's
-    consumer then waits instead of recording an event in the inbox of a projection being
-    cleared, and the lock order (inbox, then the projection's tables) cannot deadlock with it.
-    """
-    await conn.execute("LOCK TABLE inbox IN EXCLUSIVE MODE")
-    result = await conn.execute("DELETE FROM inbox WHERE consumer = $1", consumer)
-    return int(result.split()[-1])

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from shared import consumer_positions
 from shared.kafka import ensure_topics, incarnation_of, make_consumer, stop_consumer, topic_names
@@ -127,8 +127,11 @@ class GroupMember:
                 await consumer_positions.save(conn, self.name, positions, self.incarnation)
             try:
                 # For the broker's tools (lag per group); the group resumes from its own positions.
-                await self._broker_call(consumer.commit(positions))
-            except CommitFailedError:
+                # A partition the group moved elsewhere meanwhile is its new owner's to commit.
+                held = {tp: o for tp, o in positions.items() if tp in consumer.assignment()}
+                if held:
+                    await self._broker_call(consumer.commit(held))
+            except (CommitFailedError, IllegalStateError):
                 # The group rebalanced under this member (a broker that lost the group answers
                 # so too): the coordinator rejoins by itself and the listener seeks on assignment.
                 log.info("offset commit refused; rejoining", extra={"consumer": self.name})

@@ -161,17 +161,7 @@ async def repair_answered(
     conn: asyncpg.Connection, notification_id: uuid.UUID, outcome: str, reason: str | None
 ) -> bool:
     """The lacking side's feedback: 'applied' resolves the case; anything else keeps it open with why."""
-    done = await conn.fetchval(
-        """UPDATE discrepancies SET repair_state = $2,
-                  reason = CASE WHEN $2 = 'applied' THEN NULL ELSE $3 END,
-                  state = CASE WHEN $2 = 'applied' THEN 'resolved' ELSE state END,
-                  resolved_at = CASE WHEN $2 = 'applied' THEN now() ELSE resolved_at END
-           WHERE repair_notification_id = $1 AND state = 'open' RETURNING true""",
-        notification_id,
-        outcome,
-        reason,
-    )
-    return bool(done)
+    return notification_id in await repairs_answered(conn, [(notification_id, outcome, reason)])
 
 
 async def repairs_overdue(conn: asyncpg.Connection, notification_ids: list[uuid.UUID]) -> None:
@@ -195,18 +185,21 @@ def repair_in_flight(case: asyncpg.Record, now: dt.datetime) -> bool:
 
 async def repairs_answered(
     conn: asyncpg.Connection, answers: list[tuple[uuid.UUID, str, str | None]]
-) -> None:
-    """``repair_answered`` for many (notification id, outcome, reason) at once."""
+) -> set[uuid.UUID]:
+    """``repair_answered`` for many (notification id, outcome, reason) at once; the notification
+    ids of the cases answered now."""
     if not answers:
-        return
-    await conn.execute(
+        return set()
+    rows = await conn.fetch(
         """UPDATE discrepancies d SET repair_state = u.outcome,
                   reason = CASE WHEN u.outcome = 'applied' THEN NULL ELSE u.reason END,
                   state = CASE WHEN u.outcome = 'applied' THEN 'resolved' ELSE d.state END,
                   resolved_at = CASE WHEN u.outcome = 'applied' THEN now() ELSE d.resolved_at END
            FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(notification_id, outcome, reason)
-           WHERE d.repair_notification_id = u.notification_id AND d.state = 'open'""",
+           WHERE d.repair_notification_id = u.notification_id AND d.state = 'open'
+           RETURNING d.repair_notification_id""",
         [a[0] for a in answers],
         [a[1] for a in answers],
         [a[2] for a in answers],
     )
+    return {r["repair_notification_id"] for r in rows}

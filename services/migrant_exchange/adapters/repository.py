@@ -14,40 +14,18 @@ from services.migrant_exchange.domain.routing import Whereabouts
 
 async def whereabouts_of(conn: asyncpg.Connection, subjects: list[str]) -> list[Whereabouts]:
     """Whereabouts of related people (no lock: they are read, not changed)."""
-    rows = await conn.fetch(
-        "SELECT hukou_division, residence_division, residence_as_of FROM roster WHERE subject = ANY($1::text[])",
-        subjects,
-    )
-    return [Whereabouts(r["hukou_division"], r["residence_division"], r["residence_as_of"]) for r in rows]
+    return list((await whereabouts_by_subject(conn, subjects)).values())
 
 
 async def whereabouts(conn: asyncpg.Connection, subject: str) -> Whereabouts:
-    row = await conn.fetchrow(
-        "SELECT hukou_division, residence_division, residence_as_of FROM roster WHERE subject = $1 FOR UPDATE",
-        subject,
-    )
-    if row is None:
-        return Whereabouts(None, None)
-    return Whereabouts(row["hukou_division"], row["residence_division"], row["residence_as_of"])
+    """One subject's whereabouts, the row locked until the transaction ends."""
+    return (await whereabouts_locked(conn, [subject])).get(subject, Whereabouts(None, None))
 
 
 async def save_whereabouts(
     conn: asyncpg.Connection, subject: str, w: Whereabouts, moved: bool, at: dt.datetime
 ) -> None:
-    await conn.execute(
-        """INSERT INTO roster (subject, hukou_division, residence_division, residence_as_of, moves, last_event_at)
-           VALUES ($1, $2, $3, $4, $5, $6)
-           ON CONFLICT (subject) DO UPDATE SET hukou_division = EXCLUDED.hukou_division,
-               residence_division = EXCLUDED.residence_division, residence_as_of = EXCLUDED.residence_as_of,
-               moves = roster.moves + EXCLUDED.moves,
-               last_event_at = greatest(roster.last_event_at, EXCLUDED.last_event_at), updated_at = now()""",
-        subject,
-        w.hukou,
-        w.residence,
-        w.as_of,
-        int(moved),
-        at,
-    )
+    await save_roster(conn, [(subject, w, int(moved), at)])
 
 
 async def copy_roster(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -78,26 +56,8 @@ async def agreement(conn: asyncpg.Connection, a: str, b: str) -> asyncpg.Record 
 
 
 async def insert_notification(conn: asyncpg.Connection, n: dict[str, Any]) -> bool:
-    inserted = await conn.fetchval(
-        """INSERT INTO notifications (id, target_division, source_division, subject, event_id, event_type,
-                                      event_sequence, event_time, payload, deadline, next_attempt_at,
-                                      withheld_fields)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)
-           ON CONFLICT (event_id, target_division) DO NOTHING RETURNING true""",
-        n["notification_id"],
-        n["target_division"],
-        n["source_division"],
-        n["subject"],
-        n["event_id"],
-        n["event_type"],
-        n["event_sequence"],
-        n["event_time"],
-        n["payload"],
-        n["deadline"],
-        n.get("next_attempt_at"),
-        n.get("withheld_fields") or [],
-    )
-    return bool(inserted)
+    """False when the event was already routed to that target."""
+    return n["notification_id"] in await insert_notifications(conn, [n])
 
 
 async def add_pregnancy_recipient(conn: asyncpg.Connection, pregnancy_id: str, target: str) -> None:
@@ -129,18 +89,8 @@ async def close_notification(
 
     An applied notification's payload is purged: the exchange keeps a person's data only until
     the addressee has it (a conflict or refusal keeps it for the case that follows)."""
-    done = await conn.fetchval(
-        """UPDATE notifications SET state = $3, feedback_at = now(), conflicts = $4, reason = $5,
-                                    next_attempt_at = NULL,
-                                    payload = CASE WHEN $3 = 'applied' THEN NULL ELSE payload END
-           WHERE id = $1 AND target_division = $2 AND state IN ('pending', 'overdue') RETURNING true""",
-        notification_id,
-        from_division,
-        outcome,
-        conflicts,
-        reason,
-    )
-    return bool(done)
+    answer = (notification_id, from_division, outcome, conflicts, reason)
+    return notification_id in await close_notifications(conn, [answer])
 
 
 async def mark_overdue(conn: asyncpg.Connection) -> list[asyncpg.Record]:
@@ -263,7 +213,7 @@ async def insert_notifications(conn: asyncpg.Connection, ns: list[dict[str, Any]
                 AS u(id, target, source, subject, event_id, event_type, seq, at, payload, deadline, next_at, withheld)
            ON CONFLICT (event_id, target_division) DO NOTHING RETURNING id""",
         *(
-            [_json_text(n[k]) if k == "withheld_fields" else n[k] for n in ns]
+            [_json_text(n.get(k) or []) if k == "withheld_fields" else n.get(k) for n in ns]
             for k in (
                 "notification_id",
                 "target_division",

@@ -16,8 +16,8 @@ from services.migrant_exchange.adapters import repository as repo
 from services.migrant_exchange.domain import routing
 from services.migrant_exchange.domain.routing import Whereabouts
 from services.migrant_exchange.service_layer.messagebus import ROUTED
-from shared.consumer import forget_applied
 from shared.events.envelope import Envelope
+from shared.inbox import forget_applied
 
 
 async def clear(conn: asyncpg.Connection, consumer: str) -> dict[str, Any]:

@@ -27,12 +27,12 @@ from services.registry.service_layer import (
 from services.registry.service_layer.context import Applier, Outcome, Target, rejected
 from services.registry.service_layer.persons import apply_person
 from services.registry.settings import RegistrySettings
-from shared.consumer import forget_applied
 from shared.events import payloads as p
 from shared.events.catalog import spec_for
 from shared.events.envelope import Envelope
 from shared.events.restriction import NotWithholdable, restricted_model
 from shared.events.upcasting import current_field, upcast_data
+from shared.inbox import forget_applied
 from shared.outbox import queue_event
 from shared.sealing import CannotOpen, notification_aad, open_sealed
 from shared.trust import keyring_of

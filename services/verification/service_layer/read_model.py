@@ -16,7 +16,7 @@ import asyncpg
 
 from services.verification.adapters import repository as repo
 from services.verification.settings import VerificationSettings
-from shared.consumer import forget_applied
+from shared.inbox import forget_applied
 
 
 async def clear(conn: asyncpg.Connection, consumer: str) -> dict[str, Any]:
