@@ -22,7 +22,7 @@ run: $(STAMP)
 ## The whole test suite against real PostgreSQL, the real broker, real HTTP and a real browser.
 test: $(STAMP) browser promtool poppler node-tools shell-tools
 	$(MAKE) lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15
 	$(MAKE) chart-check
 
 ## The browser tests need Debian's Chromium (and a CJK font); install them once if missing.
