@@ -128,7 +128,8 @@ class GroupMember:
             try:
                 # For the broker's tools (lag per group); the group resumes from its own positions.
                 # A partition the group moved elsewhere meanwhile is its new owner's to commit.
-                held = {tp: o for tp, o in positions.items() if tp in consumer.assignment()}
+                assignment = consumer.assignment()  # a fresh set per call: read it once
+                held = {tp: o for tp, o in positions.items() if tp in assignment}
                 if held:
                     await self._broker_call(consumer.commit(held))
             except (CommitFailedError, IllegalStateError):
