@@ -36,6 +36,7 @@ import psutil
 from bench.common import departure, workdir, write_result
 from devstack.embedded import EmbeddedPostgres
 from devstack.stack import DESTINATION, ORIGIN, Stack
+from shared.db import init_connection
 from shared.identity import compose_id_number, subject_key
 from shared.outbox import add_events, make_event, next_sequences, wake_relay
 
@@ -58,6 +59,7 @@ async def write_backlog(stack: Stack, numbers: list[str], batch: int = 5000) -> 
     transaction with one sequence statement and one COPY: the writer must not be what is measured."""
     secret = stack.subject_secret.encode()
     conn = await asyncpg.connect(stack.service(f"registry-{ORIGIN}").dsn)
+    await init_connection(conn)
     ids: list[uuid.UUID] = []
     try:
         for start in range(0, len(numbers), batch):

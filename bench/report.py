@@ -67,6 +67,20 @@ def _pipeline(r: dict[str, Any]) -> list[Row]:
         ),
         Row("pipeline", "achieved rate at 500 ev/s offered", steady["events_per_second"], "ev/s"),
     ]
+    if "lone_event" in r:
+        lone = r["lone_event"]["latency_s"]
+        rows.append(
+            Row(
+                "pipeline",
+                "p50 latency of a lone event, idle system",
+                lone["p50"],
+                "s",
+                None,
+                "< 0.2 s",
+                lone["p50"] < 0.2,
+            )
+        )
+        rows.append(Row("pipeline", "p99 latency of a lone event, idle system", lone["p99"], "s"))
     for name, mb in r.get("peak_rss_mb", {}).items():
         rows.append(Row("memory", f"peak RSS {name}", mb, "MB", None, "< 300 MB", mb < 300))
     return rows

@@ -35,7 +35,7 @@ from services.registry.service_layer import imports
 from services.registry.service_layer.context import Context
 from services.registry.service_layer.imports import ImportBatch, ImportBusy
 from services.registry.settings import RegistrySettings
-from shared.db import unit_of_work_on
+from shared.db import init_connection, unit_of_work_on
 
 __all__ = ["ImportBusy", "ImportSummary", "Importer"]
 
@@ -115,6 +115,7 @@ class Importer:
         import_id = file_hash(self.path)
         summary = ImportSummary(import_id, self.here, str(self.path))
         conn = await asyncpg.connect(self.dsn)
+        await init_connection(conn)  # the outbox's COPY writes headers through its jsonb codec
         try:
             run = await imports.start(conn, self.here, import_id, self.path.name)
             summary.resumed_after_line = int(run["last_line"])

@@ -11,9 +11,7 @@ with one COPY when the block ends. ``wake_relay`` after the commit tells the rel
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime as dt
-import io
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -22,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import orjson
 from pydantic import BaseModel
 
 from shared.db import RELAY_CHANNEL
@@ -186,28 +183,25 @@ async def add_events(
     Like ``add_event`` it does not wake the relay: call ``wake_relay`` after the commit.
 
     COPY is safe here: every row is new (fresh event ids), so no conflict handling is needed. The
-    rows go as CSV text, so the copy works whatever type codecs the connection has set for jsonb.
+    rows go in binary, headers through the connection's jsonb codec: the connection must be set
+    up by ``shared.db.init_connection``, as every pool of ours is.
     """
     if not events:
         return
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    for event, key in zip(events, keys or [None] * len(events), strict=True):
-        writer.writerow(
+    await conn.copy_records_to_table(
+        "outbox",
+        records=[
             (
                 event.id,
                 event.type,
                 spec_for(event.type).topic,
                 key or event.subject,
-                "\\x" + event.model_dump_json().encode().hex(),
-                orjson.dumps(_headers(event)).decode(),
+                event.model_dump_json().encode(),
+                _headers(event),
             )
-        )
-    await conn.copy_to_table(
-        "outbox",
-        source=io.BytesIO(buffer.getvalue().encode()),
+            for event, key in zip(events, keys or [None] * len(events), strict=True)
+        ],
         columns=["event_id", "event_type", "topic", "key", "value", "headers"],
-        format="csv",
     )
 
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from devstack.roster_fixture import EXPECTED_RULE, generate
-from shared.db import migrate
+from shared.db import init_connection, migrate
 from shared.events.catalog import parse_event
 from tests.helpers import query
 
@@ -182,6 +182,7 @@ async def test_the_registrys_import_use_case_applies_the_registration_rule_itsel
     batch = imports.ImportBatch("test", 2, 4, people, [], {})
     ctx = Context(RegistrySettings(jurisdictions="320412"))
     conn = await asyncpg.connect(registry_db)
+    await init_connection(conn)  # as every connection of the registry's
     try:
         await imports.start(conn, "320412", "test", "roster.csv")
         async with conn.transaction():

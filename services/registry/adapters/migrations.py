@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -12,21 +14,36 @@ from services.registry.domain.migrations import Residence
 
 
 async def residence(conn: asyncpg.Connection, jurisdiction: str, id_number: str) -> Residence | None:
-    row = await conn.fetchrow(
-        """SELECT p.hukou_division, p.residence_division, m.migration_date AS last_move, m.kind, m.to_division
-           FROM persons p LEFT JOIN LATERAL (
+    return (await residences(conn, [(jurisdiction, id_number)])).get((jurisdiction, id_number))
+
+
+async def residences(
+    conn: asyncpg.Connection, people: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], Residence]:
+    """Where each (jurisdiction, number) on record lives and the last move known of her, her row
+    locked; the rows are locked in key order, so two batches about the same people cannot
+    deadlock. People not on record are absent."""
+    keys = sorted(set(people))
+    rows = await conn.fetch(
+        """SELECT p.jurisdiction, p.id_number, p.hukou_division, p.residence_division,
+                  m.migration_date AS last_move, m.kind, m.to_division
+           FROM unnest($1::text[], $2::text[]) AS u(j, n)
+           JOIN persons p ON p.jurisdiction = u.j AND p.id_number = u.n
+           LEFT JOIN LATERAL (
                 SELECT migration_date, kind, to_division FROM migrations m
                  WHERE m.jurisdiction = p.jurisdiction AND m.id_number = p.id_number
                  ORDER BY migration_date DESC, created_at DESC LIMIT 1) m ON true
-           WHERE p.jurisdiction = $1 AND p.id_number = $2 FOR UPDATE OF p""",
-        jurisdiction,
-        id_number,
+           ORDER BY p.jurisdiction, p.id_number
+           FOR UPDATE OF p""",
+        [j for j, _ in keys],
+        [n for _, n in keys],
     )
-    if row is None:
-        return None
-    return Residence(
-        row["hukou_division"], row["residence_division"], row["last_move"], row["kind"], row["to_division"]
-    )
+    return {
+        (r["jurisdiction"], r["id_number"]): Residence(
+            r["hukou_division"], r["residence_division"], r["last_move"], r["kind"], r["to_division"]
+        )
+        for r in rows
+    }
 
 
 async def insert_migration(
@@ -36,17 +53,38 @@ async def insert_migration(
     kind: str,
     made: Made,
 ) -> bool:
-    return await records.insert_once(
-        conn,
-        "migrations",
-        {
-            "id": m["migration_id"],
-            "jurisdiction": jurisdiction,
-            "id_number": m["id_number"],
-            "kind": kind,
-            "from_division": m["from_division"],
-            "to_division": m["to_division"],
-            "migration_date": m["migration_date"],
-        },
-        made,
+    return bool(await insert_migrations(conn, [(jurisdiction, m, kind, made)]))
+
+
+async def insert_migrations(
+    conn: asyncpg.Connection, moves: Sequence[tuple[str, Mapping[str, Any], str, Made]]
+) -> set[uuid.UUID]:
+    """``insert_migration`` for many (jurisdiction, move, kind, made) in one statement, in list
+    order: a move already held, or named twice, is inserted once. Returns the ids inserted."""
+    columns: list[list[Any]] = [[] for _ in range(10)]
+    for jurisdiction, m, kind, made in moves:
+        values = (
+            m["migration_id"],
+            jurisdiction,
+            m["id_number"],
+            kind,
+            m["from_division"],
+            m["to_division"],
+            m["migration_date"],
+            *records.made_columns(made),
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    rows = await conn.fetch(
+        """INSERT INTO migrations (id, jurisdiction, id_number, kind, from_division, to_division,
+                                   migration_date, source_division, source_event_id, event_id)
+           SELECT id, j, n, k, f, t, d, sd, se, e
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                         $7::date[], $8::text[], $9::uuid[], $10::uuid[]) WITH ORDINALITY
+                  AS u(id, j, n, k, f, t, d, sd, se, e, i)
+            ORDER BY i
+           ON CONFLICT DO NOTHING
+           RETURNING id""",
+        *columns,
     )
+    return {r["id"] for r in rows}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -31,29 +32,61 @@ async def insert_person(
     made: Made,
 ) -> bool:
     """Insert a person; False if the jurisdiction already holds one with that number."""
-    return await records.insert_once(
-        conn,
-        "persons",
-        {
-            "jurisdiction": jurisdiction,
-            "id_number": p["id_number"],
-            "subject": subject,
-            "name": p["name"],
-            "sex": p["sex"],
-            "birth_date": p["birth_date"],
-            "hukou_division": p["hukou_division"],
-            "residence_division": p["residence_division"],
-        },
-        made,
+    return bool(await insert_persons(conn, [(jurisdiction, p, subject, made)]))
+
+
+async def insert_persons(
+    conn: asyncpg.Connection, people: Sequence[tuple[str, Mapping[str, Any], str, Made]]
+) -> set[tuple[str, str]]:
+    """``insert_person`` for many (jurisdiction, person, subject, made) in one statement, in list
+    order: a person already held, or named twice, is inserted once. Returns the (jurisdiction,
+    number) pairs inserted."""
+    columns: list[list[Any]] = [[] for _ in range(11)]
+    for jurisdiction, p, subject, made in people:
+        values = (
+            jurisdiction,
+            p["id_number"],
+            subject,
+            p["name"],
+            p["sex"],
+            p["birth_date"],
+            p["hukou_division"],
+            p["residence_division"],
+            *records.made_columns(made),
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    rows = await conn.fetch(
+        """INSERT INTO persons (jurisdiction, id_number, subject, name, sex, birth_date, hukou_division,
+                                residence_division, source_division, source_event_id, event_id)
+           SELECT j, n, s, nm, sx, b, h, r, sd, se, e
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::date[], $7::text[],
+                         $8::text[], $9::text[], $10::uuid[], $11::uuid[]) WITH ORDINALITY
+                  AS u(j, n, s, nm, sx, b, h, r, sd, se, e, i)
+            ORDER BY i
+           ON CONFLICT DO NOTHING
+           RETURNING jurisdiction, id_number""",
+        *columns,
     )
+    return {(r["jurisdiction"], r["id_number"]) for r in rows}
 
 
 async def set_residence(conn: asyncpg.Connection, jurisdiction: str, id_number: str, residence: str) -> None:
+    await set_residences(conn, {(jurisdiction, id_number): residence})
+
+
+async def set_residences(conn: asyncpg.Connection, residences: Mapping[tuple[str, str], str]) -> None:
+    """Where each (jurisdiction, number) lives now, in one statement."""
+    if not residences:
+        return
+    keys = sorted(residences)
     await conn.execute(
-        "UPDATE persons SET residence_division = $3, updated_at = now() WHERE jurisdiction = $1 AND id_number = $2",
-        jurisdiction,
-        id_number,
-        residence,
+        """UPDATE persons p SET residence_division = u.r, updated_at = now()
+             FROM unnest($1::text[], $2::text[], $3::text[]) AS u(j, n, r)
+            WHERE p.jurisdiction = u.j AND p.id_number = u.n""",
+        [j for j, _ in keys],
+        [n for _, n in keys],
+        [residences[k] for k in keys],
     )
 
 

@@ -56,15 +56,26 @@ class Made(NamedTuple):
     event_id: uuid.UUID | None = None
 
 
+def made_columns(made: Made) -> tuple[str, uuid.UUID | None, uuid.UUID | None]:
+    """A row's source_division, source_event_id and event_id: the event that made it is ours or
+    else the counterpart's."""
+    return (
+        made.source_division,
+        made.source_event_id,
+        made.event_id if made.event_id is not None else made.source_event_id,
+    )
+
+
 async def insert_once(conn: asyncpg.Connection, table: str, row: dict[str, object], made: Made) -> bool:
     """Insert ``row`` (column -> value; the columns are ours, never caller text) with where it came
     from; the event that made it is ours or else the counterpart's. False if a row with its key
     is already there."""
+    source_division, source_event_id, event_id = made_columns(made)
     row = {
         **row,
-        "source_division": made.source_division,
-        "source_event_id": made.source_event_id,
-        "event_id": made.event_id if made.event_id is not None else made.source_event_id,
+        "source_division": source_division,
+        "source_event_id": source_event_id,
+        "event_id": event_id,
     }
     placeholders = ", ".join(f"${n}" for n in range(1, len(row) + 1))
     return bool(

@@ -23,6 +23,7 @@ def consumers(pool: asyncpg.Pool, settings: RegistrySettings) -> list[EventConsu
             name=settings.consumer_group,
             topics=notifications,
             handler=messagebus.handler(settings, notifications),
+            batch=messagebus.batch(settings, notifications),
             accept=lambda e: e.data.target_division in served,
         ),
         EventConsumer(
@@ -31,7 +32,7 @@ def consumers(pool: asyncpg.Pool, settings: RegistrySettings) -> list[EventConsu
             name=f"{settings.consumer_group}-disclosures",
             topics=disclosures,
             handler=messagebus.handler(settings, disclosures),
-            batch=messagebus.batch(disclosures),
+            batch=messagebus.batch(settings, disclosures),
             accept=lambda e: reported_to_us(settings, e),
         ),
     ]

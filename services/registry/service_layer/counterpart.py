@@ -46,24 +46,69 @@ async def apply_notification(
     """Apply one notification addressed to a jurisdiction this registry serves, then answer it."""
     n = event.data
     try:
-        event_type, data = _validated(n, _payload(settings, n))
-        target = Target(
-            n.target_division,
-            n.source_division,
-            n.event_id,
-            settings.subject_key_secret.get_secret_value().encode(),
-        )
-        outcome, conflicts, reason = await _apply(conn, target, event_type, data)
-    except CannotOpen as e:
-        outcome, conflicts, reason = "rejected", [], f"cannot read {n.event_type}: {e}"
-    except NotWithholdable as e:
-        outcome, conflicts, reason = "rejected", [], f"cannot apply {n.event_type}: {e}"
-    except (ValidationError, KeyError, ValueError) as e:
-        outcome, conflicts, reason = "rejected", [], f"cannot apply {n.event_type}: {type(e).__name__}"
+        target, event_type, data = _opened(settings, n)
+        outcome = await _apply(conn, target, event_type, data)
+    except (CannotOpen, NotWithholdable, ValidationError, KeyError, ValueError) as e:
+        outcome = rejected(_why_not(n, e))
+    await _answer(conn, event, outcome)
+
+
+async def apply_notifications(
+    conn: asyncpg.Connection, settings: RegistrySettings, events: list[Envelope[p.ExchangeNotificationV1]]
+) -> None:
+    """``apply_notification`` for a consumer's batch, in order: each run of moves (most of the
+    traffic) in a few statements (``migrations.apply_migrations``), any other notification by
+    its applier. A notification that cannot be opened or applied raises here, and the consumer
+    applies the batch again one by one, where it is answered as rejected."""
+    moves: list[tuple[Envelope[p.ExchangeNotificationV1], migrations.Move]] = []
+    for event in events:
+        target, event_type, data = _opened(settings, event.data)
+        kind = migrations.KINDS.get(event_type)
+        if kind is not None:
+            moves.append((event, (target, kind, data)))
+            continue
+        await _apply_moves(conn, moves)
+        await _answer(conn, event, await _apply(conn, target, event_type, data))
+    await _apply_moves(conn, moves)
+
+
+async def _apply_moves(
+    conn: asyncpg.Connection, moves: list[tuple[Envelope[p.ExchangeNotificationV1], migrations.Move]]
+) -> None:
+    """The moves gathered so far applied and answered; the list is emptied."""
+    if not moves:
+        return
+    outcomes = await migrations.apply_migrations(conn, [move for _, move in moves])
+    for (event, _), outcome in zip(moves, outcomes, strict=True):
+        await _answer(conn, event, outcome)
+    moves.clear()
+
+
+def _opened(settings: RegistrySettings, n: p.ExchangeNotificationV1) -> tuple[Target, str, dict[str, Any]]:
+    """Whom the notification is for and from, and the event it carries, opened and checked."""
+    event_type, data = _validated(n, _payload(settings, n))
+    secret = settings.subject_key_secret.get_secret_value().encode()
+    return Target(n.target_division, n.source_division, n.event_id, secret), event_type, data
+
+
+def _why_not(n: p.ExchangeNotificationV1, e: Exception) -> str:
+    if isinstance(e, CannotOpen):
+        return f"cannot read {n.event_type}: {e}"
+    if isinstance(e, NotWithholdable):
+        return f"cannot apply {n.event_type}: {e}"
+    return f"cannot apply {n.event_type}: {type(e).__name__}"
+
+
+async def _answer(
+    conn: asyncpg.Connection, event: Envelope[p.ExchangeNotificationV1], outcome: Outcome
+) -> None:
+    """Queue the feedback that tells the notifying side what became of its event."""
+    n = event.data
+    status, conflicts, reason = outcome
     feedback = p.ExchangeFeedbackV1(
         notification_id=n.notification_id,
         from_division=n.target_division,
-        outcome=outcome,
+        outcome=status,
         conflicts=[p.FieldConflict(**c) for c in conflicts],
         reason=reason,
         applied_at=dt.datetime.now(dt.UTC),
@@ -136,9 +181,7 @@ async def _apply_corrected(conn: asyncpg.Connection, t: Target, d: dict[str, Any
 # jurisdiction is the source of (``corrections.apply_correction``, ``repairs.apply_repair``).
 APPLIERS: dict[str, Applier] = {
     "person.registered.v1": apply_person,
-    "migration.departed.v1": migrations.migration_applier("departed"),
-    "migration.arrived.v1": migrations.migration_applier("arrived"),
-    "migration.returned.v1": migrations.migration_applier("returned"),
+    **{event_type: migrations.migration_applier(kind) for event_type, kind in migrations.KINDS.items()},
     "birth.registered.v2": births.apply_birth,
     "marriage.registered.v1": marriages.apply_marriage,
     "marriage.dissolved.v1": marriages.apply_dissolution,

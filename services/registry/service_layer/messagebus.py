@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from services.registry.service_layer.counterpart import apply_notification
+from services.registry.service_layer.counterpart import apply_notification, apply_notifications
 from services.registry.service_layer.disclosures import record_all_reported, record_reported
 from services.registry.settings import RegistrySettings
 from shared.disclosures import EVENT_TYPE as DISCLOSURE
@@ -39,8 +39,13 @@ HANDLERS: dict[str, Handler[RegistrySettings]] = {
 }
 
 
-# Whole batches where one call does what the table's handler does for each event in turn.
-BATCHES: dict[str, BatchHandler] = {DISCLOSURE: record_all_reported}
+def batches(settings: RegistrySettings) -> dict[str, BatchHandler]:
+    """Whole batches where one call does what the table's handler does for each event in turn."""
+
+    async def notifications(conn: asyncpg.Connection, events: list[Envelope[Any]]) -> None:
+        await apply_notifications(conn, settings, events)
+
+    return {NOTIFICATION: notifications, DISCLOSURE: record_all_reported}
 
 
 def handler(settings: RegistrySettings, topics: list[str]) -> Bound:
@@ -48,6 +53,6 @@ def handler(settings: RegistrySettings, topics: list[str]) -> Bound:
     return dispatcher(HANDLERS, settings, topics=topics)
 
 
-def batch(topics: list[str]) -> BatchHandler | None:
-    """``BATCHES``' handler for a consumer of ``topics``, if they carry a type it has."""
-    return batch_handler(BATCHES, topics)
+def batch(settings: RegistrySettings, topics: list[str]) -> BatchHandler | None:
+    """``batches``' handler for a consumer of ``topics``, if they carry a type it has."""
+    return batch_handler(batches(settings), topics)

@@ -4,6 +4,7 @@ a counterpart's move applied to our records."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -97,35 +98,63 @@ async def _first_record(
     )
 
 
+# The moves a counterpart notifies: event type -> kind of move.
+KINDS = {f"migration.{kind}.v1": kind for kind in _PAYLOADS}
+
+
 def migration_applier(kind: str) -> Applier:
     """The counterpart applier of one kind of move (``migration.<kind>.v1``)."""
 
     async def apply(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
-        return await apply_migration(conn, t, kind, d)
+        return (await apply_migrations(conn, [(t, kind, d)]))[0]
 
     return apply
 
 
-async def apply_migration(conn: asyncpg.Connection, t: Target, kind: str, d: dict[str, Any]) -> Outcome:
-    id_number = d["id_number"]
-    known = await repo.residence(conn, t.here, id_number)
-    await persons.insert_person(
-        conn,
-        t.here,
-        {
-            "id_number": id_number,
-            "name": d["name"],
-            "sex": sex_from_id_number(id_number),
-            "birth_date": birth_date_of(id_number),
-            "hukou_division": d["hukou_division"],
-            "residence_division": d["to_division"],
-        },
-        t.subject(id_number),
-        t.made,
+# A counterpart's move to apply: who sent it to whom, its kind, and the move.
+Move = tuple[Target, str, dict[str, Any]]
+
+
+async def apply_migrations(conn: asyncpg.Connection, moves: Sequence[Move]) -> list[Outcome]:
+    """Counterparts' moves applied to our records in list order, in four statements for them all:
+    the people's residences read (and locked), the people not on record yet inserted, the moves
+    inserted, the residences that changed written. Each move's outcome, in list order.
+
+    A move older than one already recorded (a late, out-of-order notification) is kept in the
+    history but does not overwrite where the person lives now; "already recorded" includes the
+    moves earlier in the list, as if they had been applied one by one."""
+    last_move = {
+        key: known.last_move_date
+        for key, known in (
+            await repo.residences(conn, [(t.here, d["id_number"]) for t, _, d in moves])
+        ).items()
+    }
+    await persons.insert_persons(
+        conn, [(t.here, _person(d), t.subject(d["id_number"]), t.made) for t, _, d in moves]
     )
-    newest = known is None or known.last_move_date is None or d["migration_date"] >= known.last_move_date
-    # A move older than one already recorded (a late, out-of-order notification) is kept in the
-    # history but must not overwrite where the person lives now.
-    if await repo.insert_migration(conn, t.here, d, kind, t.made) and newest:
-        await persons.set_residence(conn, t.here, id_number, d["to_division"])
-    return applied()
+    inserted = await repo.insert_migrations(conn, [(t.here, d, kind, t.made) for t, kind, d in moves])
+    residence: dict[tuple[str, str], str] = {}
+    for t, _, d in moves:
+        key, when = (t.here, d["id_number"]), d["migration_date"]
+        if d["migration_id"] not in inserted:
+            continue
+        inserted.discard(d["migration_id"])  # a move named twice is applied once
+        last = last_move.get(key)
+        if last is None or when >= last:
+            residence[key] = d["to_division"]
+            last_move[key] = when
+    await persons.set_residences(conn, residence)
+    return [applied() for _ in moves]
+
+
+def _person(d: dict[str, Any]) -> dict[str, Any]:
+    """The person a counterpart's move is about, as first recorded here."""
+    id_number = d["id_number"]
+    return {
+        "id_number": id_number,
+        "name": d["name"],
+        "sex": sex_from_id_number(id_number),
+        "birth_date": birth_date_of(id_number),
+        "hukou_division": d["hukou_division"],
+        "residence_division": d["to_division"],
+    }

@@ -1,0 +1,227 @@
+"""The registry's whole-batch notification handler has the outcome of applying each in turn (real PostgreSQL).
+
+The same stream of counterpart notifications (moves of people known here and not yet known, moves
+that arrive out of date order, a move sent twice under two notifications, a person registered in
+the middle of a run of moves) goes through ``apply_notification`` one at a time into one database
+and through ``apply_notifications`` in batches into another; the people, their moves and the
+feedback queued for each notification must be the same. A notification that cannot be read
+makes the batch way raise (the consumer then applies the batch one by one), where the one-by-one
+way answers it as rejected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from services.registry.service_layer.counterpart import apply_notification, apply_notifications
+from services.registry.settings import RegistrySettings
+from shared.db import create_pool, migrate
+from shared.events import payloads as p
+from shared.events.envelope import Envelope, new_event_id
+from shared.outbox import batched
+from tests.helpers import person_id
+
+ORIGIN, DEST = "320412", "440703"
+MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "registry" / "migrations"
+Notification = Envelope[p.ExchangeNotificationV1]
+
+
+@pytest.fixture
+async def pools(pg: Any) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool]]:
+    made = []
+    for _ in range(2):
+        dsn = pg.create_database(f"counterpart_{uuid.uuid4().hex[:12]}")
+        await migrate(dsn, "registry", MIGRATIONS)
+        made.append(await create_pool(dsn, min_size=1, max_size=2))
+    yield made[0], made[1]
+    for pool in made:
+        await pool.close()
+
+
+SETTINGS = RegistrySettings(database_url="postgresql://unused/x", jurisdictions=DEST)
+
+
+def _notification(event_type: str, payload: dict[str, Any]) -> Notification:
+    now = dt.datetime.now(dt.UTC)
+    return Notification(
+        id=new_event_id(),
+        source="/exchange",
+        type="exchange.notification.v1",
+        subject=uuid.uuid4().hex,
+        time=now,
+        dataschema="urn:x",
+        sequence=1,
+        data=p.ExchangeNotificationV1(
+            notification_id=uuid.uuid4(),
+            target_division=DEST,
+            source_division=ORIGIN,
+            event_id=new_event_id(),
+            event_type=event_type,
+            event_sequence=1,
+            event_time=now,
+            deadline=now + dt.timedelta(days=7),
+            payload=orjson.loads(orjson.dumps(payload)),
+        ),
+    )
+
+
+def _stream(rng: random.Random, people: list[str]) -> list[Notification]:
+    """Moves back and forth on random dates (so some arrive late), some sent twice, and now and
+    then a person registered."""
+    sent: list[tuple[str, dict[str, Any]]] = []
+    stream = []
+    for _ in range(80):
+        if sent and rng.random() < 0.15:  # the same move again, under a new notification
+            stream.append(_notification(*rng.choice(sent)))
+            continue
+        who = rng.choice(people)
+        if rng.random() < 0.1:
+            stream.append(
+                _notification(
+                    "person.registered.v1",
+                    {
+                        "id_number": who,
+                        "name": "登记人",
+                        "sex": "F",
+                        "birth_date": f"{who[6:10]}-{who[10:12]}-{who[12:14]}",
+                        "hukou_division": ORIGIN,
+                        "residence_division": rng.choice((ORIGIN, DEST)),
+                    },
+                )
+            )
+            continue
+        kind = rng.choice(("departed", "arrived", "returned"))
+        there, back = (ORIGIN, DEST) if kind != "returned" else (DEST, ORIGIN)
+        move = {
+            "migration_id": str(uuid.uuid4()),
+            "id_number": who,
+            "name": "流动人员",
+            "hukou_division": ORIGIN,
+            "from_division": there,
+            "to_division": back,
+            "migration_date": str(dt.date(2024, 1, 1) + dt.timedelta(days=rng.randrange(700))),
+        }
+        sent.append((f"migration.{kind}.v1", move))
+        stream.append(_notification(f"migration.{kind}.v1", move))
+    return stream
+
+
+async def _known(pool: asyncpg.Pool, who: str, move: uuid.UUID) -> None:
+    """Someone on record here before the stream: living in the origin since an early move."""
+    await pool.execute(
+        """INSERT INTO persons (jurisdiction, id_number, subject, name, sex, birth_date,
+                                hukou_division, residence_division, source_division)
+           VALUES ($1, $2, md5($2), '已知', 'F', $3, $4, $4, $1)""",
+        DEST,
+        who,
+        dt.date.fromisoformat(f"{who[6:10]}-{who[10:12]}-{who[12:14]}"),
+        ORIGIN,
+    )
+    await pool.execute(
+        """INSERT INTO migrations (id, jurisdiction, id_number, kind, from_division, to_division,
+                                   migration_date, source_division)
+           VALUES ($1, $2, $3, 'returned', $2, $4, '2024-06-01', $2)""",
+        move,
+        DEST,
+        who,
+        ORIGIN,
+    )
+
+
+async def _state(pool: asyncpg.Pool) -> dict[str, Any]:
+    persons = await pool.fetch(
+        """SELECT jurisdiction, id_number, subject, name, sex, birth_date, hukou_division,
+                  residence_division, source_division, source_event_id, event_id
+           FROM persons ORDER BY jurisdiction, id_number"""
+    )
+    moves = await pool.fetch(
+        """SELECT id, jurisdiction, id_number, kind, from_division, to_division, migration_date,
+                  source_division, source_event_id, event_id
+           FROM migrations ORDER BY id"""
+    )
+    feedback = [
+        (r["key"], {k: v for k, v in orjson.loads(r["value"])["data"].items() if k != "applied_at"})
+        for r in await pool.fetch("SELECT key, value FROM outbox ORDER BY id")
+    ]
+    return {"persons": [dict(r) for r in persons], "moves": [dict(r) for r in moves], "feedback": feedback}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_batches_of_notifications_apply_as_one_by_one(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool], seed: int
+) -> None:
+    rng = random.Random(seed)
+    people = [person_id("F") for _ in range(8)]
+    one_by_one, in_batches = pools
+    earlier = [uuid.uuid4() for _ in range(3)]
+    for pool in pools:
+        for who, move in zip(people, earlier, strict=False):
+            await _known(pool, who, move)
+    stream = _stream(rng, people)
+    at = 0
+    while at < len(stream):
+        batch = stream[at : at + rng.randint(1, 20)]
+        at += len(batch)
+        for pool, whole in ((one_by_one, False), (in_batches, True)):
+            async with pool.acquire() as conn, conn.transaction(), batched(conn):
+                if whole:
+                    await apply_notifications(conn, SETTINGS, batch)
+                else:
+                    for n in batch:
+                        await apply_notification(conn, SETTINGS, n)
+    expected, got = await _state(one_by_one), await _state(in_batches)
+    assert got == expected
+    # a feedback for every notification, every move applied, everyone named on record now
+    assert len(expected["feedback"]) == len(stream)
+    moves = {str(n.data.notification_id) for n in stream if n.data.event_type.startswith("migration.")}
+    assert {f["notification_id"] for _, f in expected["feedback"] if f["outcome"] == "applied"} >= moves
+    named = {n.data.payload["id_number"] for n in stream}
+    assert {r["id_number"] for r in expected["persons"]} == named | set(people[:3])
+
+
+async def test_an_unreadable_notification_fails_the_batch_and_is_refused_alone(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+) -> None:
+    pool = pools[0]
+    who = person_id("M")
+    good = _notification(
+        "migration.departed.v1",
+        {
+            "migration_id": str(uuid.uuid4()),
+            "id_number": who,
+            "name": "流动人员",
+            "hukou_division": ORIGIN,
+            "from_division": ORIGIN,
+            "to_division": DEST,
+            "migration_date": "2025-02-01",
+        },
+    )
+    bad = _notification("migration.departed.v1", {"id_number": who, "name": "无日期"})
+    async with pool.acquire() as conn:
+        with pytest.raises(ValidationError):
+            async with conn.transaction(), batched(conn):
+                await apply_notifications(conn, SETTINGS, [good, bad])
+        assert await conn.fetchval("SELECT count(*) FROM migrations") == 0  # rolled back whole
+        async with conn.transaction(), batched(conn):
+            for n in (good, bad):
+                await apply_notification(conn, SETTINGS, n)
+    outcomes = {
+        f["notification_id"]: (f["outcome"], f["reason"])
+        for _, f in (await _state(pool))["feedback"]
+    }
+    assert outcomes[str(good.data.notification_id)] == ("applied", None)
+    assert outcomes[str(bad.data.notification_id)] == (
+        "rejected",
+        "cannot apply migration.departed.v1: ValidationError",
+    )
+    assert await pool.fetchval("SELECT residence_division FROM persons WHERE id_number = $1", who) == DEST
