@@ -11,18 +11,18 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.registry.service_layer.batches import Item, record_each
+from services.registry.service_layer.batches import NotTogether, Prepared, record_each
 from shared.errors import DomainError, RuleViolation, ServiceUnavailable
 
 
-def _insert(value: int, then: Exception | None = None) -> Item:
+def _insert(value: int, then: Exception | None = None) -> Prepared:
     async def item(conn: asyncpg.Connection) -> dict[str, Any]:
         await conn.execute("INSERT INTO t (v) VALUES ($1)", value)
         if then is not None:
             raise then
         return {"v": value}
 
-    return item
+    return Prepared(item)  # type: ignore[arg-type]  # a dict stands for the use case's answer
 
 
 async def _table(dsn: str) -> asyncpg.Connection:
@@ -34,7 +34,7 @@ async def _table(dsn: str) -> asyncpg.Connection:
 async def test_a_refused_item_leaves_no_row_and_the_others_commit(fresh_db: str) -> None:
     conn = await _table(fresh_db)
     try:
-        items: list[Item | DomainError] = [
+        items: list[Prepared | DomainError] = [
             _insert(1),
             _insert(2, then=RuleViolation("after a write", field="v", rule="some-rule")),
             _insert(1),  # unique violation: the records disagree with the item (409)
@@ -93,12 +93,12 @@ async def test_savepoints_only_once_an_item_is_refused(fresh_db: str) -> None:
     conn = await _table(fresh_db)
     runs: list[int] = []
 
-    def counted(value: int) -> Item:
-        async def item(c: asyncpg.Connection) -> dict[str, Any]:
+    def counted(value: int) -> Prepared:
+        async def item(c: asyncpg.Connection) -> Any:
             runs.append(value)
-            return await _insert(value)(c)
+            return await _insert(value).one(c)
 
-        return item
+        return Prepared(item)
 
     try:
         async with conn.transaction():
@@ -110,5 +110,26 @@ async def test_savepoints_only_once_an_item_is_refused(fresh_db: str) -> None:
         assert runs == [3, 1, 3, 1, 4]  # up to the refusal, then again with a savepoint per item
         assert [o.error.status if o.error else None for o in outcomes] == [None, 409, None]
         assert sorted(r["v"] for r in await conn.fetch("SELECT v FROM t")) == [1, 2, 3, 4]
+    finally:
+        await conn.close()
+
+
+async def test_a_run_that_cannot_be_recorded_together_is_recorded_one_by_one(fresh_db: str) -> None:
+    """``together`` raising ``NotTogether`` after it wrote: its writes are gone and every item of
+    the batch runs again alone, in a savepoint of its own."""
+    conn = await _table(fresh_db)
+
+    async def together(c: asyncpg.Connection, values: list[Any]) -> Any:
+        await c.executemany("INSERT INTO t (v) VALUES ($1)", [(v + 100,) for v in values])
+        raise NotTogether("found otherwise than read")
+
+    def item(value: int) -> Prepared:
+        return Prepared(_insert(value).one, "t", value, together)
+
+    try:
+        async with conn.transaction():
+            outcomes = await record_each(conn, [item(1), item(2), _insert(3)])
+        assert [o.result for o in outcomes] == [{"v": 1}, {"v": 2}, {"v": 3}]
+        assert sorted(r["v"] for r in await conn.fetch("SELECT v FROM t")) == [1, 2, 3]
     finally:
         await conn.close()

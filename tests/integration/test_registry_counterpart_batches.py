@@ -216,8 +216,7 @@ async def test_an_unreadable_notification_fails_the_batch_and_is_refused_alone(
             for n in (good, bad):
                 await apply_notification(conn, SETTINGS, n)
     outcomes = {
-        f["notification_id"]: (f["outcome"], f["reason"])
-        for _, f in (await _state(pool))["feedback"]
+        f["notification_id"]: (f["outcome"], f["reason"]) for _, f in (await _state(pool))["feedback"]
     }
     assert outcomes[str(good.data.notification_id)] == ("applied", None)
     assert outcomes[str(bad.data.notification_id)] == (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -15,6 +15,19 @@ async def get_person(conn: asyncpg.Connection, jurisdiction: str, id_number: str
     return await conn.fetchrow(
         "SELECT * FROM persons WHERE jurisdiction = $1 AND id_number = $2", jurisdiction, id_number
     )
+
+
+async def get_people(
+    conn: asyncpg.Connection, jurisdiction: str, id_numbers: Iterable[str]
+) -> dict[str, tuple[str, str]]:
+    """Name and place of household registration of each of these numbers on record here."""
+    rows = await conn.fetch(
+        """SELECT id_number, name, hukou_division FROM persons
+           WHERE jurisdiction = $1 AND id_number = ANY($2::text[])""",
+        jurisdiction,
+        sorted(set(id_numbers)),
+    )
+    return {r["id_number"]: (r["name"], r["hukou_division"]) for r in rows}
 
 
 async def lock_person(conn: asyncpg.Connection, jurisdiction: str, id_number: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ from services.registry.service_layer import (
     persons,
     pregnancies,
 )
-from services.registry.service_layer.batches import Item
+from services.registry.service_layer.batches import Prepared
 from services.registry.service_layer.context import Context
 from shared.auth import Client
 from shared.errors import DomainError, Forbidden, InvalidInput, validation_problem
@@ -40,6 +40,10 @@ Body = dict[str, Any]
 # (connection, context, jurisdiction, the record acted on, the kind's validated command) -> its answer
 UseCase = Callable[[asyncpg.Connection, Context, str, Any, Any], Awaitable[BaseModel]]
 Create = Callable[[asyncpg.Connection, Context, str, Any], Awaitable[BaseModel]]
+# (connection, context, jurisdiction, a run of a batch's validated commands) -> each one's answer or refusal
+CreateMany = Callable[
+    [asyncpg.Connection, Context, str, list[Any]], Awaitable[Sequence[BaseModel | DomainError]]
+]
 WRITE = "persons:write"  # what every write requires today (routes_common.Writer)
 VITAL_EVENTS, CERTIFICATES = "registry: vital events", "registry: certificates"
 
@@ -69,15 +73,23 @@ class Kind:
     target_name: str = "target"  # that parameter's name, which the single route's problems use
     target_adapter: TypeAdapter[Any] | None = None  # a batch item's target checked as that parameter
     scope: str = WRITE
+    together: CreateMany | None = None  # a batch's run of items of this kind recorded at once
 
 
-def _new(route: str, body: type[BaseModel], answer: type[BaseModel], use_case: Create, doc: Doc) -> Kind:
+def _new(
+    route: str,
+    body: type[BaseModel],
+    answer: type[BaseModel],
+    use_case: Create,
+    doc: Doc,
+    together: CreateMany | None = None,
+) -> Kind:
     """A kind that creates a record (no record acted on): a 201."""
 
     async def run(conn: asyncpg.Connection, ctx: Context, here: str, _: Any, command: Any) -> BaseModel:
         return await use_case(conn, ctx, here, command)
 
-    return Kind(route, body, answer, run, doc)
+    return Kind(route, body, answer, run, doc, together=together)
 
 
 def _change(
@@ -99,6 +111,7 @@ KINDS: dict[str, Kind] = {
         "/v1/migrations", s.MigrationIn, s.MigrationOut, migrations.record_migration,
         Doc("record_migration", "Record a move",
             "Record a departure (at the place left), an arrival or a return (at the place arrived at)."),
+        migrations.record_migrations,
     ),
     "marriage": _new(
         "/v1/marriages", s.MarriageIn, s.MarriageOut, marriages.register_marriage,
@@ -200,7 +213,7 @@ class Refused(InvalidInput):
 
 def prepare(
     kind_name: Any, target: Any, body: Any, client: Client, ctx: Context, here: str
-) -> Item | DomainError:
+) -> Prepared | DomainError:
     """The item's use case bound to its checked input, or why the item is refused before the database."""
     kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
     if kind is None:
@@ -218,7 +231,14 @@ def prepare(
     async def run(conn: asyncpg.Connection) -> BaseModel:
         return await kind.run(conn, ctx, here, acted_on, checked)
 
-    return run
+    if kind.together is None:
+        return Prepared(run, kind_name, checked)
+    many = kind.together
+
+    async def together(conn: asyncpg.Connection, commands: list[Any]) -> Sequence[BaseModel | DomainError]:
+        return await many(conn, ctx, here, commands)
+
+    return Prepared(run, kind_name, checked, together)
 
 
 def _target(kind: Kind, value: Any) -> Any:

@@ -11,12 +11,18 @@ Savepoints only when a batch holds a refused item: the items first run one after
 a single savepoint (two round trips fewer per item); at the first refusal that savepoint is
 rolled back and the batch runs again with a savepoint per item, so a refusal costs at most the
 work done before it once more.
+
+Consecutive items of a kind that has a use case for many at once (``Prepared.together``: moves,
+most of a registrar system's traffic) are recorded by one call of it, in a few statements for
+the whole run; it answers rule refusals itself (they write nothing), and anything else it raises
+sends the batch the way of a refusal above: again, one item and one savepoint at a time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from pydantic import BaseModel
@@ -25,6 +31,24 @@ from shared.db import CONTENTION, is_unavailable
 from shared.errors import DomainError, ServiceUnavailable, request_fault
 
 Item = Callable[[asyncpg.Connection], Awaitable[BaseModel]]  # a use case bound to its command
+# A use case for many commands of one kind at once: each one's answer or rule refusal, in order.
+Together = Callable[[asyncpg.Connection, list[Any]], Awaitable[Sequence[BaseModel | DomainError]]]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A batch item ready to run: its use case bound to its command (``one``), and where its kind
+    has one, the use case for a run of such items (``together``, given the commands)."""
+
+    one: Item
+    kind: str = ""
+    command: Any = None
+    together: Together | None = None
+
+
+class NotTogether(Exception):
+    """A run of items that cannot be recorded together after all: record them one at a time."""
+
 
 # Faults of the moment, not of an item: the same batch may well pass a second later.
 _TRANSIENT = CONTENTION
@@ -38,32 +62,56 @@ class Outcome:
     error: DomainError | None = None
 
 
-async def record_each(conn: asyncpg.Connection, items: Sequence[Item | DomainError]) -> list[Outcome]:
+async def record_each(conn: asyncpg.Connection, items: Sequence[Prepared | DomainError]) -> list[Outcome]:
     """Run each item (a use case bound to its input); an item already refused at the edge (a
     ``DomainError`` in its place) is passed through without touching the database."""
     optimistic = conn.transaction()
     await optimistic.start()
-    outcomes = []
-    for item in items:
-        if isinstance(item, DomainError):
-            outcomes.append(Outcome(error=item))
-            continue
+    outcomes: list[Outcome] = []
+    at = 0
+    while at < len(items):
+        run = _run_at(items, at)
         try:
-            outcomes.append(Outcome(result=await item(conn)))
+            outcomes += await _optimistic(conn, run)
         except Exception as e:
-            _refusal(e)  # or raises: the whole batch fails
+            if not isinstance(e, NotTogether):
+                _refusal(e)  # or raises: the whole batch fails
             await optimistic.rollback()
             return [await _isolated(conn, each) for each in items]
+        at += len(run)
     await optimistic.commit()
     return outcomes
 
 
-async def _isolated(conn: asyncpg.Connection, item: Item | DomainError) -> Outcome:
+def _run_at(items: Sequence[Prepared | DomainError], at: int) -> Sequence[Prepared | DomainError]:
+    """The item at ``at`` alone, or with the items after it that its ``together`` also records."""
+    first = items[at]
+    if isinstance(first, DomainError) or first.together is None:
+        return items[at : at + 1]
+    end = at + 1
+    while end < len(items) and isinstance(nxt := items[end], Prepared) and nxt.kind == first.kind:
+        end += 1
+    return items[at:end]
+
+
+async def _optimistic(conn: asyncpg.Connection, run: Sequence[Prepared | DomainError]) -> list[Outcome]:
+    """A run of items in the optimistic savepoint: raises at an item's refusal (but not at one that
+    ``together`` answered)."""
+    first = run[0]
+    if isinstance(first, DomainError):
+        return [Outcome(error=first)]
+    if first.together is None:
+        return [Outcome(result=await first.one(conn))]
+    answers = await first.together(conn, [item.command for item in run if isinstance(item, Prepared)])
+    return [Outcome(error=a) if isinstance(a, DomainError) else Outcome(result=a) for a in answers]
+
+
+async def _isolated(conn: asyncpg.Connection, item: Prepared | DomainError) -> Outcome:
     if isinstance(item, DomainError):
         return Outcome(error=item)
     try:
         async with conn.transaction():  # nested: a savepoint, so a refused item leaves no row behind
-            return Outcome(result=await item(conn))
+            return Outcome(result=await item.one(conn))
     except Exception as e:
         return Outcome(error=_refusal(e))
 

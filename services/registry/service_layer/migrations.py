@@ -4,7 +4,7 @@ a counterpart's move applied to our records."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -12,13 +12,23 @@ import asyncpg
 from services.registry.adapters import migrations as repo
 from services.registry.adapters import persons
 from services.registry.adapters.records import Made
-from services.registry.domain.migrations import MigrationRecorded, RecordMigration, check_migration
+from services.registry.domain.migrations import MigrationRecorded, RecordMigration, Residence, check_migration
 from services.registry.domain.persons import sex_from_id_number
-from services.registry.service_layer.context import Applier, Context, Outcome, Target, announce, applied
-from shared.errors import RuleViolation
+from services.registry.service_layer.batches import NotTogether
+from services.registry.service_layer.context import (
+    Applier,
+    Context,
+    Outcome,
+    Target,
+    announce,
+    applied,
+    source,
+)
+from shared.errors import DomainError, RuleViolation
 from shared.events import payloads as p
 from shared.events.envelope import new_event_id
 from shared.identity import birth_date_of
+from shared.outbox import batched, queue_event
 
 _PAYLOADS: dict[str, type[p._MigrationV1]] = {
     "departed": p.MigrationDepartedV1,
@@ -34,14 +44,7 @@ async def record_migration(
     kind, id_number = body.kind, body.id_number
     known = await repo.residence(conn, here, id_number)
     person = await persons.get_person(conn, here, id_number)
-    name = body.name or (person["name"] if person else None)
-    hukou = (person["hukou_division"] if person else None) or body.hukou_division
-    if name is None or hukou is None:
-        raise RuleViolation(
-            "the person is not known here: give name and hukou_division with the first record",
-            field="name",
-            rule="first-record-needs-identity",
-        )
+    name, hukou = _identity(body, person)
     check_migration(kind, here, body.from_division, body.to_division, body.migration_date, known, hukou)
     event_id = new_event_id()  # the event that makes the move (and the person, if first recorded here)
     first_record = person is None and await _first_record(conn, ctx, here, id_number, name, hukou, event_id)
@@ -50,14 +53,13 @@ async def record_migration(
         known = await repo.residence(conn, here, id_number)
         check_migration(kind, here, body.from_division, body.to_division, body.migration_date, known, hukou)
     migration = {**body.model_dump(), "migration_id": uuid.uuid4(), "name": name, "hukou_division": hukou}
-    payload_cls = _PAYLOADS[kind]
     event = await announce(
         conn,
         ctx,
         here,
         event_type=f"migration.{kind}.v1",
         id_number=id_number,
-        data=payload_cls(**{k: migration[k] for k in payload_cls.model_fields}),
+        data=_payload(kind, migration),
         origin=hukou,
         destination=body.to_division,
         event_id=event_id,
@@ -82,20 +84,123 @@ async def _first_record(
     Her row is written before the event, so this request takes its locks in the order the
     counterpart applier does (the person, then the subject's sequence number): the other order
     deadlocked with a notification about her applied at the same moment (a 500, seen in CI)."""
+    person = _person(id_number, name, hukou, here)
     return await persons.insert_person(
-        conn,
-        here,
-        {
-            "id_number": id_number,
-            "name": name,
-            "sex": sex_from_id_number(id_number),
-            "birth_date": birth_date_of(id_number),
-            "hukou_division": hukou,
-            "residence_division": here,
-        },
-        ctx.subject(id_number),
-        Made(here, event_id=event_id),
+        conn, here, person, ctx.subject(id_number), Made(here, event_id=event_id)
     )
+
+
+def _identity(body: RecordMigration, person: Mapping[str, Any] | None) -> tuple[str, str]:
+    """The mover's name and place of household registration: as on record, else as the move gives them."""
+    name = body.name or (person["name"] if person else None)
+    hukou = (person["hukou_division"] if person else None) or body.hukou_division
+    if name is None or hukou is None:
+        raise RuleViolation(
+            "the person is not known here: give name and hukou_division with the first record",
+            field="name",
+            rule="first-record-needs-identity",
+        )
+    return name, hukou
+
+
+def _person(id_number: str, name: str, hukou: str, residence: str) -> dict[str, Any]:
+    """A person first recorded here by a move."""
+    return {
+        "id_number": id_number,
+        "name": name,
+        "sex": sex_from_id_number(id_number),
+        "birth_date": birth_date_of(id_number),
+        "hukou_division": hukou,
+        "residence_division": residence,
+    }
+
+
+async def record_migrations(
+    conn: asyncpg.Connection, ctx: Context, here: str, bodies: Sequence[RecordMigration]
+) -> list[MigrationRecorded | DomainError]:
+    """``record_migration`` for a run of a batch's moves, in order, in a few statements for them all:
+    the movers' residences (locked) and records read, each move judged in memory against what the
+    ones before it left, then the people first recorded, the events, the moves and the residences
+    written. A move a rule refuses is answered with the refusal and writes nothing. If a
+    notification about someone first recorded here was applied meanwhile, ``NotTogether``: the
+    caller records the run one move at a time."""
+    numbers = [b.id_number for b in bodies]
+    known = await repo.residences(conn, [(here, n) for n in numbers])
+    people = await persons.get_people(conn, here, numbers)
+    refused: dict[int, DomainError] = {}
+    accepted: list[tuple[int, RecordMigration, dict[str, Any], bool]] = []
+    for i, body in enumerate(bodies):
+        try:
+            accepted.append((i, body, *_judged(here, body, known, people)))
+        except RuleViolation as e:
+            refused[i] = e
+    recorded = await _write_moves(conn, ctx, here, accepted)
+    return [refused[i] if i in refused else recorded[i] for i in range(len(bodies))]
+
+
+def _judged(
+    here: str,
+    body: RecordMigration,
+    known: dict[tuple[str, str], Residence],
+    people: dict[str, tuple[str, str]],
+) -> tuple[dict[str, Any], bool]:
+    """The move as ``record_migration`` records it, and whether it is its mover's first record
+    here; ``known`` and ``people`` then hold what it leaves, as the next move will find them."""
+    person = people.get(body.id_number)
+    name, hukou = _identity(
+        body, None if person is None else {"name": person[0], "hukou_division": person[1]}
+    )
+    key = (here, body.id_number)
+    check_migration(
+        body.kind, here, body.from_division, body.to_division, body.migration_date, known.get(key), hukou
+    )
+    people[body.id_number] = person or (name, hukou)
+    known[key] = Residence(hukou, body.to_division, body.migration_date, body.kind, body.to_division)
+    migration = {**body.model_dump(), "migration_id": uuid.uuid4(), "name": name, "hukou_division": hukou}
+    return migration, person is None
+
+
+async def _write_moves(
+    conn: asyncpg.Connection,
+    ctx: Context,
+    here: str,
+    accepted: list[tuple[int, RecordMigration, dict[str, Any], bool]],
+) -> dict[int, MigrationRecorded]:
+    """The judged moves written: the people first recorded (before the events, in the order of
+    locks ``_first_record`` keeps), each move's event, the moves, where each mover lives now."""
+    recorded: dict[int, MigrationRecorded] = {}
+    firsts, moves, residence = [], [], {}
+    async with batched(conn):  # the events are numbered and written together when it ends
+        for i, body, migration, first in accepted:
+            event_id = await queue_event(
+                conn,
+                event_type=f"migration.{body.kind}.v1",
+                source=source(here),
+                subject=ctx.subject(body.id_number),
+                data=_payload(body.kind, migration),
+                origin=migration["hukou_division"],
+                destination=body.to_division,
+                traceparent=ctx.traceparent,
+            )
+            made = Made(here, event_id=event_id)
+            if first:
+                person = _person(body.id_number, migration["name"], migration["hukou_division"], here)
+                firsts.append((here, person, ctx.subject(body.id_number), made))
+            moves.append((here, migration, body.kind, made))
+            residence[(here, body.id_number)] = body.to_division
+            recorded[i] = MigrationRecorded.model_validate(
+                {**migration, "jurisdiction": here, "event_id": event_id}
+            )
+        if len(await persons.insert_persons(conn, firsts)) < len(firsts):
+            raise NotTogether("a notification about someone first recorded here was applied meanwhile")
+        await repo.insert_migrations(conn, moves)
+        await persons.set_residences(conn, residence)
+    return recorded
+
+
+def _payload(kind: str, migration: dict[str, Any]) -> p._MigrationV1:
+    payload_cls = _PAYLOADS[kind]
+    return payload_cls(**{k: migration[k] for k in payload_cls.model_fields})
 
 
 # The moves a counterpart notifies: event type -> kind of move.
@@ -130,7 +235,16 @@ async def apply_migrations(conn: asyncpg.Connection, moves: Sequence[Move]) -> l
         ).items()
     }
     await persons.insert_persons(
-        conn, [(t.here, _person(d), t.subject(d["id_number"]), t.made) for t, _, d in moves]
+        conn,
+        [
+            (
+                t.here,
+                _person(d["id_number"], d["name"], d["hukou_division"], d["to_division"]),
+                t.subject(d["id_number"]),
+                t.made,
+            )
+            for t, _, d in moves
+        ],
     )
     inserted = await repo.insert_migrations(conn, [(t.here, d, kind, t.made) for t, kind, d in moves])
     residence: dict[tuple[str, str], str] = {}
@@ -145,16 +259,3 @@ async def apply_migrations(conn: asyncpg.Connection, moves: Sequence[Move]) -> l
             last_move[key] = when
     await persons.set_residences(conn, residence)
     return [applied() for _ in moves]
-
-
-def _person(d: dict[str, Any]) -> dict[str, Any]:
-    """The person a counterpart's move is about, as first recorded here."""
-    id_number = d["id_number"]
-    return {
-        "id_number": id_number,
-        "name": d["name"],
-        "sex": sex_from_id_number(id_number),
-        "birth_date": birth_date_of(id_number),
-        "hukou_division": d["hukou_division"],
-        "residence_division": d["to_division"],
-    }
