@@ -204,6 +204,7 @@ class Stack:
             "kafka_topic_partitions": "4",
             "outbox_replay_window": "600",
             "audit_checkpoint_interval": "2",
+            "kafka_group_instance_id": svc.log_name,
         }
         values["trust_list_file"] = str(self.trust.trust_list)
         if (keys := self._env_of_keys(svc)) is not None:

@@ -68,6 +68,7 @@ def make_consumer(
         metadata_max_age_ms=5_000,
         max_poll_records=500,
         fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+        group_instance_id=settings.kafka_group_instance_id,
         session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000,
         # How long a rebalance waits for the members it knew to rejoin. Members rejoin in the

@@ -108,6 +108,13 @@ class BaseServiceSettings(KafkaSettings):
     consumer_fetch_max_wait_ms: int = Field(
         default=100, ge=1, description="how long a fetch may wait for records (latency floor per hop)"
     )
+    kafka_group_instance_id: str | None = Field(
+        default=None,
+        description="static group membership (KIP-345): this process's stable name, unique among "
+        "the members of its groups (the pod's name); a consumer replaced in-process, or the process "
+        "restarted under the same name, takes its partitions back at once rather than after the "
+        "old member's session timeout",
+    )
     consumer_stall_seconds: float = Field(
         default=30.0,
         gt=0,
