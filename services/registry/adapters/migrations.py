@@ -14,7 +14,24 @@ from services.registry.domain.migrations import Residence
 
 
 async def residence(conn: asyncpg.Connection, jurisdiction: str, id_number: str) -> Residence | None:
-    return (await residences(conn, [(jurisdiction, id_number)])).get((jurisdiction, id_number))
+    """``residences`` of one person, for a single request: a plain statement, since the unnest
+    form run one row at a time cost PostgreSQL about twice the CPU per recorded move (bench of
+    one move per request, 2026-12-02: 3.6 against 1.6 ms per event)."""
+    row = await conn.fetchrow(
+        """SELECT p.hukou_division, p.residence_division, m.migration_date AS last_move, m.kind, m.to_division
+           FROM persons p LEFT JOIN LATERAL (
+                SELECT migration_date, kind, to_division FROM migrations m
+                 WHERE m.jurisdiction = p.jurisdiction AND m.id_number = p.id_number
+                 ORDER BY migration_date DESC, created_at DESC LIMIT 1) m ON true
+           WHERE p.jurisdiction = $1 AND p.id_number = $2 FOR UPDATE OF p""",
+        jurisdiction,
+        id_number,
+    )
+    if row is None:
+        return None
+    return Residence(
+        row["hukou_division"], row["residence_division"], row["last_move"], row["kind"], row["to_division"]
+    )
 
 
 async def residences(
@@ -53,7 +70,21 @@ async def insert_migration(
     kind: str,
     made: Made,
 ) -> bool:
-    return bool(await insert_migrations(conn, [(jurisdiction, m, kind, made)]))
+    """``insert_migrations`` of one move (a plain statement, as ``residence``)."""
+    return await records.insert_once(
+        conn,
+        "migrations",
+        {
+            "id": m["migration_id"],
+            "jurisdiction": jurisdiction,
+            "id_number": m["id_number"],
+            "kind": kind,
+            "from_division": m["from_division"],
+            "to_division": m["to_division"],
+            "migration_date": m["migration_date"],
+        },
+        made,
+    )
 
 
 async def insert_migrations(

@@ -44,8 +44,23 @@ async def insert_person(
     subject: str,
     made: Made,
 ) -> bool:
-    """Insert a person; False if the jurisdiction already holds one with that number."""
-    return bool(await insert_persons(conn, [(jurisdiction, p, subject, made)]))
+    """Insert a person; False if the jurisdiction already holds one with that number (one row: a
+    plain statement, see ``migrations.residence``; ``insert_persons`` for many)."""
+    return await records.insert_once(
+        conn,
+        "persons",
+        {
+            "jurisdiction": jurisdiction,
+            "id_number": p["id_number"],
+            "subject": subject,
+            "name": p["name"],
+            "sex": p["sex"],
+            "birth_date": p["birth_date"],
+            "hukou_division": p["hukou_division"],
+            "residence_division": p["residence_division"],
+        },
+        made,
+    )
 
 
 async def insert_persons(
@@ -85,7 +100,13 @@ async def insert_persons(
 
 
 async def set_residence(conn: asyncpg.Connection, jurisdiction: str, id_number: str, residence: str) -> None:
-    await set_residences(conn, {(jurisdiction, id_number): residence})
+    """Where one person lives now (``set_residences`` for many)."""
+    await conn.execute(
+        "UPDATE persons SET residence_division = $3, updated_at = now() WHERE jurisdiction = $1 AND id_number = $2",
+        jurisdiction,
+        id_number,
+        residence,
+    )
 
 
 async def set_residences(conn: asyncpg.Connection, residences: Mapping[tuple[str, str], str]) -> None:
