@@ -7,14 +7,18 @@ import datetime as dt
 import itertools
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
 import httpx
+import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.stack import Stack
+from shared.events import payloads as p
+from shared.events.envelope import Envelope, new_event_id
 from shared.identity import compose_id_number
 
 T = TypeVar("T")
@@ -148,3 +152,30 @@ def signed_bytes(stack: Stack, party: str, value: bytes) -> bytes:
     signer = stack.trust.keyring(party).signing_key(party, dt.datetime.now(dt.UTC))
     assert signer is not None, f"the stack holds no signing key of {party}"
     return sign_value(value, *signer)
+
+
+def notification(
+    target: str, event_type: str, payload: dict[str, Any], source: str = "440703"
+) -> Envelope[p.ExchangeNotificationV1]:
+    """The exchange's notification to ``target`` of ``source``'s event, as a registry consumes it."""
+    now = dt.datetime.now(dt.UTC)
+    return Envelope[p.ExchangeNotificationV1](
+        id=new_event_id(),
+        source="/exchange",
+        type="exchange.notification.v1",
+        subject=uuid.uuid4().hex,
+        time=now,
+        dataschema="urn:x",
+        sequence=1,
+        data=p.ExchangeNotificationV1(
+            notification_id=uuid.uuid4(),
+            target_division=target,
+            source_division=source,
+            event_id=new_event_id(),
+            event_type=event_type,
+            event_sequence=1,
+            event_time=now,
+            deadline=now + dt.timedelta(days=7),
+            payload=orjson.loads(orjson.dumps(payload)),
+        ),
+    )

@@ -14,8 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -27,24 +25,10 @@ from services.registry.service_layer import migrations
 from services.registry.service_layer.batches import NotTogether, Outcome, Prepared, record_each
 from services.registry.service_layer.context import Context
 from services.registry.settings import RegistrySettings
-from shared.db import create_pool, migrate
 from tests.helpers import person_id
 
 HERE, ORIGIN, THIRD = "440703", "320412", "110101"
-MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "registry" / "migrations"
 CTX = Context(RegistrySettings(database_url="postgresql://unused/x", jurisdictions=HERE))
-
-
-@pytest.fixture
-async def pools(pg: Any) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool]]:
-    made = []
-    for _ in range(2):
-        dsn = pg.create_database(f"moves_{uuid.uuid4().hex[:12]}")
-        await migrate(dsn, "registry", MIGRATIONS)
-        made.append(await create_pool(dsn, min_size=1, max_size=2))
-    yield made[0], made[1]
-    for pool in made:
-        await pool.close()
 
 
 def _prepared(command: RecordMigration, together: bool) -> Prepared:
@@ -122,22 +106,22 @@ async def _state(pool: asyncpg.Pool) -> dict[str, Any]:
 
 @pytest.mark.parametrize("seed", [11, 12, 13, 14])
 async def test_moves_recorded_together_as_one_by_one(
-    pools: tuple[asyncpg.Pool, asyncpg.Pool], seed: int
+    registry_pools: tuple[asyncpg.Pool, asyncpg.Pool], seed: int
 ) -> None:
     rng = random.Random(seed)
     people = [person_id(rng.choice("FM")) for _ in range(7)]
-    for pool in pools:
+    for pool in registry_pools:
         await _known(pool, people[0], HERE)
         await _known(pool, people[1], ORIGIN)
     answers: dict[bool, list[Any]] = {False: [], True: []}
     for _ in range(6):
         batch = [_move(rng, people) for _ in range(rng.randint(1, 25))]
-        for pool, together in zip(pools, (False, True), strict=True):
+        for pool, together in zip(registry_pools, (False, True), strict=True):
             async with pool.acquire() as conn:
                 outcomes = await record_each(conn, [_prepared(c, together) for c in batch])
             answers[together] += [_answer(o) for o in outcomes]
     assert answers[True] == answers[False]
-    assert await _state(pools[1]) == await _state(pools[0])
+    assert await _state(registry_pools[1]) == await _state(registry_pools[0])
     # the batches held both: moves recorded and moves refused by the rules of a history
     recorded = [a for a in answers[False] if isinstance(a, dict)]
     refused = {a[1] for a in answers[False] if isinstance(a, tuple)}
@@ -145,9 +129,9 @@ async def test_moves_recorded_together_as_one_by_one(
 
 
 async def test_a_person_recorded_meanwhile_stops_the_run_from_being_written_together(
-    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+    registry_pools: tuple[asyncpg.Pool, asyncpg.Pool],
 ) -> None:
-    pool = pools[0]
+    pool = registry_pools[0]
     she = person_id("F")
     arrival = RecordMigration.model_validate(
         {

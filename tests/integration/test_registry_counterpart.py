@@ -12,35 +12,9 @@ import orjson
 from services.registry.service_layer.counterpart import apply_notification
 from services.registry.settings import RegistrySettings
 from shared.db import create_pool, migrate
-from shared.events import payloads as p
-from shared.events.envelope import Envelope, new_event_id
-from tests.helpers import person_id
+from tests.helpers import notification, person_id
 
 ORIGIN, DEST, THIRD = "320412", "440703", "110101"
-
-
-def _notification(target: str, event_type: str, payload: dict) -> Envelope[p.ExchangeNotificationV1]:
-    now = dt.datetime.now(dt.UTC)
-    return Envelope[p.ExchangeNotificationV1](
-        id=new_event_id(),
-        source="/exchange",
-        type="exchange.notification.v1",
-        subject="0" * 32,
-        time=now,
-        dataschema="urn:x",
-        sequence=1,
-        data=p.ExchangeNotificationV1(
-            notification_id=uuid.uuid4(),
-            target_division=target,
-            source_division=DEST,
-            event_id=new_event_id(),
-            event_type=event_type,
-            event_sequence=1,
-            event_time=now,
-            deadline=now + dt.timedelta(days=7),
-            payload=orjson.loads(orjson.dumps(payload)),
-        ),
-    )
 
 
 def test_pregnancy_applies_at_origin_and_is_refused_elsewhere(fresh_db: str) -> None:
@@ -71,7 +45,7 @@ def test_pregnancy_applies_at_origin_and_is_refused_elsewhere(fresh_db: str) -> 
             for target in (ORIGIN, THIRD):
                 async with conn.transaction():
                     await apply_notification(
-                        conn, settings, _notification(target, "pregnancy.registered.v1", pregnancy)
+                        conn, settings, notification(target, "pregnancy.registered.v1", pregnancy)
                     )
             kept = await conn.fetch("SELECT jurisdiction, source_division FROM pregnancies")
             assert [(r["jurisdiction"], r["source_division"]) for r in kept] == [(ORIGIN, DEST)]
@@ -87,7 +61,7 @@ def test_pregnancy_applies_at_origin_and_is_refused_elsewhere(fresh_db: str) -> 
             other = {**pregnancy, "pregnancy_id": str(uuid.uuid4())}
             async with conn.transaction():
                 await apply_notification(
-                    conn, settings, _notification(ORIGIN, "pregnancy.registered.v1", other)
+                    conn, settings, notification(ORIGIN, "pregnancy.registered.v1", other)
                 )
             last = orjson.loads(
                 await conn.fetchval(
@@ -136,7 +110,7 @@ def test_a_registry_applies_v1_and_v2_birth_notifications_the_same_way(fresh_db:
             async with pool.acquire() as conn:
                 for event_type, payload in sent.items():
                     async with conn.transaction():
-                        await apply_notification(conn, settings, _notification(ORIGIN, event_type, payload))
+                        await apply_notification(conn, settings, notification(ORIGIN, event_type, payload))
                 outcomes = [
                     orjson.loads(r["value"])["data"]["outcome"]
                     for r in await conn.fetch(

@@ -14,8 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -25,54 +23,20 @@ from pydantic import ValidationError
 
 from services.registry.service_layer.counterpart import apply_notification, apply_notifications
 from services.registry.settings import RegistrySettings
-from shared.db import create_pool, migrate
 from shared.events import payloads as p
-from shared.events.envelope import Envelope, new_event_id
+from shared.events.envelope import Envelope
 from shared.outbox import batched
-from tests.helpers import person_id
+from tests.helpers import notification, person_id
 
 ORIGIN, DEST = "320412", "440703"
-MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "registry" / "migrations"
 Notification = Envelope[p.ExchangeNotificationV1]
 
 
-@pytest.fixture
-async def pools(pg: Any) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool]]:
-    made = []
-    for _ in range(2):
-        dsn = pg.create_database(f"counterpart_{uuid.uuid4().hex[:12]}")
-        await migrate(dsn, "registry", MIGRATIONS)
-        made.append(await create_pool(dsn, min_size=1, max_size=2))
-    yield made[0], made[1]
-    for pool in made:
-        await pool.close()
+def _to_here(event_type: str, payload: dict[str, Any]) -> Notification:
+    return notification(DEST, event_type, payload, source=ORIGIN)
 
 
 SETTINGS = RegistrySettings(database_url="postgresql://unused/x", jurisdictions=DEST)
-
-
-def _notification(event_type: str, payload: dict[str, Any]) -> Notification:
-    now = dt.datetime.now(dt.UTC)
-    return Notification(
-        id=new_event_id(),
-        source="/exchange",
-        type="exchange.notification.v1",
-        subject=uuid.uuid4().hex,
-        time=now,
-        dataschema="urn:x",
-        sequence=1,
-        data=p.ExchangeNotificationV1(
-            notification_id=uuid.uuid4(),
-            target_division=DEST,
-            source_division=ORIGIN,
-            event_id=new_event_id(),
-            event_type=event_type,
-            event_sequence=1,
-            event_time=now,
-            deadline=now + dt.timedelta(days=7),
-            payload=orjson.loads(orjson.dumps(payload)),
-        ),
-    )
 
 
 def _stream(rng: random.Random, people: list[str]) -> list[Notification]:
@@ -82,12 +46,12 @@ def _stream(rng: random.Random, people: list[str]) -> list[Notification]:
     stream = []
     for _ in range(80):
         if sent and rng.random() < 0.15:  # the same move again, under a new notification
-            stream.append(_notification(*rng.choice(sent)))
+            stream.append(_to_here(*rng.choice(sent)))
             continue
         who = rng.choice(people)
         if rng.random() < 0.1:
             stream.append(
-                _notification(
+                _to_here(
                     "person.registered.v1",
                     {
                         "id_number": who,
@@ -112,7 +76,7 @@ def _stream(rng: random.Random, people: list[str]) -> list[Notification]:
             "migration_date": str(dt.date(2024, 1, 1) + dt.timedelta(days=rng.randrange(700))),
         }
         sent.append((f"migration.{kind}.v1", move))
-        stream.append(_notification(f"migration.{kind}.v1", move))
+        stream.append(_to_here(f"migration.{kind}.v1", move))
     return stream
 
 
@@ -158,13 +122,13 @@ async def _state(pool: asyncpg.Pool) -> dict[str, Any]:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_batches_of_notifications_apply_as_one_by_one(
-    pools: tuple[asyncpg.Pool, asyncpg.Pool], seed: int
+    registry_pools: tuple[asyncpg.Pool, asyncpg.Pool], seed: int
 ) -> None:
     rng = random.Random(seed)
     people = [person_id("F") for _ in range(8)]
-    one_by_one, in_batches = pools
+    one_by_one, in_batches = registry_pools
     earlier = [uuid.uuid4() for _ in range(3)]
-    for pool in pools:
+    for pool in registry_pools:
         for who, move in zip(people, earlier, strict=False):
             await _known(pool, who, move)
     stream = _stream(rng, people)
@@ -190,11 +154,11 @@ async def test_batches_of_notifications_apply_as_one_by_one(
 
 
 async def test_an_unreadable_notification_fails_the_batch_and_is_refused_alone(
-    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+    registry_pools: tuple[asyncpg.Pool, asyncpg.Pool],
 ) -> None:
-    pool = pools[0]
+    pool = registry_pools[0]
     who = person_id("M")
-    good = _notification(
+    good = _to_here(
         "migration.departed.v1",
         {
             "migration_id": str(uuid.uuid4()),
@@ -206,7 +170,7 @@ async def test_an_unreadable_notification_fails_the_batch_and_is_refused_alone(
             "migration_date": "2025-02-01",
         },
     )
-    bad = _notification("migration.departed.v1", {"id_number": who, "name": "无日期"})
+    bad = _to_here("migration.departed.v1", {"id_number": who, "name": "无日期"})
     async with pool.acquire() as conn:
         with pytest.raises(ValidationError):
             async with conn.transaction(), batched(conn):

@@ -92,9 +92,10 @@ async def insert_migrations(
 ) -> set[uuid.UUID]:
     """``insert_migration`` for many (jurisdiction, move, kind, made) in one statement, in list
     order: a move already held, or named twice, is inserted once. Returns the ids inserted."""
-    columns: list[list[Any]] = [[] for _ in range(10)]
-    for jurisdiction, m, kind, made in moves:
-        values = (
+    if not moves:
+        return set()
+    columns = records.as_columns(
+        (
             m["migration_id"],
             jurisdiction,
             m["id_number"],
@@ -104,8 +105,8 @@ async def insert_migrations(
             m["migration_date"],
             *records.made_columns(made),
         )
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
+        for jurisdiction, m, kind, made in moves
+    )
     rows = await conn.fetch(
         """INSERT INTO migrations (id, jurisdiction, id_number, kind, from_division, to_division,
                                    migration_date, source_division, source_event_id, event_id)

@@ -69,9 +69,10 @@ async def insert_persons(
     """``insert_person`` for many (jurisdiction, person, subject, made) in one statement, in list
     order: a person already held, or named twice, is inserted once. Returns the (jurisdiction,
     number) pairs inserted."""
-    columns: list[list[Any]] = [[] for _ in range(11)]
-    for jurisdiction, p, subject, made in people:
-        values = (
+    if not people:
+        return set()
+    columns = records.as_columns(
+        (
             jurisdiction,
             p["id_number"],
             subject,
@@ -82,8 +83,8 @@ async def insert_persons(
             p["residence_division"],
             *records.made_columns(made),
         )
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
+        for jurisdiction, p, subject, made in people
+    )
     rows = await conn.fetch(
         """INSERT INTO persons (jurisdiction, id_number, subject, name, sex, birth_date, hukou_division,
                                 residence_division, source_division, source_event_id, event_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import asyncpg
@@ -64,6 +65,11 @@ def made_columns(made: Made) -> tuple[str, uuid.UUID | None, uuid.UUID | None]:
         made.source_event_id,
         made.event_id if made.event_id is not None else made.source_event_id,
     )
+
+
+def as_columns(rows: Iterable[Sequence[object]]) -> list[list[object]]:
+    """Rows as one list per column, the arrays a multi-row statement unnests (none for no rows)."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 async def insert_once(conn: asyncpg.Connection, table: str, row: dict[str, object], made: Made) -> bool:
