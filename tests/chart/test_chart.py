@@ -251,7 +251,7 @@ def test_one_template_renders_every_service(values_file: str) -> None:
 
 
 # Settings the chart leaves alone (documented in deploy/helm/README.md).
-NOT_FROM_THE_CHART = {"CLIENTS_INLINE", "CONSUMER_GROUP", "EVENTS_RECORD_DIR"}
+NOT_FROM_THE_CHART = {"CLIENTS_INLINE", "CONSUMER_GROUP", "EVENTS_RECORD_DIR", "KAFKA_GROUP_INSTANCE_ID"}
 # Set only with mutual TLS (security protocol SSL), which ci/mtls-values.yaml configures.
 MUTUAL_TLS = {"KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE"}
 # Settings the chart sets only when their value (a Secret, a file, an endpoint) is configured.
