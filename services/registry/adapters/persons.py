@@ -19,7 +19,7 @@ async def get_person(conn: asyncpg.Connection, jurisdiction: str, id_number: str
 
 async def get_people(
     conn: asyncpg.Connection, jurisdiction: str, id_numbers: Iterable[str]
-) -> dict[str, tuple[str, str]]:
+) -> dict[str, Mapping[str, Any]]:
     """Name and place of household registration of each of these numbers on record here."""
     rows = await conn.fetch(
         """SELECT id_number, name, hukou_division FROM persons
@@ -27,7 +27,7 @@ async def get_people(
         jurisdiction,
         sorted(set(id_numbers)),
     )
-    return {r["id_number"]: (r["name"], r["hukou_division"]) for r in rows}
+    return {r["id_number"]: r for r in rows}
 
 
 async def lock_person(conn: asyncpg.Connection, jurisdiction: str, id_number: str) -> None:

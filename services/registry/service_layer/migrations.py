@@ -142,19 +142,17 @@ def _judged(
     here: str,
     body: RecordMigration,
     known: dict[tuple[str, str], Residence],
-    people: dict[str, tuple[str, str]],
+    people: dict[str, Mapping[str, Any]],
 ) -> tuple[dict[str, Any], bool]:
     """The move as ``record_migration`` records it, and whether it is its mover's first record
     here; ``known`` and ``people`` then hold what it leaves, as the next move will find them."""
     person = people.get(body.id_number)
-    name, hukou = _identity(
-        body, None if person is None else {"name": person[0], "hukou_division": person[1]}
-    )
+    name, hukou = _identity(body, person)
     key = (here, body.id_number)
     check_migration(
         body.kind, here, body.from_division, body.to_division, body.migration_date, known.get(key), hukou
     )
-    people[body.id_number] = person or (name, hukou)
+    people[body.id_number] = person or {"name": name, "hukou_division": hukou}
     known[key] = Residence(hukou, body.to_division, body.migration_date, body.kind, body.to_division)
     migration = {**body.model_dump(), "migration_id": uuid.uuid4(), "name": name, "hukou_division": hukou}
     return migration, person is None
