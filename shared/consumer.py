@@ -20,12 +20,13 @@ import contextlib
 import datetime as dt
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from functools import lru_cache
 
 import asyncpg
 import orjson
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 
 from shared import dead_letters, inbox
 from shared.consumer_group import GroupMember
@@ -34,7 +35,7 @@ from shared.dead_letters import describe_error
 from shared.dispatch import BatchHandler
 from shared.events.catalog import parse_event, spec_for
 from shared.events.envelope import AnyEnvelope
-from shared.events.signature import Rejected, authority, verify_value
+from shared.events.signature import Rejected, authority, verify_document, verify_value
 from shared.observability import (
     EVENT_LATENCY,
     EVENTS_APPLIED,
@@ -99,8 +100,12 @@ class EventConsumer(GroupMember):
         self.handler = handler
         self.accept = accept or (lambda _: True)
 
-    async def process(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+    async def process(
+        self, messages: list[ConsumerRecord[bytes, bytes]], positions: dict[TopicPartition, int] | None = None
+    ) -> None:
         """Apply a batch in one transaction; failures are retried alone, then dead-lettered.
+        ``positions`` are recorded in the batch's transaction, or once the failures were retried
+        or dead-lettered (never ahead of a message not taken yet).
 
         Optimistically first: without a savepoint per message (two round trips each, a fifth of
         the statements of a hop), the inbox rows of the whole batch in one statement, the events
@@ -110,38 +115,51 @@ class EventConsumer(GroupMember):
         applied again event by event with a savepoint per message, so the others still commit.
         """
         try:
-            await self._process(messages, isolate=False)
+            await self._process(messages, positions, isolate=False)
         except _Isolate:
-            await self._process(messages, isolate=True)
+            await self._process(messages, positions, isolate=True)
 
-    async def _process(self, messages: list[ConsumerRecord[bytes, bytes]], *, isolate: bool) -> None:
+    async def _process(
+        self,
+        messages: list[ConsumerRecord[bytes, bytes]],
+        positions: dict[TopicPartition, int] | None,
+        *,
+        isolate: bool,
+    ) -> None:
         failed: list[tuple[ConsumerRecord[bytes, bytes], AnyEnvelope, BaseException]] = []
         applied: list[AnyEnvelope] = []
+        docs = [_decoded(msg) for msg in messages]  # each message's JSON decoded once
         async with unit_of_work(self.pool) as conn:
-            seen = await self._already_applied(conn, messages)
+            seen = await self._already_applied(conn, docs)
             if isolate:  # a savepoint a message: what each writes stays with it
                 for i, msg in enumerate(messages):
-                    await self._take(conn, msg, i in seen, applied, failed)
+                    await self._take(conn, msg, docs[i], i in seen, applied, failed)
                     self.handled += 1  # completed (a statement that blocks for ever never gets here)
             else:  # the events the handlers queue are numbered and written together at the end
                 async with batched(conn):
-                    applied = await self._apply_all(conn, messages, seen)
+                    applied = await self._apply_all(conn, messages, docs, seen)
                 self.handled += len(messages)  # completed (a statement that blocks for ever never gets here)
+            if not failed:
+                await self.save_positions(conn, positions)
         self._count_applied(applied)
         for msg, event, first_error in failed:
             await self._retry_then_dead_letter(msg, event, first_error)
+        if failed:
+            async with self.pool.acquire() as conn:
+                await self.save_positions(conn, positions)
 
     async def _take(
         self,
         conn: asyncpg.Connection,
         msg: ConsumerRecord[bytes, bytes],
+        doc: object,
         duplicate: bool,
         applied: list[AnyEnvelope],
         failed: list[tuple[ConsumerRecord[bytes, bytes], AnyEnvelope, BaseException]],
     ) -> None:
         """One message of a batch taken a savepoint at a time: skipped, dead-lettered, applied, or
         kept for a retry."""
-        event = await self._admit(conn, msg, duplicate)
+        event = await self._admit(conn, msg, doc, duplicate)
         if event is None:
             return
         try:
@@ -158,17 +176,18 @@ class EventConsumer(GroupMember):
                 failed.append((msg, event, e))
 
     async def _admit(
-        self, conn: asyncpg.Connection, msg: ConsumerRecord[bytes, bytes], duplicate: bool
+        self, conn: asyncpg.Connection, msg: ConsumerRecord[bytes, bytes], doc: object, duplicate: bool
     ) -> AnyEnvelope | None:
         """The message's event if it is to be applied: not a redelivery, parsed, on its own topic,
         wanted, signed by a trusted sender with authority for it. Otherwise None, and whatever
-        could not be taken is dead-lettered with its reason."""
+        could not be taken is dead-lettered with its reason. ``doc``: the message's JSON, decoded
+        (None if it is not JSON)."""
         EVENTS_CONSUMED.labels(self.service, self.name, neutral_label(msg.topic)).inc()
         if duplicate:  # a redelivery (rebalance, replay, a re-send after a broker reset)
             INBOX_DUPLICATES.labels(self.service, self.name).inc()
             return None
         try:
-            event = parse_event(msg.value or b"")
+            event = parse_event(doc if isinstance(doc, dict) else msg.value or b"")
             wanted = self.accept(event) if spec_for(event.type).topic == msg.topic else None
         except Exception as e:  # unparseable, or a filter that chokes on it: never stall
             await self.dead_letter(conn, msg, describe_error(e))
@@ -180,21 +199,25 @@ class EventConsumer(GroupMember):
         if not wanted:
             return None
         try:
-            self.check(msg.value or b"", event)
+            self.authorize(event, verify_document(doc, self.trust))
         except Rejected as e:
             await self.reject(conn, msg, e)
             return None
         return event
 
     async def _apply_all(
-        self, conn: asyncpg.Connection, messages: list[ConsumerRecord[bytes, bytes]], seen: set[int]
+        self,
+        conn: asyncpg.Connection,
+        messages: list[ConsumerRecord[bytes, bytes]],
+        docs: list[object],
+        seen: set[int],
     ) -> list[AnyEnvelope]:
         """The optimistic way: every admitted event recorded in the inbox with one statement, then
         applied by the batch handler in one call, or by the handler one by one. Any failure of an
         event is the batch's (``_Isolate``)."""
         taken: dict[uuid.UUID, tuple[AnyEnvelope, ConsumerRecord[bytes, bytes]]] = {}
         for i, msg in enumerate(messages):
-            event = await self._admit(conn, msg, i in seen)
+            event = await self._admit(conn, msg, docs[i], i in seen)
             if event is not None and event.id not in taken:  # the inbox applies an id once
                 taken[event.id] = (event, msg)
         fresh = await inbox.record(conn, self.name, list(taken))
@@ -214,9 +237,7 @@ class EventConsumer(GroupMember):
             raise _Isolate from e
         return events
 
-    async def _already_applied(
-        self, conn: asyncpg.Connection, messages: list[ConsumerRecord[bytes, bytes]]
-    ) -> set[int]:
+    async def _already_applied(self, conn: asyncpg.Connection, docs: list[object]) -> set[int]:
         """Positions in ``messages`` of events the inbox already has, in one round trip.
 
         After a broker reset every relay re-sends its recent events (twice): tens of thousands of
@@ -224,9 +245,9 @@ class EventConsumer(GroupMember):
         inbox one statement at a time before being found a duplicate. Only the id is read here;
         a message whose id cannot be read goes the whole way (and is dead-lettered there)."""
         ids: dict[int, uuid.UUID] = {}
-        for i, msg in enumerate(messages):
+        for i, doc in enumerate(docs):
             with contextlib.suppress(Exception):
-                ids[i] = uuid.UUID(str(orjson.loads(msg.value or b"")["id"]))
+                ids[i] = uuid.UUID(str(doc["id"]))  # type: ignore[index]
         known = await inbox.already_applied(conn, self.name, set(ids.values()))
         return {i for i, event_id in ids.items() if event_id in known}
 
@@ -307,11 +328,11 @@ class EventConsumer(GroupMember):
 
     def _count_applied(self, events: list[AnyEnvelope]) -> None:
         now = dt.datetime.now(dt.UTC)
+        for label, n in Counter(neutral_label(event.type) for event in events).items():
+            EVENTS_APPLIED.labels(self.service, self.name, label).inc(n)
+        latency = EVENT_LATENCY.labels(self.service, self.name)
         for event in events:
-            EVENTS_APPLIED.labels(self.service, self.name, neutral_label(event.type)).inc()
-            EVENT_LATENCY.labels(self.service, self.name).observe(
-                max(0.0, (now - event.time).total_seconds())
-            )
+            latency.observe(max(0.0, (now - event.time).total_seconds()))
 
     async def _retry_then_dead_letter(
         self, msg: ConsumerRecord[bytes, bytes], event: AnyEnvelope, error: BaseException
@@ -349,6 +370,14 @@ def _transient(exc: BaseException) -> bool:
     or was cancelled, a lock wait, a deadlock or serialization failure): never a reason to
     dead-letter."""
     return is_unavailable(exc) or is_contention(exc) or isinstance(exc, TimeoutError)
+
+
+def _decoded(msg: ConsumerRecord[bytes, bytes]) -> object:
+    """The message's JSON (None when it is not JSON: parsing it then tells why, for the dead letter)."""
+    try:
+        return orjson.loads(msg.value or b"")
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _parent(msg: ConsumerRecord[bytes, bytes], event: AnyEnvelope) -> str | None:

@@ -1,9 +1,10 @@
 """One member of a Kafka consumer group, reading from the positions its own database records.
 
 The group's positions live in the service's database (``shared.consumer_positions``), saved
-after each batch committed, so a member that joins seeks to them; the broker's committed offsets
-are kept for its tools only. Any error ends the member and a fresh one rejoins; a broker that
-came back empty (``restart``) is read again from its start. What a batch means is the
+with each batch (in its transaction), so a member that joins seeks to them; the broker's
+committed offsets are kept for its tools only, and committed at most once a second. Any error
+ends the member and a fresh one rejoins; a broker that came back empty (``restart``) is read
+again from its start. What a batch means is the
 subclass's ``process``: ``shared.consumer.EventConsumer`` applies events exactly once.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -29,6 +31,8 @@ _T = TypeVar("_T")
 
 # No single broker call may hold a consumer longer than this; past it the member is replaced.
 _KAFKA_CALL_TIMEOUT = 30.0
+# Seconds between offset commits to the broker while batches flow (its tools' view of the lag).
+_COMMIT_INTERVAL = 1.0
 
 
 class GroupMember:
@@ -105,6 +109,8 @@ class GroupMember:
         """Apply batches until a broker reset asks for a fresh member. Every call to the broker
         is bounded in time, so a broker that stops answering ends this member instead of
         holding it for ever."""
+        uncommitted: dict[TopicPartition, int] = {}  # applied, not yet committed to the broker
+        next_commit = 0.0
         while not self._restart:
             batches = await self._broker_call(
                 consumer.getmany(timeout_ms=500, max_records=self.settings.outbox_batch_size)
@@ -113,29 +119,34 @@ class GroupMember:
                 break  # a broker reset: a fresh member reads the new log
             self._assigned = bool(consumer.assignment())
             messages = [m for part in batches.values() for m in part]
-            if not messages:
-                continue
-            try:
-                await self.process(messages)
-            except Exception:
-                # Nothing of the batch was committed: rewind so it is read again.
-                for tp, part in batches.items():
-                    consumer.seek(tp, part[0].offset)
-                raise
-            positions = {tp: part[-1].offset + 1 for tp, part in batches.items()}
-            async with self.pool.acquire() as conn:
-                await consumer_positions.save(conn, self.name, positions, self.incarnation)
-            try:
-                # For the broker's tools (lag per group); the group resumes from its own positions.
-                # A partition the group moved elsewhere meanwhile is its new owner's to commit.
-                assignment = consumer.assignment()  # a fresh set per call: read it once
-                held = {tp: o for tp, o in positions.items() if tp in assignment}
-                if held:
-                    await self._broker_call(consumer.commit(held))
-            except (CommitFailedError, IllegalStateError):
-                # The group rebalanced under this member (a broker that lost the group answers
-                # so too): the coordinator rejoins by itself and the listener seeks on assignment.
-                log.info("offset commit refused; rejoining", extra={"consumer": self.name})
+            if messages:
+                positions = {tp: part[-1].offset + 1 for tp, part in batches.items()}
+                try:
+                    await self.process(messages, positions)
+                except Exception:
+                    # Nothing of the batch was committed: rewind so it is read again.
+                    for tp, part in batches.items():
+                        consumer.seek(tp, part[0].offset)
+                    raise
+                uncommitted.update(positions)
+            # For the broker's tools (lag per group) only: the group resumes from its own
+            # positions. So at most once a second, or once the member is idle, not per batch
+            # (a round trip to the broker each, when an event at a time flows).
+            if uncommitted and (not messages or time.monotonic() >= next_commit):
+                await self._commit_offsets(consumer, uncommitted)
+                uncommitted, next_commit = {}, time.monotonic() + _COMMIT_INTERVAL
+
+    async def _commit_offsets(self, consumer: AIOKafkaConsumer, positions: dict[TopicPartition, int]) -> None:
+        try:
+            # A partition the group moved elsewhere meanwhile is its new owner's to commit.
+            assignment = consumer.assignment()  # a fresh set per call: read it once
+            held = {tp: o for tp, o in positions.items() if tp in assignment}
+            if held:
+                await self._broker_call(consumer.commit(held))
+        except (CommitFailedError, IllegalStateError):
+            # The group rebalanced under this member (a broker that lost the group answers
+            # so too): the coordinator rejoins by itself and the listener seeks on assignment.
+            log.info("offset commit refused; rejoining", extra={"consumer": self.name})
 
     async def _broker_call(self, call: Awaitable[_T]) -> _T | None:
         """A broker call bounded by ``_KAFKA_CALL_TIMEOUT`` (past it ``TimeoutError`` ends this
@@ -171,9 +182,19 @@ class GroupMember:
         )
         self._rewind = False
 
-    async def process(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
-        """Handle one polled batch; the positions are saved only once it returned."""
+    async def process(
+        self, messages: list[ConsumerRecord[bytes, bytes]], positions: dict[TopicPartition, int] | None = None
+    ) -> None:
+        """Handle one polled batch and record ``positions`` (``save_positions``) once it is
+        applied: in its transaction where the batch has one, never before its effects."""
         raise NotImplementedError
+
+    async def save_positions(
+        self, conn: asyncpg.Connection, positions: dict[TopicPartition, int] | None
+    ) -> None:
+        """Record where the group stands after a batch (``shared.consumer_positions``)."""
+        if positions:
+            await consumer_positions.save(conn, self.name, positions, self.incarnation)
 
 
 class _Seek(ConsumerRebalanceListener):  # type: ignore[misc]

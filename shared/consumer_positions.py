@@ -2,8 +2,9 @@
 
 The broker's committed offsets are a convenience for tools; these rows are what a fresh member
 seeks to when it is given a partition, and what lag and progress are measured against. They are
-written after a batch is applied (never ahead of the inbox), so a crash in between only makes
-the group read a batch again, which the inbox absorbs.
+written in a batch's own transaction, with its inbox rows and effects (a batch with a failed
+message: once that one was retried or dead-lettered), so they are never ahead of the inbox, and
+a crash before the commit makes the group read the batch again, which the inbox absorbs.
 """
 
 from __future__ import annotations

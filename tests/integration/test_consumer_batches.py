@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from aiokafka import ConsumerRecord
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
 
 from shared import signing
 from shared.consumer import EventConsumer, PoisonMessage
@@ -142,5 +143,42 @@ async def test_a_batch_handler_takes_clean_batches_whole_and_a_failing_one_event
         dead = await consumer.pool.fetch('SELECT "offset", reason FROM dead_letters')
         assert [(r["offset"], r["reason"].split(":")[0]) for r in dead] == [(5, "RuntimeError")]
         assert await consumer.pool.fetchval("SELECT count(*) FROM inbox WHERE consumer = 'batch'") == 5
+    finally:
+        await consumer.pool.close()
+
+
+async def test_the_group_position_is_recorded_with_the_batch_and_never_without_it(
+    fresh_db: str, tmp_path: Path
+) -> None:
+    """``process`` records where the group stands in the batch's own transaction: a batch the
+    database refused moves nothing, and a batch with a failed message moves it once that one is
+    dead-lettered."""
+    consumer = await _consumer(fresh_db, tmp_path)
+    part = TopicPartition(TOPIC, 0)
+
+    async def position() -> int | None:
+        return await consumer.pool.fetchval(  # type: ignore[no-any-return]
+            "SELECT next_offset FROM consumer_positions WHERE consumer = 'batch'"
+        )
+
+    plain = consumer.handler
+
+    async def refused(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
+        await plain(conn, event)
+        raise asyncpg.exceptions.DeadlockDetectedError("the database chose this transaction")
+
+    try:
+        await consumer.process([_record(0, "good 0"), _record(1, "good 1")], {part: 2})
+        assert (await _effects(consumer), await position()) == (["good 0", "good 1"], 2)
+
+        consumer.handler = refused  # the database, not the message: the whole batch is read again
+        with pytest.raises(asyncpg.exceptions.DeadlockDetectedError):
+            await consumer.process([_record(2, "good 2")], {part: 3})
+        assert (await _effects(consumer), await position()) == (["good 0", "good 1"], 2)
+
+        consumer.handler = plain
+        await consumer.process([_record(2, "good 2"), _record(3, "explodes")], {part: 4})
+        assert (await _effects(consumer), await position()) == (["good 0", "good 1", "good 2"], 4)
+        assert await consumer.pool.fetchval("SELECT count(*) FROM dead_letters") == 1
     finally:
         await consumer.pool.close()

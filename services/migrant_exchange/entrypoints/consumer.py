@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 
 from services.migrant_exchange.adapters import dead_letters as census
 from services.migrant_exchange.domain import dead_letters
 from services.migrant_exchange.service_layer import messagebus, roster
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.consumer import EventConsumer
+from shared.db import unit_of_work
 from shared.events.catalog import DLQ_SUFFIX, TOPICS
 from shared.events.envelope import Envelope
 
@@ -52,7 +53,9 @@ class DeadLetterCensus(EventConsumer):
     """Reads every service's ``<topic>.dlq`` and counts the letters (headers only: a dead letter
     is someone's message, and often one that could not be parsed or was refused)."""
 
-    async def process(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+    async def process(
+        self, messages: list[ConsumerRecord[bytes, bytes]], positions: dict[TopicPartition, int] | None = None
+    ) -> None:
         letters = [
             dead_letters.letter(
                 {k: v.decode(errors="replace") for k, v in (m.headers or ())},
@@ -63,8 +66,9 @@ class DeadLetterCensus(EventConsumer):
             )
             for m in messages
         ]
-        async with self.pool.acquire() as conn:
+        async with unit_of_work(self.pool) as conn:
             await census.record(conn, letters)
+            await self.save_positions(conn, positions)
         self.handled += len(messages)
 
 
