@@ -4,8 +4,8 @@ The group's positions live in the service's database (``shared.consumer_position
 with each batch (in its transaction), so a member that joins seeks to them; the broker's
 committed offsets are kept for its tools only, and committed at most once a second. Any error
 ends the member and a fresh one rejoins; a broker that came back empty (``restart``) is read
-again from its start. What a batch means is the
-subclass's ``process``: ``shared.consumer.EventConsumer`` applies events exactly once.
+again from its start. What a batch means is the subclass's ``process``:
+``shared.consumer.EventConsumer`` applies events exactly once.
 """
 
 from __future__ import annotations
