@@ -23,6 +23,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from functools import lru_cache
+from typing import Any
 
 import asyncpg
 import orjson
@@ -54,6 +55,10 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[asyncpg.Connection, AnyEnvelope], Awaitable[None]]
 Accept = Callable[[AnyEnvelope], bool]
+# ``Accept``'s cheap half, on the message's decoded JSON before it is parsed: False when the event
+# is certainly not for this consumer. It may raise on a document it cannot read (KeyError,
+# TypeError...): the message is then parsed and judged in full.
+Addressed = Callable[[dict[str, Any]], bool]
 # Who may send what, from the envelope alone: raises ``Rejected`` (see shared.events.signature).
 Authority = Callable[[AnyEnvelope, Party], None]
 # Rebuilds a cleared projection from every event at once, with the same outcome as applying them
@@ -87,6 +92,7 @@ class EventConsumer(GroupMember):
         topics: list[str],
         handler: Handler,
         accept: Accept | None = None,
+        addressed: Addressed | None = None,
         rebuild: BulkRebuild | None = None,
         batch: BatchHandler | None = None,
         authorize: Authority = authority,
@@ -99,6 +105,7 @@ class EventConsumer(GroupMember):
         self.rebuild = rebuild
         self.handler = handler
         self.accept = accept or (lambda _: True)
+        self.addressed = addressed
 
     async def process(
         self, messages: list[ConsumerRecord[bytes, bytes]], positions: dict[TopicPartition, int] | None = None
@@ -186,6 +193,8 @@ class EventConsumer(GroupMember):
         if duplicate:  # a redelivery (rebalance, replay, a re-send after a broker reset)
             INBOX_DUPLICATES.labels(self.service, self.name).inc()
             return None
+        if not self._maybe_addressed(doc):
+            return None  # someone else's: not parsed (every registry reads the notification topic)
         try:
             event = parse_event(doc if isinstance(doc, dict) else msg.value or b"")
             wanted = self.accept(event) if spec_for(event.type).topic == msg.topic else None
@@ -204,6 +213,15 @@ class EventConsumer(GroupMember):
             await self.reject(conn, msg, e)
             return None
         return event
+
+    def _maybe_addressed(self, doc: object) -> bool:
+        """False when ``addressed`` says for certain that the document is someone else's."""
+        if self.addressed is None or not isinstance(doc, dict):
+            return True
+        try:
+            return self.addressed(doc)
+        except Exception:  # unreadable here: parsing says what is wrong with it
+            return True
 
     async def _apply_all(
         self,

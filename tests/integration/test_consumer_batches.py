@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
@@ -36,7 +37,11 @@ TRUST = TrustList(
 )
 
 
-def _record(offset: int, reason: str, event_id: uuid.UUID | None = None) -> ConsumerRecord[bytes, bytes]:
+def _record(
+    offset: int, reason: str, event_id: uuid.UUID | None = None, **altered: Any
+) -> ConsumerRecord[bytes, bytes]:
+    """A signed correction whose reason says what the test makes of it; ``altered`` envelope
+    attributes are set in the JSON after validation (to make it malformed) and signed as they are."""
     event = Envelope[p.RecordCorrectedV1](
         id=event_id or new_event_id(),
         source="/registry/440703",
@@ -54,7 +59,7 @@ def _record(offset: int, reason: str, event_id: uuid.UUID | None = None) -> Cons
             reason=reason,
         ),
     )
-    value = sign_value(event.model_dump_json().encode(), KID, KEY)
+    value = sign_value(orjson.dumps(orjson.loads(event.model_dump_json()) | altered), KID, KEY)
     return ConsumerRecord(TOPIC, 0, offset, 0, 0, b"k", value, None, 1, len(value), [])
 
 
@@ -180,5 +185,33 @@ async def test_the_group_position_is_recorded_with_the_batch_and_never_without_i
         await consumer.process([_record(2, "good 2"), _record(3, "explodes")], {part: 4})
         assert (await _effects(consumer), await position()) == (["good 0", "good 1", "good 2"], 4)
         assert await consumer.pool.fetchval("SELECT count(*) FROM dead_letters") == 1
+    finally:
+        await consumer.pool.close()
+
+
+async def test_events_addressed_elsewhere_are_left_unparsed_and_the_rest_judged_in_full(
+    fresh_db: str, tmp_path: Path
+) -> None:
+    """``addressed`` looks at the decoded JSON before parsing: someone else's event, even a
+    malformed one, is passed over and leaves nothing here (no effect, no dead letter keeping a
+    copy); an event for this consumer, or one whose addressee cannot be read, is parsed and
+    judged as before."""
+    consumer = await _consumer(fresh_db, tmp_path)
+    consumer.addressed = lambda doc: not doc["data"]["reason"].startswith("elsewhere")
+    try:
+        batch = [
+            _record(0, "elsewhere, well formed"),
+            _record(1, "elsewhere, malformed", sequence=0),
+            _record(2, "ours, malformed", sequence=0),
+            _record(3, "ours"),
+            _record(4, "no addressee", data=None),
+        ]
+        await consumer.process(batch)
+        assert await _effects(consumer) == ["ours"]
+        dead = await consumer.pool.fetch('SELECT "offset", reason FROM dead_letters ORDER BY "offset"')
+        assert [(r["offset"], r["reason"].split(":")[1].strip()) for r in dead] == [
+            (2, "sequence"),
+            (4, "data"),
+        ]
     finally:
         await consumer.pool.close()

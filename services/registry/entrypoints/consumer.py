@@ -1,6 +1,10 @@
 """Kafka entry points of the registry: notifications addressed to the jurisdictions it serves, and
 disclosures of its people that others report (the subject-access log). Both apply through the
-handler table, ``service_layer.messagebus.HANDLERS``."""
+handler table, ``service_layer.messagebus.HANDLERS``.
+
+Every registry reads the whole notification and disclosure topics (notification payloads are
+sealed to their target), so each consumer first looks at the addressee in the message's JSON
+and leaves someone else's events unparsed; ``accept`` then judges the parsed event in full."""
 
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ def consumers(pool: asyncpg.Pool, settings: RegistrySettings) -> list[EventConsu
             handler=messagebus.handler(settings, notifications),
             batch=messagebus.batch(settings, notifications),
             accept=lambda e: e.data.target_division in served,
+            addressed=lambda doc: doc["data"]["target_division"] in served,
         ),
         EventConsumer(
             pool,
@@ -34,5 +39,6 @@ def consumers(pool: asyncpg.Pool, settings: RegistrySettings) -> list[EventConsu
             handler=messagebus.handler(settings, disclosures),
             batch=messagebus.batch(settings, disclosures),
             accept=lambda e: reported_to_us(settings, e),
+            addressed=lambda doc: any(d in served for d in doc["data"]["record_at"]),
         ),
     ]
