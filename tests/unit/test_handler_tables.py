@@ -4,9 +4,12 @@ routes, the counterpart registry has an applier for."""
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 
 from services.migrant_exchange.entrypoints.consumer import consumers as exchange_consumers
@@ -20,8 +23,12 @@ from services.registry.settings import RegistrySettings
 from services.verification.entrypoints.consumer import consumers as verification_consumers
 from services.verification.service_layer import messagebus as verification_bus
 from services.verification.settings import VerificationSettings
+from shared.disclosures import disclosure
 from shared.dispatch import Unhandled, dispatcher, types_on
+from shared.events import payloads as p
 from shared.events.catalog import CATALOG, CURRENT_TYPES
+from shared.events.envelope import Envelope
+from shared.outbox import make_event
 
 
 def test_every_consumer_is_wired_and_its_table_covers_its_topics() -> None:
@@ -77,3 +84,71 @@ async def test_dispatch_picks_the_entry_by_type() -> None:
 
 async def _record(conn: Any, settings: Any, event: Any) -> None:
     return None
+
+
+def _events_on_shared_topics() -> list[Envelope[Any]]:
+    """Notifications and disclosures from every kind of sender to every kind of addressee."""
+    divisions = ("320412", "440703", "110101")
+    now = dt.datetime.now(dt.UTC)
+    out: list[Envelope[Any]] = []
+    for target in divisions:
+        notification = p.ExchangeNotificationV1(
+            notification_id=uuid.uuid4(),
+            target_division=target,
+            source_division="110101",
+            event_id=uuid.uuid4(),
+            event_type="migration.departed.v1",
+            event_sequence=1,
+            event_time=now,
+            deadline=now,
+        )
+        out.append(
+            make_event(
+                event_type="exchange.notification.v1",
+                source="/exchange",
+                subject="0" * 32,
+                data=notification,
+                sequence=1,
+            )
+        )
+    for source, discloser in (
+        ("/verification", "verification"),
+        ("/exchange", "exchange"),
+        ("/registry/320412", "320412"),
+    ):
+        for record_at in (["320412"], ["440703"], ["320412", "440703"], ["110101"]):
+            data = disclosure(
+                record_at=record_at,
+                discloser=discloser,
+                action="person.read",
+                recipient="someone",
+                purpose="benefits",
+            )
+            out.append(
+                make_event(
+                    event_type="disclosure.recorded.v1",
+                    source=source,
+                    subject="0" * 32,
+                    data=data,
+                    sequence=1,
+                )
+            )
+    return out
+
+
+def test_a_consumer_passes_over_unparsed_only_what_it_would_not_take() -> None:
+    """``addressed`` (the look at the decoded JSON before parsing) never refuses an event that
+    ``accept`` takes, and does pass over someone else's."""
+    built = [
+        *registry_consumers(None, RegistrySettings(jurisdictions="320412")),  # type: ignore[arg-type]
+        *exchange_consumers(None, ExchangeSettings()),  # type: ignore[arg-type]
+    ]
+    filtering = [c for c in built if c.addressed is not None]
+    assert len(filtering) == 3
+    for consumer in filtering:
+        on_topics = [e for e in _events_on_shared_topics() if CATALOG[e.type].topic in consumer.topics]
+        verdicts = [
+            (consumer.accept(e), consumer.addressed(orjson.loads(e.model_dump_json()))) for e in on_topics
+        ]
+        assert all(addressed for taken, addressed in verdicts if taken), consumer.name
+        assert any(not addressed for _, addressed in verdicts), consumer.name

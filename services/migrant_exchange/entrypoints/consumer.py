@@ -46,6 +46,7 @@ def certificate_consumer(pool: asyncpg.Pool, settings: ExchangeSettings) -> Even
         topics=messagebus.TABLES["indicators"].topics,
         handler=messagebus.indicators(settings),
         accept=messagebus.TABLES["indicators"].accept,
+        addressed=messagebus.TABLES["indicators"].addressed,
     )
 
 

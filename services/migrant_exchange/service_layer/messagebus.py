@@ -83,6 +83,13 @@ def counted(event: Envelope[Any]) -> bool:
     return event.type != DISCLOSURE or event.source == "/verification"
 
 
+def maybe_counted(doc: dict[str, Any]) -> bool:
+    """``counted``'s cheap half, on the decoded JSON before parsing: the exchange's own disclosures
+    (one per notification it sends) are passed over unparsed. Other parties' are parsed, so that
+    a malformed one is dead-lettered here as on every topic (``tests/reliability``)."""
+    return bool(doc["type"] != DISCLOSURE or doc["source"] != disclosures.SOURCE)
+
+
 @dataclass(frozen=True, slots=True)
 class Table:
     """One consumer group's handler table: the topics it reads, what each type does, and which
@@ -91,6 +98,7 @@ class Table:
     topics: list[str]
     handlers: dict[str, Handler[ExchangeSettings]]
     accept: Callable[[Envelope[Any]], bool] | None = None
+    addressed: Callable[[dict[str, Any]], bool] | None = None  # ``accept``'s cheap half (shared.consumer)
 
     def dispatch(self, settings: ExchangeSettings) -> Bound:
         """The table as one function: the event's type picks the entry (``shared.dispatch``)."""
@@ -100,7 +108,7 @@ class Table:
 # The exchange's tables by consumer group (``<CONSUMER_GROUP>-<key>``, ``entrypoints/consumer.py``).
 TABLES: dict[str, Table] = {
     "events": Table(REGISTRY_TOPICS, HANDLERS),
-    "indicators": Table(INDICATOR_TOPICS, INDICATORS, accept=counted),
+    "indicators": Table(INDICATOR_TOPICS, INDICATORS, accept=counted, addressed=maybe_counted),
 }
 
 
