@@ -36,7 +36,7 @@ from shared.dead_letters import describe_error
 from shared.dispatch import BatchHandler
 from shared.events.catalog import parse_event, spec_for
 from shared.events.envelope import AnyEnvelope
-from shared.events.signature import Rejected, authority, verify_document, verify_value
+from shared.events.signature import Rejected, authority, verify_document
 from shared.observability import (
     EVENT_LATENCY,
     EVENTS_APPLIED,
@@ -208,11 +208,17 @@ class EventConsumer(GroupMember):
         if not wanted:
             return None
         try:
-            self.authorize(event, verify_document(doc, self.trust))
+            self.check(event, doc)
         except Rejected as e:
             await self.reject(conn, msg, e)
             return None
         return event
+
+    def check(self, event: AnyEnvelope, doc: object) -> None:
+        """The signature of the message (``doc``: its JSON, decoded) against the trust list and its
+        sender's authority for the event; raises ``Rejected``. Also for a replayed dead letter
+        (``shared.dead_letters``); ``bench/unsigned`` switches it off to measure its cost."""
+        self.authorize(event, verify_document(doc, self.trust))
 
     def _maybe_addressed(self, doc: object) -> bool:
         """False when ``addressed`` says for certain that the document is someone else's."""
@@ -268,10 +274,6 @@ class EventConsumer(GroupMember):
                 ids[i] = uuid.UUID(str(doc["id"]))  # type: ignore[index]
         known = await inbox.already_applied(conn, self.name, set(ids.values()))
         return {i for i, event_id in ids.items() if event_id in known}
-
-    def check(self, value: bytes, event: AnyEnvelope) -> None:
-        """The event's signature and its sender's authority, or ``Rejected``."""
-        self.authorize(event, verify_value(value, self.trust))
 
     async def reject(self, conn: asyncpg.Connection, msg: ConsumerRecord[bytes, bytes], e: Rejected) -> None:
         """Dead-letter a refused event with its reason, and count it."""

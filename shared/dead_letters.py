@@ -15,6 +15,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 import asyncpg
+import orjson
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
@@ -102,9 +103,10 @@ async def replay_dead_letter(
         )
     if row is None:
         return False
-    event = parse_event(bytes(row["value"]))
+    value = bytes(row["value"])
+    event = parse_event(value)
     # A replayed letter is checked as if it arrived now: a refused one stays refused (raises).
-    handler_consumer.check(bytes(row["value"]), event)
+    handler_consumer.check(event, orjson.loads(value))
     async with unit_of_work(pool) as conn:
         await handler_consumer.apply_one(conn, event)
         await conn.execute("UPDATE dead_letters SET replayed_at = now() WHERE id = $1", dead_letter_id)

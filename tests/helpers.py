@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
@@ -17,6 +19,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.stack import Stack
+from shared.db import create_pool, migrate
 from shared.events import payloads as p
 from shared.events.envelope import Envelope, new_event_id
 from shared.identity import compose_id_number
@@ -185,3 +188,20 @@ def notification(
             payload=orjson.loads(orjson.dumps(payload)),
         ),
     )
+
+
+@contextlib.asynccontextmanager
+async def two_databases(
+    pg: Any, service: str, migrations: Path
+) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool]]:
+    """Two empty, migrated databases of a service: the same input applied two ways, one into each."""
+    made = []
+    try:
+        for _ in range(2):
+            dsn = pg.create_database(f"{service}_{uuid.uuid4().hex[:12]}")
+            await migrate(dsn, service, migrations)
+            made.append(await create_pool(dsn, min_size=1, max_size=2))
+        yield made[0], made[1]
+    finally:
+        for pool in made:
+            await pool.close()

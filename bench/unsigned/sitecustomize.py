@@ -24,7 +24,7 @@ _signature.sign_outgoing_batch = _as_written  # before shared.outbox_relay impor
 import shared.consumer as _consumer  # noqa: E402
 
 
-def _unchecked(self: Any, value: bytes, event: Any) -> None:
+def _unchecked(self: Any, event: Any, doc: object) -> None:
     return None
 
 

@@ -24,12 +24,13 @@ import pytest
 
 from services.migrant_exchange.service_layer import batches, messagebus
 from services.migrant_exchange.settings import ExchangeSettings
-from shared.db import create_pool, migrate, unit_of_work
+from shared.db import unit_of_work
 from shared.events.envelope import Envelope
 from shared.events.signature import Rejected
 from shared.identity import subject_key
 from shared.outbox import batched
 from tests.exchange.exchange_helpers import SECRET, A, B, C, event, new_person, person_event
+from tests.helpers import two_databases
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "migrant_exchange" / "migrations"
 SETTINGS = ExchangeSettings(subject_key_secret=SECRET.decode())
@@ -38,34 +39,29 @@ D = "510104"
 
 @pytest.fixture
 async def pools(pg: Any) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool]]:
-    made = []
-    for _ in range(2):
-        dsn = pg.create_database(f"batches_{uuid.uuid4().hex[:12]}")
-        await migrate(dsn, "migrant_exchange", MIGRATIONS)
-        made.append(await create_pool(dsn, min_size=1, max_size=2))
-    for pool in made:
-        await pool.execute(
-            "INSERT INTO agreements VALUES ($1, $2, $3, 3600, $4), ($5, $6, $7, 3600, '{}'), ('*', '*', $8, 3600, '{}')",
-            *sorted((A, B)),
-            ["*"],
-            {
-                B: {
-                    "marriage.registered.v1": [
-                        "marriage_id",
-                        "spouse_a_id_number",
-                        "spouse_b_id_number",
-                        "marriage_date",
-                        "registered_in",
-                    ]
-                }
-            },
-            *sorted((A, C)),
-            ["migration.departed.v1", "migration.arrived.v1", "person.registered.v1"],
-            ["birth.registered.v2"],
-        )
-    yield made[0], made[1]
-    for pool in made:
-        await pool.close()
+    """Two exchange databases with the same agreements."""
+    async with two_databases(pg, "migrant_exchange", MIGRATIONS) as made:
+        for pool in made:
+            await pool.execute(
+                "INSERT INTO agreements VALUES ($1, $2, $3, 3600, $4), ($5, $6, $7, 3600, '{}'), ('*', '*', $8, 3600, '{}')",
+                *sorted((A, B)),
+                ["*"],
+                {
+                    B: {
+                        "marriage.registered.v1": [
+                            "marriage_id",
+                            "spouse_a_id_number",
+                            "spouse_b_id_number",
+                            "marriage_date",
+                            "registered_in",
+                        ]
+                    }
+                },
+                *sorted((A, C)),
+                ["migration.departed.v1", "migration.arrived.v1", "person.registered.v1"],
+                ["birth.registered.v2"],
+            )
+        yield made
 
 
 class Stream:
