@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from typing import Any
@@ -171,13 +172,18 @@ def test_killing_the_exchange_mid_batch_leaves_every_notification_exactly_once(x
     ids = [e.id for e in events]
     exchange = xstack.service("migrant_exchange")
     count = "SELECT count(*) AS n FROM notifications WHERE event_id = ANY($1::uuid[])"
-    produce(xstack, [("vital.person.v1", e) for e in events])
+    # Produced while the exchange works and is killed: it keeps pace with a producer that signs
+    # each event, so a kill after the whole stream was produced could come after the last batch.
+    producing = threading.Thread(target=produce, args=(xstack, [("vital.person.v1", e) for e in events]))
+    producing.start()
 
     wait_until(lambda: query(exchange.dsn, count, ids)[0]["n"] >= 300, timeout=60, interval=0.02)
     assert exchange.process is not None
     os.killpg(exchange.process.pid, signal.SIGKILL)  # no graceful shutdown, mid-batch
     exchange.process.wait(10)
     partial = query(exchange.dsn, count, ids)[0]["n"]
+    producing.join(60)
+    assert not producing.is_alive()
     assert partial < 5000, "the kill came too late to prove anything"
     started = time.monotonic()
     xstack.spawn(exchange)
