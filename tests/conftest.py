@@ -29,6 +29,28 @@ RECORDED_EVENTS = Path(
 )
 
 
+# The order directories run in: those that start no stack first, then each stack's users together.
+# A stack is stopped once the directory that uses it is done (its fixture is package-scoped), and
+# the session stack is started for the last three. An idle stack is not free: its consumers poll
+# the broker ten times a second each, some 30 % of one of CI's two cores per stack left running.
+_RUN_ORDER = ("chart", "unit", "integration", "exchange", "reliability", "e2e", "fuzz", "security")
+# Scans every log, database and metric the run left, so it runs after everything else.
+_LAST = "security/test_security_leaks.py"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests = Path(__file__).resolve().parent
+
+    def place(item: pytest.Item) -> tuple[int, bool]:
+        relative = item.path.resolve().relative_to(tests)
+        top = relative.parts[0] if len(relative.parts) > 1 else ""
+        rank = _RUN_ORDER.index(top) if top in _RUN_ORDER else len(_RUN_ORDER)
+        return rank, relative.as_posix() == _LAST
+
+    items.sort(key=place)  # stable: within a directory the collected order stays
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Every recorded event of the run keeps its contract, or the run fails naming the broken ones."""
     if not RECORDED_EVENTS.is_dir():

@@ -1,5 +1,5 @@
 """The browser the page tests drive (Debian's headless Chromium through Playwright, no browser
-download), and the stack of the agreement and REST-only tests."""
+download)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-
-from devstack.embedded import EmbeddedPostgres
-from devstack.stack import Stack
-from tests.conftest import running_stack
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -39,19 +35,3 @@ def browser() -> Iterator[Browser]:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield b
         b.close()
-
-
-@pytest.fixture(scope="session")
-def agreements_stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
-    """Registries 320412 and 440703, the REST-only 110101, under the agreements of ``agreements_kit``."""
-    from tests.e2e.agreements_kit import AGREEMENTS, write_agreements
-
-    path = write_agreements(workdir / "agreements-stack.yaml", AGREEMENTS)
-    with running_stack(
-        workdir,
-        pg,
-        "agreements-stack",
-        db_prefix="agr_",
-        extra_env={"AGREEMENTS_FILE": str(path), "OVERDUE_SWEEP_INTERVAL": "0.3"},
-    ) as s:
-        yield s

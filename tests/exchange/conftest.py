@@ -18,7 +18,7 @@ from tests.conftest import running_stack
 from tests.exchange.exchange_helpers import OFFLINE, A, B, C
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped once this directory's tests are done
 def xstack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
     agreements = workdir / "exchange-agreements.yaml"
     agreements.write_text(

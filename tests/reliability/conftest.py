@@ -12,7 +12,7 @@ from devstack.stack import Stack
 from tests.conftest import running_stack
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped once this directory's tests are done
 def fault_stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
     with running_stack(workdir, pg, "faults", db_prefix="faults_") as s:
         yield s

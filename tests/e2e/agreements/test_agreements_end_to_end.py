@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from devstack.stack import ROOT, Stack
-from tests.e2e.agreements_kit import (
+from tests.e2e.agreements.agreements_kit import (
     REST_ONLY,
     A,
     B,

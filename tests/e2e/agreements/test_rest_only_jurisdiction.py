@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
-from tests.e2e.agreements_kit import (
+from tests.e2e.agreements.agreements_kit import (
     REST_DEADLINE_SECONDS,
     REST_ONLY,
     A,
