@@ -15,7 +15,7 @@ from pathlib import Path
 
 class EventTap:
     def __init__(self, directory: str | None, service: str):
-        self.path = Path(directory) / f"{service}-{os.getpid()}.jsonl" if directory else None
+        self.path = recording_path(Path(directory), service, os.getpid()) if directory else None
 
     def write(self, values: Iterable[bytes]) -> None:
         """Append the events (each one JSON object without line breaks, as published)."""
@@ -28,9 +28,12 @@ class EventTap:
                 f.write(lines)
 
 
-def recorded(directory: Path) -> Iterable[tuple[str, bytes]]:
-    """Every event recorded under ``directory``: (file name, event bytes)."""
-    for path in sorted(directory.glob("*.jsonl")):
-        for line in path.read_bytes().splitlines():
-            if line.strip():
-                yield path.name, line
+def recording_path(directory: Path, service: str, pid: int) -> Path:
+    """The file a service's process records into."""
+    return directory / f"{service}-{pid}.jsonl"
+
+
+def recorded_by(path: Path) -> Iterable[bytes]:
+    """The events one process recorded (its file; nothing if it recorded none)."""
+    if path.exists():
+        yield from (line for line in path.read_bytes().splitlines() if line.strip())

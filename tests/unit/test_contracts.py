@@ -27,7 +27,7 @@ from shared.kafka import all_topics
 from shared.outbox_relay import OutboxRelay
 from shared.settings import BaseServiceSettings
 from shared.trust import DivisionTrust, PublicKey, TrustList
-from tests.contracts_kit import event_problems, published_validators
+from tests.contracts_kit import check_recorded, event_problems, published_validators
 from tests.helpers import person_id, production_settings
 
 MOTHER = person_id("F")
@@ -102,6 +102,28 @@ def test_a_model_built_event_keeps_its_contract_and_a_broken_one_is_named() -> N
     assert any("resolves to no published schema" in e for e in event_problems(unknown))
     v1_claimed = {**good, "dataschema": spec_for("birth.registered.v1").dataschema}
     assert event_problems(v1_claimed), "a v2 payload under the v1 schema"
+
+
+def test_the_run_wide_check_counts_every_recording_and_names_each_broken_event(tmp_path: Path) -> None:
+    """What the run's end checks: events recorded again (a re-sent outbox) count each time and are
+    checked once; a broken one is named by the file that recorded it first, with its rule."""
+    v1 = {k: v for k, v in _birth_v1().items() if k != "birth_division"}
+    data = p.BirthRegisteredV2(**v1, birth_place={"division": "440703", "kind": "home"})
+    good = _envelope("birth.registered.v2", data.model_dump(mode="json"))
+    wrong = {
+        **good,
+        "id": str(uuid.uuid4()),
+        "data": {**good["data"], "birth_place": {"division": "440703", "kind": "barn"}},
+    }
+    lines = [orjson.dumps(e) + b"\n" for e in (good, wrong, good)]
+    (tmp_path / "registry-440703-1.jsonl").write_bytes(b"".join(lines))
+    (tmp_path / "registry-440703-2.jsonl").write_bytes(lines[1] + lines[0])
+    types, broken = check_recorded(tmp_path)
+    assert types == {"birth.registered.v2": 5}
+    assert len(broken) == 1 and broken[0].startswith(
+        f"registry-440703-1.jsonl: birth.registered.v2 {wrong['id']}: data:"
+    )
+    assert "$.birth_place.kind breaks" in broken[0] and "barn" not in broken[0]  # the rule, not the value
 
 
 def test_producers_write_only_current_types_and_v1_births_upcast_to_v2() -> None:
