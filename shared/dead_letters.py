@@ -104,9 +104,10 @@ async def replay_dead_letter(
     if row is None:
         return False
     value = bytes(row["value"])
-    event = parse_event(value)
+    doc = orjson.loads(value)  # decoded once, for the parse and the signature check
+    event = parse_event(doc if isinstance(doc, dict) else value)
     # A replayed letter is checked as if it arrived now: a refused one stays refused (raises).
-    handler_consumer.check(event, orjson.loads(value))
+    handler_consumer.check(event, doc)
     async with unit_of_work(pool) as conn:
         await handler_consumer.apply_one(conn, event)
         await conn.execute("UPDATE dead_letters SET replayed_at = now() WHERE id = $1", dead_letter_id)
