@@ -43,6 +43,7 @@ from shared.observability import (
     EVENTS_CONSUMED,
     EVENTS_REJECTED,
     INBOX_DUPLICATES,
+    labelled,
     redact,
 )
 from shared.outbox import batched
@@ -189,9 +190,9 @@ class EventConsumer(GroupMember):
         wanted, signed by a trusted sender with authority for it. Otherwise None, and whatever
         could not be taken is dead-lettered with its reason. ``doc``: the message's JSON, decoded
         (None if it is not JSON)."""
-        EVENTS_CONSUMED.labels(self.service, self.name, neutral_label(msg.topic)).inc()
+        labelled(EVENTS_CONSUMED, self.service, self.name, neutral_label(msg.topic)).inc()
         if duplicate:  # a redelivery (rebalance, replay, a re-send after a broker reset)
-            INBOX_DUPLICATES.labels(self.service, self.name).inc()
+            labelled(INBOX_DUPLICATES, self.service, self.name).inc()
             return None
         if not self._maybe_addressed(doc):
             return None  # someone else's: not parsed (every registry reads the notification topic)
@@ -349,8 +350,8 @@ class EventConsumer(GroupMember):
     def _count_applied(self, events: list[AnyEnvelope]) -> None:
         now = dt.datetime.now(dt.UTC)
         for label, n in Counter(neutral_label(event.type) for event in events).items():
-            EVENTS_APPLIED.labels(self.service, self.name, label).inc(n)
-        latency = EVENT_LATENCY.labels(self.service, self.name)
+            labelled(EVENTS_APPLIED, self.service, self.name, label).inc(n)
+        latency = labelled(EVENT_LATENCY, self.service, self.name)
         for event in events:
             latency.observe(max(0.0, (now - event.time).total_seconds()))
 

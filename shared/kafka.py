@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import uuid
+from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from shared.events.catalog import DLQ_SUFFIX, TOPICS
 from shared.settings import BaseServiceSettings, KafkaSettings
@@ -42,6 +46,63 @@ def make_producer(settings: BaseServiceSettings) -> AIOKafkaProducer:
         request_timeout_ms=10_000,
         retry_backoff_ms=200,
     )
+
+
+# A message to send: topic, key (None: any partition), value, headers.
+Message = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _key_hash(key: bytes) -> int:
+    """The Java client's (and aiokafka's ``DefaultPartitioner``'s) hash of a key: a relay batch
+    carries a subject's notification and its disclosure under one key, and murmur2 is pure Python."""
+    return int(murmur2(key)) & 0x7FFFFFFF
+
+
+async def send_all(producer: AIOKafkaProducer, messages: Sequence[Message]) -> list[asyncio.Future[object]]:
+    """Send ``messages``, each partition's in their order, as few record batches as fit; one
+    future per message, done when its batch is acknowledged (with the batch's metadata).
+
+    ``producer.send`` costs a future, an accumulator look-up and a key hash per message; a relay
+    batch of hundreds pays them once per record batch instead. A keyed message goes to the
+    partition ``producer.send`` would choose (the default partitioner: murmur2 of the key over the
+    topic's partitions by id), so a subject's events keep one partition whichever way they were
+    sent. A message without a key, or too large for a batch of its own, goes by ``send``.
+    """
+    futures: dict[int, asyncio.Future[object]] = {}
+    partitions: dict[str, list[int]] = {}
+    runs: dict[tuple[str, int], list[int]] = {}
+    for i, (topic, key, value, headers) in enumerate(messages):
+        if key is None:
+            futures[i] = await producer.send(topic, value, key=None, headers=headers)
+            continue
+        ids = partitions.get(topic)
+        if ids is None:
+            ids = partitions[topic] = sorted(await producer.partitions_for(topic))
+        runs.setdefault((topic, ids[_key_hash(key) % len(ids)]), []).append(i)
+
+    for (topic, partition), indexes in runs.items():
+        batch: BatchBuilder = producer.create_batch()
+        members: list[int] = []
+        for i in indexes:
+            _, key, value, headers = messages[i]
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is not None:
+                members.append(i)
+                continue
+            if members:  # full: what it holds goes, this message opens the next batch
+                future = await producer.send_batch(batch, topic, partition=partition)
+                futures.update(dict.fromkeys(members, future))
+                batch, members = producer.create_batch(), []
+                if batch.append(key=key, value=value, timestamp=None, headers=headers) is not None:
+                    members.append(i)
+                    continue
+            # larger than a batch: ``send`` raises what the producer says of it
+            futures[i] = await producer.send(topic, value, key=key, headers=headers, partition=partition)
+            batch = producer.create_batch()
+        if members:
+            future = await producer.send_batch(batch, topic, partition=partition)
+            futures.update(dict.fromkeys(members, future))
+    return [futures[i] for i in range(len(messages))]
 
 
 def make_consumer(

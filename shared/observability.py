@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
 import time
+from typing import TypeVar
 
 import orjson
 from prometheus_client import Counter, Gauge, Histogram
@@ -101,6 +103,17 @@ def configure_logging(service: str, level: str = "INFO", json_logs: bool = True)
 
 
 # --- metrics -------------------------------------------------------------------------------------
+
+_Metric = TypeVar("_Metric", Counter, Gauge, Histogram)
+
+
+@functools.lru_cache(maxsize=4096)
+def labelled(metric: _Metric, *values: str) -> _Metric:
+    """``metric.labels(*values)``, looked up once: ``labels`` validates and locks on every call,
+    which a consumer counting each message pays per message. The label sets are few (services,
+    consumers, neutral topic and type names), far below the cache's size."""
+    return metric.labels(*values)
+
 
 HTTP_LATENCY = Histogram(
     "http_request_duration_seconds",

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from shared.db import RELAY_CHANNEL
 from shared.db import wake_relay as wake_relay
-from shared.events.catalog import EventSpec, spec_for
+from shared.events.catalog import EventSpec, envelope_of, spec_for
 from shared.events.envelope import AnyEnvelope, Envelope, new_event_id
 from shared.tracing import current_traceparent
 
@@ -158,7 +158,7 @@ def make_event(
 ) -> Envelope[Any]:
     """The envelope ``add_event`` writes, for callers that write many at once with ``add_events``."""
     spec = _spec_carrying(event_type, data)
-    return Envelope[spec.payload](  # type: ignore[name-defined]
+    return envelope_of(event_type)(
         id=event_id or new_event_id(),
         source=source,
         type=event_type,
@@ -333,18 +333,20 @@ async def queue_event(
     it is queued and written with the batch's others, elsewhere at once. Returns its id.
 
     ``numbered_in``: the sequence space, when not the source's own (``shared.disclosures``)."""
+    queued = Queued(
+        event_type=event_type,
+        source=source,
+        subject=subject,
+        data=data,
+        event_id=new_event_id(),
+        numbered_in=numbered_in or source,
+        origin=origin,
+        destination=destination,
+        traceparent=current_traceparent() or traceparent,
+        key=key,
+    )
+    batch = collecting(conn)
+    if batch is not None:  # the usual case, without a context of its own per event
+        return batch.add(queued)
     async with batched(conn) as batch:
-        return batch.add(
-            Queued(
-                event_type=event_type,
-                source=source,
-                subject=subject,
-                data=data,
-                event_id=new_event_id(),
-                numbered_in=numbered_in or source,
-                origin=origin,
-                destination=destination,
-                traceparent=current_traceparent() or traceparent,
-                key=key,
-            )
-        )
+        return batch.add(queued)

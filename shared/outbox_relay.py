@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+from collections import Counter
 from collections.abc import Callable
 
 import asyncpg
@@ -23,7 +24,7 @@ from aiokafka.structs import RecordMetadata
 from shared.events.catalog import DLQ_SUFFIX
 from shared.events.recording import EventTap
 from shared.events.signature import sign_outgoing_batch
-from shared.kafka import all_topics, ensure_topics, incarnation_of, make_producer, topic_names
+from shared.kafka import all_topics, ensure_topics, incarnation_of, make_producer, send_all, topic_names
 from shared.observability import (
     BROKER_RESETS,
     EVENTS_PRODUCED,
@@ -155,31 +156,47 @@ class OutboxRelay:
             )
         if not rows:
             return 0
-        futures = []
         values = self.signed([(row["topic"], bytes(row["value"])) for row in rows], dt.datetime.now(dt.UTC))
-        for row, value in zip(rows, values, strict=True):
-            headers = [(k, str(v).encode()) for k, v in row["headers"].items()]
-            futures.append(
-                await producer.send(row["topic"], value, key=row["key"].encode() or None, headers=headers)
-            )
+        futures = await send_all(
+            producer,
+            [
+                (
+                    row["topic"],
+                    row["key"].encode() or None,
+                    value,
+                    [(k, str(v).encode()) for k, v in row["headers"].items()],
+                )
+                for row, value in zip(rows, values, strict=True)
+            ],
+        )
         # aiokafka retries some broker answers for as long as they come back; a memory-only broker
         # that lost a topic can answer so for ever. Bound the wait and start over with a new producer.
-        results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), _ACK_TIMEOUT)
+        # Each record batch answers once, for all its messages.
+        batches = list(dict.fromkeys(futures))
+        answers = dict(
+            zip(
+                batches,
+                await asyncio.wait_for(asyncio.gather(*batches, return_exceptions=True), _ACK_TIMEOUT),
+                strict=True,
+            )
+        )
+        results = [answers[f] for f in futures]
         done = [row["id"] for row, r in zip(rows, results, strict=True) if not isinstance(r, BaseException)]
         if done:
             async with self.pool.acquire() as conn:
                 await conn.execute(
                     "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", done
                 )
-            for row, r in zip(rows, results, strict=True):
-                if not isinstance(r, BaseException):
-                    EVENTS_PRODUCED.labels(self.service, neutral_label(row["topic"])).inc()
+            for topic, n in Counter(
+                row["topic"] for row, r in zip(rows, results, strict=True) if not isinstance(r, BaseException)
+            ).items():
+                EVENTS_PRODUCED.labels(self.service, neutral_label(topic)).inc(n)
             self.tap.write(
                 v
                 for row, v, r in zip(rows, values, results, strict=True)
                 if not isinstance(r, BaseException) and not row["topic"].endswith(DLQ_SUFFIX)
             )
-        if self._log_went_back([r for r in results if not isinstance(r, BaseException)]):
+        if self._log_went_back([r for r in answers.values() if not isinstance(r, BaseException)]):
             # A broker that came back empty may even acknowledge writes to topics it no longer
             # has; what it acknowledged since (and before) may be gone. Recreate and re-send.
             await self.recover_broker_reset()
@@ -207,14 +224,19 @@ class OutboxRelay:
         return values
 
     def _log_went_back(self, acks: list[RecordMetadata]) -> bool:
-        went_back = False
+        """Whether a partition's log went back: this batch's first offset on it at or below the
+        last one acknowledged before (each record batch is acknowledged with its first offset)."""
+        first: dict[tuple[str, int], int] = {}
+        last: dict[tuple[str, int], int] = {}
         for meta in acks:
             tp = (meta.topic, meta.partition)
-            if meta.offset <= self._acked.get(tp, -1):
-                went_back = True
-            self._acked[tp] = meta.offset
+            first[tp] = min(first.get(tp, meta.offset), meta.offset)
+            last[tp] = max(last.get(tp, meta.offset), meta.offset)
+        went_back = any(offset <= self._acked.get(tp, -1) for tp, offset in first.items())
         if went_back:
             self._acked.clear()
+        else:
+            self._acked.update(last)
         return went_back
 
     async def _watch_broker(self) -> None:

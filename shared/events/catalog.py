@@ -85,11 +85,11 @@ def parse_event(raw: bytes | str | JsonObject) -> AnyEnvelope:
     if doc.get("type") in UPCASTERS and isinstance(doc.get("data"), dict):
         event_type, data = upcast_data(doc["type"], doc["data"])
         doc = {**doc, "type": event_type, "dataschema": spec_for(event_type).dataschema, "data": data}
-    return _envelope_of(str(doc.get("type"))).model_validate(doc)
+    return envelope_of(str(doc.get("type"))).model_validate(doc)
 
 
 @functools.cache
-def _envelope_of(event_type: str) -> type[AnyEnvelope]:
+def envelope_of(event_type: str) -> type[AnyEnvelope]:
     """``Envelope[payload]`` of a type, made once: pydantic's own cache of parametrised generics
     misses often enough to cost a third of a parse (seen in a replay profile)."""
     generic: Any = Envelope  # parametrised at run time, which a static checker cannot follow

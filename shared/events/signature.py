@@ -92,10 +92,13 @@ def merkle_proofs(leaves: Sequence[bytes]) -> tuple[bytes, list[str]]:
     at = list(range(len(level)))  # each leaf's node index on the current level
     steps: list[list[str]] = [[] for _ in level]
     while len(level) > 1:
+        # each node is a sibling to every leaf under its twin: encode each step once per level
+        as_left = ["L" + b64u(node) for node in level]
+        as_right = ["R" + b64u(node) for node in level]
         for leaf, j in enumerate(at):
             sibling = j ^ 1
             if sibling < len(level):
-                steps[leaf].append(("L" if sibling < j else "R") + b64u(level[sibling]))
+                steps[leaf].append(as_left[sibling] if sibling < j else as_right[sibling])
             at[leaf] = j // 2
         level = [
             _node(level[i], level[i + 1]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)
@@ -226,13 +229,17 @@ def sign_outgoing_batch(keyring: Keyring, values: Sequence[bytes], now: dt.datet
     """
     out: list[bytes | None] = [None] * len(values)
     by_signer: dict[str, tuple[Ed25519PrivateKey, list[int], list[dict[str, object]]]] = {}
+    signers: dict[str, tuple[str, Ed25519PrivateKey] | None] = {}  # by source, for this batch
     for i, value in enumerate(values):
         try:
             doc = orjson.loads(value)
         except orjson.JSONDecodeError:
             continue
-        party = source_party(str(doc.get("source", ""))) if isinstance(doc, dict) else None
-        signer = keyring.signing_key(party, now) if party else None
+        source = str(doc.get("source", "")) if isinstance(doc, dict) else ""
+        if source not in signers:
+            party = source_party(source) if source else None
+            signers[source] = keyring.signing_key(party, now) if party else None
+        signer = signers[source]
         if signer is not None:
             group = by_signer.setdefault(signer[0], (signer[1], [], []))
             group[1].append(i)
