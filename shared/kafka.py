@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import re
 import uuid
@@ -52,10 +51,8 @@ def make_producer(settings: BaseServiceSettings) -> AIOKafkaProducer:
 Message = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]
 
 
-@functools.lru_cache(maxsize=1 << 16)
 def _key_hash(key: bytes) -> int:
-    """The Java client's (and aiokafka's ``DefaultPartitioner``'s) hash of a key: a relay batch
-    carries a subject's notification and its disclosure under one key, and murmur2 is pure Python."""
+    """The Java client's (and aiokafka's ``DefaultPartitioner``'s) hash of a key."""
     return int(murmur2(key)) & 0x7FFFFFFF
 
 
