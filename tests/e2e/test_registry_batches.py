@@ -219,18 +219,24 @@ def test_a_batch_over_the_limit_is_refused_whole(stack: Stack, origin: Api) -> N
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "items", r.text
 
 
-async def _terminate_when_blocked(holder: asyncpg.Connection) -> int:
-    """Wait until a registry backend queues behind ``holder``'s row lock, then kill its connection."""
+async def lock_waiter(holder: asyncpg.Connection) -> int:
+    """The pid of a registry backend queued behind ``holder``'s row lock, once there is one."""
     for _ in range(400):
         pid = await holder.fetchval(
             """SELECT pid FROM pg_stat_activity WHERE datname = current_database()
                  AND wait_event_type = 'Lock' AND pid <> pg_backend_pid() LIMIT 1"""
         )
         if pid is not None:
-            assert await holder.fetchval("SELECT pg_terminate_backend($1)", pid)
             return int(pid)
         await asyncio.sleep(0.025)
-    raise AssertionError("the batch never waited on the locked row")
+    raise AssertionError("no request waited on the locked row")
+
+
+async def terminate_when_blocked(holder: asyncpg.Connection) -> int:
+    """Wait until a registry backend queues behind ``holder``'s row lock, then kill its connection."""
+    pid = await lock_waiter(holder)
+    assert await holder.fetchval("SELECT pg_terminate_backend($1)", pid)
+    return pid
 
 
 async def test_a_batch_whose_connection_dies_mid_way_writes_nothing_and_succeeds_on_retry(
@@ -263,7 +269,7 @@ async def test_a_batch_whose_connection_dies_mid_way_writes_nothing_and_succeeds
             await lock.start()
             await holder.execute("SELECT 1 FROM persons WHERE id_number = $1 FOR UPDATE", blocked)
             request = asyncio.create_task(http.post("/v1/batches", json={"items": items}, headers=key))
-            await _terminate_when_blocked(holder)
+            await terminate_when_blocked(holder)
             await lock.rollback()
             r = await request
             assert r.status_code == 503, r.text

@@ -35,8 +35,8 @@ def _prepared(command: RecordMigration, together: bool) -> Prepared:
     async def one(conn: asyncpg.Connection) -> Any:
         return await migrations.record_migration(conn, CTX, HERE, command)
 
-    async def many(conn: asyncpg.Connection, commands: list[Any]) -> Any:
-        return await migrations.record_migrations(conn, CTX, HERE, commands)
+    async def many(conn: asyncpg.Connection, commands: list[Any], traces: list[str | None]) -> Any:
+        return await migrations.record_migrations(conn, CTX, HERE, commands, traces)
 
     return Prepared(one, "migration", command, many if together else None)
 
@@ -149,7 +149,7 @@ async def test_a_person_recorded_meanwhile_stops_the_run_from_being_written_toge
         await _known(pool, she, ORIGIN)  # a notification about her, applied meanwhile
         move = {**arrival.model_dump(), "migration_id": uuid.uuid4(), "hukou_division": ORIGIN}
         with pytest.raises(NotTogether):
-            await migrations._write_moves(conn, CTX, HERE, [(0, arrival, move, True)])
+            await migrations._write_moves(conn, CTX, HERE, [(0, arrival, move, True)], [None])
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
     async with pool.acquire() as conn:  # recorded one at a time, it is judged against her record
         outcomes = await record_each(conn, [_prepared(arrival, True)])

@@ -119,7 +119,7 @@ async def test_a_run_that_cannot_be_recorded_together_is_recorded_one_by_one(fre
     the batch runs again alone, in a savepoint of its own."""
     conn = await _table(fresh_db)
 
-    async def together(c: asyncpg.Connection, values: list[Any]) -> Any:
+    async def together(c: asyncpg.Connection, values: list[Any], _traces: list[str | None]) -> Any:
         await c.executemany("INSERT INTO t (v) VALUES ($1)", [(v + 100,) for v in values])
         raise NotTogether("found otherwise than read")
 

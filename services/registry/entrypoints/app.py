@@ -11,6 +11,7 @@ from services.registry.entrypoints.routes_keys import router as key_router
 from services.registry.entrypoints.routes_reads import router as read_router
 from services.registry.entrypoints.routes_reconciliation import router as reconciliation_router
 from services.registry.entrypoints.routes_vital_events import router as vital_event_router
+from services.registry.entrypoints.write_kinds import group_commit
 from services.registry.settings import RegistrySettings
 from shared import agreements
 from shared.app import create_service_app
@@ -33,4 +34,5 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
             reconciliation_router,
         ],
         consumers=consumers,
+        resources=group_commit,
     )

@@ -54,26 +54,37 @@ def here(request: Request, client: Client) -> str:
 
 
 @dataclass(frozen=True)
-class WriteScope:
-    """What a write route hands its use case: the request's transaction (``UnitOfWork``, the
-    ``Idempotency-Key`` middleware's when sent), the context (settings, caller, trace), the
-    jurisdiction recorded for, and the writing client (whose scopes a batch item is checked against)."""
+class Caller:
+    """Who writes, before any transaction: the context (settings, caller, trace), the jurisdiction
+    recorded for, and the writing client (whose scopes a batch item is checked against)."""
 
-    conn: asyncpg.Connection
     ctx: Context
     here: str
     client: Client
 
 
-async def write_scope(
+async def caller(
     request: Request,
-    conn: UnitOfWork,
     client: Writer,
     traceparent: TraceParent = None,
     idempotency_key: IdempotencyKey = None,
-) -> WriteScope:
-    return WriteScope(conn, ctx(request, client, traceparent), here(request, client), client)
+) -> Caller:
+    return Caller(ctx(request, client, traceparent), here(request, client), client)
+
+
+@dataclass(frozen=True)
+class WriteScope(Caller):
+    """What a write route hands its use case: the ``Caller`` and the request's transaction
+    (``UnitOfWork``, the ``Idempotency-Key`` middleware's when sent)."""
+
+    conn: asyncpg.Connection
+
+
+async def write_scope(who: Annotated[Caller, Depends(caller)], conn: UnitOfWork) -> WriteScope:
+    return WriteScope(who.ctx, who.here, who.client, conn)
 
 
 # Every write route's one dependency: connection, caller, jurisdiction and trace together.
 Recorder = Annotated[WriteScope, Depends(write_scope)]
+# A write route that opens its transaction only when it needs one (a move, group-committed).
+Writing = Annotated[Caller, Depends(caller)]

@@ -5,23 +5,36 @@ this table by ``add_routes``, and a batch item (``routes_batches.py``) of a kind
 exactly as its single route checks a request (the same pydantic schema, the same use case, the
 same scope) and answered with the same body: a registrar system that knows the single routes
 reads a batch's results without learning anything new, and a new write kind is one row here.
+
+The single route of a kind with a use case for many at once (moves, most of the traffic) is
+group-committed: concurrent requests are recorded as one batch in one transaction, each answered
+as if alone (``Grouped``); under an ``Idempotency-Key`` a request keeps its own transaction,
+which stores its answer with its effect.
 """
 
 from __future__ import annotations
 
 import inspect
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import asyncpg
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from services.registry.entrypoints import schemas_certificates as sr
 from services.registry.entrypoints import schemas_vital_events as s
-from services.registry.entrypoints.routes_common import CertificateNumber, Recorder, WriteScope, problems
+from services.registry.entrypoints.routes_common import (
+    CertificateNumber,
+    Recorder,
+    WriteScope,
+    Writing,
+    problems,
+)
 from services.registry.service_layer import (
     births,
     certificates,
@@ -31,18 +44,25 @@ from services.registry.service_layer import (
     persons,
     pregnancies,
 )
-from services.registry.service_layer.batches import Prepared
+from services.registry.service_layer.batches import Outcome, Prepared, record_group
 from services.registry.service_layer.context import Context
+from shared.app import Pool, ServiceState, service_resources
 from shared.auth import Client
+from shared.db import unit_of_work
 from shared.errors import DomainError, Forbidden, InvalidInput, validation_problem
+from shared.group_commit import GroupCommit
+from shared.idempotency import held_connection
+from shared.tracing import current_traceparent
 
 Body = dict[str, Any]
 # (connection, context, jurisdiction, the record acted on, the kind's validated command) -> its answer
 UseCase = Callable[[asyncpg.Connection, Context, str, Any, Any], Awaitable[BaseModel]]
 Create = Callable[[asyncpg.Connection, Context, str, Any], Awaitable[BaseModel]]
-# (connection, context, jurisdiction, a run of a batch's validated commands) -> each one's answer or refusal
+# (connection, context, jurisdiction, a run of a batch's validated commands, the trace each one's
+# event carries) -> each one's answer or refusal
 CreateMany = Callable[
-    [asyncpg.Connection, Context, str, list[Any]], Awaitable[Sequence[BaseModel | DomainError]]
+    [asyncpg.Connection, Context, str, list[Any], list[str | None]],
+    Awaitable[Sequence[BaseModel | DomainError]],
 ]
 WRITE = "persons:write"  # what every write requires today (routes_common.Writer)
 VITAL_EVENTS, CERTIFICATES = "registry: vital events", "registry: certificates"
@@ -168,11 +188,11 @@ def add_routes(router: APIRouter, tag: str) -> None:
 
     Each route is one call of its use case with the validated body (and the record its path
     names) and the request's ``Recorder`` (connection, caller, jurisdiction, trace)."""
-    for kind in KINDS.values():
+    for name, kind in KINDS.items():
         if kind.doc.tag == tag:
             router.add_api_route(
                 kind.route.removeprefix(router.prefix),
-                _endpoint(kind),
+                _endpoint(name, kind),
                 methods=["POST"],
                 status_code=kind.status,
                 response_model=kind.answer,
@@ -183,21 +203,76 @@ def add_routes(router: APIRouter, tag: str) -> None:
             )
 
 
-def _endpoint(kind: Kind) -> Callable[..., Awaitable[BaseModel]]:
-    """The route function: ``(<path parameter>, body, rec)``, its signature read by FastAPI."""
-
-    async def endpoint(body: BaseModel, rec: WriteScope, **path: Any) -> BaseModel:
-        acted_on = path[kind.target_name] if kind.target is not None else None
-        return await kind.run(rec.conn, rec.ctx, rec.here, acted_on, body)
-
+def _endpoint(name: str, kind: Kind) -> Callable[..., Awaitable[BaseModel]]:
+    """The route function: ``(<path parameter>, body, rec)``, its signature read by FastAPI; for a
+    kind recorded together, ``(body, who, request, pool)``, group-committed."""
     param = inspect.Parameter
     parameters = [param("body", param.KEYWORD_ONLY, annotation=kind.body)]
-    parameters.append(param("rec", param.KEYWORD_ONLY, annotation=Recorder))
+    if kind.together is not None:
+        endpoint = _grouped_endpoint(name, kind)
+        parameters.append(param("who", param.KEYWORD_ONLY, annotation=Writing))
+        parameters.append(param("request", param.KEYWORD_ONLY, annotation=Request))
+        parameters.append(param("pool", param.KEYWORD_ONLY, annotation=Pool))
+    else:
+
+        async def endpoint(body: BaseModel, rec: WriteScope, **path: Any) -> BaseModel:
+            acted_on = path[kind.target_name] if kind.target is not None else None
+            return await kind.run(rec.conn, rec.ctx, rec.here, acted_on, body)
+
+        parameters.append(param("rec", param.KEYWORD_ONLY, annotation=Recorder))
     if kind.target is not None:
         parameters.insert(0, param(kind.target_name, param.KEYWORD_ONLY, annotation=kind.target))
     endpoint.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     endpoint.__name__ = endpoint.__qualname__ = kind.doc.name
     return endpoint
+
+
+def _grouped_endpoint(name: str, kind: Kind) -> Callable[..., Awaitable[BaseModel]]:
+    """A request of a kind recorded together: its item joins the next group commit and is
+    answered with its own outcome, or runs alone when the group could not be written (its
+    ``None``). Under an ``Idempotency-Key`` the middleware's transaction is used, as for any write."""
+
+    async def endpoint(body: BaseModel, who: Writing, request: Request, pool: asyncpg.Pool) -> BaseModel:
+        held = held_connection(request.scope)
+        if held is not None:
+            return await kind.run(held, who.ctx, who.here, None, body)
+        # The group is written outside this request's context: its trace travels in the item.
+        ctx = replace(who.ctx, traceparent=current_traceparent() or who.ctx.traceparent)
+        outcome = await grouped(request.app).submit(_bound(kind, name, ctx, who.here, None, body))
+        if outcome is None:
+            async with unit_of_work(pool) as conn:
+                return await kind.run(conn, ctx, who.here, None, body)
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.result is not None
+        return outcome.result
+
+    return endpoint
+
+
+# Single requests recorded together: at most this many in one transaction, one group at a time
+# (while it commits, the next group gathers; an idle registry writes a lone request at once).
+GROUP_MAX = 256
+Grouped = GroupCommit[Prepared, Outcome | None]
+
+
+@asynccontextmanager
+async def group_commit(state: ServiceState) -> AsyncIterator[Grouped]:
+    """The registry's group commit of single requests, for the app's lifetime (its ``resources``)."""
+    group: Grouped = GroupCommit(
+        partial(record_group, state.pool), name="registry-writes", linger=0, max_batch=GROUP_MAX, slots=1
+    )
+    group.start()
+    try:
+        yield group
+    finally:
+        await group.stop()
+
+
+def grouped(app: FastAPI) -> Grouped:
+    group = service_resources(app)
+    assert isinstance(group, GroupCommit)
+    return group
 
 
 class Refused(InvalidInput):
@@ -227,6 +302,11 @@ def prepare(
         return Refused(validation_problem(e.errors()))
     except DomainError as e:
         return e
+    return _bound(kind, kind_name, ctx, here, acted_on, checked)
+
+
+def _bound(kind: Kind, kind_name: str, ctx: Context, here: str, acted_on: Any, checked: Any) -> Prepared:
+    """The kind's use case bound to a checked command (and, where it has one, its use case for a run)."""
 
     async def run(conn: asyncpg.Connection) -> BaseModel:
         return await kind.run(conn, ctx, here, acted_on, checked)
@@ -235,10 +315,12 @@ def prepare(
         return Prepared(run, kind_name, checked)
     many = kind.together
 
-    async def together(conn: asyncpg.Connection, commands: list[Any]) -> Sequence[BaseModel | DomainError]:
-        return await many(conn, ctx, here, commands)
+    async def together(
+        conn: asyncpg.Connection, commands: list[Any], traces: list[str | None]
+    ) -> Sequence[BaseModel | DomainError]:
+        return await many(conn, ctx, here, commands, traces)
 
-    return Prepared(run, kind_name, checked, together)
+    return Prepared(run, kind_name, checked, together, here, ctx.traceparent)
 
 
 def _target(kind: Kind, value: Any) -> Any:

@@ -16,6 +16,9 @@ Consecutive items of a kind that has a use case for many at once (``Prepared.tog
 most of a registrar system's traffic) are recorded by one call of it, in a few statements for
 the whole run; it answers rule refusals itself (they write nothing), and anything else it raises
 sends the batch the way of a refusal above: again, one item and one savepoint at a time.
+
+The same machinery records concurrent single requests together (``record_group``, the group
+commit of single moves): each request's item is answered as its single route would answer it.
 """
 
 from __future__ import annotations
@@ -27,23 +30,30 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
-from shared.db import CONTENTION, is_unavailable
+from shared.db import CONTENTION, is_unavailable, unit_of_work
 from shared.errors import DomainError, ServiceUnavailable, request_fault
 
 Item = Callable[[asyncpg.Connection], Awaitable[BaseModel]]  # a use case bound to its command
-# A use case for many commands of one kind at once: each one's answer or rule refusal, in order.
-Together = Callable[[asyncpg.Connection, list[Any]], Awaitable[Sequence[BaseModel | DomainError]]]
+# A use case for many commands of one kind at once, given the commands and the trace each one's
+# events carry: each one's answer or rule refusal, in order.
+Together = Callable[
+    [asyncpg.Connection, list[Any], list[str | None]], Awaitable[Sequence[BaseModel | DomainError]]
+]
 
 
 @dataclass(frozen=True)
 class Prepared:
     """A batch item ready to run: its use case bound to its command (``one``), and where its kind
-    has one, the use case for a run of such items (``together``, given the commands)."""
+    has one, the use case for a run of such items (``together``, given the commands). Items of one
+    kind and one ``group`` (the jurisdiction recorded for) may be recorded together; each keeps
+    its own ``traceparent`` (the items of a group commit come from different requests)."""
 
     one: Item
     kind: str = ""
     command: Any = None
     together: Together | None = None
+    group: object = None
+    traceparent: str | None = None
 
 
 class NotTogether(Exception):
@@ -89,7 +99,11 @@ def _run_at(items: Sequence[Prepared | DomainError], at: int) -> Sequence[Prepar
     if isinstance(first, DomainError) or first.together is None:
         return items[at : at + 1]
     end = at + 1
-    while end < len(items) and isinstance(nxt := items[end], Prepared) and nxt.kind == first.kind:
+    while (
+        end < len(items)
+        and isinstance(nxt := items[end], Prepared)
+        and (nxt.kind, nxt.group) == (first.kind, first.group)
+    ):
         end += 1
     return items[at:end]
 
@@ -102,7 +116,8 @@ async def _optimistic(conn: asyncpg.Connection, run: Sequence[Prepared | DomainE
         return [Outcome(error=first)]
     if first.together is None:
         return [Outcome(result=await first.one(conn))]
-    answers = await first.together(conn, [item.command for item in run if isinstance(item, Prepared)])
+    prepared = [item for item in run if isinstance(item, Prepared)]
+    answers = await first.together(conn, [i.command for i in prepared], [i.traceparent for i in prepared])
     return [Outcome(error=a) if isinstance(a, DomainError) else Outcome(result=a) for a in answers]
 
 
@@ -125,8 +140,27 @@ def _refusal(e: Exception) -> DomainError:
         return fault
     if isinstance(e, _TRANSIENT) and not is_unavailable(e):
         raise ServiceUnavailable(
-            f"the database could not finish the batch ({type(e).__name__}); nothing was written, "
+            f"the database could not finish the request ({type(e).__name__}); nothing was written, "
             "retry it with the same Idempotency-Key",
             retry_after=1,
         ) from e
     raise e  # the database is unavailable: the shared edge answers 503, the transaction is gone
+
+
+async def record_group(pool: asyncpg.Pool, items: list[Prepared]) -> list[Outcome | None]:
+    """Items of concurrent requests recorded in one transaction with ``record_each``: each one's
+    outcome. ``None`` for every item when the group failed before its commit (a lock it waited
+    for too long, a deadlock, a lost connection): nothing of it was written, and each request
+    then runs alone, as it would have without the group, so one request's conflict is not every
+    request's. A failed commit is raised to every request: whether it took effect is unknown, and
+    running the items again could record them twice."""
+    committing = False
+    try:
+        async with unit_of_work(pool) as conn:
+            outcomes = await record_each(conn, items)
+            committing = True
+    except Exception:
+        if committing or len(items) == 1:
+            raise
+        return [None] * len(items)
+    return list(outcomes)

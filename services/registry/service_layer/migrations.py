@@ -116,25 +116,31 @@ def _person(id_number: str, name: str, hukou: str, residence: str) -> dict[str, 
 
 
 async def record_migrations(
-    conn: asyncpg.Connection, ctx: Context, here: str, bodies: Sequence[RecordMigration]
+    conn: asyncpg.Connection,
+    ctx: Context,
+    here: str,
+    bodies: Sequence[RecordMigration],
+    traceparents: Sequence[str | None] | None = None,
 ) -> list[MigrationRecorded | DomainError]:
     """``record_migration`` for a run of a batch's moves, in order, in a few statements for them all:
     the movers' residences (locked) and records read, each move judged in memory against what the
     ones before it left, then the people first recorded, the events, the moves and the residences
     written. A move a rule refuses is answered with the refusal and writes nothing. If a
     notification about someone first recorded here was applied meanwhile, ``NotTogether``: the
-    caller records the run one move at a time."""
+    caller records the run one move at a time. ``traceparents``: the trace each move's event
+    carries, where the moves came from different requests (else the context's)."""
     numbers = [b.id_number for b in bodies]
     known = await repo.residences(conn, [(here, n) for n in numbers])
     people = await persons.get_people(conn, here, numbers)
     refused: dict[int, DomainError] = {}
     accepted: list[tuple[int, RecordMigration, dict[str, Any], bool]] = []
+    traces = list(traceparents) if traceparents is not None else [ctx.traceparent] * len(bodies)
     for i, body in enumerate(bodies):
         try:
             accepted.append((i, body, *_judged(here, body, known, people)))
         except RuleViolation as e:
             refused[i] = e
-    recorded = await _write_moves(conn, ctx, here, accepted)
+    recorded = await _write_moves(conn, ctx, here, accepted, traces)
     return [refused[i] if i in refused else recorded[i] for i in range(len(bodies))]
 
 
@@ -163,6 +169,7 @@ async def _write_moves(
     ctx: Context,
     here: str,
     accepted: list[tuple[int, RecordMigration, dict[str, Any], bool]],
+    traces: list[str | None],
 ) -> dict[int, MigrationRecorded]:
     """The judged moves written: the people first recorded (before the events, in the order of
     locks ``_first_record`` keeps), each move's event, the moves, where each mover lives now."""
@@ -178,7 +185,7 @@ async def _write_moves(
                 data=_payload(body.kind, migration),
                 origin=migration["hukou_division"],
                 destination=body.to_division,
-                traceparent=ctx.traceparent,
+                traceparent=traces[i],
             )
             made = Made(here, event_id=event_id)
             if first:
