@@ -98,8 +98,9 @@ class EventConsumer(GroupMember):
         batch: BatchHandler | None = None,
         authorize: Authority = authority,
         trust: TrustList | None = None,
+        background: bool = False,
     ):
-        super().__init__(pool, settings, name=name, topics=topics)
+        super().__init__(pool, settings, name=name, topics=topics, background=background)
         self.batch = batch
         self.authorize = authorize
         self.trust = trust if trust is not None else trust_list(settings.trust_list_file)

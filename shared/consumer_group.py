@@ -36,10 +36,20 @@ _COMMIT_INTERVAL = 1.0
 
 
 class GroupMember:
-    """Consumes ``topics`` as group ``name`` for as long as it runs, batch by batch."""
+    """Consumes ``topics`` as group ``name`` for as long as it runs, batch by batch; a
+    ``background`` member (no event's delivery waits on it) fetches with the long wait."""
 
-    def __init__(self, pool: asyncpg.Pool, settings: BaseServiceSettings, *, name: str, topics: list[str]):
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        settings: BaseServiceSettings,
+        *,
+        name: str,
+        topics: list[str],
+        background: bool = False,
+    ):
         self.pool = pool
+        self.background = background
         self.settings = settings
         self.name = name
         self.topics = topics
@@ -60,7 +70,9 @@ class GroupMember:
         backoff = 0.5
         while True:
             seek = _Seek(self)
-            seek.consumer = consumer = make_consumer(self.settings, self.name, self.topics, seek)
+            seek.consumer = consumer = make_consumer(
+                self.settings, self.name, self.topics, seek, background=self.background
+            )
             reason = "error"
             # A reset from here on (even while this member starts) replaces it again.
             self._restart = False

@@ -107,6 +107,8 @@ def make_consumer(
     group_id: str,
     topics: list[str],
     listener: ConsumerRebalanceListener | None = None,
+    *,
+    background: bool = False,
 ) -> AIOKafkaConsumer:
     """A consumer of ``topics`` that never makes the broker create one of them.
 
@@ -125,7 +127,12 @@ def make_consumer(
         auto_offset_reset="earliest",
         metadata_max_age_ms=5_000,
         max_poll_records=500,
-        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+        # Kafka answers a fetch once records arrive; Tansu looks for them at intervals that
+        # grow with the wait, and each look costs it CPU (see docs/scale.md): consumers no
+        # event's delivery waits on poll at the long, background wait.
+        fetch_max_wait_ms=(
+            settings.background_fetch_max_wait_ms if background else settings.consumer_fetch_max_wait_ms
+        ),
         group_instance_id=settings.kafka_group_instance_id,
         session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000,

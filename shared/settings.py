@@ -108,6 +108,13 @@ class BaseServiceSettings(KafkaSettings):
     consumer_fetch_max_wait_ms: int = Field(
         default=100, ge=1, description="how long a fetch may wait for records (latency floor per hop)"
     )
+    background_fetch_max_wait_ms: int = Field(
+        default=1000,
+        ge=1,
+        description="how long a fetch may wait for records in a consumer no event's delivery waits "
+        "on (a registry's subject-access log, the exchange's indicators and dead-letter census, "
+        "verification's read model); it polls ten times less often than at 100 ms",
+    )
     kafka_group_instance_id: str | None = Field(
         default=None,
         description="static group membership (KIP-345): this process's stable name, unique among "

@@ -28,6 +28,7 @@ from shared.dispatch import Unhandled, dispatcher, types_on
 from shared.events import payloads as p
 from shared.events.catalog import CATALOG, CURRENT_TYPES
 from shared.events.envelope import Envelope
+from shared.kafka import make_consumer
 from shared.outbox import make_event
 
 
@@ -49,6 +50,31 @@ def test_every_consumer_is_wired_and_its_table_covers_its_topics() -> None:
             continue  # the census reads headers, it applies nothing
         wanted = set(types_on(consumer.topics))
         assert wanted and any(wanted <= set(t) for t in tables), consumer.name
+
+
+async def test_only_the_consumers_an_event_waits_on_poll_at_the_short_wait() -> None:
+    """An event's way to its counterpart and back crosses the exchange's routing consumer and the
+    registries' notification consumers; every other consumer polls at the background wait."""
+    registry = RegistrySettings(jurisdictions="320412")
+    exchange = ExchangeSettings(consumer_fetch_max_wait_ms=50, background_fetch_max_wait_ms=2000)
+    built = [
+        *registry_consumers(None, registry),  # type: ignore[arg-type]
+        *exchange_consumers(None, exchange),  # type: ignore[arg-type]
+        *verification_consumers(None, VerificationSettings()),  # type: ignore[arg-type]
+    ]
+    on_the_way = {c.name for c in built if not c.background}
+    assert on_the_way == {registry.consumer_group, f"{exchange.consumer_group}-events"}
+    waits = {}
+    for c in built:
+        if c.settings is exchange:
+            consumer = make_consumer(c.settings, c.name, c.topics, background=c.background)
+            waits[c.name] = consumer._fetch_max_wait_ms
+            await consumer.stop()
+    assert waits == {
+        "migrant-exchange-events": 50,
+        "migrant-exchange-indicators": 2000,
+        "migrant-exchange-dead-letters": 2000,
+    }
 
 
 def test_the_exchange_routes_every_registry_event_but_feedback() -> None:

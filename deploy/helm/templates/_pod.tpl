@@ -82,6 +82,7 @@ the password comes from the Secret the User Operator writes for that KafkaUser u
 {{- $_ := set $e "OUTBOX_REPLAY_WINDOW" (include "mx.number" .c.values.outbox.replayWindowSeconds) -}}
 {{- $_ := set $e "CONSUMER_MAX_RETRIES" (toString (int64 .c.values.consumerMaxRetries)) -}}
 {{- $_ := set $e "CONSUMER_FETCH_MAX_WAIT_MS" (toString (int64 .c.values.consumerFetchMaxWaitMs)) -}}
+{{- $_ := set $e "BACKGROUND_FETCH_MAX_WAIT_MS" (toString (int64 .c.values.backgroundFetchMaxWaitMs)) -}}
 {{- $_ := set $e "CLIENTS_FILE" (printf "/etc/migrant-exchange/clients/%s" $v.secrets.clients.key) -}}
 {{- $_ := set $e "AUDIT_CHECKPOINT_INTERVAL" (include "mx.number" $v.audit.checkpointIntervalSeconds) -}}
 {{- if and .job .c.values.databaseServiceRole -}}

@@ -47,6 +47,7 @@ def certificate_consumer(pool: asyncpg.Pool, settings: ExchangeSettings) -> Even
         handler=messagebus.indicators(settings),
         accept=messagebus.TABLES["indicators"].accept,
         addressed=messagebus.TABLES["indicators"].addressed,
+        background=True,
     )
 
 
@@ -80,6 +81,7 @@ def dead_letter_census(pool: asyncpg.Pool, settings: ExchangeSettings) -> EventC
         name=f"{settings.consumer_group}-dead-letters",
         topics=[t + DLQ_SUFFIX for t in TOPICS],
         handler=_never,
+        background=True,
     )
 
 

@@ -40,5 +40,6 @@ def consumers(pool: asyncpg.Pool, settings: RegistrySettings) -> list[EventConsu
             batch=messagebus.batch(settings, disclosures),
             accept=lambda e: reported_to_us(settings, e),
             addressed=lambda doc: any(d in served for d in doc["data"]["record_at"]),
+            background=True,
         ),
     ]

@@ -29,5 +29,6 @@ def consumers(pool: asyncpg.Pool, settings: VerificationSettings) -> list[EventC
             topics=messagebus.TOPICS,
             handler=messagebus.handler(settings),
             rebuild=handlers.rebuild_read_model,
+            background=True,
         )
     ]
