@@ -29,6 +29,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from services.registry.entrypoints import schemas_certificates as sr
 from services.registry.entrypoints import schemas_vital_events as s
 from services.registry.entrypoints.routes_common import (
+    WRITE,
     CertificateNumber,
     Recorder,
     WriteScope,
@@ -46,7 +47,7 @@ from services.registry.service_layer import (
 )
 from services.registry.service_layer.batches import Outcome, Prepared, record_group
 from services.registry.service_layer.context import Context
-from shared.app import Pool, ServiceState, service_resources
+from shared.app import ServiceState, service_resources, service_state
 from shared.auth import Client
 from shared.db import unit_of_work
 from shared.errors import DomainError, Forbidden, InvalidInput, validation_problem
@@ -64,7 +65,6 @@ CreateMany = Callable[
     [asyncpg.Connection, Context, str, list[Any], list[str | None]],
     Awaitable[Sequence[BaseModel | DomainError]],
 ]
-WRITE = "persons:write"  # what every write requires today (routes_common.Writer)
 VITAL_EVENTS, CERTIFICATES = "registry: vital events", "registry: certificates"
 
 
@@ -198,21 +198,21 @@ def add_routes(router: APIRouter, tag: str) -> None:
                 response_model=kind.answer,
                 summary=kind.doc.summary,
                 description=kind.doc.description,
-                responses=problems(*kind.doc.problems),
+                # a grouped route reaches the database without a dependency: its 503 is declared
+                responses=problems(*kind.doc.problems, *((503,) if kind.together else ())),
                 name=kind.doc.name,
             )
 
 
 def _endpoint(name: str, kind: Kind) -> Callable[..., Awaitable[BaseModel]]:
     """The route function: ``(<path parameter>, body, rec)``, its signature read by FastAPI; for a
-    kind recorded together, ``(body, who, request, pool)``, group-committed."""
+    kind recorded together, ``(body, who, request)``, group-committed."""
     param = inspect.Parameter
     parameters = [param("body", param.KEYWORD_ONLY, annotation=kind.body)]
     if kind.together is not None:
         endpoint = _grouped_endpoint(name, kind)
         parameters.append(param("who", param.KEYWORD_ONLY, annotation=Writing))
         parameters.append(param("request", param.KEYWORD_ONLY, annotation=Request))
-        parameters.append(param("pool", param.KEYWORD_ONLY, annotation=Pool))
     else:
 
         async def endpoint(body: BaseModel, rec: WriteScope, **path: Any) -> BaseModel:
@@ -232,7 +232,7 @@ def _grouped_endpoint(name: str, kind: Kind) -> Callable[..., Awaitable[BaseMode
     answered with its own outcome, or runs alone when the group could not be written (its
     ``None``). Under an ``Idempotency-Key`` the middleware's transaction is used, as for any write."""
 
-    async def endpoint(body: BaseModel, who: Writing, request: Request, pool: asyncpg.Pool) -> BaseModel:
+    async def endpoint(body: BaseModel, who: Writing, request: Request) -> BaseModel:
         held = held_connection(request.scope)
         if held is not None:
             return await kind.run(held, who.ctx, who.here, None, body)
@@ -240,7 +240,7 @@ def _grouped_endpoint(name: str, kind: Kind) -> Callable[..., Awaitable[BaseMode
         ctx = replace(who.ctx, traceparent=current_traceparent() or who.ctx.traceparent)
         outcome = await grouped(request.app).submit(_bound(kind, name, ctx, who.here, None, body))
         if outcome is None:
-            async with unit_of_work(pool) as conn:
+            async with unit_of_work(service_state(request.app).pool) as conn:
                 return await kind.run(conn, ctx, who.here, None, body)
         if outcome.error is not None:
             raise outcome.error
