@@ -195,11 +195,15 @@ def _registry(request: Request) -> ClientRegistry:
     return request.app.state.clients  # type: ignore[no-any-return]
 
 
-async def current_client(request: Request) -> Client:
-    # async on purpose: a plain ``def`` dependency would run in the thread pool on every request
+def _authenticated(request: Request) -> Client:
     client = _registry(request).authenticate(request.headers.get("authorization"))
     request.state.client_id = client.client_id
     return client
+
+
+async def current_client(request: Request) -> Client:
+    # async on purpose: a plain ``def`` dependency would run in the thread pool on every request
+    return _authenticated(request)
 
 
 CurrentClient = Annotated[Client, Depends(current_client)]
@@ -207,8 +211,7 @@ CurrentClient = Annotated[Client, Depends(current_client)]
 
 def admit(request: Request, scope: str) -> Client:
     """The request's client, if it holds ``scope`` (401 or 403 otherwise)."""
-    client = _registry(request).authenticate(request.headers.get("authorization"))
-    request.state.client_id = client.client_id
+    client = _authenticated(request)
     if not client.has(scope):
         raise Forbidden(f"this client lacks the '{scope}' scope", rule="scope", scope=scope)
     return client

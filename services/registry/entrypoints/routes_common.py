@@ -74,7 +74,8 @@ async def caller(
     return Caller(ctx(request, client, traceparent), here(request, client), client)
 
 
-# A write route's caller; the scope is named in the OpenAPI document as ``require`` names it.
+# A write route's caller, the scope named in the OpenAPI document as ``require`` names it; alone,
+# the dependency of a write route that opens its transaction only when it needs one (a move).
 Writing = Annotated[Caller, Security(caller, scopes=[WRITE])]
 
 
@@ -92,4 +93,3 @@ async def write_scope(who: Writing, conn: UnitOfWork) -> WriteScope:
 
 # Every write route's one dependency: connection, caller, jurisdiction and trace together.
 Recorder = Annotated[WriteScope, Depends(write_scope)]
-# (``Writing``, above, alone: a write route that opens its transaction only when it needs one.)
