@@ -196,11 +196,23 @@ async def _write_moves(
             recorded[i] = MigrationRecorded.model_validate(
                 {**migration, "jurisdiction": here, "event_id": event_id}
             )
-        if len(await persons.insert_persons(conn, firsts)) < len(firsts):
+        inserted = await persons.insert_persons(conn, firsts)
+        if len(inserted) < len(firsts):
             raise NotTogether("a notification about someone first recorded here was applied meanwhile")
         await repo.insert_migrations(conn, moves)
-        await persons.set_residences(conn, residence)
+        await persons.set_residences(conn, _changed(residence, inserted, dict.fromkeys(inserted, here)))
     return recorded
+
+
+def _changed(
+    residence: dict[tuple[str, str], str],
+    inserted: set[tuple[str, str]],
+    inserted_with: dict[tuple[str, str], str],
+) -> dict[tuple[str, str], str]:
+    """The residences to write: those of people on record before, and of people just inserted
+    (``inserted``) whose last move took them elsewhere than the insert put them (``inserted_with``).
+    Writing the same residence again would rewrite the row and its index entries for nothing."""
+    return {key: r for key, r in residence.items() if key not in inserted or inserted_with[key] != r}
 
 
 def _payload(kind: str, migration: dict[str, Any]) -> p._MigrationV1:
@@ -239,7 +251,7 @@ async def apply_migrations(conn: asyncpg.Connection, moves: Sequence[Move]) -> l
             await repo.residences(conn, [(t.here, d["id_number"]) for t, _, d in moves])
         ).items()
     }
-    await persons.insert_persons(
+    new_people = await persons.insert_persons(
         conn,
         [
             (
@@ -251,6 +263,9 @@ async def apply_migrations(conn: asyncpg.Connection, moves: Sequence[Move]) -> l
             for t, _, d in moves
         ],
     )
+    inserted_with: dict[tuple[str, str], str] = {}
+    for t, _, d in moves:  # a person named twice was inserted with the first move's residence
+        inserted_with.setdefault((t.here, d["id_number"]), d["to_division"])
     inserted = await repo.insert_migrations(conn, [(t.here, d, kind, t.made) for t, kind, d in moves])
     residence: dict[tuple[str, str], str] = {}
     for t, _, d in moves:
@@ -262,5 +277,5 @@ async def apply_migrations(conn: asyncpg.Connection, moves: Sequence[Move]) -> l
         if last is None or when >= last:
             residence[key] = d["to_division"]
             last_move[key] = when
-    await persons.set_residences(conn, residence)
+    await persons.set_residences(conn, _changed(residence, new_people, inserted_with))
     return [applied() for _ in moves]
