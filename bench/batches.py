@@ -58,15 +58,18 @@ def _accepted_rate(run: dict[str, Any]) -> float:
     return float(run["events"]) / float(run["send_seconds"])
 
 
-def main(n: int = 4000) -> dict[str, Any]:
+def main(single_n: int = 10_000, batched_n: int = 20_000) -> dict[str, Any]:
+    """Issue 18's targets are sustained rates: each way runs long enough (~10 s at the targets)
+    that the pipeline's fill at the start and drain at the end weigh little (with 4,000 events,
+    ~2 s batched, they were a third of the time)."""
     root = workdir("mx-bench-batches-")
     pg = EmbeddedPostgres(root / "pgdata", cleanup="delete")
     stack = Stack(root / "stack", pg=pg, db_prefix="benchb_", extra_env={"LOG_LEVEL": "WARNING"})
     try:
         stack.start()
         sampler = RssSampler({s.name: s.process.pid for s in stack.services if s.process})
-        single = asyncio.run(pipeline_run(stack, n, None, sampler))
-        batched = asyncio.run(batch_run(stack, n, sampler))
+        single = asyncio.run(pipeline_run(stack, single_n, None, sampler))
+        batched = asyncio.run(batch_run(stack, batched_n, sampler))
         single["accepted_per_second"] = _accepted_rate(single)
         batched["accepted_per_second"] = _accepted_rate(batched)
         return {"single": single, "batched": batched, "rows": _rows(single, batched)}
@@ -81,16 +84,18 @@ def _rows(single: dict[str, Any], batched: dict[str, Any]) -> list[dict[str, Any
     end_to_end = batched["events_per_second"]
     return [
         {
-            "metric": f"events/s end to end, batches of {BATCH}",
+            "metric": f"events/s end to end, batches of {BATCH} ({batched['events']:,} events)",
             "value": end_to_end,
             "unit": "ev/s",
             "target": ">= 2000 ev/s",
             "met": end_to_end >= 2000,
         },
         {
-            "metric": "events/s end to end, one per request",
+            "metric": f"events/s end to end, one per request ({single['events']:,} events)",
             "value": single["events_per_second"],
             "unit": "ev/s",
+            "target": ">= 1000 ev/s",
+            "met": single["events_per_second"] >= 1000,
         },
         {
             "metric": f"events/s accepted, batches of {BATCH}",
