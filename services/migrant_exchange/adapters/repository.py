@@ -156,7 +156,7 @@ async def clear_roster(conn: asyncpg.Connection) -> list[str]:
 # ``subject = ANY($1)``: a pool's connections soon run a statement on a generic plan, which cannot
 # hash a parameter's array, and where that plan was made while the roster was small (a sequential
 # scan) each row was compared with each of up to 500 subjects. Seen in the batches benchmark: 50 ms
-# a batch at 10,000 subjects; standalone, under a plan made at 300 rows, 470 ms at 100,000 and
+# a batch at 10,000-30,000 subjects; standalone, under a plan made at 300 rows, 470 ms at 100,000 and
 # 1.4 s at 300,000. Joined: 7 and 20 ms under that plan, 1-1.5 ms under one made for the size.
 _ROSTER_OF_SUBJECTS = "roster r JOIN unnest($1::text[]) AS u(subject) ON r.subject = u.subject"
 
