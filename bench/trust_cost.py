@@ -30,6 +30,7 @@ import orjson
 
 from bench.common import write_result
 from shared import signing
+from shared.ed25519 import Signer
 from shared.events import payloads as p
 from shared.events.catalog import parse_event, spec_for
 from shared.events.envelope import Envelope, new_event_id
@@ -58,11 +59,11 @@ def _per_op(fn: Any, n: int = 5000) -> float:
 
 
 def micro() -> dict[str, float]:
-    key = signing.new_private_key()
+    key = Signer(signing.private_bytes(signing.new_private_key()))  # as the relay's keyring holds it
     trust = TrustList(
         divisions={
             "440703": DivisionTrust(
-                signing_keys=[PublicKey(kid="440703-b", public_key=signing.b64u(signing.public_bytes(key)))]
+                signing_keys=[PublicKey(kid="440703-b", public_key=signing.b64u(key.public_bytes))]
             )
         }
     )

@@ -1,7 +1,8 @@
 """Ed25519 signatures as compact JWS (alg EdDSA), small enough for a QR code.
 
-Pure functions over the ``cryptography`` library: the registry signs, the verification
-service and offline kiosks verify against published public keys (JWKS).
+Pure functions over the ``cryptography`` library (checks by libsodium, ``shared.ed25519``): the
+registry signs, the verification service and offline kiosks verify against published public
+keys (JWKS).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
+from shared.ed25519 import Verifier
 from shared.jsontypes import JsonObject
 
 
@@ -84,9 +86,7 @@ def verify(token: str, public_keys: Mapping[str, bytes]) -> JsonObject:
     if raw is None:
         raise BadSignature("token is signed by an unknown key")
     try:
-        Ed25519PublicKey.from_public_bytes(raw).verify(
-            b64u_decode(parts[2]), f"{parts[0]}.{parts[1]}".encode()
-        )
+        Verifier(raw).verify(b64u_decode(parts[2]), f"{parts[0]}.{parts[1]}".encode())
         claims = orjson.loads(b64u_decode(parts[1]))
     except (InvalidSignature, ValueError) as e:
         raise BadSignature("signature does not match") from e

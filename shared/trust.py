@@ -20,10 +20,10 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import yaml
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.ed25519 import Signer, Verifier
 from shared.signing import b64u_decode
 
 EXCHANGE = "exchange"  # the party name of the national exchange (events with source "/exchange")
@@ -89,8 +89,8 @@ class TrustList(_Frozen):
         return value
 
     @cached_property
-    def _signers(self) -> dict[str, tuple[Party, PublicKey, Ed25519PublicKey]]:
-        out: dict[str, tuple[Party, PublicKey, Ed25519PublicKey]] = {}
+    def _signers(self) -> dict[str, tuple[Party, PublicKey, Verifier]]:
+        out: dict[str, tuple[Party, PublicKey, Verifier]] = {}
         parties: list[tuple[Party, list[PublicKey]]] = [
             (EXCHANGE, self.exchange.signing_keys),
             (VERIFICATION, self.verification.signing_keys),
@@ -100,10 +100,10 @@ class TrustList(_Frozen):
             for key in keys:
                 if key.kid in out:
                     raise ValueError(f"trust list: kid {key.kid!r} is listed twice")
-                out[key.kid] = (party, key, Ed25519PublicKey.from_public_bytes(key.raw))
+                out[key.kid] = (party, key, Verifier(key.raw))
         return out
 
-    def signer(self, kid: str) -> tuple[Party, PublicKey, Ed25519PublicKey] | None:
+    def signer(self, kid: str) -> tuple[Party, PublicKey, Verifier] | None:
         """The party a signing key speaks for, the key's entry and the key itself."""
         return self._signers.get(kid)
 
@@ -144,7 +144,7 @@ class Keyring(_Frozen):
 
     keys: list[PrivateKey] = []
 
-    def signing_key(self, party: Party, when: dt.datetime) -> tuple[str, Ed25519PrivateKey] | None:
+    def signing_key(self, party: Party, when: dt.datetime) -> tuple[str, Signer] | None:
         """The newest signing key of ``party`` valid at ``when``."""
         usable = [k for k in self.keys if k.use == "sign" and k.party == party and _valid(k, when)]
         if not usable:
@@ -163,9 +163,9 @@ class Keyring(_Frozen):
 
 
 @lru_cache(maxsize=64)
-def _ed25519(private_key: str) -> Ed25519PrivateKey:
-    """A private key object, made once: making one derives its public half (a scalar multiplication)."""
-    return Ed25519PrivateKey.from_private_bytes(b64u_decode(private_key))
+def _ed25519(private_key: str) -> Signer:
+    """A signer, made once: making one derives its public half (a scalar multiplication)."""
+    return Signer(b64u_decode(private_key))
 
 
 @lru_cache(maxsize=64)

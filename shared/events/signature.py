@@ -33,8 +33,8 @@ from collections.abc import Sequence
 
 import orjson
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from shared.ed25519 import SigningKey, Verifier
 from shared.events.envelope import AnyEnvelope
 from shared.signing import b64u, b64u_decode
 from shared.trust import EXCHANGE, VERIFICATION, Keyring, Party, TrustList
@@ -184,12 +184,12 @@ def forget_verified_batches() -> None:
     _verified_roots.clear()
 
 
-def sign_document(doc: dict[str, object], kid: str, key: Ed25519PrivateKey) -> bytes:
+def sign_document(doc: dict[str, object], kid: str, key: SigningKey) -> bytes:
     """The envelope's bytes as published: ``signer`` set, then signed over everything."""
     return sign_documents([doc], kid, key)[0]
 
 
-def sign_documents(docs: Sequence[dict[str, object]], kid: str, key: Ed25519PrivateKey) -> list[bytes]:
+def sign_documents(docs: Sequence[dict[str, object]], kid: str, key: SigningKey) -> list[bytes]:
     """The envelopes' bytes as published, under one signature (batches of ``MAX_BATCH``)."""
     prepared = [{k: v for k, v in d.items() if k not in _UNSIGNED_ATTRIBUTES} | {"signer": kid} for d in docs]
     out: list[bytes] = []
@@ -206,7 +206,7 @@ def sign_documents(docs: Sequence[dict[str, object]], kid: str, key: Ed25519Priv
     return out
 
 
-def sign_value(value: bytes, kid: str, key: Ed25519PrivateKey) -> bytes:
+def sign_value(value: bytes, kid: str, key: SigningKey) -> bytes:
     doc = orjson.loads(value)
     if not isinstance(doc, dict):
         raise ValueError("an event must be a JSON object")
@@ -228,8 +228,8 @@ def sign_outgoing_batch(keyring: Keyring, values: Sequence[bytes], now: dt.datet
     under another signature; consumers recognise it by its id, not its bytes.
     """
     out: list[bytes | None] = [None] * len(values)
-    by_signer: dict[str, tuple[Ed25519PrivateKey, list[int], list[dict[str, object]]]] = {}
-    signers: dict[str, tuple[str, Ed25519PrivateKey] | None] = {}  # by source, for this batch
+    by_signer: dict[str, tuple[SigningKey, list[int], list[dict[str, object]]]] = {}
+    signers: dict[str, tuple[str, SigningKey] | None] = {}  # by source, for this batch
     for i, value in enumerate(values):
         try:
             doc = orjson.loads(value)
@@ -281,7 +281,7 @@ def verify_document(doc: object, trust: TrustList, now: dt.datetime | None = Non
     return party
 
 
-def _verify(public: Ed25519PublicKey, kid: str, signature: str, doc: dict[str, object]) -> None:
+def _verify(public: Verifier, kid: str, signature: str, doc: dict[str, object]) -> None:
     proof = doc.get(PROOF)
     if proof is None:
         public.verify(b64u_decode(signature), canonical(doc))
