@@ -186,7 +186,11 @@ def test_callers_need_a_credential_and_the_verify_scope(vstack: VerificationStac
     body = {"certificate_number": "x", "holder_id_number": person_id(), "purpose": "benefits"}
     assert httpx.post(vstack.url + "/v1/verifications", json=body).status_code == 401
     with vstack.http(vstack.add_client(f"operator-t{next(_clients)}", "operator")) as operator:
-        r = wait_until(lambda: (x := operator.post("/v1/verifications", json=body)).status_code != 401 and x)
+        # the service learns of the new client through the database's notification (15 s: a
+        # loaded CI machine once took longer than 5)
+        r = wait_until(
+            lambda: (x := operator.post("/v1/verifications", json=body)).status_code != 401 and x, timeout=15
+        )
         assert r.status_code == 403 and r.json()["errors"][0]["rule"] == "scope"
 
 
