@@ -219,9 +219,10 @@ def test_a_batch_over_the_limit_is_refused_whole(stack: Stack, origin: Api) -> N
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "items", r.text
 
 
-async def lock_waiter(holder: asyncpg.Connection) -> int:
+async def lock_waiter(holder: asyncpg.Connection, within: float = 30.0) -> int:
     """The pid of a registry backend queued behind ``holder``'s row lock, once there is one."""
-    for _ in range(400):
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
         pid = await holder.fetchval(
             """SELECT pid FROM pg_stat_activity WHERE datname = current_database()
                  AND wait_event_type = 'Lock' AND pid <> pg_backend_pid() LIMIT 1"""
@@ -229,7 +230,14 @@ async def lock_waiter(holder: asyncpg.Connection) -> int:
         if pid is not None:
             return int(pid)
         await asyncio.sleep(0.025)
-    raise AssertionError("no request waited on the locked row")
+    # What the registry's backends were doing instead, for whoever reads the failure.
+    backends = await holder.fetch(
+        """SELECT state, wait_event_type, wait_event, left(query, 120) AS query
+             FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"""
+    )
+    raise AssertionError(
+        f"no request waited on the locked row within {within} s: {[dict(b) for b in backends]}"
+    )
 
 
 async def terminate_when_blocked(holder: asyncpg.Connection) -> int:

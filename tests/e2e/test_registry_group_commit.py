@@ -129,6 +129,14 @@ def test_concurrent_moves_share_commits_and_are_each_answered_and_applied_as_alo
     )
 
 
+def _state(request: asyncio.Task[httpx.Response]) -> object:
+    if not request.done():
+        return "open"
+    if request.exception() is not None:
+        return repr(request.exception())
+    return (request.result().status_code, request.result().text[:200])
+
+
 async def _group_dies(stack: Stack, plug: str, blocked: str, others: list[str]) -> list[httpx.Response]:
     """Departures from the origin while we hold ``plug``'s and ``blocked``'s rows. ``plug``'s takes the
     group commit's one slot and waits, so the ``others``' and ``blocked``'s gather into the next
@@ -156,7 +164,11 @@ async def _group_dies(stack: Stack, plug: str, blocked: str, others: list[str]) 
             await asyncio.sleep(1.0)  # every request above has reached the registry and queued
             await plug_lock.rollback()
             answers = [await first]  # the plug's group committed: the next one starts
-            await terminate_when_blocked(holder)
+            try:
+                await terminate_when_blocked(holder)
+            except AssertionError as e:  # say where the requests were: answered already, or not
+                states = [_state(r) for r in rest]
+                raise AssertionError(f"{e}; the other requests: {states}") from e
             await lock.rollback()
             return answers + [await r for r in rest]
     finally:
