@@ -35,7 +35,10 @@ WARM_SINGLE, WARM_BATCHED = 2000, 2000
 
 
 def one(events: int) -> dict[str, Any]:
-    """One run in the tree this process imports from: the rate and each process's CPU per event."""
+    """One run in the tree this process imports from: the rate and each process's CPU per event.
+
+    The stack is set up here as ``bench.batches`` does, not by a helper shared with it: this file
+    also runs against older revisions, so it uses only what they have too."""
     from bench.backlog import _cpu, processes
     from bench.batches import batch_run
     from bench.common import RssSampler, workdir
