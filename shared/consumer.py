@@ -269,9 +269,15 @@ class EventConsumer(GroupMember):
         After a broker reset every relay re-sends its recent events (twice): tens of thousands of
         redeliveries, each of which would otherwise be validated in full and inserted into the
         inbox one statement at a time before being found a duplicate. Only the id is read here;
-        a message whose id cannot be read goes the whole way (and is dead-lettered there)."""
+        a message whose id cannot be read goes the whole way (and is dead-lettered there).
+
+        Someone else's events are not looked up: ``_admit`` leaves them unparsed whether this
+        consumer saw them before or not, and a registry reading the whole notification topic
+        would otherwise look up every other jurisdiction's events in its inbox."""
         ids: dict[int, uuid.UUID] = {}
         for i, doc in enumerate(docs):
+            if not self._maybe_addressed(doc):
+                continue
             with contextlib.suppress(Exception):
                 ids[i] = uuid.UUID(str(doc["id"]))  # type: ignore[index]
         known = await inbox.already_applied(conn, self.name, set(ids.values()))
