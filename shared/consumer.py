@@ -34,7 +34,7 @@ from shared.consumer_group import GroupMember
 from shared.db import is_contention, is_unavailable, unit_of_work
 from shared.dead_letters import describe_error
 from shared.dispatch import BatchHandler
-from shared.events.catalog import parse_event, spec_for
+from shared.events.catalog import ADDRESSEE_HEADER, parse_event, spec_for
 from shared.events.envelope import AnyEnvelope
 from shared.events.signature import Rejected, authority, verify_document
 from shared.observability import (
@@ -94,6 +94,7 @@ class EventConsumer(GroupMember):
         handler: Handler,
         accept: Accept | None = None,
         addressed: Addressed | None = None,
+        serves: frozenset[str] | None = None,
         rebuild: BulkRebuild | None = None,
         batch: BatchHandler | None = None,
         authorize: Authority = authority,
@@ -108,6 +109,7 @@ class EventConsumer(GroupMember):
         self.handler = handler
         self.accept = accept or (lambda _: True)
         self.addressed = addressed
+        self.serves = serves
 
     async def process(
         self, messages: list[ConsumerRecord[bytes, bytes]], positions: dict[TopicPartition, int] | None = None
@@ -137,7 +139,7 @@ class EventConsumer(GroupMember):
     ) -> None:
         failed: list[tuple[ConsumerRecord[bytes, bytes], AnyEnvelope, BaseException]] = []
         applied: list[AnyEnvelope] = []
-        docs = [_decoded(msg) for msg in messages]  # each message's JSON decoded once
+        docs = [_ELSEWHERE if self._elsewhere(msg) else _decoded(msg) for msg in messages]  # decoded once
         async with unit_of_work(self.pool) as conn:
             seen = await self._already_applied(conn, docs)
             if isolate:  # a savepoint a message: what each writes stays with it
@@ -222,8 +224,20 @@ class EventConsumer(GroupMember):
         (``shared.dead_letters``); ``bench/unsigned`` switches it off to measure its cost."""
         self.authorize(event, verify_document(doc, self.trust))
 
+    def _elsewhere(self, msg: ConsumerRecord[bytes, bytes]) -> bool:
+        """Whether the message's addressee header names none of the divisions this consumer
+        ``serves``: someone else's, left undecoded. Without the header (a producer that does not
+        write it) the message is decoded and ``addressed`` judges it."""
+        if self.serves is None:
+            return False
+        named = _header(msg, ADDRESSEE_HEADER)
+        return named is not None and self.serves.isdisjoint(named.split(","))
+
     def _maybe_addressed(self, doc: object) -> bool:
-        """False when ``addressed`` says for certain that the document is someone else's."""
+        """False when the message was someone else's by its header, or ``addressed`` says for
+        certain that the document is someone else's."""
+        if doc is _ELSEWHERE:
+            return False
         if self.addressed is None or not isinstance(doc, dict):
             return True
         try:
@@ -398,6 +412,10 @@ def _transient(exc: BaseException) -> bool:
     or was cancelled, a lock wait, a deadlock or serialization failure): never a reason to
     dead-letter."""
     return is_unavailable(exc) or is_contention(exc) or isinstance(exc, TimeoutError)
+
+
+# In place of the decoded JSON of a message whose header says it is someone else's.
+_ELSEWHERE = object()
 
 
 def _decoded(msg: ConsumerRecord[bytes, bytes]) -> object:

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from shared.db import RELAY_CHANNEL
 from shared.db import wake_relay as wake_relay
-from shared.events.catalog import EventSpec, envelope_of, spec_for
+from shared.events.catalog import ADDRESSEE_HEADER, EventSpec, addressees, envelope_of, spec_for
 from shared.events.envelope import AnyEnvelope, Envelope, new_event_id
 from shared.tracing import current_traceparent
 
@@ -104,6 +104,9 @@ def _headers(event: AnyEnvelope) -> dict[str, str]:
     headers = {"content-type": "application/cloudevents+json", "ce_type": event.type}
     if event.traceparent:
         headers["traceparent"] = event.traceparent
+    divisions = addressees(event)
+    if divisions is not None:
+        headers[ADDRESSEE_HEADER] = ",".join(divisions)
     return headers
 
 

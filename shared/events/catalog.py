@@ -52,6 +52,11 @@ TOPICS: tuple[str, ...] = tuple(dict.fromkeys(s.topic for s in _SPECS))
 VITAL_TOPICS: tuple[str, ...] = tuple(t for t in TOPICS if t.startswith("vital."))
 DISCLOSURE_TOPIC = "audit.disclosure.v1"
 DLQ_SUFFIX = ".dlq"
+# Every registry reads the whole notification and disclosure topics. The divisions such an event
+# is for ride along in this Kafka header too, so a consumer passes over someone else's message
+# without decoding it. Only a hint: the signed JSON decides (``shared.consumer``), and a header
+# that hides a message from its addressee does no more than a broker dropping it could.
+ADDRESSEE_HEADER = "addressee"
 
 # The types producers write: older versions stay in the catalog (consumers meet them, their
 # schemas stay published) but are upcast when parsed (shared.events.upcasting).
@@ -71,6 +76,16 @@ def spec_for(event_type: str) -> EventSpec:
 
 def topic_for(event_type: str) -> str:
     return spec_for(event_type).topic
+
+
+def addressees(event: AnyEnvelope) -> list[str] | None:
+    """The divisions an event of a topic every registry reads is for (None: any other event)."""
+    data = event.data
+    if isinstance(data, p.ExchangeNotificationV1):
+        return [data.target_division]
+    if isinstance(data, p.DisclosureRecordedV1):
+        return list(data.record_at)
+    return None
 
 
 def parse_event(raw: bytes | str | JsonObject) -> AnyEnvelope:

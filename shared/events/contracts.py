@@ -121,6 +121,11 @@ _HEADERS = {
         "content-type": {"const": "application/cloudevents+json"},
         "ce_type": {"type": "string", "description": "the event type, as in the envelope"},
         "traceparent": {"type": "string", "description": "W3C trace context"},
+        "addressee": {
+            "type": "string",
+            "description": "on notifications and disclosures: the divisions the event is for, comma-separated "
+            "(a hint to pass over someone else's message undecoded; the signed event decides)",
+        },
     },
 }
 _DEAD_LETTER = {

@@ -21,6 +21,7 @@ from shared import signing
 from shared.consumer import EventConsumer, PoisonMessage
 from shared.db import create_pool, migrate
 from shared.events import payloads as p
+from shared.events.catalog import ADDRESSEE_HEADER
 from shared.events.envelope import Envelope, new_event_id
 from shared.events.signature import sign_value
 from shared.settings import BaseServiceSettings
@@ -38,7 +39,11 @@ TRUST = TrustList(
 
 
 def _record(
-    offset: int, reason: str, event_id: uuid.UUID | None = None, **altered: Any
+    offset: int,
+    reason: str,
+    event_id: uuid.UUID | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+    **altered: Any,
 ) -> ConsumerRecord[bytes, bytes]:
     """A signed correction whose reason says what the test makes of it; ``altered`` envelope
     attributes are set in the JSON after validation (to make it malformed) and signed as they are."""
@@ -60,7 +65,7 @@ def _record(
         ),
     )
     value = sign_value(orjson.dumps(orjson.loads(event.model_dump_json()) | altered), KID, KEY)
-    return ConsumerRecord(TOPIC, 0, offset, 0, 0, b"k", value, None, 1, len(value), [])
+    return ConsumerRecord(TOPIC, 0, offset, 0, 0, b"k", value, None, 1, len(value), headers or [])
 
 
 async def _consumer(dsn: str, tmp_path: Path) -> EventConsumer:
@@ -213,5 +218,37 @@ async def test_events_addressed_elsewhere_are_left_unparsed_and_the_rest_judged_
             (2, "sequence"),
             (4, "data"),
         ]
+    finally:
+        await consumer.pool.close()
+
+
+async def test_a_message_whose_addressee_header_names_only_others_is_passed_over_undecoded(
+    fresh_db: str, tmp_path: Path
+) -> None:
+    """With ``serves``, the addressee header is read before the JSON: a message whose header names
+    only other divisions is passed over undecoded (even one that is not JSON leaves no dead
+    letter, and even one whose JSON is for this consumer: a header that lies hides no more than a
+    broker dropping the message would). A header naming a division served here, or no header,
+    leads to the JSON, whose addressee and signature still decide."""
+    consumer = await _consumer(fresh_db, tmp_path)
+    consumer.serves = frozenset({"440703", "440704"})
+    consumer.addressed = lambda doc: not doc["data"]["reason"].startswith("elsewhere")
+    elsewhere, ours = [(ADDRESSEE_HEADER, b"110101,320412")], [(ADDRESSEE_HEADER, b"320412,440704")]
+    not_json = b"{not json"
+    try:
+        batch = [
+            _record(0, "ours by JSON, header elsewhere", headers=elsewhere),
+            ConsumerRecord(TOPIC, 0, 1, 0, 0, b"k", not_json, None, 1, len(not_json), elsewhere),
+            _record(2, "elsewhere by JSON, header ours", headers=ours),
+            _record(3, "ours, header ours", headers=ours),
+            _record(4, "ours, no header"),
+            ConsumerRecord(TOPIC, 0, 5, 0, 0, b"k", not_json, None, 1, len(not_json), ours),
+            _record(6, "ours, malformed, header ours", headers=ours, sequence=0),
+        ]
+        await consumer.process(batch)
+        assert sorted(await _effects(consumer)) == ["ours, header ours", "ours, no header"]
+        dead = await consumer.pool.fetch('SELECT "offset" FROM dead_letters ORDER BY "offset"')
+        assert [r["offset"] for r in dead] == [5, 6]
+        assert await consumer.pool.fetchval("SELECT count(*) FROM inbox") == 2
     finally:
         await consumer.pool.close()

@@ -14,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from devstack.stack import DESTINATION, ORIGIN, Stack
+from shared.events.catalog import ADDRESSEE_HEADER
 from shared.events.payloads import SealedPayload
 from shared.identity import subject_key
 from shared.sealing import CannotOpen, notification_aad, open_sealed
@@ -24,10 +25,11 @@ pytestmark = pytest.mark.e2e
 ID_NUMBER = re.compile(rb"(?<![\dA-Za-z])\d{17}[\dXx](?![\dA-Za-z])")
 
 
-def _read_topic(stack: Stack, topic: str) -> list[bytes]:
-    """Every message on the topic, read from the beginning by a consumer group of its own."""
+def _read_topic(stack: Stack, topic: str) -> list[tuple[bytes, dict[str, bytes]]]:
+    """Every message on the topic with its headers, read from the beginning by a consumer group of
+    its own."""
 
-    async def run() -> list[bytes]:
+    async def run() -> list[tuple[bytes, dict[str, bytes]]]:
         consumer = AIOKafkaConsumer(
             topic,
             bootstrap_servers=stack.bootstrap,
@@ -37,9 +39,9 @@ def _read_topic(stack: Stack, topic: str) -> list[bytes]:
         )
         await consumer.start()
         try:
-            values: list[bytes] = []
+            values: list[tuple[bytes, dict[str, bytes]]] = []
             while batch := await consumer.getmany(timeout_ms=1500):
-                values += [m.value for part in batch.values() for m in part if m.value]
+                values += [(m.value, dict(m.headers)) for part in batch.values() for m in part if m.value]
             return values
         finally:
             await consumer.stop()
@@ -77,11 +79,13 @@ def test_a_pregnancy_notification_is_readable_by_its_target_only(stack: Stack) -
     # ... and the exchange no longer keeps what it carried.
     assert note["payload"] is None
 
-    messages = [orjson.loads(v) for v in _read_topic(stack, "exchange.notification.v1")]
-    sent = [m for m in messages if m["data"]["notification_id"] == str(note["id"])]
+    messages = [(orjson.loads(v), h) for v, h in _read_topic(stack, "exchange.notification.v1")]
+    sent = [(m, h) for m, h in messages if m["data"]["notification_id"] == str(note["id"])]
     assert sent, "the notification is on the broker"
-    for message in sent:
+    for message, headers in sent:
         data = message["data"]
+        # other registries pass it over by this header, undecoded
+        assert headers[ADDRESSEE_HEADER] == ORIGIN.encode()
         raw = orjson.dumps(message)
         assert data["payload"] == {} and data["sealed"] is not None
         assert mother.encode() not in raw and pregnancy["pregnancy_id"].encode() not in raw
@@ -109,7 +113,7 @@ def test_nothing_addressed_to_320412_is_in_clear_on_the_broker(stack: Stack) -> 
     values = wait_until(
         lambda: [
             v
-            for v in _read_topic(stack, "exchange.notification.v1")
+            for v, _ in _read_topic(stack, "exchange.notification.v1")
             if orjson.loads(v)["data"]["target_division"] == ORIGIN
         ],
         timeout=20,

@@ -3,8 +3,10 @@ disclosures of its people that others report (the subject-access log). Both appl
 handler table, ``service_layer.messagebus.HANDLERS``.
 
 Every registry reads the whole notification and disclosure topics (notification payloads are
-sealed to their target), so each consumer first looks at the addressee in the message's JSON
-and leaves someone else's events unparsed; ``accept`` then judges the parsed event in full."""
+sealed to their target), so each consumer first looks at the addressee in the message's header
+(``shared.events.catalog.ADDRESSEE_HEADER``) and leaves someone else's events undecoded, then at
+the addressee in the JSON and leaves them unparsed; ``accept`` then judges the parsed event in
+full."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ def consumers(pool: asyncpg.Pool, settings: RegistrySettings) -> list[EventConsu
             batch=messagebus.batch(settings, notifications),
             accept=lambda e: e.data.target_division in served,
             addressed=lambda doc: doc["data"]["target_division"] in served,
+            serves=served,
         ),
         EventConsumer(
             pool,
@@ -40,6 +43,7 @@ def consumers(pool: asyncpg.Pool, settings: RegistrySettings) -> list[EventConsu
             batch=messagebus.batch(settings, disclosures),
             accept=lambda e: reported_to_us(settings, e),
             addressed=lambda doc: any(d in served for d in doc["data"]["record_at"]),
+            serves=served,
             background=True,
         ),
     ]
