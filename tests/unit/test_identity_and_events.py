@@ -56,6 +56,12 @@ def test_subject_keys_are_keyed_and_never_the_number() -> None:
     assert subject_key(number.lower(), b"secret-a") == a
 
 
+def test_a_subject_key_is_what_it_always_was() -> None:
+    """Subject keys are stored in every database and are the Kafka keys: a different computation
+    would split each person's records in two. HMAC-SHA256, hex, first 32 characters."""
+    assert subject_key("11010119940517004X", b"secret-a") == "f7f172aa3e15584086781d203c5c12ab"
+
+
 def test_redaction_removes_anything_shaped_like_an_identity_number() -> None:
     number = compose_id_number("110101", dt.date(1990, 3, 7), 4, "F")
     assert number not in redact(f"looked up {number} for x")

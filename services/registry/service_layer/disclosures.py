@@ -23,7 +23,7 @@ from shared.events import payloads as p
 from shared.events.envelope import Envelope
 from shared.sensitivity import restored_purpose
 
-_DETAIL = (
+_DETAIL = {
     "recipient_division",
     "event_type",
     "event_id",
@@ -31,14 +31,13 @@ _DETAIL = (
     "certificate_number",
     "issuer",
     "result",
-)
+}
 
 
 def entry(subject: str, d: p.DisclosureRecordedV1) -> audit.AuditEntry:
     """The audit entry of a reported disclosure: who received what, for which purpose, when."""
-    values = d.model_dump(mode="json")
     detail: dict[str, Any] = {"discloser": d.discloser, "disclosure_id": str(d.disclosure_id)}
-    detail |= {k: values[k] for k in _DETAIL if values[k] is not None}
+    detail |= d.model_dump(mode="json", include=_DETAIL, exclude_none=True)
     return audit.AuditEntry(
         d.recipient, d.action, restored_purpose(d.purpose), subject, detail, d.disclosed_at
     )
