@@ -60,6 +60,11 @@ Accept = Callable[[AnyEnvelope], bool]
 # is certainly not for this consumer. It may raise on a document it cannot read (KeyError,
 # TypeError...): the message is then parsed and judged in full.
 Addressed = Callable[[dict[str, Any]], bool]
+# ``addressed``'s cheaper half, on the message's Kafka headers before its JSON is decoded: True
+# when they say for certain that the message is someone else's. Only a hint the producer writes
+# (``shared.outbox``): a broker could alter a header, but it could as well drop the message, and a
+# message passed over here is not recorded in the inbox.
+PassedOver = Callable[[ConsumerRecord[bytes, bytes]], bool]
 # Who may send what, from the envelope alone: raises ``Rejected`` (see shared.events.signature).
 Authority = Callable[[AnyEnvelope, Party], None]
 # Rebuilds a cleared projection from every event at once, with the same outcome as applying them
@@ -94,7 +99,7 @@ class EventConsumer(GroupMember):
         handler: Handler,
         accept: Accept | None = None,
         addressed: Addressed | None = None,
-        serves: frozenset[str] | None = None,
+        passed_over: PassedOver | None = None,
         rebuild: BulkRebuild | None = None,
         batch: BatchHandler | None = None,
         authorize: Authority = authority,
@@ -109,7 +114,7 @@ class EventConsumer(GroupMember):
         self.handler = handler
         self.accept = accept or (lambda _: True)
         self.addressed = addressed
-        self.serves = serves
+        self.passed_over = passed_over
 
     async def process(
         self, messages: list[ConsumerRecord[bytes, bytes]], positions: dict[TopicPartition, int] | None = None
@@ -139,7 +144,7 @@ class EventConsumer(GroupMember):
     ) -> None:
         failed: list[tuple[ConsumerRecord[bytes, bytes], AnyEnvelope, BaseException]] = []
         applied: list[AnyEnvelope] = []
-        docs = [_ELSEWHERE if self._elsewhere(msg) else _decoded(msg) for msg in messages]  # decoded once
+        docs = [_ELSEWHERE if self._passed_over(msg) else _decoded(msg) for msg in messages]  # decoded once
         async with unit_of_work(self.pool) as conn:
             seen = await self._already_applied(conn, docs)
             if isolate:  # a savepoint a message: what each writes stays with it
@@ -224,17 +229,19 @@ class EventConsumer(GroupMember):
         (``shared.dead_letters``); ``bench/unsigned`` switches it off to measure its cost."""
         self.authorize(event, verify_document(doc, self.trust))
 
-    def _elsewhere(self, msg: ConsumerRecord[bytes, bytes]) -> bool:
-        """Whether the message's addressee header names none of the divisions this consumer
-        ``serves``: someone else's, left undecoded. Without the header (a producer that does not
-        write it) the message is decoded and ``addressed`` judges it."""
-        if self.serves is None:
+    def _passed_over(self, msg: ConsumerRecord[bytes, bytes]) -> bool:
+        """Whether ``passed_over`` says by the message's headers that it is someone else's: it is
+        then left undecoded. A header it cannot read leads to the JSON, which ``addressed`` and
+        the rest judge."""
+        if self.passed_over is None:
             return False
-        named = _header(msg, ADDRESSEE_HEADER)
-        return named is not None and self.serves.isdisjoint(named.split(","))
+        try:
+            return self.passed_over(msg)
+        except Exception:
+            return False
 
     def _maybe_addressed(self, doc: object) -> bool:
-        """False when the message was someone else's by its header, or ``addressed`` says for
+        """False when the message was someone else's by its headers, or ``addressed`` says for
         certain that the document is someone else's."""
         if doc is _ELSEWHERE:
             return False
@@ -414,8 +421,19 @@ def _transient(exc: BaseException) -> bool:
     return is_unavailable(exc) or is_contention(exc) or isinstance(exc, TimeoutError)
 
 
-# In place of the decoded JSON of a message whose header says it is someone else's.
+# In place of the decoded JSON of a message whose headers say it is someone else's.
 _ELSEWHERE = object()
+
+
+def addressed_elsewhere(served: frozenset[str]) -> PassedOver:
+    """Messages whose addressee header (``ADDRESSEE_HEADER``) names none of the divisions served.
+    A message without it (a producer that does not write it) is decoded and judged by its JSON."""
+
+    def elsewhere(msg: ConsumerRecord[bytes, bytes]) -> bool:
+        named = header(msg, ADDRESSEE_HEADER)
+        return named is not None and served.isdisjoint(named.split(","))
+
+    return elsewhere
 
 
 def _decoded(msg: ConsumerRecord[bytes, bytes]) -> object:
@@ -428,10 +446,11 @@ def _decoded(msg: ConsumerRecord[bytes, bytes]) -> object:
 
 def _parent(msg: ConsumerRecord[bytes, bytes], event: AnyEnvelope) -> str | None:
     """The trace context an event's work continues: the Kafka header's, the CloudEvent's as backup."""
-    return _header(msg, "traceparent") or event.traceparent
+    return header(msg, "traceparent") or event.traceparent
 
 
-def _header(msg: ConsumerRecord[bytes, bytes], name: str) -> str | None:
+def header(msg: ConsumerRecord[bytes, bytes], name: str) -> str | None:
+    """The message's header of that name, decoded (None when absent or empty)."""
     for key, value in msg.headers or ():
         if key == name and value:
             return str(value.decode(errors="replace"))

@@ -86,7 +86,7 @@ async def add_event(
         spec.topic,
         key or subject,
         event.model_dump_json().encode(),
-        _headers(event),
+        kafka_headers(event),
     )
     return event
 
@@ -99,9 +99,13 @@ def _spec_carrying(event_type: str, data: BaseModel) -> EventSpec:
     return spec
 
 
-def _headers(event: AnyEnvelope) -> dict[str, str]:
+def kafka_headers(event: AnyEnvelope) -> dict[str, str]:
     """The Kafka headers an event is published with."""
-    headers = {"content-type": "application/cloudevents+json", "ce_type": event.type}
+    headers = {
+        "content-type": "application/cloudevents+json",
+        "ce_type": event.type,
+        "ce_source": event.source,
+    }
     if event.traceparent:
         headers["traceparent"] = event.traceparent
     divisions = addressees(event)
@@ -200,7 +204,7 @@ async def add_events(
                 spec_for(event.type).topic,
                 key or event.subject,
                 event.model_dump_json().encode(),
-                _headers(event),
+                kafka_headers(event),
             )
             for event, key in zip(events, keys or [None] * len(events), strict=True)
         ],

@@ -120,6 +120,7 @@ _HEADERS = {
     "properties": {
         "content-type": {"const": "application/cloudevents+json"},
         "ce_type": {"type": "string", "description": "the event type, as in the envelope"},
+        "ce_source": {"type": "string", "description": "the event's source, as in the envelope"},
         "traceparent": {"type": "string", "description": "W3C trace context"},
         "addressee": {
             "type": "string",

@@ -18,7 +18,7 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
 from shared import signing
-from shared.consumer import EventConsumer, PoisonMessage
+from shared.consumer import EventConsumer, PoisonMessage, addressed_elsewhere
 from shared.db import create_pool, migrate
 from shared.events import payloads as p
 from shared.events.catalog import ADDRESSEE_HEADER
@@ -225,13 +225,13 @@ async def test_events_addressed_elsewhere_are_left_unparsed_and_the_rest_judged_
 async def test_a_message_whose_addressee_header_names_only_others_is_passed_over_undecoded(
     fresh_db: str, tmp_path: Path
 ) -> None:
-    """With ``serves``, the addressee header is read before the JSON: a message whose header names
+    """With ``addressed_elsewhere``, the addressee header is read before the JSON: a message whose header names
     only other divisions is passed over undecoded (even one that is not JSON leaves no dead
     letter, and even one whose JSON is for this consumer: a header that lies hides no more than a
     broker dropping the message would). A header naming a division served here, or no header,
     leads to the JSON, whose addressee and signature still decide."""
     consumer = await _consumer(fresh_db, tmp_path)
-    consumer.serves = frozenset({"440703", "440704"})
+    consumer.passed_over = addressed_elsewhere(frozenset({"440703", "440704"}))
     consumer.addressed = lambda doc: not doc["data"]["reason"].startswith("elsewhere")
     elsewhere, ours = [(ADDRESSEE_HEADER, b"110101,320412")], [(ADDRESSEE_HEADER, b"320412,440704")]
     not_json = b"{not json"

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import ConsumerRecord
 
 from services.migrant_exchange.entrypoints.consumer import consumers as exchange_consumers
 from services.migrant_exchange.service_layer import handlers as exchange_handlers
@@ -29,7 +30,7 @@ from shared.events import payloads as p
 from shared.events.catalog import CATALOG, CURRENT_TYPES
 from shared.events.envelope import Envelope
 from shared.kafka import make_consumer
-from shared.outbox import make_event
+from shared.outbox import kafka_headers, make_event
 
 
 def test_every_consumer_is_wired_and_its_table_covers_its_topics() -> None:
@@ -178,3 +179,26 @@ def test_a_consumer_passes_over_unparsed_only_what_it_would_not_take() -> None:
         ]
         assert all(addressed for taken, addressed in verdicts if taken), consumer.name
         assert any(not addressed for _, addressed in verdicts), consumer.name
+
+
+def test_a_consumer_passes_over_undecoded_only_what_it_would_not_take() -> None:
+    """``passed_over`` (the look at the Kafka headers the outbox writes, before the JSON is
+    decoded) never passes over an event that ``accept`` takes, and does pass over someone else's."""
+    built = [
+        *registry_consumers(None, RegistrySettings(jurisdictions="320412")),  # type: ignore[arg-type]
+        *exchange_consumers(None, ExchangeSettings()),  # type: ignore[arg-type]
+    ]
+    filtering = [c for c in built if c.passed_over is not None]
+    assert len(filtering) == 3
+    for consumer in filtering:
+        on_topics = [e for e in _events_on_shared_topics() if CATALOG[e.type].topic in consumer.topics]
+        verdicts = [(consumer.accept(e), consumer.passed_over(_as_published(e))) for e in on_topics]
+        assert not any(passed for taken, passed in verdicts if taken), consumer.name
+        assert any(passed for _, passed in verdicts), consumer.name
+
+
+def _as_published(event: Envelope[Any]) -> ConsumerRecord[bytes, bytes]:
+    """The event as a consumer receives it, with the headers the outbox writes."""
+    value = event.model_dump_json().encode()
+    headers = [(k, v.encode()) for k, v in kafka_headers(event).items()]
+    return ConsumerRecord(CATALOG[event.type].topic, 0, 0, 0, 0, b"k", value, None, 1, len(value), headers)

@@ -47,6 +47,7 @@ def certificate_consumer(pool: asyncpg.Pool, settings: ExchangeSettings) -> Even
         handler=messagebus.indicators(settings),
         accept=messagebus.TABLES["indicators"].accept,
         addressed=messagebus.TABLES["indicators"].addressed,
+        passed_over=messagebus.TABLES["indicators"].passed_over,
         background=True,
     )
 

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from aiokafka import ConsumerRecord
 
 from services.migrant_exchange.adapters import delivery, stats
 from services.migrant_exchange.service_layer import batches, disclosures, handlers, ordering
 from services.migrant_exchange.settings import ExchangeSettings
+from shared.consumer import PassedOver, header
 from shared.disclosures import EVENT_TYPE as DISCLOSURE
 from shared.dispatch import BatchHandler, Bound, Handler, dispatcher
 from shared.events.catalog import CURRENT_TYPES, DISCLOSURE_TOPIC, TOPICS, spec_for
@@ -83,6 +85,12 @@ def counted(event: Envelope[Any]) -> bool:
     return event.type != DISCLOSURE or event.source == "/verification"
 
 
+def own_disclosure(msg: ConsumerRecord[bytes, bytes]) -> bool:
+    """``maybe_counted``'s cheaper half, on the headers: the exchange's own disclosures are passed
+    over without being decoded."""
+    return header(msg, "ce_type") == DISCLOSURE and header(msg, "ce_source") == disclosures.SOURCE
+
+
 def maybe_counted(doc: dict[str, Any]) -> bool:
     """``counted``'s cheap half, on the decoded JSON before parsing: the exchange's own disclosures
     (one per notification it sends) are passed over unparsed. Other parties' are parsed, so that
@@ -99,6 +107,7 @@ class Table:
     handlers: dict[str, Handler[ExchangeSettings]]
     accept: Callable[[Envelope[Any]], bool] | None = None
     addressed: Callable[[dict[str, Any]], bool] | None = None  # ``accept``'s cheap half (shared.consumer)
+    passed_over: PassedOver | None = None  # ``addressed``'s cheaper half, on the headers
 
     def dispatch(self, settings: ExchangeSettings) -> Bound:
         """The table as one function: the event's type picks the entry (``shared.dispatch``)."""
@@ -108,7 +117,9 @@ class Table:
 # The exchange's tables by consumer group (``<CONSUMER_GROUP>-<key>``, ``entrypoints/consumer.py``).
 TABLES: dict[str, Table] = {
     "events": Table(REGISTRY_TOPICS, HANDLERS),
-    "indicators": Table(INDICATOR_TOPICS, INDICATORS, accept=counted, addressed=maybe_counted),
+    "indicators": Table(
+        INDICATOR_TOPICS, INDICATORS, accept=counted, addressed=maybe_counted, passed_over=own_disclosure
+    ),
 }
 
 

@@ -15,12 +15,13 @@ import asyncpg
 from services.registry.service_layer import messagebus
 from services.registry.service_layer.disclosures import reported_to_us
 from services.registry.settings import RegistrySettings
-from shared.consumer import EventConsumer
+from shared.consumer import EventConsumer, addressed_elsewhere
 from shared.events.catalog import DISCLOSURE_TOPIC
 
 
 def consumers(pool: asyncpg.Pool, settings: RegistrySettings) -> list[EventConsumer]:
     served = settings.served
+    elsewhere = addressed_elsewhere(served)
     notifications, disclosures = ["exchange.notification.v1"], [DISCLOSURE_TOPIC]
     return [
         EventConsumer(
@@ -32,7 +33,7 @@ def consumers(pool: asyncpg.Pool, settings: RegistrySettings) -> list[EventConsu
             batch=messagebus.batch(settings, notifications),
             accept=lambda e: e.data.target_division in served,
             addressed=lambda doc: doc["data"]["target_division"] in served,
-            serves=served,
+            passed_over=elsewhere,
         ),
         EventConsumer(
             pool,
@@ -43,7 +44,7 @@ def consumers(pool: asyncpg.Pool, settings: RegistrySettings) -> list[EventConsu
             batch=messagebus.batch(settings, disclosures),
             accept=lambda e: reported_to_us(settings, e),
             addressed=lambda doc: any(d in served for d in doc["data"]["record_at"]),
-            serves=served,
+            passed_over=elsewhere,
             background=True,
         ),
     ]
