@@ -220,9 +220,15 @@ def test_a_batch_over_the_limit_is_refused_whole(stack: Stack, origin: Api) -> N
 
 
 async def lock_waiter(holder: asyncpg.Connection, within: float = 30.0) -> int:
-    """The pid of a registry backend queued behind ``holder``'s row lock, once there is one."""
+    """The pid of a registry backend queued behind ``holder``'s row lock, once there is one.
+
+    ``holder`` is inside the transaction that holds the lock, and in a transaction PostgreSQL
+    shows ``pg_stat_activity``'s rows as they were at the first look (only the wait event is read
+    live): a backend that connected since, such as a pool's new connection, would never appear.
+    Each look discards that snapshot first."""
     deadline = asyncio.get_running_loop().time() + within
     while asyncio.get_running_loop().time() < deadline:
+        await holder.execute("SELECT pg_stat_clear_snapshot()")
         pid = await holder.fetchval(
             """SELECT pid FROM pg_stat_activity WHERE datname = current_database()
                  AND wait_event_type = 'Lock' AND pid <> pg_backend_pid() LIMIT 1"""
@@ -231,6 +237,7 @@ async def lock_waiter(holder: asyncpg.Connection, within: float = 30.0) -> int:
             return int(pid)
         await asyncio.sleep(0.025)
     # What the registry's backends were doing instead, for whoever reads the failure.
+    await holder.execute("SELECT pg_stat_clear_snapshot()")
     backends = await holder.fetch(
         """SELECT state, wait_event_type, wait_event, left(query, 120) AS query
              FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"""
