@@ -162,7 +162,13 @@ class ClientSources:
         return entries
 
     async def sync(self, conn: asyncpg.Connection) -> int:
-        """Make the clients table what the sources say, in the caller's transaction."""
+        """Make the clients table what the sources say, in the caller's transaction.
+
+        The file is read once this transaction holds the lock every writer of the table takes:
+        a list read before another writer's change (an operator adding a client and applying
+        the file at once) and applied after it would revoke that client, and a revocation is
+        final."""
+        await _lock_clients(conn)
         entries = self.load()
         await sync_clients(conn, entries)
         return len(entries)
@@ -174,7 +180,7 @@ async def sync_clients(conn: asyncpg.Connection, entries: list[ClientEntry]) -> 
     Revocations are final: a revoked client stays revoked whatever the list says (the
     database's ``clients_revocation_is_final`` trigger refuses to undo one).
     """
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('clients-file'))")
+    await _lock_clients(conn)
     await conn.executemany(
         """INSERT INTO clients (client_id, kind, jurisdiction, scopes, secret_hash, expires_at,
                                 previous_secret_hash, previous_expires_at, revoked_at)
@@ -205,3 +211,9 @@ async def sync_clients(conn: asyncpg.Connection, entries: list[ClientEntry]) -> 
         "UPDATE clients SET revoked_at = now() WHERE revoked_at IS NULL AND NOT (client_id = ANY($1::text[]))",
         [e.client_id for e in entries],
     )
+
+
+async def _lock_clients(conn: asyncpg.Connection) -> None:
+    """The lock every writer of the clients table takes, until its transaction ends (taken twice
+    by one transaction, it is still one lock)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('clients-file'))")

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from shared.auth import ClientRegistry, new_credential
-from shared.clients_file import ClientEntry, ClientsFileError, ClientSources, write_file
+from shared.clients_file import ClientEntry, ClientsFileError, ClientSources, sync_clients, write_file
 from shared.db import create_pool, migrate
 from shared.errors import Unauthorized
 
@@ -181,5 +181,50 @@ async def test_a_broken_file_stops_the_start_and_is_not_applied_later(
         await asyncio.sleep(2.5)  # the watcher saw it and refused it
         await registry.reload()
         assert _admits(registry, kiosk)
+    finally:
+        await registry.stop()
+
+
+async def test_a_sync_that_waited_for_another_writer_applies_the_file_as_it_is_then(
+    pool: asyncpg.Pool, fresh_db: str, tmp_path: Path
+) -> None:
+    """Two writers of the clients table: a service applying the file it watches, and an operator
+    who adds a client to the file and applies it at once. A service that read the file before
+    the operator's change and applied it after would revoke the new client, for good (revocations
+    are final). The file is read under the lock every writer takes, so the service applies what
+    the operator wrote."""
+    path = tmp_path / "clients.yaml"
+    a, _ = new_credential("kiosk-a")
+    b, _ = new_credential("kiosk-b")
+    write_file(path, [_entry("kiosk-a", a)])
+    service = ClientSources(str(path))
+    async with pool.acquire() as conn, conn.transaction():
+        await service.sync(conn)
+
+    operator = await asyncpg.connect(fresh_db)
+    try:
+        change = operator.transaction()
+        await change.start()
+        await operator.execute("SELECT pg_advisory_xact_lock(hashtext('clients-file'))")  # as sync_clients
+
+        async def service_sync() -> None:
+            async with pool.acquire() as conn, conn.transaction():
+                await service.sync(conn)
+
+        waiting = asyncio.create_task(service_sync())
+        await asyncio.sleep(0.5)  # the service's sync has begun, and waits for the lock
+        assert not waiting.done()
+        newer = [_entry("kiosk-a", a), _entry("kiosk-b", b)]
+        write_file(path, newer)
+        await sync_clients(operator, newer)
+        await change.commit()
+        await asyncio.wait_for(waiting, 10)
+    finally:
+        await operator.close()
+    revoked = await pool.fetchval("SELECT revoked_at FROM clients WHERE client_id = 'kiosk-b'")
+    assert revoked is None, "the operator's new client was revoked by a file read before it was added"
+    registry = await _registry(pool, fresh_db, path)
+    try:
+        assert _admits(registry, b) and _admits(registry, a)
     finally:
         await registry.stop()
