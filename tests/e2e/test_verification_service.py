@@ -186,8 +186,9 @@ def test_callers_need_a_credential_and_the_verify_scope(vstack: VerificationStac
     body = {"certificate_number": "x", "holder_id_number": person_id(), "purpose": "benefits"}
     assert httpx.post(vstack.url + "/v1/verifications", json=body).status_code == 401
     with vstack.http(vstack.add_client(f"operator-t{next(_clients)}", "operator")) as operator:
-        # the service learns of the new client through the database's notification (15 s: a
-        # loaded CI machine once took longer than 5)
+        # the service learns of the new client through the database's notification (a client
+        # that never came was revoked by the service's own sync of the file it read before the
+        # client was added: tests/integration/test_client_lifecycle.py)
         r = wait_until(
             lambda: (x := operator.post("/v1/verifications", json=body)).status_code != 401 and x, timeout=15
         )
