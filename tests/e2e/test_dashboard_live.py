@@ -309,8 +309,10 @@ def test_crossed_thresholds_raise_early_warnings_on_the_page(stack: Stack, brows
     )[0]["id"]
     try:
         page = _open(browser, stack)
+        # Both cases in one sample: one taken between the two inserts above shows only the first.
         page.wait_for_function(
-            "document.querySelector('[data-testid=alerts]').textContent.includes('notifications overdue')",
+            "document.querySelector('[data-testid=alerts]').textContent.includes('notifications overdue')"
+            " && document.querySelector('[data-testid=alerts]').textContent.includes('dead letters waiting')",
             timeout=10_000,
         )
         alerts = page.get_by_test_id("alerts").inner_text()
