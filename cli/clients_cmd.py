@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
@@ -30,6 +30,7 @@ from shared.clients_file import (
     ClientEntry,
     ClientsFileError,
     parse_entries,
+    read_document,
     read_file,
     sync_clients,
     write_file,
@@ -72,18 +73,52 @@ def _load(info: StackInfo, path: Path) -> dict[str, ClientEntry]:
 
 
 def _save_and_apply(info: StackInfo, path: Path, entries: dict[str, ClientEntry]) -> list[str]:
-    """Write the file, then apply it to every service database known; returns the services done."""
-    write_file(path, list(entries.values()))
+    """Write the file as its next revision, then apply it to every service database known;
+    returns the services done. A copy of the file older than what a database applied is left
+    unwritten; a bare list (no revision yet) becomes the revision after the latest applied."""
+    services = info.services_with_databases()
 
-    async def apply() -> list[str]:
-        done = []
-        for name in info.services_with_databases():
+    async def applied() -> dict[str, int | None]:
+        found: dict[str, int | None] = {}
+        for name in services:
             async with unit_of_work_at(info.dsn(name), wake=False) as conn:
-                await sync_clients(conn, list(entries.values()))
-            done.append(name)
-        return done
+                found[name] = await conn.fetchval("SELECT revision FROM clients_file_applied")
+        return found
 
-    return run(apply())
+    try:
+        current = read_document(path).revision if path.exists() else None
+    except ClientsFileError as e:
+        raise info.fail(f"{path}: {e}") from None
+    before = run(applied())
+    latest = max((r for r in before.values() if r is not None), default=0)
+    if current is not None and current < latest:
+        _behind(info, path, current, {n: r for n, r in before.items() if r is not None and r > current})
+    revision = (current if current is not None else latest) + 1
+    write_file(path, list(entries.values()), revision)
+
+    async def apply() -> tuple[list[str], dict[str, int | None]]:
+        done, ahead = [], {}
+        for name in services:
+            async with unit_of_work_at(info.dsn(name), wake=False) as conn:
+                synced = await sync_clients(conn, list(entries.values()), revision)
+            if synced.applied:
+                done.append(name)
+            else:  # another edit was applied meanwhile
+                ahead[name] = synced.applied_before
+        return done, ahead
+
+    done, ahead = run(apply())
+    if ahead:
+        _behind(info, path, revision, ahead)
+    return done
+
+
+def _behind(info: StackInfo, path: Path, revision: int, ahead: dict[str, int | None]) -> NoReturn:
+    services = ", ".join(f"{name} (revision {r})" for name, r in ahead.items())
+    raise info.fail(
+        f"{path} is at revision {revision}, but {services} applied a later one: "
+        "this copy of the clients file is behind the one in use; edit that one"
+    )
 
 
 def _shown_once(result: dict[str, Any], as_json: bool) -> None:

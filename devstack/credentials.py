@@ -11,7 +11,7 @@ from typing import Any
 from devstack.layout import DESTINATION, ORIGIN
 from shared.audit_anchor import load_key
 from shared.auth import DEFAULT_SCOPES, hash_secret
-from shared.clients_file import ClientEntry, read_file, write_file
+from shared.clients_file import ClientEntry, read_document, write_file
 from shared.signing import b64u, new_private_key, private_bytes
 
 
@@ -56,7 +56,9 @@ def merge_clients_file(path: Path, clients: list[dict[str, Any]]) -> None:
     stay as they are; a demo client is (re)written only when the file does not hold its current
     credential.
     """
-    entries = {e.client_id: e for e in read_file(path)} if path.exists() else {}
+    found = read_document(path) if path.exists() else None
+    entries = {e.client_id: e for e in found.entries} if found else {}
+    written = dict(entries)
     for c in clients:
         demo = ClientEntry(
             client_id=c["client_id"],
@@ -68,7 +70,10 @@ def merge_clients_file(path: Path, clients: list[dict[str, Any]]) -> None:
         kept = entries.get(demo.client_id)
         if kept is None or not (kept.revoked or demo.secret_hash == kept.secret_hash):
             entries[demo.client_id] = demo
-    write_file(path, list(entries.values()))
+    if found is None:
+        write_file(path, list(entries.values()), revision=1)
+    elif entries != written:  # an edit: the next revision (a bare list, as hand-written, stays one)
+        write_file(path, list(entries.values()), None if found.revision is None else found.revision + 1)
 
 
 def audit_keys(path: Path, services: list[str]) -> dict[str, str]:

@@ -27,7 +27,7 @@ from shared.db import unit_of_work
 from shared.errors import Forbidden, Unauthorized
 
 if TYPE_CHECKING:
-    from shared.clients_file import ClientSources
+    from shared.clients_file import ClientSources, Synced
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,14 @@ def new_credential(client_id: str) -> tuple[str, str]:
     return f"{client_id}.{secret}", hash_secret(secret)
 
 
+def _log_synced(synced: Synced) -> None:
+    facts = {"clients": synced.clients, "revision": synced.revision, "applied_before": synced.applied_before}
+    if synced.applied:
+        log.info("clients file applied", extra=facts)
+    else:  # this replica's copy is behind the edit another process applied
+        log.warning("clients file older than the revision applied here: left as it is", extra=facts)
+
+
 class ClientRegistry:
     """In-memory view of the ``clients`` table, refreshed on every change."""
 
@@ -119,7 +127,7 @@ class ClientRegistry:
         """Apply the clients file (a bad file stops the start), load the table, watch both."""
         if self.sources:
             async with unit_of_work(self.pool, wake=False) as conn:
-                await self.sources.sync(conn)
+                _log_synced(await self.sources.sync(conn))
         await self.reload()
         self._watch = asyncio.create_task(self._listen_forever())
 
@@ -131,8 +139,7 @@ class ClientRegistry:
 
         try:
             async with unit_of_work(self.pool, wake=False) as conn:
-                count = await self.sources.sync(conn)
-            log.info("clients file applied", extra={"clients": count})
+                _log_synced(await self.sources.sync(conn))
         except (ClientsFileError, OSError) as e:
             log.error("clients file refused", extra={"error": str(e)})
 

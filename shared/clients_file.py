@@ -4,6 +4,11 @@ A client missing from the file is revoked; a revocation is final (the database r
 it); each client's scopes must be ones its kind may hold; a credential expires, and a rotation
 keeps the previous secret valid for an overlap. The file holds SHA-256 hashes only: a secret
 is shown once, by ``exchangectl clients create|rotate``, and never written anywhere.
+
+The file is a list of clients, or a mapping of a ``revision`` (a number every edit raises) and
+its ``clients``. A database remembers the highest revision applied to it and leaves an older file
+as it is: replicas of a service each apply the file when their own mount of it changes, up to a
+minute apart for a Kubernetes Secret, and one that saw an edit late must not undo the next.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import asyncpg
 import yaml
@@ -106,24 +111,56 @@ def parse_entries(document: object) -> list[ClientEntry]:
     return entries
 
 
-def parse_text(text: str) -> list[ClientEntry]:
+class ClientsFile(NamedTuple):
+    """A clients file as read: its revision (None for a bare list) and its clients."""
+
+    revision: int | None
+    entries: list[ClientEntry]
+
+
+def parse_document(document: object) -> ClientsFile:
+    """A loaded clients document: a list of clients, or ``{revision: N, clients: [...]}``."""
+    if not isinstance(document, dict):
+        return ClientsFile(None, parse_entries(document))
+    unknown = sorted(set(document) - {"revision", "clients"})
+    if unknown:
+        raise ClientsFileError(f"{unknown[0]}: not a field of the clients file (revision, clients)")
+    revision = document.get("revision")
+    if not isinstance(revision, int) or isinstance(revision, bool) or revision < 1:
+        raise ClientsFileError("revision: must be a whole number of at least 1, raised by every edit")
+    return ClientsFile(revision, parse_entries(document.get("clients")))
+
+
+def parse_file_text(text: str) -> ClientsFile:
     try:
-        return parse_entries(yaml.safe_load(text))
+        return parse_document(yaml.safe_load(text))
     except yaml.YAMLError as e:
         raise ClientsFileError(f"the clients file is not YAML/JSON: {type(e).__name__}") from None
 
 
+def parse_text(text: str) -> list[ClientEntry]:
+    return parse_file_text(text).entries
+
+
+def read_document(path: str | Path) -> ClientsFile:
+    return parse_file_text(Path(path).read_text(encoding="utf-8"))
+
+
 def read_file(path: str | Path) -> list[ClientEntry]:
-    return parse_text(Path(path).read_text(encoding="utf-8"))
+    return read_document(path).entries
 
 
-def write_file(path: str | Path, entries: list[ClientEntry]) -> None:
-    """Replace the file at once (a reader never sees half of it); hashes only, owner-readable."""
+def write_file(path: str | Path, entries: list[ClientEntry], revision: int | None = None) -> None:
+    """Replace the file at once (a reader never sees half of it); hashes only, owner-readable.
+    With ``revision``, the file says it, and databases that applied a later one leave it."""
     parse_entries([e.model_dump(mode="json") for e in entries])  # never write a file we would refuse
+    if revision is not None and revision < 1:
+        raise ClientsFileError("revision: must be a whole number of at least 1, raised by every edit")
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     docs = [e.model_dump(mode="json", exclude_defaults=True) for e in entries]
-    tmp.write_text(yaml.safe_dump(docs, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    document: object = docs if revision is None else {"revision": revision, "clients": docs}
+    tmp.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), encoding="utf-8")
     tmp.chmod(0o600)
     tmp.replace(target)
 
@@ -152,35 +189,51 @@ class ClientSources:
         """True when the file differs from the one last loaded (a mounted Secret updates in place)."""
         return self._stat() != self._seen
 
-    def load(self) -> list[ClientEntry]:
+    def load(self) -> ClientsFile:
         stat = self._stat()
-        entries = read_file(self.path) if self.path else []
-        if self.inline:
-            entries += parse_text(self.inline)
+        found = read_document(self.path) if self.path else ClientsFile(None, [])
+        entries = found.entries + (parse_text(self.inline) if self.inline else [])
         parse_entries([e.model_dump(mode="json") for e in entries])  # no id in both
         self._seen = stat
-        return entries
+        return ClientsFile(found.revision, entries)
 
-    async def sync(self, conn: asyncpg.Connection) -> int:
-        """Make the clients table what the sources say, in the caller's transaction.
+    async def sync(self, conn: asyncpg.Connection) -> Synced:
+        """Make the clients table what the sources say, in the caller's transaction, unless this
+        database applied a later revision of the file already.
 
         The file is read once this transaction holds the lock every writer of the table takes:
         a list read before another writer's change (an operator adding a client and applying
         the file at once) and applied after it would revoke that client, and a revocation is
         final."""
         await _lock_clients(conn)
-        entries = self.load()
-        await sync_clients(conn, entries)
-        return len(entries)
+        found = self.load()
+        return await sync_clients(conn, found.entries, found.revision)
 
 
-async def sync_clients(conn: asyncpg.Connection, entries: list[ClientEntry]) -> None:
-    """Upsert the listed clients and revoke every client the list no longer names.
+class Synced(NamedTuple):
+    """What ``sync_clients`` did: the clients listed, the file's revision, the revision this
+    database had applied before, and whether the list was applied (not when it was older)."""
+
+    clients: int
+    revision: int | None
+    applied_before: int | None
+    applied: bool
+
+
+async def sync_clients(
+    conn: asyncpg.Connection, entries: list[ClientEntry], revision: int | None = None
+) -> Synced:
+    """Upsert the listed clients and revoke every client the list no longer names, unless
+    ``revision`` is older than the one this database applied last (then nothing changes).
 
     Revocations are final: a revoked client stays revoked whatever the list says (the
-    database's ``clients_revocation_is_final`` trigger refuses to undo one).
+    database's ``clients_revocation_is_final`` trigger refuses to undo one). A list without a
+    revision (a bare list, as files were before revisions) is applied as it is.
     """
     await _lock_clients(conn)
+    before: int | None = await conn.fetchval("SELECT revision FROM clients_file_applied")
+    if revision is not None and before is not None and revision < before:
+        return Synced(len(entries), revision, before, applied=False)
     await conn.executemany(
         """INSERT INTO clients (client_id, kind, jurisdiction, scopes, secret_hash, expires_at,
                                 previous_secret_hash, previous_expires_at, revoked_at)
@@ -211,6 +264,13 @@ async def sync_clients(conn: asyncpg.Connection, entries: list[ClientEntry]) -> 
         "UPDATE clients SET revoked_at = now() WHERE revoked_at IS NULL AND NOT (client_id = ANY($1::text[]))",
         [e.client_id for e in entries],
     )
+    if revision is not None:
+        await conn.execute(
+            """INSERT INTO clients_file_applied (revision) VALUES ($1)
+               ON CONFLICT (only_row) DO UPDATE SET revision = EXCLUDED.revision, applied_at = now()""",
+            revision,
+        )
+    return Synced(len(entries), revision, before, applied=True)
 
 
 async def _lock_clients(conn: asyncpg.Connection) -> None:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from devstack.embedded import EmbeddedPostgres
-from shared.clients_file import read_file, write_file
+from shared.clients_file import read_document, read_file, write_file
 from tests.helpers import person_id, query, wait_until
 from tests.verification_kit import VerificationStack, start_verification
 
@@ -62,8 +62,14 @@ def test_create_rotate_with_overlap_revoke_and_restart(vstack: VerificationStack
     file_text = (vstack.run_dir / "clients.yaml").read_text()
     assert first.split(".", 1)[1] not in file_text  # the secret is shown once, stored nowhere
 
+    created_in = read_document(vstack.run_dir / "clients.yaml").revision
+    assert created_in is not None
     rotated = ctl(vstack, "rotate", "--id", "kiosk-lobby", "--overlap-hours", "1")
     second = rotated["token"]
+    # every edit raises the file's revision, and the database records the one it applied
+    assert read_document(vstack.run_dir / "clients.yaml").revision == created_in + 1
+    [applied] = query(vstack.dsn, "SELECT revision FROM clients_file_applied")
+    assert applied["revision"] == created_in + 1
     assert second != first
     assert wait_until(lambda: status(vstack, second) == 200)
     assert status(vstack, first) == 200  # inside the overlap the old credential still works
@@ -113,3 +119,36 @@ def test_scopes_are_checked_against_the_kind(vstack: VerificationStack) -> None:
     )
     assert "may not hold 'persons:write'" in out
     assert (vstack.run_dir / "clients.yaml").read_text() == before
+
+
+def test_a_command_on_a_copy_of_the_file_behind_the_one_in_use_says_so(vstack: VerificationStack) -> None:
+    """An operator edits an old copy of the clients file (one the database has applied a later
+    revision than): the command fails naming the service that is ahead, and that database keeps
+    its clients (the kiosk the old copy does not list is not revoked)."""
+    current = vstack.run_dir / "clients.yaml"
+    ctl(vstack, "create", "--id", "kiosk-kept", "--kind", "kiosk", "-j", "440703")
+    kept = ctl(vstack, "rotate", "--id", "kiosk-kept", "--overlap-hours", "1")["token"]  # two edits
+    [applied] = query(vstack.dsn, "SELECT revision FROM clients_file_applied")
+    old_copy = vstack.run_dir / "clients-old.yaml"
+    entries = [e for e in read_file(current) if e.client_id != "kiosk-kept"]
+    write_file(old_copy, entries, revision=applied["revision"] - 2)  # saved two edits ago
+    args = [
+        "clients",
+        "create",
+        "--id",
+        "kiosk-late",
+        "--kind",
+        "kiosk",
+        "-j",
+        "440703",
+        "--file",
+        str(old_copy),
+    ]
+    result = runner.invoke(app, [*args, "--stack", str(_stack_file(vstack))])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())  # the console wraps long lines
+    assert "verification (revision" in said and "is behind the one in use" in said, said
+    assert read_document(old_copy).revision == applied["revision"] - 2  # left unwritten
+    assert status(vstack, kept) == 200
+    [row] = query(vstack.dsn, "SELECT revoked_at FROM clients WHERE client_id = 'kiosk-kept'")
+    assert row["revoked_at"] is None

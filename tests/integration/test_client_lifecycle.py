@@ -228,3 +228,78 @@ async def test_a_sync_that_waited_for_another_writer_applies_the_file_as_it_is_t
         assert _admits(registry, b) and _admits(registry, a)
     finally:
         await registry.stop()
+
+
+async def test_a_replica_whose_copy_of_the_file_is_behind_leaves_the_newer_edit_applied(
+    pool: asyncpg.Pool, fresh_db: str, tmp_path: Path
+) -> None:
+    """Two replicas of a service, each with its own mount of the clients Secret, which Kubernetes
+    updates pod by pod. Edit 2 adds kiosk-b; edit 3 takes kiosk-c out and adds kiosk-d. The first
+    replica's mount shows edit 3 and applies it, then the second replica's mount catches up only
+    to edit 2, which does not list kiosk-d: applying it would revoke kiosk-d for good. It is
+    left, and the second replica applies edit 3 once its mount shows it."""
+    a, _ = new_credential("kiosk-a")
+    b, _ = new_credential("kiosk-b")
+    c, _ = new_credential("kiosk-c")
+    d, _ = new_credential("kiosk-d")
+    first, second = tmp_path / "pod-1" / "clients.yaml", tmp_path / "pod-2" / "clients.yaml"
+    first.parent.mkdir()
+    second.parent.mkdir()
+    edit_1 = [_entry("kiosk-a", a), _entry("kiosk-c", c)]
+    edit_2 = [*edit_1, _entry("kiosk-b", b)]
+    edit_3 = [_entry("kiosk-a", a), _entry("kiosk-b", b), _entry("kiosk-d", d)]  # c taken out, d added
+    for mount in (first, second):
+        write_file(mount, edit_1, revision=1)
+    replica_1, replica_2 = ClientSources(str(first)), ClientSources(str(second))
+
+    async def sync(replica: ClientSources) -> Any:
+        async with pool.acquire() as conn, conn.transaction():
+            return await replica.sync(conn)
+
+    assert (await sync(replica_1)).applied and (await sync(replica_2)).applied
+    write_file(first, edit_3, revision=3)
+    applied = await sync(replica_1)
+    assert applied.applied and applied.applied_before == 1
+    write_file(second, edit_2, revision=2)  # the second pod's mount, one edit behind
+    left = await sync(replica_2)
+
+    states = {
+        r["client_id"]: r["revoked_at"] is None
+        for r in await pool.fetch("SELECT client_id, revoked_at FROM clients")
+    }
+    assert states == {"kiosk-a": True, "kiosk-b": True, "kiosk-c": False, "kiosk-d": True}, states
+    assert not left.applied and left.applied_before == 3
+    write_file(second, edit_3, revision=3)  # its mount catches up: the same list, applied again
+    assert (await sync(replica_2)).applied
+    registry = await _registry(pool, fresh_db, second)
+    try:
+        assert _admits(registry, d) and _admits(registry, b) and not _admits(registry, c)
+    finally:
+        await registry.stop()
+
+
+async def test_a_file_of_a_later_revision_is_applied_and_a_bare_list_as_before(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """The revision only orders files that carry one: a later revision applies (and takes out what
+    it no longer lists); a bare list, as files were before revisions, applies as it is."""
+    a, _ = new_credential("kiosk-a")
+    b, _ = new_credential("kiosk-b")
+    path = tmp_path / "clients.yaml"
+    source = ClientSources(str(path))
+
+    async def sync() -> Any:
+        async with pool.acquire() as conn, conn.transaction():
+            return await source.sync(conn)
+
+    write_file(path, [_entry("kiosk-a", a), _entry("kiosk-b", b)], revision=4)
+    assert (await sync()).applied
+    write_file(path, [_entry("kiosk-a", a)], revision=5)
+    assert (await sync()).applied
+    assert await pool.fetchval("SELECT revoked_at FROM clients WHERE client_id = 'kiosk-b'") is not None
+    assert await pool.fetchval("SELECT revision FROM clients_file_applied") == 5
+    write_file(path, [])  # a bare list: applied, the recorded revision stays
+    synced = await sync()
+    assert synced.applied and synced.revision is None
+    assert await pool.fetchval("SELECT revoked_at FROM clients WHERE client_id = 'kiosk-a'") is not None
+    assert await pool.fetchval("SELECT revision FROM clients_file_applied") == 5

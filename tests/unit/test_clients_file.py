@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
 from shared.auth import hash_secret
-from shared.clients_file import ClientsFileError, parse_entries, parse_text
+from shared.clients_file import (
+    ClientsFile,
+    ClientsFileError,
+    parse_entries,
+    parse_file_text,
+    parse_text,
+    read_document,
+    write_file,
+)
 
 HASH = hash_secret("s")
 
@@ -84,3 +93,32 @@ def test_states() -> None:
         "rotating",
         "revoked",
     ]
+
+
+def test_a_file_with_a_revision_holds_it_and_its_clients(tmp_path: Path) -> None:
+    found = parse_file_text(
+        f"revision: 7\nclients:\n  - {{client_id: c-one, kind: kiosk, jurisdiction: '440703', secret_hash: {HASH}}}\n"
+    )
+    assert found.revision == 7 and [e.client_id for e in found.entries] == ["c-one"]
+    path = tmp_path / "clients.yaml"
+    write_file(path, found.entries, revision=8)
+    assert read_document(path) == ClientsFile(8, found.entries)
+    write_file(path, found.entries)  # a bare list, as files were before revisions
+    assert read_document(path) == ClientsFile(None, found.entries)
+    with pytest.raises(ClientsFileError, match="revision: must be a whole number of at least 1"):
+        write_file(path, found.entries, revision=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("revision: 0\nclients: []\n", "revision: must be a whole number of at least 1"),
+        ("revision: '3'\nclients: []\n", "revision: must be a whole number of at least 1"),
+        ("clients: []\n", "revision: must be a whole number of at least 1"),
+        ("revision: 2\nclients: []\nowner: ops\n", "owner: not a field of the clients file"),
+        ("revision: 2\nclients: {c-one: {}}\n", "the clients file must be a list of clients"),
+    ],
+)
+def test_a_malformed_revision_or_document_is_named(text: str, message: str) -> None:
+    with pytest.raises(ClientsFileError, match=message):
+        parse_file_text(text)
