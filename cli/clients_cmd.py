@@ -29,6 +29,7 @@ from shared.auth import new_credential
 from shared.clients_file import (
     ClientEntry,
     ClientsFileError,
+    applied_revision,
     parse_entries,
     read_document,
     read_file,
@@ -82,7 +83,7 @@ def _save_and_apply(info: StackInfo, path: Path, entries: dict[str, ClientEntry]
         found: dict[str, int | None] = {}
         for name in services:
             async with unit_of_work_at(info.dsn(name), wake=False) as conn:
-                found[name] = await conn.fetchval("SELECT revision FROM clients_file_applied")
+                found[name] = await applied_revision(conn)
         return found
 
     try:

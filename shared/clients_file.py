@@ -36,6 +36,7 @@ ALLOWED_SCOPES: dict[str, frozenset[str]] = {
 }
 
 _HASH = r"^[0-9a-f]{64}$"
+_REVISION_RULE = "revision: must be a whole number of at least 1, raised by every edit"
 
 
 class ClientsFileError(ValueError):
@@ -127,7 +128,7 @@ def parse_document(document: object) -> ClientsFile:
         raise ClientsFileError(f"{unknown[0]}: not a field of the clients file (revision, clients)")
     revision = document.get("revision")
     if not isinstance(revision, int) or isinstance(revision, bool) or revision < 1:
-        raise ClientsFileError("revision: must be a whole number of at least 1, raised by every edit")
+        raise ClientsFileError(_REVISION_RULE)
     return ClientsFile(revision, parse_entries(document.get("clients")))
 
 
@@ -155,7 +156,7 @@ def write_file(path: str | Path, entries: list[ClientEntry], revision: int | Non
     With ``revision``, the file says it, and databases that applied a later one leave it."""
     parse_entries([e.model_dump(mode="json") for e in entries])  # never write a file we would refuse
     if revision is not None and revision < 1:
-        raise ClientsFileError("revision: must be a whole number of at least 1, raised by every edit")
+        raise ClientsFileError(_REVISION_RULE)
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     docs = [e.model_dump(mode="json", exclude_defaults=True) for e in entries]
@@ -231,7 +232,7 @@ async def sync_clients(
     revision (a bare list, as files were before revisions) is applied as it is.
     """
     await _lock_clients(conn)
-    before: int | None = await conn.fetchval("SELECT revision FROM clients_file_applied")
+    before = await applied_revision(conn)
     if revision is not None and before is not None and revision < before:
         return Synced(len(entries), revision, before, applied=False)
     await conn.executemany(
@@ -271,6 +272,12 @@ async def sync_clients(
             revision,
         )
     return Synced(len(entries), revision, before, applied=True)
+
+
+async def applied_revision(conn: asyncpg.Connection) -> int | None:
+    """The highest revision of the clients file this database applied (None: none with one)."""
+    revision: int | None = await conn.fetchval("SELECT revision FROM clients_file_applied")
+    return revision
 
 
 async def _lock_clients(conn: asyncpg.Connection) -> None:
