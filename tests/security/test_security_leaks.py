@@ -60,14 +60,11 @@ def test_logs_hold_no_secret_and_no_identity_number(stack: Stack, workdir: Path)
     assert not leaks, "\n".join(leaks[:20])
 
 
-# What the scan asks each service database for: the texts a raw identity number must not be in.
-# PostgreSQL keeps only those with 18 characters that could be one (a superset of what
-# ``raw_id_numbers`` looks for), so the run's hundred thousand keys are not all sent over.
-_MAY_HOLD_AN_ID = "[0-9]{17}[0-9Xx]"
+# What the scan reads from each service database: the texts a raw identity number must not be in.
 _SCANNED = {
-    "Kafka key": "SELECT DISTINCT key AS text FROM outbox WHERE key ~ $1",
-    "dead-letter reason": "SELECT reason AS text FROM dead_letters WHERE reason ~ $1",
-    "audit subject": "SELECT subject AS text FROM audit_log WHERE subject ~ $1",
+    "Kafka key": "SELECT DISTINCT key AS text FROM outbox",
+    "dead-letter reason": "SELECT reason AS text FROM dead_letters",
+    "audit subject": "SELECT subject AS text FROM audit_log WHERE subject IS NOT NULL",
 }
 
 
@@ -85,7 +82,7 @@ def test_kafka_keys_dead_letters_and_stored_errors_are_clean(pg: EmbeddedPostgre
                 f"{name}: {what} holds identity number {hits[0][:6]}…"
                 for what, sql in _SCANNED.items()
                 if what != "audit subject" or "audit_log" in tables
-                for r in await conn.fetch(sql, _MAY_HOLD_AN_ID)
+                for r in await conn.fetch(sql)
                 if (hits := raw_id_numbers(r["text"]))
             ]
             # Error answers are few (bytes, not text, in the table): each is read and decoded.
@@ -108,6 +105,7 @@ def test_kafka_keys_dead_letters_and_stored_errors_are_clean(pg: EmbeddedPostgre
 
     found = asyncio.run(scan_all())
     scanned = [leaks for leaks in found if leaks is not None]
+    print(f"\nscanned {len(scanned)} service databases of {len(found)}")
     assert len(scanned) >= 4, f"only {len(scanned)} service databases found"
     leaks = [leak for db in scanned for leak in db]
     assert not leaks, "\n".join(leaks[:20])
