@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TypedDict, Unpack
 
 import asyncpg
@@ -25,7 +25,11 @@ from shared.outbox import batched, queue_event
 from shared.sensitivity import is_sensitive, neutral_purpose, neutral_type
 
 EVENT_TYPE = "disclosure.recorded.v1"
+BATCH_TYPE = "disclosure.batch.v1"
+TYPES = (EVENT_TYPE, BATCH_TYPE)
 SEQUENCE_SPACE = "#disclosures"
+# Entries per batch event: ~0.35 KB of JSON each, so a batch stays well under a broker's 1 MB.
+BATCH_ENTRIES = 500
 
 
 def purpose_of(event_type: str) -> str:
@@ -96,3 +100,45 @@ async def publish(
                     data=data,
                     numbered_in=source + SEQUENCE_SPACE,
                 )
+
+
+def batches(items: Iterable[tuple[str, p.DisclosureRecordedV1 | None]]) -> Iterator[p.DisclosureBatchV1]:
+    """The disclosures of ``(subject, payload)`` pairs as batch events: one per discloser and set
+    of registries, of at most ``BATCH_ENTRIES`` entries, in the order given."""
+    groups: dict[tuple[str, tuple[str, ...]], list[p.DisclosureEntryV1]] = {}
+    for subject, d in items:
+        if d is not None:
+            fields = {k: v for k, v in d if k not in _BATCH_FIELDS}
+            entry = p.DisclosureEntryV1(subject=subject, **fields)
+            groups.setdefault((d.discloser, tuple(d.record_at)), []).append(entry)
+    for (discloser, record_at), entries in groups.items():
+        for start in range(0, len(entries), BATCH_ENTRIES):
+            yield p.DisclosureBatchV1(
+                batch_id=uuid.uuid4(),
+                record_at=list(record_at),
+                discloser=discloser,
+                entries=entries[start : start + BATCH_ENTRIES],
+            )
+
+
+_BATCH_FIELDS = frozenset({"record_at", "discloser"})
+
+
+async def publish_batched(
+    conn: asyncpg.Connection, source: str, items: Sequence[tuple[str, p.DisclosureRecordedV1 | None]]
+) -> None:
+    """``publish`` for a party that discloses many people's data in one unit of work (the exchange
+    routing a consumer's batch): one ``disclosure.batch.v1`` per set of registries instead of an
+    event per disclosure. Each registry still appends every entry to its subject-access log.
+
+    The batch is keyed by its own id: it is no one person's event."""
+    async with batched(conn):
+        for data in batches(items):
+            await queue_event(
+                conn,
+                event_type=BATCH_TYPE,
+                source=source,
+                subject=data.batch_id.hex,
+                data=data,
+                numbered_in=source + SEQUENCE_SPACE,
+            )

@@ -54,10 +54,11 @@ def dispatcher(table: Mapping[str, Handler[S]], settings: S, *, topics: Iterable
 
 
 def batch_handler(batches: Mapping[str, BatchHandler], topics: Iterable[str]) -> BatchHandler | None:
-    """The whole-batch handler for a consumer of ``topics``: there is one when they carry a single
-    event type and ``batches`` has an entry for it (a batch of mixed types goes event by event)."""
-    types = types_on(topics)
-    return batches.get(types[0]) if len(types) == 1 else None
+    """The whole-batch handler for a consumer of ``topics``: there is one when ``batches`` has the
+    same entry for every event type they carry (a disclosure and a batch of disclosures are both
+    appended to the audit log); otherwise a batch goes event by event."""
+    found = {batches.get(t) for t in types_on(topics)}
+    return found.pop() if len(found) == 1 else None
 
 
 def types_on(topics: Iterable[str]) -> list[str]:

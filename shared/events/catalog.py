@@ -45,6 +45,7 @@ _SPECS = [
     EventSpec("exchange.notification.v1", "exchange.notification.v1", p.ExchangeNotificationV1),
     EventSpec("exchange.feedback.v1", "exchange.feedback.v1", p.ExchangeFeedbackV1),
     EventSpec("disclosure.recorded.v1", "audit.disclosure.v1", p.DisclosureRecordedV1),
+    EventSpec("disclosure.batch.v1", "audit.disclosure.v1", p.DisclosureBatchV1),
 ]
 
 CATALOG: dict[str, EventSpec] = {s.type: s for s in _SPECS}
@@ -83,7 +84,7 @@ def addressees(event: AnyEnvelope) -> list[str] | None:
     data = event.data
     if isinstance(data, p.ExchangeNotificationV1):
         return [data.target_division]
-    if isinstance(data, p.DisclosureRecordedV1):
+    if isinstance(data, p.DisclosureRecordedV1 | p.DisclosureBatchV1):
         return list(data.record_at)
     return None
 

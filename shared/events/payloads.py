@@ -302,3 +302,42 @@ class DisclosureRecordedV1(Payload):
     certificate_number: str | None = Field(default=None, max_length=32)
     issuer: DivisionCode | None = None
     result: str | None = Field(default=None, max_length=32)
+
+
+class DisclosureEntryV1(Payload):
+    """One disclosure of a ``disclosure.batch.v1``: what ``DisclosureRecordedV1`` says of it but
+    the registries and the discloser, which the batch names once for all its entries."""
+
+    subject: str = Field(pattern=r"^[0-9a-f]{32}$", description="the person's pseudonymous subject key")
+    disclosure_id: uuid.UUID = Field(description="one disclosure, however often its batch is re-sent")
+    action: DisclosureAction
+    recipient: str = Field(min_length=1, max_length=100, description="client id or registry-<division>")
+    recipient_division: DivisionCode | None = None
+    purpose: str = Field(min_length=1, max_length=64)
+    disclosed_at: dt.datetime
+    event_type: str | None = Field(default=None, max_length=64, description="neutral for sensitive types")
+    event_id: uuid.UUID | None = None
+    notification_id: uuid.UUID | None = None
+    certificate_number: str | None = Field(default=None, max_length=32)
+    issuer: DivisionCode | None = None
+    result: str | None = Field(default=None, max_length=32)
+
+
+DISCLOSURE_BATCH_ENTRIES = 1000
+
+
+class DisclosureBatchV1(Payload):
+    """Disclosures one party made in one unit of work, for the same registries: each entry is what
+    a ``DisclosureRecordedV1`` would say, and goes to the subject-access log of each registry in
+    ``record_at`` as its own entry.
+
+    The exchange routes a consumer's batch of events in one transaction; one disclosure event per
+    notification cost a message, an outbox row, a signature check and an inbox row at every
+    registry named, per notification; a batch costs them once. The envelope's
+    subject is the batch's own id (``batch_id``), not a person's key: the people are the entries'.
+    """
+
+    batch_id: uuid.UUID = Field(description="one batch, however often its event is re-sent")
+    record_at: list[DivisionCode] = Field(min_length=1, max_length=8)
+    discloser: str = Field(pattern=r"^(exchange|verification|\d{6})$")
+    entries: list[DisclosureEntryV1] = Field(min_length=1, max_length=DISCLOSURE_BATCH_ENTRIES)

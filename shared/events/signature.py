@@ -313,15 +313,15 @@ def authority(event: AnyEnvelope, party: Party) -> None:
     A producer speaks only for itself: the source must be the signer's. Notifications come only
     from the exchange; feedback from the division it speaks for (or the exchange relaying a
     REST-only jurisdiction's answer); certificate events only from their issuer, and never with
-    a key in them; vital events only from a registry. A disclosure is reported only by the party
-    that disclosed (the exchange, verification, or a registry for its own reads); verification
-    says nothing else.
+    a key in them; vital events only from a registry. A disclosure (or a batch of them) is
+    reported only by the party that disclosed (the exchange, verification, or a registry for its
+    own reads); verification says nothing else.
     """
     claimed = source_party(event.source)
     if claimed != party:
         raise Rejected(NOT_AUTHORIZED, f"signed by {party}, claims source {event.source}")
     kind = event.type
-    if kind == "disclosure.recorded.v1":
+    if kind in ("disclosure.recorded.v1", "disclosure.batch.v1"):
         if event.data.discloser != party:
             raise Rejected(NOT_AUTHORIZED, f"{party} reports a disclosure by {event.data.discloser}")
     elif party == VERIFICATION:

@@ -401,6 +401,31 @@ def test_a_disclosure_is_reported_only_by_the_party_that_disclosed(stack: Stack)
     )
 
 
+def test_a_batch_of_disclosures_is_reported_only_by_the_party_that_disclosed(stack: Stack) -> None:
+    """The exchange reports the notifications it routed as batches of disclosures; a registry that
+    signs such a batch in the exchange's name puts nothing into another registry's log."""
+    _, person = _person(stack, ORIGIN)
+    entry = _disclosure(person, "exchange", "/exchange").data.model_dump(
+        mode="json", exclude={"record_at", "discloser"}, exclude_none=True
+    )
+    data = {
+        "batch_id": str(uuid.uuid4()),
+        "record_at": [ORIGIN],
+        "discloser": "exchange",
+        "entries": [entry | {"subject": person.subject, "action": "notification.sent"}],
+    }
+    forged = _envelope("disclosure.batch.v1", f"/registry/{DESTINATION}", data, uuid.uuid4().hex)
+    registry = f"registry-{ORIGIN}"
+    counter = Rejection(stack, registry, f"registry-{ORIGIN}-disclosures", "not_authorized")
+    _produce(stack, "audit.disclosure.v1", signed(stack, forged), forged.subject)
+    why = _dead_letter(stack, registry, forged.id)
+    assert f"{DESTINATION} reports a disclosure by exchange" in why
+    wait_until(counter.counted, timeout=5)
+    assert not query(
+        stack.service(registry).dsn, "SELECT 1 FROM audit_log WHERE subject = $1", person.subject
+    )
+
+
 def test_verification_says_nothing_but_disclosures(stack: Stack) -> None:
     """Verification's event key signs its disclosure events; a vital event under it is refused."""
     _, event = _person(stack, ORIGIN)

@@ -24,7 +24,7 @@ from services.registry.settings import RegistrySettings
 from services.verification.entrypoints.consumer import consumers as verification_consumers
 from services.verification.service_layer import messagebus as verification_bus
 from services.verification.settings import VerificationSettings
-from shared.disclosures import disclosure
+from shared.disclosures import batches, disclosure
 from shared.dispatch import Unhandled, dispatcher, types_on
 from shared.events import payloads as p
 from shared.events.catalog import CATALOG, CURRENT_TYPES
@@ -160,6 +160,16 @@ def _events_on_shared_topics() -> list[Envelope[Any]]:
                     sequence=1,
                 )
             )
+            for batch in batches([("1" * 32, data), ("2" * 32, data)]):
+                out.append(
+                    make_event(
+                        event_type="disclosure.batch.v1",
+                        source=source,
+                        subject=batch.batch_id.hex,
+                        data=batch,
+                        sequence=1,
+                    )
+                )
     return out
 
 

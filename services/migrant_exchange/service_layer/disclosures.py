@@ -2,8 +2,9 @@
 
 Two kinds of disclosure pass through the exchange: a notification addressed to a counterpart (the
 real routing targets, a father's registries for a birth included), and the first pick-up of a
-notification's payload over REST. Each becomes one ``disclosure.recorded.v1`` for the producing
-registry and the person's origin and residence (``shared.disclosures``). The exchange also
+notification's payload over REST. Each is an entry of a ``disclosure.batch.v1`` (one per unit of
+work and set of registries) for the producing registry and the person's origin and residence
+(``shared.disclosures``). The exchange also
 counts verification's disclosures of checked certificates for the verification rate.
 """
 
@@ -43,7 +44,8 @@ def notified(event: Envelope[Any], notification_id: uuid.UUID, target: str, wher
 
 
 async def publish(conn: asyncpg.Connection, told: list[Told]) -> None:
-    await disclosures.publish(conn, SOURCE, told)
+    """One ``disclosure.batch.v1`` per set of registries for what a unit of work disclosed."""
+    await disclosures.publish_batched(conn, SOURCE, told)
 
 
 async def record_pickups(

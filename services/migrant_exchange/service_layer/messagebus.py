@@ -27,7 +27,9 @@ from services.migrant_exchange.adapters import delivery, stats
 from services.migrant_exchange.service_layer import batches, disclosures, handlers, ordering
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.consumer import PassedOver, header
+from shared.disclosures import BATCH_TYPE as DISCLOSURE_BATCH
 from shared.disclosures import EVENT_TYPE as DISCLOSURE
+from shared.disclosures import TYPES as DISCLOSURE_TYPES
 from shared.dispatch import BatchHandler, Bound, Handler, dispatcher
 from shared.events.catalog import CURRENT_TYPES, DISCLOSURE_TOPIC, TOPICS, spec_for
 from shared.events.envelope import Envelope
@@ -71,31 +73,40 @@ async def _verified(conn: asyncpg.Connection, settings: ExchangeSettings, event:
     await disclosures.count_verification(conn, event)
 
 
+async def _not_counted(conn: asyncpg.Connection, settings: ExchangeSettings, event: Envelope[Any]) -> None:
+    """Batches of disclosures are the exchange's own, for the registries: ``counted`` passes them
+    over before any handler; verification reports each check as one ``disclosure.recorded.v1``."""
+
+
 INDICATORS: dict[str, Handler[ExchangeSettings]] = {
     "certificate.issued.v1": _issued,  # authority: the issuer
     "certificate.revoked.v1": _revoked,  # authority: the issuer
     # Authority: the party that disclosed; of the disclosures only verification's are counted
-    # (``counted``), the others are for the registries.
+    # (``counted``), the others (the exchange's batches among them) are for the registries.
     DISCLOSURE: _verified,
+    DISCLOSURE_BATCH: _not_counted,
 }
 
 
 def counted(event: Envelope[Any]) -> bool:
     """What the indicators consumer takes: certificate events, and verification's disclosures."""
-    return event.type != DISCLOSURE or event.source == "/verification"
+    if event.type in DISCLOSURE_TYPES:
+        return event.type == DISCLOSURE and event.source == "/verification"
+    return True
 
 
 def own_disclosure(msg: ConsumerRecord[bytes, bytes]) -> bool:
     """``maybe_counted``'s cheaper half, on the headers: the exchange's own disclosures are passed
     over without being decoded."""
-    return header(msg, "ce_type") == DISCLOSURE and header(msg, "ce_source") == disclosures.SOURCE
+    return header(msg, "ce_type") in DISCLOSURE_TYPES and header(msg, "ce_source") == disclosures.SOURCE
 
 
 def maybe_counted(doc: dict[str, Any]) -> bool:
     """``counted``'s cheap half, on the decoded JSON before parsing: the exchange's own disclosures
-    (one per notification it sends) are passed over unparsed. Other parties' are parsed, so that
-    a malformed one is dead-lettered here as on every topic (``tests/reliability``)."""
-    return bool(doc["type"] != DISCLOSURE or doc["source"] != disclosures.SOURCE)
+    (a batch per unit of work that sent notifications) are passed over unparsed. Other parties'
+    are parsed, so that a malformed one is dead-lettered here as on every topic
+    (``tests/reliability``)."""
+    return bool(doc["type"] not in DISCLOSURE_TYPES or doc["source"] != disclosures.SOURCE)
 
 
 @dataclass(frozen=True, slots=True)

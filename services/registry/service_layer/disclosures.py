@@ -3,8 +3,9 @@ of a person reported to the person's other registry.
 
 Every party that received or read a person's data appears in ``GET /v1/persons/{id}/disclosures``:
 reads at this registry are appended to its audit log as they happen (``reads``); notifications
-(with their real targets), REST pick-ups and certificate checks reach it as signed
-``disclosure.recorded.v1`` events from the exchange and verification (``shared.disclosures``),
+(with their real targets) and REST pick-ups reach it as signed ``disclosure.batch.v1`` events
+from the exchange, certificate checks as ``disclosure.recorded.v1`` from verification
+(``shared.disclosures``),
 and a read here of a person whose origin or residence another registry keeps is told to that
 registry the same way. Each disclosure is appended once (the consumer's inbox), at its own time.
 """
@@ -34,13 +35,21 @@ _DETAIL = {
 }
 
 
-def entry(subject: str, d: p.DisclosureRecordedV1) -> audit.AuditEntry:
+def entry(subject: str, discloser: str, d: p.DisclosureRecordedV1 | p.DisclosureEntryV1) -> audit.AuditEntry:
     """The audit entry of a reported disclosure: who received what, for which purpose, when."""
-    detail: dict[str, Any] = {"discloser": d.discloser, "disclosure_id": str(d.disclosure_id)}
+    detail: dict[str, Any] = {"discloser": discloser, "disclosure_id": str(d.disclosure_id)}
     detail |= d.model_dump(mode="json", include=_DETAIL, exclude_none=True)
     return audit.AuditEntry(
         d.recipient, d.action, restored_purpose(d.purpose), subject, detail, d.disclosed_at
     )
+
+
+def entries(event: Envelope[Any]) -> list[audit.AuditEntry]:
+    """The audit entries of a disclosure event: one, or one per entry of a batch."""
+    d = event.data
+    if isinstance(d, p.DisclosureBatchV1):
+        return [entry(e.subject, d.discloser, e) for e in d.entries]
+    return [entry(event.subject, d.discloser, d)]
 
 
 async def record_reported(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
@@ -51,7 +60,7 @@ async def record_reported(conn: asyncpg.Connection, event: Envelope[Any]) -> Non
 
 async def record_all_reported(conn: asyncpg.Connection, events: list[Envelope[Any]]) -> None:
     """``record_reported`` for a consumer's batch: one append to the chain, in order."""
-    await audit.append(conn, [entry(event.subject, event.data) for event in events])
+    await audit.append(conn, [e for event in events for e in entries(event)])
 
 
 def reported_to_us(settings: RegistrySettings, event: Envelope[Any]) -> bool:

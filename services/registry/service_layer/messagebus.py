@@ -19,6 +19,7 @@ import asyncpg
 from services.registry.service_layer.counterpart import apply_notification, apply_notifications
 from services.registry.service_layer.disclosures import record_all_reported, record_reported
 from services.registry.settings import RegistrySettings
+from shared.disclosures import BATCH_TYPE as DISCLOSURE_BATCH
 from shared.disclosures import EVENT_TYPE as DISCLOSURE
 from shared.dispatch import BatchHandler, Bound, Handler, batch_handler, dispatcher
 from shared.events.envelope import Envelope
@@ -36,6 +37,8 @@ HANDLERS: dict[str, Handler[RegistrySettings]] = {
     # Authority: only the party that disclosed; kept if it names a division served here and
     # another party reported it (``reported_to_us``).
     DISCLOSURE: _disclosure,
+    # The same, for a batch of disclosures: each entry is appended.
+    DISCLOSURE_BATCH: _disclosure,
 }
 
 
@@ -45,7 +48,11 @@ def batches(settings: RegistrySettings) -> dict[str, BatchHandler]:
     async def notifications(conn: asyncpg.Connection, events: list[Envelope[Any]]) -> None:
         await apply_notifications(conn, settings, events)
 
-    return {NOTIFICATION: notifications, DISCLOSURE: record_all_reported}
+    return {
+        NOTIFICATION: notifications,
+        DISCLOSURE: record_all_reported,
+        DISCLOSURE_BATCH: record_all_reported,
+    }
 
 
 def handler(settings: RegistrySettings, topics: list[str]) -> Bound:
