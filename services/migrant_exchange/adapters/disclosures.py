@@ -30,22 +30,15 @@ async def whereabouts(conn: asyncpg.Connection, subject: str) -> Whereabouts:
     return Whereabouts(row["hukou_division"], row["residence_division"]) if row else Whereabouts(None, None)
 
 
-async def record_verification(
-    conn: asyncpg.Connection,
-    disclosure_id: uuid.UUID,
-    certificate_number: str,
-    issuer: str,
-    division: str | None,
-    result: str,
-    verified_at: dt.datetime,
-) -> None:
+Verified = tuple[uuid.UUID, str, str, str | None, str, dt.datetime]
+
+
+async def record_verifications(conn: asyncpg.Connection, checks: list[Verified]) -> None:
+    """Certificate checks, each once: (disclosure id, certificate number, issuer, the checking
+    client's division, verdict, time)."""
     await conn.execute(
         """INSERT INTO verification_stats (disclosure_id, certificate_number, issuer, division, result, verified_at)
-           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
-        disclosure_id,
-        certificate_number,
-        issuer,
-        division,
-        result,
-        verified_at,
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+           ON CONFLICT DO NOTHING""",
+        *(list(column) for column in zip(*checks, strict=True)),
     )

@@ -81,10 +81,15 @@ async def record_pickups(
 
 
 async def count_verification(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
-    """A certificate verification (verification's disclosure), for the verification rate."""
-    d: p.DisclosureRecordedV1 = event.data
-    if d.action != "certificate.verified" or not d.certificate_number or not d.issuer or not d.result:
-        return
-    await repo.record_verification(
-        conn, d.disclosure_id, d.certificate_number, d.issuer, d.recipient_division, d.result, d.disclosed_at
+    """Certificate verifications (verification's disclosures, one or a batch), for the verification rate."""
+    data = event.data
+    told: list[p.DisclosureRecordedV1] | list[p.DisclosureEntryV1] = (
+        data.entries if isinstance(data, p.DisclosureBatchV1) else [data]
     )
+    checks = [
+        (d.disclosure_id, d.certificate_number, d.issuer, d.recipient_division, d.result, d.disclosed_at)
+        for d in told
+        if d.action == "certificate.verified" and d.certificate_number and d.issuer and d.result
+    ]
+    if checks:
+        await repo.record_verifications(conn, checks)

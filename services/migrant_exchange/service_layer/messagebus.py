@@ -73,26 +73,20 @@ async def _verified(conn: asyncpg.Connection, settings: ExchangeSettings, event:
     await disclosures.count_verification(conn, event)
 
 
-async def _not_counted(conn: asyncpg.Connection, settings: ExchangeSettings, event: Envelope[Any]) -> None:
-    """Batches of disclosures are the exchange's own, for the registries: ``counted`` passes them
-    over before any handler; verification reports each check as one ``disclosure.recorded.v1``."""
-
-
 INDICATORS: dict[str, Handler[ExchangeSettings]] = {
     "certificate.issued.v1": _issued,  # authority: the issuer
     "certificate.revoked.v1": _revoked,  # authority: the issuer
     # Authority: the party that disclosed; of the disclosures only verification's are counted
-    # (``counted``), the others (the exchange's batches among them) are for the registries.
+    # (``counted``), the others are for the registries. Verification reports the checks it chains
+    # together as one batch.
     DISCLOSURE: _verified,
-    DISCLOSURE_BATCH: _not_counted,
+    DISCLOSURE_BATCH: _verified,
 }
 
 
 def counted(event: Envelope[Any]) -> bool:
     """What the indicators consumer takes: certificate events, and verification's disclosures."""
-    if event.type in DISCLOSURE_TYPES:
-        return event.type == DISCLOSURE and event.source == "/verification"
-    return True
+    return event.type not in DISCLOSURE_TYPES or event.source == "/verification"
 
 
 def own_disclosure(msg: ConsumerRecord[bytes, bytes]) -> bool:

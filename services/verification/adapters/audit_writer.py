@@ -233,8 +233,9 @@ async def chain_pending(pool: asyncpg.Pool, limit: int) -> int:
                 audit.AuditEntry(r["client_id"], r["action"], r["purpose"], r["subject"], detail, r["at"])
             )
         await audit.append(conn, entries)
-        # The holder's registries learn of each check in the same transaction (signed by the relay).
-        await disclosures.publish(conn, SOURCE, told)
+        # The holder's registries learn of each check in the same transaction (signed by the relay),
+        # as entries of one batch per set of registries.
+        await disclosures.publish_batched(conn, SOURCE, told)
         return len(rows)
 
 
