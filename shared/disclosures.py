@@ -108,7 +108,9 @@ def batches(items: Iterable[tuple[str, p.DisclosureRecordedV1 | None]]) -> Itera
     groups: dict[tuple[str, tuple[str, ...]], list[p.DisclosureEntryV1]] = {}
     for subject, d in items:
         if d is not None:
-            fields = {k: v for k, v in d if k not in _BATCH_FIELDS}
+            fields = {
+                k: v for k, v in d.__dict__.items() if k not in _BATCH_FIELDS
+            }  # not pydantic's slower __iter__
             entry = p.DisclosureEntryV1(subject=subject, **fields)
             groups.setdefault((d.discloser, tuple(d.record_at)), []).append(entry)
     for (discloser, record_at), entries in groups.items():

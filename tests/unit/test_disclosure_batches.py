@@ -8,8 +8,10 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.registry.service_layer import disclosures as registry
 from shared import disclosures
 from shared.events import payloads as p
+from shared.outbox import make_event
 
 DIVISIONS = ("320412", "440703", "110101")
 
@@ -68,3 +70,33 @@ def test_an_entry_says_what_the_single_disclosure_said_under_its_neutral_names()
     assert entry.model_dump(exclude={"subject"}) == single
     assert entry.event_type == told.event_type != "pregnancy.registered.v1"  # neutral on a shared topic
     assert entry.purpose == told.purpose != "maternal_care"
+
+
+def test_a_registry_records_an_entry_of_a_batch_as_it_recorded_the_single_disclosure() -> None:
+    """The subject-access log shows the same entry whichever way the disclosure travelled."""
+    told = _told(["320412", "440703"], event_type="pregnancy.registered.v1")
+    assert told is not None
+    single = make_event(
+        event_type=disclosures.EVENT_TYPE, source="/exchange", subject="e" * 32, data=told, sequence=1
+    )
+    [batch] = disclosures.batches([("e" * 32, told)])
+    carried = make_event(
+        event_type=disclosures.BATCH_TYPE,
+        source="/exchange",
+        subject=batch.batch_id.hex,
+        data=batch,
+        sequence=1,
+    )
+    [alone] = registry.entries(single)
+    [in_batch] = registry.entries(carried)
+    assert alone == in_batch
+    assert alone.subject == "e" * 32 and alone.purpose == "maternal_care"  # restored at the registry
+    assert alone.detail == {
+        "discloser": "exchange",
+        "disclosure_id": str(told.disclosure_id),
+        **told.model_dump(
+            mode="json",
+            include={"recipient_division", "event_type", "event_id", "notification_id"},
+            exclude_none=True,
+        ),
+    }
