@@ -331,9 +331,9 @@ class DisclosureBatchV1(Payload):
     a ``DisclosureRecordedV1`` would say, and goes to the subject-access log of each registry in
     ``record_at`` as its own entry.
 
-    The exchange routes a consumer's batch of events in one transaction; one disclosure event per
-    notification cost a message, an outbox row, a signature check and an inbox row at every
-    registry named, per notification; a batch costs them once. The envelope's
+    The exchange routes a consumer's batch of events in one transaction, and verification chains
+    its checks in batches; one disclosure event each cost a message, an outbox row, a signature
+    check and an inbox row at every registry named; a batch costs them once. The envelope's
     subject is the batch's own id (``batch_id``), not a person's key: the people are the entries'.
     """
 

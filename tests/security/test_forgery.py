@@ -389,12 +389,17 @@ def test_a_disclosure_is_reported_only_by_the_party_that_disclosed(stack: Stack)
     """A registry cannot put a check it did not make into another registry's subject-access log."""
     _, person = _person(stack, ORIGIN)
     forged = _disclosure(person, "verification", f"/registry/{DESTINATION}")  # signed by 440703
+    _refused_at_origin(stack, forged, person, f"{DESTINATION} reports a disclosure by verification")
+
+
+def _refused_at_origin(stack: Stack, forged: Envelope[Any], person: Envelope[Any], reason: str) -> None:
+    """The origin registry dead-letters the forged disclosure event for ``reason``, counts the
+    refusal, and its subject-access log has nothing about the person."""
     registry = f"registry-{ORIGIN}"
-    consumer = f"registry-{ORIGIN}-disclosures"
-    counter = Rejection(stack, registry, consumer, "not_authorized")
+    counter = Rejection(stack, registry, f"registry-{ORIGIN}-disclosures", "not_authorized")
     _produce(stack, "audit.disclosure.v1", signed(stack, forged), forged.subject)
     why = _dead_letter(stack, registry, forged.id)
-    assert f"{DESTINATION} reports a disclosure by verification" in why
+    assert reason in why
     wait_until(counter.counted, timeout=5)
     assert not query(
         stack.service(registry).dsn, "SELECT 1 FROM audit_log WHERE subject = $1", person.subject
@@ -415,15 +420,7 @@ def test_a_batch_of_disclosures_is_reported_only_by_the_party_that_disclosed(sta
         "entries": [entry | {"subject": person.subject, "action": "notification.sent"}],
     }
     forged = _envelope("disclosure.batch.v1", f"/registry/{DESTINATION}", data, uuid.uuid4().hex)
-    registry = f"registry-{ORIGIN}"
-    counter = Rejection(stack, registry, f"registry-{ORIGIN}-disclosures", "not_authorized")
-    _produce(stack, "audit.disclosure.v1", signed(stack, forged), forged.subject)
-    why = _dead_letter(stack, registry, forged.id)
-    assert f"{DESTINATION} reports a disclosure by exchange" in why
-    wait_until(counter.counted, timeout=5)
-    assert not query(
-        stack.service(registry).dsn, "SELECT 1 FROM audit_log WHERE subject = $1", person.subject
-    )
+    _refused_at_origin(stack, forged, person, f"{DESTINATION} reports a disclosure by exchange")
 
 
 def test_verification_says_nothing_but_disclosures(stack: Stack) -> None:

@@ -3,11 +3,11 @@ of a person reported to the person's other registry.
 
 Every party that received or read a person's data appears in ``GET /v1/persons/{id}/disclosures``:
 reads at this registry are appended to its audit log as they happen (``reads``); notifications
-(with their real targets) and REST pick-ups reach it as signed ``disclosure.batch.v1`` events
-from the exchange, certificate checks as ``disclosure.recorded.v1`` from verification
-(``shared.disclosures``),
+(with their real targets), REST pick-ups and certificate checks reach it as the entries of signed
+``disclosure.batch.v1`` events from the exchange and verification (``shared.disclosures``),
 and a read here of a person whose origin or residence another registry keeps is told to that
-registry the same way. Each disclosure is appended once (the consumer's inbox), at its own time.
+registry as one ``disclosure.recorded.v1``. Each disclosure is appended once (the consumer's
+inbox), at its own time.
 """
 
 from __future__ import annotations
