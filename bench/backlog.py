@@ -35,7 +35,7 @@ import asyncpg
 import psutil
 
 from bench import statements
-from bench.common import departure, workdir, write_result
+from bench.common import FEEDBACK_ANSWERS, departure, workdir, write_result
 from devstack.embedded import EmbeddedPostgres
 from devstack.stack import DESTINATION, ORIGIN, Stack
 from shared.db import init_connection
@@ -181,10 +181,8 @@ async def stage_counts(stack: Stack, numbers: list[str], ids: list[uuid.UUID]) -
             numbers,
         )
         answers = await dest.fetchval(
-            """SELECT count(*) FROM outbox o
-               JOIN unnest($1::text[]) AS t(id)
-                 ON convert_from(o.value, 'UTF8')::jsonb -> 'data' ->> 'notification_id' = t.id
-               WHERE o.event_type = 'exchange.feedback.v1'""",
+            f"""SELECT count(*) FROM ({FEEDBACK_ANSWERS}) AS f
+                JOIN unnest($1::text[]) AS t(id) ON f.notification_id = t.id""",
             note_ids,
         )
     finally:

@@ -152,3 +152,13 @@ class KeepAliveHttp:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+
+
+# Every answer a registry queued, a batch's one by one: (outbox id, notification id, answer JSON).
+# ``SELECT ... FROM (FEEDBACK_ANSWERS) f WHERE f.notification_id = ANY($1::text[])``.
+FEEDBACK_ANSWERS = """SELECT o.id, a ->> 'notification_id' AS notification_id, a AS answer
+    FROM outbox o
+    CROSS JOIN LATERAL (SELECT convert_from(o.value, 'UTF8')::jsonb -> 'data' AS d) AS v
+    CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN o.event_type = 'exchange.feedback_batch.v1'
+        THEN v.d -> 'answers' ELSE jsonb_build_array(v.d) END) AS a
+    WHERE o.event_type IN ('exchange.feedback.v1', 'exchange.feedback_batch.v1')"""

@@ -205,3 +205,15 @@ async def two_databases(
     finally:
         for pool in made:
             await pool.close()
+
+
+FEEDBACK_TYPES = ("exchange.feedback.v1", "exchange.feedback_batch.v1")
+
+
+def answered(event: dict[str, Any]) -> set[str]:
+    """The notifications a feedback event (as published JSON) answers: its own, or each of a batch's."""
+    if event["type"] == "exchange.feedback.v1":
+        return {event["data"]["notification_id"]}
+    if event["type"] == "exchange.feedback_batch.v1":
+        return {a["notification_id"] for a in event["data"]["answers"]}
+    return set()

@@ -44,6 +44,7 @@ _SPECS = [
     EventSpec("certificate.revoked.v1", "certificate.lifecycle.v1", p.CertificateRevokedV1),
     EventSpec("exchange.notification.v1", "exchange.notification.v1", p.ExchangeNotificationV1),
     EventSpec("exchange.feedback.v1", "exchange.feedback.v1", p.ExchangeFeedbackV1),
+    EventSpec("exchange.feedback_batch.v1", "exchange.feedback.v1", p.ExchangeFeedbackBatchV1),
     EventSpec("disclosure.recorded.v1", "audit.disclosure.v1", p.DisclosureRecordedV1),
     EventSpec("disclosure.batch.v1", "audit.disclosure.v1", p.DisclosureBatchV1),
 ]

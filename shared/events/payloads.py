@@ -275,6 +275,43 @@ class ExchangeFeedbackV1(Payload):
     applied_at: dt.datetime
 
 
+class FeedbackAnswerV1(Payload):
+    """One answer of an ``exchange.feedback_batch.v1``: what ``ExchangeFeedbackV1`` says of it but
+    the division answering, which the batch names once for all its answers."""
+
+    notification_id: uuid.UUID
+    outcome: Literal["applied", "conflict", "rejected"]
+    conflicts: list[FieldConflict] = Field(default_factory=list)
+    reason: str | None = None
+    applied_at: dt.datetime
+
+
+FEEDBACK_BATCH_ANSWERS = 1000
+
+
+class ExchangeFeedbackBatchV1(Payload):
+    """The counterpart's answers to the notifications it applied in one unit of work: each answer
+    is what an ``ExchangeFeedbackV1`` would say, and closes its notification as that would.
+
+    A registry applies a consumer's fetch of notifications in one transaction; one feedback event
+    each cost a message, an outbox row, a signature and, at the exchange, a signature check, a
+    parse and an inbox row; a batch costs them once. A lone answer still travels as
+    ``exchange.feedback.v1``, under its person's key and trace. The envelope's subject is the
+    batch's own id (``batch_id``), not a person's key: the people are the notifications'.
+    """
+
+    batch_id: uuid.UUID = Field(description="one batch, however often its event is re-sent")
+    from_division: DivisionCode
+    answers: list[FeedbackAnswerV1] = Field(min_length=1, max_length=FEEDBACK_BATCH_ANSWERS)
+
+    def feedback(self) -> list[ExchangeFeedbackV1]:
+        """Each answer as the ``ExchangeFeedbackV1`` it stands for."""
+        return [
+            ExchangeFeedbackV1.model_construct(from_division=self.from_division, **a.__dict__)
+            for a in self.answers
+        ]
+
+
 DisclosureAction = Literal["notification.sent", "notification.fetched", "certificate.verified", "person.read"]
 
 

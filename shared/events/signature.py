@@ -312,8 +312,9 @@ def authority(event: AnyEnvelope, party: Party) -> None:
 
     A producer speaks only for itself: the source must be the signer's. Notifications come only
     from the exchange; feedback from the division it speaks for (or the exchange relaying a
-    REST-only jurisdiction's answer); certificate events only from their issuer, and never with
-    a key in them; vital events only from a registry. A disclosure (or a batch of them) is
+    REST-only jurisdiction's answer; a batch of answers only from the division itself);
+    certificate events only from their issuer, and never with a key in them; vital events only
+    from a registry. A disclosure (or a batch of them) is
     reported only by the party that disclosed (the exchange, verification, or a registry for its
     own reads); verification says nothing else.
     """
@@ -331,6 +332,9 @@ def authority(event: AnyEnvelope, party: Party) -> None:
             raise Rejected(NOT_AUTHORIZED, "notifications come only from the exchange")
     elif kind == "exchange.feedback.v1":
         if party not in (EXCHANGE, event.data.from_division):
+            raise Rejected(NOT_AUTHORIZED, f"feedback from {party} claims to come from another division")
+    elif kind == "exchange.feedback_batch.v1":
+        if party != event.data.from_division:  # the exchange relays answers one by one, never batched
             raise Rejected(NOT_AUTHORIZED, f"feedback from {party} claims to come from another division")
     elif party == EXCHANGE:
         raise Rejected(NOT_AUTHORIZED, f"{kind} comes only from a registry")

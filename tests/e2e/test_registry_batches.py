@@ -45,7 +45,7 @@ def person(number: str, name: str = "批量", **extra: Any) -> dict[str, Any]:
 
 LAST_OUTBOX_ID = "SELECT coalesce(max(id), 0) AS n FROM outbox"
 NEW_EVENTS = """SELECT event_id, event_type, convert_from(value, 'UTF8') AS value, published_at FROM outbox
-                WHERE id > $1 AND event_type <> 'exchange.feedback.v1' ORDER BY id"""
+                WHERE id > $1 AND event_type NOT LIKE 'exchange.feedback%' ORDER BY id"""
 PERSONS = "SELECT id_number FROM persons WHERE id_number = ANY($1::text[])"
 
 

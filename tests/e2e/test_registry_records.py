@@ -60,7 +60,7 @@ def refused(r, status: int, rule: str, field: str | None = None) -> dict:  # typ
 def outbox_count(stack: Stack, jurisdiction: str = ORIGIN) -> int:
     db = stack.service(f"registry-{jurisdiction}").dsn
     return int(
-        query(db, "SELECT count(*) AS n FROM outbox WHERE event_type <> 'exchange.feedback.v1'")[0]["n"]
+        query(db, "SELECT count(*) AS n FROM outbox WHERE event_type NOT LIKE 'exchange.feedback%'")[0]["n"]
     )
 
 

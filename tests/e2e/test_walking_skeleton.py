@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from bench.common import FEEDBACK_ANSWERS
 from devstack.stack import DESTINATION, ORIGIN, Stack
 from tests.helpers import Api, medical_certificate, metric, person_id, query, wait_until
 
@@ -119,8 +120,7 @@ def _delivery_state(stack: Stack, cert: str, event_id: str) -> dict[str, object]
         ),
         "feedback_queued": query(
             origin_db,
-            """SELECT id FROM outbox WHERE event_type = 'exchange.feedback.v1'
-                 AND convert_from(value, 'UTF8')::jsonb -> 'data' ->> 'notification_id' = ANY($1::text[]) ORDER BY id""",
+            f"SELECT id FROM ({FEEDBACK_ANSWERS}) AS f WHERE notification_id = ANY($1::text[]) ORDER BY id",
             note_ids,
         ),
     }

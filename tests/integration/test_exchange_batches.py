@@ -313,3 +313,100 @@ async def test_feedback_from_a_division_not_addressed_is_refused_in_a_batch(
     with pytest.raises(Rejected):
         await _in_batches(batch, [liar], [1])
     assert await batch.fetchval("SELECT state FROM notifications") == "pending"
+
+
+def _bundled(answers: list[Envelope[Any]], seq: dict[tuple[str, str], int]) -> list[Envelope[Any]]:
+    """The answers as a registry's batch way sends them: each run of plain ``applied`` answers from
+    one division as one ``exchange.feedback_batch.v1``, every other answer as it was, numbered
+    after the registry's events (as ``_answers`` numbers them, without the ones now in batches)."""
+    out: list[Envelope[Any]] = []
+    run: list[Envelope[Any]] = []
+    seq = dict(seq)
+
+    def single(a: Envelope[Any]) -> None:
+        number = seq[(a.subject, a.data.from_division)] = seq.get((a.subject, a.data.from_division), 0) + 1
+        out.append(a.model_copy(update={"sequence": number}))
+
+    def flush() -> None:
+        if len(run) == 1:
+            single(run[0])
+        elif run:
+            batch_id = uuid.uuid4()
+            data = {
+                "batch_id": str(batch_id),
+                "from_division": run[0].data.from_division,
+                "answers": [a.data.model_dump(mode="json", exclude={"from_division"}) for a in run],
+            }
+            out.append(event("exchange.feedback_batch.v1", run[0].data.from_division, data, batch_id.hex, 1))
+        run.clear()
+
+    for a in answers:
+        plain = a.data.outcome == "applied"
+        if not plain or (run and run[0].data.from_division != a.data.from_division):
+            flush()
+        if plain:
+            run.append(a)
+        else:
+            single(a)
+    flush()
+    return out
+
+
+@pytest.mark.parametrize("way", ["in_batches", "one_by_one"])
+async def test_batches_of_answers_close_as_their_answers_would_one_by_one(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool], way: str
+) -> None:
+    single, batch = pools
+    stream = _stream(5)
+    for pool in pools:
+        await _in_batches(pool, stream.events, [64] * (len(stream.events) // 64 + 1))
+    answers = {}
+    for pool in pools:
+        notes = await pool.fetch(
+            "SELECT id, target_division, subject FROM notifications ORDER BY event_id, target_division"
+        )
+        answers[pool] = _answers(notes, stream.seq, 5)
+    await _one_by_one(single, answers[single])
+    bundled = _bundled(answers[batch], stream.seq)
+    assert sum(e.type == "exchange.feedback_batch.v1" for e in bundled) >= 2
+    if way == "in_batches":
+        await _in_batches(batch, bundled, [3, len(bundled)])
+    else:
+        await _one_by_one(batch, bundled)
+    got, expected = await _state(batch), await _state(single)
+    assert got["notifications"] == expected["notifications"]
+    assert got["outbox"] == expected["outbox"]
+    assert {n["state"] for n in got["notifications"]} == {"pending", "applied", "conflict"}
+
+
+async def test_a_batch_of_answers_with_one_for_a_division_not_addressed_is_refused_whole(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+) -> None:
+    _, batch = pools
+    await _in_batches(batch, [person_event(new_person(), A, A, B), person_event(new_person(), A, A, C)], [2])
+    sent = {
+        r["target_division"]: r["id"]
+        for r in await batch.fetch("SELECT id, target_division FROM notifications")
+    }
+    assert sent.keys() == {B, C}
+    batch_id = uuid.uuid4()
+    data = {
+        "batch_id": str(batch_id),
+        "from_division": C,
+        "answers": [  # its own notification, and one that went to B
+            {
+                "notification_id": str(sent[d]),
+                "outcome": "applied",
+                "applied_at": dt.datetime.now(dt.UTC).isoformat(),
+            }
+            for d in (C, B)
+        ],
+    }
+    liar = event("exchange.feedback_batch.v1", C, data, batch_id.hex, 1)
+    for handle in (_in_batches, _one_by_one):
+        with pytest.raises(Rejected):
+            await (handle(batch, [liar], [1]) if handle is _in_batches else _one_by_one(batch, [liar]))
+    assert [r["state"] for r in await batch.fetch("SELECT state FROM notifications")] == [
+        "pending",
+        "pending",
+    ]

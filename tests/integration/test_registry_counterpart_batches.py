@@ -4,7 +4,8 @@ The same stream of counterpart notifications (moves of people known here and not
 that arrive out of date order, a move sent twice under two notifications, a person registered in
 the middle of a run of moves) goes through ``apply_notification`` one at a time into one database
 and through ``apply_notifications`` in batches into another; the people, their moves and the
-feedback queued for each notification must be the same. A notification that cannot be read
+answer queued for each notification must be the same (the batch way sends its plain ``applied``
+answers as batches). A notification that cannot be read
 makes the batch way raise (the consumer then applies the batch one by one), where the one-by-one
 way answers it as rejected.
 """
@@ -113,11 +114,29 @@ async def _state(pool: asyncpg.Pool) -> dict[str, Any]:
                   source_division, source_event_id, event_id
            FROM migrations ORDER BY id"""
     )
-    feedback = [
-        (r["key"], {k: v for k, v in orjson.loads(r["value"])["data"].items() if k != "applied_at"})
-        for r in await pool.fetch("SELECT key, value FROM outbox ORDER BY id")
-    ]
-    return {"persons": [dict(r) for r in persons], "moves": [dict(r) for r in moves], "feedback": feedback}
+    rows = await pool.fetch("SELECT event_type, key, value FROM outbox ORDER BY id")
+    return {
+        "persons": [dict(r) for r in persons],
+        "moves": [dict(r) for r in moves],
+        "feedback": _answers(rows),
+    }
+
+
+def _answers(rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    """Every answer queued, a batch's one by one, by notification (a batch has no order with the
+    single answers around it: the exchange closes each notification on its first answer)."""
+    answers = []
+    for r in rows:
+        data = orjson.loads(r["value"])["data"]
+        if r["event_type"] == "exchange.feedback_batch.v1":
+            answers += [{**a, "from_division": data["from_division"]} for a in data["answers"]]
+        else:
+            answers.append(data)
+    return sorted(({k: v for k, v in a.items() if k != "applied_at"} for a in answers), key=orjson.dumps)
+
+
+def _batches(rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    return [orjson.loads(r["value"])["data"] for r in rows if r["event_type"] == "exchange.feedback_batch.v1"]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -148,7 +167,22 @@ async def test_batches_of_notifications_apply_as_one_by_one(
     # a feedback for every notification, every move applied, everyone named on record now
     assert len(expected["feedback"]) == len(stream)
     moves = {str(n.data.notification_id) for n in stream if n.data.event_type.startswith("migration.")}
-    assert {f["notification_id"] for _, f in expected["feedback"] if f["outcome"] == "applied"} >= moves
+    assert {f["notification_id"] for f in expected["feedback"] if f["outcome"] == "applied"} >= moves
+    # the batch way answered its plain ``applied`` answers in batches, the one-by-one way never
+    batched_answers = _batches(await in_batches.fetch("SELECT event_type, key, value FROM outbox"))
+    assert batched_answers and all(len(b["answers"]) >= 2 for b in batched_answers)
+    assert all(
+        a["outcome"] == "applied" and a["conflicts"] == [] for b in batched_answers for a in b["answers"]
+    )
+    assert _batches(await one_by_one.fetch("SELECT event_type, key, value FROM outbox")) == []
+    # a batch is keyed by its own id, a single answer by its notification's (the person's) key
+    subjects = {str(n.data.notification_id): n.subject for n in stream}
+    for r in await in_batches.fetch("SELECT event_type, key, value FROM outbox"):
+        data = orjson.loads(r["value"])["data"]
+        if r["event_type"] == "exchange.feedback_batch.v1":
+            assert r["key"] == uuid.UUID(data["batch_id"]).hex
+        else:
+            assert r["key"] == subjects[data["notification_id"]]
     named = {n.data.payload["id_number"] for n in stream}
     assert {r["id_number"] for r in expected["persons"]} == named | set(people[:3])
 
@@ -179,9 +213,7 @@ async def test_an_unreadable_notification_fails_the_batch_and_is_refused_alone(
         async with conn.transaction(), batched(conn):
             for n in (good, bad):
                 await apply_notification(conn, SETTINGS, n)
-    outcomes = {
-        f["notification_id"]: (f["outcome"], f["reason"]) for _, f in (await _state(pool))["feedback"]
-    }
+    outcomes = {f["notification_id"]: (f["outcome"], f["reason"]) for f in (await _state(pool))["feedback"]}
     assert outcomes[str(good.data.notification_id)] == ("applied", None)
     assert outcomes[str(bad.data.notification_id)] == (
         "rejected",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from bench.common import departure
+from bench.common import FEEDBACK_ANSWERS, departure
 from devstack.stack import DESTINATION, ORIGIN, Stack
 from shared.db import init_connection
 from shared.identity import compose_id_number, subject_key
@@ -134,8 +134,7 @@ async def count(stack: Stack, people: list[str], event_ids: list[uuid.UUID]) -> 
         )
         note_ids = [str(r["id"]) for r in sent]
         answers = await dest.fetchval(
-            """SELECT count(*) FROM outbox WHERE event_type = 'exchange.feedback.v1'
-                 AND convert_from(value, 'UTF8')::jsonb -> 'data' ->> 'notification_id' = ANY($1::text[])""",
+            f"SELECT count(*) FROM ({FEEDBACK_ANSWERS}) AS f WHERE notification_id = ANY($1::text[])",
             note_ids,
         )
     finally:

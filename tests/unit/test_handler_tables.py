@@ -81,7 +81,8 @@ async def test_only_the_consumers_an_event_waits_on_poll_at_the_short_wait() -> 
 def test_the_exchange_routes_every_registry_event_but_feedback() -> None:
     routed = {t for t, h in exchange_bus.HANDLERS.items() if h is exchange_handlers.route_vital_event}
     assert routed == exchange_bus.ROUTED
-    assert "exchange.feedback.v1" not in routed and "exchange.feedback.v1" in exchange_bus.HANDLERS
+    for feedback in ("exchange.feedback.v1", "exchange.feedback_batch.v1"):
+        assert feedback not in routed and feedback in exchange_bus.HANDLERS
     assert {"birth.registered.v2", "certificate.issued.v1", "record.corrected.v1"} <= routed
     assert all(t in CURRENT_TYPES for t in exchange_bus.HANDLERS)
 

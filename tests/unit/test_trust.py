@@ -168,6 +168,20 @@ def test_the_authority_table() -> None:
     )
     relayed = _signed(_event("exchange.feedback.v1", "/exchange", feedback), "exchange")
     authority(parse_event(relayed), verify_value(relayed, TRUST, NOW))  # the exchange relays REST answers
+    answers = {
+        "batch_id": str(uuid.uuid4()),
+        "from_division": "440703",
+        "answers": [{k: v for k, v in feedback.items() if k != "from_division"}],
+    }
+    for source, signer in (("/registry/320412", "320412"), ("/exchange", "exchange")):
+        # another registry answering in its name, and the exchange, which relays answers one by one only
+        forged = _signed(_event("exchange.feedback_batch.v1", source, answers), signer)
+        assert _reason(forged) == "not_authorized"
+    own = _signed(
+        _event("exchange.feedback_batch.v1", "/registry/320412", {**answers, "from_division": "320412"}),
+        "320412",
+    )
+    authority(parse_event(own), verify_value(own, TRUST, NOW))
 
 
 def test_a_sealed_payload_opens_for_its_addressee_and_its_notification_only() -> None:

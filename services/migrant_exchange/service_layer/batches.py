@@ -28,20 +28,20 @@ from services.migrant_exchange.adapters import discrepancies as cases
 from services.migrant_exchange.adapters import repository as repo
 from services.migrant_exchange.domain import routing
 from services.migrant_exchange.domain.routing import Whereabouts
-from services.migrant_exchange.service_layer import disclosures, handlers
+from services.migrant_exchange.service_layer import disclosures, handlers, ordering
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.events.envelope import Envelope
 from shared.events.signature import NOT_AUTHORIZED, Rejected
 from shared.identity import subject_key
 
-FEEDBACK = "exchange.feedback.v1"
+FEEDBACK = frozenset({"exchange.feedback.v1", "exchange.feedback_batch.v1"})
 Pair = tuple[str, str]  # (subject, source): the ordering's unit
 
 
 def plain(event: Envelope[Any], routed: frozenset[str]) -> bool:
     """Whether the batch way takes this event's type: feedback, and routed events but pregnancies'
     and repairs'."""
-    if event.type == FEEDBACK:
+    if event.type in FEEDBACK:
         return True
     return (
         event.type in routed
@@ -54,7 +54,7 @@ async def in_line(conn: asyncpg.Connection, events: list[Envelope[Any]]) -> dict
     """Lock the batch's ordering rows and check that every event applies at once (next in line with
     nothing waiting, or a late arrival already passed); the last sequence each pair reaches, or
     None when one would wait or release waiting ones (the batch then goes event by event)."""
-    ordered = [e for e in events if e.producer is not None]
+    ordered = [e for e in events if ordering.sequenced(e)]
     if not ordered:
         return {}
     state = await delivery.lock_progress_of(conn, [(e.subject, e.source) for e in ordered])
@@ -111,10 +111,10 @@ async def route(conn: asyncpg.Connection, settings: ExchangeSettings, events: li
 
 
 async def close(conn: asyncpg.Connection, events: Iterable[Envelope[Any]]) -> None:
-    """``handlers.record_feedback`` for each answer in turn: the first answer to a notification
+    """``handlers.record_feedback`` for each answer in turn (a batch's in its order): the first answer to a notification
     closes it, and feedback from a division a notification was not addressed to is refused
     (raised: the consumer then takes the batch event by event and dead-letters that one)."""
-    answers = [e.data for e in events]
+    answers = [a for e in events for a in handlers.answers(e)]
     if not answers:
         return
     targets = await repo.notification_targets(conn, [a.notification_id for a in answers])

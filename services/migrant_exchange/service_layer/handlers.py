@@ -241,6 +241,12 @@ async def record_feedback(conn: asyncpg.Connection, feedback: p.ExchangeFeedback
     return closed
 
 
+def answers(event: Envelope[Any]) -> list[p.ExchangeFeedbackV1]:
+    """The answers a feedback event gives: itself, or each of a batch's (``exchange.feedback_batch.v1``)."""
+    data = event.data
+    return data.feedback() if isinstance(data, p.ExchangeFeedbackBatchV1) else [data]
+
+
 @dataclass(frozen=True, slots=True)
 class AnswerOverRest:
     """The answer of a jurisdiction not on Kafka (``division``) to a notification addressed to it."""

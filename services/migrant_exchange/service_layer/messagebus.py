@@ -35,25 +35,31 @@ from shared.events.catalog import CURRENT_TYPES, DISCLOSURE_TOPIC, TOPICS, spec_
 from shared.events.envelope import Envelope
 
 FEEDBACK = "exchange.feedback.v1"
+FEEDBACK_BATCH = "exchange.feedback_batch.v1"
 # Everything but the exchange's own notifications and the disclosures (counted by the indicators).
 REGISTRY_TOPICS = [t for t in TOPICS if t not in ("exchange.notification.v1", DISCLOSURE_TOPIC)]
 INDICATOR_TOPICS = ["certificate.lifecycle.v1", DISCLOSURE_TOPIC]
 
 
 async def _feedback(conn: asyncpg.Connection, settings: ExchangeSettings, event: Envelope[Any]) -> None:
-    await handlers.record_feedback(conn, event.data)
+    for answer in handlers.answers(event):
+        await handlers.record_feedback(conn, answer)
 
 
 # Routed: every event a registry publishes but feedback; certificates too (the holder's other
 # registry keeps a copy that reconciliation compares). Authority: a registry trusted for the
 # event's source, certificates only from their issuer.
-ROUTED = frozenset(t for t in CURRENT_TYPES if spec_for(t).topic in REGISTRY_TOPICS and t != FEEDBACK)
+ROUTED = frozenset(
+    t for t in CURRENT_TYPES if spec_for(t).topic in REGISTRY_TOPICS and t not in (FEEDBACK, FEEDBACK_BATCH)
+)
 
 HANDLERS: dict[str, Handler[ExchangeSettings]] = {
     **dict.fromkeys(sorted(ROUTED), handlers.route_vital_event),
     # Authority: the division it speaks for (or the exchange, relaying a REST-only answer), and
-    # only the notification's target (``record_feedback`` checks the notification).
+    # only the notification's target (``record_feedback`` checks the notification). A batch of
+    # answers: only the division itself, and each answer only for a notification addressed to it.
     FEEDBACK: _feedback,
+    FEEDBACK_BATCH: _feedback,
 }
 
 
@@ -153,8 +159,8 @@ def in_batches(settings: ExchangeSettings) -> BatchHandler:
         if all(batches.plain(e, ROUTED) for e in events):
             reached = await batches.in_line(conn, events)
             if reached is not None:
-                await batches.route(conn, settings, [e for e in events if e.type != FEEDBACK])
-                await batches.close(conn, [e for e in events if e.type == FEEDBACK])
+                await batches.route(conn, settings, [e for e in events if e.type not in batches.FEEDBACK])
+                await batches.close(conn, [e for e in events if e.type in batches.FEEDBACK])
                 await delivery.set_progress_of(conn, reached)
                 return
         for event in events:

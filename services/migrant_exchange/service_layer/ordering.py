@@ -19,6 +19,15 @@ from shared.events.catalog import parse_event
 from shared.events.envelope import Envelope
 
 Apply = Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[None]]
+# Keyed and numbered by their own id, not a person's: there is nothing to order them after.
+UNSEQUENCED = frozenset({"exchange.feedback_batch.v1"})
+
+
+def sequenced(event: Envelope[Any]) -> bool:
+    """Whether the event takes its turn among its subject's events from its source: a registry's
+    events about a person do; anything else (the exchange's own, a batch of answers) applies at
+    once."""
+    return event.producer is not None and event.type not in UNSEQUENCED
 
 
 async def apply_in_order(
@@ -26,11 +35,11 @@ async def apply_in_order(
 ) -> bool:
     """Apply the event now if it is next for its subject and source; park it otherwise.
 
-    Returns False when the event was parked. Events that are not from a registry, and events
-    older than the applied sequence (a late arrival after its gap expired, a replay), apply at
-    once: the inbox has already made sure each event applies once.
+    Returns False when the event was parked. Events not ``sequenced``, and events older than the
+    applied sequence (a late arrival after its gap expired, a replay), apply at once: the inbox
+    has already made sure each event applies once.
     """
-    if event.producer is None:
+    if not sequenced(event):
         await apply(conn, event)
         return True
     last, waiting = await delivery.advance(conn, event.subject, event.source, event.sequence)

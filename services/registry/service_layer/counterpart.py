@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from typing import Any
 
 import asyncpg
@@ -24,7 +25,7 @@ from services.registry.service_layer import (
     pregnancies,
     repairs,
 )
-from services.registry.service_layer.context import Applier, Outcome, Target, rejected
+from services.registry.service_layer.context import Applier, Outcome, Target, applied, rejected
 from services.registry.service_layer.persons import apply_person
 from services.registry.settings import RegistrySettings
 from shared.events import payloads as p
@@ -38,6 +39,13 @@ from shared.sealing import CannotOpen, notification_aad, open_sealed
 from shared.trust import keyring_of
 
 log = logging.getLogger(__name__)
+
+FEEDBACK_BATCH = "exchange.feedback_batch.v1"
+# Answers per batch event: ~0.15 KB of JSON each (a plain ``applied`` carries no values).
+FEEDBACK_ANSWERS = 500
+# Batches are numbered apart from the registry's events about people: each is keyed by its own
+# id, and the exchange orders a registry's events per person (``shared.disclosures`` likewise).
+FEEDBACK_SEQUENCE_SPACE = "#feedback"
 
 
 async def apply_notification(
@@ -61,27 +69,29 @@ async def apply_notifications(
     its applier. A notification that cannot be opened or applied raises here, and the consumer
     applies the batch again one by one, where it is answered as rejected."""
     moves: list[tuple[Envelope[p.ExchangeNotificationV1], migrations.Move]] = []
+    answered: list[tuple[Envelope[p.ExchangeNotificationV1], Outcome]] = []
     for event in events:
         target, event_type, data = _opened(settings, event.data)
         kind = migrations.KINDS.get(event_type)
         if kind is not None:
             moves.append((event, (target, kind, data)))
             continue
-        await _apply_moves(conn, moves)
-        await _answer(conn, event, await _apply(conn, target, event_type, data))
-    await _apply_moves(conn, moves)
+        answered += await _apply_moves(conn, moves)
+        answered.append((event, await _apply(conn, target, event_type, data)))
+    answered += await _apply_moves(conn, moves)
+    await _answer_all(conn, answered)
 
 
 async def _apply_moves(
     conn: asyncpg.Connection, moves: list[tuple[Envelope[p.ExchangeNotificationV1], migrations.Move]]
-) -> None:
-    """The moves gathered so far applied and answered; the list is emptied."""
+) -> list[tuple[Envelope[p.ExchangeNotificationV1], Outcome]]:
+    """The moves gathered so far applied, with their outcomes; the list is emptied."""
     if not moves:
-        return
+        return []
     outcomes = await migrations.apply_migrations(conn, [move for _, move in moves])
-    for (event, _), outcome in zip(moves, outcomes, strict=True):
-        await _answer(conn, event, outcome)
+    done = [(event, outcome) for (event, _), outcome in zip(moves, outcomes, strict=True)]
     moves.clear()
+    return done
 
 
 def _opened(settings: RegistrySettings, n: p.ExchangeNotificationV1) -> tuple[Target, str, dict[str, Any]]:
@@ -99,13 +109,54 @@ def _why_not(n: p.ExchangeNotificationV1, e: Exception) -> str:
     return f"cannot apply {n.event_type}: {type(e).__name__}"
 
 
-async def _answer(
-    conn: asyncpg.Connection, event: Envelope[p.ExchangeNotificationV1], outcome: Outcome
+async def _answer_all(
+    conn: asyncpg.Connection, answered: list[tuple[Envelope[p.ExchangeNotificationV1], Outcome]]
 ) -> None:
-    """Queue the feedback that tells the notifying side what became of its event."""
+    """Queue the feedback of a unit of work's notifications: the plain ``applied`` answers as one
+    ``exchange.feedback_batch.v1`` per pair of jurisdictions (at most ``FEEDBACK_ANSWERS`` each),
+    where there are several; a lone answer, and every conflict or refusal, as its own
+    ``exchange.feedback.v1`` under its person's key and trace."""
+    plain: dict[tuple[str, str], list[tuple[Envelope[p.ExchangeNotificationV1], Outcome]]] = {}
+    for event, outcome in answered:
+        if outcome == applied():
+            plain.setdefault((event.data.target_division, event.data.source_division), []).append(
+                (event, outcome)
+            )
+        else:
+            await _answer(conn, event, outcome)
+    now = dt.datetime.now(dt.UTC)
+    for (target, source), group in plain.items():
+        if len(group) == 1:
+            await _answer(conn, *group[0])
+            continue
+        for start in range(0, len(group), FEEDBACK_ANSWERS):
+            batch = p.ExchangeFeedbackBatchV1(
+                batch_id=uuid.uuid4(),
+                from_division=target,
+                answers=[
+                    p.FeedbackAnswerV1(
+                        notification_id=e.data.notification_id, outcome="applied", applied_at=now
+                    )
+                    for e, _ in group[start : start + FEEDBACK_ANSWERS]
+                ],
+            )
+            await queue_event(
+                conn,
+                event_type=FEEDBACK_BATCH,
+                source=f"/registry/{target}",
+                subject=batch.batch_id.hex,
+                data=batch,
+                origin=target,
+                destination=source,
+                numbered_in=f"/registry/{target}{FEEDBACK_SEQUENCE_SPACE}",
+            )
+
+
+def _feedback(event: Envelope[p.ExchangeNotificationV1], outcome: Outcome) -> p.ExchangeFeedbackV1:
+    """The answer to one notification."""
     n = event.data
     status, conflicts, reason = outcome
-    feedback = p.ExchangeFeedbackV1(
+    return p.ExchangeFeedbackV1(
         notification_id=n.notification_id,
         from_division=n.target_division,
         outcome=status,
@@ -113,6 +164,14 @@ async def _answer(
         reason=reason,
         applied_at=dt.datetime.now(dt.UTC),
     )
+
+
+async def _answer(
+    conn: asyncpg.Connection, event: Envelope[p.ExchangeNotificationV1], outcome: Outcome
+) -> None:
+    """Queue the feedback that tells the notifying side what became of its event."""
+    n = event.data
+    feedback = _feedback(event, outcome)
     await queue_event(
         conn,
         event_type="exchange.feedback.v1",
