@@ -259,7 +259,10 @@ def test_a_notification_not_from_the_exchange_is_refused(stack: Stack) -> None:
     assert not query(stack.service(registry).dsn, "SELECT 1 FROM inbox WHERE event_id = $1", event.id)
 
 
-def test_feedback_not_from_the_target_is_refused(stack: Stack) -> None:
+@pytest.mark.parametrize("way", ["alone", "in a batch"])
+def test_feedback_not_from_the_target_is_refused(stack: Stack, way: str) -> None:
+    """440703 answers, signed with its own key, a notification addressed to 510104: alone, or
+    beside an answer of its own in a batch of answers (the whole batch is refused)."""
     origin = Api(stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
     n = person_id("F")
     body = {
@@ -290,6 +293,17 @@ def test_feedback_not_from_the_target_is_refused(stack: Stack) -> None:
         "applied_at": dt.datetime.now(dt.UTC).isoformat(),
     }
     event = _envelope("exchange.feedback.v1", f"/registry/{DESTINATION}", data, subject, origin=DESTINATION)
+    if way == "in a batch":
+        own = {**data, "notification_id": str(uuid.uuid4())}
+        batch = {
+            "batch_id": str(uuid.uuid4()),
+            "from_division": DESTINATION,
+            "answers": [{k: v for k, v in a.items() if k != "from_division"} for a in (own, data)],
+        }
+        subject = uuid.UUID(batch["batch_id"]).hex
+        event = _envelope(
+            "exchange.feedback_batch.v1", f"/registry/{DESTINATION}", batch, subject, origin=DESTINATION
+        )
     counter = Rejection(stack, "migrant_exchange", EXCHANGE_CONSUMER, "not_authorized")
     _produce(stack, "exchange.feedback.v1", signed(stack, event), subject)
     why = _dead_letter(stack, "migrant_exchange", event.id)
