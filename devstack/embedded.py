@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -97,7 +98,26 @@ class EmbeddedPostgres:
         return self.dsn(name)
 
     def stop(self) -> None:
-        self.server.cleanup()
+        """Stop the cluster (and remove its data directory when made with ``cleanup="delete"``).
+
+        After a long heavy run the shutdown checkpoint can outlast ``pg_ctl``'s wait; the wheel
+        then kills the postmaster and removes the directory while its last children still write
+        to it (``Directory not empty: 'pg_wal'``, seen ending two benchmarks). The removal is
+        tried again until they are gone."""
+        try:
+            self.server.cleanup()
+        except OSError:
+            deadline = time.monotonic() + 30
+            while True:
+                time.sleep(0.2)
+                try:
+                    shutil.rmtree(self.server.pgdata)
+                    return
+                except FileNotFoundError:
+                    return
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
 
     def alive(self) -> bool:
         """The postmaster of this cluster runs (its pid file names a live process)."""
