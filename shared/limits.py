@@ -10,6 +10,8 @@ bad server.
 
 from __future__ import annotations
 
+import itertools
+
 import orjson
 from fastapi.routing import iter_route_contexts
 from starlette.routing import compile_path
@@ -51,26 +53,22 @@ def _is_json(content_type: str) -> bool:
     return charset in ("utf-8", "utf8")
 
 
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[{]}")
+_STEP = {0x5B: 1, 0x7B: 1, 0x5D: -1, 0x7D: -1}  # [ { open, ] } close
+
+
 def json_depth(body: bytes) -> int:
-    """The deepest nesting of arrays and objects, ignoring brackets inside strings."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for byte in body:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            deepest = max(deepest, depth)
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
-    return deepest
+    """The deepest nesting of arrays and objects, ignoring brackets inside strings (and after an
+    unterminated quote: the rest is that string).
+
+    Escaped backslashes, then escaped quotes, are cut out, so every quote left opens or closes a
+    string and every other piece between quotes is outside one; then all but the brackets is cut.
+    Each step is a linear pass in C (no pattern that could backtrack on a hostile body), so Python
+    steps only through the brackets: a thousand events are a few thousand steps, not 200,000."""
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    outside = b"".join(unescaped.split(b'"')[::2])
+    brackets = outside.translate(None, _NOT_BRACKETS)
+    return max(itertools.accumulate(map(_STEP.__getitem__, brackets), initial=0))
 
 
 class RequestLimitsMiddleware:
