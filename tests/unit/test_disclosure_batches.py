@@ -16,7 +16,7 @@ from shared.outbox import make_event
 DIVISIONS = ("320412", "440703", "110101")
 
 
-def _told(record_at: list[str], event_type: str = "migration.arrived.v1") -> p.DisclosureRecordedV1 | None:
+def _told(record_at: list[str], event_type: str = "migration.arrived.v1") -> disclosures.Disclosure | None:
     return disclosures.disclosure(
         record_at=record_at,
         discloser="exchange",
@@ -50,13 +50,13 @@ def test_every_disclosure_is_an_entry_of_one_batch_for_its_registries(
         out = list(disclosures.batches(items))
     finally:
         disclosures.BATCH_ENTRIES = original
-    expected = {(d.disclosure_id, subject, tuple(d.record_at)) for subject, d in items if d is not None}
+    expected = {(d["disclosure_id"], subject, tuple(d["record_at"])) for subject, d in items if d is not None}
     got = [(e.disclosure_id, e.subject, tuple(b.record_at)) for b in out for e in b.entries]
     assert sorted(got) == sorted(expected)  # each once, with the registries it was for
     assert all(1 <= len(b.entries) <= size for b in out)
     assert len({b.batch_id for b in out}) == len(out)
     for record_at in {r for _, _, r in expected}:  # in the order given, within a set of registries
-        order = [d.disclosure_id for _, d in items if d is not None and tuple(d.record_at) == record_at]
+        order = [d["disclosure_id"] for _, d in items if d is not None and tuple(d["record_at"]) == record_at]
         assert [e for e, _, r in got if r == record_at] == order
 
 
@@ -66,18 +66,19 @@ def test_an_entry_says_what_the_single_disclosure_said_under_its_neutral_names()
     [batch] = disclosures.batches([("d" * 32, told)])
     [entry] = batch.entries
     assert batch.discloser == "exchange" and batch.record_at == ["320412", "440703"]
-    single = told.model_dump(exclude={"record_at", "discloser"})
-    assert entry.model_dump(exclude={"subject"}) == single
-    assert entry.event_type == told.event_type != "pregnancy.registered.v1"  # neutral on a shared topic
-    assert entry.purpose == told.purpose != "maternal_care"
+    single = p.DisclosureRecordedV1.model_validate(told)  # what publish() sends alone
+    assert entry.model_dump(exclude={"subject"}) == single.model_dump(exclude={"record_at", "discloser"})
+    assert entry.event_type == single.event_type != "pregnancy.registered.v1"  # neutral on a shared topic
+    assert entry.purpose == single.purpose != "maternal_care"
 
 
 def test_a_registry_records_an_entry_of_a_batch_as_it_recorded_the_single_disclosure() -> None:
     """The subject-access log shows the same entry whichever way the disclosure travelled."""
     told = _told(["320412", "440703"], event_type="pregnancy.registered.v1")
     assert told is not None
+    alone_data = p.DisclosureRecordedV1.model_validate(told)  # what publish() sends alone
     single = make_event(
-        event_type=disclosures.EVENT_TYPE, source="/exchange", subject="e" * 32, data=told, sequence=1
+        event_type=disclosures.EVENT_TYPE, source="/exchange", subject="e" * 32, data=alone_data, sequence=1
     )
     [batch] = disclosures.batches([("e" * 32, told)])
     carried = make_event(
@@ -93,8 +94,8 @@ def test_a_registry_records_an_entry_of_a_batch_as_it_recorded_the_single_disclo
     assert alone.subject == "e" * 32 and alone.purpose == "maternal_care"  # restored at the registry
     assert alone.detail == {
         "discloser": "exchange",
-        "disclosure_id": str(told.disclosure_id),
-        **told.model_dump(
+        "disclosure_id": str(told["disclosure_id"]),
+        **alone_data.model_dump(
             mode="json",
             include={"recipient_division", "event_type", "event_id", "notification_id"},
             exclude_none=True,

@@ -157,7 +157,7 @@ def _events_on_shared_topics() -> list[Envelope[Any]]:
                     event_type="disclosure.recorded.v1",
                     source=source,
                     subject="0" * 32,
-                    data=data,
+                    data=p.DisclosureRecordedV1.model_validate(data),
                     sequence=1,
                 )
             )

@@ -24,7 +24,7 @@ from shared.events.envelope import Envelope
 from shared.trust import EXCHANGE
 
 SOURCE = "/exchange"
-Told = tuple[str, p.DisclosureRecordedV1 | None]
+Told = tuple[str, disclosures.Disclosure | None]
 
 
 def notified(event: Envelope[Any], notification_id: uuid.UUID, target: str, where: Whereabouts) -> Told:
@@ -77,7 +77,11 @@ async def record_pickups(
             )
         )
     await publish(conn, told)
-    return {d.notification_id: d.disclosure_id for _, d in told if d is not None and d.notification_id}
+    return {
+        d["notification_id"]: d["disclosure_id"]
+        for _, d in told
+        if d is not None and d.get("notification_id")
+    }
 
 
 async def count_verification(conn: asyncpg.Connection, event: Envelope[Any]) -> None:

@@ -42,7 +42,6 @@ import orjson
 from services.verification.adapters.repository import CERT_COLUMNS
 from services.verification.domain.verdict import verdict
 from shared import audit, disclosures
-from shared.events import payloads as p
 from shared.group_commit import GroupCommit, cancel
 from shared.trust import VERIFICATION
 
@@ -227,7 +226,7 @@ async def chain_pending(pool: asyncpg.Pool, limit: int) -> int:
             detail = chained_detail(r)
             holder, told_registries = disclosure_of(r, detail)
             if told_registries is not None:
-                detail = {**detail, "disclosure_id": str(told_registries.disclosure_id)}
+                detail = {**detail, "disclosure_id": str(told_registries["disclosure_id"])}
                 told.append((holder, told_registries))
             entries.append(
                 audit.AuditEntry(r["client_id"], r["action"], r["purpose"], r["subject"], detail, r["at"])
@@ -239,7 +238,7 @@ async def chain_pending(pool: asyncpg.Pool, limit: int) -> int:
         return len(rows)
 
 
-def disclosure_of(row: asyncpg.Record, detail: dict[str, Any]) -> tuple[str, p.DisclosureRecordedV1 | None]:
+def disclosure_of(row: asyncpg.Record, detail: dict[str, Any]) -> tuple[str, disclosures.Disclosure | None]:
     """Whose certificate a chained check disclosed, and the event telling the holder's registries
     (the issuer, and the checking client's jurisdiction when it keeps the person): none when no
     certificate of a known holder was found (nothing about anyone was disclosed)."""
