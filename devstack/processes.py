@@ -68,13 +68,23 @@ def wait_ready(svc: ServiceProcess, log_path: Path, timeout: float = 30.0) -> No
 
 def stop_process(svc: ServiceProcess, sig: int = signal.SIGTERM) -> None:
     """Send ``sig``; kill the process if it has not exited ten seconds later."""
-    if svc.process and svc.process.poll() is None:
-        svc.process.send_signal(sig)
+    stop_processes([svc], sig)
+
+
+def stop_processes(svcs: list[ServiceProcess], sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` to every running one at once, then wait for them together: each shuts down
+    (drains, closes its Kafka clients) while the others do, not after them. Whatever has not
+    exited ten seconds after the signal is killed."""
+    running = [svc.process for svc in svcs if svc.process and svc.process.poll() is None]
+    for process in running:
+        process.send_signal(sig)
+    deadline = time.monotonic() + 10
+    for process in running:
         try:
-            svc.process.wait(10)
+            process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            svc.process.kill()
-            svc.process.wait()
+            process.kill()
+            process.wait()
 
 
 def port_free(port: int) -> bool:

@@ -22,7 +22,7 @@ from devstack import credentials
 from devstack.databases import external_database, migrate_for_service
 from devstack.embedded import Broker, EmbeddedPostgres, env_with, free_port
 from devstack.layout import DESTINATION, ORIGIN, REST_ONLY, ROOT, SERVICES_DIR
-from devstack.processes import ServiceProcess, launch, port_free, stop_process, wait_ready
+from devstack.processes import ServiceProcess, launch, port_free, stop_process, stop_processes, wait_ready
 from devstack.trust import TrustFiles
 
 __all__ = ["DESTINATION", "ORIGIN", "REST_ONLY", "ROOT", "SERVICES_DIR", "ServiceProcess", "Stack"]
@@ -304,8 +304,7 @@ class Stack:
         return self
 
     def stop(self) -> None:
-        for svc in self.services:
-            self.stop_service(svc)
+        stop_processes(self.services)
         if self.broker:
             self.broker.stop()
         if self.pg and self.own_pg:
