@@ -76,7 +76,7 @@ def workdir() -> Iterator[Path]:
 def pg(workdir: Path) -> Iterator[EmbeddedPostgres]:
     server = EmbeddedPostgres(workdir / "pgdata", cleanup="delete")
     yield server
-    server.stop()
+    server.discard()
 
 
 @pytest.fixture
