@@ -152,20 +152,22 @@ async def clear_roster(conn: asyncpg.Connection) -> list[str]:
 # --- a consumer's batch at once: the statements above for many rows each ---
 
 
-# The roster rows of a batch's subjects, joined to the array rather than filtered by
-# ``subject = ANY($1)``: a pool's connections soon run a statement on a generic plan, which cannot
-# hash a parameter's array, and where that plan was made while the roster was small (a sequential
-# scan) each row was compared with each of up to 500 subjects. Seen in the batches benchmark: 50 ms
-# a batch at 10,000-30,000 subjects; standalone, under a plan made at 300 rows, 470 ms at 100,000 and
-# 1.4 s at 300,000. Joined: 7 and 20 ms under that plan, 1-1.5 ms under one made for the size.
-_ROSTER_OF_SUBJECTS = "roster r JOIN unnest($1::text[]) AS u(subject) ON r.subject = u.subject"
+# The roster rows of a batch's subjects (sorted by the callers), a probe of the key's index per
+# subject (``shared.inbox.BY_KEY``). Filtered by ``subject = ANY($1)`` under a generic plan made while
+# the roster was small, each row had been compared with each of up to 500 subjects (50 ms a batch at
+# 10,000-30,000 subjects in the batches benchmark); joined to the array, the planner could still
+# hash the whole roster.
+def _roster_of_subjects(lock: str = "") -> str:
+    return f"""unnest($1::text[]) AS u(subject)
+               CROSS JOIN LATERAL (SELECT subject, hukou_division, residence_division, residence_as_of
+                                     FROM roster WHERE subject = u.subject LIMIT 1 {lock}) r"""
 
 
 async def whereabouts_locked(conn: asyncpg.Connection, subjects: list[str]) -> dict[str, Whereabouts]:
     """``whereabouts`` of many subjects, their rows locked in subject order; absent ones left out."""
     rows = await conn.fetch(
         f"""SELECT r.subject, r.hukou_division, r.residence_division, r.residence_as_of
-              FROM {_ROSTER_OF_SUBJECTS} ORDER BY r.subject FOR UPDATE OF r""",
+              FROM {_roster_of_subjects("FOR UPDATE")} ORDER BY r.subject""",
         subjects,
     )
     return {
@@ -178,7 +180,7 @@ async def whereabouts_by_subject(conn: asyncpg.Connection, subjects: list[str]) 
     """``whereabouts_of`` by subject (no lock); absent ones left out."""
     rows = await conn.fetch(
         f"""SELECT r.subject, r.hukou_division, r.residence_division, r.residence_as_of
-              FROM {_ROSTER_OF_SUBJECTS}""",
+              FROM {_roster_of_subjects()}""",
         subjects,
     )
     return {

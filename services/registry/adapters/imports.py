@@ -87,10 +87,11 @@ async def record_batch(
 
 async def registered(conn: asyncpg.Connection, jurisdiction: str, numbers: list[str]) -> dict[str, Any]:
     """What the registry holds for these identity numbers (to tell a repeat from a conflict)."""
-    rows = await conn.fetch(  # joined, not ``= ANY($2)``: see shared.inbox.already_applied
+    rows = await conn.fetch(  # a probe per number: see shared.inbox.BY_KEY
         """SELECT p.id_number, p.name, p.sex, p.birth_date, p.hukou_division, p.residence_division
-             FROM persons p JOIN unnest($2::text[]) AS u(n) ON p.id_number = u.n
-            WHERE p.jurisdiction = $1""",
+             FROM unnest($2::text[]) AS u(n)
+             CROSS JOIN LATERAL (SELECT id_number, name, sex, birth_date, hukou_division, residence_division
+                                   FROM persons WHERE jurisdiction = $1 AND id_number = u.n LIMIT 1) p""",
         jurisdiction,
         numbers,
     )

@@ -38,20 +38,21 @@ async def residences(
     conn: asyncpg.Connection, people: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], Residence]:
     """Where each (jurisdiction, number) on record lives and the last move known of her, her row
-    locked; the rows are locked in key order, so two batches about the same people cannot
-    deadlock. People not on record are absent."""
+    locked; the rows are locked in key order (each locked as its key's probe finds it, the keys
+    sorted), so two batches about the same people cannot deadlock. People not on record are
+    absent. A probe per key: see shared.inbox.BY_KEY."""
     keys = sorted(set(people))
     rows = await conn.fetch(
         """SELECT p.jurisdiction, p.id_number, p.hukou_division, p.residence_division,
                   m.migration_date AS last_move, m.kind, m.to_division
            FROM unnest($1::text[], $2::text[]) AS u(j, n)
-           JOIN persons p ON p.jurisdiction = u.j AND p.id_number = u.n
+           CROSS JOIN LATERAL (SELECT jurisdiction, id_number, hukou_division, residence_division FROM persons
+                                WHERE jurisdiction = u.j AND id_number = u.n LIMIT 1 FOR UPDATE) p
            LEFT JOIN LATERAL (
                 SELECT migration_date, kind, to_division FROM migrations m
                  WHERE m.jurisdiction = p.jurisdiction AND m.id_number = p.id_number
                  ORDER BY migration_date DESC, created_at DESC LIMIT 1) m ON true
-           ORDER BY p.jurisdiction, p.id_number
-           FOR UPDATE OF p""",
+           ORDER BY p.jurisdiction, p.id_number""",
         [j for j, _ in keys],
         [n for _, n in keys],
     )

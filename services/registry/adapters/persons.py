@@ -21,10 +21,11 @@ async def get_people(
     conn: asyncpg.Connection, jurisdiction: str, id_numbers: Iterable[str]
 ) -> dict[str, Mapping[str, Any]]:
     """Name and place of household registration of each of these numbers on record here."""
-    rows = await conn.fetch(  # joined, not ``= ANY($2)``: see shared.inbox.already_applied
+    rows = await conn.fetch(  # a probe per number: see shared.inbox.BY_KEY
         """SELECT p.id_number, p.name, p.hukou_division
-             FROM persons p JOIN unnest($2::text[]) AS u(n) ON p.id_number = u.n
-            WHERE p.jurisdiction = $1""",
+             FROM unnest($2::text[]) AS u(n)
+             CROSS JOIN LATERAL (SELECT id_number, name, hukou_division FROM persons
+                                  WHERE jurisdiction = $1 AND id_number = u.n LIMIT 1) p""",
         jurisdiction,
         sorted(set(id_numbers)),
     )
