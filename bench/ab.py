@@ -1,6 +1,6 @@
 """Before and after on one machine: the batched flow run alternately on two revisions.
 
-``python -m bench.ab BASE [HEAD] [--rounds 2] [--events 20000]``
+``python -m bench.ab BASE [HEAD] [--rounds 2] [--events 20000] [--single]``
 
 The machines this is measured on drift by 15-30 % within minutes (``docs/scale.md``), so a
 change's own share shows only in runs that alternate with the code before it. Each revision gets
@@ -8,8 +8,9 @@ a git worktree of its own, so each runs with its own migrations (a checkout of o
 tree leaves newer migration files behind); HEAD defaults to the working tree as it is,
 uncommitted changes included. Each round runs base, head, head, base. Every run starts a stack of
 its own, warms it (one-per-request arrivals, then a small batched run), and sends ``--events``
-arrivals in batches of 500: events/s end to end and CPU milliseconds per event of each process
-(services, broker, PostgreSQL with its backends), then the median of each side.
+arrivals in batches of 500 (``--single``: one per request, 32 connections as ``bench.pipeline``
+sends them): events/s end to end and CPU milliseconds per event of each process (services,
+broker, PostgreSQL with its backends), then the median of each side.
 
 Revisions from 2026-12-02 on carry what a run imports (``bench.batches``, ``bench.backlog``'s
 CPU reading). Not part of ``make bench``: a tool for whoever changes the pipeline.
@@ -34,7 +35,7 @@ MARK = "AB-RESULT "
 WARM_SINGLE, WARM_BATCHED = 2000, 2000
 
 
-def one(events: int) -> dict[str, Any]:
+def one(events: int, single: bool = False) -> dict[str, Any]:
     """One run in the tree this process imports from: the rate and each process's CPU per event.
 
     The stack is set up here as ``bench.batches`` does, not by a helper shared with it: this file
@@ -57,7 +58,10 @@ def one(events: int) -> dict[str, Any]:
         procs = processes(stack, pg)
         before = {name: _cpu(proc) for name, proc in procs.items()}
         started = time.perf_counter()
-        asyncio.run(batch_run(stack, events, sampler))
+        if single:
+            asyncio.run(pipeline_run(stack, events, None, sampler))
+        else:
+            asyncio.run(batch_run(stack, events, sampler))
         took = time.perf_counter() - started
         cpu = {name: (_cpu(proc) - before[name]) * 1000 / events for name, proc in procs.items()}
         return {"events_per_second": events / took, "cpu_ms_per_event": cpu, "all": sum(cpu.values())}
@@ -75,11 +79,12 @@ def _tree(rev: str | None, into: Path) -> Path:
     return path
 
 
-def _run(tree: Path, events: int) -> dict[str, Any]:
+def _run(tree: Path, events: int, single: bool) -> dict[str, Any]:
     """``one`` in a process that imports ``tree``'s code (its services are started from there too)."""
     env = dict(os.environ, PYTHONPATH=str(tree))
     out = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--one", "--events", str(events)],
+        [sys.executable, str(Path(__file__).resolve()), "--one", "--events", str(events)]
+        + (["--single"] if single else []),
         cwd=tree,
         env=env,
         check=True,
@@ -127,13 +132,14 @@ def main() -> int:
     parser.add_argument("head", nargs="?", help="the revision after (default: the working tree)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of base, head, head, base")
     parser.add_argument("--events", type=int, default=20_000, help="arrivals per run, in batches of 500")
+    parser.add_argument("--single", action="store_true", help="one event per request instead of batches")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         # import the tree this process was started in (PYTHONPATH), not this file's neighbours
         here = str(Path(__file__).resolve().parent)
         sys.path[:] = [p for p in sys.path if p != here]
-        print(MARK + json.dumps(one(args.events)), flush=True)
+        print(MARK + json.dumps(one(args.events, args.single)), flush=True)
         return 0
     if args.base is None:
         parser.error("name the revision to compare against")
@@ -144,7 +150,7 @@ def main() -> int:
             runs: list[tuple[str, dict[str, Any]]] = []
             for _ in range(args.rounds):
                 for label in (args.base, head_label, head_label, args.base):
-                    runs.append((label, _run(trees[label], args.events)))
+                    runs.append((label, _run(trees[label], args.events, args.single)))
                     print(_row(label, runs[-1][1], sorted(runs[-1][1]["cpu_ms_per_event"])), flush=True)
             print(report(args.base, head_label, runs))
         finally:
