@@ -21,7 +21,8 @@ Writer = Annotated[Client, require(WRITE)]
 Reader = Annotated[Client, require("persons:read")]
 PregnancyReader = Annotated[Client, require("pregnancy:read")]
 Auditor = Annotated[Client, require("audit:read")]
-TraceParent = Annotated[str | None, Header(pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")]
+TRACEPARENT = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"  # W3C trace context, version 00
+TraceParent = Annotated[str | None, Header(pattern=TRACEPARENT)]
 CertificateNumber = Annotated[
     str, Path(description="the certificate's number", examples=["320412-2026-ABCD2345"], max_length=40)
 ]
