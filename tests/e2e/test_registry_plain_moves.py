@@ -38,7 +38,9 @@ def _arrival(number: str, date: str = "2025-04-01") -> dict[str, Any]:
     }
 
 
-def _post(stack: Stack, body: dict[str, Any], media_type: str, token: bool = True) -> tuple[httpx.Response, str]:
+def _post(
+    stack: Stack, body: dict[str, Any], media_type: str, token: bool = True
+) -> tuple[httpx.Response, str]:
     trace = secrets.token_hex(16)
     headers = {"Content-Type": media_type, "traceparent": f"00-{trace}-{secrets.token_hex(8)}-01"}
     if token:
@@ -88,7 +90,9 @@ def test_a_move_is_recorded_and_answered_alike_by_either_handler(stack: Stack) -
         {"unknown": 1},  # a field no move has
     ],
 )
-def test_a_refused_move_names_the_same_field_and_rule_either_way(stack: Stack, change: dict[str, Any]) -> None:
+def test_a_refused_move_names_the_same_field_and_rule_either_way(
+    stack: Stack, change: dict[str, Any]
+) -> None:
     body = {**_arrival(person_id("M")), **change}
     plain, _ = _post(stack, body, PLAIN)
     other, _ = _post(stack, body, OTHER)
