@@ -44,7 +44,8 @@ _ACK_TIMEOUT = 30.0  # seconds to wait for the broker to acknowledge one batch
 # After a broker came back empty, every relay's producer goes on writing with what it knew of
 # the old broker until it notices; a memory-only broker stores some of those writes under
 # offsets it hands out again once the topics are recreated, shadowing one record with another.
-# So the recent events are sent once more when that storm has passed (the inbox drops repeats).
+# So a relay that saw the reset publishes nothing until that storm has passed, then sends its
+# recent events again, once (the inboxes drop what had arrived before).
 _RESET_SETTLE_SECONDS = 5.0
 _RELAY_LOCK = 0x6F7574  # advisory lock: one active relay per database keeps per-subject order
 
@@ -68,6 +69,7 @@ class OutboxRelay:
         # marked published after the re-send had put it back in the queue.
         self._sending = asyncio.Lock()
         self._resend_again: asyncio.Task[None] | None = None
+        self._settling = False  # a reset was seen and has not settled: publish nothing yet
         self.leader = False  # holds the relay lock: the one replica that publishes
         # Called when the broker came back empty (consumers of this process restart).
         self.reset_listeners: list[Callable[[], None]] = []
@@ -145,6 +147,8 @@ class OutboxRelay:
     async def publish_batch(self, producer: AIOKafkaProducer) -> int:
         """Send the oldest unpublished rows and mark those the broker acknowledged."""
         async with self._sending:
+            if self._settling:
+                return 0  # the re-send after the settling wakes the loop
             return await self._publish_batch(producer)
 
     async def _publish_batch(self, producer: AIOKafkaProducer) -> int:
@@ -307,9 +311,16 @@ class OutboxRelay:
             listener()  # e.g. consumers restart: their in-memory positions point past the new log
 
     async def _resend_recent(self) -> None:
-        requeued = await self._requeue_recent()
+        """Hold publishing until the reset has settled, then queue the recent outbox again.
+
+        Sent at once, what this relay published in the next seconds could be shadowed by another
+        producer's stale writes and would have to be sent again; a backlog waiting for the broker
+        would then go out twice (the origin's outbox rows were updated 3.1 times per event so).
+        The consumers re-form their groups in these seconds anyway."""
+        self._settling = True
         log.warning(
-            "broker lost its log; topics recreated, recent events re-sent", extra={"requeued": requeued}
+            "broker lost its log; topics recreated, recent events re-sent once it settles",
+            extra={"settle_seconds": _RESET_SETTLE_SECONDS},
         )
         if self._resend_again is not None:
             self._resend_again.cancel()  # a later sign of the same reset: wait from this one
@@ -317,9 +328,21 @@ class OutboxRelay:
 
     async def _resend_once_settled(self) -> None:
         await asyncio.sleep(_RESET_SETTLE_SECONDS)
-        async with self._sending:
-            requeued = await self._requeue_recent()
-        log.info("broker reset settled; recent events re-sent once more", extra={"requeued": requeued})
+        while True:  # publishing stays held until the recent events are queued again
+            try:
+                async with self._sending:
+                    requeued = await self._requeue_recent()
+                    self._settling = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the database is away: the relay could not publish either
+                log.warning(
+                    "re-send after a broker reset failed; retrying", extra={"error": type(e).__name__}
+                )
+                await asyncio.sleep(1.0)
+            else:
+                break
+        log.info("broker reset settled; recent events re-sent", extra={"requeued": requeued})
 
     async def _requeue_recent(self) -> str:
         async with self.pool.acquire() as conn:
