@@ -318,6 +318,9 @@ class OutboxRelay:
         would then go out twice (the origin's outbox rows were updated 3.1 times per event so).
         The consumers re-form their groups in these seconds anyway."""
         self._settling = True
+        # What the old log acknowledged says nothing of the new one: its first acknowledgements
+        # would otherwise read as the log going back once more, and hold publishing again.
+        self._acked.clear()
         log.warning(
             "broker lost its log; topics recreated, recent events re-sent once it settles",
             extra={"settle_seconds": _RESET_SETTLE_SECONDS},
