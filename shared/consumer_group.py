@@ -33,6 +33,8 @@ _T = TypeVar("_T")
 _KAFKA_CALL_TIMEOUT = 30.0
 # Seconds between offset commits to the broker while batches flow (its tools' view of the lag).
 _COMMIT_INTERVAL = 1.0
+# Members left behind by a broker reset, still being stopped (a reference keeps each task alive).
+_STOPPING: set[asyncio.Task[None]] = set()
 
 
 class GroupMember:
@@ -94,12 +96,24 @@ class GroupMember:
                 )
             finally:
                 self.connected = self._assigned = False
-                # A member of a group that died with the broker's log is not waited for long.
-                await stop_consumer(consumer, timeout=1.0 if reason == "broker_reset" else 3.0)
+                if reason == "broker_reset":
+                    self._stop_in_background(consumer)
+                else:
+                    await stop_consumer(consumer)
             CONSUMER_RESTARTS.labels(self.service, self.name, reason).inc()
             log.info("fresh consumer starting", extra={"consumer": self.name, "reason": reason})
             await asyncio.sleep(backoff if reason == "error" else 0)
             backoff = min(backoff * 2, 5.0)
+
+    def _stop_in_background(self, consumer: AIOKafkaConsumer) -> None:
+        """Stop a member of a group that died with the broker's log while a fresh one joins the
+        new log's group. Its stop is not waited for: aiokafka's fetcher, cut off from the old
+        log, mostly never ends (``stop_consumer`` gives up on it after three rounds), and the
+        fresh member would wait those seconds for nothing. The two share no connection, and
+        nothing reads the old one's records any more."""
+        stopping = asyncio.create_task(stop_consumer(consumer, timeout=1.0), name=f"{self.name}-stop")
+        _STOPPING.add(stopping)
+        stopping.add_done_callback(_STOPPING.discard)
 
     @property
     def assigned(self) -> bool:
