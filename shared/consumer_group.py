@@ -97,6 +97,10 @@ class GroupMember:
             finally:
                 self.connected = self._assigned = False
                 if reason == "broker_reset":
+                    # Until it stops, the old client may still rejoin the new log's group (as the
+                    # same static member): its assignments must not seek or clear ``_rewind``,
+                    # which belong to the fresh member now.
+                    seek.consumer = None
                     self._stop_in_background(consumer)
                 else:
                     await stop_consumer(consumer)
