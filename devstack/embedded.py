@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Coroutine
@@ -20,10 +21,24 @@ T = TypeVar("T")
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on now, never handed out before by this process.
+
+    The kernel may give a port it handed out and took back to the next caller; two stacks
+    planned at once (the tests start the next one while the last one's tests run) would then
+    give two processes one port."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        with _handed_out_lock:
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:

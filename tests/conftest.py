@@ -11,14 +11,13 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from devstack.embedded import Broker, EmbeddedPostgres
-from devstack.stack import Stack
 from tests.contracts_kit import RECORD_DIR_ENV, check_recorded
+from tests.stacks_ahead import STACKS, StackSpec, stack_fixture
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 _db_counter = itertools.count(1)
@@ -49,6 +48,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return rank, relative.as_posix() == _LAST
 
     items.sort(key=place)  # stable: within a directory the collected order stays
+    STACKS.plan(items)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -76,6 +76,7 @@ def workdir() -> Iterator[Path]:
 def pg(workdir: Path) -> Iterator[EmbeddedPostgres]:
     server = EmbeddedPostgres(workdir / "pgdata", cleanup="delete")
     yield server
+    STACKS.close()  # a stack started ahead and never taken
     server.discard()
 
 
@@ -93,49 +94,5 @@ def broker(workdir: Path) -> Iterator[Broker]:
     b.stop()
 
 
-@pytest.fixture(scope="session")
-def stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
-    """The whole system as processes: two registries (320412, 440703), exchange, verification."""
-    with running_stack(workdir, pg, "stack", db_prefix="main_") as s:
-        yield s
-
-
-@contextmanager
-def running_stack(
-    workdir: Path,
-    pg: EmbeddedPostgres,
-    name: str,
-    *,
-    db_prefix: str,
-    extra_env: dict[str, str] | None = None,
-    registries: list[str] | None = None,
-    rest_only: list[str] | None = None,
-    replicas: int = 1,
-) -> Iterator[Stack]:
-    """A stack of its own in ``workdir/name``, for a fixture to yield.
-
-    On the way out it is stopped (also when starting it failed) and its logs are kept under
-    ``test-artifacts/logs/name``.
-    """
-    s = Stack(
-        workdir / name,
-        pg=pg,
-        db_prefix=db_prefix,
-        extra_env=extra_env,
-        registries=registries,
-        rest_only=rest_only,
-        replicas=replicas,
-    )
-    try:
-        s.start()
-        yield s
-    finally:
-        s.stop()
-        _keep_logs(s, name)
-
-
-def _keep_logs(s: Stack, name: str) -> None:
-    target = ARTIFACTS / "logs" / name
-    target.mkdir(parents=True, exist_ok=True)
-    for log in (s.run_dir / "logs").glob("*.log"):
-        (target / log.name).write_bytes(log.read_bytes())
+# The whole system as processes: two registries (320412, 440703), exchange, verification.
+stack = stack_fixture("stack", StackSpec("stack", db_prefix="main_"), scope="session")

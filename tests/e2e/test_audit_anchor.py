@@ -7,7 +7,6 @@ and deletes audit rows as a superuser.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +15,16 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from devstack.embedded import EmbeddedPostgres
 from shared import audit
 from tests.helpers import person_id, query, tamper, wait_until
-from tests.verification_kit import VerificationStack, start_verification
+from tests.stacks_ahead import StackSpec, stack_fixture
+from tests.verification_kit import VerificationStack
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def vstack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[VerificationStack]:
-    s = start_verification(workdir, pg, "anchor_")
-    try:
-        yield s
-    finally:
-        s.stop()
+vstack = stack_fixture("vstack", StackSpec("anchor_", db_prefix="anchor_", kind=VerificationStack))
 
 
 def _stack_file(s: VerificationStack) -> Path:

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import pytest
 
-from devstack.embedded import EmbeddedPostgres
 from devstack.stack import DESTINATION, ORIGIN, Stack
-from tests.conftest import running_stack
 from tests.helpers import Api, person_id, query, wait_until
+from tests.stacks_ahead import StackSpec, stack_fixture
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def outage_stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
-    with running_stack(workdir, pg, "outage", db_prefix="outage_") as s:
-        yield s
+outage_stack = stack_fixture("outage_stack", StackSpec("outage", db_prefix="outage_"))
 
 
 def _birth_date(id_number: str) -> str:

@@ -15,18 +15,17 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from devstack.embedded import EmbeddedPostgres
 from devstack.stack import DESTINATION, ORIGIN, Stack
 from services.verification.domain import status_list as tsl
 from shared import signing
 from tests.helpers import Api, person_id, wait_until
+from tests.stacks_ahead import StackSpec, stack_fixture
 from tests.verification_kit import VerificationStack
 
 pytestmark = pytest.mark.e2e
@@ -67,16 +66,12 @@ def _token_list(url: str) -> httpx.Response:
     return httpx.get(url, headers={"Accept": tsl.MEDIA_TYPE})
 
 
-@pytest.fixture(scope="module")
-def planted(workdir: Path, pg: EmbeddedPostgres) -> Iterator[VerificationStack]:
-    """A verification service whose trust list names the planted issuer: its events are signed
-    with that division's key, as every event must be."""
-    s = VerificationStack(workdir / "planted", pg=pg, db_prefix="planted_", registries=[PLANTED_ISSUER])
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
+# A verification service whose trust list names the planted issuer: its events are signed with
+# that division's key, as every event must be.
+planted = stack_fixture(
+    "planted",
+    StackSpec("planted", db_prefix="planted_", registries=(PLANTED_ISSUER,), kind=VerificationStack),
+)
 
 
 def test_an_independent_reader_agrees_with_planted_revocations_on_every_index(

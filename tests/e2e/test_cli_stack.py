@@ -10,20 +10,17 @@ import asyncio
 import datetime as dt
 import json
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from devstack.embedded import EmbeddedPostgres
 from devstack.roster_fixture import generate
 from devstack.stack import DESTINATION, ORIGIN, Stack
-from tests.conftest import running_stack
 from tests.helpers import Api, query, signed_bytes, tamper, wait_until
+from tests.stacks_ahead import StackSpec, stack_fixture
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
@@ -33,10 +30,7 @@ ROWS = max(1000, CERTIFICATES + 100)
 GOOD = ROWS - 10
 
 
-@pytest.fixture(scope="module")
-def cli_stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
-    with running_stack(workdir, pg, "cli", db_prefix="cli_") as s:
-        yield s
+cli_stack = stack_fixture("cli_stack", StackSpec("cli", db_prefix="cli_"))
 
 
 def ctl(stack: Stack, *args: str, code: int = 0) -> Any:

@@ -4,7 +4,6 @@ offline with the next status list (a stack of its own: the test revokes a regist
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,23 +12,19 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from devstack.embedded import EmbeddedPostgres
 from devstack.stack import DESTINATION, ORIGIN, Stack
 from shared.offline_verifier import OfflineVerifier
 from shared.signing import b64u_decode
-from tests.conftest import running_stack
 from tests.helpers import Api, person_id, wait_until
+from tests.stacks_ahead import StackSpec, stack_fixture
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def kstack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
-    with running_stack(
-        workdir, pg, "keyrev", db_prefix="keyrev_", extra_env={"KEY_REFRESH_SECONDS": "1"}
-    ) as s:
-        yield s
+kstack = stack_fixture(
+    "kstack", StackSpec("keyrev", db_prefix="keyrev_", extra_env={"KEY_REFRESH_SECONDS": "1"})
+)
 
 
 def ctl(stack_file: Path, *args: str) -> Any:

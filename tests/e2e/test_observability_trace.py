@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from devstack.embedded import EmbeddedPostgres
 from devstack.stack import DESTINATION, ORIGIN, Stack
-from tests.conftest import running_stack
 from tests.helpers import Api, person_id, query, wait_until
+from tests.stacks_ahead import StackSpec, stack_fixture
 
 pytestmark = pytest.mark.e2e
 
@@ -105,12 +103,15 @@ def test_every_service_answers_health_readiness_and_metrics(stack: Stack) -> Non
     assert "exchange_notifications_open" in exchange and "consumer_lag{" in exchange
 
 
-@pytest.fixture(scope="module")
-def traced_stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
-    """The system with the console span exporter on (spans go to each service's log)."""
-    env = {"OTEL_EXPORTER": "console", "OTEL_BSP_SCHEDULE_DELAY": "200"}
-    with running_stack(workdir, pg, "traced", db_prefix="traced_", extra_env=env) as s:
-        yield s
+# The system with the console span exporter on (spans go to each service's log).
+traced_stack = stack_fixture(
+    "traced_stack",
+    StackSpec(
+        "traced",
+        db_prefix="traced_",
+        extra_env={"OTEL_EXPORTER": "console", "OTEL_BSP_SCHEDULE_DELAY": "200"},
+    ),
+)
 
 
 def _spans(stack: Stack, service: str, trace_id: str) -> list[dict[str, Any]]:

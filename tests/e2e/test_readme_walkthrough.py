@@ -7,23 +7,18 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from devstack.embedded import EmbeddedPostgres
 from devstack.stack import Stack
-from tests.conftest import running_stack
+from tests.stacks_ahead import StackSpec, stack_fixture
 
 pytestmark = pytest.mark.e2e
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-@pytest.fixture(scope="module")
-def walk_stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
-    with running_stack(workdir, pg, "walkthrough", db_prefix="walk_") as s:
-        yield s
+walk_stack = stack_fixture("walk_stack", StackSpec("walkthrough", db_prefix="walk_"))
 
 
 def _walkthrough(block: int = 0) -> str:

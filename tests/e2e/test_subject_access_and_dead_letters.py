@@ -17,20 +17,18 @@ import datetime as dt
 import json
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from devstack.embedded import EmbeddedPostgres
 from devstack.stack import DESTINATION, ORIGIN, Stack
 from shared.identity import subject_key
-from tests.conftest import running_stack
 from tests.helpers import Api, medical_certificate, migrant, query, run_async, wait_until
+from tests.stacks_ahead import StackSpec, stack_fixture
 
 pytestmark = pytest.mark.e2e
 
@@ -39,12 +37,9 @@ FATHERS = "330106"  # 杭州市西湖区: the father's household registration
 BIRTH = "birth.registered.v2"  # what registries announce (v1 is upcast)
 
 
-@pytest.fixture(scope="module")
-def sal_stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
-    with running_stack(
-        workdir, pg, "subject-access", db_prefix="sal_", registries=[ORIGIN, DESTINATION, FATHERS]
-    ) as s:
-        yield s
+sal_stack = stack_fixture(
+    "sal_stack", StackSpec("subject-access", db_prefix="sal_", registries=(ORIGIN, DESTINATION, FATHERS))
+)
 
 
 def _migrant(stack: Stack, hukou: str, sex: str = "F") -> str:

@@ -6,20 +6,15 @@ jurisdiction with no registry on Kafka -- has a 2-second feedback deadline.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
-from devstack.embedded import EmbeddedPostgres
-from devstack.stack import Stack
-from tests.conftest import running_stack
 from tests.exchange.exchange_helpers import OFFLINE, A, B, C
+from tests.stacks_ahead import StackSpec, stack_fixture
 
 
-@pytest.fixture(scope="package")  # stopped once this directory's tests are done
-def xstack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
+def _agreements(workdir: Path) -> dict[str, str]:
     agreements = workdir / "exchange-agreements.yaml"
     agreements.write_text(
         yaml.safe_dump(
@@ -29,17 +24,22 @@ def xstack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
             ]
         )
     )
-    with running_stack(
-        workdir,
-        pg,
+    return {"AGREEMENTS_FILE": str(agreements)}
+
+
+# Stopped once this directory's tests are done.
+xstack = stack_fixture(
+    "xstack",
+    StackSpec(
         "xstack",
         db_prefix="x_",
-        registries=[A, B, C],
+        registries=(A, B, C),
         extra_env={
-            "AGREEMENTS_FILE": str(agreements),
             "OVERDUE_SWEEP_INTERVAL": "0.3",
             "SEQUENCE_GAP_SECONDS": "3",
             "NOTIFICATION_RETRY_SECONDS": "30",
         },
-    ) as s:
-        yield s
+        files=_agreements,
+    ),
+    scope="package",
+)

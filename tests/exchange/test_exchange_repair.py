@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devstack.embedded import EmbeddedPostgres
 from devstack.stack import Stack
 from shared.identity import subject_key
-from tests.conftest import running_stack
 from tests.exchange.repair_kit import (
     A,
     B,
@@ -31,17 +27,15 @@ from tests.exchange.repair_kit import (
     register_twice,
 )
 from tests.helpers import Api, query, wait_until
+from tests.stacks_ahead import StackSpec, stack_fixture
 
 pytestmark = pytest.mark.e2e
 KINDS = ("person", "migration", "marriage", "birth", "pregnancy", "certificate")
 OWNER = {"person": A, "migration": A, "marriage": A, "birth": B, "pregnancy": B, "certificate": A}
 
 
-@pytest.fixture(scope="module")
-def rstack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
-    """Two registries of their own: no other test's traffic between them."""
-    with running_stack(workdir, pg, "rstack", db_prefix="r_", registries=[A, B]) as s:
-        yield s
+# Two registries of their own: no other test's traffic between them.
+rstack = stack_fixture("rstack", StackSpec("rstack", db_prefix="r_", registries=(A, B)))
 
 
 @pytest.fixture(scope="module")

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from tests.stacks_ahead import StackSpec, stack_fixture
 
-import pytest
-
-from devstack.embedded import EmbeddedPostgres
-from devstack.stack import Stack
-from tests.conftest import running_stack
-
-
-@pytest.fixture(scope="package")  # stopped once this directory's tests are done
-def fault_stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
-    with running_stack(workdir, pg, "faults", db_prefix="faults_") as s:
-        yield s
+# Stopped once this directory's tests are done. Its tests time recoveries, so no other stack
+# starts while they run.
+fault_stack = stack_fixture(
+    "fault_stack", StackSpec("faults", db_prefix="faults_", ahead=False), scope="package"
+)

@@ -13,7 +13,6 @@ import asyncio
 import re
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -21,11 +20,10 @@ import httpx
 import pytest
 import yaml
 
-from devstack.embedded import EmbeddedPostgres
 from devstack.stack import DESTINATION, ORIGIN, Stack
-from tests.conftest import running_stack
 from tests.helpers import metric
 from tests.reliability.fault_tools import Counts, count, emit_departures, migrants, wait_complete
+from tests.stacks_ahead import StackSpec, stack_fixture
 
 pytestmark = pytest.mark.e2e
 
@@ -166,11 +164,11 @@ async def test_a_consumer_that_cannot_recover_is_reported_within_two_minutes(fau
     assert status == 200
 
 
-@pytest.fixture(scope="module")
-def replicated_stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
-    """Two processes of every service, as the chart's HPA runs them: one database each."""
-    with running_stack(workdir, pg, "replicas", db_prefix="rep_", replicas=2) as s:
-        yield s
+# Two processes of every service, as the chart's HPA runs them: one database each. Its tests time
+# recoveries, so no other stack starts while they run.
+replicated_stack = stack_fixture(
+    "replicated_stack", StackSpec("replicas", db_prefix="rep_", replicas=2, ahead=False)
+)
 
 
 async def test_broker_sigkill_with_two_replicas_and_the_relay_leader_killed(replicated_stack: Stack) -> None:

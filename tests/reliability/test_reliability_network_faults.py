@@ -19,8 +19,8 @@ import pytest
 
 from devstack.embedded import Broker, EmbeddedPostgres, free_port
 from devstack.stack import ORIGIN, Stack
-from tests.conftest import _keep_logs
 from tests.reliability.fault_tools import TcpProxy, emit_departures, migrants, wait_complete
+from tests.stacks_ahead import finish
 
 pytestmark = pytest.mark.e2e
 
@@ -38,9 +38,8 @@ def proxied(workdir: Path, pg: EmbeddedPostgres) -> Iterator[tuple[Stack, TcpPro
         s.start_services()
         yield s, proxy
     finally:
-        s.stop()
+        finish(s, "netfault")
         proxy.stop()
-        _keep_logs(s, "netfault")
 
 
 async def _ready(stack: Stack) -> dict[str, Any]:

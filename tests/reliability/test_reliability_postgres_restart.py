@@ -21,8 +21,8 @@ import pytest
 from devstack.embedded import EmbeddedPostgres
 from devstack.stack import ORIGIN, Stack
 from shared.identity import subject_key
-from tests.conftest import _keep_logs
 from tests.reliability.fault_tools import migrants
+from tests.stacks_ahead import finish
 
 pytestmark = pytest.mark.e2e
 
@@ -38,9 +38,8 @@ def pg_stack(workdir: Path) -> Iterator[tuple[Stack, EmbeddedPostgres]]:
         s.start()
         yield s, own_pg
     finally:
-        s.stop()
+        finish(s, "pg-restart")
         own_pg.stop()
-        _keep_logs(s, "pg-restart")
 
 
 async def _write_until_done(

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from devstack.embedded import EmbeddedPostgres
-from devstack.stack import Stack
-from tests.conftest import running_stack
 from tests.e2e.agreements.agreements_kit import AGREEMENTS, write_agreements
+from tests.stacks_ahead import StackSpec, stack_fixture
 
 
-@pytest.fixture(scope="package")
-def agreements_stack(workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
-    """Registries 320412 and 440703, the REST-only 110101, under the agreements of ``agreements_kit``."""
-    path = write_agreements(workdir / "agreements-stack.yaml", AGREEMENTS)
-    with running_stack(
-        workdir,
-        pg,
-        "agreements-stack",
-        db_prefix="agr_",
-        extra_env={"AGREEMENTS_FILE": str(path), "OVERDUE_SWEEP_INTERVAL": "0.3"},
-    ) as s:
-        yield s
+def _agreements(workdir: Path) -> dict[str, str]:
+    return {"AGREEMENTS_FILE": str(write_agreements(workdir / "agreements-stack.yaml", AGREEMENTS))}
+
+
+# Registries 320412 and 440703, the REST-only 110101, under the agreements of ``agreements_kit``.
+agreements_stack = stack_fixture(
+    "agreements_stack",
+    StackSpec(
+        "agreements-stack", db_prefix="agr_", extra_env={"OVERDUE_SWEEP_INTERVAL": "0.3"}, files=_agreements
+    ),
+    scope="package",
+)
