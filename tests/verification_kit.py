@@ -14,16 +14,15 @@ import datetime as dt
 import json
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
 import httpx
 
-from devstack.embedded import EmbeddedPostgres, free_port
+from devstack.embedded import free_port
 from devstack.stack import ServiceProcess, Stack
 from shared import signing
 from shared.auth import new_credential
@@ -86,12 +85,6 @@ class VerificationStack(Stack):
         """An issuer signing its events with the jurisdiction's key in this stack's trust list."""
         signer = self.trust.keyring(jurisdiction).signing_key(jurisdiction, dt.datetime.now(dt.UTC))
         return FakeIssuer(jurisdiction, self.bootstrap, event_signer=signer)
-
-
-def start_verification(workdir: Path, pg: EmbeddedPostgres, prefix: str, **env: str) -> VerificationStack:
-    s = VerificationStack(workdir / prefix, pg=pg, db_prefix=prefix, extra_env=env)
-    s.start()
-    return s
 
 
 async def _execute(dsn: str, sql: str, *args: Any) -> None:
@@ -323,3 +316,27 @@ class JwksServer:
 
     def close(self) -> None:
         self.server.shutdown()
+
+
+class LazyJwks:
+    """A module's JWKS server, made by whichever thread asks first: a stack started ahead of the
+    module (``tests.stacks_ahead``) is told its address before the module's fixtures run."""
+
+    def __init__(self) -> None:
+        self._server: JwksServer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def server(self) -> JwksServer:
+        with self._lock:
+            if self._server is None:
+                self._server = JwksServer()
+            return self._server
+
+    def serving(self) -> Iterator[JwksServer]:
+        """For a module fixture to yield from: the server, closed when the module is done."""
+        yield self.server
+        with self._lock:
+            if self._server is not None:
+                self._server.close()
+                self._server = None

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from devstack.embedded import EmbeddedPostgres
 from tests.helpers import person_id, wait_until
-from tests.verification_kit import IssuedCertificate, JwksServer, VerificationStack, start_verification
+from tests.stacks_ahead import StackSpec, stack_fixture
+from tests.verification_kit import IssuedCertificate, JwksServer, LazyJwks, VerificationStack
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -20,20 +20,23 @@ pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
+KEYS = LazyJwks()
+
+
 @pytest.fixture(scope="module")
 def kiosk_jwks() -> Iterator[JwksServer]:
-    server = JwksServer()
-    yield server
-    server.close()
+    yield from KEYS.serving()
 
 
-@pytest.fixture(scope="module")
-def kiosk_stack(workdir: Path, pg: EmbeddedPostgres, kiosk_jwks: JwksServer) -> Iterator[VerificationStack]:
-    s = start_verification(workdir, pg, "vfk_", registry_key_urls=f"320412={kiosk_jwks.url('320412')}")
-    try:
-        yield s
-    finally:
-        s.stop()
+kiosk_stack = stack_fixture(
+    "kiosk_stack",
+    StackSpec(
+        "vfk_",
+        db_prefix="vfk_",
+        kind=VerificationStack,
+        files=lambda _: {"registry_key_urls": f"320412={KEYS.server.url('320412')}"},
+    ),
+)
 
 
 @pytest.fixture(scope="module")

@@ -19,41 +19,40 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.embedded import EmbeddedPostgres, env_with
+from devstack.embedded import env_with
 from shared import signing
 from shared.events import payloads as p
 from shared.events.envelope import new_event_id
 from shared.offline_verifier import BadToken, OfflineVerifier
 from tests.helpers import person_id, query, tamper, wait_until
-from tests.verification_kit import FakeIssuer, JwksServer, VerificationStack, start_verification
+from tests.stacks_ahead import StackSpec, stack_fixture
+from tests.verification_kit import FakeIssuer, JwksServer, LazyJwks, VerificationStack
 
 pytestmark = pytest.mark.e2e
 JWKS_ISSUER, EVENT_ISSUER = "320412", "440703"
 _clients = itertools.count(1)
 
 
+KEYS = LazyJwks()
+
+
 @pytest.fixture(scope="module")
 def jwks_server() -> Iterator[JwksServer]:
-    server = JwksServer()
-    yield server
-    server.close()
+    yield from KEYS.serving()
 
 
-@pytest.fixture(scope="module")
-def vstack(workdir: Path, pg: EmbeddedPostgres, jwks_server: JwksServer) -> Iterator[VerificationStack]:
-    s = start_verification(
-        workdir,
-        pg,
+vstack = stack_fixture(
+    "vstack",
+    StackSpec(
         "vfs_",
-        registry_key_urls=",".join(f"{j}={jwks_server.url(j)}" for j in (JWKS_ISSUER, EVENT_ISSUER)),
-        key_refresh_seconds="0.3",
-        rate_limit_per_minute="600",
-        rate_limit_burst="30",
-    )
-    try:
-        yield s
-    finally:
-        s.stop()
+        db_prefix="vfs_",
+        kind=VerificationStack,
+        extra_env={"key_refresh_seconds": "0.3", "rate_limit_per_minute": "600", "rate_limit_burst": "30"},
+        files=lambda _: {
+            "registry_key_urls": ",".join(f"{j}={KEYS.server.url(j)}" for j in (JWKS_ISSUER, EVENT_ISSUER))
+        },
+    ),
+)
 
 
 @pytest.fixture(scope="module")
