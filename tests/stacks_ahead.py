@@ -4,9 +4,9 @@ A stack takes 10-16 s to start, 8 s of it waiting for the broker's group joins (
 first join for half the session timeout, and a static member 3 s more; ``docs/reliability.md``).
 The suite starts some fifteen of them. A fixture that builds its stack with ``stack_fixture``
 declares it (a ``StackSpec``); once the collection has put the tests in their order, the run
-knows which stack comes after which, and when one stack is up the next one starts in a thread
-while the tests of the first run. Its fixture then takes it ready, or waits for the rest of its
-start.
+knows which stack comes after which, and when one stack is up the next two start, one after
+the other, in a thread while the tests of the first run. Their fixtures then take them ready, or
+wait for the rest of their start.
 
 A stack whose tests fault the machine (stop the broker, time recoveries) says ``ahead=False``:
 it is neither started ahead nor lets the next one start during its tests. A stack started ahead
@@ -31,6 +31,9 @@ import pytest
 from devstack.embedded import EmbeddedPostgres
 from devstack.stack import Stack
 
+# Two: a module shorter than the next stack's start (many take a few seconds) still leaves the
+# one after it time to start. Each stack waiting to be taken idles at ~0.3 of a core.
+LOOKAHEAD = 2
 OFF_ENV = "TEST_STACKS_AHEAD"  # "0": every stack starts when its first test needs it
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -84,7 +87,7 @@ def finish(s: Stack, name: str) -> None:
 
 
 class StacksAhead:
-    """The run's stacks in the order their first users run, and the one starting ahead."""
+    """The run's stacks in the order their first users run, and those started ahead."""
 
     def __init__(self) -> None:
         self.by_fixture: dict[Callable[..., Any], StackSpec] = {}
@@ -110,7 +113,7 @@ class StacksAhead:
     @contextmanager
     def running(self, spec: StackSpec, workdir: Path, pg: EmbeddedPostgres) -> Iterator[Stack]:
         """``spec``'s stack for a fixture to yield: the one started ahead, or one started now.
-        Once it is up, the next stack of the run starts ahead; on the way out it is stopped."""
+        Once it is up, the next ones start ahead; on the way out it is stopped."""
         with self._lock:
             self.started.add(spec.name)
             ahead = self.pending.pop(spec.name, None)
@@ -122,15 +125,18 @@ class StacksAhead:
             finish(s, spec.name)
 
     def _start_next(self, spec: StackSpec, workdir: Path, pg: EmbeddedPostgres) -> None:
+        """Queue the next ``LOOKAHEAD`` stacks after ``spec``, up to one that must start alone.
+        One thread starts them, so they start one after the other, never two at once."""
         if spec not in self.order or not spec.ahead or os.environ.get(OFF_ENV) == "0":
             return
         at = self.order.index(spec)
-        following = self.order[at + 1] if at + 1 < len(self.order) else None
         with self._lock:
-            if following is None or not following.ahead or following.name in self.started:
-                return
-            self.started.add(following.name)
-            self.pending[following.name] = self._pool.submit(start, following, workdir, pg)
+            for following in self.order[at + 1 : at + 1 + LOOKAHEAD]:
+                if not following.ahead:
+                    return
+                if following.name not in self.started:
+                    self.started.add(following.name)
+                    self.pending[following.name] = self._pool.submit(start, following, workdir, pg)
 
     def close(self) -> None:
         """Stop what was started ahead and never taken."""
