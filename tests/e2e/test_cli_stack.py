@@ -205,6 +205,10 @@ def test_audit_verify_finds_a_tampered_entry_and_export_lists_a_persons_disclosu
         lambda: query(verification, "SELECT 1 FROM certificates WHERE number = $1", cert["number"]), 10
     )
     _answers(cli_stack, [cert, cert])
+    # An answer is sent once its audit entry is durable as pending; the chainer moves it into the
+    # hash-chained log, which verify and export read, off the request path (and later on a busy
+    # machine: seen in CI with a stack starting beside this test).
+    wait_until(lambda: not query(verification, "SELECT 1 FROM audit_pending LIMIT 1"), 10)
     registry = Api(cli_stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
     assert registry.get(f"/v1/persons/{holder}", purpose="social_services").status_code == 200
 
