@@ -206,8 +206,7 @@ def test_audit_verify_finds_a_tampered_entry_and_export_lists_a_persons_disclosu
     )
     _answers(cli_stack, [cert, cert])
     # An answer is sent once its audit entry is durable as pending; the chainer moves it into the
-    # hash-chained log, which verify and export read, off the request path (and later on a busy
-    # machine: seen in CI with a stack starting beside this test).
+    # hash-chained log, which verify and export read, off the request path.
     wait_until(lambda: not query(verification, "SELECT 1 FROM audit_pending LIMIT 1"), 10)
     registry = Api(cli_stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
     assert registry.get(f"/v1/persons/{holder}", purpose="social_services").status_code == 200
@@ -218,7 +217,10 @@ def test_audit_verify_finds_a_tampered_entry_and_export_lists_a_persons_disclosu
 
     history = ctl(cli_stack, "audit", "export", "--id-number", holder)
     actions = [(e["service"], e["action"]) for e in history]
-    assert actions.count(("verification", "certificate.verify")) >= 2
+    # One row per disclosure, the earliest copy first: the origin registry's copy of an answer
+    # may sort before verification's own, which then names verification in ``also_in``.
+    answered = [e for e in history if "verification" in (e["service"], *e.get("also_in", ()))]
+    assert len(answered) >= 2
     assert (f"registry-{ORIGIN}", "person.read") in actions
     assert holder not in json.dumps(history)
     csv_text = runner.invoke(
