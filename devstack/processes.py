@@ -14,6 +14,11 @@ import httpx
 
 from devstack.layout import ROOT
 
+# A service's own stop is bounded: uvicorn's 5 s for open connections, then the lifespan's
+# SHUTDOWN_TIMEOUT (8 s, ``shared.shutdown``), which logs what it waited for when it overruns.
+# The kill comes after both, so that line is written before it.
+STOP_BOUND = 15.0
+
 
 @dataclass
 class ServiceProcess:
@@ -67,18 +72,18 @@ def wait_ready(svc: ServiceProcess, log_path: Path, timeout: float = 30.0) -> No
 
 
 def stop_process(svc: ServiceProcess, sig: int = signal.SIGTERM) -> None:
-    """Send ``sig``; kill the process if it has not exited ten seconds later."""
+    """Send ``sig``; kill the process if it has not exited ``STOP_BOUND`` seconds later."""
     stop_processes([svc], sig)
 
 
 def stop_processes(svcs: list[ServiceProcess], sig: int = signal.SIGTERM) -> None:
     """Send ``sig`` to every running one at once, then wait for them together: each shuts down
     (drains, closes its Kafka clients) while the others do, not after them. Whatever has not
-    exited ten seconds after the signal is killed."""
+    exited ``STOP_BOUND`` seconds after the signal is killed."""
     running = [svc.process for svc in svcs if svc.process and svc.process.poll() is None]
     for process in running:
         process.send_signal(sig)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + STOP_BOUND
     for process in running:
         try:
             process.wait(max(0.0, deadline - time.monotonic()))

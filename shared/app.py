@@ -35,6 +35,7 @@ from shared.openapi import install_openapi
 from shared.outbox_relay import OutboxRelay
 from shared.retention import Purge
 from shared.settings import BaseServiceSettings
+from shared.shutdown import shut_down, stop_tasks
 from shared.tracing import TracingMiddleware, configure_tracing, native_telemetry_off
 
 log = logging.getLogger(__name__)
@@ -147,15 +148,6 @@ def _background(
     return tasks
 
 
-async def stop_tasks(tasks: Sequence[asyncio.Task[None]]) -> None:
-    """Cancel background tasks and wait for each to end."""
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(BaseException):
-            await task
-
-
 def create_service_app(
     settings: S,
     *,
@@ -175,16 +167,29 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await _start(app, settings, consumers, purges)
         app.state.service = state
+        own = contextlib.AsyncExitStack()
         try:
-            async with resources(state) if resources else contextlib.nullcontext() as own:
-                app.state.service_resources = own
-                tune_gc(settings.gc_gen0_threshold)
-                log.info("service started", extra={"port": settings.port})
-                yield
+            if resources:
+                app.state.service_resources = await own.enter_async_context(resources(state))
+            else:
+                app.state.service_resources = None
+            tune_gc(settings.gc_gen0_threshold)
+            log.info("service started", extra={"port": settings.port})
+            yield
         finally:
-            await stop_tasks(state.tasks)
-            await state.clients.stop()
-            await state.pool.close()
+            log.info("service stopping")
+            stopped = await shut_down(
+                [
+                    ("service resources", own.aclose),
+                    ("background tasks", lambda: stop_tasks(state.tasks)),
+                    ("clients watch", state.clients.stop),
+                    ("database pool", state.pool.close),
+                ],
+                state.pool,
+                settings.shutdown_timeout,
+            )
+            if stopped:
+                log.info("service stopped")
 
     app = FastAPI(
         title=title, description=description, version="1.0.0", lifespan=lifespan, **native_telemetry_off()

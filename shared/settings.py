@@ -132,6 +132,13 @@ class BaseServiceSettings(KafkaSettings):
         default=5.0, gt=0, description="how often each service measures its consumers' lag and progress"
     )
     run_background: bool = Field(default=True, description="run the outbox relay and consumers in-process")
+    shutdown_timeout: float = Field(
+        default=8.0,
+        gt=0,
+        description="seconds the lifespan's shutdown may take (after uvicorn's 5 s for open "
+        "connections, within Kubernetes' 30 s grace); past it the step still running and every "
+        "pending task are named in the log and the database connections are closed hard",
+    )
 
     # Retention (shared.retention): a background task purges what is older than this.
     retention_idempotency_seconds: float = Field(

@@ -144,6 +144,21 @@ def test_every_container_has_limits_and_probes(values_file: str) -> None:
 
 
 @values_files
+def test_kubernetes_kills_a_pod_only_after_its_own_shutdown_bound(values_file: str) -> None:
+    """A stopping pod gets uvicorn's 5 s for open connections and its SHUTDOWN_TIMEOUT, which
+    logs what the stop waited for when it overruns: the grace period outlasts both."""
+    for deployment in of_kind(values_file, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        [container] = containers(pod)
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        configs = {c["metadata"]["name"]: c["data"] for c in of_kind(values_file, "ConfigMap")}
+        for source in container.get("envFrom", []):
+            env |= configs[source["configMapRef"]["name"]]
+        bound = float(env["SHUTDOWN_TIMEOUT"])
+        assert pod["terminationGracePeriodSeconds"] >= 5 + bound + 5, deployment["metadata"]["name"]
+
+
+@values_files
 def test_every_deployment_has_a_matching_pdb(values_file: str) -> None:
     pdbs = of_kind(values_file, "PodDisruptionBudget")
     deployments = of_kind(values_file, "Deployment")

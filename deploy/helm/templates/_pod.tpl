@@ -42,6 +42,7 @@ the password comes from the Secret the User Operator writes for that KafkaUser u
     "GC_GEN0_THRESHOLD" (toString (int64 $v.gcGen0Threshold))
     "CONSUMER_STALL_SECONDS" (toString $v.consumerStallSeconds)
     "CONSUMER_CHECK_INTERVAL" (toString $v.consumerCheckInterval)
+    "SHUTDOWN_TIMEOUT" (toString (int64 $v.shutdownTimeoutSeconds))
     "RETENTION_INTERVAL_SECONDS" (include "mx.number" $v.retention.intervalSeconds)
     "RETENTION_IDEMPOTENCY_SECONDS" (include "mx.number" $v.retention.idempotencySeconds)
     "RETENTION_DEAD_LETTER_DAYS" (include "mx.number" $v.retention.deadLetterDays)
@@ -150,6 +151,8 @@ spec:
   restartPolicy: Never
   {{- else }}
   serviceAccountName: {{ include "mx.componentName" (dict "root" $root "name" $c.name) }}
+  # uvicorn's 5 s for open connections, then SHUTDOWN_TIMEOUT, then a margin: the kill comes last.
+  terminationGracePeriodSeconds: {{ add (int64 $v.shutdownTimeoutSeconds) 15 }}
   {{- end }}
   automountServiceAccountToken: false
   {{- with $v.imagePullSecrets }}

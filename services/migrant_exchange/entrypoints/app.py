@@ -19,7 +19,8 @@ from services.migrant_exchange.entrypoints.state import ExchangeState
 from services.migrant_exchange.service_layer.agreements import configured, load_agreements
 from services.migrant_exchange.service_layer.live_feed import LiveFeed
 from services.migrant_exchange.settings import ExchangeSettings
-from shared.app import ServiceState, create_service_app, stop_tasks
+from shared.app import ServiceState, create_service_app
+from shared.shutdown import stop_tasks
 from shared.trust import EXCHANGE
 
 

@@ -35,7 +35,7 @@ async def _every(seconds: float, name: str, duty: Callable[[], Awaitable[object]
 def start(
     settings: ExchangeSettings, pool: asyncpg.Pool, registries: RegistryClient, feed: LiveFeed
 ) -> list[asyncio.Task[None]]:
-    """Starts the tasks; the caller cancels them (``shared.app.stop_tasks``)."""
+    """Starts the tasks; the caller cancels them (``shared.shutdown.stop_tasks``)."""
     tasks = [
         asyncio.create_task(feed.run(), name="dashboard-feed"),
         asyncio.create_task(feed.run_group_lag(), name="dashboard-group-lag"),

@@ -19,7 +19,8 @@ from services.verification.entrypoints.kiosk import kiosk_router, offline_router
 from services.verification.entrypoints.state import VerificationState
 from services.verification.settings import VerificationSettings
 from shared import signing
-from shared.app import ServiceState, create_service_app, stop_tasks
+from shared.app import ServiceState, create_service_app
+from shared.shutdown import stop_tasks
 from shared.trust import VERIFICATION
 
 

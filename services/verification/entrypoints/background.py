@@ -64,5 +64,5 @@ class KeyRefresher:
 
 
 def start(refresher: KeyRefresher | None) -> list[asyncio.Task[None]]:
-    """Starts the tasks; the caller cancels them (``shared.app.stop_tasks``)."""
+    """Starts the tasks; the caller cancels them (``shared.shutdown.stop_tasks``)."""
     return [asyncio.create_task(refresher.run(), name="key-refresher")] if refresher else []
