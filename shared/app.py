@@ -169,10 +169,9 @@ def create_service_app(
         app.state.service = state
         own = contextlib.AsyncExitStack()
         try:
-            if resources:
-                app.state.service_resources = await own.enter_async_context(resources(state))
-            else:
-                app.state.service_resources = None
+            app.state.service_resources = (
+                await own.enter_async_context(resources(state)) if resources else None
+            )
             tune_gc(settings.gc_gen0_threshold)
             log.info("service started", extra={"port": settings.port})
             yield

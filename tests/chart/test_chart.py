@@ -58,6 +58,14 @@ def of_kind(values_file: str, kind: str) -> list[dict[str, Any]]:
     return [doc for doc in manifests(values_file) if doc["kind"] == kind]
 
 
+def plain_env(values_file: str, deployment: dict[str, Any]) -> dict[str, str]:
+    """A Deployment's plain settings: the ConfigMap its container takes its environment from."""
+    configs = {c["metadata"]["name"]: c["data"] for c in of_kind(values_file, "ConfigMap")}
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    data: dict[str, str] = configs[container["envFrom"][0]["configMapRef"]["name"]]
+    return data
+
+
 def pod_specs(values_file: str) -> list[tuple[str, dict[str, Any]]]:
     return [
         (f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]["spec"])
@@ -148,14 +156,9 @@ def test_kubernetes_kills_a_pod_only_after_its_own_shutdown_bound(values_file: s
     """A stopping pod gets uvicorn's 5 s for open connections and its SHUTDOWN_TIMEOUT, which
     logs what the stop waited for when it overruns: the grace period outlasts both."""
     for deployment in of_kind(values_file, "Deployment"):
-        pod = deployment["spec"]["template"]["spec"]
-        [container] = containers(pod)
-        env = {e["name"]: e.get("value") for e in container.get("env", [])}
-        configs = {c["metadata"]["name"]: c["data"] for c in of_kind(values_file, "ConfigMap")}
-        for source in container.get("envFrom", []):
-            env |= configs[source["configMapRef"]["name"]]
-        bound = float(env["SHUTDOWN_TIMEOUT"])
-        assert pod["terminationGracePeriodSeconds"] >= 5 + bound + 5, deployment["metadata"]["name"]
+        bound = float(plain_env(values_file, deployment)["SHUTDOWN_TIMEOUT"])
+        grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert grace >= 5 + bound + 5, deployment["metadata"]["name"]
 
 
 @values_files
@@ -347,9 +350,8 @@ def test_settings_values_parse(values_file: str) -> None:
     """The plain values the chart renders are accepted by the settings classes."""
     for deployment in of_kind(values_file, "Deployment"):
         component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
-        configs = {c["metadata"]["name"]: c["data"] for c in of_kind(values_file, "ConfigMap")}
         [container] = deployment["spec"]["template"]["spec"]["containers"]
-        env = configs[container["envFrom"][0]["configMapRef"]["name"]]
+        env = plain_env(values_file, deployment)
         secrets = {e["name"]: "x" * 43 for e in container["env"] if "valueFrom" in e}
         if "STATUS_LIST_SIGNING_KEY" in secrets:  # a real key is needed to parse one
             secrets["STATUS_LIST_SIGNING_KEY"] = "A" * 43
