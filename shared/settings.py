@@ -135,9 +135,9 @@ class BaseServiceSettings(KafkaSettings):
     shutdown_timeout: float = Field(
         default=8.0,
         gt=0,
-        description="seconds the lifespan's shutdown may take (after uvicorn's 5 s for open "
-        "connections, within Kubernetes' 30 s grace); past it the step still running and every "
-        "pending task are named in the log and the database connections are closed hard",
+        description="seconds the lifespan's shutdown may take, after uvicorn's 5 s for open "
+        "connections (the chart's grace period is this plus 15 s); past it the step still running "
+        "and every pending task are named in the log and the database connections are closed hard",
     )
 
     # Retention (shared.retention): a background task purges what is older than this.

@@ -11,6 +11,10 @@ So the steps share one deadline. A step still running at it is named in the log,
 still pending and the chain of calls each is suspended in, and the pool's connections are then
 closed hard: PostgreSQL rolls back whatever they held, so nothing half-written stays, and the
 outbox and the inbox carry every event across the restart as they do across a crash.
+
+What the bound cannot end: a task that swallows every cancellation still holds the process when
+``asyncio.run`` cancels what is left at its very end. The orchestrator's kill ends that; the log
+has named the task by then.
 """
 
 from __future__ import annotations
