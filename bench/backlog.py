@@ -416,6 +416,11 @@ def rows_for_report(r: dict[str, Any]) -> list[dict[str, Any]]:
         {"metric": "PostgreSQL statements per event, all databases", "value": pg["statements"], "unit": ""},
         {"metric": "PostgreSQL execution per event, all databases", "value": pg["exec_us"], "unit": "us"},
         {"metric": "PostgreSQL WAL per event, all databases", "value": pg["wal_bytes"], "unit": "bytes"},
+        {
+            "metric": "PostgreSQL WAL full pages per event, all databases",
+            "value": pg["wal_full_pages"],
+            "unit": "",
+        },
     ]
     return rows
 

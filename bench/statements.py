@@ -1,5 +1,7 @@
 """PostgreSQL's own account of a benchmark's statements (``pg_stat_statements``): per event, how
-many of each ran, the rows they touched, their execution time and the WAL they wrote, by database.
+many of each ran, the rows they touched, their execution time and the WAL they wrote (bytes, and
+how many full-page images: the first change to a page after a checkpoint writes the whole page),
+by database.
 
 The cluster loads the extension when started with
 ``EmbeddedPostgres(..., statement_statistics=True)``; the benchmark calls ``reset`` where its
@@ -32,7 +34,7 @@ async def per_event(admin_dsn: str, events: int, top: int = 20) -> dict[str, Any
     try:
         rows = await conn.fetch(
             """SELECT d.datname AS database, s.query, s.calls, s.rows, s.total_exec_time AS exec_ms,
-                      s.wal_bytes
+                      s.wal_bytes, s.wal_fpi
                FROM pg_stat_statements s
                JOIN pg_database d ON d.oid = s.dbid
                JOIN pg_roles r ON r.oid = s.userid
@@ -43,20 +45,24 @@ async def per_event(admin_dsn: str, events: int, top: int = 20) -> dict[str, Any
         await conn.close()
     n = max(events, 1)
 
-    def figures(calls: float, touched: float, exec_ms: float, wal: float) -> dict[str, float]:
+    def figures(calls: float, touched: float, exec_ms: float, wal: float, fpi: float) -> dict[str, float]:
         return {
             "statements": round(calls / n, 4),
             "rows": round(touched / n, 2),
             "exec_us": round(exec_ms * 1000 / n, 1),
             "wal_bytes": round(wal / n),
+            "wal_full_pages": round(fpi / n, 3),
         }
+
+    def measures(r: asyncpg.Record) -> tuple[float, ...]:
+        return (r["calls"], r["rows"], r["exec_ms"], float(r["wal_bytes"] or 0), float(r["wal_fpi"] or 0))
 
     databases: dict[str, list[float]] = {}
     for r in rows:
-        total = databases.setdefault(r["database"], [0.0, 0.0, 0.0, 0.0])
-        for i, value in enumerate((r["calls"], r["rows"], r["exec_ms"], float(r["wal_bytes"] or 0))):
+        total = databases.setdefault(r["database"], [0.0] * 5)
+        for i, value in enumerate(measures(r)):
             total[i] += value
-    everything = [sum(t[i] for t in databases.values()) for i in range(4)]
+    everything = [sum(t[i] for t in databases.values()) for i in range(5)]
     return {
         "per_event": {
             "all": figures(*everything),
@@ -66,7 +72,7 @@ async def per_event(admin_dsn: str, events: int, top: int = 20) -> dict[str, Any
             {
                 "database": r["database"],
                 "statement": re.sub(r"\s+", " ", r["query"])[:STATEMENT_CHARS],
-                **figures(r["calls"], r["rows"], r["exec_ms"], float(r["wal_bytes"] or 0)),
+                **figures(*measures(r)),
             }
             for r in rows[:top]
         ],
@@ -76,19 +82,22 @@ async def per_event(admin_dsn: str, events: int, top: int = 20) -> dict[str, Any
 def markdown(result: dict[str, Any]) -> str:
     """The per-event figures as Markdown tables (for ``docs/scale.md``)."""
     lines = [
-        "| database | statements | rows | execution (us) | WAL (bytes) |",
-        "|---|---|---|---|---|",
+        "| database | statements | rows | execution (us) | WAL (bytes) | WAL full pages |",
+        "|---|---|---|---|---|---|",
     ]
     for db, f in result["per_event"].items():
-        lines.append(f"| {db} | {f['statements']} | {f['rows']} | {f['exec_us']} | {f['wal_bytes']:,} |")
+        lines.append(
+            f"| {db} | {f['statements']} | {f['rows']} | {f['exec_us']} | {f['wal_bytes']:,} | {f['wal_full_pages']} |"
+        )
     lines += [
         "",
-        "| database | statement | per event: runs, rows, us, WAL bytes |",
+        "| database | statement | per event: runs, rows, us, WAL bytes, WAL full pages |",
         "|---|---|---|",
     ]
     for s in result["top"]:
         text = s["statement"].replace("|", "\\|")
         lines.append(
-            f"| {s['database']} | `{text}` | {s['statements']}, {s['rows']}, {s['exec_us']}, {s['wal_bytes']:,} |"
+            f"| {s['database']} | `{text}` | {s['statements']}, {s['rows']}, {s['exec_us']}, {s['wal_bytes']:,}, "
+            f"{s['wal_full_pages']} |"
         )
     return "\n".join(lines)

@@ -24,6 +24,7 @@ async def test_statements_per_event_count_the_services_work_and_not_the_benchmar
         service = await asyncpg.connect(dsn, user="svc")
         for start in (0, 100):  # two batches of 100 "events"
             await service.execute("INSERT INTO things SELECT generate_series($1::int, $1::int + 99)", start)
+        await admin.execute("CHECKPOINT")  # the next change to each page writes the page whole
         await service.execute("UPDATE things SET n = n + 1000 WHERE n < 50")
         await admin.execute("SELECT count(*) FROM things")  # the benchmark's own poll: not counted
         await service.close()
@@ -37,6 +38,8 @@ async def test_statements_per_event_count_the_services_work_and_not_the_benchmar
         assert work["exec_us"] > 0 and work["wal_bytes"] > 0
         assert result["per_event"]["all"] == work
         assert sorted(s["statement"].split()[0] for s in result["top"]) == ["INSERT", "UPDATE"]
+        update = next(s for s in result["top"] if s["statement"].startswith("UPDATE"))
+        assert update["wal_full_pages"] >= 2 / 200  # the table's page and its key's, after the checkpoint
         assert "| work | 0.015 | 1.25 |" in statements.markdown(result)
     finally:
         pg.stop()
