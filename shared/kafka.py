@@ -233,7 +233,15 @@ async def topic_names(settings: KafkaSettings) -> set[str]:
 
 
 async def ensure_topics(settings: KafkaSettings, topics: list[str] | None = None) -> list[str]:
-    """Create whichever topics are missing, with the configured partitions and replication."""
+    """Create whichever topics are missing, with the configured partitions and replication.
+
+    A topic this call created must be empty. A memory-only broker that restarted takes writes
+    for topics it no longer has: a producer's batch that was in flight when it went down is
+    stored at offset 0 on its return, and the topic created after it starts its offsets at 0
+    again. The next records acknowledged at offsets inside that batch can never be read (a
+    consumer reading the batch at 0 skips past them). So a topic created here that already
+    holds records is deleted and created again: what it held was sent to the broker's previous
+    life, and every relay sends its recent events again once the reset has settled."""
     wanted = topics or all_topics()
     admin = AIOKafkaAdminClient(**settings.kafka_client_options(), request_timeout_ms=5_000)
     await admin.start()
@@ -246,12 +254,39 @@ async def ensure_topics(settings: KafkaSettings, topics: list[str] | None = None
         if incarnation_of(existing) is None:
             new.append(NewTopic(INCARNATION_PREFIX + uuid.uuid4().hex, 1, settings.kafka_topic_replication))
         if new:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another service created them first
-                await admin.create_topics(new)
+            created = await _create(admin, new)  # another service may have created some first
             log.info("topics created", extra={"count": len(missing)})
+            if stale := await _holding_records(settings, [t.name for t in new if t.name in created]):
+                log.warning(
+                    "topics created empty held records sent before; created again",
+                    extra={"count": len(stale)},
+                )
+                await admin.delete_topics(stale)
+                await _create(admin, [t for t in new if t.name in stale])
         return missing
     finally:
         await admin.close()
+
+
+async def _create(admin: AIOKafkaAdminClient, topics: list[NewTopic]) -> set[str]:
+    """Create ``topics``; the names this request created (not those that already existed)."""
+    with contextlib.suppress(TopicAlreadyExistsError):
+        response = await admin.create_topics(topics)
+        return {name for name, code, *_ in response.topic_errors if code == 0}
+    return set()
+
+
+async def _holding_records(settings: KafkaSettings, topics: list[str]) -> list[str]:
+    """Those of ``topics`` with a partition whose log does not end at offset 0."""
+    if not topics:
+        return []
+    probe = make_probe(settings)
+    await probe.start()
+    try:
+        ends = await end_offsets(probe, topics)
+    finally:
+        await probe.stop()
+    return sorted({tp.topic for tp, end in ends.items() if end > 0})
 
 
 async def wait_for_broker(settings: BaseServiceSettings, timeout: float = 30.0) -> None:
