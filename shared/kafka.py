@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError
 from aiokafka.producer.message_accumulator import BatchBuilder
 from murmurhash2 import murmurhash2
 
@@ -269,11 +269,10 @@ async def ensure_topics(settings: KafkaSettings, topics: list[str] | None = None
 
 
 async def _create(admin: AIOKafkaAdminClient, topics: list[NewTopic]) -> set[str]:
-    """Create ``topics``; the names this request created (not those that already existed)."""
-    with contextlib.suppress(TopicAlreadyExistsError):
-        response = await admin.create_topics(topics)
-        return {name for name, code, *_ in response.topic_errors if code == 0}
-    return set()
+    """Create ``topics``; the names this request created. A topic that already existed is not
+    raised but answered with its own error code (36), as every other refusal is."""
+    response = await admin.create_topics(topics)
+    return {name for name, code, *_ in response.topic_errors if code == 0}
 
 
 async def _holding_records(settings: KafkaSettings, topics: list[str]) -> list[str]:
