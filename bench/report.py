@@ -41,12 +41,13 @@ def _pipeline(r: dict[str, Any]) -> list[Row]:
     rows = [
         Row(
             "pipeline",
-            "events/s end to end (max)",
+            "events/s end to end, one per request (max, 64 clients)",
             mx["events_per_second"],
             "ev/s",
             r["ceiling_kafka_msgs_per_s"],
-            ">= 2000 ev/s",
-            mx["events_per_second"] >= 2000,
+            # one event per REST request: issue 18's target for that way; batches have their own rows
+            ">= 1000 ev/s",
+            mx["events_per_second"] >= 1000,
         ),
         Row(
             "pipeline",
