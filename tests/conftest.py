@@ -7,6 +7,7 @@ protocol, and the services over real HTTP.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import tempfile
 import time
@@ -63,6 +64,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if broken:
         print("\n".join(["", *lines[:1], *broken[:20], f"(all in {report})"]))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Tests that build an app in-process point the root logger at the stderr pytest captured,
+    closed by now; the embedded PostgreSQL wheel logs its exit later still (atexit), which came out
+    as "--- Logging error ---" after every run. Without handlers its last line goes to Python's
+    last-resort handler: warnings and errors still reach the real stderr, information does not."""
+    logging.getLogger().handlers.clear()
 
 
 @pytest.fixture(scope="session")
