@@ -147,7 +147,16 @@ class EmbeddedPostgres:
         After a long heavy run the shutdown checkpoint can outlast ``pg_ctl``'s wait; the wheel
         then kills the postmaster and removes the directory while its last children still write
         to it (``Directory not empty: 'pg_wal'``, seen ending two benchmarks). The removal is
-        tried again until they are gone."""
+        tried again until they are gone.
+
+        The wheel stops the postmaster it started itself. After a restart (``start_server``: the
+        first start of a new cluster takes one, to set ``_configure``'s settings) that postmaster
+        is gone, and the wheel left the running server up: ``make run`` on a fresh checkout left
+        PostgreSQL running after Ctrl-C. So the cluster is first stopped here, by its data
+        directory, whichever postmaster serves it."""
+        if self.alive():
+            with contextlib.suppress(OSError, subprocess.SubprocessError):  # the wheel's stop remains
+                self.stop_server("fast")
         try:
             self.server.cleanup()
         except OSError:
