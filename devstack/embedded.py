@@ -153,10 +153,14 @@ class EmbeddedPostgres:
         first start of a new cluster takes one, to set ``_configure``'s settings) that postmaster
         is gone, and the wheel left the running server up: ``make run`` on a fresh checkout left
         PostgreSQL running after Ctrl-C. So the cluster is first stopped here, by its data
-        directory, whichever postmaster serves it."""
+        directory, whichever postmaster serves it, and the wheel is told so: the postmaster it
+        knows, stopped a moment ago, can still be a zombie its parent has not reaped, and the wheel
+        would try to stop it again and log a failure."""
         if self.alive():
             with contextlib.suppress(OSError, subprocess.SubprocessError):  # the wheel's stop remains
                 self.stop_server("fast")
+        if not self.alive():
+            self.server._postmaster_info = None  # the wheel's record of the server it runs
         try:
             self.server.cleanup()
         except OSError:
