@@ -1,19 +1,33 @@
 # One vocabulary for the whole project: run, test, lint, fmt, bench, chart-check, fuzz.
-PYTHON ?= python3
+# The interpreter the virtual environment is made from: Debian's packaged CPython where the machine
+# has it with venv, else the first python3 on PATH (override: make PYTHON=...). Debian links its
+# interpreter into the executable and builds it with PGO and LTO; a shared-library build with
+# neither (pyenv's default) costs the services about a tenth more CPU (docs/scale.md, "The interpreter").
+PYTHON ?= $(shell /usr/bin/python3.11 -c 'import ensurepip, venv' >/dev/null 2>&1 && echo /usr/bin/python3.11 || echo python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+INTERPRETER := $(VENV)/.interpreter
+WHICH_PYTHON := $(PYTHON) -c 'import sys; print(sys.executable)'
 
 .PHONY: run test test-fast lint fmt bench chart-check fuzz audit contracts browser promtool poppler node-tools shell-tools clean install
 
-# The virtual environment is rebuilt whenever pyproject.toml changes.
-$(STAMP): pyproject.toml
+# The virtual environment is brought up to date whenever pyproject.toml changes, and made anew when
+# the interpreter chosen above is not the one it was made from.
+$(STAMP): pyproject.toml $(INTERPRETER)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Which interpreter .venv was made from. When another is chosen, the old environment goes and this
+# file is rewritten (newer than the stamp); otherwise the file is left alone and nothing is rebuilt.
+$(INTERPRETER): FORCE
+	@$(WHICH_PYTHON) | cmp -s - $@ || { rm -rf $(VENV) && mkdir -p $(VENV) && $(WHICH_PYTHON) > $@; }
+
+FORCE:
 
 ## Start the whole system on the embedded stack (PostgreSQL + Tansu) and print the URLs.
 run: $(STAMP)
