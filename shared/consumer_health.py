@@ -2,8 +2,9 @@
 
 A consumer is *stalled* when its group has records unread and has not moved for
 ``consumer_stall_seconds``: lag is the log-end offsets (read by a client in no group) minus the
-positions the group recorded in the service's own database, so it stays true when the broker has
-forgotten the group or the member has silently stopped. A stalled or exited consumer is replaced
+positions the group recorded in the service's own database (where it never recorded one: minus
+where it starts reading, so a member stuck in its first batch counts too), so it stays true when
+the broker has forgotten the group or the member has silently stopped. A stalled or exited consumer is replaced
 by a fresh one (at most once per stall period), ``/readyz`` answers not ready while any consumer
 is stalled or absent, and ``consumer_last_progress_seconds`` feeds the alert rule.
 """
@@ -20,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared import consumer_positions
 from shared.consumer import EventConsumer
-from shared.kafka import end_offsets, incarnation_of, make_probe, stop_consumer
+from shared.kafka import committed_offsets, end_offsets, incarnation_of, make_probe, stop_consumer
 from shared.observability import (
     CONSUMER_LAG,
     CONSUMER_LAST_PROGRESS,
@@ -55,6 +56,10 @@ class ConsumerMonitor:
         self._replaced_at: dict[int, float] = {}
         self._seen: dict[int, tuple[dict[TopicPartition, int], int]] = {}
         self._probe: AIOKafkaConsumer | None = None
+        # Where each group begins on a partition it never recorded, per broker log: asked once
+        # (it moves only when the group commits, which follows a recorded position).
+        self._starts: dict[tuple[str, TopicPartition], int] = {}
+        self._starts_of = ""
 
     def state(self, consumer: EventConsumer) -> str:
         task = self._tasks.get(id(consumer))
@@ -103,7 +108,10 @@ class ConsumerMonitor:
             if broker is not None:
                 ends, incarnation = broker
                 mine = {tp: end for tp, end in ends.items() if tp.topic in c.topics}
-                per_topic = consumer_positions.lag(mine, positions, incarnation)
+                starts = await self._starts_unrecorded(
+                    c, [tp for tp, end in mine.items() if end and tp not in positions], incarnation
+                )
+                per_topic = consumer_positions.lag(mine, positions, incarnation, starts)
                 h.lag = sum(per_topic.values())
                 for topic, behind in per_topic.items():
                     CONSUMER_LAG.labels(self.settings.service_name, c.name, neutral_label(topic)).set(behind)
@@ -140,6 +148,35 @@ class ConsumerMonitor:
         log.warning("consumer replaced by a fresh one", extra={"consumer": consumer.name, "reason": reason})
         self._replaced_at[id(consumer)] = asyncio.get_running_loop().time()
         self._start(consumer)
+
+    async def _starts_unrecorded(
+        self, consumer: EventConsumer, partitions: list[TopicPartition], incarnation: str
+    ) -> dict[TopicPartition, int]:
+        """Where ``consumer``'s group reads from on partitions with records that it never recorded a
+        position on: the offset it committed to the broker, else the log's start (it reads from the
+        earliest). A member held up in its very first batch is stalled too; without this its lag
+        there would read nothing. Empty when the broker cannot tell (nothing counted, as before)."""
+        if incarnation != self._starts_of:
+            self._starts, self._starts_of = {}, incarnation
+        unknown = [tp for tp in partitions if (consumer.name, tp) not in self._starts]
+        if unknown and self._probe is not None:
+            try:
+                begins = await asyncio.wait_for(self._probe.beginning_offsets(unknown), 10)
+                committed = await asyncio.wait_for(
+                    committed_offsets(self.settings, consumer.name, unknown), 10
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.info("group start offsets unavailable", extra={"error": type(e).__name__})
+                return {}
+            for tp in unknown:
+                start = committed.get(tp, begins.get(tp))
+                if start is not None:
+                    self._starts[(consumer.name, tp)] = start
+        return {
+            tp: self._starts[(consumer.name, tp)] for tp in partitions if (consumer.name, tp) in self._starts
+        }
 
     async def _broker_view(self) -> tuple[dict[TopicPartition, int], str] | None:
         """Log-end offsets of the consumers' topics and the broker log's incarnation, or None."""

@@ -69,16 +69,21 @@ def start_offset(position: Position | None, incarnation: str, rewind: bool) -> i
 
 
 def lag(
-    ends: dict[TopicPartition, int], positions: dict[TopicPartition, Position], incarnation: str
+    ends: dict[TopicPartition, int],
+    positions: dict[TopicPartition, Position],
+    incarnation: str,
+    starts: dict[TopicPartition, int] | None = None,
 ) -> dict[str, int]:
     """Records unread per topic: log end minus the recorded position (from the log's start when
-    the position belongs to an older broker log). Partitions never read count as caught up: the
-    group's start there is the broker's committed offset, which only the member knows."""
+    the position belongs to an older broker log). On a partition the group never recorded, it
+    reads from ``starts`` (the offset it committed to the broker, else the log's start); one
+    missing there as well counts as caught up."""
     out: dict[str, int] = {}
     for tp, end in ends.items():
         position = positions.get(tp)
         if position is None:
-            behind = 0
+            start = (starts or {}).get(tp)
+            behind = 0 if start is None else max(0, end - start)
         elif position.incarnation != incarnation:
             behind = end
         else:

@@ -191,6 +191,19 @@ async def end_offsets(probe: AIOKafkaConsumer, topics: list[str]) -> dict[TopicP
     return dict(await probe.end_offsets(partitions)) if partitions else {}
 
 
+async def committed_offsets(
+    settings: KafkaSettings, group: str, partitions: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The offsets ``group`` committed to the broker on ``partitions`` (those it has none on left out)."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options(), request_timeout_ms=5_000)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
 def make_probe(settings: KafkaSettings) -> AIOKafkaConsumer:
     """A consumer in no group that only asks for metadata and end offsets."""
     return AIOKafkaConsumer(

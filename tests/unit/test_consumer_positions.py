@@ -38,6 +38,15 @@ def test_lag_counts_from_the_recorded_position_or_from_the_start_of_a_new_log() 
     assert lag(ends, {A: Position(500, "log-1", NOW)}, "log-2") == {"vital.birth.v1": 100}
 
 
+def test_a_partition_never_recorded_lags_from_where_the_group_starts_there() -> None:
+    ends = {A: 100, B: 30}
+    # Never recorded on B: the group reads it from its committed offset, or the log's start.
+    assert lag(ends, {A: Position(100, "log-1", NOW)}, "log-1", {B: 0}) == {"vital.birth.v1": 30}
+    assert lag(ends, {A: Position(100, "log-1", NOW)}, "log-1", {B: 25}) == {"vital.birth.v1": 5}
+    # Where the broker could not say, nothing is counted for it.
+    assert lag(ends, {A: Position(100, "log-1", NOW)}, "log-1", {}) == {"vital.birth.v1": 0}
+
+
 def test_a_group_that_stops_moving_with_records_unread_is_stalled_and_one_that_vanished_is_absent() -> None:
     group_lag = GroupLag(KafkaSettings(), stall_seconds=30)
     committed = {A: 10}
