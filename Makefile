@@ -25,7 +25,7 @@ install: $(STAMP)
 # Which interpreter .venv was made from. When another is chosen, the old environment goes and this
 # file is rewritten (newer than the stamp); otherwise the file is left alone and nothing is rebuilt.
 $(INTERPRETER): FORCE
-	@$(WHICH_PYTHON) | cmp -s - $@ || { rm -rf $(VENV) && mkdir -p $(VENV) && $(WHICH_PYTHON) > $@; }
+	@now="$$($(WHICH_PYTHON))"; [ "$$now" = "$$(cat $@ 2>/dev/null)" ] || { rm -rf $(VENV) && mkdir -p $(VENV) && echo "$$now" > $@; }
 
 FORCE:
 
