@@ -7,35 +7,20 @@ records as the broker would deliver them and look at the database afterwards.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import orjson
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
-from shared import signing
 from shared.consumer import EventConsumer, PoisonMessage, addressed_elsewhere
 from shared.db import create_pool, migrate
-from shared.events import payloads as p
 from shared.events.catalog import ADDRESSEE_HEADER
 from shared.events.envelope import Envelope, new_event_id
-from shared.events.signature import sign_value
 from shared.settings import BaseServiceSettings
-from shared.trust import DivisionTrust, PublicKey, TrustList
-
-TOPIC = "vital.correction.v1"
-KID, KEY = "440703-test", signing.new_private_key()
-TRUST = TrustList(
-    divisions={
-        "440703": DivisionTrust(
-            signing_keys=[PublicKey(kid=KID, public_key=signing.b64u(signing.public_bytes(KEY)))]
-        )
-    }
-)
+from tests.corrections_kit import TOPIC, TRUST, signed_correction
 
 
 def _record(
@@ -45,26 +30,8 @@ def _record(
     headers: list[tuple[str, bytes]] | None = None,
     **altered: Any,
 ) -> ConsumerRecord[bytes, bytes]:
-    """A signed correction whose reason says what the test makes of it; ``altered`` envelope
-    attributes are set in the JSON after validation (to make it malformed) and signed as they are."""
-    event = Envelope[p.RecordCorrectedV1](
-        id=event_id or new_event_id(),
-        source="/registry/440703",
-        type="record.corrected.v1",
-        subject="0" * 32,
-        time=dt.datetime.now(dt.UTC),
-        dataschema="urn:test",
-        sequence=offset + 1,
-        data=p.RecordCorrectedV1(
-            correction_id=uuid.uuid4(),
-            corrected_event_id=uuid.uuid4(),
-            record_type="person",
-            record_id="p1",
-            changes={"name": "甲"},
-            reason=reason,
-        ),
-    )
-    value = sign_value(orjson.dumps(orjson.loads(event.model_dump_json()) | altered), KID, KEY)
+    """A signed correction at ``offset`` as the broker would deliver it (``signed_correction``)."""
+    _, value = signed_correction(offset + 1, reason, event_id, **altered)
     return ConsumerRecord(TOPIC, 0, offset, 0, 0, b"k", value, None, 1, len(value), headers or [])
 
 

@@ -9,57 +9,21 @@ ever saved turns not ready and is replaced like any other.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import orjson
 
 from devstack.embedded import Broker
-from shared import signing
 from shared.consumer import EventConsumer
 from shared.consumer_health import ConsumerMonitor
 from shared.db import create_pool, migrate
-from shared.events import payloads as p
-from shared.events.envelope import Envelope, new_event_id
-from shared.events.signature import sign_value
+from shared.events.envelope import Envelope
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import BaseServiceSettings
-from shared.trust import DivisionTrust, PublicKey, TrustList
-
-TOPIC = "vital.correction.v1"
-KID, KEY = "440703-stall-test", signing.new_private_key()
-TRUST = TrustList(
-    divisions={
-        "440703": DivisionTrust(
-            signing_keys=[PublicKey(kid=KID, public_key=signing.b64u(signing.public_bytes(KEY)))]
-        )
-    }
-)
-
-
-def _signed_correction() -> tuple[uuid.UUID, bytes]:
-    event = Envelope[p.RecordCorrectedV1](
-        id=new_event_id(),
-        source="/registry/440703",
-        type="record.corrected.v1",
-        subject="0" * 32,
-        time=dt.datetime.now(dt.UTC),
-        dataschema="urn:test",
-        sequence=1,
-        data=p.RecordCorrectedV1(
-            correction_id=uuid.uuid4(),
-            corrected_event_id=uuid.uuid4(),
-            record_type="person",
-            record_id="p1",
-            changes={"name": "甲"},
-            reason="typo",
-        ),
-    )
-    return event.id, sign_value(orjson.dumps(orjson.loads(event.model_dump_json())), KID, KEY)
+from tests.corrections_kit import TOPIC, TRUST, signed_correction
 
 
 async def _until(condition: Callable[[], bool], timeout: float) -> None:
@@ -96,7 +60,7 @@ async def test_a_consumer_held_up_in_its_first_batch_is_stalled_then_applies_onc
     lock = blocker.transaction()
     await lock.start()
     await blocker.execute("LOCK TABLE inbox IN SHARE MODE")  # writers wait; readers do not
-    event_id, value = _signed_correction()
+    event_id, value = signed_correction(1, "typo")
     producer = make_producer(settings)
     await producer.start()
     try:
