@@ -241,7 +241,7 @@ class EmbeddedPostgres:
         self.stop()
         with contextlib.suppress(OSError):
             data.rmdir()
-        subprocess.Popen(
+        spawn(
             ["rm", "-rf", str(aside)],
             start_new_session=True,
             stdout=subprocess.DEVNULL,
