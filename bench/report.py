@@ -189,12 +189,14 @@ def interpreter() -> str:
     """The CPython every process of the run used (the services are started with the same one), and
     whether its interpreter loop runs from a shared library: such a build without PGO and LTO (pyenv's
     default) costs the services about a tenth more CPU than Debian's (``docs/scale.md``)."""
+    which = (
+        f"{platform.python_implementation()} {platform.python_version()}, {os.path.realpath(sys.executable)}"
+    )
     try:
         shared = "libpython" in Path("/proc/self/maps").read_text()
     except OSError:  # not Linux: say nothing of the linking
-        return f"{platform.python_implementation()} {platform.python_version()}, {os.path.realpath(sys.executable)}"
-    linking = "from the shared libpython" if shared else "linked into the executable"
-    return f"{platform.python_implementation()} {platform.python_version()}, {os.path.realpath(sys.executable)}, {linking}"
+        return which
+    return f"{which}, {'from the shared libpython' if shared else 'linked into the executable'}"
 
 
 def _write_docs(lines: list[str]) -> None:
