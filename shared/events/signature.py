@@ -29,7 +29,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from operator import attrgetter
+from typing import Any
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -307,16 +309,39 @@ def source_party(source: str) -> Party | None:
     return code if kind == "registry" and code else None
 
 
+def _divisions(*fields: str) -> Callable[[Any], tuple[str, ...]]:
+    getters = [attrgetter(f) for f in fields]
+    return lambda data: tuple(get(data) for get in getters)
+
+
+# Where a vital event is recorded, as the registries' own write rules have it: a departure at the
+# place left, an arrival or a return at the place arrived at, a marriage, a pregnancy or a birth
+# where it is registered, a person where she is registered or lives. Only a registry of one of
+# these divisions may say it (section 10: "vital events about a division: a registry trusted for
+# that division"); otherwise one jurisdiction could move, or plant, another's residents.
+PLACES_OF_RECORD: dict[str, Callable[[Any], tuple[str, ...]]] = {
+    "person.registered.v1": _divisions("hukou_division", "residence_division"),
+    "migration.departed.v1": _divisions("from_division"),
+    "migration.arrived.v1": _divisions("to_division"),
+    "migration.returned.v1": _divisions("to_division"),
+    "marriage.registered.v1": _divisions("registered_in"),
+    "pregnancy.registered.v1": _divisions("registered_in"),
+    "birth.registered.v1": _divisions("birth_division"),
+    "birth.registered.v2": _divisions("birth_place.division"),
+}
+
+
 def authority(event: AnyEnvelope, party: Party) -> None:
     """Raise ``Rejected(not_authorized)`` unless ``party`` may say this event (DESIGN section 10).
 
     A producer speaks only for itself: the source must be the signer's. Notifications come only
     from the exchange; feedback from the division it speaks for (or the exchange relaying a
     REST-only jurisdiction's answer; a batch of answers only from the division itself);
-    certificate events only from their issuer, and never with a key in them; vital events only
-    from a registry. A disclosure (or a batch of them) is
-    reported only by the party that disclosed (the exchange, verification, or a registry for its
-    own reads); verification says nothing else.
+    certificate events only from their issuer, about its own numbers, and never with a key in
+    them; vital events only from a registry of the division where they are recorded
+    (``PLACES_OF_RECORD``). A disclosure (or a batch of them) is reported only by the party that
+    disclosed (the exchange, verification, or a registry for its own reads); verification says
+    nothing else.
     """
     claimed = source_party(event.source)
     if claimed != party:
@@ -338,8 +363,13 @@ def authority(event: AnyEnvelope, party: Party) -> None:
             raise Rejected(NOT_AUTHORIZED, f"feedback from {party} claims to come from another division")
     elif party == EXCHANGE:
         raise Rejected(NOT_AUTHORIZED, f"{kind} comes only from a registry")
-    elif kind.startswith("certificate.") and event.data.issuer != party:
+    elif kind.startswith("certificate.") and (
+        event.data.issuer != party or not event.data.certificate_number.startswith(f"{party}-")
+    ):
+        # A number is minted as ``<issuer>-<year>-<suffix>``: an issuer speaks only of its own.
         raise Rejected(NOT_AUTHORIZED, f"a certificate of another issuer, signed by {party}")
+    elif kind in PLACES_OF_RECORD and party not in PLACES_OF_RECORD[kind](event.data):
+        raise Rejected(NOT_AUTHORIZED, f"{party} speaks of a {kind} recorded at another division")
     elif kind == "certificate.issued.v1" and event.data.public_key_jwk is not None:
         # Keys come only from a source bound to their issuer (the trust list's key URL); an
         # event carrying one is how an outsider once slipped a key in: refused, whoever signed.

@@ -83,6 +83,15 @@ def test_person_is_registered_once_with_the_sex_of_its_number(stack: Stack, orig
         {"id_number": other, "name": "性别", "sex": "F", "birth_date": born(other), "hukou_division": ORIGIN},
     )
     refused(r, 422, "sex-matches-id-number", "sex")
+    before = outbox_count(stack)
+    stranger = {"id_number": other, "name": "他乡", "sex": "M", "birth_date": born(other)}
+    r = origin.post(
+        "/v1/persons", {**stranger, "hukou_division": DESTINATION, "residence_division": "110101"}
+    )
+    refused(r, 422, "registered-at-hukou-or-residence", "residence_division")
+    assert outbox_count(stack) == before  # nothing announced
+    r = origin.post("/v1/persons", {**stranger, "hukou_division": DESTINATION, "residence_division": ORIGIN})
+    assert r.status_code == 201, r.text  # a migrant living here
 
 
 def test_marriage_rules_and_dissolution(stack: Stack, origin: Api) -> None:

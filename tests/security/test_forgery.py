@@ -147,6 +147,32 @@ def test_a_jurisdiction_cannot_speak_for_another(stack: Stack) -> None:
     assert why.startswith("rejected: not_authorized") and f"claims source /registry/{DESTINATION}" in why
 
 
+def test_a_registry_cannot_move_another_divisions_resident(stack: Stack) -> None:
+    """The origin registry, with its own valid key, says that a resident of the destination left
+    it for a third division (a departure is said where the person leaves from): dead-lettered,
+    and the exchange still routes her to where she lives."""
+    n = person_id("F")
+    person = {"id_number": n, "name": "王静", "sex": "F", "birth_date": f"{n[6:10]}-{n[10:12]}-{n[12:14]}"}
+    r = Api(stack, f"registry-{DESTINATION}", f"reg-{DESTINATION}").post(
+        "/v1/persons", {**person, "hukou_division": DESTINATION}
+    )
+    assert r.status_code == 201, r.text
+    subject = subject_key(n, stack.subject_secret.encode())
+    exchange = stack.service("migrant_exchange").dsn
+    where = "SELECT residence_division FROM roster WHERE subject = $1"
+    wait_until(lambda: query(exchange, where, subject), timeout=15)
+    move = {"migration_id": str(uuid.uuid4()), "id_number": n, "name": "王静", "migration_date": "2025-02-01"}
+    data = {**move, "hukou_division": DESTINATION, "from_division": DESTINATION, "to_division": NO_REGISTRY}
+    event = _envelope("migration.departed.v1", f"/registry/{ORIGIN}", data, subject, origin=DESTINATION)
+    counter = Rejection(stack, "migrant_exchange", EXCHANGE_CONSUMER, "not_authorized")
+    _produce(stack, "vital.migration.v1", signed(stack, event), subject)
+    why = _dead_letter(stack, "migrant_exchange", event.id)
+    assert why.startswith("rejected: not_authorized") and "recorded at another division" in why, why
+    wait_until(counter.counted, timeout=5)
+    assert not query(exchange, "SELECT 1 FROM notifications WHERE event_id = $1", event.id)
+    assert query(exchange, where, subject)[0]["residence_division"] == DESTINATION
+
+
 def test_data_altered_after_signing_is_refused(stack: Stack) -> None:
     _, event = _person(stack, ORIGIN)
     doc = orjson.loads(signed(stack, event))

@@ -17,7 +17,7 @@ from shared.events.envelope import Envelope, new_event_id
 from shared.events.signature import Rejected, authority, sign_documents, sign_value, verify_value
 from shared.sealing import CannotOpen, notification_aad, open_sealed, seal
 from shared.trust import DivisionTrust, ExchangeTrust, PublicKey, TrustList, bound_key_url
-from tests.helpers import production_settings
+from tests.helpers import person_id, production_settings
 
 NOW = dt.datetime.now(dt.UTC)
 KEYS = {party: signing.new_private_key() for party in ("exchange", "320412", "440703")}
@@ -182,6 +182,103 @@ def test_the_authority_table() -> None:
         "320412",
     )
     authority(parse_event(own), verify_value(own, TRUST, NOW))
+
+
+def _vital(event_type: str, place: str, elsewhere: str) -> dict[str, Any]:
+    """A valid payload of ``event_type`` recorded at ``place`` (``elsewhere``: the other division a
+    move or a person names)."""
+    woman = person_id("F")
+    move = {
+        "migration_id": str(uuid.uuid4()),
+        "id_number": woman,
+        "name": "王静",
+        "migration_date": "2025-02-01",
+    }
+    birth = {
+        "birth_id": str(uuid.uuid4()),
+        "medical_certificate_number": "A123456789",
+        "child_name": "王小静",
+        "child_sex": "F",
+        "child_birth_date": "2025-03-01",
+        "mother_id_number": woman,
+        "birth_order": 1,
+    }
+    return {
+        "person.registered.v1": {
+            "id_number": woman,
+            "name": "王静",
+            "sex": "F",
+            "birth_date": f"{woman[6:10]}-{woman[10:12]}-{woman[12:14]}",
+            "hukou_division": elsewhere,
+            "residence_division": place,
+        },
+        "migration.departed.v1": {
+            **move,
+            "hukou_division": place,
+            "from_division": place,
+            "to_division": elsewhere,
+        },
+        "migration.arrived.v1": {
+            **move,
+            "hukou_division": elsewhere,
+            "from_division": elsewhere,
+            "to_division": place,
+        },
+        "migration.returned.v1": {
+            **move,
+            "hukou_division": place,
+            "from_division": elsewhere,
+            "to_division": place,
+        },
+        "marriage.registered.v1": {
+            "marriage_id": str(uuid.uuid4()),
+            "spouse_a_id_number": woman,
+            "spouse_a_name": "王静",
+            "spouse_b_id_number": person_id("M"),
+            "spouse_b_name": "李强",
+            "marriage_date": "2025-01-01",
+            "registered_in": place,
+        },
+        "pregnancy.registered.v1": {
+            "pregnancy_id": str(uuid.uuid4()),
+            "mother_id_number": woman,
+            "registered_in": place,
+            "registered_on": "2025-01-01",
+        },
+        "birth.registered.v1": {**birth, "birth_division": place},
+        "birth.registered.v2": {**birth, "birth_place": {"division": place, "kind": "hospital"}},
+    }[event_type]
+
+
+@pytest.mark.parametrize(
+    "event_type",
+    [
+        "person.registered.v1",
+        "migration.departed.v1",
+        "migration.arrived.v1",
+        "migration.returned.v1",
+        "marriage.registered.v1",
+        "pregnancy.registered.v1",
+        "birth.registered.v1",
+        "birth.registered.v2",
+    ],
+)
+def test_a_vital_event_is_said_only_by_the_registry_where_it_is_recorded(event_type: str) -> None:
+    """320412, with its own valid key, says what was recorded at 440703 and 110101 (it moves, or
+    plants, another division's resident): refused. Recorded at 320412 itself, the same event passes."""
+    lie = _signed(_event(event_type, "/registry/320412", _vital(event_type, "440703", "110101")), "320412")
+    assert _reason(lie) == "not_authorized"
+    own = _signed(_event(event_type, "/registry/320412", _vital(event_type, "320412", "440703")), "320412")
+    authority(parse_event(own), verify_value(own, TRUST, NOW))
+
+
+def test_an_issuer_speaks_only_of_the_certificates_it_numbered() -> None:
+    """320412 names itself as issuer but revokes 440703's certificate number: refused."""
+    revoked = _revoked("320412", "/registry/320412")
+    lie = revoked.model_copy(
+        update={"data": revoked.data.model_copy(update={"certificate_number": "440703-2026-ABCDEFGH"})}
+    )
+    assert _reason(_signed(lie, "320412")) == "not_authorized"
 
 
 def test_a_sealed_payload_opens_for_its_addressee_and_its_notification_only() -> None:

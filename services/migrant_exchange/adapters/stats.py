@@ -61,7 +61,8 @@ async def record_certificate_revoked(
     await conn.execute(
         """INSERT INTO certificate_stats (certificate_number, issuer, subject, revoked_at)
            VALUES ($1, $2, $3, $4)
-           ON CONFLICT (certificate_number) DO UPDATE SET revoked_at = EXCLUDED.revoked_at""",
+           ON CONFLICT (certificate_number) DO UPDATE SET revoked_at = EXCLUDED.revoked_at
+           WHERE certificate_stats.issuer = EXCLUDED.issuer""",
         number,
         issuer,
         subject,

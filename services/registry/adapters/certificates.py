@@ -108,13 +108,18 @@ async def insert_copy(
     return bool(inserted)
 
 
-async def revoke_copy(conn: asyncpg.Connection, here: str, number: str, revoked_on: dt.date) -> bool:
+async def revoke_copy(
+    conn: asyncpg.Connection, here: str, number: str, issuer: str, revoked_on: dt.date
+) -> bool:
+    """Revoke our copy of ``issuer``'s certificate: only the issuer revokes what it issued."""
     return bool(
         await conn.fetchval(
-            """UPDATE counterpart_certificates SET revoked_on = $3
-               WHERE jurisdiction = $1 AND number = $2 AND revoked_on IS NULL RETURNING true""",
+            """UPDATE counterpart_certificates SET revoked_on = $4
+               WHERE jurisdiction = $1 AND number = $2 AND issuer = $3 AND revoked_on IS NULL
+               RETURNING true""",
             here,
             number,
+            issuer,
             revoked_on,
         )
     )

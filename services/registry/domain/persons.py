@@ -41,6 +41,18 @@ def check_person(id_number: str, sex: str, birth_date: dt.date) -> None:
         )
 
 
+def check_person_place(here: str, hukou: str, residence: str) -> None:
+    """A person is registered at her place of household registration or at her place of
+    residence: another jurisdiction's registry has no say about her (exchange peers refuse its
+    ``person.registered.v1`` as well, ``shared.events.signature.PLACES_OF_RECORD``)."""
+    if here not in (hukou, residence):
+        raise RuleViolation(
+            f"a person is registered at her place of household registration or of residence, and neither is {here}",
+            field="residence_division",
+            rule="registered-at-hukou-or-residence",
+        )
+
+
 class RegisterPerson(Command):
     """A person to register."""
 

@@ -177,5 +177,5 @@ async def apply_certificate_issued(conn: asyncpg.Connection, t: Target, d: dict[
 
 
 async def apply_certificate_revoked(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
-    await repo.revoke_copy(conn, t.here, d["certificate_number"], d["revoked_on"])
-    return applied()  # a copy we never held has nothing left to revoke
+    await repo.revoke_copy(conn, t.here, d["certificate_number"], t.source, d["revoked_on"])
+    return applied()  # a copy we never held (or another issuer's) has nothing this can revoke

@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 
 from services.registry.adapters import imports as store
-from services.registry.domain.persons import check_person
+from services.registry.domain.persons import check_person, check_person_place
 from services.registry.service_layer.context import Context, source
 from shared.errors import DomainError
 from shared.events.envelope import Envelope, new_event_id
@@ -114,8 +114,13 @@ def _checked(
     seen: dict[str, int] = {}
     for line, person in batch.people:
         number = person["id_number"]
+        person = {
+            **person,
+            "residence_division": person.get("residence_division") or person["hukou_division"],
+        }
         try:
             check_person(number, person["sex"], person["birth_date"])
+            check_person_place(here, person["hukou_division"], person["residence_division"])
         except DomainError as e:
             refused.append((line, e.field, e.rule or "invalid", f"{e.field}: {e.detail}"))
             continue
@@ -125,10 +130,6 @@ def _checked(
             )
             continue
         seen[number] = line
-        person = {
-            **person,
-            "residence_division": person.get("residence_division") or person["hukou_division"],
-        }
         subject, event_id = ctx.subject(number), new_event_id()  # the row records the event that announced it
         people.append((line, person, subject, event_id))
         rows.append((line, here, number, subject, *(person[f] for f in SAME_PERSON), here, event_id))

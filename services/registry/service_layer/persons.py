@@ -10,7 +10,13 @@ import asyncpg
 from services.registry.adapters import persons as repo
 from services.registry.adapters.records import Made
 from services.registry.domain.conflicts import field_conflicts
-from services.registry.domain.persons import PersonRecorded, RegisterPerson, check_person, sex_from_id_number
+from services.registry.domain.persons import (
+    PersonRecorded,
+    RegisterPerson,
+    check_person,
+    check_person_place,
+    sex_from_id_number,
+)
 from services.registry.domain.rules import duplicate
 from services.registry.service_layer.context import (
     Context,
@@ -44,6 +50,7 @@ async def register_person(
     """Record a person in the jurisdiction's register and announce ``person.registered.v1``."""
     check_person(body.id_number, body.sex, body.birth_date)
     person = {**body.model_dump(), "residence_division": body.residence_division or body.hukou_division}
+    check_person_place(here, person["hukou_division"], person["residence_division"])
     subject = ctx.subject(person["id_number"])
     event_id = new_event_id()
     if not await repo.insert_person(conn, here, person, subject, Made(here, event_id=event_id)):

@@ -115,12 +115,13 @@ async def record_revocation(
         revoked_on,
         reason,
     )
-    await conn.execute(
+    await conn.execute(  # only the issuer revokes what it issued
         """UPDATE certificates SET revoked_on = $2, revocation_reason = $3, updated_at = now()
-           WHERE number = $1 AND revoked_on IS NULL""",
+           WHERE number = $1 AND issuer = $4 AND revoked_on IS NULL""",
         number,
         revoked_on,
         reason,
+        issuer,
     )
 
 

@@ -82,7 +82,11 @@ async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope
             key = (data.issuer, data.status_index)
             revocations.setdefault(key, (data.certificate_number, data.revoked_on, data.reason))
             revoked_cert = certs.get(data.certificate_number)
-            if revoked_cert is not None and revoked_cert["revoked_on"] is None:
+            if (
+                revoked_cert is not None
+                and revoked_cert["issuer"] == data.issuer
+                and revoked_cert["revoked_on"] is None
+            ):
                 revoked_cert["revoked_on"], revoked_cert["revocation_reason"] = data.revoked_on, data.reason
         elif isinstance(data, p.RecordCorrectedV1):  # apply_correction
             if data.record_type == "certificate":
