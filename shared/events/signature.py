@@ -38,6 +38,7 @@ from cryptography.exceptions import InvalidSignature
 
 from shared.ed25519 import SigningKey, Verifier
 from shared.events.envelope import AnyEnvelope
+from shared.identity import subject_key
 from shared.signing import b64u, b64u_decode
 from shared.trust import EXCHANGE, VERIFICATION, Keyring, Party, TrustList
 
@@ -376,3 +377,40 @@ def authority(event: AnyEnvelope, party: Party) -> None:
         raise Rejected(
             NOT_AUTHORIZED, "certificate events carry no keys; keys come from the issuer's key URL"
         )
+
+
+# The persons an event is announced about: a registry announces it under the subject key of one
+# of these identity numbers (a marriage once under each spouse's, a birth under the mother's).
+_MIGRATION = ("id_number",)
+_SPOUSES = ("spouse_a_id_number", "spouse_b_id_number")
+SUBJECT_NUMBERS: dict[str, tuple[str, ...]] = {
+    "person.registered.v1": ("id_number",),
+    "migration.departed.v1": _MIGRATION,
+    "migration.arrived.v1": _MIGRATION,
+    "migration.returned.v1": _MIGRATION,
+    "marriage.registered.v1": _SPOUSES,
+    "marriage.dissolved.v1": _SPOUSES,
+    "pregnancy.registered.v1": ("mother_id_number",),
+    "pregnancy.closed.v1": ("mother_id_number",),
+    "birth.registered.v2": ("mother_id_number",),
+    "certificate.issued.v1": ("holder_id_number",),
+}
+
+
+def bound_to_subject(secret: bytes) -> Callable[[AnyEnvelope, Party], None]:
+    """``authority``, and the event's subject must be the key of the person it is about.
+
+    A consumer that keys its records by subject (the exchange's roster routes a person's later
+    events, pregnancies included, by it) would otherwise let a registry that saw someone's
+    pseudonymous key on a topic, without knowing her identity number, say an arrival under that
+    key, and have her notifications sent to itself. Only holders of the subject-key secret (the
+    exchange, verification) can check it.
+    """
+
+    def check(event: AnyEnvelope, party: Party) -> None:
+        authority(event, party)
+        fields = SUBJECT_NUMBERS.get(event.type)
+        if fields and event.subject not in {subject_key(getattr(event.data, f), secret) for f in fields}:
+            raise Rejected(NOT_AUTHORIZED, f"{event.type} under a subject that is not its person's key")
+
+    return check

@@ -147,10 +147,12 @@ def test_a_jurisdiction_cannot_speak_for_another(stack: Stack) -> None:
     assert why.startswith("rejected: not_authorized") and f"claims source /registry/{DESTINATION}" in why
 
 
-def test_a_registry_cannot_move_another_divisions_resident(stack: Stack) -> None:
-    """The origin registry, with its own valid key, says that a resident of the destination left
-    it for a third division (a departure is said where the person leaves from): dead-lettered,
-    and the exchange still routes her to where she lives."""
+ROSTER_RESIDENCE = "SELECT residence_division FROM roster WHERE subject = $1"
+
+
+def _destination_resident(stack: Stack) -> tuple[str, str]:
+    """A woman registered at the destination, once the exchange's roster knows her: her identity
+    number and subject key."""
     n = person_id("F")
     person = {"id_number": n, "name": "王静", "sex": "F", "birth_date": f"{n[6:10]}-{n[10:12]}-{n[12:14]}"}
     r = Api(stack, f"registry-{DESTINATION}", f"reg-{DESTINATION}").post(
@@ -158,19 +160,52 @@ def test_a_registry_cannot_move_another_divisions_resident(stack: Stack) -> None
     )
     assert r.status_code == 201, r.text
     subject = subject_key(n, stack.subject_secret.encode())
-    exchange = stack.service("migrant_exchange").dsn
-    where = "SELECT residence_division FROM roster WHERE subject = $1"
-    wait_until(lambda: query(exchange, where, subject), timeout=15)
-    move = {"migration_id": str(uuid.uuid4()), "id_number": n, "name": "王静", "migration_date": "2025-02-01"}
-    data = {**move, "hukou_division": DESTINATION, "from_division": DESTINATION, "to_division": NO_REGISTRY}
-    event = _envelope("migration.departed.v1", f"/registry/{ORIGIN}", data, subject, origin=DESTINATION)
+    wait_until(lambda: query(stack.service("migrant_exchange").dsn, ROSTER_RESIDENCE, subject), timeout=15)
+    return n, subject
+
+
+def _move_refused(stack: Stack, event: Envelope[Any], why_contains: str) -> None:
+    """The origin's validly signed move is dead-lettered as not authorized, routes nothing, and the
+    exchange still has its subject living at the destination."""
     counter = Rejection(stack, "migrant_exchange", EXCHANGE_CONSUMER, "not_authorized")
-    _produce(stack, "vital.migration.v1", signed(stack, event), subject)
+    _produce(stack, "vital.migration.v1", signed(stack, event), event.subject)
     why = _dead_letter(stack, "migrant_exchange", event.id)
-    assert why.startswith("rejected: not_authorized") and "recorded at another division" in why, why
+    assert why.startswith("rejected: not_authorized") and why_contains in why, why
     wait_until(counter.counted, timeout=5)
+    exchange = stack.service("migrant_exchange").dsn
     assert not query(exchange, "SELECT 1 FROM notifications WHERE event_id = $1", event.id)
-    assert query(exchange, where, subject)[0]["residence_division"] == DESTINATION
+    assert query(exchange, ROSTER_RESIDENCE, event.subject)[0]["residence_division"] == DESTINATION
+
+
+def _move(n: str, frm: str, to: str) -> dict[str, Any]:
+    return {
+        "migration_id": str(uuid.uuid4()),
+        "id_number": n,
+        "name": "王静",
+        "migration_date": "2025-02-01",
+        "hukou_division": DESTINATION,
+        "from_division": frm,
+        "to_division": to,
+    }
+
+
+def test_a_registry_cannot_move_another_divisions_resident(stack: Stack) -> None:
+    """The origin registry, with its own valid key, says that a resident of the destination left
+    it for a third division (a departure is said where the person leaves from)."""
+    n, subject = _destination_resident(stack)
+    data = _move(n, DESTINATION, NO_REGISTRY)
+    event = _envelope("migration.departed.v1", f"/registry/{ORIGIN}", data, subject, origin=DESTINATION)
+    _move_refused(stack, event, "recorded at another division")
+
+
+def test_a_registry_cannot_take_a_person_over_by_her_subject_key(stack: Stack) -> None:
+    """The origin registry saw a resident of the destination's pseudonymous key on a topic, not
+    her identity number: it says an arrival here of someone else under her key, to have her
+    notifications sent to itself."""
+    _, subject = _destination_resident(stack)
+    data = _move(person_id("F"), DESTINATION, ORIGIN)
+    event = _envelope("migration.arrived.v1", f"/registry/{ORIGIN}", data, subject, origin=DESTINATION)
+    _move_refused(stack, event, "not its person's key")
 
 
 def test_data_altered_after_signing_is_refused(stack: Stack) -> None:

@@ -14,7 +14,15 @@ from services.verification.settings import VerificationSettings
 from shared import signing
 from shared.events.catalog import parse_event, spec_for
 from shared.events.envelope import Envelope, new_event_id
-from shared.events.signature import Rejected, authority, sign_documents, sign_value, verify_value
+from shared.events.signature import (
+    Rejected,
+    authority,
+    bound_to_subject,
+    sign_documents,
+    sign_value,
+    verify_value,
+)
+from shared.identity import subject_key
 from shared.sealing import CannotOpen, notification_aad, open_sealed, seal
 from shared.trust import DivisionTrust, ExchangeTrust, PublicKey, TrustList, bound_key_url
 from tests.helpers import person_id, production_settings
@@ -279,6 +287,26 @@ def test_an_issuer_speaks_only_of_the_certificates_it_numbered() -> None:
         update={"data": revoked.data.model_copy(update={"certificate_number": "440703-2026-ABCDEFGH"})}
     )
     assert _reason(_signed(lie, "320412")) == "not_authorized"
+
+
+def test_an_event_is_announced_only_under_its_persons_key() -> None:
+    """320412 says an arrival of a person it knows under the key of another it only saw on a
+    topic (to have her notifications routed to itself): refused where the secret is held."""
+    secret = b"k" * 32
+    check = bound_to_subject(secret)
+    data = _vital("migration.arrived.v1", "320412", "440703")
+    own = _event("migration.arrived.v1", "/registry/320412", data)
+    own = own.model_copy(update={"subject": subject_key(data["id_number"], secret)})
+    check(parse_event(_signed(own, "320412")), "320412")
+    lie = own.model_copy(update={"subject": subject_key(person_id("F"), secret)})
+    with pytest.raises(Rejected) as caught:
+        check(parse_event(_signed(lie, "320412")), "320412")
+    assert caught.value.reason == "not_authorized"
+    marriage = _vital("marriage.registered.v1", "320412", "440703")
+    for spouse in ("spouse_a_id_number", "spouse_b_id_number"):  # announced once under each key
+        under = _event("marriage.registered.v1", "/registry/320412", marriage)
+        under = under.model_copy(update={"subject": subject_key(marriage[spouse], secret)})
+        check(parse_event(_signed(under, "320412")), "320412")
 
 
 def test_a_sealed_payload_opens_for_its_addressee_and_its_notification_only() -> None:

@@ -20,6 +20,7 @@ from shared.consumer import EventConsumer
 from shared.db import unit_of_work
 from shared.events.catalog import DLQ_SUFFIX, TOPICS
 from shared.events.envelope import Envelope
+from shared.events.signature import bound_to_subject
 
 
 def event_consumer(pool: asyncpg.Pool, settings: ExchangeSettings) -> EventConsumer:
@@ -32,6 +33,7 @@ def event_consumer(pool: asyncpg.Pool, settings: ExchangeSettings) -> EventConsu
         handler=messagebus.in_order(settings),
         batch=messagebus.in_batches(settings),
         rebuild=roster.rebuild_roster,
+        authorize=bound_to_subject(settings.subject_key_secret.get_secret_value().encode()),
     )
 
 

@@ -8,6 +8,7 @@ import asyncpg
 from services.verification.service_layer import handlers, messagebus
 from services.verification.settings import VerificationSettings
 from shared.consumer import EventConsumer
+from shared.events.signature import bound_to_subject
 
 
 class ReadModelConsumer(EventConsumer):
@@ -29,6 +30,7 @@ def consumers(pool: asyncpg.Pool, settings: VerificationSettings) -> list[EventC
             topics=messagebus.TOPICS,
             handler=messagebus.handler(settings),
             rebuild=handlers.rebuild_read_model,
+            authorize=bound_to_subject(settings.subject_key_secret.get_secret_value().encode()),
             background=True,
         )
     ]
