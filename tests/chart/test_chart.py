@@ -161,6 +161,27 @@ def test_kubernetes_kills_a_pod_only_after_its_own_shutdown_bound(values_file: s
         assert grace >= 5 + bound + 5, deployment["metadata"]["name"]
 
 
+def test_a_changed_trust_list_rolls_every_deployment() -> None:
+    """Services read the trust list once: a key taken out of it (a compromised one) is out only
+    when every pod has restarted, so the list's content is in every pod template."""
+    values = cc.load_values(VALUES_FILES["production-values.yaml"])
+
+    def templates(trust: dict[str, Any]) -> dict[str, dict[str, str]]:
+        docs = cc.render({**values, "trust": {"list": trust}})
+        return {
+            doc["metadata"]["name"]: doc["spec"]["template"]["metadata"]["annotations"]
+            for _, doc in docs
+            if doc["kind"] == "Deployment"
+        }
+
+    listed = values["trust"]["list"]
+    before, after = templates(listed), templates({**listed, "divisions": {}})
+    assert before and before.keys() == after.keys()
+    for name in before:
+        assert before[name]["checksum/trust-list"] != after[name]["checksum/trust-list"], name
+        assert before[name]["checksum/config"] == after[name]["checksum/config"], name
+
+
 @values_files
 def test_every_deployment_has_a_matching_pdb(values_file: str) -> None:
     pdbs = of_kind(values_file, "PodDisruptionBudget")

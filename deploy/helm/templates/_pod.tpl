@@ -138,6 +138,8 @@ metadata:
   {{- $config := include "mx.envDict" . }}
   {{- with $c.files }}{{ $config = print $config (toYaml .) }}{{ end }}
   {{- $_ := set $ann "checksum/config" ($config | sha256sum) }}
+  {{- /* a process reads the trust list once: a key removed from it must roll every pod */}}
+  {{- $_ := set $ann "checksum/trust-list" (toYaml $v.trust.list | sha256sum) }}
   {{- if $v.metrics.podAnnotations }}
   {{- $_ := merge $ann (dict "prometheus.io/scrape" "true" "prometheus.io/port" "8000" "prometheus.io/path" "/metrics") }}
   {{- end }}
