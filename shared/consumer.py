@@ -47,7 +47,7 @@ from shared.observability import (
     redact,
 )
 from shared.outbox import batched
-from shared.sensitivity import neutral_label  # metric labels name no sensitive type
+from shared.sensitivity import neutral_label, neutral_type  # metrics and logs name no sensitive type
 from shared.settings import BaseServiceSettings
 from shared.tracing import consumer_span, trace_id_of, tracing_enabled
 from shared.trust import Party, TrustList, load_trust_list
@@ -328,13 +328,16 @@ class EventConsumer(GroupMember):
         self._log_applied(event, trace_id)
 
     def _log_applied(self, event: AnyEnvelope, trace_id: str | None) -> None:
-        """The line that ties this service's work to the caller's trace (traced events only)."""
+        """The line that ties this service's work to the caller's trace (traced events only).
+
+        The type is the neutral one operators see: with the event id beside it, the real type
+        would name a person's sensitive event that every listing shows only by its category."""
         if trace_id:
             log.info(
                 "event applied",
                 extra={
                     "consumer": self.name,
-                    "type": event.type,
+                    "type": neutral_type(event.type),
                     "event_id": str(event.id),
                     "trace_id": trace_id,
                 },

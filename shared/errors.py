@@ -136,6 +136,18 @@ def request_fault(exc: BaseException) -> DomainError | None:
     return None
 
 
+def describe_fault(exc: BaseException) -> dict[str, str]:
+    """What a log line or a span may say of an error: its class and, from PostgreSQL, its SQLSTATE.
+
+    Never the message: a driver error's text carries PostgreSQL's DETAIL line, which quotes the
+    failing row or key, identity numbers and pregnancy records included.
+    """
+    fault = {"error": type(exc).__name__}
+    if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate:
+        fault["sqlstate"] = exc.sqlstate
+    return fault
+
+
 def _validation_errors(found: Sequence[Mapping[str, object]]) -> list[dict[str, object]]:
     errors: list[dict[str, object]] = []
     for err in found:
@@ -177,20 +189,20 @@ def install_error_handlers(app: FastAPI) -> None:
         fault = request_fault(exc)
         if fault is not None:
             if fault.status == 422:
-                log.warning("value refused by the database", extra={"error": type(exc).__name__})
+                log.warning("value refused by the database", extra=describe_fault(exc))
             return problem_response(fault.status, fault.body())
         if is_unavailable(exc):
-            log.warning("dependency unavailable", extra={"error": type(exc).__name__})
+            log.warning("dependency unavailable", extra=describe_fault(exc))
             unavailable = ServiceUnavailable(
                 "the database is unavailable; retry with the same Idempotency-Key"
             )
             return problem_response(503, unavailable.body(), {"Retry-After": "1"})
         if is_contention(exc):
-            log.warning("transaction lost to another; nothing written", extra={"error": type(exc).__name__})
+            log.warning("transaction lost to another; nothing written", extra=describe_fault(exc))
             busy = ServiceUnavailable(
                 "the records were busy and nothing was written; retry with the same Idempotency-Key"
             )
             return problem_response(503, busy.body(), {"Retry-After": "1"})
-        log.exception("unhandled error", extra={"error": type(exc).__name__})
+        log.exception("unhandled error", extra=describe_fault(exc))
         body = {"type": PROBLEM_BASE + "internal", "title": "Internal error", "status": 500}
         return problem_response(500, body)

@@ -7,12 +7,15 @@ import logging
 import re
 import sys
 import time
+import traceback
+from types import TracebackType
 from typing import TypeVar
 
 import orjson
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.errors import describe_fault
 from shared.sensitivity import neutral_route
 
 # 17 digits + check character: anything shaped like a resident identity number.
@@ -25,7 +28,33 @@ def redact(text: str) -> str:
     return _ID_NUMBER.sub("[id-number]", text)
 
 
-class JsonFormatter(logging.Formatter):
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+
+
+def traceback_without_texts(exc: BaseException) -> str:
+    """Where an error (and each error of its chain) came from, and what it was by class (and
+    SQLSTATE), never what its text says: a database error's text quotes the failing row (names,
+    dates of birth, identity numbers, a pregnancy record), a validation error's the value refused.
+    """
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and all(cause is not seen for seen in chain):
+        chain.append(cause)
+        cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)
+    parts = []
+    for error in reversed(chain):
+        parts.append("Traceback (most recent call last):\n")
+        parts.extend(traceback.format_tb(error.__traceback__))
+        parts.append(" ".join(f"{k}={v}" for k, v in describe_fault(error).items()) + "\n")
+    return "".join(parts).rstrip("\n")
+
+
+class _NoErrorTexts(logging.Formatter):
+    def formatException(self, ei: ExcInfo) -> str:
+        return traceback_without_texts(ei[1]) if ei[1] is not None else ""
+
+
+class JsonFormatter(_NoErrorTexts):
     """One JSON object per line: time, level, logger, message and the record's extra fields."""
 
     def __init__(self, service: str):
@@ -48,7 +77,7 @@ class JsonFormatter(logging.Formatter):
         return redact(orjson.dumps(doc, default=str).decode())
 
 
-class RedactingTextFormatter(logging.Formatter):
+class RedactingTextFormatter(_NoErrorTexts):
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
 

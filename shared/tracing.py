@@ -6,6 +6,10 @@ route template (FastAPI's native spans are switched off: they carry the raw path
 identity number), each outbox row carries the span that wrote it, and each consumer opens a
 CONSUMER span that continues the Kafka header's context.
 
+Spans are read by operators, so they say what the metrics say and no more (DESIGN.md section 10):
+a sensitive route, topic or event type under its neutral name (``shared.sensitivity``), and a
+failure as its class and SQLSTATE, never its text.
+
 Off by default, no span is made, yet a ``traceparent`` a caller sends is still honoured: the
 services pass it on unchanged through the outbox rows and Kafka headers, and the consumer that
 applies the event writes its trace id in its log line. One trace id can be followed across the
@@ -26,9 +30,12 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.errors import describe_fault
+from shared.sensitivity import neutral_route, neutral_topic, neutral_type
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +79,36 @@ def current_traceparent() -> str | None:
     return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
 
+# describe_fault's fields under their OpenTelemetry semantic-convention names.
+_FAULT_ATTRIBUTES = {"error": "error.type", "sqlstate": "db.response.status_code"}
+
+
 def _tracer() -> trace.Tracer:
     return trace.get_tracer("migrant_exchange")
 
 
 @contextmanager
+def _span(name: str, **options: Any) -> Iterator[trace.Span]:
+    """A current span that describes a failure by its class and SQLSTATE only.
+
+    OpenTelemetry records an exception's text by default, and a database error's text quotes the
+    failing row (an identity number, a pregnancy record): it would reach the exporter unredacted.
+    """
+    with _tracer().start_as_current_span(
+        name, record_exception=False, set_status_on_exception=False, **options
+    ) as span:
+        try:
+            yield span
+        except Exception as e:
+            span.set_status(StatusCode.ERROR)
+            span.set_attributes({_FAULT_ATTRIBUTES[k]: v for k, v in describe_fault(e).items()})
+            raise
+
+
+@contextmanager
 def consumer_span(consumer: str, event_type: str, topic: str, parent: str | None) -> Iterator[str | None]:
-    """A CONSUMER span continuing ``parent`` (Kafka header or CloudEvent extension).
+    """A CONSUMER span continuing ``parent`` (Kafka header or CloudEvent extension), naming the
+    event type and topic as the metrics do (a sensitive one by its neutral name).
 
     Yields the trace id to log. Without an exporter no span is made and the event's own trace id
     (None if it has none) is yielded, which keeps the untraced hot path free of span work.
@@ -87,11 +117,15 @@ def consumer_span(consumer: str, event_type: str, topic: str, parent: str | None
         yield trace_id_of(parent)  # no spans; the caller's trace id is still logged
         return
     ctx = _PROPAGATOR.extract({"traceparent": parent}) if parent else None
-    with _tracer().start_as_current_span(
-        f"apply {event_type}",
+    with _span(
+        f"apply {neutral_type(event_type)}",
         context=ctx,
         kind=SpanKind.CONSUMER,
-        attributes={"messaging.system": "kafka", "messaging.destination.name": topic, "consumer": consumer},
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.destination.name": neutral_topic(topic),
+            "consumer": consumer,
+        },
     ) as span:
         span_ctx = span.get_span_context()
         yield f"{span_ctx.trace_id:032x}" if span_ctx.is_valid else trace_id_of(parent)
@@ -112,7 +146,8 @@ class TracingMiddleware:
     """Pure ASGI middleware: a SERVER span per request, continuing the caller's ``traceparent``,
     when an exporter is configured (and no outer layer opened a span already).
 
-    The span is named by route template, never by raw path (paths hold identity numbers).
+    The span is named by route template, never by raw path (paths hold identity numbers), and a
+    sensitive template by its neutral name, as in the metrics.
     """
 
     def __init__(self, app: ASGIApp):
@@ -139,13 +174,11 @@ class TracingMiddleware:
                 status = message["status"]
             await send(message)
 
-        with _tracer().start_as_current_span(
-            scope["method"], context=_PROPAGATOR.extract(carrier), kind=SpanKind.SERVER
-        ) as span:
+        with _span(scope["method"], context=_PROPAGATOR.extract(carrier), kind=SpanKind.SERVER) as span:
             try:
                 await self.app(scope, receive, send_wrapper)
             finally:
-                route = getattr(scope.get("route"), "path", "unmatched")
+                route = neutral_route(getattr(scope.get("route"), "path", "unmatched"))
                 span.update_name(f"{scope['method']} {route}")
                 span.set_attribute("http.request.method", scope["method"])
                 span.set_attribute("http.route", route)

@@ -312,6 +312,14 @@ def test_pregnancy_is_registered_closed_and_ended_by_a_birth(stack: Stack, origi
     r = origin.post(closure, {"outcome": "ended", "closed_on": "2025-03-01"})
     assert r.status_code == 200 and r.json()["outcome"] == "ended", r.text
     refused(origin.post(closure, {"outcome": "ended"}), 409, "already-closed")
+    late = {
+        "corrected_event_id": first["event_id"],
+        "record_type": "pregnancy",
+        "record_id": first["pregnancy_id"],
+        "changes": {"registered_on": "2025-04-01"},  # after the closure, before the expected delivery
+        "reason": "date mistyped at the counter",
+    }
+    refused(origin.post("/v1/corrections", late), 422, "closure-after-registration", "changes.registered_on")
 
     second = origin.post(
         "/v1/pregnancies", {"mother_id_number": mother, "registered_on": "2025-04-01"}

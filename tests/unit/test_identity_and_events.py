@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
+import logging
 import uuid
 
+import asyncpg
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,7 +19,7 @@ from shared import signing
 from shared.events import CATALOG, TOPICS, Envelope, new_event_id, parse_event
 from shared.events import payloads as p
 from shared.identity import check_division, check_id_number, compose_id_number, subject_key
-from shared.observability import redact
+from shared.observability import JsonFormatter, redact
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -65,6 +69,31 @@ def test_a_subject_key_is_what_it_always_was() -> None:
 def test_redaction_removes_anything_shaped_like_an_identity_number() -> None:
     number = compose_id_number("110101", dt.date(1990, 3, 7), 4, "F")
     assert number not in redact(f"looked up {number} for x")
+
+
+def test_a_logged_error_says_where_and_what_never_its_text() -> None:
+    """A database error's text quotes the failing row (a name, a pregnancy record): the log line
+    keeps the frames, the class and the SQLSTATE of each error of the chain, not the text."""
+    name, born = "王静", "1992-03-04"  # named here: the traceback quotes the lines that raise
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("registry"))
+    logger = logging.getLogger("test.no-error-texts")
+    logger.addHandler(handler)
+    try:
+        try:
+            raise ValueError(f"refused {name} born {born}")
+        except ValueError as e:
+            raise asyncpg.CheckViolationError(f"Failing row contains ({name}, {born}, ended)") from e
+    except asyncpg.PostgresError:
+        logger.exception("unhandled error")
+    finally:
+        logger.removeHandler(handler)
+    line = orjson.loads(stream.getvalue())
+    assert line["msg"] == "unhandled error"
+    assert "error=ValueError" in line["exc"] and "error=CheckViolationError sqlstate=23514" in line["exc"]
+    assert "test_a_logged_error_says_where_and_what_never_its_text" in line["exc"]  # the frames
+    assert name not in stream.getvalue() and born not in stream.getvalue()
 
 
 def test_every_event_type_has_a_topic_and_a_frozen_payload() -> None:

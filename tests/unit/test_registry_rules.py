@@ -72,6 +72,25 @@ def test_corrections_name_fields_and_values() -> None:
         assert rule_of(e) == rule
 
 
+def test_a_corrected_pregnancy_still_closes_after_its_registration() -> None:
+    """Not the table's CHECK (a 409 naming a constraint): the field and the rule it breaks."""
+    closed = {
+        "registered_on": D(2026, 2, 1),
+        "expected_delivery": D(2026, 10, 20),
+        "closed_on": D(2026, 3, 1),
+    }
+    corrections.check_pregnancy_dates(closed)
+    same_day = {**closed, "registered_on": D(2026, 3, 1)}  # closed the day it was registered
+    corrections.check_pregnancy_dates(same_day)
+    for changes, field, rule in [
+        ({"registered_on": D(2026, 4, 1)}, "changes.registered_on", "closure-after-registration"),
+        ({"expected_delivery": D(2026, 1, 1)}, "changes.expected_delivery", "expected-delivery-plausible"),
+    ]:
+        with pytest.raises(RuleViolation) as e:
+            corrections.check_pregnancy_dates({**closed, **changes})
+        assert (e.value.field, rule_of(e)) == (field, rule)
+
+
 def test_pregnancy_data_only_for_the_persons_own_two_registries() -> None:
     assert access.may_see_pregnancies("440703", True, "maternal_care", "320412", "440703")
     assert not access.may_see_pregnancies("110101", True, "maternal_care", "320412", "440703")

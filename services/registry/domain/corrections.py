@@ -117,6 +117,23 @@ def check_birth_dates(mother_born: dt.date, row: dict[str, Any]) -> None:
         )
 
 
+def check_pregnancy_dates(row: dict[str, Any]) -> None:
+    """A corrected pregnancy still closes on or after its registration (the rule its closure was
+    checked by, which the table's CHECK repeats) and is still expected after it."""
+    if row["closed_on"] is not None and row["closed_on"] < row["registered_on"]:
+        raise RuleViolation(
+            "registered_on must not be after the pregnancy's closed_on",
+            field="changes.registered_on",
+            rule="closure-after-registration",
+        )
+    if row["expected_delivery"] is not None and row["expected_delivery"] <= row["registered_on"]:
+        raise RuleViolation(
+            "expected_delivery must be after registered_on",
+            field="changes.expected_delivery",
+            rule="expected-delivery-plausible",
+        )
+
+
 class CorrectRecord(Command):
     """A correction of a record: the event corrected, the changes, why."""
 

@@ -92,16 +92,8 @@ async def check_consistent(
                 )
     if record_type == "marriage":
         await _check_marriage(conn, here, after)
-    if (
-        record_type == "pregnancy"
-        and after["expected_delivery"] is not None
-        and after["expected_delivery"] <= after["registered_on"]
-    ):
-        raise RuleViolation(
-            "expected_delivery must be after registered_on",
-            field="changes.expected_delivery",
-            rule="expected-delivery-plausible",
-        )
+    if record_type == "pregnancy":
+        rules.check_pregnancy_dates(after)
 
 
 async def _check_marriage(conn: asyncpg.Connection, here: str, after: dict[str, Any]) -> None:
