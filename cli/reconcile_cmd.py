@@ -14,12 +14,13 @@ import typer
 
 from cli.common import JsonOption, StackInfo, StackOption, console, emit_json, emit_table, err_console
 
-# The exchange's discrepancy case (GET /v1/discrepancies): what an operator scans first.
+# The exchange's discrepancy case (GET /v1/discrepancies): what an operator scans first. A case
+# names no subject and no record key to an operator (DESIGN section 10); its id is what a resolution takes.
 PREFERRED_COLUMNS = [
     "kind",
     "record_kind",
-    "record_key",
-    "subject",
+    "division_a",
+    "division_b",
     "missing_at",
     "duplicated_at",
     "fields",

@@ -7,6 +7,7 @@ Drift is planted directly in the registries' databases; nothing else is written 
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
@@ -55,7 +56,26 @@ def _reconcile(apis: dict[str, Api]) -> dict[str, Any]:
     return dict(r.json())
 
 
-def _converged(apis: dict[str, Api], subjects: list[str] | None = None) -> None:
+def _held(rstack: Stack, cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """What the exchange keeps of these cases and shows no operator (subject key, record key,
+    detail), by case id: read from its database, as the repair reads it."""
+    rows = query(
+        rstack.service("migrant_exchange").dsn,
+        "SELECT id::text AS id, subject, record_key, detail FROM discrepancies WHERE id = ANY($1::uuid[])",
+        [c["id"] for c in cases],
+    )
+    return {r["id"]: {**dict(r), "detail": json.loads(r["detail"])} for r in rows}
+
+
+def _about(rstack: Stack, cases: list[dict[str, Any]], subjects: list[str] | None) -> list[dict[str, Any]]:
+    """The cases about these subjects (all of them when none are named)."""
+    if subjects is None:
+        return cases
+    held = _held(rstack, cases)
+    return [c for c in cases if held[c["id"]]["subject"] in subjects]
+
+
+def _converged(rstack: Stack, apis: dict[str, Api], subjects: list[str] | None = None) -> None:
     """Wait until the exchange carried everything across: a reconciliation that finds nothing
     (about these subjects, when named: an earlier test may have left a dismissed difference)."""
 
@@ -64,9 +84,7 @@ def _converged(apis: dict[str, Api], subjects: list[str] | None = None) -> None:
     def clean() -> bool:
         run = _reconcile(apis)  # a case found again keeps the run that opened it: read the open ones
         found = apis["operator"].get("/v1/discrepancies", state="open", limit=5000).json()
-        left[:] = [
-            c for c in found if c["kind"] != "sequence_gap" and (subjects is None or c["subject"] in subjects)
-        ]
+        left[:] = _about(rstack, [c for c in found if c["kind"] != "sequence_gap"], subjects)
         return not left and (subjects is not None or run["discrepancies"] == 0)
 
     try:
@@ -85,11 +103,12 @@ def _known_at(dsn: str, ids: list[str]) -> None:
 
 
 def _cases(
-    apis: dict[str, Api], run: dict[str, Any], subjects: list[str] | None = None
+    rstack: Stack, apis: dict[str, Api], run: dict[str, Any], subjects: list[str] | None = None
 ) -> list[dict[str, Any]]:
+    """The run's cases as the operator reads them (about these subjects, when named)."""
     r = apis["operator"].get("/v1/discrepancies", reconciliation_id=run["reconciliation_id"])
     assert r.status_code == 200, r.text
-    return [c for c in r.json() if subjects is None or c["subject"] in subjects]
+    return _about(rstack, r.json(), subjects)
 
 
 def _subjects(rstack: Stack, *people: Migrant) -> list[str]:
@@ -128,7 +147,7 @@ def test_every_difference_of_every_kind_is_repaired_and_both_sides_agree(
     _known_at(dsn[B], ids)
     for (kind, _), m in people.items():
         family_at_destination(apis["dest"], m, kind)
-    _converged(apis)
+    _converged(rstack, apis)
     assert holdings(dsn[A], ids) == holdings(dsn[B], ids)
 
     expected = _plant_drift(dsn, people, secret)
@@ -136,8 +155,9 @@ def test_every_difference_of_every_kind_is_repaired_and_both_sides_agree(
 
     started = time.monotonic()
     run = _reconcile(apis)
-    cases = _cases(apis, run)
-    assert {(c["kind"], c["subject"], _kind(c), c["missing_at"]) for c in cases} == expected
+    cases = _cases(rstack, apis, run)
+    held = _held(rstack, cases)
+    assert {(c["kind"], held[c["id"]]["subject"], _kind(c), c["missing_at"]) for c in cases} == expected
     assert run["discrepancies"] == len(expected)
 
     # The operator resolves every case; each answers 202 and stays open until its feedback.
@@ -165,7 +185,7 @@ def test_every_difference_of_every_kind_is_repaired_and_both_sides_agree(
                 == [OWNER[kind]]
             )
     again = _reconcile(apis)
-    assert again["discrepancies"] == 0, _cases(apis, again)
+    assert again["discrepancies"] == 0, _cases(rstack, apis, again)
     print(f"\n{len(cases)} cases repaired in {seconds:.1f}s")
 
 
@@ -208,10 +228,10 @@ def _kind(case: dict[str, Any]) -> str:
 def test_a_refused_repair_keeps_the_case_open_with_the_reason(rstack: Stack, apis: dict[str, Api]) -> None:
     dsn_b = rstack.service(f"registry-{B}").dsn
     m = migrant(apis["origin"], "marriage")
-    _converged(apis, _subjects(rstack, m))
+    _converged(rstack, apis, _subjects(rstack, m))
     plant(dsn_b, "marriage", m.records["marriage"], "spouse")  # another spouse is another marriage
     run = _reconcile(apis)
-    [case] = _cases(apis, run, _subjects(rstack, m))
+    [case] = _cases(rstack, apis, run, _subjects(rstack, m))
     assert case["kind"] == "field_conflict" and case["fields"] == ["spouse_b_id_number"]
 
     r = apis["operator"].post(f"/v1/discrepancies/{case['id']}/resolution", {"action": "correct"})
@@ -238,10 +258,10 @@ def test_an_owner_takes_its_own_record_back_only_as_its_log_says(rstack: Stack, 
     m = migrant(apis["origin"], "birth")
     _known_at(dsn[B], [m.id_number])
     family_at_destination(apis["dest"], m, "birth")
-    _converged(apis, _subjects(rstack, m))
+    _converged(rstack, apis, _subjects(rstack, m))
     plant(dsn[A], "birth", m.records["birth"], "conflict")
     plant(dsn[B], "birth", m.records["birth"], "missing")
-    [case] = _cases(apis, _reconcile(apis), _subjects(rstack, m))
+    [case] = _cases(rstack, apis, _reconcile(apis), _subjects(rstack, m))
     assert (case["kind"], case["missing_at"], case["detail"]["owner"]) == ("missing", B, B)
 
     r = apis["operator"].post(f"/v1/discrepancies/{case['id']}/resolution", {"action": "correct"})
@@ -250,3 +270,69 @@ def test_an_owner_takes_its_own_record_back_only_as_its_log_says(rstack: Stack, 
     assert (after["state"], after["repair_state"]) == ("open", "conflict")
     assert "contradicts our own event" in after["reason"] and "child_name" in after["reason"]
     assert not query(dsn[B], "SELECT 1 FROM births WHERE id = $1", uuid.UUID(m.records["birth"]))
+
+
+def test_the_operator_reads_cases_as_operations_and_repairs_them_by_their_id(
+    rstack: Stack, apis: dict[str, Api]
+) -> None:
+    """DESIGN section 10: a case shows its kind, state, divisions, field names and times, never the
+    subject key, the record's key (here a medical-certificate or a certificate number) or any other
+    value; the exchange keeps those, and a repair asked by the case id alone still finds them."""
+    dsn = {A: rstack.service(f"registry-{A}").dsn, B: rstack.service(f"registry-{B}").dsn}
+    mother, holder = migrant(apis["origin"], "birth"), migrant(apis["origin"], "certificate")
+    _known_at(dsn[B], [mother.id_number, holder.id_number])
+    family_at_destination(apis["dest"], mother, "birth")
+    subjects = _subjects(rstack, mother, holder)
+    _converged(rstack, apis, subjects)
+    assert mother.certificate is not None
+    twice = register_twice(dsn[B], mother.certificate, B)  # the birth registered again at its owner
+    plant(dsn[B], "certificate", holder.records["certificate"], "conflict", copy=True)
+    run = _reconcile(apis)
+    cases = _cases(rstack, apis, run, subjects)
+    by_kind = {c["kind"]: c for c in cases}
+    assert len(cases) == 2 and set(by_kind) == {"duplicate", "field_conflict"}, cases
+
+    # What the operator works with is there ...
+    dup, conflict = by_kind["duplicate"], by_kind["field_conflict"]
+    assert (dup["record_kind"], dup["duplicated_at"], dup["missing_at"]) == ("birth", B, None)
+    assert (dup["detail"]["owner"], dup["fields"]) == (B, [])
+    assert "duplicate_of" in dup["detail"]  # named, its value withheld
+    assert (conflict["record_kind"], conflict["fields"]) == ("certificate", ["valid_until"])
+    assert conflict["detail"]["owner_at"] == {A: A, B: A}
+    for c in cases:
+        assert (c["state"], c["repair_state"], c["resolved_at"]) == ("open", None, None)
+        assert (c["division_a"], c["division_b"]) == (A, B)
+        assert c["reconciliation_id"] == run["reconciliation_id"] and c["id"] and c["created_at"]
+
+    # ... and nothing that says whose or which record, though the exchange holds it all.
+    held = _held(rstack, cases)
+    assert held[dup["id"]]["record_key"] == twice
+    assert held[dup["id"]]["detail"]["duplicate_of"] == mother.certificate
+    assert held[conflict["id"]]["record_key"] == holder.records["certificate"]
+    values = [
+        mother.id_number,
+        holder.id_number,
+        *subjects,
+        mother.certificate,
+        twice,
+        holder.records["certificate"],
+    ]
+
+    def unnamed(case: dict[str, Any]) -> None:
+        assert case["subject"] is None and case["record_key"] is None, case
+        assert not [v for v in values if v in json.dumps(case)], case
+
+    for c in cases:
+        unnamed(c)
+    assert dup["detail"]["duplicate_of"] is None
+
+    # The repairs are asked by case id; their answers and the settled cases name nobody either.
+    for c in cases:
+        r = apis["operator"].post(f"/v1/discrepancies/{c['id']}/resolution", {"action": "correct"})
+        assert r.status_code == 202, r.text
+        unnamed(r.json())
+    settled = _settled(apis, [c["id"] for c in cases])
+    assert [(c["state"], c["repair_state"]) for c in settled] == [("resolved", "applied")] * 2
+    for c in settled:
+        unnamed(c)
+    assert not query(dsn[B], "SELECT 1 FROM births WHERE medical_certificate_number = $1", twice)

@@ -56,13 +56,22 @@ class Discrepancy(BaseModel):
     kind: Kind
     division_a: str
     division_b: str
-    subject: str = Field(description="pseudonymous subject key")
-    record_kind: str
-    record_key: str
+    subject: str | None = Field(
+        default=None,
+        description="pseudonymous subject key; withheld from operators (null): a repair reads it from the case",
+    )
+    record_kind: str = Field(description="a pregnancy reads as the neutral category")
+    record_key: str | None = Field(
+        default=None,
+        description="the record's key (a certificate or medical-certificate number); withheld from operators (null)",
+    )
     missing_at: str | None
     duplicated_at: str | None
     fields: list[str] = Field(description="names of the fields that differ, never their values")
-    detail: dict[str, Any]
+    detail: dict[str, Any] = Field(
+        description="divisions (owner, owner_at, duplicated_at) and a sequence gap's source and numbers;"
+        " any other entry (duplicate_of, key_at_<division>) is named with a null value"
+    )
     reconciliation_id: uuid.UUID | None
     state: Literal["open", "resolved"]
     repair_state: RepairState | None = Field(
@@ -118,7 +127,8 @@ async def list_discrepancies(
     reconciliation_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[dict[str, Any]]:
-    """The case queue, filtered by state, kind, jurisdiction or the run that found them."""
+    """The case queue, filtered by state, kind, jurisdiction or the run that found them: kinds,
+    states, divisions, field names and repair progress, without subject keys or record values."""
     rows = await cases.list_cases(conn, state, kind, jurisdiction, reconciliation_id, limit)
     return [views.discrepancy(r) for r in rows]
 

@@ -5,6 +5,7 @@ An operator sees every jurisdiction's traffic as operations, not people: no subj
 neutral category for a sensitive event type (``shared.sensitivity``), the names of the fields
 that disagree without their values, reasons without identity numbers or sensitive names, never a
 payload. Any other client without a jurisdiction is refused rather than given everything.
+Discrepancy cases, read only by operators, show what differs and where, never whose or which record.
 """
 
 from __future__ import annotations
@@ -90,9 +91,27 @@ def migrant(client: Client, row: asyncpg.Record) -> dict[str, Any]:
     return {**dict(row), "subject": None} if client.kind == "operator" else dict(row)
 
 
+# What a case's ``detail`` may show: divisions (where the record was registered, where it is held
+# twice), a sequence gap's source and numbers. Any other entry (``duplicate_of``, ``key_at_<division>``:
+# certificate or medical-certificate numbers) keeps its name with a null value.
+_OPERATIONS_DETAIL = frozenset({"owner", "owner_at", "duplicated_at", "source", "missing_from", "missing_to"})
+
+
 def discrepancy(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
-    """A discrepancy case as operators see it: a pregnancy record reads as the neutral category."""
+    """A discrepancy case as operators see it (``ops:read`` and ``ops:resolve`` are operators' scopes
+    only, ``shared.clients_file``): what differs and where, never whose or which record. No subject
+    key, no record key, ``detail`` values only where they are divisions or sequence numbers; a
+    pregnancy record and its field names read as the neutral category, a reason is redacted. A
+    repair needs none of it: the exchange reads the subject and keys from the case by its id."""
     case = dict(row)
-    if case.get("record_kind") == "pregnancy":
-        case["record_kind"] = NEUTRAL_CATEGORY
-    return case
+    sensitive = case.get("record_kind") == "pregnancy"
+    reason = case.get("reason")
+    return {
+        **case,
+        "subject": None,
+        "record_key": None,
+        "record_kind": NEUTRAL_CATEGORY if sensitive else case.get("record_kind"),
+        "fields": [NEUTRAL_CATEGORY if sensitive else f for f in case.get("fields") or []],
+        "detail": {k: v if k in _OPERATIONS_DETAIL else None for k, v in (case.get("detail") or {}).items()},
+        "reason": None if reason is None else redact(neutral_text(reason)),
+    }
