@@ -136,12 +136,13 @@ def _no_such_notification(relation: str) -> NotFound:
     "/notifications/{notification_id}/feedback",
     response_model=Notification,
     summary="Answer a notification over REST",
-    responses=problems(404),
+    responses=problems(404, 409),
 )
 async def post_feedback(
     notification_id: uuid.UUID, body: FeedbackIn, conn: UnitOfWork, client: FeedbackWriter
 ) -> dict[str, Any]:
-    """For jurisdictions not on Kafka: the addressee reports applied / conflict / rejected."""
+    """For jurisdictions not on Kafka: the addressee reports applied / conflict / rejected, once.
+    The same answer again (a retry) gets the notification as it is; another answer, 409."""
     answer = handlers.AnswerOverRest(
         notification_id, client.jurisdiction, body.outcome, body.conflicts, body.reason
     )

@@ -19,6 +19,7 @@ from services.migrant_exchange.service_layer import disclosures
 from services.migrant_exchange.settings import ExchangeSettings
 from shared import agreements
 from shared.consumer import trust_list
+from shared.errors import Conflict
 from shared.events import payloads as p
 from shared.events.envelope import Envelope
 from shared.events.restriction import restrict
@@ -261,7 +262,12 @@ class AnswerOverRest:
 async def answer_over_rest(conn: asyncpg.Connection, answer: AnswerOverRest) -> asyncpg.Record | None:
     """Close the notification as ``record_feedback`` does and relay the answer to the sender as
     ``exchange.feedback.v1``; the notification as it now is, None when no notification with this
-    id is addressed to the division."""
+    id is addressed to the division.
+
+    A notification is answered once. The same answer again (a retry whose response was lost) is
+    answered with the notification as it is and relays nothing; another answer is a conflict:
+    the sender was told the first one already.
+    """
     row = await repo.get_notification(conn, answer.notification_id)
     if row is None or row["target_division"] != answer.division:
         return None
@@ -273,7 +279,16 @@ async def answer_over_rest(conn: asyncpg.Connection, answer: AnswerOverRest) -> 
         reason=answer.reason,
         applied_at=dt.datetime.now(dt.UTC),
     )
-    await record_feedback(conn, feedback)
+    if not await record_feedback(conn, feedback):  # answered before (over REST or on Kafka)
+        answered = await repo.get_notification(conn, answer.notification_id)
+        state = answered["state"] if answered is not None else "before"
+        if state == answer.outcome:
+            return answered
+        raise Conflict(
+            f"the notification was answered {state} already; an answer is given once",
+            field="outcome",
+            rule="answered-once",
+        )
     await add_event(
         conn,
         event_type="exchange.feedback.v1",

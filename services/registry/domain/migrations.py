@@ -31,6 +31,10 @@ def check_migration(
 ) -> None:
     """A migration history that makes sense, seen from the recording jurisdiction ``here``."""
     check_not_future(when, "migration_date")
+    if frm == to:
+        raise RuleViolation(
+            "a move goes from one division to another", field="to_division", rule="moves-somewhere"
+        )
     if kind == "departed" and frm != here:
         raise RuleViolation(
             "a departure is recorded where the person leaves from",

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from services.registry.adapters import births as repo
+from services.registry.adapters import persons
 from services.registry.adapters.records import Made
 from services.registry.domain.births import (
     BIRTH_FIELDS,
@@ -44,6 +45,7 @@ async def register_birth(
     """
     mother = body.mother_id_number
     mother_row = await known_person(conn, here, mother, "mother_id_number")
+    await persons.lock_person(conn, here, mother)  # her births are numbered in turn: one at a time
     father = body.father_id_number
     father_row = await known_person(conn, here, father, "father_id_number") if father else None
     if await repo.birth_by_certificate(conn, here, body.medical_certificate_number):
@@ -70,7 +72,12 @@ async def register_birth(
         "birth_division": here,
     }
     event_id = new_event_id()
-    await repo.insert_birth(conn, here, birth, Made(here, event_id=event_id))
+    if not await repo.insert_birth(conn, here, birth, Made(here, event_id=event_id)):
+        # a counterpart's copy of this birth (its certificate, or her birth of this order) came in
+        # meanwhile: nothing was recorded here, so nothing is announced
+        raise duplicate(
+            "a birth with this medical certificate number or birth order", "medical_certificate_number"
+        )
     event = await announce_about(
         conn, ctx, here, mother_row, "birth.registered.v2", birth_payload(birth), event_id
     )

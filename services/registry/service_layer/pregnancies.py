@@ -29,7 +29,7 @@ from services.registry.service_layer.context import (
     rejected,
 )
 from services.registry.service_layer.persons import known_person
-from shared.errors import NotFound
+from shared.errors import Conflict, NotFound
 from shared.events import payloads as p
 from shared.events.envelope import new_event_id
 
@@ -58,7 +58,13 @@ async def register_pregnancy(
         "registered_on": registered_on,
     }
     event_id = new_event_id()
-    await repo.insert_pregnancy(conn, here, pregnancy, Made(here, event_id=event_id))
+    if not await repo.insert_pregnancy(conn, here, pregnancy, Made(here, event_id=event_id)):
+        # a counterpart's open pregnancy of hers came in meanwhile (pregnancies_one_open)
+        raise Conflict(
+            "the mother has an open pregnancy record: close it first",
+            field="mother_id_number",
+            rule="one-open-pregnancy",
+        )
     event = await announce_about(
         conn,
         ctx,
