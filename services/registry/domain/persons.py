@@ -41,13 +41,18 @@ def check_person(id_number: str, sex: str, birth_date: dt.date) -> None:
         )
 
 
+def is_ours(here: str, hukou: str, residence: str) -> bool:
+    """Whether ``here`` speaks for a person: her place of household registration or of residence
+    (exchange peers refuse a ``person.registered.v1`` from anywhere else,
+    ``shared.events.signature.PLACES_OF_RECORD``)."""
+    return here in (hukou, residence)
+
+
 def check_person_place(here: str, hukou: str, residence: str) -> None:
-    """A person is registered at her place of household registration or at her place of
-    residence: another jurisdiction's registry has no say about her (exchange peers refuse its
-    ``person.registered.v1`` as well, ``shared.events.signature.PLACES_OF_RECORD``)."""
-    if here not in (hukou, residence):
+    """A jurisdiction's own register (an import of it) holds those it speaks for (``is_ours``)."""
+    if not is_ours(here, hukou, residence):
         raise RuleViolation(
-            f"a person is registered at her place of household registration or of residence, and neither is {here}",
+            f"an import is of {here}'s own register: her place of household registration or of residence must be {here}",
             field="residence_division",
             rule="registered-at-hukou-or-residence",
         )
@@ -82,4 +87,7 @@ class PersonRecorded(Person):
 
     jurisdiction: str
     source_division: str
-    event_id: uuid.UUID
+    event_id: uuid.UUID | None = Field(
+        description="the person.registered.v1 announcing her; none for a person of elsewhere "
+        "(a spouse or a father from another division), whom her own registries announce"
+    )

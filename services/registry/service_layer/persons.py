@@ -14,7 +14,7 @@ from services.registry.domain.persons import (
     PersonRecorded,
     RegisterPerson,
     check_person,
-    check_person_place,
+    is_ours,
     sex_from_id_number,
 )
 from services.registry.domain.rules import duplicate
@@ -47,14 +47,24 @@ async def known_person(conn: asyncpg.Connection, here: str, id_number: str, fiel
 async def register_person(
     conn: asyncpg.Connection, ctx: Context, here: str, body: RegisterPerson
 ) -> PersonRecorded:
-    """Record a person in the jurisdiction's register and announce ``person.registered.v1``."""
+    """Record a person in the jurisdiction's register and announce ``person.registered.v1``.
+
+    A person of elsewhere (neither registered nor living here: a spouse or a father from another
+    division, recorded for a marriage or a birth registered here) is recorded and not announced:
+    only her own registries speak for her (``shared.events.signature.PLACES_OF_RECORD``), and the
+    marriage or birth reaches them under her key.
+    """
     check_person(body.id_number, body.sex, body.birth_date)
     person = {**body.model_dump(), "residence_division": body.residence_division or body.hukou_division}
-    check_person_place(here, person["hukou_division"], person["residence_division"])
+    ours = is_ours(here, person["hukou_division"], person["residence_division"])
     subject = ctx.subject(person["id_number"])
-    event_id = new_event_id()
+    event_id = new_event_id() if ours else None
     if not await repo.insert_person(conn, here, person, subject, Made(here, event_id=event_id)):
         raise duplicate("a person with this identity number", "id_number")
+    if not ours:
+        return PersonRecorded.model_validate(
+            {**person, "jurisdiction": here, "source_division": here, "event_id": None}
+        )
     event = await announce_about(
         conn, ctx, here, person, "person.registered.v1", p.PersonRegisteredV1(**person), event_id
     )
