@@ -24,7 +24,8 @@ async def active_marriage(conn: asyncpg.Connection, jurisdiction: str, id_number
 
 async def last_dissolution(conn: asyncpg.Connection, jurisdiction: str, id_number: str) -> dt.date | None:
     return await conn.fetchval(  # type: ignore[no-any-return]
-        """SELECT max(m.dissolution_date) FROM marriage_spouses s JOIN marriages m ON m.id = s.marriage_id
+        """SELECT max(m.dissolution_date)
+           FROM marriage_spouses s JOIN marriages m ON m.jurisdiction = s.jurisdiction AND m.id = s.marriage_id
            WHERE s.jurisdiction = $1 AND s.id_number = $2""",
         jurisdiction,
         id_number,
@@ -77,7 +78,7 @@ async def marriages_of(conn: asyncpg.Connection, jurisdiction: str, id_number: s
     rows = await conn.fetch(
         """SELECT m.id AS marriage_id, m.spouse_a_id_number, m.spouse_b_id_number, m.marriage_date,
                   m.registered_in, m.dissolution_date, m.dissolution_reason, m.source_division
-           FROM marriage_spouses s JOIN marriages m ON m.id = s.marriage_id
+           FROM marriage_spouses s JOIN marriages m ON m.jurisdiction = s.jurisdiction AND m.id = s.marriage_id
            WHERE s.jurisdiction = $1 AND s.id_number = $2 ORDER BY m.marriage_date""",
         jurisdiction,
         id_number,
