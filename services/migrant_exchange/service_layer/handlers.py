@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -57,8 +58,8 @@ async def route_vital_event(
     repair = (
         await cases.case_of_repair(conn, data.get("correction_id")) if event.type == REPAIR_TYPE else None
     )
-    if repair is not None and repair["resolution"]["sender"] != producer:
-        repair = None  # only the registry asked to send the repair speaks for it
+    if repair is not None and not repairs_case(repair, producer, event.subject, data):
+        repair = None  # routed as the correction it is, but it resolves no case
     if repair is not None:  # a reconciliation repair reaches the side it is for, whatever the roster says
         targets.add(repair["resolution"]["target"])
     sent = {}
@@ -72,6 +73,16 @@ async def route_vital_event(
         why = None if target in sent else f"no agreement lets {REPAIR_TYPE} flow from {producer} to {target}"
         await cases.repair_routed(conn, repair["repair_id"], sent.get(target), why)
     return len(sent)
+
+
+def repairs_case(case: Mapping[str, Any], producer: str, subject: str, data: Mapping[str, Any]) -> bool:
+    """Whether a correction carrying a case's repair id is that repair: sent by the registry asked
+    to send it, about the case's person and kind of record. Anything else would have the case
+    resolved by the counterpart's answer to another record, while the case's record stays wrong."""
+    sender: str = case["resolution"]["sender"]
+    return (
+        sender == producer and case["subject"] == subject and case["record_kind"] == data.get("record_type")
+    )
 
 
 async def _notify(
