@@ -9,7 +9,7 @@ import itertools
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -217,3 +217,39 @@ def answered(event: dict[str, Any]) -> set[str]:
     if event["type"] == "exchange.feedback_batch.v1":
         return {a["notification_id"] for a in event["data"]["answers"]}
     return set()
+
+
+@contextlib.contextmanager
+def in_process_registry(
+    pg: Any, name: str, here: str, secret: str, **settings: Any
+) -> Iterator[tuple[Any, str]]:
+    """A registry app of ``here`` on a fresh migrated database, served in-process (FastAPI's
+    TestClient) to one jurisdiction client ``reg-<name>`` holding ``secret``, its clients given
+    inline (CLIENTS_INLINE) as a demo gives them: the client, already authenticated, and the DSN."""
+    import yaml
+    from fastapi.testclient import TestClient
+
+    from services.registry.entrypoints.app import create_app
+    from services.registry.settings import RegistrySettings
+    from shared.auth import DEFAULT_SCOPES, hash_secret
+
+    dsn = pg.create_database(f"{name}_{uuid.uuid4().hex[:8]}")
+    asyncio.run(migrate(dsn, "registry", Path("services/registry/migrations")))
+    client = {
+        "client_id": f"reg-{name}",
+        "kind": "jurisdiction",
+        "jurisdiction": here,
+        "scopes": DEFAULT_SCOPES["jurisdiction"],
+        "secret_hash": hash_secret(secret),
+    }
+    app = create_app(
+        RegistrySettings(
+            database_url=dsn,
+            jurisdictions=here,
+            clients_inline=yaml.safe_dump([client]),
+            run_background=False,
+            **settings,
+        )
+    )
+    with TestClient(app, headers={"Authorization": f"Bearer reg-{name}.{secret}"}) as test_client:
+        yield test_client, dsn

@@ -13,12 +13,10 @@ import datetime as dt
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -31,11 +29,7 @@ from hypothesis.stateful import (
 )
 
 from devstack.embedded import EmbeddedPostgres
-from services.registry.entrypoints.app import create_app
-from services.registry.settings import RegistrySettings
-from shared.auth import DEFAULT_SCOPES, hash_secret
-from shared.db import migrate
-from tests.helpers import medical_certificate, person_id
+from tests.helpers import in_process_registry, medical_certificate, person_id
 
 HERE, ELSEWHERE = "320412", "440703"
 SECRET = "property-test-secret"  # noqa: S105 - a throwaway credential of this test's own client
@@ -90,30 +84,7 @@ SELECT (SELECT count(*) FROM outbox) AS outbox, (SELECT count(*) FROM persons) A
 
 @pytest.fixture(scope="module")
 def registry(pg: EmbeddedPostgres) -> Iterator[tuple[TestClient, str]]:
-    dsn = pg.create_database(f"regprop_{os.getpid()}")
-    asyncio.run(migrate(dsn, "registry", Path("services/registry/migrations")))
-    # Clients from the environment (CLIENTS_INLINE), as a demo configures them without a file.
-    clients = yaml.safe_dump(
-        [
-            {
-                "client_id": "reg-prop",
-                "kind": "jurisdiction",
-                "jurisdiction": HERE,
-                "scopes": DEFAULT_SCOPES["jurisdiction"],
-                "secret_hash": hash_secret(SECRET),
-            }
-        ]
-    )
-    app = create_app(
-        RegistrySettings(
-            database_url=dsn,
-            jurisdictions=HERE,
-            clients_inline=clients,
-            run_background=False,
-            log_json=True,
-        )
-    )
-    with TestClient(app, headers={"Authorization": f"Bearer reg-prop.{SECRET}"}) as client:
+    with in_process_registry(pg, "prop", HERE, SECRET, log_json=True) as (client, dsn):
         yield client, dsn
 
 

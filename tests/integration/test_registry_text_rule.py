@@ -3,23 +3,15 @@ writes nothing; the same rule the roster import applies (``shared.text``)."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 
 from devstack.embedded import EmbeddedPostgres
-from services.registry.entrypoints.app import create_app
-from services.registry.settings import RegistrySettings
-from shared.auth import DEFAULT_SCOPES, hash_secret
-from shared.db import migrate
-from tests.helpers import medical_certificate, person_id, query
+from tests.helpers import in_process_registry, medical_certificate, person_id, query
 
 HERE = "320412"
 SECRET = "text-rule-secret"  # noqa: S105 - a throwaway credential of this test's own client
@@ -28,23 +20,7 @@ FORMULAS = ["=1+2", '=HYPERLINK("http://evil.example/x","张三")', "-2+3+cmd|' 
 
 @pytest.fixture(scope="module")
 def registry(pg: EmbeddedPostgres) -> Iterator[tuple[TestClient, str]]:
-    dsn = pg.create_database(f"regtext_{os.getpid()}")
-    asyncio.run(migrate(dsn, "registry", Path("services/registry/migrations")))
-    clients = yaml.safe_dump(
-        [
-            {
-                "client_id": "reg-text",
-                "kind": "jurisdiction",
-                "jurisdiction": HERE,
-                "scopes": DEFAULT_SCOPES["jurisdiction"],
-                "secret_hash": hash_secret(SECRET),
-            }
-        ]
-    )
-    app = create_app(
-        RegistrySettings(database_url=dsn, jurisdictions=HERE, clients_inline=clients, run_background=False)
-    )
-    with TestClient(app, headers={"Authorization": f"Bearer reg-text.{SECRET}"}) as client:
+    with in_process_registry(pg, "text", HERE, SECRET) as (client, dsn):
         yield client, dsn
 
 

@@ -26,11 +26,11 @@ from services.verification.settings import VerificationSettings
 from shared import signing
 from shared.consumer import EventConsumer
 from shared.db import create_pool, migrate
-from shared.events.catalog import parse_event, spec_for
-from shared.events.envelope import Envelope, new_event_id
+from shared.events.catalog import parse_event
 from shared.events.signature import NOT_AUTHORIZED, Rejected, sign_value
 from shared.identity import subject_key
 from shared.trust import DivisionTrust, PublicKey, TrustList
+from tests.exchange.exchange_helpers import event
 from tests.helpers import notification, person_id
 
 ISSUER, PEER, THIRD = "320412", "440703", "110101"
@@ -48,20 +48,38 @@ SECRET = b"review-secret"
 
 def _signed(event_type: str, signer: str, subject: str, data: dict[str, Any]) -> dict[str, Any]:
     """The published JSON of an event from ``/registry/<signer>``, signed with its own trusted key."""
-    spec = spec_for(event_type)
-    event = Envelope[spec.payload](  # type: ignore[name-defined]
-        id=new_event_id(),
-        source=f"/registry/{signer}",
-        type=event_type,
-        subject=subject,
-        time=dt.datetime.now(dt.UTC),
-        dataschema=spec.dataschema,
-        sequence=1,
-        data=spec.payload.model_validate(data),
-    )
-    value = sign_value(event.model_dump_json(exclude_none=True).encode(), f"{signer}-k", KEYS[signer])
+    made = event(event_type, signer, data, subject, 1)
+    value = sign_value(made.model_dump_json(exclude_none=True).encode(), f"{signer}-k", KEYS[signer])
     doc: dict[str, Any] = orjson.loads(value)
     return doc
+
+
+def _issued(number: str, holder: str) -> dict[str, Any]:
+    """ISSUER's certificate ``number`` of ``holder``."""
+    return {
+        "certificate_number": number,
+        "holder_id_number": holder,
+        "holder_name": "陈静",
+        "marital_status": "married",
+        "children_birth_dates": [],
+        "issuer": ISSUER,
+        "issued_on": dt.date.today().isoformat(),
+        "valid_until": (dt.date.today() + dt.timedelta(days=180)).isoformat(),
+        "key_id": f"{ISSUER}-cert",
+        "status_index": 7,
+        "token": "x.y.z",
+    }
+
+
+def _revoked(number: str, issuer: str) -> dict[str, Any]:
+    """A revocation of ``number`` by ``issuer``."""
+    return {
+        "certificate_number": number,
+        "issuer": issuer,
+        "revoked_on": dt.date.today().isoformat(),
+        "reason": "revoked by its issuer" if issuer == ISSUER else "forged by a peer",
+        "status_index": 0,
+    }
 
 
 def test_verification_keeps_a_certificate_another_issuer_revokes(fresh_db: str) -> None:
@@ -87,31 +105,13 @@ def test_verification_keeps_a_certificate_another_issuer_revokes(fresh_db: str) 
             "certificate.issued.v1",
             ISSUER,
             subject,
-            {
-                "certificate_number": number,
-                "holder_id_number": holder,
-                "holder_name": "陈静",
-                "marital_status": "married",
-                "children_birth_dates": [],
-                "issuer": ISSUER,
-                "issued_on": dt.date.today().isoformat(),
-                "valid_until": (dt.date.today() + dt.timedelta(days=180)).isoformat(),
-                "key_id": f"{ISSUER}-cert",
-                "status_index": 7,
-                "token": "x.y.z",
-            },
+            _issued(number, holder),
         )
         forged = _signed(
             "certificate.revoked.v1",
             PEER,  # signed by PEER with its own, valid, trusted key ...
             subject,
-            {
-                "certificate_number": number,  # ... naming ISSUER's certificate
-                "issuer": PEER,  # ... and itself as issuer, so authority() is satisfied
-                "revoked_on": dt.date.today().isoformat(),
-                "reason": "forged by a peer",
-                "status_index": 0,
-            },
+            _revoked(number, PEER),  # ISSUER's number, PEER as issuer: authority() asks no more
         )
         try:
             async with pool.acquire() as conn:
@@ -144,26 +144,8 @@ def test_a_registry_keeps_its_copy_of_a_certificate_another_issuer_revokes(fresh
         settings = RegistrySettings(database_url=fresh_db, jurisdictions=THIRD)
         holder = person_id("F")
         number = f"{ISSUER}-2026-ABCDEFGH"
-        issued = {
-            "certificate_number": number,
-            "holder_id_number": holder,
-            "holder_name": "陈静",
-            "marital_status": "married",
-            "children_birth_dates": [],
-            "issuer": ISSUER,
-            "issued_on": dt.date.today().isoformat(),
-            "valid_until": (dt.date.today() + dt.timedelta(days=180)).isoformat(),
-            "key_id": f"{ISSUER}-cert",
-            "status_index": 7,
-            "token": "x.y.z",
-        }
-        revoked = {
-            "certificate_number": number,
-            "issuer": PEER,
-            "revoked_on": dt.date.today().isoformat(),
-            "reason": "forged by a peer",
-            "status_index": 0,
-        }
+        issued = _issued(number, holder)
+        revoked = _revoked(number, PEER)
         try:
             async with pool.acquire() as conn:
                 async with conn.transaction():
@@ -181,7 +163,7 @@ def test_a_registry_keeps_its_copy_of_a_certificate_another_issuer_revokes(fresh
                         conn,
                         settings,
                         notification(
-                            THIRD, "certificate.revoked.v1", {**revoked, "issuer": ISSUER}, source=ISSUER
+                            THIRD, "certificate.revoked.v1", _revoked(number, ISSUER), source=ISSUER
                         ),
                     )
                 truth = await conn.fetchrow(held, number)

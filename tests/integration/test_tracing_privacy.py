@@ -13,15 +13,12 @@ The spans go to an in-memory exporter here instead of the network or stdout.
 from __future__ import annotations
 
 import asyncio
-import os
 import types
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
-import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from opentelemetry import trace
@@ -31,14 +28,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from devstack.embedded import EmbeddedPostgres
-from services.registry.entrypoints.app import create_app
-from services.registry.settings import RegistrySettings
 from shared import tracing
-from shared.auth import DEFAULT_SCOPES, hash_secret
 from shared.consumer import EventConsumer
-from shared.db import migrate
 from shared.sensitivity import NEUTRAL_CATEGORY, NEUTRAL_ROUTE, NEUTRAL_TOPIC
-from tests.helpers import person_id
+from tests.helpers import in_process_registry, person_id
 
 HERE = "320412"
 SECRET = "tracing-privacy-secret"  # noqa: S105 - a throwaway credential of this test's own client
@@ -59,23 +52,7 @@ def spans() -> Iterator[InMemorySpanExporter]:
 
 @pytest.fixture(scope="module")
 def registry(pg: EmbeddedPostgres, spans: InMemorySpanExporter) -> Iterator[TestClient]:
-    dsn = pg.create_database(f"tracepriv_{os.getpid()}")
-    asyncio.run(migrate(dsn, "registry", Path("services/registry/migrations")))
-    clients = yaml.safe_dump(
-        [
-            {
-                "client_id": "reg-trace",
-                "kind": "jurisdiction",
-                "jurisdiction": HERE,
-                "scopes": DEFAULT_SCOPES["jurisdiction"],
-                "secret_hash": hash_secret(SECRET),
-            }
-        ]
-    )
-    app = create_app(
-        RegistrySettings(database_url=dsn, jurisdictions=HERE, clients_inline=clients, run_background=False)
-    )
-    with TestClient(app, headers={"Authorization": f"Bearer reg-trace.{SECRET}"}) as client:
+    with in_process_registry(pg, "trace", HERE, SECRET) as (client, _):
         yield client
 
 
