@@ -4,7 +4,9 @@ DESIGN.md sections 8 and 10: operators see operations, not people. A pregnancy i
 personal information, so wherever an operator can look (the exchange's notification and
 dead-letter listings, the dashboard, every service's metric labels) a pregnancy event's type is
 shown as ``NEUTRAL_CATEGORY`` and its topic as ``NEUTRAL_TOPIC``; the registries, which must apply
-it, still see the real type.
+it, still see the real type. On the topics every registry reads (notifications, disclosures) a
+sensitive type travels under ``NEUTRAL_CATEGORY`` as well; a notification's real type is sealed
+to its addressee (``shared.sealing``).
 
 The neutral name says that an event is restricted, not which kind: today only pregnancy types
 are in it, so a reader who knows that learns "a restricted event" and no more than that.

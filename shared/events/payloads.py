@@ -234,13 +234,19 @@ class ExchangeNotificationV1(Payload):
 
     On Kafka the payload travels ``sealed`` to the addressee's encryption key and ``payload``
     is empty; a jurisdiction without a key (REST-only) fetches the payload over REST instead.
+    A sensitive event (a pregnancy) is named on Kafka by the neutral category ``vital.restricted``
+    only, with no withheld fields: its real type and withheld fields are sealed with its payload
+    (``RestrictedEventV1``), so no reader of the topic but the addressee learns its kind.
     """
 
     notification_id: uuid.UUID
     target_division: DivisionCode
     source_division: DivisionCode
     event_id: uuid.UUID
-    event_type: str
+    event_type: str = Field(
+        description="the notified event's type; on Kafka a sensitive type reads as the neutral category "
+        "``vital.restricted``, its real type sealed with the payload"
+    )
     event_sequence: int = Field(ge=1)
     event_time: dt.datetime
     deadline: dt.datetime
@@ -256,6 +262,16 @@ class ExchangeNotificationV1(Payload):
         description="fields the agreement withholds from the addressee: absent from the payload by "
         "contract (each one of the event payload's ``withholdable`` fields)",
     )
+
+
+class RestrictedEventV1(Payload):
+    """What a notification of a sensitive event seals instead of its bare payload: the event's real
+    type and the fields the agreement withholds from it (their names say the kind too), beside the
+    payload. Only the addressee reads them; the notification itself names ``vital.restricted``."""
+
+    event_type: str = Field(max_length=100)
+    withheld_fields: list[FieldName] = Field(default_factory=list, max_length=64)
+    payload: dict[str, object]
 
 
 class FieldConflict(Payload):

@@ -23,7 +23,16 @@ from shared.events.signature import (
     verify_value,
 )
 from shared.identity import subject_key
-from shared.sealing import CannotOpen, notification_aad, open_sealed, seal
+from shared.sealing import (
+    CannotOpen,
+    notification_aad,
+    notification_contents,
+    notification_named,
+    notification_plaintext,
+    open_sealed,
+    seal,
+)
+from shared.sensitivity import NEUTRAL_CATEGORY
 from shared.trust import DivisionTrust, ExchangeTrust, PublicKey, TrustList, bound_key_url
 from tests.helpers import person_id, production_settings
 
@@ -328,6 +337,35 @@ def test_a_sealed_payload_opens_for_its_addressee_and_its_notification_only() ->
             open_sealed(sealed, keys, bound)
     second = seal(b"{}", "320412-enc", raw, aad)
     assert second.nonce != sealed.nonce
+
+
+def test_a_restricted_notification_names_the_neutral_category_and_seals_its_type() -> None:
+    """A pregnancy notification names ``vital.restricted`` and no withheld field in clear; the seal
+    holds its real type, and under the neutral name only a restricted type is taken. Any other
+    notification keeps its type and withheld fields in clear and seals its bare payload."""
+    named = notification_named("pregnancy.closed.v1", ["outcome"])
+    assert named == (NEUTRAL_CATEGORY, [])
+    assert notification_named("person.registered.v1", ["sex"]) == ("person.registered.v1", ["sex"])
+    sealed = notification_plaintext("pregnancy.closed.v1", ["outcome"], {"pregnancy_id": "x"})
+    assert notification_contents(sealed, *named) == (
+        "pregnancy.closed.v1",
+        ["outcome"],
+        {"pregnancy_id": "x"},
+    )
+    plain = notification_plaintext("person.registered.v1", ["sex"], {"name": "x"})
+    assert orjson.loads(plain) == {"name": "x"}
+    assert notification_contents(plain, "person.registered.v1", ["sex"]) == (
+        "person.registered.v1",
+        ["sex"],
+        {"name": "x"},
+    )
+    for inside, withheld in (
+        (notification_plaintext("person.registered.v1", [], {"name": "x"}), []),  # a bare payload
+        (orjson.dumps({"event_type": "person.registered.v1", "withheld_fields": [], "payload": {}}), []),
+        (sealed, ["outcome"]),  # a neutral notification names no withheld field in clear
+    ):
+        with pytest.raises(CannotOpen):
+            notification_contents(inside, NEUTRAL_CATEGORY, withheld)
 
 
 def test_key_urls_are_bound_to_divisions_and_https_outside_the_cluster() -> None:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import asyncpg
-import orjson
 
 from services.migrant_exchange.adapters import delivery
 from services.migrant_exchange.adapters import discrepancies as cases
@@ -29,7 +28,7 @@ from shared.events.upcasting import current_type
 from shared.identity import subject_key
 from shared.observability import redact
 from shared.outbox import add_event, batched, queue_event
-from shared.sealing import notification_aad, seal
+from shared.sealing import notification_aad, notification_named, notification_plaintext, seal
 from shared.sensitivity import neutral_text
 
 EXCHANGE_SOURCE = "/exchange"
@@ -171,16 +170,22 @@ async def publish(
 
     The payload goes sealed to the addressee's encryption key in the trust list: every other
     reader of the broker, jurisdictions included, sees ciphertext. An addressee without a key
-    (a REST-only jurisdiction) gets no payload on Kafka at all; it fetches it over REST.
+    (a REST-only jurisdiction) gets no payload on Kafka at all; it fetches it over REST. A
+    sensitive event is named by the neutral category only, its real type and withheld fields
+    sealed with the payload (``shared.sealing.notification_named``); the exchange's own row keeps
+    the real type, for routing, re-sends and the addressee's REST pick-up.
     """
     fields = p.ExchangeNotificationV1.model_fields
+    named, withheld = notification_named(n["event_type"], list(n["withheld_fields"]))
     clear = {k: v for k, v in n.items() if k in fields and k != "payload"}
+    clear |= {"event_type": named, "withheld_fields": withheld}
     target = n["target_division"]
     key = trust_list(settings.trust_list_file).encryption_key(target, dt.datetime.now(dt.UTC))
     sealed = None
     if key is not None:
-        aad = notification_aad(n["notification_id"], target, n["event_type"])
-        sealed = seal(orjson.dumps(n["payload"]), key.kid, key.raw, aad)
+        aad = notification_aad(n["notification_id"], target, named)
+        plaintext = notification_plaintext(n["event_type"], list(n["withheld_fields"]), n["payload"])
+        sealed = seal(plaintext, key.kid, key.raw, aad)
     await queue_event(
         conn,
         event_type="exchange.notification.v1",

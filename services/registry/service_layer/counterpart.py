@@ -12,7 +12,6 @@ import uuid
 from typing import Any
 
 import asyncpg
-import orjson
 from pydantic import ValidationError
 
 from services.registry.adapters import persons
@@ -35,7 +34,8 @@ from shared.events.restriction import NotWithholdable, restricted_model
 from shared.events.upcasting import current_field, upcast_data
 from shared.inbox import forget_applied
 from shared.outbox import queue_event
-from shared.sealing import CannotOpen, notification_aad, open_sealed
+from shared.sealing import CannotOpen, notification_aad, notification_contents, open_sealed
+from shared.sensitivity import NEUTRAL_CATEGORY
 from shared.trust import keyring_of
 
 log = logging.getLogger(__name__)
@@ -96,12 +96,13 @@ async def _apply_moves(
 
 def _opened(settings: RegistrySettings, n: p.ExchangeNotificationV1) -> tuple[Target, str, dict[str, Any]]:
     """Whom the notification is for and from, and the event it carries, opened and checked."""
-    event_type, data = _validated(n, _payload(settings, n))
+    event_type, data = _validated(*_contents(settings, n))
     secret = settings.subject_key_secret.get_secret_value().encode()
     return Target(n.target_division, n.source_division, n.event_id, secret), event_type, data
 
 
 def _why_not(n: p.ExchangeNotificationV1, e: Exception) -> str:
+    """Why it was refused, naming the type as the notification names it (a sensitive one neutral)."""
     if isinstance(e, CannotOpen):
         return f"cannot read {n.event_type}: {e}"
     if isinstance(e, NotWithholdable):
@@ -184,27 +185,32 @@ async def _answer(
     )
 
 
-def _validated(n: p.ExchangeNotificationV1, payload: Any) -> tuple[str, dict[str, Any]]:
+def _validated(event_type: str, withheld_fields: list[str], payload: Any) -> tuple[str, dict[str, Any]]:
     """The payload as the current version of its type, checked against its contract.
 
     Upcast after the envelope's signature was checked (the consumer did): an older version still
     in flight is applied as the current one (``shared.events.upcasting``). The fields the
     notification says the agreement withholds may (only) be absent, each must be one the
     contract lets go, and every other field keeps its rule."""
-    event_type, raw = upcast_data(n.event_type, payload)
-    withheld = frozenset(current_field(n.event_type, f) for f in n.withheld_fields)
-    model = restricted_model(spec_for(event_type).payload, withheld)
+    current, raw = upcast_data(event_type, payload)
+    withheld = frozenset(current_field(event_type, f) for f in withheld_fields)
+    model = restricted_model(spec_for(current).payload, withheld)
     data: dict[str, Any] = model.model_validate(raw).model_dump()
-    return event_type, data
+    return current, data
 
 
-def _payload(settings: RegistrySettings, n: p.ExchangeNotificationV1) -> Any:
-    """The notification's payload: opened with this registry's key when it came sealed."""
+def _contents(settings: RegistrySettings, n: p.ExchangeNotificationV1) -> tuple[str, list[str], Any]:
+    """The event type, withheld fields and payload the notification carries: opened with this
+    registry's key when it came sealed. A sensitive event is named ``vital.restricted`` in clear;
+    its real type and withheld fields are read from the seal, which binds that name
+    (``shared.sealing.notification_contents``)."""
     if n.sealed is None:
-        return n.payload
+        if n.event_type == NEUTRAL_CATEGORY:
+            raise CannotOpen("a restricted notification comes sealed")
+        return n.event_type, list(n.withheld_fields), n.payload
     keys = keyring_of(settings.event_keys_file).decryption_keys(n.target_division)
     aad = notification_aad(n.notification_id, n.target_division, n.event_type)
-    return orjson.loads(open_sealed(n.sealed, keys, aad))
+    return notification_contents(open_sealed(n.sealed, keys, aad), n.event_type, list(n.withheld_fields))
 
 
 async def _apply(conn: asyncpg.Connection, t: Target, event_type: str, d: dict[str, Any]) -> Outcome:

@@ -86,6 +86,8 @@ def test_the_walk_through_over_rest_and_a_pregnancy_closed_there_after_she_retur
     assert departure["payload"]["to_division"] == REST_ONLY and departure["payload"]["id_number"] == mother
     pregnancy = _collect(rest, preg["event_id"])
     assert pregnancy["payload"]["expected_delivery"] == "2027-02-01"  # no restriction towards 110101
+    # On the broker it is only ``vital.restricted``; the addressee reads the real type here.
+    assert pregnancy["event_type"] == "pregnancy.registered.v1"
     child = _collect(rest, born["event_id"])
     assert child["payload"]["child_name"] == born["child_name"]
     for note in (departure, pregnancy, child):
@@ -123,6 +125,7 @@ def test_the_walk_through_over_rest_and_a_pregnancy_closed_there_after_she_retur
     assert (
         closure["payload"]["pregnancy_id"] == preg["pregnancy_id"]
         and closure["payload"]["outcome"] == "birth"
+        and closure["event_type"] == "pregnancy.closed.v1"
     )
     _answer(rest, closure, "applied")
     assert [(n["target_division"], n["state"]) for n in notes_of(s, closed["event_id"])] == [

@@ -1,0 +1,272 @@
+"""A pregnancy notification names its kind to its addressee only (DESIGN.md section 10: pregnancy
+data is readable by the person's own two registries and nobody else, broker readers included).
+
+Every registry reads the whole notification topic and holds the subject-key secret, so it can
+compute the key of anyone whose identity number it knows. A notification that named
+``pregnancy.registered.v1`` (or a withheld ``expected_delivery``) in clear beside that key would
+tell it that she registered a pregnancy, where and when, however well the payload is sealed. On
+the wire a sensitive notification names only the neutral category (``shared.sensitivity``); its
+real type and withheld fields travel inside the seal, bound to the notification
+(``shared.sealing``), and the target registry applies the type it finds there.
+
+The exchange's routing handler (``messagebus.in_order``) runs on a real, migrated PostgreSQL
+database with registry events built as the registries build them; what it queues in its outbox is
+what the relay publishes. The target registry applies those very messages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+from devstack.trust import TrustFiles
+from services.migrant_exchange.service_layer import messagebus
+from services.migrant_exchange.settings import ExchangeSettings
+from services.registry.service_layer.counterpart import apply_notification
+from services.registry.settings import RegistrySettings
+from shared.db import create_pool, migrate, unit_of_work
+from shared.events.catalog import parse_event
+from shared.events.envelope import Envelope
+from shared.events.payloads import ExchangeNotificationV1
+from shared.identity import subject_key
+from shared.outbox import batched
+from shared.sealing import CannotOpen, notification_aad, notification_contents, open_sealed
+from shared.sensitivity import NEUTRAL_CATEGORY
+from tests.exchange.exchange_helpers import SECRET, A, B, event, new_person, person_event
+
+ROOT = Path(__file__).resolve().parents[2]
+EXCHANGE_MIGRATIONS = ROOT / "services" / "migrant_exchange" / "migrations"
+REGISTRY_MIGRATIONS = ROOT / "services" / "registry" / "migrations"
+SETTINGS = ExchangeSettings(subject_key_secret=SECRET.decode())
+# Towards A the agreement withholds a pregnancy's expected delivery: a field whose name says the kind.
+VISIBLE = {
+    "*": {"pregnancy.registered.v1": ["pregnancy_id", "mother_id_number", "registered_in", "registered_on"]}
+}
+
+
+@pytest.fixture
+async def pool(pg: Any) -> AsyncIterator[asyncpg.Pool]:
+    """One migrated exchange database; every pair agrees on every event type."""
+    dsn = pg.create_database(f"restricted_{uuid.uuid4().hex[:12]}")
+    await migrate(dsn, "migrant_exchange", EXCHANGE_MIGRATIONS)
+    made = await create_pool(dsn, min_size=1, max_size=2)
+    await made.execute(
+        "INSERT INTO agreements VALUES ('*', '*', $1, 3600, $2::text::jsonb)",
+        ["*"],
+        orjson.dumps(VISIBLE).decode(),
+    )
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+@pytest.fixture
+def trust(tmp_path: Path) -> TrustFiles:
+    """Keys for A and B, as the embedded stack makes them: both have an encryption key."""
+    files = TrustFiles(tmp_path / "trust")
+    files.write([A, B], {})
+    return files
+
+
+class Registries:
+    """Events numbered per subject and producing registry, as the registries' outboxes number them."""
+
+    def __init__(self) -> None:
+        self.seq: dict[tuple[str, str], int] = {}
+
+    def make(
+        self, event_type: str, producer: str, data: dict[str, Any], id_number: str, **ext: Any
+    ) -> Envelope[Any]:
+        subject = subject_key(id_number, SECRET)
+        n = self.seq[(subject, producer)] = self.seq.get((subject, producer), 0) + 1
+        return event(event_type, producer, data, subject, n, **ext)
+
+    def person(self, id_number: str, producer: str, hukou: str, residence: str) -> Envelope[Any]:
+        e = person_event(id_number, producer, hukou, residence)
+        n = self.seq[(e.subject, producer)] = self.seq.get((e.subject, producer), 0) + 1
+        return e.model_copy(update={"sequence": n})
+
+
+def _pregnancy(r: Registries, mother: str) -> Envelope[Any]:
+    """Her pregnancy registered at B, where she lives (her hukou is A): A is told."""
+    return r.make(
+        "pregnancy.registered.v1",
+        B,
+        {
+            "pregnancy_id": str(uuid.uuid4()),
+            "mother_id_number": mother,
+            "registered_in": B,
+            "registered_on": "2025-03-01",
+            "expected_delivery": "2025-10-01",
+        },
+        mother,
+        origin=A,
+        destination=B,
+    )
+
+
+async def _route(pool: asyncpg.Pool, settings: ExchangeSettings, events: list[Envelope[Any]]) -> None:
+    handle = messagebus.in_order(settings)
+    for e in events:  # one unit of work each, as separate consumer fetches would
+        async with unit_of_work(pool) as conn, batched(conn):
+            await handle(conn, e)
+
+
+async def _on_the_wire(pool: asyncpg.Pool, event_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The notification messages of an event as the relay publishes them: key, value, headers."""
+    rows = await pool.fetch(
+        "SELECT key, value, headers FROM outbox WHERE event_type = 'exchange.notification.v1'"
+    )
+    return [r for r in rows if orjson.loads(r["value"])["data"]["event_id"] == str(event_id)]
+
+
+async def test_a_pregnancy_notification_does_not_name_its_type_and_person_on_the_broker(
+    pool: asyncpg.Pool,
+) -> None:
+    """Every registry reads the whole notification topic and holds the subject-key secret, so it can
+    compute the key of anyone whose identity number it knows (a former resident, say). The sealed
+    payload hides the data, but ``data.event_type`` travelled in clear beside ``subject``: any
+    registry learned that this person registered (and later closed) a pregnancy, where and when.
+    Here A has no encryption key (REST-only): on the wire there is nothing but the neutral type."""
+    r = Registries()
+    mother = new_person()
+    registration = _pregnancy(r, mother)
+    await _route(pool, SETTINGS, [r.person(mother, A, A, B), registration])
+    rows = await pool.fetch("SELECT value FROM outbox WHERE event_type = 'exchange.notification.v1'")
+    on_the_wire = [orjson.loads(row["value"]) for row in rows]
+    about_her = [m for m in on_the_wire if m["data"]["event_id"] == str(registration.id)]
+    assert about_her, "the pregnancy was routed"
+    for m in about_her:
+        assert not str(m["data"]["event_type"]).startswith("pregnancy."), (
+            f"a notification names {m['data']['event_type']} in clear under subject {m['subject'][:8]}…"
+        )
+        assert m["data"]["event_type"] == NEUTRAL_CATEGORY
+        assert (
+            m["data"]["sealed"] is None and m["data"]["payload"] == {} and m["data"]["withheld_fields"] == []
+        )
+    # The exchange routes by the real type and hands it to the addressee over REST.
+    kept = await pool.fetchrow(
+        "SELECT event_type, withheld_fields FROM notifications WHERE event_id = $1", registration.id
+    )
+    assert kept["event_type"] == "pregnancy.registered.v1" and kept["withheld_fields"] == [
+        "expected_delivery"
+    ]
+
+
+async def test_the_type_and_withheld_fields_of_a_pregnancy_travel_inside_the_seal(
+    pool: asyncpg.Pool, trust: TrustFiles
+) -> None:
+    """Sealed to A's key: outside the seal the neutral category, no withheld field, nothing in the
+    value, the key or the Kafka headers that names a pregnancy; inside, what A must apply. A
+    notification of any other kind keeps its contract (its type and withheld fields in clear, the
+    bare payload sealed)."""
+    settings = ExchangeSettings(subject_key_secret=SECRET.decode(), trust_list_file=str(trust.trust_list))
+    r = Registries()
+    mother = new_person()
+    person = r.person(mother, B, A, B)  # registered at B, where she lives: A, her hukou, is told
+    registration = _pregnancy(r, mother)
+    await _route(pool, settings, [person, registration])
+
+    [sent] = await _on_the_wire(pool, registration.id)
+    assert b"pregnan" not in bytes(sent["value"]).lower() and b"expected_delivery" not in bytes(sent["value"])
+    assert "pregnan" not in sent["key"] and not [v for v in sent["headers"].values() if "pregnan" in v]
+    n = ExchangeNotificationV1.model_validate(orjson.loads(sent["value"])["data"])
+    assert (n.target_division, n.event_type, n.withheld_fields, n.payload) == (A, NEUTRAL_CATEGORY, [], {})
+    assert n.sealed is not None
+    keys = trust.keyring(A).decryption_keys(A)
+    opened = open_sealed(n.sealed, keys, notification_aad(n.notification_id, A, NEUTRAL_CATEGORY))
+    event_type, withheld, payload = notification_contents(opened, n.event_type, n.withheld_fields)
+    assert (event_type, withheld) == ("pregnancy.registered.v1", ["expected_delivery"])
+    assert payload["mother_id_number"] == mother and "expected_delivery" not in payload
+    # Sealed under the neutral name: relabelled with its real type, it no longer opens.
+    with pytest.raises(CannotOpen):
+        open_sealed(n.sealed, keys, notification_aad(n.notification_id, A, "pregnancy.registered.v1"))
+
+    [told] = await _on_the_wire(pool, person.id)
+    other = ExchangeNotificationV1.model_validate(orjson.loads(told["value"])["data"])
+    assert other.event_type == "person.registered.v1" and other.sealed is not None
+    plain = open_sealed(other.sealed, keys, notification_aad(other.notification_id, A, other.event_type))
+    assert orjson.loads(plain)["id_number"] == mother  # the bare payload, as before
+
+
+async def _registry(pg: Any, trust: TrustFiles, mother: str) -> tuple[asyncpg.Pool, RegistrySettings]:
+    """A's registry, holding A's keys, with the mother on record."""
+    dsn = pg.create_database(f"restricted_reg_{uuid.uuid4().hex[:12]}")
+    await migrate(dsn, "registry", REGISTRY_MIGRATIONS)
+    made = await create_pool(dsn, min_size=1, max_size=1)
+    await made.execute(
+        """INSERT INTO persons (jurisdiction, id_number, subject, name, sex, birth_date,
+                                hukou_division, residence_division, source_division)
+           VALUES ($1, $2, $3, '母亲', 'F', $4, $1, $5, $1)""",
+        A,
+        mother,
+        subject_key(mother, SECRET),
+        dt.date.fromisoformat(f"{mother[6:10]}-{mother[10:12]}-{mother[12:14]}"),
+        B,
+    )
+    settings = RegistrySettings(
+        database_url=dsn,
+        jurisdictions=A,
+        subject_key_secret=SECRET.decode(),
+        event_keys_file=str(trust.keys_file(A)),
+    )
+    return made, settings
+
+
+async def test_the_target_registry_applies_the_sealed_type_and_refuses_a_relabelled_notification(
+    pool: asyncpg.Pool, pg: Any, trust: TrustFiles
+) -> None:
+    """A opens the seal and applies the pregnancy it finds there, and answers ``applied``. The same
+    notification with its neutral name swapped for the real type, or a notification of another kind
+    renamed to the neutral category, does not open: refused, nothing applied. (On the broker the
+    exchange's signature already refuses a relabelled envelope; this is the seal's own binding.)"""
+    settings = ExchangeSettings(subject_key_secret=SECRET.decode(), trust_list_file=str(trust.trust_list))
+    r = Registries()
+    mother = new_person()
+    person = r.person(mother, B, A, B)
+    registration = _pregnancy(r, mother)
+    await _route(pool, settings, [person, registration])
+    [sent] = await _on_the_wire(pool, registration.id)
+    [told] = await _on_the_wire(pool, person.id)
+    genuine = parse_event(bytes(sent["value"]))
+    other = parse_event(bytes(told["value"]))
+
+    def renamed(e: Envelope[Any], event_type: str) -> Envelope[Any]:
+        """The notification as a broker (or a registry replaying it) might relabel it."""
+        data = e.data.model_copy(update={"event_type": event_type})
+        return e.model_copy(update={"id": uuid.uuid4(), "data": data})
+
+    forged = [renamed(genuine, "pregnancy.registered.v1"), renamed(other, NEUTRAL_CATEGORY)]
+
+    reg, reg_settings = await _registry(pg, trust, mother)
+    try:
+        for e in forged:
+            async with unit_of_work(reg) as conn:
+                await apply_notification(conn, reg_settings, e)
+        assert await reg.fetchval("SELECT count(*) FROM pregnancies") == 0
+        async with unit_of_work(reg) as conn:
+            await apply_notification(conn, reg_settings, genuine)
+        kept = await reg.fetch("SELECT id, jurisdiction, source_division, expected_delivery FROM pregnancies")
+        assert [(k["jurisdiction"], k["source_division"], k["expected_delivery"]) for k in kept] == [
+            (A, B, None)
+        ]
+        assert str(kept[0]["id"]) == registration.data.model_dump(mode="json")["pregnancy_id"]
+        answers = [
+            orjson.loads(row["value"])["data"]
+            for row in await reg.fetch(
+                "SELECT value FROM outbox WHERE event_type = 'exchange.feedback.v1' ORDER BY id"
+            )
+        ]
+        assert [a["outcome"] for a in answers] == ["rejected", "rejected", "applied"]
+        assert answers[2]["notification_id"] == str(genuine.data.notification_id)
+        assert all(a["reason"].startswith("cannot read") for a in answers[:2])
+    finally:
+        await reg.close()
