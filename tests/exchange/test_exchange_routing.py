@@ -162,7 +162,9 @@ def test_a_notification_without_feedback_becomes_overdue_and_rest_feedback_close
     again = offline.post(
         f"/v1/notifications/{listed['notification_id']}/feedback", json={"outcome": "rejected"}
     )
-    assert again.status_code in (200, 201) and again.json()["state"] == "applied"  # the first answer stands
+    assert again.status_code == 409 and again.json()["errors"][0]["rule"] == "answered-once", again.text
+    listed_again = offline.get(f"/v1/notifications/{listed['notification_id']}")
+    assert listed_again.json()["state"] == "applied"  # the first answer stands
 
 
 def test_an_early_event_waits_for_its_predecessor(xstack: Stack) -> None:
