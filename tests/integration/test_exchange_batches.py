@@ -201,6 +201,9 @@ async def _state(pool: asyncpg.Pool) -> dict[str, Any]:
                       withheld_fields, state, conflicts, reason, attempts FROM notifications ORDER BY event_id, target_division"""
         )
         outbox = await conn.fetch("SELECT event_type, topic, key, value FROM outbox ORDER BY id")
+        holders = await conn.fetch(
+            "SELECT record_type, record_id, division FROM record_holders ORDER BY 1, 2, 3"
+        )
     published, disclosed = [], []
     for row in outbox:
         value = orjson.loads(row["value"])
@@ -220,6 +223,7 @@ async def _state(pool: asyncpg.Pool) -> dict[str, Any]:
         "progress": [dict(r) for r in progress],
         "parked": [dict(r) for r in parked],
         "notifications": [dict(r) for r in notes],
+        "holders": [tuple(r) for r in holders],
         # per key in order (what Kafka keeps in order), not across keys
         "outbox": sorted(published, key=lambda r: (r[1], r[2], r[3], r[4])),
         # batch events go to partitions by their own ids: no order between them to compare
@@ -256,6 +260,7 @@ async def test_a_batch_routes_and_closes_as_its_events_would_one_by_one(
     assert await _state(single) == await _state(batch)
     assert len((await _state(batch))["notifications"]) > 20  # the stream did route
     assert len((await _state(batch))["disclosed"]) >= 20  # and told the people's registries
+    assert (await _state(batch))["holders"]  # and kept who holds the marriages and births
     assert sum(folded) > len(events) / 2  # most of it the batch way
 
     answers = {}

@@ -45,6 +45,20 @@ def test_a_marriage_reaches_both_spouses_places() -> None:
     assert got == {A, C}
 
 
+def test_a_pregnancy_s_closure_and_correction_reach_its_holders_alone() -> None:
+    moved_on = Whereabouts(A, C, T0)  # B registered it while she lived there, A was told; now at C
+    closed = {"pregnancy_id": "p"}
+    assert counterparts(A, "pregnancy.closed.v1", closed, moved_on, holders={A, B}) == {B}
+    assert counterparts(A, "pregnancy.closed.v1", closed, moved_on) == set()  # C never held it
+    corrected = {"record_type": "pregnancy", "record_id": "p"}
+    assert counterparts(B, "record.corrected.v1", corrected, moved_on, holders={A, B}) == {A}
+
+
+def test_a_correction_reaches_the_record_s_holders_besides_its_subject_s_places() -> None:
+    corrected = {"record_type": "marriage", "record_id": "m"}
+    assert counterparts(A, "record.corrected.v1", corrected, Whereabouts(A, C, T0), holders={A, B}) == {B, C}
+
+
 def test_retries_back_off_up_to_a_cap() -> None:
     assert [retry_delay(10, n, 60) for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 60, 60]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
@@ -60,21 +61,49 @@ async def insert_notification(conn: asyncpg.Connection, n: dict[str, Any]) -> bo
     return n["notification_id"] in await insert_notifications(conn, [n])
 
 
-async def add_pregnancy_recipient(conn: asyncpg.Connection, pregnancy_id: str, target: str) -> None:
-    await conn.execute(
-        "INSERT INTO pregnancy_recipients VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        uuid.UUID(pregnancy_id),
-        target,
-    )
+async def add_holders(conn: asyncpg.Connection, holders: Iterable[tuple[str, str, str]]) -> None:
+    """Record who holds which record: (record kind, record id, division); known ones are kept."""
+    rows = sorted(set(holders))
+    if rows:
+        await conn.execute(
+            """INSERT INTO record_holders (record_type, record_id, division)
+               SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[]) ON CONFLICT DO NOTHING""",
+            [kind for kind, _, _ in rows],
+            [uuid.UUID(key) for _, key, _ in rows],
+            [division for _, _, division in rows],
+        )
 
 
-async def take_pregnancy_recipients(conn: asyncpg.Connection, pregnancy_id: str) -> set[str]:
-    """Who received this pregnancy's registration; the rows go (its closure is being routed)."""
+async def holders_of(conn: asyncpg.Connection, kind: str, key: str) -> set[str]:
+    """Who holds this record."""
+    record_id = _record_id(key)
+    if record_id is None:
+        return set()
     rows = await conn.fetch(
-        "DELETE FROM pregnancy_recipients WHERE pregnancy_id = $1 RETURNING target_division",
-        uuid.UUID(pregnancy_id),
+        "SELECT division FROM record_holders WHERE record_type = $1 AND record_id = $2", kind, record_id
     )
-    return {r["target_division"] for r in rows}
+    return {r["division"] for r in rows}
+
+
+async def take_holders(conn: asyncpg.Connection, kind: str, key: str) -> set[str]:
+    """Who holds this record; the rows go (it is being closed: a pregnancy's closure is routed)."""
+    record_id = _record_id(key)
+    if record_id is None:
+        return set()
+    rows = await conn.fetch(
+        "DELETE FROM record_holders WHERE record_type = $1 AND record_id = $2 RETURNING division",
+        kind,
+        record_id,
+    )
+    return {r["division"] for r in rows}
+
+
+def _record_id(key: str) -> uuid.UUID | None:
+    """A held record's key (a uuid); None for another (a correction may name any record)."""
+    try:
+        return uuid.UUID(key)
+    except ValueError:
+        return None
 
 
 async def close_notification(

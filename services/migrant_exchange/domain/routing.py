@@ -46,7 +46,9 @@ def related_people(event_type: str, data: dict[str, object]) -> list[str]:
 
     A marriage concerns both spouses; a birth concerns the father as well as the mother (the
     event's subject). A pregnancy concerns the mother alone: it is shared only between her own
-    two registries.
+    two registries. A correction names nobody (it carries the record's key and the changes, never
+    a spouse's or a father's number): it reaches the registries that hold the record it corrects,
+    theirs among them (``counterparts``' ``holders``).
     """
     if event_type.startswith("marriage."):
         return [str(data[k]) for k in ("spouse_a_id_number", "spouse_b_id_number") if data.get(k)]
@@ -61,17 +63,21 @@ def counterparts(
     data: dict[str, object],
     after: Whereabouts,
     related: tuple[Whereabouts, ...] = (),
-    earlier: Iterable[str] = (),
+    holders: Iterable[str] = (),
 ) -> set[str]:
     """Jurisdictions other than the producer that keep this subject's records.
 
     Origin (hukou) and destination (residence) always hear; for a move, the place left and the
     place arrived at hear too. A person who moved on (A -> B -> C) is no longer B's business, and
     a returnee's later events stay at the origin. Related people (a spouse, a father) bring their
-    own origin and residence. ``earlier``: who received the registration this event closes (a
-    pregnancy's closure reaches them wherever the mother lives by then).
+    own origin and residence. ``holders``: the registries that hold the record this event closes
+    or corrects (``named_record``), wherever the subject lives by then: a correction reaches a
+    spouse's and a father's registries as the record did. A pregnancy's closure or correction
+    reaches its holders alone (``held_only``).
     """
-    targets = {after.hukou, after.residence, *earlier}
+    if held_only(event_type, data):
+        return {t for t in holders if t != producer}
+    targets = {after.hukou, after.residence, *holders}
     for other in related:
         targets |= {other.hukou, other.residence}
     if event_type.startswith("migration."):
@@ -79,6 +85,50 @@ def counterparts(
     if event_type == "marriage.registered.v1":
         targets.add(str(data.get("registered_in")))
     return {t for t in targets if t and t != producer and t != "None"}
+
+
+# The records whose holders the exchange keeps, by the events that make or end them (current
+# types) and the payload field holding the key a correction names them by (``record_id``).
+HELD_RECORDS = {
+    "marriage.registered.v1": ("marriage", "marriage_id"),
+    "marriage.dissolved.v1": ("marriage", "marriage_id"),
+    "birth.registered.v2": ("birth", "birth_id"),
+    "pregnancy.registered.v1": ("pregnancy", "pregnancy_id"),
+}
+CORRECTION = "record.corrected.v1"
+
+
+def held_record(event_type: str, data: dict[str, object]) -> tuple[str, str] | None:
+    """The record (kind, key) this event makes or ends: the registry that recorded it and those it
+    is sent to hold it from then on."""
+    kind = HELD_RECORDS.get(event_type)
+    return None if kind is None else (kind[0], str(data[kind[1]]))
+
+
+def named_record(event_type: str, data: dict[str, object]) -> tuple[str, str] | None:
+    """The held record (kind, key) whose holders must hear of this event: the pregnancy a closure
+    ends, the record a correction (or a reconciliation repair) changes."""
+    if event_type == "pregnancy.closed.v1":
+        return "pregnancy", str(data["pregnancy_id"])
+    kinds = {kind for kind, _ in HELD_RECORDS.values()}
+    if event_type == CORRECTION and data.get("record_type") in kinds:
+        return str(data["record_type"]), str(data["record_id"])
+    return None
+
+
+def held_only(event_type: str, data: dict[str, object]) -> bool:
+    """Whether the event reaches the registries that hold its record and nobody else: a
+    pregnancy's closure or correction.
+
+    Pregnancy data is shared only between the mother's own origin and destination registries
+    (DESIGN section 8): those that registered or were told of the pregnancy, her two places when
+    it was registered. Where she lives by the time it ends was never given it (her new residence
+    after A -> B -> C, say), so it is not told of it now: a closure is for closing out a record,
+    and it has none.
+    """
+    return event_type == "pregnancy.closed.v1" or (
+        event_type == CORRECTION and data.get("record_type") == "pregnancy"
+    )
 
 
 def covers(event_types: list[str], event_type: str) -> bool:

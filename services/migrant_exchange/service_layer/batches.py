@@ -11,8 +11,9 @@ notifications, the roster and the progress written with one statement each; the 
 The outcome is the same as applying the events in turn (``tests/integration/test_exchange_batches.py``
 holds the two to each other): the batch is folded in memory in the order it arrived. What is
 rare takes the event-by-event way for the whole batch (``eligible``): an event that must wait for
-its predecessor or releases waiting ones, pregnancies (their recipients are kept for the
-closure), and reconciliation repairs.
+its predecessor or releases waiting ones, pregnancies (a closure reaches the pregnancy's holders
+alone, and forgets them), and corrections (they reach the corrected record's holders) with the
+reconciliation repairs among them.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ Pair = tuple[str, str]  # (subject, source): the ordering's unit
 
 def plain(event: Envelope[Any], routed: frozenset[str]) -> bool:
     """Whether the batch way takes this event's type: feedback, and routed events but pregnancies'
-    and repairs'."""
+    and corrections' (reconciliation repairs among them)."""
     if event.type in FEEDBACK:
         return True
     return (
@@ -87,7 +88,7 @@ async def route(conn: asyncpg.Connection, settings: ExchangeSettings, events: li
     known = {**(await repo.whereabouts_by_subject(conn, unlocked) if unlocked else {}), **roster}
     saved: dict[str, tuple[Whereabouts, int, Any]] = {}
     agreements = _Agreements(conn)
-    notes: list[tuple[Envelope[Any], dict[str, Any], Whereabouts]] = []
+    notes: list[tuple[Envelope[Any], dict[str, Any], Whereabouts, tuple[str, str] | None]] = []
     for e, data, related_keys in zip(events, datas, others, strict=True):
         before = known.get(e.subject, Whereabouts(None, None))
         after = routing.after_event(before, e.type, data, Whereabouts(e.origin, e.destination), e.time)
@@ -95,19 +96,24 @@ async def route(conn: asyncpg.Connection, settings: ExchangeSettings, events: li
         _, moves, last = saved.get(e.subject, (after, 0, e.time))
         saved[e.subject] = (after, moves + e.type.startswith("migration."), max(last, e.time))
         related = tuple(known[k] for k in related_keys if k in known)
+        held = routing.held_record(e.type, data)
         for target in sorted(routing.counterparts(str(e.producer), e.type, data, after, related)):
             row = await agreements.between(str(e.producer), target)
             n = handlers.notification_under(row, settings, e, data, target)
             if n is not None:
-                notes.append((e, n, after))
+                notes.append((e, n, after, held))
     await repo.save_roster(conn, [(s, w, moves, last) for s, (w, moves, last) in saved.items()])
-    inserted = await repo.insert_notifications(conn, [n for _, n, _ in notes])
+    inserted = await repo.insert_notifications(conn, [n for _, n, _, _ in notes])
     told = []
-    for e, n, after in notes:
+    holders: set[tuple[str, str, str]] = set()
+    for e, n, after, held in notes:
         if n["notification_id"] in inserted:
             await handlers.publish(conn, settings, n, e.traceparent)
             told.append(disclosures.notified(e, n["notification_id"], n["target_division"], after))
+            if held is not None:  # as ``handlers.route_vital_event``: its producer and whoever it reached
+                holders |= {(*held, n["target_division"]), (*held, str(e.producer))}
     await disclosures.publish(conn, told)
+    await repo.add_holders(conn, holders)
 
 
 async def close(conn: asyncpg.Connection, events: Iterable[Envelope[Any]]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,7 +32,7 @@ from shared.sealing import notification_aad, notification_named, notification_pl
 from shared.sensitivity import neutral_text
 
 EXCHANGE_SOURCE = "/exchange"
-REPAIR_TYPE = "record.corrected.v1"  # what a reconciliation repair travels as
+REPAIR_TYPE = routing.CORRECTION  # what a reconciliation repair travels as
 
 
 async def route_vital_event(
@@ -52,8 +52,8 @@ async def route_vital_event(
     others = [subject_key(n, secret) for n in routing.related_people(event.type, data)]
     others = [s for s in others if s != event.subject]
     related = await repo.whereabouts_of(conn, others) if others else []
-    earlier = await _earlier_recipients(conn, event.type, data)
-    targets = routing.counterparts(producer, event.type, data, after, tuple(related), earlier)
+    holders = await _holders(conn, event.type, data)
+    targets = routing.counterparts(producer, event.type, data, after, tuple(related), holders)
     repair = (
         await cases.case_of_repair(conn, data.get("correction_id")) if event.type == REPAIR_TYPE else None
     )
@@ -67,6 +67,7 @@ async def route_vital_event(
         if notification_id is not None:
             sent[target] = notification_id
     await disclosures.publish(conn, [disclosures.notified(event, n, t, after) for t, n in sent.items()])
+    await _add_holders(conn, producer, event.type, data, sent)
     if repair is not None:
         target = repair["resolution"]["target"]
         why = None if target in sent else f"no agreement lets {REPAIR_TYPE} flow from {producer} to {target}"
@@ -95,19 +96,32 @@ async def _notify(
     notification = await _notification(conn, settings, event, data, target)
     if notification is None or not await repo.insert_notification(conn, notification):
         return None
-    if event.type == "pregnancy.registered.v1":
-        await repo.add_pregnancy_recipient(conn, data["pregnancy_id"], target)
     await publish(conn, settings, notification, event.traceparent)
     notification_id: uuid.UUID = notification["notification_id"]
     return notification_id
 
 
-async def _earlier_recipients(conn: asyncpg.Connection, event_type: str, data: dict[str, Any]) -> set[str]:
-    """Who received the registration this event closes: a pregnancy's closure reaches every
-    jurisdiction that was told of the pregnancy, wherever the mother lives by then."""
-    if event_type != "pregnancy.closed.v1":
+async def _holders(conn: asyncpg.Connection, event_type: str, data: dict[str, Any]) -> set[str]:
+    """Who holds the record this event closes or corrects (``routing.named_record``): the registry
+    that recorded it and those it was sent to. A pregnancy's closure takes them: once it is closed
+    out the exchange forgets where it was kept."""
+    named = routing.named_record(event_type, data)
+    if named is None:
         return set()
-    return await repo.take_pregnancy_recipients(conn, data["pregnancy_id"])
+    if event_type == "pregnancy.closed.v1":
+        return await repo.take_holders(conn, *named)
+    return await repo.holders_of(conn, *named)
+
+
+async def _add_holders(
+    conn: asyncpg.Connection, producer: str, event_type: str, data: dict[str, Any], sent: Iterable[str]
+) -> None:
+    """The record this event makes or ends (``routing.held_record``) is held from now on by its
+    producer and by those it was just sent to (a replay sends nothing new, and adds nobody)."""
+    held = routing.held_record(event_type, data)
+    told = set(sent)
+    if held is not None and told:
+        await repo.add_holders(conn, [(*held, division) for division in told | {producer}])
 
 
 async def _notification(

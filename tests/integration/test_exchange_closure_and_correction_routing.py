@@ -1,0 +1,298 @@
+"""A closure or a correction reaches the registries that hold the record it ends or corrects (real PostgreSQL).
+
+The exchange keeps who holds a marriage, a birth or a pregnancy: the registry that recorded it and
+every jurisdiction it was sent to. A pregnancy's closure reaches them wherever the mother lives by
+then, the registry that registered it included, and nobody else: pregnancy data stays with the
+registries that hold it (DESIGN section 8). A correction reaches them besides its subject's places
+(a spouse's and a father's registries, as the record did), under the agreements' field
+restrictions; a pregnancy's correction, like its closure, reaches its holders alone. Registry
+events, built as the registries build them, go through the routing consumer's handler
+(``messagebus.in_order``) into a migrated exchange database. The first test and the marriage
+correction's come from the review's reproducing tests (13fa60e).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+from services.migrant_exchange.service_layer import messagebus
+from services.migrant_exchange.settings import ExchangeSettings
+from shared.db import create_pool, migrate, unit_of_work
+from shared.events.envelope import Envelope
+from shared.identity import subject_key
+from shared.outbox import batched
+from tests.exchange.exchange_helpers import SECRET, A, B, C, event, new_person, person_event
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "migrant_exchange" / "migrations"
+SETTINGS = ExchangeSettings(subject_key_secret=SECRET.decode())
+D = "510104"
+
+
+@pytest.fixture
+async def pool(pg: Any) -> AsyncIterator[asyncpg.Pool]:
+    """One migrated exchange database; every pair agrees on every event type."""
+    dsn = pg.create_database(f"held_{uuid.uuid4().hex[:12]}")
+    await migrate(dsn, "migrant_exchange", MIGRATIONS)
+    made = await create_pool(dsn, min_size=1, max_size=2)
+    await made.execute("INSERT INTO agreements VALUES ('*', '*', $1, 3600, '{}')", ["*"])
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+class Registries:
+    """Events numbered per subject and producing registry, as the registries' outboxes number them."""
+
+    def __init__(self) -> None:
+        self.seq: dict[tuple[str, str], int] = {}
+
+    def make(
+        self, event_type: str, producer: str, data: dict[str, Any], id_number: str, **ext: Any
+    ) -> Envelope[Any]:
+        subject = subject_key(id_number, SECRET)
+        n = self.seq[(subject, producer)] = self.seq.get((subject, producer), 0) + 1
+        return event(event_type, producer, data, subject, n, **ext)
+
+    def person(
+        self, id_number: str, producer: str, hukou: str, residence: str, sex: str = "F"
+    ) -> Envelope[Any]:
+        e = person_event(id_number, producer, hukou, residence)
+        if sex != "F":
+            data = {**e.data.model_dump(mode="json"), "sex": sex}
+            e = e.model_copy(update={"data": type(e.data).model_validate(data)})
+        n = self.seq[(e.subject, producer)] = self.seq.get((e.subject, producer), 0) + 1
+        return e.model_copy(update={"sequence": n})
+
+    def move(self, kind: str, producer: str, who: str, hukou: str, src: str, dst: str) -> Envelope[Any]:
+        data = {
+            "migration_id": str(uuid.uuid4()),
+            "id_number": who,
+            "name": "测试",
+            "hukou_division": hukou,
+            "from_division": src,
+            "to_division": dst,
+            "migration_date": "2025-04-01",
+        }
+        return self.make(f"migration.{kind}.v1", producer, data, who, origin=hukou, destination=dst)
+
+    def pregnancy(self, producer: str, mother: str, pregnancy_id: str, **ext: Any) -> Envelope[Any]:
+        data = {
+            "pregnancy_id": pregnancy_id,
+            "mother_id_number": mother,
+            "registered_in": producer,
+            "registered_on": "2025-03-01",
+        }
+        return self.make("pregnancy.registered.v1", producer, data, mother, **ext)
+
+    def closure(self, producer: str, mother: str, pregnancy_id: str, **ext: Any) -> Envelope[Any]:
+        data = {
+            "pregnancy_id": pregnancy_id,
+            "mother_id_number": mother,
+            "closed_on": "2025-09-01",
+            "outcome": "birth",
+        }
+        return self.make("pregnancy.closed.v1", producer, data, mother, **ext)
+
+    def correction(
+        self,
+        producer: str,
+        who: str,
+        corrected: Envelope[Any],
+        record: tuple[str, str],
+        changes: dict[str, Any],
+        **ext: Any,
+    ) -> Envelope[Any]:
+        data = {
+            "correction_id": str(uuid.uuid4()),
+            "corrected_event_id": str(corrected.id),
+            "record_type": record[0],
+            "record_id": record[1],
+            "changes": changes,
+            "reason": "misread from the form",
+        }
+        return self.make("record.corrected.v1", producer, data, who, **ext)
+
+
+async def _route(pool: asyncpg.Pool, events: list[Envelope[Any]]) -> None:
+    handle = messagebus.in_order(SETTINGS)
+    for e in events:  # one unit of work each, as separate consumer fetches would
+        async with unit_of_work(pool) as conn, batched(conn):
+            await handle(conn, e)
+
+
+async def _targets(pool: asyncpg.Pool, event_id: uuid.UUID) -> set[str]:
+    rows = await pool.fetch("SELECT target_division FROM notifications WHERE event_id = $1", event_id)
+    return {r["target_division"] for r in rows}
+
+
+async def _changes(pool: asyncpg.Pool, event_id: uuid.UUID) -> dict[str, dict[str, Any]]:
+    """What each addressee of a correction is sent of its changes."""
+    rows = await pool.fetch(
+        "SELECT target_division, payload FROM notifications WHERE event_id = $1", event_id
+    )
+    loaded = {r["target_division"]: r["payload"] for r in rows}
+    return {t: (orjson.loads(v) if isinstance(v, str | bytes) else v)["changes"] for t, v in loaded.items()}
+
+
+@pytest.mark.parametrize("second_move", ["returned_home", "moved_on"])
+async def test_a_pregnancy_closure_reaches_the_registry_that_registered_it(
+    pool: asyncpg.Pool, second_move: str
+) -> None:
+    """Mother registered at A (hukou), living at B; B registers her pregnancy (A is told). She then
+    returns to A (or moves on to C) and the pregnancy ends: A closes its copy. B, which holds the
+    pregnancy record it registered, must be told of the closure (DESIGN section 8: closed out when
+    the pregnancy ends). C, where she lives after moving on, never held the pregnancy and is not
+    told that it ended."""
+    r = Registries()
+    mother = new_person()
+    pregnancy_id = str(uuid.uuid4())
+    events = [r.person(mother, A, A, B), r.pregnancy(B, mother, pregnancy_id, origin=A, destination=B)]
+    if second_move == "returned_home":
+        events.append(r.move("returned", A, mother, A, B, A))
+    else:
+        events.append(r.move("arrived", C, mother, A, B, C))
+    closure = r.closure(A, mother, pregnancy_id, origin=A)
+    await _route(pool, [*events, closure])
+    assert await _targets(pool, events[1].id) == {A}  # the registration went to her origin
+    assert B in await _targets(pool, closure.id), "the registering registry never hears of the closure"
+    assert await _targets(pool, closure.id) == {B}  # nobody that never held it, C included
+
+
+async def test_a_pregnancy_closure_reaches_no_registry_that_never_held_it(pool: asyncpg.Pool) -> None:
+    """Registered at A where she lives (nobody else told), closed at A after she moved to B: B,
+    her residence now, never held the pregnancy and hears nothing of it. Closed at B after she moved
+    on from B to C: only A, which was told of it, hears."""
+    r = Registries()
+    at_home, away = new_person(), new_person()
+    kept_home, kept_away = str(uuid.uuid4()), str(uuid.uuid4())
+    home = [
+        r.person(at_home, A, A, A),
+        r.pregnancy(A, at_home, kept_home, origin=A, destination=A),
+        r.move("departed", A, at_home, A, A, B),
+    ]
+    home_closure = r.closure(A, at_home, kept_home, origin=A, destination=B)
+    moved_on = [
+        r.person(away, A, A, B),
+        r.pregnancy(B, away, kept_away, origin=A, destination=B),
+        r.move("arrived", C, away, A, B, C),
+    ]
+    away_closure = r.closure(B, away, kept_away, origin=A, destination=C)
+    await _route(pool, [*home, home_closure, *moved_on, away_closure])
+    assert await _targets(pool, home_closure.id) == set()
+    assert await _targets(pool, away_closure.id) == {A}
+
+
+async def test_a_marriage_correction_reaches_both_spouses_registries(pool: asyncpg.Pool) -> None:
+    """A marriage registered at A between a resident of A (spouse a) and a woman whose hukou is D
+    and who lives at A (spouse b): D is told of the marriage. A registrar at A then corrects the
+    marriage date; the correction is announced under spouse a's key only, and must still reach D,
+    which holds the marriage (told of it under spouse b's key: her person event, numbered after the
+    marriage here, is not on the roster yet when spouse a's is routed)."""
+    r = Registries()
+    husband, wife = new_person(sex="M"), new_person()
+    marriage_id = str(uuid.uuid4())
+    data = {
+        "marriage_id": marriage_id,
+        "spouse_a_id_number": husband,
+        "spouse_a_name": "甲",
+        "spouse_b_id_number": wife,
+        "spouse_b_name": "乙",
+        "marriage_date": "2024-05-20",
+        "registered_in": A,
+    }
+    marriage_a = r.make("marriage.registered.v1", A, data, husband, origin=A, destination=A)
+    marriage_b = r.make("marriage.registered.v1", A, data, wife, origin=D, destination=A)
+    correction = r.correction(
+        A, husband, marriage_a, ("marriage", marriage_id), {"marriage_date": "2024-05-21"}, origin=A
+    )
+    await _route(
+        pool,
+        [r.person(husband, A, A, A, sex="M"), r.person(wife, A, D, A), marriage_a, marriage_b, correction],
+    )
+    assert D in await _targets(pool, marriage_b.id)  # D holds the marriage
+    assert D in await _targets(pool, correction.id), "spouse b's origin never hears of the correction"
+
+
+async def test_a_birth_correction_reaches_the_father_s_registries_under_their_agreements(
+    pool: asyncpg.Pool,
+) -> None:
+    """A birth at A to a mother of A, naming a father whose hukou is D and who lives at B: D and B
+    are told of the birth. A corrects the child's name and the father's identity number: both reach
+    B, and D, whose agreement with A withholds a birth's father, is sent the name alone."""
+    no_father = [
+        "birth_id",
+        "medical_certificate_number",
+        "child_name",
+        "child_sex",
+        "child_birth_date",
+        "mother_id_number",
+        "birth_order",
+        "birth_place",
+    ]
+    await pool.execute(
+        "INSERT INTO agreements VALUES ($1, $2, $3, 3600, $4)",
+        *sorted((A, D)),
+        ["*"],
+        {D: {"birth.registered.v2": no_father}},
+    )
+    r = Registries()
+    mother, father, other_father = new_person(), new_person(sex="M"), new_person(sex="M")
+    birth_id = str(uuid.uuid4())
+    data = {
+        "birth_id": birth_id,
+        "medical_certificate_number": "Q123456789",
+        "child_name": "李小米",
+        "child_sex": "F",
+        "child_birth_date": "2025-06-01",
+        "mother_id_number": mother,
+        "father_id_number": father,
+        "birth_order": 1,
+        "birth_place": {"division": A, "kind": "hospital"},
+    }
+    birth = r.make("birth.registered.v2", A, data, mother, origin=A, destination=A)
+    correction = r.correction(
+        A,
+        mother,
+        birth,
+        ("birth", birth_id),
+        {"child_name": "李小麦", "father_id_number": other_father},
+        origin=A,
+        destination=A,
+    )
+    await _route(pool, [r.person(mother, A, A, A), r.person(father, D, D, B, sex="M"), birth, correction])
+    assert await _targets(pool, birth.id) == {B, D}
+    assert await _changes(pool, correction.id) == {
+        B: {"child_name": "李小麦", "father_id_number": other_father},
+        D: {"child_name": "李小麦"},
+    }
+
+
+async def test_a_pregnancy_correction_stays_with_the_registries_that_hold_it(pool: asyncpg.Pool) -> None:
+    """B registers the pregnancy of a woman of A living at B (A is told); she moves on to C; B
+    corrects the expected delivery date. A hears of it; C, her residence now, never held the
+    pregnancy and hears nothing."""
+    r = Registries()
+    mother = new_person()
+    pregnancy_id = str(uuid.uuid4())
+    registered = r.pregnancy(B, mother, pregnancy_id, origin=A, destination=B)
+    correction = r.correction(
+        B,
+        mother,
+        registered,
+        ("pregnancy", pregnancy_id),
+        {"expected_delivery": "2025-10-01"},
+        origin=A,
+        destination=C,
+    )
+    await _route(
+        pool, [r.person(mother, A, A, B), registered, r.move("arrived", C, mother, A, B, C), correction]
+    )
+    assert await _targets(pool, correction.id) == {A}
