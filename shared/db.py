@@ -237,7 +237,8 @@ async def grant_service_role(conn: asyncpg.Connection, role: str) -> None:
 
     The role must not own the tables (an owner can drop triggers and grant itself anything)
     nor be a superuser. It gets no UPDATE, DELETE or TRUNCATE on ``audit_log`` (and a trigger
-    refuses them anyway) and cannot rewrite the migration history.
+    refuses them anyway), no TRUNCATE on ``clients`` (a trigger keeps a revoked client's row, so
+    its revocation stays final), and cannot rewrite the migration history.
     """
     ident = _role_ident(role)
     facts = await conn.fetchrow(
@@ -259,6 +260,7 @@ async def grant_service_role(conn: asyncpg.Connection, role: str) -> None:
         )
         await conn.execute(f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {ident}")
         await conn.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM {ident}")
+        await conn.execute(f"REVOKE TRUNCATE ON clients FROM {ident}")  # a revoked row stays (0008)
         await conn.execute(f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_migrations FROM {ident}")
 
 

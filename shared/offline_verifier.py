@@ -151,6 +151,7 @@ class OfflineVerifier:
     def __init__(self, jwks: JsonObject, status_lists: Iterable[JsonObject] = ()):
         self.issuer_keys: dict[str, bytes] = {}
         self.key_issuer: dict[str, str] = {}
+        self.key_expiry: dict[str, dt.datetime] = {}  # a retired key's end of overlap
         self.list_keys: dict[str, bytes] = {}
         for k in jwks.get("keys", []):
             if k.get("kty") != "OKP" or k.get("crv") != "Ed25519":
@@ -161,6 +162,8 @@ class OfflineVerifier:
             elif k.get("jurisdiction"):
                 self.issuer_keys[k["kid"]] = raw
                 self.key_issuer[k["kid"]] = k["jurisdiction"]
+                if k.get("expires_at"):
+                    self.key_expiry[k["kid"]] = _parse_time(str(k["expires_at"]))
         self.lists: dict[str, _StatusList] = {}
         for document in status_lists:
             self.add_status_list(document)
@@ -189,6 +192,7 @@ class OfflineVerifier:
         self.lists[issuer] = _StatusList(
             zlib.decompress(b64u_decode(listed["lst"])),
             dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC),
+            frozenset(str(k) for k in claims.get("revoked_keys", [])),
             lsb_first=True,
         )
         return issuer
@@ -202,16 +206,18 @@ class OfflineVerifier:
             header, claims = verify_jws(token, self.issuer_keys)
         except BadToken as e:
             return OfflineResult("invalid_signature", reason=str(e))
-        issuer = str(claims.get("iss"))
-        if self.key_issuer.get(str(header.get("kid"))) != issuer:
+        issuer, kid = str(claims.get("iss")), str(header.get("kid"))
+        if self.key_issuer.get(kid) != issuer:
             return OfflineResult("invalid_signature", reason="key does not belong to the issuer named")
+        if kid in self.key_expiry and self.key_expiry[kid] < now:  # as the service and the page judge it
+            return OfflineResult("invalid_signature", reason="signed by a key past its overlap window")
         number = claims.get("num")
         status = self.lists.get(issuer)
         if status is None or status.valid_until < now:
             return OfflineResult(
                 "status_unknown", number, issuer, reason="no current status list for this issuer"
             )
-        if str(header.get("kid")) in status.revoked_keys:
+        if kid in status.revoked_keys:
             return OfflineResult("revoked", number, issuer, reason="the issuer revoked the signing key")
         reference = claims.get("status")
         try:

@@ -15,7 +15,7 @@ import asyncpg
 
 from services.verification.adapters import repository as repo
 from services.verification.adapters.audit_writer import CHECK_ACTION, AuditWriter
-from services.verification.service_layer.verifications import Claims, signed_by
+from services.verification.service_layer.verifications import Claims, signed_by, token_kid
 from shared import audit, signing
 from shared.auth import Client
 
@@ -31,8 +31,10 @@ class OfflineCheck:
 async def _genuine_claims(pool: asyncpg.Pool, token: str) -> tuple[str, Claims] | None:
     """The issuer and claims of a token signed by a key bound to the issuer it names, else None."""
     try:
-        kid = str(signing.unverified_header(token).get("kid"))
+        kid = token_kid(token)
     except signing.BadSignature:
+        return None
+    if kid is None:
         return None
     key = await repo.key_of(pool, kid)
     claims = signed_by(key, token) if key is not None else None

@@ -118,15 +118,25 @@ async def _genuine(
     """The published key that signed the token and its claims; None unless the token is
     signed by a key of the issuer it names."""
     try:
-        header = signing.unverified_header(token)
+        kid = token_kid(token)
     except signing.BadSignature as e:
         raise InvalidInput("the token is not a compact JWS", field="token", rule="compact-jws") from e
-    key = await repo.key_of(pool, str(header.get("kid")))
+    if kid is None:
+        return None
+    key = await repo.key_of(pool, kid)
     if key is None and refresh_keys is not None:
         await refresh_keys()
-        key = await repo.key_of(pool, str(header.get("kid")))
+        key = await repo.key_of(pool, kid)
     claims = signed_by(key, token) if key is not None else None
     return (key, claims) if key is not None and claims is not None else None
+
+
+def token_kid(token: str) -> str | None:
+    """The key id a token's header names, if it can name a key at all (plain printable text of a
+    key id's length); None for anything else (a NUL, say), which no published key is. Raises
+    ``BadSignature`` if the token is not a compact JWS."""
+    kid = signing.unverified_header(token).get("kid")
+    return kid if isinstance(kid, str) and 0 < len(kid) <= 100 and kid.isprintable() else None
 
 
 def signed_by(key: asyncpg.Record, token: str) -> Claims | None:
