@@ -19,6 +19,7 @@ from cli.common import (
     emit_json,
     run,
     subject_secret,
+    write_private,
 )
 from cli.sheets import SafeCsvWriter
 from shared.audit import verify_chain
@@ -195,7 +196,7 @@ def export(
             from cli.common import _plain
 
             text = json.dumps(_plain(entries), ensure_ascii=False, indent=2)
-        output.write_text(text, encoding="utf-8")
+        write_private(output, text)  # a named person's disclosure history
         console.print(f"{len(entries)} entries written to {output}")
     elif text is not None:
         typer.echo(text, nl=False)

@@ -147,6 +147,15 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner may read (0600 from its creation on, whatever the
+    umask; an existing file is narrowed too): what the tools write of a person stays hers."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def emit_json(data: Any) -> None:
     """JSON on stdout, nothing else: what scripts read."""
     typer.echo(json.dumps(_plain(data), ensure_ascii=False, indent=2))

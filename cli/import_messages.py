@@ -10,6 +10,8 @@ from collections.abc import Mapping as MappingType
 from pathlib import Path
 from typing import Any
 
+from shared.observability import redact
+
 # The Chinese name of each person field, as a county roster heads its column.
 FIELD_ZH = {
     "id_number": "公民身份号码",
@@ -55,9 +57,14 @@ def missing_columns(
             f"Headings that are read as {field}: {', '.join(accepted) or '(none in the mapping)'}."
         )
     first = missing[0]
+    if any(redact(h) != h for h in header):  # a person, not headings: never echoed
+        example = "你的表头"
+        found_zh = "（第一行像是数据，含身份证号：花名册是否缺少表头行？）"
+        found_en = "(the first row looks like data, an identity number: is the heading row missing?)"
+    else:
+        found_zh = "、".join(h for h in header if h) or "（无）"
+        found_en = ", ".join(h for h in header if h) or "(none)"
     line = f"{first}: [{', '.join([*columns.get(first, []), example])}]"
-    found_zh = "、".join(h for h in header if h) or "（无）"
-    found_en = ", ".join(h for h in header if h) or "(none)"
     return "\n".join(
         [
             *zh,
