@@ -137,7 +137,9 @@ def _now() -> dt.datetime:
 @app.command("create")
 def create(
     client_id: str = ClientId,
-    kind: str = typer.Option(..., "--kind", help="jurisdiction, kiosk, department or operator"),
+    kind: str = typer.Option(
+        ..., "--kind", help="jurisdiction, kiosk, department, operator or service (the exchange's own)"
+    ),
     jurisdiction: str | None = typer.Option(None, "--jurisdiction", "-j", help="home division code"),
     scope: list[str] | None = typer.Option(None, "--scope", help="a scope (repeatable; default: the kind's)"),
     expires_days: int = ExpiresDays,

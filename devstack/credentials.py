@@ -14,11 +14,16 @@ from shared.auth import DEFAULT_SCOPES, hash_secret
 from shared.clients_file import ClientEntry, read_document, write_file
 from shared.signing import b64u, new_private_key, private_bytes
 
+# The exchange's own credential towards the registries' internal reconciliation endpoints (kind
+# ``service``, scope ``reconcile:internal``): the stack gives it to the exchange as REGISTRY_TOKEN.
+EXCHANGE_SERVICE = "exchange-service"
+
 
 def demo_clients(
     existing: dict[str, str], registries: list[str] | None = None, rest_only: list[str] | None = None
 ) -> list[dict[str, Any]]:
-    """Demo clients: one per kind, and one per jurisdiction (with a registry or REST-only).
+    """Demo clients: one per kind (the service one is the exchange's), and one per jurisdiction
+    (with a registry or REST-only).
     Secrets are kept only in stack.json (and the caller's memory)."""
     jurisdictions = [*(registries or [ORIGIN, DESTINATION]), *(rest_only or [])]
     specs = [
@@ -26,6 +31,7 @@ def demo_clients(
         ("kiosk-440703", "kiosk", DESTINATION),
         ("dept-440703", "department", DESTINATION),
         ("operator", "operator", None),
+        (EXCHANGE_SERVICE, "service", None),
     ]
     out = []
     for client_id, kind, jurisdiction in specs:

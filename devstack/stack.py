@@ -215,10 +215,11 @@ class Stack:
         env = env_with(**values)
         env["SERVICE_NAME"] = svc.name
         if svc.module == "services.migrant_exchange":
-            # The exchange reconciles the registries over their internal endpoints, as the operator client.
+            # The exchange reconciles the registries over their internal endpoints with its own
+            # service credential (reconcile:internal), which no operator holds.
             registries = [s for s in self.services if s.module == "services.registry" and s.replica == 0]
             env.setdefault("REGISTRY_URLS", ",".join(f"{s.jurisdictions[0]}={s.url}" for s in registries))
-            env.setdefault("REGISTRY_TOKEN", self.token("operator"))
+            env.setdefault("REGISTRY_TOKEN", self.token(credentials.EXCHANGE_SERVICE))
         return env
 
     def _env_of_keys(self, svc: ServiceProcess) -> str | None:

@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ClientKind = Literal["jurisdiction", "kiosk", "department", "operator"]
+# ``service``: a service's own credential towards another (the exchange's towards the registries),
+# never a person's: no operator, wall screen or terminal holds one.
+ClientKind = Literal["jurisdiction", "kiosk", "department", "operator", "service"]
 
 # What each scope allows; DESIGN.md section 8.
 SCOPES = {
@@ -44,6 +46,7 @@ SCOPES = {
     "ops:read": "aggregates, flows, indicators, discrepancy queues, the dashboard",
     "ops:resolve": "run reconciliations and resolve discrepancies",
     "audit:read": "read the subject-access log of persons in the client's jurisdiction",
+    "reconcile:internal": "call a registry's internal reconciliation endpoints (the exchange's service client only)",
 }
 
 DEFAULT_SCOPES: dict[str, list[str]] = {
@@ -59,6 +62,7 @@ DEFAULT_SCOPES: dict[str, list[str]] = {
     "kiosk": ["verify"],
     "department": ["persons:read", "verify"],
     "operator": ["ops:read", "ops:resolve", "exchange:read"],
+    "service": ["reconcile:internal"],
 }
 
 
@@ -216,20 +220,22 @@ async def current_client(request: Request) -> Client:
 CurrentClient = Annotated[Client, Depends(current_client)]
 
 
-def admit(request: Request, scope: str) -> Client:
-    """The request's client, if it holds ``scope`` (401 or 403 otherwise)."""
+def admit(request: Request, scope: str, why: str | None = None) -> Client:
+    """The request's client, if it holds ``scope`` (401 or 403 otherwise); ``why`` says, in a
+    refusal, who holds the scope."""
     client = _authenticated(request)
     if not client.has(scope):
-        raise Forbidden(f"this client lacks the '{scope}' scope", rule="scope", scope=scope)
+        detail = f"this client lacks the '{scope}' scope" + (f": {why}" if why else "")
+        raise Forbidden(detail, rule="scope", scope=scope)
     return client
 
 
-def require(scope: str) -> object:
+def require(scope: str, why: str | None = None) -> object:
     """A dependency that admits only clients holding ``scope``. It authenticates itself rather
     than through ``current_client``: each dependency costs FastAPI bookkeeping on every request.
     A route's own dependency may call ``admit`` instead, declared ``Security(..., scopes=[scope])``."""
 
     async def _check(request: Request) -> Client:
-        return admit(request, scope)
+        return admit(request, scope, why)
 
     return Security(_check, scopes=[scope])  # the scope is named in the OpenAPI document

@@ -16,24 +16,27 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import asyncpg
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from shared.auth import DEFAULT_SCOPES, SCOPES
-
-ClientKind = Literal["jurisdiction", "kiosk", "department", "operator"]
+from shared.auth import DEFAULT_SCOPES, SCOPES, ClientKind
 
 # What each kind of client may ever hold; DEFAULT_SCOPES is what it gets when the file names none.
 ALLOWED_SCOPES: dict[str, frozenset[str]] = {
     "jurisdiction": frozenset(DEFAULT_SCOPES["jurisdiction"]),
     "kiosk": frozenset({"verify"}),
     "department": frozenset({"persons:read", "verify"}),
-    # operators see operations, not people: never pregnancy data, never person records
+    # operators see operations, not people: never pregnancy data, never person records, never
+    # the registries' internal reconciliation endpoints (per-person record hashes, re-sends)
     "operator": frozenset({"ops:read", "ops:resolve", "exchange:read"}),
+    # a service's credential towards another: the exchange's towards the registries, and nothing else
+    "service": frozenset({"reconcile:internal"}),
 }
+# Kinds that act for the whole exchange, not for one jurisdiction (no home jurisdiction needed).
+NATIONAL_KINDS = frozenset({"operator", "service"})
 
 _HASH = r"^[0-9a-f]{64}$"
 _REVISION_RULE = "revision: must be a whole number of at least 1, raised by every edit"
@@ -61,7 +64,7 @@ class ClientEntry(BaseModel):
 
     @model_validator(mode="after")
     def _rules(self) -> ClientEntry:
-        if self.kind != "operator" and self.jurisdiction is None:
+        if self.kind not in NATIONAL_KINDS and self.jurisdiction is None:
             raise ValueError(f"jurisdiction: a client of kind {self.kind} needs its home jurisdiction")
         for scope in self.scopes or ():
             if scope not in SCOPES:

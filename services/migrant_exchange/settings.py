@@ -35,7 +35,8 @@ class ExchangeSettings(BaseServiceSettings):
 
     # Registries the exchange reconciles: "320412=http://host:8001,440703=http://host:8002".
     registry_urls: str = ""
-    # Bearer credential the exchange presents to registries (an operator client with ops:resolve).
+    # Bearer credential the exchange presents to registries: a client of kind ``service`` holding
+    # ``reconcile:internal`` (the registries refuse an operator's token there).
     registry_token: SecretStr | None = None
     reconciliation_buckets: int = Field(default=4096, ge=1, le=65536)
     # Seconds between scheduled reconciliations of every agreed pair; 0 turns the schedule off.

@@ -114,6 +114,23 @@ def test_scopes_are_checked_against_the_kind(vstack: VerificationStack) -> None:
     assert (vstack.run_dir / "clients.yaml").read_text() == before
 
 
+def test_the_exchanges_credential_is_a_service_client_and_no_operator_gets_its_scope(
+    vstack: VerificationStack,
+) -> None:
+    """The registries' internal reconciliation takes ``reconcile:internal``: a ``service`` client
+    holds it (no home jurisdiction), an operator may not (DESIGN.md section 10)."""
+    out = ctl(
+        vstack, "create", "--id", "ops-3", "--kind", "operator", "--scope", "reconcile:internal", code=2
+    )
+    assert "a client of kind operator may not hold 'reconcile:internal'" in " ".join(out.split())
+    ctl(vstack, "create", "--id", "exchange-svc", "--kind", "service")
+    listed = {c["client_id"]: c for c in ctl(vstack, "list")}
+    assert listed["exchange-svc"]["scopes"] == ["reconcile:internal"]
+    assert listed["exchange-svc"]["jurisdiction"] is None
+    [row] = query(vstack.dsn, "SELECT kind, scopes FROM clients WHERE client_id = 'exchange-svc'")
+    assert (row["kind"], list(row["scopes"])) == ("service", ["reconcile:internal"])
+
+
 def test_a_command_on_a_copy_of_the_file_behind_the_one_in_use_says_so(vstack: VerificationStack) -> None:
     """An operator edits an old copy of the clients file (one the database has applied a later
     revision than): the command fails naming the service that is ahead, and that database keeps

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from devstack.credentials import EXCHANGE_SERVICE
 from devstack.stack import Stack
 from services.migrant_exchange.adapters.registries import RegistryClient
 from services.migrant_exchange.service_layer import reconciliation
@@ -124,7 +125,7 @@ def test_a_scheduled_round_reconciles_every_agreed_pair_of_registries(xstack: St
         f"{s.jurisdictions[0]}={s.url}" for s in xstack.services if s.module == "services.registry"
     )
     settings = ExchangeSettings(
-        database_url=exchange_db, registry_urls=urls, registry_token=xstack.token("operator")
+        database_url=exchange_db, registry_urls=urls, registry_token=xstack.token(EXCHANGE_SERVICE)
     )
 
     async def round_() -> list[dict]:

@@ -31,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from devstack.credentials import EXCHANGE_SERVICE
 from devstack.stack import DESTINATION, ORIGIN, Stack
 from tests.fuzz.seed import seed_records
 
@@ -41,7 +42,7 @@ ONLY = re.compile(os.environ.get("FUZZ_ONLY", ""))  # e.g. FUZZ_ONLY=feedback wh
 # The clients each service is fuzzed as, in order of preference: the first holding every scope
 # an operation's security requirement names is used.
 CLIENTS = {
-    f"registry-{ORIGIN}": [f"reg-{ORIGIN}", "operator"],
+    f"registry-{ORIGIN}": [f"reg-{ORIGIN}", EXCHANGE_SERVICE],  # the exchange's: the internal routes
     "migrant_exchange": [f"reg-{DESTINATION}", "operator"],
     "verification": [f"kiosk-{DESTINATION}", "operator"],
 }

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack.credentials import EXCHANGE_SERVICE
 from devstack.stack import DESTINATION, ORIGIN, Stack
 from shared.auth import hash_secret
 from tests.helpers import person_id, query
@@ -22,8 +23,9 @@ from tests.helpers import person_id, query
 pytestmark = pytest.mark.e2e
 
 J, K, D, OP = "jurisdiction", "kiosk", "department", "operator"
+SV = "service"  # a service's own credential: the exchange's towards the registries
 PUBLIC = "anonymous"  # no credential needed (public keys, pages, probes)
-EVERYONE = frozenset({PUBLIC, J, K, D, OP})
+EVERYONE = frozenset({PUBLIC, J, K, D, OP, SV})
 
 # (service, METHOD, path) -> the client kinds allowed past authorisation. DESIGN.md sections 7-8.
 POLICY: dict[tuple[str, str, str], frozenset[str]] = {
@@ -59,10 +61,12 @@ POLICY: dict[tuple[str, str, str], frozenset[str]] = {
     ("registry", "GET", "/v1/certificates/{number}/document"): frozenset({J, D}),
     # pregnancy data: only the person's own registries (never kiosks, departments or operators)
     ("registry", "GET", "/v1/pregnancies/{pregnancy_id}"): frozenset({J}),
-    # the exchange's reconciliation calls the registries as an operator client
-    ("registry", "GET", "/v1/internal/reconciliation/digests"): frozenset({OP}),
-    ("registry", "POST", "/v1/internal/reconciliation/records"): frozenset({OP}),
-    ("registry", "POST", "/v1/internal/reconciliation/corrections"): frozenset({OP}),
+    # the registries' internal reconciliation (per-subject record hashes, pregnancies included,
+    # and re-sends) serves the exchange's service credential alone: never an operator, whose token
+    # sits in a browser or a terminal (DESIGN.md section 10: operators see operations, not people)
+    ("registry", "GET", "/v1/internal/reconciliation/digests"): frozenset({SV}),
+    ("registry", "POST", "/v1/internal/reconciliation/records"): frozenset({SV}),
+    ("registry", "POST", "/v1/internal/reconciliation/corrections"): frozenset({SV}),
     # exchange: jurisdictions see their own traffic, operators see aggregates and case queues
     ("exchange", "GET", "/v1/notifications"): frozenset({J, OP}),
     ("exchange", "GET", "/v1/notifications/{notification_id}"): frozenset({J, OP}),
@@ -108,9 +112,15 @@ SERVICES = {
     "exchange": "migrant_exchange",
     "verification": "verification",
 }
-# Every client below is homed at (or, for the operator, unbound to) the destination jurisdiction,
-# so the registry under test is the one that serves it: refusals are about kinds, not places.
-CLIENTS = {J: f"reg-{DESTINATION}", K: f"kiosk-{DESTINATION}", D: f"dept-{DESTINATION}", OP: "operator"}
+# Every client below is homed at (or, for the operator and the service, unbound to) the destination
+# jurisdiction, so the registry under test is the one that serves it: refusals are about kinds, not places.
+CLIENTS = {
+    J: f"reg-{DESTINATION}",
+    K: f"kiosk-{DESTINATION}",
+    D: f"dept-{DESTINATION}",
+    OP: "operator",
+    SV: EXCHANGE_SERVICE,
+}
 
 
 def _routes(stack: Stack) -> list[tuple[str, str, str, dict[str, Any]]]:
@@ -167,7 +177,7 @@ def test_every_endpoint_has_a_written_policy(stack: Stack) -> None:
     )
 
 
-@pytest.mark.parametrize("kind", [PUBLIC, J, K, D, OP])
+@pytest.mark.parametrize("kind", [PUBLIC, J, K, D, OP, SV])
 def test_each_client_kind_is_allowed_or_refused_as_the_policy_says(stack: Stack, kind: str) -> None:
     wrong = []
     for service, method, path, op in _routes(stack):

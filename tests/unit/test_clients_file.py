@@ -37,6 +37,19 @@ def entry(**fields: object) -> dict[str, object]:
             {"kind": "department", "scopes": ["audit:read"]},
             "a client of kind department may not hold 'audit:read'",
         ),
+        # the registries' internal reconciliation is the exchange's service credential's alone
+        (
+            {"kind": "operator", "jurisdiction": None, "scopes": ["ops:resolve", "reconcile:internal"]},
+            "client c-one: scopes: a client of kind operator may not hold 'reconcile:internal'",
+        ),
+        (
+            {"kind": "jurisdiction", "scopes": ["reconcile:internal"]},
+            "a client of kind jurisdiction may not hold 'reconcile:internal'",
+        ),
+        (
+            {"kind": "service", "jurisdiction": None, "scopes": ["reconcile:internal", "ops:read"]},
+            "a client of kind service may not hold 'ops:read'",
+        ),
         ({"scopes": ["verify", "everything"]}, "unknown scope 'everything'"),
         (
             {"jurisdiction": None},
@@ -64,11 +77,13 @@ def test_the_kinds_default_scopes_and_allowed_ones_parse() -> None:
             entry(),
             entry(client_id="ops", kind="operator", jurisdiction=None),
             entry(client_id="reg-440703", kind="jurisdiction", scopes=["persons:read", "pregnancy:read"]),
+            entry(client_id="exchange-service", kind="service", jurisdiction=None),
         ]
     )
     assert parsed[0].effective_scopes == ["verify"]
     assert parsed[1].effective_scopes == ["ops:read", "ops:resolve", "exchange:read"]
     assert parsed[2].effective_scopes == ["persons:read", "pregnancy:read"]
+    assert parsed[3].effective_scopes == ["reconcile:internal"]
 
 
 def test_an_id_listed_twice_is_refused() -> None:

@@ -1,4 +1,10 @@
-"""Internal reconciliation endpoints of a registry, called by the migrant exchange (scope ops:resolve)."""
+"""Internal reconciliation endpoints of a registry, called by the migrant exchange alone.
+
+They answer per pseudonymous subject (record keys, keyed field hashes, pregnancies included) and
+make this registry re-send a record, so they take ``reconcile:internal``: a scope only a
+``service`` client (the exchange's own credential) may hold, never an operator (DESIGN.md
+section 10, "operators see operations, not people"). Operators reconcile through the exchange.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,15 @@ from shared.identity import DivisionCode
 from shared.openapi import problems
 
 router = APIRouter(prefix="/v1/internal/reconciliation", tags=["reconciliation (internal)"])
-Reconciler = Annotated[Client, require("ops:resolve")]
+INTERNAL = "reconcile:internal"
+Reconciler = Annotated[
+    Client,
+    require(
+        INTERNAL,
+        why="these endpoints serve the exchange's service client alone; "
+        "an operator reconciles through the exchange (POST /v1/reconciliations)",
+    ),
+]
 Buckets = Annotated[int, Field(ge=1, le=65536)]
 
 
