@@ -32,7 +32,7 @@ from shared.kafka import missing_topics
 from shared.limits import RequestLimitsMiddleware
 from shared.observability import MetricsMiddleware, configure_logging
 from shared.openapi import install_openapi
-from shared.outbox_relay import OutboxRelay
+from shared.outbox_relay import OutboxRelay, measure_outbox
 from shared.retention import Purge
 from shared.settings import BaseServiceSettings
 from shared.shutdown import shut_down, stop_tasks
@@ -216,8 +216,8 @@ def _ops_router() -> APIRouter:
 
     @router.get(
         "/readyz",
-        summary="Readiness: database and broker reachable, every consumer making progress; with the "
-        "outbox backlog, each consumer's lag and the relay's role",
+        summary="Readiness: database and broker reachable, the outbox draining, every consumer making "
+        "progress; with the outbox backlog, each consumer's lag and the relay's role",
         responses={
             503: {
                 "description": "not ready: the same report, naming what is unavailable",
@@ -230,14 +230,16 @@ def _ops_router() -> APIRouter:
         report: dict[str, Any] = {}
         try:
             async with state.pool.acquire(timeout=2) as conn:
-                row = await conn.fetchrow(
-                    """SELECT count(*) AS backlog,
-                              coalesce(extract(epoch FROM now() - min(created_at)), 0)::float AS oldest
-                       FROM outbox WHERE published_at IS NULL"""
-                )
+                row = await measure_outbox(conn)
             report["database"] = "ok"
             report["outbox_backlog"] = row["backlog"]
             report["outbox_oldest_age_seconds"] = round(row["oldest"], 3)
+            report["outbox_refused"] = row["refused"]
+            # Whichever replica relays (or none): every replica says the outbox does not drain.
+            limit = state.settings.outbox_stall_seconds
+            report["outbox"] = (
+                "ok" if row["oldest"] <= limit else f"stalled: oldest event waits over {limit:g} s"
+            )
         except Exception as e:
             report["database"] = f"unavailable: {type(e).__name__}"
         try:
@@ -256,7 +258,12 @@ def _ops_router() -> APIRouter:
             c.name: round(monitor.health[id(c)].since_progress, 1) for c in state.consumers
         }
         unhealthy = [name for name, s in report["consumers"].items() if s in ("stalled", "absent")]
-        ready = report["database"] == "ok" and report["broker"] == "ok" and not unhealthy
+        ready = (
+            report["database"] == "ok"
+            and report["broker"] == "ok"
+            and report.get("outbox") == "ok"
+            and not unhealthy
+        )
         report["status"] = "ready" if ready else "not ready"
         return JSONResponse(report, status_code=200 if ready else 503)
 

@@ -15,7 +15,13 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from aiokafka.producer.message_accumulator import BatchBuilder
 from murmurhash2 import murmurhash2
 
@@ -50,6 +56,22 @@ def make_producer(settings: BaseServiceSettings) -> AIOKafkaProducer:
 # A message to send: topic, key (None: any partition), value, headers.
 Message = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]
 
+# What the producer or the broker says of one message that sending it again cannot change: it is
+# larger than the producer's ``max_request_size`` or the broker's limit, or its topic's name is
+# refused. Errors of the connection, the cluster or the credentials are not here: they pass.
+REFUSED_FOR_GOOD: tuple[type[KafkaError], ...] = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    InvalidTopicError,
+)
+
+
+def _refused(error: KafkaError) -> asyncio.Future[object]:
+    future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    future.set_exception(error)
+    return future
+
 
 # The Java client's murmur2 seed (``org.apache.kafka.common.utils.Utils.murmur2``).
 _MURMUR2_SEED = 0x9747B28C
@@ -71,13 +93,19 @@ async def send_all(producer: AIOKafkaProducer, messages: Sequence[Message]) -> l
     partition ``producer.send`` would choose (the default partitioner: murmur2 of the key over the
     topic's partitions by id), so a subject's events keep one partition whichever way they were
     sent. A message without a key, or too large for a batch of its own, goes by ``send``.
+
+    A message the producer refuses for good (``REFUSED_FOR_GOOD``: larger than its
+    ``max_request_size``) gets a future that holds that error; the others are sent.
     """
     futures: dict[int, asyncio.Future[object]] = {}
     partitions: dict[str, list[int]] = {}
     runs: dict[tuple[str, int], list[int]] = {}
     for i, (topic, key, value, headers) in enumerate(messages):
         if key is None:
-            futures[i] = await producer.send(topic, value, key=None, headers=headers)
+            try:
+                futures[i] = await producer.send(topic, value, key=None, headers=headers)
+            except REFUSED_FOR_GOOD as e:
+                futures[i] = _refused(e)
             continue
         ids = partitions.get(topic)
         if ids is None:
@@ -100,7 +128,10 @@ async def send_all(producer: AIOKafkaProducer, messages: Sequence[Message]) -> l
                     members.append(i)
                     continue
             # larger than a batch: ``send`` raises what the producer says of it
-            futures[i] = await producer.send(topic, value, key=key, headers=headers, partition=partition)
+            try:
+                futures[i] = await producer.send(topic, value, key=key, headers=headers, partition=partition)
+            except REFUSED_FOR_GOOD as e:
+                futures[i] = _refused(e)
             batch = producer.create_batch()
         if members:
             future = await producer.send_batch(batch, topic, partition=partition)

@@ -178,6 +178,14 @@ OUTBOX_BACKLOG = Gauge("outbox_backlog", "Outbox rows not yet published", ["serv
 OUTBOX_OLDEST_AGE = Gauge(
     "outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row", ["service"]
 )
+OUTBOX_REFUSED = Counter(
+    "outbox_refused_total",
+    "Outbox rows the producer refused for good (too large, a refused topic), set aside unpublished",
+    ["service", "reason"],
+)
+OUTBOX_REFUSED_ROWS = Gauge(
+    "outbox_refused_rows", "Outbox rows set aside unpublished because the producer refused them", ["service"]
+)
 OUTBOX_PUBLISH_FAILURES = Counter(
     "outbox_publish_failures_total", "Failed publish attempts of the relay", ["service"]
 )

@@ -2,9 +2,12 @@
 
 It wakes on NOTIFY (``shared.outbox.wake_relay``) or polls, publishes unpublished rows in id
 order, signed per source, and marks them published. One replica per database relays (an advisory
-lock; the others stand by). When the broker is down it backs off and retries; when a memory-only
-broker comes back empty it recreates the topics and re-sends what was published recently,
-because that may have been lost with the broker (consumers are idempotent).
+lock held by a connection of its own, checked before every batch; the others stand by). When the
+broker is down it backs off and retries; when a memory-only broker comes back empty it recreates
+the topics and re-sends what was published recently, because that may have been lost with the
+broker (consumers are idempotent). A row the producer refuses for good (too large) is set aside,
+counted and alerted on, and the rows after it go on. Every replica, leader or not, measures the
+outbox (backlog, oldest row's age) for its gauges.
 """
 
 from __future__ import annotations
@@ -24,7 +27,15 @@ from aiokafka.structs import RecordMetadata
 from shared.events.catalog import DLQ_SUFFIX
 from shared.events.recording import EventTap
 from shared.events.signature import sign_outgoing_batch
-from shared.kafka import all_topics, ensure_topics, incarnation_of, make_producer, send_all, topic_names
+from shared.kafka import (
+    REFUSED_FOR_GOOD,
+    all_topics,
+    ensure_topics,
+    incarnation_of,
+    make_producer,
+    send_all,
+    topic_names,
+)
 from shared.observability import (
     BROKER_RESETS,
     EVENTS_PRODUCED,
@@ -32,8 +43,10 @@ from shared.observability import (
     OUTBOX_BACKLOG,
     OUTBOX_OLDEST_AGE,
     OUTBOX_PUBLISH_FAILURES,
+    OUTBOX_REFUSED,
+    OUTBOX_REFUSED_ROWS,
 )
-from shared.outbox import NOTIFY_CHANNEL
+from shared.relay_lock import STAND_BACK_SECONDS, LeadershipLost, RelayLock
 from shared.sensitivity import neutral_label  # metric labels name no sensitive type
 from shared.settings import BaseServiceSettings
 from shared.trust import Keyring, load_keyring
@@ -47,7 +60,21 @@ _ACK_TIMEOUT = 30.0  # seconds to wait for the broker to acknowledge one batch
 # So a relay that saw the reset publishes nothing until that storm has passed, then sends its
 # recent events again, once (the inboxes drop what had arrived before).
 _RESET_SETTLE_SECONDS = 5.0
-_RELAY_LOCK = 0x6F7574  # advisory lock: one active relay per database keeps per-subject order
+_MEASURE_SECONDS = 5.0  # every replica measures the outbox this often (its gauges)
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.2, 5.0  # seconds between attempts while the broker refuses
+
+
+async def measure_outbox(conn: asyncpg.Connection) -> asyncpg.Record:
+    """The outbox's backlog (rows waiting), the age in seconds of its oldest waiting row, and
+    the rows set aside as refused: one pass over the partial index of unpublished rows."""
+    row: asyncpg.Record = await conn.fetchrow(
+        """SELECT count(*) FILTER (WHERE refused_at IS NULL) AS backlog,
+                  coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE refused_at IS NULL)),
+                           0)::float AS oldest,
+                  count(*) FILTER (WHERE refused_at IS NOT NULL) AS refused
+           FROM outbox WHERE published_at IS NULL"""
+    )
+    return row
 
 
 class OutboxRelay:
@@ -69,8 +96,14 @@ class OutboxRelay:
         # marked published after the re-send had put it back in the queue.
         self._sending = asyncio.Lock()
         self._resend_again: asyncio.Task[None] | None = None
+        # The broker log the pending re-send is for: stored in relay_state by the transaction
+        # that queues the recent rows again, never before (a relay stopped in between would
+        # leave its successor nothing to re-send).
+        self._resend_for: str | None = None
         self._settling = False  # a reset was seen and has not settled: publish nothing yet
         self.leader = False  # holds the relay lock: the one replica that publishes
+        self._lock = RelayLock(settings.database_url, self._lock_connection_closed)
+        self._backoff = _BACKOFF_FIRST
         # Called when the broker came back empty (consumers of this process restart).
         self.reset_listeners: list[Callable[[], None]] = []
         self.keyring = load_keyring(settings.event_keys_file) if settings.event_keys_file else Keyring()
@@ -81,8 +114,10 @@ class OutboxRelay:
         """Hold the relay lock, then publish until cancelled.
 
         Every replica watches the broker, the standbys too: a broker that came back empty must
-        restart every process's consumers, while only the leader re-sends the outbox."""
+        restart every process's consumers, while only the leader re-sends the outbox. Every
+        replica measures the outbox too, so its age is reported while no relay publishes."""
         watch = asyncio.create_task(self._watch_broker(), name="broker-watch")
+        measure = asyncio.create_task(self._measure_forever(), name="outbox-measure")
         try:
             while True:
                 try:
@@ -96,56 +131,89 @@ class OutboxRelay:
                     await asyncio.sleep(1.0)
         finally:
             watch.cancel()
-            if self._resend_again is not None:
-                self._resend_again.cancel()
+            measure.cancel()
+            self._abandon_resend()
 
     async def _run_as_leader(self) -> None:
-        listener = await asyncpg.connect(self.settings.database_url)
+        """Contend for the relay lock, then publish for as long as this replica holds it."""
+        lost = False
         try:
-            while not await listener.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK):
-                await asyncio.sleep(2.0)  # another replica relays; stand by
-            await listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+            await self._lock.hold(on_notify=self._wake.set)
             self.leader = True
             await self._publish_loop()
+        except LeadershipLost as e:
+            lost, self.connected, self.last_error = True, False, type(e).__name__
+            log.error(
+                "relay lock lost; publishing stopped, contending for the lock again",
+                extra={"error": str(e), "after_seconds": STAND_BACK_SECONDS},
+            )
         finally:
             self.leader = False
-            with contextlib.suppress(Exception):
-                await listener.close()
+            # A re-send this leader scheduled is its successor's now (relay_state still names the
+            # old log, so whoever takes the lock re-sends); queued from here it would be twice.
+            self._abandon_resend()
+            await self._lock.release()
+        if lost:
+            await asyncio.sleep(STAND_BACK_SECONDS)
+
+    def _lock_connection_closed(self) -> None:
+        """The lock's session ended, and the lock with it: another replica may take it. Stop
+        calling this one the leader at once; the publish loop stops before its next batch."""
+        self.leader = False
+        self._wake.set()
+
+    async def _check_leadership(self) -> None:
+        if not self.leader:
+            raise LeadershipLost("the relay lock's connection is closed")
+        try:
+            await self._lock.check()
+        except LeadershipLost:
+            self.leader = False
+            raise
 
     async def _publish_loop(self) -> None:
-        backoff = 0.2
+        self._backoff = _BACKOFF_FIRST
         while True:
+            await self._check_leadership()
             producer = make_producer(self.settings)
             try:
                 await producer.start()
                 await ensure_topics(self.settings)
                 await self._catch_up_on_resets()
-                self.connected, backoff = True, 0.2
+                self.connected = True
                 await self._drain_forever(producer)
             except (TimeoutError, KafkaError, OSError) as e:
                 self.connected = False
                 self.last_error = type(e).__name__
                 OUTBOX_PUBLISH_FAILURES.labels(self.service).inc()
-                log.warning("broker unavailable, outbox keeps the events", extra={"error": type(e).__name__})
+                log.warning(
+                    "broker unavailable, outbox keeps the events",
+                    extra={"error": type(e).__name__, "retry_in_seconds": self._backoff},
+                )
                 with contextlib.suppress(Exception):
                     await self._refresh_gauges()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await asyncio.sleep(self._backoff)
+                # A producer that starts is no sign the broker takes the events: the backoff is
+                # reset only by a batch that went through (``_drain_forever``).
+                self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
             finally:
                 with contextlib.suppress(Exception):
                     await producer.stop()
 
     async def _drain_forever(self, producer: AIOKafkaProducer) -> None:
         while True:
-            published = await self.publish_batch(producer)
-            if published == 0:
+            await self._check_leadership()
+            handled = await self.publish_batch(producer)
+            self._backoff = _BACKOFF_FIRST  # the batch went through (or there was nothing to send)
+            if handled == 0:
                 await self._refresh_gauges()
                 self._wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.outbox_poll_interval)
 
     async def publish_batch(self, producer: AIOKafkaProducer) -> int:
-        """Send the oldest unpublished rows and mark those the broker acknowledged."""
+        """Send the oldest unpublished rows and mark those the broker acknowledged, and those the
+        producer refused for good as set aside; how many of the rows no longer wait."""
         async with self._sending:
             if self._settling:
                 return 0  # the re-send after the settling wakes the loop
@@ -154,8 +222,8 @@ class OutboxRelay:
     async def _publish_batch(self, producer: AIOKafkaProducer) -> int:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                """SELECT id, topic, key, value, headers FROM outbox WHERE published_at IS NULL
-                   ORDER BY id LIMIT $1""",
+                """SELECT id, event_id, topic, key, value, headers FROM outbox
+                   WHERE published_at IS NULL AND refused_at IS NULL ORDER BY id LIMIT $1""",
                 self.settings.outbox_batch_size,
             )
         if not rows:
@@ -185,6 +253,15 @@ class OutboxRelay:
             )
         )
         results = [answers[f] for f in futures]
+        # A refusal answered for a record batch of several rows names none of them: retried.
+        alone = Counter(futures)
+        refused = [
+            (row, r)
+            for row, future, r in zip(rows, futures, results, strict=True)
+            if isinstance(r, REFUSED_FOR_GOOD) and alone[future] == 1
+        ]
+        if refused:
+            await self._set_aside(refused)
         done = [row["id"] for row, r in zip(rows, results, strict=True) if not isinstance(r, BaseException)]
         if done:
             async with self.pool.acquire() as conn:
@@ -204,10 +281,39 @@ class OutboxRelay:
             # A broker that came back empty may even acknowledge writes to topics it no longer
             # has; what it acknowledged since (and before) may be gone. Recreate and re-send.
             await self.recover_broker_reset()
-        failed = next((r for r in results if isinstance(r, BaseException)), None)
+        set_aside = {row["id"] for row, _ in refused}
+        failed = next(
+            (
+                r
+                for row, r in zip(rows, results, strict=True)
+                if isinstance(r, BaseException) and row["id"] not in set_aside
+            ),
+            None,
+        )
         if failed is not None:
             raise failed if isinstance(failed, KafkaError | OSError) else KafkaError(str(failed))
-        return len(done)
+        return len(done) + len(set_aside)
+
+    async def _set_aside(self, refused: list[tuple[asyncpg.Record, BaseException]]) -> None:
+        """Mark rows the producer refused for good so that no batch picks them again, and say so
+        without their content (a dead letter's bytes are someone else's, an event's are personal)."""
+        async with self.pool.acquire() as conn:
+            await conn.executemany(
+                "UPDATE outbox SET refused_at = now(), refused_reason = $2 WHERE id = $1",
+                [(row["id"], type(error).__name__) for row, error in refused],
+            )
+        for row, error in refused:
+            OUTBOX_REFUSED.labels(self.service, type(error).__name__).inc()
+            log.error(
+                "outbox row refused by the producer for good; set aside, the rows after it go on",
+                extra={
+                    "outbox_id": row["id"],
+                    "event_id": str(row["event_id"]),
+                    "topic": neutral_label(row["topic"]),
+                    "bytes": len(row["value"]),
+                    "error": type(error).__name__,
+                },
+            )
 
     def signed(self, rows: list[tuple[str, bytes]], now: dt.datetime) -> list[bytes]:
         """The events as published, signed with their sources' keys, one signature per source
@@ -265,8 +371,7 @@ class OutboxRelay:
                     self._broker_reset_seen()
                     if self.leader:
                         async with self._sending:
-                            await self._resend_recent()
-                        await self._remember_incarnation(current)
+                            await self._resend_recent(current)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the watchdog must outlive any one failed check
@@ -278,40 +383,44 @@ class OutboxRelay:
         await ensure_topics(self.settings)
         self._incarnation = incarnation_of(await topic_names(self.settings))
         self._broker_reset_seen()
-        await self._resend_recent()
-        await self._remember_incarnation(self._incarnation)
+        await self._resend_recent(self._incarnation)
 
     async def _catch_up_on_resets(self) -> None:
-        """On taking the relay (start, or a hand-over after the leader died): if the broker is on
-        another log than the one this database last published to, re-send the recent outbox."""
+        """On taking the relay (start, a hand-over, a new producer): if the broker is on another
+        log than the one this database's recent outbox was last sent to, re-send it there.
+
+        ``relay_state`` names a new log only once the recent rows were queued again for it (in
+        the same transaction), so a relay stopped while a reset settled leaves it naming the old
+        log, and this re-sends what that relay could not."""
         current = incarnation_of(await topic_names(self.settings))
         if current is None:
             return
         async with self.pool.acquire() as conn:
             stored = await conn.fetchval("SELECT incarnation FROM relay_state")
-        if stored is not None and stored != current:
+        if stored is None:  # the first publication from this database: nothing to send again
+            async with self.pool.acquire() as conn:
+                await self._remember_incarnation(conn, current)
+        elif stored != current and not (self._settling and self._resend_for == current):
             log.warning("broker is on another log than the last publication; re-sending recent events")
             async with self._sending:
-                await self._resend_recent()
-        await self._remember_incarnation(current)
+                await self._resend_recent(current)
 
-    async def _remember_incarnation(self, current: str | None) -> None:
-        if current is None:
-            return
-        async with self.pool.acquire() as conn:
-            await conn.execute(
-                """INSERT INTO relay_state (incarnation) VALUES ($1)
-                   ON CONFLICT (singleton) DO UPDATE SET incarnation = $1, updated_at = now()""",
-                current,
-            )
+    @staticmethod
+    async def _remember_incarnation(conn: asyncpg.Connection, current: str) -> None:
+        await conn.execute(
+            """INSERT INTO relay_state (incarnation) VALUES ($1)
+               ON CONFLICT (singleton) DO UPDATE SET incarnation = $1, updated_at = now()""",
+            current,
+        )
 
     def _broker_reset_seen(self) -> None:
         BROKER_RESETS.labels(self.service).inc()
         for listener in self.reset_listeners:
             listener()  # e.g. consumers restart: their in-memory positions point past the new log
 
-    async def _resend_recent(self) -> None:
-        """Hold publishing until the reset has settled, then queue the recent outbox again.
+    async def _resend_recent(self, incarnation: str | None) -> None:
+        """Hold publishing until the reset has settled, then queue the recent outbox again and
+        record, in the same transaction, that it was sent for the broker log ``incarnation``.
 
         Sent at once, what this relay published in the next seconds could be shadowed by another
         producer's stale writes and would have to be sent again; a backlog waiting for the broker
@@ -327,14 +436,24 @@ class OutboxRelay:
         )
         if self._resend_again is not None:
             self._resend_again.cancel()  # a later sign of the same reset: wait from this one
-        self._resend_again = asyncio.create_task(self._resend_once_settled(), name="outbox-resend-again")
+        self._resend_for = incarnation
+        self._resend_again = asyncio.create_task(
+            self._resend_once_settled(incarnation), name="outbox-resend-again"
+        )
 
-    async def _resend_once_settled(self) -> None:
+    def _abandon_resend(self) -> None:
+        """Drop a scheduled re-send (this relay stops, or is no longer the leader). Nothing is
+        lost: ``relay_state`` still names the old log, so the next leader re-sends."""
+        if self._resend_again is not None:
+            self._resend_again.cancel()
+        self._resend_again, self._resend_for, self._settling = None, None, False
+
+    async def _resend_once_settled(self, incarnation: str | None) -> None:
         await asyncio.sleep(_RESET_SETTLE_SECONDS)
         while True:  # publishing stays held until the recent events are queued again
             try:
                 async with self._sending:
-                    requeued = await self._requeue_recent()
+                    requeued = await self._requeue_recent(incarnation)
                     self._settling = False
             except asyncio.CancelledError:
                 raise
@@ -347,21 +466,33 @@ class OutboxRelay:
                 break
         log.info("broker reset settled; recent events re-sent", extra={"requeued": requeued})
 
-    async def _requeue_recent(self) -> str:
-        async with self.pool.acquire() as conn:
+    async def _requeue_recent(self, incarnation: str | None) -> str:
+        async with self.pool.acquire() as conn, conn.transaction():
             requeued: str = await conn.execute(
                 """UPDATE outbox SET published_at = NULL
                    WHERE published_at > now() - make_interval(secs => $1)""",
                 self.settings.outbox_replay_window,
             )
+            if incarnation is not None:
+                await self._remember_incarnation(conn, incarnation)
         self._wake.set()
         return requeued
 
+    async def _measure_forever(self) -> None:
+        """Every replica's own measure of the outbox, leader or not: a standby, or a replica whose
+        leader is stuck, still reports the outbox growing old (alert OutboxNotDraining)."""
+        while True:
+            try:
+                await self._refresh_gauges()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the database is away: the gauges keep their last values
+                log.info("outbox measure failed", extra={"error": type(e).__name__})
+            await asyncio.sleep(_MEASURE_SECONDS)
+
     async def _refresh_gauges(self) -> None:
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                """SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age
-                   FROM outbox WHERE published_at IS NULL"""
-            )
-        OUTBOX_BACKLOG.labels(self.service).set(row["n"])
-        OUTBOX_OLDEST_AGE.labels(self.service).set(float(row["age"]))
+            row = await measure_outbox(conn)
+        OUTBOX_BACKLOG.labels(self.service).set(row["backlog"])
+        OUTBOX_OLDEST_AGE.labels(self.service).set(row["oldest"])
+        OUTBOX_REFUSED_ROWS.labels(self.service).set(row["refused"])

@@ -100,6 +100,12 @@ class BaseServiceSettings(KafkaSettings):
     outbox_replay_window: float = Field(
         default=3600.0, description="seconds of published outbox rows re-sent after the broker lost its log"
     )
+    outbox_stall_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="an outbox whose oldest unpublished row is older than this is stalled: /readyz "
+        "answers not ready on every replica (alert OutboxNotDraining fires at 60 s)",
+    )
     consumer_max_retries: int = 3
     # Tansu holds every fetch this long, so it is both a floor on delivery latency per hop and
     # how often each consumer polls. Measured end to end (bench pipeline, 3,000 events at full

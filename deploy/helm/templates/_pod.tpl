@@ -81,6 +81,7 @@ the password comes from the Secret the User Operator writes for that KafkaUser u
 {{- $_ := set $e "OUTBOX_POLL_INTERVAL" (include "mx.number" .c.values.outbox.pollIntervalSeconds) -}}
 {{- $_ := set $e "OUTBOX_BATCH_SIZE" (toString (int64 .c.values.outbox.batchSize)) -}}
 {{- $_ := set $e "OUTBOX_REPLAY_WINDOW" (include "mx.number" .c.values.outbox.replayWindowSeconds) -}}
+{{- $_ := set $e "OUTBOX_STALL_SECONDS" (include "mx.number" .c.values.outbox.stallSeconds) -}}
 {{- $_ := set $e "CONSUMER_MAX_RETRIES" (toString (int64 .c.values.consumerMaxRetries)) -}}
 {{- $_ := set $e "CONSUMER_FETCH_MAX_WAIT_MS" (toString (int64 .c.values.consumerFetchMaxWaitMs)) -}}
 {{- $_ := set $e "BACKGROUND_FETCH_MAX_WAIT_MS" (toString (int64 .c.values.backgroundFetchMaxWaitMs)) -}}
