@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -60,8 +61,19 @@ _ACK_TIMEOUT = 30.0  # seconds to wait for the broker to acknowledge one batch
 # So a relay that saw the reset publishes nothing until that storm has passed, then sends its
 # recent events again, once (the inboxes drop what had arrived before).
 _RESET_SETTLE_SECONDS = 5.0
-_MEASURE_SECONDS = 5.0  # every replica measures the outbox this often (its gauges)
+_MEASURE_SECONDS = 5.0  # every replica measures its oldest waiting event this often
+_COUNT_EVERY = 6  # ... and counts the whole backlog every this many measures (30 s)
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.2, 5.0  # seconds between attempts while the broker refuses
+
+
+async def oldest_waiting(conn: asyncpg.Connection) -> float:
+    """The age in seconds of the oldest event waiting to be published (0 if none): the first row
+    of the partial index of unpublished rows, so as cheap with 200,000 waiting as with one."""
+    age = await conn.fetchval(
+        """SELECT extract(epoch FROM now() - created_at)::float FROM outbox
+           WHERE published_at IS NULL AND refused_at IS NULL ORDER BY id LIMIT 1"""
+    )
+    return float(age or 0.0)
 
 
 async def measure_outbox(conn: asyncpg.Connection) -> asyncpg.Record:
@@ -481,9 +493,13 @@ class OutboxRelay:
     async def _measure_forever(self) -> None:
         """Every replica's own measure of the outbox, leader or not: a standby, or a replica whose
         leader is stuck, still reports the outbox growing old (alert OutboxNotDraining)."""
-        while True:
+        for turn in itertools.count():
             try:
-                await self._refresh_gauges()
+                if turn % _COUNT_EVERY == 0:
+                    await self._refresh_gauges()
+                else:  # counting a large backlog costs a pass over it: the age alone, in between
+                    async with self.pool.acquire() as conn:
+                        OUTBOX_OLDEST_AGE.labels(self.service).set(await oldest_waiting(conn))
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the database is away: the gauges keep their last values
