@@ -1,18 +1,29 @@
-"""Helpers of the exchange's end-to-end tests: people, events, publishing straight to the broker."""
+"""Helpers of the exchange's tests: people, events, publishing straight to the broker, and a
+migrated exchange database that routes events with the routing consumer's own handler."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import asyncpg
+import orjson
 from aiokafka import AIOKafkaProducer
 
 from devstack.stack import Stack
+from services.migrant_exchange.service_layer import messagebus
+from services.migrant_exchange.settings import ExchangeSettings
+from shared.db import create_pool, migrate, unit_of_work
 from shared.events.catalog import spec_for
 from shared.events.envelope import Envelope, new_event_id
 from shared.identity import compose_id_number, subject_key
+from shared.outbox import batched
 from tests.helpers import signed
 
 A, B, C = "320412", "440703", "110101"
@@ -81,3 +92,58 @@ def produce(
             await producer.stop()
 
     asyncio.run(run())
+
+
+EXCHANGE_MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "migrant_exchange" / "migrations"
+
+
+@contextlib.asynccontextmanager
+async def migrated_exchange(
+    pg: Any, prefix: str, visible: dict[str, Any] | None = None
+) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on a fresh, migrated exchange database where every pair agrees on every event type
+    (``visible``: the agreement's fields per event type, none withheld without it)."""
+    dsn = pg.create_database(f"{prefix}_{uuid.uuid4().hex[:12]}")
+    await migrate(dsn, "migrant_exchange", EXCHANGE_MIGRATIONS)
+    made = await create_pool(dsn, min_size=1, max_size=2)
+    await made.execute(
+        "INSERT INTO agreements VALUES ('*', '*', $1, 3600, $2::text::jsonb)",
+        ["*"],
+        orjson.dumps(visible or {}).decode(),
+    )
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+async def route(pool: asyncpg.Pool, settings: ExchangeSettings, events: list[Envelope[Any]]) -> None:
+    """The routing consumer's handler on each event, one unit of work each, as separate fetches."""
+    handle = messagebus.in_order(settings)
+    for e in events:
+        async with unit_of_work(pool) as conn, batched(conn):
+            await handle(conn, e)
+
+
+class Registries:
+    """Events numbered per subject and producing registry, as the registries' outboxes number them."""
+
+    def __init__(self) -> None:
+        self.seq: dict[tuple[str, str], int] = {}
+
+    def make(
+        self, event_type: str, producer: str, data: dict[str, Any], id_number: str, **ext: Any
+    ) -> Envelope[Any]:
+        subject = subject_key(id_number, SECRET)
+        n = self.seq[(subject, producer)] = self.seq.get((subject, producer), 0) + 1
+        return event(event_type, producer, data, subject, n, **ext)
+
+    def person(
+        self, id_number: str, producer: str, hukou: str, residence: str, sex: str = "F"
+    ) -> Envelope[Any]:
+        e = person_event(id_number, producer, hukou, residence)
+        if sex != "F":
+            data = {**e.data.model_dump(mode="json"), "sex": sex}
+            e = e.model_copy(update={"data": type(e.data).model_validate(data)})
+        n = self.seq[(e.subject, producer)] = self.seq.get((e.subject, producer), 0) + 1
+        return e.model_copy(update={"sequence": n})

@@ -15,61 +15,29 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
 import pytest
 
-from services.migrant_exchange.service_layer import messagebus
 from services.migrant_exchange.settings import ExchangeSettings
-from shared.db import create_pool, migrate, unit_of_work
 from shared.events.envelope import Envelope
-from shared.identity import subject_key
-from shared.outbox import batched
-from tests.exchange.exchange_helpers import SECRET, A, B, C, event, new_person, person_event
+from tests.exchange.exchange_helpers import SECRET, A, B, C, migrated_exchange, new_person, route
+from tests.exchange.exchange_helpers import Registries as NumberedEvents
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "migrant_exchange" / "migrations"
 SETTINGS = ExchangeSettings(subject_key_secret=SECRET.decode())
 D = "510104"
 
 
 @pytest.fixture
 async def pool(pg: Any) -> AsyncIterator[asyncpg.Pool]:
-    """One migrated exchange database; every pair agrees on every event type."""
-    dsn = pg.create_database(f"held_{uuid.uuid4().hex[:12]}")
-    await migrate(dsn, "migrant_exchange", MIGRATIONS)
-    made = await create_pool(dsn, min_size=1, max_size=2)
-    await made.execute("INSERT INTO agreements VALUES ('*', '*', $1, 3600, '{}')", ["*"])
-    try:
+    async with migrated_exchange(pg, "held") as made:
         yield made
-    finally:
-        await made.close()
 
 
-class Registries:
-    """Events numbered per subject and producing registry, as the registries' outboxes number them."""
-
-    def __init__(self) -> None:
-        self.seq: dict[tuple[str, str], int] = {}
-
-    def make(
-        self, event_type: str, producer: str, data: dict[str, Any], id_number: str, **ext: Any
-    ) -> Envelope[Any]:
-        subject = subject_key(id_number, SECRET)
-        n = self.seq[(subject, producer)] = self.seq.get((subject, producer), 0) + 1
-        return event(event_type, producer, data, subject, n, **ext)
-
-    def person(
-        self, id_number: str, producer: str, hukou: str, residence: str, sex: str = "F"
-    ) -> Envelope[Any]:
-        e = person_event(id_number, producer, hukou, residence)
-        if sex != "F":
-            data = {**e.data.model_dump(mode="json"), "sex": sex}
-            e = e.model_copy(update={"data": type(e.data).model_validate(data)})
-        n = self.seq[(e.subject, producer)] = self.seq.get((e.subject, producer), 0) + 1
-        return e.model_copy(update={"sequence": n})
+class Registries(NumberedEvents):
+    """The shared numbering, with the moves, pregnancies and closures these tests send."""
 
     def move(self, kind: str, producer: str, who: str, hukou: str, src: str, dst: str) -> Envelope[Any]:
         data = {
@@ -122,10 +90,7 @@ class Registries:
 
 
 async def _route(pool: asyncpg.Pool, events: list[Envelope[Any]]) -> None:
-    handle = messagebus.in_order(SETTINGS)
-    for e in events:  # one unit of work each, as separate consumer fetches would
-        async with unit_of_work(pool) as conn, batched(conn):
-            await handle(conn, e)
+    await route(pool, SETTINGS, events)
 
 
 async def _targets(pool: asyncpg.Pool, event_id: uuid.UUID) -> set[str]:

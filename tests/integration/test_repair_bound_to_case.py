@@ -11,41 +11,36 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
-from services.migrant_exchange.service_layer import messagebus
 from services.migrant_exchange.settings import ExchangeSettings
-from shared.db import create_pool, migrate, unit_of_work
 from shared.events.envelope import Envelope
 from shared.identity import subject_key
-from shared.outbox import batched
-from tests.exchange.exchange_helpers import SECRET, A, B, event, new_person, person_event
+from tests.exchange.exchange_helpers import (
+    SECRET,
+    A,
+    B,
+    event,
+    migrated_exchange,
+    new_person,
+    person_event,
+    route,
+)
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "migrant_exchange" / "migrations"
 SETTINGS = ExchangeSettings(subject_key_secret=SECRET.decode())
 
 
 @pytest.fixture
 async def pool(pg: Any) -> AsyncIterator[asyncpg.Pool]:
-    dsn = pg.create_database(f"repair_{uuid.uuid4().hex[:12]}")
-    await migrate(dsn, "migrant_exchange", MIGRATIONS)
-    made = await create_pool(dsn, min_size=1, max_size=2)
-    await made.execute("INSERT INTO agreements VALUES ('*', '*', $1, 3600, '{}')", ["*"])
-    try:
+    async with migrated_exchange(pg, "repair") as made:
         yield made
-    finally:
-        await made.close()
 
 
 async def _route(pool: asyncpg.Pool, events: list[Envelope[Any]]) -> None:
-    handle = messagebus.in_order(SETTINGS)
-    for e in events:
-        async with unit_of_work(pool) as conn, batched(conn):
-            await handle(conn, e)
+    await route(pool, SETTINGS, events)
 
 
 def _correction(repair_id: uuid.UUID, person: str, sequence: int) -> Envelope[Any]:

@@ -27,7 +27,6 @@ import orjson
 import pytest
 
 from devstack.trust import TrustFiles
-from services.migrant_exchange.service_layer import messagebus
 from services.migrant_exchange.settings import ExchangeSettings
 from services.registry.service_layer.counterpart import apply_notification
 from services.registry.settings import RegistrySettings
@@ -36,13 +35,11 @@ from shared.events.catalog import parse_event
 from shared.events.envelope import Envelope
 from shared.events.payloads import ExchangeNotificationV1
 from shared.identity import subject_key
-from shared.outbox import batched
 from shared.sealing import CannotOpen, notification_aad, notification_contents, open_sealed
 from shared.sensitivity import NEUTRAL_CATEGORY
-from tests.exchange.exchange_helpers import SECRET, A, B, event, new_person, person_event
+from tests.exchange.exchange_helpers import SECRET, A, B, Registries, migrated_exchange, new_person, route
 
 ROOT = Path(__file__).resolve().parents[2]
-EXCHANGE_MIGRATIONS = ROOT / "services" / "migrant_exchange" / "migrations"
 REGISTRY_MIGRATIONS = ROOT / "services" / "registry" / "migrations"
 SETTINGS = ExchangeSettings(subject_key_secret=SECRET.decode())
 # Towards A the agreement withholds a pregnancy's expected delivery: a field whose name says the kind.
@@ -53,19 +50,8 @@ VISIBLE = {
 
 @pytest.fixture
 async def pool(pg: Any) -> AsyncIterator[asyncpg.Pool]:
-    """One migrated exchange database; every pair agrees on every event type."""
-    dsn = pg.create_database(f"restricted_{uuid.uuid4().hex[:12]}")
-    await migrate(dsn, "migrant_exchange", EXCHANGE_MIGRATIONS)
-    made = await create_pool(dsn, min_size=1, max_size=2)
-    await made.execute(
-        "INSERT INTO agreements VALUES ('*', '*', $1, 3600, $2::text::jsonb)",
-        ["*"],
-        orjson.dumps(VISIBLE).decode(),
-    )
-    try:
+    async with migrated_exchange(pg, "restricted", VISIBLE) as made:
         yield made
-    finally:
-        await made.close()
 
 
 @pytest.fixture
@@ -74,25 +60,6 @@ def trust(tmp_path: Path) -> TrustFiles:
     files = TrustFiles(tmp_path / "trust")
     files.write([A, B], {})
     return files
-
-
-class Registries:
-    """Events numbered per subject and producing registry, as the registries' outboxes number them."""
-
-    def __init__(self) -> None:
-        self.seq: dict[tuple[str, str], int] = {}
-
-    def make(
-        self, event_type: str, producer: str, data: dict[str, Any], id_number: str, **ext: Any
-    ) -> Envelope[Any]:
-        subject = subject_key(id_number, SECRET)
-        n = self.seq[(subject, producer)] = self.seq.get((subject, producer), 0) + 1
-        return event(event_type, producer, data, subject, n, **ext)
-
-    def person(self, id_number: str, producer: str, hukou: str, residence: str) -> Envelope[Any]:
-        e = person_event(id_number, producer, hukou, residence)
-        n = self.seq[(e.subject, producer)] = self.seq.get((e.subject, producer), 0) + 1
-        return e.model_copy(update={"sequence": n})
 
 
 def _pregnancy(r: Registries, mother: str) -> Envelope[Any]:
@@ -111,13 +78,6 @@ def _pregnancy(r: Registries, mother: str) -> Envelope[Any]:
         origin=A,
         destination=B,
     )
-
-
-async def _route(pool: asyncpg.Pool, settings: ExchangeSettings, events: list[Envelope[Any]]) -> None:
-    handle = messagebus.in_order(settings)
-    for e in events:  # one unit of work each, as separate consumer fetches would
-        async with unit_of_work(pool) as conn, batched(conn):
-            await handle(conn, e)
 
 
 async def _on_the_wire(pool: asyncpg.Pool, event_id: uuid.UUID) -> list[asyncpg.Record]:
@@ -139,7 +99,7 @@ async def test_a_pregnancy_notification_does_not_name_its_type_and_person_on_the
     r = Registries()
     mother = new_person()
     registration = _pregnancy(r, mother)
-    await _route(pool, SETTINGS, [r.person(mother, A, A, B), registration])
+    await route(pool, SETTINGS, [r.person(mother, A, A, B), registration])
     rows = await pool.fetch("SELECT value FROM outbox WHERE event_type = 'exchange.notification.v1'")
     on_the_wire = [orjson.loads(row["value"]) for row in rows]
     about_her = [m for m in on_the_wire if m["data"]["event_id"] == str(registration.id)]
@@ -173,7 +133,7 @@ async def test_the_type_and_withheld_fields_of_a_pregnancy_travel_inside_the_sea
     mother = new_person()
     person = r.person(mother, B, A, B)  # registered at B, where she lives: A, her hukou, is told
     registration = _pregnancy(r, mother)
-    await _route(pool, settings, [person, registration])
+    await route(pool, settings, [person, registration])
 
     [sent] = await _on_the_wire(pool, registration.id)
     assert b"pregnan" not in bytes(sent["value"]).lower() and b"expected_delivery" not in bytes(sent["value"])
@@ -233,7 +193,7 @@ async def test_the_target_registry_applies_the_sealed_type_and_refuses_a_relabel
     mother = new_person()
     person = r.person(mother, B, A, B)
     registration = _pregnancy(r, mother)
-    await _route(pool, settings, [person, registration])
+    await route(pool, settings, [person, registration])
     [sent] = await _on_the_wire(pool, registration.id)
     [told] = await _on_the_wire(pool, person.id)
     genuine = parse_event(bytes(sent["value"]))
