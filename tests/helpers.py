@@ -253,3 +253,36 @@ def in_process_registry(
     )
     with TestClient(app, headers={"Authorization": f"Bearer reg-{name}.{secret}"}) as test_client:
         yield test_client, dsn
+
+
+async def add_outbox_rows(dsn: str, n: int, topic: str) -> list[str]:
+    """``n`` rows in a service's outbox on ``topic``, each an event with an id of its own, the relay
+    woken: their event ids."""
+    ids = [str(uuid.uuid4()) for _ in range(n)]
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.executemany(
+            """INSERT INTO outbox (event_id, event_type, topic, key, value)
+               VALUES ($1::uuid, 'test.relayed.v1', $2, $3, $4)""",
+            [(i, topic, f"k{k % 7}", orjson.dumps({"id": i})) for k, i in enumerate(ids)],
+        )
+        await conn.execute("NOTIFY outbox")
+    finally:
+        await conn.close()
+    return ids
+
+
+def kiosk_entry(client_id: str, token: str, **extra: Any) -> Any:
+    """A clients-file entry of a kiosk of 440703 holding ``token``'s secret (``extra`` overrides)."""
+    from shared.auth import hash_secret
+    from shared.clients_file import ClientEntry
+
+    return ClientEntry.model_validate(
+        {
+            "client_id": client_id,
+            "kind": "kiosk",
+            "jurisdiction": "440703",
+            "secret_hash": hash_secret(token.split(".", 1)[1]),
+        }
+        | extra
+    )

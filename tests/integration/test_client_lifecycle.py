@@ -17,25 +17,15 @@ import asyncpg
 import pytest
 
 from shared.auth import ClientRegistry, new_credential
-from shared.clients_file import ClientEntry, ClientsFileError, ClientSources, sync_clients, write_file
+from shared.clients_file import ClientsFileError, ClientSources, sync_clients, write_file
 from shared.db import create_pool, migrate
 from shared.errors import Unauthorized
+from tests.helpers import kiosk_entry
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _entry(client_id: str, token: str, **extra: Any) -> ClientEntry:
-    from shared.auth import hash_secret
-
-    return ClientEntry.model_validate(
-        {
-            "client_id": client_id,
-            "kind": "kiosk",
-            "jurisdiction": "440703",
-            "secret_hash": hash_secret(token.split(".", 1)[1]),
-        }
-        | extra
-    )
+_entry = kiosk_entry
 
 
 @pytest.fixture

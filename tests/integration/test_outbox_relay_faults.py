@@ -35,7 +35,7 @@ from shared.db import create_pool, migrate
 from shared.events.catalog import DLQ_SUFFIX, TOPICS
 from shared.outbox_relay import OutboxRelay
 from shared.relay_lock import RELAY_LOCK
-from tests.helpers import in_process_registry
+from tests.helpers import add_outbox_rows, in_process_registry
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services/registry/migrations"
 TOPIC = TOPICS[0]
@@ -82,18 +82,7 @@ async def relays(fresh_db: str, broker: Broker) -> AsyncIterator[_Relays]:
 
 
 async def _add(dsn: str, n: int, topic: str = TOPIC) -> list[str]:
-    ids = [str(uuid.uuid4()) for _ in range(n)]
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.executemany(
-            """INSERT INTO outbox (event_id, event_type, topic, key, value)
-               VALUES ($1::uuid, 'test.relayed.v1', $2, $3, $4)""",
-            [(i, topic, f"k{k % 7}", orjson.dumps({"id": i})) for k, i in enumerate(ids)],
-        )
-        await conn.execute("NOTIFY outbox")
-    finally:
-        await conn.close()
-    return ids
+    return await add_outbox_rows(dsn, n, topic)
 
 
 async def _unpublished(dsn: str) -> int:

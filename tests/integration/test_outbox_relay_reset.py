@@ -10,7 +10,6 @@ re-send (a day's backlog would otherwise be published, signed and read twice).
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -25,8 +24,10 @@ from services.registry.settings import RegistrySettings
 from shared.db import create_pool, migrate
 from shared.events.catalog import TOPICS
 from shared.outbox_relay import OutboxRelay
+from tests.helpers import add_outbox_rows
 
 ROOT_MIGRATIONS = "services/registry/migrations"
+
 TOPIC = TOPICS[0]
 SERVICE = "relay-reset-test"
 
@@ -55,18 +56,7 @@ async def relay(fresh_db: str, broker: Broker) -> AsyncIterator[OutboxRelay]:
 
 async def _add(dsn: str, n: int) -> list[str]:
     """``n`` rows in the outbox, each an event with an id of its own."""
-    ids = [str(uuid.uuid4()) for _ in range(n)]
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.executemany(
-            """INSERT INTO outbox (event_id, event_type, topic, key, value)
-               VALUES ($1::uuid, 'test.relayed.v1', $2, $3, $4)""",
-            [(i, TOPIC, f"k{n % 7}", orjson.dumps({"id": i})) for n, i in enumerate(ids)],
-        )
-        await conn.execute("NOTIFY outbox")
-    finally:
-        await conn.close()
-    return ids
+    return await add_outbox_rows(dsn, n, TOPIC)
 
 
 async def _all_published(dsn: str, timeout: float) -> None:

@@ -13,25 +13,17 @@ import asyncpg
 import pytest
 
 from shared import signing
-from shared.auth import ClientRegistry, hash_secret, new_credential
-from shared.clients_file import ClientEntry, ClientSources, sync_clients, write_file
+from shared.auth import ClientRegistry, new_credential
+from shared.clients_file import ClientSources, sync_clients, write_file
 from shared.db import create_pool, ensure_login_role, migrate
 from shared.errors import Unauthorized
+from tests.helpers import kiosk_entry
 
 ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS = ROOT / "services" / "verification" / "migrations"
 
 
-def _kiosk(client_id: str, token: str, **extra: object) -> ClientEntry:
-    return ClientEntry.model_validate(
-        {
-            "client_id": client_id,
-            "kind": "kiosk",
-            "jurisdiction": "440703",
-            "secret_hash": hash_secret(token.split(".", 1)[1]),
-        }
-        | extra
-    )
+_kiosk = kiosk_entry
 
 
 def test_one_unusable_scan_does_not_cost_a_batch_of_offline_checks_their_audit(
