@@ -23,6 +23,7 @@ import pytest
 
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.events.envelope import Envelope
+from shared.events.signature import Rejected
 from tests.exchange.exchange_helpers import SECRET, A, B, C, migrated_exchange, new_person, route
 from tests.exchange.exchange_helpers import Registries as NumberedEvents
 
@@ -68,6 +69,22 @@ class Registries(NumberedEvents):
             "outcome": "birth",
         }
         return self.make("pregnancy.closed.v1", producer, data, mother, **ext)
+
+    def marriage(
+        self, kind: str, producer: str, husband: str, wife: str, marriage_id: str, **ext: Any
+    ) -> Envelope[Any]:
+        """A marriage made or dissolved at ``producer``, announced under the wife's key."""
+        data: dict[str, Any] = {
+            "marriage_id": marriage_id,
+            "spouse_a_id_number": husband,
+            "spouse_b_id_number": wife,
+        }
+        if kind == "registered":
+            data |= {"spouse_a_name": "甲", "spouse_b_name": "乙", "marriage_date": "2024-05-20"}
+            data["registered_in"] = producer
+        else:
+            data |= {"dissolution_date": "2025-06-01", "reason": "divorce"}
+        return self.make(f"marriage.{kind}.v1", producer, data, wife, **ext)
 
     def correction(
         self,
@@ -261,3 +278,65 @@ async def test_a_pregnancy_correction_stays_with_the_registries_that_hold_it(poo
         pool, [r.person(mother, A, A, B), registered, r.move("arrived", C, mother, A, B, C), correction]
     )
     assert await _targets(pool, correction.id) == {A}
+
+
+async def _holders(pool: asyncpg.Pool, kind: str, record_id: str) -> set[str]:
+    rows = await pool.fetch(
+        "SELECT division FROM record_holders WHERE record_type = $1 AND record_id = $2",
+        kind,
+        uuid.UUID(record_id),
+    )
+    return {r["division"] for r in rows}
+
+
+async def test_a_dissolution_reaches_a_registry_holding_the_marriage_where_nobody_lives_now(
+    pool: asyncpg.Pool,
+) -> None:
+    """Married at A, the wife (hukou A) living at B: B is sent the marriage and holds it. She moves
+    on to C, and A records the divorce: B's copy must be closed out too, though neither spouse
+    lives there any more."""
+    r = Registries()
+    husband, wife = new_person(sex="M"), new_person()
+    marriage_id = str(uuid.uuid4())
+    made = r.marriage("registered", A, husband, wife, marriage_id, origin=A, destination=B)
+    ended = r.marriage("dissolved", A, husband, wife, marriage_id, origin=A, destination=C)
+    events = [r.person(husband, A, A, A, sex="M"), r.person(wife, A, A, B), made]
+    await _route(pool, [*events, r.move("arrived", C, wife, A, B, C), ended])
+    assert B in await _targets(pool, made.id)
+    assert await _targets(pool, ended.id) == {B, C}
+
+
+async def test_only_a_registry_holding_a_record_ends_it(pool: asyncpg.Pool) -> None:
+    """A pregnancy registered at B (A told) and a marriage registered at A (B told): C and D, which
+    hold neither, say the pregnancy was closed and the marriage dissolved. Both are refused as not
+    authorized, route nothing and leave the holders as they were: A's own closure afterwards still
+    reaches B, and B's dissolution reaches A."""
+    r = Registries()
+    mother, husband = new_person(), new_person(sex="M")
+    pregnancy_id, marriage_id = str(uuid.uuid4()), str(uuid.uuid4())
+    await _route(
+        pool,
+        [
+            r.person(mother, A, A, B),
+            r.person(husband, A, A, B, sex="M"),
+            r.pregnancy(B, mother, pregnancy_id, origin=A, destination=B),
+            r.marriage("registered", A, husband, mother, marriage_id, origin=A, destination=B),
+        ],
+    )
+    forged = [
+        r.closure(C, mother, pregnancy_id, origin=A, destination=B),
+        r.marriage("dissolved", D, husband, mother, marriage_id, origin=A, destination=B),
+    ]
+    for lie in forged:
+        with pytest.raises(Rejected, match="does not hold") as refused:
+            await _route(pool, [lie])
+        assert refused.value.reason == "not_authorized"
+        assert await _targets(pool, lie.id) == set()
+    assert await _holders(pool, "pregnancy", pregnancy_id) == {A, B}
+    assert await _holders(pool, "marriage", marriage_id) == {A, B}
+
+    closure = r.closure(A, mother, pregnancy_id, origin=A, destination=B)
+    dissolution = r.marriage("dissolved", B, husband, mother, marriage_id, origin=A, destination=B)
+    await _route(pool, [closure, dissolution])
+    assert await _targets(pool, closure.id) == {B}
+    assert await _targets(pool, dissolution.id) == {A}

@@ -443,6 +443,43 @@ def test_a_correction_of_a_record_the_corrector_does_not_own_changes_nothing(sta
     )
 
 
+def test_a_registry_cannot_dissolve_a_marriage_it_does_not_hold(stack: Stack) -> None:
+    """The origin registers a marriage of two of its residents, one of whom lives at 510104 (which
+    is sent it). The destination, with its own valid key and both spouses' identity numbers, says
+    the marriage was dissolved: a registry ends only a record in its own records, and it never held
+    this one. The exchange refuses it (dead letter), and the origin's marriage stays as it was."""
+    origin = Api(stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
+    spouses = {}
+    for field, sex, lives in (("spouse_a_id_number", "M", ORIGIN), ("spouse_b_id_number", "F", NO_REGISTRY)):
+        n = spouses[field] = person_id(sex)
+        born = f"{n[6:10]}-{n[10:12]}-{n[12:14]}"
+        body = {"id_number": n, "name": "李婚", "sex": sex, "birth_date": born, "hukou_division": ORIGIN}
+        assert origin.post("/v1/persons", {**body, "residence_division": lives}).status_code == 201
+    r = origin.post("/v1/marriages", {**spouses, "marriage_date": "2024-05-01"})
+    assert r.status_code == 201, r.text
+    marriage_id = r.json()["marriage_id"]
+    exchange = stack.service("migrant_exchange").dsn
+    held = "SELECT division FROM record_holders WHERE record_type = 'marriage' AND record_id = $1"
+    wait_until(lambda: len(query(exchange, held, uuid.UUID(marriage_id))) == 2, timeout=15)
+
+    data = {"marriage_id": marriage_id, **spouses, "dissolution_date": "2025-01-02", "reason": "divorce"}
+    subject = subject_key(spouses["spouse_a_id_number"], stack.subject_secret.encode())
+    event = _envelope("marriage.dissolved.v1", f"/registry/{DESTINATION}", data, subject, origin=ORIGIN)
+    counter = Rejection(stack, "migrant_exchange", EXCHANGE_CONSUMER, "not_authorized")
+    _produce(stack, "vital.marriage.v1", signed(stack, event), subject)
+    why = _dead_letter(stack, "migrant_exchange", event.id)
+    assert why.startswith("rejected: not_authorized") and "does not hold" in why, why
+    wait_until(counter.counted, timeout=5)
+    assert not query(exchange, "SELECT 1 FROM notifications WHERE event_id = $1", event.id)
+    assert {r["division"] for r in query(exchange, held, uuid.UUID(marriage_id))} == {ORIGIN, NO_REGISTRY}
+    [kept] = query(
+        stack.service(f"registry-{ORIGIN}").dsn,
+        "SELECT dissolution_date FROM marriages WHERE id = $1",
+        uuid.UUID(marriage_id),
+    )
+    assert kept["dissolution_date"] is None
+
+
 def _disclosure(person: Envelope[Any], discloser: str, source: str) -> Envelope[Any]:
     data = {
         "disclosure_id": str(uuid.uuid4()),

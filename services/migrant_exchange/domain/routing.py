@@ -70,7 +70,7 @@ def counterparts(
     Origin (hukou) and destination (residence) always hear; for a move, the place left and the
     place arrived at hear too. A person who moved on (A -> B -> C) is no longer B's business, and
     a returnee's later events stay at the origin. Related people (a spouse, a father) bring their
-    own origin and residence. ``holders``: the registries that hold the record this event closes
+    own origin and residence. ``holders``: the registries that hold the record this event ends
     or corrects (``named_record``), wherever the subject lives by then: a correction reaches a
     spouse's and a father's registries as the record did. A pregnancy's closure or correction
     reaches its holders alone (``held_only``).
@@ -105,11 +105,24 @@ def held_record(event_type: str, data: dict[str, object]) -> tuple[str, str] | N
     return None if kind is None else (kind[0], str(data[kind[1]]))
 
 
+# The events that end a held record, by the payload field naming it. A registry ends only a record
+# in its own records (the registry's write rule: ``no such marriage in this jurisdiction's
+# records``), so the exchange takes an end only from a registry that holds the record: one that
+# recorded it or was sent it (DESIGN section 10: no jurisdiction speaks of another's records).
+ENDS = {
+    "marriage.dissolved.v1": ("marriage", "marriage_id"),
+    "pregnancy.closed.v1": ("pregnancy", "pregnancy_id"),
+}
+# The types whose routing reads the holders of the record they name (``named_record``).
+NAMES_HELD = frozenset({*ENDS, CORRECTION})
+
+
 def named_record(event_type: str, data: dict[str, object]) -> tuple[str, str] | None:
-    """The held record (kind, key) whose holders must hear of this event: the pregnancy a closure
-    ends, the record a correction (or a reconciliation repair) changes."""
-    if event_type == "pregnancy.closed.v1":
-        return "pregnancy", str(data["pregnancy_id"])
+    """The held record (kind, key) whose holders must hear of this event: the marriage or the
+    pregnancy it ends (``ENDS``), the record a correction (or a reconciliation repair) changes."""
+    if event_type in ENDS:
+        kind, field = ENDS[event_type]
+        return kind, str(data[field])
     kinds = {kind for kind, _ in HELD_RECORDS.values()}
     if event_type == CORRECTION and data.get("record_type") in kinds:
         return str(data["record_type"]), str(data["record_id"])

@@ -41,13 +41,14 @@ Pair = tuple[str, str]  # (subject, source): the ordering's unit
 
 def plain(event: Envelope[Any], routed: frozenset[str]) -> bool:
     """Whether the batch way takes this event's type: feedback, and routed events but pregnancies'
-    and corrections' (reconciliation repairs among them)."""
+    and those whose routing reads the holders of a record (a record's end, a correction,
+    reconciliation repairs among them)."""
     if event.type in FEEDBACK:
         return True
     return (
         event.type in routed
         and not event.type.startswith("pregnancy.")
-        and event.type != handlers.REPAIR_TYPE
+        and event.type not in routing.NAMES_HELD
     )
 
 

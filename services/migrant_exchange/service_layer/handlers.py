@@ -53,6 +53,10 @@ async def route_vital_event(
     others = [s for s in others if s != event.subject]
     related = await repo.whereabouts_of(conn, others) if others else []
     holders = await _holders(conn, event.type, data)
+    if event.type in routing.ENDS and holders and producer not in holders:
+        # Known holders and the producer not among them: it speaks of a record it does not have.
+        # (A record routed before the exchange kept holders has none known, and goes as it comes.)
+        raise Rejected(NOT_AUTHORIZED, f"{event.type} of a record {producer} does not hold")
     targets = routing.counterparts(producer, event.type, data, after, tuple(related), holders)
     repair = (
         await cases.case_of_repair(conn, data.get("correction_id")) if event.type == REPAIR_TYPE else None
@@ -102,9 +106,10 @@ async def _notify(
 
 
 async def _holders(conn: asyncpg.Connection, event_type: str, data: dict[str, Any]) -> set[str]:
-    """Who holds the record this event closes or corrects (``routing.named_record``): the registry
+    """Who holds the record this event ends or corrects (``routing.named_record``): the registry
     that recorded it and those it was sent to. A pregnancy's closure takes them: once it is closed
-    out the exchange forgets where it was kept."""
+    out the exchange forgets where it was kept (if the closure is refused, its rollback keeps
+    them)."""
     named = routing.named_record(event_type, data)
     if named is None:
         return set()
