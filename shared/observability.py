@@ -18,8 +18,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.errors import describe_fault
 from shared.sensitivity import neutral_route
 
-# 17 digits + check character: anything shaped like a resident identity number.
-_ID_NUMBER = re.compile(r"(?<!\d)\d{17}[\dXx](?![\dA-Za-z])")
+# 17 digits + check character: anything shaped like a resident identity number, also as written
+# on forms and read out (grouped 6-8-4 by spaces or hyphens) and in full-width characters (which
+# the registries' validation maps to ASCII and accepts: ``\d`` matches any decimal digit).
+_ID_NUMBER = re.compile(r"(?<![\dA-Za-z])\d{6}[ -]?\d{8}[ -]?\d{3}[\dXxＸｘ](?![\dA-Za-z])")
 _RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 

@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import logging
 import uuid
+from typing import Any
 
 import asyncpg
 import orjson
@@ -69,6 +70,26 @@ def test_a_subject_key_is_what_it_always_was() -> None:
 def test_redaction_removes_anything_shaped_like_an_identity_number() -> None:
     number = compose_id_number("110101", dt.date(1990, 3, 7), 4, "F")
     assert number not in redact(f"looked up {number} for x")
+
+
+_FULL_WIDTH = {ord(ch): 0xFEE0 + ord(ch) for ch in "0123456789X"}
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        lambda n: f"{n[:6]} {n[6:14]} {n[14:]}",  # as printed on the card and read out
+        lambda n: f"{n[:6]}-{n[6:14]}-{n[14:]}",
+        lambda n: n.translate(_FULL_WIDTH),  # typed in full width, which validation accepts
+    ],
+    ids=["spaces", "hyphens", "full-width"],
+)
+def test_redaction_removes_an_identity_number_as_people_write_it(written: Any) -> None:
+    """Grouped 6-8-4, or in full-width characters, it is still the person's number; the text
+    around it and other numbers stay."""
+    number = "11010119900307002X"  # valid, with a check character that is not a digit
+    line = redact(f"row 12: {written(number)}; offset 1234567, order 20250307")
+    assert line == "row 12: [id-number]; offset 1234567, order 20250307"
 
 
 def test_a_logged_error_says_where_and_what_never_its_text() -> None:
