@@ -10,6 +10,7 @@ import pytest
 
 from devstack.stack import Stack
 from shared.auth import DEFAULT_SCOPES, hash_secret
+from shared.events.envelope import Envelope
 from shared.identity import subject_key
 from tests.exchange.exchange_helpers import OFFLINE, SECRET, A, B, C, event, new_person, person_event, produce
 from tests.helpers import Api, medical_certificate, query, wait_until
@@ -210,6 +211,69 @@ def test_a_gap_that_does_not_fill_becomes_a_discrepancy(xstack: Stack) -> None:
     )
     assert json.loads(gap[0]["detail"]) == {"source": f"/registry/{B}", "missing_from": 2, "missing_to": 2}
     wait_until(lambda: _notes(xstack, str(third.id)), timeout=5)  # then it went on
+
+
+def _gap_cases(stack: Stack, subject: str) -> list[dict[str, Any]]:
+    rows = query(
+        stack.service("migrant_exchange").dsn,
+        "SELECT * FROM discrepancies WHERE kind = 'sequence_gap' AND subject = $1 ORDER BY created_at",
+        subject,
+    )
+    return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
+
+
+def _released(stack: Stack, events: list[Envelope[Any]]) -> dict[str, Any]:
+    """Publish ``events`` (a gap among them) and wait until the gap's deadline released them: its
+    case is open, and the events that waited behind it were routed."""
+    produce(stack, [("vital.person.v1", e) for e in events])
+    case = wait_until(lambda: _gap_cases(stack, events[0].subject), timeout=10)[0]
+    assert case["state"] == "open" and case["resolved_at"] is None
+    wait_until(lambda: _notes(stack, str(events[-1].id)), timeout=5)
+    return case
+
+
+def test_a_gap_filled_late_resolves_its_case(xstack: Stack) -> None:
+    person = new_person()
+    first, third, fourth = (person_event(person, B, B, C, sequence=n) for n in (1, 3, 4))
+    second = person_event(person, B, B, A, sequence=2)  # the late one: it alone reaches A
+    case = _released(xstack, [first, third, fourth])
+    assert case["detail"] == {"source": f"/registry/{B}", "missing_from": 2, "missing_to": 2}
+    assert _notes(xstack, str(second.id)) == []
+    produce(xstack, [("vital.person.v1", second)])
+    # The far side: the late event was routed, and A's registry applied it.
+    assert [n["target_division"] for n in wait_until(lambda: _applied(xstack, second.id), timeout=10)] == [A]
+    filled = wait_until(lambda: [c for c in _gap_cases(xstack, first.subject) if c["state"] == "resolved"])
+    assert [c["id"] for c in filled] == [case["id"]] and filled[0]["resolved_at"] is not None
+    assert json.loads(filled[0]["resolution"])["action"] == "filled"
+    assert filled[0]["detail"] == {**case["detail"], "arrived": [2], "still_missing": 0}
+    # A redelivery of 2 changes nothing; the event behind it on its partition shows it was read.
+    fifth = person_event(person, B, B, C, sequence=5)
+    produce(xstack, [("vital.person.v1", second), ("vital.person.v1", fifth)])
+    wait_until(lambda: _notes(xstack, str(fifth.id)), timeout=10)
+    assert _gap_cases(xstack, first.subject) == filled
+    assert len(_notes(xstack, str(second.id))) == 1
+
+
+def test_a_gap_filled_in_part_stays_open_and_shows_what_arrived(xstack: Stack) -> None:
+    person = new_person()
+    first, second, third, fourth = (person_event(person, B, B, C, sequence=n) for n in (1, 2, 3, 4))
+    case = _released(xstack, [first, fourth])
+    assert case["detail"] == {"source": f"/registry/{B}", "missing_from": 2, "missing_to": 3}
+    produce(xstack, [("vital.person.v1", third)])
+    wait_until(lambda: _notes(xstack, str(third.id)), timeout=10)
+    progress = wait_until(lambda: [c for c in _gap_cases(xstack, first.subject) if "arrived" in c["detail"]])
+    assert progress[0]["state"] == "open" and progress[0]["resolved_at"] is None
+    assert progress[0]["detail"] == {**case["detail"], "arrived": [3], "still_missing": 1}
+    # The operator sees the progress: sequence numbers, not people.
+    operator = Api(xstack, "migrant_exchange", "operator")
+    listed = operator.get("/v1/discrepancies", state="open", kind="sequence_gap", jurisdiction=B).json()
+    shown = next(c for c in listed if c["id"] == str(case["id"]))
+    assert shown["detail"] == {**case["detail"], "arrived": [3], "still_missing": 1}
+    assert shown["subject"] is None and shown["record_key"] is None
+    produce(xstack, [("vital.person.v1", second)])
+    filled = wait_until(lambda: [c for c in _gap_cases(xstack, first.subject) if c["state"] == "resolved"])
+    assert filled[0]["detail"] == {**case["detail"], "arrived": [2, 3], "still_missing": 0}
+    assert json.loads(filled[0]["resolution"])["action"] == "filled"
 
 
 def _dsn(stack: Stack, code: str) -> str:

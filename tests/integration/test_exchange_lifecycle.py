@@ -127,6 +127,16 @@ async def test_events_wait_for_their_predecessor_and_a_gap_releases_them(pool: a
         )  # arrives after all: applied, once (the inbox sees to that)
         assert await ordering.apply_in_order(conn, late, apply, 60)
         assert applied[-1] == 4
+        filled = await conn.fetchrow("SELECT *, ctid FROM discrepancies WHERE id = $1", gap["id"])
+        assert filled["state"] == "resolved" and filled["resolved_at"] is not None
+        assert filled["resolution"]["action"] == "filled"
+        assert filled["detail"] == {**gap["detail"], "arrived": [4], "still_missing": 0}
+        # Applied again without the inbox (a replay), and an older event: the case is not written.
+        assert await ordering.apply_in_order(conn, late, apply, 60)
+        assert await ordering.apply_in_order(conn, events[1], apply, 60)
+        assert applied[-2:] == [4, 1]
+        again = await conn.fetchrow("SELECT *, ctid FROM discrepancies WHERE id = $1", gap["id"])
+        assert dict(again) == dict(filled)  # the same row version (ctid): no update at all
     assert uuid.UUID(str(gap["id"]))
 
 

@@ -53,6 +53,49 @@ async def clear_not_found(
     return int(result.split()[-1])
 
 
+async def fill_gaps(conn: asyncpg.Connection, arrivals: list[tuple[str, str, str, int]]) -> int:
+    """Count events that arrived after their gap was given up (subject, source, division, sequence)
+    against the open ``sequence_gap`` cases they fall in: a case shows the numbers that arrived
+    and how many are still missing, and resolves itself as filled when none is. A number already
+    counted writes nothing. Each arrival is one probe of ``discrepancies_open_once`` (kind,
+    divisions, subject), so a replay of older events costs little. Returns the cases resolved."""
+    if not arrivals:
+        return 0
+    rows = await conn.fetch(
+        """WITH found AS (
+               SELECT d.id, d.detail, array_agg(DISTINCT u.sequence) AS numbers
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(subject, source, division, sequence)
+               JOIN discrepancies d ON d.kind = 'sequence_gap' AND d.state = 'open'
+                    AND d.division_a = u.division AND d.division_b = u.division AND d.subject = u.subject
+                    AND d.detail->>'source' = u.source
+                    AND u.sequence BETWEEN (d.detail->>'missing_from')::bigint AND (d.detail->>'missing_to')::bigint
+                    AND NOT coalesce(d.detail->'arrived', '[]') @> to_jsonb(u.sequence)
+               GROUP BY d.id, d.detail),
+           counted AS MATERIALIZED (  -- the merged numbers, computed once for every use below
+               SELECT id, (detail->>'missing_to')::bigint - (detail->>'missing_from')::bigint + 1 AS missing,
+                      ARRAY(SELECT DISTINCT n FROM unnest(numbers || ARRAY(
+                                SELECT jsonb_array_elements_text(coalesce(detail->'arrived', '[]'))::bigint)) AS n
+                            ORDER BY n) AS arrived
+               FROM found)
+           UPDATE discrepancies d
+           SET detail = d.detail || jsonb_build_object('arrived', c.arrived,
+                                                       'still_missing', c.missing - cardinality(c.arrived)),
+               state = CASE WHEN cardinality(c.arrived) = c.missing THEN 'resolved' ELSE d.state END,
+               resolved_at = CASE WHEN cardinality(c.arrived) = c.missing THEN now() ELSE d.resolved_at END,
+               resolution = CASE WHEN cardinality(c.arrived) = c.missing
+                   THEN jsonb_build_object('action', 'filled', 'note', 'every missing event arrived late and was applied')
+                   ELSE d.resolution END
+           FROM counted c
+           WHERE d.id = c.id AND d.state = 'open'
+           RETURNING d.state""",
+        [a[0] for a in arrivals],
+        [a[1] for a in arrivals],
+        [a[2] for a in arrivals],
+        [a[3] for a in arrivals],
+    )
+    return sum(r["state"] == "resolved" for r in rows)
+
+
 async def list_cases(
     conn: asyncpg.Connection,
     state: str | None,

@@ -69,7 +69,8 @@ class Discrepancy(BaseModel):
     duplicated_at: str | None
     fields: list[str] = Field(description="names of the fields that differ, never their values")
     detail: dict[str, Any] = Field(
-        description="divisions (owner, owner_at, duplicated_at) and a sequence gap's source and numbers;"
+        description="divisions (owner, owner_at, duplicated_at) and a sequence gap's source and numbers"
+        " (missing_from, missing_to; arrived and still_missing once late events came: none missing resolves it);"
         " any other entry (duplicate_of, key_at_<division>) is named with a null value"
     )
     reconciliation_id: uuid.UUID | None

@@ -92,9 +92,12 @@ def migrant(client: Client, row: asyncpg.Record) -> dict[str, Any]:
 
 
 # What a case's ``detail`` may show: divisions (where the record was registered, where it is held
-# twice), a sequence gap's source and numbers. Any other entry (``duplicate_of``, ``key_at_<division>``:
-# certificate or medical-certificate numbers) keeps its name with a null value.
-_OPERATIONS_DETAIL = frozenset({"owner", "owner_at", "duplicated_at", "source", "missing_from", "missing_to"})
+# twice), a sequence gap's source and numbers (missing, arrived late since, still missing). Any
+# other entry (``duplicate_of``, ``key_at_<division>``: certificate or medical-certificate
+# numbers) keeps its name with a null value.
+_OPERATIONS_DETAIL = frozenset(
+    {"owner", "owner_at", "duplicated_at", "source", "missing_from", "missing_to", "arrived", "still_missing"}
+)
 
 
 def discrepancy(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:

@@ -52,15 +52,19 @@ def plain(event: Envelope[Any], routed: frozenset[str]) -> bool:
     )
 
 
-async def in_line(conn: asyncpg.Connection, events: list[Envelope[Any]]) -> dict[Pair, int] | None:
+async def in_line(
+    conn: asyncpg.Connection, events: list[Envelope[Any]]
+) -> tuple[dict[Pair, int], list[Envelope[Any]]] | None:
     """Lock the batch's ordering rows and check that every event applies at once (next in line with
-    nothing waiting, or a late arrival already passed); the last sequence each pair reaches, or
-    None when one would wait or release waiting ones (the batch then goes event by event)."""
+    nothing waiting, or a late arrival already passed); the last sequence each pair reaches and the
+    late arrivals (for ``ordering.arrived_late``), or None when one would wait or release waiting
+    ones (the batch then goes event by event)."""
     ordered = [e for e in events if ordering.sequenced(e)]
     if not ordered:
-        return {}
+        return {}, []
     state = await delivery.lock_progress_of(conn, [(e.subject, e.source) for e in ordered])
     reached: dict[Pair, int] = {}
+    late: list[Envelope[Any]] = []
     for e in ordered:
         last, waiting = state[(e.subject, e.source)]
         if e.sequence == last + 1 and waiting == 0:
@@ -68,7 +72,9 @@ async def in_line(conn: asyncpg.Connection, events: list[Envelope[Any]]) -> dict
             reached[(e.subject, e.source)] = e.sequence
         elif e.sequence > last:
             return None
-    return reached
+        else:
+            late.append(e)
+    return reached, late
 
 
 async def route(conn: asyncpg.Connection, settings: ExchangeSettings, events: list[Envelope[Any]]) -> None:

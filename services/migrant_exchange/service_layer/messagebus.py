@@ -157,11 +157,14 @@ def in_batches(settings: ExchangeSettings) -> BatchHandler:
 
     async def handle(conn: asyncpg.Connection, events: list[Envelope[Any]]) -> None:
         if all(batches.plain(e, ROUTED) for e in events):
-            reached = await batches.in_line(conn, events)
-            if reached is not None:
+            line = await batches.in_line(conn, events)
+            if line is not None:
+                reached, late = line
                 await batches.route(conn, settings, [e for e in events if e.type not in batches.FEEDBACK])
                 await batches.close(conn, [e for e in events if e.type in batches.FEEDBACK])
                 await delivery.set_progress_of(conn, reached)
+                if late:  # the rare batch with a late arrival or a replay: a gap's case may learn of it
+                    await ordering.arrived_late(conn, late)
                 return
         for event in events:
             await one(conn, event)

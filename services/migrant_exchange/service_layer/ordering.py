@@ -2,7 +2,8 @@
 
 Registries number each subject's events per producing source. An event whose predecessor has
 not been applied yet waits (parked) until the predecessor arrives; a gap that does not fill
-before its deadline becomes a discrepancy, and the waiting events go on in order.
+before its deadline becomes a discrepancy, and the waiting events go on in order; the
+discrepancy resolves itself when the missing events arrive after all (``arrived_late``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ async def apply_in_order(
 
     Returns False when the event was parked. Events not ``sequenced``, and events older than the
     applied sequence (a late arrival after its gap expired, a replay), apply at once: the inbox
-    has already made sure each event applies once.
+    has already made sure each event applies once. Only these late ones look for a gap's case.
     """
     if not sequenced(event):
         await apply(conn, event)
@@ -48,6 +49,7 @@ async def apply_in_order(
         return True
     if event.sequence <= last:
         await apply(conn, event)
+        await arrived_late(conn, [event])
         return True
     if event.sequence > last + 1:
         deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=gap_seconds)
@@ -68,6 +70,18 @@ async def _drain(conn: asyncpg.Connection, subject: str, source: str, last: int,
     return last
 
 
+def _division(source: str) -> str:
+    """The producing registry's jurisdiction, which a gap's case names on both sides."""
+    return source.rsplit("/", 1)[-1]
+
+
+async def arrived_late(conn: asyncpg.Connection, events: list[Envelope[Any]]) -> None:
+    """Events applied after their turn (older than the applied sequence): those a released gap
+    still misses count towards its case, which resolves itself once all of them are here. A
+    replay of older events takes this way too, at one index probe each."""
+    await cases.fill_gaps(conn, [(e.subject, e.source, _division(e.source), e.sequence) for e in events])
+
+
 async def release_expired_gaps(conn: asyncpg.Connection, apply: Apply) -> int:
     """Give up waiting where the deadline passed: open a discrepancy and apply what waited."""
     released = 0
@@ -77,7 +91,7 @@ async def release_expired_gaps(conn: asyncpg.Connection, apply: Apply) -> int:
         if first is None:
             continue
         if first > last + 1:
-            producer = source.rsplit("/", 1)[-1]
+            producer = _division(source)
             await cases.open_case(
                 conn,
                 {
