@@ -20,9 +20,10 @@ from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from shared.db import unit_of_work
-from shared.events.catalog import DLQ_SUFFIX, parse_event
-from shared.events.envelope import new_event_id
-from shared.observability import DLQ_MESSAGES, redact
+from shared.events.catalog import DLQ_SUFFIX, parse_event, topic_for
+from shared.events.envelope import AnyEnvelope, new_event_id
+from shared.events.signature import Rejected
+from shared.observability import DLQ_MESSAGES, EVENTS_REJECTED, redact
 from shared.outbox import add_raw
 from shared.sensitivity import neutral_label  # metric labels name no sensitive type
 
@@ -91,6 +92,21 @@ async def keep(
     )
     DLQ_MESSAGES.labels(service, consumer, neutral_label(msg.topic)).inc()
     log.warning("message dead-lettered", extra={"consumer": consumer, "topic": msg.topic, "reason": reason})
+
+
+async def refuse(
+    conn: asyncpg.Connection, msg: ConsumerRecord[bytes, bytes], e: Rejected, *, consumer: str, service: str
+) -> None:
+    """Dead-letter a refused event with its reason, and count it (``events_rejected_total``)."""
+    EVENTS_REJECTED.labels(service, consumer, e.reason).inc()
+    await keep(conn, msg, redact(f"rejected: {e}")[:500], consumer=consumer, service=service)
+
+
+def kept_message(event: AnyEnvelope, value: bytes) -> ConsumerRecord[bytes, bytes]:
+    """An event a consumer kept after the broker gave it (a parked event) as a message to
+    dead-letter: its topic by type, no partition or offset (-1), its subject as the key."""
+    key = event.subject.encode()
+    return ConsumerRecord(topic_for(event.type), -1, -1, 0, 0, key, value, None, len(key), len(value), [])
 
 
 async def replay_dead_letter(

@@ -21,9 +21,12 @@ import asyncpg
 import orjson
 import pytest
 
+from services.migrant_exchange.service_layer import messagebus, ordering
 from services.migrant_exchange.settings import ExchangeSettings
+from shared.db import unit_of_work
 from shared.events.envelope import Envelope
 from shared.events.signature import Rejected
+from shared.outbox import batched
 from tests.exchange.exchange_helpers import SECRET, A, B, C, migrated_exchange, new_person, route
 from tests.exchange.exchange_helpers import Registries as NumberedEvents
 
@@ -340,3 +343,83 @@ async def test_only_a_registry_holding_a_record_ends_it(pool: asyncpg.Pool) -> N
     await _route(pool, [closure, dissolution])
     assert await _targets(pool, closure.id) == {B}
     assert await _targets(pool, dissolution.id) == {A}
+
+
+async def _dead_letters(pool: asyncpg.Pool, event: Envelope[Any]) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT consumer, topic, reason FROM dead_letters WHERE convert_from(value, 'UTF8') LIKE $1",
+        f'%"id":"{event.id}"%',
+    )
+
+
+async def test_an_end_refused_in_its_turn_is_dead_lettered_alone(pool: asyncpg.Pool) -> None:
+    """C says the mother arrived at C (its event 1) and that her pregnancy, held by A and B, was
+    closed (event 2); event 2 arrives first and waits. When event 1 arrives, the closure takes
+    its turn and is refused (C holds no pregnancy): it alone is dead-lettered, while the arrival
+    it waited for is routed and the ordering moves past both. Before, the refusal failed the
+    arrival's unit of work, and the consumer would have dead-lettered the arrival in its place."""
+    r = Registries()
+    mother = new_person()
+    pregnancy_id = str(uuid.uuid4())
+    await _route(
+        pool, [r.person(mother, A, A, B), r.pregnancy(B, mother, pregnancy_id, origin=A, destination=B)]
+    )
+    arrival = r.move("arrived", C, mother, A, B, C)
+    closure = r.closure(C, mother, pregnancy_id, origin=A, destination=C)
+    await _route(pool, [closure, arrival])
+    assert await _targets(pool, arrival.id) == {A, B}
+    assert await _targets(pool, closure.id) == set()
+    [letter] = await _dead_letters(pool, closure)
+    assert letter["consumer"] == "migrant-exchange-events" and letter["topic"] == "vital.pregnancy.v1"
+    assert letter["reason"].startswith("rejected: not_authorized") and "does not hold" in letter["reason"]
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM outbox WHERE topic = 'vital.pregnancy.v1.dlq' AND convert_from(value, 'UTF8') LIKE $1",
+            f'%"id":"{closure.id}"%',
+        )
+        == 1
+    )
+    assert await _holders(pool, "pregnancy", pregnancy_id) == {A, B}
+    progress = "SELECT last_sequence FROM sequence_progress WHERE subject = $1 AND source = $2"
+    assert await pool.fetchval(progress, arrival.subject, f"/registry/{C}") == 2
+
+
+async def test_a_sweep_releases_every_expired_gap_when_one_waiting_event_is_refused(
+    pool: asyncpg.Pool,
+) -> None:
+    """Two people's events wait behind gaps that never fill: one is a closure C may not say, the
+    other an ordinary move. The sweep releases both gaps: the closure is dead-lettered, the move
+    routed. Before, the refusal rolled the whole sweep back, at every sweep, and no gap anywhere
+    was released again."""
+    r = Registries()
+    mother, mover = new_person(), new_person()
+    pregnancy_id = str(uuid.uuid4())
+    await _route(
+        pool,
+        [
+            r.person(mother, A, A, B),
+            r.pregnancy(B, mother, pregnancy_id, origin=A, destination=B),
+            r.person(mover, A, A, B),
+        ],
+    )
+    r.move("arrived", C, mother, A, B, C)  # C's event 1 about each of them never comes
+    r.move("arrived", C, mover, A, B, C)
+    closure = r.closure(C, mother, pregnancy_id, origin=A, destination=C)
+    move = r.move("departed", C, mover, A, C, D)
+    expired = ExchangeSettings(subject_key_secret=SECRET.decode(), sequence_gap_seconds=-1)
+    await route(pool, expired, [closure, move])
+    assert await _targets(pool, move.id) == set()  # both wait
+
+    async with unit_of_work(pool) as conn, batched(conn):
+        released = await ordering.release_expired_gaps(
+            conn, messagebus.applier(SETTINGS), messagebus.refuser(SETTINGS)
+        )
+    assert released == 2
+    assert A in await _targets(pool, move.id)
+    assert await _targets(pool, closure.id) == set()
+    [letter] = await _dead_letters(pool, closure)
+    assert "does not hold" in letter["reason"]
+    gaps = await pool.fetchval(
+        "SELECT count(*) FROM discrepancies WHERE kind = 'sequence_gap' AND state = 'open'"
+    )
+    assert gaps == 2

@@ -102,15 +102,18 @@ async def test_events_wait_for_their_predecessor_and_a_gap_releases_them(pool: a
     async def apply(conn: asyncpg.Connection, event: object) -> None:
         applied.append(event.sequence)  # type: ignore[attr-defined]
 
+    async def refuse(*refused: object) -> None:
+        raise AssertionError(f"nothing here is refused: {refused}")
+
     person = new_person()
     events = {n: person_event(person, A, A, B, sequence=n) for n in (1, 2, 3, 5)}
     async with pool.acquire() as conn, conn.transaction():
-        assert not await ordering.apply_in_order(conn, events[3], apply, 60)
-        assert not await ordering.apply_in_order(conn, events[2], apply, 60)
-        assert await ordering.apply_in_order(conn, events[1], apply, 60)
+        assert not await ordering.apply_in_order(conn, events[3], apply, 60, refuse)
+        assert not await ordering.apply_in_order(conn, events[2], apply, 60, refuse)
+        assert await ordering.apply_in_order(conn, events[1], apply, 60, refuse)
         assert applied == [1, 2, 3]
-        assert not await ordering.apply_in_order(conn, events[5], apply, -1)  # already past
-        assert await ordering.release_expired_gaps(conn, apply) == 1
+        assert not await ordering.apply_in_order(conn, events[5], apply, -1, refuse)  # already past
+        assert await ordering.release_expired_gaps(conn, apply, refuse) == 1
         assert applied == [1, 2, 3, 5]
         gap = await conn.fetchrow("SELECT * FROM discrepancies WHERE subject = $1", events[1].subject)
         assert gap["kind"] == "sequence_gap" and gap["detail"] == {
@@ -125,15 +128,15 @@ async def test_events_wait_for_their_predecessor_and_a_gap_releases_them(pool: a
         late = person_event(
             person, A, A, B, sequence=4
         )  # arrives after all: applied, once (the inbox sees to that)
-        assert await ordering.apply_in_order(conn, late, apply, 60)
+        assert await ordering.apply_in_order(conn, late, apply, 60, refuse)
         assert applied[-1] == 4
         filled = await conn.fetchrow("SELECT *, ctid FROM discrepancies WHERE id = $1", gap["id"])
         assert filled["state"] == "resolved" and filled["resolved_at"] is not None
         assert filled["resolution"]["action"] == "filled"
         assert filled["detail"] == {**gap["detail"], "arrived": [4], "still_missing": 0}
         # Applied again without the inbox (a replay), and an older event: the case is not written.
-        assert await ordering.apply_in_order(conn, late, apply, 60)
-        assert await ordering.apply_in_order(conn, events[1], apply, 60)
+        assert await ordering.apply_in_order(conn, late, apply, 60, refuse)
+        assert await ordering.apply_in_order(conn, events[1], apply, 60, refuse)
         assert applied[-2:] == [4, 1]
         again = await conn.fetchrow("SELECT *, ctid FROM discrepancies WHERE id = $1", gap["id"])
         assert dict(again) == dict(filled)  # the same row version (ctid): no update at all

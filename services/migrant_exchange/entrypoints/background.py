@@ -48,7 +48,8 @@ def start(
 def _duties(
     settings: ExchangeSettings, pool: asyncpg.Pool, registries: RegistryClient
 ) -> list[asyncio.Task[None]]:
-    apply = messagebus.applier(settings)  # what waited behind a gap goes through the handler table
+    # what waited behind a gap goes through the handler table; what it refuses, to the dead letters
+    apply, refuse = messagebus.applier(settings), messagebus.refuser(settings)
 
     async def sweep() -> None:
         async with pool.acquire() as conn:
@@ -61,7 +62,7 @@ def _duties(
             async with unit_of_work_on(conn, wake=False):
                 resent = await handlers.resend_unanswered(conn, settings)
             async with unit_of_work_on(conn, wake=False):
-                released = await ordering.release_expired_gaps(conn, apply)
+                released = await ordering.release_expired_gaps(conn, apply, refuse)
             if resent or released:
                 await wake_relay(conn)  # after the commits: new outbox rows wait for the relay
 

@@ -28,7 +28,7 @@ def event_consumer(pool: asyncpg.Pool, settings: ExchangeSettings) -> EventConsu
     return EventConsumer(
         pool,
         settings,
-        name=f"{settings.consumer_group}-events",
+        name=messagebus.routing_consumer(settings),
         topics=messagebus.TABLES["events"].topics,
         handler=messagebus.in_order(settings),
         batch=messagebus.in_batches(settings),

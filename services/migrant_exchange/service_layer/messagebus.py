@@ -26,6 +26,7 @@ from aiokafka import ConsumerRecord
 from services.migrant_exchange.adapters import delivery, stats
 from services.migrant_exchange.service_layer import batches, disclosures, handlers, ordering
 from services.migrant_exchange.settings import ExchangeSettings
+from shared import dead_letters
 from shared.consumer import PassedOver, header
 from shared.disclosures import BATCH_TYPE as DISCLOSURE_BATCH
 from shared.disclosures import EVENT_TYPE as DISCLOSURE
@@ -33,6 +34,7 @@ from shared.disclosures import TYPES as DISCLOSURE_TYPES
 from shared.dispatch import BatchHandler, Bound, Handler, dispatcher
 from shared.events.catalog import CURRENT_TYPES, DISCLOSURE_TOPIC, TOPICS, spec_for
 from shared.events.envelope import Envelope
+from shared.events.signature import Rejected
 
 FEEDBACK = "exchange.feedback.v1"
 FEEDBACK_BATCH = "exchange.feedback_batch.v1"
@@ -139,12 +141,30 @@ def applier(settings: ExchangeSettings) -> ordering.Apply:
     return TABLES["events"].dispatch(settings)
 
 
+def routing_consumer(settings: ExchangeSettings) -> str:
+    """The routing consumer's name (its group, inbox and dead letters go by it)."""
+    return f"{settings.consumer_group}-events"
+
+
+def refuser(settings: ExchangeSettings) -> ordering.Refuse:
+    """A parked event refused in its turn becomes the routing consumer's dead letter, as it would
+    have had it been refused on arrival (its value as parked), and is counted alike."""
+    consumer, service = routing_consumer(settings), settings.service_name
+
+    async def refuse(conn: asyncpg.Connection, event: Envelope[Any], value: bytes, e: Rejected) -> None:
+        await dead_letters.refuse(
+            conn, dead_letters.kept_message(event, value), e, consumer=consumer, service=service
+        )
+
+    return refuse
+
+
 def in_order(settings: ExchangeSettings) -> Bound:
     """The routing consumer's handler: each subject's events through ``HANDLERS`` in sequence."""
-    apply = applier(settings)
+    apply, refuse = applier(settings), refuser(settings)
 
     async def handle(conn: asyncpg.Connection, event: Envelope[Any]) -> None:
-        await ordering.apply_in_order(conn, event, apply, settings.sequence_gap_seconds)
+        await ordering.apply_in_order(conn, event, apply, settings.sequence_gap_seconds, refuse)
 
     return handle
 

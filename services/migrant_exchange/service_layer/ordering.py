@@ -18,8 +18,11 @@ from services.migrant_exchange.adapters import delivery
 from services.migrant_exchange.adapters import discrepancies as cases
 from shared.events.catalog import parse_event
 from shared.events.envelope import Envelope
+from shared.events.signature import Rejected
 
 Apply = Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[None]]
+# What becomes of a parked event refused in its turn (``messagebus.refuser``: a dead letter).
+Refuse = Callable[[asyncpg.Connection, Envelope[Any], bytes, Rejected], Awaitable[None]]
 # Keyed and numbered by their own id, not a person's: there is nothing to order them after.
 UNSEQUENCED = frozenset({"exchange.feedback_batch.v1"})
 
@@ -32,7 +35,7 @@ def sequenced(event: Envelope[Any]) -> bool:
 
 
 async def apply_in_order(
-    conn: asyncpg.Connection, event: Envelope[Any], apply: Apply, gap_seconds: float
+    conn: asyncpg.Connection, event: Envelope[Any], apply: Apply, gap_seconds: float, refuse: Refuse
 ) -> bool:
     """Apply the event now if it is next for its subject and source; park it otherwise.
 
@@ -57,17 +60,35 @@ async def apply_in_order(
         await delivery.park(conn, event.subject, event.source, event.sequence, event.id, value, deadline)
         return False
     await apply(conn, event)
-    await _drain(conn, event.subject, event.source, event.sequence, apply)
+    await _drain(conn, event.subject, event.source, event.sequence, apply, refuse)
     return True
 
 
-async def _drain(conn: asyncpg.Connection, subject: str, source: str, last: int, apply: Apply) -> int:
+async def _drain(
+    conn: asyncpg.Connection, subject: str, source: str, last: int, apply: Apply, refuse: Refuse
+) -> int:
     """Apply the parked successors of ``last`` in order, then record the progress."""
     while (value := await delivery.unpark(conn, subject, source, last + 1)) is not None:
-        await apply(conn, parse_event(value))
+        await _apply_parked(conn, parse_event(value), value, apply, refuse)
         last += 1
     await delivery.set_progress(conn, subject, source, last)
     return last
+
+
+async def _apply_parked(
+    conn: asyncpg.Connection, event: Envelope[Any], value: bytes, apply: Apply, refuse: Refuse
+) -> None:
+    """A parked event in its turn, in a savepoint. The rules that need the exchange's records (a
+    record's end only from a holder, an answer only from the notification's addressee) are
+    checked now, with the records of its turn; an event they refuse is refused alone, and it
+    takes its turn all the same. Neither the event whose arrival released it (which the consumer
+    would otherwise dead-letter in its place) nor the other gaps of a sweep (which would never be
+    released again) pay for it."""
+    try:
+        async with conn.transaction():
+            await apply(conn, event)
+    except Rejected as e:
+        await refuse(conn, event, value, e)
 
 
 def _division(source: str) -> str:
@@ -82,7 +103,7 @@ async def arrived_late(conn: asyncpg.Connection, events: list[Envelope[Any]]) ->
     await cases.fill_gaps(conn, [(e.subject, e.source, _division(e.source), e.sequence) for e in events])
 
 
-async def release_expired_gaps(conn: asyncpg.Connection, apply: Apply) -> int:
+async def release_expired_gaps(conn: asyncpg.Connection, apply: Apply, refuse: Refuse) -> int:
     """Give up waiting where the deadline passed: open a discrepancy and apply what waited."""
     released = 0
     for subject, source in await delivery.expired_gaps(conn):
@@ -104,6 +125,6 @@ async def release_expired_gaps(conn: asyncpg.Connection, apply: Apply) -> int:
                     "detail": {"source": source, "missing_from": last + 1, "missing_to": first - 1},
                 },
             )
-        await _drain(conn, subject, source, first - 1, apply)
+        await _drain(conn, subject, source, first - 1, apply, refuse)
         released += 1
     return released
