@@ -32,7 +32,8 @@ from shared.kafka import missing_topics
 from shared.limits import RequestLimitsMiddleware
 from shared.observability import MetricsMiddleware, configure_logging
 from shared.openapi import install_openapi
-from shared.outbox_relay import OutboxRelay, measure_outbox
+from shared.outbox_measure import measure_outbox
+from shared.outbox_relay import OutboxRelay
 from shared.retention import Purge
 from shared.settings import BaseServiceSettings
 from shared.shutdown import shut_down, stop_tasks

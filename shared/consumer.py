@@ -11,6 +11,8 @@ Before any handler runs, every event's signature is checked against the trust li
 sender's authority for what it says (``shared.events.signature``); an event that fails is
 dead-lettered with the reason and counted in ``events_rejected_total``, never applied. A handler
 that finds a sender without authority in its own records raises ``Rejected`` the same way.
+That admission, and the dead-lettering of what is not taken, is ``shared.consumer_admission``
+(inherited); here the batch's transaction, the inbox, the handlers and the retries.
 """
 
 from __future__ import annotations
@@ -22,51 +24,38 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from functools import lru_cache
-from typing import Any
 
 import asyncpg
 import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 
-from shared import dead_letters, inbox
+from shared import inbox
+from shared.consumer_admission import (
+    _ELSEWHERE,
+    Accept,
+    Addressed,
+    Authority,
+    ConsumerAdmission,
+    PassedOver,
+    header,
+    trust_list,
+)
 from shared.consumer_group import GroupMember
 from shared.db import is_contention, is_unavailable, unit_of_work
 from shared.dead_letters import describe_error
 from shared.dispatch import BatchHandler
-from shared.events.catalog import ADDRESSEE_HEADER, parse_event, spec_for
 from shared.events.envelope import AnyEnvelope
-from shared.events.signature import Rejected, authority, verify_document
-from shared.observability import (
-    EVENT_LATENCY,
-    EVENTS_APPLIED,
-    EVENTS_CONSUMED,
-    EVENTS_REJECTED,
-    INBOX_DUPLICATES,
-    labelled,
-    redact,
-)
+from shared.events.signature import Rejected, authority
+from shared.observability import EVENT_LATENCY, EVENTS_APPLIED, INBOX_DUPLICATES, labelled
 from shared.outbox import batched
 from shared.sensitivity import neutral_label, neutral_type  # metrics and logs name no sensitive type
 from shared.settings import BaseServiceSettings
 from shared.tracing import consumer_span, trace_id_of, tracing_enabled
-from shared.trust import Party, TrustList, load_trust_list
+from shared.trust import TrustList
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[asyncpg.Connection, AnyEnvelope], Awaitable[None]]
-Accept = Callable[[AnyEnvelope], bool]
-# ``Accept``'s cheap half, on the message's decoded JSON before it is parsed: False when the event
-# is certainly not for this consumer. It may raise on a document it cannot read (KeyError,
-# TypeError...): the message is then parsed and judged in full.
-Addressed = Callable[[dict[str, Any]], bool]
-# ``addressed``'s cheaper half, on the message's Kafka headers before its JSON is decoded: True
-# when they say for certain that the message is someone else's. Only a hint the producer writes
-# (``shared.outbox``): a broker could alter a header, but it could as well drop the message, and a
-# message passed over here is not recorded in the inbox.
-PassedOver = Callable[[ConsumerRecord[bytes, bytes]], bool]
-# Who may send what, from the envelope alone: raises ``Rejected`` (see shared.events.signature).
-Authority = Callable[[AnyEnvelope, Party], None]
 # Rebuilds a cleared projection from every event at once, with the same outcome as applying them
 # one by one through the handler (replay from the beginning; the inbox is written by the caller).
 BulkRebuild = Callable[[asyncpg.Connection, Iterable[AnyEnvelope]], Awaitable[None]]
@@ -76,17 +65,11 @@ class PoisonMessage(Exception):
     """A handler's verdict that a message can never be applied: dead-letter it without retrying."""
 
 
-@lru_cache(maxsize=8)
-def trust_list(path: str | None) -> TrustList:
-    """The trust list a process verifies with, read once; none configured trusts nobody."""
-    return load_trust_list(path) if path else TrustList()
-
-
 class _Isolate(Exception):
     """A message of an optimistic batch failed: apply the batch again, one savepoint a message."""
 
 
-class EventConsumer(GroupMember):
+class EventConsumer(ConsumerAdmission, GroupMember):
     """One consumer group applying events with a handler, exactly once in effect."""
 
     def __init__(
@@ -191,67 +174,6 @@ class EventConsumer(GroupMember):
             else:
                 failed.append((msg, event, e))
 
-    async def _admit(
-        self, conn: asyncpg.Connection, msg: ConsumerRecord[bytes, bytes], doc: object, duplicate: bool
-    ) -> AnyEnvelope | None:
-        """The message's event if it is to be applied: not a redelivery, parsed, on its own topic,
-        wanted, signed by a trusted sender with authority for it. Otherwise None, and whatever
-        could not be taken is dead-lettered with its reason. ``doc``: the message's JSON, decoded
-        (None if it is not JSON)."""
-        labelled(EVENTS_CONSUMED, self.service, self.name, neutral_label(msg.topic)).inc()
-        if duplicate:  # a redelivery (rebalance, replay, a re-send after a broker reset)
-            labelled(INBOX_DUPLICATES, self.service, self.name).inc()
-            return None
-        if not self._maybe_addressed(doc):
-            return None  # someone else's: not parsed (every registry reads the notification topic)
-        try:
-            event = parse_event(doc if isinstance(doc, dict) else msg.value or b"")
-            wanted = self.accept(event) if spec_for(event.type).topic == msg.topic else None
-        except Exception as e:  # unparseable, or a filter that chokes on it: never stall
-            await self.dead_letter(conn, msg, describe_error(e))
-            return None
-        if wanted is None:
-            # A well-formed event on the wrong topic: its handler would misread it.
-            await self.dead_letter(conn, msg, f"event type {event.type} does not belong on topic {msg.topic}")
-            return None
-        if not wanted:
-            return None
-        try:
-            self.check(event, doc)
-        except Rejected as e:
-            await self.reject(conn, msg, e)
-            return None
-        return event
-
-    def check(self, event: AnyEnvelope, doc: object) -> None:
-        """The signature of the message (``doc``: its JSON, decoded) against the trust list and its
-        sender's authority for the event; raises ``Rejected``. Also for a replayed dead letter
-        (``shared.dead_letters``); ``bench/unsigned`` switches it off to measure its cost."""
-        self.authorize(event, verify_document(doc, self.trust))
-
-    def _passed_over(self, msg: ConsumerRecord[bytes, bytes]) -> bool:
-        """Whether ``passed_over`` says by the message's headers that it is someone else's: it is
-        then left undecoded. A header it cannot read leads to the JSON, which ``addressed`` and
-        the rest judge."""
-        if self.passed_over is None:
-            return False
-        try:
-            return self.passed_over(msg)
-        except Exception:
-            return False
-
-    def _maybe_addressed(self, doc: object) -> bool:
-        """False when the message was someone else's by its headers, or ``addressed`` says for
-        certain that the document is someone else's."""
-        if doc is _ELSEWHERE:
-            return False
-        if self.addressed is None or not isinstance(doc, dict):
-            return True
-        try:
-            return self.addressed(doc)
-        except Exception:  # unreadable here: parsing says what is wrong with it
-            return True
-
     async def _apply_all(
         self,
         conn: asyncpg.Connection,
@@ -303,11 +225,6 @@ class EventConsumer(GroupMember):
                 ids[i] = uuid.UUID(str(doc["id"]))  # type: ignore[index]
         known = await inbox.already_applied(conn, self.name, set(ids.values()))
         return {i for i, event_id in ids.items() if event_id in known}
-
-    async def reject(self, conn: asyncpg.Connection, msg: ConsumerRecord[bytes, bytes], e: Rejected) -> None:
-        """Dead-letter a refused event with its reason, and count it."""
-        EVENTS_REJECTED.labels(self.service, self.name, e.reason).inc()
-        await self.dead_letter(conn, msg, redact(f"rejected: {e}")[:500])
 
     async def _apply_traced(
         self, conn: asyncpg.Connection, event: AnyEnvelope, msg: ConsumerRecord[bytes, bytes]
@@ -410,33 +327,12 @@ class EventConsumer(GroupMember):
             else:
                 await self.dead_letter(conn, msg, describe_error(error))
 
-    async def dead_letter(
-        self, conn: asyncpg.Connection, msg: ConsumerRecord[bytes, bytes], reason: str
-    ) -> None:
-        """Keep the message with its reason, and queue it for ``<topic>.dlq`` through the outbox."""
-        await dead_letters.keep(conn, msg, reason, consumer=self.name, service=self.service)
-
 
 def _transient(exc: BaseException) -> bool:
     """A failure of the database rather than of the message (unreachable, a statement timed out
     or was cancelled, a lock wait, a deadlock or serialization failure): never a reason to
     dead-letter."""
     return is_unavailable(exc) or is_contention(exc) or isinstance(exc, TimeoutError)
-
-
-# In place of the decoded JSON of a message whose headers say it is someone else's.
-_ELSEWHERE = object()
-
-
-def addressed_elsewhere(served: frozenset[str]) -> PassedOver:
-    """Messages whose addressee header (``ADDRESSEE_HEADER``) names none of the divisions served.
-    A message without it (a producer that does not write it) is decoded and judged by its JSON."""
-
-    def elsewhere(msg: ConsumerRecord[bytes, bytes]) -> bool:
-        named = header(msg, ADDRESSEE_HEADER)
-        return named is not None and served.isdisjoint(named.split(","))
-
-    return elsewhere
 
 
 def _decoded(msg: ConsumerRecord[bytes, bytes]) -> object:
@@ -450,11 +346,3 @@ def _decoded(msg: ConsumerRecord[bytes, bytes]) -> object:
 def _parent(msg: ConsumerRecord[bytes, bytes], event: AnyEnvelope) -> str | None:
     """The trace context an event's work continues: the Kafka header's, the CloudEvent's as backup."""
     return header(msg, "traceparent") or event.traceparent
-
-
-def header(msg: ConsumerRecord[bytes, bytes], name: str) -> str | None:
-    """The message's header of that name, decoded (None when absent or empty)."""
-    for key, value in msg.headers or ():
-        if key == name and value:
-            return str(value.decode(errors="replace"))
-    return None

@@ -8,6 +8,11 @@ the topics and re-sends what was published recently, because that may have been 
 broker (consumers are idempotent). A row the producer refuses for good (too large) is set aside,
 counted and alerted on, and the rows after it go on. Every replica, leader or not, measures the
 outbox (backlog, oldest row's age) for its gauges.
+
+Here: the publish loop, its backoff, signing and setting rows aside. The relay's other parts
+live beside it: the lock (``shared.relay_lock``), the repair after a broker reset
+(``shared.relay_reset``, inherited) and the measure of the outbox (``shared.outbox_measure``,
+inherited).
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import itertools
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -23,31 +27,20 @@ from collections.abc import Callable
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.structs import RecordMetadata
 
 from shared.events.catalog import DLQ_SUFFIX
 from shared.events.recording import EventTap
 from shared.events.signature import sign_outgoing_batch
-from shared.kafka import (
-    REFUSED_FOR_GOOD,
-    all_topics,
-    ensure_topics,
-    incarnation_of,
-    make_producer,
-    send_all,
-    topic_names,
-)
+from shared.kafka import REFUSED_FOR_GOOD, ensure_topics, make_producer, send_all
 from shared.observability import (
-    BROKER_RESETS,
     EVENTS_PRODUCED,
     EVENTS_UNSIGNED_PUBLISHED,
-    OUTBOX_BACKLOG,
-    OUTBOX_OLDEST_AGE,
     OUTBOX_PUBLISH_FAILURES,
     OUTBOX_REFUSED,
-    OUTBOX_REFUSED_ROWS,
 )
+from shared.outbox_measure import OutboxGauges
 from shared.relay_lock import STAND_BACK_SECONDS, LeadershipLost, RelayLock
+from shared.relay_reset import BrokerResetRecovery
 from shared.sensitivity import neutral_label  # metric labels name no sensitive type
 from shared.settings import BaseServiceSettings
 from shared.trust import Keyring, load_keyring
@@ -55,41 +48,10 @@ from shared.trust import Keyring, load_keyring
 log = logging.getLogger(__name__)
 
 _ACK_TIMEOUT = 30.0  # seconds to wait for the broker to acknowledge one batch
-# After a broker came back empty, every relay's producer goes on writing with what it knew of
-# the old broker until it notices; a memory-only broker stores some of those writes under
-# offsets it hands out again once the topics are recreated, shadowing one record with another.
-# So a relay that saw the reset publishes nothing until that storm has passed, then sends its
-# recent events again, once (the inboxes drop what had arrived before).
-_RESET_SETTLE_SECONDS = 5.0
-_MEASURE_SECONDS = 5.0  # every replica measures its oldest waiting event this often
-_COUNT_EVERY = 6  # ... and counts the whole backlog every this many measures (30 s)
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.2, 5.0  # seconds between attempts while the broker refuses
 
 
-async def oldest_waiting(conn: asyncpg.Connection) -> float:
-    """The age in seconds of the oldest event waiting to be published (0 if none): the first row
-    of the partial index of unpublished rows, so as cheap with 200,000 waiting as with one."""
-    age = await conn.fetchval(
-        """SELECT extract(epoch FROM now() - created_at)::float FROM outbox
-           WHERE published_at IS NULL AND refused_at IS NULL ORDER BY id LIMIT 1"""
-    )
-    return float(age or 0.0)
-
-
-async def measure_outbox(conn: asyncpg.Connection) -> asyncpg.Record:
-    """The outbox's backlog (rows waiting), the age in seconds of its oldest waiting row, and
-    the rows set aside as refused: one pass over the partial index of unpublished rows."""
-    row: asyncpg.Record = await conn.fetchrow(
-        """SELECT count(*) FILTER (WHERE refused_at IS NULL) AS backlog,
-                  coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE refused_at IS NULL)),
-                           0)::float AS oldest,
-                  count(*) FILTER (WHERE refused_at IS NOT NULL) AS refused
-           FROM outbox WHERE published_at IS NULL"""
-    )
-    return row
-
-
-class OutboxRelay:
+class OutboxRelay(BrokerResetRecovery, OutboxGauges):
     """Publishes the outbox of one database, in order, for as long as it runs."""
 
     def __init__(self, pool: asyncpg.Pool, settings: BaseServiceSettings):
@@ -344,171 +306,3 @@ class OutboxRelay:
             else:
                 values[i] = value
         return values
-
-    def _log_went_back(self, acks: list[RecordMetadata]) -> bool:
-        """Whether a partition's log went back: this batch's first offset on it at or below the
-        last one acknowledged before (each record batch is acknowledged with its first offset)."""
-        first: dict[tuple[str, int], int] = {}
-        last: dict[tuple[str, int], int] = {}
-        for meta in acks:
-            tp = (meta.topic, meta.partition)
-            first[tp] = min(first.get(tp, meta.offset), meta.offset)
-            last[tp] = max(last.get(tp, meta.offset), meta.offset)
-        went_back = any(offset <= self._acked.get(tp, -1) for tp, offset in first.items())
-        if went_back:
-            self._acked.clear()
-        else:
-            self._acked.update(last)
-        return went_back
-
-    async def _watch_broker(self) -> None:
-        """Notice a broker that came back empty (memory-only broker restarted) and repair it.
-
-        Missing topics are one sign; a new incarnation marker is the other: another service may
-        have recreated the topics before this one looked, and this service must still re-send
-        its recent events and restart its consumers.
-        """
-        while True:
-            await asyncio.sleep(2.0)
-            try:
-                names = await topic_names(self.settings)
-                if any(t not in names for t in all_topics()) or incarnation_of(names) is None:
-                    await ensure_topics(self.settings)
-                    names = await topic_names(self.settings)
-                current = incarnation_of(names)
-                if self._incarnation is None:
-                    self._incarnation = current
-                elif current is not None and current != self._incarnation:
-                    self._incarnation = current
-                    self._broker_reset_seen()
-                    if self.leader:
-                        async with self._sending:
-                            await self._resend_recent(current)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # the watchdog must outlive any one failed check
-                log.info("broker check failed", extra={"error": type(e).__name__})
-
-    async def recover_broker_reset(self) -> None:
-        """This relay saw the log go back: recreate what is missing, then re-send (called with
-        ``_sending`` held, by the batch that saw it)."""
-        await ensure_topics(self.settings)
-        self._incarnation = incarnation_of(await topic_names(self.settings))
-        self._broker_reset_seen()
-        await self._resend_recent(self._incarnation)
-
-    async def _catch_up_on_resets(self) -> None:
-        """On taking the relay (start, a hand-over, a new producer): if the broker is on another
-        log than the one this database's recent outbox was last sent to, re-send it there.
-
-        ``relay_state`` names a new log only once the recent rows were queued again for it (in
-        the same transaction), so a relay stopped while a reset settled leaves it naming the old
-        log, and this re-sends what that relay could not."""
-        current = incarnation_of(await topic_names(self.settings))
-        if current is None:
-            return
-        async with self.pool.acquire() as conn:
-            stored = await conn.fetchval("SELECT incarnation FROM relay_state")
-        if stored is None:  # the first publication from this database: nothing to send again
-            async with self.pool.acquire() as conn:
-                await self._remember_incarnation(conn, current)
-        elif stored != current and not (self._settling and self._resend_for == current):
-            log.warning("broker is on another log than the last publication; re-sending recent events")
-            async with self._sending:
-                await self._resend_recent(current)
-
-    @staticmethod
-    async def _remember_incarnation(conn: asyncpg.Connection, current: str) -> None:
-        await conn.execute(
-            """INSERT INTO relay_state (incarnation) VALUES ($1)
-               ON CONFLICT (singleton) DO UPDATE SET incarnation = $1, updated_at = now()""",
-            current,
-        )
-
-    def _broker_reset_seen(self) -> None:
-        BROKER_RESETS.labels(self.service).inc()
-        for listener in self.reset_listeners:
-            listener()  # e.g. consumers restart: their in-memory positions point past the new log
-
-    async def _resend_recent(self, incarnation: str | None) -> None:
-        """Hold publishing until the reset has settled, then queue the recent outbox again and
-        record, in the same transaction, that it was sent for the broker log ``incarnation``.
-
-        Sent at once, what this relay published in the next seconds could be shadowed by another
-        producer's stale writes and would have to be sent again; a backlog waiting for the broker
-        would then go out twice (the origin's outbox rows were updated 3.1 times per event so).
-        The consumers re-form their groups in these seconds anyway."""
-        self._settling = True
-        # What the old log acknowledged says nothing of the new one: its first acknowledgements
-        # would otherwise read as the log going back once more, and hold publishing again.
-        self._acked.clear()
-        log.warning(
-            "broker lost its log; topics recreated, recent events re-sent once it settles",
-            extra={"settle_seconds": _RESET_SETTLE_SECONDS},
-        )
-        if self._resend_again is not None:
-            self._resend_again.cancel()  # a later sign of the same reset: wait from this one
-        self._resend_for = incarnation
-        self._resend_again = asyncio.create_task(
-            self._resend_once_settled(incarnation), name="outbox-resend-again"
-        )
-
-    def _abandon_resend(self) -> None:
-        """Drop a scheduled re-send (this relay stops, or is no longer the leader). Nothing is
-        lost: ``relay_state`` still names the old log, so the next leader re-sends."""
-        if self._resend_again is not None:
-            self._resend_again.cancel()
-        self._resend_again, self._resend_for, self._settling = None, None, False
-
-    async def _resend_once_settled(self, incarnation: str | None) -> None:
-        await asyncio.sleep(_RESET_SETTLE_SECONDS)
-        while True:  # publishing stays held until the recent events are queued again
-            try:
-                async with self._sending:
-                    requeued = await self._requeue_recent(incarnation)
-                    self._settling = False
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # the database is away: the relay could not publish either
-                log.warning(
-                    "re-send after a broker reset failed; retrying", extra={"error": type(e).__name__}
-                )
-                await asyncio.sleep(1.0)
-            else:
-                break
-        log.info("broker reset settled; recent events re-sent", extra={"requeued": requeued})
-
-    async def _requeue_recent(self, incarnation: str | None) -> str:
-        async with self.pool.acquire() as conn, conn.transaction():
-            requeued: str = await conn.execute(
-                """UPDATE outbox SET published_at = NULL
-                   WHERE published_at > now() - make_interval(secs => $1)""",
-                self.settings.outbox_replay_window,
-            )
-            if incarnation is not None:
-                await self._remember_incarnation(conn, incarnation)
-        self._wake.set()
-        return requeued
-
-    async def _measure_forever(self) -> None:
-        """Every replica's own measure of the outbox, leader or not: a standby, or a replica whose
-        leader is stuck, still reports the outbox growing old (alert OutboxNotDraining)."""
-        for turn in itertools.count():
-            try:
-                if turn % _COUNT_EVERY == 0:
-                    await self._refresh_gauges()
-                else:  # counting a large backlog costs a pass over it: the age alone, in between
-                    async with self.pool.acquire() as conn:
-                        OUTBOX_OLDEST_AGE.labels(self.service).set(await oldest_waiting(conn))
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # the database is away: the gauges keep their last values
-                log.info("outbox measure failed", extra={"error": type(e).__name__})
-            await asyncio.sleep(_MEASURE_SECONDS)
-
-    async def _refresh_gauges(self) -> None:
-        async with self.pool.acquire() as conn:
-            row = await measure_outbox(conn)
-        OUTBOX_BACKLOG.labels(self.service).set(row["backlog"])
-        OUTBOX_OLDEST_AGE.labels(self.service).set(row["oldest"])
-        OUTBOX_REFUSED_ROWS.labels(self.service).set(row["refused"])

@@ -6,7 +6,7 @@ import logging
 
 from pydantic import Field, SecretStr, model_validator
 
-from shared.consumer import trust_list
+from shared.consumer_admission import trust_list
 from shared.settings import BaseServiceSettings
 from shared.trust import bound_key_url
 

@@ -56,7 +56,7 @@ DISCLOSURE_TOPIC = "audit.disclosure.v1"
 DLQ_SUFFIX = ".dlq"
 # Every registry reads the whole notification and disclosure topics. The divisions such an event
 # is for ride along in this Kafka header too, so a consumer passes over someone else's message
-# without decoding it. Only a hint: the signed JSON decides (``shared.consumer``), and a header
+# without decoding it. Only a hint: the signed JSON decides (``shared.consumer_admission``), and a header
 # that hides a message from its addressee does no more than a broker dropping it could.
 ADDRESSEE_HEADER = "addressee"
 

@@ -15,7 +15,8 @@ import asyncpg
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
-from shared.consumer import EventConsumer, PoisonMessage, addressed_elsewhere
+from shared.consumer import EventConsumer, PoisonMessage
+from shared.consumer_admission import addressed_elsewhere
 from shared.db import create_pool, migrate
 from shared.events.catalog import ADDRESSEE_HEADER
 from shared.events.envelope import Envelope, new_event_id

@@ -18,7 +18,7 @@ from services.migrant_exchange.domain.routing import Whereabouts
 from services.migrant_exchange.service_layer import disclosures
 from services.migrant_exchange.settings import ExchangeSettings
 from shared import agreements
-from shared.consumer import trust_list
+from shared.consumer_admission import trust_list
 from shared.errors import Conflict
 from shared.events import payloads as p
 from shared.events.envelope import Envelope

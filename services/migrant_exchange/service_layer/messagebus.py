@@ -27,7 +27,7 @@ from services.migrant_exchange.adapters import delivery, stats
 from services.migrant_exchange.service_layer import batches, disclosures, handlers, ordering
 from services.migrant_exchange.settings import ExchangeSettings
 from shared import dead_letters
-from shared.consumer import PassedOver, header
+from shared.consumer_admission import PassedOver, header
 from shared.disclosures import BATCH_TYPE as DISCLOSURE_BATCH
 from shared.disclosures import EVENT_TYPE as DISCLOSURE
 from shared.disclosures import TYPES as DISCLOSURE_TYPES
@@ -119,7 +119,7 @@ class Table:
     topics: list[str]
     handlers: dict[str, Handler[ExchangeSettings]]
     accept: Callable[[Envelope[Any]], bool] | None = None
-    addressed: Callable[[dict[str, Any]], bool] | None = None  # ``accept``'s cheap half (shared.consumer)
+    addressed: Callable[[dict[str, Any]], bool] | None = None  # ``accept``'s cheap half (consumer_admission)
     passed_over: PassedOver | None = None  # ``addressed``'s cheaper half, on the headers
 
     def dispatch(self, settings: ExchangeSettings) -> Bound:

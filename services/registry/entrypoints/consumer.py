@@ -15,7 +15,8 @@ import asyncpg
 from services.registry.service_layer import messagebus
 from services.registry.service_layer.disclosures import reported_to_us
 from services.registry.settings import RegistrySettings
-from shared.consumer import EventConsumer, addressed_elsewhere
+from shared.consumer import EventConsumer
+from shared.consumer_admission import addressed_elsewhere
 from shared.events.catalog import DISCLOSURE_TOPIC
 
 
