@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared import audit, signing
 from shared.kafka import AUDIT_CHECKPOINT_TOPIC, make_producer
+from shared.observability import Duty
 from shared.settings import BaseServiceSettings, KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -112,14 +113,16 @@ class AuditCheckpointer:
     async def run(self) -> None:
         producer = make_producer(self.settings)
         started = False
+        rounds = Duty(self.settings.service_name, "audit-checkpoint")
         try:
             while True:
                 await asyncio.sleep(self.settings.audit_checkpoint_interval)
                 try:
-                    if not started:
-                        await producer.start()
-                        started = True
-                    await self.checkpoint_once(producer)
+                    with rounds.round():
+                        if not started:
+                            await producer.start()
+                            started = True
+                        await self.checkpoint_once(producer)
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:  # the next round tries again; the chain itself is safe

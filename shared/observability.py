@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from types import TracebackType
 from typing import TypeVar
 
@@ -219,6 +221,34 @@ EVENT_LATENCY = Histogram(
     ["service", "consumer"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+
+DUTY_ROUNDS = Counter(
+    "background_duty_rounds_total",
+    "Rounds of a service's periodic duties (the exchange's sweep, reconciliation and dashboard, "
+    "retention, audit checkpoints and chaining, key refresh), by outcome: ok or failed",
+    ["service", "duty", "outcome"],
+)
+
+
+class Duty:
+    """A periodic duty's rounds, counted by outcome (``background_duty_rounds_total``). A duty
+    that keeps sweeping through errors logs each one and tries again next round; without this
+    count nobody but the log would know that it never succeeds any more (alert
+    ``BackgroundDutyFailing``). Both series exist from the start, so the first failure counts."""
+
+    def __init__(self, service: str, name: str):
+        self._ok = DUTY_ROUNDS.labels(service, name, "ok")
+        self._failed = DUTY_ROUNDS.labels(service, name, "failed")
+
+    @contextlib.contextmanager
+    def round(self) -> Iterator[None]:
+        """One round: counted ok when it ends, failed when it raises (the error goes on)."""
+        try:
+            yield
+        except Exception:
+            self._failed.inc()
+            raise
+        self._ok.inc()
 
 
 class MetricsMiddleware:

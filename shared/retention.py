@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from shared.observability import Duty
 from shared.settings import BaseServiceSettings
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,11 @@ async def purge(
 
 async def run(pool: asyncpg.Pool, settings: BaseServiceSettings, purges: Sequence[Purge]) -> None:
     """The background task: purge now and then, for as long as the service runs."""
+    rounds = Duty(settings.service_name, "retention")
     while True:
         try:
-            purged = await purge(pool, purges)
+            with rounds.round():
+                purged = await purge(pool, purges)
             if any(purged.values()):
                 log.info("retention purge", extra={"purged": purged})
         except asyncio.CancelledError:

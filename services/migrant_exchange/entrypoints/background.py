@@ -17,15 +17,19 @@ from services.migrant_exchange.service_layer import handlers, messagebus, orderi
 from services.migrant_exchange.service_layer.live_feed import LiveFeed
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.db import unit_of_work_on, wake_relay
+from shared.observability import Duty
 
 log = logging.getLogger(__name__)
 
 
-async def _every(seconds: float, name: str, duty: Callable[[], Awaitable[object]]) -> None:
+async def _every(seconds: float, service: str, name: str, duty: Callable[[], Awaitable[object]]) -> None:
+    """``duty`` every ``seconds``, through outages; each round counted by outcome (``Duty``)."""
+    rounds = Duty(service, name)
     while True:
         await asyncio.sleep(seconds)
         try:
-            await duty()
+            with rounds.round():
+                await duty()
         except asyncio.CancelledError:
             raise
         except Exception as e:  # keep sweeping through outages
@@ -69,11 +73,14 @@ def _duties(
     async def reconcile_all() -> None:
         await reconciliation.run_scheduled(pool, settings, registries)
 
-    tasks = [asyncio.create_task(_every(settings.overdue_sweep_interval, "sweep", sweep), name="sweep")]
+    service = settings.service_name
+    tasks = [
+        asyncio.create_task(_every(settings.overdue_sweep_interval, service, "sweep", sweep), name="sweep")
+    ]
     if settings.reconciliation_interval_seconds > 0:
         tasks.append(
             asyncio.create_task(
-                _every(settings.reconciliation_interval_seconds, "reconciliation", reconcile_all),
+                _every(settings.reconciliation_interval_seconds, service, "reconciliation", reconcile_all),
                 name="scheduled-reconciliation",
             )
         )

@@ -22,7 +22,7 @@ from services.migrant_exchange.adapters.group_lag import GroupLag
 from services.migrant_exchange.service_layer import indicators as ind
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.identity import division_name
-from shared.observability import CONSUMER_LAG, EVENTS_APPLIED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
+from shared.observability import CONSUMER_LAG, EVENTS_APPLIED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, Duty
 
 log = logging.getLogger(__name__)
 # A JSON object as the stream sends it (the picture's sections are the indicators' documents).
@@ -71,9 +71,11 @@ class LiveFeed:
         self._tick = 0
 
     async def run(self) -> None:
+        rounds = Duty(self.settings.service_name, "dashboard")
         while True:
             try:
-                await self.sample()
+                with rounds.round():
+                    await self.sample()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # a database blip must not end the feed

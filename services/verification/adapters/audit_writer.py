@@ -43,6 +43,7 @@ from services.verification.adapters.repository import CERT_COLUMNS
 from services.verification.domain.verdict import verdict
 from shared import audit, disclosures
 from shared.group_commit import GroupCommit, cancel
+from shared.observability import Duty
 from shared.trust import VERIFICATION
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,10 @@ class AuditWriter:
         chain_interval: float = 0.05,
         chain_batch: int = 5000,
         concurrent_flushes: int = 1,
+        service: str = "verification",
     ):
         self.pool = pool
+        self.service = service  # whose audit chaining the duty metric counts
         self.chain_interval = chain_interval
         self.chain_batch = chain_batch
         self._chain_wake = asyncio.Event()
@@ -122,14 +125,16 @@ class AuditWriter:
         await self._entries.submit(entry)
 
     async def _chain_forever(self) -> None:
+        rounds = Duty(self.service, "audit-chaining")
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._chain_wake.wait(), self.chain_interval)
             self._chain_wake.clear()
             await asyncio.sleep(self.chain_interval)  # gather a batch worth chaining
             try:
-                while await chain_pending(self.pool, self.chain_batch) >= self.chain_batch:
-                    pass
+                with rounds.round():
+                    while await chain_pending(self.pool, self.chain_batch) >= self.chain_batch:
+                        pass
             except Exception as e:  # the next round retries; entries stay pending and durable
                 log.warning("audit chaining failed", extra={"error": type(e).__name__})
 

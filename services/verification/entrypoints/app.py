@@ -49,6 +49,7 @@ async def _resources(core: ServiceState, settings: VerificationSettings) -> Asyn
         max_batch=settings.audit_batch_max,
         chain_interval=settings.audit_chain_interval,
         concurrent_flushes=settings.audit_concurrent_flushes,
+        service=settings.service_name,
     )
     audit_writer.start()
     refresher = background.KeyRefresher(core.pool, settings) if settings.key_urls else None

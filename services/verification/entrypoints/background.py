@@ -13,6 +13,7 @@ from services.verification.adapters.keys import fetch_jwks
 from services.verification.service_layer import publication
 from services.verification.settings import VerificationSettings
 from shared.db import unit_of_work
+from shared.observability import Duty
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,15 @@ class KeyRefresher:
                     log.warning("could not store registry keys", extra={"error": type(e).__name__})
 
     async def run(self) -> None:
+        rounds = Duty(self.settings.service_name, "key-refresh")
         while True:
-            await self.refresh()
+            try:
+                with rounds.round():
+                    await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # an unforeseen error ends one round, not the refreshing
+                log.warning("registry keys not refreshed", extra={"error": type(e).__name__})
             await asyncio.sleep(self.settings.key_refresh_seconds)
 
     async def close(self) -> None:
