@@ -423,3 +423,34 @@ async def test_a_sweep_releases_every_expired_gap_when_one_waiting_event_is_refu
         "SELECT count(*) FROM discrepancies WHERE kind = 'sequence_gap' AND state = 'open'"
     )
     assert gaps == 2
+
+
+@pytest.mark.parametrize("way", ["one by one", "in a batch"])
+async def test_a_registry_cannot_plant_itself_among_the_holders_of_a_record_made_elsewhere(
+    pool: asyncpg.Pool, way: str
+) -> None:
+    """A marriage registered at A (B told) is held by A and B. C announces a marriage of its own
+    under the same key, to be taken for a holder and end A's marriage afterwards: refused as not
+    authorized, by the batch way too, and the holders stay A and B (so a dissolution by C is still
+    refused). A's second announcement under the same key goes through: A holds it."""
+    r = Registries()
+    husband, wife = new_person(sex="M"), new_person()
+    marriage_id = str(uuid.uuid4())
+    made = r.marriage("registered", A, husband, wife, marriage_id, origin=A, destination=B)
+    await _route(pool, [r.person(husband, A, A, A, sex="M"), r.person(wife, A, A, B), made])
+    assert await _holders(pool, "marriage", marriage_id) == {A, B}
+
+    planted = r.marriage("registered", C, husband, wife, marriage_id, origin=A, destination=C)
+    with pytest.raises(Rejected, match="does not hold") as refused:
+        if way == "one by one":
+            await _route(pool, [planted])
+        else:
+            async with unit_of_work(pool) as conn, batched(conn):
+                await messagebus.in_batches(SETTINGS)(conn, [planted])
+    assert refused.value.reason == "not_authorized"
+    assert await _targets(pool, planted.id) == set()
+    assert await _holders(pool, "marriage", marriage_id) == {A, B}
+
+    again = r.marriage("registered", A, husband, wife, marriage_id, origin=A, destination=B)
+    await _route(pool, [again])
+    assert await _holders(pool, "marriage", marriage_id) == {A, B}

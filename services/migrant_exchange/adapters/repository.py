@@ -85,6 +85,25 @@ async def holders_of(conn: asyncpg.Connection, kind: str, key: str) -> set[str]:
     return {r["division"] for r in rows}
 
 
+async def holders_of_many(
+    conn: asyncpg.Connection, records: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], set[str]]:
+    """Who holds each of these records (kind, key): one probe each, in one statement."""
+    keyed = sorted({(kind, key, record_id) for kind, key in records if (record_id := _record_id(key))})
+    if not keyed:
+        return {}
+    rows = await conn.fetch(
+        """SELECT h.record_type, h.record_id, h.division FROM record_holders h
+           JOIN unnest($1::text[], $2::uuid[]) AS r(kind, id) ON h.record_type = r.kind AND h.record_id = r.id""",
+        [kind for kind, _, _ in keyed],
+        [record_id for _, _, record_id in keyed],
+    )
+    found: dict[tuple[str, str], set[str]] = {}
+    for r in rows:
+        found.setdefault((r["record_type"], str(r["record_id"])), set()).add(r["division"])
+    return found
+
+
 async def take_holders(conn: asyncpg.Connection, kind: str, key: str) -> set[str]:
     """Who holds this record; the rows go (it is being closed: a pregnancy's closure is routed)."""
     record_id = _record_id(key)

@@ -98,6 +98,14 @@ HELD_RECORDS = {
 CORRECTION = "record.corrected.v1"
 
 
+def made_record(event_type: str, data: dict[str, object]) -> tuple[str, str] | None:
+    """The record (kind, key) this event makes (a marriage, a birth, a pregnancy registered): its
+    producer mints the key, so once the record is held, only its holders speak of it again (a
+    second spouse's announcement, a re-send). Anyone else naming that key plants itself among
+    the holders of a record made elsewhere, to end it later (``ENDS``)."""
+    return None if event_type in ENDS else held_record(event_type, data)
+
+
 def held_record(event_type: str, data: dict[str, object]) -> tuple[str, str] | None:
     """The record (kind, key) this event makes or ends: the registry that recorded it and those it
     is sent to hold it from then on."""

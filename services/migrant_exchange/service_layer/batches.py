@@ -89,6 +89,11 @@ async def route(conn: asyncpg.Connection, settings: ExchangeSettings, events: li
         [k for k in (subject_key(n, secret) for n in routing.related_people(e.type, d)) if k != e.subject]
         for e, d in zip(events, datas, strict=True)
     ]
+    made = [routing.made_record(e.type, d) for e, d in zip(events, datas, strict=True)]
+    holding = await repo.holders_of_many(conn, [m for m in made if m is not None])
+    for e, m in zip(events, made, strict=True):  # as ``handlers.route_vital_event``
+        if m is not None and not handlers.made_by(str(e.producer), holding.get(m, set())):
+            raise Rejected(NOT_AUTHORIZED, f"{e.type} under the key of a record {e.producer} does not hold")
     subjects = sorted({e.subject for e in events})
     roster = await repo.whereabouts_locked(conn, subjects)
     unlocked = sorted({k for ks in others for k in ks} - set(subjects))

@@ -57,6 +57,9 @@ async def route_vital_event(
         # Known holders and the producer not among them: it speaks of a record it does not have.
         # (A record routed before the exchange kept holders has none known, and goes as it comes.)
         raise Rejected(NOT_AUTHORIZED, f"{event.type} of a record {producer} does not hold")
+    made = routing.made_record(event.type, data)
+    if made is not None and not made_by(producer, await repo.holders_of(conn, *made)):
+        raise Rejected(NOT_AUTHORIZED, f"{event.type} under the key of a record {producer} does not hold")
     targets = routing.counterparts(producer, event.type, data, after, tuple(related), holders)
     repair = (
         await cases.case_of_repair(conn, data.get("correction_id")) if event.type == REPAIR_TYPE else None
@@ -77,6 +80,12 @@ async def route_vital_event(
         why = None if target in sent else f"no agreement lets {REPAIR_TYPE} flow from {producer} to {target}"
         await cases.repair_routed(conn, repair["repair_id"], sent.get(target), why)
     return len(sent)
+
+
+def made_by(producer: str, holders: set[str]) -> bool:
+    """Whether ``producer`` may announce the making of a record with these holders: a record not
+    held yet (a new key), or one it holds."""
+    return not holders or producer in holders
 
 
 def repairs_case(case: Mapping[str, Any], producer: str, subject: str, data: Mapping[str, Any]) -> bool:
