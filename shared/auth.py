@@ -126,6 +126,9 @@ class ClientRegistry:
         self._clients: dict[str, _StoredClient] = {}
         self._listener: asyncpg.Connection | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._reloading = asyncio.Lock()
+        self._asked = 0  # reloads asked for (a change notified), and the last one a read covers
+        self._read = 0
 
     async def start(self) -> None:
         """Apply the clients file (a bad file stops the start), load the table, watch both."""
@@ -172,9 +175,27 @@ class ClientRegistry:
                 await asyncio.sleep(1.0)
 
     async def reload(self) -> None:
+        """Read the table again, after every change notified so far. Reads go one at a time, each
+        after the last: two overlapping reads could otherwise finish in the other order and the
+        older one, read before a revocation, put the revoked client back until the next change.
+        Changes notified while a read waits are covered by the one read that follows them."""
+        self._asked += 1
+        asked = self._asked
+        async with self._reloading:
+            if self._read >= asked:
+                return  # a read that started after this change already took it in
+            covers = self._asked
+            rows = await self._rows()
+            self._clients, self._read = self._admitted(rows), covers
+
+    async def _rows(self) -> list[asyncpg.Record]:
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch("SELECT * FROM clients")
-        self._clients = {
+            rows: list[asyncpg.Record] = await conn.fetch("SELECT * FROM clients")
+        return rows
+
+    @staticmethod
+    def _admitted(rows: list[asyncpg.Record]) -> dict[str, _StoredClient]:
+        return {
             r["client_id"]: _StoredClient(
                 Client(r["client_id"], r["kind"], r["jurisdiction"], frozenset(r["scopes"])),
                 bytes.fromhex(r["secret_hash"]),

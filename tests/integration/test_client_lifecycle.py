@@ -293,3 +293,43 @@ async def test_a_file_of_a_later_revision_is_applied_and_a_bare_list_as_before(
     assert synced.applied and synced.revision is None
     assert await pool.fetchval("SELECT revoked_at FROM clients WHERE client_id = 'kiosk-a'") is not None
     assert await pool.fetchval("SELECT revision FROM clients_file_applied") == 5
+
+
+class _HeldRead(ClientRegistry):
+    """A registry whose next read of the table, once ``hold`` is set, returns its rows only
+    after a while (a slow connection, a busy event loop): later reads may overtake it."""
+
+    hold = False
+
+    async def _rows(self) -> list[asyncpg.Record]:
+        held, self.hold = self.hold, False
+        rows = await super()._rows()
+        if held:
+            await asyncio.sleep(0.5)
+        return rows
+
+
+async def test_a_read_of_the_clients_before_a_revocation_never_lands_after_it(
+    pool: asyncpg.Pool, fresh_db: str, tmp_path: Path
+) -> None:
+    """A read of the table starts (another change was notified) and is slow to come back; the
+    client is revoked meanwhile, and its notification's read comes back first. The older read
+    must not then put the revoked client back: it would be admitted until the next change, which
+    may never come."""
+    path = tmp_path / "clients.yaml"
+    token, _ = new_credential("kiosk-r")
+    write_file(path, [_entry("kiosk-r", token)])
+    registry = _HeldRead(pool, fresh_db, ClientSources(str(path)))
+    await registry.start()
+    try:
+        assert _admits(registry, token)
+        registry.hold = True
+        before = asyncio.create_task(registry.reload())
+        await asyncio.sleep(0.1)  # it has read the table: the client not revoked yet
+        await pool.execute("UPDATE clients SET revoked_at = now() WHERE client_id = 'kiosk-r'")
+        await _eventually(lambda: not _admits(registry, token))
+        await before
+        await asyncio.sleep(0.2)
+        assert not _admits(registry, token), "the older read put the revoked client back"
+    finally:
+        await registry.stop()
