@@ -454,3 +454,26 @@ async def test_a_registry_cannot_plant_itself_among_the_holders_of_a_record_made
     again = r.marriage("registered", A, husband, wife, marriage_id, origin=A, destination=B)
     await _route(pool, [again])
     assert await _holders(pool, "marriage", marriage_id) == {A, B}
+
+
+async def test_a_batch_refuses_a_second_maker_of_a_record_made_earlier_in_it(pool: asyncpg.Pool) -> None:
+    """A's marriage (B told) and C's announcement of a marriage under the same key arrive in one
+    fetch. Event by event, A's makes the record (held by A and B) and C's is refused. The batch
+    way read the holders once, before either: both found the key new, and C became a holder of
+    A's marriage, free to end it afterwards. It must refuse the batch (the consumer then takes
+    it event by event) and write nothing."""
+    r = Registries()
+    husband, wife = new_person(sex="M"), new_person()
+    marriage_id = str(uuid.uuid4())
+    await _route(pool, [r.person(husband, A, A, A, sex="M"), r.person(wife, A, A, B)])
+    made = r.marriage("registered", A, husband, wife, marriage_id, origin=A, destination=B)
+    planted = r.marriage("registered", C, husband, wife, marriage_id, origin=A, destination=C)
+    with pytest.raises(Rejected, match="does not hold"):
+        async with unit_of_work(pool) as conn, batched(conn):
+            await messagebus.in_batches(SETTINGS)(conn, [made, planted])
+    assert await _holders(pool, "marriage", marriage_id) == set()
+
+    await _route(pool, [made])  # as the consumer goes on: event by event
+    with pytest.raises(Rejected, match="does not hold"):
+        await _route(pool, [planted])
+    assert await _holders(pool, "marriage", marriage_id) == {A, B}

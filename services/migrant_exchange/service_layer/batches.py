@@ -89,11 +89,7 @@ async def route(conn: asyncpg.Connection, settings: ExchangeSettings, events: li
         [k for k in (subject_key(n, secret) for n in routing.related_people(e.type, d)) if k != e.subject]
         for e, d in zip(events, datas, strict=True)
     ]
-    made = [routing.made_record(e.type, d) for e, d in zip(events, datas, strict=True)]
-    holding = await repo.holders_of_many(conn, [m for m in made if m is not None])
-    for e, m in zip(events, made, strict=True):  # as ``handlers.route_vital_event``
-        if m is not None and not handlers.made_by(str(e.producer), holding.get(m, set())):
-            raise Rejected(NOT_AUTHORIZED, f"{e.type} under the key of a record {e.producer} does not hold")
+    await _check_makers(conn, events, datas)
     subjects = sorted({e.subject for e in events})
     roster = await repo.whereabouts_locked(conn, subjects)
     unlocked = sorted({k for ks in others for k in ks} - set(subjects))
@@ -126,6 +122,24 @@ async def route(conn: asyncpg.Connection, settings: ExchangeSettings, events: li
                 holders |= {(*held, n["target_division"]), (*held, str(e.producer))}
     await disclosures.publish(conn, told)
     await repo.add_holders(conn, holders)
+
+
+async def _check_makers(
+    conn: asyncpg.Connection, events: list[Envelope[Any]], datas: list[dict[str, Any]]
+) -> None:
+    """``handlers.route_vital_event``'s rule on a record's making, for the batch in its order: an
+    earlier event of the batch making the same record holds it from then on, as it would event by
+    event. Its addressees are not known yet, so a second maker that was one of them is refused here
+    too; the consumer then takes the batch event by event, which decides with them known."""
+    made = [routing.made_record(e.type, d) for e, d in zip(events, datas, strict=True)]
+    holding = await repo.holders_of_many(conn, [m for m in made if m is not None])
+    for e, m in zip(events, made, strict=True):
+        if m is None:
+            continue
+        held = holding.setdefault(m, set())
+        if not handlers.made_by(str(e.producer), held):
+            raise Rejected(NOT_AUTHORIZED, f"{e.type} under the key of a record {e.producer} does not hold")
+        held.add(str(e.producer))
 
 
 async def close(conn: asyncpg.Connection, events: Iterable[Envelope[Any]]) -> None:
