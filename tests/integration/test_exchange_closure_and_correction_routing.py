@@ -477,3 +477,47 @@ async def test_a_batch_refuses_a_second_maker_of_a_record_made_earlier_in_it(poo
     with pytest.raises(Rejected, match="does not hold"):
         await _route(pool, [planted])
     assert await _holders(pool, "marriage", marriage_id) == {A, B}
+
+
+async def test_a_birth_correction_keeps_the_place_of_birth_an_agreement_withholds(pool: asyncpg.Pool) -> None:
+    """A's agreement with D withholds a birth's place of birth from D (``birth_place``, where v2
+    keeps v1's ``birth_division``). A birth at A to a mother whose hukou is D reaches D without it.
+    A then corrects the child's name and the place of birth, naming it ``birth_division`` as the
+    registries' corrections and repairs do: D must be sent the name alone. Before, the field was
+    compared under v1's name with v2's withheld fields, and the place of birth went to D."""
+    no_place = [
+        "birth_id",
+        "medical_certificate_number",
+        "child_name",
+        "child_sex",
+        "child_birth_date",
+        "mother_id_number",
+        "father_id_number",
+        "birth_order",
+    ]
+    await pool.execute(
+        "INSERT INTO agreements VALUES ($1, $2, $3, 3600, $4)",
+        *sorted((A, D)),
+        ["*"],
+        {D: {"birth.registered.v2": no_place}},
+    )
+    r = Registries()
+    mother = new_person()
+    birth_id = str(uuid.uuid4())
+    data = {
+        "birth_id": birth_id,
+        "medical_certificate_number": "Q123456789",
+        "child_name": "李小米",
+        "child_sex": "F",
+        "child_birth_date": "2025-06-01",
+        "mother_id_number": mother,
+        "birth_order": 1,
+        "birth_place": {"division": A, "kind": "hospital"},
+    }
+    birth = r.make("birth.registered.v2", A, data, mother, origin=D, destination=A)
+    correction = r.correction(
+        A, mother, birth, ("birth", birth_id), {"child_name": "李小麦", "birth_division": B}, origin=D
+    )
+    await _route(pool, [r.person(mother, A, D, A), birth, correction])
+    assert await _targets(pool, birth.id) == {D}
+    assert await _changes(pool, correction.id) == {D: {"child_name": "李小麦"}}

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared import agreements
+from shared.events import upcasting
 
 
 @dataclass(frozen=True)
@@ -172,10 +173,16 @@ def agreed_correction(
     data: dict[str, Any], withheld_of: Callable[[str], frozenset[str]]
 ) -> dict[str, Any] | None:
     """A correction without the changes its receiver may not see (``withheld_of``: event type ->
-    withheld fields); None when nothing is left to send."""
+    withheld fields, named as the type's current version names them); None when nothing is left
+    to send. A change is judged under its field's current name: the registries name a birth's
+    place of birth ``birth_division`` as v1 did, which v2 keeps as ``birth_place``."""
     event_type = RECORD_EVENTS.get(str(data.get("record_type")))
     hidden = withheld_of(event_type) if event_type else frozenset()
-    changes = {k: v for k, v in dict(data["changes"]).items() if k not in hidden}
+    changes = {
+        k: v
+        for k, v in dict(data["changes"]).items()
+        if (upcasting.current_field(event_type, k) if event_type else k) not in hidden
+    }
     return {**data, "changes": changes} if changes else None
 
 
