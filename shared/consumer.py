@@ -41,7 +41,7 @@ from shared.consumer_admission import (
     trust_list,
 )
 from shared.consumer_group import GroupMember
-from shared.db import is_contention, is_unavailable, unit_of_work
+from shared.db import is_transient, unit_of_work
 from shared.dead_letters import describe_error
 from shared.dispatch import BatchHandler
 from shared.events.envelope import AnyEnvelope
@@ -165,7 +165,7 @@ class EventConsumer(ConsumerAdmission, GroupMember):
             if await self._apply_traced(conn, event, msg):
                 applied.append(event)
         except Exception as e:
-            if _transient(e):
+            if is_transient(e):
                 raise  # the database, not the message: the whole batch is read again
             if isinstance(e, Rejected):
                 await self.reject(conn, msg, e)
@@ -201,7 +201,7 @@ class EventConsumer(ConsumerAdmission, GroupMember):
                 for event in events:
                     await self._handle_traced(conn, event, taken[event.id][1])
         except Exception as e:
-            if _transient(e):
+            if is_transient(e):
                 raise  # the database, not the message: the whole batch is read again
             raise _Isolate from e
         return events
@@ -318,7 +318,7 @@ class EventConsumer(ConsumerAdmission, GroupMember):
                 error = e
                 break
             except Exception as e:
-                if _transient(e):
+                if is_transient(e):
                     raise  # not the message's fault: the batch is read again once the database answers
                 error = e
         async with unit_of_work(self.pool) as conn:
@@ -326,13 +326,6 @@ class EventConsumer(ConsumerAdmission, GroupMember):
                 await self.reject(conn, msg, error)
             else:
                 await self.dead_letter(conn, msg, describe_error(error))
-
-
-def _transient(exc: BaseException) -> bool:
-    """A failure of the database rather than of the message (unreachable, a statement timed out
-    or was cancelled, a lock wait, a deadlock or serialization failure): never a reason to
-    dead-letter."""
-    return is_unavailable(exc) or is_contention(exc) or isinstance(exc, TimeoutError)
 
 
 def _decoded(msg: ConsumerRecord[bytes, bytes]) -> object:

@@ -53,6 +53,13 @@ def is_contention(exc: BaseException) -> bool:
     return isinstance(exc, CONTENTION)
 
 
+def is_transient(exc: BaseException) -> bool:
+    """A failure of the database rather than of the message (unreachable, a statement timed out
+    or was cancelled, a lock wait, a deadlock or serialization failure): never a reason to
+    dead-letter."""
+    return is_unavailable(exc) or is_contention(exc) or isinstance(exc, TimeoutError)
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
     """json and jsonb read and written with orjson: every connection of a service, and tools that
     must read rows exactly as the services do (audit hashes depend on it)."""

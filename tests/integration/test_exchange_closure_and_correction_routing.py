@@ -521,3 +521,29 @@ async def test_a_birth_correction_keeps_the_place_of_birth_an_agreement_withhold
     await _route(pool, [r.person(mother, A, D, A), birth, correction])
     assert await _targets(pool, birth.id) == {D}
     assert await _changes(pool, correction.id) == {D: {"child_name": "李小麦"}}
+
+
+async def test_a_parked_event_that_cannot_be_stored_is_dead_lettered_alone(pool: asyncpg.Pool) -> None:
+    """C says the person arrived at C (its event 1) and left C for D (event 2), the departure
+    naming her with a NUL character, which a signed, well-formed event may carry but PostgreSQL
+    cannot store in a notification. Event 2 arrives first and waits. When event 1 arrives, the
+    departure fails in its turn: it alone is dead-lettered, as the consumer would dead-letter it
+    on arrival, while the arrival it waited for is routed and the ordering moves past both.
+    Before, the failure (not a refusal) failed the arrival's unit of work: the consumer would
+    have dead-lettered the arrival in its place, and a sweep reaching the departure would have
+    rolled back, every gap with it, at every sweep."""
+    r = Registries()
+    who = new_person()
+    await _route(pool, [r.person(who, A, A, B)])
+    arrival = r.move("arrived", C, who, A, B, C)
+    departure = r.move("departed", C, who, A, C, D)
+    data = {**departure.data.model_dump(mode="json"), "name": "测\x00试"}
+    departure = departure.model_copy(update={"data": type(departure.data).model_validate(data)})
+    await _route(pool, [departure, arrival])
+    assert await _targets(pool, arrival.id) == {A, B}
+    assert await _targets(pool, departure.id) == set()
+    [letter] = await _dead_letters(pool, departure)
+    assert letter["consumer"] == "migrant-exchange-events" and letter["topic"] == "vital.migration.v1"
+    assert not letter["reason"].startswith("rejected")
+    progress = "SELECT last_sequence FROM sequence_progress WHERE subject = $1 AND source = $2"
+    assert await pool.fetchval(progress, arrival.subject, f"/registry/{C}") == 2

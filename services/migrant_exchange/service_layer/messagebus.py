@@ -147,14 +147,19 @@ def routing_consumer(settings: ExchangeSettings) -> str:
 
 
 def refuser(settings: ExchangeSettings) -> ordering.Refuse:
-    """A parked event refused in its turn becomes the routing consumer's dead letter, as it would
-    have had it been refused on arrival (its value as parked), and is counted alike."""
+    """A parked event refused or failing in its turn becomes the routing consumer's dead letter, as
+    it would have had it been refused or failed on arrival (its value as parked), and a refusal is
+    counted alike."""
     consumer, service = routing_consumer(settings), settings.service_name
 
-    async def refuse(conn: asyncpg.Connection, event: Envelope[Any], value: bytes, e: Rejected) -> None:
-        await dead_letters.refuse(
-            conn, dead_letters.kept_message(event, value), e, consumer=consumer, service=service
-        )
+    async def refuse(conn: asyncpg.Connection, event: Envelope[Any], value: bytes, e: Exception) -> None:
+        message = dead_letters.kept_message(event, value)
+        if isinstance(e, Rejected):
+            await dead_letters.refuse(conn, message, e, consumer=consumer, service=service)
+        else:
+            await dead_letters.keep(
+                conn, message, dead_letters.describe_error(e), consumer=consumer, service=service
+            )
 
     return refuse
 

@@ -16,13 +16,14 @@ import asyncpg
 
 from services.migrant_exchange.adapters import delivery
 from services.migrant_exchange.adapters import discrepancies as cases
+from shared.db import is_transient
 from shared.events.catalog import parse_event
 from shared.events.envelope import Envelope
-from shared.events.signature import Rejected
 
 Apply = Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[None]]
-# What becomes of a parked event refused in its turn (``messagebus.refuser``: a dead letter).
-Refuse = Callable[[asyncpg.Connection, Envelope[Any], bytes, Rejected], Awaitable[None]]
+# What becomes of a parked event refused or failing in its turn (``messagebus.refuser``: a dead
+# letter, as the consumer makes of one refused or failing on arrival).
+Refuse = Callable[[asyncpg.Connection, Envelope[Any], bytes, Exception], Awaitable[None]]
 # Keyed and numbered by their own id, not a person's: there is nothing to order them after.
 UNSEQUENCED = frozenset({"exchange.feedback_batch.v1"})
 
@@ -81,13 +82,17 @@ async def _apply_parked(
     """A parked event in its turn, in a savepoint. The rules that need the exchange's records (a
     record's end only from a holder, an answer only from the notification's addressee) are
     checked now, with the records of its turn; an event they refuse is refused alone, and it
-    takes its turn all the same. Neither the event whose arrival released it (which the consumer
-    would otherwise dead-letter in its place) nor the other gaps of a sweep (which would never be
-    released again) pay for it."""
+    takes its turn all the same. So is one that fails for a fault of its own (a value PostgreSQL
+    cannot store, say: anything but the database's own trouble, ``is_transient``, which the
+    caller's unit of work meets and retries). Neither the event whose arrival released it (which
+    the consumer would otherwise dead-letter in its place) nor the other gaps of a sweep (which
+    would never be released again) pay for it."""
     try:
         async with conn.transaction():
             await apply(conn, event)
-    except Rejected as e:
+    except Exception as e:
+        if is_transient(e):
+            raise
         await refuse(conn, event, value, e)
 
 
