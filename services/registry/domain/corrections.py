@@ -117,6 +117,21 @@ def check_birth_dates(mother_born: dt.date, row: dict[str, Any]) -> None:
         )
 
 
+def check_birth_father(father_sex: str, father_born: dt.date, row: dict[str, Any], changed: str) -> None:
+    """A corrected birth keeps its registration's rules about the father (``check_parents``): a
+    man, born before the child. ``changed``: the corrected field the answer names."""
+    if father_sex != "M":
+        raise RuleViolation(
+            "the father's identity number is not a man's",
+            field="changes.father_id_number",
+            rule="father-is-male",
+        )
+    if row["child_birth_date"] <= father_born:
+        raise RuleViolation(
+            "the child is born after the father", field=f"changes.{changed}", rule="child-after-father"
+        )
+
+
 def check_pregnancy_dates(row: dict[str, Any]) -> None:
     """A corrected pregnancy still closes on or after its registration (the rule its closure was
     checked by, which the table's CHECK repeats) and is still expected after it."""
