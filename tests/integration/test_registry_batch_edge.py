@@ -82,3 +82,26 @@ def test_a_correction_keeps_the_fathers_rules_of_the_birth(registry: tuple[TestC
         assert (error["field"], error["rule"]) == (field, rule), result
     kept = query(dsn, "SELECT father_id_number FROM births WHERE id = $1", uuid.UUID(made["birth_id"]))
     assert kept[0]["father_id_number"] == father
+
+
+def test_a_correction_keeps_the_expected_delivery_plausible(registry: tuple[TestClient, str]) -> None:
+    """A pregnancy's expected delivery corrected to a date registration refuses (more than a
+    pregnancy's length after registered_on) is refused the same way, and the record is kept."""
+    client, dsn = registry
+    mother = person_id("F")
+    pregnancy = {"mother_id_number": mother, "registered_on": "2025-01-01", "expected_delivery": "2025-09-01"}
+    r = client.post(
+        "/v1/batches", json={"items": [_person(mother), {"kind": "pregnancy", "body": pregnancy}]}
+    )
+    assert r.json()["accepted"] == 2, r.text
+    made = r.json()["results"][1]["resource"]
+    body = {"corrected_event_id": made["event_id"], "record_type": "pregnancy", "record_id": made["pregnancy_id"],
+            "changes": {"expected_delivery": "9999-12-31"}, "reason": "mistyped at the counter"}  # fmt: skip
+    result = client.post("/v1/batches", json={"items": [{"kind": "correction", "body": body}]}).json()
+    assert result["results"][0]["status"] == 422, result
+    error = result["results"][0]["problem"]["errors"][0]
+    assert (error["field"], error["rule"]) == ("changes.expected_delivery", "expected-delivery-plausible")
+    kept = query(
+        dsn, "SELECT expected_delivery FROM pregnancies WHERE id = $1", uuid.UUID(made["pregnancy_id"])
+    )
+    assert kept[0]["expected_delivery"] == dt.date(2025, 9, 1)
