@@ -99,7 +99,9 @@ def problem_response(
 
 
 def _field_path(loc: tuple[object, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    # Only FastAPI's first element says where the value came from; a later "body" is a field of
+    # that name (a batch item's), and dropping it would name the wrong field.
+    parts = [str(p) for p in (loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)]
     return ".".join(parts) or str(loc[-1] if loc else "body")
 
 

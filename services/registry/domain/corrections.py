@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
+from services.registry.domain.pregnancies import MAX_PREGNANCY_DAYS
 from services.registry.domain.rules import Command
 from shared.errors import RuleViolation
 from shared.identity import check_division, check_id_number
@@ -117,18 +118,35 @@ def check_birth_dates(mother_born: dt.date, row: dict[str, Any]) -> None:
         )
 
 
+def check_birth_father(father_sex: str, father_born: dt.date, row: dict[str, Any], changed: str) -> None:
+    """A corrected birth keeps its registration's rules about the father (``check_parents``): a
+    man, born before the child. ``changed``: the corrected field the answer names."""
+    if father_sex != "M":
+        raise RuleViolation(
+            "the father's identity number is not a man's",
+            field="changes.father_id_number",
+            rule="father-is-male",
+        )
+    if row["child_birth_date"] <= father_born:
+        raise RuleViolation(
+            "the child is born after the father", field=f"changes.{changed}", rule="child-after-father"
+        )
+
+
 def check_pregnancy_dates(row: dict[str, Any]) -> None:
     """A corrected pregnancy still closes on or after its registration (the rule its closure was
-    checked by, which the table's CHECK repeats) and is still expected after it."""
+    checked by, which the table's CHECK repeats) and is still expected within a pregnancy's length
+    after it (``check_pregnancy``'s rule)."""
     if row["closed_on"] is not None and row["closed_on"] < row["registered_on"]:
         raise RuleViolation(
             "registered_on must not be after the pregnancy's closed_on",
             field="changes.registered_on",
             rule="closure-after-registration",
         )
-    if row["expected_delivery"] is not None and row["expected_delivery"] <= row["registered_on"]:
+    latest = row["registered_on"] + dt.timedelta(days=MAX_PREGNANCY_DAYS)  # as registration checks it
+    if row["expected_delivery"] is not None and not row["registered_on"] < row["expected_delivery"] <= latest:
         raise RuleViolation(
-            "expected_delivery must be after registered_on",
+            f"expected_delivery must fall within {MAX_PREGNANCY_DAYS} days after registered_on",
             field="changes.expected_delivery",
             rule="expected-delivery-plausible",
         )

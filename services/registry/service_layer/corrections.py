@@ -69,14 +69,17 @@ async def check_consistent(
         mother = await person_records.get_person(conn, here, after["mother_id_number"])
         if mother is not None:
             rules.check_birth_dates(mother["birth_date"], after)
-        if changes.get("father_id_number") and not await person_records.get_person(
-            conn, here, changes["father_id_number"]
-        ):
+        father_id = after.get("father_id_number")
+        father = await person_records.get_person(conn, here, father_id) if father_id else None
+        if changes.get("father_id_number") and father is None:
             raise RuleViolation(
                 "changes.father_id_number names a person who is not in this jurisdiction's records",
                 field="changes.father_id_number",
                 rule="person-must-exist",
             )
+        if father is not None and {"father_id_number", "child_birth_date"} & changes.keys():
+            changed = "father_id_number" if "father_id_number" in changes else "child_birth_date"
+            rules.check_birth_father(father["sex"], father["birth_date"], after, changed)
         siblings = await births.births_of_mother(conn, here, after["mother_id_number"])
         for other in siblings:
             if other["id"] == after["id"]:
