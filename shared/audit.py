@@ -29,9 +29,16 @@ class AuditEntry:
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 
+def _instant(at: dt.datetime) -> str:
+    """The time as the database keeps it (timestamptz: the instant, in UTC; a naive time taken
+    as UTC, as asyncpg stores it), so a row read back hashes as it was appended, whatever
+    offset a reporting party stated its time in."""
+    return (at.astimezone(dt.UTC) if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)).isoformat()
+
+
 def entry_hash(prev: bytes, seq: int, e: AuditEntry) -> bytes:
     canonical = orjson.dumps(
-        [seq, e.at.isoformat(), e.client_id, e.action, e.purpose, e.subject, e.detail],
+        [seq, _instant(e.at), e.client_id, e.action, e.purpose, e.subject, e.detail],
         option=orjson.OPT_SORT_KEYS,
     )
     return hashlib.sha256(prev + canonical).digest()

@@ -93,3 +93,63 @@ async def test_appends_continue_the_chain(fresh_db: str, tmp_path: Path) -> None
         assert await audit.verify_chain(conn, anchor=anchor) is None
     finally:
         await conn.close()
+
+
+async def test_a_disclosure_reported_in_another_offset_keeps_the_chain_intact(
+    fresh_db: str, tmp_path: Path
+) -> None:
+    """A peer may state a disclosure's time in any offset (``disclosed_at: "...+08:00"``, valid
+    for the contract); the registry appends it at that instant. The database keeps the instant,
+    not the offset, so the hash must be of the instant too: a chain hashed over "+08:00" and
+    recomputed over "+00:00" looked tampered from that row on (a false alarm that hides real
+    tampering after it), whoever sent such a time."""
+    import uuid
+
+    from services.registry.service_layer.disclosures import record_all_reported
+    from shared.events.catalog import parse_event
+
+    (tmp_path / "none").mkdir()
+    await migrate(fresh_db, "audit_test", tmp_path / "none")
+    entry = {
+        "subject": "ab" * 16,
+        "disclosure_id": str(uuid.uuid4()),
+        "action": "notification.fetched",
+        "recipient": "reg-110101",
+        "recipient_division": "110101",
+        "purpose": "registration",
+        "event_type": "migration.arrived.v1",
+    }
+    event = parse_event(
+        {
+            "id": str(uuid.uuid4()),
+            "source": "/exchange",
+            "type": "disclosure.batch.v1",
+            "subject": "cd" * 16,
+            "time": "2026-12-05T21:00:00+08:00",
+            "dataschema": "https://example.invalid/disclosure.batch.v1.json",
+            "sequence": 1,
+            "data": {
+                "batch_id": str(uuid.uuid4()),
+                "record_at": ["320412"],
+                "discloser": "exchange",
+                "entries": [
+                    {**entry, "disclosed_at": "2026-12-05T21:00:00.123456+08:00"},
+                    {
+                        **entry,
+                        "disclosure_id": str(uuid.uuid4()),
+                        "disclosed_at": "2026-12-05T08:00:00-05:00",
+                    },
+                ],
+            },
+        }
+    )
+    conn = await asyncpg.connect(fresh_db)
+    await init_connection(conn)
+    try:
+        async with conn.transaction():
+            await record_all_reported(conn, [event])
+            await audit.append(conn, [audit.AuditEntry("client-x", "person.read", "registration")])
+        assert await audit.verify_chain(conn) is None
+        assert await audit.verify_chain(conn, anchor=await audit.head(conn)) is None
+    finally:
+        await conn.close()
