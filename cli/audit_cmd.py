@@ -61,7 +61,12 @@ async def _verify(
             through = await unchanged_through(conn, found) if found else None
         result = {"service": name, "entries": rows, "intact": broken is None, "first_broken_seq": broken}
         if anchors is not None:
+            # A chain rewritten and then extended may match its newest checkpoint (one signed after
+            # the rewrite, by a checkpointer restarted since); an earlier checkpoint still shows it.
+            stale = min((c.seq for c in found if through is not None and c.seq > through), default=None)
+            broken = broken if broken is not None else stale
             result |= {
+                "first_broken_seq": broken,
                 "anchor_seq": checkpoint.seq if checkpoint else None,
                 "anchor_at": checkpoint.at if checkpoint else None,
                 # every checkpoint up to this row still matches: a rewrite began after it
@@ -81,7 +86,7 @@ def verify(
     anchor: bool = typer.Option(
         False,
         "--anchor",
-        help="also check each chain against its service's latest signed checkpoint, read from the "
+        help="also check each chain against its service's signed checkpoints, read from the "
         "broker: a rewritten or cut-off chain shows there",
     ),
     anchor_key: list[str] | None = typer.Option(
@@ -100,8 +105,9 @@ def verify(
 ) -> None:
     """Recompute every audit log's hash chain; exit 1 and name the first broken entry if one was altered.
 
-    With ``--anchor``, a chain also fails when the row of its latest checkpoint is missing or
-    different, and a service with audit rows but no checkpoint to check against fails as well;
+    With ``--anchor``, a chain also fails when the row of any of its checkpoints is missing or
+    different (``first_broken_seq``: the first such checkpoint, if the chain itself checks), and
+    a service with audit rows but no checkpoint to check against fails as well;
     ``unchanged_through_seq`` is the last row every earlier checkpoint still vouches for."""
     targets = _targets(service, dsn, stack)
     anchors = run(_anchors(StackInfo(stack), targets, anchor_key, bootstrap)) if anchor else None

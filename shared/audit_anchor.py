@@ -6,7 +6,7 @@ checks. So every ``audit_checkpoint_interval`` seconds each service signs its ch
 (sequence number and hash) with its audit-checkpoint key (Ed25519, from a Secret in
 production) and publishes it to the ``audit.checkpoint.v1`` topic and to its own log. A
 checkpoint is a compact JWS, not a CloudEvent: nothing consumes it but the auditor's
-``exchangectl audit verify --anchor``, which checks the chain against the latest one.
+``exchangectl audit verify --anchor``, which checks the chain against every one.
 """
 
 from __future__ import annotations
@@ -135,11 +135,13 @@ class AuditCheckpointer:
         """Publish the head if it moved since the last checkpoint; returns the token sent."""
         async with self.pool.acquire() as conn:
             head = await audit.head(conn)
+            anchored = await audit.hashes_at(conn, [self.last[0]]) if self.last is not None else {}
         if head is None or head == self.last:
             return None
-        if self.last is not None and head[0] <= self.last[0]:
-            # Rows this process already anchored are gone or changed: never sign over that.
-            log.error("audit chain went back behind its last checkpoint", extra={"audit_seq": self.last[0]})
+        if self.last is not None and (head[0] <= self.last[0] or anchored.get(self.last[0]) != self.last[1]):
+            # Rows this process already anchored are gone or changed (a chain rewritten from some
+            # row on and extended since checks alone): never sign over that.
+            log.error("audit chain changed behind its last checkpoint", extra={"audit_seq": self.last[0]})
             return None
         token = sign_checkpoint(self.settings.service_name, head, self.key, dt.datetime.now(dt.UTC))
         await producer.send_and_wait(
