@@ -131,7 +131,8 @@ async def read_person(
 async def read_pregnancy(
     conn: asyncpg.Connection, ctx: Context, client: Client, pregnancy_id: uuid.UUID, purpose: str
 ) -> dict[str, Any]:
-    """One pregnancy record, for the mother's own origin and destination registries only; audited."""
+    """One pregnancy record, for the mother's own origin and destination registries only; audited,
+    and told to her other registry (``tell_read``)."""
     for here in [client.jurisdiction] if client.jurisdiction in ctx.settings.served else []:
         row = await pregnancies.get_pregnancy(conn, here, pregnancy_id)
         mother = await persons.get_person(conn, here, row["mother_id_number"]) if row else None
@@ -149,6 +150,8 @@ async def read_pregnancy(
                 )
             ],
         )
+        # her other registry's subject-access log names the reader too, as for her person record
+        await tell_read(conn, ctx.settings, client, mother, purpose)
         return {
             "pregnancy_id": row["id"],
             "mother_id_number": row["mother_id_number"],
