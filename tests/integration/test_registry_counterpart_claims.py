@@ -151,3 +151,82 @@ async def test_a_pregnancy_of_ours_sent_back_naming_its_closure_is_not_taken_as_
     )
     assert feedback["outcome"] == "conflict", feedback
     assert await conn.fetchval("SELECT count(*) FROM pregnancies") == 0
+
+
+async def _sent_twice(
+    conn: asyncpg.Connection, dsn: str, event_type: str, first: dict[str, Any], again: dict[str, Any]
+) -> tuple[str, str, str]:
+    """The outcomes of a counterpart's record, of the same one sent again, and of another record
+    sent under its key."""
+    return (
+        (await _notify(conn, dsn, event_type, first))["outcome"],
+        (await _notify(conn, dsn, event_type, first))["outcome"],
+        (await _notify(conn, dsn, event_type, again))["outcome"],
+    )
+
+
+async def test_a_pregnancy_sent_again_otherwise_under_a_held_key_is_a_conflict(
+    conn: asyncpg.Connection, fresh_db: str
+) -> None:
+    mother = await _our_resident(conn, fresh_db)
+    first = {
+        "pregnancy_id": str(uuid.uuid4()),
+        "mother_id_number": mother,
+        "registered_in": THERE,
+        "registered_on": "2025-03-01",
+        "expected_delivery": "2025-10-01",
+    }
+    again = {**first, "registered_on": "2025-01-05", "expected_delivery": "2025-08-01"}
+    outcomes = await _sent_twice(conn, fresh_db, "pregnancy.registered.v1", first, again)
+    assert outcomes == ("applied", "applied", "conflict")
+    row = await conn.fetchrow("SELECT registered_on, expected_delivery FROM pregnancies")
+    assert tuple(row) == (dt.date(2025, 3, 1), dt.date(2025, 10, 1))
+
+
+async def test_a_birth_sent_again_otherwise_under_a_held_key_is_a_conflict(
+    conn: asyncpg.Connection, fresh_db: str
+) -> None:
+    """The same birth id with another certificate, mother and child: nothing of it is kept here,
+    so the answer cannot be ``applied``."""
+    first_mother, other_mother = await _our_resident(conn, fresh_db), await _our_resident(conn, fresh_db)
+    first = {
+        "birth_id": str(uuid.uuid4()),
+        "medical_certificate_number": "P100000001",
+        "child_name": "陈小青",
+        "child_sex": "F",
+        "child_birth_date": "2025-06-01",
+        "mother_id_number": first_mother,
+        "birth_order": 1,
+        "birth_place": {"division": THERE},
+    }
+    again = {
+        **first,
+        "medical_certificate_number": "P100000002",
+        "child_name": "陈小红",
+        "mother_id_number": other_mother,
+    }
+    outcomes = await _sent_twice(conn, fresh_db, "birth.registered.v2", first, again)
+    assert outcomes == ("applied", "applied", "conflict")
+    assert [
+        tuple(r) for r in await conn.fetch("SELECT medical_certificate_number, mother_id_number FROM births")
+    ] == [("P100000001", first_mother)]
+
+
+async def test_a_move_sent_again_otherwise_under_a_held_key_is_a_conflict(
+    conn: asyncpg.Connection, fresh_db: str
+) -> None:
+    number = person_id("M")
+    first = {
+        "migration_id": str(uuid.uuid4()),
+        "id_number": number,
+        "name": "王强",
+        "hukou_division": HERE,
+        "from_division": HERE,
+        "to_division": THERE,
+        "migration_date": "2025-02-01",
+    }
+    again = {**first, "from_division": "110101", "migration_date": "2025-02-20"}
+    outcomes = await _sent_twice(conn, fresh_db, "migration.arrived.v1", first, again)
+    assert outcomes == ("applied", "applied", "conflict")
+    row = await conn.fetchrow("SELECT from_division, migration_date FROM migrations")
+    assert tuple(row) == (HERE, dt.date(2025, 2, 1))
