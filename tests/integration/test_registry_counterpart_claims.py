@@ -230,3 +230,36 @@ async def test_a_move_sent_again_otherwise_under_a_held_key_is_a_conflict(
     assert outcomes == ("applied", "applied", "conflict")
     row = await conn.fetchrow("SELECT from_division, migration_date FROM migrations")
     assert tuple(row) == (HERE, dt.date(2025, 2, 1))
+
+
+async def test_a_correction_sent_again_after_a_later_one_changes_nothing(
+    conn: asyncpg.Connection, fresh_db: str
+) -> None:
+    """The exchange re-sends a notification it has no answer to yet (under a new event id): a
+    correction applied here already, sent again after the source corrected the record once more,
+    must not bring the older value back."""
+    number = person_id("F")
+    person = {
+        "id_number": number,
+        "name": "赵兰",
+        "sex": "F",
+        "birth_date": birth_date_of(number).isoformat(),
+        "hukou_division": THERE,
+        "residence_division": THERE,
+    }
+    assert (await _notify(conn, fresh_db, "person.registered.v1", person))["outcome"] == "applied"
+
+    def correction(name: str) -> dict[str, Any]:
+        return {
+            "correction_id": str(uuid.uuid4()),
+            "corrected_event_id": str(uuid.uuid4()),
+            "record_type": "person",
+            "record_id": number,
+            "changes": {"name": name},
+            "reason": "misspelt at the counter",
+        }
+
+    first, second = correction("赵岚"), correction("赵澜")
+    for sent in (first, second, first):
+        assert (await _notify(conn, fresh_db, "record.corrected.v1", sent))["outcome"] == "applied"
+    assert await conn.fetchval("SELECT name FROM persons WHERE id_number = $1", number) == "赵澜"
