@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 import asyncpg
@@ -27,6 +28,12 @@ async def birth_by_certificate(
         jurisdiction,
         number,
     )
+
+
+async def birth_by_key(
+    conn: asyncpg.Connection, jurisdiction: str, birth_id: uuid.UUID
+) -> asyncpg.Record | None:
+    return await records.get_by_key(conn, jurisdiction, "birth", birth_id)
 
 
 async def insert_birth(

@@ -28,6 +28,14 @@ async def events_of_record(
     return known
 
 
+async def get_correction(
+    conn: asyncpg.Connection, jurisdiction: str, correction_id: uuid.UUID
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM corrections WHERE jurisdiction = $1 AND id = $2", jurisdiction, correction_id
+    )
+
+
 async def insert_correction(
     conn: asyncpg.Connection,
     jurisdiction: str,

@@ -121,3 +121,19 @@ async def insert_migrations(
         *columns,
     )
     return {r["id"] for r in rows}
+
+
+async def held_moves(
+    conn: asyncpg.Connection, keys: Iterable[tuple[str, uuid.UUID]]
+) -> dict[tuple[str, uuid.UUID], asyncpg.Record]:
+    """The moves held under (jurisdiction, id) keys, by key; keys not held are absent."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = await conn.fetch(
+        """SELECT m.* FROM unnest($1::text[], $2::uuid[]) AS u(j, i)
+           JOIN migrations m ON m.jurisdiction = u.j AND m.id = u.i""",
+        [j for j, _ in wanted],
+        [i for _, i in wanted],
+    )
+    return {(r["jurisdiction"], r["id"]): r for r in rows}

@@ -88,8 +88,11 @@ async def delete_record(conn: asyncpg.Connection, here: str, kind: str, key: obj
     )
 
 
-async def own_event_data(conn: asyncpg.Connection, here: str, event_id: uuid.UUID) -> dict[str, Any] | None:
-    """The ``data`` of an event this jurisdiction published itself, from its outbox (the durable log)."""
+async def own_event(
+    conn: asyncpg.Connection, here: str, event_id: uuid.UUID
+) -> tuple[str, dict[str, Any]] | None:
+    """The type and ``data`` of an event this jurisdiction published itself, from its outbox (the
+    durable log)."""
     value = await conn.fetchval("SELECT value FROM outbox WHERE event_id = $1", event_id)
     if value is None:
         return None
@@ -97,7 +100,7 @@ async def own_event_data(conn: asyncpg.Connection, here: str, event_id: uuid.UUI
     if doc.get("source") != f"/registry/{here}":
         return None
     data: dict[str, Any] = doc.get("data") or {}
-    return data
+    return str(doc.get("type")), data
 
 
 async def own_corrected_fields(conn: asyncpg.Connection, here: str, kind: str, record_id: str) -> set[str]:

@@ -21,9 +21,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.registry.domain.persons import sex_from_id_number
 from shared.errors import RuleViolation
 from shared.events import payloads as p
-from shared.identity import DivisionCode, IdNumber
+from shared.identity import DivisionCode, IdNumber, birth_date_of
 
 RETIRED = "retired_as_duplicate_of"
 
@@ -175,6 +176,38 @@ def differing(kind: str, ours: dict[str, Any], theirs: dict[str, Any]) -> dict[s
 
 def _column(kind: str, field: str) -> str:
     return "id" if field == KEY_FIELD[kind] and kind not in ("person", "certificate") else field
+
+
+_MOVES = {f"migration.{kind}.v1": kind for kind in ("departed", "arrived", "returned")}
+# record kind -> the types of our own events that make such a record (a person first recorded
+# here by a move is made by the move's event)
+MADE_BY: dict[str, frozenset[str]] = {
+    "person": frozenset({"person.registered.v1", *_MOVES}),
+    "migration": frozenset(_MOVES),
+    "marriage": frozenset({"marriage.registered.v1"}),
+    "birth": frozenset({"birth.registered.v1", "birth.registered.v2"}),
+    "pregnancy": frozenset({"pregnancy.registered.v1"}),
+    "certificate": frozenset({"certificate.issued.v1"}),
+}
+
+
+def made_by_own_event(kind: str, event_type: str, data: dict[str, Any]) -> dict[str, Any] | None:
+    """What our own event says of the ``kind`` of record it made, under the whole record's field
+    names; None when an event of that type makes no such record (an end, a correction, a move
+    named as a marriage): the fields a copy sent back is held against.
+
+    A move's kind is its event's type; a birth's place of record, its ``birth_place``; a person
+    first recorded by a move has the sex and birth date her identity number gives."""
+    if event_type not in MADE_BY.get(kind, frozenset()):
+        return None
+    if kind == "migration":
+        return {**data, "kind": _MOVES[event_type]}
+    if kind == "birth" and isinstance(data.get("birth_place"), dict):
+        return {**data, "birth_division": data["birth_place"].get("division")}
+    if kind == "person" and event_type in _MOVES:
+        number = str(data.get("id_number"))
+        return {**data, "sex": sex_from_id_number(number), "birth_date": birth_date_of(number)}
+    return data
 
 
 def agrees_with_own_event(whole: dict[str, Any], own: dict[str, Any], corrected: set[str]) -> list[str]:

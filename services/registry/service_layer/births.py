@@ -101,5 +101,8 @@ async def apply_birth(conn: asyncpg.Connection, t: Target, payload: dict[str, An
         if other["birth_order"] == d["birth_order"]:
             conflicts = field_conflicts(dict(other), d, ("medical_certificate_number", *BIRTH_FIELDS))
             return "conflict", conflicts, "another birth of this mother has this birth order here"
-    await repo.insert_birth(conn, here, d, t.made)
+    if not await repo.insert_birth(conn, here, d, t.made):  # another birth holds its key here
+        held = await repo.birth_by_key(conn, here, d["birth_id"])
+        conflicts = field_conflicts(dict(held or {}), d, ("medical_certificate_number", *BIRTH_FIELDS))
+        return "conflict", conflicts, "another birth is recorded here under this key"
     return applied()

@@ -152,6 +152,25 @@ async def record_correction(
     )
 
 
+async def applied_before(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome | None:
+    """A counterpart's correction (or repair) already noted here, None if it is new. The exchange
+    sends again what it has no answer to yet, under a new event id, possibly after the source
+    corrected the record once more: applying it again would bring back the older values, so it
+    is answered ``applied`` and changes nothing. A correction id noted here for another record or
+    from another jurisdiction is a conflict."""
+    held = await repo.get_correction(conn, t.here, d["correction_id"])
+    if held is None:
+        return None
+    if (held["source_division"], held["record_type"], held["record_id"]) == (
+        t.source,
+        d["record_type"],
+        d["record_id"],
+    ):
+        return applied()
+    conflict = {"field": "correction_id", "ours": None, "theirs": None}
+    return "conflict", [conflict], "this correction id is recorded here for another record"
+
+
 async def apply_correction(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
     """A counterpart corrects only the records it is the source of (DESIGN section 10); a record
     another jurisdiction recorded, ours included, is answered ``conflict`` and left as it is.

@@ -234,7 +234,11 @@ async def forget_counterpart_records(
 async def _apply_corrected(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
     """``record.corrected.v1``: a repair of a reconciliation case (a whole record, or a duplicate
     retired) is ``repairs.apply_repair``'s; any other correction is a registrar's, applied by
-    ``corrections.apply_correction``. Both change only records the sender is the source of."""
+    ``corrections.apply_correction``. Both change only records the sender is the source of; one
+    noted here already (a re-send) changes nothing (``corrections.applied_before``)."""
+    again = await corrections.applied_before(conn, t, d)
+    if again is not None:
+        return again
     repaired = await repairs.apply_repair(conn, t, d)
     return repaired if repaired is not None else await corrections.apply_correction(conn, t, d)
 

@@ -12,6 +12,7 @@ import asyncpg
 from services.registry.adapters import migrations as repo
 from services.registry.adapters import persons
 from services.registry.adapters.records import Made
+from services.registry.domain.conflicts import field_conflicts
 from services.registry.domain.migrations import MigrationRecorded, RecordMigration, Residence, check_migration
 from services.registry.domain.persons import sex_from_id_number
 from services.registry.service_layer.batches import NotTogether
@@ -22,6 +23,7 @@ from services.registry.service_layer.context import (
     Target,
     announce,
     applied,
+    disagreeing,
     source,
 )
 from shared.errors import DomainError, RuleViolation
@@ -267,6 +269,7 @@ async def apply_migrations(conn: asyncpg.Connection, moves: Sequence[Move]) -> l
     for t, _, d in moves:  # a person named twice was inserted with the first move's residence
         inserted_with.setdefault((t.here, d["id_number"]), d["to_division"])
     inserted = await repo.insert_migrations(conn, [(t.here, d, kind, t.made) for t, kind, d in moves])
+    fresh = set(inserted)
     residence: dict[tuple[str, str], str] = {}
     for t, _, d in moves:
         key, when = (t.here, d["id_number"]), d["migration_date"]
@@ -278,4 +281,30 @@ async def apply_migrations(conn: asyncpg.Connection, moves: Sequence[Move]) -> l
             residence[key] = d["to_division"]
             last_move[key] = when
     await persons.set_residences(conn, _changed(residence, new_people, inserted_with))
-    return [applied() for _ in moves]
+    return await _outcomes(conn, moves, fresh)
+
+
+async def _outcomes(conn: asyncpg.Connection, moves: Sequence[Move], fresh: set[uuid.UUID]) -> list[Outcome]:
+    """Each move's answer: ``applied`` when this list inserted it (its first mention), or when the
+    move held under its key is this one; else the fields that disagree. ``fresh``: the ids inserted."""
+    first: set[tuple[str, uuid.UUID]] = set()
+    again: list[int] = []
+    for i, (t, _, d) in enumerate(moves):
+        key = (t.here, d["migration_id"])
+        if key not in first and d["migration_id"] in fresh:
+            first.add(key)
+        else:
+            again.append(i)
+    if not again:  # the usual batch: every move new here
+        return [applied() for _ in moves]
+    held = await repo.held_moves(conn, [(moves[i][0].here, moves[i][2]["migration_id"]) for i in again])
+    outcomes = [applied() for _ in moves]
+    for i in again:
+        t, kind, d = moves[i]
+        row = held.get((t.here, d["migration_id"]))
+        conflicts = field_conflicts(dict(row or {}), {**d, "kind": kind}, _MOVE_FIELDS)
+        outcomes[i] = disagreeing(conflicts, "this move is recorded here otherwise")
+    return outcomes
+
+
+_MOVE_FIELDS = ("id_number", "kind", "from_division", "to_division", "migration_date")

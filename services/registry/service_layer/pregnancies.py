@@ -12,6 +12,7 @@ import asyncpg
 from services.registry.adapters import persons
 from services.registry.adapters import pregnancies as repo
 from services.registry.adapters.records import Made
+from services.registry.domain.conflicts import field_conflicts
 from services.registry.domain.pregnancies import (
     ClosePregnancy,
     PregnancyRecorded,
@@ -26,6 +27,7 @@ from services.registry.service_layer.context import (
     announce_about,
     applied,
     apply_end,
+    disagreeing,
     rejected,
 )
 from services.registry.service_layer.persons import known_person
@@ -147,8 +149,13 @@ async def apply_pregnancy(conn: asyncpg.Connection, t: Target, d: dict[str, Any]
     mother = await persons.get_person(conn, here, d["mother_id_number"])
     if mother is None or here not in (mother["hukou_division"], mother["residence_division"]):
         return rejected("pregnancy records are kept only by the mother's origin and destination")
-    if await repo.get_pregnancy(conn, here, d["pregnancy_id"]) is not None:
-        return applied()
+    same = await repo.get_pregnancy(conn, here, d["pregnancy_id"])
+    if same is not None:
+        fields = ("mother_id_number", "registered_in", "registered_on")
+        shown = (
+            fields if d.get("expected_delivery") is None else (*fields, "expected_delivery")
+        )  # withholdable
+        return disagreeing(field_conflicts(dict(same), d, shown), "this pregnancy is recorded here otherwise")
     open_one = await repo.open_pregnancy(conn, here, d["mother_id_number"])
     if open_one is not None:
         conflicts = [{"field": "pregnancy_id", "ours": str(open_one["id"]), "theirs": str(d["pregnancy_id"])}]

@@ -162,8 +162,11 @@ async def _restore(
     conn: asyncpg.Connection, t: Target, kind: str, whole: dict[str, Any], d: dict[str, Any]
 ) -> Outcome:
     made_by = d["corrected_event_id"]
-    own = await repo.own_event_data(conn, t.here, made_by)
+    ours = await repo.own_event(conn, t.here, made_by)
     source, source_event = t.source, made_by
+    own = None if ours is None else rules.made_by_own_event(kind, *ours)
+    if ours is not None and own is None:
+        return "conflict", [], f"corrected_event_id names an event of ours that makes no {kind}"
     if own is not None:  # our own record, sent back by a counterpart that holds a copy of it
         if str(own.get(rules.KEY_FIELD[kind])) != d["record_id"]:
             return "conflict", [], "corrected_event_id names an event of ours about another record"
