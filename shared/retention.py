@@ -6,7 +6,8 @@ waiting for a predecessor, and its census of every service's dead letters. Each 
 retention (``RETENTION_*``, defaults in the README); once an hour (``RETENTION_INTERVAL_SECONDS``)
 rows older than that are deleted, or the payload emptied, in batches of ``_BATCH`` rows, each
 its own short transaction, so a purge never holds locks for long. The audit log is never purged
-(it is append-only evidence), nor the outbox (the durable log projections are rebuilt from).
+(it is append-only evidence), nor the outbox (the durable log projections are rebuilt from) but
+for the copies of dead letters it queued for ``<topic>.dlq``, which go with their letters.
 """
 
 from __future__ import annotations
@@ -52,12 +53,20 @@ def shared_purges(settings: BaseServiceSettings) -> list[Purge]:
             settings.retention_idempotency_seconds,
             _delete_older("idempotency_keys", "created_at"),
         ),
-        Purge(
-            "dead_letters",
-            settings.retention_dead_letter_days * 86400,
-            _delete_older("dead_letters", "created_at"),
-        ),
+        Purge("dead_letters", settings.retention_dead_letter_days * 86400, _DEAD_LETTERS),
     ]
+
+
+# A dead letter and its copy queued for ``<topic>.dlq`` (the outbox row ``dlq_id`` names, the
+# whole message too): both go, but not before the relay published the copy, so a letter whose
+# copy is still waiting stays with it.
+_DEAD_LETTERS = """WITH gone AS (DELETE FROM dead_letters WHERE ctid = ANY(ARRAY(
+                       SELECT d.ctid FROM dead_letters d WHERE d.created_at < $1 AND NOT EXISTS (
+                           SELECT 1 FROM outbox o WHERE o.event_id = (d.headers->>'dlq_id')::uuid
+                                                    AND o.published_at IS NULL)
+                       LIMIT $2)) RETURNING (headers->>'dlq_id')::uuid AS copy),
+                   copies AS (DELETE FROM outbox o USING gone WHERE o.event_id = gone.copy)
+                   SELECT count(*) FROM gone"""
 
 
 async def purge(

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from aiokafka import ConsumerRecord
 
 from services.migrant_exchange.adapters import retention as exchange_retention
 from services.migrant_exchange.settings import ExchangeSettings
 from services.registry.settings import RegistrySettings
-from shared import retention
-from shared.db import migrate
+from shared import dead_letters, retention
+from shared.db import create_pool, migrate
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 NOW = dt.datetime.now(dt.UTC)
@@ -166,5 +167,41 @@ async def test_a_registrys_background_task_purges_in_batches(fresh_db: str) -> N
         assert (left, dead) == (1, 0)
         async with pool.acquire() as conn:
             assert await conn.fetchval("SELECT key FROM idempotency_keys") == "young"
+    finally:
+        await pool.close()
+
+
+async def _kept(pool: asyncpg.Pool, value: bytes, at: dt.datetime, *, published: bool) -> None:
+    """A message dead-lettered ``at`` as a consumer does (``shared.dead_letters.keep``): its row and
+    its copy queued for ``<topic>.dlq``, published or not."""
+    msg = ConsumerRecord("vital.pregnancy.v1", 0, 7, 0, 0, b"k", value, None, 1, len(value), [])
+    async with pool.acquire() as conn, conn.transaction():
+        await dead_letters.keep(conn, msg, "invalid event", consumer="c", service="registry")
+        await conn.execute("UPDATE dead_letters SET created_at = $1 WHERE value = $2", at, value)
+        await conn.execute(
+            "UPDATE outbox SET created_at = $1, published_at = CASE WHEN $3 THEN $1::timestamptz END WHERE value = $2",
+            at,
+            value,
+            published,
+        )
+
+
+async def test_a_dead_letters_copy_in_the_outbox_goes_with_it(fresh_db: str) -> None:
+    """A dead letter is queued for ``<topic>.dlq`` through the outbox: that copy (the whole message,
+    a pregnancy's data included) is purged with the letter once published, not kept for ever; a
+    copy the relay has not published yet stays, and its letter with it."""
+    await migrate(fresh_db, "registry", SERVICES / "registry" / "migrations")
+    pool = await create_pool(fresh_db, min_size=1, max_size=2)  # the services' pool: jsonb as dicts
+    settings = RegistrySettings()
+    try:
+        await _kept(pool, b'{"mother_id_number": "old"}', NOW - 91 * DAY, published=True)
+        await _kept(pool, b'{"mother_id_number": "young"}', NOW - 89 * DAY, published=True)
+        await _kept(pool, b'{"mother_id_number": "unsent"}', NOW - 91 * DAY, published=False)
+        purged = await retention.purge(pool, retention.shared_purges(settings))
+        async with pool.acquire() as conn:
+            letters = {bytes(r["value"]) for r in await conn.fetch("SELECT value FROM dead_letters")}
+            copies = {bytes(r["value"]) for r in await conn.fetch("SELECT value FROM outbox")}
+        assert copies == {b'{"mother_id_number": "young"}', b'{"mother_id_number": "unsent"}'}
+        assert letters == copies and purged["dead_letters"] == 1
     finally:
         await pool.close()
