@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -205,3 +206,25 @@ async def test_a_dead_letters_copy_in_the_outbox_goes_with_it(fresh_db: str) -> 
         assert letters == copies and purged["dead_letters"] == 1
     finally:
         await pool.close()
+
+
+async def test_a_conflicts_values_go_with_the_notifications_payload(exchange: asyncpg.Pool) -> None:
+    """A ``conflict`` answer names each differing field with both sides' values (``ours``,
+    ``theirs``: the person's data). They are purged with the payload, the field names kept for the
+    operator's view; a young answer keeps them, and so does one purged before they were."""
+    settings = ExchangeSettings()
+    conflicts = '[{"field": "name", "ours": "Li Na", "theirs": "Li Nan"}]'
+    async with exchange.acquire() as conn:
+        old = await _notification(conn, "conflict", NOW - 31 * DAY)
+        emptied = await _notification(conn, "conflict", NOW - 31 * DAY)
+        young = await _notification(conn, "conflict", NOW - 29 * DAY)
+        await conn.execute("UPDATE notifications SET conflicts = $1::text::jsonb", conflicts)
+        await conn.execute("UPDATE notifications SET payload = NULL WHERE id = $1", emptied)
+    await retention.purge(exchange, exchange_retention.purges(settings))
+    async with exchange.acquire() as conn:
+        kept = {
+            r["id"]: json.loads(r["c"])
+            for r in await conn.fetch("SELECT id, conflicts::text c FROM notifications")
+        }
+    assert kept[old] == kept[emptied] == [{"field": "name"}]
+    assert kept[young] == json.loads(conflicts)
