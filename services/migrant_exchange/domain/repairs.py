@@ -16,11 +16,13 @@ for it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import RuleViolation
+
+RETIRED = "retired_as_duplicate_of"  # the changes of a duplicate retired (docs/repair.md, step 3)
 
 
 @dataclass(frozen=True)
@@ -99,3 +101,24 @@ def _owner(known: str | None, named: str | None, default: str | None, pair: tupl
             rule="owner-in-pair",
         )
     return found
+
+
+def names_case_record(
+    case: Mapping[str, Any], data: Mapping[str, Any], person_key: Callable[[str], str]
+) -> bool:
+    """Whether a correction (``record.corrected.v1`` data) is about the record of ``case``, as the
+    reconciliation keyed it at the sender: a person by her identity number (``person_key``: its
+    subject key, which must be the case's), a birth by its medical certificate number (sent in the
+    whole record; a retirement names the copy that stays), any other record by its exchange key.
+    Another record's answer would resolve the case while its own record stays wrong."""
+    kind, rid = case["record_kind"], str(data.get("record_id"))
+    changes = dict(data.get("changes") or {})
+    detail = case["detail"] or {}
+    key = str(detail.get(f"key_at_{case['resolution']['sender']}", case["record_key"]))
+    if kind == "person":
+        return bool(person_key(rid) == case["subject"])
+    if RETIRED in changes:
+        return bool(case["kind"] == "duplicate" and changes[RETIRED] == detail.get("duplicate_of"))
+    if kind == "birth":
+        return bool(changes.get("medical_certificate_number") == key)
+    return rid == key

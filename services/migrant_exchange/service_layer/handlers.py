@@ -13,7 +13,7 @@ import asyncpg
 from services.migrant_exchange.adapters import delivery
 from services.migrant_exchange.adapters import discrepancies as cases
 from services.migrant_exchange.adapters import repository as repo
-from services.migrant_exchange.domain import routing
+from services.migrant_exchange.domain import repairs, routing
 from services.migrant_exchange.domain.routing import Whereabouts
 from services.migrant_exchange.service_layer import disclosures
 from services.migrant_exchange.settings import ExchangeSettings
@@ -64,7 +64,7 @@ async def route_vital_event(
     repair = (
         await cases.case_of_repair(conn, data.get("correction_id")) if event.type == REPAIR_TYPE else None
     )
-    if repair is not None and not repairs_case(repair, producer, event.subject, data):
+    if repair is not None and not repairs_case(repair, producer, event.subject, data, secret):
         repair = None  # routed as the correction it is, but it resolves no case
     if repair is not None:  # a reconciliation repair reaches the side it is for, whatever the roster says
         targets.add(repair["resolution"]["target"])
@@ -88,13 +88,19 @@ def made_by(producer: str, holders: set[str]) -> bool:
     return not holders or producer in holders
 
 
-def repairs_case(case: Mapping[str, Any], producer: str, subject: str, data: Mapping[str, Any]) -> bool:
+def repairs_case(
+    case: Mapping[str, Any], producer: str, subject: str, data: Mapping[str, Any], secret: bytes
+) -> bool:
     """Whether a correction carrying a case's repair id is that repair: sent by the registry asked
-    to send it, about the case's person and kind of record. Anything else would have the case
-    resolved by the counterpart's answer to another record, while the case's record stays wrong."""
+    to send it, about the case's person, kind of record and record (``repairs.names_case_record``).
+    Anything else would have the case resolved by the counterpart's answer to another record (one
+    it holds as sent is ``applied``), while the case's record stays wrong."""
     sender: str = case["resolution"]["sender"]
     return (
-        sender == producer and case["subject"] == subject and case["record_kind"] == data.get("record_type")
+        sender == producer
+        and case["subject"] == subject
+        and case["record_kind"] == data.get("record_type")
+        and repairs.names_case_record(case, data, lambda n: subject_key(n, secret))
     )
 
 
