@@ -109,6 +109,28 @@ class Registries(NumberedEvents):
         return self.make("record.corrected.v1", producer, data, who, **ext)
 
 
+# A birth's fields every agreement below lets D see; each test adds the one it does not withhold.
+_BIRTH_SHOWN = [
+    "birth_id",
+    "medical_certificate_number",
+    "child_name",
+    "child_sex",
+    "child_birth_date",
+    "mother_id_number",
+    "birth_order",
+]
+
+
+async def _births_show_d(pool: asyncpg.Pool, shown: list[str]) -> None:
+    """A's agreement with D: every event type flows; of a birth, D sees ``shown`` only."""
+    await pool.execute(
+        "INSERT INTO agreements VALUES ($1, $2, $3, 3600, $4)",
+        *sorted((A, D)),
+        ["*"],
+        {D: {"birth.registered.v2": shown}},
+    )
+
+
 async def _route(pool: asyncpg.Pool, events: list[Envelope[Any]]) -> None:
     await route(pool, SETTINGS, events)
 
@@ -212,22 +234,7 @@ async def test_a_birth_correction_reaches_the_father_s_registries_under_their_ag
     """A birth at A to a mother of A, naming a father whose hukou is D and who lives at B: D and B
     are told of the birth. A corrects the child's name and the father's identity number: both reach
     B, and D, whose agreement with A withholds a birth's father, is sent the name alone."""
-    no_father = [
-        "birth_id",
-        "medical_certificate_number",
-        "child_name",
-        "child_sex",
-        "child_birth_date",
-        "mother_id_number",
-        "birth_order",
-        "birth_place",
-    ]
-    await pool.execute(
-        "INSERT INTO agreements VALUES ($1, $2, $3, 3600, $4)",
-        *sorted((A, D)),
-        ["*"],
-        {D: {"birth.registered.v2": no_father}},
-    )
+    await _births_show_d(pool, [*_BIRTH_SHOWN, "birth_place"])  # no father
     r = Registries()
     mother, father, other_father = new_person(), new_person(sex="M"), new_person(sex="M")
     birth_id = str(uuid.uuid4())
@@ -485,22 +492,7 @@ async def test_a_birth_correction_keeps_the_place_of_birth_an_agreement_withhold
     A then corrects the child's name and the place of birth, naming it ``birth_division`` as the
     registries' corrections and repairs do: D must be sent the name alone. Before, the field was
     compared under v1's name with v2's withheld fields, and the place of birth went to D."""
-    no_place = [
-        "birth_id",
-        "medical_certificate_number",
-        "child_name",
-        "child_sex",
-        "child_birth_date",
-        "mother_id_number",
-        "father_id_number",
-        "birth_order",
-    ]
-    await pool.execute(
-        "INSERT INTO agreements VALUES ($1, $2, $3, 3600, $4)",
-        *sorted((A, D)),
-        ["*"],
-        {D: {"birth.registered.v2": no_place}},
-    )
+    await _births_show_d(pool, [*_BIRTH_SHOWN, "father_id_number"])  # no place of birth
     r = Registries()
     mother = new_person()
     birth_id = str(uuid.uuid4())
