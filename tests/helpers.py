@@ -97,6 +97,30 @@ def tamper(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
     return asyncio.run(run())
 
 
+async def rewrite_audit_chain(conn: asyncpg.Connection, seq: int) -> None:
+    """A superuser (triggers off) changes every row's verdict from ``seq`` on and recomputes the
+    hashes from there: a chain that checks alone, which only its checkpoints can show rewritten.
+    ``conn`` decodes jsonb as the services do (``shared.db.init_connection``)."""
+    from shared import audit
+
+    await conn.execute("SET session_replication_role = replica")
+    rows = await conn.fetch("SELECT * FROM audit_log WHERE seq >= $1 ORDER BY seq", seq)
+    prev = bytes(rows[0]["prev_hash"])
+    for r in rows:
+        detail = {**r["detail"], "result": "valid"}
+        entry = audit.AuditEntry(r["client_id"], r["action"], r["purpose"], r["subject"], detail, r["at"])
+        digest = audit.entry_hash(prev, r["seq"], entry)
+        await conn.execute(
+            "UPDATE audit_log SET detail = $2, prev_hash = $3, hash = $4 WHERE seq = $1",
+            r["seq"],
+            detail,
+            prev,
+            digest,
+        )
+        prev = digest
+    await conn.execute("RESET session_replication_role")
+
+
 def migrant(stack: Stack, hukou: str, to: str, name: str, *, arrived: bool = True, sex: str = "F") -> str:
     """A woman (or a man, ``sex="M"``) registered at ``hukou`` who left for ``to`` in 2025 (and,
     when ``arrived``, was registered there on arrival): the identity number."""

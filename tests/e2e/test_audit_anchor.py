@@ -15,8 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from shared import audit
-from tests.helpers import person_id, query, tamper, wait_until
+from tests.helpers import person_id, query, rewrite_audit_chain, tamper, wait_until
 from tests.stacks_ahead import StackSpec, stack_fixture
 from tests.verification_kit import VerificationStack
 
@@ -145,23 +144,7 @@ def _rewrite_from(dsn: str, seq: int) -> None:
         conn = await asyncpg.connect(dsn)
         await init_connection(conn)
         try:
-            await conn.execute("SET session_replication_role = replica")
-            rows = await conn.fetch("SELECT * FROM audit_log WHERE seq >= $1 ORDER BY seq", seq)
-            prev = bytes(rows[0]["prev_hash"])
-            for r in rows:
-                detail = {**r["detail"], "result": "valid"}
-                entry = audit.AuditEntry(
-                    r["client_id"], r["action"], r["purpose"], r["subject"], detail, r["at"]
-                )
-                digest = audit.entry_hash(prev, r["seq"], entry)
-                await conn.execute(
-                    "UPDATE audit_log SET detail = $2, prev_hash = $3, hash = $4 WHERE seq = $1",
-                    r["seq"],
-                    detail,
-                    prev,
-                    digest,
-                )
-                prev = digest
+            await rewrite_audit_chain(conn, seq)
         finally:
             await conn.close()
 

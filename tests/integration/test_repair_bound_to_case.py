@@ -151,6 +151,9 @@ async def _answer_applied(pool: asyncpg.Pool, lie: Envelope[Any]) -> None:
 
 CASE_STATE = "SELECT state, repair_state, repair_notification_id FROM discrepancies WHERE repair_id = $1"
 
+# A case whose repair was asked for and never routed: open, as an operator left it.
+STILL_REQUESTED = {"state": "open", "repair_state": "requested", "repair_notification_id": None}
+
 
 async def test_a_repair_id_on_another_move_of_hers_resolves_nothing(pool: asyncpg.Pool) -> None:
     """Her move ``lost`` is missing at B; A puts the case's repair id on her other move, which B
@@ -163,11 +166,7 @@ async def test_a_repair_id_on_another_move_of_hers_resolves_nothing(pool: asyncp
     lie = _move(repair_id, her, held, 2)
     await _route(pool, [lie])
     await _answer_applied(pool, lie)
-    assert dict(await pool.fetchrow(CASE_STATE, repair_id)) == {
-        "state": "open",
-        "repair_state": "requested",
-        "repair_notification_id": None,
-    }
+    assert dict(await pool.fetchrow(CASE_STATE, repair_id)) == STILL_REQUESTED
 
     repair = _move(repair_id, her, lost, 3)  # the repair itself
     await _route(pool, [repair])
@@ -188,11 +187,7 @@ async def test_a_repair_id_on_another_persons_record_under_her_subject_resolves_
     lie = lie.model_copy(update={"subject": subject_key(her, SECRET)})
     await _route(pool, [lie])
     await _answer_applied(pool, lie)
-    assert dict(await pool.fetchrow(CASE_STATE, repair_id)) == {
-        "state": "open",
-        "repair_state": "requested",
-        "repair_notification_id": None,
-    }
+    assert dict(await pool.fetchrow(CASE_STATE, repair_id)) == STILL_REQUESTED
 
     await _route(pool, [_correction(repair_id, her, 3)])
     assert (await pool.fetchrow(CASE_STATE, repair_id))["repair_state"] == "awaiting_feedback"

@@ -13,6 +13,7 @@ from services.verification.settings import VerificationSettings
 from shared import audit, signing
 from shared.audit_anchor import AuditCheckpointer, read_checkpoint
 from shared.db import create_pool, init_connection, migrate
+from tests.helpers import rewrite_audit_chain
 
 N = 8
 
@@ -46,26 +47,6 @@ async def _append(conn: asyncpg.Connection, n: int, start: int) -> None:
         )
 
 
-async def _rewrite_from(conn: asyncpg.Connection, seq: int) -> None:
-    """A superuser (triggers off) changes a row and recomputes every hash from it on."""
-    await conn.execute("SET session_replication_role = replica")
-    rows = await conn.fetch("SELECT * FROM audit_log WHERE seq >= $1 ORDER BY seq", seq)
-    prev = bytes(rows[0]["prev_hash"])
-    for r in rows:
-        detail = {**r["detail"], "result": "valid"}
-        entry = audit.AuditEntry(r["client_id"], r["action"], r["purpose"], r["subject"], detail, r["at"])
-        digest = audit.entry_hash(prev, r["seq"], entry)
-        await conn.execute(
-            "UPDATE audit_log SET detail = $2, prev_hash = $3, hash = $4 WHERE seq = $1",
-            r["seq"],
-            detail,
-            prev,
-            digest,
-        )
-        prev = digest
-    await conn.execute("RESET session_replication_role")
-
-
 async def test_a_rewritten_chain_is_not_checkpointed_nor_passed_by_a_later_checkpoint(
     fresh_db: str, tmp_path: Path
 ) -> None:
@@ -81,7 +62,7 @@ async def test_a_rewritten_chain_is_not_checkpointed_nor_passed_by_a_later_check
         running, producer = AuditCheckpointer(pool, settings), _Producer()
         assert await running.checkpoint_once(producer) is not None  # the head at N, signed
 
-        await _rewrite_from(conn, 3)
+        await rewrite_audit_chain(conn, 3)
         await _append(conn, 2, N + 1)  # the service goes on appending to the rewritten chain
         assert await audit.verify_chain(conn) is None  # the chain alone cannot see it
         # The process that anchored row N does not sign a head that no longer extends it ...
