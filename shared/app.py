@@ -158,11 +158,13 @@ def create_service_app(
     consumers: ConsumerFactory[S] | None = None,
     resources: Resources | None = None,
     purges: Sequence[Purge] = (),
+    batch_paths: Sequence[str] = (),
 ) -> FastAPI:
     """Build a service app; pools, producers and consumers are created in the lifespan, never at
     import. ``resources`` is the service's own start-up: an async context entered once the shared
     state is up (it yields the service's typed state, kept as ``service_resources``) and left
-    before the shared tasks stop."""
+    before the shared tasks stop. ``batch_paths`` are routes that refuse a body's items one by one
+    (``RequestLimitsMiddleware``)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -198,7 +200,7 @@ def create_service_app(
     install_openapi(app, database_dependencies={unit_of_work, read_pool})
     app.add_middleware(IdempotencyMiddleware, pool_getter=lambda scope: service_state(app).pool)
     # Outside the idempotency middleware: hostile bodies are refused before anything buffers them.
-    app.add_middleware(RequestLimitsMiddleware)
+    app.add_middleware(RequestLimitsMiddleware, batch_paths=batch_paths)
     app.add_middleware(MetricsMiddleware, service=settings.service_name)
     app.add_middleware(TracingMiddleware)  # outermost: the request's span encloses everything
     for router in routers:  # first: routes are matched in order, and these carry the traffic

@@ -9,7 +9,9 @@ discovered by a driver halfway through a transaction:
   which the OpenAPI documents as bounded;
 * text: ``RequestLimitsMiddleware`` refuses a NUL character or a lone surrogate in any
   JSON string, object key, query parameter or path segment (``unstorable_*`` below find
-  the field; they only parse when a cheap byte scan says there might be one).
+  the field; they only parse when a cheap byte scan says there might be one). A batch's
+  items are the exception: one item's text is that item's refusal, not the batch's
+  (``unstorable_in_batch``), so the batch route answers it in the item's result.
 """
 
 from __future__ import annotations
@@ -109,6 +111,45 @@ def unstorable_in_json(body: bytes) -> tuple[str, str] | None:
     except ValueError:
         return None
     return _walk(document, ())
+
+
+# What a batch route checks item by item itself: an item's kind, target and body; and the key of
+# the request state where the middleware leaves, by item index, the text it found there.
+BATCH_ITEM_FIELDS = frozenset({"kind", "target", "body"})
+UNSTORABLE_ITEMS = "unstorable_items"
+
+
+def unstorable_in_batch(body: bytes) -> tuple[tuple[str, str] | None, dict[int, tuple[str, str]]]:
+    """For a ``{"items": [...]}`` body checked item by item: the first unstorable text outside the
+    items' kind, target and body (the whole batch's refusal, as ``unstorable_in_json``), and for
+    each item holding some, (field, rule) named as the item's own refusals name them: ``kind``,
+    ``target``, or the field's path in the body."""
+    if _SUSPECT_BODY.search(body) is None:
+        return None, {}
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None, {}
+    if not (isinstance(document, dict) and isinstance(document.get("items"), list)):
+        return _walk(document, ()), {}
+    outside = _walk({k: v for k, v in document.items() if k != "items"}, ())
+    per_item: dict[int, tuple[str, str]] = {}
+    for i, item in enumerate(document["items"]):
+        if outside is not None:
+            break
+        if not isinstance(item, dict):
+            outside = _walk(item, ("items", str(i)))
+            continue
+        own = {k: None if k in BATCH_ITEM_FIELDS else v for k, v in item.items()}
+        outside = _walk(own, ("items", str(i)))
+        found = (
+            _walk(item.get("kind"), ("kind",))
+            or _walk(item.get("target"), ("target",))
+            or _walk(item.get("body"), ())
+        )
+        if found is not None:
+            per_item[i] = found
+    return outside, per_item
 
 
 def unstorable_in_query(query_string: bytes) -> tuple[str, str] | None:

@@ -11,6 +11,7 @@ bad server.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Collection
 
 import orjson
 from fastapi.routing import iter_route_contexts
@@ -72,12 +73,23 @@ def json_depth(body: bytes) -> int:
 
 
 class RequestLimitsMiddleware:
-    """413 for bodies over the limit, 415 for non-JSON bodies, 400 for invalid UTF-8 or deep nesting."""
+    """413 for bodies over the limit, 415 for non-JSON bodies, 400 for invalid UTF-8 or deep nesting.
 
-    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY_BYTES, max_depth: int = MAX_JSON_DEPTH):
+    ``batch_paths`` are routes that check a body's ``items`` one by one: text they cannot store in
+    an item is left to the route to refuse that item (``inputs.UNSTORABLE_ITEMS`` in the request's
+    state says which), not the whole batch."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body: int = MAX_BODY_BYTES,
+        max_depth: int = MAX_JSON_DEPTH,
+        batch_paths: Collection[str] = (),
+    ):
         self.app = app
         self.max_body = max_body
         self.max_depth = max_depth
+        self.batch_paths = frozenset(batch_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,7 +113,7 @@ class RequestLimitsMiddleware:
             await self._refuse(send, *self._too_large())
             return
         if body:
-            refusal = self._check(headers.get(b"content-type", b"").decode("latin-1"), body)
+            refusal = self._check(headers.get(b"content-type", b"").decode("latin-1"), body, scope)
             if refusal is not None:
                 await self._refuse(send, *refusal)
                 return
@@ -132,7 +144,7 @@ class RequestLimitsMiddleware:
             "max-body-size",
         )
 
-    def _check(self, content_type: str, body: bytes) -> tuple[int, bytes] | None:
+    def _check(self, content_type: str, body: bytes, scope: Scope) -> tuple[int, bytes] | None:
         if not _is_json(content_type):
             return 415, problem(
                 415,
@@ -156,7 +168,12 @@ class RequestLimitsMiddleware:
                 "body",
                 "max-json-depth",
             )
-        found = inputs.unstorable_in_json(body)
+        if scope["path"] in self.batch_paths:
+            found, per_item = inputs.unstorable_in_batch(body)
+            if per_item:
+                scope.setdefault("state", {})[inputs.UNSTORABLE_ITEMS] = per_item
+        else:
+            found = inputs.unstorable_in_json(body)
         if found is not None:
             return _unstorable(*found)
         return None
@@ -176,8 +193,13 @@ class RequestLimitsMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
+def unstorable_refusal(field: str, rule: str) -> InvalidInput:
+    """The refusal of text PostgreSQL cannot store: of a request, or of one item of a batch."""
+    return InvalidInput(inputs.message(rule), field=field, rule=rule)
+
+
 def _unstorable(field: str, rule: str) -> tuple[int, bytes]:
-    return 422, orjson.dumps(InvalidInput(inputs.message(rule), field=field, rule=rule).body())
+    return 422, orjson.dumps(unstorable_refusal(field, rule).body())
 
 
 def _unstorable_parameter(scope: Scope) -> tuple[int, bytes] | None:

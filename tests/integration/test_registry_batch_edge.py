@@ -4,6 +4,7 @@ real PostgreSQL: every refusal is problem+json naming the field (its full path) 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -105,3 +106,39 @@ def test_a_correction_keeps_the_expected_delivery_plausible(registry: tuple[Test
         dsn, "SELECT expected_delivery FROM pregnancies WHERE id = $1", uuid.UUID(made["pregnancy_id"])
     )
     assert kept[0]["expected_delivery"] == dt.date(2025, 9, 1)
+
+
+def test_text_that_cannot_be_stored_refuses_only_its_item(registry: tuple[TestClient, str]) -> None:
+    """A NUL character or a lone surrogate in one item's body or target is that item's refusal,
+    named with its field and rule, as any other invalid value of an item; the batch's good items
+    are committed beside it. Only text outside the items' kind, target and body (an item's own
+    key) still refuses the whole batch, which the item-by-item answer could not name."""
+    client, dsn = registry
+    good, nul, surrogate, unborn = person_id("F"), person_id("F"), person_id("M"), person_id("F")
+    with_nul = _person(nul)
+    with_nul["body"]["name"] = "边\x00界"
+    dissolution = {
+        "kind": "marriage_dissolution",
+        "target": "7d2f3c4e-\x00",
+        "body": {"dissolution_date": "2025-06-30", "reason": "divorce"},
+    }
+    items = [_person(good), with_nul, _person(surrogate), dissolution, _person(unborn)]
+    # A lone surrogate has no UTF-8 form, so it can only travel as JSON's escape.
+    raw = json.dumps({"items": items}).replace(surrogate, surrogate[:6] + "\\ud800" + surrogate[6:], 1)
+    headers = {"Content-Type": "application/json"}
+    r = client.post("/v1/batches", content=raw.encode(), headers=headers)
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [res["status"] for res in results] == [201, 422, 422, 422, 201], r.text
+    named = [(e["field"], e["rule"]) for res in results[1:4] for e in res["problem"]["errors"]]
+    assert named == [
+        ("name", "no-nul-character"),
+        ("id_number", "no-lone-surrogate"),
+        ("target", "no-nul-character"),
+    ]
+    kept = query(dsn, "SELECT id_number FROM persons WHERE id_number = ANY($1)", [good, nul, unborn])
+    assert sorted(k["id_number"] for k in kept) == sorted([good, unborn])
+
+    stray = [{**_person(person_id("F")), "no\x00te": "x"}]
+    whole = _refused_whole(client.post("/v1/batches", json={"items": stray}))
+    assert [(e["field"], e["rule"]) for e in whole] == [("items.0.(key)", "no-nul-character")]

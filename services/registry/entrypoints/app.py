@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.registry.entrypoints.consumer import consumers
+from services.registry.entrypoints.routes_batches import BATCHES
 from services.registry.entrypoints.routes_batches import router as batch_router
 from services.registry.entrypoints.routes_certificates import router as certificate_router
 from services.registry.entrypoints.routes_keys import router as key_router
@@ -35,4 +36,5 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         ],
         consumers=consumers,
         resources=group_commit,
+        batch_paths=[BATCHES],
     )

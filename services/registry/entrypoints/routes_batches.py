@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import orjson
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from services.registry.entrypoints import write_kinds
 from services.registry.entrypoints.routes_common import Recorder, problems
 from services.registry.entrypoints.schemas_batches import MAX_ITEMS, BatchIn, BatchItemIn, BatchOut
 from services.registry.service_layer.batches import Outcome, record_each
+from shared import inputs
 from shared.errors import DomainError
+from shared.limits import unstorable_refusal
 
-router = APIRouter(prefix="/v1", tags=["registry: vital events"])
+BATCHES = "/v1/batches"
+router = APIRouter(tags=["registry: vital events"])
 
 
 class BatchTooLarge(DomainError):
@@ -19,7 +22,7 @@ class BatchTooLarge(DomainError):
 
 
 @router.post(
-    "/batches",
+    BATCHES,
     response_model=BatchOut,
     summary="Record a batch of vital events",
     response_description="one result per item, in the request's order: the record or its problem+json",
@@ -32,7 +35,7 @@ class BatchTooLarge(DomainError):
         },
     },
 )
-async def record_batch(body: BatchIn, rec: Recorder) -> Response:
+async def record_batch(body: BatchIn, rec: Recorder, request: Request) -> Response:
     """Up to 1,000 items of any write kind, each checked by its single route's rules and scope.
 
     The good items commit together with their events in one transaction (each in a savepoint, so a
@@ -46,8 +49,13 @@ async def record_batch(body: BatchIn, rec: Recorder) -> Response:
             field="items",
             rule="max-batch-items",
         )
+    # Text PostgreSQL cannot store, found by the edge (``RequestLimitsMiddleware``) in these items.
+    unstorable: dict[int, tuple[str, str]] = getattr(request.state, inputs.UNSTORABLE_ITEMS, {})
     prepared = [
-        write_kinds.prepare(i.kind, i.target, i.body, rec.client, rec.ctx, rec.here) for i in body.items
+        unstorable_refusal(*unstorable[n])
+        if n in unstorable
+        else write_kinds.prepare(i.kind, i.target, i.body, rec.client, rec.ctx, rec.here)
+        for n, i in enumerate(body.items)
     ]
     outcomes = await record_each(rec.conn, prepared)
     return Response(orjson.dumps(_answer(body.items, outcomes)), media_type="application/json")
