@@ -1,8 +1,9 @@
 """Retention: what a service keeps only for a while, purged by a background task in each service.
 
 Every service holds stored ``Idempotency-Key`` answers and dead letters; the exchange also holds
-the payloads of answered notifications (an applied one is purged at once), events parked while
-waiting for a predecessor, and its census of every service's dead letters. Each kind has its own
+notifications' payloads (an applied one is purged at once, another after its answer, or after its
+deadline when none came), events parked while waiting for a predecessor, and its census of every
+service's dead letters. Each kind has its own
 retention (``RETENTION_*``, defaults in the README); once an hour (``RETENTION_INTERVAL_SECONDS``)
 rows older than that are deleted, or the payload emptied, in batches of ``_BATCH`` rows, each
 its own short transaction, so a purge never holds locks for long. The audit log is never purged

@@ -28,9 +28,12 @@ class ExchangeSettings(BaseServiceSettings):
     sequence_gap_seconds: float = 300.0
 
     # Retention (shared.retention): an answered notification's payload (applied: purged at once;
-    # conflict or rejected: kept this long after the answer for the operator's repair), and an
-    # event still parked this long after it arrived (its gap was released long ago).
+    # conflict or rejected: kept this long after the answer for the operator's repair), an
+    # unanswered one's (overdue at its deadline, sent no more: kept this long after the deadline
+    # for a late answer or pick-up; the notification stays, overdue), and an event still parked
+    # this long after it arrived (its gap was released long ago).
     retention_notification_payload_days: float = Field(default=30.0, gt=0)
+    retention_unanswered_payload_days: float = Field(default=30.0, gt=0)
     retention_parked_event_days: float = Field(default=30.0, gt=0)
 
     # Registries the exchange reconciles: "320412=http://host:8001,440703=http://host:8002".

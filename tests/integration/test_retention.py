@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 from aiokafka import ConsumerRecord
 
+from services.migrant_exchange.adapters import repository
 from services.migrant_exchange.adapters import retention as exchange_retention
 from services.migrant_exchange.settings import ExchangeSettings
 from services.registry.settings import RegistrySettings
@@ -56,7 +57,10 @@ async def _dead_letter(conn: asyncpg.Connection, reason: str, at: dt.datetime) -
     )
 
 
-async def _notification(conn: asyncpg.Connection, state: str, answered: dt.datetime | None) -> uuid.UUID:
+async def _notification(
+    conn: asyncpg.Connection, state: str, answered: dt.datetime | None, *, sent: dt.datetime = NOW - 60 * DAY
+) -> uuid.UUID:
+    """A notification ``sent`` then (its feedback deadline 7 days later), in ``state``."""
     nid = uuid.uuid4()
     await conn.execute(
         """INSERT INTO notifications (id, target_division, source_division, subject, event_id, event_type,
@@ -65,7 +69,7 @@ async def _notification(conn: asyncpg.Connection, state: str, answered: dt.datet
                    $3::timestamptz + interval '7 days', $3, $5)""",
         nid,
         uuid.uuid4(),
-        NOW - 60 * DAY,
+        sent,
         state,
         answered,
     )
@@ -103,6 +107,7 @@ async def test_the_exchange_purges_what_is_past_retention_and_keeps_the_rest(exc
     settings = ExchangeSettings()  # the defaults the README states
     assert (settings.retention_idempotency_seconds, settings.retention_dead_letter_days) == (86400, 90)
     assert (settings.retention_notification_payload_days, settings.retention_parked_event_days) == (30, 30)
+    assert settings.retention_unanswered_payload_days == 30
     async with exchange.acquire() as conn:
         await _answer(conn, "old", NOW - 2 * DAY)
         await _answer(conn, "young", NOW - dt.timedelta(hours=20))
@@ -110,7 +115,7 @@ async def test_the_exchange_purges_what_is_past_retention_and_keeps_the_rest(exc
         await _dead_letter(conn, "young", NOW - 89 * DAY)
         old_conflict = await _notification(conn, "conflict", NOW - 31 * DAY)
         young_rejected = await _notification(conn, "rejected", NOW - 29 * DAY)
-        unanswered = await _notification(conn, "overdue", None)  # still awaited: its payload stays
+        unanswered = await _notification(conn, "overdue", None, sent=NOW - 20 * DAY)  # late answer awaited
         await _parked(conn, "a" * 32, 3, NOW - 31 * DAY)
         await _parked(conn, "a" * 32, 4, NOW - 29 * DAY)
         await _parked(conn, "b" * 32, 5, NOW - 40 * DAY)
@@ -123,6 +128,7 @@ async def test_the_exchange_purges_what_is_past_retention_and_keeps_the_rest(exc
         "idempotency_answers": 1,
         "dead_letters": 1,
         "notification_payloads": 1,
+        "unanswered_payloads": 0,
         "parked_events": 2,
         "dead_letter_census": 1,
     }
@@ -228,3 +234,37 @@ async def test_a_conflicts_values_go_with_the_notifications_payload(exchange: as
         }
     assert kept[old] == kept[emptied] == [{"field": "name"}]
     assert kept[young] == json.loads(conflicts)
+
+
+async def test_an_unanswered_notifications_payload_is_not_kept_for_ever(exchange: asyncpg.Pool) -> None:
+    """A notification nobody answers goes ``overdue`` at its deadline and is not sent again; its
+    payload (the person's data) waits for a late answer or a late pick-up over REST only so long
+    after the deadline, then goes. The notification stays, overdue (operations: its ids, state,
+    deadline and sends), and a late answer still closes it. One still ``pending`` (the sweep has
+    not marked it) goes the same way; a young overdue one keeps its payload."""
+    settings = ExchangeSettings()
+    async with exchange.acquire() as conn:
+        old = await _notification(conn, "overdue", None, sent=NOW - 38 * DAY)  # deadline 31 days ago
+        ancient = await _notification(conn, "overdue", None, sent=NOW - 400 * DAY)
+        unswept = await _notification(conn, "pending", None, sent=NOW - 38 * DAY)
+        young = await _notification(conn, "overdue", None, sent=NOW - 36 * DAY)  # deadline 29 days ago
+        await conn.execute(
+            "UPDATE notifications SET attempts = 5, overdue_at = deadline WHERE state = 'overdue'"
+        )
+    await retention.purge(exchange, exchange_retention.purges(settings))
+    async with exchange.acquire() as conn:
+        rows = {r["id"]: r for r in await conn.fetch("SELECT * FROM notifications")}
+        assert len(rows) == 4  # the rows stay, counted
+        assert rows[old]["payload"] is None and rows[ancient]["payload"] is None
+        assert rows[unswept]["payload"] is None
+        assert rows[young]["payload"] is not None
+        assert (rows[old]["state"], rows[old]["attempts"], rows[old]["event_type"]) == (
+            "overdue",
+            5,
+            "birth.registered.v1",
+        )
+        assert rows[old]["overdue_at"] == rows[old]["deadline"]
+        closed = await repository.close_notification(conn, old, "440703", "rejected", [], "late")
+        assert closed  # a late answer still closes it
+        assert await conn.fetchval("SELECT state FROM notifications WHERE id = $1", old) == "rejected"
+    assert set((await retention.purge(exchange, exchange_retention.purges(settings))).values()) == {0}

@@ -106,6 +106,7 @@ The services as a YAML list, one entry per Deployment:
     "OVERDUE_SWEEP_INTERVAL" (include "mx.number" $ex.overdueSweepIntervalSeconds)
     "SEQUENCE_GAP_SECONDS" (include "mx.number" $ex.sequenceGapSeconds)
     "RETENTION_NOTIFICATION_PAYLOAD_DAYS" (include "mx.number" .Values.retention.notificationPayloadDays)
+    "RETENTION_UNANSWERED_PAYLOAD_DAYS" (include "mx.number" .Values.retention.unansweredPayloadDays)
     "RETENTION_PARKED_EVENT_DAYS" (include "mx.number" .Values.retention.parkedEventDays)
     "NOTIFICATION_RETRY_SECONDS" (include "mx.number" $n.retrySeconds)
     "NOTIFICATION_RETRY_CAP_SECONDS" (include "mx.number" $n.retryCapSeconds)

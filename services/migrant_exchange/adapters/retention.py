@@ -1,5 +1,6 @@
-"""What the exchange keeps only for a while (``shared.retention``): answered notifications'
-payloads, events parked too long, and the census of every service's dead letters."""
+"""What the exchange keeps only for a while (``shared.retention``): notifications' payloads
+(answered, or never answered), events parked too long, and the census of every service's dead
+letters."""
 
 from __future__ import annotations
 
@@ -21,6 +22,21 @@ _PAYLOADS = """WITH emptied AS (UPDATE notifications SET payload = NULL, conflic
                    RETURNING 1)
                SELECT count(*) FROM emptied"""
 
+# A payload nobody answered: the notification went overdue at its deadline and is sent no more
+# (``delivery.due_for_resend``); the payload waits that long after the deadline for a late answer
+# or a late pick-up over REST, then goes. The notification stays, overdue, with its ids, state,
+# deadline and sends, and a late answer still closes it (``repository.close_notifications``). The
+# state is checked again on the row itself, so an answer that lands meanwhile keeps its payload
+# for the answered retention. ``created_at < $1`` (a deadline follows the sending) lets the scan
+# take the open notifications' index (``notifications_open``) from its old end.
+_UNANSWERED = """WITH emptied AS (UPDATE notifications SET payload = NULL
+                     WHERE state IN ('pending', 'overdue') AND id = ANY(ARRAY(
+                         SELECT id FROM notifications WHERE state IN ('pending', 'overdue')
+                             AND created_at < $1 AND deadline < $1 AND payload IS NOT NULL
+                         LIMIT $2))
+                     RETURNING 1)
+                 SELECT count(*) FROM emptied"""
+
 # A parked event long past its deadline, with its pair's count of parked events kept right.
 _PARKED = """WITH gone AS (DELETE FROM parked_events WHERE ctid = ANY(ARRAY(
                  SELECT ctid FROM parked_events WHERE parked_at < $1 LIMIT $2)) RETURNING subject, source),
@@ -37,6 +53,7 @@ _CENSUS = """WITH gone AS (DELETE FROM dead_letter_census WHERE id = ANY(ARRAY(
 def purges(settings: ExchangeSettings) -> list[Purge]:
     return [
         Purge("notification_payloads", settings.retention_notification_payload_days * DAY, _PAYLOADS),
+        Purge("unanswered_payloads", settings.retention_unanswered_payload_days * DAY, _UNANSWERED),
         Purge("parked_events", settings.retention_parked_event_days * DAY, _PARKED),
         Purge("dead_letter_census", settings.retention_dead_letter_days * DAY, _CENSUS),
     ]
