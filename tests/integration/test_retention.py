@@ -268,3 +268,22 @@ async def test_an_unanswered_notifications_payload_is_not_kept_for_ever(exchange
         assert closed  # a late answer still closes it
         assert await conn.fetchval("SELECT state FROM notifications WHERE id = $1", old) == "rejected"
     assert set((await retention.purge(exchange, exchange_retention.purges(settings))).values()) == {0}
+
+
+async def test_an_answers_reason_goes_with_the_notifications_payload(exchange: asyncpg.Pool) -> None:
+    """A ``rejected`` or ``conflict`` answer's reason is the addressee's free text about the person
+    (a REST-only jurisdiction writes up to 500 characters there): purged with the payload, kept by a
+    young answer, and purged too from one whose payload went before it."""
+    settings = ExchangeSettings()
+    said = "李娜 110101199003070022 is not registered here"
+    async with exchange.acquire() as conn:
+        old = await _notification(conn, "rejected", NOW - 31 * DAY)
+        emptied = await _notification(conn, "rejected", NOW - 31 * DAY)
+        young = await _notification(conn, "rejected", NOW - 29 * DAY)
+        await conn.execute("UPDATE notifications SET reason = $1", said)
+        await conn.execute("UPDATE notifications SET payload = NULL WHERE id = $1", emptied)
+    await retention.purge(exchange, exchange_retention.purges(settings))
+    async with exchange.acquire() as conn:
+        kept = {r["id"]: r["reason"] for r in await conn.fetch("SELECT id, reason FROM notifications")}
+    assert kept[old] is None and kept[emptied] is None
+    assert kept[young] == said

@@ -9,14 +9,16 @@ from shared.retention import Purge
 
 DAY = 86400.0
 
-# A payload answered (conflict or rejected: an applied one was purged when it was answered), and
-# the values a conflict answer names beside each differing field (``ours``, ``theirs``: the
-# person's data too); the field names stay for the operator's view.
-_PAYLOADS = """WITH emptied AS (UPDATE notifications SET payload = NULL, conflicts = coalesce((
+# A payload answered (conflict or rejected: an applied one was purged when it was answered), the
+# values a conflict answer names beside each differing field (``ours``, ``theirs``: the person's
+# data too), and the answer's reason (the addressee's free text, which may speak of the person);
+# the field names stay for the operator's view, and an open case keeps its own redacted reason.
+_PAYLOADS = """WITH emptied AS (UPDATE notifications SET payload = NULL, reason = NULL, conflicts = coalesce((
                        SELECT jsonb_agg(jsonb_build_object('field', c->'field'))
                        FROM jsonb_array_elements(conflicts) c), conflicts)
                    WHERE id = ANY(ARRAY(
                        SELECT id FROM notifications WHERE feedback_at < $1 AND (payload IS NOT NULL
+                           OR reason IS NOT NULL
                            OR jsonb_path_exists(conflicts, '$[*] ? (exists(@.ours) || exists(@.theirs))'))
                        LIMIT $2))
                    RETURNING 1)
