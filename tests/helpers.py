@@ -245,11 +245,13 @@ def answered(event: dict[str, Any]) -> set[str]:
 
 @contextlib.contextmanager
 def in_process_registry(
-    pg: Any, name: str, here: str, secret: str, **settings: Any
+    pg: Any, name: str, here: str, secret: str, readers: tuple[str, ...] = (), **settings: Any
 ) -> Iterator[tuple[Any, str]]:
     """A registry app of ``here`` on a fresh migrated database, served in-process (FastAPI's
     TestClient) to one jurisdiction client ``reg-<name>`` holding ``secret``, its clients given
-    inline (CLIENTS_INLINE) as a demo gives them: the client, already authenticated, and the DSN."""
+    inline (CLIENTS_INLINE) as a demo gives them: the client, already authenticated, and the DSN.
+    ``readers``: other jurisdictions, each with a client ``reg-<name>-<division>`` holding the
+    same secret (send its ``Authorization`` header to read as that counterpart)."""
     import yaml
     from fastapi.testclient import TestClient
 
@@ -259,18 +261,21 @@ def in_process_registry(
 
     dsn = pg.create_database(f"{name}_{uuid.uuid4().hex[:8]}")
     asyncio.run(migrate(dsn, "registry", Path("services/registry/migrations")))
-    client = {
-        "client_id": f"reg-{name}",
-        "kind": "jurisdiction",
-        "jurisdiction": here,
-        "scopes": DEFAULT_SCOPES["jurisdiction"],
-        "secret_hash": hash_secret(secret),
-    }
+    clients = [
+        {
+            "client_id": f"reg-{name}" + ("" if division == here else f"-{division}"),
+            "kind": "jurisdiction",
+            "jurisdiction": division,
+            "scopes": DEFAULT_SCOPES["jurisdiction"],
+            "secret_hash": hash_secret(secret),
+        }
+        for division in (here, *readers)
+    ]
     app = create_app(
         RegistrySettings(
             database_url=dsn,
             jurisdictions=here,
-            clients_inline=yaml.safe_dump([client]),
+            clients_inline=yaml.safe_dump(clients),
             run_background=False,
             **settings,
         )

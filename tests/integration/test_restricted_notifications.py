@@ -27,16 +27,19 @@ import orjson
 import pytest
 
 from devstack.trust import TrustFiles
+from services.migrant_exchange.adapters import repository
+from services.migrant_exchange.entrypoints import views
 from services.migrant_exchange.settings import ExchangeSettings
 from services.registry.service_layer.counterpart import apply_notification
 from services.registry.settings import RegistrySettings
+from shared.auth import Client
 from shared.db import create_pool, migrate, unit_of_work
 from shared.events.catalog import parse_event
 from shared.events.envelope import Envelope
 from shared.events.payloads import ExchangeNotificationV1
 from shared.identity import subject_key
 from shared.sealing import CannotOpen, notification_aad, notification_contents, open_sealed
-from shared.sensitivity import NEUTRAL_CATEGORY
+from shared.sensitivity import NEUTRAL_CATEGORY, restored_purpose
 from tests.exchange.exchange_helpers import SECRET, A, B, Registries, migrated_exchange, new_person, route
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -230,3 +233,43 @@ async def test_the_target_registry_applies_the_sealed_type_and_refuses_a_relabel
         assert all(a["reason"].startswith("cannot read") for a in answers[:2])
     finally:
         await reg.close()
+
+
+async def test_a_rest_pick_up_is_audited_under_the_purpose_its_disclosure_names(pool: asyncpg.Pool) -> None:
+    """A (REST-only here: no encryption key) lists its notifications with their payloads: her
+    registration and her pregnancy. Each first pick-up is a disclosure told to her registries
+    (``notification.fetched``, maternal care for the pregnancy, registration for the person), and
+    appended to the exchange's own audit log: under the same true purpose, not a generic
+    ``exchange`` that would hide that a pregnancy's data was handed over (DESIGN section 8: every
+    disclosure audited with its purpose). Picked up again, the audit entry says the same."""
+    r = Registries()
+    mother = new_person()
+    person, registration = r.person(mother, B, A, B), _pregnancy(r, mother)
+    await route(pool, SETTINGS, [person, registration])
+    reader = Client("reg-a-rest", "jurisdiction", A, frozenset({"exchange:read"}))
+    for _ in range(2):
+        async with unit_of_work(pool) as conn:
+            shown = await views.notifications_read(
+                conn, reader, await repository.list_notifications(conn, A, None, 100, None)
+            )
+    assert {n["event_type"] for n in shown if n["payload"] is not None} == {
+        "person.registered.v1",
+        "pregnancy.registered.v1",
+    }
+    told = {
+        entry["notification_id"]: entry
+        for row in await pool.fetch("SELECT value FROM outbox WHERE event_type = 'disclosure.batch.v1'")
+        for entry in orjson.loads(row["value"])["data"]["entries"]
+        if entry["action"] == "notification.fetched"
+    }
+    audited = await pool.fetch(
+        "SELECT purpose, detail->>'notification_id' AS notification_id, detail->>'event_type' AS event_type"
+        " FROM audit_log WHERE action = 'notification.fetched'"
+    )
+    assert len(audited) == 4 and len(told) == 2  # audited at each pick-up, told the first time
+    for entry in audited:
+        assert entry["purpose"] == restored_purpose(told[entry["notification_id"]]["purpose"])
+    assert {(e["event_type"], e["purpose"]) for e in audited} == {
+        ("person.registered.v1", "registration"),
+        ("pregnancy.registered.v1", "maternal_care"),
+    }

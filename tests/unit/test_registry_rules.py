@@ -98,6 +98,25 @@ def test_pregnancy_data_only_for_the_persons_own_two_registries() -> None:
     assert not access.may_see_pregnancies("440703", True, "social_services", "320412", "440703")
 
 
+def test_a_counterpart_reads_only_the_pregnancies_it_was_given() -> None:
+    """At 320412 (her origin): one registered here while she lived at 440703 (told of it), a copy
+    sent by 440703, and one registered here while she lived here (nobody told). Her residence now,
+    110101 after moving on, was given none of them."""
+    told = access.told_of_registration("320412", "320412", "440703")
+    assert told == ["440703"] and access.told_of_registration("320412", "320412", "320412") == []
+    kept = [
+        {"pregnancy_id": "a", "source_division": "320412", "shared_with": told},
+        {"pregnancy_id": "b", "source_division": "440703", "shared_with": []},
+        {"pregnancy_id": "c", "source_division": "320412", "shared_with": []},
+    ]
+
+    def seen(reader: str) -> list[str]:
+        return [r["pregnancy_id"] for r in access.held_by(reader, "320412", kept)]
+
+    assert seen("320412") == ["a", "b", "c"] and seen("440703") == ["a", "b"] and seen("110101") == []
+    assert all("shared_with" not in r for r in access.held_by("320412", "320412", kept))
+
+
 def test_a_counterpart_reads_a_person_of_whom_it_is_the_current_origin_or_destination() -> None:
     assert access.shares_with("440703", "320412", "440703")
     assert access.shares_with("320412", "320412", "440703")

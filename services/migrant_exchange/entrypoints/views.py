@@ -17,6 +17,7 @@ import asyncpg
 from services.migrant_exchange.service_layer import disclosures
 from shared import audit
 from shared.auth import Client
+from shared.disclosures import purpose_of
 from shared.errors import Forbidden
 from shared.observability import redact
 from shared.sensitivity import NEUTRAL_CATEGORY, is_sensitive, neutral_text, neutral_type
@@ -44,15 +45,17 @@ async def notifications_read(
     conn: asyncpg.Connection, client: Client, rows: list[asyncpg.Record]
 ) -> list[dict[str, Any]]:
     """The notifications as this client may see them; each payload handed over is audited (a
-    REST pick-up is a disclosure of the person's data to the addressee). The first pick-up of a
-    payload is also told to the person's registries, under one ``disclosure_id`` with this entry."""
+    REST pick-up is a disclosure of the person's data to the addressee), under the purpose the
+    notification serves (maternal care for a pregnancy, registration otherwise), the one its
+    disclosure names. The first pick-up of a payload is also told to the person's registries,
+    under one ``disclosure_id`` with this entry."""
     out = [notification(client, r) for r in rows]
     told = await disclosures.record_pickups(conn, client, out)
     picked = [
         audit.AuditEntry(
             client.client_id,
             "notification.fetched",
-            "exchange",
+            purpose_of(n["event_type"]),
             n["subject"],
             {
                 "notification_id": str(n["notification_id"]),

@@ -45,6 +45,7 @@ async def insert_pregnancy(
             "registered_in": p["registered_in"],
             "registered_on": p["registered_on"],
             "expected_delivery": p.get("expected_delivery"),
+            "shared_with": p.get("shared_with", []),
         },
         made,
     )
@@ -66,9 +67,11 @@ async def close_pregnancy(
 
 
 async def pregnancies_of(conn: asyncpg.Connection, jurisdiction: str, mother: str) -> list[dict[str, Any]]:
+    """The mother's pregnancy records here, each with who else holds it (``shared_with``, and the
+    sender of a copy, ``source_division``)."""
     rows = await conn.fetch(
         """SELECT id AS pregnancy_id, registered_in, registered_on, expected_delivery, closed_on, outcome,
-                  source_division
+                  source_division, shared_with
            FROM pregnancies WHERE jurisdiction = $1 AND mother_id_number = $2 ORDER BY registered_on""",
         jurisdiction,
         mother,

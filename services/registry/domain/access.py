@@ -59,6 +59,26 @@ def may_see_pregnancies(
     )
 
 
+def told_of_registration(here: str, hukou: str, residence: str) -> list[str]:
+    """Who else is given a pregnancy registered ``here``: the mother's origin and residence of the
+    moment (the exchange sends it to them), this registry aside."""
+    return sorted({hukou, residence} - {here})
+
+
+def held_by(reader: str | None, here: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of the pregnancy records kept at ``here``, those ``reader`` holds too, without who holds
+    them: all of them for ``here`` itself, for a counterpart those it was given (told of the
+    registration, ``shared_with``) or sent (a copy's ``source_division``). Pregnancy data is shared
+    between her two registries of the time it was registered (DESIGN.md section 8); a place she
+    moved to later was never given it, and reading her record here discloses no more than the
+    notifications did (``may_see_pregnancies`` still asks that the reader be one of her two now)."""
+    return [
+        {k: v for k, v in r.items() if k != "shared_with"}
+        for r in records
+        if reader == here or reader == r["source_division"] or reader in (r["shared_with"] or ())
+    ]
+
+
 def ensure_served(jurisdiction: str | None, served: frozenset[str]) -> str:
     """The jurisdiction a writing client records for; it must be one this registry serves."""
     if jurisdiction is None or jurisdiction not in served:

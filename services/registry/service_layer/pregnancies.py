@@ -12,6 +12,7 @@ import asyncpg
 from services.registry.adapters import persons
 from services.registry.adapters import pregnancies as repo
 from services.registry.adapters.records import Made
+from services.registry.domain import access
 from services.registry.domain.conflicts import field_conflicts
 from services.registry.domain.pregnancies import (
     ClosePregnancy,
@@ -41,7 +42,8 @@ async def register_pregnancy(
 ) -> PregnancyRecorded:
     """Record a pregnancy of a woman on record; announce ``pregnancy.registered.v1``.
 
-    Only the mother's origin and destination registries receive it (the exchange routes by those).
+    Only the mother's origin and destination registries receive it (the exchange routes by those);
+    the record keeps which they were (``shared_with``): they alone of the counterparts read it here.
     """
     mother = await known_person(conn, here, body.mother_id_number, "mother_id_number")
     await persons.lock_person(conn, here, mother["id_number"])
@@ -58,6 +60,9 @@ async def register_pregnancy(
         "pregnancy_id": uuid.uuid4(),
         "registered_in": here,
         "registered_on": registered_on,
+        "shared_with": access.told_of_registration(
+            here, mother["hukou_division"], mother["residence_division"]
+        ),
     }
     event_id = new_event_id()
     if not await repo.insert_pregnancy(conn, here, pregnancy, Made(here, event_id=event_id)):

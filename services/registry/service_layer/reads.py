@@ -81,7 +81,8 @@ async def _sections(
     if "marriages" in sections:
         out["marriages"] = await marriages.marriages_of(conn, here, id_number)
     if "pregnancies" in sections:
-        out["pregnancies"] = await pregnancies.pregnancies_of(conn, here, id_number)
+        kept = await pregnancies.pregnancies_of(conn, here, id_number)
+        out["pregnancies"] = access.held_by(client.jurisdiction, here, kept)
     if "certificates" in sections:
         out["certificates"] = await certificates.certificates_of(conn, here, id_number)
     if agreement is not None and client.jurisdiction is not None:
