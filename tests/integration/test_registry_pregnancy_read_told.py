@@ -101,3 +101,24 @@ def test_once_she_moves_on_her_pregnancy_is_read_only_by_her_registries_that_hol
     assert pregnancies(LATER) in (None, []), "her new residence reads a pregnancy it was never given"
     # Her origin, which holds it, still does.
     assert pregnancies(ORIGIN) == [pregnancy_id]
+
+
+def test_a_registry_she_moved_away_from_registers_no_pregnancy_of_hers(
+    registry: tuple[TestClient, str],
+) -> None:
+    """A pregnancy is registered at one of her two registries, which alone share it (DESIGN
+    section 8). Once she has moved on, this registry is neither: it refuses to register one for
+    her (and so holds none and sends none to her registries), as it reads none of hers."""
+    client, dsn = registry
+    mother = person_id("F", dt.date(1994, 7, 8))
+    person = {"id_number": mother, "name": "林小白", "sex": "F", "birth_date": "1994-07-08",
+              "hukou_division": ORIGIN, "residence_division": HERE}  # fmt: skip
+    assert client.post("/v1/persons", json=person).status_code == 201
+    move = {"kind": "departed", "id_number": mother, "from_division": HERE, "to_division": LATER}
+    assert client.post("/v1/migrations", json={**move, "migration_date": "2026-04-01"}).status_code == 201
+
+    r = client.post("/v1/pregnancies", json={"mother_id_number": mother, "registered_on": "2026-05-01"})
+    assert r.status_code == 422, r.text
+    error = r.json()["errors"][0]
+    assert (error["field"], error["rule"]) == ("mother_id_number", "registered-at-hukou-or-residence")
+    assert query(dsn, "SELECT id FROM pregnancies WHERE mother_id_number = $1", mother) == []

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from services.registry.domain.persons import is_ours
 from services.registry.domain.rules import Command, check_end, check_not_future
 from shared.errors import Conflict, RuleViolation
 from shared.identity import IdNumber, PastDate
@@ -45,6 +46,18 @@ def check_pregnancy(
             "the mother has an open pregnancy record: close it first",
             field="mother_id_number",
             rule="one-open-pregnancy",
+        )
+
+
+def check_registered_by_hers(here: str, hukou: str, residence: str) -> None:
+    """A pregnancy is registered by one of the mother's two registries, which alone share it
+    (DESIGN section 8): a registry she has moved away from knows her still, but is neither."""
+    if not is_ours(here, hukou, residence):
+        raise RuleViolation(
+            f"{here} is neither the mother's place of household registration nor of residence: "
+            "her pregnancy is registered at one of those",
+            field="mother_id_number",
+            rule="registered-at-hukou-or-residence",
         )
 
 

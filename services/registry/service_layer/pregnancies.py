@@ -20,6 +20,7 @@ from services.registry.domain.pregnancies import (
     RegisterPregnancy,
     check_pregnancy,
     check_pregnancy_closure,
+    check_registered_by_hers,
 )
 from services.registry.service_layer.context import (
     Context,
@@ -47,6 +48,7 @@ async def register_pregnancy(
     """
     mother = await known_person(conn, here, body.mother_id_number, "mother_id_number")
     await persons.lock_person(conn, here, mother["id_number"])
+    check_registered_by_hers(here, mother["hukou_division"], mother["residence_division"])
     registered_on = body.registered_on or dt.date.today()
     check_pregnancy(
         mother["sex"],
