@@ -1,0 +1,111 @@
+"""Corrections that would contradict a person's moves, on a registry served in-process over a real
+PostgreSQL: a move's date keeps its place among her moves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from devstack.embedded import EmbeddedPostgres
+from tests.helpers import in_process_registry, person_id, query
+
+HERE, THERE = "320412", "440703"
+SECRET = "corrmoves-secret"  # noqa: S105 - a throwaway credential of this test's own client
+
+
+@pytest.fixture(scope="module")
+def registry(pg: EmbeddedPostgres) -> Iterator[tuple[TestClient, str]]:
+    with in_process_registry(pg, "corrmoves", HERE, SECRET) as (client, dsn):
+        yield client, dsn
+
+
+def _resident(client: TestClient) -> str:
+    number = person_id("F")
+    body = {"id_number": number, "name": "迁移", "sex": "F", "hukou_division": HERE,
+            "birth_date": f"{number[6:10]}-{number[10:12]}-{number[12:14]}"}  # fmt: skip
+    r = client.post("/v1/persons", json=body)
+    assert r.status_code == 201, r.text
+    return number
+
+
+def _move_body(number: str, kind: str, frm: str, to: str, when: str) -> dict[str, str]:
+    return {
+        "kind": kind,
+        "id_number": number,
+        "from_division": frm,
+        "to_division": to,
+        "migration_date": when,
+    }
+
+
+def _move(client: TestClient, number: str, kind: str, frm: str, to: str, when: str) -> dict[str, Any]:
+    r = client.post("/v1/migrations", json=_move_body(number, kind, frm, to, when))
+    assert r.status_code == 201, r.text
+    made: dict[str, Any] = r.json()
+    return made
+
+
+def _correction(event_id: str, record_type: str, record_id: str, **changes: str) -> dict[str, Any]:
+    return {"corrected_event_id": event_id, "record_type": record_type, "record_id": record_id,
+            "changes": changes, "reason": "mistyped at the counter"}  # fmt: skip
+
+
+def _correct(client: TestClient, event_id: str, record_type: str, record_id: str, **changes: str) -> Any:
+    return client.post("/v1/corrections", json=_correction(event_id, record_type, record_id, **changes))
+
+
+def _refused(r: Any, field: str, rule: str) -> None:
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    error = r.json()["errors"][0]
+    assert (error["field"], error["rule"]) == (field, rule), r.text
+
+
+def test_a_moves_date_is_corrected_only_within_the_moves_around_it(registry: tuple[TestClient, str]) -> None:
+    """A departure corrected to after her return, or a return to before her departure, is refused
+    as the move route refuses a move before the last one; within them the date is corrected."""
+    client, dsn = registry
+    number = _resident(client)
+    left = _move(client, number, "departed", HERE, THERE, "2024-01-10")
+    back = _move(client, number, "returned", THERE, HERE, "2024-06-01")
+    moves = [(left, "2024-09-01"), (back, "2023-12-01")]
+    for move, when in moves:
+        r = _correct(client, move["event_id"], "migration", move["migration_id"], migration_date=when)
+        _refused(r, "changes.migration_date", "moves-in-date-order")
+    item = _correction(left["event_id"], "migration", left["migration_id"], migration_date="2024-06-02")
+    batch = client.post(  # a batch's item is judged by the same rule
+        "/v1/batches", json={"items": [{"kind": "correction", "body": item}]}
+    ).json()["results"][0]
+    assert batch["status"] == 422, batch
+    error = batch["problem"]["errors"][0]
+    assert (error["field"], error["rule"]) == ("changes.migration_date", "moves-in-date-order")
+    kept = query(
+        dsn, "SELECT migration_date::text AS d FROM migrations WHERE id_number = $1 ORDER BY 1", number
+    )
+    assert [r["d"] for r in kept] == ["2024-01-10", "2024-06-01"]
+    for move, when in ((left, "2024-06-01"), (back, "2024-06-01"), (back, "2024-07-01")):
+        r = _correct(client, move["event_id"], "migration", move["migration_id"], migration_date=when)
+        assert r.status_code == 201, r.text
+    lives = query(dsn, "SELECT residence_division FROM persons WHERE id_number = $1", number)
+    assert lives[0]["residence_division"] == HERE
+
+
+def test_moves_recorded_together_on_one_day_keep_that_day(registry: tuple[TestClient, str]) -> None:
+    """Two moves of hers recorded in one batch on the same day are not ordered by anything held
+    (date, then time recorded): neither date is corrected away from the other, which could make
+    the other one her last move without her residence following."""
+    client, dsn = registry
+    number = _resident(client)
+    moves = (("departed", HERE, THERE), ("returned", THERE, HERE))
+    items = [{"kind": "migration", "body": _move_body(number, *move, "2024-03-01")} for move in moves]
+    r = client.post("/v1/batches", json={"items": items})
+    assert r.json()["accepted"] == 2, r.text
+    made_then = [result["resource"] for result in r.json()["results"]]
+    for made, when in zip(made_then, ("2024-02-01", "2024-04-01"), strict=True):
+        refused = _correct(client, made["event_id"], "migration", made["migration_id"], migration_date=when)
+        _refused(refused, "changes.migration_date", "moves-in-date-order")
+    lives = query(dsn, "SELECT residence_division FROM persons WHERE id_number = $1", number)
+    assert lives[0]["residence_division"] == HERE
