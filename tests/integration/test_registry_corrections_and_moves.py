@@ -1,5 +1,6 @@
 """Corrections that would contradict a person's moves, on a registry served in-process over a real
-PostgreSQL: a move's date keeps its place among her moves."""
+PostgreSQL: a move's date keeps its place among her moves, and the residence of a person who moved
+is where her last move took her."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from fastapi.testclient import TestClient
 from devstack.embedded import EmbeddedPostgres
 from tests.helpers import in_process_registry, person_id, query
 
-HERE, THERE = "320412", "440703"
+HERE, THERE, ELSEWHERE = "320412", "440703", "110101"
 SECRET = "corrmoves-secret"  # noqa: S105 - a throwaway credential of this test's own client
 
 
@@ -109,3 +110,22 @@ def test_moves_recorded_together_on_one_day_keep_that_day(registry: tuple[TestCl
         _refused(refused, "changes.migration_date", "moves-in-date-order")
     lives = query(dsn, "SELECT residence_division FROM persons WHERE id_number = $1", number)
     assert lives[0]["residence_division"] == HERE
+
+
+def test_a_residence_is_corrected_only_where_no_move_says_otherwise(registry: tuple[TestClient, str]) -> None:
+    """Her residence corrected against her last move is refused; without moves it is corrected."""
+    client, dsn = registry
+    moved, stayed = _resident(client), _resident(client)
+    _move(client, moved, "departed", HERE, THERE, "2024-01-10")
+    events = {
+        n: str(query(dsn, "SELECT event_id FROM persons WHERE id_number = $1", n)[0]["event_id"])
+        for n in (moved, stayed)
+    }
+    for residence in (HERE, ELSEWHERE):
+        r = _correct(client, events[moved], "person", moved, residence_division=residence)
+        _refused(r, "changes.residence_division", "residence-follows-last-move")
+    lives = query(dsn, "SELECT residence_division FROM persons WHERE id_number = $1", moved)
+    assert lives[0]["residence_division"] == THERE
+    assert _correct(client, events[moved], "person", moved, residence_division=THERE).status_code == 201
+    r = _correct(client, events[stayed], "person", stayed, residence_division=ELSEWHERE)
+    assert r.status_code == 201, r.text

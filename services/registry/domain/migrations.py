@@ -82,6 +82,23 @@ def check_in_date_order(
         )
 
 
+def moved_to(known: Residence | None) -> str | None:
+    """Where her moves say she lives (the last one's destination); None when none is on record."""
+    return known.last_move_to if known is not None and known.last_move_date is not None else None
+
+
+def check_residence(residence: str, known: Residence | None, field: str) -> None:
+    """A person with moves on record lives where the last of them took her: her residence changes
+    by a move (recorded or notified), not by hand (``field``: the input that names it)."""
+    last = moved_to(known)
+    if last is not None and residence != last:
+        raise RuleViolation(
+            f"{field} differs from where her last recorded move took her: record the move instead",
+            field=field,
+            rule="residence-follows-last-move",
+        )
+
+
 def check_arrival_follows_departure(here: str, known: Residence) -> None:
     """No arrival without a departure, unless it is the first record of the person here.
 

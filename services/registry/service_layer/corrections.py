@@ -17,7 +17,7 @@ from services.registry.adapters.records import Made
 from services.registry.domain import corrections as rules
 from services.registry.domain.corrections import CorrectionRecorded, CorrectRecord
 from services.registry.domain.marriages import check_dissolution, check_marriage
-from services.registry.domain.migrations import check_in_date_order
+from services.registry.domain.migrations import check_in_date_order, check_residence
 from services.registry.service_layer.context import Context, Outcome, Target, announce, applied, rejected
 from shared.errors import DomainError, NotFound, RuleViolation
 from shared.events import payloads as p
@@ -101,6 +101,9 @@ async def check_consistent(
         rules.check_pregnancy_dates(after)
     if record_type == "migration" and "migration_date" in changes:
         await _check_move_date(conn, here, after)
+    if record_type == "person" and "residence_division" in changes:
+        known = await moves.residence(conn, here, after["id_number"])
+        check_residence(after["residence_division"], known, "changes.residence_division")
 
 
 async def _check_move_date(conn: asyncpg.Connection, here: str, after: dict[str, Any]) -> None:
