@@ -1,17 +1,25 @@
 """Corrections that would contradict a person's moves, on a registry served in-process over a real
 PostgreSQL: a move's date keeps its place among her moves, and the residence of a person who moved
-is where her last move took her."""
+is where her last move took her; and a counterpart's person re-sent with another residence, applied
+as the consumer applies it, is a conflict unless her moves here say where she lives."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
 from devstack.embedded import EmbeddedPostgres
-from tests.helpers import in_process_registry, person_id, query
+from services.registry.service_layer.counterpart import apply_notification
+from services.registry.settings import RegistrySettings
+from shared.db import create_pool, migrate
+from tests.helpers import in_process_registry, notification, person_id, query
 
 HERE, THERE, ELSEWHERE = "320412", "440703", "110101"
 SECRET = "corrmoves-secret"  # noqa: S105 - a throwaway credential of this test's own client
@@ -129,3 +137,55 @@ def test_a_residence_is_corrected_only_where_no_move_says_otherwise(registry: tu
     assert _correct(client, events[moved], "person", moved, residence_division=THERE).status_code == 201
     r = _correct(client, events[stayed], "person", stayed, residence_division=ELSEWHERE)
     assert r.status_code == 201, r.text
+
+
+def _registered(number: str, residence: str) -> dict[str, Any]:
+    born = f"{number[6:10]}-{number[10:12]}-{number[12:14]}"
+    return {"id_number": number, "name": "复发", "sex": "F", "birth_date": born,
+            "hukou_division": THERE, "residence_division": residence}  # fmt: skip
+
+
+def test_a_resent_person_with_another_residence_is_a_conflict_unless_her_moves_say(fresh_db: str) -> None:
+    """A counterpart's person held here and sent again with another residence is answered
+    ``conflict`` naming residence_division (as a re-sent move or marriage with other details is),
+    and ours is kept; where her moves here say where she lives, the registration's residence is
+    older news than they are, and is not held against ours."""
+
+    async def run() -> list[dict[str, Any]]:
+        await migrate(fresh_db, "registry", Path("services/registry/migrations"))
+        pool = await create_pool(fresh_db, min_size=1, max_size=1)
+        settings = RegistrySettings(database_url=fresh_db, jurisdictions=HERE)
+        still, moved = person_id("F"), person_id("F")
+        arrival = {"migration_id": str(uuid.uuid4()), "id_number": moved, "name": "复发",
+                     "hukou_division": THERE, "from_division": HERE, "to_division": ELSEWHERE,
+                     "migration_date": "2025-01-01"}  # fmt: skip
+        sent = [
+            ("person.registered.v1", _registered(still, HERE), THERE),
+            ("person.registered.v1", _registered(still, ELSEWHERE), THERE),
+            ("person.registered.v1", _registered(moved, HERE), THERE),
+            ("migration.arrived.v1", arrival, ELSEWHERE),
+            ("person.registered.v1", _registered(moved, HERE), THERE),
+        ]
+        try:
+            async with pool.acquire() as conn:
+                for event_type, payload, source in sent:
+                    event = notification(HERE, event_type, payload, source)
+                    async with conn.transaction():
+                        await apply_notification(conn, settings, event)
+                feedback = [
+                    orjson.loads(r["value"])["data"]
+                    for r in await conn.fetch(
+                        "SELECT value FROM outbox WHERE event_type = 'exchange.feedback.v1' ORDER BY id"
+                    )
+                ]
+                lives = await conn.fetchval(
+                    "SELECT residence_division FROM persons WHERE id_number = $1", still
+                )
+        finally:
+            await pool.close()
+        assert lives == HERE
+        return feedback
+
+    feedback = asyncio.run(run())
+    assert [f["outcome"] for f in feedback] == ["applied", "conflict", "applied", "applied", "applied"]
+    assert feedback[1]["conflicts"] == [{"field": "residence_division", "ours": HERE, "theirs": ELSEWHERE}]
