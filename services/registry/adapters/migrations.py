@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -32,6 +33,27 @@ async def residence(conn: asyncpg.Connection, jurisdiction: str, id_number: str)
     return Residence(
         row["hukou_division"], row["residence_division"], row["last_move"], row["kind"], row["to_division"]
     )
+
+
+async def dates_around(
+    conn: asyncpg.Connection, jurisdiction: str, migration_id: uuid.UUID
+) -> tuple[dt.date | None, dt.date | None]:
+    """The dates of the moves around a held move in its person's history, ordered as
+    ``residence`` orders them (date, then time recorded): the latest before it and the earliest
+    after it, where it is held now. A move recorded with it in one transaction on its date is on
+    both sides, since nothing orders the two."""
+    row = await conn.fetchrow(
+        """SELECT max(o.migration_date) FILTER (
+                      WHERE (o.migration_date, o.created_at) <= (m.migration_date, m.created_at)) AS before,
+                  min(o.migration_date) FILTER (
+                      WHERE (o.migration_date, o.created_at) >= (m.migration_date, m.created_at)) AS after
+             FROM migrations m
+             JOIN migrations o ON o.jurisdiction = m.jurisdiction AND o.id_number = m.id_number AND o.id <> m.id
+            WHERE m.jurisdiction = $1 AND m.id = $2""",
+        jurisdiction,
+        migration_id,
+    )
+    return (row["before"], row["after"]) if row is not None else (None, None)
 
 
 async def residences(

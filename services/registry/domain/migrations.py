@@ -55,12 +55,7 @@ def check_migration(
         )
     if kind == "departed" and known is None:
         raise RuleViolation("the person is not registered here", field="id_number", rule="person-must-exist")
-    if known is not None and known.last_move_date is not None and when < known.last_move_date:
-        raise RuleViolation(
-            "migration_date is before the last recorded move",
-            field="migration_date",
-            rule="moves-in-date-order",
-        )
+    check_in_date_order(when, known.last_move_date if known is not None else None)
     if kind in ("arrived", "returned") and known is not None:
         check_arrival_follows_departure(here, known)
     if kind == "departed" and known is not None and known.residence_division != here:
@@ -68,6 +63,39 @@ def check_migration(
             "the person does not live here, so cannot depart from here",
             field="from_division",
             rule="depart-from-residence",
+        )
+
+
+def check_in_date_order(
+    when: dt.date, before: dt.date | None, after: dt.date | None = None, field: str = "migration_date"
+) -> None:
+    """A person's moves follow each other in date order: a move comes on or after the move recorded
+    before it (for a new move, her last), and a move's corrected date on or before the one after it
+    (``field``: the input that names the date)."""
+    if before is not None and when < before:
+        raise RuleViolation(
+            f"{field} is before her previous recorded move", field=field, rule="moves-in-date-order"
+        )
+    if after is not None and when > after:
+        raise RuleViolation(
+            f"{field} is after her next recorded move", field=field, rule="moves-in-date-order"
+        )
+
+
+def moved_to(known: Residence | None) -> str | None:
+    """Where her moves say she lives (the last one's destination); None when none is on record."""
+    return known.last_move_to if known is not None and known.last_move_date is not None else None
+
+
+def check_residence(residence: str, known: Residence | None, field: str) -> None:
+    """A person with moves on record lives where the last of them took her: her residence changes
+    by a move (recorded or notified), not by hand (``field``: the input that names it)."""
+    last = moved_to(known)
+    if last is not None and residence != last:
+        raise RuleViolation(
+            f"{field} differs from where her last recorded move took her: record the move instead",
+            field=field,
+            rule="residence-follows-last-move",
         )
 
 

@@ -11,11 +11,13 @@ import asyncpg
 
 from services.registry.adapters import births, marriages, records
 from services.registry.adapters import corrections as repo
+from services.registry.adapters import migrations as moves
 from services.registry.adapters import persons as person_records
 from services.registry.adapters.records import Made
 from services.registry.domain import corrections as rules
 from services.registry.domain.corrections import CorrectionRecorded, CorrectRecord
 from services.registry.domain.marriages import check_dissolution, check_marriage
+from services.registry.domain.migrations import check_in_date_order, check_residence
 from services.registry.service_layer.context import Context, Outcome, Target, announce, applied, rejected
 from shared.errors import DomainError, NotFound, RuleViolation
 from shared.events import payloads as p
@@ -97,6 +99,20 @@ async def check_consistent(
         await _check_marriage(conn, here, after)
     if record_type == "pregnancy":
         rules.check_pregnancy_dates(after)
+    if record_type == "migration" and "migration_date" in changes:
+        await _check_move_date(conn, here, after)
+    if record_type == "person" and "residence_division" in changes:
+        known = await moves.residence(conn, here, after["id_number"])
+        check_residence(after["residence_division"], known, "changes.residence_division")
+
+
+async def _check_move_date(conn: asyncpg.Connection, here: str, after: dict[str, Any]) -> None:
+    """A move's corrected date keeps its place among her moves, so the last of them, which says
+    where she lives, stays the last (the move route's date rule, from both sides)."""
+    # Her row locked as recording a move locks it: a move recorded meanwhile is seen here, or waits.
+    await moves.residence(conn, here, after["id_number"])
+    before, later = await moves.dates_around(conn, here, after["id"])
+    check_in_date_order(after["migration_date"], before, later, "changes.migration_date")
 
 
 async def _check_marriage(conn: asyncpg.Connection, here: str, after: dict[str, Any]) -> None:

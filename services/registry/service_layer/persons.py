@@ -7,9 +7,11 @@ from typing import Any
 
 import asyncpg
 
+from services.registry.adapters import migrations as moves
 from services.registry.adapters import persons as repo
 from services.registry.adapters.records import Made
 from services.registry.domain.conflicts import field_conflicts
+from services.registry.domain.migrations import moved_to
 from services.registry.domain.persons import (
     PersonRecorded,
     RegisterPerson,
@@ -73,8 +75,14 @@ async def register_person(
     )
 
 
+_SAME_PERSON = ("name", "sex", "birth_date", "hukou_division")
+
+
 async def apply_person(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
-    """A counterpart's person: kept if new here, else compared with ours."""
+    """A counterpart's person: kept if new here, else compared with ours, as a move or a marriage
+    held here is, and ours kept. Her residence is compared too unless moves of hers are on record
+    here: then they say where she lives (``residence-follows-last-move``), and a registration sent
+    again after them is not held against them."""
     # Sex and birth date may be withheld by an agreement: the identity number carries both.
     d = {
         **d,
@@ -85,5 +93,9 @@ async def apply_person(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -
     if existing is None:
         await repo.insert_person(conn, t.here, d, t.subject(d["id_number"]), t.made)
         return applied()
-    conflicts = field_conflicts(dict(existing), d, ("name", "sex", "birth_date", "hukou_division"))
+    fields: tuple[str, ...] = _SAME_PERSON
+    other_residence = existing["residence_division"] != d["residence_division"]  # else no moves read
+    if other_residence and moved_to(await moves.residence(conn, t.here, d["id_number"])) is None:
+        fields = (*fields, "residence_division")
+    conflicts = field_conflicts(dict(existing), d, fields)
     return disagreeing(conflicts, "the person is recorded here with other details")
