@@ -3,8 +3,9 @@ a counterpart's move applied to our records."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -13,7 +14,13 @@ from services.registry.adapters import migrations as repo
 from services.registry.adapters import persons
 from services.registry.adapters.records import Made
 from services.registry.domain.conflicts import field_conflicts
-from services.registry.domain.migrations import MigrationRecorded, RecordMigration, Residence, check_migration
+from services.registry.domain.migrations import (
+    MigrationRecorded,
+    RecordMigration,
+    Residence,
+    check_migration,
+    moved_to,
+)
 from services.registry.domain.persons import sex_from_id_number
 from services.registry.service_layer.batches import NotTogether
 from services.registry.service_layer.context import (
@@ -204,6 +211,21 @@ async def _write_moves(
         await repo.insert_migrations(conn, moves)
         await persons.set_residences(conn, _changed(residence, inserted, dict.fromkeys(inserted, here)))
     return recorded
+
+
+@contextlib.asynccontextmanager
+async def residence_follows(conn: asyncpg.Connection, here: str, id_number: str) -> AsyncIterator[None]:
+    """Around a change to her moves that records none (a reconciliation repair restores a move of
+    hers, or brings one in line): afterwards she lives where her last move now takes her
+    (``residence-follows-last-move``), as recording that move, or being notified of it, would have
+    left her. Her row is locked first, as recording a move locks it before writing, and her moves
+    read only then: a move recorded meanwhile is seen, not lost to a read from before it."""
+    await persons.lock_person(conn, here, id_number)
+    yield
+    known = await repo.residence(conn, here, id_number)
+    last = moved_to(known)
+    if known is not None and last is not None and last != known.residence_division:
+        await persons.set_residence(conn, here, id_number, last)
 
 
 def _changed(

@@ -12,6 +12,7 @@ agree with what our own log says of it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
 from typing import Any
@@ -26,6 +27,7 @@ from services.registry.adapters.records import Made
 from services.registry.domain import repairs as rules
 from services.registry.service_layer.context import Outcome, Target, rejected
 from services.registry.service_layer.corrections import check_consistent
+from services.registry.service_layer.migrations import residence_follows
 from services.registry.service_layer.reconciliation import check_pair
 from services.registry.settings import RegistrySettings
 from shared.errors import DomainError, NotFound, RuleViolation
@@ -153,7 +155,8 @@ async def _bring_in_line(
         return "conflict", [conflict], "the record is not the correcting jurisdiction's"
     await check_consistent(conn, t.here, kind, {**row, **changed}, changed)
     previous = {f: _plain(row[f]) for f in changed}
-    await repo.update_held(conn, t.here, kind, d["record_id"], changed, rules.REPAIRABLE[kind])
+    async with _residence_follows(conn, t.here, kind, whole):
+        await repo.update_held(conn, t.here, kind, d["record_id"], changed, rules.REPAIRABLE[kind])
     await corrections.insert_correction(conn, t.here, d, previous, t.made)
     return "applied", [], None
 
@@ -183,10 +186,22 @@ async def _restore(
         return "conflict", [conflict], "a certificate is taken only from its issuer"
     subject = t.subject(_person_of(whole))
     own_event = made_by if own is not None else None  # our record comes back with our event
-    if not await repo.insert_whole(conn, t.here, kind, whole, subject, source, source_event, own_event):
+    async with _residence_follows(conn, t.here, kind, whole):
+        done = await repo.insert_whole(conn, t.here, kind, whole, subject, source, source_event, own_event)
+    if not done:
         return "conflict", [], f"another {kind} is held here under this key"
     await corrections.insert_correction(conn, t.here, d, {}, t.made)
     return "applied", [], None
+
+
+def _residence_follows(
+    conn: asyncpg.Connection, here: str, kind: str, whole: dict[str, Any]
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """A move restored or brought in line takes her residence along if it is her last
+    (``migrations.residence_follows``); any other record costs no query."""
+    if kind != "migration":
+        return contextlib.nullcontext()
+    return residence_follows(conn, here, whole["id_number"])
 
 
 def _person_of(whole: dict[str, Any]) -> str:
