@@ -544,3 +544,51 @@ def test_verification_says_nothing_but_disclosures(stack: Stack) -> None:
     event = Envelope[spec_for("person.registered.v1").payload].model_validate(doc)  # type: ignore[misc]
     why = _forge_vital(stack, value, event, "not_authorized")
     assert "verification reports disclosures only" in why
+
+
+def test_a_registry_cannot_register_the_pregnancy_of_a_woman_not_its_own(stack: Stack) -> None:
+    """The origin registers a woman whose hukou is there and who lives at 510104: her two
+    registries. The destination, with its own valid key and her identity number, skips its own
+    route (which refuses her: ``registered-at-hukou-or-residence``) and publishes her pregnancy as
+    registered there. The exchange refuses it (dead letter): no notification to her registries, no
+    holder of the pregnancy, nothing at the origin."""
+    origin = Api(stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
+    n = person_id("F")
+    body = {
+        "id_number": n,
+        "name": "王静",
+        "sex": "F",
+        "birth_date": f"{n[6:10]}-{n[10:12]}-{n[12:14]}",
+        "hukou_division": ORIGIN,
+        "residence_division": NO_REGISTRY,
+    }
+    assert origin.post("/v1/persons", body).status_code == 201
+    subject = subject_key(n, stack.subject_secret.encode())
+    exchange = stack.service("migrant_exchange").dsn
+    wait_until(lambda: query(exchange, ROSTER_RESIDENCE, subject), timeout=15)
+
+    pregnancy_id = uuid.uuid4()
+    data = {
+        "pregnancy_id": str(pregnancy_id),
+        "mother_id_number": n,
+        "registered_in": DESTINATION,  # its own division: the envelope's check passes
+        "registered_on": dt.date.today().isoformat(),
+    }
+    event = _envelope(
+        "pregnancy.registered.v1",
+        f"/registry/{DESTINATION}",
+        data,
+        subject,
+        origin=ORIGIN,
+        destination=DESTINATION,
+    )
+    counter = Rejection(stack, "migrant_exchange", EXCHANGE_CONSUMER, "not_authorized")
+    _produce(stack, "vital.pregnancy.v1", signed(stack, event), subject)
+    why = _dead_letter(stack, "migrant_exchange", event.id)
+    assert why.startswith("rejected: not_authorized") and "neither her hukou nor her residence" in why, why
+    wait_until(counter.counted, timeout=5)
+    assert not query(exchange, "SELECT 1 FROM notifications WHERE event_id = $1", event.id)
+    assert not query(exchange, "SELECT 1 FROM record_holders WHERE record_id = $1", pregnancy_id)
+    assert query(exchange, ROSTER_RESIDENCE, subject)[0]["residence_division"] == NO_REGISTRY
+    registry = stack.service(f"registry-{ORIGIN}").dsn
+    assert not query(registry, "SELECT 1 FROM pregnancies WHERE id = $1", pregnancy_id)

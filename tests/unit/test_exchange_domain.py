@@ -11,7 +11,13 @@ from services.migrant_exchange.domain.reconcile import (
     differing_buckets,
     held_twice,
 )
-from services.migrant_exchange.domain.routing import Whereabouts, after_event, counterparts, retry_delay
+from services.migrant_exchange.domain.routing import (
+    Whereabouts,
+    after_event,
+    by_her_registry,
+    counterparts,
+    retry_delay,
+)
 
 A, B, C = "320412", "440703", "110101"
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
@@ -57,6 +63,17 @@ def test_a_pregnancy_s_closure_and_correction_reach_its_holders_alone() -> None:
 def test_a_correction_reaches_the_record_s_holders_besides_its_subject_s_places() -> None:
     corrected = {"record_type": "marriage", "record_id": "m"}
     assert counterparts(A, "record.corrected.v1", corrected, Whereabouts(A, C, T0), holders={A, B}) == {B, C}
+
+
+def test_a_pregnancy_is_registered_only_by_her_hukou_or_her_residence_once_the_roster_knows_her() -> None:
+    away = Whereabouts(A, B, T0)
+    assert by_her_registry(A, "pregnancy.registered.v1", away)
+    assert by_her_registry(B, "pregnancy.registered.v1", away)
+    assert not by_her_registry(C, "pregnancy.registered.v1", away)
+    assert by_her_registry(C, "pregnancy.registered.v1", _move(away, "arrived", B, C, 1))
+    assert not by_her_registry(C, "pregnancy.registered.v1", Whereabouts(A, None))
+    assert by_her_registry(C, "pregnancy.registered.v1", Whereabouts(None, None))  # unknown: as it comes
+    assert by_her_registry(C, "marriage.registered.v1", away)  # a marriage: its place of record
 
 
 def test_retries_back_off_up_to_a_cap() -> None:

@@ -88,6 +88,24 @@ def counterparts(
     return {t for t in targets if t and t != producer and t != "None"}
 
 
+# The events only one of the subject's own two registries may say: a pregnancy is shared between
+# her hukou and her residence alone (DESIGN section 8), and the registry registers one only for a
+# woman registered or resident there (``registered-at-hukou-or-residence``). The envelope check
+# ties the producer to the event's ``registered_in`` only; the roster ties it to her.
+HER_REGISTRIES_ONLY = frozenset({"pregnancy.registered.v1"})
+
+
+def by_her_registry(producer: str, event_type: str, before: Whereabouts) -> bool:
+    """Whether ``producer`` may say this event of a subject the roster has at ``before`` (as it was
+    before the event): one of ``HER_REGISTRIES_ONLY`` only from her hukou or her residence. A
+    subject the roster does not know (nothing of hers routed yet) has nothing to hold the producer
+    to, and goes as it comes; the envelope's hints are the producer's word, never taken here."""
+    if event_type not in HER_REGISTRIES_ONLY:
+        return True
+    hers = {d for d in (before.hukou, before.residence) if d}
+    return not hers or producer in hers
+
+
 # The records whose holders the exchange keeps, by the events that make or end them (current
 # types) and the payload field holding the key a correction names them by (``record_id``).
 HELD_RECORDS = {

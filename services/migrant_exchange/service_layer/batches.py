@@ -14,6 +14,12 @@ rare takes the event-by-event way for the whole batch (``eligible``): an event t
 its predecessor or releases waiting ones, pregnancies (a closure reaches the pregnancy's holders
 alone, and forgets them), and corrections (they reach the corrected record's holders) with the
 reconciliation repairs among them.
+
+The authority rules that read the exchange's records are checked in the batch's order as well: a
+record's making (``_check_makers``) and a pregnancy's registry, against the roster as of that
+event (her arrival earlier in the batch makes the producer her residence). The fold keeps the
+second although ``plain`` sends pregnancies event by event today, so that admitting them to the
+fold cannot drop it. A refusal refuses the batch, which the consumer then takes event by event.
 """
 
 from __future__ import annotations
@@ -99,6 +105,8 @@ async def route(conn: asyncpg.Connection, settings: ExchangeSettings, events: li
     notes: list[tuple[Envelope[Any], dict[str, Any], Whereabouts, tuple[str, str] | None]] = []
     for e, data, related_keys in zip(events, datas, others, strict=True):
         before = known.get(e.subject, Whereabouts(None, None))
+        # The roster as of this event in the batch's order: her arrival earlier in the batch counts.
+        handlers.check_her_registry(str(e.producer), e.type, before)
         after = routing.after_event(before, e.type, data, Whereabouts(e.origin, e.destination), e.time)
         known[e.subject] = after
         _, moves, last = saved.get(e.subject, (after, 0, e.time))

@@ -44,6 +44,7 @@ async def route_vital_event(
         return 0
     data = event.data.model_dump(mode="json")
     before = await repo.whereabouts(conn, event.subject)
+    check_her_registry(producer, event.type, before)
     after = routing.after_event(
         before, event.type, data, Whereabouts(event.origin, event.destination), event.time
     )
@@ -80,6 +81,14 @@ async def route_vital_event(
         why = None if target in sent else f"no agreement lets {REPAIR_TYPE} flow from {producer} to {target}"
         await cases.repair_routed(conn, repair["repair_id"], sent.get(target), why)
     return len(sent)
+
+
+def check_her_registry(producer: str, event_type: str, before: Whereabouts) -> None:
+    """Refuse a pregnancy registered by a registry that is neither her hukou nor her residence on
+    the roster as it was before this event (``routing.by_her_registry``): a registry that skips its
+    own route's rule would otherwise have her pregnancy sent to her two registries and hold it."""
+    if not routing.by_her_registry(producer, event_type, before):
+        raise Rejected(NOT_AUTHORIZED, f"{event_type} from {producer}, neither her hukou nor her residence")
 
 
 def made_by(producer: str, holders: set[str]) -> bool:

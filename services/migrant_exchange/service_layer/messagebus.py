@@ -50,7 +50,9 @@ async def _feedback(conn: asyncpg.Connection, settings: ExchangeSettings, event:
 
 # Routed: every event a registry publishes but feedback; certificates too (the holder's other
 # registry keeps a copy that reconciliation compares). Authority: a registry trusted for the
-# event's source, certificates only from their issuer.
+# event's source, certificates only from their issuer; the handler adds what the exchange's
+# records decide: a record's making and end only from its holders, and a pregnancy only from
+# the mother's hukou or residence on the roster (``handlers.check_her_registry``).
 ROUTED = frozenset(
     t for t in CURRENT_TYPES if spec_for(t).topic in REGISTRY_TOPICS and t not in (FEEDBACK, FEEDBACK_BATCH)
 )
