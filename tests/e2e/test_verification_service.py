@@ -12,6 +12,7 @@ import itertools
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -311,6 +312,39 @@ def test_key_rotation_keeps_old_certificates_valid_until_the_overlap_ends(
     assert _offline(vstack, JWKS_ISSUER).verify(old.token, "benefits").result == "invalid_signature"
 
 
+class _KidSquatter:
+    """A hostile jurisdiction's key document: its own keys, plus every kid another issuer
+    publishes, republished as its own (it reads the victim's public JWKS, as anyone can)."""
+
+    def __init__(self, own: FakeIssuer, victim: FakeIssuer):
+        self.own, self.victim = own, victim
+
+    def jwks(self) -> dict[str, Any]:
+        stolen = [k | {"jurisdiction": self.own.jurisdiction} for k in self.victim.jwks()["keys"]]
+        return {"keys": [*self.own.jwks()["keys"], *stolen]}
+
+
+def test_a_key_document_cannot_claim_another_issuers_kid(
+    kiosk: httpx.Client, vstack: VerificationStack, jwks_server: JwksServer, issuers: dict[str, FakeIssuer]
+) -> None:
+    """A kid is bound to one key for ever, first come: a jurisdiction whose document names the
+    kid another issuer just minted (before this service fetched the minter's) must not take it,
+    or every certificate under the minter's new key would be answered not genuine."""
+    hostile, victim = issuers[JWKS_ISSUER], issuers[EVENT_ISSUER]
+    jwks_server.issuers[JWKS_ISSUER] = _KidSquatter(hostile, victim)  # type: ignore[assignment]
+    try:
+        new_kid = victim.rotate()
+        cert = issue(issuers, EVENT_ISSUER)
+        until(kiosk, cert.number, cert.holder_id_number, "valid")
+        time.sleep(1.0)  # several key refresh rounds, the squatter's document fetched first in each
+        assert check_token(kiosk, cert.token)["result"] == "valid"
+        keys = [k for k in httpx.get(vstack.url + "/v1/keys").json()["keys"] if k["kid"] == new_kid]
+        assert [k["jurisdiction"] for k in keys] == [EVENT_ISSUER]
+        assert _offline(vstack, EVENT_ISSUER).verify(cert.token, "benefits").result == "valid"
+    finally:
+        jwks_server.issuers[JWKS_ISSUER] = hostile
+
+
 def test_known_keys_survive_a_registry_outage(
     kiosk: httpx.Client, vstack: VerificationStack, jwks_server: JwksServer, issuers: dict[str, FakeIssuer]
 ) -> None:
@@ -318,8 +352,6 @@ def test_known_keys_survive_a_registry_outage(
     wait_until(lambda: check_token(kiosk, cert.token)["result"] == "valid", timeout=5)
     jwks_server.available = False
     try:
-        import time
-
         time.sleep(1.0)  # several refresh rounds against a registry that answers 503
         assert check_token(kiosk, cert.token)["result"] == "valid"
     finally:
