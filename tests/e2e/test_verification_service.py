@@ -24,6 +24,7 @@ from devstack.embedded import env_with
 from shared import signing
 from shared.events import payloads as p
 from shared.events.envelope import new_event_id
+from shared.identity import subject_key
 from shared.offline_verifier import BadToken, OfflineVerifier
 from tests.helpers import person_id, query, tamper, wait_until
 from tests.stacks_ahead import StackSpec, stack_fixture
@@ -370,6 +371,46 @@ def test_a_correction_changes_what_is_disclosed(kiosk: httpx.Client, issuers: di
         timeout=5,
     )
     assert corrected["attributes"]["children_count"] == 3
+
+
+def test_a_correction_that_overtakes_its_certificate_still_holds(
+    kiosk: httpx.Client, vstack: VerificationStack, issuers: dict[str, FakeIssuer]
+) -> None:
+    """Certificates and corrections travel on different topics, so the consumer (and a rebuild
+    reading the broker from the beginning) can meet a correction before the certificate it
+    corrects: the correction must still hold once the certificate arrives (a shortened validity
+    above all), and one by another jurisdiction still changes nothing."""
+    registry, other = issuers[EVENT_ISSUER], issuers[JWKS_ISSUER]
+    holder, number = person_id("F"), registry.new_number()
+    subject = subject_key(holder, registry.subject_secret.encode())
+    yesterday = (dt.date.today() - dt.timedelta(days=1)).isoformat()
+
+    def correction(changes: dict[str, Any]) -> p.RecordCorrectedV1:
+        return p.RecordCorrectedV1(
+            correction_id=new_event_id(),
+            corrected_event_id=new_event_id(),
+            record_type="certificate",
+            record_id=number,
+            changes=changes,
+            reason="registrar corrected a typing error",
+        )
+
+    early = [
+        registry.publish(
+            "record.corrected.v1", subject, correction({"holder_name": "赵敏", "valid_until": yesterday})
+        ),
+        other.publish("record.corrected.v1", subject, correction({"children_count": 9})),
+    ]
+    for event_id in early:
+        wait_until(
+            lambda e=event_id: query(vstack.dsn, "SELECT 1 FROM inbox WHERE event_id = $1", e), timeout=5
+        )
+    registry.issue(holder, "赵民", children=1, number=number)
+    answer = wait_until(
+        lambda: (v := check(kiosk, number, holder, "benefits"))["result"] != "not_found" and v
+    )
+    assert answer["result"] == "expired", answer
+    assert answer["attributes"] == answer["attributes"] | {"holder_name": "赵敏", "children_count": 1}
 
 
 def test_a_different_key_under_a_known_kid_is_refused(
