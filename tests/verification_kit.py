@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import os
 import threading
+import uuid
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -183,10 +184,10 @@ class FakeIssuer:
         valid_days: int = 180,
         issued_on: dt.date | None = None,
         with_jwk: bool = False,
+        number: str | None = None,
     ) -> IssuedCertificate:
         issued_on = issued_on or dt.date.today()
-        suffix = base64.b32encode(os.urandom(5)).decode()[:8]
-        number = f"{self.jurisdiction}-{issued_on.year}-{suffix}"
+        number = number or self.new_number(issued_on)
         key = self.active
         subject = subject_key(holder_id_number, self.subject_secret.encode())
         index, self.next_index = self.next_index, self.next_index + 1
@@ -219,6 +220,11 @@ class FakeIssuer:
         self.publish("certificate.issued.v1", subject, data)
         return IssuedCertificate(number, holder_id_number, token, index, key.kid, subject)
 
+    def new_number(self, issued_on: dt.date | None = None) -> str:
+        """A certificate number of this issuer, as a registry mints them."""
+        suffix = base64.b32encode(os.urandom(5)).decode()[:8]
+        return f"{self.jurisdiction}-{(issued_on or dt.date.today()).year}-{suffix}"
+
     def revoke(self, cert: IssuedCertificate, reason: str = "holder's circumstances changed") -> None:
         data = p.CertificateRevokedV1(
             certificate_number=cert.number,
@@ -241,7 +247,8 @@ class FakeIssuer:
         self.publish("record.corrected.v1", cert.subject, data)
 
     # --- the broker ---------------------------------------------------------------------------------
-    def publish(self, event_type: str, subject: str, data: Any) -> None:
+    def publish(self, event_type: str, subject: str, data: Any) -> uuid.UUID:
+        """Publish one signed event; returns its id."""
         spec = spec_for(event_type)
         event = Envelope[spec.payload](  # type: ignore[name-defined]
             id=new_event_id(),
@@ -257,6 +264,7 @@ class FakeIssuer:
         if self.event_signer is not None:
             value = sign_value(value, *self.event_signer)
         self._call(self._send(spec.topic, subject, value))
+        return event.id
 
     def _next_sequence(self, subject: str) -> int:
         self.sequences[subject] = self.sequences.get(subject, 0) + 1

@@ -12,6 +12,7 @@ import itertools
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from devstack.embedded import env_with
 from shared import signing
 from shared.events import payloads as p
 from shared.events.envelope import new_event_id
+from shared.identity import subject_key
 from shared.offline_verifier import BadToken, OfflineVerifier
 from tests.helpers import person_id, query, tamper, wait_until
 from tests.stacks_ahead import StackSpec, stack_fixture
@@ -311,6 +313,39 @@ def test_key_rotation_keeps_old_certificates_valid_until_the_overlap_ends(
     assert _offline(vstack, JWKS_ISSUER).verify(old.token, "benefits").result == "invalid_signature"
 
 
+class _KidSquatter:
+    """A hostile jurisdiction's key document: its own keys, plus every kid another issuer
+    publishes, republished as its own (it reads the victim's public JWKS, as anyone can)."""
+
+    def __init__(self, own: FakeIssuer, victim: FakeIssuer):
+        self.own, self.victim = own, victim
+
+    def jwks(self) -> dict[str, Any]:
+        stolen = [k | {"jurisdiction": self.own.jurisdiction} for k in self.victim.jwks()["keys"]]
+        return {"keys": [*self.own.jwks()["keys"], *stolen]}
+
+
+def test_a_key_document_cannot_claim_another_issuers_kid(
+    kiosk: httpx.Client, vstack: VerificationStack, jwks_server: JwksServer, issuers: dict[str, FakeIssuer]
+) -> None:
+    """A kid is bound to one key for ever, first come: a jurisdiction whose document names the
+    kid another issuer just minted (before this service fetched the minter's) must not take it,
+    or every certificate under the minter's new key would be answered not genuine."""
+    hostile, victim = issuers[JWKS_ISSUER], issuers[EVENT_ISSUER]
+    jwks_server.issuers[JWKS_ISSUER] = _KidSquatter(hostile, victim)  # type: ignore[assignment]
+    try:
+        new_kid = victim.rotate()
+        cert = issue(issuers, EVENT_ISSUER)
+        until(kiosk, cert.number, cert.holder_id_number, "valid")
+        time.sleep(1.0)  # several key refresh rounds, the squatter's document fetched first in each
+        assert check_token(kiosk, cert.token)["result"] == "valid"
+        keys = [k for k in httpx.get(vstack.url + "/v1/keys").json()["keys"] if k["kid"] == new_kid]
+        assert [k["jurisdiction"] for k in keys] == [EVENT_ISSUER]
+        assert _offline(vstack, EVENT_ISSUER).verify(cert.token, "benefits").result == "valid"
+    finally:
+        jwks_server.issuers[JWKS_ISSUER] = hostile
+
+
 def test_known_keys_survive_a_registry_outage(
     kiosk: httpx.Client, vstack: VerificationStack, jwks_server: JwksServer, issuers: dict[str, FakeIssuer]
 ) -> None:
@@ -318,8 +353,6 @@ def test_known_keys_survive_a_registry_outage(
     wait_until(lambda: check_token(kiosk, cert.token)["result"] == "valid", timeout=5)
     jwks_server.available = False
     try:
-        import time
-
         time.sleep(1.0)  # several refresh rounds against a registry that answers 503
         assert check_token(kiosk, cert.token)["result"] == "valid"
     finally:
@@ -338,6 +371,46 @@ def test_a_correction_changes_what_is_disclosed(kiosk: httpx.Client, issuers: di
         timeout=5,
     )
     assert corrected["attributes"]["children_count"] == 3
+
+
+def test_a_correction_that_overtakes_its_certificate_still_holds(
+    kiosk: httpx.Client, vstack: VerificationStack, issuers: dict[str, FakeIssuer]
+) -> None:
+    """Certificates and corrections travel on different topics, so the consumer (and a rebuild
+    reading the broker from the beginning) can meet a correction before the certificate it
+    corrects: the correction must still hold once the certificate arrives (a shortened validity
+    above all), and one by another jurisdiction still changes nothing."""
+    registry, other = issuers[EVENT_ISSUER], issuers[JWKS_ISSUER]
+    holder, number = person_id("F"), registry.new_number()
+    subject = subject_key(holder, registry.subject_secret.encode())
+    yesterday = (dt.date.today() - dt.timedelta(days=1)).isoformat()
+
+    def correction(changes: dict[str, Any]) -> p.RecordCorrectedV1:
+        return p.RecordCorrectedV1(
+            correction_id=new_event_id(),
+            corrected_event_id=new_event_id(),
+            record_type="certificate",
+            record_id=number,
+            changes=changes,
+            reason="registrar corrected a typing error",
+        )
+
+    early = [
+        registry.publish(
+            "record.corrected.v1", subject, correction({"holder_name": "赵敏", "valid_until": yesterday})
+        ),
+        other.publish("record.corrected.v1", subject, correction({"children_count": 9})),
+    ]
+    for event_id in early:
+        wait_until(
+            lambda e=event_id: query(vstack.dsn, "SELECT 1 FROM inbox WHERE event_id = $1", e), timeout=5
+        )
+    registry.issue(holder, "赵民", children=1, number=number)
+    answer = wait_until(
+        lambda: (v := check(kiosk, number, holder, "benefits"))["result"] != "not_found" and v
+    )
+    assert answer["result"] == "expired", answer
+    assert answer["attributes"] == answer["attributes"] | {"holder_name": "赵敏", "children_count": 1}
 
 
 def test_a_different_key_under_a_known_kid_is_refused(

@@ -115,9 +115,13 @@ async def _state(conn: asyncpg.Connection) -> dict[str, Any]:
         "SELECT issuer, status_index, certificate_number, revoked_on, reason FROM revocations ORDER BY 1, 2"
     )
     inbox = await conn.fetch("SELECT consumer, event_id FROM inbox ORDER BY 1, 2")
+    ahead = await conn.fetch(
+        "SELECT certificate_number, corrector, changes FROM corrections_ahead ORDER BY id"
+    )
     return {
         "certificates": [dict(r) for r in certificates],
         "revocations": [dict(r) for r in revocations],
+        "corrections_ahead": [dict(r) for r in ahead],
         "inbox": [tuple(r) for r in inbox],
     }
 
@@ -132,7 +136,9 @@ def two_databases(pg: EmbeddedPostgres) -> tuple[str, str]:
 
 
 async def _both(databases: tuple[str, str], events: list[Envelope[Any]]) -> tuple[dict[str, Any], ...]:
-    return await both_ways(databases, events, _consumer, "certificates, revocations, inbox", _state)
+    return await both_ways(
+        databases, events, _consumer, "certificates, revocations, corrections_ahead, inbox", _state
+    )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -164,6 +164,35 @@ async def correct_certificate(conn: asyncpg.Connection, number: str, changes: di
     return int(result.split()[-1])
 
 
+async def keep_correction_ahead(
+    conn: asyncpg.Connection, number: str, corrector: str, changes: dict[str, Any]
+) -> None:
+    """A correction of a certificate not seen yet, kept until it arrives (``take_corrections_ahead``)."""
+    await conn.execute(
+        "INSERT INTO corrections_ahead (certificate_number, corrector, changes) VALUES ($1, $2, $3)",
+        number,
+        corrector,
+        changes,
+    )
+
+
+async def take_corrections_ahead(conn: asyncpg.Connection, number: str) -> list[asyncpg.Record]:
+    """The corrections that came before the certificate ``number``, in the order they came; gone after."""
+    rows = await conn.fetch(
+        "DELETE FROM corrections_ahead WHERE certificate_number = $1 RETURNING id, corrector, changes", number
+    )
+    return sorted(rows, key=lambda r: r["id"])
+
+
+async def copy_corrections_ahead(
+    conn: asyncpg.Connection, rows: list[tuple[str, str, dict[str, Any]]]
+) -> None:
+    """Bulk load (a rebuild): corrections whose certificate the replay did not bring."""
+    await conn.copy_records_to_table(
+        "corrections_ahead", records=rows, columns=["certificate_number", "corrector", "changes"]
+    )
+
+
 async def correct_holder_name(conn: asyncpg.Connection, holder_subject: str, name: str, issuer: str) -> None:
     """The holder's name on the certificates ``issuer`` issued (its own records only)."""
     await conn.execute(
@@ -286,9 +315,9 @@ async def store_status_list_key(conn: asyncpg.Connection, kid: str, private: byt
 
 
 async def clear_read_model(conn: asyncpg.Connection) -> list[str]:
-    """Empty certificates and revocations (a rebuild refills them); returns the tables emptied."""
-    await conn.execute("TRUNCATE certificates, revocations")
-    return ["certificates", "revocations"]
+    """Empty the read model's tables (a rebuild refills them); returns the tables emptied."""
+    await conn.execute("TRUNCATE certificates, revocations, corrections_ahead")
+    return ["certificates", "revocations", "corrections_ahead"]
 
 
 async def next_generation(conn: asyncpg.Connection) -> tuple[int, int]:

@@ -10,6 +10,7 @@ import asyncpg
 import httpx
 
 from services.verification.adapters.keys import fetch_jwks
+from services.verification.domain.keys import speaks_for
 from services.verification.service_layer import publication
 from services.verification.settings import VerificationSettings
 from shared.db import unit_of_work
@@ -45,10 +46,11 @@ class KeyRefresher:
                 found = await fetch_jwks(self._http, url)
                 if found is None:
                     continue
-                # A jurisdiction's key document speaks only for the divisions it is bound to.
-                if strays := [k for k in found if k.issuer not in divisions]:
+                # A jurisdiction's key document speaks only for the divisions it is bound to,
+                # and only of kids they minted.
+                if strays := [k for k in found if not speaks_for(k.kid, k.issuer, divisions)]:
                     log.warning("ignoring keys a document may not speak for", extra={"keys": len(strays)})
-                found = [k for k in found if k.issuer in divisions]
+                found = [k for k in found if speaks_for(k.kid, k.issuer, divisions)]
                 try:
                     async with unit_of_work(self.pool, wake=False) as conn:
                         await publication.learn_registry_keys(conn, url, found)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import asyncpg
@@ -23,9 +23,15 @@ CORRECTABLE = {"holder_name": str, "marital_status": str, "children_count": int,
 
 def certificate_changes(data: p.RecordCorrectedV1) -> dict[str, Any]:
     """The corrected fields of a certificate that the read model keeps, typed."""
+    return typed_changes(data.changes)
+
+
+def typed_changes(corrected: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of ``corrected`` that the read model keeps, typed (a correction kept ahead of
+    its certificate is read back from JSON through here as well)."""
     changes: dict[str, Any] = {}
     for name, kind in CORRECTABLE.items():
-        value = data.changes.get(name)
+        value = corrected.get(name)
         if value is not None:
             changes[name] = dt.date.fromisoformat(str(value)) if kind is dt.date else kind(value)
     return changes
@@ -43,11 +49,16 @@ async def apply_correction(
 
     The authority rule that needs the read model: a correction changes only certificates issued
     by the correcting jurisdiction (the envelope checks come first, ``shared.events.signature``).
+    A correction of a certificate not seen yet is kept until it comes (``apply_corrections_ahead``).
     """
     if data.record_type == "certificate":
         cert = await repo.get_certificate(conn, data.record_id)
         changes = certificate_changes(data)
-        if cert is not None and cert["issuer"] != corrector:
+        if cert is None:
+            if changes and kept_ahead(data.record_id, corrector):
+                await repo.keep_correction_ahead(conn, data.record_id, corrector, changes)
+            return
+        if cert["issuer"] != corrector:
             if all(cert[k] == v for k, v in changes.items()):
                 return  # changes nothing (a reconciliation repair sending the issuer's own values back)
             raise Rejected(NOT_AUTHORIZED, f"{corrector} corrects a certificate of another issuer")
@@ -55,6 +66,20 @@ async def apply_correction(
             await repo.correct_certificate(conn, data.record_id, changes)
     elif (name := corrected_holder_name(data)) is not None:
         await repo.correct_holder_name(conn, subject, name, corrector)
+
+
+def kept_ahead(number: str, corrector: str) -> bool:
+    """Whether a correction of a certificate not seen yet is kept for it: only one by the issuer
+    the number names (issuers mint their numbers ``<issuer>-<year>-<suffix>``); anyone else's
+    would be refused once the certificate came, so it is not kept at all."""
+    return number.startswith(f"{corrector}-")
+
+
+async def apply_corrections_ahead(conn: asyncpg.Connection, number: str, issuer: str) -> None:
+    """The corrections that came before the certificate ``number``, by its issuer, in their order."""
+    for row in await repo.take_corrections_ahead(conn, number):
+        if row["corrector"] == issuer:
+            await repo.correct_certificate(conn, number, typed_changes(row["changes"]))
 
 
 async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope[Any]]) -> None:
@@ -65,6 +90,7 @@ async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope
     certs: dict[str, dict[str, Any]] = {}
     by_holder: dict[str, list[dict[str, Any]]] = {}
     revocations: dict[tuple[str, int], tuple[str, dt.date, str]] = {}
+    ahead: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # corrections before their certificate
     now = dt.datetime.now(dt.UTC)
     for event in events:
         data = event.data
@@ -76,6 +102,9 @@ async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope
                 cert = repo.certificate_row(data, event.subject, event.id, now)
                 if revoked is not None:
                     cert["revoked_on"], cert["revocation_reason"] = revoked[1], revoked[2]
+                for corrector, changes in ahead.pop(data.certificate_number, []):  # apply_corrections_ahead
+                    if corrector == data.issuer:
+                        cert.update(changes, corrected_at=now)
                 certs[data.certificate_number] = cert
                 by_holder.setdefault(event.subject, []).append(cert)
         elif isinstance(data, p.CertificateRevokedV1):  # record_revocation
@@ -94,6 +123,8 @@ async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope
                 corrected = certs.get(data.record_id)
                 if changes and corrected is not None and corrected["issuer"] == event.producer:
                     corrected.update(changes, corrected_at=now)
+                elif changes and corrected is None and kept_ahead(data.record_id, str(event.producer)):
+                    ahead.setdefault(data.record_id, []).append((str(event.producer), changes))
             elif (name := corrected_holder_name(data)) is not None:
                 for cert in by_holder.get(event.subject, []):
                     if cert["issuer"] == event.producer:
@@ -101,4 +132,7 @@ async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope
     await repo.copy_certificates(conn, list(certs.values()))
     await repo.copy_revocations(
         conn, [(issuer, index, *rest) for (issuer, index), rest in revocations.items()]
+    )
+    await repo.copy_corrections_ahead(
+        conn, [(number, *kept) for number, corrections in ahead.items() for kept in corrections]
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncpg
 
 from services.verification.adapters import repository as repo
-from services.verification.service_layer.handlers import apply_correction
+from services.verification.service_layer.handlers import apply_correction, apply_corrections_ahead
 from services.verification.settings import VerificationSettings
 from shared.dispatch import Bound, Handler, dispatcher
 from shared.events import payloads as p
@@ -27,6 +27,8 @@ async def _issued(
     conn: asyncpg.Connection, settings: VerificationSettings, event: Envelope[p.CertificateIssuedV1]
 ) -> None:
     await repo.upsert_issued(conn, event.data.model_dump(), event.subject, event.id)
+    # Corrections travel on another topic and may have come first.
+    await apply_corrections_ahead(conn, event.data.certificate_number, event.data.issuer)
 
 
 async def _revoked(
