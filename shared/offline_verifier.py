@@ -211,6 +211,8 @@ class OfflineVerifier:
             return OfflineResult("invalid_signature", reason="key does not belong to the issuer named")
         if kid in self.key_expiry and self.key_expiry[kid] < now:  # as the service and the page judge it
             return OfflineResult("invalid_signature", reason="signed by a key past its overlap window")
+        if not certificate_claims(claims):
+            return OfflineResult("invalid_signature", reason="the claims are not a certificate's")
         number = claims.get("num")
         status = self.lists.get(issuer)
         if status is None or status.valid_until < now:
@@ -232,6 +234,23 @@ class OfflineVerifier:
         else:
             result = "valid"
         return OfflineResult(result, number, issuer, attributes_for(claims, purpose))
+
+
+def certificate_claims(claims: Mapping[str, object]) -> bool:
+    """Whether a signed token's claims are a certificate's as registries issue them
+    (``services.registry.domain.certificates``): its number, holder and status index, and its
+    validity as a date. A token whose claims are not (an issuer's bug, a key used for something
+    else) is no certificate, whoever signed it: nothing it says can be checked as one."""
+    num, sub, sti, exp = (claims.get(k) for k in ("num", "sub", "sti", "exp"))
+    if not (isinstance(num, str) and isinstance(sub, str) and isinstance(exp, str)):
+        return False
+    if type(sti) is not int or sti < 0:
+        return False
+    try:
+        dt.date.fromisoformat(exp)
+    except ValueError:
+        return False
+    return True
 
 
 def attributes_for(claims: Mapping[str, object], purpose: str) -> dict[str, object]:

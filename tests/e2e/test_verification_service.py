@@ -228,6 +228,32 @@ def test_a_tampered_token_is_not_genuine(kiosk: httpx.Client, issuers: dict[str,
     assert other["result"] == "holder_mismatch" and other["attributes"] == {}
 
 
+def test_a_genuinely_signed_token_that_is_no_certificate_is_answered_not_genuine(
+    kiosk: httpx.Client, vstack: VerificationStack, issuers: dict[str, FakeIssuer]
+) -> None:
+    """A token signed by an issuer's published key whose claims are not a certificate's as
+    registries issue them (an issuer's bug, or a key used for something else) is answered like a
+    forgery, never a 500: nothing it says can be checked against a certificate."""
+    cert = issue(issuers)
+    until(kiosk, cert.number, cert.holder_id_number, "valid")  # the issuer's key is known
+    issuer = issuers[EVENT_ISSUER]
+    offline = _offline(vstack, EVENT_ISSUER)  # a kiosk's own verifier judges it the same
+    claims = {"iss": EVENT_ISSUER, "num": cert.number, "sub": cert.subject, "exp": "2099-12-31", "sti": 0}
+    for broken in (
+        {**claims, "sti": "x"},
+        {k: v for k, v in claims.items() if k != "exp"},
+        {**claims, "exp": "not a date"},
+        {**claims, "exp": 20991231},
+        {**claims, "num": ["a", "list"]},
+        {**claims, "sti": -1},
+    ):
+        token = signing.sign(broken, issuer.active.private, issuer.active.kid)
+        r = kiosk.post("/v1/verifications/token", json={"token": token, "purpose": "arrival_registration"})
+        assert r.status_code == 200, (broken, r.status_code, r.text)
+        assert r.json()["result"] == "invalid_signature" and r.json()["attributes"] == {}, broken
+        assert offline.verify(token, "arrival_registration").result == "invalid_signature", broken
+
+
 def test_a_token_verifies_before_the_read_model_knows_its_certificate(
     kiosk: httpx.Client, vstack: VerificationStack, issuers: dict[str, FakeIssuer]
 ) -> None:

@@ -24,6 +24,7 @@ from services.verification.domain.verdict import (
 from shared import audit, signing
 from shared.auth import Client
 from shared.errors import InvalidInput
+from shared.offline_verifier import certificate_claims
 
 # A token's claims, as its issuer signed them (JSON: the edge where ``Any`` stays).
 Claims = dict[str, Any]
@@ -140,12 +141,14 @@ def token_kid(token: str) -> str | None:
 
 
 def signed_by(key: asyncpg.Record, token: str) -> Claims | None:
-    """The token's claims if ``key`` signed it and is the key of the issuer it names, else None."""
+    """The token's claims if ``key`` signed it, is the key of the issuer it names, and they are a
+    certificate's (``certificate_claims``), else None."""
     try:
         claims = signing.verify(token, {key["kid"]: bytes(key["public_key"])})
     except signing.BadSignature:
         return None
-    return claims if str(claims.get("iss")) == key["issuer"] else None
+    # A certificate's claims, as registries issue them: anything else is no certificate.
+    return claims if str(claims.get("iss")) == key["issuer"] and certificate_claims(claims) else None
 
 
 def _entry(
