@@ -9,22 +9,31 @@ from typing import Any
 
 import asyncpg
 
-from services.registry.adapters import records
+from services.registry.adapters import persons, records
 from services.registry.adapters.records import Made
 from services.registry.domain.migrations import Residence
 
+# Her row is locked by a statement of its own before her moves are read. Read in the locking
+# statement, the moves would be those of its snapshot: when it waits for a writer of her moves,
+# PostgreSQL re-reads only the locked row once that writer commits, not the move it wrote, and the
+# next move would be judged against a last move that is no longer the last.
+_LOCK_PEOPLE = """SELECT 1 FROM unnest($1::text[], $2::text[]) AS u(j, n)
+                  CROSS JOIN LATERAL (SELECT 1 FROM persons
+                                       WHERE jurisdiction = u.j AND id_number = u.n LIMIT 1 FOR UPDATE) p"""
+
 
 async def residence(conn: asyncpg.Connection, jurisdiction: str, id_number: str) -> Residence | None:
-    """``residences`` of one person, for a single request: a plain statement, since the unnest
+    """``residences`` of one person, for a single request: plain statements, since the unnest
     form run one row at a time cost PostgreSQL about twice the CPU per recorded move (bench of
     one move per request, 2026-12-02: 3.6 against 1.6 ms per event)."""
+    await persons.lock_person(conn, jurisdiction, id_number)
     row = await conn.fetchrow(
         """SELECT p.hukou_division, p.residence_division, m.migration_date AS last_move, m.kind, m.to_division
            FROM persons p LEFT JOIN LATERAL (
                 SELECT migration_date, kind, to_division FROM migrations m
                  WHERE m.jurisdiction = p.jurisdiction AND m.id_number = p.id_number
                  ORDER BY migration_date DESC, created_at DESC LIMIT 1) m ON true
-           WHERE p.jurisdiction = $1 AND p.id_number = $2 FOR UPDATE OF p""",
+           WHERE p.jurisdiction = $1 AND p.id_number = $2""",
         jurisdiction,
         id_number,
     )
@@ -60,23 +69,24 @@ async def residences(
     conn: asyncpg.Connection, people: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], Residence]:
     """Where each (jurisdiction, number) on record lives and the last move known of her, her row
-    locked; the rows are locked in key order (each locked as its key's probe finds it, the keys
-    sorted), so two batches about the same people cannot deadlock. People not on record are
-    absent. A probe per key: see shared.inbox.BY_KEY."""
+    locked first (``_LOCK_PEOPLE``); the rows are locked in key order (each locked as its key's
+    probe finds it, the keys sorted), so two batches about the same people cannot deadlock. People
+    not on record are absent. A probe per key: see shared.inbox.BY_KEY."""
     keys = sorted(set(people))
+    columns = [j for j, _ in keys], [n for _, n in keys]
+    await conn.execute(_LOCK_PEOPLE, *columns)
     rows = await conn.fetch(
         """SELECT p.jurisdiction, p.id_number, p.hukou_division, p.residence_division,
                   m.migration_date AS last_move, m.kind, m.to_division
            FROM unnest($1::text[], $2::text[]) AS u(j, n)
            CROSS JOIN LATERAL (SELECT jurisdiction, id_number, hukou_division, residence_division FROM persons
-                                WHERE jurisdiction = u.j AND id_number = u.n LIMIT 1 FOR UPDATE) p
+                                WHERE jurisdiction = u.j AND id_number = u.n LIMIT 1) p
            LEFT JOIN LATERAL (
                 SELECT migration_date, kind, to_division FROM migrations m
                  WHERE m.jurisdiction = p.jurisdiction AND m.id_number = p.id_number
                  ORDER BY migration_date DESC, created_at DESC LIMIT 1) m ON true
            ORDER BY p.jurisdiction, p.id_number""",
-        [j for j, _ in keys],
-        [n for _, n in keys],
+        *columns,
     )
     return {
         (r["jurisdiction"], r["id_number"]): Residence(
