@@ -44,6 +44,9 @@ class VerificationSettings(BaseServiceSettings):
         default=86_400, description="a list's maximum age: kiosks refuse to use it after this"
     )
     status_list_ttl_seconds: int = Field(default=300, description="how often kiosks should fetch it again")
+    # Retention (shared.retention): a correction kept ahead of a certificate that never came.
+    retention_correction_ahead_days: float = Field(default=30.0, gt=0)
+
     # The address others reach this service at; a status list token names itself by it (its
     # ``sub``, the ``uri`` certificates reference). Unset: the address the request came to.
     public_url: str | None = None

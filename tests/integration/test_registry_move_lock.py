@@ -45,7 +45,8 @@ def _many(jurisdiction: str, number: str) -> Callable[[asyncpg.Connection], Awai
 
 @pytest.mark.parametrize("read", [_one, _many], ids=["one person", "a batch"])
 def test_a_move_written_while_waiting_for_her_row_is_seen(
-    registry: tuple[TestClient, str], read: Callable[[str, str], Callable[[asyncpg.Connection], Awaitable[Residence | None]]]
+    registry: tuple[TestClient, str],
+    read: Callable[[str, str], Callable[[asyncpg.Connection], Awaitable[Residence | None]]],
 ) -> None:
     client, dsn = registry
     number = person_id("F", dt.date(1990, 1, 1))

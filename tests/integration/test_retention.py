@@ -287,3 +287,34 @@ async def test_an_answers_reason_goes_with_the_notifications_payload(exchange: a
         kept = {r["id"]: r["reason"] for r in await conn.fetch("SELECT id, reason FROM notifications")}
     assert kept[old] is None and kept[emptied] is None
     assert kept[young] == said
+
+
+async def test_corrections_kept_ahead_of_their_certificate_are_not_kept_for_ever(fresh_db: str) -> None:
+    """Verification keeps an issuer's correction of a certificate it has not seen yet
+    (``corrections_ahead``: the corrected name, status, children, validity) until the certificate
+    comes. One whose certificate never comes goes after RETENTION_CORRECTION_AHEAD_DAYS; a young
+    one waits on."""
+    from services.verification.adapters import retention as verification_retention
+    from services.verification.settings import VerificationSettings
+
+    pool = await _pool(fresh_db, "verification")
+    try:
+        async with pool.acquire() as conn:
+            for number, at in (("320412-2026-OLD", NOW - 31 * DAY), ("320412-2026-YOUNG", NOW - 29 * DAY)):
+                await conn.execute(
+                    """INSERT INTO corrections_ahead (certificate_number, corrector, changes, recorded_at)
+                       VALUES ($1, '320412', '{"holder_name": "李娜"}'::jsonb, $2)""",
+                    number,
+                    at,
+                )
+        settings = VerificationSettings()
+        purged = await retention.purge(pool, verification_retention.purges(settings))
+        assert purged["corrections_ahead"] == 1
+        async with pool.acquire() as conn:
+            left = [
+                r["certificate_number"]
+                for r in await conn.fetch("SELECT certificate_number FROM corrections_ahead")
+            ]
+        assert left == ["320412-2026-YOUNG"]
+    finally:
+        await pool.close()

@@ -153,7 +153,8 @@ The services as a YAML list, one entry per Deployment:
     "AUDIT_CHAIN_INTERVAL" (include "mx.number" $audit.chainIntervalSeconds)
     "AUDIT_CONCURRENT_FLUSHES" (toString (int64 $audit.concurrentFlushes))
     "STATUS_LIST_VALIDITY_SECONDS" (toString (int64 $ve.statusList.validitySeconds))
-    "STATUS_LIST_TTL_SECONDS" (toString (int64 $ve.statusList.ttlSeconds)) -}}
+    "STATUS_LIST_TTL_SECONDS" (toString (int64 $ve.statusList.ttlSeconds))
+    "RETENTION_CORRECTION_AHEAD_DAYS" (include "mx.number" .Values.retention.correctionAheadDays) -}}
 {{- if $ve.publicUrl }}{{ $_ := set $veEnv "PUBLIC_URL" (trimSuffix "/" $ve.publicUrl) }}{{ end -}}
 {{- $out = append $out (dict
     "name" "verification" "module" "services.verification" "values" $ve

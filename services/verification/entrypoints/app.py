@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from services.verification.adapters import retention
 from services.verification.adapters.audit_writer import AuditWriter
 from services.verification.adapters.keys import load_signer
 from services.verification.domain.rate_limit import TokenBuckets
@@ -34,6 +35,7 @@ def create_app(settings: VerificationSettings | None = None) -> FastAPI:
         routers=[router, offline_router, kiosk_router],
         consumers=consumers,
         resources=lambda core: _resources(core, settings),
+        purges=retention.purges(settings),
     )
 
 
