@@ -41,15 +41,21 @@ async def dead_letter(conn: asyncpg.Connection, dead_letter_id: int) -> asyncpg.
 
 
 async def outbox_events(
-    conn: asyncpg.Connection, event_types: list[str], since: dt.datetime | None
+    conn: asyncpg.Connection, topics: list[str], since: dt.datetime | None
 ) -> list[asyncpg.Record]:
-    """Events this database produced, oldest first (published rows are kept: the outbox is the log)."""
+    """Events this database produced for ``topics``, oldest first (published rows are kept: the
+    outbox is the log).
+
+    Selected by topic, not by type: the outbox also queues the copy of every message this
+    service's consumers dead-lettered, for ``<topic>.dlq``, under whatever type the message's own
+    ``ce_type`` header named (``shared.dead_letters.keep``). Such a copy is someone else's refused
+    message, often forged or malformed, never an event of this database's."""
     return list(
         await conn.fetch(
             """SELECT id, event_id, created_at, value FROM outbox
-           WHERE event_type = ANY($1::text[]) AND ($2::timestamptz IS NULL OR created_at >= $2)
+           WHERE topic = ANY($1::text[]) AND ($2::timestamptz IS NULL OR created_at >= $2)
            ORDER BY id""",
-            event_types,
+            topics,
             since,
         )
     )

@@ -1,8 +1,10 @@
 """``exchangectl replay``: rebuild a projection from the outbox, the durable log of every event.
 
-Events are read from the producing services' ``outbox`` tables (published rows are kept) and
-applied through the consuming service's own consumer: its handler and its inbox, so an event
-is applied once even while the running service consumes the same events from Kafka.
+Events are read from the producing services' ``outbox`` tables (published rows are kept), the
+rows queued for the consumer's topics, and applied through the consuming service's own consumer:
+its handler and its inbox, so an event is applied once even while the running service consumes
+the same events from Kafka. By topic, not by type: the same outboxes queue the copies of what
+their own consumers dead-lettered for ``<topic>.dlq``, under the type the refused message claimed.
 
 * from the beginning (default): the projection and its consumer's inbox are cleared, then every
   event is applied again, in one pass;
@@ -54,7 +56,7 @@ from services.registry.service_layer import counterpart
 from services.verification.service_layer import read_model
 from services.verification.settings import VerificationSettings
 from shared.db import create_pool, unit_of_work
-from shared.events.catalog import CATALOG, VITAL_TOPICS, parse_event
+from shared.events.catalog import VITAL_TOPICS, parse_event
 
 # Empties a projection and its consumer's inbox, in the caller's transaction: the consuming
 # service's own use case. Arguments: connection, consumer (inbox) name, jurisdictions served.
@@ -102,13 +104,14 @@ def projection(name: str, info: StackInfo, jurisdiction: str | None) -> Projecti
 
 
 async def _events(
-    info: StackInfo, p: Projection, event_types: list[str], since: dt.datetime | None
+    info: StackInfo, p: Projection, topics: list[str], since: dt.datetime | None
 ) -> list[bytes]:
-    """Every source's events, merged in the order they were written."""
+    """Every source's events on ``topics``, merged in the order they were written (never the
+    copies of dead letters its outbox queued for ``<topic>.dlq``: ``queries.outbox_events``)."""
     rows: list[tuple[dt.datetime, Any, bytes]] = []
     for source in p.sources:
         async with connection(info.dsn(source)) as conn:
-            found = await queries.outbox_events(conn, event_types, since)
+            found = await queries.outbox_events(conn, topics, since)
         rows += [(r["created_at"], r["event_id"], bytes(r["value"])) for r in found]
     rows.sort(key=lambda r: (r[0], r[1]))
     return [value for _, _, value in rows]
@@ -192,9 +195,9 @@ async def replay(
     tally = _Tally()
     try:
         consumer = await _consumer(info, p, pool, dsn)
-        # whatever the consumer reads, from the outboxes of those who produce it
-        event_types = [t for t, spec in CATALOG.items() if spec.topic in consumer.topics]
-        events = await _events(info, p, event_types, since)
+        # whatever the consumer reads, from the outboxes of those who produce it: by topic, so
+        # that the copies of what their own consumers dead-lettered stay out
+        events = await _events(info, p, list(consumer.topics), since)
         if on_progress is not None:
             on_progress(0, len(events))
         bulk = since is None and p.bulk and consumer.rebuild is not None and not event_by_event
