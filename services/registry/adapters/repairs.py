@@ -18,6 +18,7 @@ from services.registry.adapters import (
     records,
 )
 from services.registry.adapters.records import RECORD_TABLES, Made
+from shared.events.catalog import DLQ_SUFFIX
 
 
 async def held(conn: asyncpg.Connection, here: str, kind: str, record_id: str) -> dict[str, Any] | None:
@@ -88,12 +89,19 @@ async def delete_record(conn: asyncpg.Connection, here: str, kind: str, key: obj
     )
 
 
+# The outbox also queues the copy of every message this registry's consumers dead-lettered, for
+# ``<topic>.dlq``, under the key and type that message claimed and with its value as it came
+# (``shared.dead_letters.keep``): someone else's refused message, possibly a forgery naming this
+# registry as its source. It is never one of our own events.
+_NOT_A_COPY = f"topic NOT LIKE '%{DLQ_SUFFIX}'"
+
+
 async def own_event(
     conn: asyncpg.Connection, here: str, event_id: uuid.UUID
 ) -> tuple[str, dict[str, Any]] | None:
     """The type and ``data`` of an event this jurisdiction published itself, from its outbox (the
-    durable log)."""
-    value = await conn.fetchval("SELECT value FROM outbox WHERE event_id = $1", event_id)
+    durable log; ``_NOT_A_COPY``)."""
+    value = await conn.fetchval(f"SELECT value FROM outbox WHERE event_id = $1 AND {_NOT_A_COPY}", event_id)
     if value is None:
         return None
     doc = orjson.loads(bytes(value))
@@ -116,8 +124,11 @@ async def own_corrected_fields(conn: asyncpg.Connection, here: str, kind: str, r
 
 
 async def own_events_of(conn: asyncpg.Connection, subject: str, event_type: str) -> list[dict[str, Any]]:
-    """The ``data`` of the events of one type this registry published about a subject, oldest first."""
+    """The ``data`` of the events of one type this registry published about a subject, oldest first
+    (``_NOT_A_COPY``)."""
     rows = await conn.fetch(
-        "SELECT value FROM outbox WHERE key = $1 AND event_type = $2 ORDER BY id", subject, event_type
+        f"SELECT value FROM outbox WHERE key = $1 AND event_type = $2 AND {_NOT_A_COPY} ORDER BY id",
+        subject,
+        event_type,
     )
     return [dict(orjson.loads(bytes(r["value"])).get("data") or {}) for r in rows]
