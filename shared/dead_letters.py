@@ -20,12 +20,13 @@ from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from shared.db import unit_of_work
+from shared.errors import describe_fault
 from shared.events.catalog import DLQ_SUFFIX, parse_event, topic_for
 from shared.events.envelope import AnyEnvelope, new_event_id
 from shared.events.signature import Rejected
 from shared.observability import DLQ_MESSAGES, EVENTS_REJECTED, redact
 from shared.outbox import add_raw
-from shared.sensitivity import neutral_label  # metric labels name no sensitive type
+from shared.sensitivity import neutral_label, neutral_text  # operators meet no sensitive type
 
 if TYPE_CHECKING:  # the consumer keeps its dead letters here; only its type is needed back
     from shared.consumer import EventConsumer
@@ -34,10 +35,22 @@ log = logging.getLogger(__name__)
 
 
 def describe_error(exc: BaseException) -> str:
-    """A reason for a dead letter that names fields and rules but never echoes input values."""
+    """A reason for a dead letter that names fields and rules but never echoes input values.
+
+    A driver error is told by its class, SQLSTATE and constraint (``describe_fault``), never by
+    its text: PostgreSQL's DETAIL line quotes the failing row or key (a pregnancy's dates and id,
+    a person's name), asyncpg's the argument it could not encode. The reason is kept in the
+    service's ``dead_letters``, sent in the ``dlq_reason`` header of ``<topic>.dlq`` and logged.
+    """
     if isinstance(exc, ValidationError):
         parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)]
         return redact("invalid event: " + "; ".join(parts[:5]))
+    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
+        fault = describe_fault(exc)
+        said = [f"sqlstate {fault['sqlstate']}"] if "sqlstate" in fault else []
+        if constraint := getattr(exc, "constraint_name", None):
+            said.append(f"constraint {constraint}")  # a table's name may say "pregnancies"
+        return neutral_text(f"{fault['error']}: {', '.join(said) or 'refused by the database driver'}")
     return redact(f"{type(exc).__name__}: {exc}")[:500]
 
 
@@ -90,8 +103,11 @@ async def keep(
         headers=headers,
         event_id=letter_id,
     )
-    DLQ_MESSAGES.labels(service, consumer, neutral_label(msg.topic)).inc()
-    log.warning("message dead-lettered", extra={"consumer": consumer, "topic": msg.topic, "reason": reason})
+    topic = neutral_label(msg.topic)  # one person's message: a sensitive topic or type by its category
+    DLQ_MESSAGES.labels(service, consumer, topic).inc()
+    log.warning(
+        "message dead-lettered", extra={"consumer": consumer, "topic": topic, "reason": neutral_text(reason)}
+    )
 
 
 async def refuse(

@@ -1,0 +1,183 @@
+"""A dead letter says why by class, never by the row it could not store (DESIGN.md section 10:
+operators see operations, not people).
+
+A dead letter's reason is written three times where operators and broker readers look: the
+service's ``dead_letters`` table (``exchangectl dlq list``), the ``dlq_reason`` header of the copy
+on ``<topic>.dlq`` (every reader of that topic; the exchange's census counts it from there), and
+the "message dead-lettered" log line. A driver error's text carries PostgreSQL's DETAIL line,
+which quotes the failing row: dates, record ids and the table's name, "pregnancies" among them.
+
+Here a registry (B) that is mistaken, as DESIGN section 10 says a jurisdiction may be, announces a
+pregnancy whose delivery is expected the day it was registered. The exchange routes it, sealed,
+to the mother's other registry (A), whose table refuses the row (``expected_delivery >
+registered_on``). A's real notification consumer, given the message as the broker delivers it,
+dead-letters it: the reason names the error's class and SQLSTATE, and nothing of her pregnancy.
+
+The log line itself is one message's, one person's: like the dead-letter listings, the stream and
+``dlq_messages_total`` beside it, it names a pregnancy's topic and type only by the neutral
+category (``shared.sensitivity``), as the "event applied" line does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+from aiokafka import ConsumerRecord
+
+from devstack.trust import TrustFiles
+from services.migrant_exchange.entrypoints.consumer import event_consumer
+from services.migrant_exchange.settings import ExchangeSettings
+from services.registry.entrypoints.consumer import consumers
+from services.registry.settings import RegistrySettings
+from shared.db import create_pool, migrate
+from shared.events.signature import sign_outgoing
+from shared.identity import subject_key
+from shared.sensitivity import NEUTRAL_CATEGORY, NEUTRAL_TOPIC
+from shared.trust import EXCHANGE
+from tests.exchange.exchange_helpers import SECRET, A, B, C, Registries, migrated_exchange, new_person, route
+
+ROOT = Path(__file__).resolve().parents[2]
+REGISTRY_MIGRATIONS = ROOT / "services" / "registry" / "migrations"
+NOTIFICATIONS = "exchange.notification.v1"
+REGISTERED_ON = "2025-03-01"
+
+
+@pytest.fixture
+async def exchange(pg: Any) -> AsyncIterator[asyncpg.Pool]:
+    async with migrated_exchange(pg, "dlprivacy") as made:
+        yield made
+
+
+@pytest.fixture
+def trust(tmp_path: Path) -> TrustFiles:
+    files = TrustFiles(tmp_path / "trust")
+    files.write([A, B, C], {})
+    return files
+
+
+async def _registry_a(pg: Any, trust: TrustFiles, mother: str) -> tuple[asyncpg.Pool, RegistrySettings]:
+    """A's registry with A's keys and the trust list, the mother on record (hukou A, living at B)."""
+    dsn = pg.create_database(f"dlprivacy_reg_{uuid.uuid4().hex[:12]}")
+    await migrate(dsn, "registry", REGISTRY_MIGRATIONS)
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    await pool.execute(
+        """INSERT INTO persons (jurisdiction, id_number, subject, name, sex, birth_date,
+                                hukou_division, residence_division, source_division)
+           VALUES ($1, $2, $3, '母亲', 'F', $4, $1, $5, $1)""",
+        A,
+        mother,
+        subject_key(mother, SECRET),
+        dt.date.fromisoformat(f"{mother[6:10]}-{mother[10:12]}-{mother[12:14]}"),
+        B,
+    )
+    settings = RegistrySettings(
+        database_url=dsn,
+        jurisdictions=A,
+        subject_key_secret=SECRET.decode(),
+        event_keys_file=str(trust.keys_file(A)),
+        trust_list_file=str(trust.trust_list),
+        consumer_max_retries=1,
+    )
+    return pool, settings
+
+
+def _logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Every captured line with its fields, as the JSON formatter writes them."""
+    return [" ".join(str(v) for v in (rec.getMessage(), *vars(rec).values())) for rec in caplog.records]
+
+
+async def test_a_row_the_registry_cannot_store_is_dead_lettered_without_its_values(
+    exchange: asyncpg.Pool, pg: Any, trust: TrustFiles, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = ExchangeSettings(subject_key_secret=SECRET.decode(), trust_list_file=str(trust.trust_list))
+    r = Registries()
+    mother = new_person()
+    pregnancy_id = str(uuid.uuid4())
+    registration = r.make(
+        "pregnancy.registered.v1",
+        B,
+        {
+            "pregnancy_id": pregnancy_id,
+            "mother_id_number": mother,
+            "registered_in": B,
+            "registered_on": REGISTERED_ON,
+            "expected_delivery": REGISTERED_ON,  # B's mistake: A's table refuses it
+        },
+        mother,
+        origin=A,
+        destination=B,
+    )
+    await route(exchange, settings, [r.person(mother, B, A, B), registration])
+    rows = await exchange.fetch("SELECT key, value, headers FROM outbox WHERE event_type = $1", NOTIFICATIONS)
+    [sent] = [x for x in rows if orjson.loads(x["value"])["data"]["event_id"] == str(registration.id)]
+    # Signed as the exchange's relay signs it on the way out, and delivered as the broker would.
+    value = sign_outgoing(trust.keyring(EXCHANGE), bytes(sent["value"]), dt.datetime.now(dt.UTC))
+    assert value is not None
+    key = sent["key"].encode()
+    headers = [(k, v.encode()) for k, v in sent["headers"].items()]
+    message = ConsumerRecord(NOTIFICATIONS, 0, 41, 0, 0, key, value, None, len(key), len(value), headers)
+
+    pool, reg_settings = await _registry_a(pg, trust, mother)
+    try:
+        notified = consumers(pool, reg_settings)[0]
+        caplog.clear()  # the lines of this message alone (not the migrations' before it)
+        with caplog.at_level(logging.INFO):
+            await notified.process([message])
+        assert await pool.fetchval("SELECT count(*) FROM pregnancies") == 0
+        [letter] = await pool.fetch('SELECT "offset", reason FROM dead_letters')
+        [copy] = await pool.fetch("SELECT headers FROM outbox WHERE topic = $1", NOTIFICATIONS + ".dlq")
+        reason = letter["reason"]
+        assert letter["offset"] == 41 and copy["headers"]["dlq_reason"] == reason
+        # Why, by class, SQLSTATE (a check constraint) and the constraint under the neutral name;
+        # the census groups it by the class.
+        assert reason == "CheckViolationError: sqlstate 23514, constraint vital.restricted", reason
+        logged = _logged(caplog)
+        assert any("message dead-lettered" in line for line in logged)
+        for where, text in [("dead letter", reason), *(("log", line) for line in logged)]:
+            for told in ("pregnan", "Failing row", REGISTERED_ON, pregnancy_id, mother):
+                assert told not in text, f"the {where} tells {told!r}: {text}"
+    finally:
+        await pool.close()
+
+
+async def test_the_dead_letter_log_line_names_a_pregnancy_only_by_the_neutral_category(
+    exchange: asyncpg.Pool, trust: TrustFiles, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A woman of A living at B; C, with its own valid key, registers her pregnancy. The exchange's
+    routing consumer refuses it (``not_authorized``) and dead-letters it: the letter keeps its
+    topic and reason for the replay, the log line says "a restricted event"."""
+    settings = ExchangeSettings(
+        subject_key_secret=SECRET.decode(), trust_list_file=str(trust.trust_list), consumer_max_retries=1
+    )
+    r = Registries()
+    mother = new_person()
+    await route(exchange, settings, [r.person(mother, A, A, B)])
+    data = {
+        "pregnancy_id": str(uuid.uuid4()),
+        "mother_id_number": mother,
+        "registered_in": C,
+        "registered_on": REGISTERED_ON,
+    }
+    lie = r.make("pregnancy.registered.v1", C, data, mother, origin=A, destination=C)
+    value = sign_outgoing(trust.keyring(C), lie.model_dump_json().encode(), dt.datetime.now(dt.UTC))
+    assert value is not None
+    key = lie.subject.encode()
+    message = ConsumerRecord("vital.pregnancy.v1", 0, 7, 0, 0, key, value, None, len(key), len(value), [])
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        await event_consumer(exchange, settings).process([message])
+    [letter] = await exchange.fetch("SELECT topic, reason FROM dead_letters")
+    assert letter["topic"] == "vital.pregnancy.v1" and "not_authorized" in letter["reason"]
+    [line] = [rec for rec in caplog.records if rec.getMessage() == "message dead-lettered"]
+    assert line.topic == NEUTRAL_TOPIC  # type: ignore[attr-defined]
+    assert line.reason.startswith("rejected: not_authorized: " + NEUTRAL_CATEGORY)  # type: ignore[attr-defined]
+    told = [text for text in _logged(caplog) if "pregnan" in text.lower()]
+    assert not told, told
