@@ -6,11 +6,12 @@ handler and inbox of the service's ``EventConsumer``. Nothing here connects to K
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
 from shared.consumer import EventConsumer
+from shared.events.signature import Rejected
 
 
 def service_consumers(
@@ -63,12 +64,23 @@ def consumer_for_topic(consumers: list[EventConsumer], topic: str) -> EventConsu
     raise ValueError(f"no consumer reads {topic!r}")
 
 
-async def apply(consumer: EventConsumer, conn: asyncpg.Connection, event: Any) -> bool:
-    """Apply one event as the consumer would (inbox dedupe in a savepoint); False if filtered out."""
+Applied = Literal["applied", "skipped", "refused"]
+
+
+async def apply(consumer: EventConsumer, conn: asyncpg.Connection, event: Any) -> Applied:
+    """Apply one event as the consumer would (inbox dedupe in a savepoint): ``skipped`` if filtered
+    out, ``refused`` if its handler refuses it (``Rejected``: an authority rule that reads the
+    projection, which the live consumer dead-letters), its savepoint rolled back and the rest of
+    the replay going on."""
     if not consumer.accept(event):
-        return False
-    await consumer.apply_one(conn, event)  # the consumer's own exactly-once step, as replay_dead_letter uses
-    return True
+        return "skipped"
+    try:
+        await consumer.apply_one(
+            conn, event
+        )  # the consumer's own exactly-once step, as replay_dead_letter uses
+    except Rejected:
+        return "refused"
+    return "applied"
 
 
 async def live_name(conn: asyncpg.Connection, consumer: EventConsumer) -> str:

@@ -130,6 +130,7 @@ def _parsed(events: list[bytes], on_progress: Any, every: int = 5000) -> Iterato
 class _Tally:
     applied: int = 0  # applied, or found already applied by the inbox
     skipped: int = 0  # not addressed to the consumer's jurisdictions
+    refused: int = 0  # refused by the consumer's handler, as the live consumer refuses it
 
 
 async def _consumer(info: StackInfo, p: Projection, pool: asyncpg.Pool, dsn: str) -> Any:
@@ -171,10 +172,13 @@ async def _apply_in_chunks(
         chunk = events[start : start + batch_size]
         async with unit_of_work(pool) as conn:
             for value in chunk:
-                if await apply(consumer, conn, parse_event(value)):
+                outcome = await apply(consumer, conn, parse_event(value))
+                if outcome == "applied":
                     tally.applied += 1
-                else:
+                elif outcome == "skipped":
                     tally.skipped += 1
+                else:
+                    tally.refused += 1
         if on_progress is not None:
             on_progress(len(chunk), None)
 
@@ -217,6 +221,7 @@ async def replay(
         "events": len(events),
         "applied_or_already_applied": tally.applied,
         "not_addressed_here": tally.skipped,
+        "refused": tally.refused,
         "cleared": cleared,
         "seconds": round(seconds, 3),
         "events_per_second": round(len(events) / seconds, 1) if seconds else 0.0,

@@ -13,6 +13,7 @@ by event, applies the registry's own registration and not the forged one.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +115,53 @@ async def test_a_roster_rebuild_leaves_out_the_registrys_dead_letter_copies(
     assert forged_subject not in roster  # refused on arrival, not applied on rebuild either
     assert roster == {own_subject: REGISTRY}
     assert result["events"] == 1
+
+
+async def test_an_event_by_event_rebuild_goes_past_an_event_its_handler_refuses(pg: EmbeddedPostgres) -> None:
+    """An event the live exchange refused (here a pregnancy from a registry that is neither the
+    mother's hukou nor her residence on the roster) is still in its producer's outbox, the durable
+    log. Replayed event by event through the exchange's handler, it is refused again and counted,
+    its savepoint rolled back, and the events after it are applied: one refusal no longer stops
+    the whole rebuild."""
+    registry_dsn = pg.create_database("replayrefused_registry")
+    exchange_dsn = pg.create_database("replayrefused_exchange")
+    await migrate(registry_dsn, "registry", ROOT / "services" / "registry" / "migrations")
+    await migrate(exchange_dsn, "migrant_exchange", ROOT / "services" / "migrant_exchange" / "migrations")
+    her_subject, her = _person(1, ELSEWHERE)  # registered and living elsewhere, on the roster so
+    after_subject, after = _person(2, REGISTRY)
+    pregnancy = p.PregnancyRegisteredV1(
+        pregnancy_id=uuid.uuid4(),
+        mother_id_number=her.id_number,
+        registered_in=REGISTRY,
+        registered_on=dt.date(2026, 3, 1),
+    )
+    pool = await create_pool(registry_dsn, min_size=1, max_size=2)
+    try:
+        async with unit_of_work(pool, wake=False) as conn:
+            for event_type, subject, data in (
+                ("person.registered.v1", her_subject, her),
+                ("pregnancy.registered.v1", her_subject, pregnancy),
+                ("person.registered.v1", after_subject, after),
+            ):
+                await add_event(conn, event_type=event_type, source=f"/registry/{REGISTRY}",
+                                subject=subject, data=data, origin=REGISTRY)  # fmt: skip
+    finally:
+        await pool.close()
+    info = StackInfo(
+        Path("/nonexistent/stack.json"),
+        [f"registry-{REGISTRY}={registry_dsn}", f"migrant_exchange={exchange_dsn}"],
+    )
+
+    result = await replay(info, projection("exchange-roster", info, None), None, 100, event_by_event=True)
+
+    assert (result["events"], result["refused"]) == (3, 1), result
+    pool = await create_pool(exchange_dsn, min_size=1, max_size=1)
+    try:
+        roster = {r["subject"]: r["hukou_division"] for r in await pool.fetch("SELECT * FROM roster")}
+        notified = await pool.fetchval(
+            "SELECT count(*) FROM notifications WHERE event_type = 'pregnancy.registered.v1'"
+        )
+    finally:
+        await pool.close()
+    assert roster == {her_subject: ELSEWHERE, after_subject: REGISTRY}
+    assert notified == 0  # the refused pregnancy reached nobody on rebuild either
