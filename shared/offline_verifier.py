@@ -238,11 +238,12 @@ class OfflineVerifier:
 
 def certificate_claims(claims: Mapping[str, object]) -> bool:
     """Whether a signed token's claims are a certificate's as registries issue them
-    (``services.registry.domain.certificates``): its number, holder and status index, and its
-    validity as a date. A token whose claims are not (an issuer's bug, a key used for something
-    else) is no certificate, whoever signed it: nothing it says can be checked as one."""
-    num, sub, sti, exp = (claims.get(k) for k in ("num", "sub", "sti", "exp"))
-    if not (isinstance(num, str) and isinstance(sub, str) and isinstance(exp, str)):
+    (``services.registry.domain.certificates``), as far as a verdict reads them: its number, its
+    status index and its validity as a date. A token whose claims are not (an issuer's bug, a key
+    used for something else) is no certificate, whoever signed it: nothing it says can be checked
+    as one."""
+    num, sti, exp = (claims.get(k) for k in ("num", "sti", "exp"))
+    if not (isinstance(num, str) and isinstance(exp, str)):
         return False
     if type(sti) is not int or sti < 0:
         return False

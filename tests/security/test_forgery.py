@@ -320,11 +320,9 @@ def test_a_notification_not_from_the_exchange_is_refused(stack: Stack) -> None:
     assert not query(stack.service(registry).dsn, "SELECT 1 FROM inbox WHERE event_id = $1", event.id)
 
 
-@pytest.mark.parametrize("way", ["alone", "in a batch"])
-def test_feedback_not_from_the_target_is_refused(stack: Stack, way: str) -> None:
-    """440703 answers, signed with its own key, a notification addressed to 510104: alone, or
-    beside an answer of its own in a batch of answers (the whole batch is refused)."""
-    origin = Api(stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
+def _woman_of_origin_living_unregistered(stack: Stack) -> tuple[str, str]:
+    """A woman registered at the origin (her hukou) who lives at 510104, a division with no
+    registry on Kafka: her identity number and subject key."""
     n = person_id("F")
     body = {
         "id_number": n,
@@ -334,8 +332,15 @@ def test_feedback_not_from_the_target_is_refused(stack: Stack, way: str) -> None
         "hukou_division": ORIGIN,
         "residence_division": NO_REGISTRY,
     }
-    assert origin.post("/v1/persons", body).status_code == 201
-    subject = subject_key(n, stack.subject_secret.encode())
+    assert Api(stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}").post("/v1/persons", body).status_code == 201
+    return n, subject_key(n, stack.subject_secret.encode())
+
+
+@pytest.mark.parametrize("way", ["alone", "in a batch"])
+def test_feedback_not_from_the_target_is_refused(stack: Stack, way: str) -> None:
+    """440703 answers, signed with its own key, a notification addressed to 510104: alone, or
+    beside an answer of its own in a batch of answers (the whole batch is refused)."""
+    _, subject = _woman_of_origin_living_unregistered(stack)
     exchange = stack.service("migrant_exchange").dsn
     [pending] = wait_until(
         lambda: query(
@@ -552,18 +557,7 @@ def test_a_registry_cannot_register_the_pregnancy_of_a_woman_not_its_own(stack: 
     route (which refuses her: ``registered-at-hukou-or-residence``) and publishes her pregnancy as
     registered there. The exchange refuses it (dead letter): no notification to her registries, no
     holder of the pregnancy, nothing at the origin."""
-    origin = Api(stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
-    n = person_id("F")
-    body = {
-        "id_number": n,
-        "name": "王静",
-        "sex": "F",
-        "birth_date": f"{n[6:10]}-{n[10:12]}-{n[12:14]}",
-        "hukou_division": ORIGIN,
-        "residence_division": NO_REGISTRY,
-    }
-    assert origin.post("/v1/persons", body).status_code == 201
-    subject = subject_key(n, stack.subject_secret.encode())
+    n, subject = _woman_of_origin_living_unregistered(stack)
     exchange = stack.service("migrant_exchange").dsn
     wait_until(lambda: query(exchange, ROSTER_RESIDENCE, subject), timeout=15)
 
