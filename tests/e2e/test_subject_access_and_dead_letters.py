@@ -155,6 +155,36 @@ def test_a_read_told_to_her_other_registry_does_not_hold_up_her_next_event(sal_s
     assert told["purpose"] == "social_services" and told["detail"]["discloser"] == DESTINATION
 
 
+def test_a_certificate_print_is_named_at_both_of_her_registries(sal_stack: Stack) -> None:
+    """Printing her 婚育证明 discloses her name, marital status and children to the printing
+    client: her issuing registry's log names the print, and so does her other registry's, as it
+    names a read of her record there (DESIGN section 8: every disclosure)."""
+    stack = sal_stack
+    mother = _migrant(stack, ORIGIN)  # registered at the origin, living at the destination
+    origin = Api(stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
+    cert = origin.post("/v1/certificates", {"holder_id_number": mother})
+    assert cert.status_code == 201, cert.text
+    number = cert.json()["certificate_number"]
+    r = origin.get(f"/v1/certificates/{number}/document")
+    assert r.status_code == 200 and r.content.startswith(b"%PDF"), r.text
+
+    [printed] = [
+        e
+        for e in origin.get(f"/v1/persons/{mother}/disclosures").json()["disclosures"]
+        if e["action"] == "certificate.printed"
+    ]
+    assert printed["client_id"] == f"reg-{ORIGIN}" and printed["detail"]["certificate_number"] == number
+    dest = Api(stack, f"registry-{DESTINATION}", f"reg-{DESTINATION}")
+    told = lambda: [  # noqa: E731
+        e
+        for e in dest.get(f"/v1/persons/{mother}/disclosures").json()["disclosures"]
+        if e["detail"].get("certificate_number") == number and e["client_id"] == f"reg-{ORIGIN}"
+    ]
+    [there] = wait_until(told, 15)
+    assert there["purpose"] == "certificate_issuance" and there["detail"]["discloser"] == ORIGIN
+    assert there["detail"]["issuer"] == ORIGIN and there["detail"]["recipient_division"] == ORIGIN
+
+
 def _check_entries(entries: list[dict[str, Any]]) -> None:
     ids = [e["detail"]["disclosure_id"] for e in entries if "disclosure_id" in e["detail"]]
     assert len(ids) == len(set(ids))  # each disclosure once

@@ -52,7 +52,8 @@ class Disclosure(BaseModel):
     action: str = Field(
         description="person.read, pregnancy.read, certificate.printed (reads here); notification.sent, "
         "notification.fetched, certificate.verified, person.read (reported by the exchange, "
-        "verification or the person's other registry: detail.discloser, detail.disclosure_id)"
+        "verification or the person's other registry, where a print of her certificate is a person.read "
+        "with detail.certificate_number: detail.discloser, detail.disclosure_id)"
     )
     purpose: str | None
     detail: dict[str, Any]

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import segno
 
-from services.registry.adapters import births, keys, marriages
+from services.registry.adapters import births, keys, marriages, persons
 from services.registry.adapters import certificates as repo
 from services.registry.domain.certificates import (
     CertificateIssued,
@@ -28,11 +28,15 @@ from services.registry.service_layer.context import (
     announce_about,
     applied,
 )
+from services.registry.service_layer.disclosures import tell_read
 from services.registry.service_layer.persons import known_person
 from shared import audit, signing
 from shared.errors import Conflict, NotFound, RuleViolation
 from shared.events import payloads as p
 from shared.events.envelope import new_event_id
+
+PRINTED = "certificate.printed"  # the action of a print in the audit log
+PRINT_PURPOSE = "certificate_issuance"
 
 
 def _kek(ctx: Context) -> str:
@@ -133,7 +137,9 @@ async def printable_certificate(
     conn: asyncpg.Connection, ctx: Context, here: str, number: str, kind: str
 ) -> asyncpg.Record:
     """A certificate of this jurisdiction about to be printed (as ``kind``: svg, png, pdf): refused
-    if revoked, and the print audited (who printed whose certificate, for what)."""
+    if revoked, and the print audited (who printed whose certificate, for what) and told to the
+    holder's other registry as any read of her data here is (``tell_read``): a print discloses her
+    name, marital status and children (the QR code's signed claims too)."""
     row = await own_certificate(conn, here, number)
     if row["revoked_on"] is not None:
         raise RuleViolation(
@@ -144,13 +150,25 @@ async def printable_certificate(
         [
             audit.AuditEntry(
                 ctx.client_id,
-                "certificate.printed",
-                "certificate_issuance",
+                PRINTED,
+                PRINT_PURPOSE,
                 ctx.subject(row["holder_id_number"]),
                 {"certificate_number": number, "format": kind},
             )
         ],
     )
+    holder = await persons.get_person(conn, here, row["holder_id_number"])
+    if holder is not None:  # issued only to a person on record here
+        await tell_read(
+            conn,
+            ctx.settings,
+            holder,
+            PRINT_PURPOSE,
+            reader=ctx.client_id,
+            reader_division=here,  # the printing client is this jurisdiction's
+            certificate_number=number,
+            issuer=here,
+        )
     return row
 
 

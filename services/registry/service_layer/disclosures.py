@@ -20,7 +20,6 @@ import asyncpg
 from services.registry.service_layer.context import source
 from services.registry.settings import RegistrySettings
 from shared import audit, disclosures
-from shared.auth import Client
 from shared.events import payloads as p
 from shared.events.envelope import Envelope
 from shared.sensitivity import restored_purpose
@@ -76,20 +75,29 @@ def reported_to_us(settings: RegistrySettings, event: Envelope[Any]) -> bool:
 async def tell_read(
     conn: asyncpg.Connection,
     settings: RegistrySettings,
-    client: Client,
     person: asyncpg.Record,
     purpose: str,
+    *,
+    reader: str,
+    reader_division: str | None,
+    certificate_number: str | None = None,
+    issuer: str | None = None,
 ) -> None:
     """A read here of a person another registry keeps too (origin or residence elsewhere): that
-    registry's subject-access log names the reader as well."""
+    registry's subject-access log names the reader (client ``reader`` of ``reader_division``) as
+    well. Every read of her data here is told, as ``person.read`` (the one action a registry
+    reports): her record, a pregnancy of hers, a print of her certificate (with its
+    ``certificate_number`` and ``issuer``)."""
     here = person["jurisdiction"]
     others = {person["hukou_division"], person["residence_division"]} - settings.served
     told = disclosures.disclosure(
         record_at=others,
         discloser=here,
         action="person.read",
-        recipient=client.client_id,
-        recipient_division=client.jurisdiction,
+        recipient=reader,
+        recipient_division=reader_division,
         purpose=purpose,
+        certificate_number=certificate_number,
+        issuer=issuer,
     )
     await disclosures.publish(conn, source(here), [(person["subject"], told)])

@@ -125,7 +125,9 @@ async def read_person(
             )
         ],
     )
-    await tell_read(conn, ctx.settings, client, person, purpose)
+    await tell_read(
+        conn, ctx.settings, person, purpose, reader=client.client_id, reader_division=client.jurisdiction
+    )
     return out
 
 
@@ -152,7 +154,9 @@ async def read_pregnancy(
             ],
         )
         # her other registry's subject-access log names the reader too, as for her person record
-        await tell_read(conn, ctx.settings, client, mother, purpose)
+        await tell_read(
+            conn, ctx.settings, mother, purpose, reader=client.client_id, reader_division=client.jurisdiction
+        )
         return {
             "pregnancy_id": row["id"],
             "mother_id_number": row["mother_id_number"],
