@@ -147,3 +147,36 @@ class Registries:
             e = e.model_copy(update={"data": type(e.data).model_validate(data)})
         n = self.seq[(e.subject, producer)] = self.seq.get((e.subject, producer), 0) + 1
         return e.model_copy(update={"sequence": n})
+
+
+async def registry_of_a(
+    pg: Any, trust: Any, mother: str, name: str, **settings: Any
+) -> tuple[asyncpg.Pool, Any]:
+    """A's registry on a fresh migrated database, holding A's keys (``trust``, a ``TrustFiles``),
+    with the mother on record (hukou A, living at B): its pool and settings (``settings``: more
+    of them)."""
+    from services.registry.settings import RegistrySettings
+
+    dsn = pg.create_database(f"{name}_reg_{uuid.uuid4().hex[:12]}")
+    await migrate(
+        dsn, "registry", Path(__file__).resolve().parents[2] / "services" / "registry" / "migrations"
+    )
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    await pool.execute(
+        """INSERT INTO persons (jurisdiction, id_number, subject, name, sex, birth_date,
+                                hukou_division, residence_division, source_division)
+           VALUES ($1, $2, $3, '母亲', 'F', $4, $1, $5, $1)""",
+        A,
+        mother,
+        subject_key(mother, SECRET),
+        dt.date.fromisoformat(f"{mother[6:10]}-{mother[10:12]}-{mother[12:14]}"),
+        B,
+    )
+    made = RegistrySettings(
+        database_url=dsn,
+        jurisdictions=A,
+        subject_key_secret=SECRET.decode(),
+        event_keys_file=str(trust.keys_file(A)),
+        **settings,
+    )
+    return pool, made

@@ -36,16 +36,21 @@ from devstack.trust import TrustFiles
 from services.migrant_exchange.entrypoints.consumer import event_consumer
 from services.migrant_exchange.settings import ExchangeSettings
 from services.registry.entrypoints.consumer import consumers
-from services.registry.settings import RegistrySettings
-from shared.db import create_pool, migrate
 from shared.events.signature import sign_outgoing
-from shared.identity import subject_key
 from shared.sensitivity import NEUTRAL_CATEGORY, NEUTRAL_TOPIC
 from shared.trust import EXCHANGE
-from tests.exchange.exchange_helpers import SECRET, A, B, C, Registries, migrated_exchange, new_person, route
+from tests.exchange.exchange_helpers import (
+    SECRET,
+    A,
+    B,
+    C,
+    Registries,
+    migrated_exchange,
+    new_person,
+    registry_of_a,
+    route,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-REGISTRY_MIGRATIONS = ROOT / "services" / "registry" / "migrations"
 NOTIFICATIONS = "exchange.notification.v1"
 REGISTERED_ON = "2025-03-01"
 
@@ -61,32 +66,6 @@ def trust(tmp_path: Path) -> TrustFiles:
     files = TrustFiles(tmp_path / "trust")
     files.write([A, B, C], {})
     return files
-
-
-async def _registry_a(pg: Any, trust: TrustFiles, mother: str) -> tuple[asyncpg.Pool, RegistrySettings]:
-    """A's registry with A's keys and the trust list, the mother on record (hukou A, living at B)."""
-    dsn = pg.create_database(f"dlprivacy_reg_{uuid.uuid4().hex[:12]}")
-    await migrate(dsn, "registry", REGISTRY_MIGRATIONS)
-    pool = await create_pool(dsn, min_size=1, max_size=2)
-    await pool.execute(
-        """INSERT INTO persons (jurisdiction, id_number, subject, name, sex, birth_date,
-                                hukou_division, residence_division, source_division)
-           VALUES ($1, $2, $3, '母亲', 'F', $4, $1, $5, $1)""",
-        A,
-        mother,
-        subject_key(mother, SECRET),
-        dt.date.fromisoformat(f"{mother[6:10]}-{mother[10:12]}-{mother[12:14]}"),
-        B,
-    )
-    settings = RegistrySettings(
-        database_url=dsn,
-        jurisdictions=A,
-        subject_key_secret=SECRET.decode(),
-        event_keys_file=str(trust.keys_file(A)),
-        trust_list_file=str(trust.trust_list),
-        consumer_max_retries=1,
-    )
-    return pool, settings
 
 
 def _logged(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -125,7 +104,9 @@ async def test_a_row_the_registry_cannot_store_is_dead_lettered_without_its_valu
     headers = [(k, v.encode()) for k, v in sent["headers"].items()]
     message = ConsumerRecord(NOTIFICATIONS, 0, 41, 0, 0, key, value, None, len(key), len(value), headers)
 
-    pool, reg_settings = await _registry_a(pg, trust, mother)
+    pool, reg_settings = await registry_of_a(
+        pg, trust, mother, "dlprivacy", trust_list_file=str(trust.trust_list), consumer_max_retries=1
+    )
     try:
         notified = consumers(pool, reg_settings)[0]
         caplog.clear()  # the lines of this message alone (not the migrations' before it)

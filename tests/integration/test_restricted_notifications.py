@@ -16,7 +16,6 @@ what the relay publishes. The target registry applies those very messages.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,19 +30,24 @@ from services.migrant_exchange.adapters import repository
 from services.migrant_exchange.entrypoints import views
 from services.migrant_exchange.settings import ExchangeSettings
 from services.registry.service_layer.counterpart import apply_notification
-from services.registry.settings import RegistrySettings
 from shared.auth import Client
-from shared.db import create_pool, migrate, unit_of_work
+from shared.db import unit_of_work
 from shared.events.catalog import parse_event
 from shared.events.envelope import Envelope
 from shared.events.payloads import ExchangeNotificationV1
-from shared.identity import subject_key
 from shared.sealing import CannotOpen, notification_aad, notification_contents, open_sealed
 from shared.sensitivity import NEUTRAL_CATEGORY, restored_purpose
-from tests.exchange.exchange_helpers import SECRET, A, B, Registries, migrated_exchange, new_person, route
+from tests.exchange.exchange_helpers import (
+    SECRET,
+    A,
+    B,
+    Registries,
+    migrated_exchange,
+    new_person,
+    registry_of_a,
+    route,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-REGISTRY_MIGRATIONS = ROOT / "services" / "registry" / "migrations"
 SETTINGS = ExchangeSettings(subject_key_secret=SECRET.decode())
 # Towards A the agreement withholds a pregnancy's expected delivery: a field whose name says the kind.
 VISIBLE = {
@@ -160,30 +164,6 @@ async def test_the_type_and_withheld_fields_of_a_pregnancy_travel_inside_the_sea
     assert orjson.loads(plain)["id_number"] == mother  # the bare payload, as before
 
 
-async def _registry(pg: Any, trust: TrustFiles, mother: str) -> tuple[asyncpg.Pool, RegistrySettings]:
-    """A's registry, holding A's keys, with the mother on record."""
-    dsn = pg.create_database(f"restricted_reg_{uuid.uuid4().hex[:12]}")
-    await migrate(dsn, "registry", REGISTRY_MIGRATIONS)
-    made = await create_pool(dsn, min_size=1, max_size=1)
-    await made.execute(
-        """INSERT INTO persons (jurisdiction, id_number, subject, name, sex, birth_date,
-                                hukou_division, residence_division, source_division)
-           VALUES ($1, $2, $3, '母亲', 'F', $4, $1, $5, $1)""",
-        A,
-        mother,
-        subject_key(mother, SECRET),
-        dt.date.fromisoformat(f"{mother[6:10]}-{mother[10:12]}-{mother[12:14]}"),
-        B,
-    )
-    settings = RegistrySettings(
-        database_url=dsn,
-        jurisdictions=A,
-        subject_key_secret=SECRET.decode(),
-        event_keys_file=str(trust.keys_file(A)),
-    )
-    return made, settings
-
-
 async def test_the_target_registry_applies_the_sealed_type_and_refuses_a_relabelled_notification(
     pool: asyncpg.Pool, pg: Any, trust: TrustFiles
 ) -> None:
@@ -209,7 +189,7 @@ async def test_the_target_registry_applies_the_sealed_type_and_refuses_a_relabel
 
     forged = [renamed(genuine, "pregnancy.registered.v1"), renamed(other, NEUTRAL_CATEGORY)]
 
-    reg, reg_settings = await _registry(pg, trust, mother)
+    reg, reg_settings = await registry_of_a(pg, trust, mother, "restricted")
     try:
         for e in forged:
             async with unit_of_work(reg) as conn:
