@@ -72,10 +72,10 @@ class Certs:
     kiosk_token: str
 
 
-def _issue(origin: Api, name: str) -> dict[str, Any]:
+def _issue(origin: Api, name: str, here: str = ORIGIN) -> dict[str, Any]:
     holder = person_id("F")
     born = f"{holder[6:10]}-{holder[10:12]}-{holder[12:14]}"
-    body = {"id_number": holder, "name": name, "sex": "F", "birth_date": born, "hukou_division": ORIGIN}
+    body = {"id_number": holder, "name": name, "sex": "F", "birth_date": born, "hukou_division": here}
     assert origin.post("/v1/persons", body).status_code == 201
     r = origin.post("/v1/certificates", {"holder_id_number": holder})
     assert r.status_code == 201, r.text
@@ -160,6 +160,41 @@ def test_the_camera_reads_a_certificate_and_the_page_answers(
             expect(page.locator("#details")).not_to_contain_text("周晓梅")
         page.screenshot(path=str(ARTIFACTS / f"kiosk-camera-{name}.png"))
         page.context.close()
+
+
+def test_a_status_list_swapped_on_the_way_is_not_kept(
+    stack: Stack, certs: Certs, camera: tuple[Browser, Path]
+) -> None:
+    """Nobody trusts the network: something between the kiosk and the service (a shared cache, a
+    connection without TLS) answers the origin's status list with another issuer's. Both are signed
+    by the service's one status-list key, so only the list's own signed ``jurisdiction`` tells them
+    apart. The page keeps no list for the origin then, and a certificate the origin revoked is not
+    checked offline, instead of answered valid by another issuer's bits."""
+    browser, _ = camera
+    service = stack.service("verification").url
+    _issue(Api(stack, f"registry-{DESTINATION}", f"reg-{DESTINATION}"), "赵丽", DESTINATION)  # another issuer's list
+
+    def other_list() -> httpx.Response | None:
+        r = httpx.get(f"{service}/v1/status-lists/{DESTINATION}", headers={"Accept": tsl.MEDIA_TYPE})
+        return r if r.status_code == 200 else None
+
+    other = wait_until(other_list, timeout=20)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.route(
+        f"**/v1/status-lists/{ORIGIN}",
+        lambda route: route.fulfill(status=200, body=other.text, headers={"Content-Type": tsl.MEDIA_TYPE}),
+    )
+    page.goto(service + "/kiosk")
+    page.evaluate("t => sessionStorage.setItem('kioskToken', t)", certs.kiosk_token)
+    page.reload()
+    page.evaluate("kiosk.ready")
+    try:
+        assert ORIGIN not in page.evaluate("Offline.summary()")["issuers"]
+        verdict = page.evaluate("t => Offline.verify(t, 'benefits')", certs.revoked["token"])
+        assert verdict["result"] == "status_unknown", verdict
+    finally:
+        context.close()
 
 
 def test_offline_the_page_verifies_refuses_a_stale_list_and_reports_when_back(

@@ -54,8 +54,10 @@ const Offline = (() => {
     return new Uint8Array(await new Response(stream).arrayBuffer());
   }
 
-  /** A status list token checked against the service's status-list key: its claims and bits. */
-  async function readList(jwt, keys) {
+  /** A status list token checked against the service's status-list key, and as ``issuer``'s own
+   * list: its claims and bits. Every issuer's list is signed by that one key, so only the list's
+   * signed ``jurisdiction`` tells them apart (an answer swapped on the way is not kept). */
+  async function readList(jwt, keys, issuer) {
     const header = json(jwt.split(".")[0]);
     if (header.typ !== "statuslist+jwt") throw new Error("not a status list token");
     const jwk = keys.find((k) => k.kid === header.kid && k.purpose === "status-list");
@@ -63,6 +65,7 @@ const Offline = (() => {
     if (!claims || !claims.status_list || claims.status_list.bits !== 1) {
       throw new Error("the status list's signature does not verify");
     }
+    if (claims.jurisdiction !== issuer) throw new Error("the status list is another issuer's");
     return { claims, bits: await inflate(bytes(claims.status_list.lst)) };
   }
 
@@ -77,7 +80,7 @@ const Offline = (() => {
       const lr = await fetch(`/v1/status-lists/${issuer}`, { headers: { Accept: LIST_TYPE }, cache: "no-store" });
       if (!lr.ok) continue;
       const jwt = (await lr.text()).trim();
-      await readList(jwt, jwks.keys);
+      try { await readList(jwt, jwks.keys, issuer); } catch (e) { continue; } // not kept
       trust.lists[issuer] = { jwt, fetchedAt: Date.now() };
     }
     trust.keys = jwks.keys;
@@ -139,7 +142,7 @@ const Offline = (() => {
     const entry = trust.lists[issuer];
     if (!entry) return refuse(`No status list of issuer ${issuer} is held: connect to fetch it. 无状态列表。`, issuer, number);
     let list;
-    try { list = await readList(entry.jwt, trust.keys); } catch (e) { return refuse("The held status list does not verify.", issuer, number); }
+    try { list = await readList(entry.jwt, trust.keys, issuer); } catch (e) { return refuse("The held status list does not verify.", issuer, number); }
     const age = Math.max(0, Math.round(now / 1000 - list.claims.iat));
     const maxAge = list.claims.exp - list.claims.iat;
     if (now / 1000 > list.claims.exp) {
