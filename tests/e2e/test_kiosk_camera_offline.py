@@ -172,7 +172,8 @@ def test_a_status_list_swapped_on_the_way_is_not_kept(
     checked offline, instead of answered valid by another issuer's bits."""
     browser, _ = camera
     service = stack.service("verification").url
-    _issue(Api(stack, f"registry-{DESTINATION}", f"reg-{DESTINATION}"), "赵丽", DESTINATION)  # another issuer's list
+    destination = Api(stack, f"registry-{DESTINATION}", f"reg-{DESTINATION}")
+    _issue(destination, "赵丽", DESTINATION)  # so another issuer has a status list
 
     def other_list() -> httpx.Response | None:
         r = httpx.get(f"{service}/v1/status-lists/{DESTINATION}", headers={"Accept": tsl.MEDIA_TYPE})
