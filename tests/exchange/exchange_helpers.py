@@ -148,6 +148,32 @@ class Registries:
         n = self.seq[(e.subject, producer)] = self.seq.get((e.subject, producer), 0) + 1
         return e.model_copy(update={"sequence": n})
 
+    def move(
+        self, kind: str, producer: str, who: str, hukou: str, src: str, dst: str, date: str = "2025-04-01"
+    ) -> Envelope[Any]:
+        data = {
+            "migration_id": str(uuid.uuid4()),
+            "id_number": who,
+            "name": "测试",
+            "hukou_division": hukou,
+            "from_division": src,
+            "to_division": dst,
+            "migration_date": date,
+        }
+        return self.make(f"migration.{kind}.v1", producer, data, who, origin=hukou, destination=dst)
+
+    def pregnancy(
+        self, producer: str, mother: str, pregnancy_id: str | None = None, **ext: Any
+    ) -> Envelope[Any]:
+        """Registered at the producer, its place of record (so the envelope's check passes)."""
+        data = {
+            "pregnancy_id": pregnancy_id or str(uuid.uuid4()),
+            "mother_id_number": mother,
+            "registered_in": producer,
+            "registered_on": "2025-03-01",
+        }
+        return self.make("pregnancy.registered.v1", producer, data, mother, **ext)
+
 
 async def registry_of_a(
     pg: Any, trust: Any, mother: str, name: str, **settings: Any

@@ -41,28 +41,7 @@ async def pool(pg: Any) -> AsyncIterator[asyncpg.Pool]:
 
 
 class Registries(NumberedEvents):
-    """The shared numbering, with the moves, pregnancies and closures these tests send."""
-
-    def move(self, kind: str, producer: str, who: str, hukou: str, src: str, dst: str) -> Envelope[Any]:
-        data = {
-            "migration_id": str(uuid.uuid4()),
-            "id_number": who,
-            "name": "测试",
-            "hukou_division": hukou,
-            "from_division": src,
-            "to_division": dst,
-            "migration_date": "2025-04-01",
-        }
-        return self.make(f"migration.{kind}.v1", producer, data, who, origin=hukou, destination=dst)
-
-    def pregnancy(self, producer: str, mother: str, pregnancy_id: str, **ext: Any) -> Envelope[Any]:
-        data = {
-            "pregnancy_id": pregnancy_id,
-            "mother_id_number": mother,
-            "registered_in": producer,
-            "registered_on": "2025-03-01",
-        }
-        return self.make("pregnancy.registered.v1", producer, data, mother, **ext)
+    """The shared numbering (with its moves and pregnancies), and the closures these tests send."""
 
     def closure(self, producer: str, mother: str, pregnancy_id: str, **ext: Any) -> Envelope[Any]:
         data = {
