@@ -34,6 +34,10 @@ def recording_path(directory: Path, service: str, pid: int) -> Path:
 
 
 def recorded_by(path: Path) -> Iterable[bytes]:
-    """The events one process recorded (its file; nothing if it recorded none)."""
+    """The events one process recorded (its file; nothing if it recorded none).
+
+    A line counts once its newline is written: a process killed (SIGKILL) in the middle of an
+    append leaves its last event cut short, and that unterminated tail is not an event."""
     if path.exists():
-        yield from (line for line in path.read_bytes().splitlines() if line.strip())
+        *lines, _unterminated = path.read_bytes().split(b"\n")
+        yield from (line for line in lines if line.strip())
