@@ -26,8 +26,9 @@ from cli.common import (
 )
 from cli.consumers import consumer_named, service_consumers
 from shared.db import create_pool
-from shared.dead_letters import replay_dead_letter
+from shared.dead_letters import message_shape, replay_dead_letter
 from shared.observability import redact
+from shared.sensitivity import neutral_text, neutral_topic
 
 app = typer.Typer(help="List, show and replay dead letters.", no_args_is_help=True)
 Service = typer.Option(None, "--service", "-s", help="service (default: every service in the stack)")
@@ -44,7 +45,12 @@ async def _list(
     for name in services:
         async with connection(info.dsn(name)) as conn:
             out += [
-                {"service": name, **dict(r)}
+                {
+                    "service": name,
+                    **dict(r),
+                    "topic": neutral_topic(r["topic"]),
+                    "reason": neutral_text(redact(r["reason"])),
+                }
                 for r in await queries.dead_letters(conn, include_replayed, limit)
             ]
     return out
@@ -75,10 +81,20 @@ async def _show(dsn: str, dead_letter_id: int) -> dict[str, Any] | None:
         row = await queries.dead_letter(conn, dead_letter_id)
     if row is None:
         return None
-    out = dict(row)
-    # the event may carry identity numbers in its data: an operator's terminal shows them masked
-    out["value"] = redact(bytes(row["value"]).decode(errors="replace"))
-    return out
+    # operations, not people: where the letter was, why and what shape it has, never the message's
+    # values or its subject key (the event's data carries names, birth dates, identity numbers)
+    return {
+        "id": row["id"],
+        "consumer": row["consumer"],
+        "topic": neutral_topic(row["topic"]),
+        "partition": row["partition"],
+        "offset": row["offset"],
+        "reason": neutral_text(redact(row["reason"])),
+        "created_at": row["created_at"],
+        "replayed_at": row["replayed_at"],
+        "headers": sorted(neutral_text(redact(str(k)))[:80] for k in (row["headers"] or {})),
+        "message": message_shape(row["topic"], bytes(row["value"])),
+    }
 
 
 @app.command("show")
@@ -89,7 +105,8 @@ def show(
     databases: list[str] | None = DatabasesOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Show one dead letter: where it came from, why it failed, and the message (identity numbers masked)."""
+    """Show one dead letter: where it came from, why it failed, and the message's shape (its size,
+    type and field names; never a value or the subject's key)."""
     found = run(_show(StackInfo(stack, databases).dsn(service), dead_letter_id))
     if found is None:
         console.print(f"[red]no dead letter {dead_letter_id} in {service}")

@@ -26,7 +26,14 @@ from shared.events.envelope import AnyEnvelope, new_event_id
 from shared.events.signature import Rejected
 from shared.observability import DLQ_MESSAGES, EVENTS_REJECTED, redact
 from shared.outbox import add_raw
-from shared.sensitivity import neutral_label, neutral_text  # operators meet no sensitive type
+from shared.sensitivity import (  # operators meet no sensitive type
+    NEUTRAL_CATEGORY,
+    is_sensitive,
+    neutral_label,
+    neutral_text,
+    neutral_topic,
+    neutral_type,
+)
 
 if TYPE_CHECKING:  # the consumer keeps its dead letters here; only its type is needed back
     from shared.consumer import EventConsumer
@@ -52,6 +59,56 @@ def describe_error(exc: BaseException) -> str:
             said.append(f"constraint {constraint}")  # a table's name may say "pregnancies"
         return neutral_text(f"{fault['error']}: {', '.join(said) or 'refused by the database driver'}")
     return redact(f"{type(exc).__name__}: {exc}")[:500]
+
+
+_MOST_FIELDS = 200
+
+
+def message_shape(topic: str, value: bytes) -> dict[str, object]:
+    """What an operator may see of a dead letter's message: operations, not people (DESIGN
+    section 8). Its size, its type (a sensitive one by the neutral name) and the names of its
+    fields, never their values: the event's data carries names, dates of birth, identity numbers.
+
+    The data's field names are withheld where the topic or the type is restricted, since a field
+    such as a due date says which kind of event it was. A name is redacted and cut like a reason
+    (a forged message's keys may be anything, an identity number included)."""
+    shape: dict[str, object] = {"bytes": len(value), "topic": neutral_topic(topic)}
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return {**shape, "json": False}
+    if not isinstance(doc, dict):
+        return {**shape, "json": True, "fields": [], "top_level": type(doc).__name__}
+    kind = doc.get("type")
+    restricted = (
+        not isinstance(kind, str)
+        or is_sensitive(kind)
+        or kind == NEUTRAL_CATEGORY
+        or neutral_topic(topic) != topic
+    )
+    fields: list[str] = []
+
+    def walk(node: object, path: str) -> None:
+        if len(fields) >= _MOST_FIELDS:
+            return
+        if isinstance(node, dict):
+            for key, child in node.items():
+                name = neutral_text(redact(str(key)))[:80]
+                fields.append(f"{path}{name}")
+                if not (restricted and path == "" and key == "data"):
+                    walk(child, f"{path}{name}.")
+        elif isinstance(node, list):
+            for child in node[:1]:  # the first item's fields stand for the list's
+                walk(child, f"{path[:-1]}[].")
+
+    walk(doc, "")
+    return {
+        **shape,
+        "json": True,
+        "type": neutral_text(redact(neutral_type(kind)))[:80] if isinstance(kind, str) else None,
+        "fields": sorted(dict.fromkeys(fields)),
+        "data_fields_withheld": restricted,
+    }
 
 
 def _headers(
