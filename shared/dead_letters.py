@@ -20,7 +20,7 @@ from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from shared.db import unit_of_work
-from shared.errors import describe_fault
+from shared.errors import fault_text
 from shared.events.catalog import DLQ_SUFFIX, parse_event, topic_for
 from shared.events.envelope import AnyEnvelope, new_event_id
 from shared.events.signature import Rejected
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 def describe_error(exc: BaseException) -> str:
     """A reason for a dead letter that names fields and rules but never echoes input values.
 
-    A driver error is told by its class, SQLSTATE and constraint (``describe_fault``), never by
+    A driver error is told by its class, SQLSTATE and constraint (``fault_text``), never by
     its text: PostgreSQL's DETAIL line quotes the failing row or key (a pregnancy's dates and id,
     a person's name), asyncpg's the argument it could not encode. The reason is kept in the
     service's ``dead_letters``, sent in the ``dlq_reason`` header of ``<topic>.dlq`` and logged.
@@ -53,11 +53,8 @@ def describe_error(exc: BaseException) -> str:
         parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)]
         return redact("invalid event: " + "; ".join(parts[:5]))
     if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
-        fault = describe_fault(exc)
-        said = [f"sqlstate {fault['sqlstate']}"] if "sqlstate" in fault else []
-        if constraint := getattr(exc, "constraint_name", None):
-            said.append(f"constraint {constraint}")  # a table's name may say "pregnancies"
-        return neutral_text(f"{fault['error']}: {', '.join(said) or 'refused by the database driver'}")
+        # a constraint's name may say "pregnancies"
+        return neutral_text(fault_text(exc))
     return redact(f"{type(exc).__name__}: {exc}")[:500]
 
 

@@ -150,6 +150,17 @@ def describe_fault(exc: BaseException) -> dict[str, str]:
     return fault
 
 
+def fault_text(exc: BaseException) -> str:
+    """``describe_fault`` as one line, with the constraint a driver error names (a constraint's
+    name is the schema's, never the row's): ``CheckViolationError: sqlstate 23514, constraint
+    persons_sex_check``; an error with neither is told by its class alone."""
+    fault = describe_fault(exc)
+    said = [f"sqlstate {fault['sqlstate']}"] if "sqlstate" in fault else []
+    if constraint := getattr(exc, "constraint_name", None):
+        said.append(f"constraint {constraint}")
+    return f"{fault['error']}: {', '.join(said)}" if said else fault["error"]
+
+
 def _validation_errors(found: Sequence[Mapping[str, object]]) -> list[dict[str, object]]:
     errors: list[dict[str, object]] = []
     for err in found:

@@ -27,7 +27,7 @@ from services.migrant_exchange.domain.reconcile import (
 from services.migrant_exchange.service_layer.agreements import as_agreed
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.db import unit_of_work
-from shared.errors import Conflict, DomainError, NotFound, RuleViolation
+from shared.errors import Conflict, DomainError, NotFound, RuleViolation, fault_text
 
 log = logging.getLogger(__name__)
 DRILL_CHUNK = 2048  # buckets per drill-down request
@@ -89,7 +89,7 @@ async def reconcile(
             )
     except Exception as e:
         async with pool.acquire() as conn:
-            await runs.fail_run(conn, run_id, f"{type(e).__name__}: {e}")
+            await runs.fail_run(conn, run_id, failure_text(e))
         raise
     seconds = round(time.monotonic() - started, 3)
     log.info("reconciliation finished", extra={"pair": f"{a}-{b}", "found": len(found), "seconds": seconds})
@@ -146,6 +146,14 @@ async def scheduled_pairs(conn: asyncpg.Connection, settings: ExchangeSettings) 
     codes = sorted(settings.registries)
     pairs = [(x, y) for i, x in enumerate(codes) for y in codes[i + 1 :]]
     return [(x, y) for x, y in pairs if await repo.agreement(conn, x, y) is not None]
+
+
+def failure_text(exc: BaseException) -> str:
+    """Why a run failed, as the run's record keeps it for operators: a domain error's own detail
+    (written never to echo a value: which registry, what it answered), any other error by its
+    class, SQLSTATE and constraint. Never an error's text: a driver error's DETAIL quotes the row
+    it refused, and the rows of a run are people's records."""
+    return exc.detail if isinstance(exc, DomainError) else fault_text(exc)
 
 
 async def run_scheduled(
