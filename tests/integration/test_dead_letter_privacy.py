@@ -7,11 +7,8 @@ on ``<topic>.dlq`` (every reader of that topic; the exchange's census counts it 
 the "message dead-lettered" log line. A driver error's text carries PostgreSQL's DETAIL line,
 which quotes the failing row: dates, record ids and the table's name, "pregnancies" among them.
 
-Here a registry (B) that is mistaken, as DESIGN section 10 says a jurisdiction may be, announces a
-pregnancy whose delivery is expected the day it was registered. The exchange routes it, sealed,
-to the mother's other registry (A), whose table refuses the row (``expected_delivery >
-registered_on``). A's real notification consumer, given the message as the broker delivers it,
-dead-letters it: the reason names the error's class and SQLSTATE, and nothing of her pregnancy.
+A row a registry's table refuses is no longer a dead letter: the notification is answered
+``rejected``, naming the rule the same way (``test_registry_refused_by_constraint``).
 
 The log line itself is one message's, one person's: like the dead-letter listings, the stream and
 ``dlq_messages_total`` beside it, it names a pregnancy's topic and type only by the neutral
@@ -28,17 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import orjson
 import pytest
 from aiokafka import ConsumerRecord
 
 from devstack.trust import TrustFiles
 from services.migrant_exchange.entrypoints.consumer import event_consumer
 from services.migrant_exchange.settings import ExchangeSettings
-from services.registry.entrypoints.consumer import consumers
 from shared.events.signature import sign_outgoing
 from shared.sensitivity import NEUTRAL_CATEGORY, NEUTRAL_TOPIC
-from shared.trust import EXCHANGE
 from tests.exchange.exchange_helpers import (
     SECRET,
     A,
@@ -47,11 +41,9 @@ from tests.exchange.exchange_helpers import (
     Registries,
     migrated_exchange,
     new_person,
-    registry_of_a,
     route,
 )
 
-NOTIFICATIONS = "exchange.notification.v1"
 REGISTERED_ON = "2025-03-01"
 
 
@@ -71,62 +63,6 @@ def trust(tmp_path: Path) -> TrustFiles:
 def _logged(caplog: pytest.LogCaptureFixture) -> list[str]:
     """Every captured line with its fields, as the JSON formatter writes them."""
     return [" ".join(str(v) for v in (rec.getMessage(), *vars(rec).values())) for rec in caplog.records]
-
-
-async def test_a_row_the_registry_cannot_store_is_dead_lettered_without_its_values(
-    exchange: asyncpg.Pool, pg: Any, trust: TrustFiles, caplog: pytest.LogCaptureFixture
-) -> None:
-    settings = ExchangeSettings(subject_key_secret=SECRET.decode(), trust_list_file=str(trust.trust_list))
-    r = Registries()
-    mother = new_person()
-    pregnancy_id = str(uuid.uuid4())
-    registration = r.make(
-        "pregnancy.registered.v1",
-        B,
-        {
-            "pregnancy_id": pregnancy_id,
-            "mother_id_number": mother,
-            "registered_in": B,
-            "registered_on": REGISTERED_ON,
-            "expected_delivery": REGISTERED_ON,  # B's mistake: A's table refuses it
-        },
-        mother,
-        origin=A,
-        destination=B,
-    )
-    await route(exchange, settings, [r.person(mother, B, A, B), registration])
-    rows = await exchange.fetch("SELECT key, value, headers FROM outbox WHERE event_type = $1", NOTIFICATIONS)
-    [sent] = [x for x in rows if orjson.loads(x["value"])["data"]["event_id"] == str(registration.id)]
-    # Signed as the exchange's relay signs it on the way out, and delivered as the broker would.
-    value = sign_outgoing(trust.keyring(EXCHANGE), bytes(sent["value"]), dt.datetime.now(dt.UTC))
-    assert value is not None
-    key = sent["key"].encode()
-    headers = [(k, v.encode()) for k, v in sent["headers"].items()]
-    message = ConsumerRecord(NOTIFICATIONS, 0, 41, 0, 0, key, value, None, len(key), len(value), headers)
-
-    pool, reg_settings = await registry_of_a(
-        pg, trust, mother, "dlprivacy", trust_list_file=str(trust.trust_list), consumer_max_retries=1
-    )
-    try:
-        notified = consumers(pool, reg_settings)[0]
-        caplog.clear()  # the lines of this message alone (not the migrations' before it)
-        with caplog.at_level(logging.INFO):
-            await notified.process([message])
-        assert await pool.fetchval("SELECT count(*) FROM pregnancies") == 0
-        [letter] = await pool.fetch('SELECT "offset", reason FROM dead_letters')
-        [copy] = await pool.fetch("SELECT headers FROM outbox WHERE topic = $1", NOTIFICATIONS + ".dlq")
-        reason = letter["reason"]
-        assert letter["offset"] == 41 and copy["headers"]["dlq_reason"] == reason
-        # Why, by class, SQLSTATE (a check constraint) and the constraint under the neutral name;
-        # the census groups it by the class.
-        assert reason == "CheckViolationError: sqlstate 23514, constraint vital.restricted", reason
-        logged = _logged(caplog)
-        assert any("message dead-lettered" in line for line in logged)
-        for where, text in [("dead letter", reason), *(("log", line) for line in logged)]:
-            for told in ("pregnan", "Failing row", REGISTERED_ON, pregnancy_id, mother):
-                assert told not in text, f"the {where} tells {told!r}: {text}"
-    finally:
-        await pool.close()
 
 
 async def test_the_dead_letter_log_line_names_a_pregnancy_only_by_the_neutral_category(

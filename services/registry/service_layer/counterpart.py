@@ -27,6 +27,7 @@ from services.registry.service_layer import (
 from services.registry.service_layer.context import Applier, Outcome, Target, applied, rejected
 from services.registry.service_layer.persons import apply_person
 from services.registry.settings import RegistrySettings
+from shared.errors import describe_fault, request_fault
 from shared.events import payloads as p
 from shared.events.catalog import spec_for
 from shared.events.envelope import Envelope
@@ -35,7 +36,7 @@ from shared.events.upcasting import current_field, upcast_data
 from shared.inbox import forget_applied
 from shared.outbox import queue_event
 from shared.sealing import CannotOpen, notification_aad, notification_contents, open_sealed
-from shared.sensitivity import NEUTRAL_CATEGORY
+from shared.sensitivity import NEUTRAL_CATEGORY, neutral_text
 from shared.trust import keyring_of
 
 log = logging.getLogger(__name__)
@@ -51,14 +52,38 @@ FEEDBACK_SEQUENCE_SPACE = "#feedback"
 async def apply_notification(
     conn: asyncpg.Connection, settings: RegistrySettings, event: Envelope[p.ExchangeNotificationV1]
 ) -> None:
-    """Apply one notification addressed to a jurisdiction this registry serves, then answer it."""
+    """Apply one notification addressed to a jurisdiction this registry serves, then answer it.
+
+    Rows our tables refuse (a constraint the domain checks did not catch, a value PostgreSQL
+    cannot hold: ``shared.errors.request_fault``) are the notification's own fault, which no retry
+    mends: they are rolled back and the notification is answered ``rejected``, naming the rule.
+    The database's own trouble (unreachable, a deadlock, a timeout) is raised, for the consumer
+    to retry."""
     n = event.data
     try:
         target, event_type, data = _opened(settings, n)
-        outcome = await _apply(conn, target, event_type, data)
+        outcome = await _apply_or_roll_back(conn, target, event_type, data)
     except (CannotOpen, NotWithholdable, ValidationError, KeyError, ValueError) as e:
         outcome = rejected(_why_not(n, e))
+    except Exception as e:
+        if request_fault(e) is None:
+            raise
+        outcome = rejected(_why_not(n, e))
     await _answer(conn, event, outcome)
+
+
+async def _apply_or_roll_back(
+    conn: asyncpg.Connection, t: Target, event_type: str, d: dict[str, Any]
+) -> Outcome:
+    """``_apply`` in a savepoint: rows our tables refuse leave nothing behind. A key taken by a
+    transaction we waited for is a race, not a refusal: the second look, after it committed,
+    sees its row and answers as for any record already here."""
+    try:
+        async with conn.transaction():
+            return await _apply(conn, t, event_type, d)
+    except asyncpg.IntegrityConstraintViolationError:
+        async with conn.transaction():
+            return await _apply(conn, t, event_type, d)
 
 
 async def apply_notifications(
@@ -107,6 +132,12 @@ def _why_not(n: p.ExchangeNotificationV1, e: Exception) -> str:
         return f"cannot read {n.event_type}: {e}"
     if isinstance(e, NotWithholdable):
         return f"cannot apply {n.event_type}: {e}"
+    if request_fault(e) is not None:  # by class, SQLSTATE and constraint: the driver's text quotes the row
+        fault = describe_fault(e)
+        said = [fault["error"], *([f"sqlstate {fault['sqlstate']}"] if "sqlstate" in fault else [])]
+        if constraint := getattr(e, "constraint_name", None):
+            said.append(f"constraint {constraint}")  # a table's name may say "pregnancies"
+        return neutral_text(f"cannot apply {n.event_type}: our records refuse it ({', '.join(said)})")
     return f"cannot apply {n.event_type}: {type(e).__name__}"
 
 
