@@ -115,7 +115,7 @@ async def test_a_row_the_counterpart_cannot_store_is_answered_rejected_naming_th
         # The rule by class, SQLSTATE (a check constraint) and constraint, the table's name neutral.
         assert reason == (
             f"cannot apply {NEUTRAL_CATEGORY}: our records refuse it "
-            f"(CheckViolationError, sqlstate 23514, constraint {NEUTRAL_CATEGORY})"
+            f"(CheckViolationError: sqlstate 23514, constraint {NEUTRAL_CATEGORY})"
         ), reason
         logged = [" ".join(str(v) for v in (rec.getMessage(), *vars(rec).values())) for rec in caplog.records]
         for where, text in [("reason", reason), *(("log", line) for line in logged)]:

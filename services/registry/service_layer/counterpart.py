@@ -27,7 +27,7 @@ from services.registry.service_layer import (
 from services.registry.service_layer.context import Applier, Outcome, Target, applied, rejected
 from services.registry.service_layer.persons import apply_person
 from services.registry.settings import RegistrySettings
-from shared.errors import describe_fault, request_fault
+from shared.errors import fault_text, request_fault
 from shared.events import payloads as p
 from shared.events.catalog import spec_for
 from shared.events.envelope import Envelope
@@ -133,11 +133,8 @@ def _why_not(n: p.ExchangeNotificationV1, e: Exception) -> str:
     if isinstance(e, NotWithholdable):
         return f"cannot apply {n.event_type}: {e}"
     if request_fault(e) is not None:  # by class, SQLSTATE and constraint: the driver's text quotes the row
-        fault = describe_fault(e)
-        said = [fault["error"], *([f"sqlstate {fault['sqlstate']}"] if "sqlstate" in fault else [])]
-        if constraint := getattr(e, "constraint_name", None):
-            said.append(f"constraint {constraint}")  # a table's name may say "pregnancies"
-        return neutral_text(f"cannot apply {n.event_type}: our records refuse it ({', '.join(said)})")
+        # a constraint's name may say "pregnancies"
+        return neutral_text(f"cannot apply {n.event_type}: our records refuse it ({fault_text(e)})")
     return f"cannot apply {n.event_type}: {type(e).__name__}"
 
 
