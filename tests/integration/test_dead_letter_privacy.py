@@ -20,9 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
@@ -39,25 +36,11 @@ from tests.exchange.exchange_helpers import (
     B,
     C,
     Registries,
-    migrated_exchange,
     new_person,
     route,
 )
 
 REGISTERED_ON = "2025-03-01"
-
-
-@pytest.fixture
-async def exchange(pg: Any) -> AsyncIterator[asyncpg.Pool]:
-    async with migrated_exchange(pg, "dlprivacy") as made:
-        yield made
-
-
-@pytest.fixture
-def trust(tmp_path: Path) -> TrustFiles:
-    files = TrustFiles(tmp_path / "trust")
-    files.write([A, B, C], {})
-    return files
 
 
 def _logged(caplog: pytest.LogCaptureFixture) -> list[str]:

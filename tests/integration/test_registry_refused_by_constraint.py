@@ -16,8 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -36,9 +34,7 @@ from tests.exchange.exchange_helpers import (
     SECRET,
     A,
     B,
-    C,
     Registries,
-    migrated_exchange,
     new_person,
     registry_of_a,
     route,
@@ -47,19 +43,6 @@ from tests.exchange.exchange_helpers import (
 NOTIFICATIONS = "exchange.notification.v1"
 FEEDBACK = "exchange.feedback.v1"
 REGISTERED_ON = "2025-03-01"
-
-
-@pytest.fixture
-async def exchange(pg: Any) -> AsyncIterator[asyncpg.Pool]:
-    async with migrated_exchange(pg, "refused") as made:
-        yield made
-
-
-@pytest.fixture
-def trust(tmp_path: Path) -> TrustFiles:
-    files = TrustFiles(tmp_path / "trust")
-    files.write([A, B, C], {})
-    return files
 
 
 def _delivered(row: asyncpg.Record, keyring: Any, topic: str, offset: int) -> ConsumerRecord[bytes, bytes]:
