@@ -2,8 +2,9 @@
 
 A subject is shared by the pair (A, B) when its household registration is at one of them and
 its residence at the other. Its records are the person itself, its moves, its marriages, the
-births where it is the mother, its pregnancies (so pregnancies are compared only between the
-mother's own two registries) and its certificates (the issuer's register on one side, the copy
+births where it is the mother, its pregnancies (only those both sides hold: compared only
+between the mother's own two registries, and only if they were her two when it was registered,
+``_HELD_BY_COUNTERPART``) and its certificates (the issuer's register on one side, the copy
 from its notifications on the other). Each record also names its exchange key (``rid``: what a
 correction names as ``record_id``) and its owner (the jurisdiction where it was registered). Each record is reduced to a canonical value list; digests sum a
 60-bit hash of each (order-independent, and a duplicate changes the sum where XOR would cancel).
@@ -46,6 +47,13 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "outcome",
     ),
 }
+
+
+# A pregnancy is compared only with a counterpart that holds it too: the one it was sent to when
+# registered here (``shared_with``) or, for a copy, its sender (``source_division``). This is
+# ``domain/access.py`` ``held_by``, and each side applying it to its own records makes the two
+# agree: a place she moved to later was never given the pregnancy, so it is not missing there.
+_HELD_BY_COUNTERPART = "(n.source_division = $2 OR $2 = ANY(n.shared_with))"
 
 
 def _records_sql(bucket_filter: str) -> str:
@@ -92,6 +100,7 @@ def _records_sql(bucket_filter: str) -> str:
                  coalesce(n.closed_on::text, ''), coalesce(n.outcome, '')], NULL, n.id::text,
            n.source_division
     FROM picked sb JOIN pregnancies n ON n.jurisdiction = $1 AND n.mother_id_number = sb.id_number
+    WHERE {_HELD_BY_COUNTERPART}
     UNION ALL
     SELECT sb.bucket, sb.subject, 'certificate', c.number,
            ARRAY[c.holder_id_number, c.jurisdiction, c.issued_on::text, c.valid_until::text,

@@ -181,6 +181,8 @@ async def _restore(
         source, source_event = t.here, None
         if kind == "certificate":
             return await _reissue_own(conn, t, own, d)
+        if kind == "pregnancy":  # the sender holds a copy: it is still shared with it (``held_by``)
+            whole = {**whole, "shared_with": [t.source]}
     elif kind == "certificate" and whole["issuer"] != t.source:
         conflict = {"field": "issuer", "ours": None, "theirs": None}
         return "conflict", [conflict], "a certificate is taken only from its issuer"
