@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,7 +20,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from devstack.roster_fixture import generate
 from devstack.stack import DESTINATION, ORIGIN, Stack
-from tests.helpers import Api, query, signed_bytes, tamper, wait_until
+from tests.helpers import Api, migrant, person_id, query, signed_bytes, tamper, wait_until
 from tests.stacks_ahead import StackSpec, stack_fixture
 
 pytestmark = pytest.mark.e2e
@@ -113,6 +114,95 @@ def test_replay_rebuilds_the_exchange_roster_and_counterpart_records(
     since = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
     again = ctl(cli_stack, "replay", "counterpart", "-j", DESTINATION, "--since", since)
     assert again["cleared"] == {} and query(dest, counterpart) == held
+
+
+# A family's records as a registry holds them, by the origin's ids: what the notifications carry.
+FAMILY = {
+    "marriages": "SELECT id, spouse_a_id_number, spouse_b_id_number, marriage_date, dissolution_date, "
+    "source_division FROM marriages WHERE spouse_b_id_number = $1 ORDER BY id",
+    "pregnancies": "SELECT id, mother_id_number, registered_in, registered_on, expected_delivery, closed_on, "
+    "source_division FROM pregnancies WHERE mother_id_number = $1 ORDER BY id",
+    "certificates": "SELECT number, holder_id_number, issuer, issued_on, valid_until, revoked_on, "
+    "source_division FROM counterpart_certificates WHERE holder_id_number = $1 ORDER BY number",
+}
+
+
+def _family(db: str, wife: str) -> dict[str, list[dict[str, Any]]]:
+    return {table: [dict(r) for r in query(db, sql, wife)] for table, sql in FAMILY.items()}
+
+
+def test_replay_counterpart_puts_back_family_records_as_the_notifications_say(
+    cli_stack: Stack, imported: list[str]
+) -> None:
+    """A counterpart's marriage (corrected since), pregnancy and certificate, changed at the
+    destination behind the exchange's back, and a marriage no notification made: the replay leaves
+    them as the origin's notifications say, the correction applied again on the marriage."""
+    origin = Api(cli_stack, f"registry-{ORIGIN}", f"reg-{ORIGIN}")
+    dest = dsn(cli_stack, f"registry-{DESTINATION}")
+    wife = migrant(cli_stack, ORIGIN, DESTINATION, "回放妻", arrived=False)
+    husband = migrant(cli_stack, ORIGIN, DESTINATION, "回放夫", arrived=False, sex="M")
+    r = origin.post(
+        "/v1/marriages",
+        {"spouse_a_id_number": husband, "spouse_b_id_number": wife, "marriage_date": "2025-05-20"},
+    )
+    assert r.status_code == 201, r.text
+    marriage = r.json()
+    fix = {
+        "corrected_event_id": marriage["event_id"],
+        "record_type": "marriage",
+        "record_id": marriage["marriage_id"],
+        "changes": {"marriage_date": "2025-05-21"},
+        "reason": "typed wrongly at the counter",
+    }
+    for path, body in (
+        ("/v1/corrections", fix),
+        ("/v1/pregnancies", {"mother_id_number": wife, "expected_delivery": "2027-01-15"}),
+        ("/v1/certificates", {"holder_id_number": wife}),
+    ):
+        r = origin.post(path, body)
+        assert r.status_code == 201, r.text
+
+    def told() -> dict[str, list[dict[str, Any]]] | None:
+        held = _family(dest, wife)
+        married = held["marriages"]
+        done = married and married[0]["marriage_date"] == dt.date(2025, 5, 21)
+        return held if done and held["pregnancies"] and held["certificates"] else None
+
+    held = wait_until(told, 30)
+    # the far side: the origin's own records (its register for the certificate) are what we hold
+    home = dsn(cli_stack, f"registry-{ORIGIN}")
+    theirs = _family(home, wife)
+    assert held["marriages"] == theirs["marriages"] and held["pregnancies"] == theirs["pregnancies"]
+    issued = (
+        "SELECT number, holder_id_number, issued_on, valid_until, revoked_on FROM certificates "
+        "WHERE holder_id_number = $1"
+    )
+    assert [dict(r) for r in query(home, issued, wife)] == [
+        {k: v for k, v in c.items() if k not in ("issuer", "source_division")} for c in held["certificates"]
+    ]
+
+    query(dest, "UPDATE marriages SET marriage_date = '2020-01-01' WHERE spouse_b_id_number = $1", wife)
+    query(dest, "UPDATE pregnancies SET expected_delivery = '2030-01-01' WHERE mother_id_number = $1", wife)
+    query(
+        dest,
+        "UPDATE counterpart_certificates SET valid_until = '2099-01-01' WHERE holder_id_number = $1",
+        wife,
+    )
+    query(  # a marriage of hers no notification made
+        dest,
+        """INSERT INTO marriages (id, jurisdiction, spouse_a_id_number, spouse_b_id_number, marriage_date,
+                                  dissolution_date, dissolution_reason, source_division)
+           VALUES ($1, $2, $3, $4, '2019-01-01', '2019-06-01', 'divorce', $5)""",
+        uuid.uuid4(),
+        DESTINATION,
+        person_id("M"),
+        wife,
+        ORIGIN,
+    )
+    assert _family(dest, wife) != held
+
+    ctl(cli_stack, "replay", "counterpart", "-j", DESTINATION)
+    assert _family(dest, wife) == held
 
 
 def _issue(stack: Stack, holders: list[str]) -> list[dict[str, Any]]:

@@ -144,15 +144,3 @@ async def person_history(
         id_number,
     )
     return {"migrations": [dict(r) for r in migrations], "births": [dict(r) for r in births]}
-
-
-async def delete_counterpart_records(conn: asyncpg.Connection, served: list[str]) -> dict[str, int]:
-    """Rows the registry holds only because a counterpart told it, per table: how many deleted."""
-    out: dict[str, int] = {}
-    for table in ("births", "migrations", "persons"):  # children before the persons they name
-        result = await conn.execute(
-            f"DELETE FROM {table} WHERE jurisdiction = ANY($1::text[]) AND source_division <> jurisdiction",
-            served,
-        )
-        out[table] = int(result.split()[-1])
-    return out

@@ -127,3 +127,55 @@ async def set_fields(
         key,
         *[changes[f] for f in fields],
     )
+
+
+# Tables holding what counterparts told a registry, each row marked with its sender
+# (source_division), children before the records they name; a marriage's ``marriage_spouses``
+# rows go with it (ON DELETE CASCADE). Corrections are deleted first, apart: see below.
+COUNTERPART_TABLES = (
+    "counterpart_certificates",
+    "pregnancies",
+    "marriages",
+    "births",
+    "migrations",
+    "persons",
+)
+
+
+async def delete_counterpart_records(conn: asyncpg.Connection, served: list[str]) -> dict[str, int]:
+    """Rows the registry holds only because a counterpart told it, per table: how many deleted.
+    The registry's own records (source division = jurisdiction) stay.
+
+    A counterpart's correction goes with them: kept, the replay would find it applied already
+    (``corrections.applied_before``) and leave the record it changed as first told. One that
+    brought back a record of our own (a repair, ``repairs._restore``) stays with that record."""
+    out = {"corrections": await _delete_counterpart_corrections(conn, served)}
+    for table in COUNTERPART_TABLES:  # ours, never caller text
+        result = await conn.execute(
+            f"DELETE FROM {table} WHERE jurisdiction = ANY($1::text[]) AND source_division <> jurisdiction",
+            served,
+        )
+        out[table] = int(result.split()[-1])
+    return out
+
+
+def _names_own_record(record_type: str) -> str:
+    """SQL: the correction ``c`` is about a record of our own of ``record_type``."""
+    table, column, _ = RECORD_TABLES[record_type]
+    # the certificates register holds only our own; another issuer's is a counterpart_certificates copy
+    own = "" if record_type == "certificate" else " AND r.source_division = r.jurisdiction"
+    return (
+        f"(c.record_type = '{record_type}' AND EXISTS (SELECT 1 FROM {table} r"
+        f" WHERE r.jurisdiction = c.jurisdiction AND r.{column}::text = c.record_id{own}))"
+    )
+
+
+async def _delete_counterpart_corrections(conn: asyncpg.Connection, served: list[str]) -> int:
+    about_ours = " OR ".join(_names_own_record(t) for t in RECORD_TABLES)
+    result = await conn.execute(
+        f"""DELETE FROM corrections c
+             WHERE c.jurisdiction = ANY($1::text[]) AND c.source_division <> c.jurisdiction
+               AND NOT ({about_ours})""",
+        served,
+    )
+    return int(result.split()[-1])

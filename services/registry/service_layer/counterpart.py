@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
-from services.registry.adapters import persons
+from services.registry.adapters import records
 from services.registry.service_layer import (
     births,
     certificates,
@@ -252,11 +252,12 @@ async def _apply(conn: asyncpg.Connection, t: Target, event_type: str, d: dict[s
 async def forget_counterpart_records(
     conn: asyncpg.Connection, served: list[str], consumer: str
 ) -> dict[str, Any]:
-    """Delete what counterparts told the served jurisdictions, and the notification consumer's
-    inbox, so that ``exchangectl replay counterpart`` applies every notification again through
-    ``apply_notification``. The registry's own records (source division = jurisdiction) stay."""
+    """Delete what counterparts told the served jurisdictions (every record kind, and the
+    corrections they applied: ``records.delete_counterpart_records``), and the notification
+    consumer's inbox, so that ``exchangectl replay counterpart`` applies every notification again
+    through ``apply_notification``. The registry's own records (source division = jurisdiction) stay."""
     inbox = await forget_applied(conn, consumer)  # the inbox lock first: see forget_applied
-    return {**await persons.delete_counterpart_records(conn, served), "inbox": inbox}
+    return {**await records.delete_counterpart_records(conn, served), "inbox": inbox}
 
 
 async def _apply_corrected(conn: asyncpg.Connection, t: Target, d: dict[str, Any]) -> Outcome:
