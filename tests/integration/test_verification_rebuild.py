@@ -115,8 +115,10 @@ async def _state(conn: asyncpg.Connection) -> dict[str, Any]:
         "SELECT issuer, status_index, certificate_number, revoked_on, reason FROM revocations ORDER BY 1, 2"
     )
     inbox = await conn.fetch("SELECT consumer, event_id FROM inbox ORDER BY 1, 2")
+    # kept in the order they came for each certificate (``take_corrections_ahead`` applies them
+    # so); the rebuild loads them certificate by certificate, so across certificates ids differ
     ahead = await conn.fetch(
-        "SELECT certificate_number, corrector, changes FROM corrections_ahead ORDER BY id"
+        "SELECT certificate_number, corrector, changes FROM corrections_ahead ORDER BY certificate_number, id"
     )
     return {
         "certificates": [dict(r) for r in certificates],
