@@ -13,6 +13,8 @@ DAY = 86400.0
 # values a conflict answer names beside each differing field (``ours``, ``theirs``: the person's
 # data too), and the answer's reason (the addressee's free text, which may speak of the person);
 # the field names stay for the operator's view, and an open case keeps its own redacted reason.
+# The rows are found through an index of those that still hold one of them (its predicate is this
+# condition: ``notifications_purge_pending``, migration 0027), not among every answered row.
 _PAYLOADS = """WITH emptied AS (UPDATE notifications SET payload = NULL, reason = NULL, conflicts = coalesce((
                        SELECT jsonb_agg(jsonb_build_object('field', c->'field'))
                        FROM jsonb_array_elements(conflicts) c), conflicts)
@@ -29,12 +31,17 @@ _PAYLOADS = """WITH emptied AS (UPDATE notifications SET payload = NULL, reason 
 # or a late pick-up over REST, then goes. The notification stays, overdue, with its ids, state,
 # deadline and sends, and a late answer still closes it (``repository.close_notifications``). The
 # state is checked again on the row itself, so an answer that lands meanwhile keeps its payload
-# for the answered retention. ``created_at < $1`` (a deadline follows the sending) lets the scan
-# take the open notifications' index (``notifications_open``) from its old end.
+# for the answered retention. The overdue ones are read through an index of those that still
+# have a payload (``notifications_overdue_payload``), the few the sweep has not marked yet through
+# the pending ones' (``notifications_pending_deadline``): every overdue notification stays in
+# ``notifications_open``, and a scan of it read those emptied long ago at every round.
 _UNANSWERED = """WITH emptied AS (UPDATE notifications SET payload = NULL
                      WHERE state IN ('pending', 'overdue') AND id = ANY(ARRAY(
-                         SELECT id FROM notifications WHERE state IN ('pending', 'overdue')
-                             AND created_at < $1 AND deadline < $1 AND payload IS NOT NULL
+                         SELECT id FROM notifications WHERE state = 'overdue' AND payload IS NOT NULL
+                             AND created_at < $1 AND deadline < $1
+                         UNION ALL
+                         SELECT id FROM notifications WHERE state = 'pending' AND payload IS NOT NULL
+                             AND created_at < $1 AND deadline < $1
                          LIMIT $2))
                      RETURNING 1)
                  SELECT count(*) FROM emptied"""
