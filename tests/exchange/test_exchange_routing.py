@@ -98,6 +98,36 @@ def test_a_birth_after_moving_on_reaches_the_origin_and_not_the_place_left(xstac
     assert (roster[0]["hukou_division"], roster[0]["residence_division"]) == (A, C)
 
 
+def test_a_certificate_s_revocation_reaches_the_place_she_left_that_keeps_a_copy(xstack: Stack) -> None:
+    """Her residence B keeps a copy of the certificate her hukou A issued. Once she moved on to C,
+    A's revocation still reaches B (the exchange keeps where a certificate went, by its number),
+    or B's copy would stay valid for good; C, her residence now, hears as before."""
+    her = new_person()
+    _register(xstack, her)
+    _move(xstack, "departed", A, her, A, B, "2024-03-01")
+    _move(xstack, "arrived", B, her, A, B, "2024-03-02")
+    cert = _ok(_api(xstack, A).post("/v1/certificates", {"holder_id_number": her}))
+    number = cert["certificate_number"]
+    assert [n["target_division"] for n in wait_until(lambda: _applied(xstack, cert["event_id"]), 10)] == [B]
+    assert wait_until(lambda: _copy(xstack, B, number))[0]["revoked_on"] is None  # B keeps a copy
+
+    _move(xstack, "departed", B, her, B, C, "2025-05-01")
+    _move(xstack, "arrived", C, her, B, C, "2025-05-02")
+    revoked = _ok(_api(xstack, A).post(f"/v1/certificates/{number}/revocation", {"reason": "replaced"}))
+
+    notes = wait_until(lambda: _applied(xstack, revoked["event_id"]), timeout=10)
+    assert [n["target_division"] for n in notes] == sorted([B, C])
+    copy = _copy(xstack, B, number)
+    assert copy[0]["issuer"] == A and str(copy[0]["revoked_on"]) == revoked["revoked_on"]
+    assert not _copy(xstack, C, number)  # C was never given the certificate, and is given none now
+    held = query(
+        xstack.service("migrant_exchange").dsn,
+        "SELECT * FROM certificate_holders WHERE number = $1 ORDER BY division",
+        number,
+    )
+    assert [dict(r) for r in held] == [{"number": number, "division": d} for d in (A, B)]  # nothing personal
+
+
 def test_a_returnee_s_later_events_stay_at_the_origin(xstack: Stack) -> None:
     person = new_person()
     _register(xstack, person)
@@ -278,3 +308,13 @@ def test_a_gap_filled_in_part_stays_open_and_shows_what_arrived(xstack: Stack) -
 
 def _dsn(stack: Stack, code: str) -> str:
     return stack.service(f"registry-{code}").dsn
+
+
+def _copy(stack: Stack, code: str, number: str) -> list[Any]:
+    """The registry's copy of a counterpart's certificate."""
+    return query(
+        _dsn(stack, code),
+        "SELECT issuer, revoked_on FROM counterpart_certificates WHERE jurisdiction = $1 AND number = $2",
+        code,
+        number,
+    )

@@ -1,6 +1,7 @@
 """A closure or a correction reaches the registries that hold the record it ends or corrects (real PostgreSQL).
 
-The exchange keeps who holds a marriage, a birth or a pregnancy: the registry that recorded it and
+The exchange keeps who holds a marriage, a birth or a pregnancy (and a certificate, by its number:
+its revocation reaches the copy left behind): the registry that recorded it and
 every jurisdiction it was sent to. A pregnancy's closure reaches them wherever the mother lives by
 then, the registry that registered it included, and nobody else: pregnancy data stays with the
 registries that hold it (DESIGN section 8). A correction reaches them besides its subject's places
@@ -518,3 +519,46 @@ async def test_a_parked_event_that_cannot_be_stored_is_dead_lettered_alone(pool:
     assert not letter["reason"].startswith("rejected")
     progress = "SELECT last_sequence FROM sequence_progress WHERE subject = $1 AND source = $2"
     assert await pool.fetchval(progress, arrival.subject, f"/registry/{C}") == 2
+
+
+def _certificate(r: Registries, kind: str, holder: str, number: str, **ext: Any) -> Envelope[Any]:
+    """A's certificate to ``holder``: issued or revoked."""
+    data: dict[str, Any] = {"certificate_number": number, "issuer": A, "status_index": 7}
+    if kind == "issued":
+        data |= {
+            "holder_id_number": holder,
+            "holder_name": "乙",
+            "marital_status": "married",
+            "issued_on": "2025-03-01",
+            "valid_until": "2026-03-01",
+            "key_id": "k1",
+            "token": "x.y.z",
+        }
+    else:
+        data |= {"revoked_on": "2025-09-01", "reason": "replaced"}
+    return r.make(f"certificate.{kind}.v1", A, data, holder, **ext)
+
+
+@pytest.mark.parametrize("way", ["one by one", "in a batch"])
+async def test_a_certificate_s_revocation_reaches_the_copy_left_behind(pool: asyncpg.Pool, way: str) -> None:
+    """A's certificate to a woman living at B reaches B, which keeps a copy: the exchange keeps
+    its holders by number (A, B), the batch way as the event-by-event way. Once she moved on to
+    C, A's revocation reaches C (her residence) and B (the copy)."""
+    r = Registries()
+    her = new_person()
+    number = f"{A}-2025-{uuid.uuid4().hex[:8].upper()}"
+    await _route(pool, [r.person(her, A, A, B)])
+    issued = _certificate(r, "issued", her, number, origin=A, destination=B)
+    if way == "one by one":
+        await _route(pool, [issued])
+    else:
+        async with unit_of_work(pool) as conn, batched(conn):
+            await messagebus.in_batches(SETTINGS)(conn, [issued])
+    assert await _targets(pool, issued.id) == {B}
+    held = await pool.fetch("SELECT division FROM certificate_holders WHERE number = $1", number)
+    assert {h["division"] for h in held} == {A, B}
+
+    await _route(pool, [r.move("departed", B, her, A, B, C), r.move("arrived", C, her, A, B, C)])
+    revoked = _certificate(r, "revoked", her, number, origin=A, destination=C)
+    await _route(pool, [revoked])
+    assert await _targets(pool, revoked.id) == {B, C}

@@ -16,6 +16,8 @@ from services.migrant_exchange.domain.routing import (
     after_event,
     by_her_registry,
     counterparts,
+    held_record,
+    named_record,
     retry_delay,
 )
 
@@ -63,6 +65,14 @@ def test_a_pregnancy_s_closure_and_correction_reach_its_holders_alone() -> None:
 def test_a_correction_reaches_the_record_s_holders_besides_its_subject_s_places() -> None:
     corrected = {"record_type": "marriage", "record_id": "m"}
     assert counterparts(A, "record.corrected.v1", corrected, Whereabouts(A, C, T0), holders={A, B}) == {B, C}
+
+
+def test_a_certificate_s_revocation_reaches_its_holders_besides_her_places() -> None:
+    number = {"certificate_number": "320412-2026-ABCD2345"}
+    assert held_record("certificate.issued.v1", number) == ("certificate", number["certificate_number"])
+    assert named_record("certificate.revoked.v1", number) == ("certificate", number["certificate_number"])
+    moved_on = Whereabouts(A, C, T0)  # B kept a copy of A's certificate while she lived there
+    assert counterparts(A, "certificate.revoked.v1", number, moved_on, holders={A, B}) == {B, C}
 
 
 def test_a_pregnancy_is_registered_only_by_her_hukou_or_her_residence_once_the_roster_knows_her() -> None:

@@ -1,4 +1,4 @@
-"""All SQL of the exchange: roster, agreements, notifications."""
+"""All SQL of the exchange: roster, agreements, notifications, who holds which record."""
 
 from __future__ import annotations
 
@@ -61,21 +61,38 @@ async def insert_notification(conn: asyncpg.Connection, n: dict[str, Any]) -> bo
     return n["notification_id"] in await insert_notifications(conn, [n])
 
 
+# A certificate's holders go by its number (``certificate_holders``, 0028); the other records' by
+# their uuid (``record_holders``, 0026).
+CERTIFICATE = "certificate"
+
+
 async def add_holders(conn: asyncpg.Connection, holders: Iterable[tuple[str, str, str]]) -> None:
     """Record who holds which record: (record kind, record id, division); known ones are kept."""
     rows = sorted(set(holders))
-    if rows:
+    records = [r for r in rows if r[0] != CERTIFICATE]
+    certificates = [(key, division) for kind, key, division in rows if kind == CERTIFICATE]
+    if records:
         await conn.execute(
             """INSERT INTO record_holders (record_type, record_id, division)
                SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[]) ON CONFLICT DO NOTHING""",
-            [kind for kind, _, _ in rows],
-            [uuid.UUID(key) for _, key, _ in rows],
-            [division for _, _, division in rows],
+            [kind for kind, _, _ in records],
+            [uuid.UUID(key) for _, key, _ in records],
+            [division for _, _, division in records],
+        )
+    if certificates:
+        await conn.execute(
+            """INSERT INTO certificate_holders (number, division)
+               SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING""",
+            [number for number, _ in certificates],
+            [division for _, division in certificates],
         )
 
 
 async def holders_of(conn: asyncpg.Connection, kind: str, key: str) -> set[str]:
     """Who holds this record."""
+    if kind == CERTIFICATE:
+        rows = await conn.fetch("SELECT division FROM certificate_holders WHERE number = $1", key)
+        return {r["division"] for r in rows}
     record_id = _record_id(key)
     if record_id is None:
         return set()
@@ -88,19 +105,34 @@ async def holders_of(conn: asyncpg.Connection, kind: str, key: str) -> set[str]:
 async def holders_of_many(
     conn: asyncpg.Connection, records: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], set[str]]:
-    """Who holds each of these records (kind, key): one probe each, in one statement."""
-    keyed = sorted({(kind, key, record_id) for kind, key in records if (record_id := _record_id(key))})
-    if not keyed:
-        return {}
-    rows = await conn.fetch(
-        """SELECT h.record_type, h.record_id, h.division FROM record_holders h
-           JOIN unnest($1::text[], $2::uuid[]) AS r(kind, id) ON h.record_type = r.kind AND h.record_id = r.id""",
-        [kind for kind, _, _ in keyed],
-        [record_id for _, _, record_id in keyed],
+    """Who holds each of these records (kind, key): one probe each, one statement per table."""
+    records = list(records)
+    keyed = sorted(
+        {
+            (kind, key, record_id)
+            for kind, key in records
+            if kind != CERTIFICATE and (record_id := _record_id(key))
+        }
     )
+    numbers = sorted({key for kind, key in records if kind == CERTIFICATE})
     found: dict[tuple[str, str], set[str]] = {}
-    for r in rows:
-        found.setdefault((r["record_type"], str(r["record_id"])), set()).add(r["division"])
+    if keyed:
+        rows = await conn.fetch(
+            """SELECT h.record_type, h.record_id, h.division FROM record_holders h
+               JOIN unnest($1::text[], $2::uuid[]) AS r(kind, id) ON h.record_type = r.kind AND h.record_id = r.id""",
+            [kind for kind, _, _ in keyed],
+            [record_id for _, _, record_id in keyed],
+        )
+        for r in rows:
+            found.setdefault((r["record_type"], str(r["record_id"])), set()).add(r["division"])
+    if numbers:
+        rows = await conn.fetch(
+            """SELECT h.number, h.division FROM certificate_holders h
+               JOIN unnest($1::text[]) AS r(number) ON h.number = r.number""",
+            numbers,
+        )
+        for r in rows:
+            found.setdefault((CERTIFICATE, r["number"]), set()).add(r["division"])
     return found
 
 

@@ -73,7 +73,8 @@ def counterparts(
     a returnee's later events stay at the origin. Related people (a spouse, a father) bring their
     own origin and residence. ``holders``: the registries that hold the record this event ends
     or corrects (``named_record``), wherever the subject lives by then: a correction reaches a
-    spouse's and a father's registries as the record did. A pregnancy's closure or correction
+    spouse's and a father's registries as the record did, a certificate's revocation the place
+    she left that keeps its copy. A pregnancy's closure or correction
     reaches its holders alone (``held_only``).
     """
     if held_only(event_type, data):
@@ -107,12 +108,15 @@ def by_her_registry(producer: str, event_type: str, before: Whereabouts) -> bool
 
 
 # The records whose holders the exchange keeps, by the events that make or end them (current
-# types) and the payload field holding the key a correction names them by (``record_id``).
+# types) and the payload field holding the key a correction names them by (``record_id``). A
+# certificate is held by its issuer and the registries sent its issuance (the holder's residence
+# of the moment keeps a copy): its revocation and corrections reach them after she moved on.
 HELD_RECORDS = {
     "marriage.registered.v1": ("marriage", "marriage_id"),
     "marriage.dissolved.v1": ("marriage", "marriage_id"),
     "birth.registered.v2": ("birth", "birth_id"),
     "pregnancy.registered.v1": ("pregnancy", "pregnancy_id"),
+    "certificate.issued.v1": ("certificate", "certificate_number"),
 }
 CORRECTION = "record.corrected.v1"
 
@@ -139,14 +143,16 @@ def held_record(event_type: str, data: dict[str, object]) -> tuple[str, str] | N
 ENDS = {
     "marriage.dissolved.v1": ("marriage", "marriage_id"),
     "pregnancy.closed.v1": ("pregnancy", "pregnancy_id"),
+    "certificate.revoked.v1": ("certificate", "certificate_number"),
 }
 # The types whose routing reads the holders of the record they name (``named_record``).
 NAMES_HELD = frozenset({*ENDS, CORRECTION})
 
 
 def named_record(event_type: str, data: dict[str, object]) -> tuple[str, str] | None:
-    """The held record (kind, key) whose holders must hear of this event: the marriage or the
-    pregnancy it ends (``ENDS``), the record a correction (or a reconciliation repair) changes."""
+    """The held record (kind, key) whose holders must hear of this event: the marriage, the
+    pregnancy or the certificate it ends (``ENDS``), the record a correction (or a reconciliation
+    repair) changes."""
     if event_type in ENDS:
         kind, field = ENDS[event_type]
         return kind, str(data[field])
