@@ -9,6 +9,7 @@ from services.migrant_exchange.domain.reconcile import (
     Record,
     differences,
     differing_buckets,
+    held_by,
     held_twice,
 )
 from services.migrant_exchange.domain.routing import (
@@ -125,3 +126,13 @@ def test_a_duplicate_both_sides_hold_is_one_case_and_a_known_one_is_not_repeated
     assert [(d.subject, d.record_key, d.duplicated_at, d.detail["duplicated_at"]) for d in got] == [
         ("s2", "Q", None, [A, B])
     ]
+
+
+def test_a_record_counts_for_a_counterpart_only_if_the_exchange_sent_it_there() -> None:
+    birth = Record("s1", "birth", "MC1", "h1", record_id="b-1")  # its holders go by its exchange key
+    certificate = Record("s1", "certificate", "320412-2026-X", "h2")  # by its number, the key
+    unknown = Record("s1", "marriage", "m-9", "h3")  # made before the exchange kept holders
+    holders = {("birth", "b-1"): {B, A}, ("certificate", "320412-2026-X"): {A, B, C}}
+
+    assert held_by(C, [birth, certificate, unknown], holders) == [certificate, unknown]
+    assert held_by(B, [birth, certificate, unknown], holders) == [birth, certificate, unknown]

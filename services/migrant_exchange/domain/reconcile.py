@@ -31,6 +31,12 @@ class Record:
     identity: str | None = None
     fields: dict[str, str] = field(default_factory=dict)
     owner: str | None = None  # where the record was registered, as this side's copy says
+    record_id: str | None = None  # its exchange key (a person's: None), which the exchange's holders go by
+
+    @property
+    def held(self) -> tuple[str, str]:
+        """The record as the exchange keeps its holders: (kind, exchange key)."""
+        return self.kind, self.record_id or self.key
 
     @classmethod
     def of(cls, d: dict[str, Any]) -> Record:
@@ -42,7 +48,23 @@ class Record:
             d.get("identity"),
             dict(d.get("fields") or {}),
             d.get("owner"),
+            d.get("record_id"),
         )
+
+
+def held_by(
+    counterpart: str, records: list[Record], holders: dict[tuple[str, str], set[str]]
+) -> list[Record]:
+    """Of one side's records, those it counts for ``counterpart``: every record whose holders the
+    exchange does not know, and of the others those it sent to ``counterpart`` (or took from it).
+
+    The exchange sends a birth, a marriage or a certificate where she and her family live at the
+    time (``routing.counterparts``), and keeps where it went (``holders``): after A -> B -> C her
+    hukou A holds a certificate it issued her at B and the birth B registered, which C was never
+    sent. Counted for C, they would be "missing at C", a case no repair may close without sending
+    C what the routing keeps from it. Each side's records pass the same test, so the two agree.
+    """
+    return [r for r in records if r.held not in holders or counterpart in holders[r.held]]
 
 
 @dataclass(frozen=True)

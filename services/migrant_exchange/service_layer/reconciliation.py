@@ -22,6 +22,7 @@ from services.migrant_exchange.domain.reconcile import (
     Record,
     differences,
     differing_buckets,
+    held_by,
     held_twice,
 )
 from services.migrant_exchange.service_layer.agreements import as_agreed
@@ -80,6 +81,9 @@ async def reconcile(
         doc_a, doc_b = await asyncio.gather(registries.digests(a, b, n), registries.digests(b, a, n))
         differing = differing_buckets(_digest_map(doc_a), _digest_map(doc_b))
         left, right = await _drill(registries, a, b, n, differing)
+        async with pool.acquire() as conn:
+            holders = await repo.holders_of_many(conn, [r.held for r in left + right])
+        left, right = held_by(b, left, holders), held_by(a, right, holders)
         found = as_agreed(settings, a, b, differences(a, b, left, right))
         found += held_twice(a, b, doc_a.get("duplicates", []), doc_b.get("duplicates", []), found)
         async with unit_of_work(pool, wake=False) as conn:

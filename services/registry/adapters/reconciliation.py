@@ -4,7 +4,8 @@ A subject is shared by the pair (A, B) when its household registration is at one
 its residence at the other. Its records are the person itself, its moves, its marriages, the
 births where it is the mother, its pregnancies (only those both sides hold: compared only
 between the mother's own two registries, and only if they were her two when it was registered,
-``_HELD_BY_COUNTERPART``) and its certificates (the issuer's register on one side, the copy
+``_HELD_BY_COUNTERPART``), its moves (only those the counterpart was told of, ``_MOVE_TOLD_TO``)
+and its certificates (the issuer's register on one side, the copy
 from its notifications on the other). Each record also names its exchange key (``rid``: what a
 correction names as ``record_id``) and its owner (the jurisdiction where it was registered). Each record is reduced to a canonical value list; digests sum a
 60-bit hash of each (order-independent, and a duplicate changes the sum where XOR would cancel).
@@ -55,6 +56,14 @@ FIELDS: dict[str, tuple[str, ...]] = {
 # agree: a place she moved to later was never given the pregnancy, so it is not missing there.
 _HELD_BY_COUNTERPART = "(n.source_division = $2 OR $2 = ANY(n.shared_with))"
 
+# A move is compared only with a counterpart it was told to: the place she left, the place she
+# arrived at, her hukou (the exchange's routing, ``counterparts``). Her hukou holds every move of
+# hers; her residence after A -> B -> C was told of B -> C and of nothing before it. The rule
+# reads the move's own values, which both sides hold, so the two sides apply it alike. (Births,
+# marriages and certificates went where she and her family lived at the time, which only the
+# exchange recorded: it compares those only where its holders say they were sent.)
+_MOVE_TOLD_TO = "($2 IN (g.from_division, g.to_division) OR sb.hukou_division = $2)"
+
 
 def _records_sql(bucket_filter: str) -> str:
     """Every record of the pair's shared subjects: (bucket, subject, kind, key, vals, identity, rid, owner)."""
@@ -65,12 +74,12 @@ def _records_sql(bucket_filter: str) -> str:
     FROM picked sb JOIN marriages m ON m.jurisdiction = $1 AND m.{} = sb.id_number"""
     return f"""
     WITH s AS (
-        SELECT id_number, subject FROM persons
+        SELECT id_number, subject, hukou_division FROM persons
         WHERE jurisdiction = $1
           AND ((hukou_division = $1 AND residence_division = $2)
             OR (hukou_division = $2 AND residence_division = $1))
     ), sb AS (
-        SELECT s.id_number, s.subject, {BUCKET}::int AS bucket FROM s
+        SELECT s.id_number, s.subject, s.hukou_division, {BUCKET}::int AS bucket FROM s
     ), picked AS (
         SELECT * FROM sb {bucket_filter}
     )
@@ -94,6 +103,7 @@ def _records_sql(bucket_filter: str) -> str:
            ARRAY[g.id_number, g.kind, g.from_division, g.to_division, g.migration_date::text], NULL, g.id::text,
            g.source_division
     FROM picked sb JOIN migrations g ON g.jurisdiction = $1 AND g.id_number = sb.id_number
+    WHERE {_MOVE_TOLD_TO}
     UNION ALL
     SELECT sb.bucket, sb.subject, 'pregnancy', n.id::text,
            ARRAY[n.mother_id_number, n.registered_in, n.registered_on::text, coalesce(n.expected_delivery::text, ''),
@@ -155,9 +165,9 @@ async def duplicates(conn: asyncpg.Connection, jurisdiction: str, counterpart: s
 async def bucket_records(
     conn: asyncpg.Connection, jurisdiction: str, counterpart: str, buckets: int, selected: list[int]
 ) -> list[asyncpg.Record]:
-    """The records of the selected buckets, with their full hash and canonical values."""
+    """The records of the selected buckets, with their exchange key, full hash and canonical values."""
     sql = f"""
-    SELECT r.subject, r.kind, r.key, r.vals, r.identity, r.owner, {_HASH} AS hash
+    SELECT r.subject, r.kind, r.key, r.vals, r.identity, r.owner, r.rid, {_HASH} AS hash
     FROM ({_records_sql("WHERE bucket = ANY($4::int[])")}) r ORDER BY r.subject, r.kind, r.key"""
     rows: list[asyncpg.Record] = await conn.fetch(sql, jurisdiction, counterpart, buckets, selected)
     return rows

@@ -60,7 +60,9 @@ async def drill_down(
     buckets: int,
     selected: list[int],
 ) -> dict[str, Any]:
-    """The records of the selected buckets: key, hash, identity, owner and a keyed hash per field."""
+    """The records of the selected buckets: key, hash, identity, owner, a keyed hash per field and,
+    but for a person (whose exchange key is her identity number), the record's exchange key: the
+    exchange keeps who was sent a record by that key, and compares it only where it was sent."""
     check_pair(settings, jurisdiction, counterpart)
     secret = settings.subject_key_secret.get_secret_value().encode()
     rows = await repo.bucket_records(conn, jurisdiction, counterpart, buckets, selected)
@@ -73,6 +75,7 @@ async def drill_down(
                 "hash": r["hash"],
                 "identity": _keyed(secret, r["identity"]) if r["identity"] else None,
                 "owner": r["owner"],
+                "record_id": r["rid"] if r["kind"] != "person" else None,
                 "fields": {
                     name: _keyed(secret, value)
                     for name, value in zip(repo.FIELDS[r["kind"]], r["vals"], strict=True)
