@@ -134,5 +134,8 @@ def test_a_record_counts_for_a_counterpart_only_if_the_exchange_sent_it_there() 
     unknown = Record("s1", "marriage", "m-9", "h3")  # made before the exchange kept holders
     holders = {("birth", "b-1"): {B, A}, ("certificate", "320412-2026-X"): {A, B, C}}
 
-    assert held_by(C, [birth, certificate, unknown], holders) == [certificate, unknown]
-    assert held_by(B, [birth, certificate, unknown], holders) == [birth, certificate, unknown]
+    assert held_by((A, C), [birth, certificate, unknown], holders) == [certificate, unknown]
+    assert held_by((A, B), [birth, certificate, unknown], holders) == [birth, certificate, unknown]
+    # a copy C holds though it was never sent one is left out at C too, not "missing at A"
+    stray = Record("s1", "birth", "MC1", "h1", record_id="b-1")
+    assert held_by((A, C), [stray], holders) == []

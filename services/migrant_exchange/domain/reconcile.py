@@ -53,18 +53,20 @@ class Record:
 
 
 def held_by(
-    counterpart: str, records: list[Record], holders: dict[tuple[str, str], set[str]]
+    pair: tuple[str, str], records: list[Record], holders: dict[tuple[str, str], set[str]]
 ) -> list[Record]:
-    """Of one side's records, those it counts for ``counterpart``: every record whose holders the
-    exchange does not know, and of the others those it sent to ``counterpart`` (or took from it).
+    """Of one side's records, those the pair is meant to share: every record whose holders the
+    exchange does not know, and of the others those it sent to both of the pair (or took from).
 
     The exchange sends a birth, a marriage or a certificate where she and her family live at the
     time (``routing.counterparts``), and keeps where it went (``holders``): after A -> B -> C her
     hukou A holds a certificate it issued her at B and the birth B registered, which C was never
     sent. Counted for C, they would be "missing at C", a case no repair may close without sending
-    C what the routing keeps from it. Each side's records pass the same test, so the two agree.
+    C what the routing keeps from it. Both sides' records pass the same test (both of the pair
+    among the holders), so the two agree: a copy a side holds though it was never sent one is
+    left out on both, not reported "missing" at the side that owns it.
     """
-    return [r for r in records if r.held not in holders or counterpart in holders[r.held]]
+    return [r for r in records if r.held not in holders or set(pair) <= holders[r.held]]
 
 
 @dataclass(frozen=True)

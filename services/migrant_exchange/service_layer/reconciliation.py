@@ -83,7 +83,7 @@ async def reconcile(
         left, right = await _drill(registries, a, b, n, differing)
         async with pool.acquire() as conn:
             holders = await repo.holders_of_many(conn, [r.held for r in left + right])
-        left, right = held_by(b, left, holders), held_by(a, right, holders)
+        left, right = held_by((a, b), left, holders), held_by((a, b), right, holders)
         found = as_agreed(settings, a, b, differences(a, b, left, right))
         found += held_twice(a, b, doc_a.get("duplicates", []), doc_b.get("duplicates", []), found)
         async with unit_of_work(pool, wake=False) as conn:
