@@ -24,7 +24,7 @@ from shared.events.catalog import spec_for
 from shared.events.envelope import Envelope, new_event_id
 from shared.identity import compose_id_number, subject_key
 from shared.outbox import batched
-from tests.helpers import signed
+from tests.helpers import Api, query, signed, wait_until
 
 A, B, C = "320412", "440703", "110101"
 OFFLINE = "510104"  # has no registry: reads notifications and answers over REST
@@ -206,3 +206,38 @@ async def registry_of_a(
         **settings,
     )
     return pool, made
+
+
+def registry_api(stack: Stack, code: str) -> Api:
+    """The registry of ``code`` over HTTP, as its own registrar system (``reg-<code>``)."""
+    return Api(stack, f"registry-{code}", f"reg-{code}")
+
+
+def ok(r: Any) -> Any:
+    """The body (an object or a list) of a request that must have succeeded (200 or 201)."""
+    assert r.status_code in (200, 201), r.text
+    return r.json()
+
+
+def applied_at(stack: Stack, event_id: str) -> set[str]:
+    """The registries that applied the notifications of ``event_id`` (as the exchange closed them)."""
+    rows = query(
+        stack.service("migrant_exchange").dsn,
+        "SELECT target_division, state FROM notifications WHERE event_id = $1",
+        event_id,
+    )
+    return {r["target_division"] for r in rows if r["state"] == "applied"}
+
+
+def pregnant_at_b(stack: Stack) -> tuple[str, str]:
+    """A woman of A living at B, whose pregnancy B registered and A was sent (and applied): her
+    identity number and the pregnancy id."""
+    mother = new_person()
+    born = f"{mother[6:10]}-{mother[10:12]}-{mother[12:14]}"
+    person = {"id_number": mother, "name": "林小兰", "sex": "F", "birth_date": born,
+              "hukou_division": A, "residence_division": B}  # fmt: skip
+    made = ok(registry_api(stack, A).post("/v1/persons", person))
+    wait_until(lambda: applied_at(stack, made["event_id"]) == {B}, timeout=15)
+    registered = ok(registry_api(stack, B).post("/v1/pregnancies", {"mother_id_number": mother}))
+    wait_until(lambda: applied_at(stack, registered["event_id"]) == {A}, timeout=15)
+    return mother, str(registered["pregnancy_id"])

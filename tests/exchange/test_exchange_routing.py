@@ -12,19 +12,22 @@ from devstack.stack import Stack
 from shared.auth import DEFAULT_SCOPES, hash_secret
 from shared.events.envelope import Envelope
 from shared.identity import subject_key
-from tests.exchange.exchange_helpers import OFFLINE, SECRET, A, B, C, event, new_person, person_event, produce
+from tests.exchange.exchange_helpers import (
+    OFFLINE,
+    SECRET,
+    A,
+    B,
+    C,
+    event,
+    new_person,
+    ok,
+    person_event,
+    produce,
+    registry_api,
+)
 from tests.helpers import Api, medical_certificate, query, wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-def _api(stack: Stack, code: str) -> Api:
-    return Api(stack, f"registry-{code}", f"reg-{code}")
-
-
-def _ok(r: httpx.Response) -> dict[str, Any]:
-    assert r.status_code in (200, 201), r.text
-    return r.json()  # type: ignore[no-any-return]
 
 
 def _notes(stack: Stack, event_id: str) -> list[Any]:
@@ -44,7 +47,7 @@ def _move(stack: Stack, kind: str, at: str, who: str, frm: str, to: str, day: st
     body = {"kind": kind, "id_number": who, "from_division": frm, "to_division": to, "migration_date": day}
     if kind != "departed":
         body |= {"name": "李梅", "hukou_division": A}
-    moved = _ok(_api(stack, at).post("/v1/migrations", body))
+    moved = ok(registry_api(stack, at).post("/v1/migrations", body))
     wait_until(lambda: _applied(stack, moved["event_id"]), timeout=10)
     return moved
 
@@ -59,7 +62,7 @@ def _register(stack: Stack, who: str, hukou: str = A, residence: str = A) -> dic
         "hukou_division": hukou,
         "residence_division": residence,
     }
-    return _ok(_api(stack, A).post("/v1/persons", body))
+    return ok(registry_api(stack, A).post("/v1/persons", body))
 
 
 def _birth(stack: Stack, at: str, mother: str) -> tuple[str, dict[str, Any]]:
@@ -71,7 +74,7 @@ def _birth(stack: Stack, at: str, mother: str) -> tuple[str, dict[str, Any]]:
         "child_birth_date": "2026-01-15",
         "mother_id_number": mother,
     }
-    return cert, _ok(_api(stack, at).post("/v1/births", body))
+    return cert, ok(registry_api(stack, at).post("/v1/births", body))
 
 
 def test_a_birth_after_moving_on_reaches_the_origin_and_not_the_place_left(xstack: Stack) -> None:
@@ -106,14 +109,16 @@ def test_a_certificate_s_revocation_reaches_the_place_she_left_that_keeps_a_copy
     _register(xstack, her)
     _move(xstack, "departed", A, her, A, B, "2024-03-01")
     _move(xstack, "arrived", B, her, A, B, "2024-03-02")
-    cert = _ok(_api(xstack, A).post("/v1/certificates", {"holder_id_number": her}))
+    cert = ok(registry_api(xstack, A).post("/v1/certificates", {"holder_id_number": her}))
     number = cert["certificate_number"]
     assert [n["target_division"] for n in wait_until(lambda: _applied(xstack, cert["event_id"]), 10)] == [B]
     assert wait_until(lambda: _copy(xstack, B, number))[0]["revoked_on"] is None  # B keeps a copy
 
     _move(xstack, "departed", B, her, B, C, "2025-05-01")
     _move(xstack, "arrived", C, her, B, C, "2025-05-02")
-    revoked = _ok(_api(xstack, A).post(f"/v1/certificates/{number}/revocation", {"reason": "replaced"}))
+    revoked = ok(
+        registry_api(xstack, A).post(f"/v1/certificates/{number}/revocation", {"reason": "replaced"})
+    )
 
     notes = wait_until(lambda: _applied(xstack, revoked["event_id"]), timeout=10)
     assert [n["target_division"] for n in notes] == sorted([B, C])
@@ -162,7 +167,7 @@ def test_a_notification_without_feedback_becomes_overdue_and_rest_feedback_close
     operator = Api(xstack, "migrant_exchange", "operator")
 
     def overdue() -> list[Any]:
-        rows = _ok(operator.get("/v1/notifications", state="overdue", jurisdiction=OFFLINE, limit=1000))
+        rows = ok(operator.get("/v1/notifications", state="overdue", jurisdiction=OFFLINE, limit=1000))
         return [n for n in rows if n["event_id"] == str(registered["event_id"])]
 
     wait_until(lambda: _notes(xstack, str(registered["event_id"])), timeout=10)
@@ -186,7 +191,7 @@ def test_a_notification_without_feedback_becomes_overdue_and_rest_feedback_close
     assert listed["payload"]["id_number"] == person  # the addressee gets what it must apply
     forbidden = offline.get("/v1/notifications", params={"jurisdiction": A})
     assert forbidden.status_code == 403
-    answered = _ok(
+    answered = ok(
         offline.post(f"/v1/notifications/{listed['notification_id']}/feedback", json={"outcome": "applied"})
     )
     assert answered["state"] == "applied"

@@ -20,47 +20,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import pytest
 
 from devstack.stack import Stack
 from shared.identity import subject_key
-from tests.exchange.exchange_helpers import A, B, C, new_person
+from tests.exchange.exchange_helpers import A, B, C, applied_at, new_person, ok, pregnant_at_b, registry_api
 from tests.helpers import Api, medical_certificate, query, wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-def _api(stack: Stack, code: str) -> Api:
-    return Api(stack, f"registry-{code}", f"reg-{code}")
-
-
-def _ok(r: httpx.Response) -> dict[str, Any]:
-    assert r.status_code in (200, 201), r.text
-    return r.json()  # type: ignore[no-any-return]
-
-
-def _applied(stack: Stack, event_id: str, targets: set[str]) -> bool:
-    rows = query(
-        stack.service("migrant_exchange").dsn,
-        "SELECT target_division, state FROM notifications WHERE event_id = $1",
-        event_id,
-    )
-    return {r["target_division"] for r in rows if r["state"] == "applied"} == targets
-
-
-def _pregnant_at_b(stack: Stack) -> tuple[str, str]:
-    """A woman of A living at B, whose pregnancy B registered and A was sent: her identity number
-    and the pregnancy id."""
-    mother = new_person()
-    born = f"{mother[6:10]}-{mother[10:12]}-{mother[12:14]}"
-    person = {"id_number": mother, "name": "林小兰", "sex": "F", "birth_date": born,
-              "hukou_division": A, "residence_division": B}  # fmt: skip
-    made = _ok(_api(stack, A).post("/v1/persons", person))
-    wait_until(lambda: _applied(stack, made["event_id"], {B}), timeout=15)
-    registered = _ok(_api(stack, B).post("/v1/pregnancies", {"mother_id_number": mother}))
-    wait_until(lambda: _applied(stack, registered["event_id"], {A}), timeout=15)
-    return mother, str(registered["pregnancy_id"])
 
 
 def _cases_about(stack: Stack, run: dict[str, Any], mother: str) -> list[dict[str, Any]]:
@@ -88,11 +55,11 @@ def _reconcile(stack: Stack, x: str, y: str) -> dict[str, Any]:
 def test_her_new_residence_is_not_found_missing_a_pregnancy_registered_before_she_came(
     xstack: Stack,
 ) -> None:
-    mother, pregnancy_id = _pregnant_at_b(xstack)
+    mother, pregnancy_id = pregnant_at_b(xstack)
     arrival = {"kind": "arrived", "id_number": mother, "from_division": B, "to_division": C,
                "migration_date": "2026-04-01", "name": "林小兰", "hukou_division": A}  # fmt: skip
-    moved = _ok(_api(xstack, C).post("/v1/migrations", arrival))
-    wait_until(lambda: _applied(xstack, moved["event_id"], {A, B}), timeout=15)
+    moved = ok(registry_api(xstack, C).post("/v1/migrations", arrival))
+    wait_until(lambda: applied_at(xstack, moved["event_id"]) == {A, B}, timeout=15)
     dsn = {code: xstack.service(f"registry-{code}").dsn for code in (A, C)}
     held = "SELECT 1 FROM pregnancies WHERE id = $1::uuid"
     assert query(dsn[A], held, pregnancy_id) and not query(dsn[C], held, pregnancy_id)  # as the rule says
@@ -102,7 +69,7 @@ def test_her_new_residence_is_not_found_missing_a_pregnancy_registered_before_sh
 
 
 def test_a_copy_lost_at_her_origin_is_still_found_missing_there(xstack: Stack) -> None:
-    mother, pregnancy_id = _pregnant_at_b(xstack)
+    mother, pregnancy_id = pregnant_at_b(xstack)
     dsn_a = xstack.service(f"registry-{A}").dsn
     assert query(dsn_a, "DELETE FROM pregnancies WHERE id = $1::uuid RETURNING 1", pregnancy_id)
 
@@ -116,15 +83,15 @@ def _move(stack: Stack, kind: str, at: str, who: str, frm: str, to: str, day: st
     body = {"kind": kind, "id_number": who, "from_division": frm, "to_division": to, "migration_date": day}
     if kind != "departed":
         body |= {"name": "李梅", "hukou_division": A}
-    moved = _ok(_api(stack, at).post("/v1/migrations", body))
-    wait_until(lambda: _applied(stack, moved["event_id"], {A, frm, to} - {at}), timeout=15)
+    moved = ok(registry_api(stack, at).post("/v1/migrations", body))
+    wait_until(lambda: applied_at(stack, moved["event_id"]) == {A, frm, to} - {at}, timeout=15)
     return moved
 
 
 def _certificate(stack: Stack, her: str, sent_to: str) -> str:
     """A certificate A issues her, once ``sent_to`` (her residence of the moment) applied it: its number."""
-    cert = _ok(_api(stack, A).post("/v1/certificates", {"holder_id_number": her}))
-    wait_until(lambda: _applied(stack, cert["event_id"], {sent_to}), timeout=15)
+    cert = ok(registry_api(stack, A).post("/v1/certificates", {"holder_id_number": her}))
+    wait_until(lambda: applied_at(stack, cert["event_id"]) == {sent_to}, timeout=15)
     return str(cert["certificate_number"])
 
 
@@ -136,16 +103,16 @@ def _moved_on_to_c(stack: Stack) -> tuple[str, str]:
     born = f"{her[6:10]}-{her[10:12]}-{her[12:14]}"
     person = {"id_number": her, "name": "李梅", "sex": "F", "birth_date": born,
               "hukou_division": A, "residence_division": A}  # fmt: skip
-    _ok(_api(stack, A).post("/v1/persons", person))
+    ok(registry_api(stack, A).post("/v1/persons", person))
     _move(stack, "departed", A, her, A, B, "2024-03-01")
     _move(stack, "arrived", B, her, A, B, "2024-03-02")
     number = _certificate(stack, her, B)
     birth = {"medical_certificate_number": medical_certificate(), "child_name": "李小米", "child_sex": "F",
              "child_birth_date": "2024-06-15", "mother_id_number": her}  # fmt: skip
-    born_at_b = _ok(_api(stack, B).post("/v1/births", birth))  # sent to A alone
-    issued_at_b = _ok(_api(stack, B).post("/v1/certificates", {"holder_id_number": her}))  # likewise
+    born_at_b = ok(registry_api(stack, B).post("/v1/births", birth))  # sent to A alone
+    issued_at_b = ok(registry_api(stack, B).post("/v1/certificates", {"holder_id_number": her}))  # likewise
     for made in (born_at_b, issued_at_b):
-        wait_until(lambda made=made: _applied(stack, made["event_id"], {A}), timeout=15)
+        wait_until(lambda made=made: applied_at(stack, made["event_id"]) == {A}, timeout=15)
     _move(stack, "departed", B, her, B, C, "2025-05-01")
     _move(stack, "arrived", C, her, B, C, "2025-05-02")
     return her, number
