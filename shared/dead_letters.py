@@ -59,6 +59,7 @@ def describe_error(exc: BaseException) -> str:
 
 
 _MOST_FIELDS = 200
+_DEEPEST = 32  # a forged message may nest lists as deep as the parser allows
 
 
 def message_shape(topic: str, value: bytes) -> dict[str, object]:
@@ -85,20 +86,20 @@ def message_shape(topic: str, value: bytes) -> dict[str, object]:
     )
     fields: list[str] = []
 
-    def walk(node: object, path: str) -> None:
-        if len(fields) >= _MOST_FIELDS:
+    def walk(node: object, path: str, depth: int) -> None:
+        if len(fields) >= _MOST_FIELDS or depth > _DEEPEST:
             return
         if isinstance(node, dict):
             for key, child in node.items():
                 name = neutral_text(redact(str(key)))[:80]
                 fields.append(f"{path}{name}")
                 if not (restricted and path == "" and key == "data"):
-                    walk(child, f"{path}{name}.")
+                    walk(child, f"{path}{name}.", depth + 1)
         elif isinstance(node, list):
             for child in node[:1]:  # the first item's fields stand for the list's
-                walk(child, f"{path[:-1]}[].")
+                walk(child, f"{path[:-1]}[].", depth + 1)
 
-    walk(doc, "")
+    walk(doc, "", 0)
     return {
         **shape,
         "json": True,

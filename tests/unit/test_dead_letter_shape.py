@@ -46,3 +46,9 @@ def test_a_forged_message_names_no_one_even_in_its_keys() -> None:
     assert ID_NUMBER not in str(shape) and "[id-number]" in shape["fields"]
     garbage = message_shape("civil.marriage.v1", b"\x00" + ID_NUMBER.encode())
     assert garbage == {"bytes": 19, "topic": "civil.marriage.v1", "json": False}
+
+
+def test_a_message_nested_as_deep_as_the_parser_allows_is_told_by_its_shape() -> None:
+    deep = b"[" * 1000 + b"]" * 1000
+    nested = message_shape("civil.marriage.v1", b'{"type": "x", "a": ' + deep + b"}")
+    assert nested["fields"] == ["a", "type"]
