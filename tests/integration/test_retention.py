@@ -318,3 +318,31 @@ async def test_corrections_kept_ahead_of_their_certificate_are_not_kept_for_ever
         assert left == ["320412-2026-YOUNG"]
     finally:
         await pool.close()
+
+
+async def test_name_corrections_kept_for_certificates_to_come_are_not_kept_for_ever(fresh_db: str) -> None:
+    """Verification keeps an issuer's correction of a holder's name (``name_corrections``) for
+    her certificates of that issuer made before it and not seen yet. It goes after
+    RETENTION_CORRECTION_AHEAD_DAYS as a correction ahead of its certificate does; a young one stays."""
+    from services.verification.adapters import retention as verification_retention
+    from services.verification.settings import VerificationSettings
+
+    pool = await _pool(fresh_db, "verification")
+    try:
+        async with pool.acquire() as conn:
+            for holder, at in (("old", NOW - 31 * DAY), ("young", NOW - 29 * DAY)):
+                await conn.execute(
+                    """INSERT INTO name_corrections (holder_subject, corrector, holder_name, corrected_at, recorded_at)
+                       VALUES ($1, '320412', '李娜', $2, $2)""",
+                    holder,
+                    at,
+                )
+        purged = await retention.purge(pool, verification_retention.purges(VerificationSettings()))
+        assert purged["name_corrections"] == 1
+        async with pool.acquire() as conn:
+            left = [
+                r["holder_subject"] for r in await conn.fetch("SELECT holder_subject FROM name_corrections")
+            ]
+        assert left == ["young"]
+    finally:
+        await pool.close()

@@ -2,7 +2,9 @@
 
 Hypothesis draws event sequences over a few certificates and holders (issues, duplicates,
 revocations before and after their issue, status-index clashes, corrections of a certificate
-or of its holder, before and after the issue, a replayed event id); each sequence goes through
+or of its holder, before and after the issue, a replayed event id), each event made at a time
+of its own, so a certificate made before a correction of its holder's name can come after it
+and one made after it before; each sequence goes through
 the consumer's handler one event at a time into one database and through ``rebuild_from``
 into another (real PostgreSQL), and the two read models and inboxes must be the same.
 """
@@ -37,13 +39,14 @@ NUMBERS = [f"{ISSUER}-2026-{i:08d}" for i in range(4)]
 DAY = dt.date(2026, 1, 1)
 
 
-def _envelope(event_type: str, subject: str, data: Any, n: int) -> Envelope[Any]:
+def _envelope(event_type: str, subject: str, data: Any, n: int, at: int | None = None) -> Envelope[Any]:
+    """The ``n``-th event of a history, made at second ``at`` (by default ``n``: in the order it comes)."""
     return Envelope[type(data)](  # type: ignore[misc]
         id=new_event_id(),
         source=f"/registry/{ISSUER}",
         type=event_type,
         subject=subject,
-        time=dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=n),
+        time=dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=n if at is None else at),
         dataschema=f"https://schemas.example/{event_type}",
         sequence=n + 1,
         data=data,
@@ -55,6 +58,7 @@ def histories(draw: st.DrawFn) -> list[Envelope[Any]]:
     events: list[Envelope[Any]] = []
     for n in range(draw(st.integers(1, 14))):
         kind = draw(st.sampled_from(["issued", "issued", "revoked", "cert_fix", "name_fix", "again"]))
+        at = draw(st.integers(0, 6))  # made then, whatever the order it comes in
         number = draw(st.sampled_from(NUMBERS))
         holder = draw(st.sampled_from(HOLDERS))
         subject = subject_key(holder, SECRET)
@@ -75,7 +79,7 @@ def histories(draw: st.DrawFn) -> list[Envelope[Any]]:
                 status_index=index,
                 token=f"t{n}",
             )
-            events.append(_envelope("certificate.issued.v1", subject, data, n))
+            events.append(_envelope("certificate.issued.v1", subject, data, n, at))
         elif kind == "revoked":
             data = p.CertificateRevokedV1(
                 certificate_number=number,
@@ -84,7 +88,7 @@ def histories(draw: st.DrawFn) -> list[Envelope[Any]]:
                 reason=f"reason {n}",
                 status_index=index,
             )
-            events.append(_envelope("certificate.revoked.v1", subject, data, n))
+            events.append(_envelope("certificate.revoked.v1", subject, data, n, at))
         else:
             cert = kind == "cert_fix"
             changes: dict[str, str | int | None] = (
@@ -100,7 +104,7 @@ def histories(draw: st.DrawFn) -> list[Envelope[Any]]:
                 changes=changes,
                 reason="registrar's correction",
             )
-            events.append(_envelope("record.corrected.v1", subject, data, n))
+            events.append(_envelope("record.corrected.v1", subject, data, n, at))
     return events
 
 
@@ -120,10 +124,14 @@ async def _state(conn: asyncpg.Connection) -> dict[str, Any]:
     ahead = await conn.fetch(
         "SELECT certificate_number, corrector, changes FROM corrections_ahead ORDER BY certificate_number, id"
     )
+    names = await conn.fetch(
+        "SELECT holder_subject, corrector, holder_name, corrected_at FROM name_corrections ORDER BY 1, 2"
+    )
     return {
         "certificates": [dict(r) for r in certificates],
         "revocations": [dict(r) for r in revocations],
         "corrections_ahead": [dict(r) for r in ahead],
+        "name_corrections": [dict(r) for r in names],
         "inbox": [tuple(r) for r in inbox],
     }
 
@@ -139,7 +147,11 @@ def two_databases(pg: EmbeddedPostgres) -> tuple[str, str]:
 
 async def _both(databases: tuple[str, str], events: list[Envelope[Any]]) -> tuple[dict[str, Any], ...]:
     return await both_ways(
-        databases, events, _consumer, "certificates, revocations, corrections_ahead, inbox", _state
+        databases,
+        events,
+        _consumer,
+        "certificates, revocations, corrections_ahead, name_corrections, inbox",
+        _state,
     )
 
 
@@ -187,3 +199,46 @@ def test_a_clash_of_revocation_and_issue_orders_is_covered(two_databases: tuple[
     assert bulk == one_by_one
     assert [c["revoked_on"] for c in bulk["certificates"]] == [DAY, None]
     assert len(bulk["inbox"]) == 3
+
+
+def test_a_name_correction_that_overtakes_an_older_certificate_still_holds(
+    two_databases: tuple[str, str],
+) -> None:
+    """The issuer corrects the holder's name (``vital.correction.v1``) after it issued her a
+    certificate, and before another; both certificates (``certificate.lifecycle.v1``) arrive after
+    the correction. The older one carried the old name and gets the corrected one; the newer one
+    was issued with the corrected name and is left as issued. The same both ways."""
+    subject = subject_key(HOLDERS[0], SECRET)
+
+    def issued(number: str, name: str, n: int, at: int) -> Envelope[Any]:
+        data = p.CertificateIssuedV1(
+            certificate_number=number,
+            holder_id_number=HOLDERS[0],
+            holder_name=name,
+            marital_status="married",
+            issuer=ISSUER,
+            issued_on=DAY,
+            valid_until=DAY,
+            key_id="k1",
+            status_index=n,
+            token="t",  # noqa: S106 - not a secret: the QR token text
+        )
+        return _envelope("certificate.issued.v1", subject, data, n, at)
+
+    rename = p.RecordCorrectedV1(
+        correction_id=uuid.uuid4(),
+        corrected_event_id=uuid.uuid4(),
+        record_type="person",
+        record_id="p1",
+        changes={"name": "丁"},
+        reason="registrar's correction",
+    )
+    events = [
+        _envelope("record.corrected.v1", subject, rename, 0, at=10),
+        issued(NUMBERS[0], "甲", 1, at=5),  # issued before the correction, under the old name
+        issued(NUMBERS[1], "丁", 2, at=20),  # issued after it
+    ]
+    one_by_one, bulk = asyncio.run(_both(two_databases, events))
+    names = [(c["number"], c["holder_name"], c["corrected"]) for c in one_by_one["certificates"]]
+    assert names == [(NUMBERS[0], "丁", True), (NUMBERS[1], "丁", False)]
+    assert bulk == one_by_one

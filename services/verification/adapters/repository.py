@@ -204,6 +204,52 @@ async def correct_holder_name(conn: asyncpg.Connection, holder_subject: str, nam
     )
 
 
+async def keep_name_correction(
+    conn: asyncpg.Connection, holder_subject: str, corrector: str, name: str, at: dt.datetime
+) -> None:
+    """The holder's name as ``corrector`` last corrected it (at ``at``), for its certificates of
+    her still to come (``correct_name_ahead``); a correction made before the kept one changes nothing."""
+    await conn.execute(
+        """INSERT INTO name_corrections (holder_subject, corrector, holder_name, corrected_at)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (holder_subject, corrector) DO UPDATE
+             SET holder_name = EXCLUDED.holder_name, corrected_at = EXCLUDED.corrected_at, recorded_at = now()
+           WHERE name_corrections.corrected_at <= EXCLUDED.corrected_at""",
+        holder_subject,
+        corrector,
+        name,
+        at,
+    )
+
+
+async def correct_name_ahead(
+    conn: asyncpg.Connection, number: str, source_event_id: uuid.UUID, made_at: dt.datetime
+) -> None:
+    """The kept name correction of its issuer for its holder, on the certificate ``number`` just
+    inserted by the event ``source_event_id`` (not on one an earlier event inserted), if the
+    certificate was made (``made_at``) before the correction."""
+    await conn.execute(
+        """UPDATE certificates c SET holder_name = n.holder_name, corrected_at = now(), updated_at = now()
+           FROM name_corrections n
+           WHERE c.number = $1 AND c.source_event_id = $2
+             AND n.holder_subject = c.holder_subject AND n.corrector = c.issuer AND n.corrected_at > $3""",
+        number,
+        source_event_id,
+        made_at,
+    )
+
+
+async def copy_name_corrections(
+    conn: asyncpg.Connection, rows: list[tuple[str, str, str, dt.datetime]]
+) -> None:
+    """Bulk load (a rebuild): the latest name correction per holder and corrector."""
+    await conn.copy_records_to_table(
+        "name_corrections",
+        records=rows,
+        columns=["holder_subject", "corrector", "holder_name", "corrected_at"],
+    )
+
+
 # --- issuer keys ----------------------------------------------------------------------------------
 async def key_of(conn: Conn, kid: str) -> asyncpg.Record | None:
     """A key published, not withdrawn, inside its overlap window (``revoked_at`` says if it was revoked)."""
@@ -316,8 +362,8 @@ async def store_status_list_key(conn: asyncpg.Connection, kid: str, private: byt
 
 async def clear_read_model(conn: asyncpg.Connection) -> list[str]:
     """Empty the read model's tables (a rebuild refills them); returns the tables emptied."""
-    await conn.execute("TRUNCATE certificates, revocations, corrections_ahead")
-    return ["certificates", "revocations", "corrections_ahead"]
+    await conn.execute("TRUNCATE certificates, revocations, corrections_ahead, name_corrections")
+    return ["certificates", "revocations", "corrections_ahead", "name_corrections"]
 
 
 async def next_generation(conn: asyncpg.Connection) -> tuple[int, int]:

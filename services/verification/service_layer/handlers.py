@@ -37,19 +37,27 @@ def typed_changes(corrected: Mapping[str, Any]) -> dict[str, Any]:
     return changes
 
 
+def made_at(event: Envelope[Any]) -> dt.datetime:
+    """When the producer made ``event`` (its envelope's time), aware: one without an offset is read
+    as UTC, the same in SQL and in the rebuild's fold (which could not compare it otherwise)."""
+    return event.time if event.time.tzinfo is not None else event.time.replace(tzinfo=dt.UTC)
+
+
 def corrected_holder_name(data: p.RecordCorrectedV1) -> str | None:
     name = data.changes.get("name") if data.record_type == "person" else None
     return name if isinstance(name, str) else None
 
 
 async def apply_correction(
-    conn: asyncpg.Connection, subject: str, data: p.RecordCorrectedV1, corrector: str
+    conn: asyncpg.Connection, subject: str, data: p.RecordCorrectedV1, corrector: str, at: dt.datetime
 ) -> None:
     """A certificate is corrected only by its issuer; a holder's name only on that issuer's certificates.
 
     The authority rule that needs the read model: a correction changes only certificates issued
     by the correcting jurisdiction (the envelope checks come first, ``shared.events.signature``).
-    A correction of a certificate not seen yet is kept until it comes (``apply_corrections_ahead``).
+    A correction of a certificate not seen yet is kept until it comes, and a holder's name
+    corrected (``at``: the envelope's time) for her certificates still to come
+    (``apply_corrections_ahead``).
     """
     if data.record_type == "certificate":
         cert = await repo.get_certificate(conn, data.record_id)
@@ -66,6 +74,7 @@ async def apply_correction(
             await repo.correct_certificate(conn, data.record_id, changes)
     elif (name := corrected_holder_name(data)) is not None:
         await repo.correct_holder_name(conn, subject, name, corrector)
+        await repo.keep_name_correction(conn, subject, corrector, name, at)
 
 
 def kept_ahead(number: str, corrector: str) -> bool:
@@ -75,8 +84,17 @@ def kept_ahead(number: str, corrector: str) -> bool:
     return number.startswith(f"{corrector}-")
 
 
-async def apply_corrections_ahead(conn: asyncpg.Connection, number: str, issuer: str) -> None:
-    """The corrections that came before the certificate ``number``, by its issuer, in their order."""
+async def apply_corrections_ahead(conn: asyncpg.Connection, event: Envelope[p.CertificateIssuedV1]) -> None:
+    """The corrections that came before the certificate ``event`` issued: its holder's name as its
+    issuer last corrected it, if after the certificate was made, then the certificate's own, by
+    its issuer, in their order.
+
+    Made before or after is told by the two envelopes' times: both are the issuer's own clock,
+    signed with the event, to the microsecond. ``issued_on`` is a day, and a name corrected the
+    day a certificate was issued would be undecided by it.
+    """
+    number, issuer = event.data.certificate_number, event.data.issuer
+    await repo.correct_name_ahead(conn, number, event.id, made_at(event))
     for row in await repo.take_corrections_ahead(conn, number):
         if row["corrector"] == issuer:
             await repo.correct_certificate(conn, number, typed_changes(row["changes"]))
@@ -91,6 +109,7 @@ async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope
     by_holder: dict[str, list[dict[str, Any]]] = {}
     revocations: dict[tuple[str, int], tuple[str, dt.date, str]] = {}
     ahead: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # corrections before their certificate
+    names: dict[tuple[str, str], tuple[str, dt.datetime]] = {}  # (holder, corrector): (name, at)
     now = dt.datetime.now(dt.UTC)
     for event in events:
         data = event.data
@@ -102,7 +121,10 @@ async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope
                 cert = repo.certificate_row(data, event.subject, event.id, now)
                 if revoked is not None:
                     cert["revoked_on"], cert["revocation_reason"] = revoked[1], revoked[2]
-                for corrector, changes in ahead.pop(data.certificate_number, []):  # apply_corrections_ahead
+                kept = names.get((event.subject, data.issuer))  # apply_corrections_ahead
+                if kept is not None and kept[1] > made_at(event):
+                    cert.update(holder_name=kept[0], corrected_at=now)
+                for corrector, changes in ahead.pop(data.certificate_number, []):
                     if corrector == data.issuer:
                         cert.update(changes, corrected_at=now)
                 certs[data.certificate_number] = cert
@@ -129,6 +151,9 @@ async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope
                 for cert in by_holder.get(event.subject, []):
                     if cert["issuer"] == event.producer:
                         cert.update(holder_name=name, corrected_at=now)
+                holder = (event.subject, str(event.producer))  # keep_name_correction
+                if holder not in names or names[holder][1] <= made_at(event):
+                    names[holder] = (name, made_at(event))
     await repo.copy_certificates(conn, list(certs.values()))
     await repo.copy_revocations(
         conn, [(issuer, index, *rest) for (issuer, index), rest in revocations.items()]
@@ -136,3 +161,4 @@ async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope
     await repo.copy_corrections_ahead(
         conn, [(number, *kept) for number, corrections in ahead.items() for kept in corrections]
     )
+    await repo.copy_name_corrections(conn, [(*holder, *kept) for holder, kept in names.items()])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncpg
 
 from services.verification.adapters import repository as repo
-from services.verification.service_layer.handlers import apply_correction, apply_corrections_ahead
+from services.verification.service_layer.handlers import apply_correction, apply_corrections_ahead, made_at
 from services.verification.settings import VerificationSettings
 from shared.dispatch import Bound, Handler, dispatcher
 from shared.events import payloads as p
@@ -28,7 +28,7 @@ async def _issued(
 ) -> None:
     await repo.upsert_issued(conn, event.data.model_dump(), event.subject, event.id)
     # Corrections travel on another topic and may have come first.
-    await apply_corrections_ahead(conn, event.data.certificate_number, event.data.issuer)
+    await apply_corrections_ahead(conn, event)
 
 
 async def _revoked(
@@ -41,7 +41,7 @@ async def _revoked(
 async def _corrected(
     conn: asyncpg.Connection, settings: VerificationSettings, event: Envelope[p.RecordCorrectedV1]
 ) -> None:
-    await apply_correction(conn, event.subject, event.data, str(event.producer))
+    await apply_correction(conn, event.subject, event.data, str(event.producer), made_at(event))
 
 
 HANDLERS: dict[str, Handler[VerificationSettings]] = {
