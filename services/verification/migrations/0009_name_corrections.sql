@@ -14,3 +14,7 @@ CREATE TABLE name_corrections (
     recorded_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (holder_subject, corrector)
 );
+
+-- A name correction changes the certificates its issuer holds for her (correct_holder_name): found
+-- by her key, not by reading every certificate.
+CREATE INDEX IF NOT EXISTS certificates_holder ON certificates (holder_subject, issuer);
