@@ -323,3 +323,51 @@ def _copy(stack: Stack, code: str, number: str) -> list[Any]:
         code,
         number,
     )
+
+
+def _correct(
+    stack: Stack, at: str, made: dict[str, Any], kind: str, key: str, changes: dict[str, Any]
+) -> str:
+    """``at`` corrects its record (made by ``made``'s event): the correction's event id."""
+    body = {"corrected_event_id": str(made["event_id"]), "record_type": kind, "record_id": key,
+            "changes": changes, "reason": "misread from the form"}  # fmt: skip
+    return str(ok(registry_api(stack, at).post("/v1/corrections", body))["event_id"])
+
+
+def _answered(stack: Stack, event_id: str) -> list[tuple[str, str]]:
+    """(target, state) of each notification of ``event_id``, once every one of them is answered."""
+    notes = _notes(stack, event_id)
+    return (
+        [(n["target_division"], n["state"]) for n in notes]
+        if all(n["state"] != "pending" for n in notes)
+        else []
+    )
+
+
+def test_a_correction_reaches_the_registries_holding_the_record_and_nobody_else(xstack: Stack) -> None:
+    """She moved A -> B -> C. The birth B registered while she lived at B is held by B and A (it
+    was sent to A alone). B's correction of it reaches A, which applies it; C, where she lives now,
+    never held the birth: it is given none of its data, and answers no "not in our records" that
+    an operator would take for a failure. Her person's and her moves' corrections, which hold no
+    record of their own at the exchange, still reach her places of the moment."""
+    her = new_person()
+    registered = _register(xstack, her)
+    _move(xstack, "departed", A, her, A, B, "2024-03-01")
+    _move(xstack, "arrived", B, her, A, B, "2024-03-02")
+    _, birth = _birth(xstack, B, her)
+    assert [n["target_division"] for n in wait_until(lambda: _applied(xstack, birth["event_id"]), 10)] == [A]
+    departed = _move(xstack, "departed", B, her, B, C, "2025-05-01")
+    _move(xstack, "arrived", C, her, B, C, "2025-05-02")
+
+    fixed = _correct(xstack, B, birth, "birth", str(birth["birth_id"]), {"child_name": "李小麦"})
+    answered = wait_until(lambda: _answered(xstack, fixed), timeout=10)
+    assert answered == [(A, "applied")]  # C never held the birth: told nothing, nothing rejected
+    kept = "SELECT child_name FROM births WHERE jurisdiction = $1 AND id = $2::uuid"
+    assert query(_dsn(xstack, A), kept, A, str(birth["birth_id"]))[0]["child_name"] == "李小麦"
+    assert not query(_dsn(xstack, C), kept, C, str(birth["birth_id"]))
+
+    renamed = _correct(xstack, A, registered, "person", her, {"name": "李美"})
+    assert [t for t, _ in wait_until(lambda: _answered(xstack, renamed), 10)] == [C]
+    redated = _correct(xstack, B, departed, "migration", str(departed["migration_id"]),
+                       {"migration_date": "2025-04-30"})  # fmt: skip
+    assert [t for t, _ in wait_until(lambda: _answered(xstack, redated), 10)] == sorted([A, C])

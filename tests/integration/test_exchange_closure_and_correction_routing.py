@@ -4,9 +4,10 @@ The exchange keeps who holds a marriage, a birth or a pregnancy (and a certifica
 its revocation reaches the copy left behind): the registry that recorded it and
 every jurisdiction it was sent to. A pregnancy's closure reaches them wherever the mother lives by
 then, the registry that registered it included, and nobody else: pregnancy data stays with the
-registries that hold it (DESIGN section 8). A correction reaches them besides its subject's places
-(a spouse's and a father's registries, as the record did), under the agreements' field
-restrictions; a pregnancy's correction, like its closure, reaches its holders alone. Registry
+registries that hold it (DESIGN section 8). A correction reaches them (a spouse's and a father's
+registries, as the record did), under the agreements' field restrictions, and nobody else once they
+are known: her residence of now, never sent the record, is given none of it; a pregnancy's
+correction, like its closure, reaches its holders alone even when none is known. Registry
 events, built as the registries build them, go through the routing consumer's handler
 (``messagebus.in_order``) into a migrated exchange database. The first test and the marriage
 correction's come from the review's reproducing tests (13fa60e).
@@ -562,3 +563,44 @@ async def test_a_certificate_s_revocation_reaches_the_copy_left_behind(pool: asy
     revoked = _certificate(r, "revoked", her, number, origin=A, destination=C)
     await _route(pool, [revoked])
     assert await _targets(pool, revoked.id) == {B, C}
+
+
+def _birth(r: Registries, producer: str, mother: str, birth_id: str, **ext: Any) -> Envelope[Any]:
+    data = {"birth_id": birth_id, "medical_certificate_number": "Q123456789", "child_name": "李小米",
+            "child_sex": "F", "child_birth_date": "2025-06-01", "mother_id_number": mother, "birth_order": 1,
+            "birth_place": {"division": producer, "kind": "hospital"}}  # fmt: skip
+    return r.make("birth.registered.v2", producer, data, mother, **ext)
+
+
+@pytest.mark.parametrize("way", ["one by one", "in a batch"])
+async def test_a_correction_reaches_the_record_s_holders_alone_once_they_are_known(
+    pool: asyncpg.Pool, way: str
+) -> None:
+    """Hukou A, living at B: B registers a birth (A told) and A issues a certificate (B told). She
+    moves on to C. B's correction of the birth reaches A alone and A's of the certificate B alone:
+    C, her residence now, never held either and is given none of their data (before, it was sent
+    both and answered "not in our records"). A birth whose holders the exchange does not know
+    (routed before it kept them) and her person's correction reach her places of the moment, as
+    before. The batch way takes corrections event by event, to the same addressees."""
+    r = Registries()
+    her = new_person()
+    birth_id, unknown_birth = str(uuid.uuid4()), str(uuid.uuid4())
+    number = f"{A}-2025-{uuid.uuid4().hex[:8].upper()}"
+    born = _birth(r, B, her, birth_id, origin=A, destination=B)
+    issued = _certificate(r, "issued", her, number, origin=A, destination=B)
+    await _route(pool, [r.person(her, A, A, B), born, issued, r.move("arrived", C, her, A, B, C)])
+    assert (await _targets(pool, born.id), await _targets(pool, issued.id)) == ({A}, {B})
+
+    never_held = _birth(Registries(), B, her, unknown_birth)  # never routed: no holders known
+    fixes = [
+        r.correction(B, her, born, ("birth", birth_id), {"child_name": "李小麦"}, origin=A, destination=C),
+        r.correction(A, her, issued, ("certificate", number), {"holder_name": "丙"}, origin=A, destination=C),
+        r.correction(B, her, never_held, ("birth", unknown_birth), {"child_name": "李小麦"}, origin=A),
+        r.correction(A, her, born, ("person", her), {"name": "李美"}, origin=A, destination=C),
+    ]
+    if way == "one by one":
+        await _route(pool, fixes)
+    else:
+        async with unit_of_work(pool) as conn, batched(conn):
+            await messagebus.in_batches(SETTINGS)(conn, fixes)
+    assert [await _targets(pool, f.id) for f in fixes] == [{A}, {B}, {A, C}, {C}]

@@ -63,9 +63,15 @@ def test_a_pregnancy_s_closure_and_correction_reach_its_holders_alone() -> None:
     assert counterparts(B, "record.corrected.v1", corrected, moved_on, holders={A, B}) == {A}
 
 
-def test_a_correction_reaches_the_record_s_holders_besides_its_subject_s_places() -> None:
-    corrected = {"record_type": "marriage", "record_id": "m"}
-    assert counterparts(A, "record.corrected.v1", corrected, Whereabouts(A, C, T0), holders={A, B}) == {B, C}
+def test_a_correction_reaches_the_record_s_holders_alone_once_they_are_known() -> None:
+    """Married at A while she lived at B (B told), now living at C: C never held the marriage."""
+    moved_on = Whereabouts(A, C, T0)
+    for kind in ("marriage", "birth", "certificate"):
+        corrected = {"record_type": kind, "record_id": "m"}
+        assert counterparts(A, "record.corrected.v1", corrected, moved_on, holders={A, B}) == {B}
+        assert counterparts(A, "record.corrected.v1", corrected, moved_on) == {C}  # none known: her places
+    person = {"record_type": "person", "record_id": "id"}  # holds nothing at the exchange
+    assert counterparts(A, "record.corrected.v1", person, moved_on) == {C}
 
 
 def test_a_certificate_s_revocation_reaches_its_holders_besides_her_places() -> None:

@@ -72,14 +72,16 @@ def counterparts(
     place arrived at hear too. A person who moved on (A -> B -> C) is no longer B's business, and
     a returnee's later events stay at the origin. Related people (a spouse, a father) bring their
     own origin and residence. ``holders``: the registries that hold the record this event ends
-    or corrects (``named_record``), wherever the subject lives by then: a correction reaches a
-    spouse's and a father's registries as the record did, a certificate's revocation the place
-    she left that keeps its copy. A pregnancy's closure or correction
-    reaches its holders alone (``held_only``).
+    or corrects (``named_record``), wherever the subject lives by then: a certificate's revocation
+    reaches the place she left that keeps its copy. A pregnancy's closure or correction reaches its
+    holders alone (``held_only``), and so does a correction of a record whose holders are known
+    (``corrects_held``): a spouse's and a father's registries as the record did, and not her
+    residence of now, which was never given the record.
     """
-    if held_only(event_type, data):
-        return {t for t in holders if t != producer}
-    targets = {after.hukou, after.residence, *holders}
+    held = set(holders)
+    if held_only(event_type, data) or corrects_held(event_type, held):
+        return {t for t in held if t != producer}
+    targets = {after.hukou, after.residence, *held}
     for other in related:
         targets |= {other.hukou, other.residence}
     if event_type.startswith("migration."):
@@ -175,6 +177,20 @@ def held_only(event_type: str, data: dict[str, object]) -> bool:
     return event_type == "pregnancy.closed.v1" or (
         event_type == CORRECTION and data.get("record_type") == "pregnancy"
     )
+
+
+def corrects_held(event_type: str, holders: set[str]) -> bool:
+    """Whether the event corrects a record whose holders are known, and so reaches them alone.
+
+    Only a registry holding the record can apply its correction (the registry's ``not in our
+    records``): after A -> B -> C, C was never sent the birth B registered while she lived at B,
+    and sending C the corrected birth would disclose it to a registry with no record to correct
+    (DESIGN section 8: the minimum) and leave a rejected notification where nothing is wrong. A
+    record routed before the exchange kept holders (``record_holders``, ``certificate_holders``)
+    has none known, and its correction goes to her places as before; a person and a move hold
+    nothing here (``named_record``), and so do theirs.
+    """
+    return event_type == CORRECTION and bool(holders)
 
 
 def covers(event_types: list[str], event_type: str) -> bool:
