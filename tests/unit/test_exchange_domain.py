@@ -74,12 +74,16 @@ def test_a_correction_reaches_the_record_s_holders_alone_once_they_are_known() -
     assert counterparts(A, "record.corrected.v1", person, moved_on) == {C}
 
 
-def test_a_certificate_s_revocation_reaches_its_holders_besides_her_places() -> None:
+def test_a_revocation_or_a_dissolution_reaches_the_record_s_holders_alone_once_they_are_known() -> None:
     number = {"certificate_number": "320412-2026-ABCD2345"}
     assert held_record("certificate.issued.v1", number) == ("certificate", number["certificate_number"])
     assert named_record("certificate.revoked.v1", number) == ("certificate", number["certificate_number"])
     moved_on = Whereabouts(A, C, T0)  # B kept a copy of A's certificate while she lived there
-    assert counterparts(A, "certificate.revoked.v1", number, moved_on, holders={A, B}) == {B, C}
+    assert counterparts(A, "certificate.revoked.v1", number, moved_on, holders={A, B}) == {B}
+    assert counterparts(A, "certificate.revoked.v1", number, moved_on) == {C}  # none known: her places
+    ended = {"marriage_id": "m"}
+    assert counterparts(A, "marriage.dissolved.v1", ended, moved_on, holders={A, B}) == {B}
+    assert counterparts(A, "marriage.dissolved.v1", ended, moved_on) == {C}
 
 
 def test_a_pregnancy_is_registered_only_by_her_hukou_or_her_residence_once_the_roster_knows_her() -> None:

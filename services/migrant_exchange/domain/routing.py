@@ -74,12 +74,12 @@ def counterparts(
     own origin and residence. ``holders``: the registries that hold the record this event ends
     or corrects (``named_record``), wherever the subject lives by then: a certificate's revocation
     reaches the place she left that keeps its copy. A pregnancy's closure or correction reaches its
-    holders alone (``held_only``), and so does a correction of a record whose holders are known
-    (``corrects_held``): a spouse's and a father's registries as the record did, and not her
-    residence of now, which was never given the record.
+    holders alone (``held_only``), and so does every end or correction of a record whose holders
+    are known (``ends_or_corrects_held``): a spouse's and a father's registries as the record did,
+    and not her residence of now, which was never given the record.
     """
     held = set(holders)
-    if held_only(event_type, data) or corrects_held(event_type, held):
+    if held_only(event_type, data) or ends_or_corrects_held(event_type, held):
         return {t for t in held if t != producer}
     targets = {after.hukou, after.residence, *held}
     for other in related:
@@ -179,18 +179,20 @@ def held_only(event_type: str, data: dict[str, object]) -> bool:
     )
 
 
-def corrects_held(event_type: str, holders: set[str]) -> bool:
-    """Whether the event corrects a record whose holders are known, and so reaches them alone.
+def ends_or_corrects_held(event_type: str, holders: set[str]) -> bool:
+    """Whether the event ends or corrects a record whose holders are known (a dissolution, a
+    revocation, a correction: ``NAMES_HELD``), and so reaches them alone.
 
-    Only a registry holding the record can apply its correction (the registry's ``not in our
-    records``): after A -> B -> C, C was never sent the birth B registered while she lived at B,
-    and sending C the corrected birth would disclose it to a registry with no record to correct
-    (DESIGN section 8: the minimum) and leave a rejected notification where nothing is wrong. A
-    record routed before the exchange kept holders (``record_holders``, ``certificate_holders``)
-    has none known, and its correction goes to her places as before; a person and a move hold
-    nothing here (``named_record``), and so do theirs.
+    Only a registry holding the record can apply its end or its correction (the registry's "not
+    in our records"): after A -> B -> C, C was never sent the birth B registered while she lived at
+    B, nor the marriage or the certificate made then; sending C the corrected birth, the divorce or
+    the revocation would disclose them to a registry with no record to change (DESIGN section 8:
+    the minimum) and leave a rejected notification where nothing is wrong. A record routed before
+    the exchange kept holders (``record_holders``, ``certificate_holders``) has none known, and its
+    end or correction goes to her places as before; a person and a move hold nothing here
+    (``named_record``), and so do theirs.
     """
-    return event_type == CORRECTION and bool(holders)
+    return event_type in NAMES_HELD and bool(holders)
 
 
 def covers(event_types: list[str], event_type: str) -> bool:
