@@ -53,6 +53,23 @@ def _envelope(event_type: str, subject: str, data: Any, n: int, at: int | None =
     )
 
 
+def _issued(subject: str, number: str, n: int, name: str = "甲", at: int | None = None) -> Envelope[Any]:
+    """A certificate of the first holder issued as the ``n``-th event (its status index ``n``)."""
+    data = p.CertificateIssuedV1(
+        certificate_number=number,
+        holder_id_number=HOLDERS[0],
+        holder_name=name,
+        marital_status="married",
+        issuer=ISSUER,
+        issued_on=DAY,
+        valid_until=DAY,
+        key_id="k1",
+        status_index=n,
+        token="t",  # noqa: S106 - not a secret: the QR token text
+    )
+    return _envelope("certificate.issued.v1", subject, data, n, at)
+
+
 @st.composite
 def histories(draw: st.DrawFn) -> list[Envelope[Any]]:
     events: list[Envelope[Any]] = []
@@ -168,32 +185,13 @@ def test_a_clash_of_revocation_and_issue_orders_is_covered(two_databases: tuple[
     """A revocation that arrives before its certificate still holds; one of another number does not."""
     subject = subject_key(HOLDERS[0], SECRET)
 
-    def issued(number: str, n: int) -> Envelope[Any]:
-        return _envelope(
-            "certificate.issued.v1",
-            subject,
-            p.CertificateIssuedV1(
-                certificate_number=number,
-                holder_id_number=HOLDERS[0],
-                holder_name="甲",
-                marital_status="married",
-                issuer=ISSUER,
-                issued_on=DAY,
-                valid_until=DAY,
-                key_id="k1",
-                status_index=n,
-                token="t",  # noqa: S106 - not a secret: the QR token text
-            ),
-            n,
-        )
-
     revoke = p.CertificateRevokedV1(
         certificate_number=NUMBERS[0], issuer=ISSUER, revoked_on=DAY, reason="lost card", status_index=0
     )
     events = [
         _envelope("certificate.revoked.v1", subject, revoke, 9),
-        issued(NUMBERS[0], 0),
-        issued(NUMBERS[1], 0),
+        _issued(subject, NUMBERS[0], 0),
+        _issued(subject, NUMBERS[1], 0),
     ]
     one_by_one, bulk = asyncio.run(_both(two_databases, events))
     assert bulk == one_by_one
@@ -210,21 +208,6 @@ def test_a_name_correction_that_overtakes_an_older_certificate_still_holds(
     was issued with the corrected name and is left as issued. The same both ways."""
     subject = subject_key(HOLDERS[0], SECRET)
 
-    def issued(number: str, name: str, n: int, at: int) -> Envelope[Any]:
-        data = p.CertificateIssuedV1(
-            certificate_number=number,
-            holder_id_number=HOLDERS[0],
-            holder_name=name,
-            marital_status="married",
-            issuer=ISSUER,
-            issued_on=DAY,
-            valid_until=DAY,
-            key_id="k1",
-            status_index=n,
-            token="t",  # noqa: S106 - not a secret: the QR token text
-        )
-        return _envelope("certificate.issued.v1", subject, data, n, at)
-
     rename = p.RecordCorrectedV1(
         correction_id=uuid.uuid4(),
         corrected_event_id=uuid.uuid4(),
@@ -235,8 +218,8 @@ def test_a_name_correction_that_overtakes_an_older_certificate_still_holds(
     )
     events = [
         _envelope("record.corrected.v1", subject, rename, 0, at=10),
-        issued(NUMBERS[0], "甲", 1, at=5),  # issued before the correction, under the old name
-        issued(NUMBERS[1], "丁", 2, at=20),  # issued after it
+        _issued(subject, NUMBERS[0], 1, at=5),  # issued before the correction, under the old name
+        _issued(subject, NUMBERS[1], 2, name="丁", at=20),  # issued after it
     ]
     one_by_one, bulk = asyncio.run(_both(two_databases, events))
     names = [(c["number"], c["holder_name"], c["corrected"]) for c in one_by_one["certificates"]]
