@@ -302,8 +302,8 @@ async def test_corrections_kept_ahead_of_their_certificate_are_not_kept_for_ever
         async with pool.acquire() as conn:
             for number, at in (("320412-2026-OLD", NOW - 31 * DAY), ("320412-2026-YOUNG", NOW - 29 * DAY)):
                 await conn.execute(
-                    """INSERT INTO corrections_ahead (certificate_number, corrector, changes, recorded_at)
-                       VALUES ($1, '320412', '{"holder_name": "李娜"}'::jsonb, $2)""",
+                    """INSERT INTO corrections_ahead (certificate_number, corrector, changes, corrected_at, recorded_at)
+                       VALUES ($1, '320412', '{"holder_name": "李娜"}'::jsonb, $2, $2)""",
                     number,
                     at,
                 )

@@ -4,7 +4,9 @@ Hypothesis draws event sequences over a few certificates and holders (issues, du
 revocations before and after their issue, status-index clashes, corrections of a certificate
 or of its holder, before and after the issue, a replayed event id), each event made at a time
 of its own, so a certificate made before a correction of its holder's name can come after it
-and one made after it before; each sequence goes through
+and one made after it before, and the corrections kept ahead of a certificate, of its own and of
+its holder's name, come in another order than they were made (often at the same second); each
+sequence goes through
 the consumer's handler one event at a time into one database and through ``rebuild_from``
 into another (real PostgreSQL), and the two read models and inboxes must be the same.
 """
@@ -109,7 +111,7 @@ def histories(draw: st.DrawFn) -> list[Envelope[Any]]:
         else:
             cert = kind == "cert_fix"
             changes: dict[str, str | int | None] = (
-                {"children_count": n, "holder_name": draw(st.sampled_from([None, "丙"]))}
+                {"children_count": n, "holder_name": draw(st.sampled_from([None, f"丙{n}"]))}
                 if cert
                 else {"name": f"丁{n}"}
             )
@@ -139,7 +141,8 @@ async def _state(conn: asyncpg.Connection) -> dict[str, Any]:
     # kept in the order they came for each certificate (``take_corrections_ahead`` applies them
     # so); the rebuild loads them certificate by certificate, so across certificates ids differ
     ahead = await conn.fetch(
-        "SELECT certificate_number, corrector, changes FROM corrections_ahead ORDER BY certificate_number, id"
+        """SELECT certificate_number, corrector, changes, corrected_at FROM corrections_ahead
+           ORDER BY certificate_number, id"""
     )
     names = await conn.fetch(
         "SELECT holder_subject, corrector, holder_name, corrected_at FROM name_corrections ORDER BY 1, 2"
@@ -224,4 +227,95 @@ def test_a_name_correction_that_overtakes_an_older_certificate_still_holds(
     one_by_one, bulk = asyncio.run(_both(two_databases, events))
     names = [(c["number"], c["holder_name"], c["corrected"]) for c in one_by_one["certificates"]]
     assert names == [(NUMBERS[0], "丁", True), (NUMBERS[1], "丁", False)]
+    assert bulk == one_by_one
+
+
+def _rename(subject: str, name: str, n: int, at: int) -> Envelope[Any]:
+    """The issuer's correction of the holder's name (record type person), the ``n``-th event."""
+    data = p.RecordCorrectedV1(
+        correction_id=uuid.uuid4(),
+        corrected_event_id=uuid.uuid4(),
+        record_type="person",
+        record_id="p1",
+        changes={"name": name},
+        reason="registrar's correction",
+    )
+    return _envelope("record.corrected.v1", subject, data, n, at)
+
+
+def _certificate_fix(subject: str, number: str, changes: dict[str, Any], n: int, at: int) -> Envelope[Any]:
+    """The issuer's correction of its certificate ``number``, the ``n``-th event."""
+    data = p.RecordCorrectedV1(
+        correction_id=uuid.uuid4(),
+        corrected_event_id=uuid.uuid4(),
+        record_type="certificate",
+        record_id=number,
+        changes=changes,
+        reason="registrar's correction",
+    )
+    return _envelope("record.corrected.v1", subject, data, n, at)
+
+
+@pytest.mark.parametrize("name_fix_first", [True, False], ids=["name-fix-came-first", "name-fix-came-second"])
+def test_corrections_kept_ahead_of_a_certificate_apply_in_the_order_they_were_made(
+    two_databases: tuple[str, str], name_fix_first: bool
+) -> None:
+    """Both the certificate's own correction of the name (at 10: 丙, its children 2) and a later
+    correction of the holder's name (at 20: 丁) come before the certificate (made at 5). The one
+    made last names her, whatever its kind and whichever came first (the certificate's own used to
+    win: ``corrections_ahead`` kept no time); the children stay as corrected. The same both ways."""
+    subject = subject_key(HOLDERS[0], SECRET)
+    own = _certificate_fix(subject, NUMBERS[0], {"holder_name": "丙", "children_count": 2}, 0, at=10)
+    rename = _rename(subject, "丁", 1, at=20)
+    events = [*((rename, own) if name_fix_first else (own, rename)), _issued(subject, NUMBERS[0], 2, at=5)]
+    one_by_one, bulk = asyncio.run(_both(two_databases, events))
+    certs = [(c["holder_name"], c["children_count"], c["corrected"]) for c in one_by_one["certificates"]]
+    assert certs == [("丁", 2, True)]
+    assert bulk == one_by_one
+
+
+def test_a_certificate_s_own_correction_made_after_a_name_correction_names_her(
+    two_databases: tuple[str, str],
+) -> None:
+    """The other way round: her name corrected at 10 (丁), then the certificate's own correction
+    of it at 20 (丙), both before the certificate (made at 5) comes: 丙 names her. At the same
+    time the certificate's own correction goes last (its own, the narrower)."""
+    subject = subject_key(HOLDERS[0], SECRET)
+    events = [
+        _certificate_fix(subject, NUMBERS[0], {"holder_name": "丙"}, 0, at=20),
+        _rename(subject, "丁", 1, at=10),
+        _certificate_fix(subject, NUMBERS[1], {"holder_name": "戊"}, 2, at=10),
+        _rename(subject, "己", 3, at=10),
+        _issued(subject, NUMBERS[0], 4, at=5),
+        _issued(subject, NUMBERS[1], 5, at=5),
+    ]
+    one_by_one, bulk = asyncio.run(_both(two_databases, events))
+    assert [c["holder_name"] for c in one_by_one["certificates"]] == ["丙", "戊"]
+    assert bulk == one_by_one
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(draw=st.data())
+def test_the_correction_made_last_names_her_whatever_came_first(
+    two_databases: tuple[str, str], draw: st.DataObject
+) -> None:
+    """Corrections of her name, some the certificate's own and some of her (a name correction),
+    each made at a second of its own, come in any order, all before the certificate (made at 5).
+    Its name is that of the one made last, of those that concern it (a name correction made by 5
+    does not: the certificate was issued after it); with none, the name it was issued under."""
+    subject = subject_key(HOLDERS[0], SECRET)
+    own_kinds = draw.draw(st.lists(st.booleans(), min_size=1, max_size=5), label="certificate's own")
+    times = draw.draw(st.permutations(range(10)), label="made at")[: len(own_kinds)]
+    came = draw.draw(st.permutations(range(len(own_kinds))), label="order they came")
+    made = [(own, at, f"名{i}") for i, (own, at) in enumerate(zip(own_kinds, times, strict=True))]
+    events = [
+        _certificate_fix(subject, NUMBERS[0], {"holder_name": name}, n, at)
+        if own
+        else _rename(subject, name, n, at)
+        for n, (own, at, name) in enumerate(made[i] for i in came)
+    ]
+    events.append(_issued(subject, NUMBERS[0], len(events), at=5))
+    last = max(((at, name) for own, at, name in made if own or at > 5), default=(5, "甲"))
+    one_by_one, bulk = asyncio.run(_both(two_databases, events))
+    assert [c["holder_name"] for c in one_by_one["certificates"]] == [last[1]]
     assert bulk == one_by_one

@@ -165,31 +165,38 @@ async def correct_certificate(conn: asyncpg.Connection, number: str, changes: di
 
 
 async def keep_correction_ahead(
-    conn: asyncpg.Connection, number: str, corrector: str, changes: dict[str, Any]
+    conn: asyncpg.Connection, number: str, corrector: str, changes: dict[str, Any], at: dt.datetime
 ) -> None:
-    """A correction of a certificate not seen yet, kept until it arrives (``take_corrections_ahead``)."""
+    """A correction of a certificate not seen yet, made at ``at`` (its envelope's time), kept until
+    the certificate arrives (``take_corrections_ahead``)."""
     await conn.execute(
-        "INSERT INTO corrections_ahead (certificate_number, corrector, changes) VALUES ($1, $2, $3)",
+        """INSERT INTO corrections_ahead (certificate_number, corrector, changes, corrected_at)
+           VALUES ($1, $2, $3, $4)""",
         number,
         corrector,
         changes,
+        at,
     )
 
 
 async def take_corrections_ahead(conn: asyncpg.Connection, number: str) -> list[asyncpg.Record]:
     """The corrections that came before the certificate ``number``, in the order they came; gone after."""
     rows = await conn.fetch(
-        "DELETE FROM corrections_ahead WHERE certificate_number = $1 RETURNING id, corrector, changes", number
+        """DELETE FROM corrections_ahead WHERE certificate_number = $1
+           RETURNING id, corrector, changes, corrected_at""",
+        number,
     )
     return sorted(rows, key=lambda r: r["id"])
 
 
 async def copy_corrections_ahead(
-    conn: asyncpg.Connection, rows: list[tuple[str, str, dict[str, Any]]]
+    conn: asyncpg.Connection, rows: list[tuple[str, str, dict[str, Any], dt.datetime]]
 ) -> None:
     """Bulk load (a rebuild): corrections whose certificate the replay did not bring."""
     await conn.copy_records_to_table(
-        "corrections_ahead", records=rows, columns=["certificate_number", "corrector", "changes"]
+        "corrections_ahead",
+        records=rows,
+        columns=["certificate_number", "corrector", "changes", "corrected_at"],
     )
 
 
@@ -208,7 +215,7 @@ async def keep_name_correction(
     conn: asyncpg.Connection, holder_subject: str, corrector: str, name: str, at: dt.datetime
 ) -> None:
     """The holder's name as ``corrector`` last corrected it (at ``at``), for its certificates of
-    her still to come (``correct_name_ahead``); a correction made before the kept one changes nothing."""
+    her still to come (``name_correction_ahead``); a correction made before the kept one changes nothing."""
     await conn.execute(
         """INSERT INTO name_corrections (holder_subject, corrector, holder_name, corrected_at)
            VALUES ($1, $2, $3, $4)
@@ -222,17 +229,16 @@ async def keep_name_correction(
     )
 
 
-async def correct_name_ahead(
+async def name_correction_ahead(
     conn: asyncpg.Connection, number: str, source_event_id: uuid.UUID, made_at: dt.datetime
-) -> None:
-    """The kept name correction of its issuer for its holder, on the certificate ``number`` just
-    inserted by the event ``source_event_id`` (not on one an earlier event inserted), if the
-    certificate was made (``made_at``) before the correction."""
-    await conn.execute(
-        """UPDATE certificates c SET holder_name = n.holder_name, corrected_at = now(), updated_at = now()
-           FROM name_corrections n
-           WHERE c.number = $1 AND c.source_event_id = $2
-             AND n.holder_subject = c.holder_subject AND n.corrector = c.issuer AND n.corrected_at > $3""",
+) -> asyncpg.Record | None:
+    """The kept name correction (``holder_name``, ``corrected_at``) of its issuer for its holder
+    that concerns the certificate ``number`` just inserted by the event ``source_event_id`` (not
+    one an earlier event inserted): one made after the certificate was (``made_at``)."""
+    return await conn.fetchrow(
+        """SELECT n.holder_name, n.corrected_at FROM certificates c
+           JOIN name_corrections n ON n.holder_subject = c.holder_subject AND n.corrector = c.issuer
+           WHERE c.number = $1 AND c.source_event_id = $2 AND n.corrected_at > $3""",
         number,
         source_event_id,
         made_at,

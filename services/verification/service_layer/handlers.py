@@ -56,7 +56,7 @@ async def apply_correction(
     The authority rule that needs the read model: a correction changes only certificates issued
     by the correcting jurisdiction (the envelope checks come first, ``shared.events.signature``).
     A correction of a certificate not seen yet is kept until it comes, and a holder's name
-    corrected (``at``: the envelope's time) for her certificates still to come
+    corrected for her certificates still to come, each with ``at``, the envelope's time
     (``apply_corrections_ahead``).
     """
     if data.record_type == "certificate":
@@ -64,7 +64,7 @@ async def apply_correction(
         changes = certificate_changes(data)
         if cert is None:
             if changes and kept_ahead(data.record_id, corrector):
-                await repo.keep_correction_ahead(conn, data.record_id, corrector, changes)
+                await repo.keep_correction_ahead(conn, data.record_id, corrector, changes, at)
             return
         if cert["issuer"] != corrector:
             if all(cert[k] == v for k, v in changes.items()):
@@ -84,20 +84,44 @@ def kept_ahead(number: str, corrector: str) -> bool:
     return number.startswith(f"{corrector}-")
 
 
-async def apply_corrections_ahead(conn: asyncpg.Connection, event: Envelope[p.CertificateIssuedV1]) -> None:
-    """The corrections that came before the certificate ``event`` issued: its holder's name as its
-    issuer last corrected it, if after the certificate was made, then the certificate's own, by
-    its issuer, in their order.
+def in_order_made(
+    name: tuple[str, dt.datetime] | None, own: Iterable[tuple[dt.datetime, dict[str, Any]]]
+) -> dict[str, Any]:
+    """What the corrections kept ahead of a certificate change on it, applied in the order they
+    were made, whatever their kind: ``name`` is its holder's name as its issuer last corrected it
+    (name, time), if after the certificate was made; ``own`` its own corrections by its issuer
+    (time, changes), in the order they came. The one made last wins a field. Made at the same
+    time, the holder's name goes first and the certificate's own after (the narrower correction),
+    those in the order they came: never the order the two topics happened to interleave in.
+    """
+    kept = [(at, 1, n, changes) for n, (at, changes) in enumerate(own)]
+    if name is not None:
+        kept.append((name[1], 0, 0, {"holder_name": name[0]}))
+    merged: dict[str, Any] = {}
+    for *_, changes in sorted(kept, key=lambda k: k[:3]):
+        merged.update(changes)
+    return merged
 
-    Made before or after is told by the two envelopes' times: both are the issuer's own clock,
-    signed with the event, to the microsecond. ``issued_on`` is a day, and a name corrected the
-    day a certificate was issued would be undecided by it.
+
+async def apply_corrections_ahead(conn: asyncpg.Connection, event: Envelope[p.CertificateIssuedV1]) -> None:
+    """The corrections that came before the certificate ``event`` issued, in the order they were
+    made (``in_order_made``): its holder's name as its issuer last corrected it, if after the
+    certificate was made, and the certificate's own, by its issuer.
+
+    Made before or after is told by the envelopes' times: all are the issuer's own clock, signed
+    with the event, to the microsecond. ``issued_on`` is a day, and a name corrected the day a
+    certificate was issued would be undecided by it.
     """
     number, issuer = event.data.certificate_number, event.data.issuer
-    await repo.correct_name_ahead(conn, number, event.id, made_at(event))
-    for row in await repo.take_corrections_ahead(conn, number):
-        if row["corrector"] == issuer:
-            await repo.correct_certificate(conn, number, typed_changes(row["changes"]))
+    kept = await repo.name_correction_ahead(conn, number, event.id, made_at(event))
+    name = (kept["holder_name"], kept["corrected_at"]) if kept is not None else None
+    own = [
+        (row["corrected_at"], typed_changes(row["changes"]))
+        for row in await repo.take_corrections_ahead(conn, number)
+        if row["corrector"] == issuer
+    ]
+    if changes := in_order_made(name, own):
+        await repo.correct_certificate(conn, number, changes)
 
 
 async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope[Any]]) -> None:
@@ -108,7 +132,8 @@ async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope
     certs: dict[str, dict[str, Any]] = {}
     by_holder: dict[str, list[dict[str, Any]]] = {}
     revocations: dict[tuple[str, int], tuple[str, dt.date, str]] = {}
-    ahead: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # corrections before their certificate
+    # corrections before their certificate: (corrector, changes, made at)
+    ahead: dict[str, list[tuple[str, dict[str, Any], dt.datetime]]] = {}
     names: dict[tuple[str, str], tuple[str, dt.datetime]] = {}  # (holder, corrector): (name, at)
     now = dt.datetime.now(dt.UTC)
     for event in events:
@@ -122,11 +147,14 @@ async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope
                 if revoked is not None:
                     cert["revoked_on"], cert["revocation_reason"] = revoked[1], revoked[2]
                 kept = names.get((event.subject, data.issuer))  # apply_corrections_ahead
-                if kept is not None and kept[1] > made_at(event):
-                    cert.update(holder_name=kept[0], corrected_at=now)
-                for corrector, changes in ahead.pop(data.certificate_number, []):
-                    if corrector == data.issuer:
-                        cert.update(changes, corrected_at=now)
+                renamed = kept if kept is not None and kept[1] > made_at(event) else None
+                own = [
+                    (at, changes)
+                    for corrector, changes, at in ahead.pop(data.certificate_number, [])
+                    if corrector == data.issuer
+                ]
+                if changes := in_order_made(renamed, own):
+                    cert.update(changes, corrected_at=now)
                 certs[data.certificate_number] = cert
                 by_holder.setdefault(event.subject, []).append(cert)
         elif isinstance(data, p.CertificateRevokedV1):  # record_revocation
@@ -146,7 +174,9 @@ async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope
                 if changes and corrected is not None and corrected["issuer"] == event.producer:
                     corrected.update(changes, corrected_at=now)
                 elif changes and corrected is None and kept_ahead(data.record_id, str(event.producer)):
-                    ahead.setdefault(data.record_id, []).append((str(event.producer), changes))
+                    ahead.setdefault(data.record_id, []).append(
+                        (str(event.producer), changes, made_at(event))
+                    )
             elif (name := corrected_holder_name(data)) is not None:
                 for cert in by_holder.get(event.subject, []):
                     if cert["issuer"] == event.producer:
