@@ -13,16 +13,25 @@ it her (B -> C) and of nothing before it, nor of a certificate A issued while sh
 of the birth and the certificate B registered then (the routing,
 ``services/migrant_exchange/domain/routing.py`` ``counterparts``). A move or a
 certificate C was sent and lost is still found missing there.
+
+Once a run has set those records aside, the next finds the pair equal at the digest level: it
+does not drill into her bucket again for records no case may be opened about.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 
+from devstack.credentials import EXCHANGE_SERVICE
 from devstack.stack import Stack
+from services.migrant_exchange.adapters.registries import RegistryClient
+from services.migrant_exchange.service_layer import reconciliation
+from services.migrant_exchange.settings import ExchangeSettings
+from shared.db import create_pool
 from shared.identity import subject_key
 from tests.exchange.exchange_helpers import A, B, C, applied_at, new_person, ok, pregnant_at_b, registry_api
 from tests.helpers import Api, medical_certificate, query, wait_until
@@ -153,3 +162,87 @@ def test_a_move_or_certificate_copy_lost_at_her_new_residence_is_still_found_mis
     assert sorted(found) == sorted(
         [("missing", "certificate", number, C, A), ("missing", "migration", lost_move[0]["id"], C, B)]
     )
+
+
+BUCKETS = 65536  # her bucket shared with no other subject's open case of the pair, but by a 1-in-10^4 chance
+
+
+class _NotingDrills(RegistryClient):
+    """The exchange's own registry client, over HTTP to the real registries, noting the buckets a
+    run drills into."""
+
+    def __init__(self, settings: ExchangeSettings) -> None:
+        super().__init__(settings)
+        self.drilled: set[int] = set()
+
+    async def records(
+        self, jurisdiction: str, counterpart: str, buckets: int, selected: list[int]
+    ) -> list[dict[str, Any]]:
+        self.drilled |= set(selected)
+        return await super().records(jurisdiction, counterpart, buckets, selected)
+
+
+def _reconcile_noting_drills(stack: Stack, x: str, y: str) -> tuple[dict[str, Any], set[int]]:
+    """A run of the pair as the exchange makes it (its database, the registries over HTTP), and
+    the buckets it drilled into."""
+    exchange_db = stack.service("migrant_exchange").dsn
+    urls = ",".join(
+        f"{s.jurisdictions[0]}={s.url}" for s in stack.services if s.module == "services.registry"
+    )
+    settings = ExchangeSettings(
+        database_url=exchange_db,
+        registry_urls=urls,
+        registry_token=stack.token(EXCHANGE_SERVICE),
+        reconciliation_buckets=BUCKETS,
+        reconciliation_timeout_seconds=60,
+    )
+
+    async def run() -> tuple[dict[str, Any], set[int]]:
+        pool = await create_pool(exchange_db, min_size=1, max_size=3)
+        registries = _NotingDrills(settings)
+        try:
+            done = await reconciliation.reconcile(
+                pool, settings, registries, reconciliation.Reconcile(x, y, "request")
+            )
+            return done, registries.drilled
+        finally:
+            await registries.close()
+            await pool.close()
+
+    return asyncio.run(run())
+
+
+def _bucket(stack: Stack, her: str) -> int:
+    return int(subject_key(her, stack.subject_secret.encode())[:8], 16) % BUCKETS
+
+
+def test_a_settled_pair_is_not_drilled_into_again_for_what_it_was_never_sent(xstack: Stack) -> None:
+    her, _ = _moved_on_to_c(xstack)
+    first, drilled = _reconcile_noting_drills(xstack, A, C)
+    assert _bucket(xstack, her) in drilled  # A holds what C was never sent: set aside on drill-down
+    assert _cases_about(xstack, first, her) == []
+
+    second, drilled = _reconcile_noting_drills(xstack, C, A)
+    assert _bucket(xstack, her) not in drilled  # the digests agree on everything the pair shares of her
+    assert _cases_about(xstack, second, her) == []
+
+
+def test_a_divergence_of_a_settled_subject_is_still_found(xstack: Stack) -> None:
+    her, _ = _moved_on_to_c(xstack)
+    for _ in range(2):
+        _reconcile_noting_drills(xstack, A, C)  # settled: what C was never sent is set aside
+    dsn_c = xstack.service(f"registry-{C}").dsn
+    lost_move = query(
+        dsn_c,
+        """DELETE FROM migrations WHERE jurisdiction = $1 AND id_number = $2 AND kind = 'arrived'
+           RETURNING id::text""",
+        C,
+        her,
+    )
+    assert len(lost_move) == 1
+
+    run, drilled = _reconcile_noting_drills(xstack, A, C)
+    assert _bucket(xstack, her) in drilled
+    found = [(c["kind"], c["record_kind"], c["record_key"], c["missing_at"])
+             for c in _cases_about(xstack, run, her)]  # fmt: skip
+    assert found == [("missing", "migration", lost_move[0]["id"], C)]

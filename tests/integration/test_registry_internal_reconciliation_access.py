@@ -101,6 +101,11 @@ def _calls(subject: str, pregnancy_id: str) -> list[tuple[str, str, dict[str, An
     }
     return [
         ("GET", f"{INTERNAL}/digests", {"params": {**pair, "buckets": 1}}),
+        (
+            "POST",
+            f"{INTERNAL}/digests",
+            {"json": {**pair, "buckets": 1, "left_out": [["pregnancy", pregnancy_id]]}},
+        ),
         ("POST", f"{INTERNAL}/records", {"json": {**pair, "buckets": 1, "selected": [0]}}),
         ("POST", f"{INTERNAL}/corrections", {"json": repair}),
     ]
@@ -127,10 +132,14 @@ def test_the_exchanges_service_credential_is_answered_on_every_internal_route(
 ) -> None:
     http, subject, pregnancy_id = registry
     answered = {}
+    counted = {}
     for method, path, request in _calls(subject, pregnancy_id):
         r = http.request(method, path, headers=_auth("exchange-service"), **request)
         answered[path] = r.status_code
         assert r.status_code in (200, 201), f"{method} {path}: {r.status_code} {r.text}"
+        if path.endswith("/digests"):
+            counted[method] = r.json()["records"]
+    assert counted["POST"] == counted["GET"] - 1  # the pregnancy the exchange set aside is left out
     assert answered[f"{INTERNAL}/corrections"] == 201  # the pregnancy announced again, whole
 
 

@@ -65,6 +65,7 @@ POLICY: dict[tuple[str, str, str], frozenset[str]] = {
     # and re-sends) serves the exchange's service credential alone: never an operator, whose token
     # sits in a browser or a terminal (DESIGN.md section 10: operators see operations, not people)
     ("registry", "GET", "/v1/internal/reconciliation/digests"): frozenset({SV}),
+    ("registry", "POST", "/v1/internal/reconciliation/digests"): frozenset({SV}),
     ("registry", "POST", "/v1/internal/reconciliation/records"): frozenset({SV}),
     ("registry", "POST", "/v1/internal/reconciliation/corrections"): frozenset({SV}),
     # exchange: jurisdictions see their own traffic, operators see aggregates and case queues

@@ -11,6 +11,7 @@ from services.migrant_exchange.domain.reconcile import (
     differing_buckets,
     held_by,
     held_twice,
+    set_aside,
 )
 from services.migrant_exchange.domain.routing import (
     Whereabouts,
@@ -149,3 +150,12 @@ def test_a_record_counts_for_a_counterpart_only_if_the_exchange_sent_it_there() 
     # a copy C holds though it was never sent one is left out at C too, not "missing at A"
     stray = Record("s1", "birth", "MC1", "h1", record_id="b-1")
     assert held_by((A, C), [stray], holders) == []
+
+
+def test_what_held_by_leaves_out_is_set_aside_and_judged_again_by_the_holders_of_the_day() -> None:
+    records = [("birth", "b-1"), ("certificate", "320412-2026-X"), ("marriage", "m-9")]
+    holders = {("birth", "b-1"): {B, A}, ("certificate", "320412-2026-X"): {A, B, C}}
+    assert set_aside((A, C), records, holders) == {("birth", "b-1")}
+    assert set_aside((A, B), records, holders) == set()
+    # its holders gone (a pregnancy's at its closure), a record is compared again
+    assert set_aside((A, C), records, {}) == set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 
 import asyncpg
 
@@ -44,3 +45,29 @@ async def fail_run(conn: asyncpg.Connection, run_id: uuid.UUID, error: str) -> N
 
 async def get_run(conn: asyncpg.Connection, run_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM reconciliations WHERE id = $1", run_id)
+
+
+async def set_aside(conn: asyncpg.Connection, a: str, b: str) -> list[tuple[str, str]]:
+    """The records (kind, exchange key) the pair's last run set aside (``domain/reconcile.py`` ``set_aside``)."""
+    rows = await conn.fetch(
+        """SELECT record_type, record_key FROM reconciliation_set_aside
+           WHERE division_a = $1 AND division_b = $2 ORDER BY record_type, record_key""",
+        a,
+        b,
+    )
+    return [(r["record_type"], r["record_key"]) for r in rows]
+
+
+async def keep_set_aside(conn: asyncpg.Connection, a: str, b: str, held: Iterable[tuple[str, str]]) -> None:
+    """Remember these records (kind, exchange key) as the pair's set aside, in place of the last run's."""
+    rows = sorted(set(held))
+    await conn.execute("DELETE FROM reconciliation_set_aside WHERE division_a = $1 AND division_b = $2", a, b)
+    if rows:
+        await conn.execute(
+            """INSERT INTO reconciliation_set_aside (division_a, division_b, record_type, record_key)
+               SELECT $1, $2, * FROM unnest($3::text[], $4::text[])""",
+            a,
+            b,
+            [kind for kind, _ in rows],
+            [key for _, key in rows],
+        )

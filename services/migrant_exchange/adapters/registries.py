@@ -50,13 +50,17 @@ class RegistryClient:
             raise ServiceUnavailable(f"the registry of {jurisdiction} answered {r.status_code}")
         return r.json()  # type: ignore[no-any-return]
 
-    async def digests(self, jurisdiction: str, counterpart: str, buckets: int) -> dict[str, Any]:
-        return await self._call(
-            "GET",
-            jurisdiction,
-            "/v1/internal/reconciliation/digests",
-            params={"jurisdiction": jurisdiction, "counterpart": counterpart, "buckets": buckets},
-        )
+    async def digests(
+        self, jurisdiction: str, counterpart: str, buckets: int, left_out: list[tuple[str, str]]
+    ) -> dict[str, Any]:
+        """Counts and digests per bucket, without the records ``left_out`` (kind, exchange key)."""
+        body = {
+            "jurisdiction": jurisdiction,
+            "counterpart": counterpart,
+            "buckets": buckets,
+            "left_out": [list(held) for held in left_out],
+        }
+        return await self._call("POST", jurisdiction, "/v1/internal/reconciliation/digests", json=body)
 
     async def records(
         self, jurisdiction: str, counterpart: str, buckets: int, selected: list[int]

@@ -8,6 +8,7 @@ with the same identity, e.g. one birth under two certificate numbers) is a *dupl
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +67,26 @@ def held_by(
     among the holders), so the two agree: a copy a side holds though it was never sent one is
     left out on both, not reported "missing" at the side that owns it.
     """
-    return [r for r in records if r.held not in holders or set(pair) <= holders[r.held]]
+    return [r for r in records if _shared(pair, r.held, holders)]
+
+
+def set_aside(
+    pair: tuple[str, str], held: Iterable[tuple[str, str]], holders: dict[tuple[str, str], set[str]]
+) -> set[tuple[str, str]]:
+    """Of these records (kind, exchange key), those ``held_by`` leaves out for the pair: their
+    holders known, and not both of the pair among them.
+
+    A run remembers them, and the next asks both registries to leave them out of their digests:
+    her hukou A's copy of the birth B registered would otherwise make the A-C digests differ at
+    every run, and every run drill into her bucket to find nothing. Both sides leave out the same
+    records, as ``held_by`` judges both sides alike, so the digests agree where nothing else
+    differs. Judged again at every run (a pregnancy's holders go at its closure: it is compared
+    again, as ``held_by`` would)."""
+    return {h for h in held if not _shared(pair, h, holders)}
+
+
+def _shared(pair: tuple[str, str], held: tuple[str, str], holders: dict[tuple[str, str], set[str]]) -> bool:
+    return held not in holders or set(pair) <= holders[held]
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from services.migrant_exchange.domain.reconcile import (
     differing_buckets,
     held_by,
     held_twice,
+    set_aside,
 )
 from services.migrant_exchange.service_layer.agreements import as_agreed
 from services.migrant_exchange.settings import ExchangeSettings
@@ -64,6 +65,10 @@ async def reconcile(
 ) -> dict[str, Any]:
     """Compare both sides of (a, b): digests per bucket, then the records of differing buckets.
 
+    The records one of the pair holds and the other was never sent (``held_by``) are set aside on
+    drill-down and remembered: the next run has both registries leave them out of their digests,
+    so the pair's digests agree where nothing else differs, and her bucket is not drilled again.
+
     Every difference becomes an open discrepancy case (an open case found again is kept, not
     duplicated); open cases of the pair that this run no longer finds are resolved as cleared.
     The run is recorded even when a registry cannot be reached.
@@ -78,16 +83,23 @@ async def reconcile(
     async with pool.acquire() as conn:
         run_id = await runs.start_run(conn, a, b, command.trigger, n)
     try:
-        doc_a, doc_b = await asyncio.gather(registries.digests(a, b, n), registries.digests(b, a, n))
+        async with pool.acquire() as conn:
+            remembered = await runs.set_aside(conn, a, b)
+            left_out = sorted(set_aside((a, b), remembered, await repo.holders_of_many(conn, remembered)))
+        doc_a, doc_b = await asyncio.gather(
+            registries.digests(a, b, n, left_out), registries.digests(b, a, n, left_out)
+        )
         differing = differing_buckets(_digest_map(doc_a), _digest_map(doc_b))
         left, right = await _drill(registries, a, b, n, differing)
         async with pool.acquire() as conn:
             holders = await repo.holders_of_many(conn, [r.held for r in left + right])
+        aside = set_aside((a, b), [r.held for r in left + right], holders)
         left, right = held_by((a, b), left, holders), held_by((a, b), right, holders)
         found = as_agreed(settings, a, b, differences(a, b, left, right))
         found += held_twice(a, b, doc_a.get("duplicates", []), doc_b.get("duplicates", []), found)
         async with unit_of_work(pool, wake=False) as conn:
             opened, cleared = await _record_cases(conn, a, b, run_id, found)
+            await runs.keep_set_aside(conn, a, b, aside | set(left_out))
             await runs.finish_run(
                 conn, run_id, doc_a["records"], doc_b["records"], len(differing), len(found)
             )

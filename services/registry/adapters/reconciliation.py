@@ -131,13 +131,22 @@ _HASH = (
 
 
 async def bucket_digests(
-    conn: asyncpg.Connection, jurisdiction: str, counterpart: str, buckets: int
+    conn: asyncpg.Connection,
+    jurisdiction: str,
+    counterpart: str,
+    buckets: int,
+    left_out: list[tuple[str, str]],
 ) -> list[asyncpg.Record]:
-    """Per non-empty bucket: how many records, and the sum of their hashes."""
+    """Per non-empty bucket: how many records, and the sum of their hashes, but for the records
+    ``left_out`` (kind, exchange key), which the exchange set aside for both sides alike."""
     sql = f"""
     SELECT r.bucket, count(*) AS records, sum(('x' || substr({_HASH}, 1, 15))::bit(60)::bigint) AS digest
-    FROM ({_records_sql("")}) r GROUP BY r.bucket ORDER BY r.bucket"""
-    rows: list[asyncpg.Record] = await conn.fetch(sql, jurisdiction, counterpart, buckets)
+    FROM ({_records_sql("")}) r
+    WHERE NOT EXISTS (SELECT 1 FROM unnest($4::text[], $5::text[]) x(kind, rid)
+                      WHERE x.kind = r.kind AND x.rid = r.rid)
+    GROUP BY r.bucket ORDER BY r.bucket"""
+    kinds, rids = [kind for kind, _ in left_out], [rid for _, rid in left_out]
+    rows: list[asyncpg.Record] = await conn.fetch(sql, jurisdiction, counterpart, buckets, kinds, rids)
     return rows
 
 

@@ -35,6 +35,21 @@ Reconciler = Annotated[
 Buckets = Annotated[int, Field(ge=1, le=65536)]
 
 
+Held = Literal["marriage", "birth", "pregnancy", "certificate"]
+
+
+class DigestsIn(BaseModel):
+    jurisdiction: DivisionCode
+    counterpart: DivisionCode
+    buckets: Buckets = 4096
+    left_out: list[tuple[Held, Annotated[str, Field(min_length=1, max_length=64)]]] = Field(
+        default=[],
+        max_length=1_000_000,
+        description="records (kind, exchange key) the exchange set aside for the pair: held by one of"
+        " it and never sent to the other; both sides leave them out, so their digests agree",
+    )
+
+
 class DrillDownIn(BaseModel):
     jurisdiction: DivisionCode
     counterpart: DivisionCode
@@ -68,7 +83,21 @@ async def digests(
     buckets: Annotated[int, Query(ge=1, le=65536)] = 4096,
 ) -> dict[str, Any]:
     """Order-independent digests; no identity numbers or values leave the registry."""
-    return await svc.digests(conn, registry_settings(request), jurisdiction, counterpart, buckets)
+    return await svc.digests(conn, registry_settings(request), jurisdiction, counterpart, buckets, [])
+
+
+@router.post(
+    "/digests",
+    summary="Counts and digests per subject bucket, leaving out the records the exchange set aside",
+)
+async def digests_leaving_out(
+    body: DigestsIn, request: Request, conn: UnitOfWork, _: Reconciler
+) -> dict[str, Any]:
+    """As ``GET``, without the records both sides leave out: those one of the pair holds and the
+    other was never sent, as the exchange's holders say."""
+    settings = registry_settings(request)
+    left_out: list[tuple[str, str]] = [(kind, key) for kind, key in body.left_out]
+    return await svc.digests(conn, settings, body.jurisdiction, body.counterpart, body.buckets, left_out)
 
 
 @router.post("/records", summary="The records of differing buckets, as hashes")

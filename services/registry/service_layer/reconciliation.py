@@ -31,12 +31,18 @@ def check_pair(settings: RegistrySettings, jurisdiction: str, counterpart: str) 
 
 
 async def digests(
-    conn: asyncpg.Connection, settings: RegistrySettings, jurisdiction: str, counterpart: str, buckets: int
+    conn: asyncpg.Connection,
+    settings: RegistrySettings,
+    jurisdiction: str,
+    counterpart: str,
+    buckets: int,
+    left_out: list[tuple[str, str]],
 ) -> dict[str, Any]:
-    """Counts and order-independent digests per bucket of the records shared with the counterpart,
-    and the records this side holds twice."""
+    """Counts and order-independent digests per bucket of the records shared with the counterpart
+    but those ``left_out`` (kind, exchange key: the exchange set them aside, and the counterpart
+    leaves them out too), and the records this side holds twice."""
     check_pair(settings, jurisdiction, counterpart)
-    rows = await repo.bucket_digests(conn, jurisdiction, counterpart, buckets)
+    rows = await repo.bucket_digests(conn, jurisdiction, counterpart, buckets, left_out)
     twice = await repo.duplicates(conn, jurisdiction, counterpart)
     return {
         "jurisdiction": jurisdiction,
