@@ -43,7 +43,9 @@ NEW_INDEXES = ("notifications_purge_pending", "notifications_overdue_payload")
 # (a benchmark does not import a service's adapters; ``tests/unit/test_bench_retention_scan.py``
 # holds these to them) and as the unanswered purge was before 0027: its scan took
 # ``notifications_open``, which keeps every overdue notification, its payload emptied or not. The
-# answered purge's statement did not change: before 0027 it had no index to take.
+# answered purge's statement did not change: before 0027 it had no index to take. (Migration 0029
+# dropped ``notifications_open``: the old statement now reads the same open notifications through
+# ``notifications_state_created``.)
 PAYLOADS = """WITH emptied AS (UPDATE notifications SET payload = NULL, reason = NULL, conflicts = coalesce((
                        SELECT jsonb_agg(jsonb_build_object('field', c->'field'))
                        FROM jsonb_array_elements(conflicts) c), conflicts)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
+from services.migrant_exchange.adapters import repository as repo
+from services.migrant_exchange.adapters import stats
 from services.migrant_exchange.service_layer import indicators as ind
 from shared.db import migrate
 
@@ -256,6 +260,7 @@ async def test_open_notifications_are_read_through_their_index_whatever_the_stat
     # Statistics taken while a backlog was open: every notification pending. Most are closed
     # since, and no vacuum has run: the planner, left alone, scans the whole table (or a bitmap
     # of the index entries of every closed one) at every sample of the operations picture.
+    # Besides, 3,000 notifications went overdue long ago and were never answered: they stay.
     await conn.execute(
         """INSERT INTO notifications (id, target_division, source_division, subject, event_id, event_type,
                                       event_sequence, event_time, payload, deadline)
@@ -265,17 +270,111 @@ async def test_open_notifications_are_read_through_their_index_whatever_the_stat
         B,
         A,
     )
+    await conn.execute(
+        """INSERT INTO notifications (id, target_division, source_division, subject, event_id, event_type,
+                                      event_sequence, event_time, payload, state, deadline, created_at,
+                                      overdue_at)
+           SELECT gen_random_uuid(), $1, $2, 'o' || i, gen_random_uuid(), 'migration.departed.v1', i,
+                  now(), NULL, 'overdue', now() - interval '300 days' + i * interval '1 minute',
+                  now() - interval '307 days' + i * interval '1 minute',
+                  now() - interval '300 days' + i * interval '1 minute'
+           FROM generate_series(1, 3000) AS i""",
+        B,
+        A,
+    )
     await conn.execute("ANALYZE notifications")
     await conn.execute(
-        "UPDATE notifications SET state = 'applied', feedback_at = now() WHERE event_sequence > 30"
+        """UPDATE notifications SET state = 'applied', feedback_at = now()
+           WHERE state = 'pending' AND event_sequence > 30"""
     )
 
     async with conn.transaction():
         picture = await ind.operations_picture(conn)
-        # rows fetched by plain index scans of the open notifications' index, in this transaction
-        fetched = await conn.fetchval(
-            "SELECT pg_stat_get_xact_tuples_fetched('notifications_open'::regclass)"
+        # rows fetched through the table's indexes and read by sequential scans, in this transaction
+        fetched, scanned = await conn.fetchrow(
+            """SELECT sum(pg_stat_get_xact_tuples_fetched(indexrelid)),
+                      pg_stat_get_xact_tuples_returned('notifications'::regclass)
+               FROM pg_index WHERE indrelid = 'notifications'::regclass"""
         )
 
-    assert picture["notifications"]["pending"] == 30
-    assert fetched == 30
+    n = picture["notifications"]
+    assert (n["pending"], n["overdue"]) == (30, 3000)
+    assert 307 * 86400 - 3600 < n["oldest_overdue_seconds"] == n["oldest_open_seconds"] < 307 * 86400
+    assert (fetched, scanned) == (31, 0)  # the pending ones and the oldest overdue one, not every one
+
+
+# What the operations picture counted before migration 0029: every open notification's row.
+_OPEN_BY_ROWS = """SELECT count(*) FILTER (WHERE state = 'pending')::bigint AS pending,
+                          count(*) FILTER (WHERE state = 'overdue')::bigint AS overdue,
+                          coalesce(extract(epoch FROM now() - min(created_at)), 0)::float AS oldest_open_s,
+                          coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 'overdue')),
+                                   0)::float AS oldest_overdue_s
+                   FROM notifications WHERE state IN ('pending', 'overdue')"""
+
+
+async def _summary_as_the_rows_say(conn: asyncpg.Connection) -> tuple[dict[str, Any], dict[str, Any]]:
+    async with conn.transaction():  # one now() for both
+        return dict(await stats.notification_summary(conn)), dict(await conn.fetchrow(_OPEN_BY_ROWS))
+
+
+async def test_the_picture_counts_the_open_notifications_as_their_rows_do(
+    conn: asyncpg.Connection, fresh_db: str
+) -> None:
+    """Overdue notifications are counted as they change state (migration 0029), not read one by
+    one: whatever changes a state, and before the sweep folds the changes, the picture says what
+    a count of the rows says."""
+
+    async def same() -> dict[str, Any]:
+        kept, rows = await _summary_as_the_rows_say(conn)
+        assert kept == rows
+        return kept
+
+    assert (await same())["overdue"] == 0
+    await _notification(conn, B, created_ago=900, deadline_in=60, answered_after=None, state="overdue")
+    await _notification(conn, C, created_ago=600, deadline_in=60, answered_after=None, state="overdue")
+    for target in (A, B, C):  # past their deadline, not swept yet
+        await _notification(
+            conn, target, created_ago=1200, deadline_in=30, answered_after=None, state="pending"
+        )
+    await _notification(conn, B, created_ago=10, deadline_in=600, answered_after=None, state="pending")
+    assert (await same())["overdue"] == 2
+
+    async with conn.transaction():  # the sweep: marked, then folded
+        assert len(await repo.mark_overdue(conn)) == 3
+        assert (await same())["overdue"] == 5
+        await repo.fold_overdue_count(conn)
+        assert (await same())["overdue"] == 5
+
+    other = await asyncpg.connect(fresh_db)
+    try:
+        async with other.transaction():  # not committed yet: counted by neither
+            await other.execute("UPDATE notifications SET state = 'overdue' WHERE state = 'pending'")
+            assert (await same())["overdue"] == 5
+        assert [(await same())[k] for k in ("pending", "overdue")] == [0, 6]
+        # late answers close the three addressed to A and C (only the addressee can)
+        late = await conn.fetch(
+            "SELECT id, target_division FROM notifications WHERE target_division IN ($1, $2)", A, C
+        )
+        closed = await repo.close_notifications(
+            conn, [(r["id"], r["target_division"], "applied", [], None) for r in late]
+        )
+        assert len(closed) == 3
+        assert (await same())["overdue"] == 3
+        # two sweeps fold at once, and a state set by hand back and forth
+        await asyncio.gather(repo.fold_overdue_count(conn), repo.fold_overdue_count(other))
+        await conn.execute(
+            "UPDATE notifications SET state = 'pending' WHERE id = (SELECT min(id::text)::uuid FROM notifications WHERE state = 'overdue')"
+        )
+        assert (await same())["overdue"] == 2
+        await repo.fold_overdue_count(other)
+        await conn.execute("DELETE FROM notifications WHERE state = 'overdue' AND target_division = $1", B)
+        assert [(await same())[k] for k in ("pending", "overdue")] == [1, 0]
+    finally:
+        await other.close()
+
+    await conn.execute("TRUNCATE notifications CASCADE")
+    assert (await same())["pending"] == 0
+    await _notification(conn, B, created_ago=60, deadline_in=1, answered_after=None, state="overdue")
+    assert (await same())["overdue"] == 1
+    await repo.fold_overdue_count(conn)
+    assert (await same())["overdue"] == 1

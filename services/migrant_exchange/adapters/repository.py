@@ -183,6 +183,19 @@ async def mark_overdue(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     return rows
 
 
+# The changes to the count of overdue notifications (migration 0029), folded into it: each
+# change is deleted once whoever else folds at the same time, and its delta added to the count.
+FOLD_OVERDUE_COUNT = """WITH folded AS (DELETE FROM notifications_overdue_changes RETURNING delta)
+    UPDATE notifications_overdue_count SET n = n + f.s
+    FROM (SELECT sum(delta) AS s FROM folded) AS f WHERE f.s IS NOT NULL"""
+
+
+async def fold_overdue_count(conn: asyncpg.Connection) -> None:
+    """Fold the changes to the count of overdue notifications into it (the sweep, each round:
+    the changes stay few, and the operations picture adds up only those)."""
+    await conn.execute(FOLD_OVERDUE_COUNT)
+
+
 async def list_notifications(
     conn: asyncpg.Connection,
     jurisdiction: str | None,

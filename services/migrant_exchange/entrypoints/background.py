@@ -61,6 +61,7 @@ def _duties(
                 overdue = await repo.mark_overdue(conn)
                 if overdue:
                     await cases.repairs_overdue(conn, [r["id"] for r in overdue])
+                await repo.fold_overdue_count(conn)  # these and the late answers' changes
             if overdue:
                 log.info("notifications overdue", extra={"count": len(overdue)})
             async with unit_of_work_on(conn, wake=False):
