@@ -16,7 +16,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devstack.embedded import EmbeddedPostgres
-from services.registry.service_layer.counterpart import apply_notification
+from services.registry.adapters import migrations as migration_records
+from services.registry.adapters.persons import person_history
+from services.registry.service_layer.counterpart import apply_notification, apply_notifications
 from services.registry.settings import RegistrySettings
 from shared.db import create_pool, migrate
 from tests.helpers import in_process_registry, notification, person_id, query
@@ -102,22 +104,53 @@ def test_a_moves_date_is_corrected_only_within_the_moves_around_it(registry: tup
     assert lives[0]["residence_division"] == HERE
 
 
-def test_moves_recorded_together_on_one_day_keep_that_day(registry: tuple[TestClient, str]) -> None:
-    """Two moves of hers recorded in one batch on the same day are not ordered by anything held
-    (date, then time recorded): neither date is corrected away from the other, which could make
-    the other one her last move without her residence following."""
+def test_moves_recorded_together_on_one_day_keep_the_order_sent(registry: tuple[TestClient, str]) -> None:
+    """Two moves of hers recorded in one batch on the same day are ordered as sent: the first is
+    corrected to an earlier day and the second to a later one, but neither across the other, which
+    would make the other one her last move without her residence following."""
     client, dsn = registry
     number = _resident(client)
     moves = (("departed", HERE, THERE), ("returned", THERE, HERE))
     items = [{"kind": "migration", "body": _move_body(number, *move, "2024-03-01")} for move in moves]
     r = client.post("/v1/batches", json={"items": items})
     assert r.json()["accepted"] == 2, r.text
-    made_then = [result["resource"] for result in r.json()["results"]]
-    for made, when in zip(made_then, ("2024-02-01", "2024-04-01"), strict=True):
+    left, back = [result["resource"] for result in r.json()["results"]]
+    for made, when in ((left, "2024-03-02"), (back, "2024-02-29")):
         refused = _correct(client, made["event_id"], "migration", made["migration_id"], migration_date=when)
         _refused(refused, "changes.migration_date", "moves-in-date-order")
+    for made, when in ((left, "2024-02-01"), (back, "2024-04-01")):
+        r = _correct(client, made["event_id"], "migration", made["migration_id"], migration_date=when)
+        assert r.status_code == 201, r.text
     lives = query(dsn, "SELECT residence_division FROM persons WHERE id_number = $1", number)
     assert lives[0]["residence_division"] == HERE
+
+
+def test_moves_recorded_together_keep_the_order_sent_when_corrected_onto_one_day(
+    registry: tuple[TestClient, str],
+) -> None:
+    """Her departure and return recorded in one batch, the departure's date then corrected onto the
+    return's day: read back, the departure still comes first and the return is her last move
+    (the batch's order, not where PostgreSQL happened to keep the corrected row), so her residence
+    is corrected to where the return took her, and the return is not corrected before the
+    departure."""
+    client, dsn = registry
+    number = _resident(client)
+    moves = (("departed", HERE, THERE, "2024-02-01"), ("returned", THERE, HERE, "2024-03-01"))
+    items = [{"kind": "migration", "body": _move_body(number, *move)} for move in moves]
+    r = client.post("/v1/batches", json={"items": items})
+    assert r.json()["accepted"] == 2, r.text
+    left, back = [result["resource"] for result in r.json()["results"]]
+    r = _correct(client, left["event_id"], "migration", left["migration_id"], migration_date="2024-03-01")
+    assert r.status_code == 201, r.text
+    read = client.get(f"/v1/persons/{number}", params={"purpose": "registration"})
+    assert read.status_code == 200, read.text
+    history = [(m["kind"], m["migration_date"]) for m in read.json()["migrations"]]
+    assert history == [("departed", "2024-03-01"), ("returned", "2024-03-01")]
+    registered = query(dsn, "SELECT event_id FROM persons WHERE id_number = $1", number)[0]["event_id"]
+    r = _correct(client, str(registered), "person", number, residence_division=HERE)
+    assert r.status_code == 201, r.text
+    r = _correct(client, back["event_id"], "migration", back["migration_id"], migration_date="2024-02-15")
+    _refused(r, "changes.migration_date", "moves-in-date-order")
 
 
 def test_a_residence_is_corrected_only_where_no_move_says_otherwise(registry: tuple[TestClient, str]) -> None:
@@ -189,3 +222,55 @@ def test_a_resent_person_with_another_residence_is_a_conflict_unless_her_moves_s
     feedback = asyncio.run(run())
     assert [f["outcome"] for f in feedback] == ["applied", "conflict", "applied", "applied", "applied"]
     assert feedback[1]["conflicts"] == [{"field": "residence_division", "ours": HERE, "theirs": ELSEWHERE}]
+
+
+def test_notified_moves_applied_together_keep_the_order_produced(fresh_db: str) -> None:
+    """Her arrival at THERE and her departure from THERE to ELSEWHERE, applied in one unit of
+    work as the consumer applies a batch, THERE then correcting the arrival's date onto the
+    departure's day: her moves here still read arrival then departure, and the last of them,
+    which her residence follows, is the departure to ELSEWHERE."""
+
+    def move(kind: str, frm: str, to: str, when: str) -> dict[str, Any]:
+        return {"migration_id": str(uuid.uuid4()), "id_number": number, "name": "迁移",
+                "hukou_division": HERE, "from_division": frm, "to_division": to,
+                "migration_date": when}  # fmt: skip
+
+    async def run() -> tuple[list[tuple[str, str]], Any, str]:
+        await migrate(fresh_db, "registry", Path("services/registry/migrations"))
+        pool = await create_pool(fresh_db, min_size=1, max_size=1)
+        settings = RegistrySettings(database_url=fresh_db, jurisdictions=HERE)
+        arrival = move("arrived", HERE, THERE, "2024-02-01")
+        together = [
+            notification(HERE, "migration.arrived.v1", arrival, THERE),
+            notification(
+                HERE, "migration.departed.v1", move("departed", THERE, ELSEWHERE, "2024-03-01"), THERE
+            ),
+        ]
+        correction = {"correction_id": str(uuid.uuid4()), "corrected_event_id": str(uuid.uuid4()),
+                      "record_type": "migration", "record_id": arrival["migration_id"],
+                      "changes": {"migration_date": "2024-03-01"}, "reason": "mistyped at the counter"}  # fmt: skip
+        try:
+            async with pool.acquire() as conn:
+                async with conn.transaction():
+                    await apply_notifications(conn, settings, together)
+                async with conn.transaction():
+                    await apply_notification(
+                        conn, settings, notification(HERE, "record.corrected.v1", correction, THERE)
+                    )
+                history = await person_history(conn, HERE, number)
+                known = await migration_records.residence(conn, HERE, number)
+                feedback = await conn.fetch(
+                    "SELECT value FROM outbox WHERE event_type LIKE 'exchange.feedback%' ORDER BY id"
+                )
+        finally:
+            await pool.close()
+        answers = [orjson.loads(r["value"])["data"] for r in feedback]
+        assert answers[-1]["outcome"] == "applied", answers[-1]
+        moves = [(m["kind"], str(m["migration_date"])) for m in history["migrations"]]
+        return moves, known, str(known.residence_division if known else None)
+
+    number = person_id("F")
+    moves, known, lives = asyncio.run(run())
+    assert moves == [("arrived", "2024-03-01"), ("departed", "2024-03-01")]
+    assert known is not None and (known.last_move_kind, known.last_move_to) == ("departed", ELSEWHERE)
+    assert lives == ELSEWHERE

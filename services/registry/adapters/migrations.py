@@ -22,6 +22,15 @@ _LOCK_PEOPLE = """SELECT 1 FROM unnest($1::text[], $2::text[]) AS u(j, n)
                                        WHERE jurisdiction = u.j AND id_number = u.n LIMIT 1 FOR UPDATE) p"""
 
 
+# A person's moves are ordered by date, then by ``seq``, a number drawn as each move is inserted
+# here (0023): moves of one day follow the order they were recorded or applied in (a batch's as
+# sent, a unit of work's notifications as produced), under her row's lock. Here, in
+# ``persons.person_history`` and wherever her last move is chosen. The time recorded was no order:
+# now() is the transaction's start, the same for a batch's moves (which then came back in whatever
+# order PostgreSQL held the rows), and earlier for a transaction that waited for her lock than for
+# the one it waited for.
+
+
 async def residence(conn: asyncpg.Connection, jurisdiction: str, id_number: str) -> Residence | None:
     """``residences`` of one person, for a single request: plain statements, since the unnest
     form run one row at a time cost PostgreSQL about twice the CPU per recorded move (bench of
@@ -32,7 +41,7 @@ async def residence(conn: asyncpg.Connection, jurisdiction: str, id_number: str)
            FROM persons p LEFT JOIN LATERAL (
                 SELECT migration_date, kind, to_division FROM migrations m
                  WHERE m.jurisdiction = p.jurisdiction AND m.id_number = p.id_number
-                 ORDER BY migration_date DESC, created_at DESC LIMIT 1) m ON true
+                 ORDER BY migration_date DESC, seq DESC LIMIT 1) m ON true
            WHERE p.jurisdiction = $1 AND p.id_number = $2""",
         jurisdiction,
         id_number,
@@ -48,14 +57,13 @@ async def dates_around(
     conn: asyncpg.Connection, jurisdiction: str, migration_id: uuid.UUID
 ) -> tuple[dt.date | None, dt.date | None]:
     """The dates of the moves around a held move in its person's history, ordered as
-    ``residence`` orders them (date, then time recorded): the latest before it and the earliest
-    after it, where it is held now. A move recorded with it in one transaction on its date is on
-    both sides, since nothing orders the two."""
+    ``residence`` orders them (date, then ``seq``): the latest before it and the earliest after
+    it, where it is held now."""
     row = await conn.fetchrow(
         """SELECT max(o.migration_date) FILTER (
-                      WHERE (o.migration_date, o.created_at) <= (m.migration_date, m.created_at)) AS before,
+                      WHERE (o.migration_date, o.seq) < (m.migration_date, m.seq)) AS before,
                   min(o.migration_date) FILTER (
-                      WHERE (o.migration_date, o.created_at) >= (m.migration_date, m.created_at)) AS after
+                      WHERE (o.migration_date, o.seq) > (m.migration_date, m.seq)) AS after
              FROM migrations m
              JOIN migrations o ON o.jurisdiction = m.jurisdiction AND o.id_number = m.id_number AND o.id <> m.id
             WHERE m.jurisdiction = $1 AND m.id = $2""",
@@ -84,7 +92,7 @@ async def residences(
            LEFT JOIN LATERAL (
                 SELECT migration_date, kind, to_division FROM migrations m
                  WHERE m.jurisdiction = p.jurisdiction AND m.id_number = p.id_number
-                 ORDER BY migration_date DESC, created_at DESC LIMIT 1) m ON true
+                 ORDER BY migration_date DESC, seq DESC LIMIT 1) m ON true
            ORDER BY p.jurisdiction, p.id_number""",
         *columns,
     )

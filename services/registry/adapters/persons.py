@@ -132,7 +132,7 @@ async def person_history(
 ) -> dict[str, list[dict[str, Any]]]:
     migrations = await conn.fetch(
         """SELECT id, kind, from_division, to_division, migration_date, source_division FROM migrations
-           WHERE jurisdiction = $1 AND id_number = $2 ORDER BY migration_date, created_at""",
+           WHERE jurisdiction = $1 AND id_number = $2 ORDER BY migration_date, seq""",
         jurisdiction,
         id_number,
     )

@@ -27,12 +27,28 @@ def _key(record_type: str, record_id: str) -> tuple[str, str, object] | None:
         return None
 
 
+# Her row locked before her move (one statement; the move then read and locked by another, which
+# sees the move as it is once she is ours): a correction or a repair of a move reads her moves
+# under her lock, and recording a move takes her row before her moves. The move locked first, a
+# request correcting it waited for her row while a batch that held her row (recording a move of
+# hers, or correcting another) went on to correct the same move: a deadlock, one of them
+# answered 503.
+_LOCK_MOVER = """SELECT 1 FROM migrations m
+                   JOIN persons p ON p.jurisdiction = m.jurisdiction AND p.id_number = m.id_number
+                  WHERE m.jurisdiction = $1 AND m.id = $2 FOR UPDATE OF p"""
+
+
 async def get_record(
     conn: asyncpg.Connection, jurisdiction: str, record_type: str, record_id: str
 ) -> asyncpg.Record | None:
-    """A record named by its type and key as text (locked: a correction or repair changes it)."""
+    """A record named by its type and key as text (locked: a correction or repair changes it; a
+    move after its person, ``_LOCK_MOVER``)."""
     key = _key(record_type, record_id)
-    return None if key is None else await get_by_key(conn, jurisdiction, record_type, key[2], lock=True)
+    if key is None:
+        return None
+    if record_type == "migration":
+        await conn.execute(_LOCK_MOVER, jurisdiction, key[2])
+    return await get_by_key(conn, jurisdiction, record_type, key[2], lock=True)
 
 
 async def get_by_key(
