@@ -103,6 +103,7 @@ async def route(conn: asyncpg.Connection, settings: ExchangeSettings, events: li
     saved: dict[str, tuple[Whereabouts, int, Any]] = {}
     agreements = _Agreements(conn)
     notes: list[tuple[Envelope[Any], dict[str, Any], Whereabouts, tuple[str, str] | None]] = []
+    holders: set[tuple[str, str, str]] = set()
     for e, data, related_keys in zip(events, datas, others, strict=True):
         before = known.get(e.subject, Whereabouts(None, None))
         # The roster as of this event in the batch's order: her arrival earlier in the batch counts.
@@ -113,15 +114,17 @@ async def route(conn: asyncpg.Connection, settings: ExchangeSettings, events: li
         saved[e.subject] = (after, moves + e.type.startswith("migration."), max(last, e.time))
         related = tuple(known[k] for k in related_keys if k in known)
         held = routing.held_record(e.type, data)
+        due = len(notes)
         for target in sorted(routing.counterparts(str(e.producer), e.type, data, after, related)):
             row = await agreements.between(str(e.producer), target)
             n = handlers.notification_under(row, settings, e, data, target)
             if n is not None:
                 notes.append((e, n, after, held))
+        if held is not None and len(notes) == due:  # sent to nobody: held by its producer alone
+            holders.add((*held, str(e.producer)))
     await repo.save_roster(conn, [(s, w, moves, last) for s, (w, moves, last) in saved.items()])
     inserted = await repo.insert_notifications(conn, [n for _, n, _, _ in notes])
     told = []
-    holders: set[tuple[str, str, str]] = set()
     for e, n, after, held in notes:
         if n["notification_id"] in inserted:
             await handlers.publish(conn, settings, n, e.traceparent)

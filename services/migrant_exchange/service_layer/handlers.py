@@ -69,13 +69,18 @@ async def route_vital_event(
         repair = None  # routed as the correction it is, but it resolves no case
     if repair is not None:  # a reconciliation repair reaches the side it is for, whatever the roster says
         targets.add(repair["resolution"]["target"])
-    sent = {}
+    sent: dict[str, uuid.UUID] = {}
+    due = 0  # the notifications the agreements let flow: written now, or by a replay before
     for target in sorted(targets):
-        notification_id = await _notify(conn, settings, event, data, target)
-        if notification_id is not None:
-            sent[target] = notification_id
+        notification = await _notification(conn, settings, event, data, target)
+        if notification is None:
+            continue
+        due += 1
+        if await repo.insert_notification(conn, notification):
+            await publish(conn, settings, notification, event.traceparent)
+            sent[target] = notification["notification_id"]
     await disclosures.publish(conn, [disclosures.notified(event, n, t, after) for t, n in sent.items()])
-    await _add_holders(conn, producer, event.type, data, sent)
+    await _add_holders(conn, producer, event.type, data, sent, replayed=due > 0 and not sent)
     if repair is not None:
         target = repair["resolution"]["target"]
         why = None if target in sent else f"no agreement lets {REPAIR_TYPE} flow from {producer} to {target}"
@@ -113,22 +118,6 @@ def repairs_case(
     )
 
 
-async def _notify(
-    conn: asyncpg.Connection,
-    settings: ExchangeSettings,
-    event: Envelope[Any],
-    data: dict[str, Any],
-    target: str,
-) -> uuid.UUID | None:
-    """Notify one counterpart if an agreement lets the event flow to it; the notification's id."""
-    notification = await _notification(conn, settings, event, data, target)
-    if notification is None or not await repo.insert_notification(conn, notification):
-        return None
-    await publish(conn, settings, notification, event.traceparent)
-    notification_id: uuid.UUID = notification["notification_id"]
-    return notification_id
-
-
 async def _holders(conn: asyncpg.Connection, event_type: str, data: dict[str, Any]) -> set[str]:
     """Who holds the record this event ends or corrects (``routing.named_record``): the registry
     that recorded it and those it was sent to. A pregnancy's closure takes them: once it is closed
@@ -143,14 +132,22 @@ async def _holders(conn: asyncpg.Connection, event_type: str, data: dict[str, An
 
 
 async def _add_holders(
-    conn: asyncpg.Connection, producer: str, event_type: str, data: dict[str, Any], sent: Iterable[str]
+    conn: asyncpg.Connection,
+    producer: str,
+    event_type: str,
+    data: dict[str, Any],
+    sent: Iterable[str],
+    replayed: bool,
 ) -> None:
     """The record this event makes or ends (``routing.held_record``) is held from now on by its
-    producer and by those it was just sent to (a replay sends nothing new, and adds nobody)."""
+    producer and by those it was just sent to. One sent to nobody (she lived at her hukou alone,
+    say) is held by its producer alone: known holders, so that its correction or its end, once she
+    has moved, does not go to her places of then, which were never given it. A replay (its
+    notifications were all written before: ``replayed``) sends nothing new, and adds nobody: a
+    record routed before holders were kept stays with none known."""
     held = routing.held_record(event_type, data)
-    told = set(sent)
-    if held is not None and told:
-        await repo.add_holders(conn, [(*held, division) for division in told | {producer}])
+    if held is not None and not replayed:
+        await repo.add_holders(conn, [(*held, division) for division in {*sent, producer}])
 
 
 async def _notification(

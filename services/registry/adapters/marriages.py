@@ -60,16 +60,24 @@ async def insert_marriage(
 
 
 async def dissolve_marriage(
-    conn: asyncpg.Connection, jurisdiction: str, marriage_id: uuid.UUID, when: dt.date, reason: str
+    conn: asyncpg.Connection,
+    jurisdiction: str,
+    marriage_id: uuid.UUID,
+    when: dt.date,
+    reason: str,
+    by: str,
 ) -> bool:
+    """Record the marriage's end, told by ``by`` (this jurisdiction, or the counterpart that told
+    it): ``records.delete_counterpart_records`` keeps a counterpart's marriage we ended."""
     return bool(
         await conn.fetchval(
-            """UPDATE marriages SET dissolution_date = $3, dissolution_reason = $4
+            """UPDATE marriages SET dissolution_date = $3, dissolution_reason = $4, ended_by = $5
                WHERE jurisdiction = $1 AND id = $2 AND dissolution_date IS NULL RETURNING true""",
             jurisdiction,
             marriage_id,
             when,
             reason,
+            by,
         )
     )
 

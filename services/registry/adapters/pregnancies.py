@@ -52,16 +52,24 @@ async def insert_pregnancy(
 
 
 async def close_pregnancy(
-    conn: asyncpg.Connection, jurisdiction: str, pregnancy_id: uuid.UUID, when: dt.date, outcome: str
+    conn: asyncpg.Connection,
+    jurisdiction: str,
+    pregnancy_id: uuid.UUID,
+    when: dt.date,
+    outcome: str,
+    by: str,
 ) -> bool:
+    """Record the pregnancy's closure, told by ``by`` (this jurisdiction, or the counterpart that
+    told it): ``records.delete_counterpart_records`` keeps a counterpart's pregnancy we closed."""
     return bool(
         await conn.fetchval(
-            """UPDATE pregnancies SET closed_on = $3, outcome = $4
+            """UPDATE pregnancies SET closed_on = $3, outcome = $4, ended_by = $5
                WHERE jurisdiction = $1 AND id = $2 AND closed_on IS NULL RETURNING true""",
             jurisdiction,
             pregnancy_id,
             when,
             outcome,
+            by,
         )
     )
 

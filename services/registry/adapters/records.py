@@ -158,17 +158,25 @@ COUNTERPART_TABLES = (
 )
 
 
+# A counterpart's marriage or pregnancy whose end we recorded (``ended_by``, migration 0024) is
+# partly ours: no notification brings that end back, so the replay keeps the record.
+ENDED_HERE_KEPT = frozenset({"marriages", "pregnancies"})
+
+
 async def delete_counterpart_records(conn: asyncpg.Connection, served: list[str]) -> dict[str, int]:
     """Rows the registry holds only because a counterpart told it, per table: how many deleted.
-    The registry's own records (source division = jurisdiction) stay.
+    The registry's own records (source division = jurisdiction) stay, and so does a counterpart's
+    marriage or pregnancy whose end we recorded (a divorce recorded at her residence, a closure
+    when the child was born here): forgotten, the replay would bring it back unended.
 
     A counterpart's correction goes with them: kept, the replay would find it applied already
     (``corrections.applied_before``) and leave the record it changed as first told. One that
     brought back a record of our own (a repair, ``repairs._restore``) stays with that record."""
     out = {"corrections": await _delete_counterpart_corrections(conn, served)}
     for table in COUNTERPART_TABLES:  # ours, never caller text
+        kept = " AND ended_by IS DISTINCT FROM jurisdiction" if table in ENDED_HERE_KEPT else ""
         result = await conn.execute(
-            f"DELETE FROM {table} WHERE jurisdiction = ANY($1::text[]) AND source_division <> jurisdiction",
+            f"DELETE FROM {table} WHERE jurisdiction = ANY($1::text[]) AND source_division <> jurisdiction{kept}",
             served,
         )
         out[table] = int(result.split()[-1])

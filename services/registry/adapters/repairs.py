@@ -72,12 +72,12 @@ async def insert_whole(
         done = await marriages.insert_marriage(conn, here, {**w, "registered_in": source}, made)
         if done and w.get("dissolution_date") is not None:
             await marriages.dissolve_marriage(
-                conn, here, w["marriage_id"], w["dissolution_date"], w["dissolution_reason"]
+                conn, here, w["marriage_id"], w["dissolution_date"], w["dissolution_reason"], source
             )
         return done
     done = await pregnancies.insert_pregnancy(conn, here, w, made)
     if done and w.get("closed_on") is not None:
-        await pregnancies.close_pregnancy(conn, here, w["pregnancy_id"], w["closed_on"], w["outcome"])
+        await pregnancies.close_pregnancy(conn, here, w["pregnancy_id"], w["closed_on"], w["outcome"], source)
     return done
 
 

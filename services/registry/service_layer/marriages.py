@@ -76,7 +76,7 @@ async def dissolve_marriage(
     if row is None:
         raise NotFound("no such marriage in this jurisdiction's records", field="marriage_id", rule="exists")
     check_dissolution(row["marriage_date"], row["dissolution_date"], body.dissolution_date)
-    await repo.dissolve_marriage(conn, here, marriage_id, body.dissolution_date, body.reason)
+    await repo.dissolve_marriage(conn, here, marriage_id, body.dissolution_date, body.reason, here)
     payload = p.MarriageDissolvedV1(
         marriage_id=marriage_id,
         spouse_a_id_number=row["spouse_a_id_number"],
@@ -144,7 +144,9 @@ async def apply_dissolution(conn: asyncpg.Connection, t: Target, d: dict[str, An
     theirs = {"dissolution_date": d["dissolution_date"], "dissolution_reason": d["reason"]}
 
     async def dissolve() -> None:
-        await repo.dissolve_marriage(conn, t.here, d["marriage_id"], d["dissolution_date"], d["reason"])
+        await repo.dissolve_marriage(
+            conn, t.here, d["marriage_id"], d["dissolution_date"], d["reason"], t.source
+        )
 
     return await apply_end(
         row, theirs, ("dissolution_date", "dissolution_reason"), ("marriage", "ended"), dissolve

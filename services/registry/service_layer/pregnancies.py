@@ -134,7 +134,7 @@ async def _close(
     closed_on: dt.date,
     outcome: str,
 ) -> Any:
-    await repo.close_pregnancy(conn, here, row["id"], closed_on, outcome)
+    await repo.close_pregnancy(conn, here, row["id"], closed_on, outcome, here)
     return await announce_about(
         conn,
         ctx,
@@ -175,6 +175,6 @@ async def apply_pregnancy_closed(conn: asyncpg.Connection, t: Target, d: dict[st
     row = await repo.get_pregnancy(conn, t.here, d["pregnancy_id"], lock=True)
 
     async def close() -> None:
-        await repo.close_pregnancy(conn, t.here, d["pregnancy_id"], d["closed_on"], d["outcome"])
+        await repo.close_pregnancy(conn, t.here, d["pregnancy_id"], d["closed_on"], d["outcome"], t.source)
 
     return await apply_end(row, d, ("closed_on", "outcome"), ("pregnancy", "was closed"), close)
