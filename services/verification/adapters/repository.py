@@ -20,14 +20,19 @@ async def get_certificate(conn: Conn, number: str) -> asyncpg.Record | None:
 
 
 async def upsert_issued(
-    conn: asyncpg.Connection, d: dict[str, Any], holder_subject: str, event_id: uuid.UUID
+    conn: asyncpg.Connection,
+    d: dict[str, Any],
+    holder_subject: str,
+    event_id: uuid.UUID,
+    issued_at: dt.datetime,
 ) -> None:
-    """Insert a certificate; a revocation that arrived first (replay, other partition) still holds."""
+    """Insert a certificate issued at ``issued_at`` (its envelope's time); a revocation that
+    arrived first (replay, other partition) still holds."""
     await conn.execute(
         """INSERT INTO certificates (number, issuer, holder_subject, holder_name, marital_status, children_count,
                                      issued_on, valid_until, key_id, status_index, token, source_event_id,
-                                     revoked_on, revocation_reason)
-           SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12, r.revoked_on, r.reason
+                                     issued_at, revoked_on, revocation_reason)
+           SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13, r.revoked_on, r.reason
            FROM (SELECT 1) one
            LEFT JOIN revocations r ON r.issuer = $2 AND r.status_index = $10 AND r.certificate_number = $1
            ON CONFLICT (number) DO NOTHING""",
@@ -43,6 +48,7 @@ async def upsert_issued(
         d["status_index"],
         d["token"],
         event_id,
+        issued_at,
     )
 
 
@@ -59,6 +65,8 @@ _COPY_COLUMNS = [
     "status_index",
     "token",
     "source_event_id",
+    "issued_at",
+    "holder_name_at",
     "revoked_on",
     "revocation_reason",
     "corrected_at",
@@ -66,7 +74,9 @@ _COPY_COLUMNS = [
 ]
 
 
-def certificate_row(d: Any, holder_subject: str, event_id: uuid.UUID, now: dt.datetime) -> dict[str, Any]:
+def certificate_row(
+    d: Any, holder_subject: str, event_id: uuid.UUID, issued_at: dt.datetime, now: dt.datetime
+) -> dict[str, Any]:
     """The row ``upsert_issued`` writes for a certificate.issued.v1 payload, for a bulk rebuild."""
     return {
         "number": d.certificate_number,
@@ -81,6 +91,8 @@ def certificate_row(d: Any, holder_subject: str, event_id: uuid.UUID, now: dt.da
         "status_index": d.status_index,
         "token": d.token,
         "source_event_id": event_id,
+        "issued_at": issued_at,
+        "holder_name_at": None,
         "revoked_on": None,
         "revocation_reason": None,
         "corrected_at": None,
@@ -145,11 +157,16 @@ async def known_issuers(conn: Conn) -> list[str]:
     return sorted(r["issuer"] for r in rows)
 
 
-async def correct_certificate(conn: asyncpg.Connection, number: str, changes: dict[str, Any]) -> int:
-    """Apply the corrected fields the read model keeps; returns the rows changed."""
+async def correct_certificate(
+    conn: asyncpg.Connection, number: str, changes: dict[str, Any], name_at: dt.datetime | None
+) -> int:
+    """Apply the corrected fields the read model keeps; returns the rows changed. A corrected
+    holder name, made at ``name_at``, only if no correction made later set the name
+    (``holder_name_at``); over one made at the same time, it goes."""
     result = await conn.execute(
         """UPDATE certificates SET
-             holder_name = coalesce($2, holder_name),
+             holder_name = CASE WHEN holder_name_at > $6 THEN holder_name ELSE coalesce($2, holder_name) END,
+             holder_name_at = CASE WHEN $2::text IS NULL OR holder_name_at > $6 THEN holder_name_at ELSE $6 END,
              marital_status = coalesce($3, marital_status),
              children_count = coalesce($4, children_count),
              valid_until = coalesce($5, valid_until),
@@ -160,6 +177,7 @@ async def correct_certificate(conn: asyncpg.Connection, number: str, changes: di
         changes.get("marital_status"),
         changes.get("children_count"),
         changes.get("valid_until"),
+        name_at,
     )
     return int(result.split()[-1])
 
@@ -200,14 +218,19 @@ async def copy_corrections_ahead(
     )
 
 
-async def correct_holder_name(conn: asyncpg.Connection, holder_subject: str, name: str, issuer: str) -> None:
-    """The holder's name on the certificates ``issuer`` issued (its own records only)."""
+async def correct_holder_name(
+    conn: asyncpg.Connection, holder_subject: str, name: str, issuer: str, at: dt.datetime
+) -> None:
+    """The holder's name, corrected at ``at``, on the certificates ``issuer`` issued (its own
+    records only) after it was made (a certificate issued at or after ``at`` carries it as issued),
+    where no correction made at or after it set the name already."""
     await conn.execute(
-        """UPDATE certificates SET holder_name = $2, corrected_at = now(), updated_at = now()
-           WHERE holder_subject = $1 AND issuer = $3""",
+        """UPDATE certificates SET holder_name = $2, holder_name_at = $4, corrected_at = now(), updated_at = now()
+           WHERE holder_subject = $1 AND issuer = $3 AND $4 > greatest(issued_at, holder_name_at)""",
         holder_subject,
         name,
         issuer,
+        at,
     )
 
 
@@ -215,13 +238,14 @@ async def keep_name_correction(
     conn: asyncpg.Connection, holder_subject: str, corrector: str, name: str, at: dt.datetime
 ) -> None:
     """The holder's name as ``corrector`` last corrected it (at ``at``), for its certificates of
-    her still to come (``name_correction_ahead``); a correction made before the kept one changes nothing."""
+    her still to come (``name_correction_ahead``); a correction made before the kept one, or at the
+    same time, changes nothing (as on a certificate, ``correct_holder_name``)."""
     await conn.execute(
         """INSERT INTO name_corrections (holder_subject, corrector, holder_name, corrected_at)
            VALUES ($1, $2, $3, $4)
            ON CONFLICT (holder_subject, corrector) DO UPDATE
              SET holder_name = EXCLUDED.holder_name, corrected_at = EXCLUDED.corrected_at, recorded_at = now()
-           WHERE name_corrections.corrected_at <= EXCLUDED.corrected_at""",
+           WHERE name_corrections.corrected_at < EXCLUDED.corrected_at""",
         holder_subject,
         corrector,
         name,

@@ -57,7 +57,11 @@ async def apply_correction(
     by the correcting jurisdiction (the envelope checks come first, ``shared.events.signature``).
     A correction of a certificate not seen yet is kept until it comes, and a holder's name
     corrected for her certificates still to come, each with ``at``, the envelope's time
-    (``apply_corrections_ahead``).
+    (``apply_corrections_ahead``). On a certificate already here, a correction of the name applies
+    only if made after the one that last set it, whatever the order they came in: her name's
+    (``correct_holder_name``) only if made after the certificate too, and after one of the
+    certificate's own made at the same time; the certificate's own (``correct_certificate``) if
+    made at the same time or later.
     """
     if data.record_type == "certificate":
         cert = await repo.get_certificate(conn, data.record_id)
@@ -71,9 +75,9 @@ async def apply_correction(
                 return  # changes nothing (a reconciliation repair sending the issuer's own values back)
             raise Rejected(NOT_AUTHORIZED, f"{corrector} corrects a certificate of another issuer")
         if changes:
-            await repo.correct_certificate(conn, data.record_id, changes)
+            await repo.correct_certificate(conn, data.record_id, changes, at)
     elif (name := corrected_holder_name(data)) is not None:
-        await repo.correct_holder_name(conn, subject, name, corrector)
+        await repo.correct_holder_name(conn, subject, name, corrector, at)
         await repo.keep_name_correction(conn, subject, corrector, name, at)
 
 
@@ -86,21 +90,25 @@ def kept_ahead(number: str, corrector: str) -> bool:
 
 def in_order_made(
     name: tuple[str, dt.datetime] | None, own: Iterable[tuple[dt.datetime, dict[str, Any]]]
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dt.datetime | None]:
     """What the corrections kept ahead of a certificate change on it, applied in the order they
     were made, whatever their kind: ``name`` is its holder's name as its issuer last corrected it
     (name, time), if after the certificate was made; ``own`` its own corrections by its issuer
     (time, changes), in the order they came. The one made last wins a field. Made at the same
     time, the holder's name goes first and the certificate's own after (the narrower correction),
     those in the order they came: never the order the two topics happened to interleave in.
+    Returns the changes and when the holder name among them was made (``holder_name_at``).
     """
     kept = [(at, 1, n, changes) for n, (at, changes) in enumerate(own)]
     if name is not None:
         kept.append((name[1], 0, 0, {"holder_name": name[0]}))
     merged: dict[str, Any] = {}
-    for *_, changes in sorted(kept, key=lambda k: k[:3]):
+    name_at: dt.datetime | None = None
+    for at, *_, changes in sorted(kept, key=lambda k: k[:3]):
         merged.update(changes)
-    return merged
+        if "holder_name" in changes:
+            name_at = at
+    return merged, name_at
 
 
 async def apply_corrections_ahead(conn: asyncpg.Connection, event: Envelope[p.CertificateIssuedV1]) -> None:
@@ -120,8 +128,19 @@ async def apply_corrections_ahead(conn: asyncpg.Connection, event: Envelope[p.Ce
         for row in await repo.take_corrections_ahead(conn, number)
         if row["corrector"] == issuer
     ]
-    if changes := in_order_made(name, own):
-        await repo.correct_certificate(conn, number, changes)
+    changes, name_at = in_order_made(name, own)
+    if changes:
+        await repo.correct_certificate(conn, number, changes, name_at)
+
+
+def _correct(cert: dict[str, Any], changes: dict[str, Any], at: dt.datetime | None, now: dt.datetime) -> None:
+    """``repo.correct_certificate`` on a certificate of the rebuild's fold."""
+    rest = {k: v for k, v in changes.items() if k != "holder_name"}
+    name = changes.get("holder_name")
+    last_set = cert["holder_name_at"]
+    if name is not None and not (last_set is not None and at is not None and last_set > at):
+        cert.update(holder_name=name, holder_name_at=at)
+    cert.update(rest, corrected_at=now)
 
 
 async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope[Any]]) -> None:
@@ -143,7 +162,7 @@ async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope
                 revoked = revocations.get((data.issuer, data.status_index))
                 if revoked is not None and revoked[0] != data.certificate_number:
                     revoked = None
-                cert = repo.certificate_row(data, event.subject, event.id, now)
+                cert = repo.certificate_row(data, event.subject, event.id, made_at(event), now)
                 if revoked is not None:
                     cert["revoked_on"], cert["revocation_reason"] = revoked[1], revoked[2]
                 kept = names.get((event.subject, data.issuer))  # apply_corrections_ahead
@@ -153,8 +172,9 @@ async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope
                     for corrector, changes, at in ahead.pop(data.certificate_number, [])
                     if corrector == data.issuer
                 ]
-                if changes := in_order_made(renamed, own):
-                    cert.update(changes, corrected_at=now)
+                changes, name_at = in_order_made(renamed, own)
+                if changes:
+                    _correct(cert, changes, name_at, now)
                 certs[data.certificate_number] = cert
                 by_holder.setdefault(event.subject, []).append(cert)
         elif isinstance(data, p.CertificateRevokedV1):  # record_revocation
@@ -172,17 +192,18 @@ async def rebuild_read_model(conn: asyncpg.Connection, events: Iterable[Envelope
                 changes = certificate_changes(data)
                 corrected = certs.get(data.record_id)
                 if changes and corrected is not None and corrected["issuer"] == event.producer:
-                    corrected.update(changes, corrected_at=now)
+                    _correct(corrected, changes, made_at(event), now)
                 elif changes and corrected is None and kept_ahead(data.record_id, str(event.producer)):
                     ahead.setdefault(data.record_id, []).append(
                         (str(event.producer), changes, made_at(event))
                     )
             elif (name := corrected_holder_name(data)) is not None:
-                for cert in by_holder.get(event.subject, []):
-                    if cert["issuer"] == event.producer:
-                        cert.update(holder_name=name, corrected_at=now)
+                for cert in by_holder.get(event.subject, []):  # correct_holder_name
+                    last_set = max(cert["issued_at"], cert["holder_name_at"] or cert["issued_at"])
+                    if cert["issuer"] == event.producer and made_at(event) > last_set:
+                        cert.update(holder_name=name, holder_name_at=made_at(event), corrected_at=now)
                 holder = (event.subject, str(event.producer))  # keep_name_correction
-                if holder not in names or names[holder][1] <= made_at(event):
+                if holder not in names or names[holder][1] < made_at(event):
                     names[holder] = (name, made_at(event))
     await repo.copy_certificates(conn, list(certs.values()))
     await repo.copy_revocations(

@@ -26,7 +26,7 @@ TOPICS = ["certificate.lifecycle.v1", "vital.correction.v1"]
 async def _issued(
     conn: asyncpg.Connection, settings: VerificationSettings, event: Envelope[p.CertificateIssuedV1]
 ) -> None:
-    await repo.upsert_issued(conn, event.data.model_dump(), event.subject, event.id)
+    await repo.upsert_issued(conn, event.data.model_dump(), event.subject, event.id, made_at(event))
     # Corrections travel on another topic and may have come first.
     await apply_corrections_ahead(conn, event)
 
