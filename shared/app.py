@@ -116,7 +116,7 @@ async def _start(
     )
     # The clients file (and a registry's CLIENTS_INLINE) is authoritative, applied at start and on change.
     sources = ClientSources(settings.clients_file, getattr(settings, "clients_inline", None))
-    clients = ClientRegistry(pool, settings.database_url, sources)
+    clients = ClientRegistry(pool, settings.database_url, sources, settings.service_name)
     app.state.clients = clients  # read by ``shared.auth`` (which this module imports) by name
     await clients.start()
     relay = OutboxRelay(pool, settings)

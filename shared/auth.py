@@ -25,6 +25,7 @@ from fastapi import Depends, Request, Security
 
 from shared.db import unit_of_work
 from shared.errors import Forbidden, Unauthorized
+from shared.observability import Duty
 
 if TYPE_CHECKING:
     from shared.clients_file import ClientSources, Synced
@@ -117,12 +118,17 @@ def _log_synced(synced: Synced) -> None:
 
 
 class ClientRegistry:
-    """In-memory view of the ``clients`` table, refreshed on every change."""
+    """In-memory view of the ``clients`` table, refreshed on every change. A notified change whose
+    read failed is read again every second until a read succeeds (each read a round of the
+    ``clients-refresh`` duty: alert ``BackgroundDutyFailing``)."""
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str, sources: ClientSources | None = None):
+    def __init__(
+        self, pool: asyncpg.Pool, dsn: str, sources: ClientSources | None = None, service: str = "service"
+    ):
         self.pool = pool
         self.dsn = dsn
         self.sources = sources
+        self._rounds = Duty(service, "clients-refresh")
         self._clients: dict[str, _StoredClient] = {}
         self._listener: asyncpg.Connection | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -162,17 +168,29 @@ class ClientRegistry:
             try:
                 self._listener = await asyncpg.connect(self.dsn)
                 await self._listener.add_listener(
-                    "clients_changed", lambda *_: asyncio.ensure_future(self.reload())
+                    "clients_changed", lambda *_: asyncio.ensure_future(self._refresh())
                 )
                 await self.reload()  # changes made while we were not listening
                 while not self._listener.is_closed():
                     await asyncio.sleep(1.0)
                     await self.resync_if_changed()
+                    if self._read < self._asked:  # a change notified, and its read failed
+                        await self._refresh()
             except asyncio.CancelledError:
                 raise
             except Exception as e:
                 log.warning("client listener reconnecting", extra={"error": type(e).__name__})
                 await asyncio.sleep(1.0)
+
+    async def _refresh(self) -> None:
+        """``reload`` for a notified change, counted; a failure is logged and read again later
+        (``_listen_forever``): nobody awaits this task, so its error would otherwise be lost with
+        the change, and a revoked client keep its access until some other change."""
+        try:
+            with self._rounds.round():
+                await self.reload()
+        except Exception as e:
+            log.warning("clients not read again; retrying", extra={"error": type(e).__name__})
 
     async def reload(self) -> None:
         """Read the table again, after every change notified so far. Reads go one at a time, each

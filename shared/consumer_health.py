@@ -7,13 +7,20 @@ where it starts reading, so a member stuck in its first batch counts too), so it
 the broker has forgotten the group or the member has silently stopped. A stalled or exited consumer is replaced
 by a fresh one (at most once per stall period), ``/readyz`` answers not ready while any consumer
 is stalled or absent, and ``consumer_last_progress_seconds`` feeds the alert rule.
+
+Both read the time since progress was last *seen*, on the clock, when they are asked: a check
+that cannot finish (its read of the positions waits on a locked table, fails round after round, or
+the watchdog's task ended) sees no progress, so the consumers turn stalled instead of keeping the
+last verdict for as long as the watchdog is blind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import time
 from dataclasses import dataclass
 
 import asyncpg
@@ -39,8 +46,16 @@ class Health:
     """What ``/readyz`` says of one consumer."""
 
     lag: int | None = None  # None: the broker could not be asked
-    since_progress: float = 0.0
-    stalled: bool = False
+    progress_at: float | None = None  # ``time.monotonic()`` when progress was last seen; None: not watched
+
+    @property
+    def since_progress(self) -> float:
+        """Seconds since progress was last seen, now (0 while the consumer is not watched)."""
+        return 0.0 if self.progress_at is None else time.monotonic() - self.progress_at
+
+
+def _seconds(health: Health) -> float:
+    return round(health.since_progress, 1)
 
 
 class ConsumerMonitor:
@@ -52,7 +67,6 @@ class ConsumerMonitor:
         self.consumers = consumers
         self.health = {id(c): Health() for c in consumers}
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._progress_at: dict[int, float] = {}
         self._replaced_at: dict[int, float] = {}
         self._seen: dict[int, tuple[dict[TopicPartition, int], int]] = {}
         self._probe: AIOKafkaConsumer | None = None
@@ -65,15 +79,26 @@ class ConsumerMonitor:
         task = self._tasks.get(id(consumer))
         if task is None or task.done():
             return "absent"
-        if self.health[id(consumer)].stalled:
+        if self.stalled(consumer):
             return "stalled"
         return "assigned" if consumer.assigned else "waiting"
 
+    def stalled(self, consumer: EventConsumer) -> bool:
+        return self.health[id(consumer)].since_progress > self.settings.consumer_stall_seconds
+
+    def _stalled_flag(self, consumer: EventConsumer) -> float:
+        return float(self.stalled(consumer))
+
     async def run(self) -> None:
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()
         for c in self.consumers:
             self._start(c)
-            self._progress_at[id(c)] = now
+            h = self.health[id(c)]
+            h.progress_at = now
+            # Read at each scrape, like /readyz: a watchdog that stopped seeing cannot freeze them.
+            labels = (self.settings.service_name, c.name)
+            CONSUMER_LAST_PROGRESS.labels(*labels).set_function(functools.partial(_seconds, h))
+            CONSUMER_STALLED.labels(*labels).set_function(functools.partial(self._stalled_flag, c))
         try:
             while True:
                 await asyncio.sleep(self.settings.consumer_check_interval)
@@ -98,7 +123,6 @@ class ConsumerMonitor:
     async def check(self) -> None:
         """Measure every consumer's lag and progress; replace the ones that stalled or exited."""
         broker = await self._broker_view()
-        now = asyncio.get_running_loop().time()
         async with self.pool.acquire() as conn:
             recorded = {id(c): await consumer_positions.load(conn, c.name) for c in self.consumers}
         for c in self.consumers:
@@ -118,17 +142,15 @@ class ConsumerMonitor:
             offsets = {tp: p.next_offset for tp, p in positions.items()}
             seen = (offsets, c.handled)
             if seen != self._seen.get(id(c)) or h.lag == 0:
-                self._progress_at[id(c)] = now
+                h.progress_at = time.monotonic()  # not before: a replacement above may have taken seconds
             self._seen[id(c)] = seen
-            h.since_progress = now - self._progress_at[id(c)]
-            h.stalled = h.since_progress > self.settings.consumer_stall_seconds
-            CONSUMER_LAST_PROGRESS.labels(self.settings.service_name, c.name).set(round(h.since_progress, 1))
-            CONSUMER_STALLED.labels(self.settings.service_name, c.name).set(int(h.stalled))
             task = self._tasks[id(c)]
             if task.done():
                 await self._replace(c, "exited")
             elif (
-                h.stalled and now - self._replaced_at.get(id(c), -1e9) > self.settings.consumer_stall_seconds
+                self.stalled(c)
+                and time.monotonic() - self._replaced_at.get(id(c), -1e9)
+                > self.settings.consumer_stall_seconds
             ):
                 log.error(
                     "consumer stalled: records unread and no progress",
@@ -146,7 +168,7 @@ class ConsumerMonitor:
             log.error("consumer ended", extra={"consumer": consumer.name, "error": repr(task.exception())})
         CONSUMER_RESTARTS.labels(self.settings.service_name, consumer.name, reason).inc()
         log.warning("consumer replaced by a fresh one", extra={"consumer": consumer.name, "reason": reason})
-        self._replaced_at[id(consumer)] = asyncio.get_running_loop().time()
+        self._replaced_at[id(consumer)] = time.monotonic()
         self._start(consumer)
 
     async def _starts_unrecorded(

@@ -201,8 +201,8 @@ CONSUMER_LAG = Gauge(
 )
 CONSUMER_LAST_PROGRESS = Gauge(
     "consumer_last_progress_seconds",
-    "Seconds since the consumer group last applied anything or was caught up (grows only while "
-    "records wait unread)",
+    "Seconds since the consumer group was last seen applying anything or caught up (grows while "
+    "records wait unread, or while the service cannot measure the group)",
     ["service", "consumer"],
 )
 CONSUMER_STALLED = Gauge(
@@ -225,7 +225,7 @@ EVENT_LATENCY = Histogram(
 DUTY_ROUNDS = Counter(
     "background_duty_rounds_total",
     "Rounds of a service's periodic duties (the exchange's sweep, reconciliation and dashboard, "
-    "retention, audit checkpoints and chaining, key refresh), by outcome: ok or failed",
+    "retention, audit checkpoints and chaining, key refresh, clients read after a change), by outcome",
     ["service", "duty", "outcome"],
 )
 

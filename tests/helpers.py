@@ -251,7 +251,8 @@ def in_process_registry(
     TestClient) to one jurisdiction client ``reg-<name>`` holding ``secret``, its clients given
     inline (CLIENTS_INLINE) as a demo gives them: the client, already authenticated, and the DSN.
     ``readers``: other jurisdictions, each with a client ``reg-<name>-<division>`` holding the
-    same secret (send its ``Authorization`` header to read as that counterpart)."""
+    same secret (send its ``Authorization`` header to read as that counterpart). Its background
+    tasks do not run unless ``run_background=True`` is given."""
     import yaml
     from fastapi.testclient import TestClient
 
@@ -276,8 +277,7 @@ def in_process_registry(
             database_url=dsn,
             jurisdictions=here,
             clients_inline=yaml.safe_dump(clients),
-            run_background=False,
-            **settings,
+            **{"run_background": False, **settings},
         )
     )
     with TestClient(app, headers={"Authorization": f"Bearer reg-{name}.{secret}"}) as test_client:
