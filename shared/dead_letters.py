@@ -27,12 +27,12 @@ from shared.events.signature import Rejected
 from shared.observability import DLQ_MESSAGES, EVENTS_REJECTED, redact
 from shared.outbox import add_raw
 from shared.sensitivity import (  # operators meet no sensitive type
-    NEUTRAL_CATEGORY,
-    is_sensitive,
+    is_restricted,
+    neutral_event_type,
     neutral_label,
+    neutral_reason,
     neutral_text,
     neutral_topic,
-    neutral_type,
 )
 
 if TYPE_CHECKING:  # the consumer keeps its dead letters here; only its type is needed back
@@ -58,6 +58,22 @@ def describe_error(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {exc}")[:500]
 
 
+def _restricted(topic: str, doc: dict[str, object]) -> bool:
+    """Whether a message is to be told as a restricted event: on a restricted topic, of no
+    readable type, or restricted by its type and data (a correction of a pregnancy included)."""
+    kind = doc.get("type")
+    return not isinstance(kind, str) or neutral_topic(topic) != topic or is_restricted(kind, doc.get("data"))
+
+
+def _restricted_message(topic: str, value: bytes) -> bool:
+    """``_restricted`` of a message's bytes; one that is not a JSON object is told by its topic."""
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        doc = None
+    return _restricted(topic, doc) if isinstance(doc, dict) else neutral_topic(topic) != topic
+
+
 _MOST_FIELDS = 200
 _DEEPEST = 32  # a forged message may nest lists as deep as the parser allows
 
@@ -67,8 +83,9 @@ def message_shape(topic: str, value: bytes) -> dict[str, object]:
     section 8). Its size, its type (a sensitive one by the neutral name) and the names of its
     fields, never their values: the event's data carries names, dates of birth, identity numbers.
 
-    The data's field names are withheld where the topic or the type is restricted, since a field
-    such as a due date says which kind of event it was. A name is redacted and cut like a reason
+    The data's field names are withheld where the topic or the event is restricted (a sensitive
+    type, or a correction of a sensitive record: ``shared.sensitivity.is_restricted``), since a
+    field such as a due date says which kind of event it was. A name is redacted and cut like a reason
     (a forged message's keys may be anything, an identity number included)."""
     shape: dict[str, object] = {"bytes": len(value), "topic": neutral_topic(topic)}
     try:
@@ -78,12 +95,7 @@ def message_shape(topic: str, value: bytes) -> dict[str, object]:
     if not isinstance(doc, dict):
         return {**shape, "json": True, "fields": [], "top_level": type(doc).__name__}
     kind = doc.get("type")
-    restricted = (
-        not isinstance(kind, str)
-        or is_sensitive(kind)
-        or kind == NEUTRAL_CATEGORY
-        or neutral_topic(topic) != topic
-    )
+    restricted = _restricted(topic, doc)
     fields: list[str] = []
 
     def walk(node: object, path: str, depth: int) -> None:
@@ -103,7 +115,9 @@ def message_shape(topic: str, value: bytes) -> dict[str, object]:
     return {
         **shape,
         "json": True,
-        "type": neutral_text(redact(neutral_type(kind)))[:80] if isinstance(kind, str) else None,
+        "type": neutral_text(redact(neutral_event_type(kind, doc.get("data"))))[:80]
+        if isinstance(kind, str)
+        else None,
         "fields": sorted(dict.fromkeys(fields)),
         "data_fields_withheld": restricted,
     }
@@ -134,7 +148,13 @@ def _headers(
 async def keep(
     conn: asyncpg.Connection, msg: ConsumerRecord[bytes, bytes], reason: str, *, consumer: str, service: str
 ) -> None:
-    """Keep the message with its reason, and queue it for ``<topic>.dlq`` through the outbox."""
+    """Keep the message with its reason, and queue it for ``<topic>.dlq`` through the outbox.
+
+    The reason is kept neutral (``shared.sensitivity.neutral_reason``), in the table and in the
+    ``dlq_reason`` header alike: every reader (``exchangectl dlq``, the exchange's dashboard, its
+    census of the ``.dlq`` topics) shows it, some cut short first, and a replay needs only the
+    message."""
+    reason = neutral_reason(reason, _restricted_message(msg.topic, msg.value or b""))
     key = msg.key.decode(errors="replace") if msg.key else None
     letter_id = new_event_id()
     headers = _headers(msg, reason, consumer, service, letter_id)
@@ -160,9 +180,7 @@ async def keep(
     )
     topic = neutral_label(msg.topic)  # one person's message: a sensitive topic or type by its category
     DLQ_MESSAGES.labels(service, consumer, topic).inc()
-    log.warning(
-        "message dead-lettered", extra={"consumer": consumer, "topic": topic, "reason": neutral_text(reason)}
-    )
+    log.warning("message dead-lettered", extra={"consumer": consumer, "topic": topic, "reason": reason})
 
 
 async def refuse(

@@ -8,6 +8,11 @@ it, still see the real type. On the topics every registry reads (notifications, 
 sensitive type travels under ``NEUTRAL_CATEGORY`` as well; a notification's real type is sealed
 to its addressee (``shared.sealing``).
 
+A correction of a restricted record (``record.corrected.v1`` whose ``record_type`` is
+``pregnancy``) is as restricted as the record: its changes name a due date, its record type says
+it outright. ``is_restricted`` is the one rule, by type and data, wherever a view can see the data
+(a dead letter's message); where only the type is at hand, ``is_sensitive`` decides.
+
 The neutral name says that an event is restricted, not which kind: today only pregnancy types
 are in it, so a reader who knows that learns "a restricted event" and no more than that.
 Aggregate counts over the category are allowed (they are operations); names are not.
@@ -47,6 +52,28 @@ def is_sensitive(event_type: str) -> bool:
     return event_type.startswith(SENSITIVE_TYPE_PREFIXES)
 
 
+# The record types whose corrections are restricted, and the correction types that carry one.
+SENSITIVE_RECORD_TYPES = ("pregnancy",)
+CORRECTION_TYPE_PREFIXES = ("record.corrected.",)
+
+
+def is_restricted(event_type: str, data: object) -> bool:
+    """Whether an event is restricted, given its type and data: a sensitive type, the neutral
+    category itself, or a correction of a sensitive record (its ``record_type``, any version)."""
+    if is_sensitive(event_type) or event_type == NEUTRAL_CATEGORY:
+        return True
+    return (
+        event_type.startswith(CORRECTION_TYPE_PREFIXES)
+        and isinstance(data, dict)
+        and data.get("record_type") in SENSITIVE_RECORD_TYPES
+    )
+
+
+def neutral_event_type(event_type: str, data: object) -> str:
+    """The event type an operator may see of an event whose data is at hand (``is_restricted``)."""
+    return NEUTRAL_CATEGORY if is_restricted(event_type, data) else event_type
+
+
 def neutral_type(event_type: str) -> str:
     """The event type an operator may see."""
     return NEUTRAL_CATEGORY if is_sensitive(event_type) else event_type
@@ -67,6 +94,18 @@ def neutral_label(value: str) -> str:
 def neutral_text(text: str) -> str:
     """Free text (a dead-letter or rejection reason) with every sensitive name replaced."""
     return _SENSITIVE_WORD.sub(NEUTRAL_CATEGORY, text)
+
+
+# A path into an event's data in a reason ("data.changes.expected_delivery: ..."): a validation
+# error names the fields it refused.
+_DATA_PATH = re.compile(r"\bdata((?:\.[\w\-\[\]]+)+)")
+
+
+def neutral_reason(text: str, restricted: bool) -> str:
+    """A dead letter's reason as it is kept: neutral (``neutral_text``) and, for a restricted
+    event's message, without the names of its data's fields (a due date says which kind it was)."""
+    text = neutral_text(text)
+    return _DATA_PATH.sub("data", text) if restricted else text
 
 
 def neutral_route(template: str) -> str:

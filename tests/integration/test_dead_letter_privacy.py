@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import uuid
 
 import asyncpg
+import orjson
 import pytest
 from aiokafka import ConsumerRecord
 
 from devstack.trust import TrustFiles
 from services.migrant_exchange.entrypoints.consumer import event_consumer
+from services.migrant_exchange.service_layer.indicators import operations_picture
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.events.signature import sign_outgoing
 from shared.sensitivity import NEUTRAL_CATEGORY, NEUTRAL_TOPIC
@@ -81,3 +84,35 @@ async def test_the_dead_letter_log_line_names_a_pregnancy_only_by_the_neutral_ca
     assert line.reason.startswith("rejected: not_authorized: " + NEUTRAL_CATEGORY)  # type: ignore[attr-defined]
     told = [text for text in _logged(caplog) if "pregnan" in text.lower()]
     assert not told, told
+
+
+async def test_a_reason_cut_short_for_the_dashboard_names_no_pregnancy(
+    exchange: asyncpg.Pool, trust: TrustFiles
+) -> None:
+    """The dashboard's latest dead letters show each reason's first 160 characters. A malformed
+    pregnancy event whose reason names ``data.pregnancy_id`` across that cut was shown as
+    "data.pregn", which no longer read as a sensitive name when the listing neutralised it: the
+    reason is kept neutral when the letter is stored, so every reader's cut is of neutral text."""
+    settings = ExchangeSettings(subject_key_secret=SECRET.decode(), trust_list_file=str(trust.trust_list))
+    doc = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": f"/registry/{A}",
+        "type": "pregnancy.registered.v1",
+        "subject": "s" * 64,
+        "time": "2026-02-01T00:00:00Z",
+        "datacontenttype": "application/json",
+        "dataschema": "urn:migrant-exchange:schema:pregnancy.registered.v1",
+        "sequence": "q",  # a second error before the data's: the field's name lands on the cut
+        "data": {"pregnancy_id": "nope", "mother_id_number": new_person(), "registered_in": A},
+    }
+    value = orjson.dumps(doc)
+    message = ConsumerRecord("vital.pregnancy.v1", 0, 9, 0, 0, b"k", value, None, 1, len(value), [])
+    await event_consumer(exchange, settings).process([message])
+    [stored] = await exchange.fetch("SELECT id, reason FROM dead_letters")
+    assert stored["reason"].startswith("invalid event: ")
+    async with exchange.acquire() as conn:
+        picture = await operations_picture(conn)
+    [shown] = [d for d in picture["dead_letters"]["latest"] if d["id"] == stored["id"]]
+    assert len(shown["reason"]) == 160 and not re.search("preg", shown["reason"], re.IGNORECASE), shown
+    assert not re.search("preg", stored["reason"], re.IGNORECASE)  # kept neutral

@@ -52,3 +52,25 @@ def test_a_message_nested_as_deep_as_the_parser_allows_is_told_by_its_shape() ->
     deep = b"[" * 1000 + b"]" * 1000
     nested = message_shape("civil.marriage.v1", b'{"type": "x", "a": ' + deep + b"}")
     assert nested["fields"] == ["a", "type"]
+
+
+def test_a_correction_of_a_pregnancy_is_told_as_the_restricted_event_it_corrects() -> None:
+    """Its changes name a due date and its record type says it outright: it is shown as a
+    pregnancy event is, by the neutral category without its data's fields."""
+    correction = {
+        "type": "record.corrected.v1",
+        "data": {
+            "record_type": "pregnancy",
+            "changes": {"expected_delivery": "2027-03-08"},
+            "reason": "typo",
+        },
+    }
+    shape = message_shape("vital.correction.v1", orjson.dumps(correction))
+    assert shape["type"] == NEUTRAL_CATEGORY and shape["data_fields_withheld"] is True
+    assert shape["fields"] == ["data", "type"] and shape["topic"] == "vital.correction.v1"
+    assert "expected_delivery" not in str(shape) and "record_type" not in str(shape)
+    # a correction of any other record keeps its type and field names
+    correction["data"] = {"record_type": "marriage", "changes": {"registered_on": "2026-01-02"}}
+    other = message_shape("vital.correction.v1", orjson.dumps(correction))
+    assert other["type"] == "record.corrected.v1" and other["data_fields_withheld"] is False
+    assert "data.changes.registered_on" in other["fields"]  # type: ignore[operator]

@@ -9,8 +9,11 @@ from shared.sensitivity import (
     NEUTRAL_CATEGORY,
     NEUTRAL_ROUTE,
     NEUTRAL_TOPIC,
+    is_restricted,
     is_sensitive,
+    neutral_event_type,
     neutral_label,
+    neutral_reason,
     neutral_route,
     neutral_text,
     neutral_topic,
@@ -60,3 +63,21 @@ def test_the_pregnancy_routes_share_one_neutral_route_label() -> None:
     assert neutral_route("/v1/pregnancies") == neutral_route("/v1/pregnancies/{pregnancy_id}/closure")
     assert neutral_route("/v1/pregnancies/{pregnancy_id}") == NEUTRAL_ROUTE
     assert neutral_route("/v1/births") == "/v1/births"
+
+
+def test_a_correction_of_a_pregnancy_is_as_restricted_as_the_pregnancy() -> None:
+    assert all(is_restricted(t, {}) for t in CATALOG if is_sensitive(t))
+    assert is_restricted(NEUTRAL_CATEGORY, None)
+    assert is_restricted("record.corrected.v1", {"record_type": "pregnancy", "changes": {"outcome": "ended"}})
+    assert neutral_event_type("record.corrected.v1", {"record_type": "pregnancy"}) == NEUTRAL_CATEGORY
+    for record_type in ("person", "marriage", "migration", "birth", "certificate"):
+        assert not is_restricted("record.corrected.v1", {"record_type": record_type})
+    assert not is_restricted("record.corrected.v1", None)
+    assert not is_restricted("marriage.registered.v1", {"record_type": "pregnancy"})  # not a correction
+
+
+def test_a_restricted_events_reason_names_none_of_its_data_fields() -> None:
+    reason = "invalid event: data.changes.expected_delivery.str: Input should be a valid string; data.changes"
+    assert neutral_reason(reason, True) == "invalid event: data: Input should be a valid string; data"
+    assert neutral_reason(reason, False) == reason
+    assert neutral_reason("rejected: not_authorized: pregnancy.closed.v1", False).endswith(NEUTRAL_CATEGORY)

@@ -309,15 +309,25 @@ async def insert_notifications(conn: asyncpg.Connection, ns: list[dict[str, Any]
     rows = await conn.fetch(
         """INSERT INTO notifications (id, target_division, source_division, subject, event_id, event_type,
                                       event_sequence, event_time, payload, deadline, next_attempt_at,
-                                      withheld_fields)
+                                      withheld_fields, restricted)
            SELECT u.id, u.target, u.source, u.subject, u.event_id, u.event_type, u.seq, u.at, u.payload,
-                  u.deadline, u.next_at, ARRAY(SELECT jsonb_array_elements_text(u.withheld::jsonb))
+                  u.deadline, u.next_at, ARRAY(SELECT jsonb_array_elements_text(u.withheld::jsonb)),
+                  u.restricted
            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::bigint[],
-                       $8::timestamptz[], $9::jsonb[], $10::timestamptz[], $11::timestamptz[], $12::text[])
-                AS u(id, target, source, subject, event_id, event_type, seq, at, payload, deadline, next_at, withheld)
+                       $8::timestamptz[], $9::jsonb[], $10::timestamptz[], $11::timestamptz[], $12::text[],
+                       $13::boolean[])
+                AS u(id, target, source, subject, event_id, event_type, seq, at, payload, deadline, next_at, withheld,
+                     restricted)
            ON CONFLICT (event_id, target_division) DO NOTHING RETURNING id""",
         *(
-            [_json_text(n.get(k) or []) if k == "withheld_fields" else n.get(k) for n in ns]
+            [
+                _json_text(n.get(k) or [])
+                if k == "withheld_fields"
+                else bool(n.get(k))
+                if k == "restricted"
+                else n.get(k)
+                for n in ns
+            ]
             for k in (
                 "notification_id",
                 "target_division",
@@ -331,6 +341,7 @@ async def insert_notifications(conn: asyncpg.Connection, ns: list[dict[str, Any]
                 "deadline",
                 "next_attempt_at",
                 "withheld_fields",
+                "restricted",
             )
         ),
     )

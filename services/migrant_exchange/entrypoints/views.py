@@ -20,7 +20,7 @@ from shared.auth import Client
 from shared.disclosures import purpose_of
 from shared.errors import Forbidden
 from shared.observability import redact
-from shared.sensitivity import NEUTRAL_CATEGORY, is_sensitive, neutral_text, neutral_type
+from shared.sensitivity import NEUTRAL_CATEGORY, is_sensitive, neutral_text
 
 
 def require_jurisdiction(client: Client) -> None:
@@ -74,18 +74,19 @@ async def notifications_read(
 
 def _operations(row: asyncpg.Record) -> dict[str, Any]:
     conflicts = row["conflicts"]
+    # A pregnancy by its type; a correction of one as marked when it was routed (its payload,
+    # which says so, is purged once answered): either reads as the neutral category.
+    restricted = is_sensitive(row["event_type"]) or bool(row["restricted"])
     return {
         **dict(row),
         "notification_id": row["id"],
         "subject": None,
-        "event_type": neutral_type(row["event_type"]),
+        "event_type": NEUTRAL_CATEGORY if restricted else row["event_type"],
         "conflicts": None if conflicts is None else [{"field": neutral_text(c["field"])} for c in conflicts],
         "reason": None if row["reason"] is None else redact(neutral_text(row["reason"])),
         "payload": None,
         # What an agreement withholds names the event's kind (expected_delivery): neutral for these.
-        "withheld_fields": [
-            NEUTRAL_CATEGORY if is_sensitive(row["event_type"]) else f for f in row["withheld_fields"] or []
-        ],
+        "withheld_fields": [NEUTRAL_CATEGORY if restricted else f for f in row["withheld_fields"] or []],
     }
 
 

@@ -29,7 +29,7 @@ from shared.identity import subject_key
 from shared.observability import redact
 from shared.outbox import add_event, batched, queue_event
 from shared.sealing import notification_aad, notification_named, notification_plaintext, seal
-from shared.sensitivity import neutral_text
+from shared.sensitivity import is_restricted, neutral_text
 
 EXCHANGE_SOURCE = "/exchange"
 REPAIR_TYPE = routing.CORRECTION  # what a reconciliation repair travels as
@@ -198,6 +198,8 @@ def notification_under(
         "event_time": event.time,
         "payload": payload,
         "withheld_fields": sorted(withheld),
+        # a pregnancy, or a correction of one: operators see it by the neutral category (views)
+        "restricted": is_restricted(event.type, data),
         "deadline": now + dt.timedelta(seconds=row["deadline_seconds"] or settings.feedback_deadline_seconds),
         "next_attempt_at": now + dt.timedelta(seconds=settings.notification_retry_seconds),
     }
