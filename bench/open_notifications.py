@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -32,8 +30,8 @@ from typing import Any
 
 import asyncpg
 
+from bench import plans
 from bench.common import workdir, write_result
-from bench.retention_scan import _generic_scans, _scans
 from devstack.embedded import EmbeddedPostgres
 from shared.db import migrate
 
@@ -166,19 +164,6 @@ async def _vacuum(dsn: str) -> None:
         await conn.close()
 
 
-async def _in_rollback(conn: asyncpg.Connection, prelude: list[str], sql: str, args: tuple[Any, ...]) -> Any:
-    tr = conn.transaction()
-    await tr.start()
-    try:
-        for statement in prelude:
-            await conn.execute(statement)
-        start = time.perf_counter()
-        rows = await conn.fetch(sql, *args)
-        return rows, (time.perf_counter() - start) * 1000
-    finally:
-        await tr.rollback()
-
-
 def _outcome(rows: list[asyncpg.Record]) -> Any:
     """What a statement returned, to compare before and after: the rows, or how many (ages apart:
     each run has its own now())."""
@@ -195,32 +180,7 @@ def _outcome(rows: list[asyncpg.Record]) -> Any:
 async def measure(
     conn: asyncpg.Connection, prelude: list[str], sql: str, args: tuple[Any, ...], repeat: int
 ) -> dict[str, Any]:
-    times, outcomes = [], []
-    for _ in range(repeat):
-        rows, ms = await _in_rollback(conn, prelude, sql, args)
-        times.append(ms)
-        outcomes.append(_outcome(rows))
-    explained, _ = await _in_rollback(conn, prelude, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, args)
-    plan = json.loads(explained[0][0])[0]
-    top = plan["Plan"]
-    await conn.execute("SET plan_cache_mode = force_generic_plan")
-    try:
-        generic, _ = await _in_rollback(conn, prelude, "EXPLAIN (FORMAT JSON) " + sql, args)
-    finally:
-        await conn.execute("RESET plan_cache_mode")
-    triggers = sum(float(t.get("Time", 0)) for t in plan.get("Triggers", []))
-    return {
-        "returned": outcomes[0],
-        "same_each_run": all(o == outcomes[0] for o in outcomes),
-        "ms_median": round(statistics.median(times), 2),
-        "ms_each": [round(t, 2) for t in times],
-        "explain_ms": round(plan["Execution Time"], 2),
-        "trigger_ms": round(triggers, 2),
-        "buffers_hit": top.get("Shared Hit Blocks", 0),
-        "buffers_read": top.get("Shared Read Blocks", 0),
-        "scans": _scans(top),
-        "generic_plan_scans": _generic_scans(json.loads(generic[0][0])[0]["Plan"]),
-    }
+    return await plans.measure(conn, prelude, sql, args, repeat, _outcome)
 
 
 async def _cases(dsn: str, after: bool) -> dict[str, tuple[list[str], str, tuple[Any, ...]]]:

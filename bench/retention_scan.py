@@ -21,15 +21,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import shutil
-import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from bench import plans
 from bench.common import workdir, write_result
 from devstack.embedded import EmbeddedPostgres
 from services.migrant_exchange.settings import ExchangeSettings
@@ -139,85 +138,18 @@ async def fill(dsn: str, rows: int, left: int, overdue: int) -> dict[str, float]
     return took
 
 
-def _scans(node: dict[str, Any]) -> list[dict[str, Any]]:
-    """The plan's scans of ``notifications`` and its indexes: which way, and the rows (or index
-    entries) each read, kept or filtered out."""
-    found = []
-    if "Scan" in node["Node Type"] and (
-        node.get("Relation Name") == "notifications"
-        or str(node.get("Index Name", "")).startswith("notifications")
-    ):
-        kept = int(node.get("Actual Rows", 0))
-        removed = sum(
-            int(node.get(k, 0)) for k in ("Rows Removed by Filter", "Rows Removed by Index Recheck")
-        )
-        loops = int(node.get("Actual Loops", 1))
-        found.append(
-            {
-                "scan": node["Node Type"],
-                "index": node.get("Index Name"),
-                "rows_read": (kept + removed) * loops,
-                "rows_kept": kept * loops,
-                "buffers": int(node.get("Shared Hit Blocks", 0)) + int(node.get("Shared Read Blocks", 0)),
-                "ms": round(float(node.get("Actual Total Time", 0)) * loops, 2),
-            }
-        )
-    for child in node.get("Plans", []):
-        found += _scans(child)
-    return found
-
-
-async def _in_rollback(conn: asyncpg.Connection, before: bool, sql: str, *args: Any) -> Any:
-    """``sql`` in a transaction rolled back, on the schema before 0027 (its indexes dropped) or now."""
-    tr = conn.transaction()
-    await tr.start()
-    try:
-        if before:
-            for index in NEW_INDEXES:
-                await conn.execute(f"DROP INDEX IF EXISTS {index}")
-        return await conn.fetchval(sql, *args)
-    finally:
-        await tr.rollback()
+def _purged(rows: list[asyncpg.Record]) -> Any:
+    """How many rows a purge's batch emptied (its statement's one value)."""
+    return rows[0][0]
 
 
 async def measure(
     conn: asyncpg.Connection, sql: str, cutoff: dt.datetime, before: bool, repeat: int
 ) -> dict[str, Any]:
-    times, purged = [], set()
-    for _ in range(repeat):
-        start = time.perf_counter()
-        purged.add(await _in_rollback(conn, before, sql, cutoff, BATCH))
-        times.append((time.perf_counter() - start) * 1000)
-    explain = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql
-    plan = json.loads(await _in_rollback(conn, before, explain, cutoff, BATCH))[0]
-    top = plan["Plan"]
-    await conn.execute("SET plan_cache_mode = force_generic_plan")
-    try:
-        generic = json.loads(await _in_rollback(conn, before, "EXPLAIN (FORMAT JSON) " + sql, cutoff, BATCH))
-    finally:
-        await conn.execute("RESET plan_cache_mode")
-    return {
-        "purged": sorted(purged),
-        "ms_median": round(statistics.median(times), 1),
-        "ms_each": [round(t, 1) for t in times],
-        "explain_ms": round(plan["Execution Time"], 1),
-        "buffers_hit": top.get("Shared Hit Blocks", 0),
-        "buffers_read": top.get("Shared Read Blocks", 0),
-        "scans": _scans(top),
-        "generic_plan_scans": _generic_scans(generic[0]["Plan"]),
-    }
-
-
-def _generic_scans(node: dict[str, Any]) -> list[str]:
-    """The indexes (or the sequential scan) a plan without ``EXPLAIN ANALYZE``'s figures reads."""
-    found = []
-    if node.get("Index Name") or (
-        node.get("Relation Name") == "notifications" and node["Node Type"] == "Seq Scan"
-    ):
-        found.append(node.get("Index Name") or node["Node Type"])
-    for child in node.get("Plans", []):
-        found += _generic_scans(child)
-    return found
+    """``bench.plans.measure`` of a purge's batch, on the schema before 0027 (its indexes dropped,
+    in the same rolled-back transaction) or now."""
+    prelude = [f"DROP INDEX IF EXISTS {index}" for index in NEW_INDEXES] if before else []
+    return await plans.measure(conn, prelude, sql, (cutoff, BATCH), repeat, _purged)
 
 
 async def compare(dsn: str, repeat: int) -> dict[str, Any]:
@@ -264,7 +196,7 @@ def _line(name: str, when: str, m: dict[str, Any]) -> str:
         if s["index"] != "notifications_pkey"
     )
     return (
-        f"{name:22} {when:6} {m['ms_median']:9.1f} ms  purged {m['purged']}  "
+        f"{name:22} {when:6} {m['ms_median']:9.1f} ms  purged {m['returned']}  "
         f"buffers {m['buffers_hit'] + m['buffers_read']:,} ({m['buffers_read']:,} read)  {scans}  "
         f"generic plan: {', '.join(m['generic_plan_scans'])}"
     )
@@ -285,7 +217,7 @@ def main() -> int:
     for name, sides in out["purges"].items():
         for when, m in sides.items():
             print(_line(name, when, m))
-    same = all(sides["before"]["purged"] == sides["after"]["purged"] for sides in out["purges"].values())
+    same = all(sides["before"]["returned"] == sides["after"]["returned"] for sides in out["purges"].values())
     print("the same rows purged before and after:", same)
     return 0 if same else 1
 
