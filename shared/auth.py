@@ -180,7 +180,16 @@ class ClientRegistry:
                 raise
             except Exception as e:
                 log.warning("client listener reconnecting", extra={"error": type(e).__name__})
+                self._drop_listener()
                 await asyncio.sleep(1.0)
+
+    def _drop_listener(self) -> None:
+        """Close the listener's connection before another one opens: left to the garbage
+        collector, each error's connection stayed open until it was finalized. Closed at once,
+        without waiting on a server that may be the reason for the error."""
+        if self._listener is not None:
+            self._listener.terminate()
+            self._listener = None
 
     async def _refresh(self) -> None:
         """``reload`` for a notified change, counted; a failure is logged and read again later

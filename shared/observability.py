@@ -228,26 +228,52 @@ DUTY_ROUNDS = Counter(
     "retention, audit checkpoints and chaining, key refresh, clients read after a change), by outcome",
     ["service", "duty", "outcome"],
 )
+DUTY_ROUND_RUNNING = Gauge(
+    "background_duty_round_running_seconds",
+    "Seconds the duty's round in progress has been running, 0 between rounds (read at each "
+    "scrape): a round that neither ends nor fails, waiting on something that never answers, "
+    "counts no round at all",
+    ["service", "duty"],
+)
 
 
 class Duty:
     """A periodic duty's rounds, counted by outcome (``background_duty_rounds_total``). A duty
     that keeps sweeping through errors logs each one and tries again next round; without this
     count nobody but the log would know that it never succeeds any more (alert
-    ``BackgroundDutyFailing``). Both series exist from the start, so the first failure counts."""
+    ``BackgroundDutyFailing``). Both series exist from the start, so the first failure counts.
+
+    A round that hangs (waiting for a pool connection that never frees, which no statement
+    timeout bounds, or on any call that never returns) ends neither way and counts nothing: how
+    long the round in progress has run is read at each scrape instead
+    (``background_duty_round_running_seconds``, alert ``BackgroundDutyStuck``)."""
 
     def __init__(self, service: str, name: str):
         self._ok = DUTY_ROUNDS.labels(service, name, "ok")
         self._failed = DUTY_ROUNDS.labels(service, name, "failed")
+        # Rounds in progress, by a number of their own: the clients' reads may overlap.
+        self._started: dict[int, float] = {}
+        self._next = 0
+        DUTY_ROUND_RUNNING.labels(service, name).set_function(self.running_for)
+
+    def running_for(self) -> float:
+        """Seconds the oldest round in progress has run; 0 between rounds."""
+        started = tuple(self._started.values())  # one step: a scrape may read from another thread
+        return round(time.monotonic() - min(started), 1) if started else 0.0
 
     @contextlib.contextmanager
     def round(self) -> Iterator[None]:
         """One round: counted ok when it ends, failed when it raises (the error goes on)."""
+        self._next += 1
+        mine = self._next
+        self._started[mine] = time.monotonic()
         try:
             yield
         except Exception:
             self._failed.inc()
             raise
+        finally:
+            del self._started[mine]
         self._ok.inc()
 
 
