@@ -10,6 +10,10 @@ from services.migrant_exchange.settings import ExchangeSettings
 from shared.errors import Conflict, RuleViolation, ServiceUnavailable
 
 
+class MethodNotAllowed(ServiceUnavailable):
+    """The registry has no such route for this method (one not upgraded yet)."""
+
+
 class RegistryClient:
     """Talks to whichever registry keeps a jurisdiction's records."""
 
@@ -40,6 +44,8 @@ class RegistryClient:
             raise ServiceUnavailable(
                 f"the registry of {jurisdiction} is unreachable: {type(e).__name__}"
             ) from e
+        if r.status_code == 405:
+            raise MethodNotAllowed(f"the registry of {jurisdiction} has no {method} {path}")
         if r.status_code in (404, 409, 422):
             raise Conflict(
                 f"the registry of {jurisdiction} refused: {_detail(r)}",
@@ -53,14 +59,20 @@ class RegistryClient:
     async def digests(
         self, jurisdiction: str, counterpart: str, buckets: int, left_out: list[tuple[str, str]]
     ) -> dict[str, Any]:
-        """Counts and digests per bucket, without the records ``left_out`` (kind, exchange key)."""
-        body = {
-            "jurisdiction": jurisdiction,
-            "counterpart": counterpart,
-            "buckets": buckets,
-            "left_out": [list(held) for held in left_out],
-        }
-        return await self._call("POST", jurisdiction, "/v1/internal/reconciliation/digests", json=body)
+        """Counts and digests per bucket, without the records ``left_out`` (kind, exchange key).
+
+        With nothing to leave out, or from a registry not upgraded yet (its digests answer ``GET``
+        alone: 405), the ``GET`` form: every record counts, and the drill-down's ``held_by`` sets
+        aside what the digests could not, as before."""
+        path = "/v1/internal/reconciliation/digests"
+        query = {"jurisdiction": jurisdiction, "counterpart": counterpart, "buckets": buckets}
+        if left_out:
+            body = {**query, "left_out": [list(held) for held in left_out]}
+            try:
+                return await self._call("POST", jurisdiction, path, json=body)
+            except MethodNotAllowed:
+                pass
+        return await self._call("GET", jurisdiction, path, params=query)
 
     async def records(
         self, jurisdiction: str, counterpart: str, buckets: int, selected: list[int]
