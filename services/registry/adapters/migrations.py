@@ -13,15 +13,6 @@ from services.registry.adapters import persons, records
 from services.registry.adapters.records import Made
 from services.registry.domain.migrations import Residence
 
-# Her row is locked by a statement of its own before her moves are read. Read in the locking
-# statement, the moves would be those of its snapshot: when it waits for a writer of her moves,
-# PostgreSQL re-reads only the locked row once that writer commits, not the move it wrote, and the
-# next move would be judged against a last move that is no longer the last.
-_LOCK_PEOPLE = """SELECT 1 FROM unnest($1::text[], $2::text[]) AS u(j, n)
-                  CROSS JOIN LATERAL (SELECT 1 FROM persons
-                                       WHERE jurisdiction = u.j AND id_number = u.n LIMIT 1 FOR UPDATE) p"""
-
-
 # A person's moves are ordered by date, then by ``seq``, a number drawn as each move is inserted
 # here (0023): moves of one day follow the order they were recorded or applied in (a batch's as
 # sent, a unit of work's notifications as produced), under her row's lock. Here, in
@@ -77,12 +68,15 @@ async def residences(
     conn: asyncpg.Connection, people: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], Residence]:
     """Where each (jurisdiction, number) on record lives and the last move known of her, her row
-    locked first (``_LOCK_PEOPLE``); the rows are locked in key order (each locked as its key's
+    locked first (``persons.lock_people``); the rows are locked in key order (each locked as its key's
     probe finds it, the keys sorted), so two batches about the same people cannot deadlock. People
     not on record are absent. A probe per key: see shared.inbox.BY_KEY."""
-    keys = sorted(set(people))
+    # Her row is locked by a statement of its own before her moves are read. Read in the locking
+    # statement, the moves would be those of its snapshot: when it waits for a writer of her moves,
+    # PostgreSQL re-reads only the locked row once that writer commits, not the move it wrote, and
+    # the next move would be judged against a last move that is no longer the last.
+    keys = await persons.lock_people(conn, people)
     columns = [j for j, _ in keys], [n for _, n in keys]
-    await conn.execute(_LOCK_PEOPLE, *columns)
     rows = await conn.fetch(
         """SELECT p.jurisdiction, p.id_number, p.hukou_division, p.residence_division,
                   m.migration_date AS last_move, m.kind, m.to_division

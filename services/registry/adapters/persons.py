@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -37,6 +38,60 @@ async def lock_person(conn: asyncpg.Connection, jurisdiction: str, id_number: st
     await conn.execute(
         "SELECT 1 FROM persons WHERE jurisdiction = $1 AND id_number = $2 FOR UPDATE", jurisdiction, id_number
     )
+
+
+# People's rows locked in one statement and one order, (jurisdiction, id_number) as bytes (what
+# Python's sort of the keys gives, "C"): each row locked as its key's probe finds it, the keys in
+# that order, so two transactions locking some of the same people this way queue up instead of
+# deadlocking. Her row is locked before her records (a move, a marriage, ...) are read or locked.
+_LOCK_PEOPLE = """SELECT 1 FROM ({keys}) AS u(j, n)
+                  CROSS JOIN LATERAL (SELECT 1 FROM persons
+                                       WHERE jurisdiction = u.j AND id_number = u.n LIMIT 1 FOR UPDATE) p"""
+# The keys given, sorted by the caller.
+_GIVEN = "SELECT * FROM unnest($1::text[], $2::text[])"
+# The people of records given as (type, jurisdiction, text key, uuid key): a person herself, whose
+# move, the spouses of a marriage, the mother of a birth or pregnancy, a certificate's holder.
+_OF_RECORDS = """WITH r(t, j, k, u) AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[]))
+    SELECT j, n FROM (
+        SELECT j, k AS n FROM r WHERE t = 'person'
+        UNION SELECT x.jurisdiction, x.id_number FROM r JOIN migrations x
+                  ON r.t = 'migration' AND x.jurisdiction = r.j AND x.id = r.u
+        UNION SELECT x.jurisdiction, x.id_number FROM r JOIN marriage_spouses x
+                  ON r.t = 'marriage' AND x.jurisdiction = r.j AND x.marriage_id = r.u
+        UNION SELECT x.jurisdiction, x.mother_id_number FROM r JOIN births x
+                  ON r.t = 'birth' AND x.jurisdiction = r.j AND x.id = r.u
+        UNION SELECT x.jurisdiction, x.mother_id_number FROM r JOIN pregnancies x
+                  ON r.t = 'pregnancy' AND x.jurisdiction = r.j AND x.id = r.u
+        UNION SELECT x.jurisdiction, x.holder_id_number FROM r JOIN certificates x
+                  ON r.t = 'certificate' AND x.jurisdiction = r.j AND x.number = r.k
+    ) k ORDER BY j COLLATE "C", n COLLATE "C"
+"""
+_LOCK_GIVEN, _LOCK_OF_RECORDS = _LOCK_PEOPLE.format(keys=_GIVEN), _LOCK_PEOPLE.format(keys=_OF_RECORDS)
+
+
+async def lock_people(conn: asyncpg.Connection, people: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Lock the rows of these (jurisdiction, number) on record, in key order (``_LOCK_PEOPLE``):
+    the keys, sorted."""
+    keys = sorted(set(people))
+    columns = [j for j, _ in keys], [n for _, n in keys]
+    await conn.execute(_LOCK_GIVEN, *columns)
+    return keys
+
+
+async def lock_people_of(conn: asyncpg.Connection, touched: Iterable[tuple[str, str, object]]) -> None:
+    """``lock_people`` of the people whose records these are, as (record type, jurisdiction, key):
+    found and locked in one statement. Records not on record lock nobody."""
+    types: list[str] = []
+    places: list[str] = []
+    texts: list[str | None] = []
+    ids: list[uuid.UUID | None] = []
+    for record_type, jurisdiction, key in set(touched):
+        types.append(record_type)
+        places.append(jurisdiction)
+        texts.append(key if isinstance(key, str) else None)
+        ids.append(key if isinstance(key, uuid.UUID) else None)
+    if types:
+        await conn.execute(_LOCK_OF_RECORDS, types, places, texts, ids)
 
 
 async def insert_person(

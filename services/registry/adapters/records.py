@@ -27,6 +27,13 @@ def _key(record_type: str, record_id: str) -> tuple[str, str, object] | None:
         return None
 
 
+def record_key(record_type: str, record_id: str) -> object | None:
+    """A record's key from its text (a uuid, an id number, a certificate number), or None when the
+    text names no record of that type."""
+    key = _key(record_type, record_id)
+    return None if key is None else key[2]
+
+
 # Her row locked before her move (one statement; the move then read and locked by another, which
 # sees the move as it is once she is ours): a correction or a repair of a move reads her moves
 # under her lock, and recording a move takes her row before her moves. The move locked first, a

@@ -28,6 +28,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from services.registry.adapters import records
 from services.registry.entrypoints import schemas_certificates as sr
 from services.registry.entrypoints import schemas_vital_events as s
 from services.registry.entrypoints.routes_common import (
@@ -70,6 +71,29 @@ CreateMany = Callable[
     Awaitable[Sequence[BaseModel | DomainError]],
 ]
 VITAL_EVENTS, CERTIFICATES = "registry: vital events", "registry: certificates"
+# (the record acted on, the kind's validated command) -> the records, as (type, key), whose people
+# an item of the kind locks: a batch of several runs locks them all first, in key order
+# (``service_layer.batches``), rather than item by item in the caller's order.
+Touches = Callable[[Any, Any], tuple[tuple[str, object], ...]]
+
+
+def _nobody(_: Any, __: Any) -> tuple[tuple[str, object], ...]:
+    return ()
+
+
+def _people(*fields: str) -> Touches:
+    """The persons the command names in these fields."""
+    return lambda _, command: tuple(("person", getattr(command, f)) for f in fields)
+
+
+def _acted_on(record_type: str) -> Touches:
+    """The people of the record the item acts on (a marriage's spouses, a pregnancy's mother)."""
+    return lambda target, _: ((record_type, target),)
+
+
+def _corrected(_: Any, command: Any) -> tuple[tuple[str, object], ...]:
+    key = records.record_key(command.record_type, command.record_id)
+    return () if key is None else ((command.record_type, key),)
 
 
 @dataclass(frozen=True)
@@ -98,6 +122,7 @@ class Kind:
     target_adapter: TypeAdapter[Any] | None = None  # a batch item's target checked as that parameter
     scope: str = WRITE
     together: CreateMany | None = None  # a batch's run of items of this kind recorded at once
+    touches: Touches = _nobody
 
 
 def _new(
@@ -106,6 +131,7 @@ def _new(
     answer: type[BaseModel],
     use_case: Create,
     doc: Doc,
+    touches: Touches,
     together: CreateMany | None = None,
 ) -> Kind:
     """A kind that creates a record (no record acted on): a 201."""
@@ -113,16 +139,22 @@ def _new(
     async def run(conn: asyncpg.Connection, ctx: Context, here: str, _: Any, command: Any) -> BaseModel:
         return await use_case(conn, ctx, here, command)
 
-    return Kind(route, body, answer, run, doc, together=together)
+    return Kind(route, body, answer, run, doc, together=together, touches=touches)
 
 
 def _change(
-    route: str, body: type[BaseModel], answer: type[BaseModel], run: UseCase, doc: Doc, target: str
+    route: str,
+    body: type[BaseModel],
+    answer: type[BaseModel],
+    run: UseCase,
+    doc: Doc,
+    target: str,
+    touches: Touches,
 ) -> Kind:
     """A kind that changes a record named in its single route's path (a 200, not a 201)."""
     annotation = CertificateNumber if target == "number" else uuid.UUID
     adapter: TypeAdapter[Any] = TypeAdapter(annotation)
-    return Kind(route, body, answer, run, doc, 200, annotation, target, adapter)
+    return Kind(route, body, answer, run, doc, 200, annotation, target, adapter, touches=touches)
 
 
 KINDS: dict[str, Kind] = {
@@ -130,51 +162,57 @@ KINDS: dict[str, Kind] = {
         "/v1/persons", s.PersonIn, s.PersonOut, persons.register_person,
         Doc("register_person", "Register a person",
             "Record a person in the client's jurisdiction; publishes ``person.registered.v1``."),
+        _nobody,
     ),
     "migration": _new(
         "/v1/migrations", s.MigrationIn, s.MigrationOut, migrations.record_migration,
         Doc("record_migration", "Record a move",
             "Record a departure (at the place left), an arrival or a return (at the place arrived at)."),
-        migrations.record_migrations,
+        _people("id_number"), migrations.record_migrations,
     ),
     "marriage": _new(
         "/v1/marriages", s.MarriageIn, s.MarriageOut, marriages.register_marriage,
         Doc("register_marriage", "Register a marriage",
             "Record a marriage of two persons on record, neither already married; ``marriage.registered.v1``."),
+        _people("spouse_a_id_number", "spouse_b_id_number"),
     ),
     "marriage_dissolution": _change(
         "/v1/marriages/{marriage_id}/dissolution", s.DissolutionIn, s.MarriageOut, marriages.dissolve_marriage,
         Doc("dissolve_marriage", "Record the end of a marriage",
             "Divorce, death or annulment; publishes ``marriage.dissolved.v1``.", (404, 409, 422)),
-        "marriage_id",
+        "marriage_id", _acted_on("marriage"),
     ),
     "pregnancy": _new(
         "/v1/pregnancies", s.PregnancyIn, s.PregnancyOut, pregnancies.register_pregnancy,
         Doc("register_pregnancy", "Register a pregnancy",
             "Record a pregnancy for maternal care; only the mother's origin and destination hear of it."),
+        _people("mother_id_number"),
     ),
     "pregnancy_closure": _change(
         "/v1/pregnancies/{pregnancy_id}/closure", s.ClosureIn, s.PregnancyOut, pregnancies.close_pregnancy,
         Doc("close_pregnancy", "Close a pregnancy record",
             "Close the record when the pregnancy ends; publishes ``pregnancy.closed.v1``.", (404, 409, 422)),
-        "pregnancy_id",
+        "pregnancy_id", _acted_on("pregnancy"),
     ),
     "birth": _new(
         "/v1/births", s.BirthIn, s.BirthOut, births.register_birth,
         Doc("register_birth", "Register a birth",
             "Record a birth, one per birth medical certificate; publishes ``birth.registered.v2``."),
+        _people("mother_id_number"),
     ),
     "correction": _new(
         "/v1/corrections", s.CorrectionIn, s.CorrectionOut, corrections.record_correction,
         Doc("record_correction", "Correct a record",
             "Correct fields of a record, naming the event corrected and why; ``record.corrected.v1``.",
             (404, 409, 422)),
+        _corrected,
     ),
     "certificate": _new(
         "/v1/certificates", sr.CertificateIn, sr.CertificateOut, certificates.issue_certificate,
         Doc("issue_certificate", "Issue a 婚育证明",
             "Issue a signed marriage-and-childbearing certificate; the token fits a QR code.",
             (404, 422), CERTIFICATES),
+        _people("holder_id_number"),
     ),
     "certificate_revocation": _change(
         "/v1/certificates/{number}/revocation", sr.RevocationIn, sr.RevocationOut,
@@ -182,7 +220,7 @@ KINDS: dict[str, Kind] = {
         Doc("revoke_certificate", "Revoke a certificate",
             "Revoke a certificate of the client's jurisdiction; ``certificate.revoked.v1`` carries its "
             "status index.", (404, 409, 422), CERTIFICATES),
-        "number",
+        "number", _acted_on("certificate"),
     ),
 }  # fmt: skip
 
@@ -367,8 +405,9 @@ def _bound(kind: Kind, kind_name: str, ctx: Context, here: str, acted_on: Any, c
     async def run(conn: asyncpg.Connection) -> BaseModel:
         return await kind.run(conn, ctx, here, acted_on, checked)
 
+    touches = tuple((record_type, here, key) for record_type, key in kind.touches(acted_on, checked))
     if kind.together is None:
-        return Prepared(run, kind_name, checked)
+        return Prepared(run, kind_name, checked, touches=touches)
     many = kind.together
 
     async def together(
@@ -376,7 +415,7 @@ def _bound(kind: Kind, kind_name: str, ctx: Context, here: str, acted_on: Any, c
     ) -> Sequence[BaseModel | DomainError]:
         return await many(conn, ctx, here, commands, traces)
 
-    return Prepared(run, kind_name, checked, together, here, ctx.traceparent)
+    return Prepared(run, kind_name, checked, together, here, ctx.traceparent, touches)
 
 
 def _target(kind: Kind, value: Any) -> Any:

@@ -17,6 +17,14 @@ most of a registrar system's traffic) are recorded by one call of it, in a few s
 the whole run; it answers rule refusals itself (they write nothing), and anything else it raises
 sends the batch the way of a refusal above: again, one item and one savepoint at a time.
 
+Before its first item a batch locks the rows of the people its items touch, all at once and in
+key order (``persons.lock_people_of``), where they run as more than one run of items: each item
+locks its people in the order of its own statements (a person's row before her records), so two
+batches about the same people in opposite orders (a registrar's corrections of X then Y, another
+system's of Y then X; two marriages dissolved in turn) each held one row the other waited for, a
+deadlock, and one failed whole (503). A batch of one run (moves only, as most are) locks its people
+in key order already and costs no statement more.
+
 The same machinery records concurrent single requests together (``record_group``, the group
 commit of single moves): each request's item is answered as its single route would answer it.
 """
@@ -30,6 +38,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
+from services.registry.adapters import persons
 from shared.db import CONTENTION, is_unavailable, unit_of_work
 from shared.errors import DomainError, ServiceUnavailable, request_fault
 
@@ -46,7 +55,8 @@ class Prepared:
     """A batch item ready to run: its use case bound to its command (``one``), and where its kind
     has one, the use case for a run of such items (``together``, given the commands). Items of one
     kind and one ``group`` (the jurisdiction recorded for) may be recorded together; each keeps
-    its own ``traceparent`` (the items of a group commit come from different requests)."""
+    its own ``traceparent`` (the items of a group commit come from different requests).
+    ``touches``: the records (type, jurisdiction, key) whose people's rows the item locks."""
 
     one: Item
     kind: str = ""
@@ -54,6 +64,7 @@ class Prepared:
     together: Together | None = None
     group: object = None
     traceparent: str | None = None
+    touches: tuple[tuple[str, str, object], ...] = ()
 
 
 class NotTogether(Exception):
@@ -75,6 +86,12 @@ class Outcome:
 async def record_each(conn: asyncpg.Connection, items: Sequence[Prepared | DomainError]) -> list[Outcome]:
     """Run each item (a use case bound to its input); an item already refused at the edge (a
     ``DomainError`` in its place) is passed through without touching the database."""
+    touched = _touched_across_runs(items)
+    if touched:
+        try:
+            await persons.lock_people_of(conn, touched)
+        except Exception as e:
+            raise _refusal(e) from e  # or raises itself: the whole batch fails
     optimistic = conn.transaction()
     await optimistic.start()
     outcomes: list[Outcome] = []
@@ -91,6 +108,21 @@ async def record_each(conn: asyncpg.Connection, items: Sequence[Prepared | Domai
         at += len(run)
     await optimistic.commit()
     return outcomes
+
+
+def _touched_across_runs(items: Sequence[Prepared | DomainError]) -> list[tuple[str, str, object]]:
+    """What the items touch, when more than one run of them touches anything: their people are
+    then locked first, in key order. A single run locks its own in order (a move's ``together``,
+    a marriage's spouses sorted)."""
+    touched: list[tuple[str, str, object]] = []
+    runs, at = 0, 0
+    while at < len(items):
+        run = _run_at(items, at)
+        found = [t for item in run if isinstance(item, Prepared) for t in item.touches]
+        runs += bool(found)
+        touched += found
+        at += len(run)
+    return touched if runs > 1 else []
 
 
 def _run_at(items: Sequence[Prepared | DomainError], at: int) -> Sequence[Prepared | DomainError]:

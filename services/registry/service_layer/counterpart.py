@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
-from services.registry.adapters import records
+from services.registry.adapters import persons, records
 from services.registry.service_layer import (
     births,
     certificates,
@@ -92,11 +92,15 @@ async def apply_notifications(
     """``apply_notification`` for a consumer's batch, in order: each run of moves (most of the
     traffic) in a few statements (``migrations.apply_migrations``), any other notification by
     its applier. A notification that cannot be opened or applied raises here, and the consumer
-    applies the batch again one by one, where it is answered as rejected."""
+    applies the batch again one by one, where it is answered as rejected.
+
+    The people the notifications touch are locked first, all at once and in key order, when more
+    than one run touches anyone (``_lock_people_first``)."""
+    opened = [(event, *_opened(settings, event.data)) for event in events]
+    await _lock_people_first(conn, [(target, event_type, data) for _, target, event_type, data in opened])
     moves: list[tuple[Envelope[p.ExchangeNotificationV1], migrations.Move]] = []
     answered: list[tuple[Envelope[p.ExchangeNotificationV1], Outcome]] = []
-    for event in events:
-        target, event_type, data = _opened(settings, event.data)
+    for event, target, event_type, data in opened:
         kind = migrations.KINDS.get(event_type)
         if kind is not None:
             moves.append((event, (target, kind, data)))
@@ -105,6 +109,59 @@ async def apply_notifications(
         answered.append((event, await _apply(conn, target, event_type, data)))
     answered += await _apply_moves(conn, moves)
     await _answer_all(conn, answered)
+
+
+# Whose records applying a notified event writes or checks under lock: the people its payload
+# names in these fields, or the people of the record of ours it acts on, as (record type, the
+# payload's field of its key). A certificate's copy here is no record of a person's row.
+_PEOPLE_NAMED: dict[str, tuple[str, ...]] = {
+    "person.registered.v1": ("id_number",),
+    **{event_type: ("id_number",) for event_type in migrations.KINDS},
+    "birth.registered.v2": ("mother_id_number",),
+    "marriage.registered.v1": ("spouse_a_id_number", "spouse_b_id_number"),
+    "pregnancy.registered.v1": ("mother_id_number",),
+}
+_RECORD_NAMED: dict[str, tuple[str, str]] = {
+    "marriage.dissolved.v1": ("marriage", "marriage_id"),
+    "pregnancy.closed.v1": ("pregnancy", "pregnancy_id"),
+}
+
+
+def _touches(t: Target, event_type: str, d: dict[str, Any]) -> list[tuple[str, str, object]]:
+    """The records, as (type, jurisdiction, key), whose people applying the event locks."""
+    touched: list[tuple[str, str, object]] = [
+        ("person", t.here, d[f]) for f in _PEOPLE_NAMED.get(event_type, ()) if d.get(f)
+    ]
+    if event_type in _RECORD_NAMED:
+        record_type, field = _RECORD_NAMED[event_type]
+        touched.append((record_type, t.here, d[field]))
+    if event_type == "record.corrected.v1":
+        key = records.record_key(d["record_type"], d["record_id"])
+        if key is not None:
+            touched.append((d["record_type"], t.here, key))
+    return touched
+
+
+async def _lock_people_first(
+    conn: asyncpg.Connection, events: list[tuple[Target, str, dict[str, Any]]]
+) -> None:
+    """Lock the rows of the people a unit of work's notifications touch, in key order, before
+    applying any (``persons.lock_people_of``), as a registrar's batch does
+    (``service_layer.batches``). Applied in the notifications' order, an arrival of Y, then
+    something of Z, then an arrival of X took Y, waited for Z, then for X, while a batch about X
+    and Y held X and waited for Y: a deadlock, one of them rolled back (the batch answered 503).
+    A run of moves alone locks its people in key order already (``migrations.apply_migrations``):
+    no statement more for a unit of moves only, as most are."""
+    touched: list[tuple[str, str, object]] = []
+    runs, in_moves = 0, False
+    for t, event_type, d in events:
+        found = _touches(t, event_type, d)
+        moving = event_type in migrations.KINDS
+        runs += bool(found) and not (moving and in_moves)
+        in_moves = moving
+        touched += found
+    if runs > 1:
+        await persons.lock_people_of(conn, touched)
 
 
 async def _apply_moves(

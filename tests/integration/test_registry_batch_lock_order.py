@@ -1,0 +1,264 @@
+"""Two registrar batches about the same people in opposite orders, on a registry served in-process
+over a real PostgreSQL: each batch locks the rows of every person its items touch, sorted, before
+its first item, so the second waits for the first instead of the two deadlocking (which
+PostgreSQL breaks by rolling one back: a 503 to retry, a failed batch at the busiest times)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+from fastapi.testclient import TestClient
+
+from devstack.embedded import EmbeddedPostgres
+from services.registry.service_layer.counterpart import apply_notifications
+from services.registry.settings import RegistrySettings
+from shared.db import init_connection
+from tests.helpers import in_process_registry, notification, person_id
+
+HERE, THERE = "320412", "440703"
+SECRET = "batchlock-secret"  # noqa: S105 - a throwaway credential of this test's own client
+
+
+@pytest.fixture(scope="module")
+def registry(pg: EmbeddedPostgres) -> Iterator[tuple[TestClient, str]]:
+    with in_process_registry(pg, "batchlock", HERE, SECRET) as (client, dsn):
+        yield client, dsn
+
+
+def _person_body(number: str, sex: str) -> dict[str, Any]:
+    return {"id_number": number, "name": "批次", "sex": sex, "hukou_division": HERE,
+            "birth_date": f"{number[6:10]}-{number[10:12]}-{number[12:14]}"}  # fmt: skip
+
+
+def _registered(client: TestClient) -> dict[str, Any]:
+    """A woman on record here, as her registration answered."""
+    r = client.post("/v1/persons", json=_person_body(person_id("F"), "F"))
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def _name_correction(person: dict[str, Any]) -> dict[str, Any]:
+    body = {"corrected_event_id": person["event_id"], "record_type": "person",
+            "record_id": person["id_number"], "changes": {"name": "更正"}, "reason": "mistyped at the counter"}  # fmt: skip
+    return {"kind": "correction", "body": body}
+
+
+def _person(client: TestClient, sex: str) -> str:
+    number = person_id(sex)
+    assert client.post("/v1/persons", json=_person_body(number, sex)).status_code == 201
+    return number
+
+
+def _departed(client: TestClient) -> dict[str, Any]:
+    """A resident who left on 2024-01-10: her move."""
+    move = {"kind": "departed", "id_number": _person(client, "F"), "from_division": HERE,
+            "to_division": THERE, "migration_date": "2024-01-10"}  # fmt: skip
+    r = client.post("/v1/migrations", json=move)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def _married(client: TestClient) -> dict[str, Any]:
+    body = {"spouse_a_id_number": _person(client, "F"), "spouse_b_id_number": _person(client, "M"),
+            "marriage_date": "2023-05-20"}  # fmt: skip
+    r = client.post("/v1/marriages", json=body)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def _move_correction(move: dict[str, Any], when: str) -> dict[str, Any]:
+    body = {"corrected_event_id": move["event_id"], "record_type": "migration",
+            "record_id": move["migration_id"], "changes": {"migration_date": when},
+            "reason": "mistyped at the counter"}  # fmt: skip
+    return {"kind": "correction", "body": body}
+
+
+def _dissolution(marriage: dict[str, Any]) -> dict[str, Any]:
+    body = {"dissolution_date": "2024-03-01", "reason": "divorce"}
+    return {"kind": "marriage_dissolution", "target": marriage["marriage_id"], "body": body}
+
+
+async def _waiting(conn: asyncpg.Connection, n: int, unless: asyncio.Future[Any] | None = None) -> None:
+    """Until ``n`` other sessions wait for a lock, or ``unless`` is done (it waited for none).
+    Read afresh each time: in a transaction, ``pg_stat_activity`` is read once and kept."""
+    for _ in range(500):
+        if unless is not None and unless.done():
+            return
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        waiting = await conn.fetchval(
+            """SELECT count(*) FROM pg_stat_activity
+                WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"""
+        )
+        if waiting >= n:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{n} sessions never waited for a lock")
+
+
+def _opposite_batches(
+    client: TestClient, dsn: str, hold: tuple[str, list[Any]], first: list[Any], second: list[Any]
+) -> tuple[Any, Any]:
+    """``first`` and ``second`` posted as two batches while another transaction holds a row
+    (``hold``: a locking statement and its arguments), so both queue for it, ``first`` before
+    ``second``; then the row is freed. Each batch's answer, or what the client raised."""
+
+    async def run() -> tuple[Any, Any]:
+        holder = await asyncpg.connect(dsn)
+        try:
+            async with holder.transaction():
+                await holder.execute(hold[0], *hold[1])
+                one = asyncio.create_task(
+                    asyncio.to_thread(client.post, "/v1/batches", json={"items": first})
+                )
+                await _waiting(holder, 1)
+                two = asyncio.create_task(
+                    asyncio.to_thread(client.post, "/v1/batches", json={"items": second})
+                )
+                await _waiting(holder, 2)
+            # A deadlock raises here through the test client (a real client is answered 503).
+            return await asyncio.gather(one, two, return_exceptions=True)
+        finally:
+            await holder.close()
+
+    one, two = asyncio.run(run())
+    return one, two
+
+
+def _statuses(answer: Any) -> list[int]:
+    assert not isinstance(answer, BaseException), repr(answer)
+    assert answer.status_code == 200, answer.text
+    return [r["status"] for r in answer.json()["results"]]
+
+
+def test_two_batches_correcting_two_peoples_moves_in_opposite_orders_both_pass(
+    registry: tuple[TestClient, str],
+) -> None:
+    """One batch corrects X's move, then Y's; another Y's, then X's. X's row is held meanwhile
+    (as a move of hers being recorded holds it): the first batch waits for it, the second takes
+    Y... or, locking everyone first, waits behind the first. Once X is free both are recorded."""
+    client, dsn = registry
+    x, y = _departed(client), _departed(client)
+    hold = (
+        "SELECT 1 FROM persons WHERE jurisdiction = $1 AND id_number = $2 FOR UPDATE",
+        [HERE, x["id_number"]],
+    )
+    first = [_move_correction(x, "2024-01-11"), _move_correction(y, "2024-01-11")]
+    second = [_move_correction(y, "2024-01-12"), _move_correction(x, "2024-01-12")]
+    one, two = _opposite_batches(client, dsn, hold, first, second)
+    assert _statuses(one) == [201, 201]
+    assert _statuses(two) == [201, 201]
+
+    async def dates() -> list[str]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return [
+                str(
+                    await conn.fetchval(
+                        "SELECT migration_date FROM migrations WHERE id = $1", m["migration_id"]
+                    )
+                )
+                for m in (x, y)
+            ]
+        finally:
+            await conn.close()
+
+    assert asyncio.run(dates()) == ["2024-01-12", "2024-01-12"]  # the second batch, after the first
+
+
+def test_two_batches_dissolving_two_marriages_in_opposite_orders_both_pass(
+    registry: tuple[TestClient, str],
+) -> None:
+    """One batch dissolves marriage M, then N; another N, then M. M is held meanwhile (a single
+    request dissolving it): the first batch dissolves both once M is free, and the second is
+    told each is dissolved already (409 each), not failed whole."""
+    client, dsn = registry
+    m, n = _married(client), _married(client)
+    hold = (
+        "SELECT 1 FROM marriages WHERE jurisdiction = $1 AND id = $2 FOR UPDATE",
+        [HERE, m["marriage_id"]],
+    )
+    one, two = _opposite_batches(
+        client, dsn, hold, [_dissolution(m), _dissolution(n)], [_dissolution(n), _dissolution(m)]
+    )
+    assert _statuses(one) == [200, 200]
+    assert _statuses(two) == [409, 409]
+
+
+def _arrived_there(number: str) -> Any:
+    """The counterpart's notification that she arrived there, as the consumer applies it here."""
+    move = {"migration_id": str(uuid.uuid4()), "id_number": number, "name": "流动人员",
+            "hukou_division": HERE, "from_division": HERE, "to_division": THERE,
+            "migration_date": "2024-02-01"}  # fmt: skip
+    return notification(HERE, "migration.arrived.v1", move, source=THERE)
+
+
+def test_a_batch_and_the_consumers_unit_of_work_about_the_same_people_both_pass(
+    registry: tuple[TestClient, str],
+) -> None:
+    """The consumer applies a counterpart's arrival of Y, her registration of Z, an arrival of X in
+    one unit of work while a registrar's batch corrects the names of X and Y with a new person in
+    between. Z's row is held meanwhile: the consumer, which took Y, waits for it; the batch takes
+    X and waits for Y (or, everyone locked first, one waits for the other). Once Z is free both
+    are written, neither rolled back."""
+    client, dsn = registry
+    x, y = sorted((_registered(client) for _ in range(2)), key=lambda r: str(r["id_number"]))
+    z = _registered(client)["id_number"]
+    settings = RegistrySettings(database_url="postgresql://unused/x", jurisdictions=HERE)
+    registered_there = {**_person_body(z, "F"), "residence_division": THERE}
+    unit = [
+        _arrived_there(y["id_number"]),
+        notification(HERE, "person.registered.v1", registered_there, source=THERE),
+        _arrived_there(x["id_number"]),
+    ]
+    items = [
+        _name_correction(x),
+        {"kind": "person", "body": _person_body(person_id("M"), "M")},
+        _name_correction(y),
+    ]
+
+    async def consume() -> None:
+        conn = await asyncpg.connect(dsn)
+        await init_connection(conn)  # as the consumer's pool connects
+        try:
+            async with conn.transaction():
+                await apply_notifications(conn, settings, unit)
+        finally:
+            await conn.close()
+
+    async def run() -> tuple[tuple[Any, Any], list[Any]]:
+        holder = await asyncpg.connect(dsn)
+        try:
+            async with holder.transaction():
+                await holder.execute(
+                    "SELECT 1 FROM persons WHERE jurisdiction = $1 AND id_number = $2 FOR UPDATE", HERE, z
+                )
+                consumer = asyncio.create_task(consume())
+                await _waiting(holder, 1)
+                batch = asyncio.create_task(
+                    asyncio.to_thread(client.post, "/v1/batches", json={"items": items})
+                )
+                await _waiting(holder, 2, unless=batch)
+            answers = await asyncio.gather(consumer, batch, return_exceptions=True)
+            rows = await holder.fetch(
+                """SELECT p.name, count(m.id) AS arrivals FROM persons p
+                     LEFT JOIN migrations m ON m.jurisdiction = p.jurisdiction AND m.id_number = p.id_number
+                                           AND m.source_division = $2
+                    WHERE p.jurisdiction = $1 AND p.id_number = ANY($3::text[])
+                    GROUP BY p.id_number, p.name""",
+                HERE,
+                THERE,
+                [x["id_number"], y["id_number"]],
+            )
+        finally:
+            await holder.close()
+        return answers, [(r["name"], r["arrivals"]) for r in rows]
+
+    (consumed, answer), people = asyncio.run(run())
+    assert not isinstance(consumed, BaseException), repr(consumed)
+    assert _statuses(answer) == [201, 201, 201]
+    assert people == [("更正", 1), ("更正", 1)]
