@@ -30,6 +30,24 @@ _FIRST_BIRTHDAY = dt.date(1985, 1, 1) + dt.timedelta(days=random.randrange(3650)
 _births = itertools.count(random.randrange(1, 10**8))
 
 
+async def lock_waiters(conn: asyncpg.Connection, n: int, unless: asyncio.Future[Any] | None = None) -> None:
+    """Until ``n`` other sessions of this database wait for a lock, or ``unless`` is done (it waited
+    for none). Read afresh each time: in a transaction, ``pg_stat_activity`` is read once and kept
+    (a holder's transaction would otherwise keep its first, too early, reading)."""
+    for _ in range(500):
+        if unless is not None and unless.done():
+            return
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        waiting = await conn.fetchval(
+            """SELECT count(*) FROM pg_stat_activity
+                WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"""
+        )
+        if waiting >= n:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{n} sessions never waited for a lock")
+
+
 def person_id(sex: str = "F", born: dt.date | None = None) -> str:
     """A fresh valid identity number (birth place 110101, which GB/T 2260 knows for every year).
 

@@ -18,7 +18,7 @@ from devstack.embedded import EmbeddedPostgres
 from services.registry.service_layer.counterpart import apply_notifications
 from services.registry.settings import RegistrySettings
 from shared.db import init_connection
-from tests.helpers import in_process_registry, notification, person_id
+from tests.helpers import in_process_registry, lock_waiters, notification, person_id
 
 HERE, THERE = "320412", "440703"
 SECRET = "batchlock-secret"  # noqa: S105 - a throwaway credential of this test's own client
@@ -83,23 +83,6 @@ def _dissolution(marriage: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "marriage_dissolution", "target": marriage["marriage_id"], "body": body}
 
 
-async def _waiting(conn: asyncpg.Connection, n: int, unless: asyncio.Future[Any] | None = None) -> None:
-    """Until ``n`` other sessions wait for a lock, or ``unless`` is done (it waited for none).
-    Read afresh each time: in a transaction, ``pg_stat_activity`` is read once and kept."""
-    for _ in range(500):
-        if unless is not None and unless.done():
-            return
-        await conn.execute("SELECT pg_stat_clear_snapshot()")
-        waiting = await conn.fetchval(
-            """SELECT count(*) FROM pg_stat_activity
-                WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"""
-        )
-        if waiting >= n:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{n} sessions never waited for a lock")
-
-
 def _opposite_batches(
     client: TestClient, dsn: str, hold: tuple[str, list[Any]], first: list[Any], second: list[Any]
 ) -> tuple[Any, Any]:
@@ -115,11 +98,11 @@ def _opposite_batches(
                 one = asyncio.create_task(
                     asyncio.to_thread(client.post, "/v1/batches", json={"items": first})
                 )
-                await _waiting(holder, 1)
+                await lock_waiters(holder, 1)
                 two = asyncio.create_task(
                     asyncio.to_thread(client.post, "/v1/batches", json={"items": second})
                 )
-                await _waiting(holder, 2)
+                await lock_waiters(holder, 2)
             # A deadlock raises here through the test client (a real client is answered 503).
             return await asyncio.gather(one, two, return_exceptions=True)
         finally:
@@ -238,11 +221,11 @@ def test_a_batch_and_the_consumers_unit_of_work_about_the_same_people_both_pass(
                     "SELECT 1 FROM persons WHERE jurisdiction = $1 AND id_number = $2 FOR UPDATE", HERE, z
                 )
                 consumer = asyncio.create_task(consume())
-                await _waiting(holder, 1)
+                await lock_waiters(holder, 1)
                 batch = asyncio.create_task(
                     asyncio.to_thread(client.post, "/v1/batches", json={"items": items})
                 )
-                await _waiting(holder, 2, unless=batch)
+                await lock_waiters(holder, 2, unless=batch)
             answers = await asyncio.gather(consumer, batch, return_exceptions=True)
             rows = await holder.fetch(
                 """SELECT p.name, count(m.id) AS arrivals FROM persons p

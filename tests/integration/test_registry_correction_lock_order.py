@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devstack.embedded import EmbeddedPostgres
-from tests.helpers import in_process_registry, person_id
+from tests.helpers import in_process_registry, lock_waiters, person_id
 
 HERE, THERE = "320412", "440703"
 SECRET = "corrlock-secret"  # noqa: S105 - a throwaway credential of this test's own client
@@ -56,19 +56,6 @@ def _correction(move: dict[str, Any], when: str) -> dict[str, Any]:
             "reason": "mistyped at the counter"}  # fmt: skip
 
 
-async def _waiting(conn: asyncpg.Connection, n: int) -> None:
-    """Until ``n`` other sessions wait for a lock."""
-    for _ in range(500):
-        waiting = await conn.fetchval(
-            """SELECT count(*) FROM pg_stat_activity
-                WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"""
-        )
-        if waiting >= n:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{n} sessions never waited for a lock")
-
-
 def test_a_batch_and_a_request_correcting_her_moves_at_once_both_pass(
     registry: tuple[TestClient, str],
 ) -> None:
@@ -95,11 +82,11 @@ def test_a_batch_and_a_request_correcting_her_moves_at_once_both_pass(
                 batch = asyncio.create_task(
                     asyncio.to_thread(client.post, "/v1/batches", json={"items": items})
                 )
-                await _waiting(holder, 1)
+                await lock_waiters(holder, 1)
                 single = asyncio.create_task(
                     asyncio.to_thread(client.post, "/v1/corrections", json=_correction(left, "2024-01-12"))
                 )
-                await _waiting(holder, 2)
+                await lock_waiters(holder, 2)
             # A deadlock raises here through the test client (a real client is answered 503).
             answers = await asyncio.gather(batch, single, return_exceptions=True)
             left_on = await holder.fetchval(

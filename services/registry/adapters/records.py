@@ -29,8 +29,8 @@ def _key(record_type: str, record_id: str) -> tuple[str, str, object] | None:
 
 def record_key(record_type: str, record_id: str) -> object | None:
     """A record's key from its text (a uuid, an id number, a certificate number), or None when the
-    text names no record of that type."""
-    key = _key(record_type, record_id)
+    text names no record of that type (or the type is none of ours)."""
+    key = _key(record_type, record_id) if record_type in RECORD_TABLES else None
     return None if key is None else key[2]
 
 

@@ -132,13 +132,16 @@ def _touches(t: Target, event_type: str, d: dict[str, Any]) -> list[tuple[str, s
     touched: list[tuple[str, str, object]] = [
         ("person", t.here, d[f]) for f in _PEOPLE_NAMED.get(event_type, ()) if d.get(f)
     ]
-    if event_type in _RECORD_NAMED:
-        record_type, field = _RECORD_NAMED[event_type]
-        touched.append((record_type, t.here, d[field]))
-    if event_type == "record.corrected.v1":
-        key = records.record_key(d["record_type"], d["record_id"])
-        if key is not None:
-            touched.append((d["record_type"], t.here, key))
+    named = _RECORD_NAMED.get(event_type)
+    if named is not None:
+        record = (named[0], str(d.get(named[1])))
+    elif event_type == "record.corrected.v1":
+        record = (str(d.get("record_type")), str(d.get("record_id")))
+    else:
+        return touched
+    key = records.record_key(*record)  # its key as the table holds it (a uuid), or None
+    if key is not None:
+        touched.append((record[0], t.here, key))
     return touched
 
 
