@@ -8,7 +8,9 @@ certificates it checks, a registry for its reads of a counterpart's record) writ
 its own outbox in the transaction of the disclosure; its relay signs it; each registry named in
 ``record_at`` that keeps the person appends it to its hash-chained audit log (once: the inbox).
 Kafka keys and subjects are pseudonymous subject keys; sensitive event types and purposes (a
-pregnancy, maternal care) travel under the neutral name, restored by the person's registries.
+pregnancy, maternal care) travel under the neutral name, restored by the person's registries. An
+event type beside a restricted purpose travels neutral too: a ``record.corrected.v1`` "for maternal
+care" would say that a pregnancy was corrected.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ import asyncpg
 
 from shared.events import payloads as p
 from shared.outbox import batched, queue_event
-from shared.sensitivity import is_sensitive, neutral_purpose, neutral_type
+from shared.sensitivity import (
+    NEUTRAL_CATEGORY,
+    SENSITIVE_PURPOSES,
+    is_restricted,
+    neutral_purpose,
+    neutral_type,
+)
 
 EVENT_TYPE = "disclosure.recorded.v1"
 BATCH_TYPE = "disclosure.batch.v1"
@@ -32,9 +40,10 @@ SEQUENCE_SPACE = "#disclosures"
 BATCH_ENTRIES = 500
 
 
-def purpose_of(event_type: str) -> str:
-    """The purpose a notification serves: maternal care for a pregnancy, registration otherwise."""
-    return "maternal_care" if is_sensitive(event_type) else "registration"
+def purpose_of(event_type: str, data: object = None) -> str:
+    """The purpose a notification of ``event_type`` carrying ``data`` serves: maternal care for a
+    restricted event (a pregnancy, or a correction of one: ``is_restricted``), registration otherwise."""
+    return "maternal_care" if is_restricted(event_type, data) else "registration"
 
 
 class Details(TypedDict, total=False):
@@ -71,8 +80,8 @@ def disclosure(
     if not registries:
         return None
     event_type = fields.get("event_type")
-    if event_type:
-        fields["event_type"] = neutral_type(event_type)
+    if event_type:  # beside a restricted purpose any type is neutral (a correction of a pregnancy)
+        fields["event_type"] = NEUTRAL_CATEGORY if purpose in SENSITIVE_PURPOSES else neutral_type(event_type)
     return {
         "disclosure_id": disclosure_id or uuid.uuid4(),
         "record_at": registries,

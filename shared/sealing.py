@@ -6,12 +6,14 @@ An ephemeral X25519 key (ECIES, the shape of HPKE's base mode): only the holder 
 recipient's private key derives the AES key. The associated data binds the ciphertext to its
 notification (id, target, event type): it cannot be moved into another notification.
 
-A notification of a sensitive event (a pregnancy, ``shared.sensitivity``) names on the broker only
-the neutral category and no withheld field, since every registry reads the topic and can compute
-the subject key of anyone whose identity number it knows. What it seals is then the event's real
-type and withheld fields with the payload (``RestrictedEventV1``); the associated data binds the
-neutral name, and the addressee applies only a restricted type found under it
-(``notification_contents``). Any other notification seals its bare payload under its own type.
+A notification of a restricted event (a pregnancy, or a correction of one:
+``shared.sensitivity.is_restricted``, by its type and payload) names on the broker only the neutral
+category and no withheld field, since every registry reads the topic and can compute the subject
+key of anyone whose identity number it knows. What it seals is then the event's real type and
+withheld fields with the payload (``RestrictedEventV1``); the associated data binds the neutral
+name, and the addressee applies only a restricted event found under it (``notification_contents``).
+Any other notification seals its bare payload under its own type, as a correction of a pregnancy
+queued by an exchange not yet upgraded still does.
 
 The key agreement costs more than everything else a notification costs, so an ephemeral key and
 the AES key derived from it serve one recipient key for a while (``EPHEMERAL_SECONDS`` or
@@ -38,7 +40,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import ValidationError
 
 from shared.events.payloads import RestrictedEventV1, SealedPayload
-from shared.sensitivity import NEUTRAL_CATEGORY, is_sensitive
+from shared.sensitivity import NEUTRAL_CATEGORY, is_restricted
 from shared.signing import b64u, b64u_decode
 
 _INFO = b"migrant-exchange sealed payload v1"
@@ -125,16 +127,17 @@ def notification_aad(notification_id: object, target: str, event_type: str) -> b
     return f"{notification_id}|{target}|{event_type}".encode()
 
 
-def notification_named(event_type: str, withheld: list[str]) -> tuple[str, list[str]]:
-    """The type and withheld fields a notification of ``event_type`` names outside its seal: a
-    sensitive type by the neutral category only, and none of its withheld fields."""
-    return (NEUTRAL_CATEGORY, []) if is_sensitive(event_type) else (event_type, withheld)
+def notification_named(event_type: str, withheld: list[str], payload: Any) -> tuple[str, list[str]]:
+    """The type and withheld fields a notification of ``event_type`` carrying ``payload`` names
+    outside its seal: a restricted event (``is_restricted``: a pregnancy, a correction of one) by
+    the neutral category only, and none of its withheld fields."""
+    return (NEUTRAL_CATEGORY, []) if is_restricted(event_type, payload) else (event_type, withheld)
 
 
 def notification_plaintext(event_type: str, withheld: list[str], payload: Any) -> bytes:
     """What the exchange seals for a notification of ``event_type``: the bare payload, or for a
-    sensitive type the real type and withheld fields with it."""
-    if not is_sensitive(event_type):
+    restricted event (``notification_named``) the real type and withheld fields with it."""
+    if not is_restricted(event_type, payload):
         return orjson.dumps(payload)
     return orjson.dumps({"event_type": event_type, "withheld_fields": withheld, "payload": payload})
 
@@ -142,13 +145,16 @@ def notification_plaintext(event_type: str, withheld: list[str], payload: Any) -
 def notification_contents(plaintext: bytes, named: str, withheld: list[str]) -> tuple[str, list[str], Any]:
     """The event type, withheld fields and payload of an opened notification that names ``named``
     and ``withheld`` in clear. Under the neutral category the seal must hold a restricted event
-    (a sensitive type, and only that): anything else there is refused as not what was named."""
+    (``is_restricted`` by its real type and payload: a pregnancy, a correction of one), and only
+    that: anything else there is refused as not what was named. A notification named by its own
+    type is taken as it is named (a correction of a pregnancy from an exchange not yet upgraded)."""
     if named != NEUTRAL_CATEGORY:
         return named, withheld, orjson.loads(plaintext)
     try:
         inside = RestrictedEventV1.model_validate_json(plaintext)
     except ValidationError as e:
         raise CannotOpen(f"a notification named {NEUTRAL_CATEGORY} does not seal a restricted event") from e
-    if not is_sensitive(inside.event_type) or withheld:
+    kind = inside.event_type
+    if kind == NEUTRAL_CATEGORY or not is_restricted(kind, inside.payload) or withheld:
         raise CannotOpen(f"a notification named {NEUTRAL_CATEGORY} seals another kind of event")
-    return inside.event_type, list(inside.withheld_fields), inside.payload
+    return kind, list(inside.withheld_fields), inside.payload

@@ -10,8 +10,10 @@ to its addressee (``shared.sealing``).
 
 A correction of a restricted record (``record.corrected.v1`` whose ``record_type`` is
 ``pregnancy``) is as restricted as the record: its changes name a due date, its record type says
-it outright. ``is_restricted`` is the one rule, by type and data, wherever a view can see the data
-(a dead letter's message); where only the type is at hand, ``is_sensitive`` decides.
+it outright. ``is_restricted`` is the one rule, by type and data, wherever the data is at hand (a
+dead letter's message; a notification as the exchange names and seals it and as its addressee
+opens it, ``shared.sealing``; the purpose of its disclosure, ``shared.disclosures.purpose_of``);
+where only the type is at hand, ``is_sensitive`` decides.
 
 The neutral name says that an event is restricted, not which kind: today only pregnancy types
 are in it, so a reader who knows that learns "a restricted event" and no more than that.

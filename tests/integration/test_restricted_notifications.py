@@ -16,6 +16,7 @@ what the relay publishes. The target registry applies those very messages.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,11 +32,12 @@ from services.migrant_exchange.entrypoints import views
 from services.migrant_exchange.settings import ExchangeSettings
 from services.registry.service_layer.counterpart import apply_notification
 from shared.auth import Client
+from shared.consumer_admission import trust_list
 from shared.db import unit_of_work
 from shared.events.catalog import parse_event
 from shared.events.envelope import Envelope
 from shared.events.payloads import ExchangeNotificationV1
-from shared.sealing import CannotOpen, notification_aad, notification_contents, open_sealed
+from shared.sealing import CannotOpen, notification_aad, notification_contents, open_sealed, seal
 from shared.sensitivity import NEUTRAL_CATEGORY, restored_purpose
 from tests.exchange.exchange_helpers import (
     SECRET,
@@ -253,3 +255,96 @@ async def test_a_rest_pick_up_is_audited_under_the_purpose_its_disclosure_names(
         ("person.registered.v1", "registration"),
         ("pregnancy.registered.v1", "maternal_care"),
     }
+
+
+async def test_a_correction_of_a_pregnancy_is_applied_from_inside_the_seal_and_in_its_old_form(
+    pg: Any, trust: TrustFiles
+) -> None:
+    """A correction of her pregnancy (``record.corrected.v1``, ``record_type`` pregnancy) is as
+    restricted as the pregnancy (``shared.sensitivity.is_restricted``): the exchange names it
+    ``vital.restricted`` and seals its type, and A applies the correction it finds inside. One
+    sealed under its own type, as an exchange not yet upgraded queued it, is still applied. A
+    ``vital.restricted`` whose seal holds a correction of anything else is not what the name says:
+    refused, nothing changed."""
+    settings = ExchangeSettings(subject_key_secret=SECRET.decode(), trust_list_file=str(trust.trust_list))
+    r = Registries()
+    mother = new_person()
+    person, registration = r.person(mother, B, A, B), _pregnancy(r, mother)
+    pregnancy_id = registration.data.model_dump(mode="json")["pregnancy_id"]
+
+    def corrected(record_type: str, record_id: str, changes: dict[str, Any]) -> Envelope[Any]:
+        data = {
+            "correction_id": str(uuid.uuid4()),
+            "corrected_event_id": str(registration.id),
+            "record_type": record_type,
+            "record_id": record_id,
+            "changes": changes,
+            "reason": "misread from the form",
+        }
+        return r.make("record.corrected.v1", B, data, mother, origin=A, destination=B)
+
+    first = corrected("pregnancy", pregnancy_id, {"expected_delivery": "2025-10-08"})
+    async with migrated_exchange(pg, "corrected") as pool:
+        await route(pool, settings, [person, registration, first])
+        [genuine] = [parse_event(bytes(w["value"])) for w in await _on_the_wire(pool, registration.id)]
+        [sent] = await _on_the_wire(pool, first.id)
+    value = bytes(sent["value"])
+    assert b"record.corrected" not in value and b"expected_delivery" not in value and b"pregnan" not in value
+    fix = parse_event(value)
+    assert (fix.data.event_type, fix.data.withheld_fields) == (NEUTRAL_CATEGORY, [])
+
+    keys = trust.keyring(A).decryption_keys(A)
+    key = trust_list(str(trust.trust_list)).encryption_key(A, dt.datetime.now(dt.UTC))
+    assert key is not None and fix.data.sealed is not None
+    _, _, payload = notification_contents(
+        open_sealed(fix.data.sealed, keys, notification_aad(fix.data.notification_id, A, NEUTRAL_CATEGORY)),
+        NEUTRAL_CATEGORY,
+        [],
+    )
+
+    def sent_as(named: str, plaintext: bytes, correction: dict[str, Any]) -> Envelope[Any]:
+        """The correction's notification, named ``named`` in clear and sealing ``plaintext``."""
+        nid = uuid.uuid4()
+        data = fix.data.model_copy(
+            update={
+                "notification_id": nid,
+                "event_id": uuid.UUID(correction["correction_id"]),
+                "event_type": named,
+                "sealed": seal(plaintext, key.kid, key.raw, notification_aad(nid, A, named)),
+            }
+        )
+        return fix.model_copy(update={"id": uuid.uuid4(), "data": data})
+
+    # As an exchange not yet upgraded sent it: the bare payload, sealed under its own type.
+    later = {**payload, "correction_id": str(uuid.uuid4()), "changes": {"expected_delivery": "2025-10-15"}}
+    old = sent_as("record.corrected.v1", orjson.dumps(later), later)
+    # Another kind of correction under the neutral name: her own record renamed.
+    renaming = {**payload, "correction_id": str(uuid.uuid4()), "record_type": "person", "record_id": mother}
+    renaming["changes"] = {"name": "别名"}
+    inside = {"event_type": "record.corrected.v1", "withheld_fields": [], "payload": renaming}
+    forged = sent_as(NEUTRAL_CATEGORY, orjson.dumps(inside), renaming)
+
+    reg, reg_settings = await registry_of_a(pg, trust, mother, "corrected")
+    try:
+        due: list[dt.date] = []
+        for e in (genuine, fix, old, forged):
+            async with unit_of_work(reg) as conn:
+                await apply_notification(conn, reg_settings, e)
+            due.append(await reg.fetchval("SELECT expected_delivery FROM pregnancies"))
+        assert due == [
+            dt.date(2025, 10, 1),
+            dt.date(2025, 10, 8),
+            dt.date(2025, 10, 15),
+            dt.date(2025, 10, 15),
+        ]
+        assert await reg.fetchval("SELECT name FROM persons WHERE id_number = $1", mother) == "母亲"
+        answers = [
+            orjson.loads(row["value"])["data"]
+            for row in await reg.fetch(
+                "SELECT value FROM outbox WHERE event_type = 'exchange.feedback.v1' ORDER BY id"
+            )
+        ]
+        assert [a["outcome"] for a in answers] == ["applied", "applied", "applied", "rejected"], answers
+        assert answers[3]["reason"].startswith(f"cannot read {NEUTRAL_CATEGORY}")
+    finally:
+        await reg.close()

@@ -343,9 +343,12 @@ def test_a_restricted_notification_names_the_neutral_category_and_seals_its_type
     """A pregnancy notification names ``vital.restricted`` and no withheld field in clear; the seal
     holds its real type, and under the neutral name only a restricted type is taken. Any other
     notification keeps its type and withheld fields in clear and seals its bare payload."""
-    named = notification_named("pregnancy.closed.v1", ["outcome"])
+    named = notification_named("pregnancy.closed.v1", ["outcome"], {"pregnancy_id": "x"})
     assert named == (NEUTRAL_CATEGORY, [])
-    assert notification_named("person.registered.v1", ["sex"]) == ("person.registered.v1", ["sex"])
+    assert notification_named("person.registered.v1", ["sex"], {"name": "x"}) == (
+        "person.registered.v1",
+        ["sex"],
+    )
     sealed = notification_plaintext("pregnancy.closed.v1", ["outcome"], {"pregnancy_id": "x"})
     assert notification_contents(sealed, *named) == (
         "pregnancy.closed.v1",
@@ -366,6 +369,32 @@ def test_a_restricted_notification_names_the_neutral_category_and_seals_its_type
     ):
         with pytest.raises(CannotOpen):
             notification_contents(inside, NEUTRAL_CATEGORY, withheld)
+
+
+def test_a_correction_of_a_pregnancy_is_named_and_sealed_as_the_pregnancy_is() -> None:
+    """A correction is restricted by what it corrects (``is_restricted``): of a pregnancy, it names
+    the neutral category and seals its type and withheld fields, and under the neutral name it is
+    taken; a correction of anything else keeps its type in clear, and sealed under the neutral name
+    is refused. A pregnancy's correction named by its own type (from an exchange not yet upgraded)
+    is still read as it is named."""
+    of_pregnancy = {"record_type": "pregnancy", "changes": {"expected_delivery": "2026-10-27"}}
+    of_birth = {"record_type": "birth", "changes": {"name": "x"}}
+    kind = "record.corrected.v1"
+    named = notification_named(kind, ["reason"], of_pregnancy)
+    assert named == (NEUTRAL_CATEGORY, [])
+    assert notification_named(kind, ["reason"], of_birth) == (kind, ["reason"])
+    sealed = notification_plaintext(kind, ["reason"], of_pregnancy)
+    assert notification_contents(sealed, *named) == (kind, ["reason"], of_pregnancy)
+    assert orjson.loads(notification_plaintext(kind, [], of_birth)) == of_birth
+    old = orjson.dumps(of_pregnancy)  # sealed bare, under its own type
+    assert notification_contents(old, kind, []) == (kind, [], of_pregnancy)
+    for inside in (
+        orjson.dumps({"event_type": kind, "withheld_fields": [], "payload": of_birth}),
+        orjson.dumps({"event_type": kind, "withheld_fields": [], "payload": {"changes": {}}}),
+        orjson.dumps({"event_type": NEUTRAL_CATEGORY, "withheld_fields": [], "payload": of_pregnancy}),
+    ):
+        with pytest.raises(CannotOpen):
+            notification_contents(inside, NEUTRAL_CATEGORY, [])
 
 
 def test_key_urls_are_bound_to_divisions_and_https_outside_the_cluster() -> None:

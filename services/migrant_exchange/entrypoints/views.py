@@ -46,16 +46,16 @@ async def notifications_read(
 ) -> list[dict[str, Any]]:
     """The notifications as this client may see them; each payload handed over is audited (a
     REST pick-up is a disclosure of the person's data to the addressee), under the purpose the
-    notification serves (maternal care for a pregnancy, registration otherwise), the one its
-    disclosure names. The first pick-up of a payload is also told to the person's registries,
-    under one ``disclosure_id`` with this entry."""
+    notification serves (maternal care for a pregnancy or a correction of one, registration
+    otherwise), the one its disclosure names. The first pick-up of a payload is also told to the
+    person's registries, under one ``disclosure_id`` with this entry."""
     out = [notification(client, r) for r in rows]
     told = await disclosures.record_pickups(conn, client, out)
     picked = [
         audit.AuditEntry(
             client.client_id,
             "notification.fetched",
-            purpose_of(n["event_type"]),
+            purpose_of(n["event_type"], n["payload"]),
             n["subject"],
             {
                 "notification_id": str(n["notification_id"]),

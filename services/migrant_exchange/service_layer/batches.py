@@ -128,7 +128,7 @@ async def route(conn: asyncpg.Connection, settings: ExchangeSettings, events: li
     for e, n, after, held in notes:
         if n["notification_id"] in inserted:
             await handlers.publish(conn, settings, n, e.traceparent)
-            told.append(disclosures.notified(e, n["notification_id"], n["target_division"], after))
+            told.append(disclosures.notified(e, n, after))
             if held is not None:  # as ``handlers.route_vital_event``: its producer and whoever it reached
                 holders |= {(*held, n["target_division"]), (*held, str(e.producer))}
     await disclosures.publish(conn, told)

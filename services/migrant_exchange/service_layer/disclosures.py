@@ -27,19 +27,21 @@ SOURCE = "/exchange"
 Told = tuple[str, disclosures.Disclosure | None]
 
 
-def notified(event: Envelope[Any], notification_id: uuid.UUID, target: str, where: Whereabouts) -> Told:
-    """The disclosure of the notification of ``event`` sent to ``target`` (its registry received it),
-    for the producing registry and the person's origin and residence."""
+def notified(event: Envelope[Any], n: dict[str, Any], where: Whereabouts) -> Told:
+    """The disclosure of the notification ``n`` of ``event`` (its target's registry received it),
+    for the producing registry and the person's origin and residence; its purpose by the event's
+    type and the payload sent (a correction of a pregnancy serves maternal care, as the pregnancy)."""
+    target = n["target_division"]
     return event.subject, disclosures.disclosure(
         record_at=[event.producer, where.hukou, where.residence],
         discloser=EXCHANGE,
         action="notification.sent",
         recipient=f"registry-{target}",
         recipient_division=target,
-        purpose=disclosures.purpose_of(event.type),
+        purpose=disclosures.purpose_of(event.type, n["payload"]),
         event_type=event.type,
         event_id=event.id,
-        notification_id=notification_id,
+        notification_id=n["notification_id"],
     )
 
 
@@ -53,7 +55,8 @@ async def record_pickups(
 ) -> dict[uuid.UUID, uuid.UUID]:
     """The notifications whose payload this client received for the first time: told, once each.
     Returns their disclosure ids by notification id."""
-    ids = [n["notification_id"] for n in shown if n.get("payload") is not None]
+    payloads = {n["notification_id"]: n["payload"] for n in shown if n.get("payload") is not None}
+    ids = list(payloads)
     if client.kind != "jurisdiction" or not ids:
         return {}
     told: list[Told] = []
@@ -68,7 +71,7 @@ async def record_pickups(
                     action="notification.fetched",
                     recipient=client.client_id,
                     recipient_division=row["target_division"],
-                    purpose=disclosures.purpose_of(row["event_type"]),
+                    purpose=disclosures.purpose_of(row["event_type"], payloads[row["id"]]),
                     disclosed_at=row["fetched_at"],
                     event_type=row["event_type"],
                     event_id=row["event_id"],

@@ -70,6 +70,7 @@ async def route_vital_event(
     if repair is not None:  # a reconciliation repair reaches the side it is for, whatever the roster says
         targets.add(repair["resolution"]["target"])
     sent: dict[str, uuid.UUID] = {}
+    notes: list[dict[str, Any]] = []  # the notifications sent, for their disclosures
     due = 0  # the notifications the agreements let flow: written now, or by a replay before
     for target in sorted(targets):
         notification = await _notification(conn, settings, event, data, target)
@@ -79,7 +80,8 @@ async def route_vital_event(
         if await repo.insert_notification(conn, notification):
             await publish(conn, settings, notification, event.traceparent)
             sent[target] = notification["notification_id"]
-    await disclosures.publish(conn, [disclosures.notified(event, n, t, after) for t, n in sent.items()])
+            notes.append(notification)
+    await disclosures.publish(conn, [disclosures.notified(event, n, after) for n in notes])
     await _add_holders(conn, producer, event.type, data, sent, replayed=due > 0 and not sent)
     if repair is not None:
         target = repair["resolution"]["target"]
@@ -213,12 +215,12 @@ async def publish(
     The payload goes sealed to the addressee's encryption key in the trust list: every other
     reader of the broker, jurisdictions included, sees ciphertext. An addressee without a key
     (a REST-only jurisdiction) gets no payload on Kafka at all; it fetches it over REST. A
-    sensitive event is named by the neutral category only, its real type and withheld fields
-    sealed with the payload (``shared.sealing.notification_named``); the exchange's own row keeps
-    the real type, for routing, re-sends and the addressee's REST pick-up.
+    restricted event (a pregnancy, or a correction of one) is named by the neutral category only,
+    its real type and withheld fields sealed with the payload (``shared.sealing.notification_named``);
+    the exchange's own row keeps the real type, for routing, re-sends and the addressee's REST pick-up.
     """
     fields = p.ExchangeNotificationV1.model_fields
-    named, withheld = notification_named(n["event_type"], list(n["withheld_fields"]))
+    named, withheld = notification_named(n["event_type"], list(n["withheld_fields"]), n["payload"])
     clear = {k: v for k, v in n.items() if k in fields and k != "payload"}
     clear |= {"event_type": named, "withheld_fields": withheld}
     target = n["target_division"]
