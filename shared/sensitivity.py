@@ -113,3 +113,20 @@ def neutral_reason(text: str, restricted: bool) -> str:
 def neutral_route(template: str) -> str:
     """A route template for a metric label: the pregnancy routes share one neutral name."""
     return NEUTRAL_ROUTE if _SENSITIVE_WORD.search(template) else template
+
+
+# What an answer to a restricted notification says in place of its conflicting fields.
+FIELDS_WITHHELD = "(its fields withheld)"
+
+
+def withheld_reason(reason: str | None, had_conflicts: bool) -> str | None:
+    """The reason of an answer to a restricted notification (``exchange.feedback.v1``) as it may
+    travel, which then gives no conflicting field: the answer lies on the broker beside her
+    subject key, where a differing ``expected_delivery`` with both values, or a reason speaking of
+    "the pregnancy", would say what her notification's neutral name does not. The reason is
+    neutral (``neutral_text``) and says that the fields were withheld when there were some: the
+    answering registry's own record keeps its value, the sender's its own."""
+    text = neutral_text(reason or "").strip()
+    if had_conflicts:
+        return f"{text} {FIELDS_WITHHELD}" if text else FIELDS_WITHHELD
+    return None if reason is None else text

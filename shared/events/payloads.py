@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from shared.identity import DivisionCode, IdNumber
 from shared.inputs import FieldName, FieldValue
 from shared.jsontypes import JsonObject
+from shared.sensitivity import withheld_reason
 
 Name = Field(min_length=1, max_length=64)
 Sex = Literal["F", "M"]
@@ -289,6 +290,13 @@ class ExchangeFeedbackV1(Payload):
     conflicts: list[FieldConflict] = Field(default_factory=list)
     reason: str | None = None
     applied_at: dt.datetime
+
+    def withheld(self) -> ExchangeFeedbackV1:
+        """The answer to a restricted notification as it goes on the broker: no conflicting field
+        or value, a neutral reason (``shared.sensitivity.withheld_reason``). Its outcome stands,
+        and closes the notification as before."""
+        reason = withheld_reason(self.reason, bool(self.conflicts))
+        return self.model_copy(update={"conflicts": [], "reason": reason})
 
 
 class FeedbackAnswerV1(Payload):

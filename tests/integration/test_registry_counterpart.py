@@ -12,6 +12,7 @@ import orjson
 from services.registry.service_layer.counterpart import apply_notification
 from services.registry.settings import RegistrySettings
 from shared.db import create_pool, migrate
+from shared.sensitivity import FIELDS_WITHHELD, NEUTRAL_CATEGORY
 from tests.helpers import notification, person_id
 
 ORIGIN, DEST, THIRD = "320412", "440703", "110101"
@@ -57,7 +58,8 @@ def test_pregnancy_applies_at_origin_and_is_refused_elsewhere(fresh_db: str) -> 
             ]
             assert [f["outcome"] for f in feedback] == ["applied", "rejected"]
             assert "origin and destination" in feedback[1]["reason"]
-            # A second pregnancy while one is open is a conflict naming the field, not a crash.
+            # A second pregnancy while one is open is a conflict, not a crash; its answer, beside her
+            # subject key on the broker, names no field and no pregnancy (shared.sensitivity).
             other = {**pregnancy, "pregnancy_id": str(uuid.uuid4())}
             async with conn.transaction():
                 await apply_notification(
@@ -68,7 +70,11 @@ def test_pregnancy_applies_at_origin_and_is_refused_elsewhere(fresh_db: str) -> 
                     "SELECT value FROM outbox WHERE event_type = 'exchange.feedback.v1' ORDER BY id DESC LIMIT 1"
                 )
             )["data"]
-            assert last["outcome"] == "conflict" and last["conflicts"][0]["field"] == "pregnancy_id"
+            assert (last["outcome"], last["conflicts"]) == ("conflict", [])
+            assert (
+                last["reason"]
+                == f"another open {NEUTRAL_CATEGORY} is recorded here for this mother {FIELDS_WITHHELD}"
+            )
         finally:
             await pool.release(conn)
             await pool.close()

@@ -348,3 +348,43 @@ async def test_a_correction_of_a_pregnancy_is_applied_from_inside_the_seal_and_i
         assert answers[3]["reason"].startswith(f"cannot read {NEUTRAL_CATEGORY}")
     finally:
         await reg.close()
+
+
+async def test_a_refusal_of_a_pregnancy_names_no_pregnancy_in_its_answer(
+    pool: asyncpg.Pool, pg: Any, trust: TrustFiles
+) -> None:
+    """B closes her pregnancy; A, told of the closure, never applied the registration: it refuses
+    the closure ("the pregnancy is not in our records"). Its answer lies on the broker beside her
+    subject key: the reason names the neutral category, not the pregnancy, and no field."""
+    settings = ExchangeSettings(subject_key_secret=SECRET.decode(), trust_list_file=str(trust.trust_list))
+    r = Registries()
+    mother = new_person()
+    person, registration = r.person(mother, B, A, B), _pregnancy(r, mother)
+    pregnancy_id = registration.data.model_dump(mode="json")["pregnancy_id"]
+    closure = r.make(
+        "pregnancy.closed.v1",
+        B,
+        {
+            "pregnancy_id": pregnancy_id,
+            "mother_id_number": mother,
+            "closed_on": "2025-09-30",
+            "outcome": "birth",
+        },
+        mother,
+        origin=A,
+        destination=B,
+    )
+    await route(pool, settings, [person, registration, closure])
+    [sent] = await _on_the_wire(pool, closure.id)
+
+    reg, reg_settings = await registry_of_a(pg, trust, mother, "refusal")
+    try:
+        async with unit_of_work(reg) as conn:
+            await apply_notification(conn, reg_settings, parse_event(bytes(sent["value"])))
+        [answer] = await reg.fetch("SELECT key, value FROM outbox WHERE event_type = 'exchange.feedback.v1'")
+        data = orjson.loads(answer["value"])["data"]
+        assert data["outcome"] == "rejected" and data["conflicts"] == []
+        assert data["reason"] == f"the {NEUTRAL_CATEGORY} is not in our records"
+        assert b"pregnan" not in bytes(answer["value"]).lower()
+    finally:
+        await reg.close()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
+
 import pytest
 
 from shared.events.catalog import CATALOG, TOPICS
+from shared.events.payloads import ExchangeFeedbackV1, FieldConflict
 from shared.sensitivity import (
+    FIELDS_WITHHELD,
     NEUTRAL_CATEGORY,
     NEUTRAL_ROUTE,
     NEUTRAL_TOPIC,
@@ -81,3 +86,24 @@ def test_a_restricted_events_reason_names_none_of_its_data_fields() -> None:
     assert neutral_reason(reason, True) == "invalid event: data: Input should be a valid string; data"
     assert neutral_reason(reason, False) == reason
     assert neutral_reason("rejected: not_authorized: pregnancy.closed.v1", False).endswith(NEUTRAL_CATEGORY)
+
+
+def test_an_answer_to_a_restricted_notification_goes_withheld() -> None:
+    """Its conflicting fields and values go, its reason names no pregnancy; the outcome stands."""
+    answer = ExchangeFeedbackV1(
+        notification_id=uuid.uuid4(),
+        from_division="440703",
+        outcome="conflict",
+        conflicts=[FieldConflict(field="expected_delivery", ours="2026-10-20", theirs="2026-11-03")],
+        reason="this pregnancy is recorded here otherwise",
+        applied_at=dt.datetime.now(dt.UTC),
+    )
+    told = answer.withheld()
+    assert (told.outcome, told.conflicts) == ("conflict", [])
+    assert told.reason == f"this {NEUTRAL_CATEGORY} is recorded here otherwise {FIELDS_WITHHELD}"
+    assert answer.model_copy(update={"reason": None}).withheld().reason == FIELDS_WITHHELD
+    refused = answer.model_copy(
+        update={"outcome": "rejected", "conflicts": [], "reason": "the pregnancy is not in our records"}
+    )
+    assert refused.withheld().reason == f"the {NEUTRAL_CATEGORY} is not in our records"
+    assert refused.model_copy(update={"reason": None}).withheld().reason is None

@@ -82,7 +82,11 @@ def _operations(row: asyncpg.Record) -> dict[str, Any]:
         "notification_id": row["id"],
         "subject": None,
         "event_type": NEUTRAL_CATEGORY if restricted else row["event_type"],
-        "conflicts": None if conflicts is None else [{"field": neutral_text(c["field"])} for c in conflicts],
+        # A conflict's field names: of a restricted notification (answered in the old form, or
+        # over REST), neutral too, as its withheld fields are.
+        "conflicts": None
+        if conflicts is None
+        else [{"field": NEUTRAL_CATEGORY if restricted else neutral_text(c["field"])} for c in conflicts],
         "reason": None if row["reason"] is None else redact(neutral_text(row["reason"])),
         "payload": None,
         # What an agreement withholds names the event's kind (expected_delivery): neutral for these.

@@ -29,7 +29,7 @@ from shared.identity import subject_key
 from shared.observability import redact
 from shared.outbox import add_event, batched, queue_event
 from shared.sealing import notification_aad, notification_named, notification_plaintext, seal
-from shared.sensitivity import is_restricted, neutral_text
+from shared.sensitivity import is_restricted, is_sensitive, neutral_text
 
 EXCHANGE_SOURCE = "/exchange"
 REPAIR_TYPE = routing.CORRECTION  # what a reconciliation repair travels as
@@ -327,6 +327,10 @@ async def answer_over_rest(conn: asyncpg.Connection, answer: AnswerOverRest) -> 
     A notification is answered once. The same answer again (a retry whose response was lost) is
     answered with the notification as it is and relays nothing; another answer is a conflict:
     the sender was told the first one already.
+
+    The answer to a restricted notification (a pregnancy, a correction of one) is kept here as
+    given, and relayed withheld (``p.ExchangeFeedbackV1.withheld``): on the broker, beside her
+    subject key, no conflicting field or value and a neutral reason, as its registry answers it.
     """
     row = await repo.get_notification(conn, answer.notification_id)
     if row is None or row["target_division"] != answer.division:
@@ -349,12 +353,13 @@ async def answer_over_rest(conn: asyncpg.Connection, answer: AnswerOverRest) -> 
             field="outcome",
             rule="answered-once",
         )
+    restricted = is_sensitive(row["event_type"]) or bool(row["restricted"])
     await add_event(
         conn,
         event_type="exchange.feedback.v1",
         source=EXCHANGE_SOURCE,  # the exchange relays it; registry sources number their own events
         subject=row["subject"],
-        data=feedback,
+        data=feedback.withheld() if restricted else feedback,
         origin=row["target_division"],
         destination=row["source_division"],
     )

@@ -36,7 +36,7 @@ from shared.events.upcasting import current_field, upcast_data
 from shared.inbox import forget_applied
 from shared.outbox import queue_event
 from shared.sealing import CannotOpen, notification_aad, notification_contents, open_sealed
-from shared.sensitivity import NEUTRAL_CATEGORY, neutral_text
+from shared.sensitivity import NEUTRAL_CATEGORY, is_restricted, neutral_text, withheld_reason
 from shared.trust import keyring_of
 
 log = logging.getLogger(__name__)
@@ -58,10 +58,15 @@ async def apply_notification(
     cannot hold: ``shared.errors.request_fault``) are the notification's own fault, which no retry
     mends: they are rolled back and the notification is answered ``rejected``, naming the rule.
     The database's own trouble (unreachable, a deadlock, a timeout) is raised, for the consumer
-    to retry."""
+    to retry.
+
+    The answer to a restricted notification gives no conflicting field or value and a neutral
+    reason (``_as_told``)."""
     n = event.data
+    restricted = is_restricted(n.event_type, n.payload)  # as named in clear, if it is not opened
     try:
         target, event_type, data = _opened(settings, n)
+        restricted = restricted or is_restricted(event_type, data)
         outcome = await _apply_or_roll_back(conn, target, event_type, data)
     except (CannotOpen, NotWithholdable, ValidationError, KeyError, ValueError) as e:
         outcome = rejected(_why_not(n, e))
@@ -69,7 +74,7 @@ async def apply_notification(
         if request_fault(e) is None:
             raise
         outcome = rejected(_why_not(n, e))
-    await _answer(conn, event, outcome)
+    await _answer(conn, event, _as_told(outcome, restricted))
 
 
 async def _apply_or_roll_back(
@@ -106,7 +111,8 @@ async def apply_notifications(
             moves.append((event, (target, kind, data)))
             continue
         answered += await _apply_moves(conn, moves)
-        answered.append((event, await _apply(conn, target, event_type, data)))
+        outcome = await _apply(conn, target, event_type, data)
+        answered.append((event, _as_told(outcome, is_restricted(event_type, data))))
     answered += await _apply_moves(conn, moves)
     await _answer_all(conn, answered)
 
@@ -239,6 +245,18 @@ async def _answer_all(
                 destination=source,
                 numbered_in=f"/registry/{target}{FEEDBACK_SEQUENCE_SPACE}",
             )
+
+
+def _as_told(outcome: Outcome, restricted: bool) -> Outcome:
+    """The answer as it goes on the broker, beside her subject key, on a topic its readers read:
+    of a restricted notification (a pregnancy, a correction of one), a conflict without its fields
+    and values (a differing ``expected_delivery``, ours and theirs) and a reason without the word
+    that names the kind (``shared.sensitivity.withheld_reason``). The detail stays here: our
+    record keeps our value, the sender's its own, and reconciliation compares the two."""
+    status, conflicts, reason = outcome
+    if not restricted or (not conflicts and reason is None):
+        return outcome
+    return status, [], withheld_reason(reason, bool(conflicts))
 
 
 def _feedback(event: Envelope[p.ExchangeNotificationV1], outcome: Outcome) -> p.ExchangeFeedbackV1:

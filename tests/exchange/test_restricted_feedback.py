@@ -1,0 +1,184 @@
+"""An answer to a restricted notification says on the broker no more than the notification did.
+
+DESIGN.md section 10: pregnancy data is readable by the person's own two registries and nobody
+else, broker readers included. A notification of a pregnancy names only ``vital.restricted`` in
+clear (``test_sealed_corrections``); its answer (``exchange.feedback.v1``, under her subject key
+on a topic the broker's readers read) gave the conflicting fields with both registries' values
+(``expected_delivery``: ours, theirs) and a reason naming a pregnancy. Now the answering registry
+withholds the fields and values of a restricted notification's conflict and neutralises its
+reason; the exchange still closes the notification as ``conflict``, and the registry's own record
+keeps its value. A jurisdiction answering over REST may still give the fields (old form): the
+exchange keeps them, shows operators no name of them, and relays the answer withheld.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from devstack.stack import Stack
+from shared.auth import DEFAULT_SCOPES, hash_secret
+from shared.sensitivity import NEUTRAL_CATEGORY
+from tests.exchange.exchange_helpers import OFFLINE, A, B, Registries, new_person, ok, produce, registry_api
+from tests.helpers import query, wait_until
+
+pytestmark = pytest.mark.e2e
+# What would tell a reader of the feedback topic that her pregnancy was answered, or its due date.
+TELLING = (b"expected_delivery", b"pregnan", b"2026-10-20", b"2026-11-03", b"registered_on")
+
+
+def _feedback_on_broker(stack: Stack, notification_id: object) -> list[bytes]:
+    """Every feedback message on the broker that answers the notification, as any reader gets it."""
+
+    async def run() -> list[bytes]:
+        consumer = AIOKafkaConsumer(
+            "exchange.feedback.v1",
+            bootstrap_servers=stack.bootstrap,
+            group_id=f"eavesdropper-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            values: list[bytes] = []
+            while batch := await consumer.getmany(timeout_ms=1500):
+                values += [m.value for part in batch.values() for m in part if m.value]
+            return values
+        finally:
+            await consumer.stop()
+
+    return [v for v in asyncio.run(run()) if str(notification_id).encode() in v]
+
+
+def _told(value: bytes) -> list[bytes]:
+    return [word for word in TELLING if word in value.lower()]
+
+
+def _pregnancy(mother: str, pregnancy_id: str, expected_delivery: str) -> dict[str, Any]:
+    return {
+        "pregnancy_id": pregnancy_id,
+        "mother_id_number": mother,
+        "registered_in": A,
+        "registered_on": "2026-02-01",
+        "expected_delivery": expected_delivery,
+    }
+
+
+def _notification(stack: Stack, event_id: object, target: str, states: tuple[str, ...]) -> dict[str, Any]:
+    [row] = wait_until(
+        lambda: query(
+            stack.service("migrant_exchange").dsn,
+            "SELECT id, state, conflicts, reason FROM notifications WHERE event_id = $1 "
+            "AND target_division = $2 AND state = ANY($3::text[])",
+            event_id,
+            target,
+            list(states),
+        ),
+        timeout=20,
+    )
+    return dict(row)
+
+
+def test_a_pregnancy_conflict_answer_carries_no_field_value_or_kind_on_the_broker(xstack: Stack) -> None:
+    """A woman of A living at B; A's pregnancy of hers (due 2026-10-20) is applied at B. A then
+    sends the same pregnancy due 2026-11-03 (a re-send after a change, standing in for A's relay):
+    B answers ``conflict``. On the broker the answer names no field, no value, no pregnancy; the
+    exchange closed the notification as a conflict, and B's record keeps its own due date."""
+    r = Registries()
+    mother = new_person()
+    person = r.person(mother, A, A, B)
+    produce(xstack, [("vital.person.v1", person)])
+    _notification(xstack, person.id, B, ("applied",))
+
+    pregnancy_id = str(uuid.uuid4())
+    first = r.make(
+        "pregnancy.registered.v1", A, _pregnancy(mother, pregnancy_id, "2026-10-20"), mother, origin=A
+    )
+    produce(xstack, [("vital.pregnancy.v1", first)])
+    _notification(xstack, first.id, B, ("applied",))
+    again = r.make(
+        "pregnancy.registered.v1", A, _pregnancy(mother, pregnancy_id, "2026-11-03"), mother, origin=A
+    )
+    produce(xstack, [("vital.pregnancy.v1", again)])
+
+    answered = _notification(xstack, again.id, B, ("conflict", "applied", "rejected"))
+    assert answered["state"] == "conflict", answered  # the exchange closed it as B answered
+    b_db = xstack.service(f"registry-{B}").dsn
+    [kept] = query(
+        b_db, "SELECT expected_delivery::text AS due FROM pregnancies WHERE id = $1", uuid.UUID(pregnancy_id)
+    )
+    assert kept["due"] == "2026-10-20"  # B's own record keeps its value for its registrars
+
+    sent = wait_until(lambda: _feedback_on_broker(xstack, answered["id"]), timeout=15)
+    for value in sent:
+        assert not _told(value), (_told(value), value)
+        data = orjson.loads(value)["data"]
+        assert data["outcome"] == "conflict" and data["conflicts"] == []
+        assert NEUTRAL_CATEGORY in (data["reason"] or "")
+
+
+def _offline_client(stack: Stack) -> httpx.Client:
+    """510104's REST client (it has no registry on Kafka)."""
+    client_id, secret = "restricted-feedback-510104", uuid.uuid4().hex
+    query(
+        stack.service("migrant_exchange").dsn,
+        """INSERT INTO clients (client_id, kind, jurisdiction, scopes, secret_hash) VALUES ($1, 'jurisdiction', $2, $3, $4)
+           ON CONFLICT (client_id) DO UPDATE SET secret_hash = EXCLUDED.secret_hash""",
+        client_id,
+        OFFLINE,
+        DEFAULT_SCOPES["jurisdiction"],
+        hash_secret(secret),
+    )
+    return httpx.Client(
+        base_url=stack.service("migrant_exchange").url,
+        headers={"Authorization": f"Bearer {client_id}.{secret}"},
+        timeout=10,
+    )
+
+
+def test_a_rest_answer_to_a_pregnancy_is_relayed_withheld_and_shown_to_operators_by_no_name(
+    xstack: Stack,
+) -> None:
+    """510104 answers B's pregnancy notification over REST in the old form: ``conflict`` with
+    ``expected_delivery`` and both values, a reason naming the pregnancy. The exchange accepts it;
+    the answer it relays to the broker names no field, no value, no pregnancy, and the operator sees the conflict by no field name that tells the kind."""
+    offline = _offline_client(xstack)
+    at_b = registry_api(xstack, B)
+    her = new_person()
+    born = f"{her[6:10]}-{her[10:12]}-{her[12:14]}"
+    person = {"id_number": her, "name": "林芳", "sex": "F", "birth_date": born}
+    ok(at_b.post("/v1/persons", person | {"hukou_division": OFFLINE, "residence_division": B}))
+    pregnancy = ok(
+        at_b.post(
+            "/v1/pregnancies",
+            {"mother_id_number": her, "registered_on": "2026-02-01", "expected_delivery": "2026-10-20"},
+        )
+    )
+    note = _notification(xstack, uuid.UUID(str(pregnancy["event_id"])), OFFLINE, ("pending", "overdue"))
+    conflict = {
+        "outcome": "conflict",
+        "conflicts": [{"field": "expected_delivery", "ours": "2026-11-03", "theirs": "2026-10-20"}],
+        "reason": "the pregnancy is recorded here otherwise",
+    }
+    answered = offline.post(f"/v1/notifications/{note['id']}/feedback", json=conflict)
+    assert answered.status_code == 200 and answered.json()["state"] == "conflict", answered.text
+
+    sent = wait_until(lambda: _feedback_on_broker(xstack, note["id"]), timeout=15)
+    for value in sent:
+        assert not _told(value), (_told(value), value)
+        assert orjson.loads(value)["data"]["conflicts"] == []
+
+    operator = httpx.Client(
+        base_url=xstack.service("migrant_exchange").url,
+        headers={"Authorization": f"Bearer {xstack.token('operator')}"},
+        timeout=10,
+    )
+    seen = ok(operator.get(f"/v1/notifications/{note['id']}"))
+    assert seen["state"] == "conflict" and seen["event_type"] == NEUTRAL_CATEGORY
+    assert not _told(orjson.dumps(seen)), seen
