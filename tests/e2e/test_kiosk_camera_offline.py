@@ -218,14 +218,24 @@ def test_offline_the_page_verifies_refuses_a_stale_list_and_reports_when_back(
     assert origin.post(late, {"reason": "replaced"}).is_success
     status_lists = f"{stack.service('verification').url}/v1/status-lists/{ORIGIN}"
 
-    def late_revoked_there() -> bool:
+    def late_revoked_there() -> str | None:
         r = httpx.get(status_lists, headers={"Accept": tsl.MEDIA_TYPE})
         bits = tsl.decode(json.loads(signing.b64u_decode(r.text.split(".")[1]))["status_list"]["lst"])
-        return bool(tsl.status_of(bits, certs.late["status_index"]))
+        return r.text.strip() if tsl.status_of(bits, certs.late["status_index"]) else None
 
-    wait_until(late_revoked_there, timeout=20, interval=0.2)
+    revoked_list = wait_until(late_revoked_there, timeout=20, interval=0.2)
     page.locator("#refresh").click()
-    page.wait_for_function("Offline.summary().oldestAge < 5", timeout=10_000)
+    # Until the page holds a list of the origin issued no earlier than the one with the revocation
+    # (a list's age alone would not tell: one fetched at load, seconds before, is young too).
+    issued = json.loads(signing.b64u_decode(revoked_list.split(".")[1]))["iat"]
+    page.wait_for_function(
+        """([issuer, iat]) => {
+             const held = (JSON.parse(localStorage.getItem("kioskTrust")) || {lists: {}}).lists[issuer];
+             return !!held && JSON.parse(atob(held.jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).iat >= iat;
+           }""",
+        arg=[ORIGIN, issued],
+        timeout=10_000,
+    )
 
     page.context.set_offline(True)
     page.reload()  # the installed web app opens with no network (service worker)
