@@ -182,3 +182,11 @@ def test_a_rest_answer_to_a_pregnancy_is_relayed_withheld_and_shown_to_operators
     seen = ok(operator.get(f"/v1/notifications/{note['id']}"))
     assert seen["state"] == "conflict" and seen["event_type"] == NEUTRAL_CATEGORY
     assert not _told(orjson.dumps(seen)), seen
+    # Nor does the exchange keep what the answer gave (it is not one of her two registries).
+    kept = query(
+        xstack.service("migrant_exchange").dsn,
+        "SELECT state, conflicts::text AS conflicts, reason FROM notifications WHERE id = $1",
+        note["id"],
+    )[0]
+    assert kept["state"] == "conflict"
+    assert not _told(orjson.dumps(dict(kept))), dict(kept)

@@ -328,9 +328,10 @@ async def answer_over_rest(conn: asyncpg.Connection, answer: AnswerOverRest) -> 
     answered with the notification as it is and relays nothing; another answer is a conflict:
     the sender was told the first one already.
 
-    The answer to a restricted notification (a pregnancy, a correction of one) is kept here as
-    given, and relayed withheld (``p.ExchangeFeedbackV1.withheld``): on the broker, beside her
-    subject key, no conflicting field or value and a neutral reason, as its registry answers it.
+    The answer to a restricted notification (a pregnancy, a correction of one) is kept and
+    relayed withheld (``p.ExchangeFeedbackV1.withheld``), as its registry answers one on Kafka: no
+    conflicting field or value and a neutral reason, here (the exchange is not one of her two
+    registries) and on the broker beside her subject key. The outcome stands.
     """
     row = await repo.get_notification(conn, answer.notification_id)
     if row is None or row["target_division"] != answer.division:
@@ -343,6 +344,8 @@ async def answer_over_rest(conn: asyncpg.Connection, answer: AnswerOverRest) -> 
         reason=answer.reason,
         applied_at=dt.datetime.now(dt.UTC),
     )
+    if is_sensitive(row["event_type"]) or bool(row["restricted"]):
+        feedback = feedback.withheld()
     if not await record_feedback(conn, feedback):  # answered before (over REST or on Kafka)
         answered = await repo.get_notification(conn, answer.notification_id)
         state = answered["state"] if answered is not None else "before"
@@ -353,13 +356,12 @@ async def answer_over_rest(conn: asyncpg.Connection, answer: AnswerOverRest) -> 
             field="outcome",
             rule="answered-once",
         )
-    restricted = is_sensitive(row["event_type"]) or bool(row["restricted"])
     await add_event(
         conn,
         event_type="exchange.feedback.v1",
         source=EXCHANGE_SOURCE,  # the exchange relays it; registry sources number their own events
         subject=row["subject"],
-        data=feedback.withheld() if restricted else feedback,
+        data=feedback,
         origin=row["target_division"],
         destination=row["source_division"],
     )
