@@ -48,6 +48,31 @@ async def lock_waiters(conn: asyncpg.Connection, n: int, unless: asyncio.Future[
     raise AssertionError(f"{n} sessions never waited for a lock")
 
 
+def read_topic(stack: Stack, topic: str) -> list[tuple[bytes, dict[str, bytes]]]:
+    """Every message on the topic with its headers, read from the beginning by a consumer group of
+    its own, as any reader of the broker gets them."""
+    from aiokafka import AIOKafkaConsumer
+
+    async def run() -> list[tuple[bytes, dict[str, bytes]]]:
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=stack.bootstrap,
+            group_id=f"eavesdropper-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            values: list[tuple[bytes, dict[str, bytes]]] = []
+            while batch := await consumer.getmany(timeout_ms=1500):
+                values += [(m.value, dict(m.headers)) for part in batch.values() for m in part if m.value]
+            return values
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
 def person_id(sex: str = "F", born: dt.date | None = None) -> str:
     """A fresh valid identity number (birth place 110101, which GB/T 2260 knows for every year).
 

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 
 from devstack.stack import Stack
 from services.migrant_exchange.service_layer import messagebus
 from services.migrant_exchange.settings import ExchangeSettings
+from shared.auth import DEFAULT_SCOPES, hash_secret
 from shared.db import create_pool, migrate, unit_of_work
 from shared.events.catalog import spec_for
 from shared.events.envelope import Envelope, new_event_id
@@ -241,3 +243,23 @@ def pregnant_at_b(stack: Stack) -> tuple[str, str]:
     registered = ok(registry_api(stack, B).post("/v1/pregnancies", {"mother_id_number": mother}))
     wait_until(lambda: applied_at(stack, registered["event_id"]) == {A}, timeout=15)
     return mother, str(registered["pregnancy_id"])
+
+
+def rest_only_client(stack: Stack, client_id: str) -> httpx.Client:
+    """A REST client of 510104 (``OFFLINE``: no registry on Kafka) under ``client_id``, with a
+    fresh secret."""
+    secret = uuid.uuid4().hex
+    query(
+        stack.service("migrant_exchange").dsn,
+        """INSERT INTO clients (client_id, kind, jurisdiction, scopes, secret_hash) VALUES ($1, 'jurisdiction', $2, $3, $4)
+           ON CONFLICT (client_id) DO UPDATE SET secret_hash = EXCLUDED.secret_hash""",
+        client_id,
+        OFFLINE,
+        DEFAULT_SCOPES["jurisdiction"],
+        hash_secret(secret),
+    )
+    return httpx.Client(
+        base_url=stack.service("migrant_exchange").url,
+        headers={"Authorization": f"Bearer {client_id}.{secret}"},
+        timeout=10,
+    )

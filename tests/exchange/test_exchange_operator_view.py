@@ -22,10 +22,10 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
-from shared.auth import DEFAULT_SCOPES, hash_secret
+from shared.auth import hash_secret
 from shared.identity import subject_key
-from shared.sensitivity import NEUTRAL_CATEGORY, NEUTRAL_ROUTE, NEUTRAL_TOPIC
-from tests.exchange.exchange_helpers import OFFLINE, SECRET, A, B, C, new_person, produce
+from shared.sensitivity import FIELDS_WITHHELD, NEUTRAL_CATEGORY, NEUTRAL_ROUTE, NEUTRAL_TOPIC
+from tests.exchange.exchange_helpers import OFFLINE, SECRET, A, B, C, new_person, produce, rest_only_client
 from tests.helpers import Api, query, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -44,21 +44,6 @@ def _client(stack: Stack, token: str) -> httpx.Client:
         headers={"Authorization": f"Bearer {token}"},
         timeout=10,
     )
-
-
-def _offline_client(stack: Stack) -> httpx.Client:
-    """510104's REST client (it has no registry on Kafka)."""
-    client_id, secret = "ops-view-510104", uuid.uuid4().hex
-    query(
-        stack.service("migrant_exchange").dsn,
-        """INSERT INTO clients (client_id, kind, jurisdiction, scopes, secret_hash) VALUES ($1, 'jurisdiction', $2, $3, $4)
-           ON CONFLICT (client_id) DO UPDATE SET secret_hash = EXCLUDED.secret_hash""",
-        client_id,
-        OFFLINE,
-        DEFAULT_SCOPES["jurisdiction"],
-        hash_secret(secret),
-    )
-    return _client(stack, f"{client_id}.{secret}")
 
 
 def _mother(stack: Stack, hukou: str) -> tuple[str, list[str]]:
@@ -132,7 +117,7 @@ def _stream_until(stack: Stack, seen: Callable[[dict[str, Any]], bool]) -> tuple
 
 
 def test_the_operator_sees_a_pregnancy_as_operations_and_no_metric_names_it(xstack: Stack) -> None:
-    offline = _offline_client(xstack)
+    offline = rest_only_client(xstack, "ops-view-510104")
     operator = _client(xstack, xstack.token("operator"))
     on_kafka, kafka_events = _mother(xstack, hukou=B)
     rest_only, rest_events = _mother(xstack, hukou=OFFLINE)
@@ -179,8 +164,10 @@ def test_the_operator_sees_a_pregnancy_as_operations_and_no_metric_names_it(xsta
     states = {r["event_id"]: r for r in seen}
     conflict = states[rest_events[0]]
     assert conflict["state"] == "conflict"
-    # Field names without values; of a restricted notification none that says its kind (a due date).
-    assert conflict["conflicts"] == [{"field": NEUTRAL_CATEGORY}, {"field": NEUTRAL_CATEGORY}]
+    # Of a restricted notification the exchange keeps no field of the answer at all (a due date
+    # would say its kind, a value is hers): only that its fields were withheld.
+    assert conflict["conflicts"] == []
+    assert conflict["reason"] == FIELDS_WITHHELD
     rejected = states[rest_events[1]]
     assert rejected["state"] == "rejected"
     assert rejected["reason"] == f"{NEUTRAL_CATEGORY} of [id-number] unknown here"

@@ -13,20 +13,27 @@ exchange keeps them, shows operators no name of them, and relays the answer with
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from devstack.stack import Stack
-from shared.auth import DEFAULT_SCOPES, hash_secret
 from shared.sensitivity import NEUTRAL_CATEGORY
-from tests.exchange.exchange_helpers import OFFLINE, A, B, Registries, new_person, ok, produce, registry_api
-from tests.helpers import query, wait_until
+from tests.exchange.exchange_helpers import (
+    OFFLINE,
+    A,
+    B,
+    Registries,
+    new_person,
+    ok,
+    produce,
+    registry_api,
+    rest_only_client,
+)
+from tests.helpers import query, read_topic, wait_until
 
 pytestmark = pytest.mark.e2e
 # What would tell a reader of the feedback topic that her pregnancy was answered, or its due date.
@@ -35,25 +42,7 @@ TELLING = (b"expected_delivery", b"pregnan", b"2026-10-20", b"2026-11-03", b"reg
 
 def _feedback_on_broker(stack: Stack, notification_id: object) -> list[bytes]:
     """Every feedback message on the broker that answers the notification, as any reader gets it."""
-
-    async def run() -> list[bytes]:
-        consumer = AIOKafkaConsumer(
-            "exchange.feedback.v1",
-            bootstrap_servers=stack.bootstrap,
-            group_id=f"eavesdropper-{uuid.uuid4().hex[:8]}",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        await consumer.start()
-        try:
-            values: list[bytes] = []
-            while batch := await consumer.getmany(timeout_ms=1500):
-                values += [m.value for part in batch.values() for m in part if m.value]
-            return values
-        finally:
-            await consumer.stop()
-
-    return [v for v in asyncio.run(run()) if str(notification_id).encode() in v]
+    return [v for v, _ in read_topic(stack, "exchange.feedback.v1") if str(notification_id).encode() in v]
 
 
 def _told(value: bytes) -> list[bytes]:
@@ -123,32 +112,13 @@ def test_a_pregnancy_conflict_answer_carries_no_field_value_or_kind_on_the_broke
         assert NEUTRAL_CATEGORY in (data["reason"] or "")
 
 
-def _offline_client(stack: Stack) -> httpx.Client:
-    """510104's REST client (it has no registry on Kafka)."""
-    client_id, secret = "restricted-feedback-510104", uuid.uuid4().hex
-    query(
-        stack.service("migrant_exchange").dsn,
-        """INSERT INTO clients (client_id, kind, jurisdiction, scopes, secret_hash) VALUES ($1, 'jurisdiction', $2, $3, $4)
-           ON CONFLICT (client_id) DO UPDATE SET secret_hash = EXCLUDED.secret_hash""",
-        client_id,
-        OFFLINE,
-        DEFAULT_SCOPES["jurisdiction"],
-        hash_secret(secret),
-    )
-    return httpx.Client(
-        base_url=stack.service("migrant_exchange").url,
-        headers={"Authorization": f"Bearer {client_id}.{secret}"},
-        timeout=10,
-    )
-
-
 def test_a_rest_answer_to_a_pregnancy_is_relayed_withheld_and_shown_to_operators_by_no_name(
     xstack: Stack,
 ) -> None:
     """510104 answers B's pregnancy notification over REST in the old form: ``conflict`` with
     ``expected_delivery`` and both values, a reason naming the pregnancy. The exchange accepts it;
     the answer it relays to the broker names no field, no value, no pregnancy, and the operator sees the conflict by no field name that tells the kind."""
-    offline = _offline_client(xstack)
+    offline = rest_only_client(xstack, "restricted-feedback-510104")
     at_b = registry_api(xstack, B)
     her = new_person()
     born = f"{her[6:10]}-{her[10:12]}-{her[12:14]}"

@@ -14,58 +14,31 @@ under the purpose of a pregnancy's disclosure, maternal care.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import uuid
 from typing import Any
 
-import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from devstack.stack import Stack
-from shared.auth import DEFAULT_SCOPES, hash_secret
 from shared.events.catalog import ADDRESSEE_HEADER
 from shared.events.payloads import SealedPayload
 from shared.sealing import notification_aad, notification_contents, open_sealed
 from shared.sensitivity import NEUTRAL_CATEGORY
-from tests.exchange.exchange_helpers import OFFLINE, A, B, new_person, ok, registry_api
-from tests.helpers import query, wait_until
+from tests.exchange.exchange_helpers import OFFLINE, A, B, new_person, ok, registry_api, rest_only_client
+from tests.helpers import query, read_topic, wait_until
 
 pytestmark = pytest.mark.e2e
 # What would tell a reader of the topic that a pregnancy was corrected.
 TELLING = (b"record.corrected", b"expected_delivery", b"record_type", b"pregnan")
 
 
-def _read_topic(stack: Stack, topic: str) -> list[tuple[bytes, dict[str, bytes]]]:
-    """Every message on the topic with its headers, as any reader of the broker gets it."""
-
-    async def run() -> list[tuple[bytes, dict[str, bytes]]]:
-        consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=stack.bootstrap,
-            group_id=f"eavesdropper-{uuid.uuid4().hex[:8]}",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        await consumer.start()
-        try:
-            values: list[tuple[bytes, dict[str, bytes]]] = []
-            while batch := await consumer.getmany(timeout_ms=1500):
-                values += [(m.value, dict(m.headers)) for part in batch.values() for m in part if m.value]
-            return values
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(run())
-
-
 def _sent(stack: Stack, notification_id: object) -> list[tuple[dict[str, Any], bytes, dict[str, bytes]]]:
     """Every send of one notification on the broker: the message, its bytes and its headers."""
     return [
         (m, v, h)
-        for v, h in _read_topic(stack, "exchange.notification.v1")
+        for v, h in read_topic(stack, "exchange.notification.v1")
         if (m := orjson.loads(v))["data"]["notification_id"] == str(notification_id)
     ]
 
@@ -157,31 +130,12 @@ def test_a_corrected_pregnancy_is_named_only_by_the_neutral_category_and_applied
         }
 
 
-def _offline_client(stack: Stack) -> httpx.Client:
-    """510104's REST client (it has no registry on Kafka)."""
-    client_id, secret = "sealed-corrections-510104", uuid.uuid4().hex
-    query(
-        stack.service("migrant_exchange").dsn,
-        """INSERT INTO clients (client_id, kind, jurisdiction, scopes, secret_hash) VALUES ($1, 'jurisdiction', $2, $3, $4)
-           ON CONFLICT (client_id) DO UPDATE SET secret_hash = EXCLUDED.secret_hash""",
-        client_id,
-        OFFLINE,
-        DEFAULT_SCOPES["jurisdiction"],
-        hash_secret(secret),
-    )
-    return httpx.Client(
-        base_url=stack.service("migrant_exchange").url,
-        headers={"Authorization": f"Bearer {client_id}.{secret}"},
-        timeout=10,
-    )
-
-
 def test_a_rest_only_target_reads_a_corrected_pregnancy_over_rest_under_maternal_care(xstack: Stack) -> None:
     """510104 (no registry on Kafka) holds her pregnancy; A corrects it. On the broker its
     notification names only the neutral category; 510104's client reads the real type with the
     payload over REST and answers it ``applied``. The pick-up is audited under the purpose a
     pregnancy's data is disclosed for, maternal care, as its disclosure to her registries says."""
-    offline = _offline_client(xstack)
+    offline = rest_only_client(xstack, "sealed-corrections-510104")
     her, _, fixed = _her_pregnancy_corrected_at_a(xstack, hukou=OFFLINE)
     exchange_db = xstack.service("migrant_exchange").dsn
     [note] = wait_until(
@@ -223,7 +177,7 @@ def test_a_rest_only_target_reads_a_corrected_pregnancy_over_rest_under_maternal
     told = wait_until(
         lambda: [
             entry
-            for value, _ in _read_topic(xstack, "audit.disclosure.v1")
+            for value, _ in read_topic(xstack, "audit.disclosure.v1")
             for entry in orjson.loads(value)["data"].get("entries", [])
             if entry.get("notification_id") == str(note["id"]) and entry["action"] == "notification.fetched"
         ],

@@ -11,14 +11,12 @@ neutral name, and gets the real type with the payload from the exchange's API.""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from devstack.stack import DESTINATION, ORIGIN, REST_ONLY, Stack
 from shared.events.catalog import ADDRESSEE_HEADER
@@ -26,35 +24,11 @@ from shared.events.payloads import SealedPayload
 from shared.identity import subject_key
 from shared.sealing import CannotOpen, notification_aad, notification_contents, open_sealed
 from shared.sensitivity import NEUTRAL_CATEGORY
-from tests.helpers import Api, migrant, person_id, query, wait_until
+from tests.helpers import Api, migrant, person_id, query, read_topic, wait_until
 
 pytestmark = pytest.mark.e2e
 # Not inside a token: a subject key's hex can hold 18 digits in a row.
 ID_NUMBER = re.compile(rb"(?<![\dA-Za-z])\d{17}[\dXx](?![\dA-Za-z])")
-
-
-def _read_topic(stack: Stack, topic: str) -> list[tuple[bytes, dict[str, bytes]]]:
-    """Every message on the topic with its headers, read from the beginning by a consumer group of
-    its own."""
-
-    async def run() -> list[tuple[bytes, dict[str, bytes]]]:
-        consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=stack.bootstrap,
-            group_id=f"eavesdropper-{uuid.uuid4().hex[:8]}",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        await consumer.start()
-        try:
-            values: list[tuple[bytes, dict[str, bytes]]] = []
-            while batch := await consumer.getmany(timeout_ms=1500):
-                values += [(m.value, dict(m.headers)) for part in batch.values() for m in part if m.value]
-            return values
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(run())
 
 
 def _pregnancy_for_origin(stack: Stack) -> tuple[str, dict[str, Any]]:
@@ -72,7 +46,7 @@ def _sent(stack: Stack, notification_id: object) -> list[tuple[dict[str, Any], b
     """Every send of one notification on the broker: the message, its bytes and its headers."""
     return [
         (m, v, h)
-        for v, h in _read_topic(stack, "exchange.notification.v1")
+        for v, h in read_topic(stack, "exchange.notification.v1")
         if (m := orjson.loads(v))["data"]["notification_id"] == str(notification_id)
     ]
 
@@ -225,7 +199,7 @@ def test_nothing_addressed_to_320412_is_in_clear_on_the_broker(stack: Stack) -> 
     values = wait_until(
         lambda: [
             v
-            for v, _ in _read_topic(stack, "exchange.notification.v1")
+            for v, _ in read_topic(stack, "exchange.notification.v1")
             if orjson.loads(v)["data"]["target_division"] == ORIGIN
         ],
         timeout=20,
