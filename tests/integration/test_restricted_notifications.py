@@ -29,6 +29,7 @@ import pytest
 from devstack.trust import TrustFiles
 from services.migrant_exchange.adapters import repository
 from services.migrant_exchange.entrypoints import views
+from services.migrant_exchange.service_layer import batches, handlers
 from services.migrant_exchange.settings import ExchangeSettings
 from services.registry.service_layer.counterpart import apply_notification
 from shared.auth import Client
@@ -36,7 +37,7 @@ from shared.consumer_admission import trust_list
 from shared.db import unit_of_work
 from shared.events.catalog import parse_event
 from shared.events.envelope import Envelope
-from shared.events.payloads import ExchangeNotificationV1
+from shared.events.payloads import ExchangeFeedbackV1, ExchangeNotificationV1
 from shared.sealing import CannotOpen, notification_aad, notification_contents, open_sealed, seal
 from shared.sensitivity import NEUTRAL_CATEGORY, restored_purpose
 from tests.exchange.exchange_helpers import (
@@ -388,3 +389,43 @@ async def test_a_refusal_of_a_pregnancy_names_no_pregnancy_in_its_answer(
         assert b"pregnan" not in bytes(answer["value"]).lower()
     finally:
         await reg.close()
+
+
+@pytest.mark.parametrize("way", ["one answer", "a fetch of answers"])
+async def test_an_old_form_answer_to_a_pregnancy_is_kept_withheld_by_the_exchange(
+    pool: asyncpg.Pool, way: str
+) -> None:
+    """A registry not yet upgraded answers B's pregnancy notification in the old form: ``conflict``
+    with ``expected_delivery`` and both due dates, a reason naming the pregnancy. The exchange, not
+    one of her two registries, closes the notification as a conflict and keeps no field or value of
+    the answer, whether it takes the answer alone (``record_feedback``) or with a fetch of others
+    (``batches.close``)."""
+    r = Registries()
+    mother = new_person()
+    registration = _pregnancy(r, mother)
+    await route(pool, SETTINGS, [r.person(mother, A, A, B), registration])
+    note = await pool.fetchval(
+        "SELECT id FROM notifications WHERE event_id = $1 AND target_division = $2", registration.id, A
+    )
+    answer = ExchangeFeedbackV1(
+        notification_id=note,
+        from_division=A,
+        outcome="conflict",
+        conflicts=[{"field": "expected_delivery", "ours": "2025-10-09", "theirs": "2025-10-01"}],
+        reason="the pregnancy is recorded here otherwise",
+        applied_at=dt.datetime.now(dt.UTC),
+    )
+    async with unit_of_work(pool) as conn:
+        if way == "one answer":
+            assert await handlers.record_feedback(conn, answer)
+        else:
+            envelope = r.make("exchange.feedback.v1", A, answer.model_dump(mode="json"), mother)
+            await batches.close(conn, [envelope])
+    kept = await pool.fetchrow(
+        "SELECT state, conflicts::text AS conflicts, reason FROM notifications WHERE id = $1", note
+    )
+    assert kept["state"] == "conflict"
+    told = f"{kept['conflicts']} {kept['reason']}".lower()
+    assert not any(word in told for word in ("expected_delivery", "2025-10-09", "2025-10-01", "pregnan")), (
+        told
+    )

@@ -348,10 +348,16 @@ async def insert_notifications(conn: asyncpg.Connection, ns: list[dict[str, Any]
     return {r["id"] for r in rows}
 
 
-async def notification_targets(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
-    """Whom each of these notifications is addressed to (absent ones left out)."""
-    rows = await conn.fetch("SELECT id, target_division FROM notifications WHERE id = ANY($1::uuid[])", ids)
-    return {r["id"]: r["target_division"] for r in rows}
+async def notification_targets(
+    conn: asyncpg.Connection, ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[str, str, bool]]:
+    """Whom each of these notifications is addressed to, its event type and whether it was marked
+    restricted when routed (absent ones left out)."""
+    rows = await conn.fetch(
+        "SELECT id, target_division, event_type, restricted FROM notifications WHERE id = ANY($1::uuid[])",
+        ids,
+    )
+    return {r["id"]: (r["target_division"], r["event_type"], r["restricted"]) for r in rows}
 
 
 async def close_notifications(

@@ -163,10 +163,11 @@ async def close(conn: asyncpg.Connection, events: Iterable[Envelope[Any]]) -> No
     targets = await repo.notification_targets(conn, [a.notification_id for a in answers])
     first: dict[uuid.UUID, Any] = {}
     for a in answers:
-        target = targets.get(a.notification_id)
-        if target is not None and target != a.from_division:
+        known = targets.get(a.notification_id)
+        if known is not None and known[0] != a.from_division:
             raise Rejected(NOT_AUTHORIZED, "feedback from a division the notification was not addressed to")
-        first.setdefault(a.notification_id, a)
+        restricted = known is not None and handlers.restricted_row(known[1], known[2])
+        first.setdefault(a.notification_id, a.withheld() if restricted else a)
     closed = await repo.close_notifications(
         conn,
         [

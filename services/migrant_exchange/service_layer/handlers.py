@@ -289,6 +289,10 @@ async def record_feedback(conn: asyncpg.Connection, feedback: p.ExchangeFeedback
     notification = await repo.get_notification(conn, feedback.notification_id)
     if notification is not None and notification["target_division"] != feedback.from_division:
         raise Rejected(NOT_AUTHORIZED, "feedback from a division the notification was not addressed to")
+    if notification is not None and restricted_row(notification["event_type"], notification["restricted"]):
+        feedback = (
+            feedback.withheld()
+        )  # an answer in the old form, or over REST: kept as upgraded ones send it
     closed = await repo.close_notification(
         conn,
         feedback.notification_id,
@@ -300,6 +304,13 @@ async def record_feedback(conn: asyncpg.Connection, feedback: p.ExchangeFeedback
     if closed:
         await cases.repair_answered(conn, feedback.notification_id, feedback.outcome, why(feedback))
     return closed
+
+
+def restricted_row(event_type: str, restricted: bool | None) -> bool:
+    """Whether a notification (its row's event type and ``restricted`` mark) carries a restricted
+    event: its answer is kept and relayed withheld (``p.ExchangeFeedbackV1.withheld``), whatever
+    form it came in, since the exchange is not one of her two registries."""
+    return is_sensitive(event_type) or bool(restricted)
 
 
 def answers(event: Envelope[Any]) -> list[p.ExchangeFeedbackV1]:
@@ -344,7 +355,7 @@ async def answer_over_rest(conn: asyncpg.Connection, answer: AnswerOverRest) -> 
         reason=answer.reason,
         applied_at=dt.datetime.now(dt.UTC),
     )
-    if is_sensitive(row["event_type"]) or bool(row["restricted"]):
+    if restricted_row(row["event_type"], row["restricted"]):
         feedback = feedback.withheld()
     if not await record_feedback(conn, feedback):  # answered before (over REST or on Kafka)
         answered = await repo.get_notification(conn, answer.notification_id)
