@@ -84,16 +84,24 @@ def _dissolution(marriage: dict[str, Any]) -> dict[str, Any]:
 
 
 def _opposite_batches(
-    client: TestClient, dsn: str, hold: tuple[str, list[Any]], first: list[Any], second: list[Any]
+    client: TestClient,
+    dsn: str,
+    hold: tuple[str, list[Any]],
+    first: list[Any],
+    second: list[Any],
+    keep: bool = True,
 ) -> tuple[Any, Any]:
     """``first`` and ``second`` posted as two batches while another transaction holds a row
     (``hold``: a locking statement and its arguments), so both queue for it, ``first`` before
-    ``second``; then the row is freed. Each batch's answer, or what the client raised."""
+    ``second``; then the row is freed (the holder commits, or with ``keep`` false rolls back: a
+    row it inserted never was). Each batch's answer, or what the client raised."""
 
     async def run() -> tuple[Any, Any]:
         holder = await asyncpg.connect(dsn)
         try:
-            async with holder.transaction():
+            held = holder.transaction()
+            await held.start()
+            try:
                 await holder.execute(hold[0], *hold[1])
                 one = asyncio.create_task(
                     asyncio.to_thread(client.post, "/v1/batches", json={"items": first})
@@ -103,6 +111,10 @@ def _opposite_batches(
                     asyncio.to_thread(client.post, "/v1/batches", json={"items": second})
                 )
                 await lock_waiters(holder, 2)
+            except BaseException:
+                await held.rollback()
+                raise
+            await (held.commit() if keep else held.rollback())
             # A deadlock raises here through the test client (a real client is answered 503).
             return await asyncio.gather(one, two, return_exceptions=True)
         finally:
@@ -245,3 +257,123 @@ def test_a_batch_and_the_consumers_unit_of_work_about_the_same_people_both_pass(
     assert not isinstance(consumed, BaseException), repr(consumed)
     assert _statuses(answer) == [201, 201, 201]
     assert people == [("更正", 1), ("更正", 1)]
+
+
+def _new_person(number: str, sex: str = "F") -> dict[str, Any]:
+    return {"kind": "person", "body": _person_body(number, sex)}
+
+
+def test_two_batches_registering_two_new_people_in_opposite_orders_both_pass(
+    registry: tuple[TestClient, str],
+) -> None:
+    """One batch registers X, dissolves a marriage, registers Y; another registers Y, then X. The
+    marriage is held meanwhile: the first batch, X inserted, waits for it; the second inserts Y
+    and waits for X's insert... and once the marriage is free the first waits for Y's: a deadlock
+    on the unique index, no row to lock yet. Each new person's key locked first (an advisory lock
+    in her row's place), the second batch waits for the first before its first item instead."""
+    client, dsn = registry
+    x, y = person_id("F"), person_id("M")
+    m = _married(client)
+    hold = (
+        "SELECT 1 FROM marriages WHERE jurisdiction = $1 AND id = $2 FOR UPDATE",
+        [HERE, m["marriage_id"]],
+    )
+    first = [_new_person(x), _dissolution(m), _new_person(y, "M")]
+    second = [_new_person(y, "M"), _new_person(x)]
+    one, two = _opposite_batches(client, dsn, hold, first, second)
+    assert _statuses(one) == [201, 200, 201]
+    assert _statuses(two) == [409, 409]
+
+
+def test_a_batch_and_the_consumers_unit_of_work_registering_the_same_new_people_both_pass(
+    registry: tuple[TestClient, str],
+) -> None:
+    """A registrar's batch registers X, dissolves a marriage, registers Y, while the consumer
+    applies a counterpart's registrations of Y, then X, in one unit of work. The marriage is held
+    meanwhile: the batch, X inserted, waits for it; the unit inserts Y and waits for X's insert,
+    and the batch, the marriage freed, for Y's: a deadlock, the unit rolled back. The new
+    people's keys locked first, the unit waits for the batch, then finds both on record."""
+    client, dsn = registry
+    x, y = person_id("F"), person_id("M")
+    m = _married(client)
+    settings = RegistrySettings(database_url="postgresql://unused/x", jurisdictions=HERE)
+    unit = [
+        notification(
+            HERE, "person.registered.v1", {**_person_body(n, s), "residence_division": THERE}, source=THERE
+        )
+        for n, s in ((y, "M"), (x, "F"))
+    ]
+    items = [_new_person(x), _dissolution(m), _new_person(y, "M")]
+
+    async def consume() -> None:
+        conn = await asyncpg.connect(dsn)
+        await init_connection(conn)  # as the consumer's pool connects
+        try:
+            async with conn.transaction():
+                await apply_notifications(conn, settings, unit)
+        finally:
+            await conn.close()
+
+    async def run() -> tuple[list[Any], int]:
+        holder = await asyncpg.connect(dsn)
+        try:
+            async with holder.transaction():
+                await holder.execute(
+                    "SELECT 1 FROM marriages WHERE jurisdiction = $1 AND id = $2 FOR UPDATE",
+                    HERE,
+                    m["marriage_id"],
+                )
+                batch = asyncio.create_task(
+                    asyncio.to_thread(client.post, "/v1/batches", json={"items": items})
+                )
+                await lock_waiters(holder, 1)
+                consumer = asyncio.create_task(consume())
+                await lock_waiters(holder, 2)
+            answers = await asyncio.gather(batch, consumer, return_exceptions=True)
+            held = await holder.fetchval(
+                "SELECT count(*) FROM persons WHERE jurisdiction = $1 AND id_number = ANY($2::text[])",
+                HERE,
+                [x, y],
+            )
+        finally:
+            await holder.close()
+        return answers, held
+
+    (answer, consumed), held = asyncio.run(run())
+    assert not isinstance(consumed, BaseException), repr(consumed)
+    assert _statuses(answer) == [201, 200, 201]
+    assert held == 2
+
+
+def _first_move(number: str, kind: str, way: tuple[str, str], when: str) -> dict[str, Any]:
+    """A move of someone who may not be on record yet (then the move is her first record)."""
+    move = {"kind": kind, "id_number": number, "from_division": way[0], "to_division": way[1],
+            "migration_date": when, "name": "新来", "hukou_division": THERE}  # fmt: skip
+    return {"kind": "migration", "body": move}
+
+
+def test_two_batches_of_first_arrivals_in_opposite_orders_both_pass(
+    registry: tuple[TestClient, str],
+) -> None:
+    """Two batches of moves only (one run each, the people first recorded in one statement, in
+    the order sent): X, H, Y arrive in one, Y, X in the other. H's row is being inserted by
+    another transaction meanwhile: the first batch, X inserted, waits for it; the second inserts
+    Y and waits for X. That transaction rolled back, the first inserts H, then waits for Y: a
+    deadlock. The run's lock of its people (``migrations.residences``) locks the keys of those
+    not on record too, in key order: the second waits for the first before inserting anyone."""
+    client, dsn = registry
+    x, h, y = person_id("F"), person_id("F"), person_id("F")
+    hold = (
+        """INSERT INTO persons (jurisdiction, id_number, subject, name, sex, birth_date, hukou_division,
+                                residence_division, source_division)
+           VALUES ($1, $2, 'held', '占位', 'F', $3::text::date, $1, $1, $1)""",
+        [HERE, h, f"{h[6:10]}-{h[10:12]}-{h[12:14]}"],
+    )
+    first = [_first_move(n, "arrived", (THERE, HERE), "2024-02-01") for n in (x, h, y)]
+    second = [_first_move(n, "arrived", (THERE, HERE), "2024-03-01") for n in (y, x)]
+    one, two = _opposite_batches(client, dsn, hold, first, second, keep=False)
+    assert _statuses(one) == [201, 201, 201]
+    # Judged once the first batch committed: each lives here already (arrival-needs-departure).
+    assert _statuses(two) == [422, 422]
+    rules = [r["problem"]["errors"][0]["rule"] for r in two.json()["results"]]
+    assert rules == ["arrival-needs-departure"] * 2

@@ -70,7 +70,8 @@ async def residences(
     """Where each (jurisdiction, number) on record lives and the last move known of her, her row
     locked first (``persons.lock_people``); the rows are locked in key order (each locked as its key's
     probe finds it, the keys sorted), so two batches about the same people cannot deadlock. People
-    not on record are absent. A probe per key: see shared.inbox.BY_KEY."""
+    not on record are absent (their keys locked instead, ``persons._LOCK_PEOPLE``: a run's first
+    records are inserted in its order). A probe per key: see shared.inbox.BY_KEY."""
     # Her row is locked by a statement of its own before her moves are read. Read in the locking
     # statement, the moves would be those of its snapshot: when it waits for a writer of her moves,
     # PostgreSQL re-reads only the locked row once that writer commits, not the move it wrote, and

@@ -44,9 +44,18 @@ async def lock_person(conn: asyncpg.Connection, jurisdiction: str, id_number: st
 # Python's sort of the keys gives, "C"): each row locked as its key's probe finds it, the keys in
 # that order, so two transactions locking some of the same people this way queue up instead of
 # deadlocking. Her row is locked before her records (a move, a marriage, ...) are read or locked.
-_LOCK_PEOPLE = """SELECT 1 FROM ({keys}) AS u(j, n)
-                  CROSS JOIN LATERAL (SELECT 1 FROM persons
-                                       WHERE jurisdiction = u.j AND id_number = u.n LIMIT 1 FOR UPDATE) p"""
+# A person not on record yet has no row to lock: her key's transaction-scoped advisory lock
+# (``_NEW_PERSON``, a 64-bit hash of it) is taken in its place, at her turn in the same order, so
+# two transactions about to insert X and Y in opposite orders queue up here too, rather than each
+# inserting one and waiting for the other's uncommitted entry in the unique index (a deadlock).
+# Whoever inserts a person in a transaction that writes about anyone else takes it this way first
+# (a batch's or a unit of work's lock step, a run of moves' ``migrations.residences``); a single
+# request inserting one person needs none: it waits for no one once she is inserted.
+_NEW_PERSON = "pg_advisory_xact_lock(hashtextextended(u.j || '/' || u.n, 0))"
+_LOCK_PEOPLE = f"""SELECT 1 FROM ({{keys}}) AS u(j, n)
+                  LEFT JOIN LATERAL (SELECT 1 AS held FROM persons
+                                      WHERE jurisdiction = u.j AND id_number = u.n LIMIT 1 FOR UPDATE) p ON true
+                  CROSS JOIN LATERAL (SELECT {_NEW_PERSON} WHERE p.held IS NULL) a"""
 # The keys given, sorted by the caller.
 _GIVEN = "SELECT * FROM unnest($1::text[], $2::text[])"
 # The people of records given as (type, jurisdiction, text key, uuid key): a person herself, whose
@@ -70,8 +79,8 @@ _LOCK_GIVEN, _LOCK_OF_RECORDS = _LOCK_PEOPLE.format(keys=_GIVEN), _LOCK_PEOPLE.f
 
 
 async def lock_people(conn: asyncpg.Connection, people: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Lock the rows of these (jurisdiction, number) on record, in key order (``_LOCK_PEOPLE``):
-    the keys, sorted."""
+    """Lock the rows of these (jurisdiction, number) on record, and the keys of those not on
+    record, in key order (``_LOCK_PEOPLE``): the keys, sorted."""
     keys = sorted(set(people))
     columns = [j for j, _ in keys], [n for _, n in keys]
     await conn.execute(_LOCK_GIVEN, *columns)
@@ -80,7 +89,8 @@ async def lock_people(conn: asyncpg.Connection, people: Iterable[tuple[str, str]
 
 async def lock_people_of(conn: asyncpg.Connection, touched: Iterable[tuple[str, str, object]]) -> None:
     """``lock_people`` of the people whose records these are, as (record type, jurisdiction, key):
-    found and locked in one statement. Records not on record lock nobody."""
+    found and locked in one statement. Records not on record lock nobody; a person not on record
+    (one to register), her key."""
     types: list[str] = []
     places: list[str] = []
     texts: list[str | None] = []

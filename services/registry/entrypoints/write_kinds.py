@@ -162,7 +162,7 @@ KINDS: dict[str, Kind] = {
         "/v1/persons", s.PersonIn, s.PersonOut, persons.register_person,
         Doc("register_person", "Register a person",
             "Record a person in the client's jurisdiction; publishes ``person.registered.v1``."),
-        _nobody,
+        _people("id_number"),
     ),
     "migration": _new(
         "/v1/migrations", s.MigrationIn, s.MigrationOut, migrations.record_migration,

@@ -23,7 +23,10 @@ locks its people in the order of its own statements (a person's row before her r
 batches about the same people in opposite orders (a registrar's corrections of X then Y, another
 system's of Y then X; two marriages dissolved in turn) each held one row the other waited for, a
 deadlock, and one failed whole (503). A batch of one run (moves only, as most are) locks its people
-in key order already and costs no statement more.
+in key order already and costs no statement more. A person the batch registers (or first records by
+a move) is locked by her key in the same step, her row not there yet (``persons._LOCK_PEOPLE``):
+two batches registering X and Y in opposite orders each inserted one and waited for the other's
+uncommitted entry in the unique index.
 
 The same machinery records concurrent single requests together (``record_group``, the group
 commit of single moves): each request's item is answered as its single route would answer it.

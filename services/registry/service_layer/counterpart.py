@@ -160,7 +160,8 @@ async def _lock_people_first(
     something of Z, then an arrival of X took Y, waited for Z, then for X, while a batch about X
     and Y held X and waited for Y: a deadlock, one of them rolled back (the batch answered 503).
     A run of moves alone locks its people in key order already (``migrations.apply_migrations``):
-    no statement more for a unit of moves only, as most are."""
+    no statement more for a unit of moves only, as most are. A person the unit registers or first
+    records by an arrival is locked by her key instead of her row (``persons._LOCK_PEOPLE``)."""
     touched: list[tuple[str, str, object]] = []
     runs, in_moves = 0, False
     for t, event_type, d in events:
