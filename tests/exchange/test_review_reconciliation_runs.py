@@ -52,7 +52,9 @@ def test_a_run_beside_another_of_its_pair_keeps_what_both_set_aside(xstack: Stac
             async with other.transaction():
                 await runs.keep_set_aside(other, a, c, [("certificate", number)])
                 mine = asyncio.ensure_future(
-                    reconciliation.reconcile(pool, settings, registries, reconciliation.Reconcile(A, C, "request"))
+                    reconciliation.reconcile(
+                        pool, settings, registries, reconciliation.Reconcile(A, C, "request")
+                    )
                 )
                 await lock_waiters(watch, 1, unless=mine)
             return await mine
