@@ -1,5 +1,5 @@
-"""Two runs of one pair at once both remember what they set aside (three registries on the real
-broker, over HTTP).
+"""What a pair's runs set aside (three registries on the real broker, over HTTP): two runs of one
+pair at once both remember it, and a registry is told to leave out only records it holds.
 
 A scheduled round holds an advisory lock against other rounds, but an operator's run of a pair
 (``POST /v1/reconciliations``) takes none: it may run beside the round's run of the same pair. Both
@@ -10,6 +10,7 @@ judge the same records set aside (``domain/reconcile.py`` ``set_aside``) and wri
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 import pytest
@@ -73,3 +74,53 @@ def test_a_run_beside_another_of_its_pair_keeps_what_both_set_aside(xstack: Stac
         c,
     )
     assert ("certificate", number) in {(r["record_type"], r["record_key"]) for r in kept}
+
+
+class _NotingLeftOut(RegistryClient):
+    """The exchange's own registry client, noting the records each registry is asked to leave out."""
+
+    def __init__(self, settings: ExchangeSettings) -> None:
+        super().__init__(settings)
+        self.told: dict[str, set[tuple[str, str]]] = {}
+
+    async def digests(
+        self, jurisdiction: str, counterpart: str, buckets: int, left_out: list[tuple[str, str]]
+    ) -> dict[str, Any]:
+        self.told.setdefault(jurisdiction, set()).update(left_out)
+        return await super().digests(jurisdiction, counterpart, buckets, left_out)
+
+
+def test_a_registry_is_not_told_the_keys_of_records_it_was_never_sent(xstack: Stack) -> None:
+    """After A -> B -> C, C was never sent the certificate A issued her at B, nor the birth and the
+    certificate B registered then (``_moved_on_to_c``). A-C's runs set them aside; the next asks
+    A, which holds them, to leave them out of its digests, and must not hand C their kinds, ids
+    and certificate numbers: C holds no copy to leave out."""
+    _, number = _moved_on_to_c(xstack)
+    exchange_db = xstack.service("migrant_exchange").dsn
+    urls = ",".join(
+        f"{s.jurisdictions[0]}={s.url}" for s in xstack.services if s.module == "services.registry"
+    )
+    settings = ExchangeSettings(
+        database_url=exchange_db,
+        registry_urls=urls,
+        registry_token=xstack.token(EXCHANGE_SERVICE),
+        reconciliation_buckets=BUCKETS,
+        reconciliation_timeout_seconds=60,
+    )
+
+    async def run() -> dict[str, set[tuple[str, str]]]:
+        pool = await create_pool(exchange_db, min_size=1, max_size=3)
+        registries = _NotingLeftOut(settings)
+        try:
+            for _ in range(2):  # the first sets it aside, the second asks to leave it out
+                await reconciliation.reconcile(
+                    pool, settings, registries, reconciliation.Reconcile(A, C, "request")
+                )
+            return registries.told
+        finally:
+            await registries.close()
+            await pool.close()
+
+    told = asyncio.run(run())
+    assert ("certificate", number) in told[A]  # A issued it: left out of its digests
+    assert told[C] == set()
