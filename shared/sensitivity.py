@@ -117,6 +117,9 @@ def neutral_route(template: str) -> str:
 
 # What an answer to a restricted notification says in place of its conflicting fields.
 FIELDS_WITHHELD = "(its fields withheld)"
+# A restricted record's own field in a reason, in any spelling (a field, or the rule that refused
+# it: "expected-delivery-plausible"): it says which kind the notification was, as the field did.
+_RESTRICTED_FIELD = re.compile(r"[\w.\-]*expected[_\-]delivery[\w.\-]*", re.IGNORECASE)
 
 
 def withheld_reason(reason: str | None, had_conflicts: bool) -> str | None:
@@ -125,8 +128,9 @@ def withheld_reason(reason: str | None, had_conflicts: bool) -> str | None:
     subject key, where a differing ``expected_delivery`` with both values, or a reason speaking of
     "the pregnancy", would say what her notification's neutral name does not. The reason is
     neutral (``neutral_text``) and says that the fields were withheld when there were some: the
-    answering registry's own record keeps its value, the sender's its own."""
-    text = neutral_text(reason or "").strip()
+    answering registry's own record keeps its value, the sender's its own. A rule that refused it
+    may name the field (``expected-delivery-plausible``): neutral too."""
+    text = _RESTRICTED_FIELD.sub(NEUTRAL_CATEGORY, neutral_text(reason or "")).strip()
     if had_conflicts:
         return f"{text} {FIELDS_WITHHELD}" if text else FIELDS_WITHHELD
     return None if reason is None else text

@@ -59,13 +59,16 @@ async def set_aside(conn: asyncpg.Connection, a: str, b: str) -> list[tuple[str,
 
 
 async def keep_set_aside(conn: asyncpg.Connection, a: str, b: str, held: Iterable[tuple[str, str]]) -> None:
-    """Remember these records (kind, exchange key) as the pair's set aside, in place of the last run's."""
+    """Remember these records (kind, exchange key) as the pair's set aside, in place of the last run's.
+    Another run of the pair at the same time (an operator's beside the scheduled round's, which
+    alone take a lock against each other) may have written some of them already: kept, not refused
+    (the second to write failed whole on the first's rows)."""
     rows = sorted(set(held))
     await conn.execute("DELETE FROM reconciliation_set_aside WHERE division_a = $1 AND division_b = $2", a, b)
     if rows:
         await conn.execute(
             """INSERT INTO reconciliation_set_aside (division_a, division_b, record_type, record_key)
-               SELECT $1, $2, * FROM unnest($3::text[], $4::text[])""",
+               SELECT $1, $2, * FROM unnest($3::text[], $4::text[]) ON CONFLICT DO NOTHING""",
             a,
             b,
             [kind for kind, _ in rows],

@@ -76,13 +76,23 @@ def set_aside(
     """Of these records (kind, exchange key), those ``held_by`` leaves out for the pair: their
     holders known, and not both of the pair among them.
 
-    A run remembers them, and the next asks both registries to leave them out of their digests:
-    her hukou A's copy of the birth B registered would otherwise make the A-C digests differ at
-    every run, and every run drill into her bucket to find nothing. Both sides leave out the same
-    records, as ``held_by`` judges both sides alike, so the digests agree where nothing else
-    differs. Judged again at every run (a pregnancy's holders go at its closure: it is compared
+    A run remembers them, and the next asks the registry of the pair that holds each to leave it
+    out of its digests (``held_at``): her hukou A's copy of the birth B registered would otherwise
+    make the A-C digests differ at every run, and every run drill into her bucket to find nothing.
+    The other side holds no copy, so the digests agree where nothing else differs. Judged again at every run (a pregnancy's holders go at its closure: it is compared
     again, as ``held_by`` would)."""
     return {h for h in held if not _shared(pair, h, holders)}
+
+
+def held_at(
+    side: str, held: Iterable[tuple[str, str]], holders: dict[tuple[str, str], set[str]]
+) -> list[tuple[str, str]]:
+    """Of these records set aside (``set_aside``), those ``side`` holds, as the holders say: what
+    its digests leave out. The other side of the pair was never sent them, and is not told their
+    kinds and keys either (a birth's id, a certificate's number: it was given each of them, the
+    whole A-C list, the birth B registered before she came). A copy it holds though never sent
+    one still counts in its digests, and the drill-down sets it aside (``held_by``)."""
+    return [h for h in held if side in holders.get(h, set())]
 
 
 def _shared(pair: tuple[str, str], held: tuple[str, str], holders: dict[tuple[str, str], set[str]]) -> bool:

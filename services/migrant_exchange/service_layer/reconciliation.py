@@ -22,6 +22,7 @@ from services.migrant_exchange.domain.reconcile import (
     Record,
     differences,
     differing_buckets,
+    held_at,
     held_by,
     held_twice,
     set_aside,
@@ -66,8 +67,10 @@ async def reconcile(
     """Compare both sides of (a, b): digests per bucket, then the records of differing buckets.
 
     The records one of the pair holds and the other was never sent (``held_by``) are set aside on
-    drill-down and remembered: the next run has both registries leave them out of their digests,
+    drill-down and remembered: the next run has the registries leave them out of their digests,
     so the pair's digests agree where nothing else differs, and her bucket is not drilled again.
+    Each registry is asked to leave out only the records it holds: the other was never sent them,
+    and is not told their keys (``held_at``).
 
     Every difference becomes an open discrepancy case (an open case found again is kept, not
     duplicated); open cases of the pair that this run no longer finds are resolved as cleared.
@@ -85,9 +88,11 @@ async def reconcile(
     try:
         async with pool.acquire() as conn:
             remembered = await runs.set_aside(conn, a, b)
-            left_out = sorted(set_aside((a, b), remembered, await repo.holders_of_many(conn, remembered)))
-        doc_a, doc_b = await asyncio.gather(
-            registries.digests(a, b, n, left_out), registries.digests(b, a, n, left_out)
+            known = await repo.holders_of_many(conn, remembered)
+        left_out = sorted(set_aside((a, b), remembered, known))
+        doc_a, doc_b = await asyncio.gather(  # each told only of what it holds
+            registries.digests(a, b, n, held_at(a, left_out, known)),
+            registries.digests(b, a, n, held_at(b, left_out, known)),
         )
         differing = differing_buckets(_digest_map(doc_a), _digest_map(doc_b))
         left, right = await _drill(registries, a, b, n, differing)

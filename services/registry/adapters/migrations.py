@@ -123,6 +123,31 @@ async def insert_migration(
     )
 
 
+# Her moves of a restored move's day made after it (by the events that made them: UUIDv7 ids,
+# made in order), in their order: each drawn a new ``seq`` in turn, so they follow it again.
+_MADE_AFTER = """SELECT o.id FROM migrations m
+                   JOIN migrations o ON o.jurisdiction = m.jurisdiction AND o.id_number = m.id_number
+                                    AND o.migration_date = m.migration_date AND o.id <> m.id
+                  WHERE m.jurisdiction = $1 AND m.id = $2
+                    AND coalesce(o.event_id, o.source_event_id) > coalesce(m.event_id, m.source_event_id)
+                  ORDER BY o.seq"""
+
+
+async def place_restored(conn: asyncpg.Connection, jurisdiction: str, migration_id: object) -> None:
+    """A move just restored whole (a reconciliation repair), under her row's lock: its ``seq``,
+    drawn at insert, put it after all her moves of its day, and made it her last where a move of
+    that day made after it was (her residence then followed it back). The moves of its day made
+    after it are given new numbers in their order, after it; where it was is lost with the row,
+    and the events that made them are the order they were made in."""
+    for row in await conn.fetch(_MADE_AFTER, jurisdiction, migration_id):
+        await conn.execute(
+            """UPDATE migrations SET seq = nextval(pg_get_serial_sequence('migrations', 'seq'))
+               WHERE jurisdiction = $1 AND id = $2""",
+            jurisdiction,
+            row["id"],
+        )
+
+
 async def insert_migrations(
     conn: asyncpg.Connection, moves: Sequence[tuple[str, Mapping[str, Any], str, Made]]
 ) -> set[uuid.UUID]:

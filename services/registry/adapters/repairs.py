@@ -65,7 +65,10 @@ async def insert_whole(
     if kind == "certificate":
         return await certificates.insert_copy(conn, here, w, source, source_event_id)
     if kind == "migration":
-        return await migrations.insert_migration(conn, here, w, w["kind"], made)
+        done = await migrations.insert_migration(conn, here, w, w["kind"], made)
+        if done:
+            await migrations.place_restored(conn, here, w["migration_id"])
+        return done
     if kind == "birth":
         return await births.insert_birth(conn, here, w, made)
     if kind == "marriage":
