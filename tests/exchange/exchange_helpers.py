@@ -17,6 +17,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from devstack.credentials import EXCHANGE_SERVICE
 from devstack.stack import Stack
 from services.migrant_exchange.service_layer import messagebus
 from services.migrant_exchange.settings import ExchangeSettings
@@ -262,4 +263,18 @@ def rest_only_client(stack: Stack, client_id: str) -> httpx.Client:
         base_url=stack.service("migrant_exchange").url,
         headers={"Authorization": f"Bearer {client_id}.{secret}"},
         timeout=10,
+    )
+
+
+def reconciliation_settings(stack: Stack, **extra: Any) -> ExchangeSettings:
+    """The exchange's settings for running reconciliation from a test as the exchange does: its
+    database, every registry of the stack over HTTP, and the exchange's service credential."""
+    urls = ",".join(
+        f"{s.jurisdictions[0]}={s.url}" for s in stack.services if s.module == "services.registry"
+    )
+    return ExchangeSettings(
+        database_url=stack.service("migrant_exchange").dsn,
+        registry_urls=urls,
+        registry_token=stack.token(EXCHANGE_SERVICE),
+        **extra,
     )

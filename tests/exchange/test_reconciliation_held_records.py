@@ -26,14 +26,23 @@ from typing import Any
 
 import pytest
 
-from devstack.credentials import EXCHANGE_SERVICE
 from devstack.stack import Stack
 from services.migrant_exchange.adapters.registries import RegistryClient
 from services.migrant_exchange.service_layer import reconciliation
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.db import create_pool
 from shared.identity import subject_key
-from tests.exchange.exchange_helpers import A, B, C, applied_at, new_person, ok, pregnant_at_b, registry_api
+from tests.exchange.exchange_helpers import (
+    A,
+    B,
+    C,
+    applied_at,
+    new_person,
+    ok,
+    pregnant_at_b,
+    reconciliation_settings,
+    registry_api,
+)
 from tests.helpers import Api, medical_certificate, query, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -186,15 +195,8 @@ def _reconcile_noting_drills(stack: Stack, x: str, y: str) -> tuple[dict[str, An
     """A run of the pair as the exchange makes it (its database, the registries over HTTP), and
     the buckets it drilled into."""
     exchange_db = stack.service("migrant_exchange").dsn
-    urls = ",".join(
-        f"{s.jurisdictions[0]}={s.url}" for s in stack.services if s.module == "services.registry"
-    )
-    settings = ExchangeSettings(
-        database_url=exchange_db,
-        registry_urls=urls,
-        registry_token=stack.token(EXCHANGE_SERVICE),
-        reconciliation_buckets=BUCKETS,
-        reconciliation_timeout_seconds=60,
+    settings = reconciliation_settings(
+        stack, reconciliation_buckets=BUCKETS, reconciliation_timeout_seconds=60
     )
 
     async def run() -> tuple[dict[str, Any], set[int]]:

@@ -15,14 +15,13 @@ from typing import Any
 import asyncpg
 import pytest
 
-from devstack.credentials import EXCHANGE_SERVICE
 from devstack.stack import Stack
 from services.migrant_exchange.adapters import reconciliations as runs
 from services.migrant_exchange.adapters.registries import RegistryClient
 from services.migrant_exchange.service_layer import reconciliation
 from services.migrant_exchange.settings import ExchangeSettings
 from shared.db import create_pool
-from tests.exchange.exchange_helpers import A, C
+from tests.exchange.exchange_helpers import A, C, reconciliation_settings
 from tests.exchange.test_reconciliation_held_records import BUCKETS, _moved_on_to_c
 from tests.helpers import lock_waiters, query
 
@@ -32,15 +31,8 @@ pytestmark = pytest.mark.e2e
 def test_a_run_beside_another_of_its_pair_keeps_what_both_set_aside(xstack: Stack) -> None:
     _, number = _moved_on_to_c(xstack)  # A's certificate, sent to B alone: set aside for A-C
     exchange_db = xstack.service("migrant_exchange").dsn
-    urls = ",".join(
-        f"{s.jurisdictions[0]}={s.url}" for s in xstack.services if s.module == "services.registry"
-    )
-    settings = ExchangeSettings(
-        database_url=exchange_db,
-        registry_urls=urls,
-        registry_token=xstack.token(EXCHANGE_SERVICE),
-        reconciliation_buckets=BUCKETS,
-        reconciliation_timeout_seconds=60,
+    settings = reconciliation_settings(
+        xstack, reconciliation_buckets=BUCKETS, reconciliation_timeout_seconds=60
     )
     a, c = sorted((A, C))
 
@@ -97,15 +89,8 @@ def test_a_registry_is_not_told_the_keys_of_records_it_was_never_sent(xstack: St
     and certificate numbers: C holds no copy to leave out."""
     _, number = _moved_on_to_c(xstack)
     exchange_db = xstack.service("migrant_exchange").dsn
-    urls = ",".join(
-        f"{s.jurisdictions[0]}={s.url}" for s in xstack.services if s.module == "services.registry"
-    )
-    settings = ExchangeSettings(
-        database_url=exchange_db,
-        registry_urls=urls,
-        registry_token=xstack.token(EXCHANGE_SERVICE),
-        reconciliation_buckets=BUCKETS,
-        reconciliation_timeout_seconds=60,
+    settings = reconciliation_settings(
+        xstack, reconciliation_buckets=BUCKETS, reconciliation_timeout_seconds=60
     )
 
     async def run() -> dict[str, set[tuple[str, str]]]:
