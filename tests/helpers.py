@@ -49,15 +49,15 @@ async def lock_waiters(conn: asyncpg.Connection, n: int, unless: asyncio.Future[
 
 
 def read_topic(stack: Stack, topic: str) -> list[tuple[bytes, dict[str, bytes]]]:
-    """Every message on the topic with its headers, read from the beginning by a consumer group of
-    its own, as any reader of the broker gets them."""
+    """Every message on the topic with its headers, read from the beginning by a reader in no
+    consumer group (all partitions, no group to join), as any reader of the broker gets them."""
     from aiokafka import AIOKafkaConsumer
 
     async def run() -> list[tuple[bytes, dict[str, bytes]]]:
         consumer = AIOKafkaConsumer(
             topic,
             bootstrap_servers=stack.bootstrap,
-            group_id=f"eavesdropper-{uuid.uuid4().hex[:8]}",
+            group_id=None,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
         )

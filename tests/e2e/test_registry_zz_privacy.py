@@ -145,7 +145,7 @@ async def _topic_messages(
     consumer = AIOKafkaConsumer(
         *topics,
         bootstrap_servers=bootstrap,
-        group_id=f"privacy-scan-{uuid.uuid4().hex[:8]}",
+        group_id=None,  # every partition, no group to join
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
