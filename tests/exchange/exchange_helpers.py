@@ -246,6 +246,18 @@ def pregnant_at_b(stack: Stack) -> tuple[str, str]:
     return mother, str(registered["pregnancy_id"])
 
 
+def pregnancy_registered(stack: Stack, at: str, hukou: str) -> tuple[str, dict[str, Any]]:
+    """A woman of ``hukou`` living at ``at``, registered there with her pregnancy (registered on
+    2026-02-01, due 2026-10-20): her identity number and the registry's answer to the pregnancy."""
+    registry = registry_api(stack, at)
+    her = new_person()
+    born = f"{her[6:10]}-{her[10:12]}-{her[12:14]}"
+    person = {"id_number": her, "name": "林芳", "sex": "F", "birth_date": born}
+    ok(registry.post("/v1/persons", person | {"hukou_division": hukou, "residence_division": at}))
+    pregnancy = {"mother_id_number": her, "registered_on": "2026-02-01", "expected_delivery": "2026-10-20"}
+    return her, ok(registry.post("/v1/pregnancies", pregnancy))
+
+
 def rest_only_client(stack: Stack, client_id: str) -> httpx.Client:
     """A REST client of 510104 (``OFFLINE``: no registry on Kafka) under ``client_id``, with a
     fresh secret."""

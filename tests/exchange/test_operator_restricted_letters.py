@@ -24,7 +24,7 @@ import pytest
 from devstack.embedded import env_with
 from devstack.stack import ROOT, Stack
 from shared.sensitivity import NEUTRAL_CATEGORY
-from tests.exchange.exchange_helpers import A, B, new_person, ok, produce, registry_api
+from tests.exchange.exchange_helpers import A, B, ok, pregnancy_registered, produce, registry_api
 from tests.helpers import query, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -122,17 +122,7 @@ def test_the_notification_of_a_corrected_pregnancy_reads_as_a_restricted_event(x
     listing names it by the neutral category, as it does the registration, while B reads its
     own notification by its real type."""
     since = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)).isoformat()  # only this test's traffic
-    at = registry_api(xstack, A)
-    her = new_person()
-    born = f"{her[6:10]}-{her[10:12]}-{her[12:14]}"
-    person = {"id_number": her, "name": "林芳", "sex": "F", "birth_date": born}
-    ok(at.post("/v1/persons", person | {"hukou_division": B, "residence_division": A}))
-    pregnancy = ok(
-        at.post(
-            "/v1/pregnancies",
-            {"mother_id_number": her, "registered_on": "2026-02-01", "expected_delivery": "2026-10-20"},
-        )
-    )
+    _, pregnancy = pregnancy_registered(xstack, A, B)
     body = {
         "corrected_event_id": str(pregnancy["event_id"]),
         "record_type": "pregnancy",
@@ -140,7 +130,7 @@ def test_the_notification_of_a_corrected_pregnancy_reads_as_a_restricted_event(x
         "changes": {"expected_delivery": "2026-10-27"},
         "reason": "misread from the form",
     }
-    fixed = str(ok(at.post("/v1/corrections", body))["event_id"])
+    fixed = str(ok(registry_api(xstack, A).post("/v1/corrections", body))["event_id"])
     exchange_db = xstack.service("migrant_exchange").dsn
     wait_until(
         lambda: query(

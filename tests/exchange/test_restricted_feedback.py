@@ -29,8 +29,8 @@ from tests.exchange.exchange_helpers import (
     Registries,
     new_person,
     ok,
+    pregnancy_registered,
     produce,
-    registry_api,
     rest_only_client,
 )
 from tests.helpers import query, read_topic, wait_until
@@ -119,17 +119,7 @@ def test_a_rest_answer_to_a_pregnancy_is_relayed_withheld_and_shown_to_operators
     ``expected_delivery`` and both values, a reason naming the pregnancy. The exchange accepts it;
     the answer it relays to the broker names no field, no value, no pregnancy, and the operator sees the conflict by no field name that tells the kind."""
     offline = rest_only_client(xstack, "restricted-feedback-510104")
-    at_b = registry_api(xstack, B)
-    her = new_person()
-    born = f"{her[6:10]}-{her[10:12]}-{her[12:14]}"
-    person = {"id_number": her, "name": "林芳", "sex": "F", "birth_date": born}
-    ok(at_b.post("/v1/persons", person | {"hukou_division": OFFLINE, "residence_division": B}))
-    pregnancy = ok(
-        at_b.post(
-            "/v1/pregnancies",
-            {"mother_id_number": her, "registered_on": "2026-02-01", "expected_delivery": "2026-10-20"},
-        )
-    )
+    _, pregnancy = pregnancy_registered(xstack, B, OFFLINE)
     note = _notification(xstack, uuid.UUID(str(pregnancy["event_id"])), OFFLINE, ("pending", "overdue"))
     conflict = {
         "outcome": "conflict",

@@ -26,7 +26,15 @@ from shared.events.catalog import ADDRESSEE_HEADER
 from shared.events.payloads import SealedPayload
 from shared.sealing import notification_aad, notification_contents, open_sealed
 from shared.sensitivity import NEUTRAL_CATEGORY
-from tests.exchange.exchange_helpers import OFFLINE, A, B, new_person, ok, registry_api, rest_only_client
+from tests.exchange.exchange_helpers import (
+    OFFLINE,
+    A,
+    B,
+    ok,
+    pregnancy_registered,
+    registry_api,
+    rest_only_client,
+)
 from tests.helpers import query, read_topic, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -52,17 +60,7 @@ def _told(value: bytes, headers: dict[str, bytes]) -> list[bytes]:
 def _her_pregnancy_corrected_at_a(stack: Stack, hukou: str) -> tuple[str, str, str]:
     """A woman of ``hukou`` living at A: A registers her pregnancy (``hukou`` is told), then
     corrects its due date. Her identity number, the pregnancy id and the correction's event id."""
-    at = registry_api(stack, A)
-    her = new_person()
-    born = f"{her[6:10]}-{her[10:12]}-{her[12:14]}"
-    person = {"id_number": her, "name": "林芳", "sex": "F", "birth_date": born}
-    ok(at.post("/v1/persons", person | {"hukou_division": hukou, "residence_division": A}))
-    pregnancy = ok(
-        at.post(
-            "/v1/pregnancies",
-            {"mother_id_number": her, "registered_on": "2026-02-01", "expected_delivery": "2026-10-20"},
-        )
-    )
+    her, pregnancy = pregnancy_registered(stack, A, hukou)
     exchange_db = stack.service("migrant_exchange").dsn
     wait_until(
         lambda: query(
@@ -80,7 +78,11 @@ def _her_pregnancy_corrected_at_a(stack: Stack, hukou: str) -> tuple[str, str, s
         "changes": {"expected_delivery": "2026-10-27"},
         "reason": "misread from the form",
     }
-    return her, str(pregnancy["pregnancy_id"]), str(ok(at.post("/v1/corrections", body))["event_id"])
+    return (
+        her,
+        str(pregnancy["pregnancy_id"]),
+        str(ok(registry_api(stack, A).post("/v1/corrections", body))["event_id"]),
+    )
 
 
 def test_a_corrected_pregnancy_is_named_only_by_the_neutral_category_and_applied_at_its_target(

@@ -124,6 +124,18 @@ def _opposite_batches(
     return one, two
 
 
+async def _apply_unit(dsn: str, settings: RegistrySettings, unit: list[Any]) -> None:
+    """The consumer's unit of work: these notifications applied in one transaction, on a
+    connection set up as the consumer's pool sets its connections up."""
+    conn = await asyncpg.connect(dsn)
+    await init_connection(conn)
+    try:
+        async with conn.transaction():
+            await apply_notifications(conn, settings, unit)
+    finally:
+        await conn.close()
+
+
 def _statuses(answer: Any) -> list[int]:
     assert not isinstance(answer, BaseException), repr(answer)
     assert answer.status_code == 200, answer.text
@@ -216,15 +228,6 @@ def test_a_batch_and_the_consumers_unit_of_work_about_the_same_people_both_pass(
         _name_correction(y),
     ]
 
-    async def consume() -> None:
-        conn = await asyncpg.connect(dsn)
-        await init_connection(conn)  # as the consumer's pool connects
-        try:
-            async with conn.transaction():
-                await apply_notifications(conn, settings, unit)
-        finally:
-            await conn.close()
-
     async def run() -> tuple[tuple[Any, Any], list[Any]]:
         holder = await asyncpg.connect(dsn)
         try:
@@ -232,7 +235,7 @@ def test_a_batch_and_the_consumers_unit_of_work_about_the_same_people_both_pass(
                 await holder.execute(
                     "SELECT 1 FROM persons WHERE jurisdiction = $1 AND id_number = $2 FOR UPDATE", HERE, z
                 )
-                consumer = asyncio.create_task(consume())
+                consumer = asyncio.create_task(_apply_unit(dsn, settings, unit))
                 await lock_waiters(holder, 1)
                 batch = asyncio.create_task(
                     asyncio.to_thread(client.post, "/v1/batches", json={"items": items})
@@ -305,15 +308,6 @@ def test_a_batch_and_the_consumers_unit_of_work_registering_the_same_new_people_
     ]
     items = [_new_person(x), _dissolution(m), _new_person(y, "M")]
 
-    async def consume() -> None:
-        conn = await asyncpg.connect(dsn)
-        await init_connection(conn)  # as the consumer's pool connects
-        try:
-            async with conn.transaction():
-                await apply_notifications(conn, settings, unit)
-        finally:
-            await conn.close()
-
     async def run() -> tuple[list[Any], int]:
         holder = await asyncpg.connect(dsn)
         try:
@@ -327,7 +321,7 @@ def test_a_batch_and_the_consumers_unit_of_work_registering_the_same_new_people_
                     asyncio.to_thread(client.post, "/v1/batches", json={"items": items})
                 )
                 await lock_waiters(holder, 1)
-                consumer = asyncio.create_task(consume())
+                consumer = asyncio.create_task(_apply_unit(dsn, settings, unit))
                 await lock_waiters(holder, 2)
             answers = await asyncio.gather(batch, consumer, return_exceptions=True)
             held = await holder.fetchval(
